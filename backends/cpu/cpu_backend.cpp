@@ -1,0 +1,20 @@
+// The CPU backend: oneDNN for matrix products, reference kernels for the rest.
+#include "backends/backend.h"
+#include "backends/reference/reference_backend.h"
+
+namespace cb {
+
+namespace {
+class CpuBackend : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  std::unique_ptr<Kernel> create_kernel(const Node& node) const override {
+    KernelFn fn = reference_kernels().find(node.domain, node.op_type);
+    return fn ? make_function_kernel(fn) : nullptr;
+  }
+};
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace cb

@@ -1,0 +1,167 @@
+#include "frontend/npy.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "ir/error.h"
+
+namespace cb {
+
+namespace {
+
+const char* descr_of(DType t) {
+  switch (t) {
+    case DType::f32: return "<f4";
+    case DType::f64: return "<f8";
+    case DType::f16: return "<f2";
+    case DType::i64: return "<i8";
+    case DType::i32: return "<i4";
+    case DType::i16: return "<i2";
+    case DType::i8: return "|i1";
+    case DType::u64: return "<u8";
+    case DType::u32: return "<u4";
+    case DType::u16: return "<u2";
+    case DType::u8: return "|u1";
+    case DType::boolean: return "|b1";
+    case DType::bf16: return "<V2";  // NumPy has no bfloat16; raw 2-byte values
+    default: return nullptr;
+  }
+}
+
+std::optional<DType> dtype_of_descr(const std::string& d) {
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::i64, DType::i32, DType::i16, DType::i8,
+                  DType::u64, DType::u32, DType::u16, DType::u8, DType::boolean}) {
+    std::string want = descr_of(t);
+    if (d == want || (d.size() == 3 && want.size() == 3 && d[0] == '=' && d.substr(1) == want.substr(1)))
+      return t;
+  }
+  if (d == "<b1" || d == "=b1") return DType::boolean;
+  if (d == "<i1" || d == "<u1") return d[1] == 'i' ? DType::i8 : DType::u8;
+  return std::nullopt;
+}
+
+// Returns the text of dictionary key `key` in the header ("'descr': '<f4'").
+std::string header_field(const std::string& h, const std::string& key, const std::string& what) {
+  size_t p = h.find("'" + key + "'");
+  CB_CHECK(p != std::string::npos, what << ": .npy header has no '" << key << "'");
+  p = h.find(':', p);
+  CB_CHECK(p != std::string::npos, what << ": malformed .npy header");
+  ++p;
+  while (p < h.size() && h[p] == ' ') ++p;
+  size_t end;
+  if (h[p] == '(') {
+    end = h.find(')', p);
+    CB_CHECK(end != std::string::npos, what << ": malformed shape in .npy header");
+    return h.substr(p, end - p + 1);
+  }
+  end = h.find_first_of(",}", p);
+  return h.substr(p, end - p);
+}
+
+}  // namespace
+
+Tensor npy_parse(const std::string& bytes, const std::string& what) {
+  CB_CHECK(bytes.size() >= 10 && std::memcmp(bytes.data(), "\x93NUMPY", 6) == 0,
+           what << ": not a .npy file (bad magic)");
+  int major = uint8_t(bytes[6]);
+  size_t header_len, header_start;
+  if (major == 1) {
+    header_len = uint8_t(bytes[8]) | size_t(uint8_t(bytes[9])) << 8;
+    header_start = 10;
+  } else {
+    CB_CHECK(bytes.size() >= 12 && (major == 2 || major == 3),
+             what << ": unsupported .npy version " << major);
+    header_len = 0;
+    for (int i = 0; i < 4; ++i) header_len |= size_t(uint8_t(bytes[8 + i])) << (8 * i);
+    header_start = 12;
+  }
+  CB_CHECK(header_start + header_len <= bytes.size(), what << ": truncated .npy header");
+  std::string h = bytes.substr(header_start, header_len);
+  std::string descr = header_field(h, "descr", what);
+  std::string order = header_field(h, "fortran_order", what);
+  std::string shape = header_field(h, "shape", what);
+  auto strip = [](std::string s) {
+    while (!s.empty() && (s.front() == '\'' || s.front() == '"' || s.front() == ' ')) s.erase(0, 1);
+    while (!s.empty() && (s.back() == '\'' || s.back() == '"' || s.back() == ' ')) s.pop_back();
+    return s;
+  };
+  descr = strip(descr);
+  CB_CHECK(strip(order) == "False", what << ": Fortran-order .npy arrays are not supported");
+  auto dt = dtype_of_descr(descr);
+  CB_CHECK(dt, what << ": unsupported .npy dtype '" << descr << "'");
+  std::vector<int64_t> dims;
+  std::string inner = shape.substr(1, shape.size() - 2);
+  std::stringstream ss(inner);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    tok = strip(tok);
+    if (tok.empty()) continue;
+    char* end = nullptr;
+    long long v = std::strtoll(tok.c_str(), &end, 10);
+    CB_CHECK(end && *end == 0 && v >= 0, what << ": bad dimension '" << tok << "' in .npy shape");
+    dims.push_back(v);
+  }
+  Tensor t = Tensor::empty(*dt, dims);
+  size_t data_start = header_start + header_len;
+  CB_CHECK(bytes.size() - data_start >= t.nbytes(),
+           what << ": truncated .npy data (" << bytes.size() - data_start << " bytes for "
+                << dtype_name(*dt) << dims_str(dims) << ", which needs " << t.nbytes() << ")");
+  std::memcpy(t.raw(), bytes.data() + data_start, t.nbytes());
+  return t;
+}
+
+static std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  CB_CHECK(f, "cannot open '" << path << "'");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+Tensor npy_read(const std::string& path) { return npy_parse(read_file(path), path); }
+
+std::string npy_serialize(const Tensor& t) {
+  const char* d = descr_of(t.dtype());
+  CB_CHECK(d, "cannot write dtype " << dtype_name(t.dtype()) << " to .npy");
+  std::string shape = "(";
+  for (size_t i = 0; i < t.rank(); ++i) shape += std::to_string(t.dim(i)) + (t.rank() == 1 || i + 1 < t.rank() ? "," : "");
+  shape += ")";
+  std::string h = std::string("{'descr': '") + d + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  size_t total = 10 + h.size() + 1;
+  h.append((64 - total % 64) % 64, ' ');
+  h += '\n';
+  std::string out = "\x93NUMPY";
+  out += char(1);
+  out += char(0);
+  out += char(h.size() & 0xff);
+  out += char(h.size() >> 8);
+  out += h;
+  out.append(static_cast<const char*>(t.raw()), t.nbytes());
+  return out;
+}
+
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    CB_CHECK(f, "cannot write '" << tmp << "'");
+    f.write(bytes.data(), std::streamsize(bytes.size()));
+    f.flush();
+    if (!f) {
+      std::remove(tmp.c_str());
+      CB_FAIL("error writing '" << tmp << "' (disk full?)");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    CB_FAIL("cannot rename '" << tmp << "' to '" << path << "': " << std::strerror(errno));
+  }
+}
+
+void npy_write(const std::string& path, const Tensor& t) { write_file_atomic(path, npy_serialize(t)); }
+
+}  // namespace cb

@@ -1,0 +1,7 @@
+#include "ir/op_registry.h"
+
+namespace cb {
+
+void register_nn_ops(OpRegistry&) {}
+
+}  // namespace cb

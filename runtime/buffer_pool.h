@@ -1,0 +1,25 @@
+// Reuses output buffers across nodes and across runs. Fresh memory costs about
+// 3 ms per MiB on first touch here, so a model run should allocate nothing new
+// after its first (warm-up) call. A pooled buffer is free when the pool holds
+// the only reference to it: tensors handed to the caller keep theirs alive.
+#pragma once
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "ir/tensor.h"
+
+namespace cb {
+
+class BufferPool {
+ public:
+  std::shared_ptr<Buffer> get(size_t bytes);
+  size_t bytes_held() const { return bytes_held_; }
+  void clear() { buckets_.clear(); bytes_held_ = 0; }
+
+ private:
+  std::map<size_t, std::vector<std::shared_ptr<Buffer>>> buckets_;
+  size_t bytes_held_ = 0;
+};
+
+}  // namespace cb
