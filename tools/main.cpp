@@ -1,2 +1,55 @@
+// Entry point of the `codebook` command line.
+#include <boost/program_options/errors.hpp>
+#include <cstring>
 #include <iostream>
-int main() { std::cout << "codebook\n"; return 0; }
+
+#include "ir/error.h"
+#include "tools/command.h"
+
+namespace cb::tools {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> cmds = {
+      {"inspect", "print a model's parameters, ops, inputs/outputs and layers", cmd_inspect},
+      {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
+      {"bench", "time the forward pass of a model", cmd_bench},
+      {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},
+  };
+  return cmds;
+}
+
+static void usage(std::ostream& os) {
+  os << "usage: codebook <command> [options]   (codebook <command> --help for details)\n\ncommands:\n";
+  for (auto& c : commands()) os << "  " << c.name << std::string(14 - std::strlen(c.name), ' ') << c.summary << "\n";
+}
+
+}  // namespace cb::tools
+
+int main(int argc, char** argv) {
+  using namespace cb::tools;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  for (auto& c : commands()) {
+    if (std::strcmp(argv[1], c.name) != 0) continue;
+    try {
+      return c.main(argc - 1, argv + 1);
+    } catch (const cb::Error& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 2;
+    } catch (const boost::program_options::error& e) {
+      std::cerr << "error: " << e.what() << " (see codebook " << c.name << " --help)\n";
+      return 2;
+    } catch (const std::bad_alloc&) {
+      std::cerr << "error: out of memory\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 2;
+    }
+  }
+  std::cerr << "error: unknown command '" << argv[1] << "'\n";
+  usage(std::cerr);
+  return 2;
+}

@@ -1,0 +1,28 @@
+// ONNX import: a ModelProto (opsets 7..27 of ai.onnx) becomes one cb::Graph.
+// Older-opset forms are upgraded to the latest semantics (attributes that
+// became inputs, legacy Softmax), model-local functions are inlined,
+// initializers become constant values (external data is memory-mapped, not
+// copied), graph inputs keep their symbolic dims (dim_param) and the graph is
+// type-checked and canonicalised (constant and shape folding, CSE, DCE).
+// Anything unsupported fails here, naming the op, the node and the opset.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "ir/graph.h"
+
+namespace cb {
+
+struct ImportOptions {
+  bool canonicalize = true;  // run the canonicalisation pipeline after import
+  // Unknown (unnamed) dims of graph inputs get names "<input>_dim<i>" so that
+  // every run binds them; keeps symbolic shape reasoning possible.
+  bool name_unknown_input_dims = true;
+};
+
+std::shared_ptr<Graph> import_onnx(const std::string& path, const ImportOptions& opts = {});
+// `base_dir` resolves external-data locations; `what` names the source in errors.
+std::shared_ptr<Graph> import_onnx_bytes(const std::string& bytes, const std::string& base_dir,
+                                         const std::string& what, const ImportOptions& opts = {});
+
+}  // namespace cb

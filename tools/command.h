@@ -1,0 +1,24 @@
+// Subcommands of the `codebook` tool: one file per subcommand (tools/cmd_*.cpp),
+// each a main-like function. tools/main.cpp dispatches and turns cb::Error and
+// option errors into a one-line message and exit code 2.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace cb::tools {
+
+// argv[0] is the subcommand name; the rest are its arguments.
+int cmd_inspect(int argc, char** argv);
+int cmd_run(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
+int cmd_conformance(int argc, char** argv);
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*main)(int argc, char** argv);
+};
+
+const std::vector<Command>& commands();
+
+}  // namespace cb::tools
