@@ -1,12 +1,92 @@
+// codebook bench MODEL: times the forward pass alone (import and compile excluded).
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <iomanip>
 #include <iostream>
+#include <random>
 
+#include "ir/error.h"
+#include "runtime/executable.h"
 #include "tools/command.h"
+#include "tools/model_io.h"
+
+namespace po = boost::program_options;
 
 namespace cb::tools {
 
-int cmd_bench(int, char**) {
-  std::cerr << "codebook bench: not implemented yet\n";
-  return 2;
+int cmd_bench(int argc, char** argv) {
+  po::options_description opts("usage: codebook bench MODEL [options]\n\noptions");
+  opts.add_options()("help,h", "show this help")("model", po::value<std::string>(), "ONNX model file")(
+      "shape", po::value<std::string>()->default_value("1x128"), "BATCHxSEQ of input_ids")(
+      "runs", po::value<int>()->default_value(10), "timed runs")(
+      "warmup", po::value<int>()->default_value(2), "untimed warm-up runs")(
+      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
+      "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
+      "profile", "print time per op type")("json", "print the result as one JSON line");
+  po::positional_options_description pos;
+  pos.add("model", 1);
+  po::variables_map vm;
+  po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
+  if (vm.count("help")) {
+    std::cout << opts;
+    return 0;
+  }
+  po::notify(vm);
+  if (!vm.count("model")) throw po::error("missing MODEL");
+  std::vector<int64_t> shape = parse_shape(vm["shape"].as<std::string>());
+  CB_CHECK(shape.size() == 2, "--shape must be BATCHxSEQ");
+  int runs = vm["runs"].as<int>(), warmup = vm["warmup"].as<int>();
+  CB_CHECK(runs > 0 && warmup >= 0, "--runs must be positive and --warmup non-negative");
+  set_num_threads(vm["threads"].as<int>());
+
+  LoadedModel m = load_model(vm["model"].as<std::string>());
+  int64_t vocab = vocab_size(*m.graph);
+  std::mt19937_64 rng(0);
+  std::vector<int64_t> ids(static_cast<size_t>(shape[0] * shape[1]));
+  for (auto& t : ids) t = int64_t(rng() % uint64_t(vocab > 0 ? vocab : 2));
+  auto inputs = lm_inputs(*m.graph, ids, shape[0], shape[1]);
+  auto backend = make_backend(vm["backend"].as<std::string>());
+  CompileOptions copts;
+  copts.num_threads = vm["threads"].as<int>();
+  copts.profile = vm.count("profile") > 0;
+  auto exe = Executable::compile(m.graph, *backend, copts);
+  for (int i = 0; i < warmup; ++i) exe->run(inputs);
+  std::vector<double> ms;
+  for (int i = 0; i < runs; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    exe->run(inputs);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  double median = sorted[sorted.size() / 2];
+  if (sorted.size() % 2 == 0) median = (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
+  double tps = double(shape[0] * shape[1]) / (median / 1000.0);
+  if (vm.count("json")) {
+    std::cout << std::fixed << std::setprecision(3) << "{\"backend\": \"" << backend->name() << "\", \"shape\": \""
+              << vm["shape"].as<std::string>() << "\", \"runs\": " << runs << ", \"median_ms\": " << median
+              << ", \"min_ms\": " << sorted.front() << ", \"max_ms\": " << sorted.back()
+              << ", \"tokens_per_s\": " << tps << ", \"import_ms\": " << m.import_ms << "}\n";
+  } else {
+    std::cout << std::fixed << std::setprecision(2) << "backend " << backend->name() << ", shape "
+              << vm["shape"].as<std::string>() << ", " << runs << " runs after " << warmup << " warm-up\n"
+              << "median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back()
+              << " ms, " << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1)
+              << m.import_ms << " ms)\n";
+  }
+  if (copts.profile) {
+    std::vector<std::pair<std::string, OpProfile>> prof(exe->profile().begin(), exe->profile().end());
+    std::sort(prof.begin(), prof.end(), [](auto& a, auto& b) { return a.second.ms > b.second.ms; });
+    double total = 0;
+    for (auto& [op, p] : prof) total += p.ms;
+    std::cout << "time per op type (all runs incl. warm-up):\n";
+    for (auto& [op, p] : prof)
+      std::cout << "  " << std::setw(24) << std::left << op << std::right << std::setw(10) << std::setprecision(2)
+                << p.ms << " ms " << std::setw(6) << std::setprecision(1) << 100 * p.ms / total << "%  "
+                << p.calls << " calls\n";
+  }
+  return 0;
 }
 
 }  // namespace cb::tools

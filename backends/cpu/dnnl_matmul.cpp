@@ -1,0 +1,179 @@
+// MatMul (numpy semantics) and Gemm through oneDNN's matmul primitive.
+//
+// A primitive is specialised to shapes, so each kernel caches the primitive of
+// the last input shapes it saw: a model run at one (batch, seq) size builds
+// each primitive once, on the first run. Batch dims are broadcast by oneDNN
+// after padding both operands to the same rank; transposes (Gemm) are strides;
+// Gemm's alpha is an output scale, a [N]-shaped C is the primitive's bias and
+// any other C is copied into the output first and added with a sum post-op.
+#include "backends/cpu/dnnl_matmul.h"
+
+#include <cstring>
+#include <dnnl.hpp>
+
+#include "backends/reference/kernel_util.h"
+#include "backends/reference/reference_backend.h"
+#include "ir/error.h"
+
+namespace cb {
+
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+std::optional<dnnl::memory::data_type> dnnl_type(DType t) {
+  switch (t) {
+    case DType::f32: return dnnl::memory::data_type::f32;
+    case DType::bf16: return dnnl::memory::data_type::bf16;
+    case DType::f16: return dnnl::memory::data_type::f16;
+    default: return std::nullopt;
+  }
+}
+
+dnnl::memory::desc plain_md(const std::vector<int64_t>& dims, dnnl::memory::data_type dt) {
+  dnnl::memory::dims d(dims.begin(), dims.end());
+  dnnl::memory::dims s(contiguous_strides(dims).begin(), contiguous_strides(dims).end());
+  return dnnl::memory::desc(d, dt, s);
+}
+
+std::vector<int64_t> pad_rank(const std::vector<int64_t>& dims, size_t rank) {
+  std::vector<int64_t> d(rank - dims.size(), 1);
+  d.insert(d.end(), dims.begin(), dims.end());
+  return d;
+}
+
+struct Prepared {
+  std::vector<int64_t> a_dims, b_dims, c_dims;
+  dnnl::matmul prim;
+  dnnl::memory::desc a_md, b_md, c_md, out_md;
+  bool use_bias = false, use_sum = false;
+};
+
+class DnnlMatMulKernel : public Kernel {
+ public:
+  DnnlMatMulKernel(bool gemm, const Node& node) : gemm_(gemm) {
+    if (gemm) {
+      trans_a_ = node.attr_int("transA", 0) != 0;
+      trans_b_ = node.attr_int("transB", 0) != 0;
+      alpha_ = node.attr_float("alpha", 1.0f);
+      beta_ = node.attr_float("beta", 1.0f);
+    }
+  }
+
+  void run(KernelContext& ctx) override {
+    const Tensor& a = ctx.in(0);
+    const Tensor& b = ctx.in(1);
+    const Tensor* c = gemm_ && ctx.inputs.size() > 2 ? ctx.inputs[2] : nullptr;
+    if (c && beta_ == 0.0f) c = nullptr;
+    Tensor& out = ctx.out(0);
+    if (out.numel() == 0) return;
+    auto dt = dnnl_type(a.dtype());
+    if (!dt || a.rank() < 2 || b.rank() < 2 || a.dtype() != b.dtype() || a.numel() == 0 ||
+        b.numel() == 0) {
+      fallback(ctx);
+      return;
+    }
+    if (!prepared_ || prepared_->a_dims != a.dims() || prepared_->b_dims != b.dims() ||
+        (c ? prepared_->c_dims != c->dims() : !prepared_->c_dims.empty() || prepared_->use_bias ||
+                                                  prepared_->use_sum)) {
+      try {
+        prepare(a, b, c, out, *dt);
+      } catch (const dnnl::error&) {
+        prepared_.reset();
+        fallback(ctx);
+        return;
+      }
+    }
+    Prepared& p = *prepared_;
+    auto& eng = cpu_engine();
+    dnnl::stream stream(eng);
+    dnnl::memory am(p.a_md, eng, a.raw()), bm(p.b_md, eng, b.raw()), om(p.out_md, eng, out.raw());
+    std::unordered_map<int, dnnl::memory> args = {
+        {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}};
+    if (p.use_bias) {
+      args[DNNL_ARG_BIAS] = dnnl::memory(p.c_md, eng, c->raw());
+    } else if (p.use_sum) {
+      broadcast_into(*c, out);
+    }
+    p.prim.execute(stream, args);
+    stream.wait();
+  }
+
+ private:
+  void prepare(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out,
+               dnnl::memory::data_type dt) {
+    auto p = std::make_unique<Prepared>();
+    p->a_dims = a.dims();
+    p->b_dims = b.dims();
+    if (c) p->c_dims = c->dims();
+    size_t rank = std::max(a.rank(), b.rank());
+    std::vector<int64_t> ad = pad_rank(a.dims(), rank), bd = pad_rank(b.dims(), rank);
+    std::vector<int64_t> as = contiguous_strides(ad), bs = contiguous_strides(bd);
+    // Logical [.., M, K] / [.., K, N] views; a transpose swaps the last two dims and strides.
+    if (trans_a_) { std::swap(ad[rank - 1], ad[rank - 2]); std::swap(as[rank - 1], as[rank - 2]); }
+    if (trans_b_) { std::swap(bd[rank - 1], bd[rank - 2]); std::swap(bs[rank - 1], bs[rank - 2]); }
+    p->a_md = dnnl::memory::desc(dnnl::memory::dims(ad.begin(), ad.end()), dt,
+                                 dnnl::memory::dims(as.begin(), as.end()));
+    p->b_md = dnnl::memory::desc(dnnl::memory::dims(bd.begin(), bd.end()), dt,
+                                 dnnl::memory::dims(bs.begin(), bs.end()));
+    std::vector<int64_t> od = pad_rank(out.dims(), rank);
+    p->out_md = plain_md(od, dt);
+    dnnl::primitive_attr attr;
+    if (alpha_ != 1.0f) attr.set_output_scales(0, {alpha_});
+    int64_t n = od[rank - 1];
+    if (c && beta_ == 1.0f && c->numel() == n && (c->rank() == 1 || (c->rank() == 2 && c->dim(0) == 1)) &&
+        alpha_ == 1.0f) {
+      p->use_bias = true;
+      std::vector<int64_t> cd(rank, 1);
+      cd[rank - 1] = n;
+      p->c_md = plain_md(cd, dt);
+    } else if (c) {
+      p->use_sum = true;
+      dnnl::post_ops po;
+      po.append_sum(beta_);
+      attr.set_post_ops(po);
+    }
+    auto desc = p->use_bias ? dnnl::matmul::desc(p->a_md, p->b_md, p->c_md, p->out_md)
+                            : dnnl::matmul::desc(p->a_md, p->b_md, p->out_md);
+    dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
+    p->prim = dnnl::matmul(pd);
+    prepared_ = std::move(p);
+  }
+
+  // out[i, j] = C broadcast to out's shape (same dtype), for the sum post-op.
+  static void broadcast_into(const Tensor& c, Tensor& out) {
+    size_t es = dtype_size(out.dtype());
+    std::vector<int64_t> st[1] = {broadcast_strides(c.dims(), out.dims())};
+    auto* dst = static_cast<uint8_t*>(out.raw());
+    auto* src = static_cast<const uint8_t*>(c.raw());
+    for_each_offset(out.dims(), st, [&](const int64_t* off) {
+      std::memcpy(dst, src + off[0] * int64_t(es), es);
+      dst += es;
+    });
+  }
+
+  void fallback(KernelContext& ctx) {
+    KernelFn fn = reference_kernels().find("", gemm_ ? "Gemm" : "MatMul");
+    CB_CHECK(fn, ctx.node.describe() << ": no reference kernel");
+    fn(ctx);
+  }
+
+  bool gemm_;
+  bool trans_a_ = false, trans_b_ = false;
+  float alpha_ = 1.0f, beta_ = 1.0f;
+  std::unique_ptr<Prepared> prepared_;
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_dnnl_matmul_kernel(const Node& node) {
+  return std::make_unique<DnnlMatMulKernel>(false, node);
+}
+std::unique_ptr<Kernel> make_dnnl_gemm_kernel(const Node& node) {
+  return std::make_unique<DnnlMatMulKernel>(true, node);
+}
+
+}  // namespace cb

@@ -1,0 +1,212 @@
+// Building blocks for elementwise kernels: dispatch over a list of C types,
+// the arithmetic type used for each storage type (f16/bf16 compute in float),
+// dtype-to-dtype value conversion with Cast semantics, and broadcasting loop
+// drivers whose innermost loop is contiguous so the compiler can vectorise it.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "backends/backend.h"
+#include "backends/reference/kernel_util.h"
+#include "ir/error.h"
+
+namespace cb {
+
+// ---- Dispatch over a list of C types -------------------------------------
+
+template <typename... Ts> struct TypeList {};
+using FloatTypes = TypeList<float, double, Half, BFloat16>;
+using SignedIntTypes = TypeList<int64_t, int32_t, int16_t, int8_t>;
+using IntTypes = TypeList<int64_t, int32_t, int16_t, int8_t, uint64_t, uint32_t, uint16_t, uint8_t>;
+using SignedNumericTypes = TypeList<float, double, Half, BFloat16, int64_t, int32_t, int16_t, int8_t>;
+using NumericTypes = TypeList<float, double, Half, BFloat16, int64_t, int32_t, int16_t, int8_t,
+                              uint64_t, uint32_t, uint16_t, uint8_t>;
+using AllTypes = TypeList<float, double, Half, BFloat16, int64_t, int32_t, int16_t, int8_t,
+                          uint64_t, uint32_t, uint16_t, uint8_t, bool>;
+using BoolTypes = TypeList<bool>;
+
+// Calls fn(T{}) for the T in `list` whose dtype is `t`; throws cb::Error naming
+// the node otherwise (the schema normally rejects such dtypes first).
+template <typename... Ts, typename Fn>
+void dispatch(DType t, TypeList<Ts...>, const Node& node, Fn&& fn) {
+  bool found = ((t == dtype_of<Ts>() ? (fn(Ts{}), true) : false) || ...);
+  CB_CHECK(found, node.describe() << ": dtype " << dtype_name(t) << " is not supported");
+}
+
+// ---- Arithmetic type per storage type -------------------------------------
+
+template <typename T> struct ComputeTypeOf { using type = T; };
+template <> struct ComputeTypeOf<Half> { using type = float; };
+template <> struct ComputeTypeOf<BFloat16> { using type = float; };
+template <typename T> using compute_t = typename ComputeTypeOf<T>::type;
+
+template <typename T> inline compute_t<T> load(T v) { return v; }
+template <> inline float load<Half>(Half v) { return half_to_float(v.bits); }
+template <> inline float load<BFloat16>(BFloat16 v) { return bf16_to_float(v.bits); }
+
+template <typename T, typename C> inline T store(C v) {
+  if constexpr (std::is_same_v<T, Half>) return Half{float_to_half(float(v))};
+  else if constexpr (std::is_same_v<T, BFloat16>) return BFloat16{float_to_bf16(float(v))};
+  else return static_cast<T>(v);
+}
+
+template <typename T> constexpr bool is_float_v = std::is_floating_point_v<compute_t<T>>;
+
+// ---- Conversion with ONNX Cast semantics ----------------------------------
+
+// Float to integer: truncates toward zero. Out of range is undefined in ONNX;
+// here NaN gives 0 and out-of-range values saturate, so there is no UB.
+template <typename To, typename From> inline To float_to_int(From v) {
+  if (std::isnan(v)) return 0;
+  double d = std::trunc(double(v));
+  if (d <= double(std::numeric_limits<To>::lowest())) return std::numeric_limits<To>::lowest();
+  if (d >= double(std::numeric_limits<To>::max())) return std::numeric_limits<To>::max();
+  return static_cast<To>(d);
+}
+
+// double to float rounded to odd: truncated toward zero, with the lowest
+// mantissa bit set when inexact. Rounding that float to f16/bf16 then gives the
+// correctly rounded result of the double (no double-rounding error).
+inline float to_float_round_odd(double d) {
+  float f = static_cast<float>(d);
+  if (std::isnan(d) || std::isinf(f) || double(f) == d) return f;
+  if (std::abs(double(f)) > std::abs(d)) f = std::nextafter(f, 0.0f);
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  bits |= 1;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// Converts one value between any two supported C types: floats to ints
+// truncate, anything to bool is `!= 0` (NaN is true), integers wrap modulo 2^n.
+template <typename To, typename From> inline To convert(From v) {
+  if constexpr (std::is_same_v<To, From>) {
+    return v;
+  } else {
+    auto x = load(v);  // float for f16/bf16, otherwise the value itself
+    using X = decltype(x);
+    if constexpr (std::is_same_v<To, bool>) return x != X(0);
+    else if constexpr (is_float_v<To> && sizeof(To) == 2 && !std::is_same_v<X, float>)
+      return store<To>(to_float_round_odd(double(x)));  // f64 or integer to f16/bf16
+    else if constexpr (is_float_v<To>) return store<To>(static_cast<compute_t<To>>(x));
+    else if constexpr (std::is_floating_point_v<X>) return float_to_int<To>(x);
+    else return static_cast<To>(x);
+  }
+}
+
+// ---- Loop drivers ---------------------------------------------------------
+
+// y[i] = fn(x[i]) over two tensors of the same number of elements.
+template <typename In, typename Out, typename Fn>
+void unary_map(const Tensor& in, Tensor& out, Fn&& fn) {
+  const In* x = in.data<In>();
+  Out* y = out.data<Out>();
+  int64_t n = out.numel();
+  for (int64_t i = 0; i < n; ++i) y[i] = store<Out>(fn(load(x[i])));
+}
+
+// A broadcasting loop nest over the output and N inputs, simplified: size-1
+// output dims dropped and adjacent dims merged wherever every operand is
+// contiguous across them. Operand 0 is the (contiguous) output. The innermost
+// dim has stride 1 or 0 in every operand; callers loop over it themselves.
+template <size_t N>
+struct BroadcastPlan {
+  std::vector<int64_t> dims;                   // never empty; dims.back() is the row length
+  std::array<std::vector<int64_t>, N + 1> strides;
+
+  BroadcastPlan(const std::vector<int64_t>& out_dims,
+                const std::array<const std::vector<int64_t>*, N>& in_dims) {
+    std::array<std::vector<int64_t>, N + 1> full;
+    full[0] = contiguous_strides(out_dims);
+    for (size_t k = 0; k < N; ++k) full[k + 1] = broadcast_strides(*in_dims[k], out_dims);
+    // Walk from the innermost dim outwards, merging into the current group when possible.
+    for (size_t d = out_dims.size(); d-- > 0;) {
+      if (out_dims[d] == 1) continue;
+      bool merge = !dims.empty();
+      for (size_t k = 0; merge && k <= N; ++k)
+        merge = full[k][d] == strides[k].back() * dims.back();
+      if (merge) {
+        dims.back() *= out_dims[d];
+      } else {
+        dims.push_back(out_dims[d]);
+        for (size_t k = 0; k <= N; ++k) strides[k].push_back(full[k][d]);
+      }
+    }
+    if (dims.empty()) {
+      dims.push_back(1);
+      for (auto& s : strides) s.push_back(0);
+    }
+    std::reverse(dims.begin(), dims.end());
+    for (auto& s : strides) std::reverse(s.begin(), s.end());
+  }
+
+  int64_t row_length() const { return dims.back(); }
+  bool row_contiguous(size_t operand) const { return strides[operand].back() != 0; }
+
+  // Calls row(offsets) for every innermost row, offsets[k] being operand k's
+  // element offset at the row's start.
+  template <typename RowFn>
+  void for_each_row(RowFn&& row) const {
+    std::vector<int64_t> outer(dims.begin(), dims.end() - 1);
+    std::vector<int64_t> outer_strides[N + 1];
+    for (size_t k = 0; k <= N; ++k) outer_strides[k].assign(strides[k].begin(), strides[k].end() - 1);
+    for_each_offset(outer, outer_strides, row);
+  }
+};
+
+// One innermost row of a binary op; A_STEP/B_STEP say whether each input
+// advances (true) or repeats one broadcast element (false).
+template <bool A_STEP, bool B_STEP, typename A, typename B, typename O, typename Fn>
+inline void binary_row(int64_t n, const A* a, const B* b, O* o, const Fn& fn) {
+  for (int64_t i = 0; i < n; ++i)
+    o[i] = store<O>(fn(load(a[A_STEP ? i : 0]), load(b[B_STEP ? i : 0])));
+}
+
+// out = fn(a, b) with numpy broadcasting; `out` is already sized to the
+// broadcast shape. fn takes compute_t<A>, compute_t<B>. Same-shape inputs and
+// inputs broadcast along leading dims run as one or a few long contiguous rows.
+template <typename A, typename B, typename O, typename Fn>
+void binary_map(const Tensor& a, const Tensor& b, Tensor& out, const Fn& fn) {
+  if (out.numel() == 0) return;
+  const A* pa = a.data<A>();
+  const B* pb = b.data<B>();
+  O* po = out.data<O>();
+  if (a.dims() == out.dims() && b.dims() == out.dims()) {
+    binary_row<true, true>(out.numel(), pa, pb, po, fn);
+    return;
+  }
+  BroadcastPlan<2> plan(out.dims(), {&a.dims(), &b.dims()});
+  int64_t n = plan.row_length();
+  bool a_step = plan.row_contiguous(1), b_step = plan.row_contiguous(2);
+  plan.for_each_row([&](const int64_t* off) {
+    const A* x = pa + off[1];
+    const B* y = pb + off[2];
+    O* z = po + off[0];
+    if (a_step && b_step) binary_row<true, true>(n, x, y, z, fn);
+    else if (a_step) binary_row<true, false>(n, x, y, z, fn);
+    else if (b_step) binary_row<false, true>(n, x, y, z, fn);
+    else binary_row<false, false>(n, x, y, z, fn);
+  });
+}
+
+// out = in broadcast to out's shape, converting In to Out.
+template <typename In, typename Out>
+void broadcast_convert(const Tensor& in, Tensor& out) {
+  if (out.numel() == 0) return;
+  BroadcastPlan<1> plan(out.dims(), {&in.dims()});
+  int64_t n = plan.row_length(), step = plan.strides[1].back();
+  const In* x = in.data<In>();
+  Out* y = out.data<Out>();
+  plan.for_each_row([&](const int64_t* off) {
+    for (int64_t i = 0; i < n; ++i) y[off[0] + i] = convert<Out>(x[off[1] + i * step]);
+  });
+}
+
+}  // namespace cb

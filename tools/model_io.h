@@ -1,0 +1,42 @@
+// Helpers shared by subcommands: loading a model with timing, building the
+// standard LM inputs from token ids, finding the vocabulary size, and
+// parsing `NAME=FILE` options.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+
+namespace cb::tools {
+
+struct LoadedModel {
+  std::shared_ptr<Graph> graph;
+  double import_ms = 0;
+};
+
+LoadedModel load_model(const std::string& path);
+
+// "1,2,3" -> {1,2,3}; throws cb::Error naming the bad item.
+std::vector<int64_t> parse_token_list(const std::string& s);
+// "1x128" -> {1,128}.
+std::vector<int64_t> parse_shape(const std::string& s);
+
+// The vocabulary size: rows of the embedding table gathered by input_ids,
+// or -1 when the graph has no such Gather.
+int64_t vocab_size(const Graph& g);
+
+// Builds input_ids [batch, seq] plus attention_mask (ones) and position_ids
+// (0..seq-1) when the graph has those inputs. Token ids are checked against the
+// vocabulary, naming the position of the first bad one.
+std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_t>& ids,
+                                        int64_t batch, int64_t seq);
+
+// Sets the thread count of every threaded library we use (OpenMP/oneDNN).
+void set_num_threads(int n);
+
+// Output names made safe as file names ("/" and other odd characters -> "_").
+std::string file_safe(const std::string& name);
+
+}  // namespace cb::tools
