@@ -20,6 +20,8 @@ struct KernelContext {
   // Optional output aliasing: a kernel may replace *outputs[i] by a tensor
   // sharing an input's buffer (e.g. Reshape) instead of writing into it.
   int num_threads = 1;
+  // Resolves values of enclosing graphs (for control-flow kernels); may be null.
+  const std::function<const Tensor*(const Value*)>* outer_values = nullptr;
 
   const Tensor& in(size_t i) const;   // throws if absent
   Tensor& out(size_t i) const;        // throws if absent

@@ -11,6 +11,11 @@
 
 #include "ir/graph.h"
 
+namespace onnx {
+class ModelProto;
+class TensorProto;
+}  // namespace onnx
+
 namespace cb {
 
 struct ImportOptions {
@@ -24,5 +29,14 @@ std::shared_ptr<Graph> import_onnx(const std::string& path, const ImportOptions&
 // `base_dir` resolves external-data locations; `what` names the source in errors.
 std::shared_ptr<Graph> import_onnx_bytes(const std::string& bytes, const std::string& base_dir,
                                          const std::string& what, const ImportOptions& opts = {});
+// Imports an already parsed model. Initializer bytes are moved out of `model`
+// (it is left without them).
+std::shared_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir,
+                                         const std::string& what, const ImportOptions& opts = {});
+
+// One TensorProto as a Tensor: raw_data is taken over (no copy; `tp` loses it),
+// external data is memory-mapped from `base_dir`. Unsupported element types
+// (float8, int4, string, complex, ...) throw cb::Error naming `what` and the type.
+Tensor tensor_from_onnx(onnx::TensorProto& tp, const std::string& base_dir, const std::string& what);
 
 }  // namespace cb

@@ -4,7 +4,8 @@
 // definition in effect at the model's opset.
 #include "frontend/onnx_opset_upgrade.h"
 
-#include <algorithm>
+#include <optional>
+#include <type_traits>
 #include <unordered_map>
 
 #include "ir/error.h"
@@ -21,7 +22,6 @@ struct OpVersions {
 // Generated from onnx.defs.get_all_schemas_with_history() (onnx 1.23).
 const std::vector<OpVersions>& version_table() {
   static const std::vector<OpVersions> t = {
-{'GroupNormalization': 18, 'Upsample': 10, 'Scatter': 11}
     {"Abs", {1, 6, 13}}, {"Acos", {7, 22}}, {"Acosh", {9, 22}}, {"Add", {1, 6, 7, 13, 14}},
     {"AffineGrid", {20}}, {"And", {1, 7}}, {"ArgMax", {1, 11, 12, 13}}, {"ArgMin", {1, 11, 12, 13}},
     {"Asin", {7, 22}}, {"Asinh", {9, 22}}, {"Atan", {7, 22}}, {"Atanh", {9, 22}},

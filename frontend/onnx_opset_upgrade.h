@@ -25,6 +25,8 @@ struct NodeDraft {
   std::vector<Value*> inputs;   // nullptr = omitted
   std::vector<Value*> outputs;  // nullptr = omitted
   std::map<std::string, AttrValue> attrs;
+
+  Value* input(size_t i) const { return i < inputs.size() ? inputs[i] : nullptr; }
 };
 
 // What the upgrader needs from the graph under construction: fresh constant and

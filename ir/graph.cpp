@@ -202,4 +202,22 @@ int64_t Graph::num_constant_elements() const {
   return n;
 }
 
+std::vector<Value*> graph_captures(const Graph& g) {
+  std::set<const Value*> inside(g.inputs.begin(), g.inputs.end());
+  for (auto& n : g.nodes())
+    for (Value* o : n->outputs) inside.insert(o);
+  std::vector<Value*> caps;
+  std::set<const Value*> seen;
+  auto note = [&](Value* v) {
+    if (v && !v->is_constant() && !inside.count(v) && seen.insert(v).second) caps.push_back(v);
+  };
+  for (auto& n : g.nodes()) {
+    for (Value* v : n->inputs) note(v);
+    for (auto& [k, a] : n->attrs)
+      if (auto sg = std::get_if<std::shared_ptr<Graph>>(&a))
+        for (Value* v : graph_captures(**sg)) note(v);
+  }
+  return caps;
+}
+
 }  // namespace cb

@@ -114,4 +114,8 @@ class Graph {
   int64_t name_counter_ = 0;
 };
 
+// Values a (sub)graph reads from enclosing scopes: used by its nodes (or by
+// nested subgraphs) but neither its inputs, produced inside it, nor constants.
+std::vector<Value*> graph_captures(const Graph& g);
+
 }  // namespace cb

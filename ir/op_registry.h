@@ -56,6 +56,9 @@ struct OpSchema {
   int min_inputs = 0, max_inputs = 0;
   int min_outputs = 1, max_outputs = 1;
   std::function<void(InferContext&)> infer;
+  // Data-dependent outputs (Loop, If): the runtime does not pre-allocate them;
+  // the kernel sets *ctx.outputs[i] itself.
+  bool kernel_sizes_outputs = false;
   std::string doc;
 };
 

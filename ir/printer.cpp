@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <sstream>
 
@@ -41,12 +42,29 @@ uint64_t fnv1a(const void* data, size_t n) {
   return h;
 }
 
+// Shortest decimal that reads back (as a float, then rounded) to the same
+// 16-bit pattern: "0.1" for bf16 0.10009765625 rather than "0.10009766".
+std::string format_16bit(uint16_t bits, bool is_half) {
+  float f = is_half ? half_to_float(bits) : bf16_to_float(bits);
+  if (!std::isfinite(f)) return format_float(f, true);
+  for (int precision = 1; precision < 9; ++precision) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.*g", precision, double(f));
+    float back = std::strtof(buf, nullptr);
+    if ((is_half ? float_to_half(back) : float_to_bf16(back)) == bits) {
+      // Same spelling as format_float uses ("1e-05", not "1e-5" or "1.e-05").
+      return format_float(std::strtod(buf, nullptr), false);
+    }
+  }
+  return format_float(f, true);
+}
+
 std::string format_element(const Tensor& t, int64_t i) {
   switch (t.dtype()) {
     case DType::f32: return format_float(t.data<float>()[i], true);
     case DType::f64: return format_float(t.data<double>()[i], false);
-    case DType::f16: return format_float(half_to_float(t.data<Half>()[i].bits), true);
-    case DType::bf16: return format_float(bf16_to_float(t.data<BFloat16>()[i].bits), true);
+    case DType::f16: return format_16bit(t.data<Half>()[i].bits, true);
+    case DType::bf16: return format_16bit(t.data<BFloat16>()[i].bits, false);
     case DType::u64: return std::to_string(t.data<uint64_t>()[i]);
     case DType::boolean: return t.data<bool>()[i] ? "true" : "false";
     default: return std::to_string(t.get_int(i));

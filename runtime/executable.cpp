@@ -1,16 +1,19 @@
 #include "runtime/executable.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "ir/error.h"
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
+#include "runtime/control_flow.h"
 
 namespace cb {
 
 std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> graph,
                                                 const Backend& backend, CompileOptions opts) {
-  verify_graph(*graph);
+  std::vector<Value*> captured = graph_captures(*graph);
+  if (captured.empty()) verify_graph(*graph);  // subgraphs are verified with their parent
   std::unique_ptr<Executable> ex(new Executable());
   ex->graph_ = graph;
   ex->opts_ = opts;
@@ -26,16 +29,24 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
     return s;
   };
   for (Value* v : graph->inputs) ex->input_slots_.push_back(slot(v));
+  for (Value* v : captured) ex->captured_slots_.emplace_back(v, slot(v));
   std::map<int, size_t> last_use;
   for (auto& n : graph->nodes()) {
     Step st;
     st.node = n.get();
-    st.kernel = backend.create_kernel(*n);
+    st.kernel = is_control_flow_op(*n) ? make_control_flow_kernel(*n, backend, opts)
+                                       : backend.create_kernel(*n);
     CB_CHECK(st.kernel, "backend '" << backend.name() << "' has no kernel for " << n->describe());
+    const OpSchema* schema = OpRegistry::global().find(n->domain, n->op_type);
+    st.sizes_own_outputs = schema && schema->kernel_sizes_outputs;
     for (Value* v : n->inputs) {
       st.in_slots.push_back(v ? slot(v) : -1);
       if (v) last_use[st.in_slots.back()] = ex->steps_.size();
     }
+    // Values captured by a node's subgraphs are read at that step too.
+    for (auto& [k, a] : n->attrs)
+      if (auto sg = std::get_if<std::shared_ptr<Graph>>(&a))
+        for (Value* v : graph_captures(**sg)) last_use[slot(v)] = ex->steps_.size();
     for (Value* v : n->outputs) st.out_slots.push_back(v ? slot(v) : -1);
     ex->steps_.push_back(std::move(st));
   }
@@ -43,6 +54,7 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
   std::vector<bool> keep(ex->slots_.size(), false);
   for (int s : ex->output_slots_) keep[size_t(s)] = true;
   for (int s : ex->input_slots_) keep[size_t(s)] = true;
+  for (auto& [v, s] : ex->captured_slots_) keep[size_t(s)] = true;
   for (auto [s, step] : last_use)
     if (!keep[size_t(s)] && !ex->is_constant_slot_[size_t(s)]) ex->steps_[step].free_after.push_back(s);
   return ex;
@@ -102,7 +114,31 @@ void Executable::bind_inputs(const std::map<std::string, Tensor>& inputs) {
 
 std::vector<Tensor> Executable::run(const std::map<std::string, Tensor>& inputs) {
   bind_inputs(inputs);
-  std::vector<TensorType> in_types;
+  CB_CHECK(captured_slots_.empty(), "graph '" << graph_->name << "' reads values of an enclosing graph ('"
+                                             << captured_slots_[0].first->name << "'); run it as a subgraph");
+  return execute(nullptr);
+}
+
+std::vector<Tensor> Executable::run_subgraph(const std::vector<Tensor>& inputs,
+                                             const std::function<const Tensor*(const Value*)>& outer) {
+  CB_CHECK(inputs.size() == input_slots_.size(), "subgraph '" << graph_->name << "' takes " << input_slots_.size()
+                                                               << " inputs, got " << inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) slots_[size_t(input_slots_[i])] = inputs[i];
+  for (auto& [v, s] : captured_slots_) {
+    const Tensor* t = outer(v);
+    CB_CHECK(t && t->defined(), "subgraph '" << graph_->name << "': outer value '" << v->name << "' is not available");
+    slots_[size_t(s)] = *t;
+  }
+  return execute(&outer);
+}
+
+std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const Value*)>* parent) {
+  // Nested subgraphs resolve captured values here first, then in our parent.
+  std::function<const Tensor*(const Value*)> lookup = [&](const Value* v) -> const Tensor* {
+    auto it = slot_of_.find(v);
+    if (it != slot_of_.end() && slots_[size_t(it->second)].defined()) return &slots_[size_t(it->second)];
+    return parent ? (*parent)(v) : nullptr;
+  };  std::vector<TensorType> in_types;
   std::vector<const TensorType*> in_type_ptrs;
   std::vector<const Tensor*> in_values;
   std::vector<Tensor*> out_ptrs;
@@ -122,11 +158,18 @@ std::vector<Tensor> Executable::run(const std::map<std::string, Tensor>& inputs)
       in_type_ptrs[i] = &in_types[i];
       in_values[i] = &t;
     }
-    std::vector<TensorType> out_types = infer_node(n, in_type_ptrs, in_values);
+    bool kernel_sizes = st.sizes_own_outputs;
+    std::vector<TensorType> out_types;
+    if (!kernel_sizes) out_types = infer_node(n, in_type_ptrs, in_values);
     out_ptrs.assign(st.out_slots.size(), nullptr);
     for (size_t o = 0; o < st.out_slots.size(); ++o) {
       int s = st.out_slots[o];
       if (s < 0) continue;
+      if (kernel_sizes) {
+        slots_[size_t(s)] = Tensor();
+        out_ptrs[o] = &slots_[size_t(s)];
+        continue;
+      }
       const TensorType& ot = out_types[o];
       CB_CHECK(ot.shape.is_static() && ot.dtype != DType::undefined,
                n.describe() << ": could not size output " << o << " (" << ot.str() << ")");
@@ -136,7 +179,7 @@ std::vector<Tensor> Executable::run(const std::map<std::string, Tensor>& inputs)
       slots_[size_t(s)] = Tensor::wrap(ot.dtype, dims, pool_.get(size_t(numel) * dtype_size(ot.dtype)));
       out_ptrs[o] = &slots_[size_t(s)];
     }
-    KernelContext ctx{n, in_values, out_ptrs, opts_.num_threads};
+    KernelContext ctx{n, in_values, out_ptrs, opts_.num_threads, &lookup};
     if (opts_.profile) {
       auto t0 = Clock::now();
       st.kernel->run(ctx);

@@ -3,6 +3,7 @@
 // different batch and sequence sizes; each run binds the symbolic dimensions
 // of the inputs and sizes every intermediate through the op schemas.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -33,6 +34,10 @@ class Executable {
 
   // Runs the graph. Inputs are matched by name; every graph input is required.
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs);
+  // For subgraphs (Loop/If bodies): inputs by position, and `outer` resolves
+  // the values the subgraph captures from enclosing graphs.
+  std::vector<Tensor> run_subgraph(const std::vector<Tensor>& inputs,
+                                   const std::function<const Tensor*(const Value*)>& outer);
 
   const Graph& graph() const { return *graph_; }
   std::vector<std::string> input_names() const;
@@ -46,10 +51,12 @@ class Executable {
     std::unique_ptr<Kernel> kernel;
     std::vector<int> in_slots, out_slots;  // -1 for omitted
     std::vector<int> free_after;           // slots dead after this step
+    bool sizes_own_outputs = false;        // control flow: kernel sets its outputs
   };
 
   Executable() = default;
   void bind_inputs(const std::map<std::string, Tensor>& inputs);
+  std::vector<Tensor> execute(const std::function<const Tensor*(const Value*)>* outer);
 
   std::shared_ptr<const Graph> graph_;
   CompileOptions opts_;
@@ -58,6 +65,7 @@ class Executable {
   std::vector<Tensor> slots_;
   std::vector<int> input_slots_, output_slots_;
   std::vector<bool> is_constant_slot_;
+  std::vector<std::pair<const Value*, int>> captured_slots_;  // values from enclosing graphs
   BufferPool pool_;
   std::map<std::string, OpProfile> profile_;
 };

@@ -8,4 +8,4 @@ cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)" --target codebook
 model=tests/models/gpt2/model.onnx
 ./build/release/codebook inspect "$model"
-./build/release/codebook run "$model" --tokens 464,2068,318,257,922 --backend cpu
+./build/release/codebook run "$model" --tokens 464,268,318,257,92 --backend cpu

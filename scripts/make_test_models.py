@@ -264,6 +264,9 @@ def main():
                         help="Python with optimum-onnx installed (default: this one, if it has it)")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
+    known = set(MODELS) | {"gpt2-dynamo", "gpt2-optimum"}
+    if only - known:
+        parser.error(f"unknown model(s) {sorted(only - known)}; known: {sorted(known)}")
     wanted = lambda name: not only or name in only
     torch.set_num_threads(1)  # deterministic reductions
 

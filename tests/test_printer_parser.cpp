@@ -156,8 +156,14 @@ void expect_same_graph(const Graph& a, const Graph& b) {
         EXPECT_EQ(std::memcmp(fs->data(), gs.data(), 4 * fs->size()), 0) << k;
       } else if (auto sg = std::get_if<std::shared_ptr<Graph>>(&va)) {
         expect_same_graph(**sg, *std::get<std::shared_ptr<Graph>>(vb));
+      } else if (auto i = std::get_if<int64_t>(&va)) {
+        EXPECT_EQ(*i, std::get<int64_t>(vb)) << k;
+      } else if (auto str = std::get_if<std::string>(&va)) {
+        EXPECT_EQ(*str, std::get<std::string>(vb)) << k;
+      } else if (auto is = std::get_if<std::vector<int64_t>>(&va)) {
+        EXPECT_EQ(*is, std::get<std::vector<int64_t>>(vb)) << k;
       } else {
-        EXPECT_TRUE(va == vb) << k;
+        EXPECT_EQ(std::get<std::vector<std::string>>(va), std::get<std::vector<std::string>>(vb)) << k;
       }
     }
   }
@@ -181,13 +187,17 @@ TEST(PrinterParser, RoundTripsEveryFeature) {
 TEST(PrinterParser, PrintsReadableText) {
   auto g = make_feature_graph();
   std::string text = print_graph(*g);
+  SCOPED_TRACE(text);
   EXPECT_NE(text.find("graph main(%input_ids: i64[batch,seq], %x: f32[batch,?,4], "
                       "%\"onnx::Odd name\": f16[*], %dflt: f32[2] = const {0.5, -1.25}) -> "
                       "(%logits, %y2, %0) {\n"),
             std::string::npos);
   EXPECT_NE(text.find("  %special: f32[7] = const {nan, inf, -inf, -0, 1e-45, 0.1, 3.4028235e+38}\n"),
             std::string::npos);
-  EXPECT_NE(text.find("  %h: f16[6] = const {1, -2.5, 65504, nan, -inf, 6.1035156e-05}\n"), std::string::npos);
+  // 16-bit floats print their shortest decimal that reads back to the same bits
+  // (like numpy: f16 65504 prints as 65500).
+  EXPECT_NE(text.find("  %h: f16[6] = const {1, -2.5, 65500, nan, -inf, 6.1e-05}\n"), std::string::npos);
+  EXPECT_NE(text.find("  %b16: bf16[4] = const {3.14, -inf, nan, 1e-20}\n"), std::string::npos);
   EXPECT_NE(text.find("  %flags: bool[3] = const {true, false, true}\n"), std::string::npos);
   EXPECT_NE(text.find("  %s: i32[] = const {-7}\n"), std::string::npos);
   EXPECT_NE(text.find("  %empty: f32[0,3] = const {}\n"), std::string::npos);
@@ -302,10 +312,32 @@ TEST(PrinterParser, FloatsRoundTripExactly) {
     if (std::isnan(f)) continue;
     v.push_back(f);
   }
+  std::vector<double> d;
+  std::uniform_int_distribution<uint64_t> bits64;
+  for (int i = 0; i < 2000; ++i) {
+    uint64_t b = bits64(rng);
+    double x;
+    std::memcpy(&x, &b, 8);
+    if (!std::isnan(x)) d.push_back(x);
+  }
+  // Every non-NaN 16-bit pattern, as f16 and as bf16.
+  std::vector<uint16_t> half_bits, bf16_bits;
+  for (uint32_t b = 0; b < 65536; ++b) {
+    if (!std::isnan(half_to_float(uint16_t(b)))) half_bits.push_back(uint16_t(b));
+    if (!std::isnan(bf16_to_float(uint16_t(b)))) bf16_bits.push_back(uint16_t(b));
+  }
+  Tensor halves = Tensor::empty(DType::f16, {int64_t(half_bits.size())});
+  Tensor bhalves = Tensor::empty(DType::bf16, {int64_t(bf16_bits.size())});
+  std::memcpy(halves.raw(), half_bits.data(), halves.nbytes());
+  std::memcpy(bhalves.raw(), bf16_bits.data(), bhalves.nbytes());
   Graph g;
   g.add_constant("c", Tensor::from_vector<float>(v, {int64_t(v.size())}));
+  g.add_constant("d", Tensor::from_vector<double>(d, {int64_t(d.size())}));
+  g.add_constant("h", halves);
+  g.add_constant("b", bhalves);
   auto back = parse_graph(print_graph(g));
-  EXPECT_TRUE(back->find_value("c")->constant->bitwise_equal(*g.find_value("c")->constant));
+  for (const char* name : {"c", "d", "h", "b"})
+    EXPECT_TRUE(back->find_value(name)->constant->bitwise_equal(*g.find_value(name)->constant)) << name;
 }
 
 namespace {

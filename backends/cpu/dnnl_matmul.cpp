@@ -35,7 +35,8 @@ std::optional<dnnl::memory::data_type> dnnl_type(DType t) {
 
 dnnl::memory::desc plain_md(const std::vector<int64_t>& dims, dnnl::memory::data_type dt) {
   dnnl::memory::dims d(dims.begin(), dims.end());
-  dnnl::memory::dims s(contiguous_strides(dims).begin(), contiguous_strides(dims).end());
+  std::vector<int64_t> strides = contiguous_strides(dims);
+  dnnl::memory::dims s(strides.begin(), strides.end());
   return dnnl::memory::desc(d, dt, s);
 }
 

@@ -4,7 +4,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "backends/backend.h"
+#include "backends/cuda/cuda_backend.h"
 #include "ir/error.h"
 
 namespace cb {

@@ -2,6 +2,7 @@
 // into row-major scratch so the product is always the cache-friendly i-k-j loop.
 #include "backends/reference/gemm.h"
 
+#include <cstddef>
 #include <vector>
 
 namespace cb {

@@ -38,7 +38,7 @@ template <typename T>
 void gemm_typed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const T* a,
                 const T* b, double beta, const T* c, const std::vector<int64_t>& c_off, T* y) {
   using A = AccOf<T>;
-  std::vector<A> row(size_t(N));
+  std::vector<A> row(static_cast<size_t>(N));
   bool exact = alpha == 1.0 && !c;
   for (int64_t i = 0; i < M; ++i) {
     std::fill(row.begin(), row.end(), A(0));

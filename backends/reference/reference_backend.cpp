@@ -9,7 +9,6 @@ const KernelTable& reference_kernels() {
     register_reference_tensor(t);
     register_reference_reduction(t);
     register_reference_nn(t);
-    register_reference_control(t);
     return t;
   }();
   return table;

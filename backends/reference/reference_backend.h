@@ -13,6 +13,5 @@ void register_reference_elementwise(KernelTable& t);
 void register_reference_tensor(KernelTable& t);
 void register_reference_reduction(KernelTable& t);
 void register_reference_nn(KernelTable& t);
-void register_reference_control(KernelTable& t);
 
 }  // namespace cb

@@ -51,7 +51,7 @@ void softmax_typed(const Tensor& x, Tensor& y, int64_t axis, bool log) {
       return;
     }
   }
-  std::vector<C> src(size_t(n)), dst(size_t(n));
+  std::vector<C> src(static_cast<size_t>(n)), dst(static_cast<size_t>(n));
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) {
       const T* p = in + o * n * inner + i;

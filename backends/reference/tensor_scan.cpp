@@ -75,7 +75,7 @@ void cum_sum_kernel(KernelContext& ctx) {
       using A = Accumulator<T>;
       const T* src = in.data<T>();
       T* dst = out.data<T>();
-      std::vector<A> acc(size_t(inner));
+      std::vector<A> acc(static_cast<size_t>(inner));
       for (int64_t o = 0; o < outer; ++o) {
         std::fill(acc.begin(), acc.end(), A(0));
         for (int64_t s = 0; s < n; ++s) {

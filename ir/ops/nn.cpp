@@ -230,21 +230,34 @@ void infer_loss(InferContext& ctx, bool has_log_prob_output) {
   ctx.set_output(0, dt, reduction == "none" ? loss_shape : Shape());
 }
 
+OpSchema make_schema(const char* name, int min_in, int max_in, int min_out, int max_out,
+                     std::function<void(InferContext&)> infer, const char* doc) {
+  OpSchema s;
+  s.name = name;
+  s.min_inputs = min_in;
+  s.max_inputs = max_in;
+  s.min_outputs = min_out;
+  s.max_outputs = max_out;
+  s.infer = std::move(infer);
+  s.doc = doc;
+  return s;
+}
+
 }  // namespace
 
 void register_nn_ops(OpRegistry& r) {
-  r.add(OpSchema{"", "Softmax", 1, 1, 1, 1, infer_softmax, "exp(x) / sum(exp(x)) along axis."});
-  r.add(OpSchema{"", "LogSoftmax", 1, 1, 1, 1, infer_softmax, "log(Softmax(x)) along axis."});
-  r.add(OpSchema{"", "LayerNormalization", 1, 3, 1, 3, infer_layer_norm,
-                 "Normalizes over dims axis..rank-1; optional Scale, B; outputs Mean, InvStdDev."});
-  r.add(OpSchema{"", "MatMul", 2, 2, 1, 1, infer_matmul, "numpy matmul."});
-  r.add(OpSchema{"", "Gemm", 2, 3, 1, 1, infer_gemm, "alpha * A' B' + beta * C."});
-  r.add(OpSchema{"", "Einsum", 1, 1024, 1, 1, infer_einsum, "Einstein summation (numpy rules)."});
-  r.add(OpSchema{"", "NegativeLogLikelihoodLoss", 2, 3, 1, 1,
-                 [](InferContext& c) { infer_loss(c, false); }, "NLL loss."});
-  r.add(OpSchema{"", "SoftmaxCrossEntropyLoss", 2, 3, 1, 2,
-                 [](InferContext& c) { infer_loss(c, c.num_outputs() > 1); },
-                 "Cross entropy of softmax(scores) against labels."});
+  r.add(make_schema("Softmax", 1, 1, 1, 1, infer_softmax, "exp(x) / sum(exp(x)) along axis."));
+  r.add(make_schema("LogSoftmax", 1, 1, 1, 1, infer_softmax, "log(Softmax(x)) along axis."));
+  r.add(make_schema("LayerNormalization", 1, 3, 1, 3, infer_layer_norm,
+                    "Normalizes over dims axis..rank-1; optional Scale, B; outputs Mean, InvStdDev."));
+  r.add(make_schema("MatMul", 2, 2, 1, 1, infer_matmul, "numpy matmul."));
+  r.add(make_schema("Gemm", 2, 3, 1, 1, infer_gemm, "alpha * A' B' + beta * C."));
+  r.add(make_schema("Einsum", 1, 1024, 1, 1, infer_einsum, "Einstein summation (numpy rules)."));
+  r.add(make_schema("NegativeLogLikelihoodLoss", 2, 3, 1, 1,
+                    [](InferContext& c) { infer_loss(c, false); }, "NLL loss."));
+  r.add(make_schema("SoftmaxCrossEntropyLoss", 2, 3, 1, 2,
+                    [](InferContext& c) { infer_loss(c, c.num_outputs() > 1); },
+                    "Cross entropy of softmax(scores) against labels."));
 }
 
 }  // namespace cb

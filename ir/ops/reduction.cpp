@@ -136,9 +136,22 @@ void infer_topk(InferContext& ctx) {
   ctx.set_output(1, DType::i64, out);
 }
 
+OpSchema make_schema(const char* name, int min_in, int max_in, int min_out, int max_out,
+                     std::function<void(InferContext&)> infer, const char* doc) {
+  OpSchema s;
+  s.name = name;
+  s.min_inputs = min_in;
+  s.max_inputs = max_in;
+  s.min_outputs = min_out;
+  s.max_outputs = max_out;
+  s.infer = std::move(infer);
+  s.doc = doc;
+  return s;
+}
+
 void add_reduce(OpRegistry& r, const char* name, DTypes allowed, const char* doc) {
-  r.add(OpSchema{"", name, 1, 2, 1, 1, [allowed](InferContext& c) { infer_reduce(c, allowed); },
-                 doc});
+  r.add(make_schema(name, 1, 2, 1, 1, [allowed](InferContext& c) { infer_reduce(c, allowed); },
+                    doc));
 }
 
 }  // namespace
@@ -154,10 +167,10 @@ void register_reduction_ops(OpRegistry& r) {
   add_reduce(r, "ReduceLogSum", DTypes::floats, "Log of the sum over axes.");
   add_reduce(r, "ReduceLogSumExp", DTypes::floats, "Log of the sum of exponentials over axes.");
   add_reduce(r, "ReduceSumSquare", DTypes::numeric, "Sum of squares over axes.");
-  r.add(OpSchema{"", "ArgMax", 1, 1, 1, 1, infer_arg_reduce, "Index (i64) of the largest value."});
-  r.add(OpSchema{"", "ArgMin", 1, 1, 1, 1, infer_arg_reduce, "Index (i64) of the smallest value."});
-  r.add(OpSchema{"", "TopK", 2, 2, 2, 2, infer_topk,
-                 "K largest (or smallest) values along axis and their i64 indices."});
+  r.add(make_schema("ArgMax", 1, 1, 1, 1, infer_arg_reduce, "Index (i64) of the largest value."));
+  r.add(make_schema("ArgMin", 1, 1, 1, 1, infer_arg_reduce, "Index (i64) of the smallest value."));
+  r.add(make_schema("TopK", 2, 2, 2, 2, infer_topk,
+                    "K largest (or smallest) values along axis and their i64 indices."));
 }
 
 }  // namespace cb

@@ -1,7 +1,0 @@
-#include "backends/reference/reference_backend.h"
-
-namespace cb {
-
-void register_reference_control(KernelTable&) {}
-
-}  // namespace cb

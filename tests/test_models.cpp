@@ -1,0 +1,126 @@
+// End-to-end check of the ONNX importer, the runtime and every backend on the
+// tiny GPT-2 / GPT-Neo / GPT-NeoX models in tests/models/: each model is
+// imported, compiled on the backend, run on each committed case's inputs and
+// its logits compared with the ONNX Runtime logits stored next to them
+// (scripts/make_test_models.py makes the models and the reference data).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <cctype>
+#include <iostream>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "backends/backend.h"
+#include "frontend/npy.h"
+#include "frontend/onnx_import.h"
+#include "runtime/executable.h"
+
+using namespace cb;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr double kTolerance = 1e-4;  // max |ours - ORT| on the logits
+
+fs::path models_dir() { return fs::path(CB_SOURCE_DIR) / "tests" / "models"; }
+
+// Sub-folders of tests/models that hold a model.onnx, sorted by name.
+std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(models_dir(), ec))
+    if (entry.is_directory() && fs::exists(entry.path() / "model.onnx"))
+      names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// case0, case1, ... of one model folder, in numeric order.
+std::vector<fs::path> case_dirs(const fs::path& model_dir) {
+  std::vector<fs::path> cases;
+  for (int i = 0; fs::is_directory(model_dir / ("case" + std::to_string(i))); ++i)
+    cases.push_back(model_dir / ("case" + std::to_string(i)));
+  return cases;
+}
+
+// Max |a - b| over all elements; infinity if any pair is not finite-equal
+// (a NaN anywhere must fail the comparison).
+double max_abs_diff(const Tensor& ours, const Tensor& expected) {
+  double worst = 0;
+  const float* a = ours.data<float>();
+  const float* b = expected.data<float>();
+  for (int64_t i = 0; i < expected.numel(); ++i) {
+    double d = std::fabs(double(a[i]) - double(b[i]));
+    if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+  }
+  return worst;
+}
+
+using ModelAndBackend = std::tuple<std::string, std::string>;
+
+class TinyModel : public ::testing::TestWithParam<ModelAndBackend> {};
+
+TEST_P(TinyModel, LogitsMatchOnnxRuntime) {
+  const auto& [model, backend_name] = GetParam();
+  const fs::path dir = models_dir() / model;
+  std::shared_ptr<Graph> graph = import_onnx((dir / "model.onnx").string());
+  std::unique_ptr<Backend> backend = make_backend(backend_name);
+  std::unique_ptr<Executable> exe = Executable::compile(graph, *backend);
+
+  const std::vector<std::string> outputs = exe->output_names();
+  const auto logits_it = std::find(outputs.begin(), outputs.end(), "logits");
+  ASSERT_NE(logits_it, outputs.end()) << model << " has no output named 'logits'";
+  const size_t logits_index = size_t(logits_it - outputs.begin());
+
+  const std::vector<fs::path> cases = case_dirs(dir);
+  ASSERT_FALSE(cases.empty()) << "no case0/ in " << dir;
+  for (const fs::path& case_dir : cases) {
+    SCOPED_TRACE(case_dir.string());
+    // Feed exactly the graph's inputs; every one must have its .npy.
+    std::map<std::string, Tensor> feeds;
+    for (const std::string& name : exe->input_names()) {
+      const fs::path file = case_dir / (name + ".npy");
+      ASSERT_TRUE(fs::exists(file)) << "graph input '" << name << "' has no " << file;
+      feeds[name] = npy_read(file.string());
+    }
+    const Tensor expected = npy_read((case_dir / "logits.npy").string());
+    const std::vector<Tensor> results = exe->run(feeds);
+    ASSERT_EQ(results.size(), outputs.size());
+    const Tensor& logits = results[logits_index];
+    ASSERT_EQ(logits.dtype(), DType::f32);
+    ASSERT_EQ(expected.dtype(), DType::f32);
+    ASSERT_EQ(logits.dims(), expected.dims())
+        << "ours " << dims_str(logits.dims()) << " vs ORT " << dims_str(expected.dims());
+    const double diff = max_abs_diff(logits, expected);
+    std::cout << "[" << model << " on " << backend_name << "] " << case_dir.filename().string()
+              << " " << dims_str(expected.dims()) << ": max |ours - ORT| = " << diff << "\n";
+    EXPECT_LE(diff, kTolerance);
+  }
+}
+
+std::string param_name(const ::testing::TestParamInfo<ModelAndBackend>& info) {
+  std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllModels, TinyModel,
+                         ::testing::Combine(::testing::ValuesIn(model_names()),
+                                            ::testing::Values("reference", "cpu")),
+                         param_name);
+
+// Guards against the parameterised test silently running on nothing.
+TEST(TinyModels, CommittedModelsArePresent) {
+  const std::vector<std::string> names = model_names();
+  for (const char* required : {"gpt2", "gpt-neo", "gpt-neox", "gpt-neox-sequential"})
+    EXPECT_NE(std::find(names.begin(), names.end(), required), names.end())
+        << "missing " << (models_dir() / required) << "/model.onnx";
+}
+
+}  // namespace
