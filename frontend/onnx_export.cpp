@@ -142,8 +142,10 @@ void Exporter::graph_to_proto(const Graph& g, onnx::GraphProto* gp) {
   std::set<const Value*> is_input(g.inputs.begin(), g.inputs.end());
   std::set<const Value*> is_output(g.outputs.begin(), g.outputs.end());
   for (Value* v : g.inputs) value_info(*v, gp->add_input());
+  // Constants that are read, and inputs with a default value (an initializer
+  // of the same name, as in ONNX IR < 4).
   for (auto& v : g.values())
-    if (v->is_constant() && used.count(v.get()) && !is_input.count(v.get()))
+    if (v->is_constant() && (used.count(v.get()) || is_input.count(v.get())))
       initializer(*v, gp->add_initializer());
   for (auto& n : g.nodes()) node_to_proto(*n, gp->add_node());
   for (Value* v : g.outputs) value_info(*v, gp->add_output());
@@ -208,6 +210,13 @@ void export_onnx(const Graph& g, const std::string& path, const ExportOptions& o
   ExternalData ext;
   ext.location = base_name(path) + ".data";
   ext.threshold = opts.external_data_threshold;
+  if (ext.threshold >= 0) {  // one allocation for the external bytes (a hint: subgraphs not counted)
+    size_t total = 0;
+    for (auto& v : g.values())
+      if (v->constant && int64_t(v->constant->nbytes()) > ext.threshold)
+        total += v->constant->nbytes() + kExternalAlignment;
+    ext.bytes.reserve(total);
+  }
   onnx::ModelProto m;
   model_to_proto(g, &ext, &m);
   std::string bytes = serialize(m, "'" + path + "'");

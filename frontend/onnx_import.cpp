@@ -379,7 +379,7 @@ class Importer : public UpgradeSink {
 
  private:
   void build_graph(onnx::GraphProto& gp, GraphState& gs, Scope& scope, const Opsets& opsets);
-  std::vector<int> node_order(const onnx::GraphProto& gp, const Scope& scope);
+  std::vector<int> node_order(const onnx::GraphProto& gp);
   void import_node(onnx::NodeProto& np, Scope& scope, const Opsets& opsets,
                    const FunctionFrame* frame, bool may_steal);
   void import_constant(onnx::NodeProto& np, const std::string& name, Scope& scope,
@@ -396,7 +396,7 @@ class Importer : public UpgradeSink {
   ExternalFiles files_;
   ImportOptions opts_;
   std::map<std::pair<std::string, std::string>, FunctionInfo> functions_;  // (domain, name)
-  std::unordered_map<std::string, const onnx::TypeProto*> declared_;        // main graph value_info
+  std::unordered_map<std::string, const onnx::TypeProto*> declared_;        // this graph's value_info
   GraphState* cur_ = nullptr;
   int64_t unnamed_nodes_ = 0;
 };
@@ -446,7 +446,7 @@ std::shared_ptr<Graph> Importer::run(onnx::ModelProto& model) {
 
 // Node indices in a valid execution order: the file's order when it already is
 // one (the usual case), else a topological sort.
-std::vector<int> Importer::node_order(const onnx::GraphProto& gp, const Scope& scope) {
+std::vector<int> Importer::node_order(const onnx::GraphProto& gp) {
   int n = gp.node_size();
   std::unordered_map<std::string, int> producer;
   for (int i = 0; i < n; ++i)
@@ -514,7 +514,7 @@ void Importer::build_graph(onnx::GraphProto& gp, GraphState& gs, Scope& scope, c
   auto saved_declared = std::move(declared_);
   declared_ = std::move(declared);
 
-  for (int i : node_order(gp, scope)) {
+  for (int i : node_order(gp)) {
     cur_ = &gs;
     import_node(*gp.mutable_node(i), scope, opsets, nullptr, true);
   }
@@ -606,18 +606,23 @@ void Importer::import_constant(onnx::NodeProto& np, const std::string& label, Sc
   CB_CHECK(np.output_size() == 1 && !np.output(0).empty(), label << ": expected one output");
   CB_CHECK(attrs.size() == 1, label << ": expected exactly one attribute, got " << attrs.size());
   const auto& [key, val] = *attrs.begin();
+  auto get = [&, &key = key, &val = val](auto tag) -> const decltype(tag)& {
+    auto* v = std::get_if<decltype(tag)>(&val);
+    CB_CHECK(v, label << ": attribute '" << key << "' has the wrong type");
+    return *v;
+  };
   Tensor t;
   if (key == "value") {
-    t = std::get<Tensor>(val);
+    t = get(Tensor{});
   } else if (key == "value_float") {
-    t = Tensor::scalar<float>(std::get<float>(val));
+    t = Tensor::scalar<float>(get(float{}));
   } else if (key == "value_int") {
-    t = Tensor::scalar<int64_t>(std::get<int64_t>(val));
+    t = Tensor::scalar<int64_t>(get(int64_t{}));
   } else if (key == "value_floats") {
-    auto& v = std::get<std::vector<float>>(val);
+    auto& v = get(std::vector<float>{});
     t = Tensor::from_vector<float>(v, {int64_t(v.size())});
   } else if (key == "value_ints") {
-    auto& v = std::get<std::vector<int64_t>>(val);
+    auto& v = get(std::vector<int64_t>{});
     t = Tensor::from_vector<int64_t>(v, {int64_t(v.size())});
   } else {
     CB_FAIL(label << ": attribute '" << key << "' is not supported (string and sparse constants)");

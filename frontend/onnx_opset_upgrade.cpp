@@ -122,7 +122,7 @@ Tensor scalar_of(DType dtype, double v) {
   return t;
 }
 
-// Removes attribute `k` and returns it, or nullptr-like empty optional.
+// Removes attribute `k` and returns its value (nullopt when absent).
 template <typename T>
 std::optional<T> take_attr(NodeDraft& n, const std::string& k, int64_t opset) {
   auto it = n.attrs.find(k);
@@ -151,8 +151,8 @@ void set_input(NodeDraft& n, size_t i, Value* v) {
 
 // Moves an INTS attribute into input slot `slot` as an i64 constant.
 bool ints_attr_to_input(NodeDraft& n, const std::string& attr, size_t slot, int64_t opset,
-                        UpgradeSink& sink, const std::string& attr_in_name = "") {
-  auto v = take_attr<std::vector<int64_t>>(n, attr_in_name.empty() ? attr : attr_in_name, opset);
+                        UpgradeSink& sink) {
+  auto v = take_attr<std::vector<int64_t>>(n, attr, opset);
   if (!v) return false;
   set_input(n, slot, sink.constant(n.name + "_" + attr, i64_tensor(*v)));
   return true;
@@ -180,7 +180,7 @@ bool is_legacy_broadcast_op(const std::string& op) {
 
 // Softmax / LogSoftmax / Hardmax before opset 13 flatten the input to 2-D at
 // `axis` and normalise each row.
-std::vector<NodeDraft> upgrade_coerced_softmax(NodeDraft n, UpgradeSink& sink) {
+std::vector<NodeDraft> upgrade_coerced_softmax(NodeDraft n, int64_t opset, UpgradeSink& sink) {
   int64_t axis = 1;
   if (auto a = n.attrs.find("axis"); a != n.attrs.end())
     if (auto i = std::get_if<int64_t>(&a->second)) axis = *i;
@@ -200,8 +200,8 @@ std::vector<NodeDraft> upgrade_coerced_softmax(NodeDraft n, UpgradeSink& sink) {
       return {std::move(n)};
     }
   }
-  CB_CHECK(x && n.outputs.size() == 1 && n.outputs[0], n.op_type << " '" << n.name
-                                                                 << "': expected one input and one output");
+  CB_CHECK(x && n.outputs.size() == 1 && n.outputs[0],
+           where(n, opset) << ": expected one input and one output");
   std::vector<NodeDraft> out;
   Value* flat = sink.intermediate(n.name + "_2d");
   Value* shape = sink.intermediate(n.name + "_shape");
@@ -295,7 +295,7 @@ std::vector<NodeDraft> upgrade_onnx_node(NodeDraft n, int64_t opset, UpgradeSink
       ints_attr_to_input(n, "axes", 3, opset, sink);
     }
   } else if (op == "Softmax" || op == "LogSoftmax" || op == "Hardmax") {
-    if (version < 13) return upgrade_coerced_softmax(std::move(n), sink);
+    if (version < 13) return upgrade_coerced_softmax(std::move(n), opset, sink);
   } else if (op == "Dropout") {
     if (version < 12) {
       n.attrs.erase("is_test");  // inference: the IR has no training graphs

@@ -5,7 +5,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <set>
 #include <sstream>
 
@@ -49,11 +48,13 @@ std::string format_16bit(uint16_t bits, bool is_half) {
   if (!std::isfinite(f)) return format_float(f, true);
   for (int precision = 1; precision < 9; ++precision) {
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.*g", precision, double(f));
-    float back = std::strtof(buf, nullptr);
+    auto r = std::to_chars(buf, buf + sizeof buf, f, std::chars_format::general, precision);
+    float back = 0;
+    std::from_chars(buf, r.ptr, back);  // reads back as the parser does
     if ((is_half ? float_to_half(back) : float_to_bf16(back)) == bits) {
-      // Same spelling as format_float uses ("1e-05", not "1e-5" or "1.e-05").
-      return format_float(std::strtod(buf, nullptr), false);
+      double shortest = 0;  // respelled like format_float ("1e-05", "0.1")
+      std::from_chars(buf, r.ptr, shortest);
+      return format_float(shortest, false);
     }
   }
   return format_float(f, true);

@@ -9,11 +9,12 @@
 //
 // A node is skipped, never failed, when folding it is impossible or unwise:
 // random ops and Dropout in training mode, nodes with subgraphs, ops without
-// a reference kernel (kernels are still being written), nodes whose schema or
-// kernel rejects the inputs (the error is left for run time), and folds that
-// would bloat the model: outputs over 64 MiB, or over 1 MiB and more than
-// twice the bytes of the inputs (Expand, Tile, ConstantOfShape, Range
-// blowing up). Weight transposes and other size-preserving ops fold.
+// a reference kernel (kernels are still being written) or whose kernel sizes
+// its own outputs (If, Loop), nodes whose schema or kernel rejects the inputs
+// (the error is left for run time), and folds that would bloat the model:
+// outputs over 64 MiB, or over 1 MiB and more than twice the bytes of the
+// inputs (Expand, Tile, ConstantOfShape, Range blowing up). Weight transposes
+// and other size-preserving ops fold.
 #include <cstring>
 #include <set>
 
@@ -116,7 +117,8 @@ class ConstantFolding : public Pass {
       for (Value* o : n.outputs) has_output |= o != nullptr;
       if (!has_output) continue;
       KernelFn kernel = kernels.find(n.domain, n.op_type);
-      if (!kernel) continue;
+      const OpSchema* schema = OpRegistry::global().find(n.domain, n.op_type);
+      if (!kernel || !schema || schema->kernel_sizes_outputs) continue;  // (data-dependent sizes)
       auto outs = evaluate(g, n, kernel);
       if (!outs) continue;
       for (size_t i = 0; i < n.outputs.size(); ++i) {

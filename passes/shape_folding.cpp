@@ -9,7 +9,7 @@
 // and flow through Gather and Slice with constant indices, Concat, Unsqueeze /
 // Squeeze / Reshape between rank 0 and 1, Cast to an integer type, Identity,
 // Add/Sub/Mul/Div/Max/Min (computed when both sides are static; x+0, x-0,
-// x*1, x/1 keep a symbolic x), Equal (sizes are never negative, so
+// x*1, x/1 keep a symbolic x and x-x is 0), Equal (sizes are never negative, so
 // `batch == -1` is false) and Where with a static condition. Then, in the
 // same walk:
 //  (a) a value whose content is fully static becomes a constant (its node is
@@ -25,7 +25,19 @@
 //      become 1 (Expand broadcasts, so 1 keeps x's size); if the expansion
 //      then provably changes nothing it becomes an Identity, else it gets the
 //      constant shape when every entry could be made static.
-// Types of rewritten nodes are refreshed by infer_types (canonicalize runs it).
+//  (d) a Slice that provably keeps everything (start 0, step 1, end at or past
+//      the dim, e.g. mask[..., :seq] of a [..., seq] mask) becomes an Identity;
+//  (e) the output types of Reshape, Expand, ConstantOfShape and Range(0, n, 1)
+//      are refined from the known content of their shape inputs (their
+//      schemas only see constant inputs), so a view that cannot be rewritten
+//      (e.g. [batch*seq,192] -> [batch,seq,192] after a flattening Gemm) still
+//      gives its users a typed [batch,seq,192] whose own shape chains fold.
+//      A -1 entry's dim is the exact quotient of the element counts; a merged
+//      dim is named by its factors ("batch*seq"), which count as a product
+//      in later element-count proofs.
+// Other types of rewritten nodes are refreshed by infer_types (canonicalize
+// runs it). Type refinements count as changes (they only ever add knowledge,
+// so the fixed point is still reached) so that the next round can use them.
 #include <algorithm>
 #include <climits>
 #include <map>
@@ -76,19 +88,68 @@ struct Content {
 bool is_tracked_dtype(DType t) { return dtype_is_int(t) || t == DType::boolean; }
 
 // Product of dims as a monomial: static factor times a multiset of symbols.
+// A symbol spelled "a*b" (as dim_of names a merged dim) counts as a times b.
 struct Monomial {
   int64_t factor = 1;
   std::multiset<std::string> symbols;
+
   bool multiply(const Dim& d) {
-    if (d.is_static()) {
-      factor *= d.value;
-      return true;
-    }
+    if (d.is_static()) return !__builtin_mul_overflow(factor, d.value, &factor);
     if (!d.is_symbolic()) return false;
-    symbols.insert(d.symbol);
-    return true;
+    size_t start = 0;
+    for (;;) {
+      size_t star = d.symbol.find('*', start);
+      std::string f = d.symbol.substr(start, star == std::string::npos ? std::string::npos : star - start);
+      if (!f.empty() && f.find_first_not_of("0123456789") == std::string::npos && f.size() < 18) {
+        if (__builtin_mul_overflow(factor, std::stoll(f), &factor)) return false;
+      } else {
+        symbols.insert(f);
+      }
+      if (star == std::string::npos) return true;
+      start = star + 1;
+    }
+  }
+  // this / o when it is exact.
+  std::optional<Monomial> divide(const Monomial& o) const {
+    if (o.factor == 0 || factor % o.factor != 0) return std::nullopt;
+    Monomial r;
+    r.factor = factor / o.factor;
+    r.symbols = symbols;
+    for (auto& sym : o.symbols) {
+      auto it = r.symbols.find(sym);
+      if (it == r.symbols.end()) return std::nullopt;
+      r.symbols.erase(it);
+    }
+    return r;
   }
 };
+
+// The dim a monomial stands for: static, one symbol, or a merged dim named
+// "2*batch*seq" (factor first, symbols sorted), so equal products get equal names.
+Dim dim_of(const Monomial& m) {
+  if (m.symbols.empty()) return Dim::fixed(m.factor);
+  std::string name = m.factor != 1 ? std::to_string(m.factor) : "";
+  for (auto& sym : m.symbols) name += (name.empty() ? "" : "*") + sym;
+  return Dim::sym(name);
+}
+
+// Fills in what `known` says about dims that `v`'s type leaves unknown.
+bool refine_type(Value* v, const Shape& known) {
+  if (!v || !known.rank_known) return false;
+  Shape& s = v->type.shape;
+  if (!s.rank_known) {
+    s = known;
+    return true;
+  }
+  if (s.rank() != known.rank()) return false;
+  bool changed = false;
+  for (size_t i = 0; i < s.rank(); ++i)
+    if (s.dims[i].is_unknown() && !known.dims[i].is_unknown()) {
+      s.dims[i] = known.dims[i];
+      changed = true;
+    }
+  return changed;
+}
 
 class ShapeFolder {
  public:
@@ -100,8 +161,10 @@ class ShapeFolder {
     for (size_t i = 0; i < g_.nodes().size(); ++i) {
       Node& n = *g_.nodes()[i];
       if (!n.domain.empty()) continue;
+      if (refine_output_type(n)) changed = true;
       if (n.op_type == "Reshape" && rewrite_reshape(n)) changed = true;
       if (n.op_type == "Expand" && rewrite_expand(n)) changed = true;
+      if (n.op_type == "Slice" && rewrite_noop_slice(n)) changed = true;
       if (n.outputs.size() != 1 || !n.outputs[0]) continue;
       std::optional<Content> c = propagate(n);
       if (!c) continue;
@@ -222,20 +285,28 @@ class ShapeFolder {
       if (!s || *s == 0) return std::nullopt;
       step = *s;
     }
+    // ONNX clamping: starts to [0, size] ([0, size-1] stepping backwards),
+    // ends to [0, size] ([-1, size-1] stepping backwards).
     int64_t size = int64_t(data->items.size());
     int64_t s = *starts, e = *ends;
-    if (s < 0) s = s < -size ? -1 : s + size;
-    if (e < 0) e = e < -size ? -1 : e + size;
+    if (s < 0) s += size;
+    if (e < 0) e += size;
     Content c;
     c.dtype = data->dtype;
     if (step > 0) {
       s = std::clamp(s, int64_t(0), size);
       e = std::clamp(e, int64_t(0), size);
-      for (int64_t i = s; i < e; i += step) c.items.push_back(data->items[size_t(i)]);
-    } else {
-      s = std::clamp(s, int64_t(-1), size - 1);
+      for (int64_t i = s; i < e; i += step) {
+        c.items.push_back(data->items[size_t(i)]);
+        if (e - i <= step) break;  // (no overflow with huge steps)
+      }
+    } else if (size > 0) {
+      s = std::clamp(s, int64_t(0), size - 1);
       e = std::clamp(e, int64_t(-1), size - 1);
-      for (int64_t i = s; i > e; i += step) c.items.push_back(data->items[size_t(i)]);
+      for (int64_t i = s; i > e; i += step) {
+        c.items.push_back(data->items[size_t(i)]);
+        if (i - e <= -step) break;
+      }
     }
     return c;
   }
@@ -315,7 +386,7 @@ class ShapeFolder {
     auto b = content(n.input(1));
     if (!a || !b || a->dtype != b->dtype || a->dtype == DType::boolean) return std::nullopt;
     size_t la = a->items.size(), lb = b->items.size();
-    if (la != lb && la != 1 && lb != 1) return std::nullopt;
+    if (la == 0 || lb == 0 || (la != lb && la != 1 && lb != 1)) return std::nullopt;
     const std::string& op = n.op_type;
     Content c;
     c.dtype = op == "Equal" ? DType::boolean : a->dtype;
@@ -341,15 +412,17 @@ class ShapeFolder {
     }
     if (x.is_static() && y.is_static()) {
       int64_t a = x.value, b = y.value;
-      if (op == "Add") return Item::number(a + b);
-      if (op == "Sub") return Item::number(a - b);
-      if (op == "Mul") return Item::number(a * b);
+      int64_t r = 0;
+      if (op == "Add") return __builtin_add_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
+      if (op == "Sub") return __builtin_sub_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
+      if (op == "Mul") return __builtin_mul_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
       if (op == "Max") return Item::number(std::max(a, b));
       if (op == "Min") return Item::number(std::min(a, b));
       if (op == "Div" && b > 0 && a >= 0) return Item::number(a / b);
       return std::nullopt;
     }
     // Static items can hold negative numbers; the identities below hold for any x.
+    if (op == "Sub" && x.same_as(y)) return Item::number(0);
     if ((op == "Add" || op == "Sub") && y.is_static() && y.value == 0) return x;
     if (op == "Add" && x.is_static() && x.value == 0) return y;
     if ((op == "Mul" || op == "Div") && y.is_static() && y.value == 1) return x;
@@ -366,13 +439,144 @@ class ShapeFolder {
       return std::nullopt;
     size_t len = std::max({cond->items.size(), a->items.size(), b->items.size()});
     for (auto* c : {&*cond, &*a, &*b})
-      if (c->items.size() != len && c->items.size() != 1) return std::nullopt;
+      if (c->items.empty() || (c->items.size() != len && c->items.size() != 1)) return std::nullopt;
     Content r;
     r.dtype = a->dtype;
     r.scalar = cond->scalar && a->scalar && b->scalar;
     auto at = [&](const Content& c, size_t i) { return c.items[c.items.size() == 1 ? 0 : i]; };
     for (size_t i = 0; i < len; ++i) r.items.push_back(at(*cond, i).value ? at(*a, i) : at(*b, i));
     return r;
+  }
+
+  // The output type that the known content of a shape input implies, for ops
+  // whose schema only sees constant inputs: Reshape, Expand, ConstantOfShape
+  // and Range(0, n, 1). Returns true when it told the type something new.
+  bool refine_output_type(Node& n) {
+    if (n.outputs.empty() || !n.outputs[0]) return false;
+    const std::string& op = n.op_type;
+    std::optional<Shape> shape;
+    DType dtype = DType::undefined;
+    if (op == "Reshape" || op == "Expand" || op == "Range")
+      dtype = n.input(0) ? n.input(0)->type.dtype : DType::undefined;
+    else if (op == "ConstantOfShape")
+      dtype = n.attr_tensor("value") ? n.attr_tensor("value")->dtype() : DType::f32;
+    if (op == "Reshape") {
+      auto c = content(n.input(1));
+      const Value* x = n.input(0);
+      if (c && !c->scalar && x) shape = reshape_result(x->type.shape, *c, n.attr_int("allowzero", 0) != 0);
+    } else if (op == "Expand") {
+      auto c = content(n.input(1));
+      const Value* x = n.input(0);
+      if (c && !c->scalar && x) shape = expand_result(x->type.shape, *c);
+    } else if (op == "ConstantOfShape") {
+      auto c = content(n.input(0));
+      if (c && !c->scalar) {
+        shape = Shape();
+        for (auto& d : c->items) shape->dims.push_back(d.as_dim());
+      }
+    } else if (op == "Range") {
+      auto start = content(n.input(0)), limit = content(n.input(1)), delta = content(n.input(2));
+      if (start && limit && delta && start->items.size() == 1 && limit->items.size() == 1 &&
+          delta->items.size() == 1 && start->items[0].is_static() && start->items[0].value == 0 &&
+          delta->items[0].is_static() && delta->items[0].value == 1)
+        shape = Shape({limit->items[0].as_dim()});
+    }
+    if (!shape) return false;
+    bool changed = refine_type(n.outputs[0], *shape);
+    if (n.outputs[0]->type.dtype == DType::undefined && dtype != DType::undefined) {
+      n.outputs[0]->type.dtype = dtype;
+      changed = true;
+    }
+    return changed;
+  }
+
+  static std::optional<Shape> reshape_result(const Shape& xs, const Content& c, bool allowzero) {
+    Shape out;
+    int minus_one = -1;
+    for (size_t i = 0; i < c.items.size(); ++i) {
+      const Item& d = c.items[i];
+      if (d.is_static() && d.value == -1) {
+        if (minus_one >= 0) return std::nullopt;
+        minus_one = int(i);
+        out.dims.push_back(Dim::unknown());
+      } else if (d.is_static() && d.value == 0 && !allowzero) {
+        out.dims.push_back(xs.rank_known && i < xs.rank() ? xs.dims[i] : Dim::unknown());
+      } else if (d.is_static() && d.value < 0) {
+        return std::nullopt;
+      } else {
+        out.dims.push_back(d.as_dim());
+      }
+    }
+    if (minus_one >= 0 && xs.rank_known) {
+      Monomial in, others;
+      bool ok = true;
+      for (auto& d : xs.dims) ok &= in.multiply(d);
+      for (size_t i = 0; i < out.dims.size(); ++i)
+        if (int(i) != minus_one) ok &= others.multiply(out.dims[i]);
+      auto q = ok ? in.divide(others) : std::nullopt;
+      if (q) out.dims[size_t(minus_one)] = dim_of(*q);
+    }
+    return out;
+  }
+
+  static std::optional<Shape> expand_result(const Shape& xs, const Content& c) {
+    if (!xs.rank_known) return std::nullopt;
+    size_t len = std::max(c.items.size(), xs.rank());
+    Shape out;
+    for (size_t i = 0; i < len; ++i) {
+      const Item* d = i + c.items.size() >= len ? &c.items[i + c.items.size() - len] : nullptr;
+      const Dim* xd = i + xs.rank() >= len ? &xs.dims[i + xs.rank() - len] : nullptr;
+      if (d && d->is_static() && d->value < 0) return std::nullopt;
+      bool d_is_one = !d || (d->is_static() && d->value == 1);
+      bool x_is_one = !xd || (xd->is_static() && xd->value == 1);
+      if (d_is_one) out.dims.push_back(xd ? *xd : Dim::fixed(1));
+      else if (x_is_one || d->equals_dim(*xd)) out.dims.push_back(d->as_dim());
+      else if (xd->is_static()) out.dims.push_back(*xd);
+      else out.dims.push_back(d->is_static() ? d->as_dim() : Dim::unknown());
+    }
+    return out;
+  }
+
+  // (d) Slice(x, starts, ends, axes, steps) that provably keeps all of x
+  // (start 0, step 1, end at or past x's dim on every sliced axis, e.g.
+  // mask[:, :, :, :seq] of a [..., seq] mask) becomes an Identity.
+  bool rewrite_noop_slice(Node& n) {
+    const Value* x = n.input(0);
+    if (!x || !x->type.shape.rank_known) return false;
+    const Shape& xs = x->type.shape;
+    auto starts = content(n.input(1));
+    auto ends = content(n.input(2));
+    if (!starts || !ends || starts->scalar || ends->scalar || starts->items.size() != ends->items.size())
+      return false;
+    size_t count = starts->items.size();
+    std::vector<int64_t> axes(count), steps(count, 1);
+    for (size_t i = 0; i < count; ++i) axes[i] = int64_t(i);
+    if (n.input(3)) {
+      auto a = const_ints(n.input(3));
+      if (!a || a->size() != count) return false;
+      axes = *a;
+    }
+    if (n.input(4)) {
+      auto st = const_ints(n.input(4));
+      if (!st || st->size() != count) return false;
+      steps = *st;
+    }
+    int64_t rank = int64_t(xs.rank());
+    for (size_t i = 0; i < count; ++i) {
+      int64_t axis = axes[i] < 0 ? axes[i] + rank : axes[i];
+      if (axis < 0 || axis >= rank || steps[i] != 1) return false;
+      const Dim& dim = xs.dims[size_t(axis)];
+      const Item& s = starts->items[i];
+      const Item& e = ends->items[i];
+      if (!s.is_static() || s.value != 0) return false;
+      bool to_end = e.equals_dim(dim) || (e.is_static() && dim.is_static() && e.value >= dim.value) ||
+                    (e.is_static() && e.value >= (int64_t(1) << 62));
+      if (!to_end) return false;
+    }
+    n.op_type = "Identity";
+    n.inputs.resize(1);
+    n.attrs.clear();
+    return true;
   }
 
   // A new constant i64 shape that `n` reads instead of its input 1.
@@ -421,17 +625,11 @@ class ShapeFolder {
         if (!in.multiply(d)) return false;
       for (size_t i = 0; i < out_dims.size(); ++i)
         if (int(i) != unresolved && !others.multiply(out_dims[i])) return false;
-      if (others.factor == 0 || in.factor % others.factor != 0) return false;
-      Monomial rest;
-      rest.factor = in.factor / others.factor;
-      rest.symbols = in.symbols;
-      for (auto& s : others.symbols) {
-        auto it = rest.symbols.find(s);
-        if (it == rest.symbols.end()) return false;
-        rest.symbols.erase(it);
-      }
+      auto rest = in.divide(others);
+      if (!rest) return false;
       const Dim& d = out_dims[size_t(unresolved)];
-      if (d.is_symbolic() && !(rest.factor == 1 && rest.symbols.size() == 1 && *rest.symbols.begin() == d.symbol))
+      Monomial want;
+      if (d.is_symbolic() && (!want.multiply(d) || want.factor != rest->factor || want.symbols != rest->symbols))
         return false;
     }
     set_shape_input(n, shape);

@@ -41,12 +41,6 @@ std::mt19937& rng() {
   return g;
 }
 
-int64_t numel_of(const std::vector<int64_t>& dims) {
-  int64_t n = 1;
-  for (auto d : dims) n *= d;
-  return n;
-}
-
 // Stores v (a double or an int64 that wraps) as element i of t.
 template <typename V> void set_element(Tensor& t, int64_t i, V v) {
   dtype_dispatch(t.dtype(), [&](auto tag) {
@@ -440,6 +434,17 @@ TEST(ElementwiseBinary, PowKeepsBaseDtypeForEveryExponentDtype) {
     expect_close(run1("Pow", {&positive, &f}),
                  expect_binary(positive, f, base, [](double x, double y) { return std::trunc(std::pow(x, y)); }),
                  "Pow " + type_str(base) + "^f32");
+  }
+  // Scalar exponents 2 and 3 (multiplication fast path), also when the scalar has rank 3.
+  for (DType t : kFloatTypes) {
+    Tensor x = random_tensor(t, {3}, -3, 3, true);
+    for (double e : {2.0, 3.0, -1.0}) {
+      Tensor y = Tensor::empty(DType::f32, {1, 1, 1});
+      set_element(y, 0, e);
+      expect_close(run1("Pow", {&x, &y}),
+                   expect_binary(x, y, t, [](double p, double q) { return std::pow(p, q); }),
+                   "Pow " + type_str(t) + "^" + std::to_string(e));
+    }
   }
   Tensor base = make<int64_t>({2, 1, -1, -1, 5}, {5});
   Tensor neg = make<int64_t>({-1, -3, -3, -2, 0}, {5});

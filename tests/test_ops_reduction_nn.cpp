@@ -122,7 +122,8 @@ void expect_near_all(const Tensor& got, const std::vector<int64_t>& dims,
 
 std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
   std::vector<int64_t> s(dims.size(), 1);
-  for (int i = int(dims.size()) - 2; i >= 0; --i) s[size_t(i)] = s[size_t(i) + 1] * dims[size_t(i) + 1];
+  for (int i = int(dims.size()) - 2; i >= 0; --i)
+    s[size_t(i)] = s[size_t(i) + 1] * dims[size_t(i) + 1];
   return s;
 }
 
@@ -146,14 +147,49 @@ std::map<std::string, Fold> reduce_folds() {
   return {
       {"ReduceSum", sum_of},
       {"ReduceMean", [](auto& v) { return sum_of(v) / double(v.size()); }},
-      {"ReduceMax", [inf](auto& v) { double m = -inf; for (double x : v) m = std::max(m, x); return m; }},
-      {"ReduceMin", [inf](auto& v) { double m = inf; for (double x : v) m = std::min(m, x); return m; }},
-      {"ReduceProd", [](auto& v) { double p = 1; for (double x : v) p *= x; return p; }},
-      {"ReduceL1", [](auto& v) { double s = 0; for (double x : v) s += std::abs(x); return s; }},
-      {"ReduceL2", [](auto& v) { double s = 0; for (double x : v) s += x * x; return std::sqrt(s); }},
+      {"ReduceMax",
+       [inf](auto& v) {
+         double m = -inf;
+         for (double x : v) m = std::max(m, x);
+         return m;
+       }},
+      {"ReduceMin",
+       [inf](auto& v) {
+         double m = inf;
+         for (double x : v) m = std::min(m, x);
+         return m;
+       }},
+      {"ReduceProd",
+       [](auto& v) {
+         double p = 1;
+         for (double x : v) p *= x;
+         return p;
+       }},
+      {"ReduceL1",
+       [](auto& v) {
+         double s = 0;
+         for (double x : v) s += std::abs(x);
+         return s;
+       }},
+      {"ReduceL2",
+       [](auto& v) {
+         double s = 0;
+         for (double x : v) s += x * x;
+         return std::sqrt(s);
+       }},
       {"ReduceLogSum", [](auto& v) { return std::log(sum_of(v)); }},
-      {"ReduceLogSumExp", [](auto& v) { double s = 0; for (double x : v) s += std::exp(x); return std::log(s); }},
-      {"ReduceSumSquare", [](auto& v) { double s = 0; for (double x : v) s += x * x; return s; }},
+      {"ReduceLogSumExp",
+       [](auto& v) {
+         double s = 0;
+         for (double x : v) s += std::exp(x);
+         return std::log(s);
+       }},
+      {"ReduceSumSquare",
+       [](auto& v) {
+         double s = 0;
+         for (double x : v) s += x * x;
+         return s;
+       }},
   };
 }
 
@@ -186,10 +222,16 @@ struct ReduceCase {
 TEST(Reduce, AllOpsMatchNaiveOverAxesKeepdimsAndNoop) {
   const std::vector<int64_t> dims = {3, 4, 5};
   const std::vector<ReduceCase> cases = {
-      {std::nullopt, 1, 0}, {std::nullopt, 0, 0}, {std::vector<int64_t>{1}, 1, 0},
-      {std::vector<int64_t>{-1}, 0, 0}, {std::vector<int64_t>{0, 2}, 1, 0},
-      {std::vector<int64_t>{2, -3}, 0, 0}, {std::vector<int64_t>{0, 1}, 0, 0},
-      {std::vector<int64_t>{}, 0, 1}, {std::nullopt, 0, 1}, {std::vector<int64_t>{}, 1, 0},
+      {std::nullopt, 1, 0},
+      {std::nullopt, 0, 0},
+      {std::vector<int64_t>{1}, 1, 0},
+      {std::vector<int64_t>{-1}, 0, 0},
+      {std::vector<int64_t>{0, 2}, 1, 0},
+      {std::vector<int64_t>{2, -3}, 0, 0},
+      {std::vector<int64_t>{0, 1}, 0, 0},
+      {std::vector<int64_t>{}, 0, 1},
+      {std::nullopt, 0, 1},
+      {std::vector<int64_t>{}, 1, 0},
   };
   for (auto& [op, fold] : reduce_folds()) {
     bool positive = op == "ReduceLogSum";
@@ -200,7 +242,8 @@ TEST(Reduce, AllOpsMatchNaiveOverAxesKeepdimsAndNoop) {
                    std::to_string(c.noop) + " axes=" + (c.axes ? dims_str(*c.axes) : "none"));
       std::vector<bool> reduced(dims.size(), false);
       bool all = !c.axes || c.axes->empty();
-      if (all) reduced.assign(dims.size(), !c.noop);
+      if (all)
+        reduced.assign(dims.size(), !c.noop);
       else
         for (int64_t a : *c.axes) reduced[size_t(a < 0 ? a + 3 : a)] = true;
       std::vector<int64_t> kept;
@@ -210,8 +253,8 @@ TEST(Reduce, AllOpsMatchNaiveOverAxesKeepdimsAndNoop) {
         if (!reduced[d] || c.keepdims) out_dims.push_back(kept[d]);
       std::vector<In> ins = {rt(x)};
       if (c.axes) ins.push_back(rt(i64_tensor(*c.axes)));
-      auto out = run_node(op, ins, {{"keepdims", int64_t(c.keepdims)},
-                                    {"noop_with_empty_axes", int64_t(c.noop)}});
+      auto out = run_node(
+          op, ins, {{"keepdims", int64_t(c.keepdims)}, {"noop_with_empty_axes", int64_t(c.noop)}});
       expect_near_all(out[0], out_dims, want, 2e-5, 1e-5);
     }
   }
@@ -221,9 +264,9 @@ TEST(Reduce, EmptySetGivesIdentity) {
   const double inf = std::numeric_limits<double>::infinity();
   Tensor x = Tensor::empty(DType::f32, {2, 0, 4});
   std::map<std::string, double> identity = {
-      {"ReduceSum", 0.0},         {"ReduceProd", 1.0},        {"ReduceMax", -inf},
-      {"ReduceMin", inf},         {"ReduceL1", 0.0},          {"ReduceL2", 0.0},
-      {"ReduceSumSquare", 0.0},   {"ReduceLogSum", -inf},     {"ReduceLogSumExp", -inf},
+      {"ReduceSum", 0.0},       {"ReduceProd", 1.0},    {"ReduceMax", -inf},
+      {"ReduceMin", inf},       {"ReduceL1", 0.0},      {"ReduceL2", 0.0},
+      {"ReduceSumSquare", 0.0}, {"ReduceLogSum", -inf}, {"ReduceLogSumExp", -inf},
   };
   for (auto& [op, v] : identity) {
     SCOPED_TRACE(op);
@@ -246,7 +289,8 @@ TEST(Reduce, IntegerAndHalfInputs) {
   auto mean = run_node("ReduceMean", {rt(xi), cst(i64_tensor({0}))});
   // Integer mean truncates toward zero, as numpy's mean with an integer dtype.
   expect_near_all(mean[0], {1, 4}, {-1, 0, 33340, 0}, 0, 0);
-  auto prod = run_node("ReduceProd", {rt(make_tensor(DType::i32, {3, 4}, v)), cst(i64_tensor({0}))});
+  auto prod =
+      run_node("ReduceProd", {rt(make_tensor(DType::i32, {3, 4}, v)), cst(i64_tensor({0}))});
   expect_near_all(prod[0], {1, 4}, {7 * -9 * -2, -3 * 4 * 1, 12 * 100000 * 8, 5 * 3 * -6}, 0, 0);
   Tensor b = make_tensor(DType::boolean, {2, 3}, {0, 1, 0, 0, 0, 0});
   auto bmax = run_node("ReduceMax", {rt(b), cst(i64_tensor({1}))}, {{"keepdims", int64_t(0)}});
@@ -255,8 +299,8 @@ TEST(Reduce, IntegerAndHalfInputs) {
 
   Tensor h = random_tensor(DType::f16, {4, 33});
   std::vector<int64_t> kept;
-  std::vector<double> want = naive_reduce(values_of(h), {4, 33}, {false, true},
-                                          reduce_folds()["ReduceSumSquare"], &kept);
+  std::vector<double> want =
+      naive_reduce(values_of(h), {4, 33}, {false, true}, reduce_folds()["ReduceSumSquare"], &kept);
   auto hs = run_node("ReduceSumSquare", {rt(h), cst(i64_tensor({1}))}, {{"keepdims", int64_t(0)}});
   EXPECT_EQ(hs[0].dtype(), DType::f16);
   expect_near_all(hs[0], {4}, want, 1e-3, 1e-3);
@@ -360,8 +404,8 @@ TEST(TopK, MatchesStableSortAlongAnyAxis) {
           want_i[size_t(off)] = double(items[size_t(j)].second);
         }
       }
-      auto out = run_node("TopK", {rt(x), rt(i64_tensor({k}))},
-                          {{"axis", axis}, {"largest", largest}}, 2);
+      auto out =
+          run_node("TopK", {rt(x), rt(i64_tensor({k}))}, {{"axis", axis}, {"largest", largest}}, 2);
       expect_near_all(out[0], od, want_v, 0, 0);
       expect_near_all(out[1], od, want_i, 0, 0);
     }
@@ -395,8 +439,8 @@ TEST(Softmax, MatchesNaiveAlongEachAxis) {
       for (int64_t axis : {-1, 0, 1}) {
         SCOPED_TRACE(op + " " + std::string(dtype_name(dt)) + " axis " + std::to_string(axis));
         Tensor x = random_tensor(dt, dims);
-        std::vector<double> want =
-            naive_softmax(values_of(x), dims, size_t(axis < 0 ? axis + 3 : axis), op == "LogSoftmax");
+        std::vector<double> want = naive_softmax(
+            values_of(x), dims, size_t(axis < 0 ? axis + 3 : axis), op == "LogSoftmax");
         auto out = run_node(op, {rt(x)}, {{"axis", axis}});
         EXPECT_EQ(out[0].dtype(), dt);
         double tol = dt == DType::f16 ? 2e-3 : 1e-5;
@@ -410,6 +454,33 @@ TEST(Softmax, StableForLargeInputs) {
   expect_near_all(run_node("Softmax", {rt(x)})[0], {1, 3}, want);
   std::vector<double> want_log = naive_softmax({0, 1, 2}, {1, 3}, 1, true);
   expect_near_all(run_node("LogSoftmax", {rt(x)})[0], {1, 3}, want_log, 1e-5, 1e-4);
+}
+
+TEST(Softmax, LongF32RowsAreAccurateAndMaskedEntriesExactlyZero) {
+  // Rows longer than the 8-wide vector loop, with a tail; values up to +-20.
+  for (int64_t n : {37, 128}) {
+    std::vector<double> v = random_values(3 * n, 0.1, 20.0);
+    v[5] = -std::numeric_limits<double>::infinity();  // a masked logit
+    v[size_t(n + 9)] = -3.4e38;                       // a finfo.min mask
+    Tensor x = make_tensor(DType::f32, {3, n}, values_of(make_tensor(DType::f32, {3, n}, v)));
+    std::vector<double> xv = values_of(x);
+    for (bool log : {false, true}) {
+      SCOPED_TRACE("n=" + std::to_string(n) + (log ? " log" : ""));
+      std::vector<double> want = naive_softmax(xv, {3, n}, 1, log);
+      Tensor y = run_node(log ? "LogSoftmax" : "Softmax", {rt(x)})[0];
+      if (!log) {
+        EXPECT_EQ(y.get_double(5), 0.0);
+        EXPECT_EQ(y.get_double(n + 9), 0.0);
+      }
+      expect_near_all(y, {3, n}, want, 2e-6, log ? 1e-5 : 1e-12);
+    }
+  }
+  // A NaN makes its whole row NaN (as exp(x - max) / sum does), other rows are unaffected.
+  Tensor x = random_tensor(DType::f32, {2, 11});
+  x.data<float>()[3] = std::nanf("");
+  Tensor y = run_node("Softmax", {rt(x)})[0];
+  for (int i = 0; i < 11; ++i) EXPECT_TRUE(std::isnan(y.get_double(i))) << i;
+  for (int i = 11; i < 22; ++i) EXPECT_FALSE(std::isnan(y.get_double(i))) << i;
 }
 
 struct LayerNormWant {
@@ -448,7 +519,8 @@ TEST(LayerNormalization, OutputsMatchNaiveWithMeanAndInvStdDev) {
     size_t ax = size_t(axis < 0 ? axis + 3 : axis);
     std::vector<int64_t> norm_dims(dims.begin() + long(ax), dims.end());
     int64_t n = numel_of(norm_dims), rows = numel_of(dims) / n;
-    Tensor scale = random_tensor(DType::f32, norm_dims), bias = random_tensor(DType::f32, norm_dims);
+    Tensor scale = random_tensor(DType::f32, norm_dims),
+           bias = random_tensor(DType::f32, norm_dims);
     std::vector<double> sv = values_of(scale), bv = values_of(bias);
     LayerNormWant w = naive_layer_norm(values_of(x), rows, n, &sv, &bv, 1e-3);
     auto out = run_node("LayerNormalization", {rt(x), cst(scale), rt(bias)},
@@ -501,8 +573,8 @@ TEST(MatMul, TwoDAndOneDPromotion) {
   Tensor a = random_tensor(DType::f32, {5, 7}), b = random_tensor(DType::f32, {7, 3});
   std::vector<double> av = values_of(a), bv = values_of(b);
   expect_near_all(run_node("MatMul", {rt(a), rt(b)})[0], {5, 3}, naive_mm(av, bv, 5, 7, 3));
-  Tensor v7 = random_tensor(DType::f32, {7}), v5 = random_tensor(DType::f32, {5});
-  std::vector<double> v7v = values_of(v7), v5v = values_of(v5);
+  Tensor v7 = random_tensor(DType::f32, {7});
+  std::vector<double> v7v = values_of(v7);
   expect_near_all(run_node("MatMul", {rt(v7), rt(b)})[0], {3}, naive_mm(v7v, bv, 1, 7, 3));
   expect_near_all(run_node("MatMul", {rt(a), rt(v7)})[0], {5}, naive_mm(av, v7v, 5, 7, 1));
   expect_near_all(run_node("MatMul", {rt(v7), rt(v7)})[0], {}, naive_mm(v7v, v7v, 1, 7, 1));
@@ -515,7 +587,6 @@ TEST(MatMul, TwoDAndOneDPromotion) {
     want.insert(want.end(), r.begin(), r.end());
   }
   expect_near_all(run_node("MatMul", {rt(v4), rt(b3)})[0], {2, 3}, want);
-  (void)v5v;
 }
 
 TEST(MatMul, BroadcastsBatchDims) {
@@ -544,6 +615,16 @@ TEST(MatMul, IntegerIsExactAndHalfIsClose) {
   expect_near_all(oh[0], {3, 2}, naive_mm(values_of(ah), values_of(bh), 3, 16, 2), 2e-3, 1e-2);
 }
 
+TEST(MatMul, SpansSeveralCacheBlocks) {
+  // Larger than the reference GEMM's 128 x 512 blocks of B in both directions.
+  Tensor a = random_tensor(DType::f32, {3, 300}), b = random_tensor(DType::f32, {300, 1100});
+  expect_near_all(run_node("MatMul", {rt(a), rt(b)})[0], {3, 1100},
+                  naive_mm(values_of(a), values_of(b), 3, 300, 1100), 1e-5, 1e-4);
+  Tensor bt = random_tensor(DType::f32, {1100, 300});
+  expect_near_all(run_node("Gemm", {rt(a), rt(bt)}, {{"transB", int64_t(1)}})[0], {3, 1100},
+                  naive_mm(values_of(a), values_of(bt), 3, 300, 1100, false, true), 1e-5, 1e-4);
+}
+
 TEST(MatMul, InnerDimMismatchNamesBothShapes) {
   Tensor a = random_tensor(DType::f32, {2, 3}), b = random_tensor(DType::f32, {4, 5});
   try {
@@ -559,28 +640,32 @@ TEST(MatMul, InnerDimMismatchNamesBothShapes) {
 
 TEST(Gemm, TransposesAlphaBetaAndBroadcastC) {
   const int64_t M = 4, K = 6, N = 5;
-  struct CShape { std::vector<int64_t> dims; };
   for (int ta : {0, 1})
     for (int tb : {0, 1})
       for (auto cdims : std::vector<std::vector<int64_t>>{{N}, {M, 1}, {1}, {M, N}, {}}) {
         SCOPED_TRACE("transA=" + std::to_string(ta) + " transB=" + std::to_string(tb) + " C" +
                      dims_str(cdims));
-        Tensor a = random_tensor(DType::f32, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K});
-        Tensor b = random_tensor(DType::f32, tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
+        Tensor a =
+            random_tensor(DType::f32, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K});
+        Tensor b =
+            random_tensor(DType::f32, tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
         Tensor c = random_tensor(DType::f32, cdims);
         std::vector<double> cv = values_of(c);
         std::vector<double> want = naive_mm(values_of(a), values_of(b), M, K, N, ta, tb);
         const double alpha = 0.75, beta = -1.5;
         for (int64_t i = 0; i < M; ++i)
           for (int64_t j = 0; j < N; ++j) {
-            int64_t ci = cdims.size() == 2 ? (cdims[1] == 1 ? i : i * N + j)
-                         : cdims.size() == 1 && cdims[0] == N ? j : 0;
+            int64_t ci = cdims.size() == 2                    ? (cdims[1] == 1 ? i : i * N + j)
+                         : cdims.size() == 1 && cdims[0] == N ? j
+                                                              : 0;
             double& w = want[size_t(i * N + j)];
             w = alpha * w + beta * cv[size_t(ci)];
           }
         auto out = run_node("Gemm", {rt(a), rt(b), rt(c)},
-                            {{"transA", int64_t(ta)}, {"transB", int64_t(tb)},
-                             {"alpha", float(alpha)}, {"beta", float(beta)}});
+                            {{"transA", int64_t(ta)},
+                             {"transB", int64_t(tb)},
+                             {"alpha", float(alpha)},
+                             {"beta", float(beta)}});
         expect_near_all(out[0], {M, N}, want);
       }
   // No C, f64.
@@ -621,8 +706,9 @@ TEST(Einsum, MatmulTransposeAndOuterProduct) {
     for (double y : vv) outer.push_back(x * y);
   expect_near_all(einsum("i,j->ij", {u, v}), {3, 2}, outer);
   std::vector<double> rowsum;
-  for (int i = 0; i < 3; ++i) rowsum.push_back(av[size_t(i * 4)] + av[size_t(i * 4 + 1)] +
-                                               av[size_t(i * 4 + 2)] + av[size_t(i * 4 + 3)]);
+  for (int i = 0; i < 3; ++i)
+    rowsum.push_back(av[size_t(i * 4)] + av[size_t(i * 4 + 1)] + av[size_t(i * 4 + 2)] +
+                     av[size_t(i * 4 + 3)]);
   expect_near_all(einsum("ij->i", {a}), {3}, rowsum);
 }
 
@@ -715,8 +801,10 @@ TEST(Loss, NegativeLogLikelihoodWithWeightsAndIgnoreIndex) {
         std::vector<In> ins = {rt(x), rt(target)};
         if (use_w) ins.push_back(rt(w));
         auto out = run_node("NegativeLogLikelihoodLoss", ins, attrs);
-        if (red == "none") expect_near_all(out[0], {N, 2, 2}, want.none);
-        else expect_near_all(out[0], {}, {red == "sum" ? want.sum : want.mean});
+        if (red == "none")
+          expect_near_all(out[0], {N, 2, 2}, want.none);
+        else
+          expect_near_all(out[0], {}, {red == "sum" ? want.sum : want.mean});
       }
     }
 }
@@ -744,15 +832,18 @@ TEST(Loss, SoftmaxCrossEntropyWithLogProbOutput) {
     LossWant want = naive_nll(logp, t, N, C, D, &wv, int64_t(4));
     auto out = run_node("SoftmaxCrossEntropyLoss", {rt(x), rt(target), rt(w)},
                         {{"reduction", red}, {"ignore_index", int64_t(4)}}, 2);
-    if (red == "none") expect_near_all(out[0], {N, D}, want.none);
-    else expect_near_all(out[0], {}, {red == "sum" ? want.sum : want.mean});
+    if (red == "none")
+      expect_near_all(out[0], {N, D}, want.none);
+    else
+      expect_near_all(out[0], {}, {red == "sum" ? want.sum : want.mean});
     expect_near_all(out[1], {N, C, D}, logp);
   }
   // Rank-2 scores, i32 labels, no weight, default mean, single output.
   Tensor x2 = random_tensor(DType::f32, {5, 3});
   std::vector<int64_t> t2 = {0, 2, 1, 1, 2};
   Tensor target2 = make_tensor(DType::i32, {5}, {0, 2, 1, 1, 2});
-  LossWant want2 = naive_nll(naive_softmax(values_of(x2), {5, 3}, 1, true), t2, 5, 3, 1, nullptr, {});
+  LossWant want2 =
+      naive_nll(naive_softmax(values_of(x2), {5, 3}, 1, true), t2, 5, 3, 1, nullptr, {});
   expect_near_all(run_node("SoftmaxCrossEntropyLoss", {rt(x2), rt(target2)})[0], {}, {want2.mean});
 }
 
@@ -768,11 +859,11 @@ TEST(Inference, SymbolicDimsFlowThroughMatMulSoftmaxAndReductions) {
   Value* axes = g.add_constant("axes", i64_tensor({-1}));
   Value* dyn_axes = g.add_input("dyn_axes", {DType::i64, Shape::of({1})});
   Value* k = g.add_constant("k", i64_tensor({5}));
-  Value* mm = g.add_value("mm"), *sm = g.add_value("sm"), *mean_keep = g.add_value("mean_keep"),
-       *mean_drop = g.add_value("mean_drop"), *dyn_keep = g.add_value("dyn_keep"),
-       *dyn_drop = g.add_value("dyn_drop"), *ln = g.add_value("ln"), *ln_mean = g.add_value("ln_mean"),
-       *topv = g.add_value("topv"), *topi = g.add_value("topi"), *es = g.add_value("es"),
-       *am = g.add_value("am"), *gm = g.add_value("gm");
+  Value *mm = g.add_value("mm"), *sm = g.add_value("sm"), *mean_keep = g.add_value("mean_keep"),
+        *mean_drop = g.add_value("mean_drop"), *dyn_keep = g.add_value("dyn_keep"),
+        *dyn_drop = g.add_value("dyn_drop"), *ln = g.add_value("ln"),
+        *ln_mean = g.add_value("ln_mean"), *topv = g.add_value("topv"), *topi = g.add_value("topi"),
+        *es = g.add_value("es"), *am = g.add_value("am"), *gm = g.add_value("gm");
   g.add_node("MatMul", {x, w}, {mm});
   g.add_node("Softmax", {mm}, {sm});
   g.add_node("ReduceMean", {x, axes}, {mean_keep});
@@ -804,9 +895,10 @@ TEST(Inference, SymbolicDimsFlowThroughMatMulSoftmaxAndReductions) {
 
 TEST(Inference, MatMulBroadcastsSymbolicBatchAndRejectsStaticMismatch) {
   Graph g;
-  Value* a = g.add_input("a", {DType::f32, sym_shape({Dim::sym("b"), Dim::fixed(1), Dim::sym("m"),
-                                                      Dim::fixed(64)})});
-  Value* b = g.add_input("b", {DType::f32, sym_shape({Dim::fixed(12), Dim::fixed(64), Dim::sym("n")})});
+  Value* a = g.add_input(
+      "a", {DType::f32, sym_shape({Dim::sym("b"), Dim::fixed(1), Dim::sym("m"), Dim::fixed(64)})});
+  Value* b =
+      g.add_input("b", {DType::f32, sym_shape({Dim::fixed(12), Dim::fixed(64), Dim::sym("n")})});
   Value* c = g.add_value("c");
   g.add_node("MatMul", {a, b}, {c});
   infer_types(g);
@@ -828,9 +920,10 @@ TEST(Inference, MatMulBroadcastsSymbolicBatchAndRejectsStaticMismatch) {
 
 TEST(Inference, LossShapes) {
   Graph g;
-  Value* x = g.add_input("x", {DType::f32, sym_shape({Dim::sym("n"), Dim::fixed(10), Dim::sym("d")})});
+  Value* x =
+      g.add_input("x", {DType::f32, sym_shape({Dim::sym("n"), Dim::fixed(10), Dim::sym("d")})});
   Value* t = g.add_input("t", {DType::i64, sym_shape({Dim::sym("n"), Dim::sym("d")})});
-  Value* none = g.add_value("none"), *mean = g.add_value("mean"), *lp = g.add_value("lp");
+  Value *none = g.add_value("none"), *mean = g.add_value("mean"), *lp = g.add_value("lp");
   g.add_node("NegativeLogLikelihoodLoss", {x, t}, {none}, {{"reduction", std::string("none")}});
   g.add_node("SoftmaxCrossEntropyLoss", {x, t}, {mean, lp});
   infer_types(g);

@@ -259,6 +259,17 @@ TEST(Transpose, DefaultReversesAndAllDtypes) {
   EXPECT_EQ(run1("Transpose", {empty}, {{"perm", Dims{2, 0, 1}}}).dims(), (Dims{3, 2, 0}));
 }
 
+TEST(Transpose, TiledInnerTransposes) {
+  // Sizes that are not multiples of the tile, in 2-, 4- and 8-byte elements.
+  for (DType dt : {DType::f16, DType::f32, DType::i64}) {
+    Tensor m = random_tensor(dt, {37, 50});
+    expect_same(run1("Transpose", {m}), transpose_expected(m, {1, 0}), std::string(dtype_name(dt)));
+    Tensor b = random_tensor(dt, {3, 19, 2, 33});
+    expect_same(run1("Transpose", {b}, {{"perm", Dims{0, 3, 2, 1}}}), transpose_expected(b, {0, 3, 2, 1}));
+    expect_same(run1("Transpose", {b}, {{"perm", Dims{2, 0, 3, 1}}}), transpose_expected(b, {2, 0, 3, 1}));
+  }
+}
+
 TEST(Transpose, AttentionHeadsLayout) {
   Tensor x = random_tensor(DType::f32, {1, 128, 12, 64});
   expect_same(run1("Transpose", {x}, {{"perm", Dims{0, 2, 1, 3}}}), transpose_expected(x, {0, 2, 1, 3}));
@@ -435,7 +446,10 @@ TEST(Gather, EveryAxisWithNegativeIndices) {
 }
 
 TEST(Gather, EmbeddingLookup) {
-  Tensor table = random_tensor(DType::f32, {50257, 768});
+  // A cheap generator: 38M random floats from the default one take seconds.
+  Tensor table = Tensor::empty(DType::f32, {50257, 768});
+  std::minstd_rand fast(7);
+  for (int64_t i = 0; i < table.numel(); ++i) table.data<float>()[i] = float(fast() % 1000 + 1) * 0.25f;
   std::vector<int64_t> ids;
   std::uniform_int_distribution<int64_t> id(0, 50256);
   for (int i = 0; i < 128; ++i) ids.push_back(id(rng()));
@@ -762,6 +776,17 @@ TEST(Pad, AxesInputNegativePadsAndRandom3D) {
   }
   expect_error("Pad", {random_tensor(DType::f32, {0, 2}), ints({1, 0, 0, 0})}, {{"mode", std::string("edge")}}, "size 0");
   expect_error("Pad", {x, ints({1, 2})}, {}, "2 entries per padded axis");
+}
+
+TEST(Errors, HugeShapesFromValuesAreRejected) {
+  Tensor x = random_tensor(DType::f32, {2, 3});
+  expect_error("ConstantOfShape", {ints({1LL << 40, 1LL << 40})}, {}, "too many elements");
+  expect_error("Tile", {x, ints({1LL << 62, 4})}, {}, "too large");
+  expect_error("Expand", {x, ints({1LL << 40, 1LL << 40, 1, 3})}, {}, "too many elements");
+  expect_error("Pad", {x, ints({0, INT64_MAX, 0, INT64_MAX})}, {}, "too large");
+  expect_error("Range", {Tensor::scalar<int64_t>(INT64_MIN), Tensor::scalar<int64_t>(INT64_MAX), Tensor::scalar<int64_t>(1)},
+               {}, "too long");
+  expect_error("Reshape", {x, ints({1LL << 40, 1LL << 40, -1})}, {}, "[2,3]");
 }
 
 // ------------------------------------------------- symbolic shape inference

@@ -34,3 +34,35 @@ template <typename A> inline bool is_nan(A v) {
 }
 
 }  // namespace cb
+
+namespace cb {
+
+// Sum of a contiguous f32 row in double, over 8 independent lanes so that the
+// compiler can vectorise it (the lanes are added at the end).
+inline double sum_row_f32(const float* x, int64_t n) {
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) lane[j] += double(x[i + j]);
+  double s = 0;
+  for (; i < n; ++i) s += double(x[i]);
+  for (int j = 0; j < 8; ++j) s += lane[j];
+  return s;
+}
+
+// Sum of squared differences from `mean`, as sum_row_f32.
+inline double sum_sq_diff_row_f32(const float* x, int64_t n, double mean) {
+  double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      double d = double(x[i + j]) - mean;
+      lane[j] += d * d;
+    }
+  double s = 0;
+  for (; i < n; ++i) s += (double(x[i]) - mean) * (double(x[i]) - mean);
+  for (int j = 0; j < 8; ++j) s += lane[j];
+  return s;
+}
+
+}  // namespace cb

@@ -277,17 +277,28 @@ void binary_kernel(KernelContext& ctx) {
     using Out = std::conditional_t<std::is_same_v<decltype(op(load(T{}), load(T{}))), bool>, bool, T>;
     if constexpr (requires { Op::kIntegerDivisorMustBeNonzero; } && std::is_integral_v<T>)
       check_nonzero_divisors<T>(ctx.node, b);
-    binary_map<T, T, Out>(a, b, ctx.out(0), op);
+    broadcast_map<Out, T, T>(ctx.out(0), {&a, &b}, op);
   });
 }
 
 void pow_kernel(KernelContext& ctx) {
   const Tensor& a = ctx.in(0);
   const Tensor& b = ctx.in(1);
+  Tensor& out = ctx.out(0);
   dispatch(a.dtype(), PowBaseTypes{}, ctx.node, [&](auto base_tag) {
+    using A = decltype(base_tag);
+    using C = compute_t<A>;
+    if constexpr (std::is_floating_point_v<C>) {
+      // x^2 and x^3 (layer norms, tanh-GELU) multiply, as ONNX Runtime does.
+      double e = b.numel() == 1 ? b.get_double(0) : 0;
+      if (b.numel() == 1 && (e == 2 || e == 3)) {
+        if (e == 2) unary_map<A, A>(a, out, [](C x) { return x * x; });
+        else unary_map<A, A>(a, out, [](C x) { return x * x * x; });
+        return;
+      }
+    }
     dispatch(b.dtype(), NumericTypes{}, ctx.node, [&](auto exp_tag) {
-      using A = decltype(base_tag);
-      binary_map<A, decltype(exp_tag), A>(a, b, ctx.out(0), PowOp{});
+      broadcast_map<A, A, decltype(exp_tag)>(out, {&a, &b}, PowOp{});
     });
   });
 }
@@ -300,10 +311,10 @@ void variadic_kernel(KernelContext& ctx) {
   dispatch(out.dtype(), Types{}, ctx.node, [&](auto tag) {
     using T = decltype(tag);
     if (n == 1) {
-      broadcast_convert<T, T>(ctx.in(0), out);
+      broadcast_map<T, T>(out, {&ctx.in(0)}, [](auto v) { return v; });
     } else {
-      binary_map<T, T, T>(ctx.in(0), ctx.in(1), out, Op{});
-      for (size_t i = 2; i < n; ++i) binary_map<T, T, T>(out, ctx.in(i), out, Op{});
+      broadcast_map<T, T, T>(out, {&ctx.in(0), &ctx.in(1)}, Op{});
+      for (size_t i = 2; i < n; ++i) broadcast_map<T, T, T>(out, {&out, &ctx.in(i)}, Op{});
     }
     if constexpr (kMean) {
       using C = compute_t<T>;
@@ -315,23 +326,11 @@ void variadic_kernel(KernelContext& ctx) {
 
 void where_kernel(KernelContext& ctx) {
   const Tensor& cond = ctx.in(0);
-  const Tensor& x = ctx.in(1);
-  const Tensor& y = ctx.in(2);
-  Tensor& out = ctx.out(0);
-  if (out.numel() == 0) return;
-  BroadcastPlan<3> plan(out.dims(), {&cond.dims(), &x.dims(), &y.dims()});
-  int64_t n = plan.row_length();
-  int64_t sc = plan.strides[1].back(), sx = plan.strides[2].back(), sy = plan.strides[3].back();
-  dispatch(out.dtype(), AllTypes{}, ctx.node, [&](auto tag) {
+  dispatch(ctx.out(0).dtype(), AllTypes{}, ctx.node, [&](auto tag) {
     using T = decltype(tag);
-    const bool* c = cond.data<bool>();
-    const T* px = x.data<T>();
-    const T* py = y.data<T>();
-    T* po = out.data<T>();
-    plan.for_each_row([&](const int64_t* off) {
-      for (int64_t i = 0; i < n; ++i)
-        po[off[0] + i] = c[off[1] + i * sc] ? px[off[2] + i * sx] : py[off[3] + i * sy];
-    });
+    using C = compute_t<T>;
+    broadcast_map<T, bool, T, T>(ctx.out(0), {&cond, &ctx.in(1), &ctx.in(2)},
+                                 [](bool c, C x, C y) { return c ? x : y; });
   });
 }
 

@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "backends/backend.h"
@@ -161,51 +163,49 @@ struct BroadcastPlan {
   }
 };
 
-// One innermost row of a binary op; A_STEP/B_STEP say whether each input
-// advances (true) or repeats one broadcast element (false).
-template <bool A_STEP, bool B_STEP, typename A, typename B, typename O, typename Fn>
-inline void binary_row(int64_t n, const A* a, const B* b, O* o, const Fn& fn) {
-  for (int64_t i = 0; i < n; ++i)
-    o[i] = store<O>(fn(load(a[A_STEP ? i : 0]), load(b[B_STEP ? i : 0])));
+// Calls f(std::integer_sequence<bool, S...>{}) where S... are the runtime
+// `flags` turned into template arguments (2^N instantiations of f).
+template <size_t N, bool... S, typename F>
+void with_static_flags(const std::array<bool, N>& flags, const F& f) {
+  if constexpr (sizeof...(S) == N) f(std::integer_sequence<bool, S...>{});
+  else if (flags[sizeof...(S)]) with_static_flags<N, S..., true>(flags, f);
+  else with_static_flags<N, S..., false>(flags, f);
 }
 
-// out = fn(a, b) with numpy broadcasting; `out` is already sized to the
-// broadcast shape. fn takes compute_t<A>, compute_t<B>. Same-shape inputs and
-// inputs broadcast along leading dims run as one or a few long contiguous rows.
-template <typename A, typename B, typename O, typename Fn>
-void binary_map(const Tensor& a, const Tensor& b, Tensor& out, const Fn& fn) {
+// One innermost row: o[i] = fn(in[i]...), where an input whose Step is false
+// repeats its first element (broadcast). With the steps known at compile time
+// this is a plain loop the compiler vectorises.
+template <bool... Step, typename Out, typename Fn, typename... In>
+inline void map_row(int64_t n, Out* o, const Fn& fn, const In*... in) {
+  for (int64_t i = 0; i < n; ++i) o[i] = store<Out>(fn(load(in[Step ? i : 0])...));
+}
+
+// out = fn(ins...) elementwise with numpy broadcasting; `out` is already sized
+// to the broadcast shape. In... are the inputs' C types; fn takes their
+// compute_t values. Same-shape inputs become one long contiguous row; inputs
+// broadcast along leading dims (bias adds, attention masks) become long rows
+// in which each input either advances or repeats one element.
+template <typename Out, typename... In, typename Fn>
+void broadcast_map(Tensor& out, const std::array<const Tensor*, sizeof...(In)>& ins, const Fn& fn) {
+  constexpr size_t N = sizeof...(In);
   if (out.numel() == 0) return;
-  const A* pa = a.data<A>();
-  const B* pb = b.data<B>();
-  O* po = out.data<O>();
-  if (a.dims() == out.dims() && b.dims() == out.dims()) {
-    binary_row<true, true>(out.numel(), pa, pb, po, fn);
-    return;
-  }
-  BroadcastPlan<2> plan(out.dims(), {&a.dims(), &b.dims()});
+  std::array<const std::vector<int64_t>*, N> in_dims;
+  for (size_t k = 0; k < N; ++k) in_dims[k] = &ins[k]->dims();
+  BroadcastPlan<N> plan(out.dims(), in_dims);
+  std::array<bool, N> steps;
+  for (size_t k = 0; k < N; ++k) steps[k] = plan.row_contiguous(k + 1);
+  using Inputs = std::index_sequence_for<In...>;
+  auto bases = [&]<size_t... K>(std::index_sequence<K...>) {
+    return std::tuple<const In*...>(ins[K]->template data<In>()...);
+  }(Inputs{});
+  Out* o = out.data<Out>();
   int64_t n = plan.row_length();
-  bool a_step = plan.row_contiguous(1), b_step = plan.row_contiguous(2);
-  plan.for_each_row([&](const int64_t* off) {
-    const A* x = pa + off[1];
-    const B* y = pb + off[2];
-    O* z = po + off[0];
-    if (a_step && b_step) binary_row<true, true>(n, x, y, z, fn);
-    else if (a_step) binary_row<true, false>(n, x, y, z, fn);
-    else if (b_step) binary_row<false, true>(n, x, y, z, fn);
-    else binary_row<false, false>(n, x, y, z, fn);
-  });
-}
-
-// out = in broadcast to out's shape, converting In to Out.
-template <typename In, typename Out>
-void broadcast_convert(const Tensor& in, Tensor& out) {
-  if (out.numel() == 0) return;
-  BroadcastPlan<1> plan(out.dims(), {&in.dims()});
-  int64_t n = plan.row_length(), step = plan.strides[1].back();
-  const In* x = in.data<In>();
-  Out* y = out.data<Out>();
-  plan.for_each_row([&](const int64_t* off) {
-    for (int64_t i = 0; i < n; ++i) y[off[0] + i] = convert<Out>(x[off[1] + i * step]);
+  with_static_flags<N>(steps, [&]<bool... S>(std::integer_sequence<bool, S...>) {
+    plan.for_each_row([&](const int64_t* off) {
+      [&]<size_t... K>(std::index_sequence<K...>) {
+        map_row<S...>(n, o + off[0], fn, (std::get<K>(bases) + off[K + 1])...);
+      }(Inputs{});
+    });
   });
 }
 

@@ -118,7 +118,8 @@ void gemm_kernel(KernelContext& ctx) {
   std::vector<int64_t> c_off;
   if (c) {
     const std::vector<int64_t> s[1] = {broadcast_strides(c->dims(), {M, N})};
-    for_each_offset(std::vector<int64_t>{M, N}, s, [&](const int64_t* o) { c_off.push_back(o[0]); });
+    for_each_offset(std::vector<int64_t>{M, N}, s,
+                    [&](const int64_t* o) { c_off.push_back(o[0]); });
   }
   DType dt = a.dtype();
   if (dt == DType::f32 || dt == DType::f16 || dt == DType::bf16) {

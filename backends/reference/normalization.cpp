@@ -1,8 +1,10 @@
 // Reference kernels for Softmax, LogSoftmax and LayerNormalization.
 // LayerNormalization reads X as [rows, n] (n = product of dims axis..rank-1),
-// computes mean and variance in double, and applies Scale and B through
+// computes mean and variance in double (f32 rows over vectorisable lanes), and
+// applies Scale and B through
 // broadcast offsets (a direct index when they cover exactly the normalized dims).
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "backends/reference/accumulate.h"
@@ -35,8 +37,9 @@ SplitOffsets split_offsets(const std::vector<int64_t>& operand_dims,
   std::vector<int64_t> s = broadcast_strides(operand_dims, dims);
   std::vector<int64_t> lead_dims(dims.begin(), dims.begin() + long(axis));
   std::vector<int64_t> tail_dims(dims.begin() + long(axis), dims.end());
-  const std::vector<int64_t> lead_strides[1] = {std::vector<int64_t>(s.begin(), s.begin() + long(axis))};
-  const std::vector<int64_t> tail_strides[1] = {std::vector<int64_t>(s.begin() + long(axis), s.end())};
+  auto split = s.begin() + long(axis);
+  const std::vector<int64_t> lead_strides[1] = {std::vector<int64_t>(s.begin(), split)};
+  const std::vector<int64_t> tail_strides[1] = {std::vector<int64_t>(split, s.end())};
   SplitOffsets r;
   for_each_offset(lead_dims, lead_strides, [&](const int64_t* o) {
     r.row_offsets.push_back(o[0]);
@@ -75,21 +78,24 @@ void layer_norm_typed(KernelContext& ctx, size_t axis, double eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = in + r * n;
     T* yr = out + r * n;
-    double sum = 0;
-    for (int64_t k = 0; k < n; ++k) sum += load(xr[k]);
-    double mean = sum / double(n);
-    double sq = 0;
-    for (int64_t k = 0; k < n; ++k) {
-      double d = load(xr[k]) - mean;
-      sq += d * d;
+    double mean = 0, sq = 0;
+    if constexpr (std::is_same_v<T, float>) {
+      mean = sum_row_f32(xr, n) / double(n);
+      sq = sum_sq_diff_row_f32(xr, n, mean);
+    } else {
+      for (int64_t k = 0; k < n; ++k) mean += load(xr[k]);
+      mean /= double(n);
+      for (int64_t k = 0; k < n; ++k) sq += (load(xr[k]) - mean) * (load(xr[k]) - mean);
     }
     double inv = 1.0 / std::sqrt(sq / double(n) + eps);
     write_stat(mean_out, r, mean);
     write_stat(inv_out, r, inv);
-    if (sp && bp && so.contiguous_cols && bo.contiguous_cols) {
-      for (int64_t k = 0; k < n; ++k)
-        yr[k] = store<T>((load(xr[k]) - mean) * inv * load(sp[k]) + load(bp[k]));
-      continue;
+    if constexpr (std::is_same_v<T, float>) {
+      if (sp && bp && so.contiguous_cols && bo.contiguous_cols) {  // the transformer case
+        const float m = float(mean), iv = float(inv);
+        for (int64_t k = 0; k < n; ++k) yr[k] = (xr[k] - m) * iv * sp[k] + bp[k];
+        continue;
+      }
     }
     const T* srow = sp ? sp + so.row_offsets[size_t(r)] : nullptr;
     const T* brow = bp ? bp + bo.row_offsets[size_t(r)] : nullptr;

@@ -165,7 +165,10 @@ std::vector<bool> reduced_axes(const KernelContext& ctx) {
   int64_t rank = int64_t(x.rank());
   std::vector<int64_t> axes;
   if (ctx.inputs.size() > 1 && ctx.inputs[1]) axes = ctx.inputs[1]->to_int_vector();
-  if (axes.empty()) return std::vector<bool>(x.rank(), ctx.node.attr_int("noop_with_empty_axes", 0) == 0);
+  if (axes.empty()) {
+    bool noop = ctx.node.attr_int("noop_with_empty_axes", 0) != 0;
+    return std::vector<bool>(x.rank(), !noop);
+  }
   std::vector<bool> r(x.rank(), false);
   for (int64_t a : axes) r[size_t(norm_axis(a, rank))] = true;
   return r;

@@ -101,7 +101,8 @@ void slice_kernel(KernelContext& ctx) {
     if (st < 0) st += d;
     st = step > 0 ? std::min(std::max<int64_t>(st, 0), d) : std::min(std::max<int64_t>(st, 0), d - 1);
     base += st * in_strides[size_t(a)];
-    strides[size_t(a)] = in_strides[size_t(a)] * step;
+    // With one element the step is never taken (and step * stride may overflow).
+    strides[size_t(a)] = out.dim(size_t(a)) > 1 ? in_strides[size_t(a)] * step : 0;
   }
   size_t esize = dtype_size(in.dtype());
   strided_copy(bytes_of(in) + size_t(base) * esize, out.dims(), strides, bytes_of(out), esize);

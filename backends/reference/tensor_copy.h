@@ -29,7 +29,8 @@ decltype(auto) elem_size_dispatch(size_t esize, Fn&& fn) {
 // Copies a strided view into contiguous `dst`: output element (i_0, ..., i_n)
 // of `dims` comes from src[sum i_k * strides[k]] (strides in elements; 0 and
 // negative strides allowed). Adjacent dims are merged first, so whatever is
-// contiguous in the source is copied in runs with memcpy.
+// contiguous in the source is copied in runs with memcpy; a transpose of the
+// two innermost dims is copied in cache-sized tiles.
 inline void strided_copy(const uint8_t* src, const std::vector<int64_t>& dims_in,
                          const std::vector<int64_t>& strides_in, uint8_t* dst, size_t esize) {
   std::vector<int64_t> dims, strides;
@@ -51,25 +52,40 @@ inline void strided_copy(const uint8_t* src, const std::vector<int64_t>& dims_in
   const int64_t inner = dims.back(), inner_stride = strides.back();
   dims.pop_back();
   strides.pop_back();
-  const size_t inner_bytes = size_t(inner) * esize;
+  // A 2-D transpose at the bottom (the next dim is contiguous in the source,
+  // the innermost is not): copy it in square tiles so both sides stay in cache.
+  int64_t tile_rows = 1;
+  if (inner_stride != 1 && !dims.empty() && strides.back() == 1 && dims.back() >= 8 && inner >= 8) {
+    tile_rows = dims.back();
+    dims.pop_back();
+    strides.pop_back();
+  }
+  const size_t block_bytes = size_t(inner * tile_rows) * esize;
   elem_size_dispatch(esize, [&](auto tag) {
     using E = decltype(tag);
-    auto copy_inner = [&](const uint8_t* s) {
-      if (inner_stride == 1) {
-        std::memcpy(dst, s, inner_bytes);
+    auto copy_block = [&](const uint8_t* s) {
+      const E* se = reinterpret_cast<const E*>(s);
+      E* de = reinterpret_cast<E*>(dst);
+      if (tile_rows > 1) {
+        // de[r * inner + c] = se[r + c * inner_stride]
+        constexpr int64_t T = 16;
+        for (int64_t r0 = 0; r0 < tile_rows; r0 += T)
+          for (int64_t c0 = 0; c0 < inner; c0 += T)
+            for (int64_t r = r0; r < std::min(r0 + T, tile_rows); ++r)
+              for (int64_t c = c0; c < std::min(c0 + T, inner); ++c) de[r * inner + c] = se[r + c * inner_stride];
+      } else if (inner_stride == 1) {
+        std::memcpy(dst, s, block_bytes);
       } else {
-        const E* se = reinterpret_cast<const E*>(s);
-        E* de = reinterpret_cast<E*>(dst);
         for (int64_t i = 0; i < inner; ++i) de[i] = se[i * inner_stride];
       }
-      dst += inner_bytes;
+      dst += block_bytes;
     };
     int64_t outer = 1;
     for (auto d : dims) outer *= d;
     std::vector<int64_t> idx(dims.size(), 0);
     const uint8_t* s = src;
     for (int64_t n = 0; n < outer; ++n) {
-      copy_inner(s);
+      copy_block(s);
       for (int64_t d = int64_t(dims.size()) - 1; d >= 0; --d) {
         size_t ud = size_t(d);
         if (++idx[ud] < dims[ud]) {

@@ -36,7 +36,8 @@ void range_kernel(KernelContext& ctx) {
     } else {
       auto fill = [&](auto zero) {
         using C = decltype(zero);
-        C start = C(ctx.in(0).get_double(0)), delta = C(C(start + C(ctx.in(2).get_double(0))) - start);
+        C start = C(ctx.in(0).get_double(0));
+        C delta = C(C(double(start) + ctx.in(2).get_double(0)) - start);
         for (int64_t i = 0; i < n; ++i) dst[i] = from_double<T>(double(C(start + C(i) * delta)));
       };
       bool low_precision = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;

@@ -104,7 +104,8 @@ EinsumPlan plan_einsum(const std::string& equation, const std::vector<size_t>& r
     Term out = parse_term(eq.substr(arrow + 2), equation);
     CB_CHECK(out.ellipsis_at >= 0 || E == 0,
              "einsum equation '" << equation
-                                 << "': the operands have ellipsis dims but the output has no '...'");
+                                 << "': the operands have ellipsis dims but the output has no "
+                                    "'...'");
     for (size_t i = 0; i <= out.letters.size(); ++i) {
       if (int(i) == out.ellipsis_at)
         for (size_t e = 0; e < E; ++e) plan.output_labels.push_back(int(e));

@@ -75,6 +75,7 @@ void infer_layer_norm(InferContext& ctx) {
     ctx.set_output(2, *stash, Shape::unknown_rank());
     return;
   }
+  ctx.check(x.rank() >= 1, "X must have rank >= 1");
   int64_t axis = ctx.axis(ctx.node().attr_int("axis", -1), int64_t(x.rank()));
   if (ctx.has_input(1)) check_unidirectional(ctx, ctx.input_shape(1), x, "Scale");
   if (ctx.has_input(2)) check_unidirectional(ctx, ctx.input_shape(2), x, "B");
@@ -249,7 +250,8 @@ void register_nn_ops(OpRegistry& r) {
   r.add(make_schema("Softmax", 1, 1, 1, 1, infer_softmax, "exp(x) / sum(exp(x)) along axis."));
   r.add(make_schema("LogSoftmax", 1, 1, 1, 1, infer_softmax, "log(Softmax(x)) along axis."));
   r.add(make_schema("LayerNormalization", 1, 3, 1, 3, infer_layer_norm,
-                    "Normalizes over dims axis..rank-1; optional Scale, B; outputs Mean, InvStdDev."));
+                    "Normalizes over dims axis..rank-1; optional Scale, B; outputs Mean and "
+                    "InvStdDev."));
   r.add(make_schema("MatMul", 2, 2, 1, 1, infer_matmul, "numpy matmul."));
   r.add(make_schema("Gemm", 2, 3, 1, 1, infer_gemm, "alpha * A' B' + beta * C."));
   r.add(make_schema("Einsum", 1, 1024, 1, 1, infer_einsum, "Einstein summation (numpy rules)."));

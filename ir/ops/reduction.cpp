@@ -74,6 +74,7 @@ void infer_reduce(InferContext& ctx, DTypes allowed) {
     return ctx.set_output(0, dt, Shape::unknown_rank());
   }
   int64_t rank = int64_t(in.rank());
+  ctx.check(rank > 0 || axes->empty(), "a scalar input has no axis to reduce over");
   std::vector<bool> reduced(in.rank(), axes->empty());
   for (int64_t a : *axes) {
     int64_t n = ctx.axis(a, rank, "axes entry");

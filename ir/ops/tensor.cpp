@@ -27,6 +27,18 @@ Shape unknown_dims(size_t rank) {
 
 std::string ints_str(const std::vector<int64_t>& v) { return dims_str(v); }
 
+// Shapes computed from input values can be absurd (a Reshape to [2^40,2^40]);
+// the runtime allocates them, so their element count must not overflow.
+constexpr __int128 kMaxElements = __int128(1) << 56;
+
+Shape checked(const InferContext& ctx, Shape s) {
+  __int128 n = 1;
+  for (auto& d : s.dims)
+    if (d.is_static()) n = std::min(n * d.value, kMaxElements + 1);
+  ctx.check(n <= kMaxElements, "output shape " + s.str() + " has too many elements");
+  return s;
+}
+
 // Fails unless input i, when present and typed, is int32 or int64.
 void check_index_input(const InferContext& ctx, size_t i, const char* what) {
   if (!ctx.has_input(i)) return;
@@ -129,12 +141,13 @@ int64_t slice_count(int64_t start, int64_t end, int64_t step, int64_t d) {
 
 // Total static elements and symbol multiset of a shape; false if a dim is unknown.
 bool split_product(const std::vector<Dim>& dims, int64_t& stat, std::multiset<std::string>& syms) {
-  stat = 1;
+  __int128 p = 1;
   for (auto& d : dims) {
-    if (d.is_static()) stat *= d.value;
+    if (d.is_static()) p = std::min(p * d.value, kMaxElements + 1);
     else if (d.is_symbolic()) syms.insert(d.symbol);
     else return false;
   }
+  stat = int64_t(p);
   return true;
 }
 
@@ -217,7 +230,7 @@ void infer_reshape(InferContext& ctx) {
       ctx.check(in_stat == out_stat, mismatch());
     }
   }
-  ctx.set_output(0, dt, out);
+  ctx.set_output(0, dt, checked(ctx, out));
 }
 
 void infer_flatten(InferContext& ctx) {
@@ -639,7 +652,7 @@ void infer_expand(InferContext& ctx) {
   }
   for (int64_t v : *target)
     ctx.check(v >= 0, "shape value " + ints_str(*target) + " has a negative dim");
-  ctx.set_output(0, dt, broadcast_shapes(ctx, in, Shape::of(*target)));
+  ctx.set_output(0, dt, checked(ctx, broadcast_shapes(ctx, in, Shape::of(*target))));
 }
 
 void infer_tile(InferContext& ctx) {
@@ -661,11 +674,15 @@ void infer_tile(InferContext& ctx) {
     int64_t rep = (*reps)[i];
     ctx.check(rep >= 0, "repeats " + ints_str(*reps) + " has a negative entry");
     const Dim& d = in[i];
-    out.dims.push_back(d.is_static() || rep == 0 ? Dim::fixed(d.is_static() ? d.value * rep : 0)
-                       : rep == 1                ? d
-                                                 : Dim::unknown());
+    if (d.is_static() || rep == 0) {
+      __int128 size = d.is_static() ? __int128(d.value) * rep : 0;
+      ctx.check(size <= kMaxElements, "repeats " + ints_str(*reps) + " make input " + in.str() + " too large");
+      out.dims.push_back(Dim::fixed(int64_t(size)));
+    } else {
+      out.dims.push_back(rep == 1 ? d : Dim::unknown());
+    }
   }
-  ctx.set_output(0, dt, out);
+  ctx.set_output(0, dt, checked(ctx, out));
 }
 
 // ------------------------------------------------------- shape and values
@@ -712,6 +729,8 @@ void infer_range(InferContext& ctx) {
     __int128 span = __int128(limit) - start;
     __int128 q = span / delta;
     if (q * delta != span && ((span > 0) == (delta > 0))) ++q;  // ceil
+    ctx.check(q <= kMaxElements, "range from " + std::to_string(start) + " to " + std::to_string(limit) +
+                                     " by " + std::to_string(delta) + " is too long");
     n = int64_t(std::max<__int128>(q, 0));
   } else {
     double start = v[0]->get_double(0), limit = v[1]->get_double(0), delta = v[2]->get_double(0);
@@ -730,7 +749,7 @@ Shape shape_from_input(InferContext& ctx, size_t i) {
   check_index_input(ctx, i, "shape");
   if (auto v = known_ints(ctx, i)) {
     for (int64_t d : *v) ctx.check(d >= 0, "shape value " + ints_str(*v) + " has a negative dim");
-    return Shape::of(*v);
+    return checked(ctx, Shape::of(*v));
   }
   auto n = static_length(ctx, i);
   return n ? unknown_dims(size_t(*n)) : Shape::unknown_rank();
@@ -814,7 +833,7 @@ void infer_one_hot(InferContext& ctx) {
   if (axis < 0) axis += r + 1;
   Shape out = idx;
   out.dims.insert(out.dims.begin() + axis, depth);
-  ctx.set_output(0, values_dt, out);
+  ctx.set_output(0, values_dt, checked(ctx, out));
 }
 
 // --------------------------------------------------------- element-wise-ish
@@ -881,16 +900,17 @@ void infer_pad(InferContext& ctx) {
     int64_t begin = (*pads)[i], end = (*pads)[n + i];
     const Dim& d = in[size_t(ax[i])];
     if (d.is_static()) {
-      int64_t size = d.value + begin + end;
+      __int128 size = __int128(d.value) + begin + end;
       ctx.check(size >= 0, "pads " + ints_str(*pads) + " remove more than input " + in.str() + " has");
+      ctx.check(size <= kMaxElements, "pads " + ints_str(*pads) + " make input " + in.str() + " too large");
       ctx.check(mode == "constant" || d.value > 0 || (begin <= 0 && end <= 0),
                 "cannot " + mode + "-pad axis " + std::to_string(ax[i]) + " of size 0 (input " + in.str() + ")");
-      out[size_t(ax[i])] = Dim::fixed(size);
-    } else if (begin + end != 0) {
+      out[size_t(ax[i])] = Dim::fixed(int64_t(size));
+    } else if (__int128(begin) + end != 0) {
       out[size_t(ax[i])] = Dim::unknown();
     }
   }
-  ctx.set_output(0, dt, out);
+  ctx.set_output(0, dt, checked(ctx, out));
 }
 
 }  // namespace
