@@ -32,7 +32,8 @@ bool same_attr(const AttrValue& a, const AttrValue& b) {
   if (auto t = std::get_if<Tensor>(&a)) return t->bitwise_equal(std::get<Tensor>(b));
   if (auto fs = std::get_if<std::vector<float>>(&a)) {
     auto& gs = std::get<std::vector<float>>(b);
-    return fs->size() == gs.size() && std::memcmp(fs->data(), gs.data(), fs->size() * sizeof(float)) == 0;
+    return fs->size() == gs.size() &&
+           (fs->empty() || std::memcmp(fs->data(), gs.data(), fs->size() * sizeof(float)) == 0);
   }
   if (auto i = std::get_if<int64_t>(&a)) return *i == std::get<int64_t>(b);
   if (auto s = std::get_if<std::string>(&a)) return *s == std::get<std::string>(b);

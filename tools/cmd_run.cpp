@@ -42,7 +42,7 @@ static void print_top_tokens(const Tensor& logits, int k) {
 int cmd_run(int argc, char** argv) {
   po::options_description opts("usage: codebook run MODEL [options]\n\noptions");
   opts.add_options()("help,h", "show this help")("model", po::value<std::string>(), "ONNX model file")(
-      "input,i", po::value<std::vector<std::string>>()->composing(), "NAME=FILE.npy (repeatable)")(
+      "input,i", po::value<std::vector<std::string>>()->composing(), "NAME=FILE.npy (repeatable); with input_ids given, a missing attention_mask or position_ids is filled in")(
       "tokens,t", po::value<std::string>(),
       "comma-separated token ids for input_ids (batch 1); fills attention_mask and position_ids")(
       "output-dir,o", po::value<std::string>(), "write every output as DIR/<name>.npy")(
@@ -76,6 +76,7 @@ int cmd_run(int argc, char** argv) {
       inputs[spec.substr(0, eq)] = npy_read(spec.substr(eq + 1));
     }
   }
+  complete_lm_inputs(g, inputs);
   auto backend = make_backend(vm["backend"].as<std::string>());
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();

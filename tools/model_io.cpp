@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <set>
 #include <sstream>
 
 #include "frontend/onnx_import.h"
@@ -53,45 +54,69 @@ std::vector<int64_t> parse_shape(const std::string& s) {
 }
 
 int64_t vocab_size(const Graph& g) {
-  const Value* ids = nullptr;
+  // Follow input_ids through ops that keep its values (exporters often reshape
+  // it first) to the Gather that indexes the embedding table.
+  std::set<const Value*> ids;
   for (const Value* v : g.inputs)
-    if (v->name == "input_ids") ids = v;
-  if (!ids) return -1;
-  for (auto& n : g.nodes())
-    if (n->op_type == "Gather" && n->inputs.size() == 2 && n->inputs[1] == ids && n->inputs[0] &&
-        n->inputs[0]->type.shape.rank_known && n->inputs[0]->type.shape.rank() >= 1 &&
-        n->inputs[0]->type.shape[0].is_static())
-      return n->inputs[0]->type.shape[0].value;
+    if (v->name == "input_ids") ids.insert(v);
+  if (ids.empty()) return -1;
+  static const std::set<std::string> kValuePreserving = {"Reshape", "Flatten", "Cast", "Squeeze",
+                                                         "Unsqueeze", "Identity", "Expand"};
+  for (auto& n : g.nodes()) {  // nodes are in topological order
+    if (n->inputs.empty() || !n->inputs[0]) continue;
+    if (kValuePreserving.count(n->op_type) && ids.count(n->inputs[0]) && n->outputs[0]) {
+      ids.insert(n->outputs[0]);
+      continue;
+    }
+    if (n->op_type == "Gather" && n->inputs.size() == 2 && ids.count(n->inputs[1]) &&
+        n->inputs[0]->is_constant() && n->attr_int("axis", 0) == 0 && n->inputs[0]->constant->rank() >= 1)
+      return n->inputs[0]->constant->dim(0);
+  }
   return -1;
+}
+
+static void check_token_ids(const Graph& g, const Tensor& ids) {
+  CB_CHECK(dtype_is_int(ids.dtype()), "input_ids must be integers, got " << dtype_name(ids.dtype()));
+  int64_t vocab = vocab_size(g);
+  for (int64_t i = 0; i < ids.numel(); ++i) {
+    int64_t t = ids.get_int(i);
+    CB_CHECK(t >= 0 && (vocab < 0 || t < vocab), "token id " << t << " at position " << i
+                                                             << " is out of range for the vocabulary of "
+                                                             << vocab << " tokens");
+  }
+}
+
+void complete_lm_inputs(const Graph& g, std::map<std::string, Tensor>& inputs) {
+  auto it = inputs.find("input_ids");
+  if (it == inputs.end()) return;
+  const Tensor& ids = it->second;
+  check_token_ids(g, ids);
+  if (ids.rank() != 2) return;  // the runtime reports the shape mismatch
+  int64_t batch = ids.dim(0), seq = ids.dim(1);
+  for (const Value* v : g.inputs) {
+    if (inputs.count(v->name)) continue;
+    if (v->name == "attention_mask") {
+      inputs[v->name] = Tensor::from_vector<int64_t>(std::vector<int64_t>(size_t(batch * seq), 1), {batch, seq});
+    } else if (v->name == "position_ids") {
+      std::vector<int64_t> pos(static_cast<size_t>(batch * seq));
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t t = 0; t < seq; ++t) pos[size_t(b * seq + t)] = t;
+      inputs[v->name] = Tensor::from_vector<int64_t>(pos, {batch, seq});
+    }
+  }
 }
 
 std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_t>& ids,
                                         int64_t batch, int64_t seq) {
   CB_CHECK(int64_t(ids.size()) == batch * seq, "expected " << batch * seq << " token ids, got " << ids.size());
-  int64_t vocab = vocab_size(g);
-  for (size_t i = 0; i < ids.size(); ++i)
-    CB_CHECK(ids[i] >= 0 && (vocab < 0 || ids[i] < vocab),
-             "token id " << ids[i] << " at position " << i << " is out of range for the vocabulary of "
-                         << vocab << " tokens");
-  std::map<std::string, Tensor> in;
   bool has_ids = false;
-  for (const Value* v : g.inputs) {
-    if (v->name == "input_ids") {
-      in[v->name] = Tensor::from_vector<int64_t>(ids, {batch, seq});
-      has_ids = true;
-    } else if (v->name == "attention_mask") {
-      in[v->name] = Tensor::from_vector<int64_t>(std::vector<int64_t>(size_t(batch * seq), 1), {batch, seq});
-    } else if (v->name == "position_ids") {
-      std::vector<int64_t> pos(static_cast<size_t>(batch * seq));
-      for (int64_t b = 0; b < batch; ++b)
-        for (int64_t t = 0; t < seq; ++t) pos[size_t(b * seq + t)] = t;
-      in[v->name] = Tensor::from_vector<int64_t>(pos, {batch, seq});
-    } else {
-      CB_FAIL("the model has an input '" << v->name << "' (" << v->type.str()
-                                         << ") that --tokens cannot fill; pass it with --input");
-    }
-  }
-  CB_CHECK(has_ids, "the model has no 'input_ids' input, so --tokens cannot be used");
+  for (const Value* v : g.inputs) has_ids |= v->name == "input_ids";
+  CB_CHECK(has_ids, "the model has no 'input_ids' input, so token ids cannot be fed");
+  std::map<std::string, Tensor> in = {{"input_ids", Tensor::from_vector<int64_t>(ids, {batch, seq})}};
+  complete_lm_inputs(g, in);
+  for (const Value* v : g.inputs)
+    CB_CHECK(in.count(v->name), "the model has an input '" << v->name << "' (" << v->type.str()
+                                                           << ") that --tokens cannot fill; pass it with --input");
   return in;
 }
 

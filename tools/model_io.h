@@ -33,6 +33,11 @@ int64_t vocab_size(const Graph& g);
 std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_t>& ids,
                                         int64_t batch, int64_t seq);
 
+// Given inputs with an `input_ids` [batch, seq] tensor, adds attention_mask
+// (ones) and position_ids (0..seq-1) when the graph wants them and they are
+// missing, and checks the token ids against the vocabulary.
+void complete_lm_inputs(const Graph& g, std::map<std::string, Tensor>& inputs);
+
 // Sets the thread count of every threaded library we use (OpenMP/oneDNN).
 void set_num_threads(int n);
 
