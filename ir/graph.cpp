@@ -147,6 +147,7 @@ void Graph::remove_unused_values() {
   }
   // Subgraphs may capture outer values by pointer.
   std::function<void(const Graph&)> scan = [&](const Graph& g) {
+    live.insert(g.outputs.begin(), g.outputs.end());  // a body may return an outer value
     for (auto& n : g.nodes_) {
       for (Value* v : n->inputs) live.insert(v);
       for (auto& [k, a] : n->attrs)

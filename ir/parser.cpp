@@ -78,14 +78,15 @@ class Lexer {
           t.text = read_string();
         } else {
           while (pos_ < s_.size() && s_[pos_] != '\n') t.text += advance();
-          while (!t.text.empty() && (t.text.back() == ' ' || t.text.back() == '\t' ||
-                                     t.text.back() == '\r'))
+          while (!t.text.empty() &&
+                 (t.text.back() == ' ' || t.text.back() == '\t' || t.text.back() == '\r'))
             t.text.pop_back();
         }
       } else if (is_digit(c) || ((c == '-' || c == '+') && (is_digit(peek(1)) || peek(1) == '.'))) {
         t.kind = Tok::Number;
         t.text = read_number();
-      } else if (c == '-' && (s_.compare(pos_, 4, "-inf") == 0 || s_.compare(pos_, 4, "-nan") == 0) &&
+      } else if (c == '-' &&
+                 (s_.compare(pos_, 4, "-inf") == 0 || s_.compare(pos_, 4, "-nan") == 0) &&
                  !is_ident_char(peek(4))) {
         t.kind = Tok::Number;
         for (int i = 0; i < 4; ++i) t.text += advance();
@@ -173,7 +174,8 @@ class Lexer {
         case '\\': v += '\\'; break;
         case 'x': {
           std::string hex;
-          for (int i = 0; i < 2 && std::isxdigit(static_cast<unsigned char>(peek())); ++i) hex += advance();
+          for (int i = 0; i < 2 && std::isxdigit(static_cast<unsigned char>(peek())); ++i)
+            hex += advance();
           if (hex.size() != 2) fail_at(line_, col_, "expected two hex digits after \\x");
           v += static_cast<char>(std::stoi(hex, nullptr, 16));
           break;
@@ -202,7 +204,7 @@ struct Scope {
 
 struct PendingRef {
   Scope* scope;
-  Node* node;      // null: graph output `index` of scope->graph
+  Node* node;  // null: graph output `index` of scope->graph
   size_t index;
   Token token;
 };
@@ -319,13 +321,13 @@ class Parser {
     if (is_ident("const") && !is_punct_at(next(), "(")) {
       Token kw = take();
       if (outs.size() != 1 || outs[0].first.text.empty() || !outs[0].second)
-        fail_at(kw.line, kw.col, "a constant needs exactly one value with its type: %c: f32[2] = const {...}");
+        fail_at(kw.line, kw.col,
+                "a constant needs exactly one value with its type: %c: f32[2] = const {...}");
       Value* v = define(scope, outs[0].first, *outs[0].second);
       v->constant = parse_tensor_body(*outs[0].second, outs[0].first);
       return;
     }
     // The op: [domain.]Op, either part quoted when it needs it.
-    Token op_tok = cur();
     std::string domain, op;
     if (cur().kind == Tok::String) {
       std::string first = take().text;
@@ -388,16 +390,18 @@ class Parser {
 
     std::vector<Value*> out_values;
     for (auto& [tok, type] : outs)
-      out_values.push_back(tok.text.empty() ? nullptr : define(scope, tok, type.value_or(TensorType{})));
-    Node* n = g.add_node(op, std::vector<Value*>(args.size(), nullptr), out_values, std::move(attrs),
-                         "", domain);
+      out_values.push_back(tok.text.empty() ? nullptr
+                                            : define(scope, tok, type.value_or(TensorType{})));
+    Node* n = g.add_node(op, std::vector<Value*>(args.size(), nullptr), out_values,
+                         std::move(attrs), "", domain);
     n->name = node_name;
     for (size_t i = 0; i < args.size(); ++i)
       if (!args[i].text.empty()) pending_.push_back({&scope, n, i, args[i]});
-    (void)op_tok;
   }
 
-  static bool is_punct_at(const Token& t, const char* p) { return t.kind == Tok::Punct && t.text == p; }
+  static bool is_punct_at(const Token& t, const char* p) {
+    return t.kind == Tok::Punct && t.text == p;
+  }
 
   TensorType parse_type() {
     TensorType t;
@@ -405,7 +409,10 @@ class Parser {
       t.dtype = DType::undefined;
     } else if (cur().kind == Tok::Ident) {
       auto d = dtype_from_name(cur().text);
-      if (!d) error("expected a dtype (f32, f16, bf16, f64, i64, i32, i16, i8, u64, u32, u16, u8, bool or ?)");
+      if (!d)
+        error(
+            "expected a dtype (f32, f16, bf16, f64, i64, i32, i16, i8, u64, u32, u16, u8, bool or "
+            "?)");
       t.dtype = *d;
       take();
     } else {
@@ -425,7 +432,8 @@ class Parser {
           int64_t v = 0;
           auto r = std::from_chars(n.text.data(), n.text.data() + n.text.size(), v);
           if (r.ec != std::errc() || r.ptr != n.text.data() + n.text.size() || v < 0)
-            fail_at(n.line, n.col, "expected a dimension (a size >= 0, a name or ?), found '" + n.text + "'");
+            fail_at(n.line, n.col,
+                    "expected a dimension (a size >= 0, a name or ?), found '" + n.text + "'");
           t.shape.dims.push_back(Dim::fixed(v));
         } else if (accept("?")) {
           t.shape.dims.push_back(Dim::unknown());
@@ -442,22 +450,33 @@ class Parser {
 
   // "{e0, e1, ...}" for a tensor of the given (static) type.
   Tensor parse_tensor_body(const TensorType& type, const Token& where) {
-    if (is_ident("dense")) error("elided constants (dense<...>) cannot be read back; print with elide_large_constants = false");
+    if (is_ident("dense"))
+      error(
+          "elided constants (dense<...>) cannot be read back; print with elide_large_constants = "
+          "false");
     if (type.dtype == DType::undefined || !type.shape.is_static())
-      fail_at(where.line, where.col, "a constant needs a dtype and static dimensions, got " + print_type(type));
+      fail_at(where.line, where.col,
+              "a constant needs a dtype and static dimensions, got " + print_type(type));
+    // Every element is written out, so a count beyond the tokens left is an
+    // error (checked before allocating: the dims may be absurd).
+    int64_t numel = 1;
+    for (int64_t d : type.shape.sizes())
+      if (__builtin_mul_overflow(numel, d, &numel) || numel > int64_t(toks_.size() - pos_))
+        error("the text has fewer elements than " + print_type(type) + " needs");
     Tensor t = Tensor::empty(type.dtype, type.shape.sizes());
     expect("{", "to open the tensor's elements");
     int64_t count = 0;
     if (!is_punct("}")) {
       do {
         if (count >= t.numel())
-          error("too many elements for " + print_type(type) + " (" + std::to_string(t.numel()) + ")");
+          error("too many elements for " + print_type(type) + " (" + std::to_string(t.numel()) +
+                ")");
         store_element(t, count++);
       } while (accept(","));
     }
     if (count != t.numel())
-      error("expected " + std::to_string(t.numel()) + " elements for " + print_type(type) + ", got " +
-            std::to_string(count));
+      error("expected " + std::to_string(t.numel()) + " elements for " + print_type(type) +
+            ", got " + std::to_string(count));
     expect("}", "to close the tensor's elements");
     return t;
   }
@@ -466,9 +485,12 @@ class Parser {
     const Token& tok = cur();
     DType dt = t.dtype();
     if (dt == DType::boolean) {
-      if (is_ident("true") || (tok.kind == Tok::Number && tok.text == "1")) t.data<bool>()[i] = true;
-      else if (is_ident("false") || (tok.kind == Tok::Number && tok.text == "0")) t.data<bool>()[i] = false;
-      else error("expected true or false");
+      if (is_ident("true") || (tok.kind == Tok::Number && tok.text == "1"))
+        t.data<bool>()[i] = true;
+      else if (is_ident("false") || (tok.kind == Tok::Number && tok.text == "0"))
+        t.data<bool>()[i] = false;
+      else
+        error("expected true or false");
       take();
       return;
     }
@@ -477,9 +499,12 @@ class Parser {
         t.data<double>()[i] = parse_float<double>();
       } else {
         float f = parse_float<float>();
-        if (dt == DType::f32) t.data<float>()[i] = f;
-        else if (dt == DType::f16) t.data<Half>()[i].bits = float_to_half(f);
-        else t.data<BFloat16>()[i].bits = float_to_bf16(f);
+        if (dt == DType::f32)
+          t.data<float>()[i] = f;
+        else if (dt == DType::f16)
+          t.data<Half>()[i].bits = float_to_half(f);
+        else
+          t.data<BFloat16>()[i].bits = float_to_bf16(f);
       }
       return;
     }
@@ -500,8 +525,10 @@ class Parser {
     bool ok = r.ec == std::errc() && r.ptr == e;
     dtype_dispatch(dt, [&](auto tag) {
       using T = decltype(tag);
-      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, uint64_t>) {
-        ok = ok && v >= int64_t(std::numeric_limits<T>::min()) && v <= int64_t(std::numeric_limits<T>::max());
+      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> &&
+                    !std::is_same_v<T, uint64_t>) {
+        ok = ok && v >= int64_t(std::numeric_limits<T>::min()) &&
+             v <= int64_t(std::numeric_limits<T>::max());
         if (ok) t.data<T>()[i] = static_cast<T>(v);
       }
     });
@@ -509,12 +536,15 @@ class Parser {
     take();
   }
 
+  // A float from a number token (or nan/inf), rounded once to F.
   template <typename F>
-  F parse_float() {
-    const Token& tok = cur();
-    std::string s = tok.text;
+  static F float_from(const Token& tok) {
+    auto bad = [&](const std::string& what) {
+      fail_at(tok.line, tok.col, what + ", found " + describe_token(tok));
+    };
+    const std::string& s = tok.text;
     if (tok.kind != Tok::Number && !(tok.kind == Tok::Ident && (s == "nan" || s == "inf")))
-      error("expected a number");
+      bad("expected a number");
     bool neg = !s.empty() && s[0] == '-';
     std::string body = (neg || (!s.empty() && s[0] == '+')) ? s.substr(1) : s;
     F v{};
@@ -524,12 +554,19 @@ class Parser {
       v = std::numeric_limits<F>::infinity();
     } else {
       auto r = std::from_chars(body.data(), body.data() + body.size(), v);
-      if (r.ptr != body.data() + body.size() || (r.ec != std::errc() && r.ec != std::errc::result_out_of_range))
-        error("expected a number");
-      if (r.ec == std::errc::result_out_of_range) error("number out of range");
+      if (r.ptr != body.data() + body.size() ||
+          (r.ec != std::errc() && r.ec != std::errc::result_out_of_range))
+        bad("expected a number");
+      if (r.ec == std::errc::result_out_of_range) bad("number out of range");
     }
-    take();
     return neg ? std::copysign(v, F(-1)) : v;
+  }
+
+  template <typename F>
+  F parse_float() {
+    F v = float_from<F>(cur());
+    take();
+    return v;
   }
 
   AttrValue parse_attr_value(Scope& scope) {
@@ -540,7 +577,8 @@ class Parser {
       int64_t v = 0;
       const char* b = t.text.data() + (t.text[0] == '+');
       auto r = std::from_chars(b, t.text.data() + t.text.size(), v);
-      if (r.ec != std::errc() || r.ptr != t.text.data() + t.text.size()) error("expected an integer");
+      if (r.ec != std::errc() || r.ptr != t.text.data() + t.text.size())
+        error("expected an integer");
       take();
       return v;
     }
@@ -550,7 +588,8 @@ class Parser {
         parse_graph_into(*sub, &scope);
         return sub;
       }
-      if ((t.text == "ints" || t.text == "floats" || t.text == "strings") && is_punct_at(next(), "[")) {
+      if ((t.text == "ints" || t.text == "floats" || t.text == "strings") &&
+          is_punct_at(next(), "[")) {
         std::string kind = take().text;
         take();
         expect("]", "after '" + kind + "[' (only empty lists are written this way)");
@@ -577,7 +616,8 @@ class Parser {
         } while (accept(","));
       }
       expect("]", "to close the list");
-      if (items.empty()) fail_at(t.line, t.col, "write an empty list as ints[], floats[] or strings[]");
+      if (items.empty())
+        fail_at(t.line, t.col, "write an empty list as ints[], floats[] or strings[]");
       bool strings = items[0].kind == Tok::String;
       bool floats = false;
       for (auto& it : items) {
@@ -592,7 +632,7 @@ class Parser {
       }
       if (floats) {
         std::vector<float> v;
-        for (auto& it : items) v.push_back(float_of(it));
+        for (auto& it : items) v.push_back(float_from<float>(it));
         return v;
       }
       std::vector<int64_t> v;
@@ -609,19 +649,13 @@ class Parser {
     error("expected an attribute value (number, string, list, tensor or graph)");
   }
 
-  float float_of(const Token& it) {
-    // Re-use parse_float on a one-token stream positioned at `it`.
-    Parser p(it);
-    return p.parse_float<float>();
-  }
-  explicit Parser(const Token& single) : toks_{single, Token{}} {}
-
   Value* define(Scope& scope, const Token& name, const TensorType& type) {
     auto it = scope.defs.find(name.text);
     if (it != scope.defs.end())
-      fail_at(name.line, name.col, "value %" + print_name(name.text) + " is defined twice (first at " +
-                                       std::to_string(it->second.second.line) + ":" +
-                                       std::to_string(it->second.second.col) + ")");
+      fail_at(name.line, name.col,
+              "value %" + print_name(name.text) + " is defined twice (first at " +
+                  std::to_string(it->second.second.line) + ":" +
+                  std::to_string(it->second.second.col) + ")");
     Value* v = scope.graph->add_value(name.text, type);
     scope.defs.emplace(name.text, std::make_pair(v, name));
     return v;
@@ -635,8 +669,10 @@ class Parser {
         if (it != s->defs.end()) v = it->second.first;
       }
       if (!v) fail_at(p.token.line, p.token.col, "undefined value %" + print_name(p.token.text));
-      if (p.node) p.node->inputs[p.index] = v;
-      else p.scope->graph->outputs[p.index] = v;
+      if (p.node)
+        p.node->inputs[p.index] = v;
+      else
+        p.scope->graph->outputs[p.index] = v;
     }
   }
 

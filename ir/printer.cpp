@@ -99,7 +99,8 @@ std::string value_ref(const Value* v) {
 std::string value_decl(const Value* v) {
   if (!v) return "_";
   std::string s = value_ref(v);
-  if (v->type.dtype != DType::undefined || v->type.shape.rank_known) s += ": " + print_type(v->type);
+  if (v->type.dtype != DType::undefined || v->type.shape.rank_known)
+    s += ": " + print_type(v->type);
   return s;
 }
 
@@ -175,7 +176,8 @@ std::string node_line(const Node& n, const PrintOptions& opts, int indent) {
   return s;
 }
 
-void print_graph_into(std::ostringstream& os, const Graph& g, const PrintOptions& opts, int indent) {
+void print_graph_into(std::ostringstream& os, const Graph& g, const PrintOptions& opts,
+                      int indent) {
   os << "graph " << print_ident(g.name) << "(";
   std::set<const Value*> inputs(g.inputs.begin(), g.inputs.end());
   for (size_t i = 0; i < g.inputs.size(); ++i) {

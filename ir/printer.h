@@ -51,7 +51,7 @@ std::string print_type(const TensorType& t);  // "f32[batch,768]"
 std::string print_tensor(const Tensor& t, const PrintOptions& opts = {});
 
 // Text helpers shared with the parser.
-bool is_bare_name(const std::string& s);      // needs no quotes after %
+bool is_bare_name(const std::string& s);         // needs no quotes after %
 std::string quote_string(const std::string& s);  // "..." with C escapes
 std::string print_name(const std::string& s);    // bare or quoted
 // Shortest text that reads back to exactly the same value; nan/inf by name.

@@ -41,8 +41,9 @@ const Tensor* constant_value(const Graph& g, const Value* v) {
 }
 
 bool is_deterministic(const Graph& g, const Node& n) {
-  static const std::set<std::string> kRandom = {"RandomNormal", "RandomUniform", "RandomNormalLike",
-                                                "RandomUniformLike", "Multinomial", "Bernoulli"};
+  static const std::set<std::string> kRandom = {"RandomNormal",     "RandomUniform",
+                                                "RandomNormalLike", "RandomUniformLike",
+                                                "Multinomial",      "Bernoulli"};
   if (!n.domain.empty()) return true;
   if (kRandom.count(n.op_type)) return false;
   if (n.op_type == "Dropout" && n.input(2)) {
@@ -115,7 +116,9 @@ class TypeInference : public Pass {
 
 }  // namespace
 
-std::unique_ptr<Pass> make_identity_elimination_pass() { return std::make_unique<IdentityElimination>(); }
+std::unique_ptr<Pass> make_identity_elimination_pass() {
+  return std::make_unique<IdentityElimination>();
+}
 std::unique_ptr<Pass> make_type_inference_pass() { return std::make_unique<TypeInference>(); }
 
 void canonicalize(Graph& g) {

@@ -28,7 +28,8 @@ constexpr size_t kMaxMergedConstantBytes = 1024;
 
 bool same_attr(const AttrValue& a, const AttrValue& b) {
   if (a.index() != b.index()) return false;
-  if (auto f = std::get_if<float>(&a)) return std::memcmp(f, &std::get<float>(b), sizeof(float)) == 0;
+  if (auto f = std::get_if<float>(&a))
+    return std::memcmp(f, &std::get<float>(b), sizeof(float)) == 0;
   if (auto t = std::get_if<Tensor>(&a)) return t->bitwise_equal(std::get<Tensor>(b));
   if (auto fs = std::get_if<std::vector<float>>(&a)) {
     auto& gs = std::get<std::vector<float>>(b);
@@ -37,8 +38,10 @@ bool same_attr(const AttrValue& a, const AttrValue& b) {
   }
   if (auto i = std::get_if<int64_t>(&a)) return *i == std::get<int64_t>(b);
   if (auto s = std::get_if<std::string>(&a)) return *s == std::get<std::string>(b);
-  if (auto is = std::get_if<std::vector<int64_t>>(&a)) return *is == std::get<std::vector<int64_t>>(b);
-  if (auto ss = std::get_if<std::vector<std::string>>(&a)) return *ss == std::get<std::vector<std::string>>(b);
+  if (auto is = std::get_if<std::vector<int64_t>>(&a))
+    return *is == std::get<std::vector<int64_t>>(b);
+  if (auto ss = std::get_if<std::vector<std::string>>(&a))
+    return *ss == std::get<std::vector<std::string>>(b);
   return false;  // subgraphs are never equal
 }
 
@@ -96,7 +99,8 @@ bool merge_constants(Graph& g) {
   std::vector<std::pair<Value*, Value*>> merges;
   for (auto& v : g.values()) {
     const Tensor* t = constant_value(g, v.get());
-    if (!t || t->nbytes() > kMaxMergedConstantBytes || is_graph_output(g, v.get()) || !reads.count(v.get()))
+    if (!t || t->nbytes() > kMaxMergedConstantBytes || is_graph_output(g, v.get()) ||
+        !reads.count(v.get()))
       continue;
     std::string key(dtype_name(t->dtype()));
     key += dims_str(t->dims());
@@ -116,7 +120,8 @@ class CommonSubexpressionElimination : public Pass {
     bool changed = merge_constants(g);
     std::unordered_map<std::string, std::vector<Node*>> seen;
     std::set<const Node*> duplicates;
-    std::vector<std::pair<Node*, std::pair<Value*, Value*>>> keep_names;  // (dup node, (survivor, output))
+    std::vector<std::pair<Node*, std::pair<Value*, Value*>>>
+        keep_names;  // (dup node, (survivor, output))
     for (size_t i = 0; i < g.nodes().size(); ++i) {
       Node* n = g.nodes()[i].get();
       bool has_output = false;

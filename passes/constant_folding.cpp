@@ -96,7 +96,8 @@ std::optional<std::vector<Tensor>> evaluate(const Graph& g, const Node& n, Kerne
   for (size_t i = 0; i < n.outputs.size(); ++i) {
     if (!n.outputs[i]) continue;
     Tensor& t = outs[i];
-    if (t.dtype() != out_types[i].dtype || t.dims() != out_types[i].shape.sizes()) return std::nullopt;
+    if (t.dtype() != out_types[i].dtype || t.dims() != out_types[i].shape.sizes())
+      return std::nullopt;
     // A kernel may return a view of an input (Reshape); constants own their bytes.
     if (shares_buffer(t, in_values)) t = t.clone();
   }

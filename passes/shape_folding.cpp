@@ -20,7 +20,8 @@
 //      entry becomes -1 when the element count proves it (the product of x's
 //      dims divided by the other entries is exactly that entry); otherwise
 //      the Reshape is left alone. [batch,seq,768] -> [batch,seq,12,64] becomes
-//      Reshape(x, [0,0,12,64]);
+//      Reshape(x, [0,0,12,64]). A Reshape (constant shape or not) that
+//      provably keeps x's shape becomes an Identity;
 //  (c) Expand(x, shape) with a known shape: entries equal to x's aligned dim
 //      become 1 (Expand broadcasts, so 1 keeps x's size); if the expansion
 //      then provably changes nothing it becomes an Identity, else it gets the
@@ -99,7 +100,8 @@ struct Monomial {
     size_t start = 0;
     for (;;) {
       size_t star = d.symbol.find('*', start);
-      std::string f = d.symbol.substr(start, star == std::string::npos ? std::string::npos : star - start);
+      std::string f =
+          d.symbol.substr(start, star == std::string::npos ? std::string::npos : star - start);
       if (!f.empty() && f.find_first_not_of("0123456789") == std::string::npos && f.size() < 18) {
         if (__builtin_mul_overflow(factor, std::stoll(f), &factor)) return false;
       } else {
@@ -169,7 +171,8 @@ class ShapeFolder {
       std::optional<Content> c = propagate(n);
       if (!c) continue;
       Value* out = n.outputs[0];
-      if (out->type.dtype != DType::undefined && out->type.dtype != c->dtype) continue;  // inconsistent
+      if (out->type.dtype != DType::undefined && out->type.dtype != c->dtype)
+        continue;  // inconsistent
       if (c->fully_static()) {
         // (a) The value is a compile-time constant.
         out->constant = make_tensor(*c);
@@ -190,7 +193,8 @@ class ShapeFolder {
     Tensor t = Tensor::empty(c.dtype, dims);
     dtype_dispatch(c.dtype, [&](auto tag) {
       using T = decltype(tag);
-      for (size_t i = 0; i < c.items.size(); ++i) t.data<T>()[i] = from_double<T>(double(c.items[i].value));
+      for (size_t i = 0; i < c.items.size(); ++i)
+        t.data<T>()[i] = from_double<T>(double(c.items[i].value));
     });
     return t;
   }
@@ -333,7 +337,8 @@ class ShapeFolder {
     const std::string& op = n.op_type;
     if (op == "Unsqueeze") {
       auto axes = const_ints(n.input(1));
-      if (!x->scalar || !axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != -1)) return std::nullopt;
+      if (!x->scalar || !axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != -1))
+        return std::nullopt;
       x->scalar = false;
       return x;
     }
@@ -341,7 +346,8 @@ class ShapeFolder {
       if (x->scalar || x->items.size() != 1) return std::nullopt;
       if (n.input(1)) {
         auto axes = const_ints(n.input(1));
-        if (!axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != -1)) return std::nullopt;
+        if (!axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != -1))
+          return std::nullopt;
       }
       x->scalar = true;
       return x;
@@ -413,9 +419,12 @@ class ShapeFolder {
     if (x.is_static() && y.is_static()) {
       int64_t a = x.value, b = y.value;
       int64_t r = 0;
-      if (op == "Add") return __builtin_add_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
-      if (op == "Sub") return __builtin_sub_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
-      if (op == "Mul") return __builtin_mul_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
+      if (op == "Add")
+        return __builtin_add_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
+      if (op == "Sub")
+        return __builtin_sub_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
+      if (op == "Mul")
+        return __builtin_mul_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
       if (op == "Max") return Item::number(std::max(a, b));
       if (op == "Min") return Item::number(std::min(a, b));
       if (op == "Div" && b > 0 && a >= 0) return Item::number(a / b);
@@ -435,7 +444,8 @@ class ShapeFolder {
     auto cond = content(n.input(0));
     auto a = content(n.input(1));
     auto b = content(n.input(2));
-    if (!cond || !a || !b || cond->dtype != DType::boolean || !cond->fully_static() || a->dtype != b->dtype)
+    if (!cond || !a || !b || cond->dtype != DType::boolean || !cond->fully_static() ||
+        a->dtype != b->dtype)
       return std::nullopt;
     size_t len = std::max({cond->items.size(), a->items.size(), b->items.size()});
     for (auto* c : {&*cond, &*a, &*b})
@@ -463,7 +473,8 @@ class ShapeFolder {
     if (op == "Reshape") {
       auto c = content(n.input(1));
       const Value* x = n.input(0);
-      if (c && !c->scalar && x) shape = reshape_result(x->type.shape, *c, n.attr_int("allowzero", 0) != 0);
+      if (c && !c->scalar && x)
+        shape = reshape_result(x->type.shape, *c, n.attr_int("allowzero", 0) != 0);
     } else if (op == "Expand") {
       auto c = content(n.input(1));
       const Value* x = n.input(0);
@@ -529,10 +540,14 @@ class ShapeFolder {
       if (d && d->is_static() && d->value < 0) return std::nullopt;
       bool d_is_one = !d || (d->is_static() && d->value == 1);
       bool x_is_one = !xd || (xd->is_static() && xd->value == 1);
-      if (d_is_one) out.dims.push_back(xd ? *xd : Dim::fixed(1));
-      else if (x_is_one || d->equals_dim(*xd)) out.dims.push_back(d->as_dim());
-      else if (xd->is_static()) out.dims.push_back(*xd);
-      else out.dims.push_back(d->is_static() ? d->as_dim() : Dim::unknown());
+      if (d_is_one)
+        out.dims.push_back(xd ? *xd : Dim::fixed(1));
+      else if (x_is_one || d->equals_dim(*xd))
+        out.dims.push_back(d->as_dim());
+      else if (xd->is_static())
+        out.dims.push_back(*xd);
+      else
+        out.dims.push_back(d->is_static() ? d->as_dim() : Dim::unknown());
     }
     return out;
   }
@@ -546,7 +561,8 @@ class ShapeFolder {
     const Shape& xs = x->type.shape;
     auto starts = content(n.input(1));
     auto ends = content(n.input(2));
-    if (!starts || !ends || starts->scalar || ends->scalar || starts->items.size() != ends->items.size())
+    if (!starts || !ends || starts->scalar || ends->scalar ||
+        starts->items.size() != ends->items.size())
       return false;
     size_t count = starts->items.size();
     std::vector<int64_t> axes(count), steps(count, 1);
@@ -569,7 +585,8 @@ class ShapeFolder {
       const Item& s = starts->items[i];
       const Item& e = ends->items[i];
       if (!s.is_static() || s.value != 0) return false;
-      bool to_end = e.equals_dim(dim) || (e.is_static() && dim.is_static() && e.value >= dim.value) ||
+      bool to_end = e.equals_dim(dim) ||
+                    (e.is_static() && dim.is_static() && e.value >= dim.value) ||
                     (e.is_static() && e.value >= (int64_t(1) << 62));
       if (!to_end) return false;
     }
@@ -581,7 +598,8 @@ class ShapeFolder {
 
   // A new constant i64 shape that `n` reads instead of its input 1.
   void set_shape_input(Node& n, const std::vector<int64_t>& shape) {
-    std::string base = (n.outputs.empty() || !n.outputs[0] ? n.op_type : n.outputs[0]->name) + "_shape";
+    std::string base =
+        (n.outputs.empty() || !n.outputs[0] ? n.op_type : n.outputs[0]->name) + "_shape";
     n.inputs[1] = g_.add_constant(g_.unique_name(base),
                                   Tensor::from_vector<int64_t>(shape, {int64_t(shape.size())}));
   }
@@ -589,14 +607,14 @@ class ShapeFolder {
   // (b)
   bool rewrite_reshape(Node& n) {
     const Value* x = n.input(0);
-    if (!x || constant_value(g_, n.input(1))) return false;
+    if (!x) return false;
     auto c = content(n.input(1));
     if (!c || c->scalar) return false;
     bool allowzero = n.attr_int("allowzero", 0) != 0;
     const Shape& xs = x->type.shape;
     std::vector<int64_t> shape;
     std::vector<Dim> out_dims;  // what each entry stands for, for the element-count proof
-    int unresolved = -1;
+    int unresolved = -1, num_unresolved = 0;
     bool has_minus_one = false;
     for (size_t i = 0; i < c->items.size(); ++i) {
       const Item& d = c->items[i];
@@ -611,12 +629,27 @@ class ShapeFolder {
         shape.push_back(0);
         out_dims.push_back(d.as_dim());
       } else {
-        if (unresolved >= 0) return false;  // two entries we cannot express
         unresolved = int(i);
+        ++num_unresolved;
         shape.push_back(-1);
         out_dims.push_back(d.as_dim());
       }
     }
+    // A Reshape that keeps x's shape (same rank, each entry but at most one
+    // provably x's dim there; the free one must then be the rest) is an Identity.
+    if (xs.rank_known && shape.size() == xs.rank() && num_unresolved + int(has_minus_one) <= 1) {
+      bool keeps = true;
+      for (size_t i = 0; i < shape.size(); ++i)
+        keeps &= shape[i] == -1 || (shape[i] == 0 && !allowzero) ||
+                 (xs.dims[i].is_static() && shape[i] == xs.dims[i].value);
+      if (keeps) {
+        n.op_type = "Identity";
+        n.inputs.resize(1);
+        n.attrs.clear();
+        return true;
+      }
+    }
+    if (constant_value(g_, n.input(1)) || num_unresolved > 1) return false;
     if (unresolved >= 0) {
       if (has_minus_one || !xs.rank_known) return false;
       // The element count must prove that the entry is numel(x) / (the others).
@@ -629,7 +662,8 @@ class ShapeFolder {
       if (!rest) return false;
       const Dim& d = out_dims[size_t(unresolved)];
       Monomial want;
-      if (d.is_symbolic() && (!want.multiply(d) || want.factor != rest->factor || want.symbols != rest->symbols))
+      if (d.is_symbolic() &&
+          (!want.multiply(d) || want.factor != rest->factor || want.symbols != rest->symbols))
         return false;
     }
     set_shape_input(n, shape);
@@ -649,7 +683,8 @@ class ShapeFolder {
     for (size_t i = 0; i < len; ++i) {
       const Item& d = c->items[i];
       // x's dim aligned with entry i (shapes align at the right), if any.
-      const Dim* xd = xs.rank_known && i + xs.rank() >= len ? &xs.dims[i + xs.rank() - len] : nullptr;
+      const Dim* xd =
+          xs.rank_known && i + xs.rank() >= len ? &xs.dims[i + xs.rank() - len] : nullptr;
       if (d.is_static()) {
         shape.push_back(d.value);
         no_op &= d.value == 1 || (xd && xd->is_static() && xd->value == d.value);

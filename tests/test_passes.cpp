@@ -26,7 +26,9 @@ PrintOptions no_names() {
   return o;
 }
 
-std::string normalise(const std::string& text) { return print_graph(*parse_graph(text), no_names()); }
+std::string normalise(const std::string& text) {
+  return print_graph(*parse_graph(text), no_names());
+}
 
 // Runs `pass` on `before`; returns the printed result and whether it changed.
 // `verify`: check the result with verify_graph (every op must be registered).
@@ -283,6 +285,26 @@ graph main(%x: f32[batch,seq,768], %z: f32[other]) -> (%y) {
 })");
 }
 
+TEST(ShapeFolding, ReshapeToOwnShapeBecomesIdentity) {
+  // [-1, 0] on a 2-D input, and x's own Shape, keep the shape.
+  expect_pass(R"(
+graph main(%x: i64[batch,seq], %z: f32[batch,seq,8]) -> (%y, %w) {
+  %flat: i64[2] = const {-1, 0}
+  %y = Reshape(%x, %flat)
+  %s = Shape(%z)
+  %w0 = Reshape(%z, %s)
+  %w = Neg(%w0)
+})",
+              make_shape_folding_pass(), R"(
+graph main(%x: i64[batch,seq], %z: f32[batch,seq,8]) -> (%y, %w) {
+  %flat: i64[2] = const {-1, 0}
+  %y: i64[batch,seq] = Identity(%x)
+  %s = Shape(%z)
+  %w0: f32[batch,seq,8] = Identity(%z)
+  %w = Neg(%w0)
+})");
+}
+
 TEST(ShapeFolding, ExpandToOwnShapeBecomesIdentity) {
   expect_pass(R"(
 graph main(%x: f32[batch,1,seq]) -> (%y, %z) {
@@ -515,7 +537,8 @@ graph main(%n: i64[]) -> (%a, %b) {
   %b = Loop(%n) {body = graph body(%i: i64[]) -> (%i) {
   }}
 })";
-  auto [got, changed] = run_pass(text, make_common_subexpression_elimination_pass(), /*verify=*/false);
+  auto [got, changed] =
+      run_pass(text, make_common_subexpression_elimination_pass(), /*verify=*/false);
   EXPECT_FALSE(changed);
   EXPECT_EQ(got, normalise(text));
 }

@@ -330,7 +330,7 @@ void where_kernel(KernelContext& ctx) {
     using T = decltype(tag);
     using C = compute_t<T>;
     broadcast_map<T, bool, T, T>(ctx.out(0), {&cond, &ctx.in(1), &ctx.in(2)},
-                                 [](bool c, C x, C y) { return c ? x : y; });
+                                 [](uint8_t c, C x, C y) { return c ? x : y; });
   });
 }
 

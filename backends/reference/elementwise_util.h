@@ -58,6 +58,10 @@ template <typename T, typename C> inline T store(C v) {
   else return static_cast<T>(v);
 }
 
+// Loops read and write bool tensors as bytes (0 or 1): GCC does not vectorise
+// loads and stores of `bool`, but does of uint8_t.
+template <typename T> using storage_t = std::conditional_t<std::is_same_v<T, bool>, uint8_t, T>;
+
 template <typename T> constexpr bool is_float_v = std::is_floating_point_v<compute_t<T>>;
 
 // ---- Conversion with ONNX Cast semantics ----------------------------------
@@ -108,10 +112,10 @@ template <typename To, typename From> inline To convert(From v) {
 // y[i] = fn(x[i]) over two tensors of the same number of elements.
 template <typename In, typename Out, typename Fn>
 void unary_map(const Tensor& in, Tensor& out, Fn&& fn) {
-  const In* x = in.data<In>();
-  Out* y = out.data<Out>();
+  const storage_t<In>* x = in.data<storage_t<In>>();
+  storage_t<Out>* y = out.data<storage_t<Out>>();
   int64_t n = out.numel();
-  for (int64_t i = 0; i < n; ++i) y[i] = store<Out>(fn(load(x[i])));
+  for (int64_t i = 0; i < n; ++i) y[i] = store<storage_t<Out>>(fn(load(x[i])));
 }
 
 // A broadcasting loop nest over the output and N inputs, simplified: size-1
@@ -172,17 +176,32 @@ void with_static_flags(const std::array<bool, N>& flags, const F& f) {
   else with_static_flags<N, S..., false>(flags, f);
 }
 
-// One innermost row: o[i] = fn(in[i]...), where an input whose Step is false
-// repeats its first element (broadcast). With the steps known at compile time
-// this is a plain loop the compiler vectorises.
+// One input of a row: it advances (kStep) or repeats one broadcast element,
+// which is loaded once, outside the loop, so the loop has no invariant loads
+// that might alias the output.
+template <bool kStep, typename T>
+struct RowInput {
+  const T* p;
+  compute_t<T> first;
+  compute_t<T> operator[](int64_t i) const {
+    if constexpr (kStep) return load(p[i]);
+    else return first;
+  }
+};
+
+// One innermost row of n >= 1 elements: o[i] = fn(in[i]...). With the steps
+// known at compile time this is a plain loop the compiler vectorises.
 template <bool... Step, typename Out, typename Fn, typename... In>
 inline void map_row(int64_t n, Out* o, const Fn& fn, const In*... in) {
-  for (int64_t i = 0; i < n; ++i) o[i] = store<Out>(fn(load(in[Step ? i : 0])...));
+  auto loop = [&](auto... row_in) {
+    for (int64_t i = 0; i < n; ++i) o[i] = store<Out>(fn(row_in[i]...));
+  };
+  loop(RowInput<Step, In>{in, load(in[0])}...);
 }
 
 // out = fn(ins...) elementwise with numpy broadcasting; `out` is already sized
 // to the broadcast shape. In... are the inputs' C types; fn takes their
-// compute_t values. Same-shape inputs become one long contiguous row; inputs
+// compute_t values (bools arrive as 0/1 bytes). Same-shape inputs become one long contiguous row; inputs
 // broadcast along leading dims (bias adds, attention masks) become long rows
 // in which each input either advances or repeats one element.
 template <typename Out, typename... In, typename Fn>
@@ -196,9 +215,9 @@ void broadcast_map(Tensor& out, const std::array<const Tensor*, sizeof...(In)>& 
   for (size_t k = 0; k < N; ++k) steps[k] = plan.row_contiguous(k + 1);
   using Inputs = std::index_sequence_for<In...>;
   auto bases = [&]<size_t... K>(std::index_sequence<K...>) {
-    return std::tuple<const In*...>(ins[K]->template data<In>()...);
+    return std::tuple<const storage_t<In>*...>(ins[K]->template data<storage_t<In>>()...);
   }(Inputs{});
-  Out* o = out.data<Out>();
+  storage_t<Out>* o = out.data<storage_t<Out>>();
   int64_t n = plan.row_length();
   with_static_flags<N>(steps, [&]<bool... S>(std::integer_sequence<bool, S...>) {
     plan.for_each_row([&](const int64_t* off) {
