@@ -246,7 +246,7 @@ void topk_typed(const Tensor& x, Tensor& values, Tensor& indices, int64_t axis, 
   auto before = [largest](const std::pair<A, int64_t>& a, const std::pair<A, int64_t>& b) {
     bool a_first = largest ? less_nan_last(b.first, a.first) : less_nan_last(a.first, b.first);
     bool b_first = largest ? less_nan_last(a.first, b.first) : less_nan_last(b.first, a.first);
-    return a_first || (!b_first && a.second > b.second);
+    return a_first || (!b_first && a.second < b.second);
   };
   for (int64_t o = 0; o < v.outer; ++o)
     for (int64_t i = 0; i < v.inner; ++i) {
