@@ -201,9 +201,10 @@ inline void map_row(int64_t n, Out* o, const Fn& fn, const In*... in) {
 
 // out = fn(ins...) elementwise with numpy broadcasting; `out` is already sized
 // to the broadcast shape. In... are the inputs' C types; fn takes their
-// compute_t values (bools arrive as 0/1 bytes). Same-shape inputs become one long contiguous row; inputs
-// broadcast along leading dims (bias adds, attention masks) become long rows
-// in which each input either advances or repeats one element.
+// compute_t values (bools arrive as 0/1 bytes). Same-shape inputs become one
+// long contiguous row; inputs broadcast along leading dims (bias adds,
+// attention masks) become long rows in which each input either advances or
+// repeats one element. Other broadcasts fall back to shorter rows.
 template <typename Out, typename... In, typename Fn>
 void broadcast_map(Tensor& out, const std::array<const Tensor*, sizeof...(In)>& ins, const Fn& fn) {
   constexpr size_t N = sizeof...(In);
