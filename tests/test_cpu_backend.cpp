@@ -98,3 +98,45 @@ TEST(CpuMatMul, ReusesPrimitiveAcrossShapes) {
 }
 
 }  // namespace
+
+namespace {
+
+struct EltwiseCase {
+  std::string op;
+  std::map<std::string, AttrValue> attrs;
+  float lo, hi;
+};
+
+class CpuEltwise : public ::testing::TestWithParam<EltwiseCase> {};
+
+TEST_P(CpuEltwise, MatchesReferenceWithinAFewUlp) {
+  const EltwiseCase& c = GetParam();
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(c.lo, c.hi);
+  for (int64_t n : {1, 7, 4096, 1000}) {  // the primitive is rebuilt when the size changes
+    auto g = std::make_shared<Graph>();
+    Value* x = g->add_input("x", {DType::f32, Shape::of({n})});
+    Value* y = g->add_value("y");
+    g->add_node(c.op, {x}, {y}, c.attrs);
+    g->outputs.push_back(y);
+    Tensor xv = Tensor::empty(DType::f32, {n});
+    for (int64_t i = 0; i < n; ++i) xv.data<float>()[i] = u(rng);
+    auto ref = Executable::compile(g, *make_backend("reference"))->run({{"x", xv}})[0];
+    auto cpu = Executable::compile(g, *make_backend("cpu"))->run({{"x", xv}})[0];
+    for (int64_t i = 0; i < n; ++i) {
+      float r = ref.data<float>()[i], o = cpu.data<float>()[i];
+      ASSERT_NEAR(o, r, 2e-6f + 2e-6f * std::abs(r)) << c.op << " at x = " << xv.data<float>()[i];
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Ops, CpuEltwise,
+    ::testing::Values(EltwiseCase{"Tanh", {}, -6, 6}, EltwiseCase{"Exp", {}, -20, 20},
+                      EltwiseCase{"Sigmoid", {}, -10, 10}, EltwiseCase{"Relu", {}, -2, 2},
+                      EltwiseCase{"LeakyRelu", {{"alpha", 0.2f}}, -2, 2}, EltwiseCase{"Sqrt", {}, 0, 100},
+                      EltwiseCase{"Gelu", {}, -5, 5},
+                      EltwiseCase{"Gelu", {{"approximate", std::string("tanh")}}, -5, 5}),
+    [](const auto& info) { return info.param.op + std::to_string(info.index); });
+
+}  // namespace

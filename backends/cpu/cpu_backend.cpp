@@ -2,6 +2,7 @@
 // (fast kernels of our own replace reference ones op by op; each is tested
 // against the reference on random inputs).
 #include "backends/backend.h"
+#include "backends/cpu/dnnl_eltwise.h"
 #include "backends/cpu/dnnl_matmul.h"
 #include "backends/reference/reference_backend.h"
 
@@ -15,6 +16,7 @@ class CpuBackend : public Backend {
     if (node.domain.empty()) {
       if (node.op_type == "MatMul") return make_dnnl_matmul_kernel(node);
       if (node.op_type == "Gemm") return make_dnnl_gemm_kernel(node);
+      if (auto k = make_dnnl_eltwise_kernel(node)) return k;
     }
     KernelFn fn = reference_kernels().find(node.domain, node.op_type);
     return fn ? make_function_kernel(fn) : nullptr;

@@ -1,0 +1,78 @@
+// Unary elementwise ops through oneDNN's eltwise primitive. The primitive is
+// built for a flat f32 tensor of the current element count and cached until
+// the count changes; other dtypes use the reference kernel. Log is left out:
+// oneDNN's is less accurate than our tolerance near 1.
+#include "backends/cpu/dnnl_eltwise.h"
+
+#include <dnnl.hpp>
+
+#include "backends/reference/reference_backend.h"
+#include "ir/error.h"
+
+namespace cb {
+
+namespace {
+
+struct EltwiseAlgo {
+  dnnl::algorithm algo;
+  float alpha = 0, beta = 0;
+};
+
+std::optional<EltwiseAlgo> algo_for(const Node& node) {
+  using A = dnnl::algorithm;
+  const std::string& op = node.op_type;
+  if (op == "Tanh") return EltwiseAlgo{A::eltwise_tanh};
+  if (op == "Exp") return EltwiseAlgo{A::eltwise_exp};
+  if (op == "Sigmoid") return EltwiseAlgo{A::eltwise_logistic};
+  if (op == "Relu") return EltwiseAlgo{A::eltwise_relu, 0.0f};
+  if (op == "LeakyRelu") return EltwiseAlgo{A::eltwise_relu, node.attr_float("alpha", 0.01f)};
+  if (op == "Sqrt") return EltwiseAlgo{A::eltwise_sqrt};
+  if (op == "Gelu")
+    return EltwiseAlgo{node.attr_string("approximate", "none") == "tanh" ? A::eltwise_gelu_tanh : A::eltwise_gelu_erf};
+  return std::nullopt;
+}
+
+class DnnlEltwiseKernel : public Kernel {
+ public:
+  DnnlEltwiseKernel(const Node& node, EltwiseAlgo algo)
+      : algo_(algo), fallback_(reference_kernels().find(node.domain, node.op_type)) {}
+
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.in(0);
+    Tensor& y = ctx.out(0);
+    if (x.dtype() != DType::f32 || x.numel() == 0) {
+      CB_CHECK(fallback_, ctx.node.describe() << ": no reference kernel");
+      fallback_(ctx);
+      return;
+    }
+    static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    if (x.numel() != numel_) {
+      dnnl::memory::desc md({x.numel()}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::a);
+      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, algo_.algo, md, algo_.alpha, algo_.beta);
+      prim_ = dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(d, eng));
+      md_ = md;
+      numel_ = x.numel();
+    }
+    dnnl::stream s(eng);
+    prim_.execute(s, {{DNNL_ARG_SRC, dnnl::memory(md_, eng, x.raw())}, {DNNL_ARG_DST, dnnl::memory(md_, eng, y.raw())}});
+    s.wait();
+  }
+
+ private:
+  EltwiseAlgo algo_;
+  KernelFn fallback_;
+  int64_t numel_ = -1;
+  dnnl::memory::desc md_;
+  dnnl::eltwise_forward prim_;
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_dnnl_eltwise_kernel(const Node& node) {
+  if (!node.domain.empty()) return nullptr;
+  auto algo = algo_for(node);
+  if (!algo) return nullptr;
+  return std::make_unique<DnnlEltwiseKernel>(node, *algo);
+}
+
+}  // namespace cb
