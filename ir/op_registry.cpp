@@ -20,6 +20,19 @@ int64_t InferContext::axis(int64_t a, int64_t rank, const char* what) const {
   return a < 0 ? a + rank : a;
 }
 
+OpSchema make_op_schema(const char* name, int min_inputs, int max_inputs, int min_outputs,
+                        int max_outputs, std::function<void(InferContext&)> infer, const char* doc) {
+  OpSchema s;
+  s.name = name;
+  s.min_inputs = min_inputs;
+  s.max_inputs = max_inputs;
+  s.min_outputs = min_outputs;
+  s.max_outputs = max_outputs;
+  s.infer = std::move(infer);
+  s.doc = doc;
+  return s;
+}
+
 void OpRegistry::add(OpSchema s) {
   auto key = std::make_pair(s.domain, s.name);
   ops_[key] = std::move(s);

@@ -62,6 +62,11 @@ struct OpSchema {
   std::string doc;
 };
 
+// A schema for the default (ai.onnx) domain from its arity and infer function.
+OpSchema make_op_schema(const char* name, int min_inputs, int max_inputs, int min_outputs,
+                        int max_outputs, std::function<void(InferContext&)> infer,
+                        const char* doc = "");
+
 class OpRegistry {
  public:
   // The registry with every built-in op (populated on first use).

@@ -60,7 +60,10 @@ struct Shape {
 inline std::string Shape::str() const {
   if (!rank_known) return "[*]";
   std::string s = "[";
-  for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + dims[i].str();
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) s += ',';
+    s += dims[i].str();
+  }
   return s + "]";
 }
 

@@ -135,7 +135,9 @@ void expect_same_graph(const Graph& a, const Graph& b) {
     ASSERT_EQ(n.inputs.size(), m.inputs.size());
     for (size_t k = 0; k < n.inputs.size(); ++k) {
       ASSERT_EQ(n.inputs[k] == nullptr, m.inputs[k] == nullptr);
-      if (n.inputs[k]) EXPECT_EQ(n.inputs[k]->name, m.inputs[k]->name);
+      if (n.inputs[k]) {
+        EXPECT_EQ(n.inputs[k]->name, m.inputs[k]->name);
+      }
     }
     ASSERT_EQ(n.outputs.size(), m.outputs.size());
     for (size_t k = 0; k < n.outputs.size(); ++k) {

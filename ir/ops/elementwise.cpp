@@ -74,14 +74,7 @@ void check_scalar_if_present(const InferContext& ctx, size_t i, const char* what
 
 OpSchema schema(const char* name, int min_in, int max_in, std::function<void(InferContext&)> infer,
                 int min_out = 1, int max_out = 1) {
-  OpSchema s;
-  s.name = name;
-  s.min_inputs = min_in;
-  s.max_inputs = max_in;
-  s.min_outputs = min_out;
-  s.max_outputs = max_out;
-  s.infer = std::move(infer);
-  return s;
+  return make_op_schema(name, min_in, max_in, min_out, max_out, std::move(infer));
 }
 
 // y = f(x), same dtype and shape.

@@ -233,15 +233,7 @@ void infer_loss(InferContext& ctx, bool has_log_prob_output) {
 
 OpSchema make_schema(const char* name, int min_in, int max_in, int min_out, int max_out,
                      std::function<void(InferContext&)> infer, const char* doc) {
-  OpSchema s;
-  s.name = name;
-  s.min_inputs = min_in;
-  s.max_inputs = max_in;
-  s.min_outputs = min_out;
-  s.max_outputs = max_out;
-  s.infer = std::move(infer);
-  s.doc = doc;
-  return s;
+  return make_op_schema(name, min_in, max_in, min_out, max_out, std::move(infer), doc);
 }
 
 }  // namespace

@@ -918,15 +918,7 @@ void infer_pad(InferContext& ctx) {
 void register_tensor_ops(OpRegistry& r) {
   auto add = [&](const char* name, int min_in, int max_in, void (*infer)(InferContext&),
                  const char* doc, int min_out = 1, int max_out = 1) {
-    OpSchema s;
-    s.name = name;
-    s.min_inputs = min_in;
-    s.max_inputs = max_in;
-    s.min_outputs = min_out;
-    s.max_outputs = max_out;
-    s.infer = infer;
-    s.doc = doc;
-    r.add(std::move(s));
+    r.add(make_op_schema(name, min_in, max_in, min_out, max_out, infer, doc));
   };
   add("Reshape", 2, 2, infer_reshape, "Same data, new shape; 0 copies an input dim (unless allowzero), -1 is inferred.");
   add("Flatten", 1, 1, infer_flatten, "2-D view: dims before `axis` and from `axis` on are multiplied.");
