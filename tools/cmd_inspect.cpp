@@ -55,8 +55,8 @@ int cmd_inspect(int argc, char** argv) {
   ModelAnatomy a = find_layers(g);
   std::cout << "architecture: " << a.architecture << ", " << a.layers.size() << " layers\n";
   for (auto& l : a.layers)
-    std::cout << "  layer " << l.index << ": attention " << (l.attention_kind.empty() ? "?" : l.attention_kind)
-              << " (" << l.attention_node << ")\n";
+    std::cout << "  layer " << l.index << ": " << (l.attention_kind.empty() ? "" : l.attention_kind + " ")
+              << "attention " << l.attention_node << "\n";
   return 0;
 }
 
