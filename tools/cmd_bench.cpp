@@ -10,6 +10,7 @@
 #include "runtime/executable.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/options.h"
 
 namespace po = boost::program_options;
 
@@ -17,23 +18,15 @@ namespace cb::tools {
 
 int cmd_bench(int argc, char** argv) {
   po::options_description opts("usage: codebook bench MODEL [options]\n\noptions");
-  opts.add_options()("help,h", "show this help")("model", po::value<std::string>(), "ONNX model file")(
+  opts.add_options()(
       "shape", po::value<std::string>()->default_value("1x128"), "BATCHxSEQ of input_ids")(
       "runs", po::value<int>()->default_value(10), "timed runs")(
       "warmup", po::value<int>()->default_value(2), "untimed warm-up runs")(
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
       "profile", "print time per op type")("json", "print the result as one JSON line");
-  po::positional_options_description pos;
-  pos.add("model", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
-  po::notify(vm);
-  if (!vm.count("model")) throw po::error("missing MODEL");
+  if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm)) return 0;
   std::vector<int64_t> shape = parse_shape(vm["shape"].as<std::string>());
   CB_CHECK(shape.size() == 2, "--shape must be BATCHxSEQ");
   int runs = vm["runs"].as<int>(), warmup = vm["warmup"].as<int>();

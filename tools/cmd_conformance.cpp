@@ -25,6 +25,7 @@
 #include "onnx/onnx.pb.h"
 #include "runtime/executable.h"
 #include "tools/command.h"
+#include "tools/options.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -361,8 +362,7 @@ std::map<std::string, std::string> read_expected_failures(const std::string& pat
 int cmd_conformance(int argc, char** argv) {
   Settings s;
   po::options_description opts("usage: codebook conformance DIR [options]\n\noptions");
-  opts.add_options()("help,h", "show this help")
-      ("dir", po::value<std::string>(), "folder of ONNX node tests")
+  opts.add_options()
       ("backend", po::value<std::string>(&s.backend)->default_value("reference"), "backend: reference, cpu")
       ("filter", po::value<std::string>()->default_value(""), "only tests whose name contains this")
       ("expected-failures", po::value<std::string>(), "file of tests expected to fail (name  # reason)")
@@ -370,20 +370,13 @@ int cmd_conformance(int argc, char** argv) {
       ("no-fork", "run tests in this process (a crash stops the run)")
       ("timeout", po::value<int>(&s.timeout_s)->default_value(120), "seconds per test (with fork)")
       ("verbose,v", "also print skipped and passing tests");
-  po::positional_options_description pos;
-  pos.add("dir", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
-  if (vm.count("help")) {
-    std::cout << opts
-              << "\nRuns every subfolder of DIR holding model.onnx, in name order, and prints\n"
-                 "FAIL/XFAIL/XPASS lines and a final 'N passed, M failed, K skipped'. Tests using\n"
-                 "element types we do not support are skipped. Exit code 1 when any test failed\n"
-                 "(an expected failure that passes counts as failed).\n";
+  if (!parse_command_line(argc, argv, opts, "dir", "folder of ONNX node tests", vm,
+                          "\nRuns every subfolder of DIR holding model.onnx, in name order, and prints\n"
+                          "FAIL/XFAIL/XPASS lines and a final 'N passed, M failed, K skipped'. Tests using\n"
+                          "element types we do not support are skipped. Exit code 1 when any test failed\n"
+                          "(an expected failure that passes counts as failed).\n"))
     return 0;
-  }
-  po::notify(vm);
-  if (!vm.count("dir")) throw po::error("missing DIR");
   s.canonicalize = !vm.count("no-canonicalize");
   bool fork_tests = !vm.count("no-fork");
   bool verbose = vm.count("verbose") != 0;

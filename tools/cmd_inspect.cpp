@@ -7,6 +7,7 @@
 #include "passes/transformer_anatomy.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/options.h"
 
 namespace po = boost::program_options;
 
@@ -14,18 +15,11 @@ namespace cb::tools {
 
 int cmd_inspect(int argc, char** argv) {
   po::options_description opts("usage: codebook inspect MODEL [options]\n\noptions");
-  opts.add_options()("help,h", "show this help")("model", po::value<std::string>(), "ONNX model file");
-  po::positional_options_description pos;
-  pos.add("model", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
-  if (vm.count("help")) {
-    std::cout << opts << "\nPrints parameters, an op histogram, inputs and outputs with their shapes,\n"
-                         "the transformer layers found, and the time to import.\n";
+  if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm,
+                          "\nPrints parameters, an op histogram, inputs and outputs with their shapes,\n"
+                          "the transformer layers found, and the time to import.\n"))
     return 0;
-  }
-  po::notify(vm);
-  if (!vm.count("model")) throw po::error("missing MODEL");
   LoadedModel m = load_model(vm["model"].as<std::string>());
   const Graph& g = *m.graph;
 

@@ -11,6 +11,7 @@
 #include "runtime/executable.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/options.h"
 
 namespace po = boost::program_options;
 
@@ -41,7 +42,7 @@ static void print_top_tokens(const Tensor& logits, int k) {
 
 int cmd_run(int argc, char** argv) {
   po::options_description opts("usage: codebook run MODEL [options]\n\noptions");
-  opts.add_options()("help,h", "show this help")("model", po::value<std::string>(), "ONNX model file")(
+  opts.add_options()(
       "input,i", po::value<std::vector<std::string>>()->composing(), "NAME=FILE.npy (repeatable); with input_ids given, a missing attention_mask or position_ids is filled in")(
       "tokens,t", po::value<std::string>(),
       "comma-separated token ids for input_ids (batch 1); fills attention_mask and position_ids")(
@@ -49,16 +50,8 @@ int cmd_run(int argc, char** argv) {
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
       "top", po::value<int>()->default_value(5), "how many next tokens to show with --tokens");
-  po::positional_options_description pos;
-  pos.add("model", 1);
   po::variables_map vm;
-  po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
-  po::notify(vm);
-  if (!vm.count("model")) throw po::error("missing MODEL");
+  if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm)) return 0;
   CB_CHECK(vm.count("input") || vm.count("tokens"), "give the model's inputs with --input NAME=FILE.npy or --tokens");
   set_num_threads(vm["threads"].as<int>());
 

@@ -1,0 +1,16 @@
+// The option parsing every subcommand shares: one positional argument (the
+// model or directory), `--help` printing the options plus a description.
+#pragma once
+#include <boost/program_options.hpp>
+#include <string>
+
+namespace cb::tools {
+
+// Adds --help and the positional `arg_name`, parses, and returns false when
+// help was printed (the caller then exits 0). Throws a program_options error
+// when the positional argument is missing or an option is bad.
+bool parse_command_line(int argc, char** argv, boost::program_options::options_description& opts,
+                        const char* arg_name, const char* arg_help,
+                        boost::program_options::variables_map& vm, const char* description = "");
+
+}  // namespace cb::tools
