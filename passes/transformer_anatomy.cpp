@@ -15,7 +15,7 @@ static bool any_name_contains(const Graph& g, const std::string& s) {
 // GPT-Neo's local attention layers mask with a band: the causal-mask constant
 // feeding the attention has zeros far below the diagonal. We look for a
 // constant boolean/float [.., T, T] mask feeding a Where before the Softmax.
-static std::string attention_kind(const Node& softmax, const std::map<const Value*, std::vector<Node*>>&) {
+static std::string attention_kind(const Node& softmax) {
   const Node* n = softmax.inputs.empty() || !softmax.inputs[0] ? nullptr : softmax.inputs[0]->producer;
   for (int depth = 0; n && depth < 6; ++depth) {
     for (const Value* in : n->inputs) {
@@ -23,9 +23,8 @@ static std::string attention_kind(const Node& softmax, const std::map<const Valu
       const Tensor& t = *in->constant;
       int64_t r = t.dim(t.rank() - 2), c = t.dim(t.rank() - 1);
       if (r < 2 || r != c || t.dtype() != DType::boolean) continue;
-      bool band = false;
-      for (int64_t i = 0; i < r && !band; ++i)
-        if (!t.data<bool>()[i * c + 0] && i > 0) band = true;  // row i cannot see token 0
+      bool band = false;  // some row cannot see token 0
+      for (int64_t i = 1; i < r && !band; ++i) band = !t.data<bool>()[i * c];
       return band ? "local" : "global";
     }
     const Value* next = n->inputs.empty() ? nullptr : n->inputs[0];
@@ -41,14 +40,13 @@ ModelAnatomy find_layers(const Graph& g) {
   else if (any_name_contains(g, "c_attn")) a.architecture = "gpt2";
   else a.architecture = "unknown";
   static const std::regex layer_re(R"((?:^|[./])(?:h|layers|layer|blocks)[./](\d+)[./])");
-  auto users = g.users();
   for (auto& n : g.nodes()) {
     if (n->op_type != "Softmax") continue;
     LayerInfo li;
     li.attention_node = n->name;
     std::smatch m;
     if (std::regex_search(n->name, m, layer_re)) li.index = std::stoll(m[1]);
-    li.attention_kind = attention_kind(*n, users);
+    li.attention_kind = attention_kind(*n);
     a.layers.push_back(li);
   }
   // Layers without a named index are numbered in graph order.

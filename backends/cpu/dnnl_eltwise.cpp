@@ -6,6 +6,7 @@
 
 #include <dnnl.hpp>
 
+#include "backends/cpu/dnnl_engine.h"
 #include "backends/reference/reference_backend.h"
 #include "ir/error.h"
 
@@ -45,7 +46,7 @@ class DnnlEltwiseKernel : public Kernel {
       fallback_(ctx);
       return;
     }
-    static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    dnnl::engine& eng = dnnl_cpu_engine();
     if (x.numel() != numel_) {
       dnnl::memory::desc md({x.numel()}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::a);
       dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, algo_.algo, md, algo_.alpha, algo_.beta);

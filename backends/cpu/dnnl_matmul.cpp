@@ -11,6 +11,7 @@
 #include <cstring>
 #include <dnnl.hpp>
 
+#include "backends/cpu/dnnl_engine.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
 #include "ir/error.h"
@@ -18,11 +19,6 @@
 namespace cb {
 
 namespace {
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  return eng;
-}
 
 std::optional<dnnl::memory::data_type> dnnl_type(DType t) {
   switch (t) {
@@ -47,7 +43,8 @@ std::vector<int64_t> pad_rank(const std::vector<int64_t>& dims, size_t rank) {
 }
 
 struct Prepared {
-  std::vector<int64_t> a_dims, b_dims, c_dims;
+  std::vector<int64_t> a_dims, b_dims, c_dims;  // the shapes the primitive was built for
+  bool has_c = false;
   dnnl::matmul prim;
   dnnl::memory::desc a_md, b_md, c_md, out_md;
   bool use_bias = false, use_sum = false;
@@ -78,8 +75,7 @@ class DnnlMatMulKernel : public Kernel {
       return;
     }
     if (!prepared_ || prepared_->a_dims != a.dims() || prepared_->b_dims != b.dims() ||
-        (c ? prepared_->c_dims != c->dims() : !prepared_->c_dims.empty() || prepared_->use_bias ||
-                                                  prepared_->use_sum)) {
+        prepared_->has_c != (c != nullptr) || (c && prepared_->c_dims != c->dims())) {
       try {
         prepare(a, b, c, out, *dt);
       } catch (const dnnl::error&) {
@@ -89,7 +85,7 @@ class DnnlMatMulKernel : public Kernel {
       }
     }
     Prepared& p = *prepared_;
-    auto& eng = cpu_engine();
+    auto& eng = dnnl_cpu_engine();
     dnnl::stream stream(eng);
     dnnl::memory am(p.a_md, eng, a.raw()), bm(p.b_md, eng, b.raw()), om(p.out_md, eng, out.raw());
     std::unordered_map<int, dnnl::memory> args = {
@@ -109,6 +105,7 @@ class DnnlMatMulKernel : public Kernel {
     auto p = std::make_unique<Prepared>();
     p->a_dims = a.dims();
     p->b_dims = b.dims();
+    p->has_c = c != nullptr;
     if (c) p->c_dims = c->dims();
     size_t rank = std::max(a.rank(), b.rank());
     std::vector<int64_t> ad = pad_rank(a.dims(), rank), bd = pad_rank(b.dims(), rank);
@@ -139,7 +136,7 @@ class DnnlMatMulKernel : public Kernel {
     }
     auto desc = p->use_bias ? dnnl::matmul::desc(p->a_md, p->b_md, p->c_md, p->out_md)
                             : dnnl::matmul::desc(p->a_md, p->b_md, p->out_md);
-    dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
+    dnnl::matmul::primitive_desc pd(desc, attr, dnnl_cpu_engine());
     p->prim = dnnl::matmul(pd);
     prepared_ = std::move(p);
   }
