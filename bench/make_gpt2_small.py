@@ -12,6 +12,7 @@ weights embedded in the .onnx file (it is well under protobuf's 2 GB limit).
 """
 import argparse
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -21,18 +22,8 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class LogitsWithPositions(torch.nn.Module):
-    """Calls the HF model with explicit position ids and returns only the logits."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, position_ids):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                          position_ids=position_ids, use_cache=False).logits
+sys.path.insert(0, os.path.join(REPO_ROOT, "scripts"))
+from make_test_models import LogitsWithPositions  # noqa: E402  (the same export wrapper)
 
 
 def main():
