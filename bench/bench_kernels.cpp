@@ -48,8 +48,47 @@ void unary(benchmark::State& state, const char* op) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 
+// codebook.Codebook on the cpu backend, as inserted at attn_preproj of GPT-2
+// small with one codebook per head: x [1, tokens, G*Dg], constant codes
+// [G, K, Dg], outputs y and ids. Args: tokens, G, K, Dg, k, threads. GFLOP/s
+// counts the scoring products (2 * tokens * K * G*Dg).
+void codebook(benchmark::State& state, const char* metric) {
+  int64_t tokens = state.range(0), G = state.range(1), K = state.range(2), Dg = state.range(3);
+  auto g = std::make_shared<Graph>();
+  Value* x = g->add_input("x", {DType::f32, Shape::of({1, tokens, G * Dg})});
+  Value* codes = g->add_constant("codes", random_f32({G, K, Dg}));
+  Value* scale = g->add_constant("ln_scale", random_f32({G, Dg}));
+  Value* bias = g->add_constant("ln_bias", random_f32({G, Dg}));
+  Value* y = g->add_value("y");
+  Value* ids = g->add_value("ids");
+  g->add_node("Codebook", {x, codes, scale, bias}, {y, ids},
+              {{"k", state.range(4)}, {"metric", std::string(metric)}}, "codebook", "codebook");
+  g->outputs = {y, ids};
+  CompileOptions opts;
+  opts.num_threads = int(state.range(5));
+  auto ex = Executable::compile(g, *make_backend("cpu"), opts);
+  std::map<std::string, Tensor> in = {{"x", random_f32({1, tokens, G * Dg})}};
+  ex->run(in);  // packs the constant codebook
+  for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2e-9 * double(tokens * K * G * Dg), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
+BENCHMARK_CAPTURE(codebook, inner_product, "inner_product")
+    ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
+    ->Args({128, 12, 10000, 64, 8, 1})
+    ->Args({128, 12, 10000, 64, 8, 2})
+    ->Args({128, 12, 512, 64, 8, 1})
+    ->Args({128, 12, 512, 64, 8, 2})
+    ->Args({1, 12, 10000, 64, 8, 2})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(codebook, euclidean, "euclidean")
+    ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
+    ->Args({128, 12, 10000, 64, 8, 1})
+    ->Args({128, 12, 10000, 64, 8, 2})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(matmul, cpu, "cpu")->Args({128, 768, 768})->Args({128, 768, 2304})->Args({128, 768, 3072})->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(matmul, reference, "reference")->Args({128, 768, 768})->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(unary, tanh, "Tanh")->Arg(128 * 3072)->Unit(benchmark::kMicrosecond);

@@ -57,6 +57,7 @@ const OpRegistry& OpRegistry::global() {
     register_reduction_ops(r);
     register_nn_ops(r);
     register_control_ops(r);
+    register_codebook_ops(r);
     return r;
   }();
   return reg;

@@ -94,5 +94,6 @@ void register_tensor_ops(OpRegistry& r);
 void register_reduction_ops(OpRegistry& r);
 void register_nn_ops(OpRegistry& r);
 void register_control_ops(OpRegistry& r);
+void register_codebook_ops(OpRegistry& r);
 
 }  // namespace cb

@@ -53,27 +53,28 @@ static TensorType merge_types(const TensorType& declared, const TensorType& infe
   return t;
 }
 
-void infer_types(Graph& g) {
-  for (auto& n : g.nodes()) {
-    std::vector<const TensorType*> types;
-    std::vector<const Tensor*> values;
-    for (Value* v : n->inputs) {
-      types.push_back(v ? &v->type : nullptr);
-      values.push_back(v && v->constant ? &*v->constant : nullptr);
-    }
-    std::vector<TensorType> out = infer_node(*n, types, values);
-    for (size_t i = 0; i < n->outputs.size(); ++i) {
-      Value* o = n->outputs[i];
-      if (!o) continue;
-      TensorType merged = merge_types(o->type, out[i]);
-      CB_CHECK(o->type.dtype == DType::undefined || out[i].dtype == DType::undefined ||
-                   o->type.dtype == out[i].dtype,
-               n->describe() << ": output '" << o->name << "' is declared "
-                             << dtype_name(o->type.dtype) << " but computes "
-                             << dtype_name(out[i].dtype));
-      o->type = merged;
-    }
+void infer_node_types(Node& n) {
+  std::vector<const TensorType*> types;
+  std::vector<const Tensor*> values;
+  for (Value* v : n.inputs) {
+    types.push_back(v ? &v->type : nullptr);
+    values.push_back(v && v->constant ? &*v->constant : nullptr);
   }
+  std::vector<TensorType> out = infer_node(n, types, values);
+  for (size_t i = 0; i < n.outputs.size(); ++i) {
+    Value* o = n.outputs[i];
+    if (!o) continue;
+    TensorType merged = merge_types(o->type, out[i]);
+    CB_CHECK(o->type.dtype == DType::undefined || out[i].dtype == DType::undefined ||
+                 o->type.dtype == out[i].dtype,
+             n.describe() << ": output '" << o->name << "' is declared " << dtype_name(o->type.dtype)
+                          << " but computes " << dtype_name(out[i].dtype));
+    o->type = merged;
+  }
+}
+
+void infer_types(Graph& g) {
+  for (auto& n : g.nodes()) infer_node_types(*n);
 }
 
 }  // namespace cb

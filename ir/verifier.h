@@ -13,5 +13,7 @@ void verify_graph(const Graph& g);
 // values' types (where inference knows more than the value already says).
 // Throws cb::Error at the first node whose inputs it rejects.
 void infer_types(Graph& g);
+// The same for one node, from its inputs' current types.
+void infer_node_types(Node& n);
 
 }  // namespace cb

@@ -1,7 +1,10 @@
 // Common subexpression elimination. Algorithm (hash-consing):
 // 1. Equal small constants (same dtype, dims and bytes, at most 1 KiB, used
 //    by some node) are merged into the first of them, so that nodes reading
-//    copies of the same constant become identical.
+//    copies of the same constant become identical. Only integer/bool tensors
+//    (shapes, indices, axes) and scalars are merged: float vectors are
+//    parameters (LayerNorm scales, biases, codebook LayerNorms) that training
+//    must keep apart even when they start out equal.
 // 2. The nodes are walked in topological order. Each node's key is its op,
 //    domain, inputs (by identity, after earlier merges) and attributes; a node
 //    whose key matches an earlier node's is a duplicate: readers of its
@@ -102,6 +105,7 @@ bool merge_constants(Graph& g) {
     if (!t || t->nbytes() > kMaxMergedConstantBytes || is_graph_output(g, v.get()) ||
         !reads.count(v.get()))
       continue;
+    if (dtype_is_float(t->dtype()) && t->numel() > 1) continue;  // a parameter
     std::string key(dtype_name(t->dtype()));
     key += dims_str(t->dims());
     key.append(static_cast<const char*>(t->raw()), t->nbytes());

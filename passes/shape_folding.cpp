@@ -46,6 +46,7 @@
 #include <set>
 #include <type_traits>
 
+#include "ir/verifier.h"
 #include "passes/canonicalize.h"
 
 namespace cb {
@@ -163,6 +164,9 @@ class ShapeFolder {
     for (size_t i = 0; i < g_.nodes().size(); ++i) {
       Node& n = *g_.nodes()[i];
       if (!n.domain.empty()) continue;
+      // Types refined earlier in this sweep reach this node now, so one sweep
+      // folds the shape chains of every layer, not one layer per round.
+      if (!has_subgraph(n)) infer_node_types(n);
       if (refine_output_type(n)) changed = true;
       if (n.op_type == "Reshape" && rewrite_reshape(n)) changed = true;
       if (n.op_type == "Expand" && rewrite_expand(n)) changed = true;

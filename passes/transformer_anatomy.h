@@ -1,11 +1,23 @@
-// Finding the transformer layers of an imported causal LM.
+// Finding the transformer layers of an imported causal LM and the codebook
+// sites in each of them, from the graph's structure (node names are only
+// hints, used for the architecture label).
 //
-// First version: the architecture is recognised from parameter and node
-// names (GPT-2 "transformer.h.N.attn.c_attn", GPT-Neo "attn.attention",
-// GPT-NeoX "gpt_neox.layers.N"), the layers from the attention Softmax nodes
-// in graph order (one per layer in these models), each attributed to a layer
-// index when a name carries one. The codebook issue replaces this with a
-// structural matcher that also finds every codebook site.
+// The matcher works on canonicalised graphs of GPT-2, GPT-Neo and GPT-NeoX
+// (parallel or sequential residual) from any exporter:
+//  - a Linear is MatMul(x, W) [+ bias] or Gemm over a [-1, K] Reshape of x
+//    (reshaped back), with a constant W;
+//  - each attention Softmax over [.., T, T] scores is one layer; following
+//    probs @ V through layout ops (Transpose/Reshape) reaches the merged heads
+//    `attn_preproj`, consumed by the output-projection Linear whose output is
+//    `attn`; following the scores back through Q and K (and V) reaches the
+//    QKV Linear(s) and the LayerNorm feeding them, whose input is the block
+//    input;
+//  - the MLP is the Linear -> elementwise activation -> Linear chain whose
+//    first Linear reads a LayerNorm of the block input (parallel residual) or
+//    of block input + attn (sequential);
+//  - the block output is the Add tree over {block input, attn, mlp}.
+// Layers are numbered along the residual stream (block output L feeds
+// block L+1), not by graph order or names.
 #pragma once
 #include <string>
 #include <vector>
@@ -14,17 +26,68 @@
 
 namespace cb {
 
-struct LayerInfo {
-  int64_t index = -1;          // from names; -1 when unknown
-  std::string attention_node;  // the Softmax of its attention
+// The seven placements of the original codebook-features library.
+enum class Placement { attn_preproj, attn, mlp, mlp_mid, qkv, transformer_block, attn_plus_mlp };
+inline constexpr Placement kAllPlacements[] = {Placement::qkv, Placement::attn_preproj, Placement::attn,
+                                               Placement::mlp_mid, Placement::mlp,
+                                               Placement::attn_plus_mlp, Placement::transformer_block};
+const char* placement_name(Placement p);
+// Throws cb::Error listing the valid names.
+Placement parse_placement(const std::string& s);
+
+struct LayerSites {
+  int64_t index = -1;
   std::string attention_kind;  // "global", "local" (banded mask) or "" when unknown
+  const Node* softmax = nullptr;
+  Value* input = nullptr;         // residual stream entering the block [B,T,D]
+  Value* attn_preproj = nullptr;  // merged heads before the output projection [B,T,D]
+  Value* attn = nullptr;          // attention output projection (with bias) [B,T,D]
+  // Fused QKV projection: one value [B,T,3D] (GPT-2 [q|k|v]; GPT-NeoX per
+  // head [q_h|k_h|v_h]). Separate projections (GPT-Neo): q, k, v [B,T,D] each.
+  std::vector<Value*> qkv;
+  Value* mlp_mid = nullptr;   // MLP activation before its output projection [B,T,I]
+  Value* mlp = nullptr;       // MLP output projection (with bias) [B,T,D]
+  Value* output = nullptr;    // block output = input + attn + mlp [B,T,D]
+  bool parallel_residual = false;  // mlp reads LN(input), not LN(input + attn)
 };
 
 struct ModelAnatomy {
-  std::string architecture;  // "gpt2", "gpt_neo", "gpt_neox" or "unknown"
-  std::vector<LayerInfo> layers;
+  std::string architecture;  // "gpt2", "gpt_neo", "gpt_neox" (from names) or "unknown"
+  int64_t d_model = -1;      // residual width
+  int64_t num_heads = -1;    // from the attention scores [B, H, T, T]; -1 if not static
+  int64_t d_mlp = -1;        // MLP hidden width
+  std::vector<LayerSites> layers;
 };
 
-ModelAnatomy find_layers(const Graph& g);
+// Makes the merged attention heads exist as a [B,T,D] value where an
+// exporter flattens heads and tokens in one step (the dynamo exporter's GPT-2:
+// Reshape([B,T,H,dh] -> [B*T,D]) straight into the output-projection Gemm).
+// Such a Reshape becomes Reshape([B,T,H,dh] -> [B,T,D]) followed by the
+// original Reshape, so find_anatomy has an attn_preproj value. Semantics are
+// unchanged; idempotent; returns whether anything changed. Run it before
+// find_anatomy on any graph that may come from such an exporter (`codebook
+// inspect` does).
+bool expose_merged_heads(Graph& g);
+
+// "gpt2", "gpt_neo", "gpt_neox" from parameter/node names, else "unknown": a
+// label for humans, never used for matching.
+std::string architecture_from_names(const Graph& g);
+
+// Finds every layer and its sites. Throws cb::Error naming what it could not
+// match (e.g. "attention Softmax 'x': no MLP ... reads ...") when the graph is
+// not a transformer it understands, or when the layers do not form one
+// residual chain. Every site is checked to be a [B,T,width] value with a
+// static width. The Value pointers belong to `g`.
+ModelAnatomy find_anatomy(const Graph& g);
+
+// A site's value(s) in a layer: one value, except qkv of separate projections
+// (then q, k, v in that order). transformer_block and attn_plus_mlp both give
+// {output}: the block output is where a transformer_block codebook goes, and
+// the insertion pass handles attn_plus_mlp itself (it snaps attn + mlp, so it
+// rebuilds output from input, attn and mlp).
+std::vector<Value*> site_values(const LayerSites& l, Placement p);
+// The width D of each of a site's vectors: d_mlp for mlp_mid, for qkv
+// 3*d_model (fused) or d_model (each of separate q, k, v), else d_model.
+int64_t site_width(const ModelAnatomy& a, Placement p);
 
 }  // namespace cb

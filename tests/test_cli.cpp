@@ -1,47 +1,24 @@
 // End-to-end tests of the `codebook` command line: real files in, exit codes
 // and messages out. Bad input must give exit code 2 and one clear message.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "frontend/npy.h"
+#include "tests/cli_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-Result run_tool(const std::string& args) {
-  std::string cmd = std::string(CB_CODEBOOK_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  Result r{-1, ""};
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+using cb::test::Result;
+using cb::test::run_tool;
+using cb::test::temp_dir;
 
 const std::string kModel = std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/model.onnx";
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("codebook_cli_" + name + "_" + std::to_string(getpid()));
-  fs::create_directories(d);
-  return d;
-}
-
 TEST(Cli, HelpEverywhere) {
-  for (std::string c : {"", "inspect ", "run ", "bench ", "conformance "}) {
+  for (std::string c : {"", "inspect ", "compile ", "export ", "run ", "bench ", "conformance "}) {
     Result r = run_tool(c + "--help");
     EXPECT_EQ(r.code, 0) << c << r.out;
     EXPECT_NE(r.out.find("usage"), std::string::npos) << c << r.out;

@@ -3,7 +3,11 @@
 #include <boost/program_options.hpp>
 #include <iomanip>
 #include <iostream>
+#include <string>
+#include <vector>
 
+#include "ir/error.h"
+#include "ir/printer.h"
 #include "passes/transformer_anatomy.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
@@ -13,15 +17,66 @@ namespace po = boost::program_options;
 
 namespace cb::tools {
 
+namespace {
+
+// One site line: "  layer0.attn_preproj  f32[batch,sequence,64]  <value name>".
+void print_site(int64_t layer, const std::string& site, const Value* v) {
+  std::cout << "  " << std::left << std::setw(24) << ("layer" + std::to_string(layer) + "." + site) << " "
+            << std::setw(36) << v->type.str() << " " << v->name << std::right << "\n";
+}
+
+// The transformer layers and their codebook sites, or why they were not found.
+void print_anatomy(Graph& g) {
+  ModelAnatomy a;
+  try {
+    expose_merged_heads(g);
+    a = find_anatomy(g);
+  } catch (const Error& e) {
+    std::cout << "architecture: " << architecture_from_names(g) << " (from names)\n";
+    std::cout << "layers: not found (" << e.what() << ")\n";
+    return;
+  }
+  std::cout << "architecture: " << a.architecture << ", " << a.layers.size() << " layers, d_model " << a.d_model
+            << ", heads " << (a.num_heads < 0 ? std::string("?") : std::to_string(a.num_heads)) << ", d_mlp "
+            << a.d_mlp << ", " << (a.layers[0].parallel_residual ? "parallel" : "sequential") << " residual\n";
+  for (const LayerSites& l : a.layers) {
+    std::cout << "layer " << l.index << ": " << (l.attention_kind.empty() ? "" : l.attention_kind + " ")
+              << "attention " << l.softmax->name << (l.parallel_residual ? ", parallel residual" : "") << "\n";
+    print_site(l.index, "input", l.input);
+    for (Placement p : kAllPlacements) {
+      if (p == Placement::attn_plus_mlp) {  // not one value: attn + mlp, snapped before the residual add
+        std::cout << "  " << std::left << std::setw(24) << ("layer" + std::to_string(l.index) + ".attn_plus_mlp")
+                  << " " << std::setw(36) << l.attn->type.str() << " " << l.attn->name << " + " << l.mlp->name
+                  << std::right << "\n";
+        continue;
+      }
+      std::vector<Value*> vs = site_values(l, p);
+      static const char* const kQkv[] = {"q", "k", "v"};
+      for (size_t i = 0; i < vs.size(); ++i)
+        print_site(l.index, std::string(placement_name(p)) + (vs.size() == 3 ? std::string("[") + kQkv[i] + "]" : ""),
+                   vs[i]);
+    }
+  }
+}
+
+}  // namespace
+
 int cmd_inspect(int argc, char** argv) {
   po::options_description opts("usage: codebook inspect MODEL [options]\n\noptions");
+  opts.add_options()("ir", "print the canonical IR (large constants elided) instead of the summary");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm,
                           "\nPrints parameters, an op histogram, inputs and outputs with their shapes,\n"
-                          "the transformer layers found, and the time to import.\n"))
+                          "the transformer layers with their codebook sites, and the time to import.\n"))
     return 0;
   LoadedModel m = load_model(vm["model"].as<std::string>());
   const Graph& g = *m.graph;
+  if (vm.count("ir")) {
+    PrintOptions po;
+    po.elide_large_constants = true;
+    std::cout << print_graph(g, po);
+    return 0;
+  }
 
   std::cout << "model:       " << vm["model"].as<std::string>() << "\n";
   std::cout << "producer:    " << (g.producer.empty() ? "?" : g.producer) << ", ir_version " << g.ir_version
@@ -46,11 +101,7 @@ int cmd_inspect(int argc, char** argv) {
   std::cout << "ops (" << g.num_nodes() << " nodes):\n";
   for (auto& [op, count] : ops) std::cout << "  " << std::setw(6) << count << "  " << op << "\n";
 
-  ModelAnatomy a = find_layers(g);
-  std::cout << "architecture: " << a.architecture << ", " << a.layers.size() << " layers\n";
-  for (auto& l : a.layers)
-    std::cout << "  layer " << l.index << ": " << (l.attention_kind.empty() ? "" : l.attention_kind + " ")
-              << "attention " << l.attention_node << "\n";
+  print_anatomy(*m.graph);
   return 0;
 }
 

@@ -5,40 +5,80 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "frontend/npy.h"
 #include "ir/error.h"
 #include "runtime/executable.h"
 #include "tools/command.h"
+#include "tools/codebook_options.h"
 #include "tools/model_io.h"
+#include "tools/next_token.h"
 #include "tools/options.h"
 
 namespace po = boost::program_options;
 
 namespace cb::tools {
 
-// Prints the top `k` next tokens from logits [batch, seq, vocab] at the last position of row 0.
-static void print_top_tokens(const Tensor& logits, int k) {
-  CB_CHECK(logits.rank() == 3 && dtype_is_float(logits.dtype()),
-           "cannot show next tokens: 'logits' is " << dtype_name(logits.dtype()) << dims_str(logits.dims()));
-  int64_t seq = logits.dim(1), vocab = logits.dim(2);
-  std::vector<double> row(static_cast<size_t>(vocab));
-  for (int64_t v = 0; v < vocab; ++v) row[size_t(v)] = logits.get_double((seq - 1) * vocab + v);
-  double mx = *std::max_element(row.begin(), row.end()), z = 0;
-  for (double x : row) z += std::exp(x - mx);
-  std::vector<int64_t> idx(static_cast<size_t>(vocab));
-  for (int64_t i = 0; i < vocab; ++i) idx[size_t(i)] = i;
-  k = int(std::min<int64_t>(k, vocab));
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
-    return row[size_t(a)] != row[size_t(b)] ? row[size_t(a)] > row[size_t(b)] : a < b;
-  });
-  std::cout << "top " << k << " next tokens:\n";
-  for (int i = 0; i < k; ++i) {
-    int64_t t = idx[size_t(i)];
-    std::cout << "  " << std::setw(8) << t << "  logit " << std::fixed << std::setprecision(4) << row[size_t(t)]
-              << "  p " << std::exp(row[size_t(t)] - mx) / z << "\n";
+namespace {
+
+struct TokenProb {
+  int64_t token;
+  double p;
+};
+
+std::vector<TokenProb> top_next(const Tensor& logits, int k) {
+  std::vector<double> p = next_token_probs(logits, 0);
+  std::vector<TokenProb> out;
+  for (int64_t t : top_tokens(p, k)) out.push_back({t, p[size_t(t)]});
+  return out;
+}
+
+void print_top(const std::string& what, const std::vector<TokenProb>& top) {
+  std::cout << "top " << top.size() << " next tokens" << what << ":\n";
+  for (auto& t : top) std::cout << "  " << std::setw(8) << t.token << "  p " << std::fixed << std::setprecision(4) << t.p << "\n";
+}
+
+std::string json_top(const std::vector<TokenProb>& top) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < top.size(); ++i)
+    o << (i ? ", " : "") << "{\"token\": " << top[i].token << ", \"p\": " << std::setprecision(6) << top[i].p << "}";
+  return o.str() + "]";
+}
+
+// ids [batch, seq, G, k] of row 0 as text lines, or as a JSON list [seq][G][k].
+void print_codes(const std::string& site, const Tensor& ids, const std::vector<int64_t>& tokens) {
+  int64_t T = ids.dim(1), G = ids.dim(2), k = ids.dim(3);
+  std::cout << "codes at " << site << " (" << G << (G == 1 ? " codebook" : " codebooks") << ", k = " << k << "):\n";
+  for (int64_t t = 0; t < T; ++t) {
+    std::cout << "  pos " << std::setw(3) << t;
+    if (t < int64_t(tokens.size())) std::cout << "  token " << std::setw(6) << tokens[size_t(t)];
+    for (int64_t g = 0; g < G; ++g) {
+      std::cout << (G > 1 ? "  [" + std::to_string(g) + "]" : " ");
+      for (int64_t j = 0; j < k; ++j) std::cout << " " << ids.data<int64_t>()[(t * G + g) * k + j];
+    }
+    std::cout << "\n";
   }
 }
+
+std::string json_codes(const Tensor& ids) {
+  int64_t T = ids.dim(1), G = ids.dim(2), k = ids.dim(3);
+  std::ostringstream o;
+  o << "[";
+  for (int64_t t = 0; t < T; ++t) {
+    o << (t ? ", [" : "[");
+    for (int64_t g = 0; g < G; ++g) {
+      o << (g ? ", [" : "[");
+      for (int64_t j = 0; j < k; ++j) o << (j ? ", " : "") << ids.data<int64_t>()[(t * G + g) * k + j];
+      o << "]";
+    }
+    o << "]";
+  }
+  return o.str() + "]";
+}
+
+}  // namespace
 
 int cmd_run(int argc, char** argv) {
   po::options_description opts("usage: codebook run MODEL [options]\n\noptions");
@@ -49,18 +89,31 @@ int cmd_run(int argc, char** argv) {
       "output-dir,o", po::value<std::string>(), "write every output as DIR/<name>.npy")(
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
-      "top", po::value<int>()->default_value(5), "how many next tokens to show with --tokens");
+      "top", po::value<int>()->default_value(5), "how many next tokens to show with --tokens")(
+      "show-codes", po::value<std::vector<std::string>>()->composing(),
+      "SITE: print the code ids chosen at each position (repeatable)")(
+      "compare", "also run without interventions; show both next-token lists and their Jensen-Shannon divergence")(
+      "json", "print the next tokens, codes and divergence as one JSON object");
+  add_intervention_options(opts);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm)) return 0;
   CB_CHECK(vm.count("input") || vm.count("tokens"), "give the model's inputs with --input NAME=FILE.npy or --tokens");
   set_num_threads(vm["threads"].as<int>());
 
-  LoadedModel m = load_model(vm["model"].as<std::string>());
+  std::string model_path = vm["model"].as<std::string>();
+  LoadedModel m = load_model(model_path);
+  InterventionSet iv = interventions_from_options(vm);
+  std::vector<std::string> show = vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>()
+                                                         : std::vector<std::string>{};
+  for (auto& site : show) iv.taps.push_back(site);
+  apply_interventions(*m.graph, iv);
   const Graph& g = *m.graph;
+
   std::map<std::string, Tensor> inputs;
+  std::vector<int64_t> tokens;
   if (vm.count("tokens")) {
-    std::vector<int64_t> ids = parse_token_list(vm["tokens"].as<std::string>());
-    inputs = lm_inputs(g, ids, 1, int64_t(ids.size()));
+    tokens = parse_token_list(vm["tokens"].as<std::string>());
+    inputs = lm_inputs(g, tokens, 1, int64_t(tokens.size()));
   }
   if (vm.count("input")) {
     for (const std::string& spec : vm["input"].as<std::vector<std::string>>()) {
@@ -73,9 +126,34 @@ int cmd_run(int argc, char** argv) {
   auto backend = make_backend(vm["backend"].as<std::string>());
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
-  auto exe = Executable::compile(m.graph, *backend, copts);
-  std::vector<Tensor> outs = exe->run(inputs);
-  std::vector<std::string> names = exe->output_names();
+  auto run = [&](std::shared_ptr<Graph> graph, std::vector<std::string>& names) {
+    auto exe = Executable::compile(graph, *backend, copts);
+    names = exe->output_names();
+    return exe->run(inputs);
+  };
+  std::vector<std::string> names;
+  std::vector<Tensor> outs = run(m.graph, names);
+  auto output = [&](const std::vector<std::string>& ns, const std::vector<Tensor>& ts, const std::string& name) {
+    for (size_t i = 0; i < ns.size(); ++i)
+      if (ns[i] == name) return &ts[i];
+    return (const Tensor*)nullptr;
+  };
+  // The logits: the output named so, or the only rank-3 float output.
+  auto logits_of = [&](const std::vector<std::string>& ns, const std::vector<Tensor>& ts) -> const Tensor* {
+    if (const Tensor* t = output(ns, ts, "logits")) return t;
+    return ts.size() >= 1 && ts[0].rank() == 3 && dtype_is_float(ts[0].dtype()) ? &ts[0] : nullptr;
+  };
+  const Tensor* logits = logits_of(names, outs);
+
+  // The clean run for --compare: the same model without interventions.
+  std::vector<std::string> clean_names;
+  std::vector<Tensor> clean_outs;
+  const Tensor* clean_logits = nullptr;
+  if (vm.count("compare")) {
+    CB_CHECK(logits, "--compare needs a model with a logits output");
+    clean_outs = run(load_model(model_path).graph, clean_names);
+    clean_logits = logits_of(clean_names, clean_outs);
+  }
 
   if (vm.count("output-dir")) {
     std::string dir = vm["output-dir"].as<std::string>();
@@ -85,14 +163,45 @@ int cmd_run(int argc, char** argv) {
     for (size_t i = 0; i < outs.size(); ++i) {
       std::string path = dir + "/" + file_safe(names[i]) + ".npy";
       npy_write(path, outs[i]);
-      std::cout << "wrote " << path << " (" << dtype_name(outs[i].dtype()) << dims_str(outs[i].dims()) << ")\n";
+      if (!vm.count("json"))
+        std::cout << "wrote " << path << " (" << dtype_name(outs[i].dtype()) << dims_str(outs[i].dims()) << ")\n";
     }
   }
-  if (vm.count("tokens")) {
-    for (size_t i = 0; i < outs.size(); ++i)
-      if (names[i] == "logits" || (outs.size() == 1 && outs[i].rank() == 3)) print_top_tokens(outs[i], vm["top"].as<int>());
+
+  int top = vm["top"].as<int>();
+  bool want_next = logits && (vm.count("tokens") || vm.count("compare"));
+  if (vm.count("json")) {
+    std::cout << "{\"tokens\": [";
+    for (size_t i = 0; i < tokens.size(); ++i) std::cout << (i ? ", " : "") << tokens[i];
+    std::cout << "]";
+    if (want_next) std::cout << ", \"next\": " << json_top(top_next(*logits, top));
+    if (clean_logits) {
+      std::cout << ", \"clean_next\": " << json_top(top_next(*clean_logits, top));
+      std::cout << ", \"jsd\": " << std::setprecision(9) << jensen_shannon_batchmean(*clean_logits, *logits);
+    }
+    std::cout << ", \"codes\": {";
+    for (size_t i = 0; i < show.size(); ++i) {
+      std::string site = parse_site(show[i]).site();
+      std::cout << (i ? ", " : "") << "\"" << site << "\": " << json_codes(*output(names, outs, site + ".ids"));
+    }
+    std::cout << "}}\n";
+    return 0;
   }
-  if (!vm.count("output-dir") && !vm.count("tokens"))
+  for (auto& site_text : show) {
+    std::string site = parse_site(site_text).site();
+    print_codes(site, *output(names, outs, site + ".ids"), tokens);
+  }
+  if (want_next) {
+    if (clean_logits) {
+      print_top(" without interventions", top_next(*clean_logits, top));
+      print_top(" with interventions", top_next(*logits, top));
+      std::cout << "Jensen-Shannon divergence at the last position: " << std::setprecision(6)
+                << jensen_shannon_batchmean(*clean_logits, *logits) << "\n";
+    } else {
+      print_top("", top_next(*logits, top));
+    }
+  }
+  if (!vm.count("output-dir") && !want_next && show.empty())
     for (size_t i = 0; i < outs.size(); ++i) std::cout << names[i] << ": " << outs[i].str() << "\n";
   return 0;
 }

@@ -12,6 +12,8 @@ int cmd_inspect(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_conformance(int argc, char** argv);
+int cmd_compile(int argc, char** argv);
+int cmd_export(int argc, char** argv);
 
 struct Command {
   const char* name;

@@ -11,6 +11,8 @@ namespace cb::tools {
 const std::vector<Command>& commands() {
   static const std::vector<Command> cmds = {
       {"inspect", "print a model's parameters, ops, inputs/outputs and layers", cmd_inspect},
+      {"compile", "insert codebooks at chosen sites and write the compiled model", cmd_compile},
+      {"export", "write a model as ONNX; --standard lowers codebook ops to standard ops", cmd_export},
       {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
       {"bench", "time the forward pass of a model", cmd_bench},
       {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},

@@ -2,9 +2,11 @@
 // (fast kernels of our own replace reference ones op by op; each is tested
 // against the reference on random inputs).
 #include "backends/backend.h"
+#include "backends/cpu/codebook_kernel.h"
 #include "backends/cpu/dnnl_eltwise.h"
 #include "backends/cpu/dnnl_matmul.h"
 #include "backends/reference/reference_backend.h"
+#include "ir/codebook.h"
 
 namespace cb {
 
@@ -18,6 +20,7 @@ class CpuBackend : public Backend {
       if (node.op_type == "Gemm") return make_dnnl_gemm_kernel(node);
       if (auto k = make_dnnl_eltwise_kernel(node)) return k;
     }
+    if (is_codebook_node(node)) return make_codebook_kernel(node);
     KernelFn fn = reference_kernels().find(node.domain, node.op_type);
     return fn ? make_function_kernel(fn) : nullptr;
   }

@@ -9,6 +9,7 @@ const KernelTable& reference_kernels() {
     register_reference_tensor(t);
     register_reference_reduction(t);
     register_reference_nn(t);
+    register_reference_codebook(t);
     return t;
   }();
   return table;

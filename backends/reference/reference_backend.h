@@ -13,5 +13,6 @@ void register_reference_elementwise(KernelTable& t);
 void register_reference_tensor(KernelTable& t);
 void register_reference_reduction(KernelTable& t);
 void register_reference_nn(KernelTable& t);
+void register_reference_codebook(KernelTable& t);  // codebook.Codebook
 
 }  // namespace cb

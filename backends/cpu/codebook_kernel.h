@@ -1,0 +1,13 @@
+// The fast CPU kernel of codebook.Codebook (contract in ir/codebook.h):
+// a fused score-and-select sweep over the codebook that never materialises
+// the [tokens x K] score matrix, parallel over (member, token block).
+#pragma once
+#include <memory>
+
+#include "backends/backend.h"
+
+namespace cb {
+
+std::unique_ptr<Kernel> make_codebook_kernel(const Node& node);
+
+}  // namespace cb

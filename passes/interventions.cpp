@@ -1,0 +1,210 @@
+#include "passes/interventions.h"
+
+#include <sstream>
+
+#include "ir/codebook.h"
+#include "ir/error.h"
+#include "ir/verifier.h"
+#include "passes/insert_codebooks.h"
+
+namespace cb {
+
+namespace {
+
+const char* kind_name(InterventionKind k) {
+  switch (k) {
+    case InterventionKind::ablate: return "--ablate";
+    case InterventionKind::disable_topk: return "--disable-topk";
+    case InterventionKind::disable_slot: return "--disable-slot";
+    case InterventionKind::force: return "--force";
+  }
+  return "?";
+}
+
+std::vector<int64_t> int_list(const std::string& s, const std::string& text, const char* what) {
+  std::vector<int64_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    CB_CHECK(!item.empty() && used == item.size(), "bad " << what << " '" << item << "' in '" << text << "'");
+    out.push_back(v);
+  }
+  CB_CHECK(!out.empty(), "no " << what << " in '" << text << "'");
+  return out;
+}
+
+}  // namespace
+
+Intervention parse_intervention(InterventionKind kind, const std::string& text) {
+  Intervention iv;
+  iv.kind = kind;
+  size_t colon = text.find(':');
+  CB_CHECK(colon != std::string::npos,
+           kind_name(kind) << " '" << text << "': expected SITE:VALUES, e.g. layer0.mlp:12,40");
+  iv.site = parse_site(text.substr(0, colon));
+  std::string rest = text.substr(colon + 1);
+  if (kind == InterventionKind::force) {
+    size_t hash = rest.find('#');
+    if (hash != std::string::npos) {
+      auto slot = int_list(rest.substr(hash + 1), text, "slot");
+      CB_CHECK(slot.size() == 1, kind_name(kind) << " '" << text << "': one #SLOT expected");
+      iv.has_slot = true;
+      iv.slot = slot[0];
+      rest = rest.substr(0, hash);
+    }
+  }
+  size_t at = rest.find('@');
+  if (at != std::string::npos) {
+    CB_CHECK(kind != InterventionKind::disable_slot,
+             "--disable-slot '" << text << "': slots are zeroed at every position; no @POSITIONS");
+    std::string pos = rest.substr(at + 1);
+    if (pos != "*") iv.positions = int_list(pos, text, "position");
+    rest = rest.substr(0, at);
+  }
+  const char* what = kind == InterventionKind::disable_topk ? "count"
+                     : kind == InterventionKind::disable_slot ? "slot" : "code";
+  iv.values = int_list(rest, text, what);
+  if (kind == InterventionKind::disable_topk) {
+    CB_CHECK(iv.values.size() == 1 && iv.values[0] >= 0,
+             "--disable-topk '" << text << "': expected one non-negative count, e.g. layer0.mlp:2");
+  }
+  return iv;
+}
+
+namespace {
+
+// Marks `v` as a graph output named `name`, through an Identity when the
+// value has another name.
+void add_output(Graph& g, Value* v, const std::string& name) {
+  for (Value* o : g.outputs)
+    if (o->name == name) return;
+  if (v->name != name) {
+    CB_CHECK(!g.find_value(name), "cannot tap '" << name << "': a value of that name exists");
+    Value* out = g.add_value(name, v->type);
+    g.add_node("Identity", {v}, {out}, {}, name);
+    v = out;
+  }
+  g.outputs.push_back(v);
+}
+
+// The codebook node's optional output i (1 = ids, 2 = scores), created if absent.
+Value* codebook_output(Graph& g, Node& n, size_t i, const std::string& name) {
+  if (n.outputs.size() <= i) n.outputs.resize(i + 1, nullptr);
+  if (!n.outputs[i]) {
+    Value* v = g.add_value(name);
+    v->producer = &n;
+    v->producer_output = int(i);
+    n.outputs[i] = v;
+  }
+  return n.outputs[i];
+}
+
+// Compiled graphs record their layer count; plain ones are matched.
+int64_t num_layers_of(Graph& g) {
+  auto it = g.metadata.find("codebook.num_layers");
+  if (it != g.metadata.end()) return std::stoll(it->second);
+  expose_merged_heads(g);
+  return int64_t(find_anatomy(g).layers.size());
+}
+
+void tap_site(Graph& g, const std::string& text) {
+  SiteRef s = parse_site(text);
+  CB_CHECK(s.group == kAll, "--tap " << text << ": taps name a whole site, without [member]");
+  std::string site = s.site();
+  if (Node* n = find_codebook_node(g, site)) {
+    add_output(g, n->inputs[0], site + ".input");
+    add_output(g, codebook_output(g, *n, 1, site + ".ids"), site + ".ids");
+    add_output(g, codebook_output(g, *n, 2, site + ".scores"), site + ".scores");
+    add_output(g, n->outputs[0], site + ".output");
+    return;
+  }
+  // A plain site: expose the activation a codebook there would read.
+  CB_CHECK(codebook_nodes(g).empty(), "--tap " << text << ": site " << site
+                                                << " has no codebook; in a compiled model only codebook sites can be tapped");
+  expose_merged_heads(g);
+  ModelAnatomy a = find_anatomy(g);
+  CB_CHECK(s.layer >= -int64_t(a.layers.size()) && s.layer < int64_t(a.layers.size()),
+           "--tap " << text << ": the model has layers 0.." << a.layers.size() - 1);
+  const LayerSites& l = a.layers[size_t(s.layer < 0 ? s.layer + int64_t(a.layers.size()) : s.layer)];
+  site = SiteRef{l.index, s.placement}.site();
+  std::vector<Value*> vs = s.placement == Placement::attn_plus_mlp ? std::vector<Value*>{l.attn, l.mlp}
+                                                                   : site_values(l, s.placement);
+  Value* v = vs.at(0);
+  if (vs.size() > 1) {  // attn + mlp, or separate q, k, v as [q|k|v]
+    bool sum = s.placement == Placement::attn_plus_mlp;
+    v = g.add_value(site + ".input");
+    std::map<std::string, AttrValue> attrs;
+    if (!sum) attrs["axis"] = int64_t(-1);
+    g.add_node(sum ? "Add" : "Concat", vs, {v}, attrs, site + ".tap");
+  }
+  add_output(g, v, site + ".input");
+}
+
+}  // namespace
+
+void apply_interventions(Graph& g, const InterventionSet& iv) {
+  if (iv.empty()) return;
+  std::vector<Node*> nodes = codebook_nodes(g);
+  int64_t num_layers = -1;
+  auto resolve = [&](SiteRef s) {
+    if (num_layers < 0) num_layers = num_layers_of(g);
+    CB_CHECK(s.layer >= -num_layers && s.layer < num_layers,
+             "site " << s.name() << ": the model has layers 0.." << num_layers - 1);
+    if (s.layer < 0) s.layer += num_layers;
+    return s;
+  };
+  for (const Intervention& item : iv.items) {
+    SiteRef s = resolve(item.site);
+    Node* n = find_codebook_node(g, s.site());
+    CB_CHECK(n, kind_name(item.kind) << " " << item.site.name() << ": site " << s.site()
+                                     << " has no codebook (compile the model with --at "
+                                     << placement_name(s.placement) << " first)");
+    const Shape& codes = n->inputs[1]->type.shape;
+    CodebookAttrs a = CodebookAttrs::from_node(*n);
+    std::vector<int64_t> positions = item.positions.empty() ? std::vector<int64_t>{kAll} : item.positions;
+    switch (item.kind) {
+      case InterventionKind::ablate:
+        for (int64_t p : positions)
+          for (int64_t c : item.values) a.ablate.push_back({s.group, p, c});
+        break;
+      case InterventionKind::disable_topk:
+        for (int64_t p : positions) a.disable_topk.push_back({s.group, p, item.values[0]});
+        break;
+      case InterventionKind::disable_slot:
+        for (int64_t slot : item.values) a.force.push_back({s.group, kAll, slot, -1});
+        break;
+      case InterventionKind::force:
+        for (int64_t p : positions)
+          for (size_t i = 0; i < item.values.size(); ++i) {
+            int64_t slot = item.has_slot ? item.slot + int64_t(i) : -1 - int64_t(i);
+            a.force.push_back({s.group, p, slot, item.values[i]});
+          }
+        break;
+    }
+    // Check the records against G and K before touching the node.
+    Node checked = *n;
+    a.to_node(checked);
+    CodebookAttrs::from_node(checked, codes.rank() == 3 ? codes.dims[0].value : -1,
+                             codes.rank() == 3 ? codes.dims[1].value : -1);
+    a.to_node(*n);
+  }
+  if (iv.zero_ablation)
+    for (Node* n : nodes) {
+      const Shape& codes = n->inputs[1]->type.shape;
+    CodebookAttrs a = CodebookAttrs::from_node(*n);
+      a.keep_k_codes = false;
+      a.to_node(*n);
+    }
+  for (const std::string& t : iv.taps) tap_site(g, t);
+  // Re-check every node against its codes (member, code and slot ranges).
+  infer_types(g);
+}
+
+}  // namespace cb

@@ -1,0 +1,56 @@
+// Interventions as a pass: ablating, forcing and tapping codes of a compiled
+// model (spec §1.5, §1.6, §8.1). Every intervention becomes attributes of the
+// site's codebook.Codebook node (ir/codebook.h), so it runs inside the
+// codebook kernel — there are no per-call callbacks — and a graph with no
+// interventions is exactly the compiled graph.
+//
+// Text syntax (the CLI options of the same names; docs/interventions.md):
+//   ablate        SITE:CODES[@POSITIONS]   e.g. layer0.mlp:12,40@0,1,2
+//   disable_topk  SITE:M[@POSITIONS]       drop the M best codes
+//   disable_slot  SITE:SLOTS               zero those slots at every position
+//   force         SITE:CODES[@POSITIONS][#SLOT]
+//                 e.g. layer0.attn_preproj[5]:123@3#0. Without #SLOT the codes
+//                 take slots -1, -2, ... (the last slots, as the original's
+//                 tutorials assign them); with it, SLOT, SLOT+1, ...
+//   tap           SITE                     expose SITE.input, SITE.ids,
+//                                          SITE.scores, SITE.output as outputs
+// SITE is a site name (passes/codebook_sites.h); without [member] a group
+// codebook is targeted as a whole. POSITIONS is a comma list (negative
+// counts from the end) or * (every position, the default).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "ir/graph.h"
+#include "passes/codebook_sites.h"
+
+namespace cb {
+
+enum class InterventionKind { ablate, disable_topk, disable_slot, force };
+
+struct Intervention {
+  InterventionKind kind = InterventionKind::ablate;
+  SiteRef site;
+  std::vector<int64_t> values;     // codes (ablate, force), {M} (disable_topk), slots (disable_slot)
+  std::vector<int64_t> positions;  // empty = every position
+  bool has_slot = false;           // force: #SLOT given
+  int64_t slot = -1;
+};
+
+// Parses the text after the option name; throws cb::Error quoting the text.
+Intervention parse_intervention(InterventionKind kind, const std::string& text);
+
+struct InterventionSet {
+  std::vector<Intervention> items;
+  bool zero_ablation = false;     // --ablate-mode zero (keep_k_codes = false)
+  std::vector<std::string> taps;  // site names
+  bool empty() const { return items.empty() && taps.empty() && !zero_ablation; }
+};
+
+// Applies the interventions to the codebook nodes of `g` (adding to any
+// already there) and adds the tap outputs. A tap on a site without a
+// codebook exposes its activation as SITE.input. Throws cb::Error naming the
+// site when it has no codebook or a code/member/slot is out of range.
+void apply_interventions(Graph& g, const InterventionSet& iv);
+
+}  // namespace cb

@@ -1,0 +1,39 @@
+// Running the built `codebook` tool from tests: exit code and output.
+#pragma once
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace cb::test {
+
+struct Result {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+inline Result run_tool(const std::string& args) {
+  std::string cmd = std::string(CB_CODEBOOK_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  Result r{-1, ""};
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+// A fresh directory under the system temp dir, unique per test process.
+inline std::filesystem::path temp_dir(const std::string& name) {
+  std::filesystem::path d =
+      std::filesystem::temp_directory_path() / ("codebook_cli_" + name + "_" + std::to_string(getpid()));
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+}  // namespace cb::test

@@ -1,0 +1,51 @@
+// codebook compile MODEL -o OUT.onnx: insert codebooks at chosen sites
+// (passes/insert_codebooks.h) and write the compiled model, with the codebook
+// ops in the "codebook" domain and their configuration in the metadata.
+#include <boost/program_options.hpp>
+#include <iomanip>
+#include <iostream>
+
+#include "frontend/onnx_export.h"
+#include "ir/error.h"
+#include "passes/insert_codebooks.h"
+#include "tools/codebook_options.h"
+#include "tools/command.h"
+#include "tools/model_io.h"
+#include "tools/options.h"
+
+namespace po = boost::program_options;
+
+namespace cb::tools {
+
+int cmd_compile(int argc, char** argv) {
+  po::options_description opts("usage: codebook compile MODEL -o OUT.onnx [options]\n\noptions");
+  opts.add_options()("output,o", po::value<std::string>(), "compiled model to write")(
+      "external-data", "write tensors over 1 KiB to OUT.onnx.data");
+  add_codebook_options(opts);
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm,
+                          "\nInserts codebooks (LayerNorm, top-k most similar codes, mean of their rows)\n"
+                          "at the chosen sites of every chosen layer and writes the compiled model.\n"
+                          "Codes start as N(0,1) draws; `codebook inspect` lists the sites.\n"))
+    return 0;
+  CB_CHECK(vm.count("output"), "give the output file with -o OUT.onnx");
+  CodebookConfig cfg = codebook_config_from_options(vm);
+  LoadedModel m = load_model(vm["model"].as<std::string>());
+  std::vector<InsertedCodebook> cbs = insert_codebooks(*m.graph, cfg);
+  ExportOptions eo;
+  if (vm.count("external-data")) eo.external_data_threshold = 1024;
+  std::string out = vm["output"].as<std::string>();
+  export_onnx(*m.graph, out, eo);
+  int64_t params = 0;
+  std::cout << "inserted " << cbs.size() << " codebook" << (cbs.size() == 1 ? "" : "s") << ":\n";
+  for (auto& c : cbs) {
+    params += c.groups * c.num_codes * (c.width / c.groups) + 2 * c.width;
+    std::cout << "  " << std::left << std::setw(28) << c.site << " width " << c.width << ", " << c.groups
+              << (c.groups == 1 ? " codebook" : " codebooks") << " x " << c.num_codes << " codes, k = " << c.k
+              << "\n";
+  }
+  std::cout << "codebook parameters: " << params << "\nwrote " << out << "\n";
+  return 0;
+}
+
+}  // namespace cb::tools

@@ -1,0 +1,24 @@
+// Next-token distributions from LM logits, and the Jensen-Shannon divergence
+// between two of them (spec §8.1: natural log, averaged over batch rows).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "ir/tensor.h"
+
+namespace cb::tools {
+
+// softmax(logits[row, position, :]) in double precision; position < 0 counts
+// from the end. Throws cb::Error unless logits is a float [batch, seq, vocab].
+std::vector<double> next_token_probs(const Tensor& logits, int64_t row, int64_t position = -1);
+
+// JSD(p, q) = (KL(p || m) + KL(q || m)) / 2 with m = (p + q) / 2.
+double jensen_shannon(const std::vector<double>& p, const std::vector<double>& q);
+
+// Mean JSD over the batch rows at `position` (the original's "batchmean").
+double jensen_shannon_batchmean(const Tensor& logits_a, const Tensor& logits_b, int64_t position = -1);
+
+// The `k` most likely token ids, most likely first (ties: lower id first).
+std::vector<int64_t> top_tokens(const std::vector<double>& probs, int k);
+
+}  // namespace cb::tools
