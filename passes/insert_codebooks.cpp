@@ -8,6 +8,7 @@
 
 #include "ir/error.h"
 #include "ir/verifier.h"
+#include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"
 
 namespace cb {
@@ -55,7 +56,17 @@ void redirect_uses(Graph& g, Value* from, Value* to, const std::set<const Node*>
 
 class Inserter {
  public:
-  Inserter(Graph& g, const CodebookConfig& cfg, const ModelAnatomy& a) : g_(g), cfg_(cfg), a_(a) {}
+  Inserter(Graph& g, const CodebookConfig& cfg, const ModelAnatomy& a) : g_(g), cfg_(cfg), a_(a) {
+    // Codebooks already in the graph: their site values now flow through them.
+    for (Node* n : codebook_nodes(g)) {
+      replaced_[n->inputs[0]] = n->outputs[0];
+      Node* concat = n->inputs[0]->producer;
+      if (!concat || concat->op_type != "Concat" || concat->inputs.size() != 3) continue;
+      for (auto& user : g.nodes())
+        if (user->op_type == "Split" && user->inputs[0] == n->outputs[0] && user->outputs.size() == 3)
+          for (size_t i = 0; i < 3; ++i) replaced_[concat->inputs[i]] = user->outputs[i];
+    }
+  }
 
   // The value now carrying what `v` carried (after earlier insertions).
   Value* current(Value* v) const {
@@ -197,10 +208,7 @@ Node* find_codebook_node(const Graph& g, const std::string& site) {
 
 std::vector<InsertedCodebook> insert_codebooks(Graph& g, const CodebookConfig& cfg) {
   CB_CHECK(!cfg.placements.empty(), "no placement given (e.g. --at mlp)");
-  CB_CHECK(codebook_nodes(g).empty(),
-           "the model already has codebooks; compile the plain model with every placement at once");
-  expose_merged_heads(g);
-  ModelAnatomy a = find_anatomy(g);
+  ModelAnatomy a = analyze_model(g);  // a compiled model reads as its plain model
   int64_t L = int64_t(a.layers.size());
   std::set<int64_t> layers;
   if (cfg.layers.empty())
@@ -222,6 +230,7 @@ std::vector<InsertedCodebook> insert_codebooks(Graph& g, const CodebookConfig& c
         if (pc.placement == p) ins.insert(l, pc);
   }
   g.toposort();
+  make_dead_code_elimination_pass()->run(g);  // e.g. the block output attn_plus_mlp replaced
   infer_types(g);
   g.metadata["codebook.config"] = codebook_config_json(g);
   g.metadata["codebook.num_layers"] = std::to_string(L);

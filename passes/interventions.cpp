@@ -110,8 +110,7 @@ Value* codebook_output(Graph& g, Node& n, size_t i, const std::string& name) {
 int64_t num_layers_of(Graph& g) {
   auto it = g.metadata.find("codebook.num_layers");
   if (it != g.metadata.end()) return std::stoll(it->second);
-  expose_merged_heads(g);
-  return int64_t(find_anatomy(g).layers.size());
+  return int64_t(analyze_model(g).layers.size());
 }
 
 void tap_site(Graph& g, const std::string& text) {
@@ -125,11 +124,8 @@ void tap_site(Graph& g, const std::string& text) {
     add_output(g, n->outputs[0], site + ".output");
     return;
   }
-  // A plain site: expose the activation a codebook there would read.
-  CB_CHECK(codebook_nodes(g).empty(), "--tap " << text << ": site " << site
-                                                << " has no codebook; in a compiled model only codebook sites can be tapped");
-  expose_merged_heads(g);
-  ModelAnatomy a = find_anatomy(g);
+  // A site without a codebook: expose the activation a codebook there would read.
+  ModelAnatomy a = analyze_model(g);
   CB_CHECK(s.layer >= -int64_t(a.layers.size()) && s.layer < int64_t(a.layers.size()),
            "--tap " << text << ": the model has layers 0.." << a.layers.size() - 1);
   const LayerSites& l = a.layers[size_t(s.layer < 0 ? s.layer + int64_t(a.layers.size()) : s.layer)];

@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 
+#include "ir/codebook.h"
 #include "ir/error.h"
 
 namespace cb {
@@ -568,6 +569,72 @@ ModelAnatomy find_anatomy(const Graph& g) {
     }
   }
   return a;
+}
+
+namespace {
+
+// Temporarily rewires a compiled graph so that it reads like its plain model:
+// the users of each codebook's output read its input instead, the codebooks
+// (and the Concat that feeds the one on separate q, k, v) read nothing, and the
+// Split after such a codebook is bypassed to the Concat's inputs. The
+// destructor puts every edge back.
+class CodebookBypass {
+ public:
+  explicit CodebookBypass(Graph& g) : g_(g) {
+    std::map<Value*, Value*> to;  // codebook output (or split part) -> value it stands for
+    for (auto& n : g.nodes()) {
+      if (!is_codebook_node(*n) || !n->inputs[0] || !n->outputs[0]) continue;
+      Value* x = n->inputs[0];
+      to[n->outputs[0]] = x;
+      Node* concat = x->producer;
+      if (concat && concat->op_type == "Concat" && concat->inputs.size() == 3)
+        for (auto& user : g.nodes())
+          if (user->op_type == "Split" && user->inputs[0] == n->outputs[0] && user->outputs.size() == 3) {
+            for (size_t i = 0; i < 3; ++i) to[user->outputs[i]] = concat->inputs[i];
+            detach(*user);
+            detach(*concat);
+          }
+      detach(*n);
+    }
+    for (auto& n : g.nodes())
+      for (size_t i = 0; i < n->inputs.size(); ++i)
+        if (auto it = to.find(n->inputs[i]); it != to.end()) set(*n, i, it->second);
+    for (size_t i = 0; i < g.outputs.size(); ++i)
+      if (auto it = to.find(g.outputs[i]); it != to.end()) {
+        saved_outputs_.push_back({i, g.outputs[i]});
+        g.outputs[i] = it->second;
+      }
+  }
+  ~CodebookBypass() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) it->node->inputs[it->index] = it->value;
+    for (auto& [i, v] : saved_outputs_) g_.outputs[i] = v;
+  }
+
+ private:
+  struct Edge {
+    Node* node;
+    size_t index;
+    Value* value;
+  };
+  void set(Node& n, size_t i, Value* v) {
+    saved_.push_back({&n, i, n.inputs[i]});
+    n.inputs[i] = v;
+  }
+  void detach(Node& n) {
+    for (size_t i = 0; i < n.inputs.size(); ++i)
+      if (n.inputs[i] && !n.inputs[i]->is_constant()) set(n, i, nullptr);
+  }
+  Graph& g_;
+  std::vector<Edge> saved_;
+  std::vector<std::pair<size_t, Value*>> saved_outputs_;
+};
+
+}  // namespace
+
+ModelAnatomy analyze_model(Graph& g) {
+  expose_merged_heads(g);
+  CodebookBypass bypass(g);
+  return find_anatomy(g);
 }
 
 }  // namespace cb

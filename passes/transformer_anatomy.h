@@ -80,14 +80,21 @@ std::string architecture_from_names(const Graph& g);
 // static width. The Value pointers belong to `g`.
 ModelAnatomy find_anatomy(const Graph& g);
 
+// find_anatomy for any model the tools handle: runs expose_merged_heads, and
+// looks through codebook.Codebook nodes (as if each were the identity), so a
+// compiled model has the anatomy of its plain model and its site values are
+// the activations its codebooks read. The graph is left as it was (apart
+// from expose_merged_heads).
+ModelAnatomy analyze_model(Graph& g);
+
 // A site's value(s) in a layer: one value, except qkv of separate projections
 // (then q, k, v in that order). transformer_block and attn_plus_mlp both give
 // {output}: the block output is where a transformer_block codebook goes, and
 // the insertion pass handles attn_plus_mlp itself (it snaps attn + mlp, so it
 // rebuilds output from input, attn and mlp).
 std::vector<Value*> site_values(const LayerSites& l, Placement p);
-// The width D of each of a site's vectors: d_mlp for mlp_mid, for qkv
-// 3*d_model (fused) or d_model (each of separate q, k, v), else d_model.
+// The width D of a site's vector: d_mlp for mlp_mid, 3*d_model for qkv
+// (separate q, k, v are quantised as one [q|k|v] vector), else d_model.
 int64_t site_width(const ModelAnatomy& a, Placement p);
 
 }  // namespace cb

@@ -162,7 +162,12 @@ TEST(InsertCodebooks, BadConfigsNameTheProblem) {
   // A site gets one codebook.
   auto g = import_onnx(model_path("gpt2"));
   insert_codebooks(*g, config(Placement::mlp));
-  EXPECT_THROW(insert_codebooks(*g, config(Placement::mlp)), Error);
+  try {
+    insert_codebooks(*g, config(Placement::mlp));
+    ADD_FAILURE() << "a second codebook at layer0.mlp";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer0.mlp already has a codebook"), std::string::npos) << e.what();
+  }
 }
 
 TEST(InsertCodebooks, SeedsAreDeterministicPerSite) {
@@ -185,6 +190,33 @@ TEST(InsertCodebooks, SeedsAreDeterministicPerSite) {
   double n = double(c.numel()), mean = s / n;
   EXPECT_NEAR(mean, 0, 0.1);
   EXPECT_NEAR(s2 / n - mean * mean, 1, 0.15);
+}
+
+TEST(CompiledModel, CompilingInStepsEqualsCompilingAtOnce) {
+  for (const std::string& name : kModels) {
+    SCOPED_TRACE(name);
+    CodebookConfig all = config(Placement::qkv);
+    for (Placement p : {Placement::attn_preproj, Placement::mlp, Placement::attn_plus_mlp, Placement::transformer_block})
+      all.placements.push_back({p, 16, 2, 1});
+    auto once = import_onnx(model_path(name));
+    insert_codebooks(*once, all);
+    auto steps = import_onnx(model_path(name));
+    for (auto& pc : all.placements) {
+      CodebookConfig one = all;
+      one.placements = {pc};
+      insert_codebooks(*steps, one);
+    }
+    EXPECT_EQ(codebook_nodes(*steps).size(), 10u);
+    EXPECT_EQ(steps->metadata.at("codebook.config"), once->metadata.at("codebook.config"));
+    EXPECT_TRUE(run(once).at("logits").bitwise_equal(run(steps).at("logits")));
+    // The compiled model still has its anatomy: plain sites can be tapped.
+    InterventionSet taps;
+    taps.taps = {"layer1.attn", "layer0.mlp"};
+    apply_interventions(*steps, taps);
+    auto out = run(steps);
+    EXPECT_EQ(out.at("layer1.attn.input").dim(2), 64);
+    EXPECT_EQ(out.at("layer0.mlp.ids").dim(3), 2);
+  }
 }
 
 TEST(CompiledModel, OnnxRoundTripIsBitIdentical) {

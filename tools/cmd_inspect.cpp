@@ -7,7 +7,9 @@
 #include <vector>
 
 #include "ir/error.h"
+#include "ir/codebook.h"
 #include "ir/printer.h"
+#include "passes/insert_codebooks.h"
 #include "passes/transformer_anatomy.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
@@ -29,8 +31,7 @@ void print_site(int64_t layer, const std::string& site, const Value* v) {
 void print_anatomy(Graph& g) {
   ModelAnatomy a;
   try {
-    expose_merged_heads(g);
-    a = find_anatomy(g);
+    a = analyze_model(g);
   } catch (const Error& e) {
     std::cout << "architecture: " << architecture_from_names(g) << " (from names)\n";
     std::cout << "layers: not found (" << e.what() << ")\n";
@@ -60,6 +61,26 @@ void print_anatomy(Graph& g) {
 }
 
 }  // namespace
+
+// The codebooks of a compiled model, with their configuration and any
+// interventions written into them.
+void print_codebooks(const Graph& g) {
+  std::vector<Node*> cbs = codebook_nodes(g);
+  if (cbs.empty()) return;
+  std::cout << "codebooks (" << cbs.size() << "):\n";
+  for (Node* n : cbs) {
+    const Shape& codes = n->inputs[1]->type.shape;
+    CodebookAttrs a = CodebookAttrs::from_node(*n);
+    std::cout << "  " << std::left << std::setw(24) << n->attr_string("site", n->name) << std::right << " "
+              << codes.dims[0].str() << (codes.dims[0].value == 1 ? " codebook" : " codebooks") << " x "
+              << codes.dims[1].str() << " codes of width " << codes.dims[2].str() << ", k = " << a.k << ", "
+              << metric_name(a.metric);
+    if (a.has_interventions() || !a.keep_k_codes)
+      std::cout << "; interventions: " << a.ablate.size() << " ablate, " << a.disable_topk.size()
+                << " disable_topk, " << a.force.size() << " force, mode " << (a.keep_k_codes ? "skip" : "zero");
+    std::cout << "\n";
+  }
+}
 
 int cmd_inspect(int argc, char** argv) {
   po::options_description opts("usage: codebook inspect MODEL [options]\n\noptions");
@@ -102,6 +123,7 @@ int cmd_inspect(int argc, char** argv) {
   for (auto& [op, count] : ops) std::cout << "  " << std::setw(6) << count << "  " << op << "\n";
 
   print_anatomy(*m.graph);
+  print_codebooks(g);
   return 0;
 }
 

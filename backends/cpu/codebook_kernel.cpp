@@ -301,7 +301,7 @@ void layer_norm_row(const float* x, const float* scale, const float* bias, int64
 inline float list_insert(float* s, int32_t* id, int64_t& n, int64_t limit, float score, int32_t code) {
   int64_t i = std::min(n, limit - 1);  // a full list drops its last entry
   if (n < limit) ++n;
-  while (i > 0 && s[i - 1] <= score) {
+  while (i > 0 && s[i - 1] < score) {
     s[i] = s[i - 1];
     id[i] = id[i - 1];
     --i;
