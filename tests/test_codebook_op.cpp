@@ -10,6 +10,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include "backends/backend.h"
 #include "ir/codebook.h"
@@ -222,9 +223,11 @@ TEST(CodebookOp, ZeroCodeScoresZero) {
 // odd k the pair at the cut keeps only its lower id.
 TEST(CodebookOp, TiesGoToTheLowerCodeId) {
   Data d = random_data(2, 7, 2, 40, 8, 16);
-  const int64_t half = 20, k = 5;
+  const int64_t half = 20;
   for (int64_t g = 0; g < d.G; ++g)
-    for (int64_t c = half; c < d.K; ++c) std::copy_n(code_row(d, g, c - half), d.Dg, d.codes.data<float>() + (g * d.K + c) * d.Dg);
+    for (int64_t c = half; c < d.K; ++c)
+      std::copy_n(code_row(d, g, c - half), d.Dg, d.codes.data<float>() + (g * d.K + c) * d.Dg);
+  for (int64_t k : {5, 17})  // short and long selection lists in the fast kernel
   for (auto metric : {CodebookMetric::inner_product, CodebookMetric::euclidean})
     for (const auto& backend : kBackends) {
       Result r = run_codebook(backend, attrs_k(k, metric), d, 2);
@@ -238,6 +241,22 @@ TEST(CodebookOp, TiesGoToTheLowerCodeId) {
             }
             EXPECT_LT(ids[size_t(k - 1)], half) << backend;
           }
+    }
+}
+
+// A NaN in x makes every score NaN: no code ranks above another, so ties go
+// to the lowest ids (and the fast kernel must not read past its lists).
+TEST(CodebookOp, NanTokenSelectsTheLowestCodes) {
+  Data d = random_data(1, 3, 2, 50, 8, 17);
+  d.x.data<float>()[1 * 16 + 3] = std::numeric_limits<float>::quiet_NaN();  // token 1, member 0
+  const int64_t k = 4;
+  for (bool mode_a : {true, false})
+    for (const auto& backend : kBackends) {
+      CodebookAttrs a = attrs_k(k);
+      a.keep_k_codes = mode_a;
+      Result r = run_codebook(backend, a, d);
+      EXPECT_EQ(slot_ids(r, d, 0, 1, 0, k), (std::vector<int64_t>{0, 1, 2, 3})) << backend;
+      expect_y_is_mean(r, d, k, backend);
     }
 }
 
@@ -358,16 +377,16 @@ TEST(CodebookOp, ModeAPositionScope) {
 TEST(CodebookOp, ModeATakesAblatedCodesInCodeOrderWhenTooFewRemain) {
   Data d = random_data(1, 3, 1, 6, 4, 7);
   CodebookAttrs a = attrs_k(3);
-  for (int64_t c : {5, 0, 3, 1}) a.ablate.push_back({0, kAll, c});  // codes 2 and 4 remain
+  for (int64_t c : {5, 2, 3, 1}) a.ablate.push_back({0, kAll, c});  // codes 0 and 4 remain
   for (const auto& backend : kBackends) {
     Result r = run_codebook(backend, a, d);
     for (int64_t t = 0; t < d.T; ++t) {
       std::vector<double> u = layer_norm_u(d, 0, t, 0);
-      bool two_first = similarity(u, code_row(d, 0, 2), a.metric) >= similarity(u, code_row(d, 0, 4), a.metric);
-      std::vector<int64_t> want = two_first ? std::vector<int64_t>{2, 4, 0} : std::vector<int64_t>{4, 2, 0};
+      bool zero_first = similarity(u, code_row(d, 0, 0), a.metric) >= similarity(u, code_row(d, 0, 4), a.metric);
+      std::vector<int64_t> want = zero_first ? std::vector<int64_t>{0, 4, 1} : std::vector<int64_t>{4, 0, 1};
       EXPECT_EQ(slot_ids(r, d, 0, t, 0, 3), want) << backend;
       // The reported score of an ablated code is still its similarity.
-      EXPECT_NEAR(r.score(d, 0, t, 0, 2, 3), similarity(u, code_row(d, 0, 0), a.metric), 1e-4) << backend;
+      EXPECT_NEAR(r.score(d, 0, t, 0, 2, 3), similarity(u, code_row(d, 0, 1), a.metric), 1e-4) << backend;
     }
   }
 }
@@ -662,13 +681,13 @@ TEST(CodebookFastKernel, MatchesReferenceOnRandomInputs) {
         Data d = random_data(c.B, c.T, c.G, c.K, c.Dg, seed++);
         CodebookAttrs a = variant == 0 ? attrs_k(c.k) : random_interventions(c, variant == 1, rng);
         a.metric = metric;
-        std::string what = "B" + std::to_string(c.B) + " T" + std::to_string(c.T) + " G" + std::to_string(c.G) +
-                           " K" + std::to_string(c.K) + " Dg" + std::to_string(c.Dg) + " k" + std::to_string(c.k) +
-                           " " + metric_name(metric) + " variant " + std::to_string(variant);
+        std::ostringstream what;
+        what << "B" << c.B << " T" << c.T << " G" << c.G << " K" << c.K << " Dg" << c.Dg << " k" << c.k << " "
+             << metric_name(metric) << " variant " << variant;
         Result ref = run_codebook("reference", a, d);
         for (int threads : {1, 2}) {
           Result fast = run_codebook("cpu", a, d, threads, /*constant_codes=*/threads == 2);
-          expect_fast_matches_reference(d, a, ref, fast, what + " threads " + std::to_string(threads));
+          expect_fast_matches_reference(d, a, ref, fast, what.str() + " threads " + std::to_string(threads));
           if (HasFatalFailure()) return;
         }
       }
