@@ -1,6 +1,7 @@
 #include "passes/codebook_sites.h"
 
 #include <regex>
+#include <sstream>
 
 #include "ir/error.h"
 
@@ -10,6 +11,29 @@ std::string SiteRef::site() const { return "layer" + std::to_string(layer) + "."
 
 std::string SiteRef::name() const {
   return group == kAll ? site() : site() + "[" + std::to_string(group) + "]";
+}
+
+int64_t parse_int(const std::string& item, const std::string& what, const std::string& context) {
+  size_t used = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(item, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  CB_CHECK(!item.empty() && used == item.size(),
+           "bad " << what << " '" << item << "'" << (context.empty() ? "" : " in '" + context + "'")
+                  << ": not an integer");
+  return v;
+}
+
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what, const std::string& context) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(parse_int(item, what, context));
+  CB_CHECK(!out.empty(), "no " << what << " in '" << (context.empty() ? text : context) << "'");
+  return out;
 }
 
 SiteRef parse_site(const std::string& text, int64_t num_layers) {

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ir/codebook.h"
 #include "passes/transformer_anatomy.h"
@@ -26,5 +27,12 @@ struct SiteRef {
 // Parses a site name or alias. `num_layers` (> 0) resolves negative layers
 // and range-checks; pass -1 to skip. Throws cb::Error naming the text.
 SiteRef parse_site(const std::string& text, int64_t num_layers = -1);
+
+// The integers of the command-line syntax (sites, interventions, token lists):
+// "12" and "1,-2,3". Errors say "bad <what> '<item>'" plus " in '<context>'"
+// when a context is given.
+int64_t parse_int(const std::string& item, const std::string& what, const std::string& context = "");
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what,
+                                    const std::string& context = "");
 
 }  // namespace cb

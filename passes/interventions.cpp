@@ -21,25 +21,6 @@ const char* kind_name(InterventionKind k) {
   return "?";
 }
 
-std::vector<int64_t> int_list(const std::string& s, const std::string& text, const char* what) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    int64_t v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    CB_CHECK(!item.empty() && used == item.size(), "bad " << what << " '" << item << "' in '" << text << "'");
-    out.push_back(v);
-  }
-  CB_CHECK(!out.empty(), "no " << what << " in '" << text << "'");
-  return out;
-}
-
 }  // namespace
 
 Intervention parse_intervention(InterventionKind kind, const std::string& text) {
@@ -53,7 +34,7 @@ Intervention parse_intervention(InterventionKind kind, const std::string& text) 
   if (kind == InterventionKind::force) {
     size_t hash = rest.find('#');
     if (hash != std::string::npos) {
-      auto slot = int_list(rest.substr(hash + 1), text, "slot");
+      auto slot = parse_int_list(rest.substr(hash + 1), "slot", text);
       CB_CHECK(slot.size() == 1, kind_name(kind) << " '" << text << "': one #SLOT expected");
       iv.has_slot = true;
       iv.slot = slot[0];
@@ -65,12 +46,12 @@ Intervention parse_intervention(InterventionKind kind, const std::string& text) 
     CB_CHECK(kind != InterventionKind::disable_slot,
              "--disable-slot '" << text << "': slots are zeroed at every position; no @POSITIONS");
     std::string pos = rest.substr(at + 1);
-    if (pos != "*") iv.positions = int_list(pos, text, "position");
+    if (pos != "*") iv.positions = parse_int_list(pos, "position", text);
     rest = rest.substr(0, at);
   }
   const char* what = kind == InterventionKind::disable_topk ? "count"
                      : kind == InterventionKind::disable_slot ? "slot" : "code";
-  iv.values = int_list(rest, text, what);
+  iv.values = parse_int_list(rest, what, text);
   if (kind == InterventionKind::disable_topk) {
     CB_CHECK(iv.values.size() == 1 && iv.values[0] >= 0,
              "--disable-topk '" << text << "': expected one non-negative count, e.g. layer0.mlp:2");

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "ir/error.h"
+#include "passes/codebook_sites.h"
 
 namespace po = boost::program_options;
 
@@ -16,18 +17,6 @@ std::vector<std::string> split_list(const std::string& s) {
   std::string item;
   while (std::getline(ss, item, ',')) out.push_back(item);
   return out;
-}
-
-int64_t to_int(const std::string& s, const char* option) {
-  size_t used = 0;
-  int64_t v = 0;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  CB_CHECK(!s.empty() && used == s.size(), option << ": '" << s << "' is not an integer");
-  return v;
 }
 
 // A per-placement option: one value for all placements, or one per placement.
@@ -52,15 +41,15 @@ CodebookConfig codebook_config_from_options(const po::variables_map& vm) {
   for (size_t i = 0; i < at.size(); ++i) {
     PlacementConfig pc;
     pc.placement = parse_placement(at[i]);
-    pc.num_codes = to_int(codes[i], "--codes");
-    pc.k = to_int(ks[i], "-k");
-    pc.groups = groups[i] == "heads" ? kGroupsPerHead : to_int(groups[i], "--groups");
+    pc.num_codes = parse_int(codes[i], "--codes");
+    pc.k = parse_int(ks[i], "-k");
+    pc.groups = groups[i] == "heads" ? kGroupsPerHead : parse_int(groups[i], "--groups");
     CB_CHECK(pc.groups == kGroupsPerHead || pc.groups >= 1, "--groups must be 'heads' or at least 1");
     cfg.placements.push_back(pc);
   }
   std::string layers = vm["layers"].as<std::string>();
   if (layers != "all")
-    for (auto& l : split_list(layers)) cfg.layers.push_back(to_int(l, "--layers"));
+    for (auto& l : split_list(layers)) cfg.layers.push_back(parse_int(l, "--layers"));
   cfg.metric = parse_metric(vm["metric"].as<std::string>());
   cfg.seed = uint64_t(vm["seed"].as<int64_t>());
   return cfg;

@@ -8,6 +8,7 @@
 
 #include "frontend/onnx_import.h"
 #include "ir/error.h"
+#include "passes/codebook_sites.h"
 
 namespace cb::tools {
 
@@ -19,25 +20,9 @@ LoadedModel load_model(const std::string& path) {
   return m;
 }
 
-static int64_t parse_int(const std::string& item, const std::string& what) {
-  size_t used = 0;
-  int64_t v = 0;
-  try {
-    v = std::stoll(item, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  CB_CHECK(used == item.size() && !item.empty(), "bad " << what << " '" << item << "': not an integer");
-  return v;
-}
-
 std::vector<int64_t> parse_token_list(const std::string& s) {
-  std::vector<int64_t> ids;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) ids.push_back(parse_int(item, "token id"));
-  CB_CHECK(!ids.empty(), "--tokens: no token ids given");
-  return ids;
+  CB_CHECK(!s.empty(), "--tokens: no token ids given");
+  return parse_int_list(s, "token id");
 }
 
 std::vector<int64_t> parse_shape(const std::string& s) {
