@@ -133,6 +133,7 @@ TEST_F(Interventions, BadInterventionsAreNamed) {
            {"--ablate layer7.mlp:1", "layers 0..1"},
            {"--ablate-mode sideways", "skip or zero"},
            {"--show-codes layer0.nothing", "bad site"},
+           {"--show-codes layer0.attn", "has no codebook"},
        }) {
     Result r = run(args);
     EXPECT_EQ(r.code, 2) << args << "\n" << r.out;

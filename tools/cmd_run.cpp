@@ -144,6 +144,15 @@ int cmd_run(int argc, char** argv) {
     return ts.size() >= 1 && ts[0].rank() == 3 && dtype_is_float(ts[0].dtype()) ? &ts[0] : nullptr;
   };
   const Tensor* logits = logits_of(names, outs);
+  // The code ids of each --show-codes site (checked before anything is printed).
+  std::vector<std::pair<std::string, const Tensor*>> shown;
+  for (const std::string& text : show) {
+    SiteRef s = parse_site(text);
+    const Tensor* ids = output(names, outs, s.site() + ".ids");
+    CB_CHECK(ids, "--show-codes " << s.site() << ": the site has no codebook (compile the model with --at "
+                                  << placement_name(s.placement) << " first)");
+    shown.push_back({s.site(), ids});
+  }
 
   // The clean run for --compare: the same model without interventions.
   std::vector<std::string> clean_names;
@@ -171,26 +180,22 @@ int cmd_run(int argc, char** argv) {
   int top = vm["top"].as<int>();
   bool want_next = logits && (vm.count("tokens") || vm.count("compare"));
   if (vm.count("json")) {
-    std::cout << "{\"tokens\": [";
-    for (size_t i = 0; i < tokens.size(); ++i) std::cout << (i ? ", " : "") << tokens[i];
-    std::cout << "]";
-    if (want_next) std::cout << ", \"next\": " << json_top(top_next(*logits, top));
+    std::ostringstream o;
+    o << "{\"tokens\": [";
+    for (size_t i = 0; i < tokens.size(); ++i) o << (i ? ", " : "") << tokens[i];
+    o << "]";
+    if (want_next) o << ", \"next\": " << json_top(top_next(*logits, top));
     if (clean_logits) {
-      std::cout << ", \"clean_next\": " << json_top(top_next(*clean_logits, top));
-      std::cout << ", \"jsd\": " << std::setprecision(9) << jensen_shannon_batchmean(*clean_logits, *logits);
+      o << ", \"clean_next\": " << json_top(top_next(*clean_logits, top));
+      o << ", \"jsd\": " << std::setprecision(9) << jensen_shannon_batchmean(*clean_logits, *logits);
     }
-    std::cout << ", \"codes\": {";
-    for (size_t i = 0; i < show.size(); ++i) {
-      std::string site = parse_site(show[i]).site();
-      std::cout << (i ? ", " : "") << "\"" << site << "\": " << json_codes(*output(names, outs, site + ".ids"));
-    }
-    std::cout << "}}\n";
+    o << ", \"codes\": {";
+    for (size_t i = 0; i < shown.size(); ++i)
+      o << (i ? ", " : "") << "\"" << shown[i].first << "\": " << json_codes(*shown[i].second);
+    std::cout << o.str() << "}}\n";
     return 0;
   }
-  for (auto& site_text : show) {
-    std::string site = parse_site(site_text).site();
-    print_codes(site, *output(names, outs, site + ".ids"), tokens);
-  }
+  for (auto& [site, ids] : shown) print_codes(site, *ids, tokens);
   if (want_next) {
     if (clean_logits) {
       print_top(" without interventions", top_next(*clean_logits, top));
