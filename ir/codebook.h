@@ -38,6 +38,10 @@
 //                 slot). Forcing all k slots makes y the mean of the forced codes.
 // A graph whose codebook nodes carry none of these attributes is the plain
 // compiled model.
+//
+// Training: the attribute `loss` (base | aeloss (default) | fullaeloss[-β] |
+// vqvae[-β]) selects the backward of spec §2 (passes/gradients/codebook.cpp,
+// op codebook.grad.CodebookGrad); it is per node, not process-global (D6).
 #pragma once
 #include <cstdint>
 #include <limits>

@@ -58,6 +58,7 @@ const OpRegistry& OpRegistry::global() {
     register_nn_ops(r);
     register_control_ops(r);
     register_codebook_ops(r);
+    register_grad_ops(r);
     return r;
   }();
   return reg;

@@ -95,5 +95,6 @@ void register_reduction_ops(OpRegistry& r);
 void register_nn_ops(OpRegistry& r);
 void register_control_ops(OpRegistry& r);
 void register_codebook_ops(OpRegistry& r);
+void register_grad_ops(OpRegistry& r);  // ir/ops/grad.cpp: backward ops, domain codebook.grad
 
 }  // namespace cb

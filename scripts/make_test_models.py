@@ -15,6 +15,10 @@ Optional extra exports of the GPT-2 model: `gpt2-dynamo` (torch.onnx.export with
 dynamo=True) and `gpt2-optimum` (Hugging Face Optimum's exporter, run with the
 Python given by --optimum-python, e.g. a venv with `pip install optimum-onnx`,
 which needs transformers<4.58). A failing extra export is reported and skipped.
+
+Each of gpt2, gpt-neo, gpt-neox and gpt-neox-sequential also gets `hf/` with the
+same model as `save_pretrained` writes it (config.json, model.safetensors), for
+`codebook import-hf` (tests/test_hf_import.cpp checks it against the same cases).
 """
 import argparse
 import collections
@@ -202,6 +206,16 @@ def export_optimum(model, python, path):
         save_embedded(onnx.load(os.path.join(out_dir, "model.onnx")), path)
 
 
+def save_hf_checkpoint(model, folder):
+    """Writes folder/hf/{config.json,model.safetensors} as save_pretrained makes them."""
+    hf_dir = os.path.join(folder, "hf")
+    os.makedirs(hf_dir, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        for file in ("config.json", "model.safetensors"):
+            shutil.copyfile(os.path.join(tmp, file), os.path.join(hf_dir, file))
+
+
 def op_histogram(model_proto):
     counts = collections.Counter(
         (n.domain + "::" if n.domain not in ("", "ai.onnx") else "") + n.op_type
@@ -287,6 +301,7 @@ def main():
             export_torchscript(wrapper, input_names, opset, path)
             graph_inputs, results = write_cases(folder, wrapper, path)
             record(summary, name, folder, graph_inputs, results, f"torch.onnx.export(dynamo=False, opset {opset})")
+            save_hf_checkpoint(model, folder)
         if name != "gpt2":
             continue
         if wanted("gpt2-dynamo") and not args.no_dynamo:

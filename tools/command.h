@@ -14,6 +14,8 @@ int cmd_bench(int argc, char** argv);
 int cmd_conformance(int argc, char** argv);
 int cmd_compile(int argc, char** argv);
 int cmd_export(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
+int cmd_import_hf(int argc, char** argv);
 
 struct Command {
   const char* name;

@@ -13,9 +13,11 @@ const std::vector<Command>& commands() {
       {"inspect", "print a model's parameters, ops, inputs/outputs and layers", cmd_inspect},
       {"compile", "insert codebooks at chosen sites and write the compiled model", cmd_compile},
       {"export", "write a model as ONNX; --standard lowers codebook ops to standard ops", cmd_export},
+      {"import-hf", "build a Hugging Face GPT-2/Neo/NeoX checkpoint (or random init) as ONNX", cmd_import_hf},
       {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
       {"bench", "time the forward pass of a model", cmd_bench},
       {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},
+      {"tokenize", "text to token ids and back with a GPT-2 style BPE tokenizer", cmd_tokenize},
   };
   return cmds;
 }

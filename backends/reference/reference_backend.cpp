@@ -10,6 +10,7 @@ const KernelTable& reference_kernels() {
     register_reference_reduction(t);
     register_reference_nn(t);
     register_reference_codebook(t);
+    register_reference_grad(t);
     return t;
   }();
   return table;

@@ -1,0 +1,66 @@
+// The ops of the backward pass (domain "codebook.grad"), which passes/autodiff
+// emits where standard ONNX ops would be slow or awkward, and the codebook
+// loss modes the CodebookGrad op implements. Schemas in ir/ops/grad.cpp,
+// reference kernels in backends/reference/grad.cpp.
+//
+//   SoftmaxGrad(dy, y) {axis, log}                  -> dx
+//       log = 0: y = Softmax(x),    dx = y * (dy - sum(dy * y, axis))
+//       log = 1: y = LogSoftmax(x), dx = dy - exp(y) * sum(dy, axis)
+//   LayerNormalizationGrad(dy, x, scale) {axis, epsilon} -> (dx?, dscale?, dbias?)
+//       x normalised over dims [axis, rank) (mean and variance recomputed,
+//       biased variance); dscale and dbias have the normalised dims' shape
+//       (the rule reduces them further when scale/bias were broadcast).
+//   GatherGrad(dy, indices, shape) {axis}           -> zeros(shape) with every
+//       slice dy[..., i, ...] added at data index indices[i] along `axis`
+//       (repeated indices add up; negative ones count from the end).
+//   SliceGrad(dy, shape, starts, ends, axes?, steps?) -> zeros(shape) with dy
+//       written where Slice(zeros(shape), starts, ends, axes, steps) reads.
+//   CodebookGrad(dy, x, codes, ln_scale, ln_bias, ids) {k, epsilon, loss}
+//       -> (dx?, dcodes?, dln_scale?, dln_bias?)
+//       the backward of codebook.Codebook (ir/codebook.h) with the ids its
+//       forward selected, per loss mode below.
+//
+// Codebook loss modes (codebook-spec §2; attribute "loss" of the Codebook
+// node, default "aeloss"). Per group member, with u = LN(x), y the output, g
+// = dy, N = B*T tokens of the call, sums over slots (t, j) with ids = c:
+//   T_c = (1/k) sum g_t          R_c = (2/(N k)) sum (y_t - u_t)
+//   mode            dcodes    du
+//   base            T         g
+//   aeloss          T + R     g
+//   fullaeloss[-b]  T + R     g + 2b(u - y)     (b default 0.25)
+//   vqvae[-b]       R         g + 2b(u - y)
+// The commitment term is per token (a sum), R the gradient of a mean, as in
+// the original. Blocked slots (-1) add nothing; du then flows through the
+// LayerNorm backward into dx, dln_scale and dln_bias.
+#pragma once
+#include <string>
+
+#include "ir/graph.h"
+
+namespace cb {
+
+class OpRegistry;
+
+inline constexpr const char* kGradDomain = "codebook.grad";
+
+enum class CodebookLossKind { base, aeloss, fullaeloss, vqvae };
+
+struct CodebookLoss {
+  CodebookLossKind kind = CodebookLossKind::aeloss;
+  float beta = 0.25f;  // fullaeloss and vqvae only
+
+  bool task_to_codes() const { return kind != CodebookLossKind::vqvae; }   // T
+  bool reconstruction_to_codes() const { return kind != CodebookLossKind::base; }  // R
+  bool commitment() const { return kind == CodebookLossKind::fullaeloss || kind == CodebookLossKind::vqvae; }
+};
+
+// Parses "base", "aeloss", "fullaeloss[-beta]", "vqvae[-beta]"; anything else
+// (including "aeloss-0.5" and "base-1", spec D5) throws cb::Error.
+CodebookLoss parse_codebook_loss(const std::string& s);
+// The "loss" attribute of a Codebook or CodebookGrad node (default "aeloss");
+// errors name the node.
+CodebookLoss codebook_loss_of(const Node& n);
+
+void register_grad_ops(OpRegistry& r);
+
+}  // namespace cb

@@ -1,0 +1,96 @@
+// The YAML subset of training configs (train/yaml.h): the shapes the
+// original's Hydra configs use, overrides, and errors that name the line.
+#include <gtest/gtest.h>
+
+#include "ir/error.h"
+#include "train/yaml.h"
+
+using namespace cb;
+
+namespace {
+
+TEST(Yaml, ConfigLikeTheOriginals) {
+  Json c = parse_yaml(R"(# codebook training, main.yaml style
+defaults:
+  - _self_
+model_name_or_path: EleutherAI/pythia-70m-deduped
+training_args:
+  per_device_train_batch_size: 24
+  learning_rate: 5e-4      # a float in exponent form
+  lr_scheduler_type: constant
+  max_steps: 15000
+  tf32: True
+  output_dir: "out dir/#1"
+codebook_args:
+  codebook_at: [attn_preproj, mlp]
+  num_codebooks: [-1, 1]
+  layers_to_snap: all
+  kmeans_kwargs: {n_init: auto, batch_size: 24576}
+  codebook_kwargs: null
+  replace_rho: .5
+  tags:
+  - a
+  - 'it''s'
+  pairs:
+    - name: x
+      value: 1
+    - name: y
+      value: ~
+empty:
+)");
+  EXPECT_EQ(c.at("defaults").at(size_t(0)).as_string(), "_self_");
+  EXPECT_EQ(c.at("model_name_or_path").as_string(), "EleutherAI/pythia-70m-deduped");
+  const Json& t = c.at("training_args");
+  EXPECT_EQ(t.at("per_device_train_batch_size").as_int(), 24);
+  EXPECT_DOUBLE_EQ(t.at("learning_rate").as_double(), 5e-4);
+  EXPECT_TRUE(t.at("tf32").as_bool());
+  EXPECT_EQ(t.at("output_dir").as_string(), "out dir/#1");
+  const Json& cb = c.at("codebook_args");
+  EXPECT_EQ(cb.at("codebook_at").at(size_t(1)).as_string(), "mlp");
+  EXPECT_EQ(cb.at("num_codebooks").at(size_t(0)).as_int(), -1);
+  EXPECT_EQ(cb.at("kmeans_kwargs").at("batch_size").as_int(), 24576);
+  EXPECT_EQ(cb.at("kmeans_kwargs").at("n_init").as_string(), "auto");
+  EXPECT_TRUE(cb.at("codebook_kwargs").is_null());
+  EXPECT_DOUBLE_EQ(cb.at("replace_rho").as_double(), 0.5);
+  EXPECT_EQ(cb.at("tags").at(size_t(1)).as_string(), "it's");
+  EXPECT_EQ(cb.at("pairs").at(size_t(0)).at("value").as_int(), 1);
+  EXPECT_TRUE(cb.at("pairs").at(size_t(1)).at("value").is_null());
+  EXPECT_TRUE(c.at("empty").is_null());
+}
+
+TEST(Yaml, Overrides) {
+  Json c = parse_yaml("training:\n  lr: 0.1\n  steps: 10\n");
+  apply_override(c, "training.lr=1e-3");
+  apply_override(c, "codebook_at=[mlp, attn]");
+  apply_override(c, "new.nested.key=hello");
+  apply_override(c, "flag=false");
+  EXPECT_DOUBLE_EQ(c.at("training").at("lr").as_double(), 1e-3);
+  EXPECT_EQ(c.at("training").at("steps").as_int(), 10);
+  EXPECT_EQ(c.at("codebook_at").size(), 2u);
+  EXPECT_EQ(c.at("new").at("nested").at("key").as_string(), "hello");
+  EXPECT_FALSE(c.at("flag").as_bool());
+  EXPECT_THROW(apply_override(c, "novalue"), Error);
+  EXPECT_THROW(apply_override(c, "training.lr.x=1"), Error);
+  EXPECT_THROW(apply_override(c, "a..b=1"), Error);
+}
+
+TEST(Yaml, ErrorsNameTheLine) {
+  auto expect_error = [](const std::string& text, const std::string& needle) {
+    try {
+      parse_yaml(text, "cfg.yaml");
+      ADD_FAILURE() << "no error for: " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error("a: 1\n\tb: 2\n", "cfg.yaml:2");
+  expect_error("a: 1\na: 2\n", "duplicate key 'a'");
+  expect_error("a: [1, 2\n", "cfg.yaml:1");
+  expect_error("a: 1\n  b: 2\n", "unexpected indentation");
+  expect_error("just a scalar line\nb: 1\n", "expected 'key: value'");
+  expect_error("a: &anchor 1\n", "anchors");
+  expect_error("a: \"open\n", "unterminated");
+  expect_error("a: .inf\n", "infinite");
+}
+
+}  // namespace

@@ -1,0 +1,153 @@
+#include "train/optimizer.h"
+
+#include <cmath>
+
+#include "ir/error.h"
+
+namespace cb {
+
+namespace {
+
+// Small helpers that append one node and return its output.
+class Builder {
+ public:
+  explicit Builder(Graph& g) : g_(g) {}
+  Value* scalar(float v, const std::string& name) { return g_.add_constant(g_.unique_name(name), Tensor::scalar<float>(v)); }
+  Value* op(const char* type, std::vector<Value*> in, const std::string& name, std::map<std::string, AttrValue> attrs = {}) {
+    Value* out = g_.add_value(g_.unique_name(name));
+    g_.add_node(type, std::move(in), {out}, std::move(attrs), out->name);
+    return out;
+  }
+  Value* add(Value* a, Value* b, const std::string& n) { return op("Add", {a, b}, n); }
+  Value* sub(Value* a, Value* b, const std::string& n) { return op("Sub", {a, b}, n); }
+  Value* mul(Value* a, Value* b, const std::string& n) { return op("Mul", {a, b}, n); }
+  Value* div(Value* a, Value* b, const std::string& n) { return op("Div", {a, b}, n); }
+
+ private:
+  Graph& g_;
+};
+
+// SGD's L2 weight decay: g + wd * p.
+Value* grad_with_decay(Builder& b, Value* grad, Value* p, float wd) {
+  if (wd == 0.f) return grad;
+  return b.add(grad, b.mul(p, b.scalar(wd, "optimizer.wd"), p->name + ".l2"), p->name + ".decayed_grad");
+}
+
+}  // namespace
+
+OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups, const OptimizerConfig& cfg) {
+  Builder b(g);
+  OptimizerGraph out;
+  out.step = g.add_input(kStepInput, TensorType{DType::f32, Shape::of({})});
+  out.learning_rate = g.add_input(kLearningRateInput, TensorType{DType::f32, Shape::of({})});
+
+  // Global gradient norm over every trainable parameter, and the clip scale.
+  std::vector<Value*> squares;
+  for (auto& grp : groups) {
+    CB_CHECK(grp.params.size() == grp.grads.size(),
+             "parameter group " << grp.name << ": " << grp.params.size() << " parameters but " << grp.grads.size() << " gradients");
+    for (size_t i = 0; i < grp.params.size(); ++i) {
+      Value* p = grp.params[i];
+      CB_CHECK(p && p->type.dtype == DType::f32,
+               "parameter " << (p ? p->name : "?") << " of group " << grp.name << " must be an f32 graph input");
+      squares.push_back(b.op("ReduceSumSquare", {grp.grads[i]}, "optimizer.sq", {{"keepdims", int64_t(0)}}));
+    }
+  }
+  CB_CHECK(!squares.empty(), "the optimizer has no parameters to train");
+  Value* total = squares.size() == 1 ? squares[0] : b.op("Sum", squares, "optimizer.sq_total");
+  out.grad_norm = b.op("Sqrt", {total}, kGradNormOutput);
+  g.outputs.push_back(out.grad_norm);
+  Value* clip = nullptr;
+  if (cfg.max_grad_norm > 0) {
+    Value* coef = b.div(b.scalar(cfg.max_grad_norm, "optimizer.max_norm"),
+                        b.add(out.grad_norm, b.scalar(1e-6f, "optimizer.norm_eps"), "optimizer.norm_eps_add"),
+                        "optimizer.clip_coef");
+    clip = b.op("Min", {coef, b.scalar(1.f, "optimizer.one")}, "optimizer.clip");
+  }
+
+  // Bias corrections from the step: 1 - beta^t.
+  Value* one = b.scalar(1.f, "optimizer.one");
+  Value* bc1 = nullptr;
+  Value* sqrt_bc2 = nullptr;
+  if (cfg.kind == OptimizerKind::adamw) {
+    bc1 = b.sub(one, b.op("Pow", {b.scalar(cfg.beta1, "optimizer.beta1"), out.step}, "optimizer.b1t"), "optimizer.bc1");
+    Value* bc2 = b.sub(one, b.op("Pow", {b.scalar(cfg.beta2, "optimizer.beta2"), out.step}, "optimizer.b2t"), "optimizer.bc2");
+    sqrt_bc2 = b.op("Sqrt", {bc2}, "optimizer.sqrt_bc2");
+  }
+
+  auto state = [&](Value* p, const char* suffix) {
+    OptimizerSlot s;
+    s.input = g.add_input(p->name + suffix, p->type);
+    out.states.push_back(s);
+    return out.states.size() - 1;
+  };
+  auto finish = [&](OptimizerSlot& s, Value* v) {
+    Value* next = b.op("Identity", {v}, s.input->name + ".next");
+    g.outputs.push_back(next);
+    s.next = next;
+  };
+
+  for (auto& grp : groups) {
+    Value* lr = grp.lr_factor == 1.f ? out.learning_rate
+                                     : b.mul(out.learning_rate, b.scalar(grp.lr_factor, "optimizer.lr_factor"), "optimizer.lr_" + grp.name);
+    for (size_t i = 0; i < grp.params.size(); ++i) {
+      Value* p = grp.params[i];
+      Value* grad = clip ? b.mul(grp.grads[i], clip, p->name + ".clipped_grad") : grp.grads[i];
+      Value* next_p = nullptr;
+      if (cfg.kind == OptimizerKind::adamw) {
+        size_t mi = state(p, ".adam_m"), vi = state(p, ".adam_v");
+        Value* decayed = p;
+        if (grp.weight_decay != 0.f) {
+          Value* keep = b.sub(one, b.mul(lr, b.scalar(grp.weight_decay, "optimizer.wd"), p->name + ".lr_wd"), p->name + ".keep");
+          decayed = b.mul(p, keep, p->name + ".decayed");
+        }
+        Value* m = b.add(b.mul(out.states[mi].input, b.scalar(cfg.beta1, "optimizer.beta1"), p->name + ".m_old"),
+                         b.mul(grad, b.scalar(1.f - cfg.beta1, "optimizer.one_minus_beta1"), p->name + ".m_new"),
+                         p->name + ".m");
+        Value* v = b.add(b.mul(out.states[vi].input, b.scalar(cfg.beta2, "optimizer.beta2"), p->name + ".v_old"),
+                         b.mul(b.mul(grad, grad, p->name + ".g2"), b.scalar(1.f - cfg.beta2, "optimizer.one_minus_beta2"),
+                               p->name + ".v_new"),
+                         p->name + ".v");
+        Value* denom = b.add(b.div(b.op("Sqrt", {v}, p->name + ".sqrt_v"), sqrt_bc2, p->name + ".v_hat"),
+                             b.scalar(cfg.eps, "optimizer.eps"), p->name + ".denom");
+        Value* step_size = b.div(lr, bc1, p->name + ".step_size");
+        next_p = b.sub(decayed, b.mul(step_size, b.div(m, denom, p->name + ".ratio"), p->name + ".update"), p->name + ".updated");
+        finish(out.states[mi], m);
+        finish(out.states[vi], v);
+      } else {
+        Value* gd = grad_with_decay(b, grad, p, grp.weight_decay);
+        Value* direction = gd;
+        if (cfg.momentum != 0.f) {
+          size_t bi = state(p, ".momentum");
+          // b = mu*b + g; the buffer starts at zero, which gives b = g at t = 1 as in PyTorch.
+          direction = b.add(b.mul(out.states[bi].input, b.scalar(cfg.momentum, "optimizer.momentum"), p->name + ".b_old"), gd,
+                            p->name + ".b");
+          finish(out.states[bi], direction);
+        }
+        next_p = b.sub(p, b.mul(lr, direction, p->name + ".update"), p->name + ".updated");
+      }
+      OptimizerSlot ps{p, nullptr};
+      finish(ps, next_p);
+      out.params.push_back(ps);
+    }
+  }
+  return out;
+}
+
+float Schedule::at(int64_t step) const {
+  if (warmup_steps > 0 && step < warmup_steps) return base_lr * float(step) / float(warmup_steps);
+  if (kind == ScheduleKind::constant || total_steps <= warmup_steps) return base_lr;
+  double progress = double(step - warmup_steps) / double(total_steps - warmup_steps);
+  progress = std::min(1.0, std::max(0.0, progress));
+  if (kind == ScheduleKind::linear) return float(base_lr * (1.0 - progress));
+  return float(base_lr * 0.5 * (1.0 + std::cos(M_PI * progress)));
+}
+
+ScheduleKind parse_schedule(const std::string& s) {
+  if (s == "constant" || s == "constant_with_warmup") return ScheduleKind::constant;
+  if (s == "linear") return ScheduleKind::linear;
+  if (s == "cosine") return ScheduleKind::cosine;
+  CB_FAIL("unknown learning-rate schedule '" << s << "' (expected constant, linear or cosine)");
+}
+
+}  // namespace cb
