@@ -148,3 +148,20 @@ TEST(Cli, BenchPrintsTimes) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, ModelsCanBeHuggingFaceFolders) {
+  // The same tiny GPT-2 as ONNX and as config.json + model.safetensors.
+  std::string hf = std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/hf";
+  Result a = run_tool("run " + kModel + " --tokens 5,17,300,2 --json");
+  Result b = run_tool("run " + hf + " --tokens 5,17,300,2 --json");
+  ASSERT_EQ(a.code, 0) << a.out;
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_EQ(a.out.substr(0, a.out.find("\"p\"")), b.out.substr(0, b.out.find("\"p\""))) << a.out << b.out;
+  Result i = run_tool("inspect " + hf);
+  EXPECT_EQ(i.code, 0) << i.out;
+  EXPECT_NE(i.out.find("2 layers"), std::string::npos) << i.out;
+}
+
+}  // namespace

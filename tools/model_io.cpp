@@ -3,9 +3,11 @@
 #include <omp.h>
 
 #include <chrono>
+#include <filesystem>
 #include <set>
 #include <sstream>
 
+#include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
 #include "ir/error.h"
 #include "passes/codebook_sites.h"
@@ -15,7 +17,12 @@ namespace cb::tools {
 LoadedModel load_model(const std::string& path) {
   auto t0 = std::chrono::steady_clock::now();
   LoadedModel m;
-  m.graph = import_onnx(path);
+  // A Hugging Face checkpoint folder (config.json + safetensors) or an ONNX file.
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec) && std::filesystem::exists(std::filesystem::path(path) / "config.json", ec))
+    m.graph = import_hf(path);
+  else
+    m.graph = import_onnx(path);
   m.import_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return m;
 }

@@ -16,6 +16,7 @@ struct LoadedModel {
   double import_ms = 0;
 };
 
+// An ONNX file, or a Hugging Face checkpoint folder (config.json + safetensors).
 LoadedModel load_model(const std::string& path);
 
 // "1,2,3" -> {1,2,3}; throws cb::Error naming the bad item.
