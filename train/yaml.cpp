@@ -43,20 +43,32 @@ class YamlParser {
   }
   [[noreturn]] void fail(const Line& l, const std::string& msg) const { fail(l.number, msg); }
 
-  // Position of a comment '#' (at the start or after whitespace, outside quotes), or npos.
-  static size_t comment_start(const std::string& s) {
+  // The first position i outside quotes (and, with `depth`, outside [..] and
+  // {..}) where stop(i) holds; npos if none.
+  template <typename Stop>
+  static size_t scan(const std::string& s, bool track_depth, Stop stop) {
     char quote = 0;
+    int depth = 0;
     for (size_t i = 0; i < s.size(); ++i) {
       char c = s[i];
       if (quote) {
         if (c == quote) quote = 0;
       } else if (c == '\'' || c == '"') {
         quote = c;
-      } else if (c == '#' && (i == 0 || s[i - 1] == ' ')) {
+      } else if (track_depth && (c == '[' || c == '{')) {
+        ++depth;
+      } else if (track_depth && (c == ']' || c == '}')) {
+        --depth;
+      } else if (depth == 0 && stop(i)) {
         return i;
       }
     }
     return std::string::npos;
+  }
+
+  // Position of a comment '#' (at the start or after a space, outside quotes), or npos.
+  static size_t comment_start(const std::string& s) {
+    return scan(s, false, [&](size_t i) { return s[i] == '#' && (i == 0 || s[i - 1] == ' '); });
   }
 
   void split(const std::string& text) {
@@ -86,23 +98,7 @@ class YamlParser {
   // The ':' that separates a mapping key (followed by a space or the end),
   // outside quotes and brackets; npos if none.
   static size_t key_colon(const std::string& s) {
-    char quote = 0;
-    int depth = 0;
-    for (size_t i = 0; i < s.size(); ++i) {
-      char c = s[i];
-      if (quote) {
-        if (c == quote) quote = 0;
-      } else if (c == '\'' || c == '"') {
-        quote = c;
-      } else if (c == '[' || c == '{') {
-        ++depth;
-      } else if (c == ']' || c == '}') {
-        --depth;
-      } else if (c == ':' && depth == 0 && (i + 1 == s.size() || s[i + 1] == ' ')) {
-        return i;
-      }
-    }
-    return std::string::npos;
+    return scan(s, true, [&](size_t i) { return s[i] == ':' && (i + 1 == s.size() || s[i + 1] == ' '); });
   }
 
   Json block(size_t& i, int indent) {
