@@ -4,6 +4,8 @@
 // init, checkpoint loading and the state dict back.
 #include "frontend/hf_import.h"
 
+#include "ir/rng.h"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -619,35 +621,6 @@ std::shared_ptr<Graph> build_hf_model(const HfConfig& c, const HfWeightSource& w
 // ---------------------------------------------------------------------------
 // Random init
 
-namespace {
-
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char ch : s) h = (h ^ ch) * 0x100000001b3ULL;
-  return h;
-}
-
-// N(0, std^2) samples from a splitmix64 stream (Box-Muller, both outputs).
-void fill_normal(float* out, int64_t n, double std, uint64_t state) {
-  const double two_pi = 2.0 * M_PI;
-  for (int64_t i = 0; i < n; i += 2) {
-    const double u1 = (double(splitmix64(state) >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
-    const double u2 = double(splitmix64(state) >> 11) * 0x1.0p-53;          // [0, 1)
-    const double r = std * std::sqrt(-2.0 * std::log(u1));
-    out[i] = float(r * std::cos(two_pi * u2));
-    if (i + 1 < n) out[i + 1] = float(r * std::sin(two_pi * u2));
-  }
-}
-
-}  // namespace
-
 HfWeightSource hf_random_weights(uint64_t seed) {
   return [seed](const HfParameter& p) {
     Tensor t = Tensor::empty(DType::f32, p.shape);
@@ -656,9 +629,7 @@ HfWeightSource hf_random_weights(uint64_t seed) {
     switch (p.kind) {
       case HfParameter::Kind::embedding:
       case HfParameter::Kind::linear_weight: {
-        uint64_t state = seed;
-        state = splitmix64(state) ^ fnv1a(p.name);
-        fill_normal(d, n, p.init_std, state);
+        Rng::for_name(seed, p.name).fill_normal(d, n, 0.0, p.init_std);  // a stream per parameter
         break;
       }
       case HfParameter::Kind::norm_weight: std::fill(d, d + n, 1.0f); break;

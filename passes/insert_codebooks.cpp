@@ -2,11 +2,11 @@
 
 #include <cmath>
 #include <map>
-#include <random>
 #include <set>
 #include <sstream>
 
 #include "ir/error.h"
+#include "ir/rng.h"
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"
@@ -14,28 +14,6 @@
 namespace cb {
 
 namespace {
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-// N(0, 1) floats by Box-Muller over a 64-bit Mersenne Twister: the same
-// numbers on every platform (std::normal_distribution is not specified).
-Tensor normal_tensor(std::vector<int64_t> dims, uint64_t seed) {
-  Tensor t = Tensor::empty(DType::f32, std::move(dims));
-  float* p = t.data<float>();
-  std::mt19937_64 rng(seed);
-  auto uniform = [&] { return (double(rng() >> 11) + 0.5) * (1.0 / 9007199254740992.0); };
-  int64_t n = t.numel();
-  for (int64_t i = 0; i < n; i += 2) {
-    double r = std::sqrt(-2.0 * std::log(uniform())), a = 2.0 * M_PI * uniform();
-    p[i] = float(r * std::cos(a));
-    if (i + 1 < n) p[i + 1] = float(r * std::sin(a));
-  }
-  return t;
-}
 
 Tensor filled(std::vector<int64_t> dims, float v) {
   Tensor t = Tensor::empty(DType::f32, std::move(dims));
@@ -86,8 +64,9 @@ class Inserter {
     CB_CHECK(pc.k >= 1 && pc.k <= pc.num_codes,
              site << ": k = " << pc.k << " must be in [1, " << pc.num_codes << "]");
     int64_t Dg = width / G;
-    uint64_t seed = cfg_.seed ^ fnv1a(site);
-    Value* codes = g_.add_constant("codebook." + site + ".codes", normal_tensor({G, pc.num_codes, Dg}, seed));
+    Tensor init = Tensor::empty(DType::f32, {G, pc.num_codes, Dg});
+    Rng::for_name(cfg_.seed, site).fill_normal(init.data<float>(), init.numel());  // N(0, 1), per site
+    Value* codes = g_.add_constant("codebook." + site + ".codes", std::move(init));
     Value* scale = g_.add_constant("codebook." + site + ".ln_scale", filled({G, Dg}, 1.f));
     Value* bias = g_.add_constant("codebook." + site + ".ln_bias", filled({G, Dg}, 0.f));
     Value* y = g_.add_value(site + ".output", x->type);

@@ -1,4 +1,5 @@
-// The one random generator of training: xoshiro256** (Blackman & Vigna, 2018)
+// The one random generator of the project (codebook and model initialisation,
+// training data):  xoshiro256** (Blackman & Vigna, 2018)
 // seeded through splitmix64, with the derived draws training needs (unbiased
 // integers, uniform floats, normals, shuffles, choice without replacement).
 //
@@ -30,6 +31,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -72,6 +74,13 @@ class Rng {
   // The generator of stream (a, b) under `seed`: Rng(h) where
   // h = mix(mix(mix(seed) ^ mix(a + G)) ^ mix(b + 2G)), mix = splitmix64_mix,
   // G = 0x9e3779b97f4a7c15. Different keys give unrelated streams.
+  // A stream per name (a codebook site, a parameter): adding a name never
+  // changes the draws of another.
+  static Rng for_name(uint64_t seed, std::string_view name) {
+    uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
+    for (unsigned char ch : name) h = (h ^ ch) * 0x100000001b3ULL;
+    return derive(seed, h);
+  }
   static Rng derive(uint64_t seed, uint64_t a, uint64_t b = 0) {
     constexpr uint64_t G = 0x9e3779b97f4a7c15ULL;
     uint64_t h = splitmix64_mix(seed);
@@ -123,6 +132,14 @@ class Rng {
     return {r * std::cos(theta), r * std::sin(theta)};
   }
   double normal(double mean = 0.0, double stddev = 1.0) { return mean + stddev * normal_pair().first; }
+  // n draws of N(mean, stddev^2) as floats, both outputs of each Box-Muller pair used.
+  void fill_normal(float* out, int64_t n, double mean = 0.0, double stddev = 1.0) {
+    for (int64_t i = 0; i < n; i += 2) {
+      auto [a, b] = normal_pair();
+      out[i] = float(mean + stddev * a);
+      if (i + 1 < n) out[i + 1] = float(mean + stddev * b);
+    }
+  }
 
   template <typename T>
   void shuffle(T* data, size_t n) {
