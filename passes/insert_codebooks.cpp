@@ -38,11 +38,8 @@ class Inserter {
     // Codebooks already in the graph: their site values now flow through them.
     for (Node* n : codebook_nodes(g)) {
       replaced_[n->inputs[0]] = n->outputs[0];
-      Node* concat = n->inputs[0]->producer;
-      if (!concat || concat->op_type != "Concat" || concat->inputs.size() != 3) continue;
-      for (auto& user : g.nodes())
-        if (user->op_type == "Split" && user->inputs[0] == n->outputs[0] && user->outputs.size() == 3)
-          for (size_t i = 0; i < 3; ++i) replaced_[concat->inputs[i]] = user->outputs[i];
+      if (auto [concat, split] = separate_qkv_codebook(g, *n); concat)
+        for (size_t i = 0; i < 3; ++i) replaced_[concat->inputs[i]] = split->outputs[i];
     }
   }
 

@@ -584,16 +584,12 @@ class CodebookBypass {
     std::map<Value*, Value*> to;  // codebook output (or split part) -> value it stands for
     for (auto& n : g.nodes()) {
       if (!is_codebook_node(*n) || !n->inputs[0] || !n->outputs[0]) continue;
-      Value* x = n->inputs[0];
-      to[n->outputs[0]] = x;
-      Node* concat = x->producer;
-      if (concat && concat->op_type == "Concat" && concat->inputs.size() == 3)
-        for (auto& user : g.nodes())
-          if (user->op_type == "Split" && user->inputs[0] == n->outputs[0] && user->outputs.size() == 3) {
-            for (size_t i = 0; i < 3; ++i) to[user->outputs[i]] = concat->inputs[i];
-            detach(*user);
-            detach(*concat);
-          }
+      to[n->outputs[0]] = n->inputs[0];
+      if (auto [concat, split] = separate_qkv_codebook(g, *n); concat) {
+        for (size_t i = 0; i < 3; ++i) to[split->outputs[i]] = concat->inputs[i];
+        detach(*split);
+        detach(*concat);
+      }
       detach(*n);
     }
     for (auto& n : g.nodes())
@@ -630,6 +626,16 @@ class CodebookBypass {
 };
 
 }  // namespace
+
+SeparateQkvCodebook separate_qkv_codebook(const Graph& g, const Node& codebook) {
+  Node* concat = codebook.inputs[0] ? codebook.inputs[0]->producer : nullptr;
+  if (!concat || concat->op_type != "Concat" || concat->inputs.size() != 3) return {};
+  for (auto& user : g.nodes())
+    if (user->op_type == "Split" && !user->inputs.empty() && user->inputs[0] == codebook.outputs[0] &&
+        user->outputs.size() == 3)
+      return {concat, user.get()};
+  return {};
+}
 
 ModelAnatomy analyze_model(Graph& g) {
   expose_merged_heads(g);

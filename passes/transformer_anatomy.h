@@ -87,6 +87,15 @@ ModelAnatomy find_anatomy(const Graph& g);
 // from expose_merged_heads).
 ModelAnatomy analyze_model(Graph& g);
 
+// A codebook on separate q, k, v is inserted as Concat(q, k, v) -> Codebook ->
+// Split (passes/insert_codebooks.h); for such a codebook node, its Concat and
+// Split nodes, else nulls.
+struct SeparateQkvCodebook {
+  Node* concat = nullptr;
+  Node* split = nullptr;
+};
+SeparateQkvCodebook separate_qkv_codebook(const Graph& g, const Node& codebook);
+
 // A site's value(s) in a layer: one value, except qkv of separate projections
 // (then q, k, v in that order). transformer_block and attn_plus_mlp both give
 // {output}: the block output is where a transformer_block codebook goes, and
