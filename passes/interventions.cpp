@@ -59,6 +59,12 @@ Intervention parse_intervention(InterventionKind kind, const std::string& text) 
   return iv;
 }
 
+int64_t num_layers_of(Graph& g) {
+  auto it = g.metadata.find("codebook.num_layers");
+  if (it != g.metadata.end()) return std::stoll(it->second);
+  return int64_t(analyze_model(g).layers.size());
+}
+
 namespace {
 
 // Marks `v` as a graph output named `name`, through an Identity when the
@@ -87,15 +93,8 @@ Value* codebook_output(Graph& g, Node& n, size_t i, const std::string& name) {
   return n.outputs[i];
 }
 
-// Compiled graphs record their layer count; plain ones are matched.
-int64_t num_layers_of(Graph& g) {
-  auto it = g.metadata.find("codebook.num_layers");
-  if (it != g.metadata.end()) return std::stoll(it->second);
-  return int64_t(analyze_model(g).layers.size());
-}
-
 void tap_site(Graph& g, const std::string& text) {
-  SiteRef s = parse_site(text);
+  SiteRef s = parse_site(text, num_layers_of(g));  // negative layers resolved
   CB_CHECK(s.group == kAll, "--tap " << text << ": taps name a whole site, without [member]");
   std::string site = s.site();
   if (Node* n = find_codebook_node(g, site)) {
@@ -107,10 +106,7 @@ void tap_site(Graph& g, const std::string& text) {
   }
   // A site without a codebook: expose the activation a codebook there would read.
   ModelAnatomy a = analyze_model(g);
-  CB_CHECK(s.layer >= -int64_t(a.layers.size()) && s.layer < int64_t(a.layers.size()),
-           "--tap " << text << ": the model has layers 0.." << a.layers.size() - 1);
-  const LayerSites& l = a.layers[size_t(s.layer < 0 ? s.layer + int64_t(a.layers.size()) : s.layer)];
-  site = SiteRef{l.index, s.placement}.site();
+  const LayerSites& l = a.layers[size_t(s.layer)];
   std::vector<Value*> vs = s.placement == Placement::attn_plus_mlp ? std::vector<Value*>{l.attn, l.mlp}
                                                                    : site_values(l, s.placement);
   Value* v = vs.at(0);

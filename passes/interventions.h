@@ -53,4 +53,8 @@ struct InterventionSet {
 // site when it has no codebook or a code/member/slot is out of range.
 void apply_interventions(Graph& g, const InterventionSet& iv);
 
+// The number of transformer layers (from a compiled model's metadata, else
+// matched): what negative layers in site names count from.
+int64_t num_layers_of(Graph& g);
+
 }  // namespace cb

@@ -113,6 +113,13 @@ TEST_F(Interventions, ZeroModeAndSlotsShowAsMinusOne) {
   EXPECT_NE(z.out.find("[1] -1 -1 -1 -1"), std::string::npos) << z.out;
 }
 
+TEST_F(Interventions, NegativeLayersCountFromTheLast) {
+  Result a = run("--show-codes layer-1.mlp --json");
+  Result b = run("--show-codes layer1.mlp --json");
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_EQ(a.out, b.out);
+}
+
 TEST_F(Interventions, TapsWriteNpyFiles) {
   fs::path out = dir_ / "taps";
   Result r = run("--tap layer1.mlp --output-dir " + out.string());

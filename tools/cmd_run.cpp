@@ -147,7 +147,7 @@ int cmd_run(int argc, char** argv) {
   // The code ids of each --show-codes site (checked before anything is printed).
   std::vector<std::pair<std::string, const Tensor*>> shown;
   for (const std::string& text : show) {
-    SiteRef s = parse_site(text);
+    SiteRef s = parse_site(text, num_layers_of(*m.graph));
     const Tensor* ids = output(names, outs, s.site() + ".ids");
     CB_CHECK(ids, "--show-codes " << s.site() << ": the site has no codebook (compile the model with --at "
                                   << placement_name(s.placement) << " first)");

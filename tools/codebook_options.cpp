@@ -30,7 +30,7 @@ std::vector<std::string> per_placement(const std::string& value, size_t n, const
 
 }  // namespace
 
-// The config from the compile options (shared with `run --at`).
+// The insertion config from the compile options.
 CodebookConfig codebook_config_from_options(const po::variables_map& vm) {
   CodebookConfig cfg;
   std::vector<std::string> at = split_list(vm["at"].as<std::string>());

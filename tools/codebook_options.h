@@ -1,6 +1,6 @@
-// Command-line options shared by `compile`, `run` and `export`: where to put
-// codebooks (--at, --layers, --codes, -k, --groups, --metric, --seed) and
-// which interventions to apply (--ablate, --ablate-mode, --disable-topk,
+// Command-line options of the codebook commands: where `compile` puts
+// codebooks (--at, --layers, --codes, -k, --groups, --metric, --seed), and
+// which interventions `run` and `export` apply (--ablate, --ablate-mode, --disable-topk,
 // --disable-slot, --force, --tap; syntax in passes/interventions.h).
 #pragma once
 #include <boost/program_options.hpp>
