@@ -16,6 +16,8 @@ int cmd_compile(int argc, char** argv);
 int cmd_export(int argc, char** argv);
 int cmd_tokenize(int argc, char** argv);
 int cmd_import_hf(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
 
 struct Command {
   const char* name;

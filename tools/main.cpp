@@ -14,6 +14,8 @@ const std::vector<Command>& commands() {
       {"compile", "insert codebooks at chosen sites and write the compiled model", cmd_compile},
       {"export", "write a model as ONNX; --standard lowers codebook ops to standard ops", cmd_export},
       {"import-hf", "build a Hugging Face GPT-2/Neo/NeoX checkpoint (or random init) as ONNX", cmd_import_hf},
+      {"train", "train codebooks (and the model) from a YAML config; checkpoints, resume", cmd_train},
+      {"eval", "loss, perplexity, accuracy and codebook metrics of a model on a dataset", cmd_eval},
       {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
       {"bench", "time the forward pass of a model", cmd_bench},
       {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},

@@ -26,4 +26,18 @@ bool parse_command_line(int argc, char** argv, po::options_description& opts, co
   return true;
 }
 
+bool parse_command_line_list(int argc, char** argv, po::options_description& opts, const char* list_name,
+                             const char* list_help, po::variables_map& vm, const char* description) {
+  opts.add_options()("help,h", "show this help")(list_name, po::value<std::vector<std::string>>(), list_help);
+  po::positional_options_description pos;
+  pos.add(list_name, -1);
+  po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
+  if (vm.count("help")) {
+    std::cout << opts << description;
+    return false;
+  }
+  po::notify(vm);
+  return true;
+}
+
 }  // namespace cb::tools

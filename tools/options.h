@@ -13,4 +13,10 @@ bool parse_command_line(int argc, char** argv, boost::program_options::options_d
                         const char* arg_name, const char* arg_help,
                         boost::program_options::variables_map& vm, const char* description = "");
 
+// Like parse_command_line, but with any number of positional arguments
+// (possibly none), collected as the string list `list_name`.
+bool parse_command_line_list(int argc, char** argv, boost::program_options::options_description& opts,
+                             const char* list_name, const char* list_help,
+                             boost::program_options::variables_map& vm, const char* description = "");
+
 }  // namespace cb::tools

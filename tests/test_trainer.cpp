@@ -1,0 +1,76 @@
+// The trainer end to end on a small TokFSM model: the loss falls, the state
+// resumes bit-identically, dead codes are replaced.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "backends/backend.h"
+#include "frontend/hf_import.h"
+#include "passes/insert_codebooks.h"
+#include "train/trainer.h"
+
+namespace cb {
+namespace {
+
+std::shared_ptr<Graph> tiny_tokfsm_model(int64_t hidden, int64_t layers, int64_t codes) {
+  Json::Object c;
+  c["model_type"] = "gpt_neox";
+  c["vocab_size"] = 11;
+  c["hidden_size"] = hidden;
+  c["intermediate_size"] = 4 * hidden;
+  c["num_hidden_layers"] = layers;
+  c["num_attention_heads"] = 4;
+  c["max_position_embeddings"] = 128;
+  c["rotary_pct"] = 0.25;
+  c["tie_word_embeddings"] = false;
+  HfConfig hc = hf_config_from_json(Json(c));
+  auto g = build_hf_random(hc, 1);
+  CodebookConfig cc;
+  cc.placements = {{Placement::attn_preproj, codes, 1, kGroupsPerHead}, {Placement::mlp, codes, 1, 1}};
+  cc.seed = 2;
+  insert_codebooks(*g, cc);
+  return g;
+}
+
+struct TokFsmSetup {
+  std::shared_ptr<TokFsmDataset> data;
+  TrainerOptions opts;
+};
+
+TokFsmSetup tokfsm_setup(int64_t seq, int64_t batch) {
+  Fsm::Config fc;
+  auto fsm = std::make_shared<Fsm>(Fsm::random(fc));
+  TokFsmDataset::Config dc;
+  dc.seq_len = seq;
+  dc.eval_samples = 16;
+  TokFsmSetup s{std::make_shared<TokFsmDataset>(fsm, dc), {}};
+  s.opts.batch_size = batch;
+  s.opts.eval_batch_size = 8;
+  s.opts.schedule.base_lr = 1e-3f;
+  s.opts.graph.optimizer.max_grad_norm = 1.f;
+  return s;
+}
+
+TEST(Trainer, SpeedProbe) {
+  const char* env = std::getenv("CB_TRAINER_PROBE");
+  if (!env) GTEST_SKIP() << "set CB_TRAINER_PROBE=steps to time the TokFSM model";
+  int steps = std::atoi(env);
+  TokFsmSetup s = tokfsm_setup(128, 64);
+  s.opts.num_threads = 2;
+  s.opts.profile = true;
+  auto backend = make_backend("cpu");
+  Trainer t([] { return tiny_tokfsm_model(128, 4, 1000); }, s.data, s.opts, *backend);
+  for (int i = 0; i < steps; ++i) {
+    StepMetrics m = t.train_step();
+    printf("step %d loss %.4f acc %.3f gn %.3f %.0f ms %.0f tok/s\n", i + 1, m.loss, m.accuracy, m.grad_norm,
+           m.seconds * 1e3, double(m.tokens) / m.seconds);
+  }
+  std::vector<std::pair<double, std::string>> ops;
+  for (auto& [op, p] : t.train_profile()) ops.push_back({p.ms, op});
+  std::sort(ops.rbegin(), ops.rend());
+  for (auto& [ms, op] : ops) printf("%10.1f ms  %s (%lld calls)\n", ms / steps, op.c_str(), (long long)t.train_profile().at(op).calls / steps);
+}
+
+}  // namespace
+}  // namespace cb

@@ -1,0 +1,116 @@
+// codebook eval MODEL [CONFIG.yaml] [group.key=value ...]: loss, perplexity,
+// next-token accuracy and codebook metrics of a model on the evaluation set
+// of a training config; for TokFSM also the transition accuracies. MODEL may
+// be a checkpoint folder (its config and FSM are used), a `codebook train`
+// output folder (its latest checkpoint), an ONNX file or a Hugging Face folder.
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "backends/backend.h"
+#include "ir/error.h"
+#include "train/checkpoint.h"
+#include "train/tokfsm_eval.h"
+#include "train/train_config.h"
+#include "tools/command.h"
+#include "tools/model_io.h"
+#include "tools/options.h"
+#include "tools/train_report.h"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace cb::tools {
+
+int cmd_eval(int argc, char** argv) {
+  po::options_description opts("usage: codebook eval MODEL [CONFIG.yaml] [group.key=value ...] [options]\n\noptions");
+  opts.add_options()("samples", po::value<int64_t>(), "evaluation sequences (default: the config's)")(
+      "generate", po::value<int64_t>(), "TokFSM: sequences to sample for the transition accuracy (default: the config's)")(
+      "json", "print only the JSON line");
+  po::variables_map vm;
+  if (!parse_command_line_list(argc, argv, opts, "args", "model, config file and overrides", vm,
+                               "\nEvaluates MODEL on the evaluation set of a training config (the checkpoint's own\n"
+                               "config when MODEL is a checkpoint). Docs: docs/training.md.\n"))
+    return 0;
+  std::vector<std::string> args;
+  if (vm.count("args")) args = vm["args"].as<std::vector<std::string>>();
+  CB_CHECK(!args.empty(), "missing MODEL");
+  std::string model_arg = args[0];
+  std::string file;
+  std::vector<std::string> overrides;
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i].find('=') != std::string::npos) overrides.push_back(args[i]);
+    else {
+      CB_CHECK(file.empty(), "two config files given: " << file << " and " << args[i]);
+      file = args[i];
+    }
+  }
+
+  // A checkpoint (or a training output folder) brings its config, FSM and model.
+  std::string model_path = model_arg;
+  Json config;
+  std::error_code ec;
+  bool is_run = fs::is_directory(model_arg, ec) &&
+                (fs::exists(fs::path(model_arg) / "trainer_state.json") || !list_checkpoints(model_arg).empty());
+  if (is_run) {
+    CheckpointInfo ck = find_checkpoint(model_arg);
+    CB_CHECK(file.empty(), "MODEL is a checkpoint with its own config; give overrides only");
+    config = resolve_train_config(ck.trainer_state.at("config"), overrides);
+    model_path = (fs::path(ck.dir) / "model.onnx").string();
+    if (fs::exists(fs::path(ck.dir) / "fsm.npy")) config["fsm_args"]["fsm_path"] = (fs::path(ck.dir) / "fsm.npy").string();
+  } else {
+    config = resolve_train_config(file, overrides);
+  }
+  if (vm.count("samples")) {
+    config["fsm_args"]["max_eval_samples"] = vm["samples"].as<int64_t>();
+    config["training_args"]["max_eval_samples"] = vm["samples"].as<int64_t>();
+  }
+  if (vm.count("generate")) config["fsm_args"]["generate_samples"] = vm["generate"].as<int64_t>();
+  TrainRunConfig run = parse_train_config(config);
+  set_num_threads(run.trainer.num_threads);
+  auto backend = make_backend(run.backend);
+  RunData data = make_run_data(run);
+
+  std::shared_ptr<Graph> model = load_model(model_path).graph;
+  StepGraphOptions go;
+  StepGraph sg = build_eval_graph(load_model(model_path).graph, go);
+  CompileOptions co;
+  co.num_threads = run.trainer.num_threads;
+  auto exe = Executable::compile(sg.graph, *backend, co);
+  EvalMetrics em = evaluate_step_graph(*exe, sg, sg.initial, *data.dataset, run.trainer.eval_batch_size,
+                                       run.trainer.max_eval_samples);
+  Json line = Json::Object{};
+  line["eval_loss"] = em.loss;
+  line["eval_accuracy"] = em.accuracy;
+  if (std::isfinite(em.perplexity)) line["eval_perplexity"] = em.perplexity;
+  line["eval_samples"] = em.samples;
+  line["eval_tokens"] = em.tokens;
+  add_codebook_metrics(line, em.codebooks, sg.codebooks, "eval_", false);
+  if (data.fsm) {
+    LanguageModel lm(model, *backend, run.trainer.num_threads);
+    FsmMetrics fm = evaluate_fsm(lm, *data.fsm, run.fsm_generate_samples, run.tokfsm.seq_len, run.tokfsm.eval_seed);
+    add_fsm_metrics(line, fm, run.fsm_generate_samples > 0);
+  }
+  if (vm.count("json")) {
+    std::cout << line.dump() << "\n";
+    return 0;
+  }
+  std::cout << std::fixed << std::setprecision(4) << "model: " << model_path << "\ndata: " << data.dataset->describe()
+            << "\nloss " << em.loss << ", perplexity " << em.perplexity << ", next-token accuracy " << em.accuracy
+            << " (" << em.samples << " sequences, " << em.tokens << " tokens, " << std::setprecision(1) << em.seconds
+            << " s)\n"
+            << std::setprecision(4);
+  for (auto& c : em.codebooks)
+    std::cout << "  " << std::left << std::setw(26) << c.site << " dead codes " << std::setw(7) << c.dead_fraction
+              << " reconstruction MSE " << c.mse << "\n";
+  if (const Json* t = line.find("eval_transition_accuracy"))
+    std::cout << "transition accuracy " << t->as_double() << ", first transition (sampled) "
+              << line.at("eval_first_transition_accuracy").as_double() << "\n";
+  if (const Json* f = line.find("eval_first_transition_accuracy_probs"))
+    std::cout << "first-transition accuracy (next-state probabilities) " << f->as_double() << "\n";
+  std::cout << line.dump() << "\n";
+  return 0;
+}
+
+}  // namespace cb::tools

@@ -1,0 +1,213 @@
+// codebook train [CONFIG.yaml] [group.key=value ...] --output DIR: trains
+// codebooks (and optionally the model) through the runtime (train/trainer.h),
+// logging JSON lines, evaluating and checkpointing as the config says
+// (train/train_config.h); --resume continues a run bit-identically.
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "backends/backend.h"
+#include "frontend/onnx_export.h"
+#include "ir/error.h"
+#include "train/checkpoint.h"
+#include "train/kmeans_init.h"
+#include "train/tokfsm_eval.h"
+#include "train/train_config.h"
+#include "tools/command.h"
+#include "tools/model_io.h"
+#include "tools/options.h"
+#include "tools/train_report.h"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace cb::tools {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string duration_str(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  int64_t t = int64_t(s + 0.5);
+  char buf[32];
+  if (t >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60), (long long)(t % 60));
+  else std::snprintf(buf, sizeof buf, "%lld:%02lld", (long long)(t / 60), (long long)(t % 60));
+  return buf;
+}
+
+// One line on stderr redrawn in place: [#####.....] step/total loss acc tok/s ETA.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
+  void update(int64_t step, int64_t total, double loss, double acc, double tokens_per_s, double eta_s) {
+    if (!enabled_) return;
+    int width = 24, filled = int(double(width) * double(step) / double(std::max<int64_t>(total, 1)));
+    std::string bar(size_t(filled), '#');
+    bar.resize(size_t(width), '.');
+    std::fprintf(stderr, "\r[%s] %lld/%lld loss %.4f acc %.3f %.0f tok/s ETA %s   ", bar.c_str(), (long long)step,
+                 (long long)total, loss, acc, tokens_per_s, duration_str(eta_s).c_str());
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+  // Clears the bar before other output.
+  void clear() {
+    if (enabled_ && drawn_) std::fprintf(stderr, "\r%*s\r", 100, "");
+    drawn_ = false;
+  }
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+};
+
+}  // namespace
+
+int cmd_train(int argc, char** argv) {
+  po::options_description opts(
+      "usage: codebook train [CONFIG.yaml] [group.key=value ...] --output DIR [options]\n\noptions");
+  opts.add_options()("output,o", po::value<std::string>(), "folder for checkpoints, log.jsonl and the final model")(
+      "max-steps", po::value<int64_t>(), "training steps (= training_args.max_steps)")(
+      "stop-at", po::value<int64_t>(), "stop after this step with a checkpoint, as if interrupted (resume later)")(
+      "resume", po::value<std::string>(), "continue from a checkpoint folder, or the latest checkpoint in a folder")(
+      "progress", po::value<std::string>()->default_value("auto"), "progress bar on stderr: auto (when a terminal) | on | off")(
+      "print-config", "print the resolved configuration as JSON and exit");
+  po::variables_map vm;
+  if (!parse_command_line_list(argc, argv, opts, "args", "config file and group.key=value overrides", vm,
+                          "\nTrains the codebooks of a model (TokFSM from scratch by default) and writes\n"
+                          "checkpoints to DIR/checkpoint-<step>/ (model.onnx, state.safetensors,\n"
+                          "trainer_state.json). Built-in defaults: `codebook train --print-config`;\n"
+                          "configs/ has ready-made ones. Docs: docs/training.md.\n"))
+    return 0;
+
+  std::string file;
+  std::vector<std::string> overrides;
+  if (vm.count("args"))
+    for (const std::string& a : vm["args"].as<std::vector<std::string>>()) {
+      if (a.find('=') != std::string::npos) overrides.push_back(a);
+      else {
+        CB_CHECK(file.empty(), "two config files given: " << file << " and " << a);
+        file = a;
+      }
+    }
+  if (vm.count("max-steps")) overrides.push_back("training_args.max_steps=" + std::to_string(vm["max-steps"].as<int64_t>()));
+
+  std::optional<CheckpointInfo> resume;
+  Json config;
+  if (vm.count("resume")) {
+    CB_CHECK(file.empty(), "--resume takes the configuration from the checkpoint; give overrides only");
+    resume = find_checkpoint(vm["resume"].as<std::string>());
+    config = resolve_train_config(resume->trainer_state.at("config"), overrides);
+  } else {
+    config = resolve_train_config(file, overrides);
+  }
+  if (vm.count("print-config")) {
+    std::cout << config.dump(2) << "\n";
+    return 0;
+  }
+  TrainRunConfig run = parse_train_config(config);
+  std::string out_dir = vm.count("output") ? vm["output"].as<std::string>()
+                        : resume ? fs::path(resume->dir).parent_path().string()
+                                 : "";
+  CB_CHECK(!out_dir.empty(), "give the output folder with --output DIR");
+  if (!resume)
+    CB_CHECK(list_checkpoints(out_dir).empty(),
+             out_dir << " already holds checkpoints: continue it with --resume " << out_dir << ", or choose another --output");
+  fs::create_directories(out_dir);
+  set_num_threads(run.trainer.num_threads);
+
+  auto backend = make_backend(run.backend);
+  RunData data = make_run_data(run);
+  ModelFactory factory = make_model_factory(run);
+  if (run.kmeans_init && !resume) {
+    auto t0 = Clock::now();
+    factory = kmeans_initialized_factory(factory, *data.dataset, run, *backend);
+    std::cerr << "k-means initialisation: " << std::fixed << std::setprecision(1)
+              << std::chrono::duration<double>(Clock::now() - t0).count() << " s\n";
+  }
+  Trainer trainer(factory, data.dataset, run.trainer, *backend);
+  Json history = Json(Json::Array{});
+  if (resume) {
+    load_checkpoint(*resume, trainer);
+    if (const Json* h = resume->trainer_state.find("log_history")) history = *h;
+    std::cerr << "resumed from " << resume->dir << " at step " << trainer.step() << "\n";
+  }
+  print_run_header(std::cerr, run, trainer, *data.dataset);
+
+  std::string progress = vm["progress"].as<std::string>();
+  CB_CHECK(progress == "auto" || progress == "on" || progress == "off", "--progress must be auto, on or off");
+  ProgressBar bar(progress == "on" || (progress == "auto" && isatty(2)));
+  std::ofstream log(fs::path(out_dir) / "log.jsonl", std::ios::app);
+  auto emit = [&](const Json& line) {
+    bar.clear();
+    std::cout << line.dump() << "\n" << std::flush;
+    log << line.dump() << "\n" << std::flush;
+    history.as_array().push_back(line);
+  };
+  auto save = [&] {
+    Json state = Json::Object{};
+    state["step"] = trainer.step();
+    state["config"] = config;
+    state["log_history"] = history;
+    std::string dir = save_checkpoint(out_dir, trainer, state, data.fsm.get(), run.save_total_limit);
+    bar.clear();
+    std::cerr << "saved " << dir << "\n";
+  };
+  auto evaluate = [&] {
+    EvalMetrics em = trainer.evaluate();
+    Json line = eval_log_line(em, trainer);
+    if (data.fsm) {
+      auto t0 = Clock::now();
+      LanguageModel lm(trainer.trained_model(), *backend, run.trainer.num_threads);
+      FsmMetrics fm = evaluate_fsm(lm, *data.fsm, run.fsm_generate_samples, run.tokfsm.seq_len,
+                                   run.tokfsm.eval_seed + uint64_t(trainer.step()));
+      add_fsm_metrics(line, fm, run.fsm_generate_samples > 0);
+      line["eval_fsm_seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+    emit(line);
+  };
+
+  int64_t stop = run.max_steps;
+  if (vm.count("stop-at")) stop = std::min(stop, vm["stop-at"].as<int64_t>());
+  LogWindow window;
+  auto t_start = Clock::now();
+  int64_t first_step = trainer.step();
+  while (trainer.step() < stop) {
+    StepMetrics m = trainer.train_step();
+    window.add(m);
+    int64_t s = trainer.step();
+    double elapsed = std::chrono::duration<double>(Clock::now() - t_start).count();
+    double per_step = elapsed / double(s - first_step);
+    if (s % run.logging_steps == 0 || s == 1 || s == run.max_steps) {
+      Json line = train_log_line(s, window, trainer);
+      line["epoch_seconds"] = elapsed;
+      emit(line);
+      window = LogWindow();
+    }
+    if (run.eval_steps > 0 && s % run.eval_steps == 0 && s != run.max_steps) evaluate();
+    if (run.save_steps > 0 && s % run.save_steps == 0 && s != run.max_steps && s != stop) save();
+    bar.update(s, run.max_steps, m.loss, m.accuracy, double(m.tokens) / m.seconds, per_step * double(run.max_steps - s));
+  }
+  bar.clear();
+  if (trainer.step() == run.max_steps) evaluate();
+  save();
+  if (trainer.step() == run.max_steps) {
+    ExportOptions eo;
+    eo.external_data_threshold = 1 << 20;
+    std::string model_path = (fs::path(out_dir) / "model.onnx").string();
+    export_onnx(*trainer.trained_model(), model_path, eo);
+    if (data.fsm) data.fsm->save((fs::path(out_dir) / "fsm.npy").string());
+    std::cerr << "trained model: " << model_path << "\n";
+  } else {
+    std::cerr << "stopped at step " << trainer.step() << " of " << run.max_steps << "; continue with: codebook train --resume "
+              << out_dir << "\n";
+  }
+  return 0;
+}
+
+}  // namespace cb::tools

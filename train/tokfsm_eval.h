@@ -1,0 +1,39 @@
+// The TokFSM metrics of a model (spec §5.4): transitions of sequences the
+// model samples from BOS, and first-transition accuracy from its next-state
+// distribution. The model is run as a plain next-token predictor through the
+// runtime (any compiled model: codebooks and interventions included).
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "backends/backend.h"
+#include "runtime/executable.h"
+#include "train/tokfsm.h"
+
+namespace cb {
+
+class LanguageModel {
+ public:
+  LanguageModel(std::shared_ptr<const Graph> model, const Backend& backend, int num_threads);
+  // Next-token probabilities after each prefix (all of one length).
+  std::vector<std::vector<double>> next_token_probs(const std::vector<std::vector<int64_t>>& prefixes);
+  // `count` sequences of `length` tokens: `prompt`, then tokens sampled at
+  // temperature 1 from the model, one Rng stream per sequence from `seed`.
+  std::vector<std::vector<int64_t>> sample(int64_t count, int64_t length, const std::vector<int64_t>& prompt,
+                                           uint64_t seed);
+  Executable& executable() { return *exe_; }
+
+ private:
+  std::unique_ptr<Executable> exe_;
+  std::shared_ptr<const Graph> graph_;
+};
+
+struct FsmMetrics {
+  TransitionAccuracy sampled;             // eval_transition_accuracy, eval_first_transition_accuracy
+  double first_transition_accuracy = 0;   // the tutorial's metric (from next-state probabilities)
+};
+
+// `samples` sequences of `seq_len` tokens from BOS (none: sampled left zero).
+FsmMetrics evaluate_fsm(LanguageModel& lm, const Fsm& fsm, int64_t samples, int64_t seq_len, uint64_t seed);
+
+}  // namespace cb

@@ -1,0 +1,346 @@
+#include "train/train_config.h"
+
+#include <filesystem>
+
+#include "frontend/bpe_tokenizer.h"
+#include "frontend/hf_import.h"
+#include "frontend/onnx_import.h"
+#include "ir/codebook.h"
+#include "ir/error.h"
+#include "passes/codebook_sites.h"
+#include "train/yaml.h"
+
+namespace cb {
+namespace {
+
+// fsm_main.yaml's recipe (spec §5.4) with the original's key names. Keys
+// that are new here are marked (new).
+const char* kDefaults = R"(# codebook train: built-in defaults (the original's fsm_main.yaml recipe)
+model_args:
+  model_name_or_path: null   # ONNX file or Hugging Face folder; null: build model_config_args from scratch
+  seed: 0                    # (new) random init of a model built from scratch
+model_config_args:           # Hugging Face config.json of the model built from scratch (TokFSM: GPT-NeoX 4 x 128)
+  model_type: gpt_neox
+  vocab_size: 11
+  hidden_size: 128
+  intermediate_size: 512
+  num_hidden_layers: 4
+  num_attention_heads: 4
+  max_position_embeddings: 128
+  rotary_pct: 0.25
+  rotary_emb_base: 10000
+  use_parallel_residual: true
+  hidden_act: gelu
+  tie_word_embeddings: false
+  bos_token_id: 10
+  eos_token_id: 10
+apply_codebook: true
+codebook_args:
+  codebook_at: [attn_preproj, mlp]
+  codebook_type: [group, vanilla]  # group: num_codebooks members per site (-1: one per head); vanilla: one
+  num_codebooks: [-1, 1]
+  k_codebook: [1, 1]
+  num_codes: 1000                  # one value, or one per placement
+  layers_to_snap: all              # all, or a list of layer indices (negative from the end)
+  similarity_metric: inner_product # inner_product | euclidean
+  loss: aeloss                     # base | aeloss | fullaeloss[-beta] | vqvae[-beta]
+  kmeans_init: false               # initialise codes by mini-batch k-means on the model's own activations
+  kmeans_init_examples: 1000
+  replace_after_steps: 0           # dead-code replacement every N training steps (0: never)
+  replace_rho: 1.0e-4              # relative noise of replaced codes
+  seed: 0                          # (new) N(0,1) code initialisation
+dataset_args:
+  kind: tokfsm                     # (new) tokfsm | text
+  seq_len: 128                     # tokens per block (text: block_size)
+  train_files: []                  # text: .txt files (one document each) or .jsonl (one per line)
+  text_field: text
+  tokenizer: null                  # text: folder with vocab.json + merges.txt, or tokenizer.json
+  validation_split_percentage: 5
+  seed: 42                         # text: epoch shuffles; tokfsm: training samples
+fsm_args:                          # the TokFSM of spec §5.4
+  num_states: 100
+  num_edges: 10
+  representation_base: 10
+  seed: 42
+  fsm_path: null                   # a saved fsm.npy instead of the random FSM
+  eval_seed: 1                     # (new) the fixed evaluation samples
+  max_eval_samples: 2048
+  generate_samples: 100            # sequences sampled from BOS for eval_transition_accuracy
+training_args:
+  per_device_train_batch_size: 512
+  per_device_eval_batch_size: 512
+  learning_rate: 1.0e-3
+  lr_scheduler_type: constant      # constant | linear | cosine (after linear warm-up)
+  warmup_steps: 0
+  max_steps: 20000
+  logging_steps: 500
+  eval_steps: 500
+  save_steps: 500
+  save_total_limit: 2
+  max_eval_samples: -1             # -1: the whole evaluation set
+  optim: adamw                     # adamw | sgd
+  adam_beta1: 0.9
+  adam_beta2: 0.999
+  adam_epsilon: 1.0e-8
+  sgd_momentum: 0.0
+  weight_decay: 0.0                # model parameters
+  max_grad_norm: 1.0
+  train_model_params: true
+  model_lr_factor: 1.0
+  codebook_weight_decay: 0.0       # AdamW decay of the codebook group (applies, unlike the original's, D8)
+  compat_original: false           # reproduce the original's parameter collection (D2, D3, D8)
+  seed: 42                         # dead-code replacement draws
+runtime:
+  threads: 2
+  backend: cpu
+)";
+
+const Json& at(const Json& j, const std::string& group, const std::string& key) {
+  const Json* g = j.find(group);
+  CB_CHECK(g && g->is_object(), "config: missing group '" << group << "'");
+  const Json* v = g->find(key);
+  CB_CHECK(v, "config: missing key '" << group << "." << key << "'");
+  return *v;
+}
+
+template <typename F>
+auto read(const Json& j, const std::string& group, const std::string& key, F f) {
+  try {
+    return f(at(j, group, key));
+  } catch (const Error& e) {
+    throw Error("config key '" + group + "." + key + "': " + e.what());
+  }
+}
+
+int64_t get_int(const Json& j, const std::string& g, const std::string& k) {
+  return read(j, g, k, [](const Json& v) { return v.as_int(); });
+}
+double get_double(const Json& j, const std::string& g, const std::string& k) {
+  return read(j, g, k, [](const Json& v) { return v.as_double(); });
+}
+bool get_bool(const Json& j, const std::string& g, const std::string& k) {
+  return read(j, g, k, [](const Json& v) { return v.as_bool(); });
+}
+std::string get_string(const Json& j, const std::string& g, const std::string& k) {
+  return read(j, g, k, [](const Json& v) { return v.is_null() ? std::string() : v.as_string(); });
+}
+int64_t positive(int64_t v, const std::string& key) {
+  CB_CHECK(v > 0, "config key '" << key << "' must be positive, not " << v);
+  return v;
+}
+
+// One value or a list with one value per placement.
+std::vector<Json> per_placement(const Json& v, size_t n, const std::string& key) {
+  if (!v.is_array()) return std::vector<Json>(n, v);
+  CB_CHECK(v.size() == n, "config key '" << key << "' has " << v.size() << " values for " << n << " placements");
+  return v.as_array();
+}
+
+// Checks that every key of `user` exists in `defaults` (objects recursively;
+// model_config_args is free-form).
+void check_known_keys(const Json& user, const Json& defaults, const std::string& path) {
+  if (!user.is_object()) return;
+  for (auto& [k, v] : user.as_object()) {
+    std::string p = path.empty() ? k : path + "." + k;
+    const Json* d = defaults.find(k);
+    CB_CHECK(d, "config: unknown key '" << p << "'");
+    if (p == "model_config_args") continue;
+    if (d->is_object()) {
+      CB_CHECK(v.is_object(), "config: '" << p << "' must be a mapping");
+      check_known_keys(v, *d, p);
+    }
+  }
+}
+
+void merge_into(Json& base, const Json& over) {
+  for (auto& [k, v] : over.as_object()) {
+    Json& b = base[k];
+    if (b.is_object() && v.is_object() && k != "model_config_args") merge_into(b, v);
+    else b = v;
+  }
+}
+
+}  // namespace
+
+const std::string& train_config_defaults_yaml() {
+  static const std::string s = kDefaults;
+  return s;
+}
+
+Json train_config_defaults() { return parse_yaml(kDefaults, "built-in defaults"); }
+
+Json resolve_train_config(const Json& base, const std::vector<std::string>& overrides) {
+  Json over = Json(Json::Object{});
+  for (const std::string& o : overrides) apply_override(over, o);
+  Json defaults = train_config_defaults();
+  check_known_keys(over, defaults, "");
+  Json out = base;
+  merge_into(out, over);
+  return out;
+}
+
+Json resolve_train_config(const std::string& file, const std::vector<std::string>& overrides) {
+  Json out = train_config_defaults();
+  if (!file.empty()) {
+    Json user = read_yaml_file(file);
+    CB_CHECK(user.is_object() || user.is_null(), file << ": a training config must be a mapping");
+    if (user.is_object()) {
+      check_known_keys(user, out, "");
+      merge_into(out, user);
+    }
+  }
+  return resolve_train_config(out, overrides);
+}
+
+TrainRunConfig parse_train_config(const Json& j) {
+  TrainRunConfig r;
+  r.config = j;
+  r.model_path = get_string(j, "model_args", "model_name_or_path");
+  r.model_seed = uint64_t(get_int(j, "model_args", "seed"));
+  r.model_config = *j.find("model_config_args");
+  r.apply_codebook = j.at("apply_codebook").as_bool();
+
+  // Codebooks.
+  const Json& at_list = at(j, "codebook_args", "codebook_at");
+  std::vector<Json> places = at_list.is_array() ? at_list.as_array() : std::vector<Json>{at_list};
+  size_t n = places.size();
+  auto types = per_placement(at(j, "codebook_args", "codebook_type"), n, "codebook_args.codebook_type");
+  auto groups = per_placement(at(j, "codebook_args", "num_codebooks"), n, "codebook_args.num_codebooks");
+  auto ks = per_placement(at(j, "codebook_args", "k_codebook"), n, "codebook_args.k_codebook");
+  auto codes = per_placement(at(j, "codebook_args", "num_codes"), n, "codebook_args.num_codes");
+  for (size_t i = 0; i < n; ++i) {
+    PlacementConfig pc;
+    try {
+      pc.placement = parse_placement(places[i].as_string());
+      std::string type = types[i].as_string();
+      CB_CHECK(type == "group" || type == "vanilla", "codebook_type must be group or vanilla, not '" << type << "'");
+      int64_t g = groups[i].as_int();
+      pc.groups = type == "vanilla" ? 1 : g == -1 ? kGroupsPerHead : g;
+      CB_CHECK(pc.groups == kGroupsPerHead || pc.groups >= 1, "num_codebooks must be -1 or at least 1");
+      pc.k = positive(ks[i].as_int(), "codebook_args.k_codebook");
+      pc.num_codes = positive(codes[i].as_int(), "codebook_args.num_codes");
+    } catch (const Error& e) {
+      throw Error("config codebook_args, placement " + std::to_string(i) + ": " + e.what());
+    }
+    r.codebooks.placements.push_back(pc);
+  }
+  const Json& layers = at(j, "codebook_args", "layers_to_snap");
+  if (layers.is_array()) {
+    for (auto& l : layers.as_array()) r.codebooks.layers.push_back(l.as_int());
+  } else {
+    CB_CHECK(layers.is_string() && layers.as_string() == "all",
+             "config key 'codebook_args.layers_to_snap' must be 'all' or a list of layers");
+  }
+  r.codebooks.metric = parse_metric(get_string(j, "codebook_args", "similarity_metric"));
+  r.codebooks.seed = uint64_t(get_int(j, "codebook_args", "seed"));
+  r.codebook_loss = get_string(j, "codebook_args", "loss");
+  r.kmeans_init = get_bool(j, "codebook_args", "kmeans_init");
+  r.kmeans_init_examples = positive(get_int(j, "codebook_args", "kmeans_init_examples"), "codebook_args.kmeans_init_examples");
+  r.trainer.replace_after_steps = get_int(j, "codebook_args", "replace_after_steps");
+  r.trainer.replace_rho = float(get_double(j, "codebook_args", "replace_rho"));
+
+  // Data.
+  std::string kind = get_string(j, "dataset_args", "kind");
+  CB_CHECK(kind == "tokfsm" || kind == "text", "config key 'dataset_args.kind' must be tokfsm or text, not '" << kind << "'");
+  r.dataset = kind == "tokfsm" ? DatasetKind::tokfsm : DatasetKind::text;
+  int64_t seq = positive(get_int(j, "dataset_args", "seq_len"), "dataset_args.seq_len");
+  r.fsm.num_states = positive(get_int(j, "fsm_args", "num_states"), "fsm_args.num_states");
+  r.fsm.num_edges = positive(get_int(j, "fsm_args", "num_edges"), "fsm_args.num_edges");
+  r.fsm.base = get_int(j, "fsm_args", "representation_base");
+  r.fsm.seed = uint64_t(get_int(j, "fsm_args", "seed"));
+  r.fsm_path = get_string(j, "fsm_args", "fsm_path");
+  r.tokfsm.seq_len = seq;
+  r.tokfsm.seed = uint64_t(get_int(j, "dataset_args", "seed"));
+  r.tokfsm.eval_seed = uint64_t(get_int(j, "fsm_args", "eval_seed"));
+  r.tokfsm.eval_samples = positive(get_int(j, "fsm_args", "max_eval_samples"), "fsm_args.max_eval_samples");
+  r.fsm_generate_samples = get_int(j, "fsm_args", "generate_samples");
+  r.text.block_size = seq;
+  for (auto& f : at(j, "dataset_args", "train_files").as_array()) r.text.files.push_back(f.as_string());
+  r.text.text_field = get_string(j, "dataset_args", "text_field");
+  r.text.validation_percent = get_double(j, "dataset_args", "validation_split_percentage");
+  r.text.seed = uint64_t(get_int(j, "dataset_args", "seed"));
+  r.tokenizer_dir = get_string(j, "dataset_args", "tokenizer");
+  if (r.dataset == DatasetKind::text) {
+    CB_CHECK(!r.text.files.empty(), "config: dataset_args.kind is text but dataset_args.train_files is empty");
+    CB_CHECK(!r.tokenizer_dir.empty(), "config: dataset_args.kind is text but dataset_args.tokenizer is not set");
+  }
+
+  // Training.
+  TrainerOptions& t = r.trainer;
+  t.batch_size = positive(get_int(j, "training_args", "per_device_train_batch_size"), "training_args.per_device_train_batch_size");
+  t.eval_batch_size = positive(get_int(j, "training_args", "per_device_eval_batch_size"), "training_args.per_device_eval_batch_size");
+  t.max_eval_samples = get_int(j, "training_args", "max_eval_samples");
+  t.schedule.base_lr = float(get_double(j, "training_args", "learning_rate"));
+  t.schedule.kind = parse_schedule(get_string(j, "training_args", "lr_scheduler_type"));
+  t.schedule.warmup_steps = get_int(j, "training_args", "warmup_steps");
+  r.max_steps = positive(get_int(j, "training_args", "max_steps"), "training_args.max_steps");
+  t.schedule.total_steps = r.max_steps;
+  r.logging_steps = positive(get_int(j, "training_args", "logging_steps"), "training_args.logging_steps");
+  r.eval_steps = get_int(j, "training_args", "eval_steps");
+  r.save_steps = get_int(j, "training_args", "save_steps");
+  r.save_total_limit = get_int(j, "training_args", "save_total_limit");
+  std::string optim = get_string(j, "training_args", "optim");
+  CB_CHECK(optim == "adamw" || optim == "adamw_torch" || optim == "sgd",
+           "config key 'training_args.optim' must be adamw or sgd, not '" << optim << "'");
+  OptimizerConfig& o = t.graph.optimizer;
+  o.kind = optim == "sgd" ? OptimizerKind::sgd : OptimizerKind::adamw;
+  o.beta1 = float(get_double(j, "training_args", "adam_beta1"));
+  o.beta2 = float(get_double(j, "training_args", "adam_beta2"));
+  o.eps = float(get_double(j, "training_args", "adam_epsilon"));
+  o.momentum = float(get_double(j, "training_args", "sgd_momentum"));
+  o.max_grad_norm = float(get_double(j, "training_args", "max_grad_norm"));
+  t.graph.model_weight_decay = float(get_double(j, "training_args", "weight_decay"));
+  t.graph.train_model = get_bool(j, "training_args", "train_model_params");
+  t.graph.model_lr_factor = float(get_double(j, "training_args", "model_lr_factor"));
+  t.graph.codebook_weight_decay = float(get_double(j, "training_args", "codebook_weight_decay"));
+  t.graph.compat_original = get_bool(j, "training_args", "compat_original");
+  t.seed = uint64_t(get_int(j, "training_args", "seed"));
+  t.num_threads = int(positive(get_int(j, "runtime", "threads"), "runtime.threads"));
+  r.backend = get_string(j, "runtime", "backend");
+  return r;
+}
+
+ModelFactory make_model_factory(const TrainRunConfig& run) {
+  std::shared_ptr<HfConfig> hf;
+  if (run.model_path.empty()) hf = std::make_shared<HfConfig>(hf_config_from_json(run.model_config, "model_config_args"));
+  return [run, hf]() -> std::shared_ptr<Graph> {
+    std::shared_ptr<Graph> g;
+    if (hf) {
+      g = build_hf_random(*hf, run.model_seed);
+    } else {
+      std::error_code ec;
+      bool hf_dir = std::filesystem::is_directory(run.model_path, ec) &&
+                    std::filesystem::exists(std::filesystem::path(run.model_path) / "config.json", ec);
+      g = hf_dir ? import_hf(run.model_path) : import_onnx(run.model_path);
+    }
+    if (run.apply_codebook) {
+      insert_codebooks(*g, run.codebooks);
+      for (auto& n : g->nodes())
+        if (n->domain == kCodebookDomain && n->op_type == kCodebookOp) n->attrs["loss"] = run.codebook_loss;
+    }
+    return g;
+  };
+}
+
+RunData make_run_data(const TrainRunConfig& run) {
+  RunData d;
+  if (run.dataset == DatasetKind::tokfsm) {
+    auto fsm = std::make_shared<Fsm>(run.fsm_path.empty() ? Fsm::random(run.fsm) : Fsm::load(run.fsm_path, run.fsm.base));
+    d.fsm = fsm;
+    d.dataset = std::make_shared<TokFsmDataset>(fsm, run.tokfsm);
+  } else {
+    auto tok = std::make_shared<BpeTokenizer>(BpeTokenizer::load(run.tokenizer_dir));
+    PackedTextDataset::Config c = run.text;
+    auto eos = tok->token_to_id("<|endoftext|>");
+    CB_CHECK(eos, "tokenizer " << run.tokenizer_dir << " has no <|endoftext|> token to put between documents");
+    c.eos_id = int64_t(*eos);
+    d.dataset = std::make_shared<PackedTextDataset>(c, [tok](const std::string& text) {
+      std::vector<int64_t> ids;
+      for (auto id : tok->encode(text)) ids.push_back(int64_t(id));
+      return ids;
+    });
+  }
+  return d;
+}
+
+}  // namespace cb

@@ -1,0 +1,72 @@
+// A training run's configuration: YAML whose groups and keys mirror the
+// original library's Hydra configs (main.yaml, fsm_main.yaml; spec §5.1,
+// §5.4), overridable as `group.key=value`. The built-in defaults
+// (train_config_defaults()) are fsm_main.yaml's TokFSM recipe; a config file
+// only lists what differs. Unknown keys are errors (a typo never silently
+// falls back to a default), except inside model_config_args, which is a
+// Hugging Face config.json passed through.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "frontend/json.h"
+#include "passes/insert_codebooks.h"
+#include "train/dataset.h"
+#include "train/trainer.h"
+
+namespace cb {
+
+// The defaults, as YAML text (documented key by key).
+const std::string& train_config_defaults_yaml();
+Json train_config_defaults();
+
+// defaults <- file (if any) <- overrides ("a.b=v"); unknown keys rejected.
+Json resolve_train_config(const std::string& file, const std::vector<std::string>& overrides);
+// The same on an already resolved config (a checkpoint's), with extra overrides.
+Json resolve_train_config(const Json& base, const std::vector<std::string>& overrides);
+
+enum class DatasetKind { tokfsm, text };
+
+struct TrainRunConfig {
+  Json config;  // the resolved configuration
+
+  // The model: an ONNX file / Hugging Face folder, or model_config_args built
+  // with random init (seeded).
+  std::string model_path;
+  Json model_config;
+  uint64_t model_seed = 0;
+  bool apply_codebook = true;
+  CodebookConfig codebooks;
+  std::string codebook_loss = "aeloss";
+  bool kmeans_init = false;
+  int64_t kmeans_init_examples = 1000;
+
+  DatasetKind dataset = DatasetKind::tokfsm;
+  Fsm::Config fsm;
+  std::string fsm_path;
+  TokFsmDataset::Config tokfsm;
+  int64_t fsm_generate_samples = 100;
+  PackedTextDataset::Config text;
+  std::string tokenizer_dir;
+
+  TrainerOptions trainer;
+  int64_t max_steps = 0, logging_steps = 0, eval_steps = 0, save_steps = 0, save_total_limit = 0;
+  std::string backend = "cpu";
+};
+
+// Reads a resolved config; throws cb::Error naming the key of a bad value.
+TrainRunConfig parse_train_config(const Json& resolved);
+
+// Fresh copies of the model with its codebooks (the same every call).
+ModelFactory make_model_factory(const TrainRunConfig& run);
+
+// The dataset, and for TokFSM the FSM it samples.
+struct RunData {
+  std::shared_ptr<const TokenDataset> dataset;
+  std::shared_ptr<const Fsm> fsm;  // null for text
+};
+RunData make_run_data(const TrainRunConfig& run);
+
+}  // namespace cb

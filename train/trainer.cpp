@@ -1,0 +1,266 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "ir/error.h"
+#include "ir/rng.h"
+#include "train/parameters.h"
+
+namespace cb {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string usage_log_key(const std::string& site) { return "usage.log/" + site; }
+std::string usage_replace_key(const std::string& site) { return "usage.replace/" + site; }
+std::string mse_sum_key(const std::string& site) { return "stats.mse_sum/" + site; }
+std::string replaced_key(const std::string& site) { return "stats.replaced/" + site; }
+constexpr const char* kWindowStepsKey = "stats.window_steps";
+
+Tensor f64_scalar(double v) { return Tensor::scalar<double>(v); }
+
+double scalar_of(const Tensor& t) { return t.get_double(0); }
+
+// Per (member, code): how many of `ids` [.., G, k] selected it.
+void add_counts(const Tensor& ids, Tensor& counts) {
+  int64_t G = counts.dim(0), K = counts.dim(1);
+  CB_CHECK(ids.rank() == 4 && ids.dim(2) == G, "codebook ids " << dims_str(ids.dims()) << " do not match " << G
+                                                               << " members");
+  int64_t k = ids.dim(3), tokens = ids.dim(0) * ids.dim(1);
+  const int64_t* id = ids.data<int64_t>();
+  int64_t* c = counts.data<int64_t>();
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t j = 0; j < k; ++j) {
+        int64_t code = id[(t * G + g) * k + j];
+        if (code >= 0 && code < K) ++c[g * K + code];
+      }
+}
+
+}  // namespace
+
+Trainer::Trainer(ModelFactory model, std::shared_ptr<const TokenDataset> data, const TrainerOptions& opts,
+                 const Backend& backend)
+    : model_(std::move(model)), data_(std::move(data)), opts_(opts) {
+  CB_CHECK(opts_.batch_size > 0 && opts_.eval_batch_size > 0, "batch sizes must be positive");
+  StepGraphOptions go = opts_.graph;
+  go.codebook_inputs = opts_.replace_after_steps > 0;
+  train_ = build_train_graph(model_(), go);
+  go.codebook_inputs = false;
+  eval_ = build_eval_graph(model_(), go);
+  CompileOptions co;
+  co.num_threads = opts_.num_threads;
+  co.profile = opts_.profile;
+  train_exe_ = Executable::compile(train_.graph, backend, co);
+  eval_exe_ = Executable::compile(eval_.graph, backend, co);
+  std::vector<std::string> outs = train_exe_->output_names();
+  for (size_t i = 0; i < outs.size(); ++i) train_output_index_[outs[i]] = int(i);
+
+  // The initial state: parameters copied (the model's may be read-only
+  // mappings), zero optimizer states and counters.
+  for (auto& [name, t] : train_.initial) state_[name] = t.clone();
+  for (auto& c : train_.codebooks) {
+    state_[usage_log_key(c.site)] = Tensor::zeros(DType::i64, {c.groups, c.num_codes});
+    state_[usage_replace_key(c.site)] = Tensor::zeros(DType::i64, {c.groups, c.num_codes});
+    state_[mse_sum_key(c.site)] = f64_scalar(0);
+    state_[replaced_key(c.site)] = Tensor::scalar<int64_t>(0);
+  }
+  state_[kWindowStepsKey] = Tensor::scalar<int64_t>(0);
+}
+
+int64_t Trainer::num_trained_parameters() const {
+  int64_t n = 0;
+  for (auto& p : train_.parameters) n += state_.at(p).numel();
+  return n;
+}
+
+std::map<std::string, Tensor> Trainer::feeds(const StepGraph& g, const Tensor& input_ids) const {
+  std::map<std::string, Tensor> in = causal_lm_feeds(g.data_inputs, input_ids);
+  for (const std::string& p : g.parameters) in[p] = state_.at(p);
+  return in;
+}
+
+StepMetrics Trainer::train_step() {
+  auto t0 = Clock::now();
+  Tensor ids = data_->train_batch(step_, opts_.batch_size);
+  std::map<std::string, Tensor> in = feeds(train_, ids);
+  for (auto& [input, output] : train_.updates) in[input] = state_.at(input);
+  float lr = opts_.schedule.at(step_);
+  in[kStepInput] = Tensor::scalar<float>(float(step_ + 1));
+  in[kLearningRateInput] = Tensor::scalar<float>(lr);
+  std::vector<Tensor> out = train_exe_->run(in);
+  auto at = [&](const std::string& name) -> const Tensor& { return out.at(size_t(train_output_index_.at(name))); };
+
+  ++step_;
+  for (auto& [input, output] : train_.updates) state_[input] = at(output);
+  for (auto& c : train_.codebooks) {
+    add_counts(at(c.ids), state_[usage_log_key(c.site)]);
+    add_counts(at(c.ids), state_[usage_replace_key(c.site)]);
+    state_[mse_sum_key(c.site)] = f64_scalar(scalar_of(state_[mse_sum_key(c.site)]) + scalar_of(at(c.mse)));
+  }
+  state_[kWindowStepsKey] = Tensor::scalar<int64_t>(state_[kWindowStepsKey].get_int(0) + 1);
+  if (opts_.replace_after_steps > 0 && step_ % opts_.replace_after_steps == 0) replace_dead_codes(out);
+
+  StepMetrics m;
+  m.loss = scalar_of(at(kLossOutput));
+  m.accuracy = scalar_of(at(kAccuracyOutput));
+  m.grad_norm = scalar_of(at(kGradNormOutput));
+  m.learning_rate = lr;
+  m.tokens = ids.numel();
+  m.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return m;
+}
+
+void Trainer::replace_dead_codes(const std::vector<Tensor>& outputs) {
+  for (size_t ci = 0; ci < train_.codebooks.size(); ++ci) {
+    const CodebookOutputs& c = train_.codebooks[ci];
+    const Tensor& u = outputs.at(size_t(train_output_index_.at(c.input)));  // [B, T, G, d]
+    Tensor& counts = state_[usage_replace_key(c.site)];
+    Tensor& codes = state_[c.codes];  // [G, K, d], an output of the last step: ours to write
+    int64_t G = c.groups, K = c.num_codes, d = codes.dim(2), N = u.numel() / (G * d);
+    int64_t replaced = 0;
+    for (int64_t g = 0; g < G; ++g) {
+      std::vector<int64_t> dead;
+      for (int64_t code = 0; code < K; ++code)
+        if (counts.data<int64_t>()[g * K + code] == 0) dead.push_back(code);
+      if (dead.empty()) continue;
+      Rng rng = Rng::derive(opts_.seed, uint64_t(step_), uint64_t(ci) * 65536 + uint64_t(g));
+      std::vector<int64_t> rows(static_cast<size_t>(N));
+      std::iota(rows.begin(), rows.end(), 0);
+      rng.shuffle(rows);
+      std::vector<float> noise(static_cast<size_t>(d));
+      for (size_t i = 0; i < dead.size(); ++i) {
+        const float* row = u.data<float>() + (rows[i % size_t(N)] * G + g) * d;
+        float* dst = codes.data<float>() + (g * K + dead[i]) * d;
+        double norm = 0;
+        for (int64_t j = 0; j < d; ++j) norm += double(row[j]) * row[j];
+        float scale = float(opts_.replace_rho * std::sqrt(norm));
+        rng.fill_normal(noise.data(), d);
+        for (int64_t j = 0; j < d; ++j) dst[j] = row[j] + scale * noise[size_t(j)];
+        // Fresh codes restart their optimizer moments.
+        for (const char* suffix : {".adam_m", ".adam_v", ".momentum"}) {
+          auto it = state_.find(c.codes + suffix);
+          if (it != state_.end()) std::fill_n(it->second.data<float>() + (g * K + dead[i]) * d, d, 0.f);
+        }
+      }
+      replaced += int64_t(dead.size());
+    }
+    std::fill_n(counts.data<int64_t>(), counts.numel(), 0);
+    state_[replaced_key(c.site)] = Tensor::scalar<int64_t>(state_[replaced_key(c.site)].get_int(0) + replaced);
+  }
+}
+
+std::vector<CodebookStats> Trainer::take_codebook_stats() {
+  std::vector<CodebookStats> out;
+  int64_t steps = state_[kWindowStepsKey].get_int(0);
+  for (auto& c : train_.codebooks) {
+    CodebookStats s;
+    s.site = c.site;
+    Tensor& counts = state_[usage_log_key(c.site)];
+    int64_t dead = 0;
+    for (int64_t i = 0; i < counts.numel(); ++i) dead += counts.data<int64_t>()[i] == 0;
+    s.dead_fraction = double(dead) / double(counts.numel());
+    s.mse = steps > 0 ? scalar_of(state_[mse_sum_key(c.site)]) / double(steps) : 0.0;
+    const Tensor& codes = state_.at(c.codes);
+    int64_t rows = codes.dim(0) * codes.dim(1), d = codes.dim(2);
+    double sum = 0, mx = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      double n2 = 0;
+      for (int64_t j = 0; j < d; ++j) n2 += double(codes.data<float>()[r * d + j]) * codes.data<float>()[r * d + j];
+      sum += std::sqrt(n2);
+      mx = std::max(mx, std::sqrt(n2));
+    }
+    s.mean_code_norm = sum / double(rows);
+    s.max_code_norm = mx;
+    s.replaced = state_[replaced_key(c.site)].get_int(0);
+    std::fill_n(counts.data<int64_t>(), counts.numel(), 0);
+    state_[mse_sum_key(c.site)] = f64_scalar(0);
+    state_[replaced_key(c.site)] = Tensor::scalar<int64_t>(0);
+    out.push_back(s);
+  }
+  state_[kWindowStepsKey] = Tensor::scalar<int64_t>(0);
+  return out;
+}
+
+EvalMetrics evaluate_step_graph(Executable& exe, const StepGraph& graph, const std::map<std::string, Tensor>& params,
+                                const TokenDataset& data, int64_t batch_size, int64_t max_samples) {
+  auto t0 = Clock::now();
+  EvalMetrics m;
+  int64_t n = data.eval_size();
+  if (max_samples >= 0) n = std::min(n, max_samples);
+  CB_CHECK(n > 0, "the dataset has no evaluation samples");
+  std::vector<std::string> outs = exe.output_names();
+  auto idx = [&](const std::string& name) {
+    for (size_t i = 0; i < outs.size(); ++i)
+      if (outs[i] == name) return i;
+    throw Error("eval graph has no output " + name);
+  };
+  std::vector<Tensor> counts;
+  for (auto& c : graph.codebooks) counts.push_back(Tensor::zeros(DType::i64, {c.groups, c.num_codes}));
+  std::vector<double> mse(graph.codebooks.size(), 0.0);
+  double loss_sum = 0, acc_sum = 0;
+  int64_t predictions = 0;
+  for (int64_t first = 0; first < n; first += batch_size) {
+    int64_t count = std::min(batch_size, n - first);
+    Tensor ids = data.eval_batch(first, count);
+    std::map<std::string, Tensor> in = causal_lm_feeds(graph.data_inputs, ids);
+    for (const std::string& p : graph.parameters) in[p] = params.at(p);
+    std::vector<Tensor> out = exe.run(in);
+    // Token-weighted means over the batches (the loss is a mean over B*(T-1)).
+    int64_t preds = count * (ids.dim(1) - 1);
+    loss_sum += scalar_of(out[idx(kLossOutput)]) * double(preds);
+    acc_sum += scalar_of(out[idx(kAccuracyOutput)]) * double(preds);
+    predictions += preds;
+    m.tokens += ids.numel();
+    for (size_t i = 0; i < graph.codebooks.size(); ++i) {
+      add_counts(out[idx(graph.codebooks[i].ids)], counts[i]);
+      mse[i] += scalar_of(out[idx(graph.codebooks[i].mse)]) * double(count);
+    }
+  }
+  m.samples = n;
+  m.loss = loss_sum / double(predictions);
+  m.accuracy = acc_sum / double(predictions);
+  m.perplexity = m.loss > 700 ? INFINITY : std::exp(m.loss);
+  for (size_t i = 0; i < graph.codebooks.size(); ++i) {
+    CodebookStats s;
+    s.site = graph.codebooks[i].site;
+    int64_t dead = 0;
+    for (int64_t j = 0; j < counts[i].numel(); ++j) dead += counts[i].data<int64_t>()[j] == 0;
+    s.dead_fraction = double(dead) / double(counts[i].numel());
+    s.mse = mse[i] / double(n);
+    m.codebooks.push_back(s);
+  }
+  m.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return m;
+}
+
+EvalMetrics Trainer::evaluate() {
+  return evaluate_step_graph(*eval_exe_, eval_, state_, *data_, opts_.eval_batch_size, opts_.max_eval_samples);
+}
+
+void Trainer::load_state(const std::map<std::string, Tensor>& state, int64_t step) {
+  for (auto& [name, t] : state_) {
+    auto it = state.find(name);
+    CB_CHECK(it != state.end(), "the saved state has no tensor '" << name << "'");
+    CB_CHECK(it->second.dtype() == t.dtype() && it->second.dims() == t.dims(),
+             "saved tensor '" << name << "' is " << dtype_name(it->second.dtype()) << dims_str(it->second.dims())
+                              << ", the run expects " << dtype_name(t.dtype()) << dims_str(t.dims()));
+  }
+  for (auto& [name, t] : state) {
+    CB_CHECK(state_.count(name), "the saved state has a tensor '" << name << "' this run does not use");
+    state_[name] = t.clone();
+  }
+  step_ = step;
+}
+
+std::shared_ptr<Graph> Trainer::trained_model() const {
+  std::shared_ptr<Graph> g = model_();
+  std::map<std::string, Tensor> params;
+  for (auto& p : train_.parameters) params[p] = state_.at(p);
+  assign_constants(*g, params);
+  return g;
+}
+
+}  // namespace cb

@@ -1,0 +1,128 @@
+// The training state and one optimizer step at a time.
+//
+// The trainer compiles two step graphs (train/training_graph.h) from fresh
+// copies of the model (ModelFactory), and holds everything a step changes:
+// the trained parameters, the optimizer states and the codebook usage
+// counts, by name. A train step feeds the batch of that step
+// (TokenDataset::train_batch, a pure function of the step), the parameters,
+// states, step number and scheduled learning rate; takes back the updated
+// tensors; counts which codes fired; and, every `replace_after_steps` steps,
+// replaces dead codes. Every piece of state is a tensor in state(), and all
+// randomness is drawn from (seed, step), so saving state() and the step and
+// loading them later continues bit-identically (same threads and backend).
+//
+// Code usage (spec §1.7/§1.8 with D11–D13 fixed): per codebook member and
+// code, the number of tokens that selected it, counted over training steps
+// only, on the host from the ids output (B*T*G*k integers per step). Two
+// windows are kept: since the last log (dead-code fraction in the logs) and
+// since the last replacement. Replacement (when replace_after_steps R > 0):
+// after every R-th step, each member's codes unused in the last R steps get
+// rows of this step's LayerNorm-ed inputs (randomly permuted, tiled when
+// there are fewer rows than dead codes) plus relative noise rho * |row| * N(0,
+// I), and their AdamW moments restart from zero.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "frontend/json.h"
+#include "runtime/executable.h"
+#include "train/dataset.h"
+#include "train/optimizer.h"
+#include "train/training_graph.h"
+
+namespace cb {
+
+struct TrainerOptions {
+  StepGraphOptions graph;
+  Schedule schedule;
+  int64_t batch_size = 8;
+  int64_t eval_batch_size = 8;
+  int64_t max_eval_samples = -1;   // -1: the whole eval set
+  int64_t replace_after_steps = 0; // 0: no dead-code replacement
+  float replace_rho = 1e-4f;
+  uint64_t seed = 0;               // replacement draws
+  int num_threads = 1;
+  bool profile = false;            // per-op-type times in train_profile()
+};
+
+// A fresh copy of the model being trained (compiled with its codebooks).
+using ModelFactory = std::function<std::shared_ptr<Graph>()>;
+
+struct CodebookStats {
+  std::string site;
+  double dead_fraction = 0;   // codes unused since the last log / all codes
+  double mse = 0;             // mean over the steps since the last log
+  double mean_code_norm = 0, max_code_norm = 0;
+  int64_t replaced = 0;       // codes replaced since the last log
+};
+
+struct StepMetrics {
+  double loss = 0, accuracy = 0, grad_norm = 0, learning_rate = 0;
+  double seconds = 0;
+  int64_t tokens = 0;
+};
+
+struct EvalMetrics {
+  double loss = 0, accuracy = 0, perplexity = 0;
+  int64_t tokens = 0, samples = 0;
+  std::vector<CodebookStats> codebooks;  // dead fraction and mse over the eval set
+  double seconds = 0;
+};
+
+// Loss, accuracy, perplexity and codebook usage of an eval step graph over
+// (the first max_samples of) the dataset's evaluation blocks; `params` holds
+// the graph's parameter inputs.
+EvalMetrics evaluate_step_graph(Executable& exe, const StepGraph& graph, const std::map<std::string, Tensor>& params,
+                                const TokenDataset& data, int64_t batch_size, int64_t max_samples);
+
+class Trainer {
+ public:
+  Trainer(ModelFactory model, std::shared_ptr<const TokenDataset> data, const TrainerOptions& opts,
+          const Backend& backend);
+
+  // Steps done so far (0 before the first).
+  int64_t step() const { return step_; }
+  // Runs optimizer step step()+1 on its batch.
+  StepMetrics train_step();
+  // Loss, accuracy, perplexity and codebook usage over the eval set (does not
+  // change the state).
+  EvalMetrics evaluate();
+
+  // Per codebook, over the steps since the last call (then the window restarts).
+  std::vector<CodebookStats> take_codebook_stats();
+
+  // Everything a step changes, by name: parameters, optimizer states
+  // ("<param>.adam_m", ...), usage counts ("usage.log/<site>", "usage.replace/<site>",
+  // i64 [G, K]) and running sums ("stats/<site>.mse_sum", ...).
+  const std::map<std::string, Tensor>& state() const { return state_; }
+  // Restores a saved state and step; throws cb::Error naming a missing or
+  // mismatched tensor.
+  void load_state(const std::map<std::string, Tensor>& state, int64_t step);
+
+  // The model with the trained parameters as constants (for export and eval).
+  std::shared_ptr<Graph> trained_model() const;
+  const StepGraph& train_graph() const { return train_; }
+  int64_t num_trained_parameters() const;
+  const std::map<std::string, OpProfile>& train_profile() const { return train_exe_->profile(); }
+
+ private:
+  std::map<std::string, Tensor> feeds(const StepGraph& g, const Tensor& input_ids) const;
+  void count_usage(const Tensor& ids, const std::string& site);
+  void replace_dead_codes(const std::vector<Tensor>& outputs);
+
+  ModelFactory model_;
+  std::shared_ptr<const TokenDataset> data_;
+  TrainerOptions opts_;
+  StepGraph train_, eval_;
+  std::unique_ptr<Executable> train_exe_, eval_exe_;
+  std::map<std::string, Tensor> state_;
+  std::map<std::string, int> train_output_index_;
+  int64_t step_ = 0;
+  int64_t window_steps_ = 0;
+};
+
+}  // namespace cb

@@ -1,0 +1,247 @@
+#include "train/training_graph.h"
+
+#include <climits>
+#include <set>
+
+#include "ir/codebook.h"
+#include "ir/error.h"
+#include "ir/verifier.h"
+#include "passes/autodiff.h"
+#include "passes/canonicalize.h"
+#include "train/parameters.h"
+
+namespace cb {
+namespace {
+
+// Appends nodes under the "step/" prefix.
+struct Nodes {
+  Graph& g;
+  Value* op(const std::string& type, std::vector<Value*> in, const std::string& name,
+            std::map<std::string, AttrValue> attrs = {}) {
+    Value* out = g.add_value(g.unique_name("step/" + name));
+    g.add_node(type, std::move(in), {out}, std::move(attrs), out->name);
+    return out;
+  }
+  Value* ints(const std::vector<int64_t>& v, const std::string& name) {
+    return g.add_constant(g.unique_name("step/" + name), Tensor::from_vector<int64_t>(v, {int64_t(v.size())}));
+  }
+  Value* floats(const std::vector<float>& v, const std::string& name) {
+    return g.add_constant(g.unique_name("step/" + name), Tensor::from_vector<float>(v, {int64_t(v.size())}));
+  }
+  Value* slice(Value* x, int64_t start, int64_t end, int64_t axis, const std::string& name) {
+    return op("Slice", {x, ints({start}, name + "_start"), ints({end}, name + "_end"), ints({axis}, name + "_axis")}, name);
+  }
+};
+
+Value* find_input_ids(const Graph& g) {
+  for (Value* in : g.inputs)
+    if (in->name.find("input_ids") != std::string::npos && in->type.dtype == DType::i64) return in;
+  throw Error("the model has no i64 input named input_ids: a causal LM is needed for training");
+}
+
+struct LossValues {
+  Value* loss = nullptr;
+  Value* accuracy = nullptr;
+};
+
+// Causal-LM cross-entropy and next-token accuracy over predictions 0..T-2.
+LossValues append_lm_loss(Graph& g, Value* logits, Value* input_ids) {
+  Nodes n{g};
+  Value* shifted = n.slice(logits, 0, -1, 1, "logits_shifted");
+  Value* labels = n.slice(input_ids, 1, INT64_MAX, 1, "labels");
+  Value* logp = n.op("LogSoftmax", {shifted}, "log_probs", {{"axis", int64_t(-1)}});
+  Value* picked = n.op("GatherElements", {logp, n.op("Unsqueeze", {labels, n.ints({-1}, "last")}, "labels_col")},
+                       "label_log_probs", {{"axis", int64_t(-1)}});
+  Value* mean = n.op("ReduceMean", {picked}, "mean_log_prob", {{"keepdims", int64_t(0)}});
+  LossValues out;
+  out.loss = g.add_value(kLossOutput);
+  g.add_node("Neg", {mean}, {out.loss}, {}, "step/loss");
+  Value* pred = n.op("ArgMax", {shifted}, "predictions", {{"axis", int64_t(-1)}, {"keepdims", int64_t(0)}});
+  Value* hit = n.op("Cast", {n.op("Equal", {pred, labels}, "correct")}, "correct_f32",
+                    {{"to", int64_t(dtype_to_onnx(DType::f32))}});
+  out.accuracy = g.add_value(kAccuracyOutput);
+  g.add_node("ReduceMean", {hit}, {out.accuracy}, {{"keepdims", int64_t(0)}}, "step/accuracy");
+  return out;
+}
+
+// ids, reconstruction error (and u) of every codebook as graph outputs.
+std::vector<CodebookOutputs> append_codebook_outputs(Graph& g, bool with_inputs) {
+  std::vector<CodebookOutputs> out;
+  std::vector<Node*> cbs;
+  for (auto& n : g.nodes())
+    if (n->domain == kCodebookDomain && n->op_type == kCodebookOp) cbs.push_back(n.get());
+  for (Node* node : cbs) {
+    CodebookOutputs c;
+    c.site = node->attr_string("site", node->name);
+    const Tensor& codes = *node->input(1)->constant;
+    c.groups = codes.dim(0);
+    c.num_codes = codes.dim(1);
+    c.width = c.groups * codes.dim(2);
+    c.k = node->attr_int("k", 1);
+    c.codes = node->input(1)->name;
+    c.ln_scale = node->input(2)->name;
+    c.ln_bias = node->input(3)->name;
+    if (node->outputs.size() < 2) node->outputs.resize(2, nullptr);
+    if (!node->outputs[1]) {
+      Value* ids = g.add_value(g.unique_name(node->name + "/ids"));
+      ids->producer = node;
+      ids->producer_output = 1;
+      node->outputs[1] = ids;
+    }
+    Value* ids = node->outputs[1];
+    g.outputs.push_back(ids);
+    c.ids = ids->name;
+
+    Nodes n{g};
+    const std::string p = c.site + "/";
+    int64_t d = codes.dim(2);
+    Value* x = n.op("Reshape", {node->input(0), n.ints({0, 0, c.groups, d}, p + "member_shape")}, p + "members");
+    Value* normed = n.op("LayerNormalization",
+                         {x, n.floats(std::vector<float>(size_t(d), 1.f), p + "ones"),
+                          n.floats(std::vector<float>(size_t(d), 0.f), p + "zeros")},
+                         p + "normed", {{"axis", int64_t(-1)}, {"epsilon", node->attr_float("epsilon", 1e-5f)}});
+    Value* u = n.op("Add", {n.op("Mul", {normed, node->input(2)}, p + "scaled"), node->input(3)}, p + "u");
+    Value* y = n.op("Reshape", {node->outputs[0], n.ints({0, 0, c.groups, d}, p + "member_shape")}, p + "y_members");
+    Value* diff = n.op("Sub", {u, y}, p + "residual");
+    Value* sq = n.op("ReduceSum", {n.op("Mul", {diff, diff}, p + "residual_sq"), n.ints({-1}, p + "last")},
+                     p + "sq_error", {{"keepdims", int64_t(0)}});
+    Value* mse = n.op("ReduceMean", {sq}, p + "mse", {{"keepdims", int64_t(0)}});
+    g.outputs.push_back(mse);
+    c.mse = mse->name;
+    if (with_inputs) {
+      g.outputs.push_back(u);
+      c.input = u->name;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+// Placements whose vanilla codebooks the original wraps around a module and
+// whose LayerNorm it therefore never trains (D2).
+bool wrapper_placement(const std::string& site) {
+  size_t dot = site.find('.');
+  std::string p = dot == std::string::npos ? site : site.substr(dot + 1);
+  p = p.substr(0, p.find('['));
+  return p == "mlp" || p == "mlp_mid" || p == "attn" || p == "qkv" || p == "transformer_block";
+}
+
+std::vector<std::string> names_of(const std::vector<Value*>& vs) {
+  std::vector<std::string> out;
+  for (Value* v : vs) out.push_back(v->name);
+  return out;
+}
+
+StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opts, bool train) {
+  CB_CHECK(model && !model->outputs.empty(), "the model has no outputs");
+  StepGraph s;
+  s.graph = model;
+  Graph& g = *model;
+  infer_types(g);
+  Value* input_ids = find_input_ids(g);
+  Value* logits = g.outputs[0];
+  CB_CHECK(logits->type.shape.rank_known && logits->type.shape.dims.size() == 3 && logits->type.dtype == DType::f32,
+           "the model's first output '" << logits->name << "' is " << logits->type.str()
+                                        << ", not f32 logits [batch, sequence, vocab]");
+  for (Value* in : g.inputs) s.data_inputs.push_back(in->name);
+
+  // Which parameters train.
+  std::vector<Value*> cb_params, model_params, frozen_model_grads;
+  std::vector<CodebookOutputs> info_before = {};
+  std::set<const Value*> skip;
+  if (opts.compat_original) {
+    for (auto& n : g.nodes())
+      if (n->domain == kCodebookDomain && n->op_type == kCodebookOp && n->input(1)->constant->dim(0) == 1 &&
+          wrapper_placement(n->attr_string("site", "")))
+        skip.insert({n->input(2), n->input(3)});
+    for (Value* v : original_frozen_parameters(g)) skip.insert(v);
+  }
+  for (Value* v : codebook_parameters(g))
+    if (!skip.count(v)) cb_params.push_back(v);
+  for (Value* v : model_parameters(g)) {
+    if (skip.count(v)) continue;
+    if (opts.train_model) model_params.push_back(v);
+    else if (opts.compat_original) frozen_model_grads.push_back(v);
+  }
+  if (train)
+    CB_CHECK(!cb_params.empty() || !model_params.empty(),
+             "nothing to train: the model has no codebooks and model parameters are frozen (train_model_params)");
+
+  std::vector<Value*> trained = cb_params;
+  trained.insert(trained.end(), model_params.begin(), model_params.end());
+  trained.insert(trained.end(), frozen_model_grads.begin(), frozen_model_grads.end());
+  s.initial = parameterize(g, trained);
+  s.parameters = names_of(trained);
+  s.groups["codebooks"] = names_of(cb_params);
+  s.groups["model"] = names_of(model_params);
+  if (!frozen_model_grads.empty()) s.groups["model (lr 0, compat)"] = names_of(frozen_model_grads);
+
+  LossValues loss = append_lm_loss(g, logits, input_ids);
+  g.outputs = {loss.loss, loss.accuracy};
+  infer_types(g);
+  s.codebooks = append_codebook_outputs(g, opts.codebook_inputs);
+
+  if (train) {
+    Backward bw = append_backward(g, loss.loss, trained);
+    std::vector<ParamGroup> groups;
+    size_t at = 0;
+    auto group = [&](const std::string& name, const std::vector<Value*>& ps, float lr_factor, float wd) {
+      ParamGroup grp{name, ps, {bw.gradients.begin() + long(at), bw.gradients.begin() + long(at + ps.size())},
+                     lr_factor, wd};
+      at += ps.size();
+      if (!ps.empty()) groups.push_back(grp);
+    };
+    bool compat_cb_decay = opts.compat_original && !opts.train_model;
+    group("codebooks", cb_params, 1.f, compat_cb_decay ? 0.01f : opts.codebook_weight_decay);
+    group("model", model_params, opts.model_lr_factor, opts.model_weight_decay);
+    group("model_lr0", frozen_model_grads, 0.f, 0.f);
+    OptimizerGraph og = append_optimizer(g, groups, opts.optimizer);
+    for (auto& slot : og.params) s.updates.push_back({slot.input->name, slot.next->name});
+    for (auto& slot : og.states) {
+      s.updates.push_back({slot.input->name, slot.next->name});
+      std::vector<int64_t> dims = slot.input->type.shape.sizes();
+      s.initial[slot.input->name] = Tensor::zeros(DType::f32, dims);
+    }
+  }
+  canonicalize(g);
+  return s;
+}
+
+}  // namespace
+
+std::map<std::string, Tensor> causal_lm_feeds(const std::vector<std::string>& input_names, const Tensor& ids) {
+  std::map<std::string, Tensor> in;
+  int64_t B = ids.dim(0), T = ids.dim(1);
+  for (const std::string& name : input_names) {
+    if (name.find("input_ids") != std::string::npos) {
+      in[name] = ids;
+    } else if (name.find("attention_mask") != std::string::npos) {
+      Tensor m = Tensor::empty(DType::i64, {B, T});
+      std::fill(m.data<int64_t>(), m.data<int64_t>() + B * T, 1);
+      in[name] = m;
+    } else if (name.find("position_ids") != std::string::npos) {
+      Tensor p = Tensor::empty(DType::i64, {B, T});
+      for (int64_t i = 0; i < B * T; ++i) p.data<int64_t>()[i] = i % T;
+      in[name] = p;
+    } else {
+      throw Error("model input '" + name + "': only input_ids, attention_mask and position_ids can be fed from tokens");
+    }
+  }
+  return in;
+}
+
+std::map<std::string, Tensor> causal_lm_feeds(const Graph& g, const Tensor& ids) {
+  std::vector<std::string> names;
+  for (Value* v : g.inputs) names.push_back(v->name);
+  return causal_lm_feeds(names, ids);
+}
+
+StepGraph build_eval_graph(std::shared_ptr<Graph> model, const StepGraphOptions& opts) {
+  return build_common(std::move(model), opts, false);
+}
+
+StepGraph build_train_graph(std::shared_ptr<Graph> model, const StepGraphOptions& opts) {
+  return build_common(std::move(model), opts, true);
+}
+
+}  // namespace cb
