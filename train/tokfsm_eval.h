@@ -24,6 +24,9 @@ class LanguageModel {
   Executable& executable() { return *exe_; }
 
  private:
+  // Probabilities after the prefixes, run as [B, padded_length] blocks
+  // (zeros after the prefix).
+  std::vector<std::vector<double>> probs_at(const std::vector<std::vector<int64_t>>& prefixes, int64_t padded_length);
   std::unique_ptr<Executable> exe_;
   std::shared_ptr<const Graph> graph_;
 };

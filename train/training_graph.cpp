@@ -73,10 +73,12 @@ std::vector<CodebookOutputs> append_codebook_outputs(Graph& g, bool with_inputs)
   for (Node* node : cbs) {
     CodebookOutputs c;
     c.site = node->attr_string("site", node->name);
-    const Tensor& codes = *node->input(1)->constant;
-    c.groups = codes.dim(0);
-    c.num_codes = codes.dim(1);
-    c.width = c.groups * codes.dim(2);
+    // The codes are a graph input by now (parameterize): read its type.
+    std::vector<int64_t> codes = node->input(1)->type.shape.sizes();
+    CB_CHECK(codes.size() == 3, node->describe() << ": codes of rank " << codes.size());
+    c.groups = codes[0];
+    c.num_codes = codes[1];
+    c.width = c.groups * codes[2];
     c.k = node->attr_int("k", 1);
     c.codes = node->input(1)->name;
     c.ln_scale = node->input(2)->name;
@@ -94,7 +96,7 @@ std::vector<CodebookOutputs> append_codebook_outputs(Graph& g, bool with_inputs)
 
     Nodes n{g};
     const std::string p = c.site + "/";
-    int64_t d = codes.dim(2);
+    int64_t d = codes[2];
     Value* x = n.op("Reshape", {node->input(0), n.ints({0, 0, c.groups, d}, p + "member_shape")}, p + "members");
     Value* normed = n.op("LayerNormalization",
                          {x, n.floats(std::vector<float>(size_t(d), 1.f), p + "ones"),
