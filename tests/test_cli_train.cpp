@@ -1,0 +1,121 @@
+// `codebook train` and `codebook eval` end to end on the small TokFSM config
+// (configs/test_fsm.yaml): the loss falls, checkpoints are complete, a run
+// stopped and resumed ends bit-identical to an uninterrupted one, the trained
+// model works with the other tools, and bad input is a clear error.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "frontend/json.h"
+#include "tests/cli_util.h"
+
+namespace cb {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_tool;
+using test::temp_dir;
+
+const std::string kConfig = std::string(CB_SOURCE_DIR) + "/configs/test_fsm.yaml";
+
+std::vector<Json> log_lines(const fs::path& dir) {
+  std::vector<Json> out;
+  std::ifstream f(dir / "log.jsonl");
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) out.push_back(json_parse(line));
+  return out;
+}
+
+std::string file_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+TEST(CliTrain, LossFallsAndCheckpointsAreComplete) {
+  fs::path dir = temp_dir("train_basic") / "run";
+  auto r = run_tool("train " + kConfig + " --output " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<Json> lines = log_lines(dir);
+  std::vector<double> losses;
+  bool eval_seen = false;
+  for (auto& l : lines) {
+    if (l.find("loss")) losses.push_back(l.at("loss").as_double());
+    if (l.find("eval_loss")) {
+      eval_seen = true;
+      EXPECT_TRUE(l.find("eval_transition_accuracy")) << l.dump();
+      EXPECT_TRUE(l.find("eval_dead_code_fraction")) << l.dump();
+    }
+  }
+  ASSERT_GE(losses.size(), 3u);
+  EXPECT_LT(losses.back(), losses.front() - 0.2) << "the loss did not fall";
+  EXPECT_TRUE(eval_seen);
+  for (const char* f : {"model.onnx", "state.safetensors", "trainer_state.json", "fsm.npy"})
+    EXPECT_TRUE(fs::exists(dir / "checkpoint-40" / f)) << f;
+  EXPECT_TRUE(fs::exists(dir / "checkpoint-20"));
+  EXPECT_TRUE(fs::exists(dir / "model.onnx"));
+  // Dead-code replacement ran (replace_after_steps: 2 in the config).
+  bool replaced = false;
+  for (auto& l : lines)
+    if (const Json* v = l.find("replaced_codes")) replaced |= v->as_int() > 0;
+  EXPECT_TRUE(replaced);
+
+  // The trained model is an ordinary compiled model.
+  auto run = run_tool("run " + (dir / "model.onnx").string() + " --tokens 2,0,1,1,0 --show-codes layer0.mlp");
+  EXPECT_EQ(run.code, 0) << run.out;
+  auto ev = run_tool("eval " + dir.string() + " --json");
+  ASSERT_EQ(ev.code, 0) << ev.out;
+  Json e = json_parse(ev.out.substr(ev.out.find('{')));
+  EXPECT_LT(e.at("eval_loss").as_double(), losses.front());
+  EXPECT_GE(e.at("eval_transition_accuracy").as_double(), 0.0);
+}
+
+TEST(CliTrain, ResumeIsBitIdentical) {
+  fs::path root = temp_dir("train_resume");
+  auto full = run_tool("train " + kConfig + " --output " + (root / "full").string());
+  ASSERT_EQ(full.code, 0) << full.out;
+  auto first = run_tool("train " + kConfig + " --stop-at 13 --output " + (root / "parts").string());
+  ASSERT_EQ(first.code, 0) << first.out;
+  EXPECT_TRUE(fs::exists(root / "parts" / "checkpoint-13"));
+  EXPECT_FALSE(fs::exists(root / "parts" / "model.onnx"));
+  auto second = run_tool("train --resume " + (root / "parts").string());
+  ASSERT_EQ(second.code, 0) << second.out;
+  for (const char* f : {"state.safetensors", "model.onnx"})
+    EXPECT_TRUE(file_bytes(root / "full" / "checkpoint-40" / f) == file_bytes(root / "parts" / "checkpoint-40" / f))
+        << f << " differs after resuming";
+  // The logged losses after the resume point match too.
+  auto a = log_lines(root / "full"), b = log_lines(root / "parts");
+  auto last_loss = [](const std::vector<Json>& ls) {
+    for (auto it = ls.rbegin(); it != ls.rend(); ++it)
+      if (it->find("loss")) return it->at("loss").as_double();
+    return -1.0;
+  };
+  EXPECT_EQ(last_loss(a), last_loss(b));
+}
+
+TEST(CliTrain, BadInputIsAClearError) {
+  fs::path dir = temp_dir("train_bad");
+  auto r = run_tool("train " + kConfig + " training_args.learnin_rate=1 --output " + (dir / "a").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("unknown key 'training_args.learnin_rate'"), std::string::npos) << r.out;
+  r = run_tool("train " + kConfig + " codebook_args.codebook_at=[nowhere,mlp] --output " + (dir / "a").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("nowhere"), std::string::npos) << r.out;
+  r = run_tool("train " + kConfig + " training_args.max_steps=2 training_args.save_steps=1 --output " + (dir / "b").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  // A folder that holds a run is never overwritten by a new one.
+  r = run_tool("train " + kConfig + " --output " + (dir / "b").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--resume"), std::string::npos) << r.out;
+  r = run_tool("train --resume " + (dir / "nothing").string());
+  EXPECT_EQ(r.code, 2);
+  r = run_tool("train " + kConfig + " dataset_args.kind=text --output " + (dir / "c").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("train_files"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace cb
