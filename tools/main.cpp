@@ -16,6 +16,7 @@ const std::vector<Command>& commands() {
       {"import-hf", "build a Hugging Face GPT-2/Neo/NeoX checkpoint (or random init) as ONNX", cmd_import_hf},
       {"train", "train codebooks (and the model) from a YAML config; checkpoints, resume", cmd_train},
       {"eval", "loss, perplexity, accuracy and codebook metrics of a model on a dataset", cmd_eval},
+      {"fsm-codes", "what a TokFSM model's codes mean: purity, states per code, steering", cmd_fsm_codes},
       {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
       {"bench", "time the forward pass of a model", cmd_bench},
       {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},

@@ -1,0 +1,122 @@
+// codebook fsm-codes RUN: what the codes of a trained TokFSM model mean
+// (train/fsm_analysis.h): code purity per site, the states each code of one
+// site stands for, and steering by forcing one state's codes into another.
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "backends/backend.h"
+#include "ir/error.h"
+#include "train/checkpoint.h"
+#include "train/fsm_analysis.h"
+#include "tools/command.h"
+#include "tools/model_io.h"
+#include "tools/options.h"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace cb::tools {
+
+int cmd_fsm_codes(int argc, char** argv) {
+  po::options_description opts("usage: codebook fsm-codes RUN [options]\n\noptions");
+  opts.add_options()("site", po::value<std::string>()->default_value("layer0.mlp"), "site whose codes to list")(
+      "show", po::value<int64_t>()->default_value(12), "codes to list")(
+      "pairs", po::value<int64_t>()->default_value(20), "state pairs for the steering test (0: skip)")(
+      "fsm", po::value<std::string>(), "fsm.npy (default: RUN/fsm.npy)")(
+      "base", po::value<int64_t>()->default_value(10), "numeral base of the FSM states (default: the run's config, else 10)")(
+      "threads", po::value<int>()->default_value(2), "threads");
+  po::variables_map vm;
+  if (!parse_command_line(argc, argv, opts, "run", "a `codebook train` output folder, checkpoint, or model file", vm,
+                          "\nFor a model trained on TokFSM: which states select each code (at the last digit\n"
+                          "of the state's numeral), code purity per site, and steering: forcing state b's\n"
+                          "codes into state a makes the model predict b's successors.\n"))
+    return 0;
+  std::string run = vm["run"].as<std::string>();
+  std::string model_path = run, fsm_path;
+  std::error_code ec;
+  int64_t base = vm["base"].as<int64_t>();
+  if (fs::is_directory(run, ec)) {
+    // The run's config knows the FSM's numeral base.
+    if (!list_checkpoints(run).empty() || fs::exists(fs::path(run) / "trainer_state.json"))
+      if (vm["base"].defaulted())
+        base = find_checkpoint(run).trainer_state.at("config").at("fsm_args").at("representation_base").as_int();
+    if (fs::exists(fs::path(run) / "model.onnx")) {
+      model_path = (fs::path(run) / "model.onnx").string();
+      fsm_path = (fs::path(run) / "fsm.npy").string();
+    } else {
+      CheckpointInfo ck = find_checkpoint(run);
+      model_path = (fs::path(ck.dir) / "model.onnx").string();
+      fsm_path = (fs::path(ck.dir) / "fsm.npy").string();
+    }
+  }
+  if (vm.count("fsm")) fsm_path = vm["fsm"].as<std::string>();
+  CB_CHECK(!fsm_path.empty() && fs::exists(fsm_path), "no FSM: give --fsm fsm.npy (looked for " << fsm_path << ")");
+  Fsm fsm = Fsm::load(fsm_path, base);
+  int threads = vm["threads"].as<int>();
+  set_num_threads(threads);
+  auto backend = make_backend("cpu");
+  ModelFactory model = [&] { return load_model(model_path).graph; };
+
+  std::vector<CodeAssignment> codes = code_assignments(model, fsm, *backend, threads);
+  std::cout << "code purity at the last digit of each of the " << fsm.num_states()
+            << " states (a code is pure when one state alone selects it):\n";
+  std::map<std::string, std::pair<double, int64_t>> per_site;
+  std::vector<std::string> order;
+  for (auto& c : codes) {
+    if (!per_site.count(c.site)) order.push_back(c.site);
+    auto& [sum, n] = per_site[c.site];
+    sum += c.purity();
+    ++n;
+  }
+  for (auto& site : order) {
+    int64_t seen = 0;
+    for (auto& c : codes)
+      if (c.site == site) seen += int64_t(c.states_of_code().size());
+    auto [sum, n] = per_site[site];
+    std::cout << "  " << std::left << std::setw(22) << site << " purity " << std::fixed << std::setprecision(2)
+              << sum / double(n) << "  (" << seen << " codes used" << (n > 1 ? " over " + std::to_string(n) + " heads" : "")
+              << ")\n";
+  }
+
+  std::string site = vm["site"].as<std::string>();
+  const CodeAssignment* shown = nullptr;
+  for (auto& c : codes)
+    if (c.site == site && !shown) shown = &c;
+  CB_CHECK(shown, "no codebook at " << site << "; the model has: " << [&] {
+    std::string s;
+    for (auto& o : order) s += (s.empty() ? "" : ", ") + o;
+    return s;
+  }());
+  auto by_code = shown->states_of_code();
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> list(by_code.begin(), by_code.end());
+  std::stable_sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.second.size() < b.second.size(); });
+  std::cout << "\n" << site << (shown->groups > 1 ? "[0]" : "") << ": the states each code stands for ("
+            << list.size() << " codes used; purest first):\n";
+  int64_t show = vm["show"].as<int64_t>();
+  for (int64_t i = 0; i < int64_t(list.size()) && i < show; ++i) {
+    std::cout << "  code " << std::setw(5) << list[size_t(i)].first << " <- state"
+              << (list[size_t(i)].second.size() > 1 ? "s " : " ");
+    for (size_t j = 0; j < list[size_t(i)].second.size() && j < 8; ++j)
+      std::cout << (j ? ", " : "") << fsm.state_string(list[size_t(i)].second[j]);
+    if (list[size_t(i)].second.size() > 8) std::cout << ", ... (" << list[size_t(i)].second.size() << ")";
+    std::cout << "\n";
+  }
+
+  int64_t pairs = vm["pairs"].as<int64_t>();
+  if (pairs > 0) {
+    std::cout << "\nsteering: for " << pairs << " random state pairs (a, b), force b's codes at a's last digit;\n"
+              << "fraction of the model's " << fsm.num_edges() << " most likely next states that are successors of a / b:\n"
+              << "  forced sites         clean: a    forced: a    forced: b\n";
+    for (const std::vector<std::string>& sites : std::vector<std::vector<std::string>>{{"mlp"}, {"attn_preproj"}, {""}}) {
+      SteeringResult r = steering(model, fsm, codes, sites, pairs, 1, *backend, threads);
+      std::cout << "  " << std::left << std::setw(20) << (r.sites == "all" ? "all codebooks" : "every " + r.sites)
+                << std::right << std::setw(8) << std::setprecision(2) << r.clean_to_a << std::setw(13) << r.forced_to_a
+                << std::setw(13) << r.forced_to_b << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace cb::tools

@@ -1,0 +1,148 @@
+#include "train/fsm_analysis.h"
+
+#include <set>
+
+#include "ir/codebook.h"
+#include "ir/error.h"
+#include "ir/rng.h"
+#include "passes/codebook_sites.h"
+#include "passes/interventions.h"
+#include "train/tokfsm_eval.h"
+#include "train/training_graph.h"
+
+namespace cb {
+namespace {
+
+// [BOS, digits of s] for every state.
+std::vector<std::vector<int64_t>> state_inputs(const Fsm& fsm) {
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t s = 0; s < fsm.num_states(); ++s) {
+    std::vector<int64_t> in = {fsm.special_id()};
+    std::vector<int64_t> digits = fsm.trajectory_tokens(std::vector<int64_t>{s});
+    in.insert(in.end(), digits.begin(), digits.end());
+    out.push_back(in);
+  }
+  return out;
+}
+
+// The `n` most likely next states (ties: lower first).
+std::vector<int64_t> top_states(const std::vector<double>& probs, int64_t n) {
+  std::vector<int64_t> idx(probs.size());
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = int64_t(i);
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return probs[size_t(a)] > probs[size_t(b)]; });
+  idx.resize(size_t(std::min<int64_t>(n, int64_t(idx.size()))));
+  return idx;
+}
+
+double successor_fraction(const Fsm& fsm, int64_t from, const std::vector<int64_t>& states) {
+  int64_t hits = 0;
+  for (int64_t s : states) hits += fsm.valid_transition(from, s);
+  return states.empty() ? 0.0 : double(hits) / double(states.size());
+}
+
+bool site_matches(const std::string& site, const std::vector<std::string>& filters) {
+  for (auto& f : filters) {
+    if (f.empty()) return true;
+    size_t dot = site.find('.');
+    if (dot != std::string::npos && site.substr(dot + 1) == f) return true;
+    if (site == f) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::map<int64_t, std::vector<int64_t>> CodeAssignment::states_of_code() const {
+  std::map<int64_t, std::vector<int64_t>> m;
+  for (size_t s = 0; s < codes.size(); ++s)
+    for (int64_t c : codes[s])
+      if (c >= 0) m[c].push_back(int64_t(s));
+  return m;
+}
+
+double CodeAssignment::purity() const {
+  auto m = states_of_code();
+  int64_t pure = 0;
+  for (auto& [code, states] : m) pure += states.size() == 1;
+  return m.empty() ? 0.0 : double(pure) / double(m.size());
+}
+
+std::vector<CodeAssignment> code_assignments(const ModelFactory& model, const Fsm& fsm, const Backend& backend,
+                                             int num_threads) {
+  StepGraph sg = build_eval_graph(model(), StepGraphOptions{});
+  CB_CHECK(!sg.codebooks.empty(), "the model has no codebooks");
+  CompileOptions co;
+  co.num_threads = num_threads;
+  auto exe = Executable::compile(sg.graph, backend, co);
+  auto inputs = state_inputs(fsm);
+  int64_t B = int64_t(inputs.size()), T = int64_t(inputs[0].size());
+  Tensor ids = Tensor::empty(DType::i64, {B, T});
+  for (int64_t b = 0; b < B; ++b) std::copy(inputs[size_t(b)].begin(), inputs[size_t(b)].end(), ids.data<int64_t>() + b * T);
+  std::map<std::string, Tensor> in = causal_lm_feeds(sg.data_inputs, ids);
+  for (auto& p : sg.parameters) in[p] = sg.initial.at(p);
+  std::vector<Tensor> out = exe->run(in);
+  std::vector<std::string> names = exe->output_names();
+  std::vector<CodeAssignment> result;
+  for (auto& c : sg.codebooks) {
+    size_t i = size_t(std::find(names.begin(), names.end(), c.ids) - names.begin());
+    const Tensor& t = out.at(i);  // [B, T, G, k]
+    for (int64_t g = 0; g < c.groups; ++g) {
+      CodeAssignment a;
+      a.site = c.site;
+      a.member = g;
+      a.groups = c.groups;
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t* p = t.data<int64_t>() + ((b * T + T - 1) * c.groups + g) * c.k;
+        a.codes.push_back(std::vector<int64_t>(p, p + c.k));
+      }
+      result.push_back(a);
+    }
+  }
+  return result;
+}
+
+SteeringResult steering(const ModelFactory& model, const Fsm& fsm, const std::vector<CodeAssignment>& codes,
+                        const std::vector<std::string>& site_filters, int64_t pairs, uint64_t seed,
+                        const Backend& backend, int num_threads) {
+  SteeringResult r;
+  for (size_t i = 0; i < site_filters.size(); ++i) r.sites += (i ? ", " : "") + (site_filters[i].empty() ? "all" : site_filters[i]);
+  Rng rng = Rng::derive(seed, 11);
+  int64_t N = fsm.num_states(), E = fsm.num_edges(), pos = fsm.digits();
+  auto ask = [&](LanguageModel& lm, int64_t state) {
+    std::vector<int64_t> s = {state};
+    return top_states(next_state_probs(fsm, s, [&](const std::vector<std::vector<int64_t>>& p) { return lm.next_token_probs(p); })[0], E);
+  };
+  LanguageModel clean(model(), backend, num_threads);
+  for (int64_t i = 0; i < pairs; ++i) {
+    int64_t a = int64_t(rng.below(uint64_t(N))), b = int64_t(rng.below(uint64_t(N - 1)));
+    if (b >= a) ++b;
+    InterventionSet iv;
+    for (auto& ca : codes) {
+      if (!site_matches(ca.site, site_filters)) continue;
+      Intervention it;
+      it.kind = InterventionKind::force;
+      it.site = parse_site(ca.site);
+      if (ca.groups > 1) it.site.group = ca.member;
+      it.values = ca.codes[size_t(b)];
+      it.positions = {pos};
+      iv.items.push_back(it);
+    }
+    CB_CHECK(!iv.items.empty(), "steering: no codebook matches the sites " << r.sites);
+    std::shared_ptr<Graph> g = model();
+    apply_interventions(*g, iv);
+    LanguageModel forced(g, backend, num_threads);
+    std::vector<int64_t> clean_top = ask(clean, a), forced_top = ask(forced, a);
+    r.clean_to_a += successor_fraction(fsm, a, clean_top);
+    r.forced_to_b += successor_fraction(fsm, b, forced_top);
+    r.forced_to_a += successor_fraction(fsm, a, forced_top);
+    ++r.pairs;
+  }
+  if (r.pairs) {
+    r.clean_to_a /= double(r.pairs);
+    r.forced_to_b /= double(r.pairs);
+    r.forced_to_a /= double(r.pairs);
+  }
+  return r;
+}
+
+}  // namespace cb
