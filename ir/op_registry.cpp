@@ -59,6 +59,7 @@ const OpRegistry& OpRegistry::global() {
     register_control_ops(r);
     register_codebook_ops(r);
     register_grad_ops(r);
+    register_optim_ops(r);
     return r;
   }();
   return reg;

@@ -96,5 +96,6 @@ void register_nn_ops(OpRegistry& r);
 void register_control_ops(OpRegistry& r);
 void register_codebook_ops(OpRegistry& r);
 void register_grad_ops(OpRegistry& r);  // ir/ops/grad.cpp: backward ops, domain codebook.grad
+void register_optim_ops(OpRegistry& r);  // ir/ops/optim.cpp: fused optimizer updates, domain codebook.train
 
 }  // namespace cb

@@ -1,29 +1,29 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: sets up, builds, and runs the codebook
-# workflow on the committed tiny GPT-2 model: inspect its layers and sites,
-# compile it with codebooks (one per head at attn_preproj, one at mlp), show
-# which codes fire, then ablate and force codes and measure the effect on the
-# next-token distribution.
+# The main job: trains a TokFSM codebook model from scratch on the CPU
+# (configs/tokfsm.yaml: a GPT-NeoX 4 x 128 with codebooks at every layer's
+# attention heads and MLP, k = 1), evaluates it (transition accuracy of
+# sequences it samples), prints what its codes mean (code purity per site,
+# the FSM states each code of the first MLP layer stands for) and steers it
+# by forcing one state's codes into another. Nothing is downloaded.
+#   bash scripts/demo.sh [OUTPUT_DIR=runs/tokfsm]
+# An interrupted run continues where it stopped; a finished one is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+out=${1:-runs/tokfsm}
 bash scripts/setup.sh
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)" --target codebook
 cb=./build/release/codebook
-model=tests/models/gpt2/model.onnx
-compiled=build/demo/gpt2-codebooks.onnx
-tokens=464,268,318,257,92
-mkdir -p build/demo
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-step "the model, its layers and codebook sites"
-$cb inspect "$model"
-step "plain next-token prediction"
-$cb run "$model" --tokens $tokens
-step "compile: codebooks at attn_preproj (one per head) and mlp, every layer"
-$cb compile "$model" -o "$compiled" --at attn_preproj,mlp --groups heads,1 --codes 256,128 -k 4,2 --seed 0
-step "which codes fire at layer 1's MLP"
-$cb run "$compiled" --tokens $tokens --show-codes layer1.mlp
-step "ablate the best code at the last position (the next best codes fill in)"
-$cb run "$compiled" --tokens $tokens --disable-topk layer1.mlp:1@-1 --show-codes layer1.mlp --compare
-step "steer: force codes 1 and 2 into every slot of layer 1's MLP codebook"
-$cb run "$compiled" --tokens $tokens --force layer1.mlp:1,2 --compare
+step "train a TokFSM codebook model from scratch (configs/tokfsm.yaml) -> $out"
+if [ -f "$out/model.onnx" ]; then
+  echo "already trained: $out/model.onnx (delete $out to train again)"
+elif ls -d "$out"/checkpoint-* >/dev/null 2>&1; then
+  time $cb train --resume "$out"
+else
+  time $cb train configs/tokfsm.yaml --output "$out"
+fi
+step "evaluate: loss, next-token accuracy, codebook usage, transition accuracy of sampled sequences"
+$cb eval "$out"
+step "what the codes mean, and steering by forcing codes"
+$cb fsm-codes "$out" --site layer0.mlp

@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 
 #include "backends/backend.h"
@@ -76,6 +78,8 @@ int cmd_train(int argc, char** argv) {
       "stop-at", po::value<int64_t>(), "stop after this step with a checkpoint, as if interrupted (resume later)")(
       "resume", po::value<std::string>(), "continue from a checkpoint folder, or the latest checkpoint in a folder")(
       "progress", po::value<std::string>()->default_value("auto"), "progress bar on stderr: auto (when a terminal) | on | off")(
+      "no-checkpoint", "write no checkpoint or final model (benchmarks, experiments)")(
+      "profile", "print the time per op type of the training steps at the end")(
       "print-config", "print the resolved configuration as JSON and exit");
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "config file and group.key=value overrides", vm,
@@ -130,7 +134,9 @@ int cmd_train(int argc, char** argv) {
     std::cerr << "k-means initialisation: " << std::fixed << std::setprecision(1)
               << std::chrono::duration<double>(Clock::now() - t0).count() << " s\n";
   }
-  Trainer trainer(factory, data.dataset, run.trainer, *backend);
+  TrainerOptions topts = run.trainer;
+  topts.profile = vm.count("profile") > 0;
+  Trainer trainer(factory, data.dataset, topts, *backend);
   Json history = Json(Json::Array{});
   if (resume) {
     load_checkpoint(*resume, trainer);
@@ -149,7 +155,9 @@ int cmd_train(int argc, char** argv) {
     log << line.dump() << "\n" << std::flush;
     history.as_array().push_back(line);
   };
+  bool checkpoints = !vm.count("no-checkpoint");
   auto save = [&] {
+    if (!checkpoints) return;
     Json state = Json::Object{};
     state["step"] = trainer.step();
     state["config"] = config;
@@ -194,16 +202,31 @@ int cmd_train(int argc, char** argv) {
     bar.update(s, run.max_steps, m.loss, m.accuracy, double(m.tokens) / m.seconds, per_step * double(run.max_steps - s));
   }
   bar.clear();
-  if (trainer.step() == run.max_steps) evaluate();
+  if (topts.profile) {
+    std::vector<std::pair<double, std::string>> ops;
+    double total = 0;
+    for (auto& [op, p] : trainer.train_profile()) {
+      ops.push_back({p.ms, op});
+      total += p.ms;
+    }
+    std::sort(ops.rbegin(), ops.rend());
+    int64_t steps = std::max<int64_t>(1, trainer.step() - first_step);
+    std::cerr << "time per training step by op type (" << steps << " steps, " << std::fixed << std::setprecision(1)
+              << total / double(steps) << " ms per step):\n";
+    for (auto& [ms, op] : ops)
+      std::cerr << "  " << std::setw(10) << ms / double(steps) << " ms  " << std::setw(5) << std::setprecision(1)
+                << 100.0 * ms / total << "%  " << op << " (" << trainer.train_profile().at(op).calls / steps << " calls)\n";
+  }
+  if (trainer.step() == run.max_steps && run.eval_steps > 0) evaluate();
   save();
-  if (trainer.step() == run.max_steps) {
+  if (trainer.step() == run.max_steps && checkpoints) {
     ExportOptions eo;
     eo.external_data_threshold = 1 << 20;
     std::string model_path = (fs::path(out_dir) / "model.onnx").string();
     export_onnx(*trainer.trained_model(), model_path, eo);
     if (data.fsm) data.fsm->save((fs::path(out_dir) / "fsm.npy").string());
     std::cerr << "trained model: " << model_path << "\n";
-  } else {
+  } else if (trainer.step() < run.max_steps) {
     std::cerr << "stopped at step " << trainer.step() << " of " << run.max_steps << "; continue with: codebook train --resume "
               << out_dir << "\n";
   }

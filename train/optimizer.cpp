@@ -1,5 +1,7 @@
 #include "train/optimizer.h"
 
+#include "ir/ops/optim.h"
+
 #include <cmath>
 
 #include "ir/error.h"
@@ -65,16 +67,6 @@ OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups,
     clip = b.op("Min", {coef, b.scalar(1.f, "optimizer.one")}, "optimizer.clip");
   }
 
-  // Bias corrections from the step: 1 - beta^t.
-  Value* one = b.scalar(1.f, "optimizer.one");
-  Value* bc1 = nullptr;
-  Value* sqrt_bc2 = nullptr;
-  if (cfg.kind == OptimizerKind::adamw) {
-    bc1 = b.sub(one, b.op("Pow", {b.scalar(cfg.beta1, "optimizer.beta1"), out.step}, "optimizer.b1t"), "optimizer.bc1");
-    Value* bc2 = b.sub(one, b.op("Pow", {b.scalar(cfg.beta2, "optimizer.beta2"), out.step}, "optimizer.b2t"), "optimizer.bc2");
-    sqrt_bc2 = b.op("Sqrt", {bc2}, "optimizer.sqrt_bc2");
-  }
-
   auto state = [&](Value* p, const char* suffix) {
     OptimizerSlot s;
     s.input = g.add_input(p->name + suffix, p->type);
@@ -92,29 +84,24 @@ OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups,
                                      : b.mul(out.learning_rate, b.scalar(grp.lr_factor, "optimizer.lr_factor"), "optimizer.lr_" + grp.name);
     for (size_t i = 0; i < grp.params.size(); ++i) {
       Value* p = grp.params[i];
-      Value* grad = clip ? b.mul(grp.grads[i], clip, p->name + ".clipped_grad") : grp.grads[i];
       Value* next_p = nullptr;
       if (cfg.kind == OptimizerKind::adamw) {
+        // One fused node per parameter (ir/ops/optim.h): the same formula as
+        // the elementwise form, one pass over memory.
         size_t mi = state(p, ".adam_m"), vi = state(p, ".adam_v");
-        Value* decayed = p;
-        if (grp.weight_decay != 0.f) {
-          Value* keep = b.sub(one, b.mul(lr, b.scalar(grp.weight_decay, "optimizer.wd"), p->name + ".lr_wd"), p->name + ".keep");
-          decayed = b.mul(p, keep, p->name + ".decayed");
-        }
-        Value* m = b.add(b.mul(out.states[mi].input, b.scalar(cfg.beta1, "optimizer.beta1"), p->name + ".m_old"),
-                         b.mul(grad, b.scalar(1.f - cfg.beta1, "optimizer.one_minus_beta1"), p->name + ".m_new"),
-                         p->name + ".m");
-        Value* v = b.add(b.mul(out.states[vi].input, b.scalar(cfg.beta2, "optimizer.beta2"), p->name + ".v_old"),
-                         b.mul(b.mul(grad, grad, p->name + ".g2"), b.scalar(1.f - cfg.beta2, "optimizer.one_minus_beta2"),
-                               p->name + ".v_new"),
-                         p->name + ".v");
-        Value* denom = b.add(b.div(b.op("Sqrt", {v}, p->name + ".sqrt_v"), sqrt_bc2, p->name + ".v_hat"),
-                             b.scalar(cfg.eps, "optimizer.eps"), p->name + ".denom");
-        Value* step_size = b.div(lr, bc1, p->name + ".step_size");
-        next_p = b.sub(decayed, b.mul(step_size, b.div(m, denom, p->name + ".ratio"), p->name + ".update"), p->name + ".updated");
-        finish(out.states[mi], m);
-        finish(out.states[vi], v);
+        std::vector<Value*> in = {p, grp.grads[i], out.states[mi].input, out.states[vi].input, lr, out.step};
+        if (clip) in.push_back(clip);
+        Value* np = g.add_value(g.unique_name(p->name + ".updated"));
+        Value* nm = g.add_value(g.unique_name(p->name + ".m"));
+        Value* nv = g.add_value(g.unique_name(p->name + ".v"));
+        g.add_node("AdamW", in, {np, nm, nv},
+                   {{"beta1", cfg.beta1}, {"beta2", cfg.beta2}, {"epsilon", cfg.eps}, {"weight_decay", grp.weight_decay}},
+                   np->name, kTrainDomain);
+        next_p = np;
+        finish(out.states[mi], nm);
+        finish(out.states[vi], nv);
       } else {
+        Value* grad = clip ? b.mul(grp.grads[i], clip, p->name + ".clipped_grad") : grp.grads[i];
         Value* gd = grad_with_decay(b, grad, p, grp.weight_decay);
         Value* direction = gd;
         if (cfg.momentum != 0.f) {

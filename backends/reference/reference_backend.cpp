@@ -11,6 +11,7 @@ const KernelTable& reference_kernels() {
     register_reference_nn(t);
     register_reference_codebook(t);
     register_reference_grad(t);
+    register_reference_optim(t);
     return t;
   }();
   return table;

@@ -15,5 +15,6 @@ void register_reference_reduction(KernelTable& t);
 void register_reference_nn(KernelTable& t);
 void register_reference_codebook(KernelTable& t);  // codebook.Codebook
 void register_reference_grad(KernelTable& t);      // codebook.grad (ir/ops/grad.h)
+void register_reference_optim(KernelTable& t);     // codebook.train (ir/ops/optim.h)
 
 }  // namespace cb

@@ -43,8 +43,17 @@ std::vector<Value*> matmul_grad(GradientContext& c) {
 
   if (c.want(0)) {
     Value* dA;
-    if (ra2 == 2 && rb2 == 2) dA = b.op("Gemm", {dY2, B2}, {{"transB", int64_t(1)}});
-    else dA = b.sum_to(b.op("MatMul", {dY2, transpose_last2(b, B2, rb2)}), A2);
+    const Shape& ys = dY2->type.shape;
+    if (ra2 == 2 && rb2 == 2) {
+      dA = b.op("Gemm", {dY2, B2}, {{"transB", int64_t(1)}});
+    } else if (rb2 == 2 && ry2 == ra2 && ys[size_t(ry2 - 1)].is_static()) {
+      // A [..., M, K] times a [K, N] weight: dA = dY_rows @ B^T as one Gemm
+      // with transB (no transposed copy of the weight), reshaped to A's shape.
+      Value* y_rows = b.op("Reshape", {dY2, b.i64s({-1, ys[size_t(ry2 - 1)].value})});
+      dA = b.op("Reshape", {b.op("Gemm", {y_rows, B2}, {{"transB", int64_t(1)}}), b.op("Shape", {A2})});
+    } else {
+      dA = b.sum_to(b.op("MatMul", {dY2, transpose_last2(b, B2, rb2)}), A2);
+    }
     r[0] = ra == 1 ? b.op("Squeeze", {dA, b.i64s({0})}) : dA;
   }
   if (c.want(1)) {

@@ -1,0 +1,35 @@
+#include "backends/cpu/optim_kernels.h"
+
+#include <algorithm>
+
+#include "backends/reference/optim.h"
+#include "ir/ops/optim.h"
+
+namespace cb {
+namespace {
+
+class AdamWKernel : public Kernel {
+ public:
+  void run(KernelContext& ctx) override {
+    AdamWArgs a = adamw_args(ctx);
+    const int64_t n = ctx.in(0).numel();
+    // Threads only pay off on large parameters (a parallel region costs microseconds).
+    constexpr int64_t kMinPerThread = 1 << 16;
+    const int threads = int(std::max<int64_t>(1, std::min<int64_t>(ctx.num_threads, n / kMinPerThread)));
+    if (threads == 1) {
+      adamw_range(a, 0, n);
+      return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int t = 0; t < threads; ++t) adamw_range(a, n * t / threads, n * (t + 1) / threads);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_cpu_optim_kernel(const Node& node) {
+  if (node.domain == kTrainDomain && node.op_type == "AdamW") return std::make_unique<AdamWKernel>();
+  return nullptr;
+}
+
+}  // namespace cb

@@ -1,0 +1,39 @@
+// The element-wise update of the fused optimizer ops (ir/ops/optim.h), shared
+// by the reference kernel (one thread) and the CPU backend's (threads over
+// element ranges): each element is computed by the same code, so results do
+// not depend on the thread count.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "backends/backend.h"
+
+namespace cb {
+
+struct AdamWArgs {
+  const float *p, *g, *m, *v;
+  float *p_out, *m_out, *v_out;
+  float lr, clip, beta1, beta2, eps, weight_decay;
+  float bias_correction1, sqrt_bias_correction2;  // 1 - b1^t, sqrt(1 - b2^t)
+};
+
+// Reads the node's inputs and attributes and points at the output buffers.
+AdamWArgs adamw_args(KernelContext& ctx);
+
+inline void adamw_range(const AdamWArgs& a, int64_t begin, int64_t end) {
+  const float keep = 1.f - a.lr * a.weight_decay;
+  const float step_size = a.lr / a.bias_correction1;
+  const float one_minus_b1 = 1.f - a.beta1, one_minus_b2 = 1.f - a.beta2;
+  for (int64_t i = begin; i < end; ++i) {
+    float g = a.g[i] * a.clip;
+    float m = a.m[i] * a.beta1 + g * one_minus_b1;
+    float v = a.v[i] * a.beta2 + (g * g) * one_minus_b2;
+    float p = a.weight_decay != 0.f ? a.p[i] * keep : a.p[i];
+    float denom = std::sqrt(v) / a.sqrt_bias_correction2 + a.eps;
+    a.p_out[i] = p - step_size * (m / denom);
+    a.m_out[i] = m;
+    a.v_out[i] = v;
+  }
+}
+
+}  // namespace cb
