@@ -152,10 +152,13 @@ void check_known_keys(const Json& user, const Json& defaults, const std::string&
   }
 }
 
-void merge_into(Json& base, const Json& over) {
+// A config file's model_config_args replaces the default model whole (a GPT-2
+// config must not inherit GPT-NeoX keys); command-line overrides (deep) change
+// single keys of it.
+void merge_into(Json& base, const Json& over, bool deep) {
   for (auto& [k, v] : over.as_object()) {
     Json& b = base[k];
-    if (b.is_object() && v.is_object() && k != "model_config_args") merge_into(b, v);
+    if (b.is_object() && v.is_object() && (deep || k != "model_config_args")) merge_into(b, v, deep);
     else b = v;
   }
 }
@@ -175,7 +178,7 @@ Json resolve_train_config(const Json& base, const std::vector<std::string>& over
   Json defaults = train_config_defaults();
   check_known_keys(over, defaults, "");
   Json out = base;
-  merge_into(out, over);
+  merge_into(out, over, true);
   return out;
 }
 
@@ -186,7 +189,7 @@ Json resolve_train_config(const std::string& file, const std::vector<std::string
     CB_CHECK(user.is_object() || user.is_null(), file << ": a training config must be a mapping");
     if (user.is_object()) {
       check_known_keys(user, out, "");
-      merge_into(out, user);
+      merge_into(out, user, false);
     }
   }
   return resolve_train_config(out, overrides);
