@@ -1,0 +1,590 @@
+// Fast CPU kernels for f32 elementwise ops (see elementwise_kernels.h).
+//
+// Why: a training step runs hundreds of elementwise nodes (the AdamW update
+// alone is ~15 per parameter, most on small tensors or scalars). The
+// reference kernels are single-threaded and Erf is scalar libm; the oneDNN
+// eltwise primitive enters an OpenMP parallel region on every call, and with
+// libgomp's default (spinning) wait policy on a loaded machine each region
+// waits a scheduler time slice for its worker: ~16 ms per call measured
+// here, even for 1000 elements.
+//
+// Binary ops (and Where, Sum) reuse the reference's broadcast plan and row
+// loop (backends/reference/elementwise_util.h): dims are merged, the
+// innermost row is a plain loop in which every input either advances or
+// repeats one element, and the compiler vectorises it. Here the flat output
+// index range is cut into pieces (rows may be cut in the middle), so
+// same-shape, scalar, row ("bias"), column and general broadcasts all run
+// threaded. These ops are IEEE-exact (+ - * /, min, max, select), so a
+// vector lane and the scalar remainder give the same bits: results equal the
+// reference's and do not depend on the thread count.
+//
+// Unary ops are written once over an 8-float AVX2 vector (a plain float in
+// builds without AVX2+FMA); the last partial vector is loaded and stored
+// masked, so every element goes through the same instructions whatever the
+// split. Exp, Tanh and Erf are our own polynomial approximations
+// (coefficients fitted for this file, minimax-like, evaluated in f32 with FMA):
+//   exp(x)  = 2^n (1 + r + r^2 P(r)), r = x - n ln2, |r| <= ln2/2; < 1 ulp.
+//   tanh(x) = x + x^3 P(x^2) for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1);
+//             ~1 ulp.
+//   erf(x)  = x + x P(x^2) for |x| < 0.921875, else
+//             1 - exp(-x^2) Q(1/|x| - 0.6) up to |x| = 3.925, 1 beyond (erf
+//             rounds to 1 in f32 there); max abs error 5.7e-8 on [-6, 6].
+//
+// Threads: only big jobs are shared with helper threads (HelperThreads
+// below, which never make the caller wait for them to wake up); the rest run
+// on the calling thread with no synchronisation at all. See kMinParallelWork
+// for what "big" means and why.
+#include "backends/cpu/elementwise_kernels.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define CB_ELTWISE_AVX2 1
+#endif
+
+#include "backends/reference/elementwise_util.h"
+#include "backends/reference/reference_backend.h"
+#include "ir/error.h"
+
+namespace cb {
+
+namespace {
+
+// ---- Work split -------------------------------------------------------------
+
+// Work is counted in elements of a memory-bound op (+ - * /, select, sqrt,
+// x^2: 0.3-0.7 ns each here, bandwidth-bound); an element of Exp, Tanh,
+// Erf or powf counts kComputeBoundCost (Erf measured 1.4 ns). Jobs below
+// kMinParallelWork run on the calling thread. On the shared 2-vCPU machine
+// this was tuned on, a helper gained nothing measurable for any op up to 4M
+// elements, and splitting a cache-resident 1M-element tensor between the two
+// cores was up to 2x slower; machines with more cores and memory bandwidth
+// do gain on big jobs. So memory-bound ops go parallel from 8M elements,
+// compute-bound ones from 2M.
+constexpr int64_t kMinParallelWork = int64_t(1) << 23;
+constexpr int64_t kComputeBoundCost = 4;
+// Big tensors are cut into pieces of this many elements (a multiple of 16,
+// so pieces start on 64-byte lines), claimed one at a time by the threads.
+constexpr int64_t kPieceElements = 32768;
+
+// Helper threads that join a job only if they wake while pieces are left.
+// The calling thread claims pieces too and waits only for pieces a helper
+// has claimed and is computing, never for a helper to show up (nor for its
+// lock): on a loaded machine a helper that is not scheduled costs nothing,
+// where an OpenMP fork/join waits a scheduler time slice (milliseconds) for
+// every thread of the team. Idle helpers sleep on a condition variable (no
+// spinning). Several callers may run jobs at once: each finishes its own.
+class HelperThreads {
+ public:
+  using PieceFn = std::function<void(int64_t)>;
+
+  static HelperThreads& instance() {
+    static HelperThreads helpers;
+    return helpers;
+  }
+
+  // Calls fn(p) once for every p in [0, pieces), on the calling thread and
+  // up to `helpers` helper threads; returns when all calls have returned.
+  void run(int64_t pieces, int helpers, const PieceFn& fn) {
+    auto job = std::make_shared<Job>(&fn, pieces, helpers);
+    bool published = false;
+    {
+      // A helper holds the lock only for a moment, but if it is preempted
+      // then, waiting would cost a time slice: go on alone instead.
+      std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
+      if (lock.owns_lock()) {
+        while (int(threads_.size()) < helpers) threads_.emplace_back([this] { helper_loop(); });
+        job_ = job;  // stays published after the run: a late helper finds no piece left
+        ++generation_;
+        published = true;
+      }
+    }
+    if (published) wake_.notify_all();
+    work_on(*job);
+    for (int spins = 0; job->done.load(std::memory_order_acquire) < pieces; ++spins) {
+      if (spins < 64) cpu_relax();
+      else std::this_thread::yield();
+    }
+  }
+
+  ~HelperThreads() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  struct Job {
+    Job(const PieceFn* f, int64_t n, int helpers) : fn(f), pieces(n), helper_slots(helpers) {}
+    const PieceFn* fn;  // called only for a claimed piece, while the caller waits (dangles after)
+    int64_t pieces;
+    std::atomic<int64_t> next{0}, done{0};
+    std::atomic<int> helper_slots;  // helpers that may still join
+  };
+
+  static void cpu_relax() {
+#ifdef CB_ELTWISE_AVX2
+    _mm_pause();
+#endif
+  }
+
+  static void work_on(Job& job) {
+    for (int64_t p; (p = job.next.fetch_add(1, std::memory_order_relaxed)) < job.pieces;) {
+      (*job.fn)(p);
+      job.done.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void helper_loop() {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      std::shared_ptr<Job> job = job_;
+      if (!job) continue;
+      lock.unlock();
+      if (job->helper_slots.fetch_sub(1, std::memory_order_relaxed) > 0) work_on(*job);
+      lock.lock();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::thread> threads_;
+  std::shared_ptr<Job> job_;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+// Calls body(begin, end) over contiguous pieces covering [0, n): one piece
+// on the calling thread when the job (n elements of `cost` units each) is
+// small or there is one thread, else kPieceElements-sized pieces shared with
+// num_threads - 1 helpers.
+template <typename Body>
+void for_pieces(int64_t n, int64_t cost, int num_threads, const Body& body) {
+  if (num_threads <= 1 || n * cost < kMinParallelWork) {
+    body(int64_t(0), n);
+    return;
+  }
+  const int64_t pieces = (n + kPieceElements - 1) / kPieceElements;
+  HelperThreads::instance().run(pieces, num_threads - 1, [&](int64_t p) {
+    body(p * kPieceElements, std::min(n, (p + 1) * kPieceElements));
+  });
+}
+
+// ---- Broadcasting driver (binary ops, Where) --------------------------------
+
+// Calls seg(offsets, len) for the pieces of rows covering flat output
+// elements [begin, end) of `plan`; offsets[k] is operand k's element offset
+// at the piece's start (operand 0 is the output). Rows can be short (a bias
+// of 128), so the per-row step is kept to a few adds.
+template <size_t N, typename SegFn>
+void for_each_segment(const BroadcastPlan<N>& plan, int64_t begin, int64_t end, const SegFn& seg) {
+  const size_t outer = plan.dims.size() - 1;  // dims before the row
+  const int64_t* dims = plan.dims.data();
+  const int64_t row_len = dims[outer];
+  std::array<const int64_t*, N + 1> strides;
+  std::array<int64_t, N + 1> row_step;  // stride of the innermost outer dim
+  for (size_t k = 0; k <= N; ++k) {
+    strides[k] = plan.strides[k].data();
+    row_step[k] = outer > 0 ? strides[k][outer - 1] : 0;
+  }
+  std::vector<int64_t> idx(outer, 0);
+  std::array<int64_t, N + 1> row_off{};
+  int64_t row = begin / row_len, col = begin % row_len;
+  for (size_t d = outer; d-- > 0;) {
+    idx[d] = row % dims[d];
+    row /= dims[d];
+    for (size_t k = 0; k <= N; ++k) row_off[k] += idx[d] * strides[k][d];
+  }
+  std::array<int64_t, N + 1> off;
+  for (;;) {
+    const int64_t len = std::min(row_len - col, end - begin);
+    for (size_t k = 0; k <= N; ++k) off[k] = row_off[k] + col * strides[k][outer];
+    seg(off.data(), len);
+    begin += len;
+    if (begin >= end) return;
+    col = 0;
+    // Next row: bump the innermost outer dim, carrying into the ones before it.
+    if (++idx[outer - 1] < dims[outer - 1]) {
+      for (size_t k = 0; k <= N; ++k) row_off[k] += row_step[k];
+      continue;
+    }
+    for (size_t d = outer; d-- > 0;) {
+      if (idx[d] < dims[d]) {
+        for (size_t k = 0; k <= N; ++k) row_off[k] += strides[k][d];
+        break;
+      }
+      for (size_t k = 0; k <= N; ++k) row_off[k] -= strides[k][d] * (dims[d] - 1);
+      idx[d] = 0;
+      if (d > 0) ++idx[d - 1];
+    }
+  }
+}
+
+// out = fn(ins...) with numpy broadcasting, like the reference's
+// broadcast_map (same row loop, so the same bits), over num_threads threads.
+template <typename Out, typename... In, typename Fn>
+void parallel_broadcast_map(Tensor& out, const std::array<const Tensor*, sizeof...(In)>& ins, int num_threads,
+                            const Fn& fn) {
+  constexpr size_t N = sizeof...(In);
+  const int64_t total = out.numel();
+  if (total == 0) return;
+  std::array<const std::vector<int64_t>*, N> in_dims;
+  for (size_t k = 0; k < N; ++k) in_dims[k] = &ins[k]->dims();
+  BroadcastPlan<N> plan(out.dims(), in_dims);
+  std::array<bool, N> steps;
+  for (size_t k = 0; k < N; ++k) steps[k] = plan.row_contiguous(k + 1);
+  using Inputs = std::index_sequence_for<In...>;
+  auto bases = [&]<size_t... K>(std::index_sequence<K...>) {
+    return std::tuple<const storage_t<In>*...>(ins[K]->template data<storage_t<In>>()...);
+  }(Inputs{});
+  storage_t<Out>* o = out.data<storage_t<Out>>();
+  with_static_flags<N>(steps, [&]<bool... S>(std::integer_sequence<bool, S...>) {
+    for_pieces(total, 1, num_threads, [&](int64_t begin, int64_t end) {
+      for_each_segment(plan, begin, end, [&](const int64_t* off, int64_t len) {
+        [&]<size_t... K>(std::index_sequence<K...>) {
+          map_row<S...>(len, o + off[0], fn, (std::get<K>(bases) + off[K + 1])...);
+        }(Inputs{});
+      });
+    });
+  });
+}
+
+// ---- Kernels ------------------------------------------------------------------
+
+bool all_f32(const KernelContext& ctx) {
+  for (const Tensor* t : ctx.inputs)
+    if (!t || t->dtype() != DType::f32) return false;
+  return ctx.out(0).dtype() == DType::f32;
+}
+
+KernelFn reference_kernel(const Node& node) {
+  KernelFn fn = reference_kernels().find(node.domain, node.op_type);
+  CB_CHECK(fn, node.describe() << ": no reference kernel to fall back on");
+  return fn;
+}
+
+enum class BinaryOp { add, sub, mul, div, min, max };
+
+class BinaryKernel : public Kernel {
+ public:
+  BinaryKernel(const Node& node, BinaryOp op) : op_(op), fallback_(reference_kernel(node)) {}
+
+  void run(KernelContext& ctx) override {
+    if (ctx.inputs.size() != 2 || !all_f32(ctx)) return fallback_(ctx);
+    const Tensor* lhs = &ctx.in(0);
+    const Tensor* rhs = &ctx.in(1);
+    auto map = [&](auto fn) { parallel_broadcast_map<float, float, float>(ctx.out(0), {lhs, rhs}, ctx.num_threads, fn); };
+    switch (op_) {
+      case BinaryOp::add: return map([](float a, float b) { return a + b; });
+      case BinaryOp::sub: return map([](float a, float b) { return a - b; });
+      case BinaryOp::mul: return map([](float a, float b) { return a * b; });
+      case BinaryOp::div: return map([](float a, float b) { return a / b; });
+      // NaN-propagating, like numpy.minimum / numpy.maximum and the reference.
+      case BinaryOp::min: return map([](float a, float b) { return a < b || a != a ? a : b; });
+      case BinaryOp::max: return map([](float a, float b) { return a > b || a != a ? a : b; });
+    }
+  }
+
+ private:
+  BinaryOp op_;
+  KernelFn fallback_;
+};
+
+// Pow with an f32 base and one f32 exponent; like the reference, x^2 and x^3
+// multiply (as ONNX Runtime does) and other exponents call powf.
+class PowKernel : public Kernel {
+ public:
+  explicit PowKernel(const Node& node) : fallback_(reference_kernel(node)) {}
+
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.in(0);
+    const Tensor& e = ctx.in(1);
+    Tensor& y = ctx.out(0);
+    if (!all_f32(ctx) || e.numel() != 1 || y.numel() != x.numel()) return fallback_(ctx);
+    const float exponent = e.data<float>()[0];
+    const float* xp = x.data<float>();
+    float* yp = y.data<float>();
+    const bool multiplies = exponent == 2.f || exponent == 3.f;
+    for_pieces(y.numel(), multiplies ? 1 : kComputeBoundCost, ctx.num_threads, [&](int64_t begin, int64_t end) {
+      if (exponent == 2.f) {
+        for (int64_t i = begin; i < end; ++i) yp[i] = xp[i] * xp[i];
+      } else if (exponent == 3.f) {
+        for (int64_t i = begin; i < end; ++i) yp[i] = xp[i] * xp[i] * xp[i];
+      } else {
+        for (int64_t i = begin; i < end; ++i) yp[i] = std::pow(xp[i], exponent);
+      }
+    });
+  }
+
+ private:
+  KernelFn fallback_;
+};
+
+// Where(bool condition, f32 x, f32 y) with broadcasting.
+class WhereKernel : public Kernel {
+ public:
+  explicit WhereKernel(const Node& node) : fallback_(reference_kernel(node)) {}
+
+  void run(KernelContext& ctx) override {
+    const Tensor& c = ctx.in(0);
+    const Tensor& x = ctx.in(1);
+    const Tensor& y = ctx.in(2);
+    if (c.dtype() != DType::boolean || x.dtype() != DType::f32 || y.dtype() != DType::f32 ||
+        ctx.out(0).dtype() != DType::f32)
+      return fallback_(ctx);
+    parallel_broadcast_map<float, bool, float, float>(ctx.out(0), {&c, &x, &y}, ctx.num_threads,
+                                                      [](uint8_t cond, float a, float b) { return cond ? a : b; });
+  }
+
+ private:
+  KernelFn fallback_;
+};
+
+// Sum of f32 inputs of the output's shape, folded left to right in one pass
+// per cache-sized block: ((a + b) + c) + ..., the reference's order.
+class SumKernel : public Kernel {
+ public:
+  explicit SumKernel(const Node& node) : fallback_(reference_kernel(node)) {}
+
+  void run(KernelContext& ctx) override {
+    Tensor& out = ctx.out(0);
+    bool fast = ctx.inputs.size() >= 2 && all_f32(ctx);
+    for (size_t k = 0; fast && k < ctx.inputs.size(); ++k) fast = ctx.in(k).dims() == out.dims();
+    if (!fast) return fallback_(ctx);
+    constexpr int64_t kBlock = 4096;
+    float* o = out.data<float>();
+    const float* a = ctx.in(0).data<float>();
+    const float* b = ctx.in(1).data<float>();
+    for_pieces(out.numel(), 1, ctx.num_threads, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; s += kBlock) {
+        const int64_t e = std::min(end, s + kBlock);
+        for (int64_t i = s; i < e; ++i) o[i] = a[i] + b[i];
+        for (size_t k = 2; k < ctx.inputs.size(); ++k) {
+          const float* c = ctx.in(k).data<float>();
+          for (int64_t i = s; i < e; ++i) o[i] = o[i] + c[i];
+        }
+      }
+    });
+  }
+
+ private:
+  KernelFn fallback_;
+};
+
+// ---- Vector arithmetic for the unary ops ----------------------------------------
+
+#ifdef CB_ELTWISE_AVX2
+struct Vec {
+  __m256 v;
+};
+using Mask = __m256;
+constexpr int64_t kWidth = 8;
+
+inline Vec splat(float f) { return {_mm256_set1_ps(f)}; }
+inline Vec load(const float* p) { return {_mm256_loadu_ps(p)}; }
+inline void store(float* p, Vec x) { _mm256_storeu_ps(p, x.v); }
+// Lanes [0, n) of a partial vector (n < 8); the others read as 0 and are not written.
+inline __m256i tail_mask(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline Vec load_partial(const float* p, int64_t n) { return {_mm256_maskload_ps(p, tail_mask(n))}; }
+inline void store_partial(float* p, Vec x, int64_t n) { _mm256_maskstore_ps(p, tail_mask(n), x.v); }
+
+inline Vec operator+(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline Vec operator-(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline Vec operator*(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline Vec operator/(Vec a, Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
+inline Vec operator-(Vec a) { return {_mm256_xor_ps(a.v, _mm256_set1_ps(-0.f))}; }
+inline Vec madd(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }   // a * b + c, one rounding
+inline Vec nmadd(Vec a, Vec b, Vec c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }  // c - a * b, one rounding
+inline Vec abs(Vec a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.f), a.v)}; }
+inline Vec sqrt(Vec a) { return {_mm256_sqrt_ps(a.v)}; }
+// |mag| with the sign of `sign`; `mag` must have a clear sign bit.
+inline Vec with_sign_of(Vec mag, Vec sign) { return {_mm256_or_ps(mag.v, _mm256_and_ps(sign.v, _mm256_set1_ps(-0.f)))}; }
+// min(bound, x) and max(bound, x) that return x when x is NaN.
+inline Vec min_or_nan(Vec bound, Vec x) { return {_mm256_min_ps(bound.v, x.v)}; }
+inline Vec max_or_nan(Vec bound, Vec x) { return {_mm256_max_ps(bound.v, x.v)}; }
+inline Mask less(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
+inline Mask greater_equal(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
+inline Vec select(Mask m, Vec if_true, Vec if_false) { return {_mm256_blendv_ps(if_false.v, if_true.v, m)}; }
+inline bool all(Mask m) { return _mm256_movemask_ps(m) == 0xff; }
+inline Vec round_to_int(Vec a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+inline Vec floor(Vec a) { return {_mm256_floor_ps(a.v)}; }
+// 2^n for integral n in [-126, 127].
+inline Vec pow2(Vec n) {
+  __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
+  return {_mm256_castsi256_ps(bits)};
+}
+#else
+// Portable: one float at a time (the loops below never see a partial vector).
+using Vec = float;
+using Mask = bool;
+constexpr int64_t kWidth = 1;
+
+inline Vec splat(float f) { return f; }
+inline Vec load(const float* p) { return *p; }
+inline void store(float* p, Vec x) { *p = x; }
+inline Vec load_partial(const float* p, int64_t) { return *p; }
+inline void store_partial(float* p, Vec x, int64_t) { *p = x; }
+inline Vec madd(Vec a, Vec b, Vec c) { return a * b + c; }
+inline Vec nmadd(Vec a, Vec b, Vec c) { return c - a * b; }
+inline Vec abs(Vec a) { return std::fabs(a); }
+inline Vec sqrt(Vec a) { return std::sqrt(a); }
+inline Vec with_sign_of(Vec mag, Vec sign) { return std::copysign(mag, sign); }
+inline Vec min_or_nan(Vec bound, Vec x) { return x > bound ? bound : x; }
+inline Vec max_or_nan(Vec bound, Vec x) { return x < bound ? bound : x; }
+inline Mask less(Vec a, Vec b) { return a < b; }
+inline Mask greater_equal(Vec a, Vec b) { return a >= b; }
+inline Vec select(Mask m, Vec if_true, Vec if_false) { return m ? if_true : if_false; }
+inline bool all(Mask m) { return m; }
+inline Vec round_to_int(Vec a) { return std::nearbyint(a); }
+inline Vec floor(Vec a) { return std::floor(a); }
+inline Vec pow2(Vec n) { return n == n ? std::ldexp(1.f, int(n)) : n; }
+#endif
+
+// c[0] + u * (c[1] + u * (... + u * c[n-1])), Horner's scheme with FMA.
+template <size_t n>
+inline Vec polynomial(Vec u, const float (&c)[n]) {
+  Vec r = splat(c[n - 1]);
+  for (size_t i = n - 1; i-- > 0;) r = madd(r, u, splat(c[i]));
+  return r;
+}
+
+// e^x. Inputs are clamped to [-104, 89] (NaN passes): beyond, e^x is 0 or inf
+// in f32, and 2^n below is built in two halves so results down to the
+// subnormals come out right.
+inline Vec exp_approx(Vec x) {
+  static constexpr float kExpPoly[] = {0.5f, 0.166665778f, 0.0416668542f, 0.00836314075f, 0.00139012444f};
+  x = min_or_nan(splat(89.f), max_or_nan(splat(-104.f), x));
+  const Vec n = round_to_int(x * splat(1.44269504f));
+  Vec r = nmadd(n, splat(0.693359375f), x);  // x - n ln2, ln2 split in two parts
+  r = nmadd(n, splat(-2.12194440e-4f), r);
+  const Vec p = madd(r * r, polynomial(r, kExpPoly), r) + splat(1.f);  // e^r, |r| <= ln2/2
+  const Vec half = floor(n * splat(0.5f));
+  return p * pow2(half) * pow2(n - half);
+}
+
+inline Vec tanh_approx(Vec x) {
+  static constexpr float kTanhPoly[] = {-0.333333343f, 0.133333042f, -0.0539592803f,
+                                        0.0217690486f, -0.00834428985f, 0.00229307241f};
+  const Vec a = abs(x);
+  const Vec u = a * a;
+  const Vec small = madd(a * u, polynomial(u, kTanhPoly), a);  // |x| < 0.625
+  const Mask is_small = less(a, splat(0.625f));
+  if (all(is_small)) return with_sign_of(small, x);
+  const Vec large = splat(1.f) - splat(2.f) / (exp_approx(a + a) + splat(1.f));  // 1 at |x| = inf; NaN passes
+  return with_sign_of(select(is_small, small, large), x);
+}
+
+inline Vec erf_approx(Vec x) {
+  constexpr float kSmallLimit = 0.921875f;  // erf(x) = x + x P(x^2) below
+  constexpr float kOneFrom = 3.925f;        // erf(x) rounds to 1 in f32 from about here
+  static constexpr float kErfPoly[] = {0.128379151f, -0.376124948f, 0.112818204f,
+                                       -0.0267667212f, 0.00499330321f, -0.000599137682f};
+  // erfc(x) e^(x^2) as a polynomial in 1/x - 0.6 on [kSmallLimit, kOneFrom].
+  static constexpr float kErfcPoly[] = {0.296287477f, 0.39098388f,  -0.1755808f,   0.0411426201f, 0.0295524281f,
+                                        -0.0542204827f, 0.0492088161f, -0.0227720123f, -0.012633143f, 0.0193533469f};
+  const Vec a = abs(x);
+  const Vec small = madd(a, polynomial(a * a, kErfPoly), a);
+  const Mask is_small = less(a, splat(kSmallLimit));
+  if (all(is_small)) return with_sign_of(small, x);
+  const Vec b = max_or_nan(splat(kSmallLimit), min_or_nan(splat(kOneFrom), a));  // NaN passes
+  const Vec q = polynomial(splat(1.f) / b - splat(0.6f), kErfcPoly);
+  Vec large = nmadd(exp_approx(-(b * b)), q, splat(1.f));
+  large = select(greater_equal(a, splat(kOneFrom)), splat(1.f), large);
+  return with_sign_of(select(is_small, small, large), x);
+}
+
+// ---- Unary kernels ---------------------------------------------------------------
+
+enum class UnaryOp { neg, abs, relu, sqrt, reciprocal, exp, tanh, erf };
+
+// Each op on one vector; the results match the reference's formulas exactly
+// except for exp, tanh and erf (approximations above).
+template <UnaryOp kOp>
+inline Vec apply(Vec x) {
+  if constexpr (kOp == UnaryOp::neg) return -x;
+  else if constexpr (kOp == UnaryOp::abs) return abs(x);
+  else if constexpr (kOp == UnaryOp::relu) return select(less(x, splat(0.f)), splat(0.f), x);  // NaN, -0 pass
+  else if constexpr (kOp == UnaryOp::sqrt) return sqrt(x);
+  else if constexpr (kOp == UnaryOp::reciprocal) return splat(1.f) / x;
+  else if constexpr (kOp == UnaryOp::exp) return exp_approx(x);
+  else if constexpr (kOp == UnaryOp::tanh) return tanh_approx(x);
+  else return erf_approx(x);
+}
+
+template <UnaryOp kOp>
+void unary_range(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + kWidth <= n; i += kWidth) store(y + i, apply<kOp>(load(x + i)));
+  if (i < n) store_partial(y + i, apply<kOp>(load_partial(x + i, n - i)), n - i);
+}
+
+template <UnaryOp kOp>
+class UnaryKernel : public Kernel {
+ public:
+  explicit UnaryKernel(const Node& node) : fallback_(reference_kernel(node)) {}
+
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.in(0);
+    Tensor& y = ctx.out(0);
+    if (!all_f32(ctx) || x.numel() != y.numel()) return fallback_(ctx);
+    const float* xp = x.data<float>();
+    float* yp = y.data<float>();
+    constexpr bool kComputeBound = kOp == UnaryOp::exp || kOp == UnaryOp::tanh || kOp == UnaryOp::erf;
+    for_pieces(y.numel(), kComputeBound ? kComputeBoundCost : 1, ctx.num_threads,
+               [&](int64_t begin, int64_t end) { unary_range<kOp>(xp + begin, yp + begin, end - begin); });
+  }
+
+ private:
+  KernelFn fallback_;
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_cpu_elementwise_kernel(const Node& node) {
+  if (!node.domain.empty()) return nullptr;
+  const std::string& op = node.op_type;
+  if (op == "Add") return std::make_unique<BinaryKernel>(node, BinaryOp::add);
+  if (op == "Sub") return std::make_unique<BinaryKernel>(node, BinaryOp::sub);
+  if (op == "Mul") return std::make_unique<BinaryKernel>(node, BinaryOp::mul);
+  if (op == "Div") return std::make_unique<BinaryKernel>(node, BinaryOp::div);
+  if (op == "Min") return std::make_unique<BinaryKernel>(node, BinaryOp::min);
+  if (op == "Max") return std::make_unique<BinaryKernel>(node, BinaryOp::max);
+  if (op == "Pow") return std::make_unique<PowKernel>(node);
+  if (op == "Where") return std::make_unique<WhereKernel>(node);
+  if (op == "Sum") return std::make_unique<SumKernel>(node);
+  if (op == "Neg") return std::make_unique<UnaryKernel<UnaryOp::neg>>(node);
+  if (op == "Abs") return std::make_unique<UnaryKernel<UnaryOp::abs>>(node);
+  if (op == "Relu") return std::make_unique<UnaryKernel<UnaryOp::relu>>(node);
+  if (op == "Sqrt") return std::make_unique<UnaryKernel<UnaryOp::sqrt>>(node);
+  if (op == "Reciprocal") return std::make_unique<UnaryKernel<UnaryOp::reciprocal>>(node);
+  if (op == "Exp") return std::make_unique<UnaryKernel<UnaryOp::exp>>(node);
+  if (op == "Tanh") return std::make_unique<UnaryKernel<UnaryOp::tanh>>(node);
+  if (op == "Erf") return std::make_unique<UnaryKernel<UnaryOp::erf>>(node);
+  return nullptr;
+}
+
+}  // namespace cb

@@ -1,0 +1,20 @@
+// Fast CPU kernels for the f32 elementwise ops that dominate a training step
+// (GELU and its gradient, bias adds, scalings, optimizer arithmetic): binary
+// Add, Sub, Mul, Div, Min, Max (numpy broadcasting), Pow with one exponent,
+// Where, Sum of same-shape inputs, and unary Neg, Abs, Relu, Sqrt,
+// Reciprocal, Exp, Tanh and Erf. Vectorised loops; only big jobs are shared
+// with up to KernelContext::num_threads - 1 helper threads, small ones run
+// on the calling thread alone. Results do not depend on the thread count.
+// Other dtypes and other cases (variadic Min/Max, broadcast Sum, tensor
+// exponents) use the reference kernel at run time.
+#pragma once
+#include <memory>
+
+#include "backends/backend.h"
+
+namespace cb {
+
+// Null when the node is not one of the ops above (the caller then tries other kernels).
+std::unique_ptr<Kernel> make_cpu_elementwise_kernel(const Node& node);
+
+}  // namespace cb
