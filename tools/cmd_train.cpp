@@ -193,7 +193,7 @@ int cmd_train(int argc, char** argv) {
     double per_step = elapsed / double(s - first_step);
     if (s % run.logging_steps == 0 || s == 1 || s == run.max_steps) {
       Json line = train_log_line(s, window, trainer);
-      line["epoch_seconds"] = elapsed;
+      line["elapsed_seconds"] = elapsed;
       emit(line);
       window = LogWindow();
     }
