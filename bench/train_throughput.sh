@@ -8,7 +8,8 @@
 # gpt2-small: frozen GPT-2 small with attn_preproj codebooks, 12 x 12 x 10,000
 # codes, k = 8, codebooks trained (default batch 1 x 128; the model is made by
 # bench/make_gpt2_small.py the first time, needs pip torch/transformers/onnx).
-# Ours: the median of the per-step tokens/s after 2 warm-up steps.
+# Ours: the median of the per-step tokens/s after 2 warm-up steps. Both count
+# B x T tokens per step; neither uses dropout (gpt2-small gets --no-dropout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}; batch_arg=${2:-}; threads=${3:-2}; steps=${4:-8}
@@ -40,7 +41,7 @@ if [ "$which" = all ] || [ "$which" = gpt2-small ]; then
   b=${batch_arg:-1}
   [ -f build/models/gpt2-small.onnx ] || python3 bench/make_gpt2_small.py --out build/models
   o=$(ours gpt2 "$b" configs/gpt2_small_attn_preproj.yaml)
-  t=$(python3 bench/train_torch.py --model gpt2-small --batch "$b" --seq 128 --threads "$threads" --steps "$steps" 2>/dev/null |
+  t=$(python3 bench/train_torch.py --model gpt2-small --no-dropout --batch "$b" --seq 128 --threads "$threads" --steps "$steps" 2>/dev/null |
       python3 -c "import json,sys; print(json.loads(sys.stdin.read())['tokens_per_s'])")
   results+=("gpt2-small ${b}x128 $o $t")
 fi
