@@ -72,7 +72,6 @@ int cmd_eval(int argc, char** argv) {
   auto backend = make_backend(run.backend);
   RunData data = make_run_data(run);
 
-  std::shared_ptr<Graph> model = load_model(model_path).graph;
   StepGraphOptions go;
   StepGraph sg = build_eval_graph(load_model(model_path).graph, go);
   CompileOptions co;
@@ -88,7 +87,7 @@ int cmd_eval(int argc, char** argv) {
   line["eval_tokens"] = em.tokens;
   add_codebook_metrics(line, em.codebooks, sg.codebooks, "eval_", false);
   if (data.fsm) {
-    LanguageModel lm(model, *backend, run.trainer.num_threads);
+    LanguageModel lm(load_model(model_path).graph, *backend, run.trainer.num_threads);
     FsmMetrics fm = evaluate_fsm(lm, *data.fsm, run.fsm_generate_samples, run.tokfsm.seq_len, run.tokfsm.eval_seed);
     add_fsm_metrics(line, fm, run.fsm_generate_samples > 0);
   }

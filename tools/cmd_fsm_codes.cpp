@@ -39,9 +39,9 @@ int cmd_fsm_codes(int argc, char** argv) {
   int64_t base = vm["base"].as<int64_t>();
   if (fs::is_directory(run, ec)) {
     // The run's config knows the FSM's numeral base.
-    if (!list_checkpoints(run).empty() || fs::exists(fs::path(run) / "trainer_state.json"))
-      if (vm["base"].defaulted())
-        base = find_checkpoint(run).trainer_state.at("config").at("fsm_args").at("representation_base").as_int();
+    bool has_config = !list_checkpoints(run).empty() || fs::exists(fs::path(run) / "trainer_state.json");
+    if (has_config && vm["base"].defaulted())
+      base = find_checkpoint(run).trainer_state.at("config").at("fsm_args").at("representation_base").as_int();
     if (fs::exists(fs::path(run) / "model.onnx")) {
       model_path = (fs::path(run) / "model.onnx").string();
       fsm_path = (fs::path(run) / "fsm.npy").string();

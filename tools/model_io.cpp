@@ -11,6 +11,7 @@
 #include "frontend/onnx_import.h"
 #include "ir/error.h"
 #include "passes/codebook_sites.h"
+#include "train/training_graph.h"
 
 namespace cb::tools {
 
@@ -84,18 +85,9 @@ void complete_lm_inputs(const Graph& g, std::map<std::string, Tensor>& inputs) {
   const Tensor& ids = it->second;
   check_token_ids(g, ids);
   if (ids.rank() != 2) return;  // the runtime reports the shape mismatch
-  int64_t batch = ids.dim(0), seq = ids.dim(1);
-  for (const Value* v : g.inputs) {
-    if (inputs.count(v->name)) continue;
-    if (v->name == "attention_mask") {
-      inputs[v->name] = Tensor::from_vector<int64_t>(std::vector<int64_t>(size_t(batch * seq), 1), {batch, seq});
-    } else if (v->name == "position_ids") {
-      std::vector<int64_t> pos(static_cast<size_t>(batch * seq));
-      for (int64_t b = 0; b < batch; ++b)
-        for (int64_t t = 0; t < seq; ++t) pos[size_t(b * seq + t)] = t;
-      inputs[v->name] = Tensor::from_vector<int64_t>(pos, {batch, seq});
-    }
-  }
+  for (const Value* v : g.inputs)
+    if (!inputs.count(v->name) && (v->name == "attention_mask" || v->name == "position_ids"))
+      inputs[v->name] = causal_lm_feeds(std::vector<std::string>{v->name}, ids).at(v->name);
 }
 
 std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_t>& ids,

@@ -149,7 +149,6 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
 
   // Which parameters train.
   std::vector<Value*> cb_params, model_params, frozen_model_grads;
-  std::vector<CodebookOutputs> info_before = {};
   std::set<const Value*> skip;
   if (opts.compat_original) {
     for (auto& n : g.nodes())

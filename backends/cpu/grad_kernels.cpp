@@ -510,17 +510,7 @@ class CodebookGradKernel : public GradKernel {
     for (const Tensor* t : {&dy, &x, &codes, &ln_scale, &ln_bias})
       if (t->dtype() != DType::f32) return fall_back(ctx);
     if (ids.dtype() != DType::i64) return fall_back(ctx);
-    CB_CHECK(x.rank() == 3 && codes.rank() == 3 && ids.rank() == 4,
-             node.describe() << ": x " << dims_str(x.dims()) << ", codes " << dims_str(codes.dims()) << " and ids "
-                             << dims_str(ids.dims()) << " must have rank 3, 3 and 4");
-    const int64_t B = x.dim(0), T = x.dim(1), D = x.dim(2);
-    const int64_t G = codes.dim(0), K = codes.dim(1), Dg = codes.dim(2);
-    const int64_t k = node.attr_int("k", 1);
-    CB_CHECK(G * Dg == D && ln_scale.numel() == G * Dg && ln_bias.numel() == G * Dg && dy.dims() == x.dims() &&
-                 ids.dims() == std::vector<int64_t>({B, T, G, k}),
-             node.describe() << ": dy " << dims_str(dy.dims()) << ", x " << dims_str(x.dims()) << ", codes "
-                             << dims_str(codes.dims()) << ", ln_scale " << dims_str(ln_scale.dims()) << " and ids "
-                             << dims_str(ids.dims()) << " do not agree (k = " << k << ")");
+    const auto [B, T, D, G, K, Dg, k] = codebook_grad_dims(ctx);
     const int64_t N = B * T;
     const int64_t* id = ids.data<int64_t>();
     for (int64_t s = 0; s < N * G * k; ++s)

@@ -256,6 +256,20 @@ void StridedCopy::run_units(const uint8_t* src, uint8_t* dst, int64_t begin, int
     src += idx[k] * src_step_[k];
     dst += idx[k] * dst_step_[k];
   }
+  // Odometer step over the outer dims 0..top-1 (the last one fastest),
+  // moving both pointers along.
+  auto next_index = [&](size_t top) {
+    for (size_t k = top; k-- > 0;) {
+      if (++idx[k] < dims_[k]) {
+        src += src_step_[k];
+        dst += dst_step_[k];
+        return;
+      }
+      src -= src_step_[k] * (dims_[k] - 1);
+      dst -= dst_step_[k] * (dims_[k] - 1);
+      idx[k] = 0;
+    }
+  };
   if (kind_ == Kind::runs && units_per_outer_ == 1 && rank > 0) {
     // Whole runs: a tight loop along the innermost outer dim.
     const size_t last = rank - 1;
@@ -271,16 +285,7 @@ void StridedCopy::run_units(const uint8_t* src, uint8_t* dst, int64_t begin, int
       src -= n * ss;
       dst -= n * ds;
       idx[last] = 0;
-      for (size_t k = last; k-- > 0;) {
-        if (++idx[k] < dims_[k]) {
-          src += src_step_[k];
-          dst += dst_step_[k];
-          break;
-        }
-        src -= src_step_[k] * (dims_[k] - 1);
-        dst -= dst_step_[k] * (dims_[k] - 1);
-        idx[k] = 0;
-      }
+      next_index(last);
     }
     return;
   }
@@ -288,16 +293,7 @@ void StridedCopy::run_units(const uint8_t* src, uint8_t* dst, int64_t begin, int
     run_outer(src, dst, part);
     if (++part < units_per_outer_) continue;
     part = 0;
-    for (size_t k = rank; k-- > 0;) {
-      if (++idx[k] < dims_[k]) {
-        src += src_step_[k];
-        dst += dst_step_[k];
-        break;
-      }
-      src -= src_step_[k] * (dims_[k] - 1);
-      dst -= dst_step_[k] * (dims_[k] - 1);
-      idx[k] = 0;
-    }
+    next_index(rank);
   }
 }
 

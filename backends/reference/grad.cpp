@@ -14,6 +14,27 @@
 
 namespace cb {
 
+CodebookGradDims codebook_grad_dims(const KernelContext& ctx) {
+  const Node& node = ctx.node;
+  const Tensor& dy = ctx.in(0);
+  const Tensor& x = ctx.in(1);
+  const Tensor& codes = ctx.in(2);
+  const Tensor& ln_scale = ctx.in(3);
+  const Tensor& ln_bias = ctx.in(4);
+  const Tensor& ids = ctx.in(5);
+  CB_CHECK(x.rank() == 3 && codes.rank() == 3 && ids.rank() == 4,
+           node.describe() << ": x " << dims_str(x.dims()) << ", codes " << dims_str(codes.dims()) << " and ids "
+                           << dims_str(ids.dims()) << " must have rank 3, 3 and 4");
+  CodebookGradDims d{x.dim(0), x.dim(1), x.dim(2), codes.dim(0), codes.dim(1), codes.dim(2), node.attr_int("k", 1)};
+  CB_CHECK(d.G * d.Dg == d.D && ln_scale.numel() == d.G * d.Dg && ln_bias.numel() == d.G * d.Dg &&
+               dy.dims() == x.dims() && ids.dims() == std::vector<int64_t>({d.B, d.T, d.G, d.k}),
+           node.describe() << ": dy " << dims_str(dy.dims()) << ", x " << dims_str(x.dims()) << ", codes "
+                           << dims_str(codes.dims()) << ", ln_scale " << dims_str(ln_scale.dims()) << " and ids "
+                           << dims_str(ids.dims()) << " do not agree (k = " << d.k << ")");
+  return d;
+}
+
+
 namespace {
 
 int64_t dims_product(const std::vector<int64_t>& d, size_t from, size_t to) {
@@ -228,17 +249,7 @@ void codebook_grad_kernel(KernelContext& ctx) {
   const Tensor& ln_scale = ctx.in(3);
   const Tensor& ln_bias = ctx.in(4);
   const Tensor& ids = ctx.in(5);
-  CB_CHECK(x.rank() == 3 && codes.rank() == 3 && ids.rank() == 4,
-           node.describe() << ": x " << dims_str(x.dims()) << ", codes " << dims_str(codes.dims()) << " and ids "
-                           << dims_str(ids.dims()) << " must have rank 3, 3 and 4");
-  const int64_t B = x.dim(0), T = x.dim(1), D = x.dim(2);
-  const int64_t G = codes.dim(0), K = codes.dim(1), Dg = codes.dim(2);
-  const int64_t k = node.attr_int("k", 1);
-  CB_CHECK(G * Dg == D && ln_scale.numel() == G * Dg && ln_bias.numel() == G * Dg && dy.dims() == x.dims() &&
-               ids.dims() == std::vector<int64_t>({B, T, G, k}),
-           node.describe() << ": dy " << dims_str(dy.dims()) << ", x " << dims_str(x.dims()) << ", codes "
-                           << dims_str(codes.dims()) << ", ln_scale " << dims_str(ln_scale.dims()) << " and ids "
-                           << dims_str(ids.dims()) << " do not agree (k = " << k << ")");
+  const auto [B, T, D, G, K, Dg, k] = codebook_grad_dims(ctx);
   const CodebookLoss loss = codebook_loss_of(node);
   const double eps = node.attr_float("epsilon", 1e-5f);
   const double N = double(B * T);

@@ -15,6 +15,14 @@ void register_reference_reduction(KernelTable& t);
 void register_reference_nn(KernelTable& t);
 void register_reference_codebook(KernelTable& t);  // codebook.Codebook
 void register_reference_grad(KernelTable& t);      // codebook.grad (ir/ops/grad.h)
-void register_reference_optim(KernelTable& t);     // codebook.train (ir/ops/optim.h)
+void register_reference_optim(KernelTable& t);
+
+// The sizes of a codebook.grad.CodebookGrad node's inputs (dy, x, codes,
+// ln_scale, ln_bias, ids), checked to agree; throws cb::Error naming the node.
+// Shared by the reference and CPU kernels.
+struct CodebookGradDims {
+  int64_t B, T, D, G, K, Dg, k;
+};
+CodebookGradDims codebook_grad_dims(const KernelContext& ctx);     // codebook.train (ir/ops/optim.h)
 
 }  // namespace cb
