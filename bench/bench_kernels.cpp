@@ -7,6 +7,7 @@
 
 #include "backends/backend.h"
 #include "runtime/executable.h"
+#include "train/kmeans.h"
 
 using namespace cb;
 
@@ -74,8 +75,27 @@ void codebook(benchmark::State& state, const char* metric) {
       benchmark::Counter(2e-9 * double(tokens * K * G * Dg), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// One mini-batch k-means step (train/kmeans.h) after initialisation: n rows
+// of dim d against K centres (k-means codebook init, spec §1.9).
+void kmeans_step(benchmark::State& state) {
+  const int64_t n = state.range(0), K = state.range(1), d = state.range(2);
+  KMeansConfig cfg;
+  cfg.num_clusters = K;
+  cfg.dim = d;
+  cfg.num_threads = int(state.range(3));
+  MiniBatchKMeans km(cfg);
+  Tensor rows = random_f32({n, d});
+  km.partial_fit(rows.data<float>(), n);  // k-means++ initialisation
+  for (auto _ : state) km.partial_fit(rows.data<float>(), n);
+  state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * double(n * K * d), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
+BENCHMARK(kmeans_step)
+    ->ArgNames({"rows", "K", "dim", "threads"})
+    ->Args({24576, 1000, 32, 1})->Args({24576, 1000, 32, 2})->Args({24576, 1000, 128, 1})->Args({24576, 1000, 128, 2})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(codebook, inner_product, "inner_product")
     ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
     ->Args({128, 12, 10000, 64, 8, 1})

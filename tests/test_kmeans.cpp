@@ -3,14 +3,11 @@
 // k-means++ beating plain), the fast assignment against brute force,
 // sklearn's update and reassignment rules against a direct computation,
 // determinism (seed, thread count, batching before initialisation) and bad
-// input. Timing by hand: the disabled Timing test.
+// input. Timing: bench/bench_kernels --benchmark_filter=kmeans.
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <ctime>
 #include <functional>
 #include <limits>
 #include <map>
@@ -400,45 +397,6 @@ TEST(KMeans, BadInputThrows) {
   EXPECT_THROW(km.partial_fit(rows.data(), 5), Error);
   km.partial_fit(nullptr, 0);  // nothing to do
   EXPECT_EQ(km.rows_seen(), 0);
-}
-
-// Timing by hand: test_kmeans --gtest_also_run_disabled_tests --gtest_filter=*Timing*
-// Prints wall and process CPU time (on a busy machine the CPU time of the
-// 1-thread runs is the better measure), the best of 3 runs each.
-TEST(KMeans, DISABLED_Timing) {
-  const int64_t n = 24576, K = 1000;
-  auto cpu_ms = [] {
-    timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
-  };
-  auto wall_ms = [] {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  };
-  for (int64_t dim : {32, 128}) {
-    const std::vector<float> a = random_rows(n, dim, 91), b = random_rows(n, dim, 92);
-    for (int threads : {1, 2}) {
-      double best[4] = {1e30, 1e30, 1e30, 1e30};  // first wall, first cpu, later wall, later cpu
-      for (int rep = 0; rep < 3; ++rep) {
-        KMeansConfig cfg{K, dim, 0};
-        cfg.num_threads = threads;
-        MiniBatchKMeans km(cfg);
-        const double w0 = wall_ms(), c0 = cpu_ms();
-        km.partial_fit(a.data(), n);  // k-means++ + a step
-        const double w1 = wall_ms(), c1 = cpu_ms();
-        km.partial_fit(b.data(), n);  // a step
-        const double w2 = wall_ms(), c2 = cpu_ms();
-        best[0] = std::min(best[0], w1 - w0);
-        best[1] = std::min(best[1], c1 - c0);
-        best[2] = std::min(best[2], w2 - w1);
-        best[3] = std::min(best[3], c2 - c1);
-      }
-      std::printf(
-          "n %lld K %lld dim %lld threads %d: first partial_fit (k-means++ + step) wall %.1f ms cpu %.1f ms; "
-          "later partial_fit wall %.1f ms cpu %.1f ms\n",
-          (long long)n, (long long)K, (long long)dim, threads, best[0], best[1], best[2], best[3]);
-    }
-  }
 }
 
 }  // namespace
