@@ -96,6 +96,37 @@ TEST(CliTrain, ResumeIsBitIdentical) {
   EXPECT_EQ(last_loss(a), last_loss(b));
 }
 
+// codebook_args.insert_after_steps: the model trains alone, then gets its
+// codebooks (k-means-initialised); stopping before, at and after the
+// insertion and resuming ends bit-identical to the uninterrupted run.
+TEST(CliTrain, CodebooksInsertedMidRunResumeBitIdentical) {
+  fs::path root = temp_dir("train_insert");
+  std::string staged = kConfig +
+                       " codebook_args.insert_after_steps=10 codebook_args.kmeans_init=true"
+                       " codebook_args.kmeans_init_examples=16";
+  auto full = run_tool("train " + staged + " --output " + (root / "full").string());
+  ASSERT_EQ(full.code, 0) << full.out;
+  EXPECT_NE(full.out.find("step 10: codebooks inserted"), std::string::npos) << full.out;
+  // Steps 1..10 log no codebook metrics, later steps do.
+  for (auto& l : log_lines(root / "full"))
+    if (const Json* step = l.find("step"); step && l.find("loss"))
+      EXPECT_EQ(l.find("MSE") != nullptr, step->as_int() > 10) << l.dump();
+  std::string parts = (root / "parts").string();
+  for (const std::string& leg : {"train " + staged + " --stop-at 10 --output " + parts,
+                                 "train --resume " + parts + " --stop-at 11", "train --resume " + parts}) {
+    auto r = run_tool(leg);
+    ASSERT_EQ(r.code, 0) << leg << "\n" << r.out;
+  }
+  for (const char* f : {"state.safetensors", "model.onnx"})
+    EXPECT_TRUE(file_bytes(root / "full" / "checkpoint-40" / f) == file_bytes(root / "parts" / "checkpoint-40" / f))
+        << f << " differs after resuming";
+  auto codes = run_tool("run " + (root / "full" / "model.onnx").string() + " --tokens 2,0,1,1,0 --show-codes layer0.mlp");
+  EXPECT_EQ(codes.code, 0) << codes.out;
+  auto bad = run_tool("train " + kConfig + " codebook_args.insert_after_steps=40 --output " + (root / "bad").string());
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.out.find("insert_after_steps"), std::string::npos) << bad.out;
+}
+
 TEST(CliTrain, BadInputIsAClearError) {
   fs::path dir = temp_dir("train_bad");
   auto r = run_tool("train " + kConfig + " training_args.learnin_rate=1 --output " + (dir / "a").string());

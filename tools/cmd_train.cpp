@@ -18,7 +18,7 @@
 #include "frontend/onnx_export.h"
 #include "ir/error.h"
 #include "train/checkpoint.h"
-#include "train/kmeans_init.h"
+#include "train/run_trainer.h"
 #include "train/tokfsm_eval.h"
 #include "train/train_config.h"
 #include "tools/command.h"
@@ -127,23 +127,20 @@ int cmd_train(int argc, char** argv) {
 
   auto backend = make_backend(run.backend);
   RunData data = make_run_data(run);
-  ModelFactory factory = make_model_factory(run);
-  if (run.kmeans_init && !resume) {
-    auto t0 = Clock::now();
-    factory = kmeans_initialized_factory(factory, *data.dataset, run, *backend);
-    std::cerr << "k-means initialisation: " << std::fixed << std::setprecision(1)
-              << std::chrono::duration<double>(Clock::now() - t0).count() << " s\n";
-  }
   TrainerOptions topts = run.trainer;
   topts.profile = vm.count("profile") > 0;
-  Trainer trainer(factory, data.dataset, topts, *backend);
+  auto t_setup = Clock::now();
+  std::unique_ptr<Trainer> trainer = make_run_trainer(run, data, topts, *backend, resume ? resume->step : 0);
+  if (run.kmeans_init && !resume && run.insert_codebooks_after == 0)
+    std::cerr << "k-means initialisation and compilation: " << std::fixed << std::setprecision(1)
+              << std::chrono::duration<double>(Clock::now() - t_setup).count() << " s\n";
   Json history = Json(Json::Array{});
   if (resume) {
-    load_checkpoint(*resume, trainer);
+    load_checkpoint(*resume, *trainer);
     if (const Json* h = resume->trainer_state.find("log_history")) history = *h;
-    std::cerr << "resumed from " << resume->dir << " at step " << trainer.step() << "\n";
+    std::cerr << "resumed from " << resume->dir << " at step " << trainer->step() << "\n";
   }
-  print_run_header(std::cerr, run, trainer, *data.dataset);
+  print_run_header(std::cerr, run, *trainer, *data.dataset);
 
   std::string progress = vm["progress"].as<std::string>();
   CB_CHECK(progress == "auto" || progress == "on" || progress == "off", "--progress must be auto, on or off");
@@ -159,21 +156,21 @@ int cmd_train(int argc, char** argv) {
   auto save = [&] {
     if (!checkpoints) return;
     Json state = Json::Object{};
-    state["step"] = trainer.step();
+    state["step"] = trainer->step();
     state["config"] = config;
     state["log_history"] = history;
-    std::string dir = save_checkpoint(out_dir, trainer, state, data.fsm.get(), run.save_total_limit);
+    std::string dir = save_checkpoint(out_dir, *trainer, state, data.fsm.get(), run.save_total_limit);
     bar.clear();
     std::cerr << "saved " << dir << "\n";
   };
   auto evaluate = [&] {
-    EvalMetrics em = trainer.evaluate();
-    Json line = eval_log_line(em, trainer);
+    EvalMetrics em = trainer->evaluate();
+    Json line = eval_log_line(em, *trainer);
     if (data.fsm) {
       auto t0 = Clock::now();
-      LanguageModel lm(trainer.trained_model(), *backend, run.trainer.num_threads);
+      LanguageModel lm(trainer->trained_model(), *backend, run.trainer.num_threads);
       FsmMetrics fm = evaluate_fsm(lm, *data.fsm, run.fsm_generate_samples, run.tokfsm.seq_len,
-                                   run.tokfsm.eval_seed + uint64_t(trainer.step()));
+                                   run.tokfsm.eval_seed + uint64_t(trainer->step()));
       add_fsm_metrics(line, fm, run.fsm_generate_samples > 0);
       line["eval_fsm_seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
     }
@@ -184,15 +181,25 @@ int cmd_train(int argc, char** argv) {
   if (vm.count("stop-at")) stop = std::min(stop, vm["stop-at"].as<int64_t>());
   LogWindow window;
   auto t_start = Clock::now();
-  int64_t first_step = trainer.step();
-  while (trainer.step() < stop) {
-    StepMetrics m = trainer.train_step();
+  int64_t first_step = trainer->step(), resumed_at = first_step;
+  while (trainer->step() < stop) {
+    if (codebooks_due(run, *trainer)) {
+      auto t0 = Clock::now();
+      trainer = trainer_with_codebooks(run, data, topts, *backend, *trainer);
+      first_step = trainer->step();  // the profile is the new trainer's
+      bar.clear();
+      std::cerr << "step " << trainer->step() << ": codebooks inserted into the trained model"
+                << (run.kmeans_init ? ", k-means-initialised from its activations" : "") << " (" << std::fixed
+                << std::setprecision(1) << std::chrono::duration<double>(Clock::now() - t0).count() << " s)\n";
+      print_run_header(std::cerr, run, *trainer, *data.dataset);
+    }
+    StepMetrics m = trainer->train_step();
     window.add(m);
-    int64_t s = trainer.step();
+    int64_t s = trainer->step();
     double elapsed = std::chrono::duration<double>(Clock::now() - t_start).count();
-    double per_step = elapsed / double(s - first_step);
+    double per_step = elapsed / double(s - resumed_at);
     if (s % run.logging_steps == 0 || s == 1 || s == run.max_steps) {
-      Json line = train_log_line(s, window, trainer);
+      Json line = train_log_line(s, window, *trainer);
       line["elapsed_seconds"] = elapsed;
       emit(line);
       window = LogWindow();
@@ -205,29 +212,29 @@ int cmd_train(int argc, char** argv) {
   if (topts.profile) {
     std::vector<std::pair<double, std::string>> ops;
     double total = 0;
-    for (auto& [op, p] : trainer.train_profile()) {
+    for (auto& [op, p] : trainer->train_profile()) {
       ops.push_back({p.ms, op});
       total += p.ms;
     }
     std::sort(ops.rbegin(), ops.rend());
-    int64_t steps = std::max<int64_t>(1, trainer.step() - first_step);
+    int64_t steps = std::max<int64_t>(1, trainer->step() - first_step);
     std::cerr << "time per training step by op type (" << steps << " steps, " << std::fixed << std::setprecision(1)
               << total / double(steps) << " ms per step):\n";
     for (auto& [ms, op] : ops)
       std::cerr << "  " << std::setw(10) << ms / double(steps) << " ms  " << std::setw(5) << std::setprecision(1)
-                << 100.0 * ms / total << "%  " << op << " (" << trainer.train_profile().at(op).calls / steps << " calls)\n";
+                << 100.0 * ms / total << "%  " << op << " (" << trainer->train_profile().at(op).calls / steps << " calls)\n";
   }
-  if (trainer.step() == run.max_steps && run.eval_steps > 0) evaluate();
+  if (trainer->step() == run.max_steps && run.eval_steps > 0) evaluate();
   save();
-  if (trainer.step() == run.max_steps && checkpoints) {
+  if (trainer->step() == run.max_steps && checkpoints) {
     ExportOptions eo;
     eo.external_data_threshold = 1 << 20;
     std::string model_path = (fs::path(out_dir) / "model.onnx").string();
-    export_onnx(*trainer.trained_model(), model_path, eo);
+    export_onnx(*trainer->trained_model(), model_path, eo);
     if (data.fsm) data.fsm->save((fs::path(out_dir) / "fsm.npy").string());
     std::cerr << "trained model: " << model_path << "\n";
-  } else if (trainer.step() < run.max_steps) {
-    std::cerr << "stopped at step " << trainer.step() << " of " << run.max_steps << "; continue with: codebook train --resume "
+  } else if (trainer->step() < run.max_steps) {
+    std::cerr << "stopped at step " << trainer->step() << " of " << run.max_steps << "; continue with: codebook train --resume "
               << out_dir << "\n";
   }
   return 0;

@@ -108,7 +108,10 @@ void add_fsm_metrics(Json& line, const FsmMetrics& m, bool sampled) {
 void print_run_header(std::ostream& os, const TrainRunConfig& run, const Trainer& trainer, const TokenDataset& data) {
   const StepGraph& g = trainer.train_graph();
   os << "data: " << data.describe() << "\n";
-  os << "codebooks: " << g.codebooks.size();
+  if (g.codebooks.empty() && run.apply_codebook && run.insert_codebooks_after > 0)
+    os << "codebooks: inserted after step " << run.insert_codebooks_after << " (the model trains alone until then)";
+  else
+    os << "codebooks: " << g.codebooks.size();
   if (!g.codebooks.empty()) {
     os << " (";
     for (size_t i = 0; i < g.codebooks.size() && i < 4; ++i)

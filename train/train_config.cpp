@@ -46,6 +46,7 @@ codebook_args:
   loss: aeloss                     # base | aeloss | fullaeloss[-beta] | vqvae[-beta]
   kmeans_init: false               # initialise codes by mini-batch k-means on the model's own activations
   kmeans_init_examples: 1000
+  insert_after_steps: 0            # (new) train the model alone for N steps, then insert the codebooks (k-means when kmeans_init)
   replace_after_steps: 0           # dead-code replacement every N training steps (0: never)
   replace_rho: 1.0e-4              # relative noise of replaced codes
   seed: 0                          # (new) N(0,1) code initialisation
@@ -239,6 +240,7 @@ TrainRunConfig parse_train_config(const Json& j) {
   r.codebook_loss = get_string(j, "codebook_args", "loss");
   r.kmeans_init = get_bool(j, "codebook_args", "kmeans_init");
   r.kmeans_init_examples = positive(get_int(j, "codebook_args", "kmeans_init_examples"), "codebook_args.kmeans_init_examples");
+  r.insert_codebooks_after = get_int(j, "codebook_args", "insert_after_steps");
   r.trainer.replace_after_steps = get_int(j, "codebook_args", "replace_after_steps");
   r.trainer.replace_rho = float(get_double(j, "codebook_args", "replace_rho"));
 
@@ -298,6 +300,15 @@ TrainRunConfig parse_train_config(const Json& j) {
   t.graph.codebook_weight_decay = float(get_double(j, "training_args", "codebook_weight_decay"));
   t.graph.compat_original = get_bool(j, "training_args", "compat_original");
   t.seed = uint64_t(get_int(j, "training_args", "seed"));
+  if (r.insert_codebooks_after != 0) {
+    CB_CHECK(r.insert_codebooks_after > 0 && r.insert_codebooks_after < r.max_steps,
+             "config key 'codebook_args.insert_after_steps' must be between 0 and training_args.max_steps ("
+                 << r.max_steps << "), not " << r.insert_codebooks_after);
+    CB_CHECK(r.apply_codebook, "config key 'codebook_args.insert_after_steps' needs apply_codebook: true");
+    CB_CHECK(t.graph.train_model,
+             "config key 'codebook_args.insert_after_steps' trains the model alone first: it needs "
+             "training_args.train_model_params: true");
+  }
   t.num_threads = int(positive(get_int(j, "runtime", "threads"), "runtime.threads"));
   r.backend = get_string(j, "runtime", "backend");
   return r;

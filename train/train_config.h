@@ -42,6 +42,9 @@ struct TrainRunConfig {
   std::string codebook_loss = "aeloss";
   bool kmeans_init = false;
   int64_t kmeans_init_examples = 1000;
+  // > 0: the model trains alone for this many steps, then the codebooks are
+  // inserted (train/run_trainer.h).
+  int64_t insert_codebooks_after = 0;
 
   DatasetKind dataset = DatasetKind::tokfsm;
   Fsm::Config fsm;

@@ -255,6 +255,14 @@ void Trainer::load_state(const std::map<std::string, Tensor>& state, int64_t ste
   step_ = step;
 }
 
+void Trainer::continue_from(const Trainer& earlier) {
+  for (auto& [name, t] : earlier.state_) {
+    auto it = state_.find(name);
+    if (it != state_.end() && it->second.dtype() == t.dtype() && it->second.dims() == t.dims()) it->second = t.clone();
+  }
+  step_ = earlier.step_;
+}
+
 std::shared_ptr<Graph> Trainer::trained_model() const {
   std::shared_ptr<Graph> g = model_();
   std::map<std::string, Tensor> params;
