@@ -4,6 +4,7 @@
 // model works with the other tools, and bad input is a clear error.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -125,6 +126,43 @@ TEST(CliTrain, CodebooksInsertedMidRunResumeBitIdentical) {
   auto bad = run_tool("train " + kConfig + " codebook_args.insert_after_steps=40 --output " + (root / "bad").string());
   EXPECT_NE(bad.code, 0);
   EXPECT_NE(bad.out.find("insert_after_steps"), std::string::npos) << bad.out;
+}
+
+// A text dataset end to end: JSONL documents, the GPT-2 byte-level BPE of
+// ../shared/data/gpt2-bpe, a small GPT-2 built from scratch with codebooks.
+TEST(CliTrain, TextDatasetTrains) {
+  fs::path dir = temp_dir("train_text");
+  fs::create_directories(dir);
+  {
+    std::ofstream corpus(dir / "corpus.jsonl");
+    const char* sentences[] = {"The cat sat on the mat.", "A dog ran in the park.", "The sun is warm today.",
+                               "Birds sing in the morning."};
+    for (int i = 0; i < 200; ++i)
+      corpus << "{\"text\": \"" << sentences[i % 4] << " " << sentences[(i / 4) % 4] << "\"}\n";
+    std::ofstream config(dir / "text.yaml");
+    config << "model_config_args:\n  model_type: gpt2\n  vocab_size: 50257\n  n_embd: 32\n  n_layer: 2\n"
+              "  n_head: 2\n  n_positions: 32\n"
+              "codebook_args:\n  codebook_at: [mlp]\n  codebook_type: [vanilla]\n  num_codebooks: [1]\n"
+              "  k_codebook: [2]\n  num_codes: 32\n"
+              "dataset_args:\n  kind: text\n  seq_len: 32\n  train_files: ["
+           << (dir / "corpus.jsonl").string() << "]\n  tokenizer: " << CB_SOURCE_DIR
+           << "/../shared/data/gpt2-bpe\n  validation_split_percentage: 10\n"
+              "training_args:\n  per_device_train_batch_size: 4\n  per_device_eval_batch_size: 8\n"
+              "  learning_rate: 1.0e-2\n  max_steps: 30\n  logging_steps: 10\n  eval_steps: 30\n"
+              "  save_steps: 30\nruntime:\n  threads: 1\n";
+  }
+  auto r = run_tool("train " + (dir / "text.yaml").string() + " --output " + (dir / "run").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<double> losses;
+  bool eval_seen = false;
+  for (auto& l : log_lines(dir / "run")) {
+    if (l.find("loss")) losses.push_back(l.at("loss").as_double());
+    if (const Json* e = l.find("eval_loss")) eval_seen = std::isfinite(e->as_double());
+  }
+  ASSERT_GE(losses.size(), 3u);
+  EXPECT_LT(losses.back(), losses.front() - 1.0) << "the loss did not fall";
+  EXPECT_TRUE(eval_seen);
+  EXPECT_TRUE(fs::exists(dir / "run" / "model.onnx"));
 }
 
 TEST(CliTrain, BadInputIsAClearError) {
