@@ -8,6 +8,7 @@
 #include "ir/codebook.h"
 #include "ir/error.h"
 #include "passes/codebook_sites.h"
+#include "passes/tie_embeddings.h"
 #include "train/yaml.h"
 
 namespace cb {
@@ -326,6 +327,8 @@ ModelFactory make_model_factory(const TrainRunConfig& run) {
       bool hf_dir = std::filesystem::is_directory(run.model_path, ec) &&
                     std::filesystem::exists(std::filesystem::path(run.model_path) / "config.json", ec);
       g = hf_dir ? import_hf(run.model_path) : import_onnx(run.model_path);
+      // An exported lm_head copy of the embedding would train apart from it.
+      tie_embeddings(*g);
     }
     if (run.apply_codebook) {
       insert_codebooks(*g, run.codebooks);
