@@ -72,6 +72,21 @@ TEST(CliTrain, LossFallsAndCheckpointsAreComplete) {
   Json e = json_parse(ev.out.substr(ev.out.find('{')));
   EXPECT_LT(e.at("eval_loss").as_double(), losses.front());
   EXPECT_GE(e.at("eval_transition_accuracy").as_double(), 0.0);
+
+  // What the codes mean: purity per site, and steering. With b ending in a's
+  // digit and every codebook forced, everything the position holds besides
+  // its token comes from the forced codes, so the model must behave exactly
+  // as in state b (JSD 0), while a and b themselves differ.
+  auto codes = run_tool("fsm-codes " + dir.string() + " --site layer0.mlp --threads 1");
+  ASSERT_EQ(codes.code, 0) << codes.out;
+  EXPECT_NE(codes.out.find("layer1.attn_preproj    purity"), std::string::npos) << codes.out;
+  size_t row = codes.out.find("all codebooks        same last digit");
+  ASSERT_NE(row, std::string::npos) << codes.out;
+  std::istringstream fields(codes.out.substr(row + std::string("all codebooks        same last digit").size()));
+  double jsd_clean = -1, jsd_forced = -1;
+  fields >> jsd_clean >> jsd_forced;
+  EXPECT_GT(jsd_clean, 0.001) << codes.out;
+  EXPECT_LT(jsd_forced, 1e-6) << codes.out;
 }
 
 TEST(CliTrain, ResumeIsBitIdentical) {

@@ -2,6 +2,7 @@
 // (train/fsm_analysis.h): code purity per site, the states each code of one
 // site stands for, and steering by forcing one state's codes into another.
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -10,6 +11,7 @@
 #include "ir/error.h"
 #include "train/checkpoint.h"
 #include "train/fsm_analysis.h"
+#include "train/tokfsm_eval.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
@@ -106,14 +108,41 @@ int cmd_fsm_codes(int argc, char** argv) {
 
   int64_t pairs = vm["pairs"].as<int64_t>();
   if (pairs > 0) {
-    std::cout << "\nsteering: for " << pairs << " random state pairs (a, b), force b's codes at a's last digit;\n"
-              << "fraction of the model's " << fsm.num_edges() << " most likely next states that are successors of a / b:\n"
-              << "  forced sites         clean: a    forced: a    forced: b\n";
-    for (const std::vector<std::string>& sites : std::vector<std::vector<std::string>>{{"mlp"}, {"attn_preproj"}, {""}}) {
-      SteeringResult r = steering(model, fsm, codes, sites, pairs, 1, *backend, threads);
-      std::cout << "  " << std::left << std::setw(20) << (r.sites == "all" ? "all codebooks" : "every " + r.sites)
-                << std::right << std::setw(8) << std::setprecision(2) << r.clean_to_a << std::setw(13) << r.forced_to_a
-                << std::setw(13) << r.forced_to_b << "\n";
+    std::cout << "\nsteering: force state b's codes at state a's last digit (" << pairs << " pairs (a, b) per row) and\n"
+              << "compare the next-token distribution with b's: Jensen-Shannon divergence in bits, 0 = behaves as b.\n"
+              << "'same last digit': b ends in a's digit, so only the codes tell the two states apart.\n"
+              << "  forced sites         pairs              JSD(a, b)   JSD(a forced, b)\n";
+    for (bool alike : {false, true})
+      for (const std::vector<std::string>& sites : std::vector<std::vector<std::string>>{{"mlp"}, {"attn_preproj"}, {""}}) {
+        SteeringResult r = steering(model, fsm, codes, sites, pairs, 1, *backend, threads, alike);
+        std::cout << "  " << std::left << std::setw(20) << (r.sites == "all" ? "all codebooks" : "every " + r.sites)
+                  << " " << std::setw(17) << (alike ? "same last digit" : "random") << std::right << std::fixed
+                  << std::setprecision(3) << std::setw(10) << r.jsd_clean << std::setw(19) << r.jsd_forced << "\n";
+      }
+    // One pair in full: the most likely next tokens (the next state's first digit).
+    int64_t a = 0, b = fsm.num_states() / 2 + 1;
+    LanguageModel clean(model(), *backend, threads);
+    std::vector<std::vector<double>> rows = {
+        clean.next_token_probs({state_prompt(fsm, a)})[0],
+        forced_next_token_probs(model, fsm, codes, {""}, a, b, *backend, threads),
+        clean.next_token_probs({state_prompt(fsm, b)})[0]};
+    const char* labels[] = {"state a", "a, b's codes forced", "state b"};
+    std::cout << "\nexample: a = " << fsm.state_string(a) << ", b = " << fsm.state_string(b)
+              << ", all codebooks forced; the 3 most likely next tokens:\n";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::vector<size_t> order(rows[i].size());
+      for (size_t t = 0; t < order.size(); ++t) order[t] = t;
+      std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return rows[i][x] > rows[i][y]; });
+      std::cout << "  " << std::left << std::setw(22) << labels[i] << std::right;
+      for (size_t t = 0; t < 3 && t < order.size(); ++t)
+        std::cout << "  " << fsm.token_string(int64_t(order[t])) << " (" << std::setprecision(2) << rows[i][order[t]] << ")";
+      std::cout << "\n";
+    }
+    for (int64_t st : {a, b}) {
+      std::cout << "  successors of " << fsm.state_string(st) << ":";
+      for (int64_t t = 0; t < fsm.num_states(); ++t)
+        if (fsm.valid_transition(st, t)) std::cout << " " << fsm.state_string(t);
+      std::cout << "\n";
     }
   }
   return 0;

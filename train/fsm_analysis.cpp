@@ -1,5 +1,6 @@
 #include "train/fsm_analysis.h"
 
+#include <cmath>
 #include <set>
 
 #include "ir/codebook.h"
@@ -16,28 +17,19 @@ namespace {
 // [BOS, digits of s] for every state.
 std::vector<std::vector<int64_t>> state_inputs(const Fsm& fsm) {
   std::vector<std::vector<int64_t>> out;
-  for (int64_t s = 0; s < fsm.num_states(); ++s) {
-    std::vector<int64_t> in = {fsm.special_id()};
-    std::vector<int64_t> digits = fsm.trajectory_tokens(std::vector<int64_t>{s});
-    in.insert(in.end(), digits.begin(), digits.end());
-    out.push_back(in);
-  }
+  for (int64_t s = 0; s < fsm.num_states(); ++s) out.push_back(state_prompt(fsm, s));
   return out;
 }
 
-// The `n` most likely next states (ties: lower first).
-std::vector<int64_t> top_states(const std::vector<double>& probs, int64_t n) {
-  std::vector<int64_t> idx(probs.size());
-  for (size_t i = 0; i < idx.size(); ++i) idx[i] = int64_t(i);
-  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return probs[size_t(a)] > probs[size_t(b)]; });
-  idx.resize(size_t(std::min<int64_t>(n, int64_t(idx.size()))));
-  return idx;
-}
-
-double successor_fraction(const Fsm& fsm, int64_t from, const std::vector<int64_t>& states) {
-  int64_t hits = 0;
-  for (int64_t s : states) hits += fsm.valid_transition(from, s);
-  return states.empty() ? 0.0 : double(hits) / double(states.size());
+// Jensen-Shannon divergence in bits.
+double jsd(const std::vector<double>& p, const std::vector<double>& q) {
+  double d = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    double m = 0.5 * (p[i] + q[i]);
+    if (p[i] > 0) d += 0.5 * p[i] * std::log2(p[i] / m);
+    if (q[i] > 0) d += 0.5 * q[i] * std::log2(q[i] / m);
+  }
+  return std::max(d, 0.0);
 }
 
 bool site_matches(const std::string& site, const std::vector<std::string>& filters) {
@@ -51,6 +43,13 @@ bool site_matches(const std::string& site, const std::vector<std::string>& filte
 }
 
 }  // namespace
+
+std::vector<int64_t> state_prompt(const Fsm& fsm, int64_t state) {
+  std::vector<int64_t> in = {fsm.special_id()};
+  std::vector<int64_t> digits = fsm.trajectory_tokens(std::vector<int64_t>{state});
+  in.insert(in.end(), digits.begin(), digits.end());
+  return in;
+}
 
 std::map<int64_t, std::vector<int64_t>> CodeAssignment::states_of_code() const {
   std::map<int64_t, std::vector<int64_t>> m;
@@ -101,46 +100,57 @@ std::vector<CodeAssignment> code_assignments(const ModelFactory& model, const Fs
   return result;
 }
 
+std::vector<double> forced_next_token_probs(const ModelFactory& model, const Fsm& fsm,
+                                            const std::vector<CodeAssignment>& codes,
+                                            const std::vector<std::string>& site_filters, int64_t a, int64_t b,
+                                            const Backend& backend, int num_threads) {
+  InterventionSet iv;
+  for (auto& ca : codes) {
+    if (!site_matches(ca.site, site_filters)) continue;
+    Intervention it;
+    it.kind = InterventionKind::force;
+    it.site = parse_site(ca.site);
+    if (ca.groups > 1) it.site.group = ca.member;
+    it.values = ca.codes[size_t(b)];
+    it.positions = {fsm.digits()};
+    iv.items.push_back(it);
+  }
+  CB_CHECK(!iv.items.empty(), "steering: no codebook matches the sites");
+  std::shared_ptr<Graph> g = model();
+  apply_interventions(*g, iv);
+  LanguageModel forced(g, backend, num_threads);
+  return forced.next_token_probs({state_prompt(fsm, a)})[0];
+}
+
 SteeringResult steering(const ModelFactory& model, const Fsm& fsm, const std::vector<CodeAssignment>& codes,
                         const std::vector<std::string>& site_filters, int64_t pairs, uint64_t seed,
-                        const Backend& backend, int num_threads) {
+                        const Backend& backend, int num_threads, bool same_last_digit) {
   SteeringResult r;
   for (size_t i = 0; i < site_filters.size(); ++i) r.sites += (i ? ", " : "") + (site_filters[i].empty() ? "all" : site_filters[i]);
   Rng rng = Rng::derive(seed, 11);
-  int64_t N = fsm.num_states(), E = fsm.num_edges(), pos = fsm.digits();
-  auto ask = [&](LanguageModel& lm, int64_t state) {
-    std::vector<int64_t> s = {state};
-    return top_states(next_state_probs(fsm, s, [&](const std::vector<std::vector<int64_t>>& p) { return lm.next_token_probs(p); })[0], E);
-  };
+  int64_t N = fsm.num_states();
+  std::vector<std::vector<int64_t>> inputs = state_inputs(fsm);
   LanguageModel clean(model(), backend, num_threads);
+  std::vector<std::vector<double>> clean_probs = clean.next_token_probs(inputs);
   for (int64_t i = 0; i < pairs; ++i) {
     int64_t a = int64_t(rng.below(uint64_t(N))), b = int64_t(rng.below(uint64_t(N - 1)));
     if (b >= a) ++b;
-    InterventionSet iv;
-    for (auto& ca : codes) {
-      if (!site_matches(ca.site, site_filters)) continue;
-      Intervention it;
-      it.kind = InterventionKind::force;
-      it.site = parse_site(ca.site);
-      if (ca.groups > 1) it.site.group = ca.member;
-      it.values = ca.codes[size_t(b)];
-      it.positions = {pos};
-      iv.items.push_back(it);
+    if (same_last_digit) {
+      std::vector<int64_t> alike;
+      for (int64_t s = 0; s < N; ++s)
+        if (s != a && fsm.state_string(s).back() == fsm.state_string(a).back()) alike.push_back(s);
+      if (alike.empty()) continue;
+      b = alike[size_t(rng.below(uint64_t(alike.size())))];
     }
-    CB_CHECK(!iv.items.empty(), "steering: no codebook matches the sites " << r.sites);
-    std::shared_ptr<Graph> g = model();
-    apply_interventions(*g, iv);
-    LanguageModel forced(g, backend, num_threads);
-    std::vector<int64_t> clean_top = ask(clean, a), forced_top = ask(forced, a);
-    r.clean_to_a += successor_fraction(fsm, a, clean_top);
-    r.forced_to_b += successor_fraction(fsm, b, forced_top);
-    r.forced_to_a += successor_fraction(fsm, a, forced_top);
+    std::vector<double> forced_probs =
+        forced_next_token_probs(model, fsm, codes, site_filters, a, b, backend, num_threads);
+    r.jsd_clean += jsd(clean_probs[size_t(a)], clean_probs[size_t(b)]);
+    r.jsd_forced += jsd(forced_probs, clean_probs[size_t(b)]);
     ++r.pairs;
   }
   if (r.pairs) {
-    r.clean_to_a /= double(r.pairs);
-    r.forced_to_b /= double(r.pairs);
-    r.forced_to_a /= double(r.pairs);
+    r.jsd_clean /= double(r.pairs);
+    r.jsd_forced /= double(r.pairs);
   }
   return r;
 }

@@ -8,6 +8,7 @@
 #include "ir/verifier.h"
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"
+#include "passes/fuse_gelu.h"
 #include "train/parameters.h"
 
 namespace cb {
@@ -140,6 +141,8 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   s.graph = model;
   Graph& g = *model;
   infer_types(g);
+  // One Gelu node per decomposed GELU, so one GeluGrad in the backward.
+  fuse_gelu(g);
   Value* input_ids = find_input_ids(g);
   Value* logits = g.outputs[0];
   CB_CHECK(logits->type.shape.rank_known && logits->type.shape.dims.size() == 3 && logits->type.dtype == DType::f32,

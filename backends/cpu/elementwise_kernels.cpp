@@ -19,16 +19,11 @@
 // reference's and do not depend on the thread count.
 //
 // Unary ops are written once over an 8-float AVX2 vector (a plain float in
-// builds without AVX2+FMA); the last partial vector is loaded and stored
-// masked, so every element goes through the same instructions whatever the
-// split. Exp, Tanh and Erf are our own polynomial approximations
-// (coefficients fitted for this file, minimax-like, evaluated in f32 with FMA):
-//   exp(x)  = 2^n (1 + r + r^2 P(r)), r = x - n ln2, |r| <= ln2/2; < 1 ulp.
-//   tanh(x) = x + x^3 P(x^2) for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1);
-//             ~1 ulp.
-//   erf(x)  = x + x P(x^2) for |x| < 0.921875, else
-//             1 - exp(-x^2) Q(1/|x| - 0.6) up to |x| = 3.925, 1 beyond (erf
-//             rounds to 1 in f32 there); max abs error 5.7e-8 on [-6, 6].
+// builds without AVX2+FMA; backends/cpu/vec_math.h, shared with the grad
+// kernels); the last partial vector is loaded and stored masked, so every
+// element goes through the same instructions whatever the split. Exp, Tanh
+// and Erf are our own polynomial approximations (vec_math.h gives their
+// accuracy).
 //
 // Threads: only big jobs are shared with helper threads (HelperThreads
 // below, which never make the caller wait for them to wake up); the rest run
@@ -52,11 +47,7 @@
 #include <utility>
 #include <vector>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#define CB_ELTWISE_AVX2 1
-#endif
-
+#include "backends/cpu/vec_math.h"
 #include "backends/reference/elementwise_util.h"
 #include "backends/reference/reference_backend.h"
 #include "ir/error.h"
@@ -64,6 +55,8 @@
 namespace cb {
 
 namespace {
+
+using namespace simd;
 
 // ---- Work split -------------------------------------------------------------
 
@@ -141,7 +134,7 @@ class HelperThreads {
   };
 
   static void cpu_relax() {
-#ifdef CB_ELTWISE_AVX2
+#ifdef CB_SIMD_AVX2
     _mm_pause();
 #endif
   }
@@ -392,130 +385,6 @@ class SumKernel : public Kernel {
  private:
   KernelFn fallback_;
 };
-
-// ---- Vector arithmetic for the unary ops ----------------------------------------
-
-#ifdef CB_ELTWISE_AVX2
-struct Vec {
-  __m256 v;
-};
-using Mask = __m256;
-constexpr int64_t kWidth = 8;
-
-inline Vec splat(float f) { return {_mm256_set1_ps(f)}; }
-inline Vec load(const float* p) { return {_mm256_loadu_ps(p)}; }
-inline void store(float* p, Vec x) { _mm256_storeu_ps(p, x.v); }
-// Lanes [0, n) of a partial vector (n < 8); the others read as 0 and are not written.
-inline __m256i tail_mask(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-inline Vec load_partial(const float* p, int64_t n) { return {_mm256_maskload_ps(p, tail_mask(n))}; }
-inline void store_partial(float* p, Vec x, int64_t n) { _mm256_maskstore_ps(p, tail_mask(n), x.v); }
-
-inline Vec operator+(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
-inline Vec operator-(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
-inline Vec operator*(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
-inline Vec operator/(Vec a, Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
-inline Vec operator-(Vec a) { return {_mm256_xor_ps(a.v, _mm256_set1_ps(-0.f))}; }
-inline Vec madd(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }   // a * b + c, one rounding
-inline Vec nmadd(Vec a, Vec b, Vec c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }  // c - a * b, one rounding
-inline Vec abs(Vec a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.f), a.v)}; }
-inline Vec sqrt(Vec a) { return {_mm256_sqrt_ps(a.v)}; }
-// |mag| with the sign of `sign`; `mag` must have a clear sign bit.
-inline Vec with_sign_of(Vec mag, Vec sign) { return {_mm256_or_ps(mag.v, _mm256_and_ps(sign.v, _mm256_set1_ps(-0.f)))}; }
-// min(bound, x) and max(bound, x) that return x when x is NaN.
-inline Vec min_or_nan(Vec bound, Vec x) { return {_mm256_min_ps(bound.v, x.v)}; }
-inline Vec max_or_nan(Vec bound, Vec x) { return {_mm256_max_ps(bound.v, x.v)}; }
-inline Mask less(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
-inline Mask greater_equal(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
-inline Vec select(Mask m, Vec if_true, Vec if_false) { return {_mm256_blendv_ps(if_false.v, if_true.v, m)}; }
-inline bool all(Mask m) { return _mm256_movemask_ps(m) == 0xff; }
-inline Vec round_to_int(Vec a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
-inline Vec floor(Vec a) { return {_mm256_floor_ps(a.v)}; }
-// 2^n for integral n in [-126, 127].
-inline Vec pow2(Vec n) {
-  __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n.v), _mm256_set1_epi32(127)), 23);
-  return {_mm256_castsi256_ps(bits)};
-}
-#else
-// Portable: one float at a time (the loops below never see a partial vector).
-using Vec = float;
-using Mask = bool;
-constexpr int64_t kWidth = 1;
-
-inline Vec splat(float f) { return f; }
-inline Vec load(const float* p) { return *p; }
-inline void store(float* p, Vec x) { *p = x; }
-inline Vec load_partial(const float* p, int64_t) { return *p; }
-inline void store_partial(float* p, Vec x, int64_t) { *p = x; }
-inline Vec madd(Vec a, Vec b, Vec c) { return a * b + c; }
-inline Vec nmadd(Vec a, Vec b, Vec c) { return c - a * b; }
-inline Vec abs(Vec a) { return std::fabs(a); }
-inline Vec sqrt(Vec a) { return std::sqrt(a); }
-inline Vec with_sign_of(Vec mag, Vec sign) { return std::copysign(mag, sign); }
-inline Vec min_or_nan(Vec bound, Vec x) { return x > bound ? bound : x; }
-inline Vec max_or_nan(Vec bound, Vec x) { return x < bound ? bound : x; }
-inline Mask less(Vec a, Vec b) { return a < b; }
-inline Mask greater_equal(Vec a, Vec b) { return a >= b; }
-inline Vec select(Mask m, Vec if_true, Vec if_false) { return m ? if_true : if_false; }
-inline bool all(Mask m) { return m; }
-inline Vec round_to_int(Vec a) { return std::nearbyint(a); }
-inline Vec floor(Vec a) { return std::floor(a); }
-inline Vec pow2(Vec n) { return n == n ? std::ldexp(1.f, int(n)) : n; }
-#endif
-
-// c[0] + u * (c[1] + u * (... + u * c[n-1])), Horner's scheme with FMA.
-template <size_t n>
-inline Vec polynomial(Vec u, const float (&c)[n]) {
-  Vec r = splat(c[n - 1]);
-  for (size_t i = n - 1; i-- > 0;) r = madd(r, u, splat(c[i]));
-  return r;
-}
-
-// e^x. Inputs are clamped to [-104, 89] (NaN passes): beyond, e^x is 0 or inf
-// in f32, and 2^n below is built in two halves so results down to the
-// subnormals come out right.
-inline Vec exp_approx(Vec x) {
-  static constexpr float kExpPoly[] = {0.5f, 0.166665778f, 0.0416668542f, 0.00836314075f, 0.00139012444f};
-  x = min_or_nan(splat(89.f), max_or_nan(splat(-104.f), x));
-  const Vec n = round_to_int(x * splat(1.44269504f));
-  Vec r = nmadd(n, splat(0.693359375f), x);  // x - n ln2, ln2 split in two parts
-  r = nmadd(n, splat(-2.12194440e-4f), r);
-  const Vec p = madd(r * r, polynomial(r, kExpPoly), r) + splat(1.f);  // e^r, |r| <= ln2/2
-  const Vec half = floor(n * splat(0.5f));
-  return p * pow2(half) * pow2(n - half);
-}
-
-inline Vec tanh_approx(Vec x) {
-  static constexpr float kTanhPoly[] = {-0.333333343f, 0.133333042f, -0.0539592803f,
-                                        0.0217690486f, -0.00834428985f, 0.00229307241f};
-  const Vec a = abs(x);
-  const Vec u = a * a;
-  const Vec small = madd(a * u, polynomial(u, kTanhPoly), a);  // |x| < 0.625
-  const Mask is_small = less(a, splat(0.625f));
-  if (all(is_small)) return with_sign_of(small, x);
-  const Vec large = splat(1.f) - splat(2.f) / (exp_approx(a + a) + splat(1.f));  // 1 at |x| = inf; NaN passes
-  return with_sign_of(select(is_small, small, large), x);
-}
-
-inline Vec erf_approx(Vec x) {
-  constexpr float kSmallLimit = 0.921875f;  // erf(x) = x + x P(x^2) below
-  constexpr float kOneFrom = 3.925f;        // erf(x) rounds to 1 in f32 from about here
-  static constexpr float kErfPoly[] = {0.128379151f, -0.376124948f, 0.112818204f,
-                                       -0.0267667212f, 0.00499330321f, -0.000599137682f};
-  // erfc(x) e^(x^2) as a polynomial in 1/x - 0.6 on [kSmallLimit, kOneFrom].
-  static constexpr float kErfcPoly[] = {0.296287477f, 0.39098388f,  -0.1755808f,   0.0411426201f, 0.0295524281f,
-                                        -0.0542204827f, 0.0492088161f, -0.0227720123f, -0.012633143f, 0.0193533469f};
-  const Vec a = abs(x);
-  const Vec small = madd(a, polynomial(a * a, kErfPoly), a);
-  const Mask is_small = less(a, splat(kSmallLimit));
-  if (all(is_small)) return with_sign_of(small, x);
-  const Vec b = max_or_nan(splat(kSmallLimit), min_or_nan(splat(kOneFrom), a));  // NaN passes
-  const Vec q = polynomial(splat(1.f) / b - splat(0.6f), kErfcPoly);
-  Vec large = nmadd(exp_approx(-(b * b)), q, splat(1.f));
-  large = select(greater_equal(a, splat(kOneFrom)), splat(1.f), large);
-  return with_sign_of(select(is_small, small, large), x);
-}
 
 // ---- Unary kernels ---------------------------------------------------------------
 

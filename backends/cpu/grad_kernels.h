@@ -1,5 +1,5 @@
 // Fast CPU kernels of the backward-pass ops (domain "codebook.grad",
-// semantics in ir/ops/grad.h): SoftmaxGrad, LayerNormalizationGrad,
+// semantics in ir/ops/grad.h): SoftmaxGrad, GeluGrad, LayerNormalizationGrad,
 // GatherGrad, SliceGrad and CodebookGrad, OpenMP-threaded over the
 // KernelContext's num_threads. The reference kernels in
 // backends/reference/grad.cpp are their oracle; inputs these kernels do not

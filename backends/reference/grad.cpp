@@ -91,6 +91,40 @@ void softmax_grad_kernel(KernelContext& ctx) {
   float_dispatch(ctx.node, ctx.in(0).dtype(), [&](auto tag) { softmax_grad_typed<decltype(tag)>(ctx, log); });
 }
 
+// ------------------------------------------------------------------- GeluGrad
+
+template <typename T>
+void gelu_grad_typed(KernelContext& ctx, bool tanh_approximation) {
+  const Tensor& dy = ctx.in(0);
+  const Tensor& x = ctx.in(1);
+  CB_CHECK(dy.dims() == x.dims(), ctx.node.describe() << ": dy " << dims_str(dy.dims()) << " and x "
+                                                      << dims_str(x.dims()) << " differ in shape");
+  constexpr double kSqrt2OverPi = 0.7978845608028654, kCubic = 0.044715;
+  constexpr double kInvSqrt2 = 0.7071067811865476, kInvSqrt2Pi = 0.3989422804014327;
+  const T* g = dy.data<T>();
+  const T* xp = x.data<T>();
+  T* out = ctx.out(0).data<T>();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double v = to_double(xp[i]);
+    double d;
+    if (tanh_approximation) {
+      const double t = std::tanh(kSqrt2OverPi * (v + kCubic * v * v * v));
+      d = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * kSqrt2OverPi * (1 + 3 * kCubic * v * v);
+    } else {
+      d = 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v);
+    }
+    out[i] = from_double<T>(to_double(g[i]) * d);
+  }
+}
+
+void gelu_grad_kernel(KernelContext& ctx) {
+  const std::string approximate = ctx.node.attr_string("approximate", "none");
+  CB_CHECK(approximate == "none" || approximate == "tanh",
+           ctx.node.describe() << ": approximate must be \"none\" or \"tanh\", got \"" << approximate << "\"");
+  float_dispatch(ctx.node, ctx.in(1).dtype(),
+                 [&](auto tag) { gelu_grad_typed<decltype(tag)>(ctx, approximate == "tanh"); });
+}
+
 // ----------------------------------------------------- LayerNormalizationGrad
 
 template <typename T>
@@ -344,6 +378,7 @@ void codebook_grad_kernel(KernelContext& ctx) {
 
 void register_reference_grad(KernelTable& t) {
   t.add("SoftmaxGrad", softmax_grad_kernel, kGradDomain);
+  t.add("GeluGrad", gelu_grad_kernel, kGradDomain);
   t.add("LayerNormalizationGrad", layer_norm_grad_kernel, kGradDomain);
   t.add("GatherGrad", gather_grad_kernel, kGradDomain);
   t.add("SliceGrad", slice_grad_kernel, kGradDomain);

@@ -95,6 +95,19 @@ void infer_softmax_grad(InferContext& ctx) {
   ctx.set_output(0, ctx.input_dtype(0), ctx.input_shape(0));
 }
 
+void infer_gelu_grad(InferContext& ctx) {
+  const std::string approximate = ctx.node().attr_string("approximate", "none");
+  ctx.check(approximate == "none" || approximate == "tanh",
+            "attribute 'approximate' must be \"none\" or \"tanh\", got \"" + approximate + "\"");
+  check_float(ctx, 0, "dy");
+  check_float(ctx, 1, "x");
+  check_same_shape(ctx, 0, 1, "dy", "x");
+  const DType dt = ctx.input_dtype(0), xt = ctx.input_dtype(1);
+  ctx.check(dt == DType::undefined || xt == DType::undefined || dt == xt,
+            "dy has dtype " + std::string(dtype_name(dt)) + " and x " + std::string(dtype_name(xt)) + ", expected one");
+  ctx.set_output(0, xt, ctx.input_shape(1));
+}
+
 void infer_layer_norm_grad(InferContext& ctx) {
   check_float(ctx, 0, "dy");
   check_float(ctx, 1, "x");
@@ -184,6 +197,8 @@ OpSchema grad_schema(const char* name, int min_in, int max_in, int min_out, int 
 void register_grad_ops(OpRegistry& r) {
   r.add(grad_schema("SoftmaxGrad", 2, 2, 1, 1, infer_softmax_grad,
                     "Backward of Softmax (log = 0) or LogSoftmax (log = 1) from the forward output."));
+  r.add(grad_schema("GeluGrad", 2, 2, 1, 1, infer_gelu_grad,
+                    "Backward of Gelu (approximate = \"none\" or \"tanh\") from the forward input."));
   r.add(grad_schema("LayerNormalizationGrad", 3, 3, 1, 3, infer_layer_norm_grad,
                     "Backward of LayerNormalization: dx, dscale, dbias (statistics recomputed)."));
   r.add(grad_schema("GatherGrad", 3, 3, 1, 1, infer_gather_grad,

@@ -6,6 +6,10 @@
 //   SoftmaxGrad(dy, y) {axis, log}                  -> dx
 //       log = 0: y = Softmax(x),    dx = y * (dy - sum(dy * y, axis))
 //       log = 1: y = LogSoftmax(x), dx = dy - exp(y) * sum(dy, axis)
+//   GeluGrad(dy, x) {approximate}                   -> dx = dy * Gelu'(x)
+//       approximate = "none": Gelu'(x) = Phi(x) + x phi(x) (the normal cdf
+//       and density); "tanh": with u = sqrt(2/pi) (x + 0.044715 x^3),
+//       Gelu'(x) = (1 + tanh u) / 2 + x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2.
 //   LayerNormalizationGrad(dy, x, scale) {axis, epsilon} -> (dx?, dscale?, dbias?)
 //       x normalised over dims [axis, rank) (mean and variance recomputed,
 //       biased variance); dscale and dbias have the normalised dims' shape

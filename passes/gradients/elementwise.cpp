@@ -1,7 +1,9 @@
 // Gradient rules of the elementwise ops: arithmetic with broadcasting (each
 // input's gradient summed back to its shape), unary math, Where and Cast.
-// Every rule builds standard ONNX ops and computes only the gradients asked.
+// Every rule builds standard ONNX ops (Gelu's: codebook.grad.GeluGrad) and
+// computes only the gradients asked.
 #include "ir/error.h"
+#include "ir/ops/grad.h"
 #include "passes/gradients/gradient_rule.h"
 
 namespace cb {
@@ -113,6 +115,11 @@ Value* erf_d(GradientContext& c, Value* dy) {
   Value* e = c.b.op("Exp", {c.b.neg(c.b.mul(x, x))});
   return c.b.mul(dy, c.b.mul_scalar(e, kTwoOverSqrtPi));
 }
+// Gelu: one codebook.grad GeluGrad node (ir/ops/grad.h) instead of a dozen
+// elementwise ops over the MLP's widest activation.
+Value* gelu_d(GradientContext& c, Value* dy) {
+  return c.b.op("GeluGrad", {dy, c.in(0)}, {{"approximate", c.node.attr_string("approximate", "none")}}, kGradDomain);
+}
 // relu: dy where x > 0.
 Value* relu_d(GradientContext& c, Value* dy) {
   Value* x = c.in(0);
@@ -160,6 +167,7 @@ void register_elementwise_gradients(GradientTable& t) {
   t.add("Tanh", unary_grad<tanh_d>);
   t.add("Sigmoid", unary_grad<sigmoid_d>);
   t.add("Erf", unary_grad<erf_d>);
+  t.add("Gelu", unary_grad<gelu_d>);
   t.add("Relu", unary_grad<relu_d>);
   t.add("Where", where_grad);
   t.add("Cast", cast_grad);
