@@ -83,8 +83,9 @@ bool close_to(const Poly& p, const Poly& expected) {
   return true;
 }
 
-// One attempt at a match around an anchor: the value x, the nodes covered
-// (y's producer last), and the largest rank of the constants read.
+// One attempt at a match around an anchor (the Tanh or Erf node): x, the
+// GELU's output y, the nodes covered (y's producer among them), and the
+// largest rank of the constants read.
 struct Match {
   Value* x = nullptr;
   Value* y = nullptr;
@@ -188,10 +189,12 @@ class GeluMatcher {
     return nullptr;
   }
 
-  // The value of an f32 constant with one element.
-  std::optional<double> scalar(const Value* v, Match& m) const {
+  // The value of an f32 constant with one element (of any numeric dtype for
+  // a Pow exponent, which ONNX lets differ from the base's).
+  std::optional<double> scalar(const Value* v, Match& m, bool any_dtype = false) const {
     const Tensor* t = pass_util::constant_value(g_, v);
-    if (!t || t->dtype() != DType::f32 || t->numel() != 1) return std::nullopt;
+    if (!t || t->numel() != 1 || t->dtype() == DType::boolean) return std::nullopt;
+    if (t->dtype() != DType::f32 && !any_dtype) return std::nullopt;
     m.max_constant_rank = std::max(m.max_constant_rank, t->rank());
     return t->get_double(0);
   }
@@ -235,7 +238,7 @@ class GeluMatcher {
     m.nodes.push_back(p);
     const std::string& op = p->op_type;
     if (op == "Div" || op == "Pow") {
-      std::optional<double> c = scalar(p->input(1), m);
+      std::optional<double> c = scalar(p->input(1), m, /*any_dtype=*/op == "Pow");
       if (!c) return std::nullopt;
       std::optional<Poly> a = poly(p->input(0), m);
       if (!a) return std::nullopt;

@@ -279,6 +279,13 @@ TEST(AutodiffOps, UnaryMath) {
     check_op_gradients({std::string("graph g(%x: f64[2,3]) -> (%y) {\n  %y = ") + op + "(%x)\n}", {"x"}, {}, {}, {"x"}});
 }
 
+// Gelu's rule emits one codebook.grad.GeluGrad node, in both forms.
+TEST(AutodiffOps, Gelu) {
+  for (const char* approximate : {"none", "tanh"})
+    check_op_gradients({std::string("graph g(%x: f64[2,3]) -> (%y) {\n  %y = Gelu(%x) {approximate = \"") +
+                        approximate + "\"}\n}", {"x"}});
+}
+
 TEST(AutodiffOps, WhereAndCast) {
   check_op_gradients({R"(graph g(%c: bool[2,3], %a: f64[2,3], %b: f64[3]) -> (%y) {
     %y = Where(%c, %a, %b)
@@ -576,7 +583,7 @@ TEST(AutodiffErrors, BadRequestsAreNamed) {
 // model tests below run them) and the codebook op.
 TEST(AutodiffOps, RuleTableCoversTheModelOps) {
   std::vector<std::string> ops = differentiable_ops();
-  for (const char* op : {"MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Sqrt", "Tanh", "Erf", "Softmax",
+  for (const char* op : {"MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Sqrt", "Tanh", "Erf", "Gelu", "Softmax",
                          "LogSoftmax", "LayerNormalization", "Gather", "GatherElements", "Reshape", "Flatten",
                          "Transpose", "Split", "Slice", "Concat", "Unsqueeze", "Squeeze", "Where", "Cast",
                          "ReduceMean", "ReduceSum", "Expand", "Sin", "Cos", "codebook.Codebook"})

@@ -21,9 +21,8 @@
 // Unary ops are written once over an 8-float AVX2 vector (a plain float in
 // builds without AVX2+FMA; backends/cpu/vec_math.h, shared with the grad
 // kernels); the last partial vector is loaded and stored masked, so every
-// element goes through the same instructions whatever the split. Exp, Tanh
-// and Erf are our own polynomial approximations (vec_math.h gives their
-// accuracy).
+// element goes through the same instructions whatever the split. Exp, Tanh,
+// Erf and Gelu are our own approximations (vec_math.h gives their accuracy).
 //
 // Threads: only big jobs are shared with helper threads (HelperThreads
 // below, which never make the caller wait for them to wake up); the rest run
@@ -388,10 +387,10 @@ class SumKernel : public Kernel {
 
 // ---- Unary kernels ---------------------------------------------------------------
 
-enum class UnaryOp { neg, abs, relu, sqrt, reciprocal, exp, tanh, erf };
+enum class UnaryOp { neg, abs, relu, sqrt, reciprocal, exp, tanh, erf, gelu_tanh, gelu_erf };
 
 // Each op on one vector; the results match the reference's formulas exactly
-// except for exp, tanh and erf (approximations above).
+// except for exp, tanh, erf and the GELUs (approximations, vec_math.h).
 template <UnaryOp kOp>
 inline Vec apply(Vec x) {
   if constexpr (kOp == UnaryOp::neg) return -x;
@@ -401,7 +400,9 @@ inline Vec apply(Vec x) {
   else if constexpr (kOp == UnaryOp::reciprocal) return splat(1.f) / x;
   else if constexpr (kOp == UnaryOp::exp) return exp_approx(x);
   else if constexpr (kOp == UnaryOp::tanh) return tanh_approx(x);
-  else return erf_approx(x);
+  else if constexpr (kOp == UnaryOp::erf) return erf_approx(x);
+  else if constexpr (kOp == UnaryOp::gelu_tanh) return gelu_tanh(x);
+  else return gelu_erf(x);
 }
 
 template <UnaryOp kOp>
@@ -422,7 +423,8 @@ class UnaryKernel : public Kernel {
     if (!all_f32(ctx) || x.numel() != y.numel()) return fallback_(ctx);
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
-    constexpr bool kComputeBound = kOp == UnaryOp::exp || kOp == UnaryOp::tanh || kOp == UnaryOp::erf;
+    constexpr bool kComputeBound = kOp == UnaryOp::exp || kOp == UnaryOp::tanh || kOp == UnaryOp::erf ||
+                                   kOp == UnaryOp::gelu_tanh || kOp == UnaryOp::gelu_erf;
     for_pieces(y.numel(), kComputeBound ? kComputeBoundCost : 1, ctx.num_threads,
                [&](int64_t begin, int64_t end) { unary_range<kOp>(xp + begin, yp + begin, end - begin); });
   }
@@ -453,6 +455,14 @@ std::unique_ptr<Kernel> make_cpu_elementwise_kernel(const Node& node) {
   if (op == "Exp") return std::make_unique<UnaryKernel<UnaryOp::exp>>(node);
   if (op == "Tanh") return std::make_unique<UnaryKernel<UnaryOp::tanh>>(node);
   if (op == "Erf") return std::make_unique<UnaryKernel<UnaryOp::erf>>(node);
+  // Ahead of oneDNN's eltwise_gelu_*: its tanh form took ~3-5 ms per 1M
+  // elements here (slower than the decomposed Mul/Pow/Tanh chain), and every
+  // oneDNN call risks the OpenMP wake-up wait described at the top.
+  if (op == "Gelu") {
+    if (node.attr_string("approximate", "none") == "tanh")
+      return std::make_unique<UnaryKernel<UnaryOp::gelu_tanh>>(node);
+    return std::make_unique<UnaryKernel<UnaryOp::gelu_erf>>(node);
+  }
   return nullptr;
 }
 

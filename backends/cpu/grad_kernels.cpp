@@ -286,40 +286,13 @@ class SoftmaxGradKernel : public GradKernel {
 };
 
 // ------------------------------------------------------------------- GeluGrad
-//   dx = dy * Gelu'(x) in one vectorised pass (backends/cpu/vec_math.h).
+//   dx = dy * Gelu'(x) in one vectorised pass (Gelu' in backends/cpu/vec_math.h).
 // The work is cut into blocks of kGeluBlock elements, a multiple of the
 // vector width, so every element goes through the same instructions on any
 // number of threads. Accuracy: within 1e-6 absolute of the reference's f64
 // Gelu'(x) for |x| < 10 (tests/test_fuse_gelu.cpp).
 
 constexpr int64_t kGeluBlock = 4096;
-
-// The tanh form from e = exp(-2|u|), u = sqrt(2/pi) (x + 0.044715 x^3): with
-// d = 1 / (1 + e), (1 + tanh u) / 2 is d for u >= 0 and e d for u < 0, and
-// 1 - tanh^2 u = 4 e d^2, so nothing cancels where tanh u is near +-1 (as
-// 1 - t * t would, by up to 1e-6 for |x| around 5).
-inline simd::Vec gelu_tanh_derivative(simd::Vec x) {
-  using namespace simd;
-  constexpr float kS = 0.797884561f, kSA = 0.797884561f * 0.044715f;  // sqrt(2/pi), sqrt(2/pi) 0.044715
-  const Vec x2 = x * x;
-  const Vec u = x * madd(x2, splat(kSA), splat(kS));
-  const Vec au = abs(u);
-  const Vec e = exp_approx(-(au + au));
-  const Vec d = splat(1.f) / (splat(1.f) + e);
-  const Vec half_one_plus_t = select(less(u, splat(0.f)), e * d, d);
-  // x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2 = slope e d^2.
-  const Vec slope = x * madd(x2, splat(6.f * kSA), splat(2.f * kS));
-  return madd(slope, e * (d * d), half_one_plus_t);
-}
-
-// The erf form: Phi(x) + x phi(x).
-inline simd::Vec gelu_erf_derivative(simd::Vec x) {
-  using namespace simd;
-  constexpr float kInvSqrt2 = 0.707106781f, kInvSqrt2Pi = 0.398942280f;
-  const Vec cdf = madd(splat(0.5f), erf_approx(x * splat(kInvSqrt2)), splat(0.5f));
-  const Vec pdf = exp_approx(x * x * splat(-0.5f)) * splat(kInvSqrt2Pi);
-  return madd(x, pdf, cdf);
-}
 
 class GeluGradKernel : public GradKernel {
  public:
@@ -342,10 +315,10 @@ class GeluGradKernel : public GradKernel {
       const int64_t from = begin * kGeluBlock, to = std::min(n, end * kGeluBlock);
       if (tanh_)
         simd::map_vec2(g + from, xp + from, out + from, to - from,
-                       [](simd::Vec gv, simd::Vec xv) { return gv * gelu_tanh_derivative(xv); });
+                       [](simd::Vec gv, simd::Vec xv) { return gv * simd::gelu_tanh_derivative(xv); });
       else
         simd::map_vec2(g + from, xp + from, out + from, to - from,
-                       [](simd::Vec gv, simd::Vec xv) { return gv * gelu_erf_derivative(xv); });
+                       [](simd::Vec gv, simd::Vec xv) { return gv * simd::gelu_erf_derivative(xv); });
     });
   }
 

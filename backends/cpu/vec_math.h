@@ -1,8 +1,9 @@
 // Vector arithmetic for the CPU backend's own f32 kernels (elementwise_kernels.cpp,
 // grad_kernels.cpp): a Vec of 8 floats in AVX2+FMA builds (a plain float
-// otherwise), its loads and stores (whole and masked partial vectors), and
+// otherwise), its loads and stores (whole and masked partial vectors),
 // polynomial approximations of exp, tanh and erf (coefficients fitted for
-// these kernels, minimax-like, evaluated in f32 with FMA):
+// these kernels, minimax-like, evaluated in f32 with FMA), and GELU and its
+// derivative built on them:
 //   exp(x)  = 2^n (1 + r + r^2 P(r)), r = x - n ln2, |r| <= ln2/2; < 1 ulp.
 //   tanh(x) = x + x^3 P(x^2) for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1);
 //             ~1 ulp.
@@ -144,6 +145,46 @@ inline Vec erf_approx(Vec x) {
   Vec large = nmadd(exp_approx(-(b * b)), q, splat(1.f));
   large = select(greater_equal(a, splat(kOneFrom)), splat(1.f), large);
   return with_sign_of(select(is_small, small, large), x);
+}
+
+// GELU and its derivative, both forms (ir/ops/grad.h has the formulas).
+// The tanh form works from e = exp(-2|u|), u = sqrt(2/pi) (x + 0.044715 x^3):
+// with d = 1 / (1 + e), (1 + tanh u) / 2 is d for u >= 0 and e d for u < 0,
+// and 1 - tanh^2 u = 4 e d^2, so nothing cancels where tanh u is near +-1
+// (1 - t * t would lose up to 1e-6 of Gelu' for |x| around 5). The erf form
+// is x Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2.
+struct GeluTanhParts {
+  Vec u, e, d;  // u, exp(-2|u|), 1 / (1 + e)
+};
+inline GeluTanhParts gelu_tanh_parts(Vec x, Vec x2) {
+  constexpr float kS = 0.797884561f, kSA = 0.797884561f * 0.044715f;  // sqrt(2/pi), sqrt(2/pi) 0.044715
+  const Vec u = x * madd(x2, splat(kSA), splat(kS));
+  const Vec au = abs(u);
+  const Vec e = exp_approx(-(au + au));
+  return {u, e, splat(1.f) / (splat(1.f) + e)};
+}
+// (1 + tanh u) / 2.
+inline Vec gelu_tanh_half_one_plus_t(const GeluTanhParts& p) { return select(less(p.u, splat(0.f)), p.e * p.d, p.d); }
+
+inline Vec gelu_tanh(Vec x) { return x * gelu_tanh_half_one_plus_t(gelu_tanh_parts(x, x * x)); }
+
+inline Vec gelu_tanh_derivative(Vec x) {
+  constexpr float kS = 0.797884561f, kSA = 0.797884561f * 0.044715f;
+  const Vec x2 = x * x;
+  const GeluTanhParts p = gelu_tanh_parts(x, x2);
+  // x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2 = slope e d^2.
+  const Vec slope = x * madd(x2, splat(6.f * kSA), splat(2.f * kS));
+  return madd(slope, p.e * (p.d * p.d), gelu_tanh_half_one_plus_t(p));
+}
+
+inline Vec normal_cdf(Vec x) { return madd(splat(0.5f), erf_approx(x * splat(0.707106781f)), splat(0.5f)); }
+
+inline Vec gelu_erf(Vec x) { return x * normal_cdf(x); }
+
+// Phi(x) + x phi(x).
+inline Vec gelu_erf_derivative(Vec x) {
+  const Vec pdf = exp_approx(x * x * splat(-0.5f)) * splat(0.398942280f);
+  return madd(x, pdf, normal_cdf(x));
 }
 
 // y[i] = f(x[i]) for i in [0, n): whole vectors, then one masked partial one.
