@@ -257,6 +257,8 @@ void Trainer::load_state(const std::map<std::string, Tensor>& state, int64_t ste
 
 void Trainer::continue_from(const Trainer& earlier) {
   for (auto& [name, t] : earlier.state_) {
+    // Log-window statistics restart: they describe this trainer's codebooks.
+    if (name.rfind("stats.", 0) == 0 || name.rfind("usage.", 0) == 0) continue;
     auto it = state_.find(name);
     if (it != state_.end() && it->second.dtype() == t.dtype() && it->second.dims() == t.dims()) it->second = t.clone();
   }

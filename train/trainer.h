@@ -103,10 +103,11 @@ class Trainer {
   // mismatched tensor.
   void load_state(const std::map<std::string, Tensor>& state, int64_t step);
 
-  // Takes over `earlier`'s step and each of its state tensors that this
-  // trainer also has (same name, dtype and shape): how a run goes on when its
-  // model changes mid-run (codebooks inserted, train/run_trainer.h). The
-  // tensors only this trainer has keep their initial values.
+  // Takes over `earlier`'s step and each of its parameters and optimizer
+  // states that this trainer also has (same name, dtype and shape): how a run
+  // goes on when its model changes mid-run (codebooks inserted,
+  // train/run_trainer.h). Everything else keeps its initial value (usage
+  // counts and log-window statistics start afresh).
   void continue_from(const Trainer& earlier);
 
   // The model with the trained parameters as constants (for export and eval).
