@@ -7,6 +7,7 @@
 #include <dnnl.hpp>
 
 #include "backends/cpu/dnnl_engine.h"
+#include "backends/cpu/fallback_kernel.h"
 #include "backends/reference/reference_backend.h"
 #include "ir/error.h"
 
@@ -33,19 +34,15 @@ std::optional<EltwiseAlgo> algo_for(const Node& node) {
   return std::nullopt;
 }
 
-class DnnlEltwiseKernel : public Kernel {
+class DnnlEltwiseKernel : public FallbackKernel {
  public:
   DnnlEltwiseKernel(const Node& node, EltwiseAlgo algo)
-      : algo_(algo), fallback_(reference_kernels().find(node.domain, node.op_type)) {}
+      : FallbackKernel(node), algo_(algo) {}
 
   void run(KernelContext& ctx) override {
     const Tensor& x = ctx.in(0);
     Tensor& y = ctx.out(0);
-    if (x.dtype() != DType::f32 || x.numel() == 0) {
-      CB_CHECK(fallback_, ctx.node.describe() << ": no reference kernel");
-      fallback_(ctx);
-      return;
-    }
+    if (x.dtype() != DType::f32 || x.numel() == 0) return fall_back(ctx);
     dnnl::engine& eng = dnnl_cpu_engine();
     if (x.numel() != numel_) {
       dnnl::memory::desc md({x.numel()}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::a);
@@ -61,7 +58,6 @@ class DnnlEltwiseKernel : public Kernel {
 
  private:
   EltwiseAlgo algo_;
-  KernelFn fallback_;
   int64_t numel_ = -1;
   dnnl::memory::desc md_;
   dnnl::eltwise_forward prim_;

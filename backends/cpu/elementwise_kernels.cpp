@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "backends/cpu/fallback_kernel.h"
 #include "backends/cpu/vec_math.h"
 #include "backends/reference/elementwise_util.h"
 #include "backends/reference/reference_backend.h"
@@ -235,31 +236,13 @@ void for_each_segment(const BroadcastPlan<N>& plan, int64_t begin, int64_t end, 
 }
 
 // out = fn(ins...) with numpy broadcasting, like the reference's
-// broadcast_map (same row loop, so the same bits), over num_threads threads.
+// broadcast_map (the same row loop, so the same bits), over num_threads threads.
 template <typename Out, typename... In, typename Fn>
 void parallel_broadcast_map(Tensor& out, const std::array<const Tensor*, sizeof...(In)>& ins, int num_threads,
                             const Fn& fn) {
-  constexpr size_t N = sizeof...(In);
-  const int64_t total = out.numel();
-  if (total == 0) return;
-  std::array<const std::vector<int64_t>*, N> in_dims;
-  for (size_t k = 0; k < N; ++k) in_dims[k] = &ins[k]->dims();
-  BroadcastPlan<N> plan(out.dims(), in_dims);
-  std::array<bool, N> steps;
-  for (size_t k = 0; k < N; ++k) steps[k] = plan.row_contiguous(k + 1);
-  using Inputs = std::index_sequence_for<In...>;
-  auto bases = [&]<size_t... K>(std::index_sequence<K...>) {
-    return std::tuple<const storage_t<In>*...>(ins[K]->template data<storage_t<In>>()...);
-  }(Inputs{});
-  storage_t<Out>* o = out.data<storage_t<Out>>();
-  with_static_flags<N>(steps, [&]<bool... S>(std::integer_sequence<bool, S...>) {
-    for_pieces(total, 1, num_threads, [&](int64_t begin, int64_t end) {
-      for_each_segment(plan, begin, end, [&](const int64_t* off, int64_t len) {
-        [&]<size_t... K>(std::index_sequence<K...>) {
-          map_row<S...>(len, o + off[0], fn, (std::get<K>(bases) + off[K + 1])...);
-        }(Inputs{});
-      });
-    });
+  broadcast_map_rows<Out, In...>(out, ins, fn, [&](const auto& plan, const auto& row) {
+    for_pieces(out.numel(), 1, num_threads,
+               [&](int64_t begin, int64_t end) { for_each_segment(plan, begin, end, row); });
   });
 }
 
@@ -271,20 +254,14 @@ bool all_f32(const KernelContext& ctx) {
   return ctx.out(0).dtype() == DType::f32;
 }
 
-KernelFn reference_kernel(const Node& node) {
-  KernelFn fn = reference_kernels().find(node.domain, node.op_type);
-  CB_CHECK(fn, node.describe() << ": no reference kernel to fall back on");
-  return fn;
-}
-
 enum class BinaryOp { add, sub, mul, div, min, max };
 
-class BinaryKernel : public Kernel {
+class BinaryKernel : public FallbackKernel {
  public:
-  BinaryKernel(const Node& node, BinaryOp op) : op_(op), fallback_(reference_kernel(node)) {}
+  BinaryKernel(const Node& node, BinaryOp op) : FallbackKernel(node), op_(op) {}
 
   void run(KernelContext& ctx) override {
-    if (ctx.inputs.size() != 2 || !all_f32(ctx)) return fallback_(ctx);
+    if (ctx.inputs.size() != 2 || !all_f32(ctx)) return fall_back(ctx);
     const Tensor* lhs = &ctx.in(0);
     const Tensor* rhs = &ctx.in(1);
     auto map = [&](auto fn) { parallel_broadcast_map<float, float, float>(ctx.out(0), {lhs, rhs}, ctx.num_threads, fn); };
@@ -301,20 +278,19 @@ class BinaryKernel : public Kernel {
 
  private:
   BinaryOp op_;
-  KernelFn fallback_;
 };
 
 // Pow with an f32 base and one f32 exponent; like the reference, x^2 and x^3
 // multiply (as ONNX Runtime does) and other exponents call powf.
-class PowKernel : public Kernel {
+class PowKernel : public FallbackKernel {
  public:
-  explicit PowKernel(const Node& node) : fallback_(reference_kernel(node)) {}
+  explicit PowKernel(const Node& node) : FallbackKernel(node) {}
 
   void run(KernelContext& ctx) override {
     const Tensor& x = ctx.in(0);
     const Tensor& e = ctx.in(1);
     Tensor& y = ctx.out(0);
-    if (!all_f32(ctx) || e.numel() != 1 || y.numel() != x.numel()) return fallback_(ctx);
+    if (!all_f32(ctx) || e.numel() != 1 || y.numel() != x.numel()) return fall_back(ctx);
     const float exponent = e.data<float>()[0];
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
@@ -329,15 +305,12 @@ class PowKernel : public Kernel {
       }
     });
   }
-
- private:
-  KernelFn fallback_;
 };
 
 // Where(bool condition, f32 x, f32 y) with broadcasting.
-class WhereKernel : public Kernel {
+class WhereKernel : public FallbackKernel {
  public:
-  explicit WhereKernel(const Node& node) : fallback_(reference_kernel(node)) {}
+  explicit WhereKernel(const Node& node) : FallbackKernel(node) {}
 
   void run(KernelContext& ctx) override {
     const Tensor& c = ctx.in(0);
@@ -345,26 +318,23 @@ class WhereKernel : public Kernel {
     const Tensor& y = ctx.in(2);
     if (c.dtype() != DType::boolean || x.dtype() != DType::f32 || y.dtype() != DType::f32 ||
         ctx.out(0).dtype() != DType::f32)
-      return fallback_(ctx);
+      return fall_back(ctx);
     parallel_broadcast_map<float, bool, float, float>(ctx.out(0), {&c, &x, &y}, ctx.num_threads,
                                                       [](uint8_t cond, float a, float b) { return cond ? a : b; });
   }
-
- private:
-  KernelFn fallback_;
 };
 
 // Sum of f32 inputs of the output's shape, folded left to right in one pass
 // per cache-sized block: ((a + b) + c) + ..., the reference's order.
-class SumKernel : public Kernel {
+class SumKernel : public FallbackKernel {
  public:
-  explicit SumKernel(const Node& node) : fallback_(reference_kernel(node)) {}
+  explicit SumKernel(const Node& node) : FallbackKernel(node) {}
 
   void run(KernelContext& ctx) override {
     Tensor& out = ctx.out(0);
     bool fast = ctx.inputs.size() >= 2 && all_f32(ctx);
     for (size_t k = 0; fast && k < ctx.inputs.size(); ++k) fast = ctx.in(k).dims() == out.dims();
-    if (!fast) return fallback_(ctx);
+    if (!fast) return fall_back(ctx);
     constexpr int64_t kBlock = 4096;
     float* o = out.data<float>();
     const float* a = ctx.in(0).data<float>();
@@ -380,9 +350,6 @@ class SumKernel : public Kernel {
       }
     });
   }
-
- private:
-  KernelFn fallback_;
 };
 
 // ---- Unary kernels ---------------------------------------------------------------
@@ -413,14 +380,14 @@ void unary_range(const float* x, float* y, int64_t n) {
 }
 
 template <UnaryOp kOp>
-class UnaryKernel : public Kernel {
+class UnaryKernel : public FallbackKernel {
  public:
-  explicit UnaryKernel(const Node& node) : fallback_(reference_kernel(node)) {}
+  explicit UnaryKernel(const Node& node) : FallbackKernel(node) {}
 
   void run(KernelContext& ctx) override {
     const Tensor& x = ctx.in(0);
     Tensor& y = ctx.out(0);
-    if (!all_f32(ctx) || x.numel() != y.numel()) return fallback_(ctx);
+    if (!all_f32(ctx) || x.numel() != y.numel()) return fall_back(ctx);
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
     constexpr bool kComputeBound = kOp == UnaryOp::exp || kOp == UnaryOp::tanh || kOp == UnaryOp::erf ||
@@ -428,9 +395,6 @@ class UnaryKernel : public Kernel {
     for_pieces(y.numel(), kComputeBound ? kComputeBoundCost : 1, ctx.num_threads,
                [&](int64_t begin, int64_t end) { unary_range<kOp>(xp + begin, yp + begin, end - begin); });
   }
-
- private:
-  KernelFn fallback_;
 };
 
 }  // namespace

@@ -37,6 +37,7 @@
 #include <immintrin.h>
 #endif
 
+#include "backends/cpu/fallback_kernel.h"
 #include "backends/cpu/layout_kernels.h"
 #include "backends/cpu/vec_math.h"
 #include "backends/reference/kernel_util.h"
@@ -195,22 +196,15 @@ void zero_parallel(void* p, size_t bytes, int threads) {
 
 // ------------------------------------------------------------- the kernels
 
-class GradKernel : public Kernel {
+class GradKernel : public FallbackKernel {
  public:
-  explicit GradKernel(const Node& node) : fallback_(reference_kernels().find(kGradDomain, node.op_type)) {}
+  using FallbackKernel::FallbackKernel;
 
  protected:
-  void fall_back(KernelContext& ctx) const {
-    CB_CHECK(fallback_, ctx.node.describe() << ": no reference kernel");
-    fallback_(ctx);
-  }
   static int threads_of(const KernelContext& ctx) { return std::max(1, ctx.num_threads); }
   static Tensor* optional_output(const KernelContext& ctx, size_t i) {
     return ctx.outputs.size() > i ? ctx.outputs[i] : nullptr;
   }
-
- private:
-  KernelFn fallback_;
 };
 
 // ---------------------------------------------------------------- SoftmaxGrad

@@ -20,6 +20,7 @@
 #define CB_LAYOUT_X86 1
 #endif
 
+#include "backends/cpu/fallback_kernel.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
 #include "ir/error.h"
@@ -334,9 +335,9 @@ void run_jobs(const std::vector<CopyJob>& jobs, int threads) {
 
 enum class LayoutOp { transpose, slice, split, concat };
 
-class LayoutKernel : public Kernel {
+class LayoutKernel : public FallbackKernel {
  public:
-  LayoutKernel(const Node& node, LayoutOp op) : op_(op), fallback_(reference_kernels().find("", node.op_type)) {}
+  LayoutKernel(const Node& node, LayoutOp op) : FallbackKernel(node), op_(op) {}
 
   void run(KernelContext& ctx) override {
     const Tensor& in = ctx.in(0);
@@ -345,11 +346,7 @@ class LayoutKernel : public Kernel {
     size_t rank = in.rank();
     for (Tensor* t : ctx.outputs)
       if (t) rank = std::max(rank, t->rank());
-    if (!plain || rank > StridedCopy::kMaxRank) {
-      CB_CHECK(fallback_, ctx.node.describe() << ": no reference kernel");
-      fallback_(ctx);
-      return;
-    }
+    if (!plain || rank > StridedCopy::kMaxRank) return fall_back(ctx);
     const int threads = std::max(1, ctx.num_threads);
     switch (op_) {
       case LayoutOp::transpose: return transpose(ctx, esize, threads);
@@ -361,7 +358,6 @@ class LayoutKernel : public Kernel {
 
  private:
   LayoutOp op_;
-  KernelFn fallback_;
 
   static uint8_t* bytes(const Tensor& t) { return static_cast<uint8_t*>(t.raw()); }
 

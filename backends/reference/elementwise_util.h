@@ -199,14 +199,13 @@ inline void map_row(int64_t n, Out* o, const Fn& fn, const In*... in) {
   loop(RowInput<Step, In>{in, load(in[0])}...);
 }
 
-// out = fn(ins...) elementwise with numpy broadcasting; `out` is already sized
-// to the broadcast shape. In... are the inputs' C types; fn takes their
-// compute_t values (bools arrive as 0/1 bytes). Same-shape inputs become one
-// long contiguous row; inputs broadcast along leading dims (bias adds,
-// attention masks) become long rows in which each input either advances or
-// repeats one element. Other broadcasts fall back to shorter rows.
-template <typename Out, typename... In, typename Fn>
-void broadcast_map(Tensor& out, const std::array<const Tensor*, sizeof...(In)>& ins, const Fn& fn) {
+// The body every broadcasting map shares: plans the broadcast of `ins` to
+// `out` and calls drive(plan, row), where `drive` decides which rows to run
+// (all of them, or a range on one thread) and row(offsets, length) maps one
+// row: out[off[0] + i] = fn(in_k[off[k + 1] + i or the same element]...).
+template <typename Out, typename... In, typename Fn, typename Drive>
+void broadcast_map_rows(Tensor& out, const std::array<const Tensor*, sizeof...(In)>& ins, const Fn& fn,
+                        const Drive& drive) {
   constexpr size_t N = sizeof...(In);
   if (out.numel() == 0) return;
   std::array<const std::vector<int64_t>*, N> in_dims;
@@ -219,13 +218,26 @@ void broadcast_map(Tensor& out, const std::array<const Tensor*, sizeof...(In)>& 
     return std::tuple<const storage_t<In>*...>(ins[K]->template data<storage_t<In>>()...);
   }(Inputs{});
   storage_t<Out>* o = out.data<storage_t<Out>>();
-  int64_t n = plan.row_length();
   with_static_flags<N>(steps, [&]<bool... S>(std::integer_sequence<bool, S...>) {
-    plan.for_each_row([&](const int64_t* off) {
+    drive(plan, [&](const int64_t* off, int64_t len) {
       [&]<size_t... K>(std::index_sequence<K...>) {
-        map_row<S...>(n, o + off[0], fn, (std::get<K>(bases) + off[K + 1])...);
+        map_row<S...>(len, o + off[0], fn, (std::get<K>(bases) + off[K + 1])...);
       }(Inputs{});
     });
+  });
+}
+
+// out = fn(ins...) elementwise with numpy broadcasting; `out` is already sized
+// to the broadcast shape. In... are the inputs' C types; fn takes their
+// compute_t values (bools arrive as 0/1 bytes). Same-shape inputs become one
+// long contiguous row; inputs broadcast along leading dims (bias adds,
+// attention masks) become long rows in which each input either advances or
+// repeats one element. Other broadcasts fall back to shorter rows.
+template <typename Out, typename... In, typename Fn>
+void broadcast_map(Tensor& out, const std::array<const Tensor*, sizeof...(In)>& ins, const Fn& fn) {
+  broadcast_map_rows<Out, In...>(out, ins, fn, [](const auto& plan, const auto& row) {
+    const int64_t n = plan.row_length();
+    plan.for_each_row([&](const int64_t* off) { row(off, n); });
   });
 }
 
