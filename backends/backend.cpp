@@ -14,20 +14,21 @@ Tensor& KernelContext::out(size_t i) const {
   return *outputs[i];
 }
 
-void KernelTable::add(const std::string& op_type, KernelFn fn, const std::string& domain) {
-  fns_[{domain, op_type}] = fn;
+template <typename Entry>
+void OpTable<Entry>::add(const std::string& op_type, Entry entry, const std::string& domain) {
+  bool inserted = entries_.emplace(std::pair{canonical_domain(domain), op_type}, entry).second;
+  CB_CHECK(inserted, "op " << (domain.empty() ? "" : domain + ".") << op_type << " registered twice in one kernel table");
 }
 
-KernelFn KernelTable::find(const std::string& domain, const std::string& op_type) const {
-  auto it = fns_.find({domain == "ai.onnx" ? "" : domain, op_type});
-  return it == fns_.end() ? nullptr : it->second;
-}
-
-std::vector<std::string> KernelTable::op_names() const {
+template <typename Entry>
+std::vector<std::string> OpTable<Entry>::op_names() const {
   std::vector<std::string> v;
-  for (auto& [k, f] : fns_) v.push_back(k.first.empty() ? k.second : k.first + "." + k.second);
+  for (auto& [key, entry] : entries_) v.push_back(key.first.empty() ? key.second : key.first + "." + key.second);
   return v;
 }
+
+template class OpTable<KernelFn>;
+template class OpTable<KernelFactory>;
 
 namespace {
 class FunctionKernel : public Kernel {

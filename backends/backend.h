@@ -36,6 +36,17 @@ class Kernel {
 // A stateless kernel given as a function.
 using KernelFn = void (*)(KernelContext&);
 
+// Makes a node's kernel once, at compile time (it may cache primitives or
+// packed weights); null when it cannot serve this node (e.g. a dtype it does
+// not cover), and the backend then falls back to the reference kernel.
+using KernelFactory = std::unique_ptr<Kernel> (*)(const Node&);
+
+// The factory of a kernel class constructed from its node.
+template <typename K>
+std::unique_ptr<Kernel> make_kernel(const Node& node) {
+  return std::make_unique<K>(node);
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -44,16 +55,30 @@ class Backend {
   virtual std::unique_ptr<Kernel> create_kernel(const Node& node) const = 0;
 };
 
-// Table of function kernels keyed by (domain, op_type); backends build on it.
-class KernelTable {
+// A backend's dispatch table, keyed by (domain, op_type); "" and "ai.onnx"
+// name the same domain. Each backend has one: the reference backend's maps
+// ops to kernel functions, the CPU backend's to kernel factories. An op is
+// registered once: a second registration is a programming error (it would
+// leave one of the two kernels unreachable).
+template <typename Entry>
+class OpTable {
  public:
-  void add(const std::string& op_type, KernelFn fn, const std::string& domain = "");
-  KernelFn find(const std::string& domain, const std::string& op_type) const;
+  void add(const std::string& op_type, Entry entry, const std::string& domain = "");
+  // The entry, or a null one when the op has none.
+  Entry find(const std::string& domain, const std::string& op_type) const {
+    auto it = entries_.find({canonical_domain(domain), op_type});
+    return it == entries_.end() ? Entry{} : it->second;
+  }
+  // "Add", "codebook.Codebook", ... in (domain, op) order.
   std::vector<std::string> op_names() const;
 
  private:
-  std::map<std::pair<std::string, std::string>, KernelFn> fns_;
+  static std::string canonical_domain(const std::string& d) { return d == "ai.onnx" ? "" : d; }
+  std::map<std::pair<std::string, std::string>, Entry> entries_;
 };
+
+using KernelTable = OpTable<KernelFn>;
+using KernelFactoryTable = OpTable<KernelFactory>;
 
 std::unique_ptr<Kernel> make_function_kernel(KernelFn fn);
 

@@ -577,6 +577,8 @@ class CodebookKernel : public Kernel {
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_codebook_kernel(const Node& node) { return std::make_unique<CodebookKernel>(node); }
+void register_cpu_codebook_kernels(KernelFactoryTable& t) {
+  t.add(kCodebookOp, make_kernel<CodebookKernel>, kCodebookDomain);
+}
 
 }  // namespace cb

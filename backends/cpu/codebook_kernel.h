@@ -8,6 +8,7 @@
 
 namespace cb {
 
-std::unique_ptr<Kernel> make_codebook_kernel(const Node& node);
+// Registers codebook.Codebook in the CPU backend's table.
+void register_cpu_codebook_kernels(KernelFactoryTable& t);
 
 }  // namespace cb

@@ -1,6 +1,7 @@
-// Unary elementwise ops through oneDNN's eltwise primitive. The primitive is
+// Sigmoid and LeakyRelu through oneDNN's eltwise primitive. The primitive is
 // built for a flat f32 tensor of the current element count and cached until
-// the count changes; other dtypes use the reference kernel. Log is left out:
+// the count changes; other dtypes use the reference kernel. The other unary
+// ops have kernels of our own (elementwise_kernels.h); Log is left out:
 // oneDNN's is less accurate than our tolerance near 1.
 #include "backends/cpu/dnnl_eltwise.h"
 
@@ -22,15 +23,8 @@ struct EltwiseAlgo {
 
 std::optional<EltwiseAlgo> algo_for(const Node& node) {
   using A = dnnl::algorithm;
-  const std::string& op = node.op_type;
-  if (op == "Tanh") return EltwiseAlgo{A::eltwise_tanh};
-  if (op == "Exp") return EltwiseAlgo{A::eltwise_exp};
-  if (op == "Sigmoid") return EltwiseAlgo{A::eltwise_logistic};
-  if (op == "Relu") return EltwiseAlgo{A::eltwise_relu, 0.0f};
-  if (op == "LeakyRelu") return EltwiseAlgo{A::eltwise_relu, node.attr_float("alpha", 0.01f)};
-  if (op == "Sqrt") return EltwiseAlgo{A::eltwise_sqrt};
-  if (op == "Gelu")
-    return EltwiseAlgo{node.attr_string("approximate", "none") == "tanh" ? A::eltwise_gelu_tanh : A::eltwise_gelu_erf};
+  if (node.op_type == "Sigmoid") return EltwiseAlgo{A::eltwise_logistic};
+  if (node.op_type == "LeakyRelu") return EltwiseAlgo{A::eltwise_relu, node.attr_float("alpha", 0.01f)};
   return std::nullopt;
 }
 
@@ -63,13 +57,15 @@ class DnnlEltwiseKernel : public FallbackKernel {
   dnnl::eltwise_forward prim_;
 };
 
+std::unique_ptr<Kernel> make_dnnl_eltwise(const Node& node) {
+  return std::make_unique<DnnlEltwiseKernel>(node, *algo_for(node));
+}
+
 }  // namespace
 
-std::unique_ptr<Kernel> make_dnnl_eltwise_kernel(const Node& node) {
-  if (!node.domain.empty()) return nullptr;
-  auto algo = algo_for(node);
-  if (!algo) return nullptr;
-  return std::make_unique<DnnlEltwiseKernel>(node, *algo);
+void register_dnnl_eltwise_kernels(KernelFactoryTable& t) {
+  t.add("Sigmoid", make_dnnl_eltwise);
+  t.add("LeakyRelu", make_dnnl_eltwise);
 }
 
 }  // namespace cb

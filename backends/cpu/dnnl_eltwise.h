@@ -1,5 +1,5 @@
-// oneDNN eltwise kernels for the transcendental unary ops (Tanh, Exp, Gelu,
-// Sigmoid, ...) in f32: vectorised, within a few ulp of the reference.
+// oneDNN eltwise kernels for Sigmoid and LeakyRelu in f32: vectorised,
+// within a few ulp of the reference.
 #pragma once
 #include <memory>
 
@@ -7,7 +7,7 @@
 
 namespace cb {
 
-// Null when oneDNN has no equivalent algorithm for this node.
-std::unique_ptr<Kernel> make_dnnl_eltwise_kernel(const Node& node);
+// Registers Sigmoid and LeakyRelu in the CPU backend's table.
+void register_dnnl_eltwise_kernels(KernelFactoryTable& t);
 
 }  // namespace cb

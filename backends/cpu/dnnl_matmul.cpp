@@ -165,13 +165,14 @@ class DnnlMatMulKernel : public Kernel {
   std::unique_ptr<Prepared> prepared_;
 };
 
+std::unique_ptr<Kernel> make_matmul(const Node& node) { return std::make_unique<DnnlMatMulKernel>(false, node); }
+std::unique_ptr<Kernel> make_gemm(const Node& node) { return std::make_unique<DnnlMatMulKernel>(true, node); }
+
 }  // namespace
 
-std::unique_ptr<Kernel> make_dnnl_matmul_kernel(const Node& node) {
-  return std::make_unique<DnnlMatMulKernel>(false, node);
-}
-std::unique_ptr<Kernel> make_dnnl_gemm_kernel(const Node& node) {
-  return std::make_unique<DnnlMatMulKernel>(true, node);
+void register_dnnl_matmul_kernels(KernelFactoryTable& t) {
+  t.add("MatMul", make_matmul);
+  t.add("Gemm", make_gemm);
 }
 
 }  // namespace cb

@@ -6,9 +6,8 @@
 
 namespace cb {
 
-// Null when oneDNN cannot serve this node (e.g. integer dtypes); the caller
-// then falls back to the reference kernel.
-std::unique_ptr<Kernel> make_dnnl_matmul_kernel(const Node& node);
-std::unique_ptr<Kernel> make_dnnl_gemm_kernel(const Node& node);
+// Registers MatMul and Gemm in the CPU backend's table. Inputs oneDNN does
+// not take (e.g. integer dtypes) run the reference kernel at run time.
+void register_dnnl_matmul_kernels(KernelFactoryTable& t);
 
 }  // namespace cb

@@ -397,37 +397,43 @@ class UnaryKernel : public FallbackKernel {
   }
 };
 
+template <BinaryOp op>
+std::unique_ptr<Kernel> make_binary(const Node& node) {
+  return std::make_unique<BinaryKernel>(node, op);
+}
+template <UnaryOp op>
+std::unique_ptr<Kernel> make_unary(const Node& node) {
+  return std::make_unique<UnaryKernel<op>>(node);
+}
+// Ahead of oneDNN's eltwise_gelu_*: its tanh form took ~3-5 ms per 1M
+// elements here (slower than the decomposed Mul/Pow/Tanh chain), and every
+// oneDNN call risks the OpenMP wake-up wait described at the top.
+std::unique_ptr<Kernel> make_gelu(const Node& node) {
+  if (node.attr_string("approximate", "none") == "tanh") return make_unary<UnaryOp::gelu_tanh>(node);
+  return make_unary<UnaryOp::gelu_erf>(node);
+}
+
 }  // namespace
 
-std::unique_ptr<Kernel> make_cpu_elementwise_kernel(const Node& node) {
-  if (!node.domain.empty()) return nullptr;
-  const std::string& op = node.op_type;
-  if (op == "Add") return std::make_unique<BinaryKernel>(node, BinaryOp::add);
-  if (op == "Sub") return std::make_unique<BinaryKernel>(node, BinaryOp::sub);
-  if (op == "Mul") return std::make_unique<BinaryKernel>(node, BinaryOp::mul);
-  if (op == "Div") return std::make_unique<BinaryKernel>(node, BinaryOp::div);
-  if (op == "Min") return std::make_unique<BinaryKernel>(node, BinaryOp::min);
-  if (op == "Max") return std::make_unique<BinaryKernel>(node, BinaryOp::max);
-  if (op == "Pow") return std::make_unique<PowKernel>(node);
-  if (op == "Where") return std::make_unique<WhereKernel>(node);
-  if (op == "Sum") return std::make_unique<SumKernel>(node);
-  if (op == "Neg") return std::make_unique<UnaryKernel<UnaryOp::neg>>(node);
-  if (op == "Abs") return std::make_unique<UnaryKernel<UnaryOp::abs>>(node);
-  if (op == "Relu") return std::make_unique<UnaryKernel<UnaryOp::relu>>(node);
-  if (op == "Sqrt") return std::make_unique<UnaryKernel<UnaryOp::sqrt>>(node);
-  if (op == "Reciprocal") return std::make_unique<UnaryKernel<UnaryOp::reciprocal>>(node);
-  if (op == "Exp") return std::make_unique<UnaryKernel<UnaryOp::exp>>(node);
-  if (op == "Tanh") return std::make_unique<UnaryKernel<UnaryOp::tanh>>(node);
-  if (op == "Erf") return std::make_unique<UnaryKernel<UnaryOp::erf>>(node);
-  // Ahead of oneDNN's eltwise_gelu_*: its tanh form took ~3-5 ms per 1M
-  // elements here (slower than the decomposed Mul/Pow/Tanh chain), and every
-  // oneDNN call risks the OpenMP wake-up wait described at the top.
-  if (op == "Gelu") {
-    if (node.attr_string("approximate", "none") == "tanh")
-      return std::make_unique<UnaryKernel<UnaryOp::gelu_tanh>>(node);
-    return std::make_unique<UnaryKernel<UnaryOp::gelu_erf>>(node);
-  }
-  return nullptr;
+void register_cpu_elementwise_kernels(KernelFactoryTable& t) {
+  t.add("Add", make_binary<BinaryOp::add>);
+  t.add("Sub", make_binary<BinaryOp::sub>);
+  t.add("Mul", make_binary<BinaryOp::mul>);
+  t.add("Div", make_binary<BinaryOp::div>);
+  t.add("Min", make_binary<BinaryOp::min>);
+  t.add("Max", make_binary<BinaryOp::max>);
+  t.add("Pow", make_kernel<PowKernel>);
+  t.add("Where", make_kernel<WhereKernel>);
+  t.add("Sum", make_kernel<SumKernel>);
+  t.add("Neg", make_unary<UnaryOp::neg>);
+  t.add("Abs", make_unary<UnaryOp::abs>);
+  t.add("Relu", make_unary<UnaryOp::relu>);
+  t.add("Sqrt", make_unary<UnaryOp::sqrt>);
+  t.add("Reciprocal", make_unary<UnaryOp::reciprocal>);
+  t.add("Exp", make_unary<UnaryOp::exp>);
+  t.add("Tanh", make_unary<UnaryOp::tanh>);
+  t.add("Erf", make_unary<UnaryOp::erf>);
+  t.add("Gelu", make_gelu);
 }
 
 }  // namespace cb

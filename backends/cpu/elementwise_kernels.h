@@ -15,7 +15,7 @@
 
 namespace cb {
 
-// Null when the node is not one of the ops above (the caller then tries other kernels).
-std::unique_ptr<Kernel> make_cpu_elementwise_kernel(const Node& node);
+// Registers the ops above in the CPU backend's table.
+void register_cpu_elementwise_kernels(KernelFactoryTable& t);
 
 }  // namespace cb

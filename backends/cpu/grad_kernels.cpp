@@ -719,16 +719,13 @@ class CodebookGradKernel : public GradKernel {
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_cpu_grad_kernel(const Node& node) {
-  if (node.domain != kGradDomain) return nullptr;
-  const std::string& op = node.op_type;
-  if (op == "SoftmaxGrad") return std::make_unique<SoftmaxGradKernel>(node);
-  if (op == "GeluGrad") return std::make_unique<GeluGradKernel>(node);
-  if (op == "LayerNormalizationGrad") return std::make_unique<LayerNormGradKernel>(node);
-  if (op == "GatherGrad") return std::make_unique<GatherGradKernel>(node);
-  if (op == "SliceGrad") return std::make_unique<SliceGradKernel>(node);
-  if (op == "CodebookGrad") return std::make_unique<CodebookGradKernel>(node);
-  return nullptr;
+void register_cpu_grad_kernels(KernelFactoryTable& t) {
+  t.add("SoftmaxGrad", make_kernel<SoftmaxGradKernel>, kGradDomain);
+  t.add("GeluGrad", make_kernel<GeluGradKernel>, kGradDomain);
+  t.add("LayerNormalizationGrad", make_kernel<LayerNormGradKernel>, kGradDomain);
+  t.add("GatherGrad", make_kernel<GatherGradKernel>, kGradDomain);
+  t.add("SliceGrad", make_kernel<SliceGradKernel>, kGradDomain);
+  t.add("CodebookGrad", make_kernel<CodebookGradKernel>, kGradDomain);
 }
 
 }  // namespace cb

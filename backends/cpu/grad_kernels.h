@@ -11,7 +11,7 @@
 
 namespace cb {
 
-// The kernel for a codebook.grad node; null for other nodes.
-std::unique_ptr<Kernel> make_cpu_grad_kernel(const Node& node);
+// Registers the kernels above in the CPU backend's table.
+void register_cpu_grad_kernels(KernelFactoryTable& t);
 
 }  // namespace cb

@@ -461,16 +461,18 @@ class LayoutKernel : public FallbackKernel {
   }
 };
 
+template <LayoutOp op>
+std::unique_ptr<Kernel> make_layout(const Node& node) {
+  return std::make_unique<LayoutKernel>(node, op);
+}
+
 }  // namespace
 
-std::unique_ptr<Kernel> make_cpu_layout_kernel(const Node& node) {
-  if (!node.domain.empty()) return nullptr;
-  const std::string& op = node.op_type;
-  if (op == "Transpose") return std::make_unique<LayoutKernel>(node, LayoutOp::transpose);
-  if (op == "Slice") return std::make_unique<LayoutKernel>(node, LayoutOp::slice);
-  if (op == "Split") return std::make_unique<LayoutKernel>(node, LayoutOp::split);
-  if (op == "Concat") return std::make_unique<LayoutKernel>(node, LayoutOp::concat);
-  return nullptr;
+void register_cpu_layout_kernels(KernelFactoryTable& t) {
+  t.add("Transpose", make_layout<LayoutOp::transpose>);
+  t.add("Slice", make_layout<LayoutOp::slice>);
+  t.add("Split", make_layout<LayoutOp::split>);
+  t.add("Concat", make_layout<LayoutOp::concat>);
 }
 
 }  // namespace cb

@@ -75,9 +75,8 @@ template <typename Body>
 void parallel_chunks(int64_t n, size_t bytes, size_t min_parallel_bytes, int threads, Body&& body,
                      int64_t pieces_per_thread = 8);
 
-// The kernel for a Transpose, Slice, Split or Concat node of the default
-// domain; null for other nodes.
-std::unique_ptr<Kernel> make_cpu_layout_kernel(const Node& node);
+// Registers Transpose, Slice, Split and Concat in the CPU backend's table.
+void register_cpu_layout_kernels(KernelFactoryTable& t);
 
 // ---------------------------------------------------------------------------
 

@@ -27,9 +27,8 @@ class AdamWKernel : public Kernel {
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_cpu_optim_kernel(const Node& node) {
-  if (node.domain == kTrainDomain && node.op_type == "AdamW") return std::make_unique<AdamWKernel>();
-  return nullptr;
+void register_cpu_optim_kernels(KernelFactoryTable& t) {
+  t.add("AdamW", [](const Node&) -> std::unique_ptr<Kernel> { return std::make_unique<AdamWKernel>(); }, kTrainDomain);
 }
 
 }  // namespace cb

@@ -7,7 +7,7 @@
 
 namespace cb {
 
-// nullptr for nodes that are not fused optimizer ops.
-std::unique_ptr<Kernel> make_cpu_optim_kernel(const Node& node);
+// Registers the fused optimizer ops in the CPU backend's table.
+void register_cpu_optim_kernels(KernelFactoryTable& t);
 
 }  // namespace cb
