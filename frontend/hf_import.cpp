@@ -13,8 +13,8 @@
 #include <map>
 #include <set>
 
-#include "frontend/graph_builder.h"
 #include "frontend/onnx_export.h"
+#include "ir/builder.h"
 #include "ir/error.h"
 #include "passes/canonicalize.h"
 
@@ -594,13 +594,13 @@ class ModelBuilder {
     Value* flat = b_.reshape(h, {-1, c_.hidden_size});
     Value* logits = b_.op("Gemm", {flat, param(name)}, {{"transB", int64_t(1)}});
     Value* shape = b_.concat({b_.shape_of(input_ids_), b_.i64s({c_.vocab_size})}, 0);
-    return b_.op("Reshape", {logits, shape}, {}, "logits");
+    return b_.create("Reshape", {logits, shape}, {graph_->add_value("logits")})->outputs[0];
   }
 
   const HfConfig& c_;
   const HfWeightSource& weights_;
   std::shared_ptr<Graph> graph_;
-  GraphBuilder b_;
+  Builder b_;
   std::map<std::string, HfParameter> params_;
   Value* input_ids_ = nullptr;
   Value* attention_mask_ = nullptr;

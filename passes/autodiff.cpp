@@ -56,7 +56,7 @@ void reverse_sweep(const std::vector<Node*>& order, const std::function<bool(con
     bool any_in = false;
     for (size_t i = 0; i < n.inputs.size(); ++i) any_in |= (wants[i] = active(n.inputs[i]));
     if (!any_in) continue;
-    b.set_scope(n);
+    b.set_scope_for(n);
     std::vector<Value*> dy(n.outputs.size(), nullptr);
     bool any_out = false;
     for (size_t i = 0; i < n.outputs.size(); ++i)
@@ -131,7 +131,7 @@ Backward append_backward(Graph& g, Value* loss, const std::vector<Value*>& wrt) 
   try {
     reverse_sweep(order, active, b, sums, *loss);
   } catch (const Error&) {
-    std::set<const Node*> added(b.nodes().begin(), b.nodes().end());
+    std::set<const Node*> added(b.created_nodes().begin(), b.created_nodes().end());
     g.remove_nodes_if([&](const Node& n) { return added.count(&n) != 0; });
     g.remove_unused_values();
     throw;
@@ -148,7 +148,7 @@ Backward append_backward(Graph& g, Value* loss, const std::vector<Value*>& wrt) 
   for (Node* n : order)
     for (Value* in : n->inputs)
       if (in && sums.has(in)) r.value_gradients[in] = sums.total(in);
-  r.nodes = b.nodes();
+  r.nodes = b.created_nodes();
   return r;
 }
 

@@ -1,5 +1,5 @@
 // GELU fusion: replaces the decomposed GELUs that model builders
-// (frontend/graph_builder.h gelu_tanh / gelu_erf) and torch's ONNX exporters
+// (ir/builder.h gelu_tanh / gelu_erf) and torch's ONNX exporters
 // emit, chains of Mul/Div/Pow/Add around a Tanh or an Erf, by one ONNX Gelu
 // node (approximate = "tanh" or "none"): the CPU backend then runs one
 // vectorised pass forward, and autodiff one codebook.grad.GeluGrad backward

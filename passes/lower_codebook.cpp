@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 
+#include "ir/builder.h"
 #include "ir/codebook.h"
 #include "ir/error.h"
 #include "ir/verifier.h"
@@ -18,56 +19,34 @@ namespace {
 
 constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
 
-// Appends nodes and constants just before `anchor` (the codebook node), so the
-// replacement stays in topological order.
-class Builder {
- public:
-  Builder(Graph& g, Node* anchor) : g_(g), anchor_(anchor), prefix_(anchor->name) {}
+// The replacement of `anchor` (the codebook node) goes just before it, so it
+// stays in topological order; names start with the anchor's name, and every
+// output is "<node>_out<i>".
+Builder replacement_builder(Graph& g, Node* anchor) {
+  BuilderOptions o;
+  o.naming.output_suffix = "_out";
+  o.naming.suffix_single_output = true;
+  Builder b(g, o);
+  b.set_insertion_point_before(anchor);
+  b.set_scope(anchor->name);
+  return b;
+}
 
-  std::vector<Value*> op_n(const std::string& type, std::vector<Value*> ins, size_t num_outputs,
-                           std::map<std::string, AttrValue> attrs = {}) {
-    auto n = std::make_unique<Node>();
-    n->op_type = type;
-    n->name = prefix_ + "/" + type + "_" + std::to_string(++counter_);
-    n->inputs = std::move(ins);
-    n->attrs = std::move(attrs);
-    for (size_t i = 0; i < num_outputs; ++i) n->outputs.push_back(g_.add_value(n->name + "_out" + std::to_string(i)));
-    Node* raw = g_.insert_node_before(anchor_, std::move(n));
-    return raw->outputs;
-  }
-  Value* op(const std::string& type, std::vector<Value*> ins, std::map<std::string, AttrValue> attrs = {}) {
-    return op_n(type, std::move(ins), 1, std::move(attrs))[0];
-  }
-
-  Value* i64(std::vector<int64_t> v, std::vector<int64_t> dims) {
-    return g_.add_constant(prefix_ + "/const", Tensor::from_vector(v, std::move(dims)));
-  }
-  Value* i64(std::vector<int64_t> v) { return i64(v, {int64_t(v.size())}); }
-  Value* i64_scalar(int64_t v) { return g_.add_constant(prefix_ + "/const", Tensor::scalar(v)); }
-  Value* f32(std::vector<float> v, std::vector<int64_t> dims) {
-    return g_.add_constant(prefix_ + "/const", Tensor::from_vector(v, std::move(dims)));
-  }
-  Value* f32_scalar(float v) { return g_.add_constant(prefix_ + "/const", Tensor::scalar(v)); }
-  Value* boolean(const std::vector<bool>& v, std::vector<int64_t> dims) {
-    Tensor t = Tensor::empty(DType::boolean, std::move(dims));
-    for (size_t i = 0; i < v.size(); ++i) t.data<bool>()[i] = v[i];
-    return g_.add_constant(prefix_ + "/const", t);
-  }
-
-  // Common shorthands.
-  Value* unsqueeze(Value* v, std::vector<int64_t> axes) { return op("Unsqueeze", {v, i64(axes)}); }
-  Value* reshape(Value* v, std::vector<int64_t> shape) { return op("Reshape", {v, i64(shape)}); }
-  Value* reduce(const char* type, Value* v, std::vector<int64_t> axes) {
-    return op(type, {v, i64(axes)}, {{"keepdims", int64_t(0)}});
-  }
-  Value* cast(Value* v, DType to) { return op("Cast", {v}, {{"to", int64_t(dtype_to_onnx(to))}}); }
-
- private:
-  Graph& g_;
-  Node* anchor_;
-  std::string prefix_;
-  int counter_ = 0;
-};
+// Constants of any shape, and shorthands.
+Value* i64(Builder& b, std::vector<int64_t> v, std::vector<int64_t> dims) {
+  return b.constant(Tensor::from_vector(v, std::move(dims)));
+}
+Value* f32(Builder& b, std::vector<float> v, std::vector<int64_t> dims) {
+  return b.constant(Tensor::from_vector(v, std::move(dims)));
+}
+Value* boolean(Builder& b, const std::vector<bool>& v, std::vector<int64_t> dims) {
+  Tensor t = Tensor::empty(DType::boolean, std::move(dims));
+  for (size_t i = 0; i < v.size(); ++i) t.data<bool>()[i] = v[i];
+  return b.constant(t);
+}
+Value* reduce(Builder& b, const char* type, Value* v, std::vector<int64_t> axes) {
+  return b.op(type, {v, b.i64s(axes)}, {{"keepdims", int64_t(0)}});
+}
 
 // Makes `original` (a codebook output, possibly a graph output with a name
 // users rely on) the value the lowering computed as `computed`.
@@ -97,12 +76,12 @@ Value* code_norms(Builder& b, Value* codes, const Tensor* cval, int64_t G, int64
       float norm = float(std::sqrt(sq));
       v[size_t(gk)] = ip ? (norm == 0.0f ? 1.0f : norm) : float(sq * 0.5);
     }
-    return b.f32(v, {G, K});
+    return f32(b, v, {G, K});
   }
-  Value* sq = b.reduce("ReduceSum", b.op("Mul", {codes, codes}), {-1});
-  if (!ip) return b.op("Mul", {sq, b.f32_scalar(0.5f)});
+  Value* sq = reduce(b, "ReduceSum", b.op("Mul", {codes, codes}), {-1});
+  if (!ip) return b.op("Mul", {sq, b.f32(0.5f)});
   Value* norm = b.op("Sqrt", {sq});
-  return b.op("Where", {b.op("Equal", {norm, b.f32_scalar(0)}), b.f32_scalar(1), norm});
+  return b.op("Where", {b.op("Equal", {norm, b.f32(0)}), b.f32(1), norm});
 }
 
 // Which intervention records apply at which position of the current call.
@@ -128,16 +107,16 @@ class PositionMatcher {
         from_end[r] = p < 0 ? 1 : 0;  // p + T
       }
     }
-    if (!any_specific) return b_.f32(std::vector<float>(size_t(R), 1.0f), {1, R});
-    Value* goal = b_.op("Add", {b_.i64(target, {1, R}), b_.op("Mul", {seq_len(), b_.i64(from_end, {1, R})})});
+    if (!any_specific) return f32(b_, std::vector<float>(size_t(R), 1.0f), {1, R});
+    Value* goal = b_.op("Add", {i64(b_, target, {1, R}), b_.op("Mul", {seq_len(), i64(b_, from_end, {1, R})})});
     Value* hit = b_.op("Equal", {positions_column(), goal});
-    if (any_all) hit = b_.op("Or", {hit, b_.boolean(all, {1, R})});
+    if (any_all) hit = b_.op("Or", {hit, boolean(b_, all, {1, R})});
     return b_.cast(hit, DType::f32);
   }
 
   // Shape [B, T] of x as a 1-D i64 tensor.
   Value* batch_and_seq() {
-    if (!bt_) bt_ = b_.op("Slice", {shape(), b_.i64({0}), b_.i64({2})});
+    if (!bt_) bt_ = b_.op("Slice", {shape(), b_.i64s({0}), b_.i64s({2})});
     return bt_;
   }
 
@@ -147,11 +126,11 @@ class PositionMatcher {
     return shape_;
   }
   Value* seq_len() {  // scalar T
-    if (!T_) T_ = b_.op("Gather", {shape(), b_.i64_scalar(1)}, {{"axis", int64_t(0)}});
+    if (!T_) T_ = b_.op("Gather", {shape(), b_.i64(1)}, {{"axis", int64_t(0)}});
     return T_;
   }
   Value* positions_column() {  // [T, 1]: 0..T-1
-    if (!col_) col_ = b_.unsqueeze(b_.op("Range", {b_.i64_scalar(0), seq_len(), b_.i64_scalar(1)}), {1});
+    if (!col_) col_ = b_.unsqueeze(b_.op("Range", {b_.i64(0), seq_len(), b_.i64(1)}), {1});
     return col_;
   }
 
@@ -182,11 +161,11 @@ class PositionTable {
   }
   // max over the rows matching position t (0 where none does): [T|1, width].
   Value* max_of_matches(Builder& b, PositionMatcher& m) const {
-    return b.reduce("ReduceMax", b.op("Mul", {b.unsqueeze(m.match(positions_), {2}), weights(b)}), {1});
+    return reduce(b, "ReduceMax", b.op("Mul", {b.unsqueeze(m.match(positions_), {2}), weights(b)}), {1});
   }
 
  private:
-  Value* weights(Builder& b) const { return b.f32(weight_, {int64_t(positions_.size()), width_}); }
+  Value* weights(Builder& b) const { return f32(b, weight_, {int64_t(positions_.size()), width_}); }
   int64_t width_;
   std::vector<int64_t> positions_;
   std::map<int64_t, size_t> row_of_;
@@ -209,13 +188,13 @@ void lower_node(Graph& g, Node* n) {
   const Tensor* cval = pass_util::constant_value(g, codes);
   if (cval) CB_CHECK(cval->dtype() == DType::f32, n->describe() << ": codes '" << codes->name << "' are not f32");
 
-  Builder b(g, n);
+  Builder b = replacement_builder(g, n);
   PositionMatcher positions(b, x);
   Value* norms = code_norms(b, codes, cval, G, K, Dg, a.metric);
 
   // u = LayerNorm of each member's chunk, with the member's own affine.
   Value* x4 = b.reshape(x, {0, 0, G, Dg});
-  Value* normed = b.op("LayerNormalization", {x4, b.f32(std::vector<float>(size_t(Dg), 1.0f), {Dg})},
+  Value* normed = b.op("LayerNormalization", {x4, f32(b, std::vector<float>(size_t(Dg), 1.0f), {Dg})},
                        {{"axis", int64_t(-1)}, {"epsilon", a.epsilon}});
   Value* u = b.op("Add", {b.op("Mul", {normed, ln_scale}), ln_bias});  // [B,T,G,Dg]
 
@@ -232,7 +211,7 @@ void lower_node(Graph& g, Node* n) {
       for (int64_t gi = 0; gi < G; ++gi)
         if (group_matches(rec.group, gi)) hot.raise(rec.position, gi * K + rec.code, 1.0f);
     Value* count = hot.sum_of_matches(b, positions);
-    ablated = b.reshape(b.op("Greater", {count, b.f32_scalar(0)}), {-1, G, K});
+    ablated = b.reshape(b.op("Greater", {count, b.f32(0)}), {-1, G, K});
   }
   // How many best codes are disabled per (position, member): [T|1, G] i64.
   const int64_t max_m = a.max_disable_topk();
@@ -248,18 +227,18 @@ void lower_node(Graph& g, Node* n) {
   std::vector<int64_t> slots(static_cast<size_t>(k));
   for (int64_t j = 0; j < k; ++j) slots[size_t(j)] = j;
   auto topk = [&](Value* s, int64_t count) {
-    return b.op_n("TopK", {s, b.i64({count})}, 2,
+    return b.op_n("TopK", {s, b.i64s({count})}, 2,
                   {{"axis", int64_t(-1)}, {"largest", int64_t(1)}, {"sorted", int64_t(1)}})[1];
   };
 
   Value* ids = nullptr;  // [B,T,G,k] i64
   bool may_block = false;
   if (a.keep_k_codes) {
-    Value* s = ablated ? b.op("Where", {ablated, b.f32_scalar(kMinusInf), rank}) : rank;
+    Value* s = ablated ? b.op("Where", {ablated, b.f32(kMinusInf), rank}) : rank;
     if (disabled_top) {
       Value* ranked = topk(s, k + max_m);
-      Value* keep = b.op("Add", {b.unsqueeze(disabled_top, {2}), b.i64(slots)});  // [T|1,G,k]
-      Value* shape = b.op("Concat", {positions.batch_and_seq(), b.i64({G, k})}, {{"axis", int64_t(0)}});
+      Value* keep = b.op("Add", {b.unsqueeze(disabled_top, {2}), b.i64s(slots)});  // [T|1,G,k]
+      Value* shape = b.op("Concat", {positions.batch_and_seq(), b.i64s({G, k})}, {{"axis", int64_t(0)}});
       ids = b.op("GatherElements", {ranked, b.op("Expand", {keep, shape})}, {{"axis", int64_t(-1)}});
     } else {
       ids = topk(s, k);
@@ -272,11 +251,11 @@ void lower_node(Graph& g, Node* n) {
       blocked = b.op("GatherElements", {full, ids}, {{"axis", int64_t(-1)}});
     }
     if (disabled_top) {
-      Value* low_rank = b.op("Less", {b.i64(slots), b.unsqueeze(disabled_top, {2})});
+      Value* low_rank = b.op("Less", {b.i64s(slots), b.unsqueeze(disabled_top, {2})});
       blocked = blocked ? b.op("Or", {blocked, low_rank}) : low_rank;
     }
     if (blocked) {
-      ids = b.op("Where", {blocked, b.i64_scalar(-1), ids});
+      ids = b.op("Where", {blocked, b.i64(-1), ids});
       may_block = true;
     }
   }
@@ -294,22 +273,22 @@ void lower_node(Graph& g, Node* n) {
         if (group_matches(rec.group, gi)) which.raise(rec.position, gi * k + slot, float(r + 1));
     }
     Value* last = b.reshape(b.cast(which.max_of_matches(b, positions), DType::i64), {-1, G, k});
-    Value* code = b.op("Gather", {b.i64(table), last}, {{"axis", int64_t(0)}});
-    ids = b.op("Where", {b.op("Greater", {last, b.i64_scalar(0)}), code, ids});
+    Value* code = b.op("Gather", {b.i64s(table), last}, {{"axis", int64_t(0)}});
+    ids = b.op("Where", {b.op("Greater", {last, b.i64(0)}), code, ids});
   }
 
   // y: mean of the selected rows over k slots, a blocked slot adds zero.
   // (member, code) pairs index codes [G,K,Dg] and norms [G,K] with GatherND.
   std::vector<int64_t> members(static_cast<size_t>(G));
   for (int64_t gi = 0; gi < G; ++gi) members[size_t(gi)] = gi;
-  Value* blocked = may_block ? b.op("Equal", {ids, b.i64_scalar(-1)}) : nullptr;
-  Value* safe_ids = may_block ? b.op("Max", {ids, b.i64_scalar(0)}) : ids;
-  Value* member = b.op("Expand", {b.i64(members, {G, 1}), b.op("Shape", {ids})});
+  Value* blocked = may_block ? b.op("Equal", {ids, b.i64(-1)}) : nullptr;
+  Value* safe_ids = may_block ? b.op("Max", {ids, b.i64(0)}) : ids;
+  Value* member = b.op("Expand", {i64(b, members, {G, 1}), b.op("Shape", {ids})});
   Value* pairs = b.op("Concat", {b.unsqueeze(member, {4}), b.unsqueeze(safe_ids, {4})}, {{"axis", int64_t(4)}});
   Value* selected = b.op("GatherND", {codes, pairs});  // [B,T,G,k,Dg]
-  Value* contrib = blocked ? b.op("Where", {b.unsqueeze(blocked, {4}), b.f32_scalar(0), selected}) : selected;
-  Value* y = b.reduce("ReduceSum", contrib, {3});
-  if (k > 1) y = b.op("Div", {y, b.f32_scalar(float(k))});
+  Value* contrib = blocked ? b.op("Where", {b.unsqueeze(blocked, {4}), b.f32(0), selected}) : selected;
+  Value* y = reduce(b, "ReduceSum", contrib, {3});
+  if (k > 1) y = b.op("Div", {y, b.f32(float(k))});
   y = b.reshape(y, {0, 0, G * Dg});
 
   // scores of the selected codes, recomputed from u.
@@ -318,13 +297,13 @@ void lower_node(Graph& g, Node* n) {
   if (scores_out) {
     Value* u5 = b.unsqueeze(u, {3});
     if (ip) {
-      Value* d = b.reduce("ReduceSum", b.op("Mul", {u5, selected}), {-1});
+      Value* d = reduce(b, "ReduceSum", b.op("Mul", {u5, selected}), {-1});
       scores = b.op("Div", {d, b.op("GatherND", {norms, pairs})});
     } else {
       Value* diff = b.op("Sub", {u5, selected});
-      scores = b.op("Neg", {b.op("Sqrt", {b.reduce("ReduceSum", b.op("Mul", {diff, diff}), {-1})})});
+      scores = b.op("Neg", {b.op("Sqrt", {reduce(b, "ReduceSum", b.op("Mul", {diff, diff}), {-1})})});
     }
-    if (blocked) scores = b.op("Where", {blocked, b.f32_scalar(kMinusInf), scores});
+    if (blocked) scores = b.op("Where", {blocked, b.f32(kMinusInf), scores});
   }
 
   adopt(g, y, n->outputs[0]);

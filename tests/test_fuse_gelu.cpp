@@ -1,5 +1,5 @@
 // GELU fusion (passes/fuse_gelu.h) and the GeluGrad op (ir/ops/grad.h):
-//   - the pass fuses GraphBuilder's gelu_tanh and gelu_erf, reassociated and
+//   - the pass fuses Builder's gelu_tanh and gelu_erf, reassociated and
 //     reordered variants and the GELUs of the three ONNX exports of the test
 //     GPT-2, into one Gelu each, and the fused graph computes what the
 //     unfused one does; it leaves a GELU alone when an intermediate value is
@@ -17,9 +17,9 @@
 #include <random>
 
 #include "backends/backend.h"
-#include "frontend/graph_builder.h"
 #include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
+#include "ir/builder.h"
 #include "ir/error.h"
 #include "ir/ops/grad.h"
 #include "ir/verifier.h"
@@ -73,7 +73,7 @@ void expect_near(const Tensor& a, const Tensor& b, double tol, const std::string
   }
 }
 
-Value* f32s(GraphBuilder& b, float v, std::vector<int64_t> dims) {
+Value* f32s(Builder& b, float v, std::vector<int64_t> dims) {
   return b.constant(Tensor::from_vector<float>({v}, dims));
 }
 
@@ -82,7 +82,7 @@ Value* f32s(GraphBuilder& b, float v, std::vector<int64_t> dims) {
 constexpr float kS = 0.7978845608f;  // sqrt(2/pi)
 constexpr float kA = 0.044715f;
 
-using GeluForm = std::function<Value*(GraphBuilder&, Value*)>;
+using GeluForm = std::function<Value*(Builder&, Value*)>;
 
 struct FormCase {
   const char* label;
@@ -92,12 +92,12 @@ struct FormCase {
 
 std::vector<FormCase> fusable_forms() {
   return {
-      {"builder tanh", [](GraphBuilder& b, Value* x) { return b.gelu_tanh(x); }, "tanh"},
-      {"builder erf", [](GraphBuilder& b, Value* x) { return b.gelu_erf(x); }, "none"},
+      {"builder tanh", [](Builder& b, Value* x) { return b.gelu_tanh(x); }, "tanh"},
+      {"builder erf", [](Builder& b, Value* x) { return b.gelu_erf(x); }, "none"},
       // torch.onnx's order: constants first, (0.5 * x) * (1 + tanh(...));
       // an integer exponent.
       {"constants first, i64 exponent",
-       [](GraphBuilder& b, Value* x) {
+       [](Builder& b, Value* x) {
          Value* cube = b.mul(b.f32(kA), b.op("Pow", {x, b.i64(3)}));
          Value* t = b.op("Tanh", {b.mul(b.f32(kS), b.add(x, cube))});
          return b.mul(b.mul(b.f32(0.5f), x), b.add(b.f32(1.f), t));
@@ -105,7 +105,7 @@ std::vector<FormCase> fusable_forms() {
        "tanh"},
       // x * (0.5 * (1 + t)), x^3 as x * x * x.
       {"x times half s, x*x*x",
-       [](GraphBuilder& b, Value* x) {
+       [](Builder& b, Value* x) {
          Value* cube = b.mul(b.mul(x, x), x);
          Value* t = b.op("Tanh", {b.mul(b.add(b.mul(cube, b.f32(kA)), x), b.f32(kS))});
          return b.mul(x, b.mul(b.f32(0.5f), b.add(t, b.f32(1.f))));
@@ -113,7 +113,7 @@ std::vector<FormCase> fusable_forms() {
        "tanh"},
       // (x * (1 + t)) * 0.5 with sqrt(2/pi) distributed over the sum.
       {"distributed sqrt(2/pi)",
-       [](GraphBuilder& b, Value* x) {
+       [](Builder& b, Value* x) {
          Value* cube = b.mul(x, b.mul(x, x));
          Value* arg = b.add(b.mul(b.f32(kS), x), b.mul(b.f32(kS * kA), cube));
          return b.mul(b.mul(x, b.add(b.op("Tanh", {arg}), b.f32(1.f))), b.f32(0.5f));
@@ -122,20 +122,20 @@ std::vector<FormCase> fusable_forms() {
       // HF's gelu_fast: x * sqrt(2/pi) * (1 + 0.044715 x^2); x / 2 outside;
       // single-element constants of rank 1 and 3 (x has rank 3).
       {"gelu_fast, x/2, [1] constants",
-       [](GraphBuilder& b, Value* x) {
+       [](Builder& b, Value* x) {
          Value* inner = b.add(f32s(b, 1.f, {1}), b.mul(f32s(b, kA, {1, 1, 1}), b.mul(x, x)));
          Value* t = b.op("Tanh", {b.mul(b.mul(x, f32s(b, kS, {1})), inner)});
          return b.mul(b.div(x, b.f32(2.f)), b.add(t, b.f32(1.f)));
        },
        "tanh"},
       {"erf by Mul 1/sqrt(2)",
-       [](GraphBuilder& b, Value* x) {
+       [](Builder& b, Value* x) {
          Value* e = b.op("Erf", {b.mul(b.f32(0.70710678f), x)});
          return b.mul(b.f32(0.5f), b.mul(x, b.add(b.f32(1.f), e)));
        },
        "none"},
       {"erf, Div by 1.41421, (x * s) * 0.5",
-       [](GraphBuilder& b, Value* x) {
+       [](Builder& b, Value* x) {
          Value* e = b.op("Erf", {b.div(x, b.f32(1.41421f))});
          return b.mul(b.mul(x, b.add(e, b.f32(1.f))), f32s(b, 0.5f, {1}));
        },
@@ -147,7 +147,7 @@ std::vector<FormCase> fusable_forms() {
 // the GELU form; the GELU's output is the graph output "y", or feeds one.
 std::shared_ptr<Graph> gelu_graph(const GeluForm& form, bool y_is_output, DType dt = DType::f32) {
   auto g = std::make_shared<Graph>();
-  GraphBuilder b(*g);
+  Builder b(*g);
   Value* in = g->add_input("in", {dt, Shape::of({3, 5, 8})});
   std::vector<double> bias;  // the same in every copy
   for (int64_t i = 0; i < 8; ++i) bias.push_back(0.25 * double(i) - 1.0);
@@ -156,7 +156,7 @@ std::shared_ptr<Graph> gelu_graph(const GeluForm& form, bool y_is_output, DType 
   if (y_is_output) {
     g->outputs = {y};
   } else {
-    g->outputs = {b.op("Sigmoid", {y}, {}, "after")};
+    g->outputs = {b.named_op("Sigmoid", {y}, "after")};
   }
   infer_types(*g);
   return g;
@@ -196,7 +196,7 @@ TEST(FuseGelu, FusesEveryFormAndComputesTheSame) {
 TEST(FuseGelu, LeavesOthersAlone) {
   struct Case {
     const char* label;
-    std::function<void(GraphBuilder&, Graph&, Value*)> build;  // sets the graph outputs
+    std::function<void(Builder&, Graph&, Value*)> build;  // sets the graph outputs
     bool fuses = false;  // the control case
   };
   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) with the constants given.
@@ -206,29 +206,29 @@ TEST(FuseGelu, LeavesOthersAlone) {
   struct TanhGelu {
     Value *y, *t, *half_x, *cube;
   };
-  auto tanh_gelu = [](GraphBuilder& b, Value* x, Constants k) {
+  auto tanh_gelu = [](Builder& b, Value* x, Constants k) {
     Value* half_x = b.mul(x, b.f32(k.half));
     Value* cube = b.op("Pow", {x, b.f32(3.f)});
     Value* t = b.op("Tanh", {b.mul(b.add(x, b.mul(cube, b.f32(k.cubic))), b.f32(k.scale))});
     return TanhGelu{b.mul(half_x, b.add(t, b.f32(k.one))), t, half_x, cube};
   };
   auto with = [&](Constants k) {
-    return [&tanh_gelu, k](GraphBuilder& b, Graph& g, Value* x) { g.outputs = {tanh_gelu(b, x, k).y}; };
+    return [&tanh_gelu, k](Builder& b, Graph& g, Value* x) { g.outputs = {tanh_gelu(b, x, k).y}; };
   };
   std::vector<Case> cases = {
       {"control: GELU's constants", with({}), true},
       {"tanh output is also a graph output",
-       [&](GraphBuilder& b, Graph& g, Value* x) {
+       [&](Builder& b, Graph& g, Value* x) {
          TanhGelu p = tanh_gelu(b, x, {});
          g.outputs = {p.y, p.t};
        }},
       {"0.5 x is also a graph output",
-       [&](GraphBuilder& b, Graph& g, Value* x) {
+       [&](Builder& b, Graph& g, Value* x) {
          TanhGelu p = tanh_gelu(b, x, {});
          g.outputs = {p.y, p.half_x};
        }},
       {"x^3 is used outside",
-       [&](GraphBuilder& b, Graph& g, Value* x) {
+       [&](Builder& b, Graph& g, Value* x) {
          TanhGelu p = tanh_gelu(b, x, {});
          g.outputs = {b.add(p.y, p.cube)};
        }},
@@ -237,23 +237,23 @@ TEST(FuseGelu, LeavesOthersAlone) {
       {"0.8 instead of sqrt(2/pi)", with({.scale = 0.8f})},
       {"2 + tanh", with({.one = 2.f})},
       {"erf of x / 1.5",
-       [&](GraphBuilder& b, Graph& g, Value* x) {
+       [&](Builder& b, Graph& g, Value* x) {
          Value* e = b.op("Erf", {b.div(x, b.f32(1.5f))});
          g.outputs = {b.mul(b.mul(x, b.add(e, b.f32(1.f))), b.f32(0.5f))};
        }},
       {"erf of another value",
-       [&](GraphBuilder& b, Graph& g, Value* x) {
+       [&](Builder& b, Graph& g, Value* x) {
          Value* other = b.op("Sigmoid", {x});
          Value* e = b.op("Erf", {b.div(other, b.f32(std::sqrt(2.f)))});
          g.outputs = {b.mul(b.mul(x, b.add(e, b.f32(1.f))), b.f32(0.5f))};
        }},
       {"a [1,1,1,1] constant broadcasts x [3,5,8] up",
-       [&](GraphBuilder& b, Graph& g, Value* x) {
+       [&](Builder& b, Graph& g, Value* x) {
          Value* e = b.op("Erf", {b.div(x, b.f32(std::sqrt(2.f)))});
          g.outputs = {b.mul(b.mul(x, b.add(e, b.f32(1.f))), f32s(b, 0.5f, {1, 1, 1, 1}))};
        }},
       {"erf output is used twice",
-       [&](GraphBuilder& b, Graph& g, Value* x) {
+       [&](Builder& b, Graph& g, Value* x) {
          Value* e = b.op("Erf", {b.div(x, b.f32(std::sqrt(2.f)))});
          g.outputs = {b.add(b.mul(b.mul(x, b.add(e, b.f32(1.f))), b.f32(0.5f)), e)};
        }},
@@ -261,7 +261,7 @@ TEST(FuseGelu, LeavesOthersAlone) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.label);
     auto g = std::make_shared<Graph>();
-    GraphBuilder b(*g);
+    Builder b(*g);
     Value* x = b.add(g->add_input("in", {DType::f32, Shape::of({3, 5, 8})}), b.f32(0.25f));
     c.build(b, *g, x);
     infer_types(*g);
@@ -272,7 +272,7 @@ TEST(FuseGelu, LeavesOthersAlone) {
     EXPECT_EQ(count_ops(*g, "Gelu"), 0);
   }
   // f64 GELUs (f64 constants) are left alone too.
-  GeluForm f64_erf = [](GraphBuilder& b, Value* x) {
+  GeluForm f64_erf = [](Builder& b, Value* x) {
     auto f64 = [&](double v) { return b.constant(Tensor::scalar<double>(v)); };
     Value* e = b.op("Erf", {b.div(x, f64(std::sqrt(2.0)))});
     return b.mul(b.mul(x, b.add(e, f64(1.0))), f64(0.5));

@@ -4,35 +4,17 @@
 
 #include <cmath>
 
+#include "ir/builder.h"
 #include "ir/error.h"
 
 namespace cb {
 
 namespace {
 
-// Small helpers that append one node and return its output.
-class Builder {
- public:
-  explicit Builder(Graph& g) : g_(g) {}
-  Value* scalar(float v, const std::string& name) { return g_.add_constant(g_.unique_name(name), Tensor::scalar<float>(v)); }
-  Value* op(const char* type, std::vector<Value*> in, const std::string& name, std::map<std::string, AttrValue> attrs = {}) {
-    Value* out = g_.add_value(g_.unique_name(name));
-    g_.add_node(type, std::move(in), {out}, std::move(attrs), out->name);
-    return out;
-  }
-  Value* add(Value* a, Value* b, const std::string& n) { return op("Add", {a, b}, n); }
-  Value* sub(Value* a, Value* b, const std::string& n) { return op("Sub", {a, b}, n); }
-  Value* mul(Value* a, Value* b, const std::string& n) { return op("Mul", {a, b}, n); }
-  Value* div(Value* a, Value* b, const std::string& n) { return op("Div", {a, b}, n); }
-
- private:
-  Graph& g_;
-};
-
 // SGD's L2 weight decay: g + wd * p.
 Value* grad_with_decay(Builder& b, Value* grad, Value* p, float wd) {
   if (wd == 0.f) return grad;
-  return b.add(grad, b.mul(p, b.scalar(wd, "optimizer.wd"), p->name + ".l2"), p->name + ".decayed_grad");
+  return b.add(grad, b.mul(p, b.f32(wd, "optimizer.wd"), p->name + ".l2"), p->name + ".decayed_grad");
 }
 
 }  // namespace
@@ -52,19 +34,19 @@ OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups,
       Value* p = grp.params[i];
       CB_CHECK(p && p->type.dtype == DType::f32,
                "parameter " << (p ? p->name : "?") << " of group " << grp.name << " must be an f32 graph input");
-      squares.push_back(b.op("ReduceSumSquare", {grp.grads[i]}, "optimizer.sq", {{"keepdims", int64_t(0)}}));
+      squares.push_back(b.named_op("ReduceSumSquare", {grp.grads[i]}, "optimizer.sq", {{"keepdims", int64_t(0)}}));
     }
   }
   CB_CHECK(!squares.empty(), "the optimizer has no parameters to train");
-  Value* total = squares.size() == 1 ? squares[0] : b.op("Sum", squares, "optimizer.sq_total");
-  out.grad_norm = b.op("Sqrt", {total}, kGradNormOutput);
+  Value* total = squares.size() == 1 ? squares[0] : b.named_op("Sum", squares, "optimizer.sq_total");
+  out.grad_norm = b.named_op("Sqrt", {total}, kGradNormOutput);
   g.outputs.push_back(out.grad_norm);
   Value* clip = nullptr;
   if (cfg.max_grad_norm > 0) {
-    Value* coef = b.div(b.scalar(cfg.max_grad_norm, "optimizer.max_norm"),
-                        b.add(out.grad_norm, b.scalar(1e-6f, "optimizer.norm_eps"), "optimizer.norm_eps_add"),
+    Value* coef = b.div(b.f32(cfg.max_grad_norm, "optimizer.max_norm"),
+                        b.add(out.grad_norm, b.f32(1e-6f, "optimizer.norm_eps"), "optimizer.norm_eps_add"),
                         "optimizer.clip_coef");
-    clip = b.op("Min", {coef, b.scalar(1.f, "optimizer.one")}, "optimizer.clip");
+    clip = b.named_op("Min", {coef, b.f32(1.f, "optimizer.one")}, "optimizer.clip");
   }
 
   auto state = [&](Value* p, const char* suffix) {
@@ -74,14 +56,14 @@ OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups,
     return out.states.size() - 1;
   };
   auto finish = [&](OptimizerSlot& s, Value* v) {
-    Value* next = b.op("Identity", {v}, s.input->name + ".next");
+    Value* next = b.named_op("Identity", {v}, s.input->name + ".next");
     g.outputs.push_back(next);
     s.next = next;
   };
 
   for (auto& grp : groups) {
     Value* lr = grp.lr_factor == 1.f ? out.learning_rate
-                                     : b.mul(out.learning_rate, b.scalar(grp.lr_factor, "optimizer.lr_factor"), "optimizer.lr_" + grp.name);
+                                     : b.mul(out.learning_rate, b.f32(grp.lr_factor, "optimizer.lr_factor"), "optimizer.lr_" + grp.name);
     for (size_t i = 0; i < grp.params.size(); ++i) {
       Value* p = grp.params[i];
       Value* next_p = nullptr;
@@ -94,9 +76,9 @@ OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups,
         Value* np = g.add_value(g.unique_name(p->name + ".updated"));
         Value* nm = g.add_value(g.unique_name(p->name + ".m"));
         Value* nv = g.add_value(g.unique_name(p->name + ".v"));
-        g.add_node("AdamW", in, {np, nm, nv},
-                   {{"beta1", cfg.beta1}, {"beta2", cfg.beta2}, {"epsilon", cfg.eps}, {"weight_decay", grp.weight_decay}},
-                   np->name, kTrainDomain);
+        b.create("AdamW", in, {np, nm, nv},
+                 {{"beta1", cfg.beta1}, {"beta2", cfg.beta2}, {"epsilon", cfg.eps}, {"weight_decay", grp.weight_decay}},
+                 np->name, kTrainDomain);
         next_p = np;
         finish(out.states[mi], nm);
         finish(out.states[vi], nv);
@@ -107,7 +89,7 @@ OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups,
         if (cfg.momentum != 0.f) {
           size_t bi = state(p, ".momentum");
           // b = mu*b + g; the buffer starts at zero, which gives b = g at t = 1 as in PyTorch.
-          direction = b.add(b.mul(out.states[bi].input, b.scalar(cfg.momentum, "optimizer.momentum"), p->name + ".b_old"), gd,
+          direction = b.add(b.mul(out.states[bi].input, b.f32(cfg.momentum, "optimizer.momentum"), p->name + ".b_old"), gd,
                             p->name + ".b");
           finish(out.states[bi], direction);
         }

@@ -3,6 +3,7 @@
 #include <climits>
 #include <set>
 
+#include "ir/builder.h"
 #include "ir/codebook.h"
 #include "ir/error.h"
 #include "ir/verifier.h"
@@ -14,25 +15,18 @@
 namespace cb {
 namespace {
 
-// Appends nodes under the "step/" prefix.
-struct Nodes {
-  Graph& g;
-  Value* op(const std::string& type, std::vector<Value*> in, const std::string& name,
-            std::map<std::string, AttrValue> attrs = {}) {
-    Value* out = g.add_value(g.unique_name("step/" + name));
-    g.add_node(type, std::move(in), {out}, std::move(attrs), out->name);
-    return out;
-  }
-  Value* ints(const std::vector<int64_t>& v, const std::string& name) {
-    return g.add_constant(g.unique_name("step/" + name), Tensor::from_vector<int64_t>(v, {int64_t(v.size())}));
-  }
-  Value* floats(const std::vector<float>& v, const std::string& name) {
-    return g.add_constant(g.unique_name("step/" + name), Tensor::from_vector<float>(v, {int64_t(v.size())}));
-  }
-  Value* slice(Value* x, int64_t start, int64_t end, int64_t axis, const std::string& name) {
-    return op("Slice", {x, ints({start}, name + "_start"), ints({end}, name + "_end"), ints({axis}, name + "_axis")}, name);
-  }
-};
+// The step graph's own nodes and constants are named "step/<name>".
+Builder step_builder(Graph& g) {
+  Builder b(g);
+  b.set_scope("step");
+  return b;
+}
+
+// x[start:end] along one axis, its bounds named after it.
+Value* slice(Builder& b, Value* x, int64_t start, int64_t end, int64_t axis, const std::string& name) {
+  return b.named_op("Slice", {x, b.i64s({start}, name + "_start"), b.i64s({end}, name + "_end"),
+                              b.i64s({axis}, name + "_axis")}, name);
+}
 
 Value* find_input_ids(const Graph& g) {
   for (Value* in : g.inputs)
@@ -47,21 +41,21 @@ struct LossValues {
 
 // Causal-LM cross-entropy and next-token accuracy over predictions 0..T-2.
 LossValues append_lm_loss(Graph& g, Value* logits, Value* input_ids) {
-  Nodes n{g};
-  Value* shifted = n.slice(logits, 0, -1, 1, "logits_shifted");
-  Value* labels = n.slice(input_ids, 1, INT64_MAX, 1, "labels");
-  Value* logp = n.op("LogSoftmax", {shifted}, "log_probs", {{"axis", int64_t(-1)}});
-  Value* picked = n.op("GatherElements", {logp, n.op("Unsqueeze", {labels, n.ints({-1}, "last")}, "labels_col")},
-                       "label_log_probs", {{"axis", int64_t(-1)}});
-  Value* mean = n.op("ReduceMean", {picked}, "mean_log_prob", {{"keepdims", int64_t(0)}});
+  Builder b = step_builder(g);
+  Value* shifted = slice(b, logits, 0, -1, 1, "logits_shifted");
+  Value* labels = slice(b, input_ids, 1, INT64_MAX, 1, "labels");
+  Value* logp = b.named_op("LogSoftmax", {shifted}, "log_probs", {{"axis", int64_t(-1)}});
+  Value* picked = b.named_op("GatherElements", {logp, b.named_op("Unsqueeze", {labels, b.i64s({-1}, "last")}, "labels_col")},
+                             "label_log_probs", {{"axis", int64_t(-1)}});
+  Value* mean = b.named_op("ReduceMean", {picked}, "mean_log_prob", {{"keepdims", int64_t(0)}});
   LossValues out;
   out.loss = g.add_value(kLossOutput);
-  g.add_node("Neg", {mean}, {out.loss}, {}, "step/loss");
-  Value* pred = n.op("ArgMax", {shifted}, "predictions", {{"axis", int64_t(-1)}, {"keepdims", int64_t(0)}});
-  Value* hit = n.op("Cast", {n.op("Equal", {pred, labels}, "correct")}, "correct_f32",
-                    {{"to", int64_t(dtype_to_onnx(DType::f32))}});
+  b.create("Neg", {mean}, {out.loss}, {}, b.scoped("loss"));
+  Value* pred = b.named_op("ArgMax", {shifted}, "predictions", {{"axis", int64_t(-1)}, {"keepdims", int64_t(0)}});
+  Value* hit = b.named_op("Cast", {b.named_op("Equal", {pred, labels}, "correct")}, "correct_f32",
+                          {{"to", int64_t(dtype_to_onnx(DType::f32))}});
   out.accuracy = g.add_value(kAccuracyOutput);
-  g.add_node("ReduceMean", {hit}, {out.accuracy}, {{"keepdims", int64_t(0)}}, "step/accuracy");
+  b.create("ReduceMean", {hit}, {out.accuracy}, {{"keepdims", int64_t(0)}}, b.scoped("accuracy"));
   return out;
 }
 
@@ -95,20 +89,20 @@ std::vector<CodebookOutputs> append_codebook_outputs(Graph& g, bool with_inputs)
     g.outputs.push_back(ids);
     c.ids = ids->name;
 
-    Nodes n{g};
+    Builder b = step_builder(g);
     const std::string p = c.site + "/";
     int64_t d = codes[2];
-    Value* x = n.op("Reshape", {node->input(0), n.ints({0, 0, c.groups, d}, p + "member_shape")}, p + "members");
-    Value* normed = n.op("LayerNormalization",
-                         {x, n.floats(std::vector<float>(size_t(d), 1.f), p + "ones"),
-                          n.floats(std::vector<float>(size_t(d), 0.f), p + "zeros")},
-                         p + "normed", {{"axis", int64_t(-1)}, {"epsilon", node->attr_float("epsilon", 1e-5f)}});
-    Value* u = n.op("Add", {n.op("Mul", {normed, node->input(2)}, p + "scaled"), node->input(3)}, p + "u");
-    Value* y = n.op("Reshape", {node->outputs[0], n.ints({0, 0, c.groups, d}, p + "member_shape")}, p + "y_members");
-    Value* diff = n.op("Sub", {u, y}, p + "residual");
-    Value* sq = n.op("ReduceSum", {n.op("Mul", {diff, diff}, p + "residual_sq"), n.ints({-1}, p + "last")},
-                     p + "sq_error", {{"keepdims", int64_t(0)}});
-    Value* mse = n.op("ReduceMean", {sq}, p + "mse", {{"keepdims", int64_t(0)}});
+    Value* x = b.named_op("Reshape", {node->input(0), b.i64s({0, 0, c.groups, d}, p + "member_shape")}, p + "members");
+    Value* normed = b.named_op("LayerNormalization",
+                               {x, b.constant(Tensor::from_vector<float>(std::vector<float>(size_t(d), 1.f), {d}), p + "ones"),
+                                b.constant(Tensor::from_vector<float>(std::vector<float>(size_t(d), 0.f), {d}), p + "zeros")},
+                               p + "normed", {{"axis", int64_t(-1)}, {"epsilon", node->attr_float("epsilon", 1e-5f)}});
+    Value* u = b.named_op("Add", {b.named_op("Mul", {normed, node->input(2)}, p + "scaled"), node->input(3)}, p + "u");
+    Value* y = b.named_op("Reshape", {node->outputs[0], b.i64s({0, 0, c.groups, d}, p + "member_shape")}, p + "y_members");
+    Value* diff = b.named_op("Sub", {u, y}, p + "residual");
+    Value* sq = b.named_op("ReduceSum", {b.named_op("Mul", {diff, diff}, p + "residual_sq"), b.i64s({-1}, p + "last")},
+                           p + "sq_error", {{"keepdims", int64_t(0)}});
+    Value* mse = b.named_op("ReduceMean", {sq}, p + "mse", {{"keepdims", int64_t(0)}});
     g.outputs.push_back(mse);
     c.mse = mse->name;
     if (with_inputs) {

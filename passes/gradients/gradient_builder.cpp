@@ -1,67 +1,36 @@
-// GradBuilder (node emission with immediate type inference, shape helpers,
-// broadcast reduction) and the gradient rule table; see gradient_rule.h.
+// GradBuilder (the gradient rules' Builder options, shape helpers, broadcast
+// reduction) and the gradient rule table; see gradient_rule.h.
 #include <algorithm>
 
 #include "ir/error.h"
-#include "ir/verifier.h"
 #include "passes/gradients/gradient_rule.h"
 
 namespace cb {
 
-void GradBuilder::set_scope(const Node& forward) { scope_ = "grad/" + forward.name; }
-
-std::string GradBuilder::fresh(const std::string& what) { return scope_ + "/" + what + "_" + std::to_string(++counter_); }
-
-std::vector<Value*> GradBuilder::op_n(const std::string& type, std::vector<Value*> inputs, size_t num_outputs,
-                                      Attrs attrs, const std::string& domain, const std::vector<bool>& used,
-                                      const std::vector<const Value*>& declared_like) {
-  std::string name = fresh(type);
-  std::vector<Value*> outs(num_outputs, nullptr);
-  for (size_t i = 0; i < num_outputs; ++i) {
-    if (i < used.size() && !used[i]) continue;
-    TensorType declared;
-    if (i < declared_like.size() && declared_like[i]) declared = declared_like[i]->type;
-    outs[i] = g_.add_value(name + (num_outputs > 1 ? "_out" + std::to_string(i) : std::string()), declared);
-  }
-  // Trailing omitted outputs are dropped, as the schemas count outputs.
-  while (!outs.empty() && !outs.back()) outs.pop_back();
-  Node* n = g_.add_node(type, std::move(inputs), outs, std::move(attrs), name, domain);
-  nodes_.push_back(n);
-  infer_node_types(*n);
-  outs.resize(num_outputs, nullptr);
-  return outs;
+namespace {
+BuilderOptions grad_builder_options() {
+  BuilderOptions o;
+  o.naming.output_suffix = "_out";
+  o.naming.numbered_constants = true;
+  o.infer_types = true;
+  o.allow_omitted_inputs = true;
+  return o;
 }
+}  // namespace
 
-Value* GradBuilder::op(const std::string& type, std::vector<Value*> inputs, Attrs attrs, const std::string& domain) {
-  return op_n(type, std::move(inputs), 1, std::move(attrs), domain)[0];
-}
+GradBuilder::GradBuilder(Graph& g) : Builder(g, grad_builder_options()) { set_scope("grad"); }
 
 Value* GradBuilder::op_like(const Value* like, const std::string& type, std::vector<Value*> inputs, Attrs attrs,
                             const std::string& domain) {
   return op_n(type, std::move(inputs), 1, std::move(attrs), domain, {}, {like})[0];
 }
 
-Value* GradBuilder::i64s(const std::vector<int64_t>& v) {
-  return g_.add_constant(fresh("const"), Tensor::from_vector<int64_t>(v, {int64_t(v.size())}));
-}
-
-Value* GradBuilder::filled(DType dtype, const std::vector<int64_t>& dims, double v) {
-  Tensor t = Tensor::empty(dtype, dims);
-  dtype_dispatch(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<T>()[i] = from_double<T>(v);
-  });
-  return g_.add_constant(fresh("const"), t);
-}
-
-Value* GradBuilder::scalar(DType dtype, double v) { return filled(dtype, {}, v); }
-
 Value* GradBuilder::mul_scalar(Value* a, double s) {
   if (s == 1.0) return a;
   return mul(a, scalar(a->type.dtype, s));
 }
 
-Value* GradBuilder::shape_of(Value* v) {
+Value* GradBuilder::shape_tensor(Value* v) {
   auto it = shapes_.find(v);
   if (it != shapes_.end()) return it->second;
   Value* s = v->type.shape.is_static() ? i64s(v->type.shape.sizes()) : op("Shape", {v});
@@ -71,7 +40,7 @@ Value* GradBuilder::shape_of(Value* v) {
 
 Value* GradBuilder::zeros_like(Value* v) {
   Tensor zero = Tensor::zeros(v->type.dtype, {1});
-  return op_like(v, "ConstantOfShape", {shape_of(v)}, {{"value", zero}});
+  return op_like(v, "ConstantOfShape", {shape_tensor(v)}, {{"value", zero}});
 }
 
 Value* GradBuilder::reshape_like(Value* grad, Value* v) {
@@ -80,21 +49,21 @@ Value* GradBuilder::reshape_like(Value* grad, Value* v) {
   bool same = gs.rank_known && vs.rank_known && gs.rank() == vs.rank();
   for (size_t i = 0; same && i < gs.rank(); ++i) same = gs[i].same_as(vs[i]);
   if (same) return grad;
-  return op_like(v, "Reshape", {grad, shape_of(v)}, {{"allowzero", int64_t(1)}});
+  return op_like(v, "Reshape", {grad, shape_tensor(v)}, {{"allowzero", int64_t(1)}});
 }
 
 Value* GradBuilder::sum_to(Value* grad, const Value* like) {
   const Shape& gs = grad->type.shape;
   const Shape& ls = like->type.shape;
   CB_CHECK(gs.rank_known && ls.rank_known,
-           "autodiff (" << scope_ << "): cannot sum the gradient " << grad->type.str() << " back to '" << like->name
+           "autodiff (" << scope_name() << "): cannot sum the gradient " << grad->type.str() << " back to '" << like->name
                         << "' " << like->type.str() << ": unknown rank");
   auto static_one = [](const Dim& d) { return d.is_static() && d.value == 1; };
   const size_t gr = gs.rank(), lr = ls.rank();
   // like's extra leading dims (when it has more) must be 1: they come back by Unsqueeze.
   const size_t extra = lr > gr ? lr - gr : 0, lead = gr > lr ? gr - lr : 0;
   for (size_t i = 0; i < extra; ++i)
-    CB_CHECK(static_one(ls[i]), "autodiff (" << scope_ << "): the gradient " << grad->type.str()
+    CB_CHECK(static_one(ls[i]), "autodiff (" << scope_name() << "): the gradient " << grad->type.str()
                                              << " cannot be summed back to '" << like->name << "' "
                                              << like->type.str());
   std::vector<int64_t> axes;

@@ -18,43 +18,32 @@
 #include <utility>
 #include <vector>
 
+#include "ir/builder.h"
 #include "ir/graph.h"
 
 namespace cb {
 
-// Appends nodes and constants at the end of a graph (after every forward
-// node, so order stays topological) and infers each new node's output types
-// at once, so rules can look at the shapes of what they built.
-class GradBuilder {
+// The builder gradient rules emit with: an ir Builder (ir/builder.h) that
+// appends after every forward node (so order stays topological), names new
+// nodes and values "grad/<forward node>/<Op>_<n>" (constants numbered with
+// them, outputs "_out<i>"), and infers each new node's output types at once,
+// so rules can look at the shapes of what they built. Rules may pass omitted
+// (null) optional inputs. On top: the shape helpers and broadcast reduction.
+class GradBuilder : public Builder {
  public:
-  using Attrs = std::map<std::string, AttrValue>;
-
-  explicit GradBuilder(Graph& g) : g_(g) {}
-  Graph& graph() { return g_; }
+  explicit GradBuilder(Graph& g);
 
   // Names of new nodes and values start with "grad/" + the forward node's name.
-  void set_scope(const Node& forward);
+  void set_scope_for(const Node& forward) { set_scope("grad/" + forward.name); }
 
-  Value* op(const std::string& type, std::vector<Value*> inputs, Attrs attrs = {},
-            const std::string& domain = "");
-  // A node with `num_outputs` outputs; `used[i]` false leaves output i omitted (null).
-  std::vector<Value*> op_n(const std::string& type, std::vector<Value*> inputs, size_t num_outputs,
-                           Attrs attrs = {}, const std::string& domain = "",
-                           const std::vector<bool>& used = {},
-                           const std::vector<const Value*>& declared_like = {});
   // One output whose type is declared as like's type before inference (for
   // ops whose output shape comes from a run-time Shape value).
   Value* op_like(const Value* like, const std::string& type, std::vector<Value*> inputs, Attrs attrs = {},
                  const std::string& domain = "");
 
-  // Constants.
-  Value* i64s(const std::vector<int64_t>& v);  // 1-D
-  Value* scalar(DType dtype, double v);        // rank 0
-  Value* filled(DType dtype, const std::vector<int64_t>& dims, double v);
-
   // The shape of v as a 1-D i64 tensor: a constant when static, else a Shape
   // node (one per value).
-  Value* shape_of(Value* v);
+  Value* shape_tensor(Value* v);
   // Zeros with v's shape and dtype (ConstantOfShape).
   Value* zeros_like(Value* v);
   // grad (the shape of a broadcast result) summed back to `like`'s shape:
@@ -65,26 +54,10 @@ class GradBuilder {
   Value* sum_to(Value* grad, const Value* like);
   // Reshape of grad to v's shape.
   Value* reshape_like(Value* grad, Value* v);
-
-  // Common ops.
-  Value* add(Value* a, Value* b) { return op("Add", {a, b}); }
-  Value* sub(Value* a, Value* b) { return op("Sub", {a, b}); }
-  Value* mul(Value* a, Value* b) { return op("Mul", {a, b}); }
-  Value* div(Value* a, Value* b) { return op("Div", {a, b}); }
-  Value* neg(Value* a) { return op("Neg", {a}); }
   Value* mul_scalar(Value* a, double s);  // a * s in a's dtype (a itself when s == 1)
 
-  size_t num_nodes() const { return nodes_.size(); }
-  const std::vector<Node*>& nodes() const { return nodes_; }
-
  private:
-  std::string fresh(const std::string& what);
-
-  Graph& g_;
-  std::string scope_ = "grad";
-  std::vector<Node*> nodes_;
   std::map<const Value*, Value*> shapes_;
-  int64_t counter_ = 0;
 };
 
 struct GradientContext {

@@ -48,12 +48,12 @@ std::vector<Value*> reduce_grad(GradientContext& c) {
     if (counted) {
       g = c.b.mul_scalar(g, 1.0 / count);
     } else {
-      Value* dims = c.b.op("Gather", {c.b.shape_of(x), c.b.i64s(axes)}, {{"axis", int64_t(0)}});
+      Value* dims = c.b.op("Gather", {c.b.shape_tensor(x), c.b.i64s(axes)}, {{"axis", int64_t(0)}});
       Value* n_elems = c.b.op("ReduceProd", {dims}, {{"keepdims", int64_t(0)}});
       g = c.b.div(g, c.b.op("Cast", {n_elems}, {{"to", int64_t(dtype_to_onnx(x->type.dtype))}}));
     }
   }
-  r[0] = c.b.op_like(x, "Expand", {g, c.b.shape_of(x)});
+  r[0] = c.b.op_like(x, "Expand", {g, c.b.shape_tensor(x)});
   return r;
 }
 

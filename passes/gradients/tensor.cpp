@@ -84,7 +84,7 @@ std::vector<Value*> concat_grad(GradientContext& c) {
     return r;
   }
   std::vector<Value*> sizes;
-  for (Value* in : c.node.inputs) sizes.push_back(c.b.op("Gather", {c.b.shape_of(in), c.b.i64s({axis})}, {{"axis", int64_t(0)}}));
+  for (Value* in : c.node.inputs) sizes.push_back(c.b.op("Gather", {c.b.shape_tensor(in), c.b.i64s({axis})}, {{"axis", int64_t(0)}}));
   Value* split = sizes.size() == 1 ? sizes[0] : c.b.op("Concat", sizes, {{"axis", int64_t(0)}});
   std::vector<const Value*> like(c.node.inputs.begin(), c.node.inputs.end());
   std::vector<Value*> parts =
@@ -98,7 +98,7 @@ std::vector<Value*> slice_grad(GradientContext& c) {
   auto r = c.none();
   if (!c.want(0)) return r;
   Value* x = c.in(0);
-  std::vector<Value*> ins = {c.dy[0], c.b.shape_of(x), c.in(1), c.in(2)};
+  std::vector<Value*> ins = {c.dy[0], c.b.shape_tensor(x), c.in(1), c.in(2)};
   if (c.in(3) || c.in(4)) ins.push_back(c.in(3));
   if (c.in(4)) ins.push_back(c.in(4));
   r[0] = c.b.op_like(x, "SliceGrad", ins, {}, kGradDomain);
@@ -115,7 +115,7 @@ std::vector<Value*> gather_grad(GradientContext& c) {
   auto r = c.none();
   if (!c.want(0)) return r;
   Value* data = c.in(0);
-  r[0] = c.b.op_like(data, "GatherGrad", {c.dy[0], c.in(1), c.b.shape_of(data)},
+  r[0] = c.b.op_like(data, "GatherGrad", {c.dy[0], c.in(1), c.b.shape_tensor(data)},
                      {{"axis", c.node.attr_int("axis", 0)}}, kGradDomain);
   return r;
 }
