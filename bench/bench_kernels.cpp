@@ -76,7 +76,7 @@ void codebook(benchmark::State& state, const char* metric) {
 }
 
 // One mini-batch k-means step (train/kmeans.h) after initialisation: n rows
-// of dim d against K centres (k-means codebook init, spec §1.9).
+// of dim d against K centres (k-means codebook init).
 void kmeans_step(benchmark::State& state) {
   const int64_t n = state.range(0), K = state.range(1), d = state.range(2);
   KMeansConfig cfg;

@@ -16,7 +16,7 @@ and data generation are excluded.
 Models (random init, eager attention, no KV cache, train mode):
 
   tokfsm      GPT-NeoX 4 layers x 128 wide, 4 heads, vocab 11 (the TokFSM toy
-              model, spec §5.4). Codebooks at every layer: `attn_preproj` (the
+              model). Codebooks at every layer: `attn_preproj` (the
               input of attention.dense; a group codebook, one 32-dim member per
               head) and `mlp` (the MLP output; one 128-dim codebook); 1000 codes
               each, k = 1. All model parameters and all codebook parameters
@@ -28,11 +28,12 @@ Models (random init, eager attention, no KV cache, train mode):
               are trained. GPT2Config() has dropout 0.1, which is active in
               train mode; --no-dropout sets all dropout probabilities to 0.
 
-The codebook layer follows /work/shared/docs/codebook-spec.md §1.2-1.4, §2, §3:
+The codebook layer follows the original library's (docs/codebooks.md, the
+operator; docs/original.md#codebook-loss-modes-backward):
 per token and group member u = LayerNorm(x_chunk) (learnable affine, eps 1e-5),
 scores = u . C_c / ||C_c|| (inner product = cosine ranking), ids = top-k,
-y = mean of the k selected codes, forward returns y. Backward in `aeloss` mode
-(spec §2): dL/du = g (straight-through), dL/dC_c = T_c + R_c with
+y = mean of the k selected codes, forward returns y. Backward in `aeloss` mode:
+dL/du = g (straight-through), dL/dC_c = T_c + R_c with
 T_c = (1/k) sum_{(t,j): ids=c} g_t and R_c = 2/(N k) sum_{(t,j): ids=c} (y_t - u_t)
 (N = tokens in the call, per member). All members of a group are computed at
 once with batched matmuls; there are no per-token Python loops.
@@ -70,7 +71,7 @@ class AelossSnap(torch.autograd.Function):
     """y = mean_j C[g, ids[g,t,j]] with the `aeloss` straight-through backward.
 
     u: [G, N, d] LN outputs, codes: [G, K, d], ids: [G, N, k] (int64).
-    Backward (spec §2, aeloss): grad_u = g; grad_C[g, c] =
+    Backward (aeloss): grad_u = g; grad_C[g, c] =
     sum over (t, j) with ids[g,t,j] == c of (g_t + (2/N) (y_t - u_t)) / k.
     """
 

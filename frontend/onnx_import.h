@@ -1,4 +1,4 @@
-// ONNX import: a ModelProto (opsets 7..27 of ai.onnx) becomes one cb::Graph.
+// ONNX import: a ModelProto (ai.onnx opsets 1..28, kMaxOnnxOpset) becomes one cb::Graph.
 // Older-opset forms are upgraded to the latest semantics (attributes that
 // became inputs, legacy Softmax), model-local functions are inlined,
 // initializers become constant values (external data is memory-mapped, not

@@ -1,7 +1,7 @@
 // The codebook operator: the contract every part of the system shares (the
 // schema in ir/ops/codebook.cpp, the reference and fast kernels, the
-// insertion, intervention and lowering passes). docs/codebook-op.md is the
-// user-facing version of this comment.
+// insertion, intervention and lowering passes). docs/codebooks.md ("The
+// operator codebook.Codebook") is the user-facing version of this comment.
 //
 //   codebook.Codebook(x, codes, ln_scale, ln_bias) -> (y, ids?, scores?)
 //
@@ -40,8 +40,9 @@
 // compiled model.
 //
 // Training: the attribute `loss` (base | aeloss (default) | fullaeloss[-β] |
-// vqvae[-β]) selects the backward of spec §2 (passes/gradients/codebook.cpp,
-// op codebook.grad.CodebookGrad); it is per node, not process-global (D6).
+// vqvae[-β]) selects the backward (ir/ops/grad.h, passes/gradients/codebook.cpp,
+// op codebook.grad.CodebookGrad); it is per node, not process-global as in
+// the original (docs/original.md#codebook-loss-modes-backward).
 #pragma once
 #include <cstdint>
 #include <limits>

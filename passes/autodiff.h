@@ -21,7 +21,7 @@
 // Integer and bool values never carry gradients (indices, masks, shapes,
 // codebook ids). Ops without a rule on an active path are an error naming the
 // node. Codebook nodes: the rule makes the node's ids output exist and feeds
-// it to codebook.grad.CodebookGrad (ir/ops/grad.h, loss modes of spec §2).
+// it to codebook.grad.CodebookGrad (ir/ops/grad.h: the loss modes).
 //
 // The new nodes come after every forward node (names start with "grad/"),
 // with types inferred. Make the gradients graph outputs before running

@@ -1,6 +1,6 @@
 // The codebook insertion pass: puts a codebook.Codebook node (ir/codebook.h)
 // at every chosen site of every chosen layer, as in the original library's
-// CodebookModel (spec §4.2–4.5), but on the imported graph:
+// CodebookModel, but on the imported graph (docs/original.md#sites-and-placements):
 //   x -> Codebook(x, codes, ln_scale, ln_bias) -> y, and every former use of
 //   x reads y. qkv of separate q/k/v projections is quantised as one
 //   [q|k|v] vector (Concat -> Codebook -> Split); attn_plus_mlp rewrites the
@@ -9,7 +9,7 @@
 // scale 1 and bias 0, drawn from a generator seeded by (seed, site name) so
 // adding a site never changes another site's codes. The configuration is also
 // recorded as JSON in the graph metadata under "codebook.config"
-// (docs/codebook-op.md describes both).
+// (docs/codebooks.md describes both).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,7 +1,8 @@
 // Interventions as a pass: ablating, forcing and tapping codes of a compiled
-// model (spec §1.5, §1.6, §8.1). Every intervention becomes attributes of the
-// site's codebook.Codebook node (ir/codebook.h), so it runs inside the
-// codebook kernel — there are no per-call callbacks — and a graph with no
+// model (what the original did with hook_kwargs and id hooks). Every
+// intervention becomes attributes of the site's codebook.Codebook node
+// (ir/codebook.h), so it runs inside the codebook kernel — there are no
+// per-call callbacks, unlike the original's hooks — and a graph with no
 // interventions is exactly the compiled graph.
 //
 // Text syntax (the CLI options of the same names; docs/interventions.md):

@@ -6,7 +6,7 @@
 //     reference backend, then the same graph in f32 on the reference and cpu
 //     backends against the f64 gradients;
 //   - the codebook op in all four loss modes (group codebooks, zero-mode and
-//     forced slots): dcodes against the T / R formulas of codebook-spec §2,
+//     forced slots): dcodes against the T / R formulas of ir/ops/grad.h,
 //     dx / dln_scale / dln_bias against finite differences of the surrogate
 //     losses (ids held fixed);
 //   - whole models (tests/models): a cross-entropy loss on the logits, the
@@ -706,7 +706,7 @@ std::vector<double> doubles(const Tensor& t) {
   return v;
 }
 
-// The surrogate losses of codebook-spec §2 with the ids held fixed:
+// The surrogate losses of the loss modes (ir/ops/grad.h) with the ids held fixed:
 //   network side  S_u = sum_t g_t . u_t (+ beta sum_t |u_t - sg(y_t)|^2)
 //   codebook side S_C = (task) sum_t g_t . y_t(C) (+ recon (1/N) sum_t |y_t(C) - sg(u_t)|^2)
 struct Surrogate {
@@ -795,7 +795,7 @@ void check_codebook_gradients(const CodebookCase& c) {
   std::vector<double> x = doubles(ref.x), codes = doubles(ref.codes), scale = doubles(ref.scale),
                       bias = doubles(ref.bias);
 
-  // dcodes: T and R straight from the formulas of §2.
+  // dcodes: T and R straight from the formulas of ir/ops/grad.h.
   const double N = double(c.B * c.T);
   std::vector<double> T(codes.size(), 0.0), R(codes.size(), 0.0);
   for (int64_t t = 0; t < c.B * c.T; ++t)

@@ -1,6 +1,6 @@
-// codebook.Codebook (contract in ir/codebook.h, spec §1.2-1.6 and §12 items
-// 1, 2, 3, 5): exact semantics on small hand-checkable cases on both the
-// reference and the cpu backend, schema errors, and the fast cpu kernel
+// codebook.Codebook (contract in ir/codebook.h: the original's forward, masks,
+// forced slots and group split): exact semantics on small hand-checkable
+// cases on both the reference and the cpu backend, schema errors, and the fast cpu kernel
 // against the reference on random inputs over many shapes, interventions
 // and thread counts.
 #include <gtest/gtest.h>
@@ -173,7 +173,7 @@ CodebookAttrs attrs_k(int64_t k, CodebookMetric metric = CodebookMetric::inner_p
   return a;
 }
 
-// ---- §12.1: forward parity with the formulas.
+// ---- Forward parity with the formulas.
 
 TEST(CodebookOp, InnerProductRankingIsCosineRanking) {
   Data d = random_data(2, 5, 2, 40, 8, 1);
@@ -312,7 +312,7 @@ TEST(CodebookOp, LayerNormUsesEpsilonAndAffine) {
   }
 }
 
-// ---- §12.2: Mode A and Mode B.
+// ---- Mode A and Mode B.
 
 // The plain top-(k+m) ranks of a token (test-side), with `ablated` ranked last.
 std::vector<int64_t> expected_mode_a(const Data& d, int64_t b, int64_t t, int64_t g, int64_t k, int64_t m,
@@ -392,7 +392,8 @@ TEST(CodebookOp, ModeATakesAblatedCodesInCodeOrderWhenTooFewRemain) {
 }
 
 TEST(CodebookOp, ModeBWorkedExampleFromTheSpec) {
-  // K=15, k=10, positions [0,1,2], codes [0,1,2], disable_topk 3 (spec §1.5).
+  // The original test suite's Mode B case: K=15, k=10, positions [0,1,2],
+  // codes [0,1,2], disable_topk 3.
   Data d = random_data(2, 6, 1, 15, 8, 8);
   const int64_t k = 10;
   CodebookAttrs plain = attrs_k(k);
@@ -461,7 +462,7 @@ TEST(CodebookOp, AllSlotsBlockedGivesExactlyZero) {
   }
 }
 
-// ---- §12.3: forced codes.
+// ---- Forced codes.
 
 TEST(CodebookOp, ForceIntoOneSlot) {
   Data d = random_data(1, 4, 2, 20, 8, 11);
@@ -517,7 +518,7 @@ TEST(CodebookOp, ForceMinusOneZeroesASlotKeepingDivisorK) {
   }
 }
 
-// ---- §12.5: a G-member node equals G single-member nodes on the chunks.
+// ---- A G-member node equals G single-member nodes on the chunks.
 
 TEST(CodebookOp, GroupSplitEqualsSingleMembersOnChunks) {
   const int64_t G = 3, Dg = 8, K = 40, k = 5;

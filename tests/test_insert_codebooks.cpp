@@ -1,6 +1,6 @@
 // The codebook insertion and intervention passes on the tiny GPT-2 / GPT-Neo /
 // GPT-NeoX models: every placement on every architecture compiles, runs, and
-// is wired where the spec says (the codebook reads the site's activation and
+// is wired where the original puts it (the codebook reads the site's activation and
 // its output replaces it); compiled models survive an ONNX round trip bit for
 // bit; interventions change attributes only, and none means no change.
 #include <gtest/gtest.h>

@@ -194,7 +194,7 @@ const std::vector<Case>& cases() {
     c.name = "disable_topk_and_ablate_zero_k1";
     c.keep_k_codes = false;
     v.push_back(c);
-    // The worked example of spec §1.5 (K=15, k=10, Mode B).
+    // The original test suite's Mode B case (K=15, k=10).
     c = Case{};
     c.name = "spec_worked_example";
     c.K = 15, c.k = 10, c.keep_k_codes = false;

@@ -1,5 +1,6 @@
 // TokFSM (train/tokfsm.h): construction invariants, exact digit counts,
-// numerals, sample layout, transition metrics (including the D26 fixes:
+// numerals, sample layout, transition metrics (including the fixes of the
+// original's quirks, docs/original.md#tokfsm-sampling-and-metrics:
 // position-aligned reading around a mid-sequence EOS, next-state
 // probabilities for any N), valid_input, and fsm.npy save/load.
 #include <gtest/gtest.h>
@@ -236,7 +237,7 @@ TEST(TokFsm, MidSequenceEosKeepsLaterStatesAligned) {
 
 TEST(TokFsm, ValidInputMatchesTheSpecAndGeneralises) {
   Fsm f = Fsm::random({.num_states = 100, .num_edges = 10, .base = 10, .seed = 42});
-  // Up to digits + 1 = 3 characters: the spec's rule, checked exhaustively.
+  // Up to digits + 1 = 3 characters: the original's rule, checked exhaustively.
   for (int v = 0; v < 1000; ++v) {
     std::string s = std::to_string(1000 + v).substr(1);  // "000" ... "999"
     bool expected = false;

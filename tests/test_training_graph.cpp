@@ -126,8 +126,8 @@ TEST(TrainingGraph, ParameterGroupsAndFrozenModel) {
 TEST(TrainingGraph, CompatPresetReproducesTheOriginalsCollection) {
   StepGraphOptions o;
   o.compat_original = true;
-  // D2: a vanilla mlp codebook trains its codes only; D3: attn_preproj
-  // freezes the attention projections of its layer.
+  // A vanilla mlp codebook trains its codes only; attn_preproj freezes the
+  // attention projections of its layer (docs/original.md#which-parameters-train).
   StepGraph sg = build_train_graph(
       with_codebooks({{Placement::mlp, 16, 1, 1}, {Placement::attn_preproj, 16, 1, kGroupsPerHead}}), o);
   std::set<std::string> cb(sg.groups.at("codebooks").begin(), sg.groups.at("codebooks").end());

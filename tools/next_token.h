@@ -1,5 +1,6 @@
 // Next-token distributions from LM logits, and the Jensen-Shannon divergence
-// between two of them (spec §8.1: natural log, averaged over batch rows).
+// between two of them (as the original's JSD: natural log, averaged over
+// batch rows; docs/original.md#jensen-shannon-divergence).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -1,5 +1,6 @@
 // What `codebook train` and `codebook eval` print: the run header and the
-// JSON log lines, with the original's metric names (spec §5.2):
+// JSON log lines, with the original's metric names
+// (docs/original.md#loss-and-logged-metrics):
 // loss, accuracy, learning_rate, grad_norm, tokens_per_s,
 // dead_code_fraction[/layer{L}], MSE[/layer{L}], mean_norm[/layer{L}],
 // max_norm[/layer{L}] ("eval_" prefixed for evaluations), and for TokFSM

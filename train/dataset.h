@@ -6,7 +6,7 @@
 // read (resuming with a different batch size B is allowed but changes which
 // samples each later step sees). Evaluation is a fixed list of blocks.
 //
-// Two sources (spec §5.3, §5.4):
+// Two sources (docs/original.md#training-data compares them with the original's):
 //   * TokFsmDataset: TokFSM samples generated on the fly; training sample g is
 //     Fsm::sample_tokens drawn from Rng::derive(seed, kTrainStream, g), eval
 //     sample j from Rng::derive(eval_seed, kEvalStream, j) -- a fixed eval set,

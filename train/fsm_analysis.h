@@ -1,11 +1,12 @@
-// What a trained TokFSM model's codes mean (spec §5.4 "FSM analysis
-// helpers", §8.3 tutorial), computed through the runtime:
+// What a trained TokFSM model's codes mean (the original's fsm_utils helpers
+// and TokFSM tutorial; docs/original.md#tokfsm-code-analysis-and-steering),
+// computed through the runtime:
 //   * code_assignments: run every state numeral [BOS, digits...] and read
 //     each codebook member's codes at the last position, so each code maps
 //     to the states that select it;
 //   * purity: a code is pure when exactly one input selects it; purity = pure
 //     codes / codes seen (per codebook member, aggregated per site);
-//   * steering (the tutorial's state steering, spec §8): for pairs of states
+//   * steering (the tutorial's state steering): for pairs of states
 //     (a, b), force b's codes at a's last position at chosen sites and
 //     compare the model's next-token distribution with b's: the
 //     Jensen-Shannon divergence falls from JSD(a, b) towards 0 as the model

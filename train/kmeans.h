@@ -1,6 +1,6 @@
 // Mini-batch k-means that initialises a codebook from the model's own
-// activations (spec §1.9: the original wraps sklearn's MiniBatchKMeans and
-// calls partial_fit once per training batch; deviation D9: group codebooks
+// activations (the original wraps sklearn's MiniBatchKMeans and calls
+// partial_fit once per training batch; unlike the original, group codebooks
 // get their centres too, so this class fits ONE codebook member and the
 // caller runs one instance per member, seeded seed + member index like the
 // original's random_state).

@@ -1,5 +1,6 @@
 // k-means initialisation of codebooks from the model's own activations
-// (spec §1.9, D9 fixed: group codebooks get their centres too).
+// (docs/original.md#group-codebooks-and-k-means-initialisation; unlike the
+// original's, group codebooks get their centres too).
 //
 // The codebooks are bypassed (the model computes its original activations,
 // as the original's data-collection mode does) and each site's input is a

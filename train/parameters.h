@@ -26,10 +26,10 @@ std::vector<Value*> codebook_parameters(const Graph& g);
 std::vector<Value*> model_parameters(const Graph& g);
 
 // The model parameters an `attn_preproj` / `attn_plus_mlp` codebook of the
-// original library leaves untrained (spec §4.8, D3): the weights of the
-// attention projections of each layer with an attn_preproj codebook, and of
-// the whole block of each layer with an attn_plus_mlp codebook. Only used by
-// the compatibility preset.
+// original library leaves untrained: the weights of the attention
+// projections of each layer with an attn_preproj codebook, and of the whole
+// block of each layer with an attn_plus_mlp codebook. Only used by the
+// compatibility preset (docs/original.md#which-parameters-train).
 std::vector<Value*> original_frozen_parameters(Graph& g);
 
 // Turns each constant into a graph input of the same name and type, and

@@ -1,9 +1,10 @@
-// The TokFSM toy task (spec §5.4): a random finite-state machine whose
-// trajectories, written as base-`base` numerals one token per digit, are the
+// The original library's TokFSM toy task: a random finite-state machine
+// whose trajectories, written as base-`base` numerals one token per digit, are the
 // training data of the TokFSM models; its tokenisation; and the transition
 // metrics that score a model's samples against the machine.
 //
-// Differences from the original (spec §10, D26), all deliberate:
+// Differences from the original (docs/original.md#tokfsm-sampling-and-metrics),
+// all deliberate:
 //   * digits = the exact integer ceil(log_base N) (smallest d >= 1 with
 //     base^d >= N), not a floating-point log.
 //   * Bases above 10 use the numeral letters (A = 10, ...) as token strings, so
@@ -140,7 +141,7 @@ class Fsm {
   void build_predecessors();
 };
 
-// The transition metrics of spec §5.4 (eval_transition_accuracy and
+// The original's transition metrics (eval_transition_accuracy and
 // eval_first_transition_accuracy).
 struct TransitionAccuracy {
   double overall = 0.0;      // valid_pairs / pairs (0 when there are no pairs)

@@ -1,7 +1,8 @@
-// The TokFSM metrics of a model (spec §5.4): transitions of sequences the
-// model samples from BOS, and first-transition accuracy from its next-state
-// distribution. The model is run as a plain next-token predictor through the
-// runtime (any compiled model: codebooks and interventions included).
+// The TokFSM metrics of a model (docs/original.md#tokfsm-sampling-and-metrics):
+// transitions of sequences the model samples from BOS, and first-transition
+// accuracy from its next-state distribution. The model is run as a plain
+// next-token predictor through the runtime (any compiled model: codebooks and
+// interventions included).
 #pragma once
 #include <memory>
 #include <vector>

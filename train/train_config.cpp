@@ -14,8 +14,8 @@
 namespace cb {
 namespace {
 
-// fsm_main.yaml's recipe (spec §5.4) with the original's key names. Keys
-// that are new here are marked (new).
+// The original's fsm_main.yaml recipe (its TokFSM model) with its key names.
+// Keys that are new here are marked (new).
 const char* kDefaults = R"(# codebook train: built-in defaults (the original's fsm_main.yaml recipe)
 model_args:
   model_name_or_path: null   # ONNX file or Hugging Face folder; null: build model_config_args from scratch
@@ -59,7 +59,7 @@ dataset_args:
   tokenizer: null                  # text: folder with vocab.json + merges.txt, or tokenizer.json
   validation_split_percentage: 5
   seed: 42                         # text: epoch shuffles; tokfsm: training samples
-fsm_args:                          # the TokFSM of spec §5.4
+fsm_args:                          # the original's TokFSM task
   num_states: 100
   num_edges: 10
   representation_base: 10
@@ -89,8 +89,8 @@ training_args:
   max_grad_norm: 1.0
   train_model_params: true
   model_lr_factor: 1.0
-  codebook_weight_decay: 0.0       # AdamW decay of the codebook group (applies, unlike the original's, D8)
-  compat_original: false           # reproduce the original's parameter collection (D2, D3, D8)
+  codebook_weight_decay: 0.0       # AdamW decay of the codebook group (applies; the original's never did)
+  compat_original: false           # reproduce the original's parameter collection (docs/original.md#which-parameters-train)
   seed: 42                         # dead-code replacement draws
 runtime:
   threads: 2

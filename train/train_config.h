@@ -1,6 +1,7 @@
 // A training run's configuration: YAML whose groups and keys mirror the
-// original library's Hydra configs (main.yaml, fsm_main.yaml; spec §5.1,
-// §5.4), overridable as `group.key=value`. The built-in defaults
+// original library's Hydra configs (main.yaml, fsm_main.yaml;
+// docs/original.md#config-keys-hydra-mainyaml--fsm_mainyaml), overridable
+// as `group.key=value`. The built-in defaults
 // (train_config_defaults()) are fsm_main.yaml's TokFSM recipe; a config file
 // only lists what differs. Unknown keys are errors (a typo never silently
 // falls back to a default), except inside model_config_args, which is a

@@ -11,7 +11,8 @@
 // randomness is drawn from (seed, step), so saving state() and the step and
 // loading them later continues bit-identically (same threads and backend).
 //
-// Code usage (spec §1.7/§1.8 with D11–D13 fixed): per codebook member and
+// Code usage (per token and always on, unlike the original's;
+// docs/original.md#code-usage-counts-and-dead-codes): per codebook member and
 // code, the number of tokens that selected it, counted over training steps
 // only, on the host from the ids output (B*T*G*k integers per step). Two
 // windows are kept: since the last log (dead-code fraction in the logs) and

@@ -115,7 +115,8 @@ std::vector<CodebookOutputs> append_codebook_outputs(Graph& g, bool with_inputs)
 }
 
 // Placements whose vanilla codebooks the original wraps around a module and
-// whose LayerNorm it therefore never trains (D2).
+// whose LayerNorm it therefore never trains
+// (docs/original.md#which-parameters-train).
 bool wrapper_placement(const std::string& site) {
   size_t dot = site.find('.');
   std::string p = dot == std::string::npos ? site : site.substr(dot + 1);

@@ -10,24 +10,25 @@
 // which the trainer feeds back at the next step, so one step is one
 // Executable::run and parameters never leave the runtime's tensors.
 //
-// Loss (spec §5.2): mean over the B x (T-1) predictions of -log softmax(
-// logits[:, t])[input_ids[:, t+1]] (labels = input ids, shifted); accuracy:
-// the fraction of those whose argmax is the label.
+// Loss (the Hugging Face causal-LM loss, as in the original): mean over the
+// B x (T-1) predictions of -log softmax(logits[:, t])[input_ids[:, t+1]]
+// (labels = input ids, shifted); accuracy: the fraction of those whose argmax
+// is the label.
 //
-// Which parameters train (spec §4.8):
+// Which parameters train (docs/original.md#which-parameters-train):
 //   codebooks: codes, LayerNorm scale and bias of every codebook (lr factor 1,
 //     weight decay `codebook_weight_decay`, which is an ordinary AdamW decay
-//     here and therefore really applies, unlike the original's, D8);
+//     here and therefore really applies; the original's never did);
 //   model: every model parameter when train_model (lr factor
 //     model_lr_factor, weight decay model_weight_decay); otherwise frozen:
 //     no gradient work at all.
 // compat_original reproduces the original's parameter collection for users
 // who need its published recipe: vanilla codebooks at mlp, mlp_mid, attn, qkv
-// and transformer_block never train their LayerNorm (D2); the attention
+// and transformer_block never train their LayerNorm; the attention
 // projections under attn_preproj codebooks and the whole block under
-// attn_plus_mlp codebooks stay frozen (D3); and without train_model the
-// model's gradients are still computed and counted in grad-norm clipping
-// (lr 0), with AdamW's default weight decay 0.01 on the codebooks (D8).
+// attn_plus_mlp codebooks stay frozen; and without train_model the model's
+// gradients are still computed and counted in grad-norm clipping (lr 0),
+// with AdamW's default weight decay 0.01 on the codebooks.
 #pragma once
 #include <map>
 #include <memory>

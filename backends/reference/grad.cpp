@@ -1,7 +1,7 @@
 // Reference kernels of the backward-pass ops (domain "codebook.grad",
 // semantics in ir/ops/grad.h). Float kernels work on any float storage type,
 // with sums in double; CodebookGrad is f32 like the Codebook op and follows
-// the loss-mode table of codebook-spec §2 term by term.
+// the loss-mode table of ir/ops/grad.h term by term.
 #include <cmath>
 #include <cstring>
 #include <vector>

@@ -24,9 +24,10 @@
 //       the backward of codebook.Codebook (ir/codebook.h) with the ids its
 //       forward selected, per loss mode below.
 //
-// Codebook loss modes (codebook-spec §2; attribute "loss" of the Codebook
-// node, default "aeloss"). Per group member, with u = LN(x), y the output, g
-// = dy, N = B*T tokens of the call, sums over slots (t, j) with ids = c:
+// Codebook loss modes, the original library's (attribute "loss" of the
+// Codebook node, default "aeloss"; docs/original.md#codebook-loss-modes-backward).
+// Per group member, with u = LN(x), y the output, g = dy, N = B*T tokens of
+// the call, sums over slots (t, j) with ids = c:
 //   T_c = (1/k) sum g_t          R_c = (2/(N k)) sum (y_t - u_t)
 //   mode            dcodes    du
 //   base            T         g
@@ -59,7 +60,8 @@ struct CodebookLoss {
 };
 
 // Parses "base", "aeloss", "fullaeloss[-beta]", "vqvae[-beta]"; anything else
-// (including "aeloss-0.5" and "base-1", spec D5) throws cb::Error.
+// (including "aeloss-0.5" and "base-1", which the original accepted and then
+// failed on at the first backward) throws cb::Error.
 CodebookLoss parse_codebook_loss(const std::string& s);
 // The "loss" attribute of a Codebook or CodebookGrad node (default "aeloss");
 // errors name the node.

@@ -1,5 +1,5 @@
-// Gradient rule of codebook.Codebook: the straight-through estimator of
-// codebook-spec §2 as one codebook.grad.CodebookGrad node (loss modes in
+// Gradient rule of codebook.Codebook: the original's straight-through
+// estimator as one codebook.grad.CodebookGrad node (loss modes in
 // ir/ops/grad.h). The backward needs the ids the forward selected, so the
 // rule makes the forward node's ids output exist; interventions (Mode A and
 // B masks, forced and blocked slots) are then just different ids.
