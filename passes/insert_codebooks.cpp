@@ -5,8 +5,8 @@
 #include <set>
 #include <sstream>
 
-#include "ir/error.h"
-#include "ir/rng.h"
+#include "support/error.h"
+#include "support/rng.h"
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"

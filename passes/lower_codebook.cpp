@@ -9,7 +9,7 @@
 #include <map>
 
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
 

@@ -1,4 +1,4 @@
-// Tests of the strict JSON reader and the writer (frontend/json.h): every
+// Tests of the strict JSON reader and the writer (support/json.h): every
 // RFC 8259 form is read exactly (integers kept as int64, escapes and UTF-8),
 // everything outside the grammar is rejected with the line and column, and
 // written JSON reads back to the same value.
@@ -11,8 +11,8 @@
 #include <limits>
 #include <string>
 
-#include "frontend/json.h"
-#include "ir/error.h"
+#include "support/json.h"
+#include "support/error.h"
 
 using namespace cb;
 

@@ -1,9 +1,9 @@
-// The YAML subset of training configs (train/yaml.h): the shapes the
+// The YAML subset of training configs (support/yaml.h): the shapes the
 // original's Hydra configs use, overrides, and errors that name the line.
 #include <gtest/gtest.h>
 
-#include "ir/error.h"
-#include "train/yaml.h"
+#include "support/error.h"
+#include "support/yaml.h"
 
 using namespace cb;
 

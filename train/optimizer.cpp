@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

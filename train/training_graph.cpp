@@ -4,7 +4,7 @@
 #include <set>
 
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"

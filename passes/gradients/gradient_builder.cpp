@@ -2,7 +2,7 @@
 // broadcast reduction) and the gradient rule table; see gradient_rule.h.
 #include <algorithm>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/gradients/gradient_rule.h"
 

@@ -1,10 +1,10 @@
-#include "train/yaml.h"
+#include "support/yaml.h"
 
 #include <fstream>
 #include <regex>
 #include <sstream>
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

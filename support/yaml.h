@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "frontend/json.h"
+#include "support/json.h"
 
 namespace cb {
 
