@@ -1,6 +1,6 @@
 #include "backends/backend.h"
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -8,7 +8,7 @@
 
 #include "backends/backend.h"
 #include "frontend/onnx_import.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "runtime/executable.h"
 
 int main(int argc, char** argv) {

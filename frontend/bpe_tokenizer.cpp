@@ -13,64 +13,13 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "frontend/json.h"
-#include "ir/error.h"
+#include "support/json.h"
+#include "support/error.h"
+#include "support/utf8.h"
 
 namespace cb {
 
 namespace {
-
-// ---------------------------------------------------------------------------
-// UTF-8
-
-// Length of the well-formed UTF-8 sequence at s[i], or 0 when it is not one
-// (Unicode Table 3-7: no overlong forms, surrogates or values above U+10FFFF).
-// `*maximal` gets the length of the maximal subpart to replace when invalid.
-size_t utf8_sequence_length(std::string_view s, size_t i, size_t* maximal = nullptr) {
-  const auto at = [&](size_t k) { return uint8_t(s[k]); };
-  const uint8_t b0 = at(i);
-  if (b0 < 0x80) return 1;
-  size_t need;
-  uint8_t lo = 0x80, hi = 0xBF;  // range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) need = 2;
-  else if (b0 >= 0xE0 && b0 <= 0xEF) need = 3, lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
-  else if (b0 >= 0xF0 && b0 <= 0xF4) need = 4, lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
-  else {
-    if (maximal) *maximal = 1;
-    return 0;
-  }
-  size_t k = 1;
-  for (; k < need && i + k < s.size(); ++k) {
-    const uint8_t b = at(i + k);
-    if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) break;
-  }
-  if (k == need) return need;
-  if (maximal) *maximal = k;
-  return 0;
-}
-
-// The code point of the valid UTF-8 sequence at s[i]; `*len` gets its length.
-inline char32_t utf8_decode_valid(const uint8_t* s, size_t* len) {
-  const uint8_t b0 = s[0];
-  if (b0 < 0x80) return *len = 1, b0;
-  if (b0 < 0xE0) return *len = 2, char32_t(b0 & 0x1F) << 6 | (s[1] & 0x3F);
-  if (b0 < 0xF0) return *len = 3, char32_t(b0 & 0x0F) << 12 | char32_t(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-  return *len = 4,
-         char32_t(b0 & 0x07) << 18 | char32_t(s[1] & 0x3F) << 12 | char32_t(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-}
-
-void utf8_append(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | cp >> 6), out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | cp >> 12), out += char(0x80 | (cp >> 6 & 0x3F)), out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | cp >> 18), out += char(0x80 | (cp >> 12 & 0x3F)), out += char(0x80 | (cp >> 6 & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Unicode classes of the pre-tokenization regex
@@ -232,36 +181,6 @@ std::vector<ByteSpan> gpt2_pretokenize(std::string_view text) {
   std::vector<ByteSpan> pieces;
   split_gpt2_pieces(text, 0, text.size(), [&](size_t b, size_t e) { pieces.push_back({int64_t(b), int64_t(e)}); });
   return pieces;
-}
-
-int64_t utf8_first_invalid(std::string_view bytes) {
-  for (size_t i = 0; i < bytes.size();) {
-    if (uint8_t(bytes[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    const size_t len = utf8_sequence_length(bytes, i);
-    if (len == 0) return int64_t(i);
-    i += len;
-  }
-  return -1;
-}
-
-std::string utf8_replace_invalid(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size());
-  for (size_t i = 0; i < bytes.size();) {
-    size_t maximal = 0;
-    const size_t len = utf8_sequence_length(bytes, i, &maximal);
-    if (len) {
-      out.append(bytes.substr(i, len));
-      i += len;
-    } else {
-      out += "\xEF\xBF\xBD";
-      i += maximal;
-    }
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------

@@ -103,11 +103,4 @@ std::vector<ByteSpan> gpt2_pretokenize(std::string_view text);
 // map to themselves, the others to U+0100 onwards), as UTF-8.
 const std::string& byte_level_char(uint8_t byte);
 
-// Rust's String::from_utf8_lossy: every maximal invalid subsequence becomes one U+FFFD.
-std::string utf8_replace_invalid(std::string_view bytes);
-
-// The byte offset of the first invalid UTF-8 sequence (overlong forms,
-// surrogates and code points above U+10FFFF are invalid), or -1.
-int64_t utf8_first_invalid(std::string_view bytes);
-
 }  // namespace cb

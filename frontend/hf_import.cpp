@@ -4,7 +4,7 @@
 // init, checkpoint loading and the state dict back.
 #include "frontend/hf_import.h"
 
-#include "ir/rng.h"
+#include "support/rng.h"
 
 #include <algorithm>
 #include <cmath>
@@ -15,7 +15,7 @@
 
 #include "frontend/onnx_export.h"
 #include "ir/builder.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/canonicalize.h"
 
 namespace cb {

@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "frontend/json.h"
+#include "support/json.h"
 #include "frontend/safetensors.h"
 #include "ir/graph.h"
 

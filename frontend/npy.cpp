@@ -7,7 +7,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "ir/error.h"
+#include "support/error.h"
+#include "support/file_io.h"
 
 namespace cb {
 
@@ -142,24 +143,6 @@ std::string npy_serialize(const Tensor& t) {
   out += h;
   out.append(static_cast<const char*>(t.raw()), t.nbytes());
   return out;
-}
-
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    CB_CHECK(f, "cannot write '" << tmp << "'");
-    f.write(bytes.data(), std::streamsize(bytes.size()));
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      CB_FAIL("error writing '" << tmp << "' (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    CB_FAIL("cannot rename '" << tmp << "' to '" << path << "': " << std::strerror(errno));
-  }
 }
 
 void npy_write(const std::string& path, const Tensor& t) { write_file_atomic(path, npy_serialize(t)); }

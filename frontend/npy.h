@@ -12,7 +12,5 @@ Tensor npy_parse(const std::string& bytes, const std::string& what);
 std::string npy_serialize(const Tensor& t);
 // Writes to a temporary file next to `path` and renames it into place.
 void npy_write(const std::string& path, const Tensor& t);
-// Atomic write of any bytes, shared by every tool that writes files.
-void write_file_atomic(const std::string& path, const std::string& bytes);
 
 }  // namespace cb

@@ -4,8 +4,8 @@
 #include <climits>
 #include <set>
 
-#include "frontend/npy.h"
-#include "ir/error.h"
+#include "support/file_io.h"
+#include "support/error.h"
 #include "onnx/onnx.pb.h"
 
 namespace cb {

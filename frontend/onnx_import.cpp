@@ -17,7 +17,7 @@
 #include <google/protobuf/wire_format_lite.h>
 
 #include "frontend/onnx_opset_upgrade.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 #include "onnx/onnx.pb.h"

@@ -8,7 +8,7 @@
 #include <type_traits>
 #include <unordered_map>
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

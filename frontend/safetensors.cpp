@@ -7,9 +7,9 @@
 #include <cstring>
 #include <set>
 
-#include "frontend/json.h"
-#include "frontend/npy.h"
-#include "ir/error.h"
+#include "support/json.h"
+#include "support/file_io.h"
+#include "support/error.h"
 
 namespace cb {
 

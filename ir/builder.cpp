@@ -5,7 +5,7 @@
 #include <cmath>
 #include <memory>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/verifier.h"
 
 namespace cb {

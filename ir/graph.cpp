@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <set>
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -1,6 +1,6 @@
 #include "ir/op_registry.h"
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -13,7 +13,7 @@
 #include <limits>
 #include <optional>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/printer.h"
 
 namespace cb {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "ir/dtype.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

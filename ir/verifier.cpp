@@ -2,7 +2,7 @@
 
 #include <set>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/op_registry.h"
 
 namespace cb {

@@ -5,7 +5,7 @@
 #include <functional>
 #include <set>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/gradients/gradient_rule.h"
 

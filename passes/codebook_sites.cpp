@@ -3,7 +3,7 @@
 #include <regex>
 #include <sstream>
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

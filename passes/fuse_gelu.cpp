@@ -42,7 +42,7 @@
 #include <string>
 #include <vector>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/canonicalize.h"
 
 namespace cb {

@@ -5,8 +5,9 @@
 #include <set>
 #include <sstream>
 
-#include "ir/error.h"
-#include "ir/rng.h"
+#include "support/error.h"
+#include "support/json.h"
+#include "support/rng.h"
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"
@@ -139,34 +140,38 @@ class Inserter {
   std::map<Value*, Value*> replaced_;
 };
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+// `{"k1": v1, "k2": v2}`, members in the given order, values already JSON
+// text. Not Json::dump (sorted keys, no spaces): compiled models are compared
+// byte for byte, so this text must stay as it was.
+std::string json_object_in_order(std::initializer_list<std::pair<const char*, std::string>> members) {
+  std::string out = "{";
+  for (const auto& [key, value] : members) {
+    if (out.size() > 1) out += ", ";
+    out += Json(key).dump() + ": " + value;
   }
-  return out + "\"";
+  return out + "}";
 }
 
 }  // namespace
 
 std::string codebook_config_json(const Graph& g) {
-  std::ostringstream o;
-  o << "{\"version\": 1, \"codebooks\": [";
-  bool first = true;
+  std::string codebooks;
   for (Node* n : codebook_nodes(g)) {
     SiteRef s = parse_site(n->attr_string("site", n->name));
     CodebookAttrs a = CodebookAttrs::from_node(*n);
     const Shape& codes = n->inputs[1]->type.shape;
     int64_t G = codes.dims[0].value, K = codes.dims[1].value, Dg = codes.dims[2].value;
-    o << (first ? "" : ", ") << "{\"site\": " << json_string(s.site()) << ", \"layer\": " << s.layer
-      << ", \"placement\": " << json_string(placement_name(s.placement)) << ", \"width\": " << G * Dg
-      << ", \"groups\": " << G << ", \"num_codes\": " << K << ", \"k\": " << a.k
-      << ", \"metric\": " << json_string(metric_name(a.metric)) << "}";
-    first = false;
+    if (!codebooks.empty()) codebooks += ", ";
+    codebooks += json_object_in_order({{"site", Json(s.site()).dump()},
+                                       {"layer", Json(s.layer).dump()},
+                                       {"placement", Json(placement_name(s.placement)).dump()},
+                                       {"width", Json(G * Dg).dump()},
+                                       {"groups", Json(G).dump()},
+                                       {"num_codes", Json(K).dump()},
+                                       {"k", Json(a.k).dump()},
+                                       {"metric", Json(metric_name(a.metric)).dump()}});
   }
-  o << "]}";
-  return o.str();
+  return json_object_in_order({{"version", Json(1).dump()}, {"codebooks", "[" + codebooks + "]"}});
 }
 
 std::vector<Node*> codebook_nodes(const Graph& g) {

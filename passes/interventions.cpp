@@ -3,7 +3,7 @@
 #include <sstream>
 
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/insert_codebooks.h"
 

@@ -10,7 +10,7 @@
 
 #include "ir/builder.h"
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
 

@@ -12,7 +12,7 @@
 #include <set>
 
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 #include "runtime/control_flow.h"

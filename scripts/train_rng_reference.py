@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent Python model of ir/rng.h (xoshiro256** seeded by splitmix64).
+"""An independent Python model of support/rng.h (xoshiro256** seeded by splitmix64).
 
 Prints the draws that tests/test_dataset.cpp pins (Rng.PinnedDraws), so the C++
 generator is checked against a second implementation of the same written

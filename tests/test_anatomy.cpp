@@ -17,7 +17,7 @@
 
 #include "backends/backend.h"
 #include "frontend/onnx_import.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/transformer_anatomy.h"
 #include "runtime/executable.h"
 

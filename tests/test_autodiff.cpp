@@ -26,7 +26,7 @@
 #include "backends/backend.h"
 #include "frontend/onnx_import.h"
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "ir/parser.h"
 #include "ir/printer.h"

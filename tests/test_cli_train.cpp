@@ -8,7 +8,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "frontend/json.h"
+#include "support/json.h"
 #include "tests/cli_util.h"
 
 namespace cb {

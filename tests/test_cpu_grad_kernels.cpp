@@ -17,7 +17,7 @@
 
 #include "backends/backend.h"
 #include "backends/cpu/layout_kernels.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/graph.h"
 #include "ir/ops/grad.h"
 #include "ir/verifier.h"

@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "backends/backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 #ifdef CB_WITH_CUDA
 #include "backends/cuda/cuda_backend.h"
 #endif

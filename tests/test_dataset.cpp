@@ -1,4 +1,4 @@
-// The training data path: the portable generator (ir/rng.h, pinned
+// The training data path: the portable generator (support/rng.h, pinned
 // outputs), and the datasets (train/dataset.h): TokFSM batches and packed
 // text, their determinism in (seed, step), the resume property, the fixed
 // eval set, and text packing/splitting on the committed fixture
@@ -18,7 +18,7 @@
 #include <sstream>
 
 #include "train/dataset.h"
-#include "ir/rng.h"
+#include "support/rng.h"
 
 namespace cb {
 namespace {

@@ -20,7 +20,7 @@
 #include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
 #include "ir/builder.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "ir/verifier.h"
 #include "passes/fuse_gelu.h"

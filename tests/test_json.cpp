@@ -1,4 +1,4 @@
-// Tests of the strict JSON reader and the writer (frontend/json.h): every
+// Tests of the strict JSON reader and the writer (support/json.h): every
 // RFC 8259 form is read exactly (integers kept as int64, escapes and UTF-8),
 // everything outside the grammar is rejected with the line and column, and
 // written JSON reads back to the same value.
@@ -11,8 +11,8 @@
 #include <limits>
 #include <string>
 
-#include "frontend/json.h"
-#include "ir/error.h"
+#include "support/json.h"
+#include "support/error.h"
 
 using namespace cb;
 
@@ -145,6 +145,21 @@ TEST(Json, ErrorsSayLineAndColumn) {
       << parse_error("{\n  \"n_layer\": tru\n}");
   EXPECT_NE(parse_error("[1,\n2,\n]").find("doc.json:3:1:"), std::string::npos) << parse_error("[1,\n2,\n]");
   EXPECT_NE(parse_error("{\"a\": 1, \"a\": 2}").find("doc.json:1:10: duplicate key"), std::string::npos);
+}
+
+// Hostile input: nesting far past the cap is a clean error at the first level
+// too deep, not a stack overflow (the reader recurses once per level).
+TEST(Json, DeepNestingIsAnErrorNotACrash) {
+  const int n = 100000;
+  for (const std::string& text : {std::string(n, '['), std::string(n, '[') + std::string(n, ']')})
+    EXPECT_NE(parse_error(text).find("doc.json:1:513: nesting deeper than 512 levels"), std::string::npos);
+  std::string objects;
+  for (int i = 0; i < n; ++i) objects += "{\"a\":";
+  EXPECT_NE(parse_error(objects).find("doc.json:1:2561: nesting deeper than 512 levels"), std::string::npos)
+      << parse_error(objects).substr(0, 200);
+  std::string lines;  // one level per line: the line of the 513th
+  for (int i = 0; i < n; ++i) lines += "[\n";
+  EXPECT_NE(parse_error(lines).find("doc.json:513:1: nesting deeper than 512 levels"), std::string::npos);
 }
 
 TEST(Json, TypedAccessNamesTheTypes) {

@@ -14,8 +14,8 @@
 #include <tuple>
 #include <vector>
 
-#include "ir/error.h"
-#include "ir/rng.h"
+#include "support/error.h"
+#include "support/rng.h"
 #include "train/kmeans.h"
 
 namespace cb {

@@ -11,7 +11,7 @@
 #include <random>
 
 #include "backends/backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/graph.h"
 #include "ir/op_registry.h"
 #include "ir/verifier.h"

@@ -16,7 +16,7 @@
 #include <random>
 
 #include "backends/backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/graph.h"
 #include "ir/verifier.h"
 #include "runtime/executable.h"

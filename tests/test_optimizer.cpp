@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "backends/backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "runtime/executable.h"
 #include "train/optimizer.h"
 

@@ -9,7 +9,7 @@
 #include <random>
 
 #include "backends/backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"

@@ -8,7 +8,7 @@
 #include <limits>
 #include <random>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
 

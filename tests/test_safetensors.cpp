@@ -11,9 +11,9 @@
 #include <fstream>
 #include <string>
 
-#include "frontend/json.h"
+#include "support/json.h"
 #include "frontend/safetensors.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 using namespace cb;
 namespace fs = std::filesystem;

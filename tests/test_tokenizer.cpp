@@ -10,8 +10,9 @@
 #include <sstream>
 
 #include "frontend/bpe_tokenizer.h"
-#include "frontend/json.h"
-#include "ir/error.h"
+#include "support/json.h"
+#include "support/error.h"
+#include "support/utf8.h"
 #include "tests/cli_util.h"
 
 namespace fs = std::filesystem;

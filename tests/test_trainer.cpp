@@ -6,7 +6,7 @@
 #include <cstdlib>
 
 #include "backends/backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "frontend/hf_import.h"
 #include "passes/insert_codebooks.h"
 #include "train/trainer.h"

@@ -1,9 +1,9 @@
-// The YAML subset of training configs (train/yaml.h): the shapes the
+// The YAML subset of training configs (support/yaml.h): the shapes the
 // original's Hydra configs use, overrides, and errors that name the line.
 #include <gtest/gtest.h>
 
-#include "ir/error.h"
-#include "train/yaml.h"
+#include "support/error.h"
+#include "support/yaml.h"
 
 using namespace cb;
 
@@ -91,6 +91,52 @@ TEST(Yaml, ErrorsNameTheLine) {
   expect_error("a: &anchor 1\n", "anchors");
   expect_error("a: \"open\n", "unterminated");
   expect_error("a: .inf\n", "infinite");
+}
+
+// Hostile input: nesting past 512 levels (block and flow together) is an
+// error naming the line and column of the first level too deep, not a stack
+// overflow (the parser recurses once per level; 100,000 levels crashed it).
+TEST(Yaml, DeepNestingIsAnErrorNotACrash) {
+  auto error_of = [](const std::string& text) -> std::string {
+    try {
+      parse_yaml(text, "cfg.yaml");
+    } catch (const Error& e) {
+      return std::string(e.what()).substr(0, 200);
+    }
+    return "";
+  };
+  auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  const int n = 100000;
+  // The mapping is level 1, so the 512th '[' (column 3 + 512) is level 513.
+  EXPECT_NE(error_of("a: " + repeat("[", n) + repeat("]", n) + "\n").find("cfg.yaml:1:515: nesting deeper than 512"),
+            std::string::npos)
+      << error_of("a: " + repeat("[", n) + repeat("]", n) + "\n");
+  EXPECT_NE(error_of("a: " + repeat("{a: ", n) + "1" + repeat("}", n) + "\n").find("cfg.yaml:1:2048: nesting deeper"),
+            std::string::npos);
+  // "- - - x": one block sequence per "- ", the 513th at column 1025.
+  EXPECT_NE(error_of(repeat("- ", n) + "x\n").find("cfg.yaml:1:1025: nesting deeper than 512"), std::string::npos)
+      << error_of(repeat("- ", n) + "x\n");
+  std::string mappings;  // one more level per line
+  for (int i = 0; i < 600; ++i) mappings += std::string(size_t(i), ' ') + "a:\n";
+  EXPECT_NE(error_of(mappings).find("cfg.yaml:513:513: nesting deeper than 512"), std::string::npos)
+      << error_of(mappings);
+  // 512 levels are fine.
+  const Json ok = parse_yaml("a: " + repeat("[", 511) + "1" + repeat("]", 511) + "\n");
+  const Json* v = &ok.at("a");
+  for (int i = 0; i < 511; ++i) v = &v->at(size_t(0));
+  EXPECT_EQ(v->as_int(), 1);
+  EXPECT_NO_THROW(parse_yaml(repeat("- ", 512) + "x\n"));
+  try {
+    Json c;
+    apply_override(c, "x=" + repeat("[", n));
+    ADD_FAILURE() << "no error for a deep override";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(":1:515: nesting deeper than 512"), std::string::npos);
+  }
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 #include <iostream>
 #include <random>
 
-#include "ir/error.h"
+#include "support/error.h"
+#include "support/threads.h"
 #include "runtime/executable.h"
 #include "tools/command.h"
 #include "tools/model_io.h"

@@ -6,7 +6,7 @@
 #include <iostream>
 
 #include "frontend/onnx_export.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/insert_codebooks.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"

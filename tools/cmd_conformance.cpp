@@ -21,7 +21,7 @@
 
 #include "backends/backend.h"
 #include "frontend/onnx_import.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "onnx/onnx.pb.h"
 #include "runtime/executable.h"
 #include "tools/command.h"

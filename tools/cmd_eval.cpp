@@ -9,7 +9,8 @@
 #include <iostream>
 
 #include "backends/backend.h"
-#include "ir/error.h"
+#include "support/error.h"
+#include "support/threads.h"
 #include "train/checkpoint.h"
 #include "train/tokfsm_eval.h"
 #include "train/train_config.h"

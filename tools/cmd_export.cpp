@@ -6,7 +6,7 @@
 #include <iostream>
 
 #include "frontend/onnx_export.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/canonicalize.h"
 #include "passes/lower_codebook.h"
 #include "tools/codebook_options.h"

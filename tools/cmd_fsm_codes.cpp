@@ -8,7 +8,8 @@
 #include <iostream>
 
 #include "backends/backend.h"
-#include "ir/error.h"
+#include "support/error.h"
+#include "support/threads.h"
 #include "train/checkpoint.h"
 #include "train/fsm_analysis.h"
 #include "train/tokfsm_eval.h"

@@ -9,7 +9,7 @@
 
 #include "frontend/hf_import.h"
 #include "frontend/onnx_export.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "tools/command.h"
 
 namespace po = boost::program_options;

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/codebook.h"
 #include "ir/printer.h"
 #include "passes/insert_codebooks.h"

@@ -8,7 +8,8 @@
 #include <sstream>
 
 #include "frontend/npy.h"
-#include "ir/error.h"
+#include "support/error.h"
+#include "support/threads.h"
 #include "runtime/executable.h"
 #include "tools/command.h"
 #include "tools/codebook_options.h"

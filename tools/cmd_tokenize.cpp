@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "frontend/bpe_tokenizer.h"
-#include "frontend/json.h"
-#include "ir/error.h"
+#include "support/json.h"
+#include "support/error.h"
 #include "tools/command.h"
 
 namespace po = boost::program_options;

@@ -16,7 +16,8 @@
 
 #include "backends/backend.h"
 #include "frontend/onnx_export.h"
-#include "ir/error.h"
+#include "support/error.h"
+#include "support/threads.h"
 #include "train/checkpoint.h"
 #include "train/run_trainer.h"
 #include "train/tokfsm_eval.h"

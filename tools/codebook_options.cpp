@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/codebook_sites.h"
 
 namespace po = boost::program_options;

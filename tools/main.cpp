@@ -6,7 +6,7 @@
 #include <cstring>
 #include <iostream>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "tools/command.h"
 
 namespace cb::tools {

@@ -1,7 +1,5 @@
 #include "tools/model_io.h"
 
-#include <omp.h>
-
 #include <chrono>
 #include <filesystem>
 #include <set>
@@ -9,7 +7,7 @@
 
 #include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/codebook_sites.h"
 #include "train/training_graph.h"
 
@@ -102,10 +100,6 @@ std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_
     CB_CHECK(in.count(v->name), "the model has an input '" << v->name << "' (" << v->type.str()
                                                            << ") that --tokens cannot fill; pass it with --input");
   return in;
-}
-
-void set_num_threads(int n) {
-  if (n > 0) omp_set_num_threads(n);
 }
 
 std::string file_safe(const std::string& name) {

@@ -39,9 +39,6 @@ std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_
 // missing, and checks the token ids against the vocabulary.
 void complete_lm_inputs(const Graph& g, std::map<std::string, Tensor>& inputs);
 
-// Sets the thread count of every threaded library we use (OpenMP/oneDNN).
-void set_num_threads(int n);
-
 // Output names made safe as file names ("/" and other odd characters -> "_").
 std::string file_safe(const std::string& name);
 

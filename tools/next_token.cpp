@@ -4,7 +4,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb::tools {
 

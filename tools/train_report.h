@@ -10,7 +10,7 @@
 #pragma once
 #include <ostream>
 
-#include "frontend/json.h"
+#include "support/json.h"
 #include "train/tokfsm_eval.h"
 #include "train/train_config.h"
 #include "train/trainer.h"

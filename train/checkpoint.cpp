@@ -5,7 +5,7 @@
 
 #include "frontend/onnx_export.h"
 #include "frontend/safetensors.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace fs = std::filesystem;
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "frontend/json.h"
+#include "support/json.h"
 #include "ir/graph.h"
 #include "train/tokfsm.h"
 #include "train/trainer.h"

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <sstream>
 
-#include "frontend/json.h"
+#include "support/json.h"
 
 namespace cb {
 

@@ -4,8 +4,8 @@
 #include <set>
 
 #include "ir/codebook.h"
-#include "ir/error.h"
-#include "ir/rng.h"
+#include "support/error.h"
+#include "support/rng.h"
 #include "passes/codebook_sites.h"
 #include "passes/interventions.h"
 #include "train/tokfsm_eval.h"

@@ -34,7 +34,9 @@
 #define CB_KMEANS_X86 1
 #endif
 
-#include "ir/error.h"
+#include "support/cpu_features.h"
+#include "support/error.h"
+#include "support/threads.h"
 
 namespace cb {
 
@@ -44,23 +46,6 @@ constexpr int kPanel = 16;          // centres per packed panel (two 8-float vec
 constexpr int kTileRows = 6;        // rows per register tile (12 accumulators)
 constexpr int64_t kBlockRows = 96;  // rows that sweep the panels together (stay in L2)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// Runs fn(begin, end) over [0, n) cut into `threads` contiguous ranges; the
-// calling thread takes the first range.
-template <typename Fn>
-void parallel_ranges(int64_t n, int threads, Fn&& fn) {
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(threads, n));
-  if (parts == 1) {
-    fn(int64_t(0), n);
-    return;
-  }
-  std::vector<std::thread> workers;
-  workers.reserve(size_t(parts - 1));
-  for (int64_t p = 1; p < parts; ++p)
-    workers.emplace_back([&fn, n, parts, p] { fn(n * p / parts, n * (p + 1) / parts); });
-  fn(int64_t(0), n / parts);
-  for (auto& w : workers) w.join();
-}
 
 // A fixed team of threads for many short parallel sections in a row (the
 // k-means++ steps): run(n, fn) calls fn(begin, end) on `threads` contiguous
@@ -281,7 +266,7 @@ struct TileKernels {
     by_rows[4] = tile_portable<5>;
     by_rows[5] = tile_portable<6>;
 #ifdef CB_KMEANS_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (cpu_has_avx2_fma()) {
       by_rows[0] = tile_avx2<1>;
       by_rows[1] = tile_avx2<2>;
       by_rows[2] = tile_avx2<3>;
@@ -411,7 +396,7 @@ struct DiffKernels {
     by_rows[2] = diff_tile_portable<3>;
     by_rows[3] = diff_tile_portable<4>;
 #ifdef CB_KMEANS_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    if (cpu_has_avx2_fma()) {
       by_rows[0] = diff_tile_avx2<1>;
       by_rows[1] = diff_tile_avx2<2>;
       by_rows[2] = diff_tile_avx2<3>;

@@ -51,7 +51,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "ir/rng.h"
+#include "support/rng.h"
 
 namespace cb {
 

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/canonicalize.h"
 #include "train/kmeans.h"
 #include "train/parameters.h"

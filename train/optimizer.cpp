@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "ir/builder.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -3,7 +3,7 @@
 #include <set>
 
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/transformer_anatomy.h"
 
 namespace cb {

@@ -14,7 +14,7 @@
 //     one state containing it invalid instead of being deleted and shifting
 //     every later state (see tokens_to_states).
 //   * next_state_probs works for any N (not only N = base^2).
-//   * Random construction uses ir/rng.h, not numpy's PCG64, so a seed gives
+//   * Random construction uses support/rng.h, not numpy's PCG64, so a seed gives
 //     a different machine than the original; the published machine is loaded
 //     from its fsm.npy (Fsm::load).
 #pragma once
@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "ir/tensor.h"
-#include "ir/rng.h"
+#include "support/rng.h"
 
 namespace cb {
 

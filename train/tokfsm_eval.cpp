@@ -2,8 +2,8 @@
 
 #include <cmath>
 
-#include "ir/error.h"
-#include "ir/rng.h"
+#include "support/error.h"
+#include "support/rng.h"
 #include "train/training_graph.h"
 
 namespace cb {

@@ -6,10 +6,10 @@
 #include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/codebook_sites.h"
 #include "passes/tie_embeddings.h"
-#include "train/yaml.h"
+#include "support/yaml.h"
 
 namespace cb {
 namespace {

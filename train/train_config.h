@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "frontend/json.h"
+#include "support/json.h"
 #include "passes/insert_codebooks.h"
 #include "train/dataset.h"
 #include "train/trainer.h"

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <numeric>
 
-#include "ir/error.h"
-#include "ir/rng.h"
+#include "support/error.h"
+#include "support/rng.h"
 #include "train/parameters.h"
 
 namespace cb {

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "backends/backend.h"
-#include "frontend/json.h"
+#include "support/json.h"
 #include "runtime/executable.h"
 #include "train/dataset.h"
 #include "train/optimizer.h"

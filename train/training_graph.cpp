@@ -5,7 +5,7 @@
 
 #include "ir/builder.h"
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"

@@ -56,7 +56,8 @@
 #endif
 
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/cpu_features.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -208,7 +209,7 @@ struct TileKernels {
 const TileKernels& tile_kernels() {
   static const TileKernels kernels = [] {
 #ifdef CB_CODEBOOK_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (cpu_has_avx2_fma())
       return TileKernels{{tile_avx2<1>, tile_avx2<2>, tile_avx2<3>, tile_avx2<4>, tile_avx2<5>, tile_avx2<6>}, true};
 #endif
     return TileKernels{{tile_portable<1>, tile_portable<2>, tile_portable<3>, tile_portable<4>, tile_portable<5>,

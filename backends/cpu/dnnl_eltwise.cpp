@@ -10,7 +10,7 @@
 #include "backends/cpu/dnnl_engine.h"
 #include "backends/cpu/fallback_kernel.h"
 #include "backends/reference/reference_backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -14,7 +14,7 @@
 #include "backends/cpu/dnnl_engine.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -50,7 +50,7 @@
 #include "backends/cpu/vec_math.h"
 #include "backends/reference/elementwise_util.h"
 #include "backends/reference/reference_backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

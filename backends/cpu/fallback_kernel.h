@@ -4,7 +4,7 @@
 #pragma once
 #include "backends/backend.h"
 #include "backends/reference/reference_backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -42,7 +42,7 @@
 #include "backends/cpu/vec_math.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/ops/grad.h"
 
 namespace cb {

@@ -23,7 +23,8 @@
 #include "backends/cpu/fallback_kernel.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
-#include "ir/error.h"
+#include "support/cpu_features.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -120,10 +121,6 @@ __attribute__((target("avx2"))) void tile_avx2_4byte(const uint32_t* src_u, uint
   if (c8 < cols) tile_portable(src_u, dst_u, r0, r1, c8, cols, src_col, dst_row);
 }
 
-bool have_avx2() {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  return avx2;
-}
 #endif
 
 }  // namespace
@@ -219,7 +216,7 @@ void StridedCopy::run_outer(const uint8_t* src, uint8_t* dst, int64_t part) cons
     case Kind::tiles: {
       const int64_t r0 = part * kTileBlockRows, r1 = std::min(rows_, r0 + kTileBlockRows);
 #ifdef CB_LAYOUT_X86
-      if (esize_ == 4 && have_avx2()) {
+      if (esize_ == 4 && cpu_has_avx2()) {
         tile_avx2_4byte(reinterpret_cast<const uint32_t*>(src), reinterpret_cast<uint32_t*>(dst), r0, r1, cols_,
                         src_col_, dst_row_);
         return;

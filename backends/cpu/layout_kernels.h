@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "support/threads.h"  // parallel_chunks, with the thresholds below
 
 namespace cb {
 
@@ -65,36 +66,7 @@ class StridedCopy {
 inline constexpr size_t kParallelCopyBytes = size_t(16) << 20;
 inline constexpr size_t kParallelComputeBytes = size_t(256) << 10;
 
-// Runs body(begin, end) over [0, n) split into contiguous pieces, on up to
-// `threads` OpenMP threads when `bytes` (the work's size) reaches
-// `min_parallel_bytes`, else inline in one call. There are up to
-// `pieces_per_thread` pieces per thread, handed out as threads come free,
-// so that a thread the OS runs late holds back one piece, not its share.
-// Callers make each unit's result independent of how [0, n) is cut.
-template <typename Body>
-void parallel_chunks(int64_t n, size_t bytes, size_t min_parallel_bytes, int threads, Body&& body,
-                     int64_t pieces_per_thread = 8);
-
 // Registers Transpose, Slice, Split and Concat in the CPU backend's table.
 void register_cpu_layout_kernels(KernelFactoryTable& t);
-
-// ---------------------------------------------------------------------------
-
-template <typename Body>
-void parallel_chunks(int64_t n, size_t bytes, size_t min_parallel_bytes, int threads, Body&& body,
-                     int64_t pieces_per_thread) {
-  if (n <= 0) return;
-  const int64_t t = std::min<int64_t>(threads, n);
-  if (t <= 1 || bytes < min_parallel_bytes) {
-    body(int64_t(0), n);
-    return;
-  }
-  const int64_t pieces = std::min<int64_t>(n, t * std::max<int64_t>(1, pieces_per_thread));
-#pragma omp parallel for num_threads(int(t)) schedule(dynamic, 1)
-  for (int64_t p = 0; p < pieces; ++p) {
-    const int64_t begin = n * p / pieces, end = n * (p + 1) / pieces;
-    if (begin < end) body(begin, end);
-  }
-}
 
 }  // namespace cb

@@ -4,6 +4,7 @@
 
 #include "backends/reference/optim.h"
 #include "ir/ops/optim.h"
+#include "support/threads.h"
 
 namespace cb {
 namespace {
@@ -16,12 +17,8 @@ class AdamWKernel : public Kernel {
     // Threads only pay off on large parameters (a parallel region costs microseconds).
     constexpr int64_t kMinPerThread = 1 << 16;
     const int threads = int(std::max<int64_t>(1, std::min<int64_t>(ctx.num_threads, n / kMinPerThread)));
-    if (threads == 1) {
-      adamw_range(a, 0, n);
-      return;
-    }
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int t = 0; t < threads; ++t) adamw_range(a, n * t / threads, n * (t + 1) / threads);
+    parallel_chunks(n, 0, 0, threads, [&](int64_t begin, int64_t end) { adamw_range(a, begin, end); },
+                    /*pieces_per_thread=*/1);
   }
 };
 

@@ -5,7 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "backends/cuda/cuda_backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

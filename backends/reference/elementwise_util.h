@@ -16,7 +16,7 @@
 
 #include "backends/backend.h"
 #include "backends/reference/kernel_util.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "backends/backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

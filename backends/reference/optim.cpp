@@ -2,7 +2,7 @@
 #include "backends/reference/optim.h"
 
 #include "backends/reference/reference_backend.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/ops/optim.h"
 
 namespace cb {

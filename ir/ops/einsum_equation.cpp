@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <map>
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 namespace {

@@ -7,7 +7,7 @@
 
 #include <cstdlib>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/op_registry.h"
 
 namespace cb {

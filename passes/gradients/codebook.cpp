@@ -4,7 +4,7 @@
 // rule makes the forward node's ids output exist; interventions (Mode A and
 // B masks, forced and blocked slots) are then just different ids.
 #include "ir/codebook.h"
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "ir/verifier.h"
 #include "passes/gradients/gradient_rule.h"

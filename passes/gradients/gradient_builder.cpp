@@ -2,7 +2,7 @@
 // reduction) and the gradient rule table; see gradient_rule.h.
 #include <algorithm>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/gradients/gradient_rule.h"
 
 namespace cb {

@@ -2,7 +2,7 @@
 // transposed operand; a rank-2 weight's gradient of a batched product is one
 // Gemm over the flattened rows), Softmax / LogSoftmax and LayerNormalization
 // (codebook.grad.SoftmaxGrad / LayerNormalizationGrad, ir/ops/grad.h).
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "passes/gradients/gradient_rule.h"
 

@@ -3,7 +3,7 @@
 // number of reduced elements for the mean. The axes must be constants.
 #include <algorithm>
 
-#include "ir/error.h"
+#include "support/error.h"
 #include "passes/gradients/gradient_rule.h"
 
 namespace cb {

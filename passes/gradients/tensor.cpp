@@ -2,7 +2,7 @@
 // Slice, Expand and the gathers. Their gradients move dy back where the
 // forward took it from; Gather and Slice write into zeros of the input's
 // shape with codebook.grad.GatherGrad / SliceGrad (ir/ops/grad.h).
-#include "ir/error.h"
+#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "passes/gradients/gradient_rule.h"
 

@@ -1,5 +1,5 @@
-// The strict JSON reader and the writer of frontend/json.h.
-#include "frontend/json.h"
+// The strict JSON reader and the writer of support/json.h.
+#include "support/json.h"
 
 #include <algorithm>
 #include <charconv>
@@ -8,8 +8,9 @@
 #include <limits>
 #include <sstream>
 
-#include "frontend/npy.h"
-#include "ir/error.h"
+#include "support/error.h"
+#include "support/file_io.h"
+#include "support/utf8.h"
 
 namespace cb {
 
@@ -414,44 +415,17 @@ class Parser {
     return v;
   }
 
-  static void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += char(cp);
-    } else if (cp < 0x800) {
-      out += char(0xc0 | (cp >> 6));
-      out += char(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += char(0xe0 | (cp >> 12));
-      out += char(0x80 | ((cp >> 6) & 0x3f));
-      out += char(0x80 | (cp & 0x3f));
-    } else {
-      out += char(0xf0 | (cp >> 18));
-      out += char(0x80 | ((cp >> 12) & 0x3f));
-      out += char(0x80 | ((cp >> 6) & 0x3f));
-      out += char(0x80 | (cp & 0x3f));
-    }
-  }
-
   // One UTF-8 encoded character starting at pos_ (first byte >= 0x80),
   // validated (no overlong forms, surrogates or code points past U+10FFFF).
   void copy_utf8_char(std::string& out) {
-    const size_t start = pos_;
-    const auto b0 = static_cast<unsigned char>(s_[pos_]);
-    int len;
-    uint32_t cp, min;
-    if ((b0 & 0xe0) == 0xc0) { len = 2; cp = b0 & 0x1f; min = 0x80; }
-    else if ((b0 & 0xf0) == 0xe0) { len = 3; cp = b0 & 0x0f; min = 0x800; }
-    else if ((b0 & 0xf8) == 0xf0) { len = 4; cp = b0 & 0x07; min = 0x10000; }
-    else fail_at(start, "invalid UTF-8 in string");
-    if (pos_ + size_t(len) > s_.size()) fail_at(start, "invalid UTF-8 in string (truncated character)");
-    for (int i = 1; i < len; ++i) {
-      const auto b = static_cast<unsigned char>(s_[pos_ + size_t(i)]);
-      if ((b & 0xc0) != 0x80) fail_at(start, "invalid UTF-8 in string");
-      cp = (cp << 6) | (b & 0x3f);
+    const size_t len = utf8_sequence_length(s_, pos_);
+    if (len == 0) {
+      const size_t announced = utf8_announced_length(static_cast<unsigned char>(s_[pos_]));
+      if (announced && pos_ + announced > s_.size()) fail("invalid UTF-8 in string (truncated character)");
+      fail("invalid UTF-8 in string");
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) fail_at(start, "invalid UTF-8 in string");
-    out.append(s_.data() + pos_, size_t(len));
-    pos_ += size_t(len);
+    out.append(s_.data() + pos_, len);
+    pos_ += len;
   }
 
   std::string parse_string() {
@@ -499,7 +473,7 @@ class Parser {
             if (lo < 0xdc00 || lo > 0xdfff) fail_at(esc, "unpaired high surrogate in \\u escape");
             cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
           }
-          append_utf8(out, cp);
+          utf8_append(out, cp);
           break;
         }
         default: fail_at(pos_ - 2, std::string("invalid escape '\\") + e + "' in string");

@@ -35,7 +35,7 @@
 #include <utility>
 #include <vector>
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -1,14 +1,18 @@
-#include "train/yaml.h"
+#include "support/yaml.h"
 
 #include <fstream>
 #include <regex>
 #include <sstream>
 
-#include "ir/error.h"
+#include "support/error.h"
 
 namespace cb {
 
 namespace {
+
+// Nesting deeper than this (block and flow collections together) is an error:
+// the parser recurses once per level, so hostile input must not exhaust the stack.
+constexpr int kMaxDepth = 512;
 
 struct Line {
   int indent;
@@ -28,10 +32,11 @@ class YamlParser {
     return v;
   }
 
-  // One scalar or flow collection (also used for overrides).
-  Json value(const std::string& s, int line) {
+  // One scalar or flow collection (also used for overrides); `column` is
+  // where `s` starts on its line (0-based), for error messages.
+  Json value(const std::string& s, int line, size_t column = 0) {
     size_t pos = 0;
-    Json v = flow(s, pos, line);
+    Json v = flow(s, pos, line, column);
     skip_spaces(s, pos);
     if (pos != s.size()) fail(line, "unexpected '" + s.substr(pos) + "' after a value");
     return v;
@@ -42,6 +47,22 @@ class YamlParser {
     CB_FAIL(what_ << ":" << line << ": " << msg);
   }
   [[noreturn]] void fail(const Line& l, const std::string& msg) const { fail(l.number, msg); }
+
+  // One more level of nesting for the lifetime of the guard; throws at
+  // `line`:`column` (1-based) past kMaxDepth.
+  class NestingGuard {
+   public:
+    NestingGuard(YamlParser& p, int line, size_t column) : p_(p) {
+      if (++p_.depth_ > kMaxDepth)
+        CB_FAIL(p_.what_ << ":" << line << ":" << column << ": nesting deeper than " << kMaxDepth << " levels");
+    }
+    ~NestingGuard() { --p_.depth_; }
+    NestingGuard(const NestingGuard&) = delete;
+    NestingGuard& operator=(const NestingGuard&) = delete;
+
+   private:
+    YamlParser& p_;
+  };
 
   // The first position i outside quotes (and, with `depth`, outside [..] and
   // {..}) where stop(i) holds; npos if none.
@@ -114,6 +135,7 @@ class YamlParser {
   }
 
   Json mapping(size_t& i, int indent) {
+    NestingGuard guard(*this, lines_[i].number, size_t(indent) + 1);
     Json::Object obj;
     while (i < lines_.size() && lines_[i].indent == indent && !is_item(lines_[i].text)) {
       const Line& l = lines_[i];
@@ -121,20 +143,22 @@ class YamlParser {
       if (colon == std::string::npos) fail(l, "expected 'key: value', got '" + l.text + "'");
       std::string key_text = l.text.substr(0, colon);
       while (!key_text.empty() && key_text.back() == ' ') key_text.pop_back();
-      Json key = value(key_text, l.number);
+      Json key = value(key_text, l.number, size_t(l.indent));
       if (!key.is_string() && !key.is_number() && !key.is_bool()) fail(l, "a key must be a scalar");
       std::string k = key.is_string() ? key.as_string() : key.dump();
       if (obj.count(k)) fail(l, "duplicate key '" + k + "'");
       std::string rest = l.text.substr(colon + 1);
       size_t start = rest.find_first_not_of(' ');
       ++i;
-      obj[k] = start == std::string::npos ? nested(i, indent, true) : value(rest.substr(start), l.number);
+      obj[k] = start == std::string::npos ? nested(i, indent, true)
+                                          : value(rest.substr(start), l.number, size_t(l.indent) + colon + 1 + start);
     }
     if (i < lines_.size() && lines_[i].indent > indent) fail(lines_[i], "unexpected indentation");
     return Json(std::move(obj));
   }
 
   Json sequence(size_t& i, int indent) {
+    NestingGuard guard(*this, lines_[i].number, size_t(indent) + 1);
     Json::Array arr;
     while (i < lines_.size() && lines_[i].indent == indent && is_item(lines_[i].text)) {
       Line& l = lines_[i];
@@ -150,7 +174,7 @@ class YamlParser {
         arr.push_back(block(i, l.indent));
       } else {
         ++i;
-        arr.push_back(value(rest.substr(start), l.number));
+        arr.push_back(value(rest.substr(start), l.number, size_t(l.indent) + 2 + start));
       }
     }
     return Json(std::move(arr));
@@ -160,15 +184,17 @@ class YamlParser {
     while (pos < s.size() && s[pos] == ' ') ++pos;
   }
 
-  Json flow(const std::string& s, size_t& pos, int line, bool in_flow = false) {
+  // `column`: where `s` starts on its line (0-based).
+  Json flow(const std::string& s, size_t& pos, int line, size_t column, bool in_flow = false) {
     skip_spaces(s, pos);
     if (pos < s.size() && s[pos] == '[') {
+      NestingGuard guard(*this, line, column + pos + 1);
       Json::Array arr;
       ++pos;
       skip_spaces(s, pos);
       if (pos < s.size() && s[pos] == ']') return ++pos, Json(std::move(arr));
       while (true) {
-        arr.push_back(flow(s, pos, line, true));
+        arr.push_back(flow(s, pos, line, column, true));
         skip_spaces(s, pos);
         if (pos < s.size() && s[pos] == ',') { ++pos; continue; }
         if (pos < s.size() && s[pos] == ']') { ++pos; return Json(std::move(arr)); }
@@ -176,17 +202,18 @@ class YamlParser {
       }
     }
     if (pos < s.size() && s[pos] == '{') {
+      NestingGuard guard(*this, line, column + pos + 1);
       Json::Object obj;
       ++pos;
       skip_spaces(s, pos);
       if (pos < s.size() && s[pos] == '}') return ++pos, Json(std::move(obj));
       while (true) {
-        Json key = flow(s, pos, line, true);
+        Json key = flow(s, pos, line, column, true);
         skip_spaces(s, pos);
         if (pos >= s.size() || s[pos] != ':') fail(line, "expected ':' in '" + s + "'");
         ++pos;
         std::string k = key.is_string() ? key.as_string() : key.dump();
-        obj[k] = flow(s, pos, line, true);
+        obj[k] = flow(s, pos, line, column, true);
         skip_spaces(s, pos);
         if (pos < s.size() && s[pos] == ',') { ++pos; continue; }
         if (pos < s.size() && s[pos] == '}') { ++pos; return Json(std::move(obj)); }
@@ -254,6 +281,7 @@ class YamlParser {
 
   std::string what_;
   std::vector<Line> lines_;
+  int depth_ = 0;  // collections open around the one being parsed
 };
 
 }  // namespace
@@ -272,7 +300,7 @@ void apply_override(Json& config, const std::string& assignment) {
   size_t eq = assignment.find('=');
   CB_CHECK(eq != std::string::npos && eq > 0, "override '" << assignment << "': expected key=value (e.g. lr=1e-3)");
   std::string path = assignment.substr(0, eq);
-  Json v = YamlParser("", "override '" + assignment + "'").value(assignment.substr(eq + 1), 1);
+  Json v = YamlParser("", "override '" + assignment + "'").value(assignment.substr(eq + 1), 1, eq + 1);
   Json* node = &config;
   std::stringstream ss(path);
   std::string key;

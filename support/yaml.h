@@ -7,7 +7,8 @@
 // one line (`[a, b]`, `{k: v}`), '#' comments, and scalars: null/~,
 // true/false (also True/False), integers, floats (1e-3, .5, 5.0e-4), quoted
 // strings ('it''s', "a\tb") and plain strings. Tabs for indentation, anchors,
-// tags, multi-line scalars and multiple documents are rejected.
+// tags, multi-line scalars, multiple documents and nesting deeper than 512
+// levels are rejected. docs/support.md says why this is not yaml-cpp.
 //
 // Overrides use Hydra's form `a.b.c=value`, the value read as a YAML scalar or
 // flow collection: `training.learning_rate=1e-3`, `codebook_at=[mlp,attn]`.
@@ -15,11 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "frontend/json.h"
+#include "support/json.h"
 
 namespace cb {
 
-// Throws cb::Error "<what>:<line>: <message>" on bad input.
+// Throws cb::Error "<what>:<line>: <message>" on bad input ("<what>:<line>:<column>: ..."
+// for nesting too deep).
 Json parse_yaml(const std::string& text, const std::string& what = "yaml");
 Json read_yaml_file(const std::string& path);
 

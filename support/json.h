@@ -7,7 +7,7 @@
 // strings; strings must be valid UTF-8 (\u escapes, surrogate pairs included,
 // become UTF-8); duplicate object keys and nesting deeper than 512 levels are
 // errors. Every error is a cb::Error saying what was being read, the line and
-// column, and what is wrong.
+// column, and what is wrong. docs/support.md says why this is not nlohmann/json.
 //
 // Numbers written as integers (no fraction or exponent) that fit in int64 are
 // kept exactly as int64; all others are doubles. Objects keep their keys
