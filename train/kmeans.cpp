@@ -27,14 +27,15 @@
 #include <numeric>
 #include <thread>
 
-// CB_KMEANS_PORTABLE_ONLY (a build-time switch) leaves out the AVX2 tiles,
-// to test the portable ones on an AVX2 machine.
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(CB_KMEANS_PORTABLE_ONLY)
+// The AVX2 tiles are chosen at run time (cpu_has_avx2_fma);
+// CB_MAX_CPU_ISA=portable runs the portable ones (support/cpu_features.h).
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CB_KMEANS_X86 1
 #endif
 
 #include "support/cpu_features.h"
+#include "backends/cpu/score_tile.h"
 #include "support/error.h"
 #include "support/threads.h"
 
@@ -42,8 +43,8 @@ namespace cb {
 
 namespace {
 
-constexpr int kPanel = 16;          // centres per packed panel (two 8-float vectors)
-constexpr int kTileRows = 6;        // rows per register tile (12 accumulators)
+constexpr int kPanel = kScorePanel;       // centres per packed panel
+constexpr int kTileRows = kScoreTileRows;  // rows per register tile
 constexpr int64_t kBlockRows = 96;  // rows that sweep the panels together (stay in L2)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -187,105 +188,9 @@ struct PackedCenters {
   }
 };
 
-// Scores R rows (stride dim) against one panel: tile[r][j] = x_r . c_j + bias_j.
-// masks[r] gets bit j when that score is above thr[r]; returns whether any bit is set.
-using TileFn = bool (*)(const float* rows, int64_t dim, const float* panel, const float* bias, const float* thr,
-                        float* tile, uint32_t* masks);
-
-template <int R>
-bool tile_portable(const float* rows, int64_t dim, const float* panel, const float* bias, const float* thr, float* tile,
-                   uint32_t* masks) {
-  float acc[R][kPanel];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < kPanel; ++j) acc[r][j] = bias[j];
-  for (int64_t d = 0; d < dim; ++d) {
-    const float* p = panel + d * kPanel;
-    for (int r = 0; r < R; ++r) {
-      const float a = rows[r * dim + d];
-      for (int j = 0; j < kPanel; ++j) acc[r][j] += a * p[j];
-    }
-  }
-  bool any = false;
-  for (int r = 0; r < R; ++r) {
-    uint32_t m = 0;
-    for (int j = 0; j < kPanel; ++j) m |= uint32_t(acc[r][j] > thr[r]) << j;
-    masks[r] = m;
-    any |= m != 0;
-  }
-  if (any) std::memcpy(tile, acc, sizeof(acc));
-  return any;
-}
-
-#ifdef CB_KMEANS_X86
-template <int R>
-__attribute__((target("avx2,fma"))) bool tile_avx2(const float* rows, int64_t dim, const float* panel,
-                                                   const float* bias, const float* thr, float* tile, uint32_t* masks) {
-  __m256 lo[R], hi[R];
-  const __m256 bias_lo = _mm256_loadu_ps(bias), bias_hi = _mm256_loadu_ps(bias + 8);
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    lo[r] = bias_lo;
-    hi[r] = bias_hi;
-  }
-  for (int64_t d = 0; d < dim; ++d) {
-    const __m256 p_lo = _mm256_loadu_ps(panel + d * kPanel), p_hi = _mm256_loadu_ps(panel + d * kPanel + 8);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m256 a = _mm256_broadcast_ss(rows + r * dim + d);
-      lo[r] = _mm256_fmadd_ps(a, p_lo, lo[r]);
-      hi[r] = _mm256_fmadd_ps(a, p_hi, hi[r]);
-    }
-  }
-  uint32_t any = 0;
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const __m256 t = _mm256_broadcast_ss(thr + r);
-    const uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(lo[r], t, _CMP_GT_OQ))) |
-                       uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(hi[r], t, _CMP_GT_OQ))) << 8;
-    masks[r] = m;
-    any |= m;
-  }
-  if (any) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      _mm256_storeu_ps(tile + r * kPanel, lo[r]);
-      _mm256_storeu_ps(tile + r * kPanel + 8, hi[r]);
-    }
-  }
-  return any != 0;
-}
-#endif
-
-struct TileKernels {
-  TileFn by_rows[kTileRows];  // by_rows[R - 1] scores R rows
-  TileKernels() {
-    by_rows[0] = tile_portable<1>;
-    by_rows[1] = tile_portable<2>;
-    by_rows[2] = tile_portable<3>;
-    by_rows[3] = tile_portable<4>;
-    by_rows[4] = tile_portable<5>;
-    by_rows[5] = tile_portable<6>;
-#ifdef CB_KMEANS_X86
-    if (cpu_has_avx2_fma()) {
-      by_rows[0] = tile_avx2<1>;
-      by_rows[1] = tile_avx2<2>;
-      by_rows[2] = tile_avx2<3>;
-      by_rows[3] = tile_avx2<4>;
-      by_rows[4] = tile_avx2<5>;
-      by_rows[5] = tile_avx2<6>;
-    }
-#endif
-  }
-};
-
-const TileKernels& tile_kernels() {
-  static const TileKernels kernels;
-  return kernels;
-}
-
 // labels[i] = argmax_c x_i . c - |c|^2/2 (= argmin |x_i - c|^2), lowest c on ties.
 void assign_nearest(const PackedCenters& pc, const float* rows, int64_t n, int threads, int32_t* labels) {
-  const TileKernels& kernels = tile_kernels();
+  const ScoreTiles& kernels = score_tiles();
   const int64_t dim = pc.dim;
   parallel_ranges(n, threads, [&](int64_t begin, int64_t end) {
     float best[kBlockRows];
@@ -301,7 +206,7 @@ void assign_nearest(const PackedCenters& pc, const float* rows, int64_t n, int t
         const float* bias = pc.bias.data() + p * kPanel;
         for (int64_t t0 = 0; t0 < rows_in_block; t0 += kTileRows) {
           const int R = int(std::min<int64_t>(kTileRows, rows_in_block - t0));
-          if (!kernels.by_rows[R - 1](rows + (b0 + t0) * dim, dim, panel, bias, best + t0, tile, masks)) continue;
+          if (!kernels.by_rows[R - 1](rows + (b0 + t0) * dim, dim, panel, bias, dim, best + t0, tile, masks)) continue;
           for (int r = 0; r < R; ++r) {
             for (uint32_t m = masks[r]; m != 0; m &= m - 1) {
               const int j = __builtin_ctz(m);

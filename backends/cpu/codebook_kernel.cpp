@@ -48,13 +48,14 @@
 #include <optional>
 #include <vector>
 
-// CB_CODEBOOK_PORTABLE_ONLY (a build-time switch) leaves out the AVX2
-// microkernels, to test the portable ones on an AVX2 machine.
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(CB_CODEBOOK_PORTABLE_ONLY)
+// The AVX2 paths are chosen at run time (score_tiles().avx2);
+// CB_MAX_CPU_ISA=portable runs the portable ones (support/cpu_features.h).
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CB_CODEBOOK_X86 1
 #endif
 
+#include "backends/cpu/score_tile.h"
 #include "ir/codebook.h"
 #include "support/cpu_features.h"
 #include "support/error.h"
@@ -63,8 +64,8 @@ namespace cb {
 
 namespace {
 
-constexpr int kPanel = 16;          // codes per packed panel: two 8-float vectors
-constexpr int kTileRows = 6;        // tokens per microkernel tile (12 accumulators)
+constexpr int kPanel = kScorePanel;       // codes per packed panel
+constexpr int kTileRows = kScoreTileRows;  // tokens per microkernel tile
 constexpr int64_t kMaxBlockRows = 128;  // tokens per task (their u rows stay in L1/L2)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -128,96 +129,7 @@ void pack_codebook(const float* codes, int64_t G, int64_t K, int64_t Dg, Codeboo
   }
 }
 
-// ---------------------------------------------------------------------------
-// Microkernels: score R rows of A (u vectors, row stride lda) against one
-// panel, starting from the panel's bias. masks[r] gets bit j when code j
-// scores above thr[r]; when any bit is set the scores are stored in
-// tile[r * kPanel + j] and the function returns true.
-
-using TileFn = bool (*)(const float* A, int64_t lda, const float* panel, const float* bias, int64_t Dg,
-                        const float* thr, float* tile, uint32_t* masks);
-
-template <int R>
-bool tile_portable(const float* A, int64_t lda, const float* panel, const float* bias, int64_t Dg, const float* thr,
-                   float* tile, uint32_t* masks) {
-  float acc[R][kPanel];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < kPanel; ++j) acc[r][j] = bias[j];
-  for (int64_t d = 0; d < Dg; ++d) {
-    const float* p = panel + d * kPanel;
-    for (int r = 0; r < R; ++r) {
-      const float a = A[r * lda + d];
-      for (int j = 0; j < kPanel; ++j) acc[r][j] += a * p[j];
-    }
-  }
-  bool any = false;
-  for (int r = 0; r < R; ++r) {
-    uint32_t m = 0;
-    for (int j = 0; j < kPanel; ++j) m |= uint32_t(acc[r][j] > thr[r]) << j;
-    masks[r] = m;
-    any |= m != 0;
-  }
-  if (any) std::memcpy(tile, acc, sizeof(acc));
-  return any;
-}
-
-#ifdef CB_CODEBOOK_X86
-template <int R>
-__attribute__((target("avx2,fma"))) bool tile_avx2(const float* A, int64_t lda, const float* panel, const float* bias,
-                                                   int64_t Dg, const float* thr, float* tile, uint32_t* masks) {
-  __m256 lo[R], hi[R];
-  const __m256 bias_lo = _mm256_load_ps(bias), bias_hi = _mm256_load_ps(bias + 8);
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    lo[r] = bias_lo;
-    hi[r] = bias_hi;
-  }
-  for (int64_t d = 0; d < Dg; ++d) {
-    const __m256 p_lo = _mm256_load_ps(panel + d * kPanel), p_hi = _mm256_load_ps(panel + d * kPanel + 8);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m256 a = _mm256_broadcast_ss(A + r * lda + d);
-      lo[r] = _mm256_fmadd_ps(a, p_lo, lo[r]);
-      hi[r] = _mm256_fmadd_ps(a, p_hi, hi[r]);
-    }
-  }
-  uint32_t any = 0;
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const __m256 t = _mm256_broadcast_ss(thr + r);
-    const uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(lo[r], t, _CMP_GT_OQ))) |
-                       uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(hi[r], t, _CMP_GT_OQ))) << 8;
-    masks[r] = m;
-    any |= m;
-  }
-  if (any) {
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      _mm256_storeu_ps(tile + r * kPanel, lo[r]);
-      _mm256_storeu_ps(tile + r * kPanel + 8, hi[r]);
-    }
-  }
-  return any != 0;
-}
-#endif
-
-struct TileKernels {
-  TileFn by_rows[kTileRows];  // by_rows[R - 1] scores R rows
-  bool avx2 = false;          // also selects the vector list insertion
-};
-
-const TileKernels& tile_kernels() {
-  static const TileKernels kernels = [] {
-#ifdef CB_CODEBOOK_X86
-    if (cpu_has_avx2_fma())
-      return TileKernels{{tile_avx2<1>, tile_avx2<2>, tile_avx2<3>, tile_avx2<4>, tile_avx2<5>, tile_avx2<6>}, true};
-#endif
-    return TileKernels{{tile_portable<1>, tile_portable<2>, tile_portable<3>, tile_portable<4>, tile_portable<5>,
-                        tile_portable<6>},
-                       false};
-  }();
-  return kernels;
-}
+// The scoring microkernels are backends/cpu/score_tile.h's (shared with k-means).
 
 // ---------------------------------------------------------------------------
 // Interventions resolved per (member, position).
@@ -392,7 +304,7 @@ void run_task(const Problem& P, int64_t g, int64_t first_token, Scratch& S) {
   }
 
   // The sweep: every code of member g against every row, in code order.
-  const TileKernels& kernels = tile_kernels();
+  const ScoreTiles& kernels = score_tiles();
   const int64_t panel_floats = Dg * kPanel;
   for (int64_t p = 0; p < pc.panels; ++p) {
     const float* panel = pc.panel(g, p);
@@ -545,7 +457,7 @@ class CodebookKernel : public Kernel {
     P.packed = &packed_;
     P.plan = plan ? &*plan : nullptr;
     P.list_capacity = a.k + (a.keep_k_codes ? a.max_disable_topk() : 0);
-    P.vector_lists = tile_kernels().avx2 && P.list_capacity <= kVectorList;
+    P.vector_lists = score_tiles().avx2 && P.list_capacity <= kVectorList;
     P.list_stride = P.vector_lists ? 2 * kVectorList : P.list_capacity;
     P.y = ctx.out(0).data<float>();
     P.ids = ctx.outputs.size() > 1 && ctx.outputs[1] ? ctx.outputs[1]->data<int64_t>() : nullptr;
