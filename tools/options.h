@@ -19,4 +19,23 @@ bool parse_command_line_list(int argc, char** argv, boost::program_options::opti
                              const char* list_name, const char* list_help,
                              boost::program_options::variables_map& vm, const char* description = "");
 
+// The pass debugging options of the commands that run passes (compile, run,
+// export, train): --time-passes, --print-before PASS, --print-after PASS|all,
+// --no-verify-passes (docs/passes.md).
+void add_pass_options(boost::program_options::options_description& opts);
+
+// Applies those options to every PassManager of the process (passes/pass.h),
+// import and training included; with --time-passes it prints the pass timings
+// to stderr when it goes out of scope. Throws cb::Error on an unknown pass name.
+class PassOptionsScope {
+ public:
+  explicit PassOptionsScope(const boost::program_options::variables_map& vm);
+  ~PassOptionsScope();
+  PassOptionsScope(const PassOptionsScope&) = delete;
+  PassOptionsScope& operator=(const PassOptionsScope&) = delete;
+
+ private:
+  bool time_passes_ = false;
+};
+
 }  // namespace cb::tools
