@@ -76,7 +76,7 @@ std::vector<std::string> pass_names(const po::variables_map& vm, const char* opt
 
 }  // namespace
 
-PassOptionsScope::PassOptionsScope(const po::variables_map& vm) {
+PassOptionsScope::PassOptionsScope(const po::variables_map& vm) : previous_(default_pass_instrumentation()) {
   PassInstrumentation& instr = default_pass_instrumentation();
   instr.print_before = pass_names(vm, "print-before");
   instr.print_after = pass_names(vm, "print-after");
@@ -86,6 +86,7 @@ PassOptionsScope::PassOptionsScope(const po::variables_map& vm) {
 
 PassOptionsScope::~PassOptionsScope() {
   if (time_passes_) print_pass_timings(std::cerr);
+  default_pass_instrumentation() = previous_;
 }
 
 }  // namespace cb::tools

@@ -4,6 +4,8 @@
 #include <boost/program_options.hpp>
 #include <string>
 
+#include "passes/pass.h"
+
 namespace cb::tools {
 
 // Adds --help and the positional `arg_name`, parses, and returns false when
@@ -26,7 +28,8 @@ void add_pass_options(boost::program_options::options_description& opts);
 
 // Applies those options to every PassManager of the process (passes/pass.h),
 // import and training included; with --time-passes it prints the pass timings
-// to stderr when it goes out of scope. Throws cb::Error on an unknown pass name.
+// to stderr when it goes out of scope (which restores the previous settings).
+// Throws cb::Error on an unknown pass name.
 class PassOptionsScope {
  public:
   explicit PassOptionsScope(const boost::program_options::variables_map& vm);
@@ -35,6 +38,7 @@ class PassOptionsScope {
   PassOptionsScope& operator=(const PassOptionsScope&) = delete;
 
  private:
+  PassInstrumentation previous_;
   bool time_passes_ = false;
 };
 
