@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 
 #include "ir/error.h"
 #include "ir/printer.h"
@@ -45,7 +46,10 @@ void dump_ir(std::ostream& os, const char* when, const std::string& pass, const 
   os << "// ----- IR " << when << " " << pass << " -----\n" << print_graph(g, po);
 }
 
+std::mutex timings_mutex;  // the table is process-wide: PassManagers on other threads share it
+
 void record_time(const std::string& name, bool changed, std::chrono::nanoseconds dt) {
+  std::lock_guard<std::mutex> lock(timings_mutex);
   auto& ts = pass_timings();
   auto it = std::find_if(ts.begin(), ts.end(), [&](const PassTiming& t) { return t.name == name; });
   if (it == ts.end()) it = ts.insert(ts.end(), PassTiming{name});
