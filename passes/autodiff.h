@@ -28,9 +28,13 @@
 // canonicalize(), or dead-code elimination removes them.
 #pragma once
 #include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "support/error.h"
 #include "ir/graph.h"
+#include "passes/pass.h"
 
 namespace cb {
 
@@ -49,6 +53,45 @@ struct Backward {
 // when an op on a path from wrt to the loss has no gradient rule or its rule
 // rejects the node (e.g. a codebook's scores output feeding the loss).
 Backward append_backward(Graph& g, Value* loss, const std::vector<Value*>& wrt);
+
+// append_backward as a pass ("autodiff"): the loss and the values to
+// differentiate by are given as values of the graph it will run on, or by name
+// (resolved when it runs). backward() holds the result once it ran.
+struct AutodiffOptions {
+  std::string loss;
+  std::vector<std::string> wrt;
+};
+
+class AutodiffPass : public Pass {
+ public:
+  AutodiffPass(Value* loss, std::vector<Value*> wrt) : loss_(loss), wrt_(std::move(wrt)) {}
+  explicit AutodiffPass(AutodiffOptions by_name) : by_name_(std::move(by_name)) {}
+  std::string name() const override { return "autodiff"; }
+  bool run(Graph& g) override;
+  const Backward& backward() const { return backward_; }
+  // d loss / d wrt[i], in the order asked.
+  const std::vector<Value*>& gradients() const { return backward_.gradients; }
+
+ private:
+  Value* loss_ = nullptr;
+  std::vector<Value*> wrt_;
+  AutodiffOptions by_name_;
+  Backward backward_;
+};
+
+inline bool AutodiffPass::run(Graph& g) {
+  if (!loss_) {
+    auto find = [&](const std::string& name) {
+      Value* v = g.find_value(name);
+      CB_CHECK(v, "autodiff: the graph has no value '" << name << "'");
+      return v;
+    };
+    loss_ = find(by_name_.loss);
+    for (const std::string& w : by_name_.wrt) wrt_.push_back(find(w));
+  }
+  backward_ = append_backward(g, loss_, wrt_);
+  return !backward_.nodes.empty();
+}
 
 // The op types with a gradient rule ("Add", ..., "codebook.Codebook").
 std::vector<std::string> differentiable_ops();

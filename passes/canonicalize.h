@@ -33,6 +33,17 @@ std::unique_ptr<Pass> make_type_inference_pass();
 // final infer_types. Throws cb::Error if the graph does not type-check.
 void canonicalize(Graph& g);
 
+// canonicalize as one pass ("canonicalize") of a larger pipeline. It reports
+// a change whenever it ran (finding out would mean comparing whole graphs).
+class CanonicalizePass : public Pass {
+ public:
+  std::string name() const override { return "canonicalize"; }
+  bool run(Graph& g) override {
+    canonicalize(g);
+    return true;
+  }
+};
+
 // Helpers shared by the passes.
 namespace pass_util {
 // Like Graph::replace_all_uses, and also inside subgraph attributes that

@@ -326,8 +326,6 @@ class GeluFusion : public Pass {
 
 }  // namespace
 
-std::unique_ptr<Pass> make_gelu_fusion_pass() { return std::make_unique<GeluFusion>(); }
-
-bool fuse_gelu(Graph& g) { return make_gelu_fusion_pass()->run(g); }
+bool fuse_gelu(Graph& g) { return GeluFusion().run(g); }
 
 }  // namespace cb

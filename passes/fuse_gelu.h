@@ -8,17 +8,19 @@
 // Not part of canonicalize(): a fused graph is no longer the model as
 // exported. Training graphs run it (train/training_graph.cpp).
 #pragma once
-#include <memory>
-
 #include "ir/graph.h"
 #include "passes/pass.h"
 
 namespace cb {
 
-std::unique_ptr<Pass> make_gelu_fusion_pass();
-
-// Runs the pass once on `g` (not inside subgraphs). Returns true when it
-// fused any GELU.
+// Fuses the GELUs of `g` (not inside subgraphs). Returns true when it fused any.
 bool fuse_gelu(Graph& g);
+
+// fuse_gelu as a pass ("fuse-gelu").
+class FuseGeluPass : public Pass {
+ public:
+  std::string name() const override { return "fuse-gelu"; }
+  bool run(Graph& g) override { return fuse_gelu(g); }
+};
 
 }  // namespace cb

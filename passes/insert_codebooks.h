@@ -13,10 +13,12 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ir/codebook.h"
 #include "ir/graph.h"
+#include "passes/pass.h"
 #include "passes/transformer_anatomy.h"
 
 namespace cb {
@@ -47,6 +49,23 @@ struct InsertedCodebook {
 // layer or placement does not exist, G does not divide the width, or a site
 // already has a codebook. The graph is re-sorted and re-typed.
 std::vector<InsertedCodebook> insert_codebooks(Graph& g, const CodebookConfig& cfg);
+
+// insert_codebooks as a pass ("insert-codebooks"); inserted() lists the
+// codebooks once it ran.
+class InsertCodebooksPass : public Pass {
+ public:
+  explicit InsertCodebooksPass(CodebookConfig cfg) : cfg_(std::move(cfg)) {}
+  std::string name() const override { return "insert-codebooks"; }
+  bool run(Graph& g) override {
+    inserted_ = insert_codebooks(g, cfg_);
+    return !inserted_.empty();
+  }
+  const std::vector<InsertedCodebook>& inserted() const { return inserted_; }
+
+ private:
+  CodebookConfig cfg_;
+  std::vector<InsertedCodebook> inserted_;
+};
 
 // The configuration of every codebook in `g`, as the JSON kept in the graph
 // metadata "codebook.config": {"version": 1, "codebooks": [{"site", "layer",

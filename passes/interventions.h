@@ -20,10 +20,12 @@
 // counts from the end) or * (every position, the default).
 #pragma once
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ir/graph.h"
 #include "passes/codebook_sites.h"
+#include "passes/pass.h"
 
 namespace cb {
 
@@ -53,6 +55,20 @@ struct InterventionSet {
 // codebook exposes its activation as SITE.input. Throws cb::Error naming the
 // site when it has no codebook or a code/member/slot is out of range.
 void apply_interventions(Graph& g, const InterventionSet& iv);
+
+// apply_interventions as a pass ("interventions"); an empty set changes nothing.
+class InterventionsPass : public Pass {
+ public:
+  explicit InterventionsPass(InterventionSet iv) : iv_(std::move(iv)) {}
+  std::string name() const override { return "interventions"; }
+  bool run(Graph& g) override {
+    apply_interventions(g, iv_);
+    return !iv_.empty();
+  }
+
+ private:
+  InterventionSet iv_;
+};
 
 // The number of transformer layers (from a compiled model's metadata, else
 // matched): what negative layers in site names count from.

@@ -323,12 +323,6 @@ bool subgraphs_have_codebooks(const Graph& g) {
   return false;
 }
 
-class LowerCodebook : public Pass {
- public:
-  std::string name() const override { return "lower-codebook"; }
-  bool run(Graph& g) override { return lower_codebooks(g) > 0; }
-};
-
 }  // namespace
 
 int lower_codebooks(Graph& g) {
@@ -348,7 +342,5 @@ int lower_codebooks(Graph& g) {
   if (!codebook_domain_used) g.opsets.erase(kCodebookDomain);
   return int(todo.size());
 }
-
-std::unique_ptr<Pass> make_lower_codebook_pass() { return std::make_unique<LowerCodebook>(); }
 
 }  // namespace cb

@@ -24,8 +24,6 @@
 //                 (record index + 1) over matches, then Gather of its code.
 // Everything is standard ONNX at opset 18 (the exporter's minimum).
 #pragma once
-#include <memory>
-
 #include "ir/graph.h"
 #include "passes/pass.h"
 
@@ -36,6 +34,18 @@ namespace cb {
 // Throws cb::Error naming the node when its codes shape is not static.
 int lower_codebooks(Graph& g);
 
-std::unique_ptr<Pass> make_lower_codebook_pass();
+// lower_codebooks as a pass ("lower-codebook"); lowered() counts the nodes.
+class LowerCodebookPass : public Pass {
+ public:
+  std::string name() const override { return "lower-codebook"; }
+  bool run(Graph& g) override {
+    lowered_ = lower_codebooks(g);
+    return lowered_ > 0;
+  }
+  int lowered() const { return lowered_; }
+
+ private:
+  int lowered_ = 0;
+};
 
 }  // namespace cb

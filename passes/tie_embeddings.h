@@ -11,10 +11,25 @@
 // both uses. The copy becomes dead (removed by dead-code elimination).
 #pragma once
 #include "ir/graph.h"
+#include "passes/pass.h"
 
 namespace cb {
 
 // Returns the number of projections re-tied.
 int tie_embeddings(Graph& g);
+
+// tie_embeddings as a pass ("tie-embeddings"); tied() counts the projections.
+class TieEmbeddingsPass : public Pass {
+ public:
+  std::string name() const override { return "tie-embeddings"; }
+  bool run(Graph& g) override {
+    tied_ = tie_embeddings(g);
+    return tied_ > 0;
+  }
+  int tied() const { return tied_; }
+
+ private:
+  int tied_ = 0;
+};
 
 }  // namespace cb

@@ -22,6 +22,7 @@ int cmd_compile(int argc, char** argv) {
   opts.add_options()("output,o", po::value<std::string>(), "compiled model to write")(
       "external-data", "write tensors over 1 KiB to OUT.onnx.data");
   add_codebook_options(opts);
+  add_pass_options(opts);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm,
                           "\nInserts codebooks (LayerNorm, top-k most similar codes, mean of their rows)\n"
@@ -29,9 +30,12 @@ int cmd_compile(int argc, char** argv) {
                           "Codes start as N(0,1) draws; `codebook inspect` lists the sites.\n"))
     return 0;
   CB_CHECK(vm.count("output"), "give the output file with -o OUT.onnx");
+  PassOptionsScope pass_options(vm);
   CodebookConfig cfg = codebook_config_from_options(vm);
   LoadedModel m = load_model(vm["model"].as<std::string>());
-  std::vector<InsertedCodebook> cbs = insert_codebooks(*m.graph, cfg);
+  InsertCodebooksPass insert(cfg);
+  PassManager().run(insert, *m.graph);
+  const std::vector<InsertedCodebook>& cbs = insert.inserted();
   ExportOptions eo;
   if (vm.count("external-data")) eo.external_data_threshold = 1024;
   std::string out = vm["output"].as<std::string>();

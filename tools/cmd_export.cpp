@@ -24,6 +24,7 @@ int cmd_export(int argc, char** argv) {
       "standard", "replace every codebook op by standard ONNX ops (opset 18) that compute the same")(
       "external-data", "write tensors over 1 KiB to OUT.onnx.data");
   add_intervention_options(opts);
+  add_pass_options(opts);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm,
                           "\nWrites the model as ONNX after import and canonicalisation. With --standard\n"
@@ -32,12 +33,19 @@ int cmd_export(int argc, char** argv) {
                           "Intervention options (as for `codebook run`) are written into the model.\n"))
     return 0;
   CB_CHECK(vm.count("output"), "give the output file with -o OUT.onnx");
+  PassOptionsScope pass_options(vm);
   LoadedModel m = load_model(vm["model"].as<std::string>());
   Graph& g = *m.graph;
-  apply_interventions(g, interventions_from_options(vm));  // baked into the written model
+  PassManager pm;
+  pm.emplace<InterventionsPass>(interventions_from_options(vm));  // baked into the written model
+  LowerCodebookPass* lower = nullptr;
   if (vm.count("standard")) {
-    int lowered = lower_codebooks(g);
-    canonicalize(g);  // folds the position-independent intervention masks
+    lower = &pm.emplace<LowerCodebookPass>();
+    pm.emplace<CanonicalizePass>();  // folds the position-independent intervention masks
+  }
+  pm.run(g);
+  if (lower) {
+    int lowered = lower->lowered();
     for (auto& n : g.nodes())
       CB_CHECK(n->domain.empty(), "--standard: " << n->describe() << " has no standard ONNX form");
     std::cout << "lowered " << lowered << " codebook op" << (lowered == 1 ? "" : "s") << " to standard ONNX ops\n";

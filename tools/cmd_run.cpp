@@ -96,10 +96,12 @@ int cmd_run(int argc, char** argv) {
       "compare", "also run without interventions; show both next-token lists and their Jensen-Shannon divergence")(
       "json", "print the next tokens, codes and divergence as one JSON object");
   add_intervention_options(opts);
+  add_pass_options(opts);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm)) return 0;
   CB_CHECK(vm.count("input") || vm.count("tokens"), "give the model's inputs with --input NAME=FILE.npy or --tokens");
   set_num_threads(vm["threads"].as<int>());
+  PassOptionsScope pass_options(vm);
 
   std::string model_path = vm["model"].as<std::string>();
   LoadedModel m = load_model(model_path);
@@ -107,7 +109,8 @@ int cmd_run(int argc, char** argv) {
   std::vector<std::string> show = vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>()
                                                          : std::vector<std::string>{};
   for (auto& site : show) iv.taps.push_back(site);
-  apply_interventions(*m.graph, iv);
+  InterventionsPass interventions(iv);
+  PassManager().run(interventions, *m.graph);
   const Graph& g = *m.graph;
 
   std::map<std::string, Tensor> inputs;

@@ -82,6 +82,7 @@ int cmd_train(int argc, char** argv) {
       "no-checkpoint", "write no checkpoint or final model (benchmarks, experiments)")(
       "profile", "print the time per op type of the training steps at the end")(
       "print-config", "print the resolved configuration as JSON and exit");
+  add_pass_options(opts);
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "config file and group.key=value overrides", vm,
                           "\nTrains the codebooks of a model (TokFSM from scratch by default) and writes\n"
@@ -115,6 +116,7 @@ int cmd_train(int argc, char** argv) {
     std::cout << config.dump(2) << "\n";
     return 0;
   }
+  PassOptionsScope pass_options(vm);
   TrainRunConfig run = parse_train_config(config);
   std::string out_dir = vm.count("output") ? vm["output"].as<std::string>()
                         : resume ? fs::path(resume->dir).parent_path().string()

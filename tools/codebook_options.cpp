@@ -1,58 +1,19 @@
 #include "tools/codebook_options.h"
 
-#include <sstream>
-
+#include "passes/pass_registry.h"
 #include "support/error.h"
-#include "passes/codebook_sites.h"
 
 namespace po = boost::program_options;
 
 namespace cb::tools {
 
-namespace {
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) out.push_back(item);
-  return out;
-}
-
-// A per-placement option: one value for all placements, or one per placement.
-std::vector<std::string> per_placement(const std::string& value, size_t n, const char* option) {
-  std::vector<std::string> v = split_list(value);
-  CB_CHECK(v.size() == 1 || v.size() == n,
-           option << " '" << value << "': give one value or one per placement (" << n << ")");
-  if (v.size() == 1) v.assign(n, v[0]);
-  return v;
-}
-
-}  // namespace
-
-// The insertion config from the compile options.
+// The insertion config from the compile options (parsed as the
+// insert-codebooks pass options: passes/pass_registry.h).
 CodebookConfig codebook_config_from_options(const po::variables_map& vm) {
-  CodebookConfig cfg;
-  std::vector<std::string> at = split_list(vm["at"].as<std::string>());
-  CB_CHECK(!at.empty(), "--at: no placement given");
-  auto codes = per_placement(vm["codes"].as<std::string>(), at.size(), "--codes");
-  auto ks = per_placement(vm["k"].as<std::string>(), at.size(), "-k");
-  auto groups = per_placement(vm["groups"].as<std::string>(), at.size(), "--groups");
-  for (size_t i = 0; i < at.size(); ++i) {
-    PlacementConfig pc;
-    pc.placement = parse_placement(at[i]);
-    pc.num_codes = parse_int(codes[i], "--codes");
-    pc.k = parse_int(ks[i], "-k");
-    pc.groups = groups[i] == "heads" ? kGroupsPerHead : parse_int(groups[i], "--groups");
-    CB_CHECK(pc.groups == kGroupsPerHead || pc.groups >= 1, "--groups must be 'heads' or at least 1");
-    cfg.placements.push_back(pc);
-  }
-  std::string layers = vm["layers"].as<std::string>();
-  if (layers != "all")
-    for (auto& l : split_list(layers)) cfg.layers.push_back(parse_int(l, "--layers"));
-  cfg.metric = parse_metric(vm["metric"].as<std::string>());
-  cfg.seed = uint64_t(vm["seed"].as<int64_t>());
-  return cfg;
+  PassOptions o;
+  for (const char* name : {"at", "codes", "k", "groups", "layers", "metric"}) o.add(name, vm[name].as<std::string>());
+  o.add("seed", std::to_string(vm["seed"].as<int64_t>()));
+  return codebook_config_from_pass_options(o);
 }
 
 void add_codebook_options(po::options_description& opts) {
@@ -81,20 +42,12 @@ void add_intervention_options(po::options_description& opts) {
 }
 
 InterventionSet interventions_from_options(const po::variables_map& vm) {
-  InterventionSet iv;
-  auto each = [&](const char* opt, InterventionKind kind) {
-    if (!vm.count(opt)) return;
-    for (const std::string& t : vm[opt].as<std::vector<std::string>>()) iv.items.push_back(parse_intervention(kind, t));
-  };
-  each("ablate", InterventionKind::ablate);
-  each("disable-topk", InterventionKind::disable_topk);
-  each("disable-slot", InterventionKind::disable_slot);
-  each("force", InterventionKind::force);
-  if (vm.count("tap")) iv.taps = vm["tap"].as<std::vector<std::string>>();
-  std::string mode = vm["ablate-mode"].as<std::string>();
-  CB_CHECK(mode == "skip" || mode == "zero", "--ablate-mode '" << mode << "': expected skip or zero");
-  iv.zero_ablation = mode == "zero";
-  return iv;
+  PassOptions o;
+  for (const char* name : {"ablate", "disable-topk", "disable-slot", "force", "tap"})
+    if (vm.count(name))
+      for (const std::string& v : vm[name].as<std::vector<std::string>>()) o.add(name, v);
+  o.add("ablate-mode", vm["ablate-mode"].as<std::string>());
+  return interventions_from_pass_options(o);
 }
 
 }  // namespace cb::tools

@@ -2,6 +2,11 @@
 
 #include <cctype>
 #include <iostream>
+#include <sstream>
+
+#include "support/error.h"
+#include "passes/pass.h"
+#include "passes/pass_registry.h"
 
 namespace po = boost::program_options;
 
@@ -38,6 +43,50 @@ bool parse_command_line_list(int argc, char** argv, po::options_description& opt
   }
   po::notify(vm);
   return true;
+}
+
+void add_pass_options(po::options_description& opts) {
+  auto many = [] { return po::value<std::vector<std::string>>()->composing(); };
+  opts.add_options()("time-passes", "print the time of every pass to stderr at the end")(
+      "print-before", many(), "PASS: print the IR to stderr before each run of this pass (repeatable; 'all')")(
+      "print-after", many(), "PASS: print the IR to stderr after each run of this pass (repeatable; 'all')")(
+      "no-verify-passes", "skip the graph verification after every pass that changed the graph");
+}
+
+namespace {
+
+// The pass names of --print-before/--print-after (comma lists allowed), checked.
+std::vector<std::string> pass_names(const po::variables_map& vm, const char* option) {
+  std::vector<std::string> out;
+  if (!vm.count(option)) return out;
+  for (const std::string& value : vm[option].as<std::vector<std::string>>()) {
+    std::stringstream ss(value);
+    std::string name;
+    while (std::getline(ss, name, ',')) {
+      if (name != "all" && !find_pass(name)) {
+        std::string names;
+        for (const PassInfo& p : pass_registry()) names += ", " + p.name;
+        throw Error("--" + std::string(option) + " " + name + ": no such pass (passes: all" + names + ")");
+      }
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+PassOptionsScope::PassOptionsScope(const po::variables_map& vm) : previous_(default_pass_instrumentation()) {
+  PassInstrumentation& instr = default_pass_instrumentation();
+  instr.print_before = pass_names(vm, "print-before");
+  instr.print_after = pass_names(vm, "print-after");
+  instr.verify = !vm.count("no-verify-passes");
+  time_passes_ = vm.count("time-passes") != 0;
+}
+
+PassOptionsScope::~PassOptionsScope() {
+  if (time_passes_) print_pass_timings(std::cerr);
+  default_pass_instrumentation() = previous_;
 }
 
 }  // namespace cb::tools

@@ -117,7 +117,8 @@ std::vector<double> forced_next_token_probs(const ModelFactory& model, const Fsm
   }
   CB_CHECK(!iv.items.empty(), "steering: no codebook matches the sites");
   std::shared_ptr<Graph> g = model();
-  apply_interventions(*g, iv);
+  InterventionsPass interventions(iv);
+  PassManager().run(interventions, *g);
   LanguageModel forced(g, backend, num_threads);
   return forced.next_token_probs({state_prompt(fsm, a)})[0];
 }

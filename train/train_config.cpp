@@ -328,10 +328,12 @@ ModelFactory make_model_factory(const TrainRunConfig& run) {
                     std::filesystem::exists(std::filesystem::path(run.model_path) / "config.json", ec);
       g = hf_dir ? import_hf(run.model_path) : import_onnx(run.model_path);
       // An exported lm_head copy of the embedding would train apart from it.
-      tie_embeddings(*g);
+      TieEmbeddingsPass tie;
+      PassManager().run(tie, *g);
     }
     if (run.apply_codebook) {
-      insert_codebooks(*g, run.codebooks);
+      InsertCodebooksPass insert(run.codebooks);
+      PassManager().run(insert, *g);
       for (auto& n : g->nodes())
         if (n->domain == kCodebookDomain && n->op_type == kCodebookOp) n->attrs["loss"] = run.codebook_loss;
     }

@@ -137,7 +137,8 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   Graph& g = *model;
   infer_types(g);
   // One Gelu node per decomposed GELU, so one GeluGrad in the backward.
-  fuse_gelu(g);
+  FuseGeluPass fuse;
+  PassManager().run(fuse, g);
   Value* input_ids = find_input_ids(g);
   Value* logits = g.outputs[0];
   CB_CHECK(logits->type.shape.rank_known && logits->type.shape.dims.size() == 3 && logits->type.dtype == DType::f32,
@@ -181,7 +182,9 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   s.codebooks = append_codebook_outputs(g, opts.codebook_inputs);
 
   if (train) {
-    Backward bw = append_backward(g, loss.loss, trained);
+    AutodiffPass autodiff(loss.loss, trained);
+    PassManager().run(autodiff, g);
+    const Backward& bw = autodiff.backward();
     std::vector<ParamGroup> groups;
     size_t at = 0;
     auto group = [&](const std::string& name, const std::vector<Value*>& ps, float lr_factor, float wd) {
