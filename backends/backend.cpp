@@ -14,22 +14,6 @@ Tensor& KernelContext::out(size_t i) const {
   return *outputs[i];
 }
 
-template <typename Entry>
-void OpTable<Entry>::add(const std::string& op_type, Entry entry, const std::string& domain) {
-  bool inserted = entries_.emplace(std::pair{canonical_domain(domain), op_type}, entry).second;
-  CB_CHECK(inserted, "op " << (domain.empty() ? "" : domain + ".") << op_type << " registered twice in one kernel table");
-}
-
-template <typename Entry>
-std::vector<std::string> OpTable<Entry>::op_names() const {
-  std::vector<std::string> v;
-  for (auto& [key, entry] : entries_) v.push_back(key.first.empty() ? key.second : key.first + "." + key.second);
-  return v;
-}
-
-template class OpTable<KernelFn>;
-template class OpTable<KernelFactory>;
-
 namespace {
 class FunctionKernel : public Kernel {
  public:

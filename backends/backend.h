@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "ir/op_table.h"
 
 namespace cb {
 
@@ -55,28 +56,8 @@ class Backend {
   virtual std::unique_ptr<Kernel> create_kernel(const Node& node) const = 0;
 };
 
-// A backend's dispatch table, keyed by (domain, op_type); "" and "ai.onnx"
-// name the same domain. Each backend has one: the reference backend's maps
-// ops to kernel functions, the CPU backend's to kernel factories. An op is
-// registered once: a second registration is a programming error (it would
-// leave one of the two kernels unreachable).
-template <typename Entry>
-class OpTable {
- public:
-  void add(const std::string& op_type, Entry entry, const std::string& domain = "");
-  // The entry, or a null one when the op has none.
-  Entry find(const std::string& domain, const std::string& op_type) const {
-    auto it = entries_.find({canonical_domain(domain), op_type});
-    return it == entries_.end() ? Entry{} : it->second;
-  }
-  // "Add", "codebook.Codebook", ... in (domain, op) order.
-  std::vector<std::string> op_names() const;
-
- private:
-  static std::string canonical_domain(const std::string& d) { return d == "ai.onnx" ? "" : d; }
-  std::map<std::pair<std::string, std::string>, Entry> entries_;
-};
-
+// Each backend has one dispatch table (ir/op_table.h): the reference
+// backend's maps ops to kernel functions, the CPU backend's to kernel factories.
 using KernelTable = OpTable<KernelFn>;
 using KernelFactoryTable = OpTable<KernelFactory>;
 

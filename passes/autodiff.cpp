@@ -65,12 +65,12 @@ void reverse_sweep(const std::vector<Node*>& order, const std::function<bool(con
         any_out = true;
       }
     if (!any_out) continue;
-    const GradientRule* rule = rules.find(n.domain, n.op_type);
+    const GradientRule rule = rules.find(n.domain, n.op_type);
     CB_CHECK(rule, "autodiff: no gradient rule for " << n.describe()
                                                      << ", which lies between a differentiated value and the loss '"
                                                      << loss.name << "'");
     GradientContext ctx{b, n, dy, wants};
-    std::vector<Value*> dx = (*rule)(ctx);
+    std::vector<Value*> dx = rule(ctx);
     CB_CHECK(dx.size() == n.inputs.size(), "autodiff: the gradient rule of " << n.describe() << " returned "
                                                                              << dx.size() << " gradients for "
                                                                              << n.inputs.size() << " inputs");

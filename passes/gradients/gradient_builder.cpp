@@ -92,21 +92,6 @@ Value* GradientContext::dy_or_zeros(size_t i) {
   return b.zeros_like(o);
 }
 
-void GradientTable::add(const std::string& op_type, GradientRule rule, const std::string& domain) {
-  rules_[{domain, op_type}] = std::move(rule);
-}
-
-const GradientRule* GradientTable::find(const std::string& domain, const std::string& op_type) const {
-  auto it = rules_.find({domain == "ai.onnx" ? "" : domain, op_type});
-  return it == rules_.end() ? nullptr : &it->second;
-}
-
-std::vector<std::string> GradientTable::op_names() const {
-  std::vector<std::string> v;
-  for (auto& [k, r] : rules_) v.push_back(k.first.empty() ? k.second : k.first + "." + k.second);
-  return v;
-}
-
 const GradientTable& gradient_rules() {
   static const GradientTable table = [] {
     GradientTable t;

@@ -20,6 +20,7 @@
 
 #include "ir/builder.h"
 #include "ir/graph.h"
+#include "ir/op_table.h"
 
 namespace cb {
 
@@ -77,15 +78,7 @@ struct GradientContext {
 
 using GradientRule = std::function<std::vector<Value*>(GradientContext&)>;
 
-class GradientTable {
- public:
-  void add(const std::string& op_type, GradientRule rule, const std::string& domain = "");
-  const GradientRule* find(const std::string& domain, const std::string& op_type) const;
-  std::vector<std::string> op_names() const;  // "Add", "codebook.Codebook", ...
-
- private:
-  std::map<std::pair<std::string, std::string>, GradientRule> rules_;
-};
+using GradientTable = OpTable<GradientRule>;
 
 // Every rule (built on first use).
 const GradientTable& gradient_rules();
