@@ -32,8 +32,9 @@ using Attrs = std::map<std::string, AttrValue>;
 //   floats: uniform in [lo, hi]; with random_sign that is the magnitude and
 //     the sign is a fair coin (so never zero when lo > 0); with normal, a
 //     Gaussian of mean lo and standard deviation hi.
-//   integers: uniform whole numbers in [ceil(lo), floor(hi)] (the magnitude
-//     with random_sign; unsigned types clamp lo to 0 and take no sign).
+//   integers: uniform whole numbers in [ceil(lo), floor(hi)] (or their own
+//     range, ints()); the magnitude with random_sign; unsigned types clamp
+//     lo to 0 and take no sign.
 //   bool: fair coins.
 // nonzero redraws zeros. The default, magnitudes in [0.5, 1.5] with random
 // signs, is never zero and stays away from the kinks and poles of most ops.
@@ -42,6 +43,15 @@ struct Values {
   bool random_sign = true;
   bool nonzero = false;
   bool normal = false;
+  double int_lo = 0, int_hi = -1;  // integers' own range when int_lo <= int_hi
+
+  // The same for floats; integers from [lo, hi] instead.
+  Values ints(double lo_int, double hi_int) const {
+    Values v = *this;
+    v.int_lo = lo_int;
+    v.int_hi = hi_int;
+    return v;
+  }
 };
 // Uniform in [lo, hi] (any signs the range has).
 inline Values uniform(double lo, double hi, bool nonzero = false) { return {lo, hi, false, nonzero, false}; }
@@ -74,8 +84,9 @@ inline double random_value(DType dt, const Values& v, std::mt19937& rng) {
     if (dtype_is_float(dt)) {
       x = std::uniform_real_distribution<double>(v.lo, v.hi)(rng);
     } else {
-      const double lo = is_unsigned ? std::max(v.lo, 0.0) : v.lo;
-      x = double(std::uniform_int_distribution<int64_t>(int64_t(std::ceil(lo)), int64_t(std::floor(v.hi)))(rng));
+      const bool own = v.int_lo <= v.int_hi;
+      const double lo = std::max(own ? v.int_lo : v.lo, is_unsigned ? 0.0 : -INFINITY), hi = own ? v.int_hi : v.hi;
+      x = double(std::uniform_int_distribution<int64_t>(int64_t(std::ceil(lo)), int64_t(std::floor(hi)))(rng));
     }
     if (v.random_sign && !is_unsigned && rng() % 2) x = -x;
     if (!v.nonzero || x != 0) return x;
@@ -103,10 +114,10 @@ inline Tensor i64s(const std::vector<int64_t>& v) { return Tensor::from_vector<i
 
 // ---------------------------------------------------------------- comparisons
 
-// Max |a - b|; infinity when the shapes differ or any difference is NaN (a
-// NaN anywhere must fail a comparison against a finite bound).
+// Max |a - b|; infinity when the dtypes or shapes differ or any difference
+// is NaN (a NaN anywhere must fail a comparison against a finite bound).
 inline double max_abs_diff(const Tensor& a, const Tensor& b) {
-  if (a.dims() != b.dims()) return INFINITY;
+  if (a.dtype() != b.dtype() || a.dims() != b.dims()) return INFINITY;
   double worst = 0;
   for (int64_t i = 0; i < a.numel(); ++i) {
     const double d = std::fabs(a.get_double(i) - b.get_double(i));
