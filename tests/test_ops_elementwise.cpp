@@ -71,24 +71,9 @@ template <typename T> Tensor make(std::vector<T> v, std::vector<int64_t> dims) {
 // reference backend and returns its outputs.
 std::vector<Tensor> run_op(const std::string& op, const std::vector<const Tensor*>& inputs,
                            std::map<std::string, AttrValue> attrs = {}, int num_outputs = 1) {
-  auto g = std::make_shared<Graph>();
-  std::vector<Value*> ins;
-  std::map<std::string, Tensor> feeds;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i]) {
-      ins.push_back(nullptr);
-      continue;
-    }
-    std::string name = "in" + std::to_string(i);
-    ins.push_back(g->add_input(name, {inputs[i]->dtype(), Shape::of(inputs[i]->dims())}));
-    feeds[name] = *inputs[i];
-  }
-  std::vector<Value*> outs;
-  for (int i = 0; i < num_outputs; ++i) outs.push_back(g->add_value("out" + std::to_string(i)));
-  g->add_node(op, ins, outs, std::move(attrs));
-  g->outputs = outs;
-  static std::unique_ptr<Backend> backend = make_reference_backend();
-  return Executable::compile(g, *backend)->run(feeds);
+  std::vector<test::NodeInput> in;
+  for (const Tensor* t : inputs) in.push_back(t ? test::NodeInput(*t) : test::NodeInput());
+  return test::run_node("reference", op, "", in, attrs, std::vector<bool>(size_t(num_outputs), true));
 }
 
 Tensor run1(const std::string& op, const std::vector<const Tensor*>& inputs,

@@ -71,39 +71,14 @@ std::vector<double> values_of(const Tensor& t) {
 }
 
 // An input of a test node: a tensor fed at run time, a constant, or omitted.
-struct In {
-  std::optional<Tensor> t;
-  bool constant = false;
-  static In omitted() { return In{}; }
-};
-In rt(Tensor t) { return In{std::move(t), false}; }
-In cst(Tensor t) { return In{std::move(t), true}; }
+using In = test::NodeInput;
+In rt(Tensor t) { return In(std::move(t)); }
+In cst(Tensor t) { return test::constant_input(std::move(t)); }
 
 // Builds a graph with one node and runs it on the reference backend.
 std::vector<Tensor> run_node(const std::string& op, const std::vector<In>& inputs,
                              std::map<std::string, AttrValue> attrs = {}, int num_outputs = 1) {
-  auto g = std::make_shared<Graph>();
-  std::vector<Value*> ins;
-  std::map<std::string, Tensor> feeds;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const In& in = inputs[i];
-    std::string name = "in" + std::to_string(i);
-    if (!in.t) {
-      ins.push_back(nullptr);
-    } else if (in.constant) {
-      ins.push_back(g->add_constant(name, *in.t));
-    } else {
-      ins.push_back(g->add_input(name, {in.t->dtype(), Shape::of(in.t->dims())}));
-      feeds[name] = *in.t;
-    }
-  }
-  std::vector<Value*> outs;
-  for (int i = 0; i < num_outputs; ++i) outs.push_back(g->add_value("out" + std::to_string(i)));
-  g->add_node(op, ins, outs, std::move(attrs));
-  g->outputs = outs;
-  auto backend = make_reference_backend();
-  auto exe = Executable::compile(g, *backend);
-  return exe->run(feeds);
+  return test::run_node("reference", op, "", inputs, attrs, std::vector<bool>(size_t(num_outputs), true));
 }
 
 void expect_near_all(const Tensor& got, const std::vector<int64_t>& dims,

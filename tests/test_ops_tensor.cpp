@@ -53,30 +53,10 @@ Tensor floats(std::vector<float> v, Dims dims = {-1}) {
 // `constants`, inputs 1.. become constants (input 0 stays a graph input).
 std::vector<Tensor> run_once(const std::string& op, const Inputs& inputs, const Attrs& attrs, size_t nout,
                              bool constants) {
-  auto g = std::make_shared<Graph>();
-  std::vector<Value*> ins;
-  std::map<std::string, Tensor> feed;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i]) {
-      ins.push_back(nullptr);
-      continue;
-    }
-    std::string name = "in" + std::to_string(i);
-    const Tensor& t = *inputs[i];
-    if (constants && i > 0) {
-      ins.push_back(g->add_constant(name, t));
-    } else {
-      ins.push_back(g->add_input(name, {t.dtype(), Shape::of(t.dims())}));
-      feed[name] = t;
-    }
-  }
-  std::vector<Value*> outs;
-  for (size_t i = 0; i < nout; ++i) outs.push_back(g->add_value("out" + std::to_string(i)));
-  g->add_node(op, ins, outs, attrs, "node");
-  g->outputs = outs;
-  infer_types(*g);
-  auto exe = Executable::compile(g, *make_reference_backend());
-  return exe->run(feed);
+  std::vector<test::NodeInput> in;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    in.push_back(inputs[i] ? test::NodeInput(*inputs[i], constants && i > 0) : test::NodeInput());
+  return test::run_node("reference", op, "", in, attrs, std::vector<bool>(nout, true));
 }
 
 // Runs both ways and checks they agree bit for bit.
