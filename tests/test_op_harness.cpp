@@ -1,6 +1,6 @@
 // The op test harness, in the spirit of ggml's test-backend-ops. Every op
-// case (tests/op_cases/*.cpp, declared once; how to add one: README.md
-// there) runs as its own tests:
+// case (tests/op_cases/*.cpp, declared once; how to add one:
+// tests/op_cases/README.md) runs as its own tests:
 //   OpHarness/Backends.MatchReference/<case>: every backend other than the
 //     reference (cpu with 1, 2 and 3 threads; cuda when built and a GPU is
 //     present) against the reference backend on random inputs, bitwise or
