@@ -63,6 +63,12 @@ std::vector<NodeInput> make_inputs(const OpCase& c, std::mt19937& rng, std::opti
 
 std::string case_name(const ::testing::TestParamInfo<OpCase>& info) { return info.param.name; }
 
+// The backends this process can run (asked once: creating cuda's probes the device).
+const std::vector<std::string>& backends() {
+  static const std::vector<std::string> names = available_backends();
+  return names;
+}
+
 class Backends : public ::testing::TestWithParam<OpCase> {};
 
 TEST_P(Backends, MatchReference) {
@@ -73,7 +79,7 @@ TEST_P(Backends, MatchReference) {
   const std::vector<Tensor> want = run_node("reference", c.op, c.domain, inputs, c.attrs, c.outputs, 1);
   OneNode node = one_node_graph(c.op, c.domain, inputs, c.attrs, c.outputs);
   int compared = 0;
-  for (const std::string& backend : available_backends()) {
+  for (const std::string& backend : backends()) {
     if (backend == "reference") continue;
     // A backend without a kernel for the op (cuda covers few) is not tested on it.
     if (!make_backend(backend)->create_kernel(*node.graph->nodes().front())) continue;
@@ -115,7 +121,7 @@ TEST_P(Gradients, MatchFiniteDifferences) {
   check.dtype = c.grad_dtype;
   check.fd_step = c.fd_step;
   check.fd_tolerance = c.fd_tolerance;
-  check.f32_backends = available_backends();
+  check.f32_backends = backends();
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     const InputSpec& s = c.inputs[i];
     if (!s.omitted && !s.constant && s.needs_grad && dtype_is_float(s.dtype)) check.wrt.push_back("in" + std::to_string(i));

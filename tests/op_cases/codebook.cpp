@@ -31,6 +31,15 @@ std::vector<OpCase> codebook_cases() {
                       .outs({true, true, true})
                       .tol(abs_rel(1e-5, 2e-5)));
     }
+  // Constant codes: the cpu kernel packs them once, at compile time.
+  v.push_back(OpCase("Codebook_constant_codes", kCodebookOp, kCodebookDomain)
+                  .attr("k", int64_t(3))
+                  .in({2, 9, 24}, magnitudes(0.05, 2.0))
+                  .constant_in(DType::f32, {2, 53, 12}, magnitudes(0.05, 1.5))
+                  .in({2, 12}, magnitudes(0.5, 1.5))
+                  .in({2, 12}, magnitudes(0.01, 0.3))
+                  .outs({true, true, true})
+                  .tol(abs_rel(1e-5, 2e-5)));
   return v;
 }
 
