@@ -196,7 +196,8 @@ inline void expect_tensors_near(const Tensor& got, const Tensor& want, const Tol
   int bad = 0;
   for (int64_t i = 0; i < want.numel() && bad < 5; ++i) {
     const double x = got.get_double(i), y = want.get_double(i);
-    const bool ok = std::isnan(y) ? std::isnan(x) : (x == y || std::fabs(x - y) <= tol.atol + tol.rtol * (std::fabs(y) + rms));
+    const bool ok =
+        std::isnan(y) ? std::isnan(x) : (x == y || std::fabs(x - y) <= tol.atol + tol.rtol * (std::fabs(y) + rms));
     if (!ok) {
       ADD_FAILURE() << what << ": element " << i << " is " << x << ", want " << y << " (rms " << rms << ")";
       ++bad;
@@ -206,8 +207,10 @@ inline void expect_tensors_near(const Tensor& got, const Tensor& want, const Tol
 
 // Bitwise equal when tol is exact, else expect_tensors_near.
 inline void expect_matches(const Tensor& got, const Tensor& want, const Tolerance& tol, const std::string& what) {
-  if (tol.exact()) expect_bitwise_equal(got, want, what);
-  else expect_tensors_near(got, want, tol, what);
+  if (tol.exact())
+    expect_bitwise_equal(got, want, what);
+  else
+    expect_tensors_near(got, want, tol, what);
 }
 
 // ------------------------------------------------------------ one-node graphs
@@ -342,8 +345,8 @@ struct GradientCheck {
 
 // The forward in dt plus the weighted-sum loss and append_backward; the
 // graph's outputs become {loss, gradients...}.
-inline std::shared_ptr<Graph> build_backward(const ForwardBuilder& forward, DType dt, const std::vector<Tensor>& weights,
-                                             const std::vector<std::string>& wrt) {
+inline std::shared_ptr<Graph> build_backward(const ForwardBuilder& forward, DType dt,
+                                             const std::vector<Tensor>& weights, const std::vector<std::string>& wrt) {
   std::shared_ptr<Graph> g = forward(dt);
   infer_types(*g);
   std::vector<Value*> outs;

@@ -3,9 +3,10 @@
 // of a few shapes, both metrics, k from 1 to K. The comparisons that allow
 // near-ties, the interventions and the packed constant codes are tested in
 // tests/test_codebook_op.cpp (CodebookFastKernel).
+#include "ir/codebook.h"
+
 #include <sstream>
 
-#include "ir/codebook.h"
 #include "tests/op_cases/op_case.h"
 
 namespace cb::test {
@@ -16,10 +17,12 @@ std::vector<OpCase> codebook_cases() {
   struct Case {
     int64_t B, T, G, K, Dg, k;
   };
-  for (const Case& c : std::vector<Case>{{1, 1, 1, 1, 1, 1}, {2, 7, 3, 37, 5, 4}, {3, 33, 1, 17, 64, 1}, {1, 13, 1, 40, 3, 12}})
+  for (const Case& c :
+       std::vector<Case>{{1, 1, 1, 1, 1, 1}, {2, 7, 3, 37, 5, 4}, {3, 33, 1, 17, 64, 1}, {1, 13, 1, 40, 3, 12}})
     for (const char* metric : {"inner_product", "euclidean"}) {
       std::ostringstream name;
-      name << "Codebook_B" << c.B << "_T" << c.T << "_G" << c.G << "_K" << c.K << "_Dg" << c.Dg << "_k" << c.k << "_" << metric;
+      name << "Codebook_B" << c.B << "_T" << c.T << "_G" << c.G << "_K" << c.K << "_Dg" << c.Dg << "_k" << c.k << "_"
+           << metric;
       // x and codes away from 0, a LayerNorm affine near (1, 0).
       v.push_back(OpCase(name.str(), kCodebookOp, kCodebookDomain)
                       .attr("k", c.k)

@@ -27,20 +27,36 @@ struct Broadcast {
 // Same shape, scalars on either side, row ("bias") and column broadcasts,
 // general broadcasts.
 const std::vector<Broadcast> kBroadcasts = {
-    {{1}, {1}},          {{7}, {7}},           {{3, 5, 7}, {3, 5, 7}},     {{3, 100003}, {3, 100003}},
-    {{3, 5, 7}, {}},     {{}, {3, 5, 7}},      {{1}, {9}},                 {{300007}, {}},
-    {{}, {300007}},      {{}, {}},             {{5, 7}, {7}},              {{4, 3, 37}, {3, 37}},
-    {{1, 1, 5}, {5}},    {{37}, {4, 3, 37}},   {{2311, 131}, {131}},       {{5, 7}, {5, 1}},
-    {{5, 1}, {5, 7}},    {{2311, 131}, {2311, 1}}, {{64, 4, 33, 40}, {64, 1, 33, 40}},
-    {{2, 1, 4}, {3, 1}}, {{4, 1, 6, 1}, {1, 5, 1, 7}}, {{16, 1, 33, 40}, {1, 31, 1, 40}},
+    {{1}, {1}},
+    {{7}, {7}},
+    {{3, 5, 7}, {3, 5, 7}},
+    {{3, 100003}, {3, 100003}},
+    {{3, 5, 7}, {}},
+    {{}, {3, 5, 7}},
+    {{1}, {9}},
+    {{300007}, {}},
+    {{}, {300007}},
+    {{}, {}},
+    {{5, 7}, {7}},
+    {{4, 3, 37}, {3, 37}},
+    {{1, 1, 5}, {5}},
+    {{37}, {4, 3, 37}},
+    {{2311, 131}, {131}},
+    {{5, 7}, {5, 1}},
+    {{5, 1}, {5, 7}},
+    {{2311, 131}, {2311, 1}},
+    {{64, 4, 33, 40}, {64, 1, 33, 40}},
+    {{2, 1, 4}, {3, 1}},
+    {{4, 1, 6, 1}, {1, 5, 1, 7}},
+    {{16, 1, 33, 40}, {1, 31, 1, 40}},
     {{3, 1, 70001}, {1, 2, 1}},
 };
 
 // Big enough (> 8M elements) to be shared with a helper thread, in pieces
 // that start in the middle of rows.
 const std::vector<Broadcast> kBigBroadcasts = {
-    {{3, 2796203}, {3, 2796203}}, {{8400001}, {}},         {{65537, 129}, {129}},
-    {{65537, 129}, {65537, 1}},   {{3, 1, 1400001}, {1, 2, 1}},
+    {{3, 2796203}, {3, 2796203}}, {{8400001}, {}}, {{65537, 129}, {129}}, {{65537, 129}, {65537, 1}},
+    {{3, 1, 1400001}, {1, 2, 1}},
 };
 
 std::vector<OpCase> binary_cases() {
@@ -51,7 +67,8 @@ std::vector<OpCase> binary_cases() {
                       .in(b.a, kNonZero)
                       .in(b.b, kNonZero));
   for (const Broadcast& b : kBigBroadcasts)
-    v.push_back(OpCase("Div_big_" + dims_name(b.a) + "_by_" + dims_name(b.b), "Div").in(b.a, kNonZero).in(b.b, kNonZero));
+    v.push_back(
+        OpCase("Div_big_" + dims_name(b.a) + "_by_" + dims_name(b.b), "Div").in(b.a, kNonZero).in(b.b, kNonZero));
   // NaN, infinities and signed zeros propagate as in the reference.
   const Tensor a = f32s({kNaN, 1.f, -0.f, 0.f, kInf, 2.f, kNaN, -kInf, 3.f});
   const Tensor b = f32s({1.f, kNaN, 0.f, -0.f, 2.f, -kInf, kNaN, kInf, 3.f});
@@ -63,12 +80,15 @@ std::vector<OpCase> binary_cases() {
   // Other dtypes: the reference kernels.
   for (const char* op : {"Add", "Sub", "Mul", "Div", "Min", "Max"}) {
     v.push_back(OpCase(std::string(op) + "_f64", op).in(DType::f64, {3}, kNonZero).in(DType::f64, {3}, kNonZero));
-    v.push_back(
-        OpCase(std::string(op) + "_i32", op).in(DType::i32, {3}, magnitudes(1, 9)).in(DType::i32, {3}, magnitudes(1, 9)));
+    v.push_back(OpCase(std::string(op) + "_i32", op)
+                    .in(DType::i32, {3}, magnitudes(1, 9))
+                    .in(DType::i32, {3}, magnitudes(1, 9)));
   }
   for (const char* op : {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"}) {
     v.push_back(OpCase(std::string(op) + "_f32", op).in({4, 5}, uniform(-3, 3)).in({5}, uniform(-3, 3)));
-    v.push_back(OpCase(std::string(op) + "_i64", op).in(DType::i64, {4, 5}, uniform(-2, 2)).in(DType::i64, {5}, uniform(-2, 2)));
+    v.push_back(OpCase(std::string(op) + "_i64", op)
+                    .in(DType::i64, {4, 5}, uniform(-2, 2))
+                    .in(DType::i64, {5}, uniform(-2, 2)));
   }
   for (const char* op : {"And", "Or", "Xor"})
     v.push_back(OpCase(std::string(op) + "_broadcast", op).in(DType::boolean, {3, 4}).in(DType::boolean, {4}));
@@ -101,7 +121,8 @@ std::vector<OpCase> variadic_cases() {
   v.push_back(OpCase("Sum_small", "Sum").in({5, 7}, kNonZero).in({5, 7}, kNonZero).in({5, 7}, kNonZero));
   v.push_back(OpCase("Sum_f64", "Sum").in(DType::f64, {3}, kNonZero).in(DType::f64, {3}, kNonZero));
   v.push_back(OpCase("Mean_broadcast", "Mean").in({2, 3}, kNonZero).in({3}, kNonZero).in({1, 1}, kNonZero));
-  v.push_back(OpCase("Max_i64_broadcast", "Max").in(DType::i64, {2, 3}, uniform(-5, 5)).in(DType::i64, {3}, uniform(-5, 5)));
+  v.push_back(
+      OpCase("Max_i64_broadcast", "Max").in(DType::i64, {2, 3}, uniform(-5, 5)).in(DType::i64, {3}, uniform(-5, 5)));
   return v;
 }
 
@@ -138,7 +159,10 @@ std::vector<OpCase> where_cases() {
                     .in(DType::boolean, s.c)
                     .in(s.x, kNonZero)
                     .in(s.y, kNonZero));
-  v.push_back(OpCase("Where_i64", "Where").in(DType::boolean, {5}).in(DType::i64, {5}, magnitudes(1, 5)).in(DType::i64, {5}, magnitudes(1, 5)));
+  v.push_back(OpCase("Where_i64", "Where")
+                  .in(DType::boolean, {5})
+                  .in(DType::i64, {5}, magnitudes(1, 5))
+                  .in(DType::i64, {5}, magnitudes(1, 5)));
   return v;
 }
 
@@ -152,12 +176,15 @@ std::vector<OpCase> unary_cases() {
     v.push_back(OpCase(std::string(op) + "_special_values", op)
                     .given(f32s({kNaN, kInf, -kInf, 0.f, -0.f, -1.f, 1e-40f, -1e-40f, 3.f})));
   }
-  for (const char* op : {"Neg", "Sqrt"}) v.push_back(OpCase(std::string(op) + "_big", op).in({8400001}, positive(0.1, 2.0)));
+  for (const char* op : {"Neg", "Sqrt"})
+    v.push_back(OpCase(std::string(op) + "_big", op).in({8400001}, positive(0.1, 2.0)));
   // Approximations: within a few ulp of the reference; the same for any
   // thread count (the last size is shared with a helper).
   for (const char* op : {"Exp", "Tanh", "Erf"})
     for (int64_t n : {1, 7, 9, 1000, 2100001})
-      v.push_back(OpCase(std::string(op) + "_" + std::to_string(n), op).in({n}, magnitudes(0.01, 5.0)).tol(abs_rel(1.2e-7, 2.5e-7)));
+      v.push_back(OpCase(std::string(op) + "_" + std::to_string(n), op)
+                      .in({n}, magnitudes(0.01, 5.0))
+                      .tol(abs_rel(1.2e-7, 2.5e-7)));
   // Through the cpu backend's own or oneDNN's kernels over each op's useful
   // range (oneDNN's primitive is rebuilt when the size changes).
   struct Range {
@@ -174,7 +201,8 @@ std::vector<OpCase> unary_cases() {
                                            {"Gelu", {}, -5, 5},
                                            {"Gelu", {{"approximate", std::string("tanh")}}, -5, 5}})
     for (int64_t n : {1, 7, 4096, 1000}) {
-      std::string name = std::string(r.op) + (r.attrs.count("approximate") ? "_tanh" : "") + "_range_" + std::to_string(n);
+      std::string name =
+          std::string(r.op) + (r.attrs.count("approximate") ? "_tanh" : "") + "_range_" + std::to_string(n);
       OpCase c(name, r.op);
       c.attrs = r.attrs;
       v.push_back(c.in({n}, uniform(r.lo, r.hi)).tol(abs_rel(2e-6, 2e-6)));
@@ -185,15 +213,19 @@ std::vector<OpCase> unary_cases() {
   for (const char* op : {"Neg", "Abs", "Sqrt", "Exp", "Tanh", "Erf", "Reciprocal"})
     v.push_back(OpCase(std::string(op) + "_f64", op).in(DType::f64, {3}, positive(0.5, 2.5)));
   // The other unary ops (reference kernels).
-  for (const char* op : {"Log", "Sin", "Cos", "Tan", "Elu", "Selu", "HardSigmoid", "Softplus", "Ceil", "Floor", "Round",
-                         "Sign"})
-    v.push_back(OpCase(std::string(op) + "_f32", op).in({3, 4}, std::string(op) == "Log" ? positive(0.1, 3) : uniform(-3, 3)));
+  for (const char* op :
+       {"Log", "Sin", "Cos", "Tan", "Elu", "Selu", "HardSigmoid", "Softplus", "Ceil", "Floor", "Round", "Sign"})
+    v.push_back(
+        OpCase(std::string(op) + "_f32", op).in({3, 4}, std::string(op) == "Log" ? positive(0.1, 3) : uniform(-3, 3)));
   v.push_back(OpCase("Abs_i32", "Abs").in(DType::i32, {6}, uniform(-9, 9)));
   v.push_back(OpCase("Sign_i64", "Sign").in(DType::i64, {6}, uniform(-2, 2)));
   v.push_back(OpCase("Not", "Not").in(DType::boolean, {2, 5}));
   for (const char* op : {"IsNaN", "IsInf"})
     v.push_back(OpCase(op, op).given(f32s({kNaN, kInf, -kInf, 0.f, -0.f, 1.f})));
-  v.push_back(OpCase("Clip_min_max", "Clip").in({4, 5}, uniform(-3, 3)).given(Tensor::scalar<float>(-1.f)).given(Tensor::scalar<float>(2.f)));
+  v.push_back(OpCase("Clip_min_max", "Clip")
+                  .in({4, 5}, uniform(-3, 3))
+                  .given(Tensor::scalar<float>(-1.f))
+                  .given(Tensor::scalar<float>(2.f)));
   v.push_back(OpCase("Clip_max_only", "Clip").in({4, 5}, uniform(-3, 3)).omitted().given(Tensor::scalar<float>(0.5f)));
   v.push_back(OpCase("Clip_i64", "Clip").in(DType::i64, {7}, uniform(-9, 9)).given(Tensor::scalar<int64_t>(-2)));
   v.push_back(OpCase("Cast_f32_to_i32", "Cast").attr("to", int64_t(6)).in({4, 5}, uniform(-100, 100)));
@@ -227,7 +259,8 @@ std::vector<OpCase> gradient_cases() {
   // (The cpu backend approximates these: within a few ulp.)
   for (OpCase& c : v)
     if (c.op == "Tanh" || c.op == "Erf" || c.op == "Exp" || c.op == "Sigmoid") c.tol(abs_rel(2e-6, 2e-6));
-  for (const char* op : {"Sqrt", "Log"}) v.push_back(OpCase(std::string(op) + "_grad", op).in({2, 3}, positive()).gradient());
+  for (const char* op : {"Sqrt", "Log"})
+    v.push_back(OpCase(std::string(op) + "_grad", op).in({2, 3}, positive()).gradient());
   // Gelu's rule emits one codebook.grad.GeluGrad node, in both forms.
   for (const char* approximate : {"none", "tanh"})
     v.push_back(OpCase(std::string("Gelu_grad_") + approximate, "Gelu")

@@ -5,11 +5,12 @@
 // omitted. Their gradient rules are those of the forward ops (gradient cases
 // of the forward ops' files), and GeluGrad's kernel is also checked against
 // finite differences of Gelu in tests/test_fuse_gelu.cpp.
+#include "ir/ops/grad.h"
+
 #include <algorithm>
 #include <climits>
 #include <sstream>
 
-#include "ir/ops/grad.h"
 #include "tests/op_cases/op_case.h"
 
 namespace cb::test {
@@ -37,13 +38,14 @@ std::vector<OpCase> softmax_grad_cases() {
                                          {{16, 127, 11}, -1}})
     for (int64_t log : {0, 1})
       // y: probabilities, or log-probabilities (exp(y) stays small).
-      v.push_back(OpCase("SoftmaxGrad_" + dims_name(c.dims) + "_axis" + std::to_string(c.axis + 1) + (log ? "_log" : ""),
-                         "SoftmaxGrad", kGradDomain)
-                      .attr("axis", c.axis)
-                      .attr("log", log)
-                      .in(c.dims, kNonZero)
-                      .in(c.dims, log ? uniform(-6.0, -0.05) : uniform(0.01, 1.0))
-                      .tol(kRtol));
+      v.push_back(
+          OpCase("SoftmaxGrad_" + dims_name(c.dims) + "_axis" + std::to_string(c.axis + 1) + (log ? "_log" : ""),
+                 "SoftmaxGrad", kGradDomain)
+              .attr("axis", c.axis)
+              .attr("log", log)
+              .in(c.dims, kNonZero)
+              .in(c.dims, log ? uniform(-6.0, -0.05) : uniform(0.01, 1.0))
+              .tol(kRtol));
   return v;
 }
 
@@ -54,9 +56,9 @@ std::vector<OpCase> layer_norm_grad_cases() {
     int64_t axis;
     Dims scale;
   };
-  const std::vector<Case> cases = {{{7, 13}, -1, {13}},         {{3, 5, 64}, -1, {64}},   {{4, 6, 10}, 1, {6, 10}},
-                                   {{4, 6, 10}, 1, {10}},       {{4, 6, 10}, 1, {1, 1, 10}}, {{100, 128}, -1, {128}},
-                                   {{2, 1, 33}, 2, {33}},       {{67, 3, 31}, -1, {31}},  {{1, 5}, -1, {5}},
+  const std::vector<Case> cases = {{{7, 13}, -1, {13}},     {{3, 5, 64}, -1, {64}},      {{4, 6, 10}, 1, {6, 10}},
+                                   {{4, 6, 10}, 1, {10}},   {{4, 6, 10}, 1, {1, 1, 10}}, {{100, 128}, -1, {128}},
+                                   {{2, 1, 33}, 2, {33}},   {{67, 3, 31}, -1, {31}},     {{1, 5}, -1, {5}},
                                    {{16, 64, 96}, -1, {96}}};
   struct Outputs {
     const char* name;
@@ -97,8 +99,8 @@ std::vector<OpCase> gather_grad_cases() {
     dy.insert(dy.end(), c.idx.begin(), c.idx.end());
     dy.insert(dy.end(), c.data.begin() + axis + 1, c.data.end());
     // Negative indices count from the end; repeats add.
-    v.push_back(OpCase("GatherGrad_" + dims_name(c.data) + "_by_" + dims_name(c.idx) + "_axis" + std::to_string(axis) + "_" +
-                           std::string(dtype_name(c.idx_type)),
+    v.push_back(OpCase("GatherGrad_" + dims_name(c.data) + "_by_" + dims_name(c.idx) + "_axis" + std::to_string(axis) +
+                           "_" + std::string(dtype_name(c.idx_type)),
                        "GatherGrad", kGradDomain)
                     .attr("axis", c.axis)
                     .in(dy, kNonZero)
@@ -185,7 +187,7 @@ std::vector<OpCase> codebook_grad_cases() {
   struct Case {
     int64_t B, T, G, K, Dg, k;
   };
-  const std::vector<Case> cases = {{2, 5, 1, 7, 16, 1}, {3, 33, 4, 50, 32, 1},  {2, 17, 2, 9, 12, 3},
+  const std::vector<Case> cases = {{2, 5, 1, 7, 16, 1}, {3, 33, 4, 50, 32, 1},   {2, 17, 2, 9, 12, 3},
                                    {1, 1, 1, 3, 5, 2},  {4, 64, 1, 200, 128, 1}, {2, 40, 3, 5, 7, 4}};
   const std::vector<std::string> losses = {"base", "aeloss", "fullaeloss", "vqvae-0.5", "fullaeloss-0.1"};
   const std::vector<std::vector<bool>> output_sets = {
@@ -205,8 +207,8 @@ std::vector<OpCase> codebook_grad_cases() {
     for (const std::string& loss : losses)
       for (const std::vector<bool>& outs : output_sets) {
         std::ostringstream name;
-        name << "CodebookGrad_B" << c.B << "_T" << c.T << "_G" << c.G << "_K" << c.K << "_Dg" << c.Dg << "_k" << c.k << "_"
-             << loss << "_outputs";
+        name << "CodebookGrad_B" << c.B << "_T" << c.T << "_G" << c.G << "_K" << c.K << "_Dg" << c.Dg << "_k" << c.k
+             << "_" << loss << "_outputs";
         for (bool o : outs) name << (o ? "1" : "0");
         std::string n = name.str();
         std::replace(n.begin(), n.end(), '-', '_');

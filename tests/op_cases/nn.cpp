@@ -60,12 +60,17 @@ std::vector<OpCase> other_cases() {
                   .in({8})
                   .in({8})
                   .outs({true, true, true}));
-  v.push_back(OpCase("LayerNormalization_axis1_no_bias", "LayerNormalization").attr("axis", int64_t(1)).in({2, 3, 4}).in({3, 4}));
+  v.push_back(OpCase("LayerNormalization_axis1_no_bias", "LayerNormalization")
+                  .attr("axis", int64_t(1))
+                  .in({2, 3, 4})
+                  .in({3, 4}));
   v.push_back(OpCase("Einsum_attention_scores", "Einsum")
                   .attr("equation", std::string("bsd,btd->bst"))
                   .in({2, 3, 4})
                   .in({2, 5, 4}));
-  v.push_back(OpCase("Einsum_trace_and_transpose", "Einsum").attr("equation", std::string("iij->ji")).in(DType::f64, {3, 3, 2}));
+  v.push_back(OpCase("Einsum_trace_and_transpose", "Einsum")
+                  .attr("equation", std::string("iij->ji"))
+                  .in(DType::f64, {3, 3, 2}));
   for (const char* reduction : {"none", "sum", "mean"}) {
     v.push_back(OpCase(std::string("NegativeLogLikelihoodLoss_") + reduction, "NegativeLogLikelihoodLoss")
                     .attr("reduction", std::string(reduction))
@@ -141,7 +146,8 @@ std::vector<OpCase> gradient_cases() {
                       .in({5})
                       .gradient()
                       .tol(abs_rel(1e-5, 1e-6)));
-  v.push_back(OpCase("Gemm_grad_column_bias", "Gemm").in({3, 4}).in({4, 5}).in({3, 1}).gradient().tol(abs_rel(1e-5, 1e-6)));
+  v.push_back(
+      OpCase("Gemm_grad_column_bias", "Gemm").in({3, 4}).in({4, 5}).in({3, 1}).gradient().tol(abs_rel(1e-5, 1e-6)));
   v.push_back(OpCase("Gemm_grad_no_bias", "Gemm").in({3, 4}).in({4, 5}).gradient().tol(abs_rel(1e-5, 1e-6)));
   return v;
 }

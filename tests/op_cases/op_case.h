@@ -16,12 +16,12 @@ namespace cb::test {
 struct InputSpec {
   DType dtype = DType::f32;
   Dims dims;
-  Values values;                 // how random values are drawn
-  std::optional<Tensor> fixed;   // this value instead of a random one (indices, shapes, masks)
+  Values values;                              // how random values are drawn
+  std::optional<Tensor> fixed;                // this value instead of a random one (indices, shapes, masks)
   std::function<Tensor(std::mt19937&)> make;  // or values drawn this way (dtype and dims must agree)
-  bool constant = false;         // a graph constant: shape inference sees its value
-  bool omitted = false;          // an omitted optional input
-  bool needs_grad = true;        // differentiated by the gradient check (float, not constant)
+  bool constant = false;                      // a graph constant: shape inference sees its value
+  bool omitted = false;                       // an omitted optional input
+  bool needs_grad = true;                     // differentiated by the gradient check (float, not constant)
 };
 
 struct OpCase {

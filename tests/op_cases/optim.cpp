@@ -2,6 +2,7 @@
 // backend's AdamW kernel, threaded over element ranges, is bit-identical to
 // the reference, on a parameter large enough to be split.
 #include "ir/ops/optim.h"
+
 #include "tests/op_cases/op_case.h"
 
 namespace cb::test {
@@ -16,12 +17,12 @@ std::vector<OpCase> optim_cases() {
           .attr("beta2", 0.999f)
           .attr("epsilon", 1e-8f)
           .attr("weight_decay", 0.01f)
-          .in({n}, uniform(-1, 1))                  // p
-          .in({n}, uniform(-1, 1))                  // g
-          .in({n}, uniform(-0.1, 0.1))              // m
-          .in({n}, uniform(0, 0.01))                // v
-          .given(Tensor::scalar<float>(1e-3f))      // lr
-          .given(Tensor::scalar<float>(3.f));       // step
+          .in({n}, uniform(-1, 1))              // p
+          .in({n}, uniform(-1, 1))              // g
+          .in({n}, uniform(-0.1, 0.1))          // m
+          .in({n}, uniform(0, 0.01))            // v
+          .given(Tensor::scalar<float>(1e-3f))  // lr
+          .given(Tensor::scalar<float>(3.f));   // step
       if (clip) c.given(Tensor::scalar<float>(0.5f));
       v.push_back(c.outs({true, true, true}));
     }

@@ -13,9 +13,11 @@ std::vector<OpCase> reduction_cases() {
     const std::string o = op;
     // ReduceLogSum needs positive sums.
     const Values values = o == "ReduceLogSum" ? positive(0.1, 2) : Values{};
-    v.push_back(OpCase(o + "_axes_keepdims", op).attr("keepdims", int64_t(1)).in({2, 3, 4}, values).constant(i64s({-1, 0})));
+    v.push_back(
+        OpCase(o + "_axes_keepdims", op).attr("keepdims", int64_t(1)).in({2, 3, 4}, values).constant(i64s({-1, 0})));
     v.push_back(OpCase(o + "_all", op).attr("keepdims", int64_t(0)).in({3, 5}, values));
-    v.push_back(OpCase(o + "_f64_axis", op).attr("keepdims", int64_t(0)).in(DType::f64, {4, 3}, values).given(i64s({1})));
+    v.push_back(
+        OpCase(o + "_f64_axis", op).attr("keepdims", int64_t(0)).in(DType::f64, {4, 3}, values).given(i64s({1})));
   }
   v.push_back(OpCase("ReduceSum_i64", "ReduceSum").in(DType::i64, {4, 3}, uniform(-9, 9)).given(i64s({0})));
   v.push_back(OpCase("ReduceMax_bool", "ReduceMax").in(DType::boolean, {4, 3}).given(i64s({1})));
@@ -39,9 +41,21 @@ std::vector<OpCase> reduction_cases() {
                   .given(i64s({3}))
                   .outs({true, true}));
   // Gradient cases.
-  v.push_back(OpCase("ReduceSum_grad_axis", "ReduceSum").attr("keepdims", int64_t(0)).in({2, 3, 4}).constant(i64s({1})).gradient());
-  v.push_back(OpCase("ReduceSum_grad_keepdims", "ReduceSum").attr("keepdims", int64_t(1)).in({2, 3, 4}).constant(i64s({-1, 0})).gradient());
-  v.push_back(OpCase("ReduceMean_grad_axes", "ReduceMean").attr("keepdims", int64_t(0)).in({2, 3, 4}).constant(i64s({0, 2})).gradient());
+  v.push_back(OpCase("ReduceSum_grad_axis", "ReduceSum")
+                  .attr("keepdims", int64_t(0))
+                  .in({2, 3, 4})
+                  .constant(i64s({1}))
+                  .gradient());
+  v.push_back(OpCase("ReduceSum_grad_keepdims", "ReduceSum")
+                  .attr("keepdims", int64_t(1))
+                  .in({2, 3, 4})
+                  .constant(i64s({-1, 0}))
+                  .gradient());
+  v.push_back(OpCase("ReduceMean_grad_axes", "ReduceMean")
+                  .attr("keepdims", int64_t(0))
+                  .in({2, 3, 4})
+                  .constant(i64s({0, 2}))
+                  .gradient());
   v.push_back(OpCase("ReduceMean_grad_all", "ReduceMean").attr("keepdims", int64_t(0)).in({2, 3, 4}).gradient());
   return v;
 }

@@ -26,8 +26,10 @@ struct SliceSpec {
 
 OpCase& slice_args(OpCase& c, const SliceSpec& s) {
   c.given(i64s(s.starts)).given(i64s(s.ends));
-  if (s.axes) c.given(i64s(*s.axes));
-  else if (s.steps) c.omitted();
+  if (s.axes)
+    c.given(i64s(*s.axes));
+  else if (s.steps)
+    c.omitted();
   if (s.steps) c.given(i64s(*s.steps));
   return c;
 }
@@ -38,13 +40,20 @@ std::vector<OpCase> transpose_cases() {
     Dims dims;
     std::vector<int64_t> perm;
   };
-  const std::vector<Case> cases = {{{64, 4, 9, 33}, {0, 1, 3, 2}}, {{8, 4, 130, 33}, {0, 1, 3, 2}},
-                                   {{8, 33, 4, 24}, {0, 2, 1, 3}}, {{6, 4, 33, 24}, {0, 2, 1, 3}},
-                                   {{37, 53}, {1, 0}},             {{512, 129}, {1, 0}},
-                                   {{5, 6, 7, 8}, {3, 1, 0, 2}},   {{5, 6, 7, 8}, {}},
-                                   {{3, 1, 9}, {2, 1, 0}},         {{1, 1, 1}, {0, 2, 1}},
-                                   {{4, 0, 3}, {2, 0, 1}},         {{2, 3, 2}, {1, 2, 0}},
-                                   {{16, 3, 16}, {2, 1, 0}},       {{7}, {0}}};
+  const std::vector<Case> cases = {{{64, 4, 9, 33}, {0, 1, 3, 2}},
+                                   {{8, 4, 130, 33}, {0, 1, 3, 2}},
+                                   {{8, 33, 4, 24}, {0, 2, 1, 3}},
+                                   {{6, 4, 33, 24}, {0, 2, 1, 3}},
+                                   {{37, 53}, {1, 0}},
+                                   {{512, 129}, {1, 0}},
+                                   {{5, 6, 7, 8}, {3, 1, 0, 2}},
+                                   {{5, 6, 7, 8}, {}},
+                                   {{3, 1, 9}, {2, 1, 0}},
+                                   {{1, 1, 1}, {0, 2, 1}},
+                                   {{4, 0, 3}, {2, 0, 1}},
+                                   {{2, 3, 2}, {1, 2, 0}},
+                                   {{16, 3, 16}, {2, 1, 0}},
+                                   {{7}, {0}}};
   for (const Case& c : cases)
     for (DType dt : {f32, i64, DType::f16, DType::u8}) {
       OpCase o("Transpose_" + dims_name(c.dims) + "_perm_" + (c.perm.empty() ? "default" : dims_name(c.perm)) + "_" +
@@ -54,7 +63,8 @@ std::vector<OpCase> transpose_cases() {
       v.push_back(o.in(dt, c.dims, kData));
     }
   // Big enough to be threaded.
-  v.push_back(OpCase("Transpose_large_2d", "Transpose").attr("perm", std::vector<int64_t>{1, 0}).in({2048, 2100}, kData));
+  v.push_back(
+      OpCase("Transpose_large_2d", "Transpose").attr("perm", std::vector<int64_t>{1, 0}).in({2048, 2100}, kData));
   v.push_back(OpCase("Transpose_large_blocks", "Transpose")
                   .attr("perm", std::vector<int64_t>{0, 2, 1, 3})
                   .in({64, 128, 4, 140}, kData));
@@ -84,7 +94,11 @@ std::vector<OpCase> slice_split_concat_cases() {
     }
     ++n;
   }
-  v.push_back(OpCase("Slice_large_columns", "Slice").in({2048, 2100}, kData).given(i64s({3})).given(i64s({2090})).given(i64s({1})));
+  v.push_back(OpCase("Slice_large_columns", "Slice")
+                  .in({2048, 2100}, kData)
+                  .given(i64s({3}))
+                  .given(i64s({2090}))
+                  .given(i64s({1})));
 
   struct SplitCase {
     Dims dims;
@@ -100,12 +114,14 @@ std::vector<OpCase> slice_split_concat_cases() {
                                          {{2048, 2100}, 1, std::vector<int64_t>{1000, 1100}, 2}};
   for (const SplitCase& s : splits)
     for (DType dt : {f32, i64}) {
-      OpCase c("Split_" + dims_name(s.dims) + "_axis" + std::to_string(s.axis + 1) + "_" + (s.sizes ? "sizes" : "parts") +
-                   "_" + dtype_str(dt),
+      OpCase c("Split_" + dims_name(s.dims) + "_axis" + std::to_string(s.axis + 1) + "_" +
+                   (s.sizes ? "sizes" : "parts") + "_" + dtype_str(dt),
                "Split");
       c.attr("axis", s.axis).in(dt, s.dims, kData);
-      if (s.sizes) c.given(i64s(*s.sizes));
-      else c.attr("num_outputs", int64_t(s.outputs));
+      if (s.sizes)
+        c.given(i64s(*s.sizes));
+      else
+        c.attr("num_outputs", int64_t(s.outputs));
       v.push_back(c.outs(std::vector<bool>(s.outputs, true)));
     }
 
@@ -123,7 +139,8 @@ std::vector<OpCase> slice_split_concat_cases() {
   n = 0;
   for (const ConcatCase& k : concats)
     for (DType dt : {f32, i64}) {
-      OpCase c("Concat_" + std::to_string(n) + "_" + std::to_string(k.inputs.size()) + "_inputs_" + dtype_str(dt), "Concat");
+      OpCase c("Concat_" + std::to_string(n) + "_" + std::to_string(k.inputs.size()) + "_inputs_" + dtype_str(dt),
+               "Concat");
       c.attr("axis", k.axis);
       for (const Dims& d : k.inputs) c.in(dt, d, kData);
       v.push_back(c);
@@ -141,9 +158,16 @@ std::vector<OpCase> other_cases() {
   v.push_back(OpCase("Squeeze_all", "Squeeze").in({2, 1, 3, 1}, kData));
   v.push_back(OpCase("Squeeze_axes", "Squeeze").in({2, 1, 3, 1}, kData).constant(i64s({-1})));
   v.push_back(OpCase("Unsqueeze_axes", "Unsqueeze").in({2, 3}, kData).constant(i64s({0, 3})));
-  v.push_back(OpCase("Gather_axis0_i64", "Gather").attr("axis", int64_t(0)).in({5, 3}, kData).in(i64, {2, 3}, uniform(-5, 4)));
-  v.push_back(OpCase("Gather_axis1_i32", "Gather").attr("axis", int64_t(1)).in(i64, {3, 4, 2}, kData).in(DType::i32, {5}, uniform(-4, 3)));
-  v.push_back(OpCase("GatherElements_axis1", "GatherElements").attr("axis", int64_t(1)).in({3, 4, 2}, kData).in(i64, {3, 2, 2}, uniform(-4, 3)));
+  v.push_back(
+      OpCase("Gather_axis0_i64", "Gather").attr("axis", int64_t(0)).in({5, 3}, kData).in(i64, {2, 3}, uniform(-5, 4)));
+  v.push_back(OpCase("Gather_axis1_i32", "Gather")
+                  .attr("axis", int64_t(1))
+                  .in(i64, {3, 4, 2}, kData)
+                  .in(DType::i32, {5}, uniform(-4, 3)));
+  v.push_back(OpCase("GatherElements_axis1", "GatherElements")
+                  .attr("axis", int64_t(1))
+                  .in({3, 4, 2}, kData)
+                  .in(i64, {3, 2, 2}, uniform(-4, 3)));
   v.push_back(OpCase("GatherND_batch_dims1", "GatherND")
                   .attr("batch_dims", int64_t(1))
                   .in(DType::f64, {2, 3, 4, 5}, kData)
@@ -179,7 +203,8 @@ std::vector<OpCase> other_cases() {
   v.push_back(OpCase("ConstantOfShape_i32", "ConstantOfShape")
                   .attr("value", Tensor::from_vector<int32_t>({-7}, {1}))
                   .given(i64s({4, 1, 2})));
-  v.push_back(OpCase("Constant_value", "Constant").attr("value", Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3})));
+  v.push_back(
+      OpCase("Constant_value", "Constant").attr("value", Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3})));
   v.push_back(OpCase("Constant_value_ints", "Constant").attr("value_ints", std::vector<int64_t>{3, 4, 5}));
   for (int64_t upper : {0, 1})
     v.push_back(OpCase("Trilu_upper" + std::to_string(upper), "Trilu")
@@ -225,9 +250,15 @@ std::vector<OpCase> gradient_cases() {
   v.push_back(OpCase("Squeeze_grad_axes", "Squeeze").in({2, 1, 3}).constant(i64s({1})).gradient());
   v.push_back(OpCase("Unsqueeze_grad", "Unsqueeze").in({2, 3}).constant(i64s({1})).gradient());
   v.push_back(OpCase("Unsqueeze_grad_two_axes", "Unsqueeze").in({2, 3}).constant(i64s({0, 2})).gradient());
-  v.push_back(OpCase("Transpose_grad_perm", "Transpose").attr("perm", std::vector<int64_t>{2, 0, 1}).in({2, 3, 4}).gradient());
+  v.push_back(
+      OpCase("Transpose_grad_perm", "Transpose").attr("perm", std::vector<int64_t>{2, 0, 1}).in({2, 3, 4}).gradient());
   v.push_back(OpCase("Transpose_grad_default", "Transpose").in({2, 3, 4}).gradient());
-  v.push_back(OpCase("Split_grad_sizes", "Split").attr("axis", int64_t(1)).in({2, 6}).constant(i64s({2, 4})).outs({true, true}).gradient());
+  v.push_back(OpCase("Split_grad_sizes", "Split")
+                  .attr("axis", int64_t(1))
+                  .in({2, 6})
+                  .constant(i64s({2, 4}))
+                  .outs({true, true})
+                  .gradient());
   // Only one part reaches the loss: the others get zeros.
   v.push_back(OpCase("Split_grad_one_part", "Split")
                   .attr("axis", int64_t(0))
@@ -243,8 +274,14 @@ std::vector<OpCase> gradient_cases() {
                   .constant(i64s({0, 1}))
                   .constant(i64s({2, -2}))
                   .gradient());
-  v.push_back(OpCase("Slice_grad_axis", "Slice").in({3, 8}).constant(i64s({2})).constant(i64s({6})).constant(i64s({-1})).gradient());
-  v.push_back(OpCase("Concat_grad", "Concat").attr("axis", int64_t(1)).in({2, 1}).in({2, 3}).no_grad().in({2, 2}).gradient());
+  v.push_back(OpCase("Slice_grad_axis", "Slice")
+                  .in({3, 8})
+                  .constant(i64s({2}))
+                  .constant(i64s({6}))
+                  .constant(i64s({-1}))
+                  .gradient());
+  v.push_back(
+      OpCase("Concat_grad", "Concat").attr("axis", int64_t(1)).in({2, 1}).in({2, 3}).no_grad().in({2, 2}).gradient());
   v.push_back(OpCase("Expand_grad", "Expand").in({3, 1}).constant(i64s({2, 3, 4})).gradient());
   // Repeated and negative indices add up in the table's gradient.
   v.push_back(OpCase("Gather_grad_embedding", "Gather")
