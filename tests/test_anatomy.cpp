@@ -20,8 +20,10 @@
 #include "support/error.h"
 #include "passes/transformer_anatomy.h"
 #include "runtime/executable.h"
+#include "tests/test_util.h"
 
 using namespace cb;
+using cb::test::max_abs_diff;
 namespace fs = std::filesystem;
 
 namespace {
@@ -281,15 +283,6 @@ std::map<const Value*, std::vector<float>> run_with_outputs(std::shared_ptr<Grap
   return out;
 }
 
-double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    double d = std::fabs(double(a[i]) - double(b[i]));
-    if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
-  }
-  return worst;
-}
 std::vector<float> add(const std::vector<float>& a, const std::vector<float>& b) {
   std::vector<float> s(a.size());
   for (size_t i = 0; i < a.size(); ++i) s[i] = a[i] + b[i];

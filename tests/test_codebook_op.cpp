@@ -15,6 +15,7 @@
 #include "backends/backend.h"
 #include "ir/codebook.h"
 #include "runtime/executable.h"
+#include "tests/test_util.h"
 
 using namespace cb;
 
@@ -31,12 +32,8 @@ struct Data {
 // Random inputs, never zero: x and codes away from 0, a LayerNorm affine near (1, 0).
 Data random_data(int64_t B, int64_t T, int64_t G, int64_t K, int64_t Dg, uint32_t seed) {
   std::mt19937 rng(seed);
-  auto fill = [&](std::vector<int64_t> dims, float lo, float hi) {
-    Tensor t = Tensor::empty(DType::f32, std::move(dims));
-    std::uniform_real_distribution<float> mag(lo, hi);
-    std::bernoulli_distribution sign(0.5);
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = sign(rng) ? mag(rng) : -mag(rng);
-    return t;
+  auto fill = [&](std::vector<int64_t> dims, double lo, double hi) {
+    return test::random_tensor(DType::f32, dims, test::magnitudes(lo, hi), rng);
   };
   Data d;
   d.B = B, d.T = T, d.G = G, d.K = K, d.Dg = Dg;

@@ -39,8 +39,10 @@
 #include "passes/transformer_anatomy.h"
 #include "runtime/executable.h"
 #include "tests/cli_util.h"
+#include "tests/test_util.h"
 
 using namespace cb;
+using cb::test::max_abs_diff;
 namespace fs = std::filesystem;
 
 namespace {
@@ -83,17 +85,6 @@ Tensor run_logits(std::shared_ptr<Graph> g, const std::string& backend_name,
   const std::vector<std::string> outputs = exe->output_names();
   EXPECT_EQ(outputs, std::vector<std::string>{"logits"});
   return exe->run(feeds).at(0);
-}
-
-// Max |a - b|; infinity when shapes differ or any value is NaN.
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  if (a.dims() != b.dims() || a.dtype() != DType::f32 || b.dtype() != DType::f32) return INFINITY;
-  double worst = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    const double d = std::fabs(double(a.data<float>()[i]) - double(b.data<float>()[i]));
-    if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
-  }
-  return worst;
 }
 
 std::string error_of(const std::function<void()>& fn) {

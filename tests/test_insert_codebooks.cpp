@@ -16,8 +16,10 @@
 #include "passes/insert_codebooks.h"
 #include "passes/interventions.h"
 #include "runtime/executable.h"
+#include "tests/test_util.h"
 
 using namespace cb;
+using cb::test::max_abs_diff;
 namespace fs = std::filesystem;
 
 namespace {
@@ -51,13 +53,6 @@ std::map<std::string, Tensor> run(std::shared_ptr<Graph> g, int64_t T = 7, const
   auto names = exe->output_names();
   for (size_t i = 0; i < outs.size(); ++i) named[names[i]] = outs[i];
   return named;
-}
-
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.dims(), b.dims());
-  double m = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) m = std::max(m, std::abs(a.get_double(i) - b.get_double(i)));
-  return m;
 }
 
 CodebookConfig config(Placement p, int64_t groups = 1, int64_t K = 16, int64_t k = 2) {
@@ -110,7 +105,9 @@ TEST_P(EveryPlacement, CompilesRunsAndIsWired) {
         ASSERT_NEAR(y.data<float>()[t * G * Dg + gi * Dg + d], s / double(k), 1e-5);
       }
   // The codebook's output replaces the activation: the logits change.
-  EXPECT_GT(max_abs_diff(out.at("logits"), plain_out.at("logits")), 1e-3);
+  const double changed = max_abs_diff(out.at("logits"), plain_out.at("logits"));
+  EXPECT_GT(changed, 1e-3);
+  EXPECT_TRUE(std::isfinite(changed));
   for (int64_t i = 0; i < out.at("logits").numel(); ++i) ASSERT_TRUE(std::isfinite(out.at("logits").get_double(i)));
   // The CPU backend agrees with the reference.
   auto cpu = run(g, 7, "cpu");

@@ -24,8 +24,10 @@
 #include "passes/lower_codebook.h"
 #include "runtime/executable.h"
 #include "tests/cli_util.h"
+#include "tests/test_util.h"
 
 using namespace cb;
+using cb::test::random_tensor;
 namespace fs = std::filesystem;
 
 namespace {
@@ -49,15 +51,8 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
-Tensor random_tensor(std::mt19937& rng, std::vector<int64_t> dims, float mean = 0, float stddev = 1) {
-  Tensor t = Tensor::empty(DType::f32, std::move(dims));
-  std::normal_distribution<float> d(mean, stddev);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(rng);
-  return t;
-}
-
 Tensor make_codes(const Case& c, std::mt19937& rng) {
-  Tensor codes = random_tensor(rng, {c.G, c.K, c.Dg});
+  Tensor codes = random_tensor(DType::f32, {c.G, c.K, c.Dg}, test::normal(0, 1), rng);
   if (c.ties) {
     float* p = codes.data<float>();
     for (int64_t g = 0; g < c.G; ++g) {
@@ -85,8 +80,8 @@ std::shared_ptr<Graph> build_graph(const Case& c, uint32_t seed = 7) {
   Tensor codes_t = make_codes(c, rng);
   Value* codes = c.codes_as_input ? g->add_input("codes", {DType::f32, Shape::of({c.G, c.K, c.Dg})})
                                   : g->add_constant("codes", codes_t);
-  Value* scale = g->add_constant("ln_scale", random_tensor(rng, {c.G, c.Dg}, 1.0f, 0.3f));
-  Value* bias = g->add_constant("ln_bias", random_tensor(rng, {c.G, c.Dg}, 0.0f, 0.3f));
+  Value* scale = g->add_constant("ln_scale", random_tensor(DType::f32, {c.G, c.Dg}, test::normal(1.0f, 0.3f), rng));
+  Value* bias = g->add_constant("ln_bias", random_tensor(DType::f32, {c.G, c.Dg}, test::normal(0.0f, 0.3f), rng));
   Value* y = g->add_value("y");
   Value* ids = g->add_value("ids");
   Value* scores = g->add_value("scores");
@@ -108,7 +103,7 @@ std::shared_ptr<Graph> build_graph(const Case& c, uint32_t seed = 7) {
 std::map<std::string, Tensor> make_inputs(const Case& c, int64_t T, uint32_t seed) {
   std::mt19937 rng(seed);
   std::map<std::string, Tensor> in;
-  in["x"] = random_tensor(rng, {kBatch, T, c.G * c.Dg}, 0.5f, 2.0f);
+  in["x"] = random_tensor(DType::f32, {kBatch, T, c.G * c.Dg}, test::normal(0.5f, 2.0f), rng);
   if (c.codes_as_input) {
     std::mt19937 code_rng(7);  // the graph's seed: same codes as the constant variant
     in["codes"] = make_codes(c, code_rng);
@@ -432,9 +427,9 @@ TEST(LowerCodebook, TwoSitesInOneGraph) {
     auto g = std::make_shared<Graph>();
     Value* x = g->add_input("x", {DType::f32, Shape({Dim::sym("batch"), Dim::sym("seq"), Dim::fixed(16)})});
     auto site = [&](Value* in, int64_t G, int64_t k, const char* name, std::map<std::string, AttrValue> attrs) {
-      Value* codes = g->add_constant(std::string(name) + ".codes", random_tensor(rng, {G, 10, 16 / G}));
-      Value* s = g->add_constant(std::string(name) + ".ln_scale", random_tensor(rng, {G, 16 / G}, 1, 0.3f));
-      Value* b = g->add_constant(std::string(name) + ".ln_bias", random_tensor(rng, {G, 16 / G}, 0, 0.3f));
+      Value* codes = g->add_constant(std::string(name) + ".codes", random_tensor(DType::f32, {G, 10, 16 / G}, test::normal(0, 1), rng));
+      Value* s = g->add_constant(std::string(name) + ".ln_scale", random_tensor(DType::f32, {G, 16 / G}, test::normal(1, 0.3f), rng));
+      Value* b = g->add_constant(std::string(name) + ".ln_bias", random_tensor(DType::f32, {G, 16 / G}, test::normal(0, 0.3f), rng));
       Value* y = g->add_value(std::string(name) + ".y");
       Value* ids = g->add_value(std::string(name) + ".ids");
       attrs["k"] = k;
@@ -456,7 +451,7 @@ TEST(LowerCodebook, TwoSitesInOneGraph) {
   canonicalize(*lowered);
   for (int64_t T : kSeqLens) {
     std::mt19937 rng(static_cast<uint32_t>(T));
-    std::map<std::string, Tensor> in{{"x", random_tensor(rng, {kBatch, T, 16})}};
+    std::map<std::string, Tensor> in{{"x", random_tensor(DType::f32, {kBatch, T, 16}, test::normal(0, 1), rng)}};
     expect_same_outputs(run(original, in), run(lowered, in), "two sites, T=" + std::to_string(T));
   }
 }

@@ -19,8 +19,10 @@
 #include "frontend/npy.h"
 #include "frontend/onnx_import.h"
 #include "runtime/executable.h"
+#include "tests/test_util.h"
 
 using namespace cb;
+using cb::test::max_abs_diff;
 namespace fs = std::filesystem;
 
 namespace {
@@ -46,19 +48,6 @@ std::vector<fs::path> case_dirs(const fs::path& model_dir) {
   for (int i = 0; fs::is_directory(model_dir / ("case" + std::to_string(i))); ++i)
     cases.push_back(model_dir / ("case" + std::to_string(i)));
   return cases;
-}
-
-// Max |a - b| over all elements; infinity if any pair is not finite-equal
-// (a NaN anywhere must fail the comparison).
-double max_abs_diff(const Tensor& ours, const Tensor& expected) {
-  double worst = 0;
-  const float* a = ours.data<float>();
-  const float* b = expected.data<float>();
-  for (int64_t i = 0; i < expected.numel(); ++i) {
-    double d = std::fabs(double(a[i]) - double(b[i]));
-    if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
-  }
-  return worst;
 }
 
 using ModelAndBackend = std::tuple<std::string, std::string>;

@@ -16,8 +16,10 @@
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 #include "runtime/executable.h"
+#include "tests/test_util.h"
 
 using namespace cb;
+using cb::test::random_tensor;
 
 namespace {
 
@@ -52,29 +54,6 @@ template <typename V> void set_element(Tensor& t, int64_t i, V v) {
   });
 }
 
-// Random values: floats uniform in [lo, hi]; integers uniform in the integer
-// range [lo, hi] clamped to the type; bools fair coins. `nonzero` redraws zeros.
-Tensor random_tensor(DType t, std::vector<int64_t> dims, double lo = -3, double hi = 3,
-                     bool nonzero = false) {
-  Tensor x = Tensor::empty(t, dims);
-  if (dtype_is_unsigned_int(t)) lo = std::max(lo, 0.0);
-  for (int64_t i = 0; i < x.numel(); ++i) {
-    if (t == DType::boolean) {
-      set_element(x, i, int64_t(rng()() % 2));
-      continue;
-    }
-    do {
-      if (dtype_is_float(t)) {
-        set_element(x, i, std::uniform_real_distribution<double>(lo, hi)(rng()));
-      } else {
-        set_element(x, i, std::uniform_int_distribution<int64_t>(int64_t(std::ceil(lo)),
-                                                                 int64_t(std::floor(hi)))(rng()));
-      }
-    } while (nonzero && x.get_double(i) == 0);
-  }
-  return x;
-}
-
 // Random whole numbers in [lo, hi] stored in any dtype (exact in every float
 // dtype for small ranges, so ties and exact sums occur).
 Tensor random_ints(DType t, std::vector<int64_t> dims, int64_t lo, int64_t hi) {
@@ -92,24 +71,9 @@ template <typename T> Tensor make(std::vector<T> v, std::vector<int64_t> dims) {
 // reference backend and returns its outputs.
 std::vector<Tensor> run_op(const std::string& op, const std::vector<const Tensor*>& inputs,
                            std::map<std::string, AttrValue> attrs = {}, int num_outputs = 1) {
-  auto g = std::make_shared<Graph>();
-  std::vector<Value*> ins;
-  std::map<std::string, Tensor> feeds;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i]) {
-      ins.push_back(nullptr);
-      continue;
-    }
-    std::string name = "in" + std::to_string(i);
-    ins.push_back(g->add_input(name, {inputs[i]->dtype(), Shape::of(inputs[i]->dims())}));
-    feeds[name] = *inputs[i];
-  }
-  std::vector<Value*> outs;
-  for (int i = 0; i < num_outputs; ++i) outs.push_back(g->add_value("out" + std::to_string(i)));
-  g->add_node(op, ins, outs, std::move(attrs));
-  g->outputs = outs;
-  static std::unique_ptr<Backend> backend = make_reference_backend();
-  return Executable::compile(g, *backend)->run(feeds);
+  std::vector<test::NodeInput> in;
+  for (const Tensor* t : inputs) in.push_back(t ? test::NodeInput(*t) : test::NodeInput());
+  return test::run_node("reference", op, "", in, attrs, std::vector<bool>(size_t(num_outputs), true));
 }
 
 Tensor run1(const std::string& op, const std::vector<const Tensor*>& inputs,
@@ -255,7 +219,7 @@ TEST(ElementwiseUnary, FloatOpsMatchDoubleMathForEveryFloatDtype) {
   };
   for (const UnaryCase& c : cases) {
     for (DType t : kFloatTypes) {
-      Tensor x = random_tensor(t, {3, 4, 5}, c.lo, c.hi, true);
+      Tensor x = random_tensor(t, {3, 4, 5}, test::uniform(c.lo, c.hi, true), rng());
       Tensor y = run1(c.op, {&x}, c.attrs);
       expect_close(y, expect_unary(x, t, c.ref), c.op + " " + type_str(t));
     }
@@ -271,7 +235,7 @@ TEST(ElementwiseUnary, RoundIsHalfToEven) {
 
 TEST(ElementwiseUnary, IntegerOpsForEveryIntegerDtype) {
   for (DType t : kSignedIntTypes) {
-    Tensor x = random_tensor(t, {4, 6}, -100, 100);
+    Tensor x = random_tensor(t, {4, 6}, test::uniform(-100, 100), rng());
     expect_close(run1("Abs", {&x}), expect_unary(x, t, [](double v) { return std::abs(v); }), "Abs");
     expect_close(run1("Neg", {&x}), expect_unary(x, t, [](double v) { return -v; }), "Neg");
     expect_close(run1("Relu", {&x}), expect_unary(x, t, [](double v) { return std::max(v, 0.0); }), "Relu");
@@ -279,7 +243,7 @@ TEST(ElementwiseUnary, IntegerOpsForEveryIntegerDtype) {
                  expect_unary(x, t, [](double v) { return double((v > 0) - (v < 0)); }), "Sign");
   }
   for (DType t : kUnsignedIntTypes) {
-    Tensor x = random_tensor(t, {4, 6}, 0, 200);
+    Tensor x = random_tensor(t, {4, 6}, test::uniform(0, 200), rng());
     expect_close(run1("Abs", {&x}), expect_unary(x, t, [](double v) { return v; }), "Abs");
     expect_close(run1("Sign", {&x}), expect_unary(x, t, [](double v) { return v > 0 ? 1.0 : 0.0; }),
                  "Sign");
@@ -292,7 +256,7 @@ TEST(ElementwiseUnary, IntegerOpsForEveryIntegerDtype) {
 }
 
 TEST(ElementwiseUnary, NotIsNaNIsInf) {
-  Tensor b = random_tensor(DType::boolean, {3, 7});
+  Tensor b = random_tensor(DType::boolean, {3, 7}, test::uniform(-3, 3), rng());
   expect_close(run1("Not", {&b}), expect_unary(b, DType::boolean, [](double v) { return v == 0; }), "Not");
 
   const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
@@ -320,8 +284,8 @@ TEST(ElementwiseUnary, NotIsNaNIsInf) {
 TEST(ElementwiseBinary, ArithmeticForEveryNumericDtypeWithBroadcast) {
   for (DType t : numeric_types()) {
     bool is_float = dtype_is_float(t);
-    Tensor a = random_tensor(t, {2, 3, 4}, -20, 20, true);
-    Tensor b = random_tensor(t, {3, 1}, -20, 20, true);
+    Tensor a = random_tensor(t, {2, 3, 4}, test::uniform(-20, 20, true), rng());
+    Tensor b = random_tensor(t, {3, 1}, test::uniform(-20, 20, true), rng());
     std::string s = " " + type_str(t);
     if (is_float) {
       expect_close(run1("Add", {&a, &b}), expect_binary(a, b, t, std::plus<>()), "Add" + s);
@@ -347,8 +311,8 @@ TEST(ElementwiseBinary, BroadcastShapesIncludingRankZeroAndEmpty) {
       {{2, 1, 4, 1}, {3, 1, 5}},
   };
   for (auto& [sa, sb] : shapes) {
-    Tensor a = random_tensor(DType::f32, sa);
-    Tensor b = random_tensor(DType::f32, sb);
+    Tensor a = random_tensor(DType::f32, sa, test::uniform(-3, 3), rng());
+    Tensor b = random_tensor(DType::f32, sb, test::uniform(-3, 3), rng());
     Tensor got = run1("Sub", {&a, &b});
     expect_close(got, expect_binary(a, b, DType::f32, std::minus<>()),
                  "Sub " + dims_str(sa) + " - " + dims_str(sb));
@@ -384,8 +348,8 @@ TEST(ElementwiseBinary, IntegerDivTruncatesAndModFollowsFmod) {
 
 TEST(ElementwiseBinary, ModMatchesFloorAndTruncFormulasForEveryDtype) {
   for (DType t : numeric_types()) {
-    Tensor a = random_tensor(t, {4, 5}, -30, 30, true);
-    Tensor b = random_tensor(t, {5}, -7, 7, true);
+    Tensor a = random_tensor(t, {4, 5}, test::uniform(-30, 30, true), rng());
+    Tensor b = random_tensor(t, {5}, test::uniform(-7, 7, true), rng());
     auto floor_mod = [](double x, double y) { return x - std::floor(x / y) * y; };
     auto trunc_mod = [](double x, double y) { return x - std::trunc(x / y) * y; };
     std::string s = " " + type_str(t);
@@ -406,21 +370,21 @@ TEST(ElementwiseBinary, IntegerDivisionByZeroIsAnError) {
 
 TEST(ElementwiseBinary, PowKeepsBaseDtypeForEveryExponentDtype) {
   for (DType base : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
-    Tensor a = random_tensor(base, {2, 3}, 0.5, 2);
-    Tensor ef = random_tensor(DType::f32, {3}, -2, 2);
+    Tensor a = random_tensor(base, {2, 3}, test::uniform(0.5, 2), rng());
+    Tensor ef = random_tensor(DType::f32, {3}, test::uniform(-2, 2), rng());
     expect_close(run1("Pow", {&a, &ef}), expect_binary(a, ef, base, [](double x, double y) { return std::pow(x, y); }),
                  "Pow " + type_str(base) + "^f32");
     for (DType e : {DType::i64, DType::i32, DType::u8, DType::f16, DType::f64}) {
-      Tensor x = random_tensor(base, {2, 3}, -2, 2, true);
-      Tensor y = random_tensor(e, {}, -3, 3);
+      Tensor x = random_tensor(base, {2, 3}, test::uniform(-2, 2, true), rng());
+      Tensor y = random_tensor(e, {}, test::uniform(-3, 3), rng());
       expect_close(run1("Pow", {&x, &y}),
                    expect_binary(x, y, base, [](double p, double q) { return std::pow(p, q); }),
                    "Pow " + type_str(base) + "^" + type_str(e));
     }
   }
   for (DType base : {DType::i64, DType::i32}) {
-    Tensor a = random_tensor(base, {3, 4}, -5, 5);
-    Tensor b = random_tensor(DType::i64, {4}, 0, 6);
+    Tensor a = random_tensor(base, {3, 4}, test::uniform(-5, 5), rng());
+    Tensor b = random_tensor(DType::i64, {4}, test::uniform(0, 6), rng());
     expect_close(run1("Pow", {&a, &b}),
                  expect_binary_int(a, b, base, [](int64_t x, int64_t y) {
                    int64_t r = 1;
@@ -429,7 +393,7 @@ TEST(ElementwiseBinary, PowKeepsBaseDtypeForEveryExponentDtype) {
                  }),
                  "Pow " + type_str(base) + "^i64");
     Tensor f = make<float>({0.5f, 2.0f, 1.5f, 3.0f}, {4});
-    Tensor positive = random_tensor(base, {3, 4}, 1, 9);
+    Tensor positive = random_tensor(base, {3, 4}, test::uniform(1, 9), rng());
     // Integer base, float exponent: the real result truncated toward zero.
     expect_close(run1("Pow", {&positive, &f}),
                  expect_binary(positive, f, base, [](double x, double y) { return std::trunc(std::pow(x, y)); }),
@@ -437,7 +401,7 @@ TEST(ElementwiseBinary, PowKeepsBaseDtypeForEveryExponentDtype) {
   }
   // Scalar exponents 2 and 3 (multiplication fast path), also when the scalar has rank 3.
   for (DType t : kFloatTypes) {
-    Tensor x = random_tensor(t, {3}, -3, 3, true);
+    Tensor x = random_tensor(t, {3}, test::uniform(-3, 3, true), rng());
     for (double e : {2.0, 3.0, -1.0}) {
       Tensor y = Tensor::empty(DType::f32, {1, 1, 1});
       set_element(y, 0, e);
@@ -468,8 +432,8 @@ TEST(ElementwiseBinary, ComparisonsGiveBoolForEveryDtype) {
     for (auto& [op, f] : ops)
       expect_close(run1(op, {&a, &b}), expect_binary(a, b, DType::boolean, f), op + " " + type_str(t));
   }
-  Tensor p = random_tensor(DType::boolean, {2, 5});
-  Tensor q = random_tensor(DType::boolean, {5});
+  Tensor p = random_tensor(DType::boolean, {2, 5}, test::uniform(-3, 3), rng());
+  Tensor q = random_tensor(DType::boolean, {5}, test::uniform(-3, 3), rng());
   expect_close(run1("Equal", {&p, &q}), expect_binary(p, q, DType::boolean, std::equal_to<>()), "Equal bool");
   expect_close(run1("And", {&p, &q}), expect_binary(p, q, DType::boolean, std::logical_and<>()), "And");
   expect_close(run1("Or", {&p, &q}), expect_binary(p, q, DType::boolean, std::logical_or<>()), "Or");
@@ -481,8 +445,8 @@ TEST(ElementwiseBinary, BitShiftBothDirectionsAndOutOfRangeAmounts) {
                   DType::i32, DType::i64}) {
     int64_t bits = int64_t(dtype_size(t) * 8);
     bool is_signed = dtype_is_signed_int(t);
-    Tensor x = random_tensor(t, {3, 5}, is_signed ? -100 : 1, 100, true);
-    Tensor y = random_tensor(t, {5}, is_signed ? -2 : 0, double(bits + 2));
+    Tensor x = random_tensor(t, {3, 5}, test::uniform(is_signed ? -100 : 1, 100, true), rng());
+    Tensor y = random_tensor(t, {5}, test::uniform(is_signed ? -2 : 0, double(bits + 2)), rng());
     auto left = [bits](int64_t v, int64_t s) -> int64_t {
       if (s < 0 || s >= bits) return 0;
       uint64_t mask = bits == 64 ? ~uint64_t(0) : (uint64_t(1) << bits) - 1;
@@ -513,9 +477,9 @@ TEST(ElementwiseVariadic, MaxMinSumMeanBroadcastAllInputs) {
   auto dmax = [](double x, double y) { return std::max(x, y); };
   auto dmin = [](double x, double y) { return std::min(x, y); };
   for (DType t : numeric_types()) {
-    Tensor a = random_tensor(t, {2, 1, 4}, -50, 50);
-    Tensor b = random_tensor(t, {3, 1}, -50, 50);
-    Tensor c = random_tensor(t, {4}, -50, 50);
+    Tensor a = random_tensor(t, {2, 1, 4}, test::uniform(-50, 50), rng());
+    Tensor b = random_tensor(t, {3, 1}, test::uniform(-50, 50), rng());
+    Tensor c = random_tensor(t, {4}, test::uniform(-50, 50), rng());
     std::vector<const Tensor*> ins = {&a, &b, &c};
     std::string s = " " + type_str(t);
     expect_close(run1("Max", ins), expected_map<double>(ins, t, fold(dmax)), "Max" + s);
@@ -547,17 +511,17 @@ TEST(ElementwiseVariadic, MaxMinSumMeanBroadcastAllInputs) {
 
 TEST(ElementwiseWhere, ThreeWayBroadcastForSeveralDtypes) {
   for (DType t : {DType::f32, DType::f16, DType::i64, DType::u8, DType::boolean}) {
-    Tensor c = random_tensor(DType::boolean, {2, 1, 4});
-    Tensor x = random_tensor(t, {3, 1}, -10, 10);
-    Tensor y = random_tensor(t, {}, -10, 10);
+    Tensor c = random_tensor(DType::boolean, {2, 1, 4}, test::uniform(-3, 3), rng());
+    Tensor x = random_tensor(t, {3, 1}, test::uniform(-10, 10), rng());
+    Tensor y = random_tensor(t, {}, test::uniform(-10, 10), rng());
     std::vector<const Tensor*> ins = {&c, &x, &y};
     expect_close(run1("Where", ins),
                  expected_map<double>(ins, t, [](const std::vector<double>& v) { return v[0] != 0 ? v[1] : v[2]; }),
                  "Where " + type_str(t));
   }
   // Attention-mask shape: cond [1,1,8,8], scores [1,2,8,8], fill scalar.
-  Tensor c = random_tensor(DType::boolean, {1, 1, 8, 8});
-  Tensor s = random_tensor(DType::f32, {1, 2, 8, 8});
+  Tensor c = random_tensor(DType::boolean, {1, 1, 8, 8}, test::uniform(-3, 3), rng());
+  Tensor s = random_tensor(DType::f32, {1, 2, 8, 8}, test::uniform(-3, 3), rng());
   Tensor fill = make<float>({-1e9f}, {});
   std::vector<const Tensor*> ins = {&c, &s, &fill};
   expect_close(run1("Where", ins),
@@ -567,9 +531,9 @@ TEST(ElementwiseWhere, ThreeWayBroadcastForSeveralDtypes) {
 
 TEST(ElementwiseClip, BoundsMayBeOmitted) {
   for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i8, DType::i64, DType::u16}) {
-    Tensor x = random_tensor(t, {4, 5}, 0, 40);
-    Tensor lo = random_tensor(t, {}, 5, 12);
-    Tensor hi = random_tensor(t, {1}, 25, 33);
+    Tensor x = random_tensor(t, {4, 5}, test::uniform(0, 40), rng());
+    Tensor lo = random_tensor(t, {}, test::uniform(5, 12), rng());
+    Tensor hi = random_tensor(t, {1}, test::uniform(25, 33), rng());
     double l = lo.get_double(0), h = hi.get_double(0);
     std::string s = " " + type_str(t);
     expect_close(run1("Clip", {&x, &lo, &hi}),
@@ -605,7 +569,7 @@ TEST(ElementwiseCast, EveryPairOfDtypes) {
     for (DType to : kAllTypes) {
       // Float sources stay within every target's range (negative only for signed targets).
       double lo = dtype_is_unsigned_int(to) && dtype_is_float(from) ? 0.5 : -100;
-      Tensor x = random_tensor(from, {3, 4}, lo, 100);
+      Tensor x = random_tensor(from, {3, 4}, test::uniform(lo, 100), rng());
       Tensor y = run1("Cast", {&x}, {{"to", int64_t(dtype_to_onnx(to))}});
       Tensor want = Tensor::empty(to, {3, 4});
       for (int64_t i = 0; i < x.numel(); ++i) {
@@ -651,19 +615,19 @@ TEST(ElementwiseCast, UnsupportedTargetFailsNamingTheType) {
 }
 
 TEST(ElementwiseCast, CastLikeAndIdentity) {
-  Tensor x = random_tensor(DType::f32, {2, 3}, -50, 50);
+  Tensor x = random_tensor(DType::f32, {2, 3}, test::uniform(-50, 50), rng());
   Tensor like = make<int32_t>({0}, {1});
   Tensor y = run1("CastLike", {&x, &like});
   ASSERT_EQ(y.dtype(), DType::i32);
   for (int64_t i = 0; i < 6; ++i) EXPECT_EQ(y.get_int(i), int64_t(std::trunc(x.get_double(i))));
   Tensor z = run1("CastLike", {&x, &x});
   EXPECT_TRUE(z.bitwise_equal(x));
-  Tensor n = random_tensor(DType::i64, {4, 1}, -9, 9);
+  Tensor n = random_tensor(DType::i64, {4, 1}, test::uniform(-9, 9), rng());
   EXPECT_TRUE(run1("Identity", {&n}).bitwise_equal(n));
 }
 
 TEST(ElementwiseDropout, InferenceIsIdentityWithAllTrueMask) {
-  Tensor x = random_tensor(DType::f32, {3, 4, 5});
+  Tensor x = random_tensor(DType::f32, {3, 4, 5}, test::uniform(-3, 3), rng());
   Tensor ratio = make<float>({0.3f}, {});
   Tensor off = make<bool>({false}, {});
   for (auto inputs : std::vector<std::vector<const Tensor*>>{{&x}, {&x, &ratio}, {&x, &ratio, &off}}) {
@@ -679,7 +643,7 @@ TEST(ElementwiseDropout, InferenceIsIdentityWithAllTrueMask) {
 }
 
 TEST(ElementwiseDropout, TrainingDropsAndScalesDeterministically) {
-  Tensor x = random_tensor(DType::f32, {100, 100}, 0.5, 3);
+  Tensor x = random_tensor(DType::f32, {100, 100}, test::uniform(0.5, 3), rng());
   Tensor ratio = make<float>({0.25f}, {});
   Tensor on = make<bool>({true}, {});
   auto outs = run_op("Dropout", {&x, &ratio, &on}, {{"seed", int64_t(7)}}, 2);
@@ -734,7 +698,7 @@ TEST(ElementwiseInference, UnarySymbolic) {
 
 TEST(ElementwiseInference, BinarySymbolic) {
   SymbolicGraph sg;
-  Value* bias = sg.g.add_constant("bias", random_tensor(DType::f32, {8}));
+  Value* bias = sg.g.add_constant("bias", random_tensor(DType::f32, {8}, test::uniform(-3, 3), rng()));
   Value* y = sg.g.add_input("y", {DType::f32, Shape({sym("seq"), Dim::fixed(1)})});
   Value* z = sg.g.add_input("z", {DType::f32, Shape({sym("batch"), Dim::fixed(1), Dim::fixed(8)})});
   Value* three = sg.g.add_constant("three", Tensor::scalar<int64_t>(3));
@@ -753,7 +717,7 @@ TEST(ElementwiseInference, BinarySymbolic) {
 
 TEST(ElementwiseInference, VariadicWhereClipSymbolic) {
   SymbolicGraph sg;
-  Value* row = sg.g.add_constant("row", random_tensor(DType::f32, {1, 8}));
+  Value* row = sg.g.add_constant("row", random_tensor(DType::f32, {1, 8}, test::uniform(-3, 3), rng()));
   Value* col = sg.g.add_input("col", {DType::f32, Shape({sym("seq"), Dim::fixed(1)})});
   Value* cond = sg.g.add_input("cond", {DType::boolean, Shape({Dim::fixed(1), sym("seq"), Dim::fixed(1)})});
   Value* fill = sg.g.add_constant("fill", Tensor::scalar<float>(-1e9f));
@@ -844,7 +808,7 @@ TEST(ElementwiseInference, SymbolicMismatchFailsAtRunTime) {
   EXPECT_EQ(z->type.shape.str(), "[3]");
   auto backend = make_reference_backend();
   auto exe = Executable::compile(g, *backend);
-  Tensor ok = random_tensor(DType::f32, {3}), bad = random_tensor(DType::f32, {4});
+  Tensor ok = random_tensor(DType::f32, {3}, test::uniform(-3, 3), rng()), bad = random_tensor(DType::f32, {4}, test::uniform(-3, 3), rng());
   EXPECT_EQ(exe->run({{"x", ok}, {"y", ok}}).at(0).numel(), 3);
   EXPECT_THROW(exe->run({{"x", bad}, {"y", ok}}), Error);
 }

@@ -17,8 +17,10 @@
 #include "ir/graph.h"
 #include "ir/verifier.h"
 #include "runtime/executable.h"
+#include "tests/test_util.h"
 
 using namespace cb;
+using cb::test::random_tensor;
 
 namespace {
 
@@ -52,9 +54,9 @@ Tensor make_tensor(DType dt, const std::vector<int64_t>& dims, const std::vector
   return t;
 }
 
-Tensor random_tensor(DType dt, const std::vector<int64_t>& dims, bool positive = false) {
-  return make_tensor(dt, dims, random_values(numel_of(dims), 0.1, 2.0, positive));
-}
+// Magnitudes in [0.1, 2] with random signs (or positive only).
+const test::Values kRandom = test::magnitudes(0.1, 2.0);
+const test::Values kPositive = test::positive(0.1, 2.0);
 
 Tensor i64_tensor(const std::vector<int64_t>& v, std::vector<int64_t> dims = {}) {
   if (dims.empty() && !v.empty()) dims = {int64_t(v.size())};
@@ -69,39 +71,14 @@ std::vector<double> values_of(const Tensor& t) {
 }
 
 // An input of a test node: a tensor fed at run time, a constant, or omitted.
-struct In {
-  std::optional<Tensor> t;
-  bool constant = false;
-  static In omitted() { return In{}; }
-};
-In rt(Tensor t) { return In{std::move(t), false}; }
-In cst(Tensor t) { return In{std::move(t), true}; }
+using In = test::NodeInput;
+In rt(Tensor t) { return In(std::move(t)); }
+In cst(Tensor t) { return test::constant_input(std::move(t)); }
 
 // Builds a graph with one node and runs it on the reference backend.
 std::vector<Tensor> run_node(const std::string& op, const std::vector<In>& inputs,
                              std::map<std::string, AttrValue> attrs = {}, int num_outputs = 1) {
-  auto g = std::make_shared<Graph>();
-  std::vector<Value*> ins;
-  std::map<std::string, Tensor> feeds;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const In& in = inputs[i];
-    std::string name = "in" + std::to_string(i);
-    if (!in.t) {
-      ins.push_back(nullptr);
-    } else if (in.constant) {
-      ins.push_back(g->add_constant(name, *in.t));
-    } else {
-      ins.push_back(g->add_input(name, {in.t->dtype(), Shape::of(in.t->dims())}));
-      feeds[name] = *in.t;
-    }
-  }
-  std::vector<Value*> outs;
-  for (int i = 0; i < num_outputs; ++i) outs.push_back(g->add_value("out" + std::to_string(i)));
-  g->add_node(op, ins, outs, std::move(attrs));
-  g->outputs = outs;
-  auto backend = make_reference_backend();
-  auto exe = Executable::compile(g, *backend);
-  return exe->run(feeds);
+  return test::run_node("reference", op, "", inputs, attrs, std::vector<bool>(size_t(num_outputs), true));
 }
 
 void expect_near_all(const Tensor& got, const std::vector<int64_t>& dims,
@@ -235,7 +212,7 @@ TEST(Reduce, AllOpsMatchNaiveOverAxesKeepdimsAndNoop) {
   };
   for (auto& [op, fold] : reduce_folds()) {
     bool positive = op == "ReduceLogSum";
-    Tensor x = random_tensor(DType::f32, dims, positive);
+    Tensor x = random_tensor(DType::f32, dims, positive ? kPositive : kRandom, rng());
     std::vector<double> xv = values_of(x);
     for (const ReduceCase& c : cases) {
       SCOPED_TRACE(op + " keepdims=" + std::to_string(c.keepdims) + " noop=" +
@@ -297,7 +274,7 @@ TEST(Reduce, IntegerAndHalfInputs) {
   EXPECT_EQ(bmax[0].dtype(), DType::boolean);
   expect_near_all(bmax[0], {2}, {1, 0}, 0, 0);
 
-  Tensor h = random_tensor(DType::f16, {4, 33});
+  Tensor h = random_tensor(DType::f16, {4, 33}, kRandom, rng());
   std::vector<int64_t> kept;
   std::vector<double> want =
       naive_reduce(values_of(h), {4, 33}, {false, true}, reduce_folds()["ReduceSumSquare"], &kept);
@@ -412,7 +389,7 @@ TEST(TopK, MatchesStableSortAlongAnyAxis) {
 }
 
 TEST(TopK, KLargerThanAxisIsAnError) {
-  Tensor x = random_tensor(DType::f32, {2, 3});
+  Tensor x = random_tensor(DType::f32, {2, 3}, kRandom, rng());
   EXPECT_THROW(run_node("TopK", {rt(x), rt(i64_tensor({4}))}, {}, 2), Error);
 }
 
@@ -438,7 +415,7 @@ TEST(Softmax, MatchesNaiveAlongEachAxis) {
     for (std::string op : {"Softmax", "LogSoftmax"})
       for (int64_t axis : {-1, 0, 1}) {
         SCOPED_TRACE(op + " " + std::string(dtype_name(dt)) + " axis " + std::to_string(axis));
-        Tensor x = random_tensor(dt, dims);
+        Tensor x = random_tensor(dt, dims, kRandom, rng());
         std::vector<double> want = naive_softmax(
             values_of(x), dims, size_t(axis < 0 ? axis + 3 : axis), op == "LogSoftmax");
         auto out = run_node(op, {rt(x)}, {{"axis", axis}});
@@ -476,7 +453,7 @@ TEST(Softmax, LongF32RowsAreAccurateAndMaskedEntriesExactlyZero) {
     }
   }
   // A NaN makes its whole row NaN (as exp(x - max) / sum does), other rows are unaffected.
-  Tensor x = random_tensor(DType::f32, {2, 11});
+  Tensor x = random_tensor(DType::f32, {2, 11}, kRandom, rng());
   x.data<float>()[3] = std::nanf("");
   Tensor y = run_node("Softmax", {rt(x)})[0];
   for (int i = 0; i < 11; ++i) EXPECT_TRUE(std::isnan(y.get_double(i))) << i;
@@ -513,14 +490,14 @@ LayerNormWant naive_layer_norm(const std::vector<double>& x, int64_t rows, int64
 
 TEST(LayerNormalization, OutputsMatchNaiveWithMeanAndInvStdDev) {
   std::vector<int64_t> dims = {2, 3, 4};
-  Tensor x = random_tensor(DType::f32, dims);
+  Tensor x = random_tensor(DType::f32, dims, kRandom, rng());
   for (int64_t axis : {-1, 1, 0}) {
     SCOPED_TRACE("axis " + std::to_string(axis));
     size_t ax = size_t(axis < 0 ? axis + 3 : axis);
     std::vector<int64_t> norm_dims(dims.begin() + long(ax), dims.end());
     int64_t n = numel_of(norm_dims), rows = numel_of(dims) / n;
-    Tensor scale = random_tensor(DType::f32, norm_dims),
-           bias = random_tensor(DType::f32, norm_dims);
+    Tensor scale = random_tensor(DType::f32, norm_dims, kRandom, rng()),
+           bias = random_tensor(DType::f32, norm_dims, kRandom, rng());
     std::vector<double> sv = values_of(scale), bv = values_of(bias);
     LayerNormWant w = naive_layer_norm(values_of(x), rows, n, &sv, &bv, 1e-3);
     auto out = run_node("LayerNormalization", {rt(x), cst(scale), rt(bias)},
@@ -536,16 +513,16 @@ TEST(LayerNormalization, OutputsMatchNaiveWithMeanAndInvStdDev) {
 
 TEST(LayerNormalization, BroadcastScaleNoBiasAndHalf) {
   // Scale [1,4] broadcast over X [3,2,4] normalized over the last two dims.
-  Tensor x = random_tensor(DType::f32, {3, 2, 4});
-  Tensor scale = random_tensor(DType::f32, {1, 4});
+  Tensor x = random_tensor(DType::f32, {3, 2, 4}, kRandom, rng());
+  Tensor scale = random_tensor(DType::f32, {1, 4}, kRandom, rng());
   std::vector<double> s4 = values_of(scale), s8;
   for (int r = 0; r < 2; ++r) s8.insert(s8.end(), s4.begin(), s4.end());
   LayerNormWant w = naive_layer_norm(values_of(x), 3, 8, &s8, nullptr, 1e-5);
   auto out = run_node("LayerNormalization", {rt(x), rt(scale)}, {{"axis", int64_t(1)}});
   expect_near_all(out[0], {3, 2, 4}, w.y);
 
-  Tensor xh = random_tensor(DType::f16, {4, 16});
-  Tensor sh = random_tensor(DType::f16, {16}), bh = random_tensor(DType::f16, {16});
+  Tensor xh = random_tensor(DType::f16, {4, 16}, kRandom, rng());
+  Tensor sh = random_tensor(DType::f16, {16}, kRandom, rng()), bh = random_tensor(DType::f16, {16}, kRandom, rng());
   std::vector<double> sv = values_of(sh), bv = values_of(bh);
   LayerNormWant wh = naive_layer_norm(values_of(xh), 4, 16, &sv, &bv, 1e-5);
   auto outh = run_node("LayerNormalization", {rt(xh), rt(sh), rt(bh)}, {}, 2);
@@ -570,16 +547,16 @@ std::vector<double> naive_mm(const std::vector<double>& a, const std::vector<dou
 }
 
 TEST(MatMul, TwoDAndOneDPromotion) {
-  Tensor a = random_tensor(DType::f32, {5, 7}), b = random_tensor(DType::f32, {7, 3});
+  Tensor a = random_tensor(DType::f32, {5, 7}, kRandom, rng()), b = random_tensor(DType::f32, {7, 3}, kRandom, rng());
   std::vector<double> av = values_of(a), bv = values_of(b);
   expect_near_all(run_node("MatMul", {rt(a), rt(b)})[0], {5, 3}, naive_mm(av, bv, 5, 7, 3));
-  Tensor v7 = random_tensor(DType::f32, {7});
+  Tensor v7 = random_tensor(DType::f32, {7}, kRandom, rng());
   std::vector<double> v7v = values_of(v7);
   expect_near_all(run_node("MatMul", {rt(v7), rt(b)})[0], {3}, naive_mm(v7v, bv, 1, 7, 3));
   expect_near_all(run_node("MatMul", {rt(a), rt(v7)})[0], {5}, naive_mm(av, v7v, 5, 7, 1));
   expect_near_all(run_node("MatMul", {rt(v7), rt(v7)})[0], {}, naive_mm(v7v, v7v, 1, 7, 1));
   // 1-D times a batched matrix: [4] x [2,4,3] -> [2,3].
-  Tensor v4 = random_tensor(DType::f32, {4}), b3 = random_tensor(DType::f32, {2, 4, 3});
+  Tensor v4 = random_tensor(DType::f32, {4}, kRandom, rng()), b3 = random_tensor(DType::f32, {2, 4, 3}, kRandom, rng());
   std::vector<double> v4v = values_of(v4), b3v = values_of(b3), want;
   for (int bi = 0; bi < 2; ++bi) {
     std::vector<double> mat(b3v.begin() + bi * 12, b3v.begin() + (bi + 1) * 12);
@@ -591,7 +568,7 @@ TEST(MatMul, TwoDAndOneDPromotion) {
 
 TEST(MatMul, BroadcastsBatchDims) {
   // [3,1,2,4] x [2,4,5] -> [3,2,2,5]
-  Tensor a = random_tensor(DType::f32, {3, 1, 2, 4}), b = random_tensor(DType::f32, {2, 4, 5});
+  Tensor a = random_tensor(DType::f32, {3, 1, 2, 4}, kRandom, rng()), b = random_tensor(DType::f32, {2, 4, 5}, kRandom, rng());
   std::vector<double> av = values_of(a), bv = values_of(b), want;
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 2; ++j) {
@@ -609,7 +586,7 @@ TEST(MatMul, IntegerIsExactAndHalfIsClose) {
   auto out = run_node("MatMul", {rt(a), rt(b)});
   EXPECT_EQ(out[0].dtype(), DType::i64);
   expect_near_all(out[0], {2, 2}, naive_mm(av, bv, 2, 3, 2), 0, 0);
-  Tensor ah = random_tensor(DType::f16, {3, 16}), bh = random_tensor(DType::f16, {16, 2});
+  Tensor ah = random_tensor(DType::f16, {3, 16}, kRandom, rng()), bh = random_tensor(DType::f16, {16, 2}, kRandom, rng());
   auto oh = run_node("MatMul", {rt(ah), rt(bh)});
   EXPECT_EQ(oh[0].dtype(), DType::f16);
   expect_near_all(oh[0], {3, 2}, naive_mm(values_of(ah), values_of(bh), 3, 16, 2), 2e-3, 1e-2);
@@ -617,16 +594,16 @@ TEST(MatMul, IntegerIsExactAndHalfIsClose) {
 
 TEST(MatMul, SpansSeveralCacheBlocks) {
   // Larger than the reference GEMM's 128 x 512 blocks of B in both directions.
-  Tensor a = random_tensor(DType::f32, {3, 300}), b = random_tensor(DType::f32, {300, 1100});
+  Tensor a = random_tensor(DType::f32, {3, 300}, kRandom, rng()), b = random_tensor(DType::f32, {300, 1100}, kRandom, rng());
   expect_near_all(run_node("MatMul", {rt(a), rt(b)})[0], {3, 1100},
                   naive_mm(values_of(a), values_of(b), 3, 300, 1100), 1e-5, 1e-4);
-  Tensor bt = random_tensor(DType::f32, {1100, 300});
+  Tensor bt = random_tensor(DType::f32, {1100, 300}, kRandom, rng());
   expect_near_all(run_node("Gemm", {rt(a), rt(bt)}, {{"transB", int64_t(1)}})[0], {3, 1100},
                   naive_mm(values_of(a), values_of(bt), 3, 300, 1100, false, true), 1e-5, 1e-4);
 }
 
 TEST(MatMul, InnerDimMismatchNamesBothShapes) {
-  Tensor a = random_tensor(DType::f32, {2, 3}), b = random_tensor(DType::f32, {4, 5});
+  Tensor a = random_tensor(DType::f32, {2, 3}, kRandom, rng()), b = random_tensor(DType::f32, {4, 5}, kRandom, rng());
   try {
     run_node("MatMul", {rt(a), rt(b)});
     FAIL() << "expected cb::Error";
@@ -646,10 +623,10 @@ TEST(Gemm, TransposesAlphaBetaAndBroadcastC) {
         SCOPED_TRACE("transA=" + std::to_string(ta) + " transB=" + std::to_string(tb) + " C" +
                      dims_str(cdims));
         Tensor a =
-            random_tensor(DType::f32, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K});
+            random_tensor(DType::f32, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, kRandom, rng());
         Tensor b =
-            random_tensor(DType::f32, tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N});
-        Tensor c = random_tensor(DType::f32, cdims);
+            random_tensor(DType::f32, tb ? std::vector<int64_t>{N, K} : std::vector<int64_t>{K, N}, kRandom, rng());
+        Tensor c = random_tensor(DType::f32, cdims, kRandom, rng());
         std::vector<double> cv = values_of(c);
         std::vector<double> want = naive_mm(values_of(a), values_of(b), M, K, N, ta, tb);
         const double alpha = 0.75, beta = -1.5;
@@ -669,16 +646,16 @@ TEST(Gemm, TransposesAlphaBetaAndBroadcastC) {
         expect_near_all(out[0], {M, N}, want);
       }
   // No C, f64.
-  Tensor a = random_tensor(DType::f64, {3, 2}), b = random_tensor(DType::f64, {2, 4});
+  Tensor a = random_tensor(DType::f64, {3, 2}, kRandom, rng()), b = random_tensor(DType::f64, {2, 4}, kRandom, rng());
   auto out = run_node("Gemm", {rt(a), rt(b)});
   expect_near_all(out[0], {3, 4}, naive_mm(values_of(a), values_of(b), 3, 2, 4), 1e-12, 1e-12);
 }
 
 TEST(Gemm, MismatchAndBadCAreErrors) {
-  Tensor a = random_tensor(DType::f32, {3, 4}), b = random_tensor(DType::f32, {3, 5});
+  Tensor a = random_tensor(DType::f32, {3, 4}, kRandom, rng()), b = random_tensor(DType::f32, {3, 5}, kRandom, rng());
   EXPECT_THROW(run_node("Gemm", {rt(a), rt(b)}), Error);
   EXPECT_NO_THROW(run_node("Gemm", {rt(a), rt(b)}, {{"transA", int64_t(1)}}));
-  Tensor c = random_tensor(DType::f32, {2, 5});
+  Tensor c = random_tensor(DType::f32, {2, 5}, kRandom, rng());
   EXPECT_THROW(run_node("Gemm", {rt(a), rt(b), rt(c)}, {{"transA", int64_t(1)}}), Error);
 }
 
@@ -691,7 +668,7 @@ Tensor einsum(const std::string& eq, std::vector<Tensor> ins) {
 }
 
 TEST(Einsum, MatmulTransposeAndOuterProduct) {
-  Tensor a = random_tensor(DType::f32, {3, 4}), b = random_tensor(DType::f32, {4, 5});
+  Tensor a = random_tensor(DType::f32, {3, 4}, kRandom, rng()), b = random_tensor(DType::f32, {4, 5}, kRandom, rng());
   std::vector<double> av = values_of(a), bv = values_of(b);
   expect_near_all(einsum("ij,jk->ik", {a, b}), {3, 5}, naive_mm(av, bv, 3, 4, 5));
   expect_near_all(einsum("ij,jk", {a, b}), {3, 5}, naive_mm(av, bv, 3, 4, 5));
@@ -700,7 +677,7 @@ TEST(Einsum, MatmulTransposeAndOuterProduct) {
     for (int i = 0; i < 3; ++i) at.push_back(av[size_t(i * 4 + j)]);
   expect_near_all(einsum("ij->ji", {a}), {4, 3}, at);
   expect_near_all(einsum("ba", {a}), {4, 3}, at);  // implicit output is alphabetical
-  Tensor u = random_tensor(DType::f32, {3}), v = random_tensor(DType::f32, {2});
+  Tensor u = random_tensor(DType::f32, {3}, kRandom, rng()), v = random_tensor(DType::f32, {2}, kRandom, rng());
   std::vector<double> uv = values_of(u), vv = values_of(v), outer;
   for (double x : uv)
     for (double y : vv) outer.push_back(x * y);
@@ -713,7 +690,7 @@ TEST(Einsum, MatmulTransposeAndOuterProduct) {
 }
 
 TEST(Einsum, TraceDiagonalAndBatchMatmul) {
-  Tensor s = random_tensor(DType::f64, {4, 4});
+  Tensor s = random_tensor(DType::f64, {4, 4}, kRandom, rng());
   std::vector<double> sv = values_of(s), diag;
   double trace = 0;
   for (int i = 0; i < 4; ++i) {
@@ -723,7 +700,7 @@ TEST(Einsum, TraceDiagonalAndBatchMatmul) {
   expect_near_all(einsum("ii->i", {s}), {4}, diag);
   expect_near_all(einsum("ii", {s}), {}, {trace});
   expect_near_all(einsum("ii->", {s}), {}, {trace});
-  Tensor a = random_tensor(DType::f32, {2, 3, 4}), b = random_tensor(DType::f32, {2, 4, 5});
+  Tensor a = random_tensor(DType::f32, {2, 3, 4}, kRandom, rng()), b = random_tensor(DType::f32, {2, 4, 5}, kRandom, rng());
   std::vector<double> av = values_of(a), bv = values_of(b), want;
   for (int i = 0; i < 2; ++i) {
     auto r = naive_mm({av.begin() + i * 12, av.begin() + (i + 1) * 12},
@@ -732,7 +709,7 @@ TEST(Einsum, TraceDiagonalAndBatchMatmul) {
   }
   expect_near_all(einsum("bij,bjk->bik", {a, b}), {2, 3, 5}, want);
   // Ellipsis with broadcasting: [2,3,4] x [1,4,5] via "...ij,...jk->...ik".
-  Tensor b1 = random_tensor(DType::f32, {1, 4, 5});
+  Tensor b1 = random_tensor(DType::f32, {1, 4, 5}, kRandom, rng());
   std::vector<double> b1v = values_of(b1), want1;
   for (int i = 0; i < 2; ++i) {
     auto r = naive_mm({av.begin() + i * 12, av.begin() + (i + 1) * 12}, b1v, 3, 4, 5);
@@ -745,11 +722,11 @@ TEST(Einsum, TraceDiagonalAndBatchMatmul) {
 }
 
 TEST(Einsum, BadEquationsAreErrors) {
-  Tensor a = random_tensor(DType::f32, {3, 4});
+  Tensor a = random_tensor(DType::f32, {3, 4}, kRandom, rng());
   EXPECT_THROW(einsum("ijk->i", {a}), Error);
   EXPECT_THROW(einsum("ij,jk->ik", {a}), Error);
   EXPECT_THROW(einsum("ij->iz", {a}), Error);
-  Tensor b = random_tensor(DType::f32, {5, 2});
+  Tensor b = random_tensor(DType::f32, {5, 2}, kRandom, rng());
   EXPECT_THROW(einsum("ij,jk->ik", {a, b}), Error);
 }
 
@@ -785,10 +762,10 @@ LossWant naive_nll(const std::vector<double>& logp, const std::vector<int64_t>& 
 
 TEST(Loss, NegativeLogLikelihoodWithWeightsAndIgnoreIndex) {
   const int64_t N = 3, C = 5, D = 4;
-  Tensor x = random_tensor(DType::f32, {N, C, 2, 2});
+  Tensor x = random_tensor(DType::f32, {N, C, 2, 2}, kRandom, rng());
   std::vector<int64_t> t = {0, 4, 2, 2, 1, 1, 3, 0, 4, 2, 2, 3};
   Tensor target = Tensor::from_vector<int64_t>(t, {N, 2, 2});
-  Tensor w = random_tensor(DType::f32, {C}, true);
+  Tensor w = random_tensor(DType::f32, {C}, true ? kPositive : kRandom, rng());
   std::vector<double> xv = values_of(x), wv = values_of(w);
   for (bool use_w : {false, true})
     for (std::optional<int64_t> ignore : {std::optional<int64_t>{}, std::optional<int64_t>{2}}) {
@@ -810,7 +787,7 @@ TEST(Loss, NegativeLogLikelihoodWithWeightsAndIgnoreIndex) {
 }
 
 TEST(Loss, NegativeLogLikelihoodRejectsOutOfRangeTargets) {
-  Tensor x = random_tensor(DType::f32, {2, 3});
+  Tensor x = random_tensor(DType::f32, {2, 3}, kRandom, rng());
   Tensor bad = Tensor::from_vector<int64_t>({1, 3}, {2});
   EXPECT_THROW(run_node("NegativeLogLikelihoodLoss", {rt(x), rt(bad)}), Error);
   // An out-of-range value equal to ignore_index is fine.
@@ -822,10 +799,10 @@ TEST(Loss, NegativeLogLikelihoodRejectsOutOfRangeTargets) {
 
 TEST(Loss, SoftmaxCrossEntropyWithLogProbOutput) {
   const int64_t N = 4, C = 6, D = 3;
-  Tensor x = random_tensor(DType::f32, {N, C, D});
+  Tensor x = random_tensor(DType::f32, {N, C, D}, kRandom, rng());
   std::vector<int64_t> t = {5, 0, 1, 2, 2, 3, 4, 4, 0, 1, 5, 2};
   Tensor target = Tensor::from_vector<int64_t>(t, {N, D});
-  Tensor w = random_tensor(DType::f32, {C}, true);
+  Tensor w = random_tensor(DType::f32, {C}, true ? kPositive : kRandom, rng());
   std::vector<double> logp = naive_softmax(values_of(x), {N, C, D}, 1, true), wv = values_of(w);
   for (std::string red : {"none", "sum", "mean"}) {
     SCOPED_TRACE(red);
@@ -839,7 +816,7 @@ TEST(Loss, SoftmaxCrossEntropyWithLogProbOutput) {
     expect_near_all(out[1], {N, C, D}, logp);
   }
   // Rank-2 scores, i32 labels, no weight, default mean, single output.
-  Tensor x2 = random_tensor(DType::f32, {5, 3});
+  Tensor x2 = random_tensor(DType::f32, {5, 3}, kRandom, rng());
   std::vector<int64_t> t2 = {0, 2, 1, 1, 2};
   Tensor target2 = make_tensor(DType::i32, {5}, {0, 2, 1, 1, 2});
   LossWant want2 =

@@ -20,8 +20,10 @@
 #include "ir/graph.h"
 #include "ir/verifier.h"
 #include "runtime/executable.h"
+#include "tests/test_util.h"
 
 using namespace cb;
+using cb::test::random_tensor;
 
 namespace {
 
@@ -34,25 +36,9 @@ std::mt19937& rng() {
   return r;
 }
 
-// Random nonzero values of any dtype (bool: random true/false).
-Tensor random_tensor(DType dt, Dims dims) {
-  Tensor t = Tensor::empty(dt, dims);
-  dtype_dispatch(dt, [&](auto tag) {
-    using T = decltype(tag);
-    T* p = t.data<T>();
-    std::uniform_int_distribution<int> small(1, 100);
-    std::uniform_real_distribution<double> real(0.5, 4.0);
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      double v;
-      if (dt == DType::boolean) v = small(rng()) % 2;
-      else if (dtype_is_float(dt)) v = real(rng()) * (small(rng()) % 2 ? 1 : -1);
-      else if (dtype_is_signed_int(dt)) v = small(rng()) * (small(rng()) % 2 ? 1 : -1);
-      else v = small(rng());
-      p[i] = from_double<T>(v);
-    }
-  });
-  return t;
-}
+// Random nonzero values of any dtype: floats of magnitude 0.5..4, integers
+// 1..100 (signed ones with random signs), bools random.
+const test::Values kRandom = test::magnitudes(0.5, 4.0).ints(1, 100);
 
 Tensor ints(std::vector<int64_t> v, Dims dims = {-1}) {
   if (dims == Dims{-1}) dims = {int64_t(v.size())};
@@ -67,30 +53,10 @@ Tensor floats(std::vector<float> v, Dims dims = {-1}) {
 // `constants`, inputs 1.. become constants (input 0 stays a graph input).
 std::vector<Tensor> run_once(const std::string& op, const Inputs& inputs, const Attrs& attrs, size_t nout,
                              bool constants) {
-  auto g = std::make_shared<Graph>();
-  std::vector<Value*> ins;
-  std::map<std::string, Tensor> feed;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i]) {
-      ins.push_back(nullptr);
-      continue;
-    }
-    std::string name = "in" + std::to_string(i);
-    const Tensor& t = *inputs[i];
-    if (constants && i > 0) {
-      ins.push_back(g->add_constant(name, t));
-    } else {
-      ins.push_back(g->add_input(name, {t.dtype(), Shape::of(t.dims())}));
-      feed[name] = t;
-    }
-  }
-  std::vector<Value*> outs;
-  for (size_t i = 0; i < nout; ++i) outs.push_back(g->add_value("out" + std::to_string(i)));
-  g->add_node(op, ins, outs, attrs, "node");
-  g->outputs = outs;
-  infer_types(*g);
-  auto exe = Executable::compile(g, *make_reference_backend());
-  return exe->run(feed);
+  std::vector<test::NodeInput> in;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    in.push_back(inputs[i] ? test::NodeInput(*inputs[i], constants && i > 0) : test::NodeInput());
+  return test::run_node("reference", op, "", in, attrs, std::vector<bool>(nout, true));
 }
 
 // Runs both ways and checks they agree bit for bit.
@@ -163,27 +129,27 @@ const DType kAllTypes[] = {DType::f32, DType::f16,  DType::bf16, DType::f64, DTy
 // ------------------------------------------------------------- reshaping
 
 TEST(Reshape, ZeroCopiesDimAndMinusOneIsInferred) {
-  Tensor x = random_tensor(DType::f32, {2, 3, 4});
+  Tensor x = random_tensor(DType::f32, {2, 3, 4}, kRandom, rng());
   Tensor y = run1("Reshape", {x, ints({0, -1, 2})});
   EXPECT_EQ(y.dims(), (Dims{2, 6, 2}));
   EXPECT_EQ(y.raw(), x.raw()) << "Reshape should return a view";
   EXPECT_TRUE(y.reshaped({2, 3, 4}).bitwise_equal(x));
   EXPECT_EQ(run1("Reshape", {x, ints({-1})}).dims(), (Dims{24}));
   EXPECT_EQ(run1("Reshape", {x, ints({0, 0, 1, 4})}).dims(), (Dims{2, 3, 1, 4}));
-  EXPECT_EQ(run1("Reshape", {random_tensor(DType::f32, {1}), ints({}, {0})}).dims(), Dims{});
+  EXPECT_EQ(run1("Reshape", {random_tensor(DType::f32, {1}, kRandom, rng()), ints({}, {0})}).dims(), Dims{});
 }
 
 TEST(Reshape, AllowZeroKeepsZeroDims) {
-  Tensor x = random_tensor(DType::f32, {0, 3, 4});
+  Tensor x = random_tensor(DType::f32, {0, 3, 4}, kRandom, rng());
   EXPECT_EQ(run1("Reshape", {x, ints({3, 4, 0})}, {{"allowzero", int64_t(1)}}).dims(), (Dims{3, 4, 0}));
   // Without allowzero the 0 copies input dim 2.
-  Tensor z = random_tensor(DType::f32, {2, 3, 4});
+  Tensor z = random_tensor(DType::f32, {2, 3, 4}, kRandom, rng());
   EXPECT_EQ(run1("Reshape", {z, ints({4, 0, -1})}).dims(), (Dims{4, 3, 2}));
   expect_error("Reshape", {x, ints({0, -1})}, {{"allowzero", int64_t(1)}}, "-1");
 }
 
 TEST(Reshape, ErrorsNameShapesAndValue) {
-  Tensor x = random_tensor(DType::f32, {2, 3, 4});
+  Tensor x = random_tensor(DType::f32, {2, 3, 4}, kRandom, rng());
   expect_error("Reshape", {x, ints({5, -1})}, {}, "[2,3,4]");
   expect_error("Reshape", {x, ints({5, 5})}, {}, "[5,5]");
   expect_error("Reshape", {x, ints({5, 5})}, {}, "[5,5]", true);
@@ -192,7 +158,7 @@ TEST(Reshape, ErrorsNameShapesAndValue) {
 }
 
 TEST(Flatten, AllAxes) {
-  Tensor x = random_tensor(DType::i16, {2, 3, 4, 5});
+  Tensor x = random_tensor(DType::i16, {2, 3, 4, 5}, kRandom, rng());
   for (int64_t axis = -4; axis <= 4; ++axis) {
     int64_t a = axis < 0 ? axis + 4 : axis;
     int64_t outer = 1;
@@ -205,7 +171,7 @@ TEST(Flatten, AllAxes) {
 }
 
 TEST(Squeeze, WithAndWithoutAxes) {
-  Tensor x = random_tensor(DType::f32, {1, 3, 1, 5});
+  Tensor x = random_tensor(DType::f32, {1, 3, 1, 5}, kRandom, rng());
   EXPECT_EQ(run1("Squeeze", {x, ints({-2})}).dims(), (Dims{1, 3, 5}));
   EXPECT_EQ(run1("Squeeze", {x, ints({0, 2})}).dims(), (Dims{3, 5}));
   Tensor y = run1("Squeeze", {x});
@@ -216,7 +182,7 @@ TEST(Squeeze, WithAndWithoutAxes) {
 }
 
 TEST(Unsqueeze, NegativeAndUnsortedAxes) {
-  Tensor x = random_tensor(DType::u8, {3, 4, 5});
+  Tensor x = random_tensor(DType::u8, {3, 4, 5}, kRandom, rng());
   EXPECT_EQ(run1("Unsqueeze", {x, ints({5, 4, 2})}).dims(), (Dims{3, 4, 1, 5, 1, 1}));
   EXPECT_EQ(run1("Unsqueeze", {x, ints({-1})}).dims(), (Dims{3, 4, 5, 1}));
   EXPECT_EQ(run1("Unsqueeze", {x, ints({0, -1})}).dims(), (Dims{1, 3, 4, 5, 1}));
@@ -240,7 +206,7 @@ Tensor transpose_expected(const Tensor& x, const Dims& perm) {
 }
 
 TEST(Transpose, EveryPermutationOfRank4) {
-  Tensor x = random_tensor(DType::f32, {2, 3, 4, 5});
+  Tensor x = random_tensor(DType::f32, {2, 3, 4, 5}, kRandom, rng());
   Dims perm = {0, 1, 2, 3};
   do {
     std::vector<int64_t> p(perm.begin(), perm.end());
@@ -250,28 +216,28 @@ TEST(Transpose, EveryPermutationOfRank4) {
 
 TEST(Transpose, DefaultReversesAndAllDtypes) {
   for (DType dt : kAllTypes) {
-    Tensor x = random_tensor(dt, {3, 1, 4});
+    Tensor x = random_tensor(dt, {3, 1, 4}, kRandom, rng());
     expect_same(run1("Transpose", {x}), transpose_expected(x, {2, 1, 0}), std::string(dtype_name(dt)));
   }
   Tensor s = Tensor::scalar<int32_t>(7);
   expect_same(run1("Transpose", {s}), s);
-  Tensor empty = random_tensor(DType::f32, {2, 0, 3});
+  Tensor empty = random_tensor(DType::f32, {2, 0, 3}, kRandom, rng());
   EXPECT_EQ(run1("Transpose", {empty}, {{"perm", Dims{2, 0, 1}}}).dims(), (Dims{3, 2, 0}));
 }
 
 TEST(Transpose, TiledInnerTransposes) {
   // Sizes that are not multiples of the tile, in 2-, 4- and 8-byte elements.
   for (DType dt : {DType::f16, DType::f32, DType::i64}) {
-    Tensor m = random_tensor(dt, {37, 50});
+    Tensor m = random_tensor(dt, {37, 50}, kRandom, rng());
     expect_same(run1("Transpose", {m}), transpose_expected(m, {1, 0}), std::string(dtype_name(dt)));
-    Tensor b = random_tensor(dt, {3, 19, 2, 33});
+    Tensor b = random_tensor(dt, {3, 19, 2, 33}, kRandom, rng());
     expect_same(run1("Transpose", {b}, {{"perm", Dims{0, 3, 2, 1}}}), transpose_expected(b, {0, 3, 2, 1}));
     expect_same(run1("Transpose", {b}, {{"perm", Dims{2, 0, 3, 1}}}), transpose_expected(b, {2, 0, 3, 1}));
   }
 }
 
 TEST(Transpose, AttentionHeadsLayout) {
-  Tensor x = random_tensor(DType::f32, {1, 128, 12, 64});
+  Tensor x = random_tensor(DType::f32, {1, 128, 12, 64}, kRandom, rng());
   expect_same(run1("Transpose", {x}, {{"perm", Dims{0, 2, 1, 3}}}), transpose_expected(x, {0, 2, 1, 3}));
   expect_same(run1("Transpose", {x}, {{"perm", Dims{0, 2, 3, 1}}}), transpose_expected(x, {0, 2, 3, 1}));
   expect_error("Transpose", {x}, {{"perm", Dims{0, 2, 2, 3}}}, "not a permutation");
@@ -286,7 +252,7 @@ TEST(Concat, EveryAxisIncludingNegativeAndEmptyInputs) {
     for (int64_t len : {2, 0, 3}) {
       Dims d = {2, 3, 4};
       d[size_t(a)] = len;
-      parts.push_back(random_tensor(DType::f16, d));
+      parts.push_back(random_tensor(DType::f16, d, kRandom, rng()));
     }
     Dims out = {2, 3, 4};
     out[size_t(a)] = 5;
@@ -302,9 +268,9 @@ TEST(Concat, EveryAxisIncludingNegativeAndEmptyInputs) {
 }
 
 TEST(Concat, MismatchIsAnError) {
-  expect_error("Concat", {random_tensor(DType::f32, {2, 3}), random_tensor(DType::f32, {3, 3})},
+  expect_error("Concat", {random_tensor(DType::f32, {2, 3}, kRandom, rng()), random_tensor(DType::f32, {3, 3}, kRandom, rng())},
                {{"axis", int64_t(1)}}, "[3,3]");
-  expect_error("Concat", {random_tensor(DType::f32, {2, 3}), random_tensor(DType::f32, {2, 3, 1})},
+  expect_error("Concat", {random_tensor(DType::f32, {2, 3}, kRandom, rng()), random_tensor(DType::f32, {2, 3, 1}, kRandom, rng())},
                {{"axis", int64_t(0)}}, "rank");
 }
 
@@ -325,22 +291,22 @@ void check_split(const Tensor& x, int64_t axis, const std::vector<Tensor>& outs,
 }
 
 TEST(Split, BySizesInput) {
-  Tensor x = random_tensor(DType::f32, {4, 6, 3});
+  Tensor x = random_tensor(DType::f32, {4, 6, 3}, kRandom, rng());
   check_split(x, 1, run_op("Split", {x, ints({1, 0, 5})}, {{"axis", int64_t(1)}}, 3), {1, 0, 5});
   check_split(x, -1, run_op("Split", {x, ints({2, 1})}, {{"axis", int64_t(-1)}}, 2), {2, 1});
   expect_error("Split", {x, ints({1, 2})}, {{"axis", int64_t(1)}}, "does not add up", false, 2);
 }
 
 TEST(Split, NumOutputsWithSmallerLastChunk) {
-  Tensor x = random_tensor(DType::i64, {7, 2});
+  Tensor x = random_tensor(DType::i64, {7, 2}, kRandom, rng());
   check_split(x, 0, run_op("Split", {x}, {{"num_outputs", int64_t(4)}}, 4), {2, 2, 2, 1});
-  Tensor y = random_tensor(DType::f32, {2, 8});
+  Tensor y = random_tensor(DType::f32, {2, 8}, kRandom, rng());
   check_split(y, 1, run_op("Split", {y}, {{"axis", int64_t(1)}, {"num_outputs", int64_t(3)}}, 3), {3, 3, 2});
   // Opset-13 form: neither split nor num_outputs: equal parts.
   check_split(y, 1, run_op("Split", {y}, {{"axis", int64_t(1)}}, 4), {2, 2, 2, 2});
-  Tensor z = random_tensor(DType::f32, {0});
+  Tensor z = random_tensor(DType::f32, {0}, kRandom, rng());
   check_split(z, 0, run_op("Split", {z, ints({0, 0, 0})}, {}, 3), {0, 0, 0});
-  expect_error("Split", {random_tensor(DType::f32, {5})}, {{"num_outputs", int64_t(4)}}, "cannot split", false, 4);
+  expect_error("Split", {random_tensor(DType::f32, {5}, kRandom, rng())}, {{"num_outputs", int64_t(4)}}, "cannot split", false, 4);
 }
 
 // -------------------------------------------------------------------- Slice
@@ -366,7 +332,7 @@ std::vector<int64_t> spec_slice(int64_t start, int64_t stop, int64_t step, int64
 }
 
 TEST(Slice, RandomCornersMatchSpecSlicing) {
-  Tensor x = random_tensor(DType::f32, {5, 4, 6});
+  Tensor x = random_tensor(DType::f32, {5, 4, 6}, kRandom, rng());
   const int64_t specials[] = {0, 1, 2, 3, 4, 5, 7, -1, -2, -3, -5, -7, INT64_MAX, INT64_MIN, INT32_MAX, INT32_MIN};
   const int64_t steps[] = {1, 1, 2, 3, -1, -1, -2, -4, INT64_MAX, INT64_MIN};
   std::uniform_int_distribution<size_t> pick_v(0, std::size(specials) - 1), pick_s(0, std::size(steps) - 1);
@@ -400,7 +366,7 @@ TEST(Slice, RandomCornersMatchSpecSlicing) {
 }
 
 TEST(Slice, DefaultAxesAndStepsAndInt32Indices) {
-  Tensor x = random_tensor(DType::bf16, {20, 10, 5});
+  Tensor x = random_tensor(DType::bf16, {20, 10, 5}, kRandom, rng());
   Tensor y = run1("Slice", {x, ints({0, 0, 3}), ints({20, 10, 4})});
   EXPECT_EQ(y.dims(), (Dims{20, 10, 1}));
   Tensor s32 = Tensor::from_vector<int32_t>({1, -1}, {2});
@@ -421,7 +387,7 @@ TEST(Slice, DefaultAxesAndStepsAndInt32Indices) {
 // ----------------------------------------------------------------- Gather
 
 TEST(Gather, EveryAxisWithNegativeIndices) {
-  Tensor x = random_tensor(DType::f32, {5, 4, 3});
+  Tensor x = random_tensor(DType::f32, {5, 4, 3}, kRandom, rng());
   Tensor idx = ints({0, -1, 2, -3, 1, 1}, {2, 3});
   for (int64_t axis = -3; axis < 3; ++axis) {
     int64_t a = axis < 0 ? axis + 3 : axis;
@@ -462,14 +428,14 @@ TEST(Gather, EmbeddingLookup) {
 }
 
 TEST(Gather, OutOfRangeIndexIsAnError) {
-  Tensor x = random_tensor(DType::f32, {5, 4});
+  Tensor x = random_tensor(DType::f32, {5, 4}, kRandom, rng());
   expect_error("Gather", {x, ints({1, 5})}, {}, "index 5 is out of range");
   expect_error("Gather", {x, ints({1, 5})}, {}, "index 5 is out of range", true);
   expect_error("Gather", {x, ints({-5})}, {{"axis", int64_t(1)}}, "[5,4]");
 }
 
 TEST(GatherElements, BothAxesWithNegativeIndices) {
-  Tensor x = random_tensor(DType::i32, {3, 4});
+  Tensor x = random_tensor(DType::i32, {3, 4}, kRandom, rng());
   Tensor idx = ints({0, -1, 2, 1, -3, 0, 1, 2}, {2, 4});
   expect_same(run1("GatherElements", {x, idx}),
               gather_expected(x, {2, 4}, [&](const Dims& o) {
@@ -491,7 +457,7 @@ TEST(GatherND, BatchDims) {
   expect_values(run1("GatherND", {d, ints({0, 1, 1, 0}, {2, 2})}), {2, 3, 4, 5}, {2, 2});
   expect_values(run1("GatherND", {d, ints({0, 1, 1, 0}, {2, 1, 2})}), {2, 3, 4, 5}, {2, 1, 2});
   expect_values(run1("GatherND", {d, ints({1, 0}, {2, 1})}, {{"batch_dims", int64_t(1)}}), {2, 3, 4, 5}, {2, 2});
-  Tensor x = random_tensor(DType::f64, {2, 3, 4, 5});
+  Tensor x = random_tensor(DType::f64, {2, 3, 4, 5}, kRandom, rng());
   Tensor idx = ints({0, -1, 2, 3, 1, 0, -3, 2}, {2, 2, 2});
   expect_same(run1("GatherND", {x, idx}, {{"batch_dims", int64_t(1)}}),
               gather_expected(x, {2, 2, 5}, [&](const Dims& o) {
@@ -513,9 +479,9 @@ double reduce_ref(double a, double b, const std::string& r) {
 }
 
 TEST(ScatterElements, AllReductionsWithDuplicatesAndNegativeIndices) {
-  Tensor data = random_tensor(DType::f32, {3, 5});
+  Tensor data = random_tensor(DType::f32, {3, 5}, kRandom, rng());
   Tensor idx = ints({1, -1, 1, 0, 4, -5}, {2, 3});  // column 1 hit twice on axis 1, row 0
-  Tensor upd = random_tensor(DType::f32, {2, 3});
+  Tensor upd = random_tensor(DType::f32, {2, 3}, kRandom, rng());
   for (std::string red : {"none", "add", "mul", "max", "min"}) {
     std::vector<double> want(15);
     for (int i = 0; i < 15; ++i) want[size_t(i)] = data.get_double(i);
@@ -534,7 +500,7 @@ TEST(ScatterElements, AllReductionsWithDuplicatesAndNegativeIndices) {
   for (int64_t i = 0; i < 2; ++i)
     for (int64_t j = 0; j < 3; ++j) EXPECT_EQ(y.get_double(idx0.get_int(i * 3 + j) * 5 + j), upd.get_double(i * 3 + j));
   EXPECT_EQ(y.get_double(0 * 5 + 3), data.get_double(3));
-  expect_error("ScatterElements", {data, ints({5}, {1, 1}), random_tensor(DType::f32, {1, 1})}, {}, "index 5 is out of range");
+  expect_error("ScatterElements", {data, ints({5}, {1, 1}), random_tensor(DType::f32, {1, 1}, kRandom, rng())}, {}, "index 5 is out of range");
 }
 
 TEST(ScatterND, SlicesAndReductions) {
@@ -542,9 +508,9 @@ TEST(ScatterND, SlicesAndReductions) {
   Tensor d = Tensor::from_vector<int64_t>({1, 2, 3, 4, 5, 6, 7, 8}, {8});
   expect_values(run1("ScatterND", {d, ints({4, 3, 1, 7}, {4, 1}), ints({9, 10, 11, 12})}),
                 {1, 11, 3, 10, 9, 6, 7, 12}, {8});
-  Tensor data = random_tensor(DType::f64, {4, 3, 2});
+  Tensor data = random_tensor(DType::f64, {4, 3, 2}, kRandom, rng());
   Tensor idx = ints({0, -1, 2, 1, 0, 2}, {3, 2});  // [0,2], [2,1], [0,2] again
-  Tensor upd = random_tensor(DType::f64, {3, 2});
+  Tensor upd = random_tensor(DType::f64, {3, 2}, kRandom, rng());
   for (std::string red : {"add", "mul", "max", "min"}) {
     std::vector<double> want(24);
     for (int i = 0; i < 24; ++i) want[size_t(i)] = data.get_double(i);
@@ -558,17 +524,17 @@ TEST(ScatterND, SlicesAndReductions) {
     }
     expect_values(run1("ScatterND", {data, idx, upd}, {{"reduction", red}}), want, {4, 3, 2});
   }
-  expect_error("ScatterND", {data, ints({4}, {1, 1}), random_tensor(DType::f64, {1, 3, 2})}, {}, "index 4 is out of range");
+  expect_error("ScatterND", {data, ints({4}, {1, 1}), random_tensor(DType::f64, {1, 3, 2}, kRandom, rng())}, {}, "index 4 is out of range");
 }
 
 // ---------------------------------------------------------- Expand / Tile
 
 TEST(Expand, BroadcastsBothWays) {
-  Tensor x = random_tensor(DType::i8, {3, 1});
+  Tensor x = random_tensor(DType::i8, {3, 1}, kRandom, rng());
   Tensor y = run1("Expand", {x, ints({2, 1, 4})});
   expect_same(y, gather_expected(x, {2, 3, 4}, [&](const Dims& o) { return o[1]; }));
   // A shape smaller than the input keeps the input's dims.
-  Tensor z = run1("Expand", {random_tensor(DType::f32, {2, 3}), ints({1, 1})});
+  Tensor z = run1("Expand", {random_tensor(DType::f32, {2, 3}, kRandom, rng()), ints({1, 1})});
   EXPECT_EQ(z.dims(), (Dims{2, 3}));
   Tensor s = run1("Expand", {Tensor::scalar<float>(1.5f), ints({2, 0})});
   EXPECT_EQ(s.dims(), (Dims{2, 0}));
@@ -576,7 +542,7 @@ TEST(Expand, BroadcastsBothWays) {
 }
 
 TEST(Tile, RepeatsEachAxis) {
-  Tensor x = random_tensor(DType::f16, {2, 3, 1});
+  Tensor x = random_tensor(DType::f16, {2, 3, 1}, kRandom, rng());
   Tensor y = run1("Tile", {x, ints({3, 1, 4})});
   expect_same(y, gather_expected(x, {6, 3, 4}, [&](const Dims& o) { return ravel({o[0] % 2, o[1], 0}, x.dims()); }));
   EXPECT_EQ(run1("Tile", {x, ints({0, 2, 1})}).dims(), (Dims{0, 6, 1}));
@@ -586,7 +552,7 @@ TEST(Tile, RepeatsEachAxis) {
 // ------------------------------------------------- Shape, Size, generators
 
 TEST(Shape, StartAndEndClamp) {
-  Tensor x = random_tensor(DType::f32, {3, 4, 5});
+  Tensor x = random_tensor(DType::f32, {3, 4, 5}, kRandom, rng());
   expect_values(run1("Shape", {x}), {3, 4, 5}, {3});
   expect_values(run1("Shape", {x}, {{"start", int64_t(-1)}}), {5}, {1});
   expect_values(run1("Shape", {x}, {{"end", int64_t(-1)}}), {3, 4}, {2});
@@ -626,7 +592,7 @@ TEST(ConstantOfShape, DefaultAndValue) {
 }
 
 TEST(Constant, EveryAttributeForm) {
-  Tensor t = random_tensor(DType::bf16, {2, 2});
+  Tensor t = random_tensor(DType::bf16, {2, 2}, kRandom, rng());
   expect_same(run1("Constant", {}, {{"value", t}}), t);
   expect_values(run1("Constant", {}, {{"value_float", 1.5f}}), {1.5}, {});
   expect_values(run1("Constant", {}, {{"value_floats", std::vector<float>{1, 2}}}), {1, 2}, {2});
@@ -638,7 +604,7 @@ TEST(Constant, EveryAttributeForm) {
 }
 
 TEST(EyeLike, DiagonalsAndDtype) {
-  Tensor x = random_tensor(DType::f32, {3, 4});
+  Tensor x = random_tensor(DType::f32, {3, 4}, kRandom, rng());
   for (int64_t k : {-4, -1, 0, 2, 5}) {
     std::vector<double> want(12, 0.0);
     for (int64_t i = 0; i < 3; ++i)
@@ -647,7 +613,7 @@ TEST(EyeLike, DiagonalsAndDtype) {
   }
   Tensor y = run1("EyeLike", {x}, {{"dtype", int64_t(7)}});
   EXPECT_EQ(y.dtype(), DType::i64);
-  expect_error("EyeLike", {random_tensor(DType::f32, {2, 2, 2})}, {}, "2-D");
+  expect_error("EyeLike", {random_tensor(DType::f32, {2, 2, 2}, kRandom, rng())}, {}, "2-D");
 }
 
 TEST(NonZero, CountsAtRunTime) {
@@ -682,7 +648,7 @@ TEST(OneHot, AxesNegativeAndOutOfRangeIndices) {
 // --------------------------------------------------- Trilu, CumSum, Pad
 
 TEST(Trilu, UpperAndLowerForManyK) {
-  Tensor x = random_tensor(DType::i64, {2, 4, 5});
+  Tensor x = random_tensor(DType::i64, {2, 4, 5}, kRandom, rng());
   for (int64_t upper : {0, 1})
     for (int64_t k : Dims{-7, -2, -1, 0, 1, 3, 9, INT64_MAX, INT64_MIN}) {
       std::vector<double> want(40);
@@ -694,12 +660,12 @@ TEST(Trilu, UpperAndLowerForManyK) {
       }
       expect_values(run1("Trilu", {x, Tensor::scalar<int64_t>(k)}, {{"upper", upper}}), want, {2, 4, 5});
     }
-  Tensor e = random_tensor(DType::f32, {3, 0, 5});
+  Tensor e = random_tensor(DType::f32, {3, 0, 5}, kRandom, rng());
   EXPECT_EQ(run1("Trilu", {e}).dims(), (Dims{3, 0, 5}));
 }
 
 TEST(CumSum, ExclusiveReverseAndAxes) {
-  Tensor x = random_tensor(DType::f64, {3, 4, 2});
+  Tensor x = random_tensor(DType::f64, {3, 4, 2}, kRandom, rng());
   for (int64_t axis : {0, 1, -1})
     for (int64_t exclusive : {0, 1})
       for (int64_t reverse : {0, 1}) {
@@ -747,7 +713,7 @@ TEST(Pad, ModesAgainstNumpy) {
 }
 
 TEST(Pad, AxesInputNegativePadsAndRandom3D) {
-  Tensor x = random_tensor(DType::i32, {3, 4, 5});
+  Tensor x = random_tensor(DType::i32, {3, 4, 5}, kRandom, rng());
   // axes [-1, 0]: pad axis 2 by (2, -1) and axis 0 by (-1, 1); constant 7.
   Tensor y = run1("Pad", {x, ints({2, -1, -1, 1}), Tensor::scalar<int32_t>(7), ints({-1, 0})});
   ASSERT_EQ(y.dims(), (Dims{3, 4, 6}));
@@ -774,12 +740,12 @@ TEST(Pad, AxesInputNegativePadsAndRandom3D) {
                 }),
                 mode);
   }
-  expect_error("Pad", {random_tensor(DType::f32, {0, 2}), ints({1, 0, 0, 0})}, {{"mode", std::string("edge")}}, "size 0");
+  expect_error("Pad", {random_tensor(DType::f32, {0, 2}, kRandom, rng()), ints({1, 0, 0, 0})}, {{"mode", std::string("edge")}}, "size 0");
   expect_error("Pad", {x, ints({1, 2})}, {}, "2 entries per padded axis");
 }
 
 TEST(Errors, HugeShapesFromValuesAreRejected) {
-  Tensor x = random_tensor(DType::f32, {2, 3});
+  Tensor x = random_tensor(DType::f32, {2, 3}, kRandom, rng());
   expect_error("ConstantOfShape", {ints({1LL << 40, 1LL << 40})}, {}, "too many elements");
   expect_error("Tile", {x, ints({1LL << 62, 4})}, {}, "too large");
   expect_error("Expand", {x, ints({1LL << 40, 1LL << 40, 1, 3})}, {}, "too many elements");
@@ -892,7 +858,7 @@ TEST(SymbolicInference, RunsWithDifferentSizesAfterCompiling) {
   infer_types(*g);
   auto exe = Executable::compile(g, *make_reference_backend());
   for (int64_t seq : {1, 7, 128}) {
-    Tensor in = random_tensor(DType::f32, {2, seq, 768});
+    Tensor in = random_tensor(DType::f32, {2, seq, 768}, kRandom, rng());
     auto res = exe->run({{"x", in}});
     EXPECT_EQ(res[0].dims(), (Dims{2, 12, seq, 64}));
     expect_same(res[0], transpose_expected(in.reshaped({2, seq, 12, 64}), {0, 2, 1, 3}));

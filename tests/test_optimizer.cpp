@@ -1,6 +1,8 @@
 // Optimizers as IR (train/optimizer.h): three steps of AdamW and SGD with
 // momentum, weight decay and clipping against the PyTorch formulas computed
-// here in double precision; the learning-rate schedules.
+// here in double precision; the learning-rate schedules. (The fused AdamW
+// node on the cpu backend against the reference: the op harness,
+// tests/op_cases/optim.cpp.)
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -127,50 +129,3 @@ TEST(Schedule, WarmupLinearCosine) {
 }
 
 }  // namespace
-
-// The fused AdamW node on the CPU backend (threaded over element ranges) is
-// bit-identical to the reference kernel, for 1 and 2 threads, on a parameter
-// large enough to be split.
-TEST(Optimizer, FusedAdamWCpuMatchesReferenceBitwise) {
-  const int64_t n = (1 << 18) + 37;
-  auto build = [&] {
-    auto g = std::make_shared<Graph>();
-    Value* p = g->add_input("w", TensorType{DType::f32, Shape::of({n})});
-    Value* dp = g->add_input("dw", TensorType{DType::f32, Shape::of({n})});
-    OptimizerConfig cfg;
-    cfg.max_grad_norm = 0.5f;
-    ParamGroup grp{"model", {p}, {dp}, 0.5f, 0.01f};
-    OptimizerGraph og = append_optimizer(*g, {grp}, cfg);
-    return std::make_pair(g, og);
-  };
-  const size_t un = static_cast<size_t>(n);
-  std::vector<float> w(un), dw(un), m(un), v(un);
-  uint32_t s = 12345;
-  auto rnd = [&] { s = s * 1664525u + 1013904223u; return float(int32_t(s >> 8) - (1 << 23)) / float(1 << 23); };
-  for (int64_t i = 0; i < n; ++i) {
-    w[size_t(i)] = rnd();
-    dw[size_t(i)] = rnd();
-    m[size_t(i)] = 0.1f * rnd();
-    v[size_t(i)] = 0.01f * std::abs(rnd());
-  }
-  std::vector<std::vector<Tensor>> results;
-  for (auto [backend_name, threads] : std::vector<std::pair<const char*, int>>{{"reference", 1}, {"cpu", 1}, {"cpu", 2}}) {
-    auto [g, og] = build();
-    auto backend = make_backend(backend_name);
-    CompileOptions co;
-    co.num_threads = threads;
-    auto exe = Executable::compile(g, *backend, co);
-    std::map<std::string, Tensor> in;
-    in["w"] = Tensor::from_vector(w, {n});
-    in["dw"] = Tensor::from_vector(dw, {n});
-    in[og.states[0].input->name] = Tensor::from_vector(m, {n});
-    in[og.states[1].input->name] = Tensor::from_vector(v, {n});
-    in[kStepInput] = Tensor::scalar<float>(3.f);
-    in[kLearningRateInput] = Tensor::scalar<float>(1e-3f);
-    results.push_back(exe->run(in));
-  }
-  ASSERT_EQ(results[0].size(), results[1].size());
-  for (size_t r = 1; r < results.size(); ++r)
-    for (size_t i = 0; i < results[0].size(); ++i)
-      EXPECT_TRUE(results[0][i].bitwise_equal(results[r][i])) << "output " << i << " of run " << r;
-}

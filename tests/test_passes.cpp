@@ -15,8 +15,10 @@
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
 #include "runtime/executable.h"
+#include "tests/test_util.h"
 
 using namespace cb;
+using cb::test::random_tensor;
 
 namespace {
 
@@ -678,13 +680,6 @@ std::string attention_block_text() {
   return t;
 }
 
-Tensor random_tensor(std::mt19937& rng, std::vector<int64_t> dims) {
-  Tensor t = Tensor::empty(DType::f32, std::move(dims));
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
-  return t;
-}
-
 }  // namespace
 
 // Compiles `text` before and after canonicalize and runs both on the same
@@ -698,7 +693,7 @@ void expect_same_outputs(const std::string& text, int64_t features) {
   auto ex_after = Executable::compile(after, *backend);
   std::mt19937 rng(5);
   for (auto [batch, seq] : {std::pair<int64_t, int64_t>{1, 5}, {3, 2}}) {
-    Tensor x = random_tensor(rng, {batch, seq, features});
+    Tensor x = random_tensor(DType::f32, {batch, seq, features}, test::uniform(-1, 1), rng);
     std::vector<Tensor> a = ex_before->run({{"x", x}});
     std::vector<Tensor> b = ex_after->run({{"x", x}});
     ASSERT_EQ(a.size(), b.size());
@@ -780,7 +775,7 @@ TEST(Canonicalize, SplitHeadsChainRunsTheSameAtTwoSizes) {
   auto ex_after = Executable::compile(after, *backend);
   std::mt19937 rng(9);
   for (auto [batch, seq] : {std::pair<int64_t, int64_t>{2, 3}, {1, 7}}) {
-    Tensor x = random_tensor(rng, {batch, seq, 768});
+    Tensor x = random_tensor(DType::f32, {batch, seq, 768}, test::uniform(-1, 1), rng);
     Tensor a = ex_before->run({{"x", x}})[0];
     Tensor b = ex_after->run({{"x", x}})[0];
     EXPECT_EQ(a.dims(), (std::vector<int64_t>{batch, seq, 12, 64}));
