@@ -63,19 +63,6 @@ std::vector<int64_t> char_index_of_bytes(const std::string& text) {
   return out;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | cp >> 6), out += char(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += char(0xE0 | cp >> 12), out += char(0x80 | (cp >> 6 & 0x3F)), out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xF0 | cp >> 18), out += char(0x80 | (cp >> 12 & 0x3F)), out += char(0x80 | (cp >> 6 & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
-
 std::string show(const std::string& text) { return Json(text.substr(0, 200)).dump(); }
 
 // Every record of an *_encode.jsonl: ids equal, offsets equal HF's character
@@ -221,7 +208,7 @@ TEST(Gpt2Tokenizer, RoundTripsRandomUtf8) {
         default: cp = 0x10000 + rng() % 0x100000; break;
       }
       if (cp >= 0xD800 && cp <= 0xDFFF) cp = 'x';
-      append_utf8(text, cp);
+      utf8_append(text, char32_t(cp));
       if (rng() % 50 == 0) text += "<|endoftext|>";
     }
     ASSERT_EQ(cb::utf8_first_invalid(text), -1);

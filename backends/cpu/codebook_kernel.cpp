@@ -471,7 +471,8 @@ class CodebookKernel : public Kernel {
     P.block_rows = ((N + blocks - 1) / blocks + kTileRows - 1) / kTileRows * kTileRows;
     blocks = (N + P.block_rows - 1) / P.block_rows;
     const int64_t tasks = G * blocks;
-#pragma omp parallel num_threads(int(std::min<int64_t>(threads, tasks)))
+    const int team = int(std::min<int64_t>(threads, tasks));
+#pragma omp parallel num_threads(team)
     {
       Scratch scratch(P.block_rows, Dg, P.list_stride, a.k);
 #pragma omp for schedule(dynamic, 1)
