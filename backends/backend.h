@@ -24,8 +24,8 @@ struct KernelContext {
   // Resolves values of enclosing graphs (for control-flow kernels); may be null.
   const std::function<const Tensor*(const Value*)>* outer_values = nullptr;
 
-  const Tensor& in(size_t i) const;   // throws if absent
-  Tensor& out(size_t i) const;        // throws if absent
+  const Tensor& in(size_t i) const;  // throws if absent
+  Tensor& out(size_t i) const;       // throws if absent
 };
 
 class Kernel {

@@ -62,8 +62,8 @@ void codebook(benchmark::State& state, const char* metric) {
   Value* bias = g->add_constant("ln_bias", random_f32({G, Dg}));
   Value* y = g->add_value("y");
   Value* ids = g->add_value("ids");
-  g->add_node("Codebook", {x, codes, scale, bias}, {y, ids},
-              {{"k", state.range(4)}, {"metric", std::string(metric)}}, "codebook", "codebook");
+  g->add_node("Codebook", {x, codes, scale, bias}, {y, ids}, {{"k", state.range(4)}, {"metric", std::string(metric)}},
+              "codebook", "codebook");
   g->outputs = {y, ids};
   CompileOptions opts;
   opts.num_threads = int(state.range(5));
@@ -87,14 +87,18 @@ void kmeans_step(benchmark::State& state) {
   Tensor rows = random_f32({n, d});
   km.partial_fit(rows.data<float>(), n);  // k-means++ initialisation
   for (auto _ : state) km.partial_fit(rows.data<float>(), n);
-  state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * double(n * K * d), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2e-9 * double(n * K * d), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 }  // namespace
 
 BENCHMARK(kmeans_step)
     ->ArgNames({"rows", "K", "dim", "threads"})
-    ->Args({24576, 1000, 32, 1})->Args({24576, 1000, 32, 2})->Args({24576, 1000, 128, 1})->Args({24576, 1000, 128, 2})
+    ->Args({24576, 1000, 32, 1})
+    ->Args({24576, 1000, 32, 2})
+    ->Args({24576, 1000, 128, 1})
+    ->Args({24576, 1000, 128, 2})
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(codebook, inner_product, "inner_product")
     ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
@@ -111,7 +115,11 @@ BENCHMARK_CAPTURE(codebook, euclidean, "euclidean")
     ->Args({128, 12, 10000, 64, 8, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(matmul, cpu, "cpu")->Args({128, 768, 768})->Args({128, 768, 2304})->Args({128, 768, 3072})->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(matmul, cpu, "cpu")
+    ->Args({128, 768, 768})
+    ->Args({128, 768, 2304})
+    ->Args({128, 768, 3072})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(matmul, reference, "reference")->Args({128, 768, 768})->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(unary, tanh, "Tanh")->Arg(128 * 3072)->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(unary, erf, "Erf")->Arg(128 * 3072)->Unit(benchmark::kMicrosecond);

@@ -8,8 +8,8 @@
 
 #include "backends/backend.h"
 #include "frontend/onnx_import.h"
-#include "support/error.h"
 #include "runtime/executable.h"
+#include "support/error.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   try {
     std::shared_ptr<cb::Graph> graph = cb::import_onnx(argv[1]);  // import + canonicalise
     auto backend = cb::make_backend("cpu");
-    auto exe = cb::Executable::compile(graph, *backend);           // one kernel per node
+    auto exe = cb::Executable::compile(graph, *backend);  // one kernel per node
 
     std::vector<int64_t> ids;
     for (int i = 2; i < argc; ++i) ids.push_back(std::stoll(argv[i]));

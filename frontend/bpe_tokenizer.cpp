@@ -13,8 +13,8 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "support/json.h"
 #include "support/error.h"
+#include "support/json.h"
 #include "support/utf8.h"
 
 namespace cb {
@@ -41,8 +41,7 @@ class ClassTable {
  public:
   ClassTable() {
     std::vector<uint8_t> flat(0x110000, kOther);
-    for (const ClassRange& r : kClassRanges)
-      std::fill(flat.begin() + r.first, flat.begin() + r.last + 1, r.cls);
+    for (const ClassRange& r : kClassRanges) std::fill(flat.begin() + r.first, flat.begin() + r.last + 1, r.cls);
     std::map<std::array<uint8_t, 256>, uint16_t> seen;
     for (size_t b = 0; b < kBlocks; ++b) {
       std::array<uint8_t, 256> block;
@@ -201,9 +200,9 @@ struct BpeTokenizer::Impl {
   std::unordered_map<std::string, int32_t> vocab;  // model vocabulary
   std::vector<std::string> tokens;                 // by id; added tokens' content included
   std::vector<bool> has_id;
-  std::unordered_map<uint64_t, Merge> merges;  // key (left id << 32 | right id)
-  std::array<int32_t, 256> byte_ids{};         // id of each byte's character, -1 if missing
-  std::vector<AddedToken> added;               // longest first
+  std::unordered_map<uint64_t, Merge> merges;               // key (left id << 32 | right id)
+  std::array<int32_t, 256> byte_ids{};                      // id of each byte's character, -1 if missing
+  std::vector<AddedToken> added;                            // longest first
   std::array<std::array<bool, 256>, 2> added_first_byte{};  // [normalized][first byte of an added token]
   std::vector<bool> special;                                // by id
   std::vector<std::string> decoded;                         // by id: the bytes decode() emits
@@ -223,8 +222,7 @@ struct BpeTokenizer::Impl {
     CB_CHECK(id >= 0 && id < (1 << 30), where << ": token id " << id << " of " << quoted(token) << " is out of range");
     if (size_t(id) >= tokens.size()) tokens.resize(size_t(id) + 1), has_id.resize(size_t(id) + 1);
     CB_CHECK(!has_id[size_t(id)] || tokens[size_t(id)] == token,
-             where << ": id " << id << " is given to both " << quoted(tokens[size_t(id)]) << " and "
-                   << quoted(token));
+             where << ": id " << id << " is given to both " << quoted(tokens[size_t(id)]) << " and " << quoted(token));
     tokens[size_t(id)] = token;
     has_id[size_t(id)] = true;
   }
@@ -372,13 +370,17 @@ struct BpeTokenizer::Impl {
         encode_piece(std::string_view(prefixed).substr(b, e - b), int64_t(begin) + int64_t(b) - (b == 0 ? 0 : 1),
                      b == 0 ? 1 : 0, out);
       };
-      if (use_regex) split_gpt2_pieces(prefixed, 0, prefixed.size(), emit);
-      else emit(0, prefixed.size());
+      if (use_regex)
+        split_gpt2_pieces(prefixed, 0, prefixed.size(), emit);
+      else
+        emit(0, prefixed.size());
       return;
     }
     auto emit = [&](size_t b, size_t e) { encode_piece(text.substr(b, e - b), int64_t(b), 0, out); };
-    if (use_regex) split_gpt2_pieces(text, begin, end, emit);
-    else emit(begin, end);
+    if (use_regex)
+      split_gpt2_pieces(text, begin, end, emit);
+    else
+      emit(begin, end);
   }
 
   // HF's AddedVocabulary::find_matches over text[begin, end) with the added
@@ -437,7 +439,7 @@ struct BpeTokenizer::Impl {
   Encoding encode(std::string_view text) const {
     const int64_t bad = utf8_first_invalid(text);
     CB_CHECK(bad < 0, "text to tokenize is not valid UTF-8: byte 0x" << std::hex << int(uint8_t(text[size_t(bad)]))
-                                                                   << std::dec << " at byte offset " << bad);
+                                                                     << std::dec << " at byte offset " << bad);
     Encoding out;
     out.ids.reserve(text.size() / 3);
     out.offsets.reserve(text.size() / 3);
@@ -454,8 +456,10 @@ struct BpeTokenizer::Impl {
         continue;
       }
       inner.clear();
-      if (added.empty()) inner.push_back(s);
-      else find_added(text, s.begin, s.end, true, inner);
+      if (added.empty())
+        inner.push_back(s);
+      else
+        find_added(text, s.begin, s.end, true, inner);
       for (const Split& t : inner) {
         if (t.token) {
           out.ids.push_back(t.token->id);
@@ -467,7 +471,6 @@ struct BpeTokenizer::Impl {
     }
     return out;
   }
-
 };
 
 // ---------------------------------------------------------------------------
@@ -539,9 +542,9 @@ BpeTokenizer BpeTokenizer::from_vocab_and_merges(const std::filesystem::path& vo
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.starts_with("#version")) continue;
     const size_t space = line.find(' ');
-    CB_CHECK(space != std::string_view::npos && line.find(' ', space + 1) == std::string_view::npos,
-             where << ": line " << line_number << " is not a merge of two tokens separated by one space: "
-                   << quoted(line));
+    CB_CHECK(
+        space != std::string_view::npos && line.find(' ', space + 1) == std::string_view::npos,
+        where << ": line " << line_number << " is not a merge of two tokens separated by one space: " << quoted(line));
     impl->add_merge(std::string(line.substr(0, space)), std::string(line.substr(space + 1)), rank++,
                     where + ": line " + std::to_string(line_number));
   }
@@ -665,8 +668,7 @@ std::string BpeTokenizer::decode(std::span<const TokenId> ids, bool skip_special
   for (size_t i = 0; i < ids.size(); ++i) {
     const TokenId id = ids[i];
     CB_CHECK(id >= 0 && size_t(id) < impl_->tokens.size() && impl_->has_id[size_t(id)],
-             "cannot decode token id " << id << " (position " << i << "): not in the vocabulary of "
-                                       << impl_->source);
+             "cannot decode token id " << id << " (position " << i << "): not in the vocabulary of " << impl_->source);
     if (skip_special_tokens && impl_->special[size_t(id)]) continue;
     bytes += impl_->decoded[size_t(id)];
   }

@@ -4,8 +4,6 @@
 // init, checkpoint loading and the state dict back.
 #include "frontend/hf_import.h"
 
-#include "support/rng.h"
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -15,8 +13,9 @@
 
 #include "frontend/onnx_export.h"
 #include "ir/builder.h"
-#include "support/error.h"
 #include "passes/canonicalize.h"
+#include "support/error.h"
+#include "support/rng.h"
 
 namespace cb {
 
@@ -99,8 +98,8 @@ class ConfigFields {
   const std::string& what_;
 };
 
-const char* const kActivations[] = {"gelu", "gelu_python", "gelu_new", "gelu_pytorch_tanh", "gelu_fast",
-                                    "relu", "silu", "swish"};
+const char* const kActivations[] = {"gelu",      "gelu_python", "gelu_new", "gelu_pytorch_tanh",
+                                    "gelu_fast", "relu",        "silu",     "swish"};
 
 void check_activation(const std::string& act, const std::string& what, const char* key) {
   std::string known;
@@ -141,8 +140,8 @@ std::vector<std::string> neo_attention_layers(const ConfigFields& f, int64_t num
   for (const std::string& k : layers)
     CB_CHECK(k == "global" || k == "local",
              what << ": attention kind '" << k << "' is not supported (expected \"global\" or \"local\")");
-  CB_CHECK(int64_t(layers.size()) == num_layers, what << ": the attention layers list " << layers.size()
-                                                      << " kinds for " << num_layers << " layers");
+  CB_CHECK(int64_t(layers.size()) == num_layers,
+           what << ": the attention layers list " << layers.size() << " kinds for " << num_layers << " layers");
   return layers;
 }
 
@@ -418,9 +417,9 @@ class ModelBuilder {
     const HfParameter& p = it->second;
     if (Value* v = graph_->find_value(name)) return v;
     Tensor t = weights_(p);
-    CB_CHECK(t.dtype() == DType::f32 && t.dims() == p.shape,
-             "parameter '" << name << "' is " << dtype_name(t.dtype()) << dims_str(t.dims()) << ", expected f32"
-                           << dims_str(p.shape));
+    CB_CHECK(t.dtype() == DType::f32 && t.dims() == p.shape, "parameter '" << name << "' is " << dtype_name(t.dtype())
+                                                                           << dims_str(t.dims()) << ", expected f32"
+                                                                           << dims_str(p.shape));
     return b_.parameter(name, p.transposed ? transpose_2d(t) : t);
   }
 
@@ -703,13 +702,14 @@ HfWeightSource HfCheckpoint::source(const HfConfig& c) {
       name = "lm_head.weight";
       f = file_of(name);
     }
-    CB_CHECK(f, "the checkpoint (" << files_[0]->path() << (files_.size() > 1 ? ", ..." : "")
-                                   << ") has no tensor '" << p.name << "', which a " << hf_model_type(c.architecture)
+    CB_CHECK(f, "the checkpoint (" << files_[0]->path() << (files_.size() > 1 ? ", ..." : "") << ") has no tensor '"
+                                   << p.name << "', which a " << hf_model_type(c.architecture)
                                    << " model with this config needs");
     const SafetensorsEntry* e = f->find(name);
-    CB_CHECK(e->shape == p.shape, f->path() << ": tensor '" << name << "' is " << dims_str(e->shape) << ", but the config ("
-                                            << hf_model_type(c.architecture) << ", hidden size " << c.hidden_size
-                                            << ", vocabulary " << c.vocab_size << ") needs " << dims_str(p.shape));
+    CB_CHECK(e->shape == p.shape, f->path()
+                                      << ": tensor '" << name << "' is " << dims_str(e->shape) << ", but the config ("
+                                      << hf_model_type(c.architecture) << ", hidden size " << c.hidden_size
+                                      << ", vocabulary " << c.vocab_size << ") needs " << dims_str(p.shape));
     used_.push_back(name);
     return f->tensor_f32(name);
   };
@@ -743,8 +743,8 @@ std::shared_ptr<Graph> import_hf(const std::string& dir) {
   if (!unused.empty()) {
     std::string list;
     for (size_t i = 0; i < unused.size() && i < 5; ++i) list += (i ? ", '" : "'") + unused[i] + "'";
-    CB_FAIL(dir << ": " << unused.size() << " tensor" << (unused.size() == 1 ? " is" : "s are")
-                << " not part of a " << hf_model_type(c.architecture) << " causal LM with this config: " << list
+    CB_FAIL(dir << ": " << unused.size() << " tensor" << (unused.size() == 1 ? " is" : "s are") << " not part of a "
+                << hf_model_type(c.architecture) << " causal LM with this config: " << list
                 << (unused.size() > 5 ? ", ..." : ""));
   }
   return g;
@@ -761,7 +761,8 @@ NamedTensors hf_state_dict(const Graph& g, const HfConfig& c) {
     Tensor t = *v->constant;
     CB_CHECK(t.dtype() == DType::f32, "parameter '" << p.name << "' is " << dtype_name(t.dtype()) << ", expected f32");
     if (p.transposed && t.rank() == 2) t = transpose_2d(t);
-    CB_CHECK(t.dims() == p.shape, "parameter '" << p.name << "' is " << dims_str(t.dims()) << " in Hugging Face layout, "
+    CB_CHECK(t.dims() == p.shape, "parameter '" << p.name << "' is " << dims_str(t.dims())
+                                                << " in Hugging Face layout, "
                                                 << "expected " << dims_str(p.shape));
     out.emplace_back(p.name, t);
   }

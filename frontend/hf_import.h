@@ -25,9 +25,9 @@
 #include <string>
 #include <vector>
 
-#include "support/json.h"
 #include "frontend/safetensors.h"
 #include "ir/graph.h"
+#include "support/json.h"
 
 namespace cb {
 
@@ -46,7 +46,7 @@ struct HfConfig {
   int64_t intermediate_size = 0;  // MLP width
   int64_t max_positions = 0;      // learned position embeddings (GPT-2/Neo); context length (NeoX)
   double layer_norm_eps = 1e-5;
-  std::string activation;         // "gelu_new", "gelu", "relu", ...
+  std::string activation;  // "gelu_new", "gelu", "relu", ...
   bool tie_word_embeddings = true;
   double initializer_range = 0.02;
   // GPT-2: scores * head_dim^-0.5 (scale_attn_weights), / (layer + 1) (scale_attn_by_inverse_layer_idx).
@@ -59,9 +59,9 @@ struct HfConfig {
   double rotary_pct = 0.25;
   double rope_theta = 10000.0;
   bool use_parallel_residual = true;
-  bool attention_bias = true;     // biases on query_key_value and dense
+  bool attention_bias = true;  // biases on query_key_value and dense
 
-  Json source;                    // the parsed config.json
+  Json source;  // the parsed config.json
 
   int64_t head_dim() const { return hidden_size / num_heads; }
   int64_t rotary_dims() const { return int64_t(double(head_dim()) * rotary_pct); }
@@ -80,8 +80,8 @@ struct HfParameter {
   std::string name;
   std::vector<int64_t> shape;  // Hugging Face layout
   Kind kind = Kind::linear_weight;
-  bool transposed = false;     // stored [in, out] in the graph, [out, in] in the state dict
-  double init_std = 0;         // HF's normal init std for weights and embeddings
+  bool transposed = false;  // stored [in, out] in the graph, [out, in] in the state dict
+  double init_std = 0;      // HF's normal init std for weights and embeddings
 };
 std::vector<HfParameter> hf_parameters(const HfConfig& c);
 int64_t hf_parameter_count(const HfConfig& c);  // what transformers' num_parameters() says

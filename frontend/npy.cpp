@@ -34,11 +34,10 @@ const char* descr_of(DType t) {
 }
 
 std::optional<DType> dtype_of_descr(const std::string& d) {
-  for (DType t : {DType::f32, DType::f64, DType::f16, DType::i64, DType::i32, DType::i16, DType::i8,
-                  DType::u64, DType::u32, DType::u16, DType::u8, DType::boolean}) {
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::i64, DType::i32, DType::i16, DType::i8, DType::u64,
+                  DType::u32, DType::u16, DType::u8, DType::boolean}) {
     std::string want = descr_of(t);
-    if (d == want || (d.size() == 3 && want.size() == 3 && d[0] == '=' && d.substr(1) == want.substr(1)))
-      return t;
+    if (d == want || (d.size() == 3 && want.size() == 3 && d[0] == '=' && d.substr(1) == want.substr(1))) return t;
   }
   if (d == "<b1" || d == "=b1") return DType::boolean;
   if (d == "<i1" || d == "<u1") return d[1] == 'i' ? DType::i8 : DType::u8;
@@ -74,8 +73,7 @@ Tensor npy_parse(const std::string& bytes, const std::string& what) {
     header_len = uint8_t(bytes[8]) | size_t(uint8_t(bytes[9])) << 8;
     header_start = 10;
   } else {
-    CB_CHECK(bytes.size() >= 12 && (major == 2 || major == 3),
-             what << ": unsupported .npy version " << major);
+    CB_CHECK(bytes.size() >= 12 && (major == 2 || major == 3), what << ": unsupported .npy version " << major);
     header_len = 0;
     for (int i = 0; i < 4; ++i) header_len |= size_t(uint8_t(bytes[8 + i])) << (8 * i);
     header_start = 12;
@@ -108,9 +106,9 @@ Tensor npy_parse(const std::string& bytes, const std::string& what) {
   }
   Tensor t = Tensor::empty(*dt, dims);
   size_t data_start = header_start + header_len;
-  CB_CHECK(bytes.size() - data_start >= t.nbytes(),
-           what << ": truncated .npy data (" << bytes.size() - data_start << " bytes for "
-                << dtype_name(*dt) << dims_str(dims) << ", which needs " << t.nbytes() << ")");
+  CB_CHECK(bytes.size() - data_start >= t.nbytes(), what << ": truncated .npy data (" << bytes.size() - data_start
+                                                         << " bytes for " << dtype_name(*dt) << dims_str(dims)
+                                                         << ", which needs " << t.nbytes() << ")");
   std::memcpy(t.raw(), bytes.data() + data_start, t.nbytes());
   return t;
 }
@@ -129,7 +127,8 @@ std::string npy_serialize(const Tensor& t) {
   const char* d = descr_of(t.dtype());
   CB_CHECK(d, "cannot write dtype " << dtype_name(t.dtype()) << " to .npy");
   std::string shape = "(";
-  for (size_t i = 0; i < t.rank(); ++i) shape += std::to_string(t.dim(i)) + (t.rank() == 1 || i + 1 < t.rank() ? "," : "");
+  for (size_t i = 0; i < t.rank(); ++i)
+    shape += std::to_string(t.dim(i)) + (t.rank() == 1 || i + 1 < t.rank() ? "," : "");
   shape += ")";
   std::string h = std::string("{'descr': '") + d + "', 'fortran_order': False, 'shape': " + shape + ", }";
   size_t total = 10 + h.size() + 1;

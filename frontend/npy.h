@@ -7,7 +7,7 @@
 
 namespace cb {
 
-Tensor npy_read(const std::string& path);          // throws cb::Error naming the path
+Tensor npy_read(const std::string& path);  // throws cb::Error naming the path
 Tensor npy_parse(const std::string& bytes, const std::string& what);
 std::string npy_serialize(const Tensor& t);
 // Writes to a temporary file next to `path` and renames it into place.

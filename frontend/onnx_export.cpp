@@ -4,9 +4,9 @@
 #include <climits>
 #include <set>
 
-#include "support/file_io.h"
-#include "support/error.h"
 #include "onnx/onnx.pb.h"
+#include "support/error.h"
+#include "support/file_io.h"
 
 namespace cb {
 
@@ -29,8 +29,10 @@ void type_to_proto(const TensorType& t, onnx::TypeProto* tp) {
   auto* shape = tt->mutable_shape();
   for (const Dim& d : t.shape.dims) {
     auto* dim = shape->add_dim();
-    if (d.is_static()) dim->set_dim_value(d.value);
-    else if (d.is_symbolic()) dim->set_dim_param(d.symbol);
+    if (d.is_static())
+      dim->set_dim_value(d.value);
+    else if (d.is_symbolic())
+      dim->set_dim_param(d.symbol);
   }
 }
 
@@ -145,8 +147,7 @@ void Exporter::graph_to_proto(const Graph& g, onnx::GraphProto* gp) {
   // Constants that are read, and inputs with a default value (an initializer
   // of the same name, as in ONNX IR < 4).
   for (auto& v : g.values())
-    if (v->is_constant() && (used.count(v.get()) || is_input.count(v.get())))
-      initializer(*v, gp->add_initializer());
+    if (v->is_constant() && (used.count(v.get()) || is_input.count(v.get()))) initializer(*v, gp->add_initializer());
   for (auto& n : g.nodes()) node_to_proto(*n, gp->add_node());
   for (Value* v : g.outputs) value_info(*v, gp->add_output());
   for (auto& v : g.values())
@@ -177,9 +178,8 @@ void model_to_proto(const Graph& g, ExternalData* ext, onnx::ModelProto* m) {
 
 std::string serialize(const onnx::ModelProto& m, const std::string& what) {
   size_t size = m.ByteSizeLong();
-  CB_CHECK(size <= size_t(INT_MAX),
-           what << ": the model is " << size / (1 << 20)
-                << " MiB, over protobuf's 2 GB limit; export it with external data");
+  CB_CHECK(size <= size_t(INT_MAX), what << ": the model is " << size / (1 << 20)
+                                         << " MiB, over protobuf's 2 GB limit; export it with external data");
   std::string bytes;
   CB_CHECK(m.SerializeToString(&bytes), what << ": cannot serialize the model");
   return bytes;

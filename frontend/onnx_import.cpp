@@ -6,6 +6,8 @@
 // typed as it is added, so that upgrades can depend on input types.
 #include "frontend/onnx_import.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <sys/mman.h>
 
 #include <climits>
@@ -13,15 +15,12 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/wire_format_lite.h>
-
 #include "frontend/onnx_opset_upgrade.h"
-#include "support/error.h"
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 #include "onnx/onnx.pb.h"
 #include "passes/canonicalize.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -48,8 +47,7 @@ class ExternalFiles {
       size_t end = location.find('/', start);
       if (end == std::string::npos) end = location.size();
       CB_CHECK(location.compare(start, end - start, "..") != 0,
-               what << ": external data location '" << location
-                    << "' leaves the model's directory ('..')");
+               what << ": external data location '" << location << "' leaves the model's directory ('..')");
       start = end + 1;
     }
     std::string path = base_dir_.empty() ? location : base_dir_ + "/" + location;
@@ -73,8 +71,7 @@ int64_t checked_numel(const onnx::TensorProto& tp, const std::string& what) {
   int64_t n = 1;
   for (int64_t d : tp.dims()) {
     CB_CHECK(d >= 0, what << ": negative dimension " << d);
-    CB_CHECK(!__builtin_mul_overflow(n, d, &n) && n < (int64_t(1) << 48),
-             what << ": too many elements");
+    CB_CHECK(!__builtin_mul_overflow(n, d, &n) && n < (int64_t(1) << 48), what << ": too many elements");
   }
   return n;
 }
@@ -99,27 +96,30 @@ Tensor from_typed_field(DType dtype, const std::vector<int64_t>& dims, const Src
   return t;
 }
 
-Tensor from_external(onnx::TensorProto& tp, DType dtype, const std::vector<int64_t>& dims,
-                     size_t nbytes, ExternalFiles& files, const std::string& what) {
+Tensor from_external(onnx::TensorProto& tp, DType dtype, const std::vector<int64_t>& dims, size_t nbytes,
+                     ExternalFiles& files, const std::string& what) {
   std::string location;
   int64_t offset = 0, length = -1;
   for (auto& kv : tp.external_data()) {
     try {
-      if (kv.key() == "location") location = kv.value();
-      else if (kv.key() == "offset") offset = std::stoll(kv.value());
-      else if (kv.key() == "length") length = std::stoll(kv.value());
+      if (kv.key() == "location")
+        location = kv.value();
+      else if (kv.key() == "offset")
+        offset = std::stoll(kv.value());
+      else if (kv.key() == "length")
+        length = std::stoll(kv.value());
     } catch (const std::exception&) {
       CB_FAIL(what << ": bad external data " << kv.key() << " '" << kv.value() << "'");
     }
   }
   CB_CHECK(offset >= 0, what << ": negative external data offset " << offset);
-  CB_CHECK(length < 0 || size_t(length) == nbytes,
-           what << ": external data length " << length << " does not match its "
-                << dtype_name(dtype) << dims_str(dims) << " shape (" << nbytes << " bytes)");
+  CB_CHECK(length < 0 || size_t(length) == nbytes, what << ": external data length " << length << " does not match its "
+                                                        << dtype_name(dtype) << dims_str(dims) << " shape (" << nbytes
+                                                        << " bytes)");
   auto file = files.open(location, what);
   CB_CHECK(size_t(offset) <= file->size() && nbytes <= file->size() - size_t(offset),
-           what << ": external data [" << offset << ", " << offset + int64_t(nbytes)
-                << ") lies outside '" << file->path() << "' (" << file->size() << " bytes)");
+           what << ": external data [" << offset << ", " << offset + int64_t(nbytes) << ") lies outside '"
+                << file->path() << "' (" << file->size() << " bytes)");
   const uint8_t* p = file->data() + offset;
   bool aligned = reinterpret_cast<uintptr_t>(p) % dtype_size(dtype) == 0;
   bool clean = true;
@@ -138,21 +138,18 @@ Tensor from_external(onnx::TensorProto& tp, DType dtype, const std::vector<int64
 Tensor convert_tensor(onnx::TensorProto& tp, ExternalFiles& files, const std::string& what) {
   auto dtype = dtype_from_onnx(tp.data_type());
   CB_CHECK(tp.data_type() != 0, what << ": tensor has no element type");
-  CB_CHECK(dtype, what << ": element type " << onnx_dtype_name(tp.data_type())
-                       << " is not supported");
+  CB_CHECK(dtype, what << ": element type " << onnx_dtype_name(tp.data_type()) << " is not supported");
   CB_CHECK(!tp.has_segment(), what << ": segmented tensors are not supported");
   std::vector<int64_t> dims(tp.dims().begin(), tp.dims().end());
   int64_t numel = checked_numel(tp, what);
   size_t nbytes = size_t(numel) * dtype_size(*dtype);
 
-  if (tp.data_location() == onnx::TensorProto::EXTERNAL)
-    return from_external(tp, *dtype, dims, nbytes, files, what);
+  if (tp.data_location() == onnx::TensorProto::EXTERNAL) return from_external(tp, *dtype, dims, nbytes, files, what);
 
   if (tp.has_raw_data()) {
     std::string& raw = *tp.mutable_raw_data();
-    CB_CHECK(raw.size() == nbytes, what << ": raw_data has " << raw.size() << " bytes, but "
-                                        << dtype_name(*dtype) << dims_str(dims) << " needs "
-                                        << nbytes);
+    CB_CHECK(raw.size() == nbytes, what << ": raw_data has " << raw.size() << " bytes, but " << dtype_name(*dtype)
+                                        << dims_str(dims) << " needs " << nbytes);
     if (*dtype == DType::boolean) normalise_bools(reinterpret_cast<uint8_t*>(raw.data()), nbytes);
     if (reinterpret_cast<uintptr_t>(raw.data()) % dtype_size(*dtype) != 0) {
       Tensor t = Tensor::empty(*dtype, dims);  // short strings may sit unaligned
@@ -164,8 +161,8 @@ Tensor convert_tensor(onnx::TensorProto& tp, ExternalFiles& files, const std::st
   }
 
   auto check_count = [&](int have, const char* field) {
-    CB_CHECK(have == numel, what << ": " << field << " has " << have << " values, but "
-                                 << dtype_name(*dtype) << dims_str(dims) << " needs " << numel);
+    CB_CHECK(have == numel, what << ": " << field << " has " << have << " values, but " << dtype_name(*dtype)
+                                 << dims_str(dims) << " needs " << numel);
   };
   switch (*dtype) {
     case DType::f32:
@@ -186,9 +183,8 @@ Tensor convert_tensor(onnx::TensorProto& tp, ExternalFiles& files, const std::st
     default: break;
   }
   check_count(tp.int32_data_size(), "int32_data");
-  return dtype_dispatch(*dtype, [&](auto tag) {
-    return from_typed_field<decltype(tag)>(*dtype, dims, tp.int32_data());
-  });
+  return dtype_dispatch(*dtype,
+                        [&](auto tag) { return from_typed_field<decltype(tag)>(*dtype, dims, tp.int32_data()); });
 }
 
 // ---------------------------------------------------------------------------
@@ -203,11 +199,9 @@ std::string non_tensor_kind(const onnx::TypeProto& t) {
   return "unknown";
 }
 
-TensorType convert_type(const onnx::TypeProto& t, const std::string& value_name,
-                        bool name_unknown_dims) {
+TensorType convert_type(const onnx::TypeProto& t, const std::string& value_name, bool name_unknown_dims) {
   CB_CHECK(t.value_case() == onnx::TypeProto::VALUE_NOT_SET || t.has_tensor_type(),
-           "value '" << value_name << "' has a " << non_tensor_kind(t)
-                     << " type; only tensors are supported");
+           "value '" << value_name << "' has a " << non_tensor_kind(t) << " type; only tensors are supported");
   TensorType out;
   if (!t.has_tensor_type()) return out;
   const auto& tt = t.tensor_type();
@@ -290,8 +284,7 @@ struct GraphState {
   std::string unique_node_name(const std::string& base, bool from_model = false) {
     std::string n = base;
     if (!from_model || used_node_names.count(n))
-      for (int k = 1; used_node_names.count(n) || onnx_node_names.count(n); ++k)
-        n = base + "_" + std::to_string(k);
+      for (int k = 1; used_node_names.count(n) || onnx_node_names.count(n); ++k) n = base + "_" + std::to_string(k);
     used_node_names.insert(n);
     return n;
   }
@@ -339,8 +332,7 @@ struct FunctionInfo {
 // fields (for proto fields newer than the onnx.proto we compile).
 std::vector<std::string> unknown_length_delimited(const std::string& unknown, int field) {
   using google::protobuf::internal::WireFormatLite;
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(unknown.data()),
-                                            int(unknown.size()));
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(unknown.data()), int(unknown.size()));
   std::vector<std::string> out;
   for (uint32_t tag; (tag = in.ReadTag()) != 0;) {
     if (WireFormatLite::GetTagFieldNumber(tag) == field &&
@@ -357,15 +349,13 @@ std::vector<std::string> unknown_length_delimited(const std::string& unknown, in
 }
 
 std::string node_label(const onnx::NodeProto& np, const std::string& name) {
-  std::string d = np.domain().empty() || np.domain() == "ai.onnx" ? np.op_type()
-                                                                   : np.domain() + "." + np.op_type();
+  std::string d = np.domain().empty() || np.domain() == "ai.onnx" ? np.op_type() : np.domain() + "." + np.op_type();
   return d + " '" + name + "'";
 }
 
 class Importer : public UpgradeSink {
  public:
-  Importer(std::string base_dir, ImportOptions opts)
-      : files_(std::move(base_dir)), opts_(opts) {}
+  Importer(std::string base_dir, ImportOptions opts) : files_(std::move(base_dir)), opts_(opts) {}
 
   std::shared_ptr<Graph> run(onnx::ModelProto& model);
 
@@ -373,21 +363,18 @@ class Importer : public UpgradeSink {
   Value* constant(const std::string& base, Tensor t) override {
     return cur_->g->add_constant(cur_->fresh_value_name(base), std::move(t));
   }
-  Value* intermediate(const std::string& base) override {
-    return cur_->g->add_value(cur_->fresh_value_name(base));
-  }
+  Value* intermediate(const std::string& base) override { return cur_->g->add_value(cur_->fresh_value_name(base)); }
 
  private:
   void build_graph(onnx::GraphProto& gp, GraphState& gs, Scope& scope, const Opsets& opsets);
   std::vector<int> node_order(const onnx::GraphProto& gp);
-  void import_node(onnx::NodeProto& np, Scope& scope, const Opsets& opsets,
-                   const FunctionFrame* frame, bool may_steal);
+  void import_node(onnx::NodeProto& np, Scope& scope, const Opsets& opsets, const FunctionFrame* frame, bool may_steal);
   void import_constant(onnx::NodeProto& np, const std::string& name, Scope& scope,
                        const std::map<std::string, AttrValue>& attrs, const FunctionFrame* frame);
-  void inline_function(const FunctionInfo& fn, onnx::NodeProto& np, const std::string& name,
-                       std::vector<Value*> inputs, Scope& scope, const FunctionFrame* frame);
-  AttrValue convert_attr(onnx::AttributeProto& a, const std::string& label, Scope& scope,
-                         const Opsets& opsets, bool may_steal);
+  void inline_function(const FunctionInfo& fn, onnx::NodeProto& np, const std::string& name, std::vector<Value*> inputs,
+                       Scope& scope, const FunctionFrame* frame);
+  AttrValue convert_attr(onnx::AttributeProto& a, const std::string& label, Scope& scope, const Opsets& opsets,
+                         bool may_steal);
   Value* define_output(const std::string& onnx_name, Scope& scope, const FunctionFrame* frame,
                        const std::string& label);
   void add_checked_node(NodeDraft d, int64_t opset);
@@ -396,7 +383,7 @@ class Importer : public UpgradeSink {
   ExternalFiles files_;
   ImportOptions opts_;
   std::map<std::pair<std::string, std::string>, FunctionInfo> functions_;  // (domain, name)
-  std::unordered_map<std::string, const onnx::TypeProto*> declared_;        // this graph's value_info
+  std::unordered_map<std::string, const onnx::TypeProto*> declared_;       // this graph's value_info
   GraphState* cur_ = nullptr;
   int64_t unnamed_nodes_ = 0;
 };
@@ -412,9 +399,9 @@ std::shared_ptr<Graph> Importer::run(onnx::ModelProto& model) {
   if (!opsets.count("") && model.opset_import_size() == 0) opsets[""] = g->opsets[""] = 1;
   if (opsets.count("")) {
     int64_t v = opsets[""];
-    CB_CHECK(v >= kMinOnnxOpset && v <= kMaxOnnxOpset,
-             "ai.onnx opset " << v << " is not supported (supported: " << kMinOnnxOpset << ".."
-                              << kMaxOnnxOpset << ")");
+    CB_CHECK(v >= kMinOnnxOpset && v <= kMaxOnnxOpset, "ai.onnx opset "
+                                                           << v << " is not supported (supported: " << kMinOnnxOpset
+                                                           << ".." << kMaxOnnxOpset << ")");
   }
   g->ir_version = model.ir_version();
   g->producer = model.producer_name();
@@ -426,8 +413,7 @@ std::shared_ptr<Graph> Importer::run(onnx::ModelProto& model) {
     info.proto = &f;
     info.opsets = opsets;
     for (auto& o : f.opset_import()) info.opsets[o.domain() == "ai.onnx" ? "" : o.domain()] = o.version();
-    for (const std::string& bytes : unknown_length_delimited(f.unknown_fields(),
-                                                              kFunctionAttributeProtoField)) {
+    for (const std::string& bytes : unknown_length_delimited(f.unknown_fields(), kFunctionAttributeProtoField)) {
       onnx::AttributeProto a;
       CB_CHECK(a.ParseFromString(bytes), "function '" << f.name() << "': bad default attribute");
       info.defaults[a.name()] = a;
@@ -467,8 +453,8 @@ std::vector<int> Importer::node_order(const onnx::GraphProto& gp) {
   std::vector<int> state(size_t(n), 0);
   std::function<void(int)> visit = [&](int i) {
     if (state[size_t(i)] == 2) return;
-    CB_CHECK(state[size_t(i)] != 1, "the graph has a cycle through node '" << gp.node(i).name()
-                                                                           << "' (" << gp.node(i).op_type() << ")");
+    CB_CHECK(state[size_t(i)] != 1,
+             "the graph has a cycle through node '" << gp.node(i).name() << "' (" << gp.node(i).op_type() << ")");
     state[size_t(i)] = 1;
     for (auto& in : gp.node(i).input()) {
       auto it = producer.find(in);
@@ -522,8 +508,8 @@ void Importer::build_graph(onnx::GraphProto& gp, GraphState& gs, Scope& scope, c
 
   for (auto& vi : gp.output()) {
     Value* v = nullptr;
-    bool found = gs.is_main ? scope.names.count(vi.name()) && (v = scope.names[vi.name()])
-                            : scope.lookup(vi.name(), &v) && v;
+    bool found =
+        gs.is_main ? scope.names.count(vi.name()) && (v = scope.names[vi.name()]) : scope.lookup(vi.name(), &v) && v;
     CB_CHECK(found, "graph output '" << vi.name() << "' is not computed by any node");
     TensorType declared_type = convert_type(vi.type(), vi.name(), false);
     if (v->type.dtype == DType::undefined && !v->type.shape.rank_known) v->type = declared_type;
@@ -533,15 +519,16 @@ void Importer::build_graph(onnx::GraphProto& gp, GraphState& gs, Scope& scope, c
   cur_ = saved;
 }
 
-Value* Importer::define_output(const std::string& onnx_name, Scope& scope,
-                               const FunctionFrame* frame, const std::string& label) {
-  CB_CHECK(!scope.names.count(onnx_name),
-           label << ": value '" << onnx_name << "' is produced twice");
+Value* Importer::define_output(const std::string& onnx_name, Scope& scope, const FunctionFrame* frame,
+                               const std::string& label) {
+  CB_CHECK(!scope.names.count(onnx_name), label << ": value '" << onnx_name << "' is produced twice");
   Value* v = nullptr;
   if (frame) {
     auto it = frame->output_binding.find(onnx_name);
-    if (it != frame->output_binding.end() && it->second) v = it->second;
-    else v = cur_->g->add_value(cur_->fresh_value_name(frame->prefix + "/" + onnx_name));
+    if (it != frame->output_binding.end() && it->second)
+      v = it->second;
+    else
+      v = cur_->g->add_value(cur_->fresh_value_name(frame->prefix + "/" + onnx_name));
   } else {
     TensorType t;
     auto it = declared_.find(onnx_name);
@@ -552,8 +539,8 @@ Value* Importer::define_output(const std::string& onnx_name, Scope& scope,
   return v;
 }
 
-AttrValue Importer::convert_attr(onnx::AttributeProto& a, const std::string& label, Scope& scope,
-                                 const Opsets& opsets, bool may_steal) {
+AttrValue Importer::convert_attr(onnx::AttributeProto& a, const std::string& label, Scope& scope, const Opsets& opsets,
+                                 bool may_steal) {
   using A = onnx::AttributeProto;
   auto type = attr_type(a);
   switch (type) {
@@ -601,8 +588,7 @@ AttrValue Importer::convert_attr(onnx::AttributeProto& a, const std::string& lab
 }
 
 void Importer::import_constant(onnx::NodeProto& np, const std::string& label, Scope& scope,
-                               const std::map<std::string, AttrValue>& attrs,
-                               const FunctionFrame* frame) {
+                               const std::map<std::string, AttrValue>& attrs, const FunctionFrame* frame) {
   CB_CHECK(np.output_size() == 1 && !np.output(0).empty(), label << ": expected one output");
   CB_CHECK(attrs.size() == 1, label << ": expected exactly one attribute, got " << attrs.size());
   const auto& [key, val] = *attrs.begin();
@@ -636,8 +622,7 @@ void Importer::import_constant(onnx::NodeProto& np, const std::string& label, Sc
     auto it = frame->output_binding.find(out);
     if (it != frame->output_binding.end() && it->second) {
       scope.names[out] = it->second;
-      add_checked_node(NodeDraft{"Identity", "", cur_->unique_node_name(name), {v}, {it->second}, {}},
-                       0);
+      add_checked_node(NodeDraft{"Identity", "", cur_->unique_node_name(name), {v}, {it->second}, {}}, 0);
       return;
     }
   }
@@ -660,19 +645,17 @@ void Importer::add_checked_node(NodeDraft d, int64_t opset) {
   const OpSchema* s = OpRegistry::global().find(d.domain, d.op_type);
   if (!s) {
     std::string op = d.domain.empty() ? d.op_type : d.domain + "." + d.op_type;
-    if (d.domain.empty())
-      CB_FAIL("unsupported op " << op << " (node '" << d.name << "', opset " << opset << ")");
+    if (d.domain.empty()) CB_FAIL("unsupported op " << op << " (node '" << d.name << "', opset " << opset << ")");
     CB_FAIL("unsupported op " << op << " (node '" << d.name << "')");
   }
-  Node* n = cur_->g->add_node(d.op_type, std::move(d.inputs), std::move(d.outputs),
-                              std::move(d.attrs), d.name, d.domain);
+  Node* n =
+      cur_->g->add_node(d.op_type, std::move(d.inputs), std::move(d.outputs), std::move(d.attrs), d.name, d.domain);
   infer_now(*n);
 }
 
-void Importer::import_node(onnx::NodeProto& np, Scope& scope, const Opsets& opsets,
-                           const FunctionFrame* frame, bool may_steal) {
-  std::string base = np.name().empty() ? np.op_type() + "_" + std::to_string(unnamed_nodes_++)
-                                       : np.name();
+void Importer::import_node(onnx::NodeProto& np, Scope& scope, const Opsets& opsets, const FunctionFrame* frame,
+                           bool may_steal) {
+  std::string base = np.name().empty() ? np.op_type() + "_" + std::to_string(unnamed_nodes_++) : np.name();
   if (frame) base = frame->prefix + "/" + base;
   std::string name = cur_->unique_node_name(base, !np.name().empty() && !frame);
   std::string label = node_label(np, name);
@@ -698,8 +681,7 @@ void Importer::import_node(onnx::NodeProto& np, Scope& scope, const Opsets& opse
   std::map<std::string, AttrValue> attrs;
   for (auto& a : *np.mutable_attribute()) {
     if (!a.ref_attr_name().empty()) {
-      CB_CHECK(frame, label << ": attribute '" << a.name()
-                            << "' refers to a function attribute outside a function");
+      CB_CHECK(frame, label << ": attribute '" << a.name() << "' refers to a function attribute outside a function");
       auto it = frame->attrs.find(a.ref_attr_name());
       if (it == frame->attrs.end()) continue;  // not given and no default: absent
       onnx::AttributeProto resolved = it->second;
@@ -720,8 +702,7 @@ void Importer::import_node(onnx::NodeProto& np, Scope& scope, const Opsets& opse
       return;
     }
   } else if (!OpRegistry::global().find(domain, np.op_type())) {
-    CB_FAIL("unsupported op " << np.op_type() << " of domain '" << domain << "' (node '" << name
-                              << "')");
+    CB_FAIL("unsupported op " << np.op_type() << " of domain '" << domain << "' (node '" << name << "')");
   }
 
   std::vector<Value*> outputs;
@@ -744,14 +725,12 @@ void Importer::inline_function(const FunctionInfo& fn, onnx::NodeProto& np, cons
   const onnx::FunctionProto& f = *fn.proto;
   std::string label = node_label(np, name);
   int depth = caller ? caller->depth + 1 : 1;
-  CB_CHECK(depth <= kMaxFunctionDepth, label << ": functions nested more than "
-                                             << kMaxFunctionDepth << " deep (recursive?)");
+  CB_CHECK(depth <= kMaxFunctionDepth,
+           label << ": functions nested more than " << kMaxFunctionDepth << " deep (recursive?)");
   CB_CHECK(int(inputs.size()) <= f.input_size(),
-           label << ": " << inputs.size() << " inputs, but function '" << f.name() << "' takes "
-                 << f.input_size());
+           label << ": " << inputs.size() << " inputs, but function '" << f.name() << "' takes " << f.input_size());
   CB_CHECK(np.output_size() <= f.output_size(),
-           label << ": " << np.output_size() << " outputs, but function '" << f.name()
-                 << "' has " << f.output_size());
+           label << ": " << np.output_size() << " outputs, but function '" << f.name() << "' has " << f.output_size());
 
   FunctionFrame frame;
   frame.prefix = name;
@@ -762,8 +741,9 @@ void Importer::inline_function(const FunctionInfo& fn, onnx::NodeProto& np, cons
       frame.attrs[a.name()] = a;
       continue;
     }
-    CB_CHECK(caller, label << ": attribute '" << a.name() << "' refers to a function attribute "
-                                                           "outside a function");
+    CB_CHECK(caller, label << ": attribute '" << a.name()
+                           << "' refers to a function attribute "
+                              "outside a function");
     auto it = caller->attrs.find(a.ref_attr_name());
     if (it == caller->attrs.end()) continue;
     onnx::AttributeProto resolved = it->second;
@@ -799,18 +779,15 @@ void Importer::inline_function(const FunctionInfo& fn, onnx::NodeProto& np, cons
     if (!out || out->producer) continue;
     Value* src = nullptr;
     CB_CHECK(body.lookup(f.output(int(i)), &src) && src,
-             label << ": function '" << f.name() << "' does not compute its output '"
-                   << f.output(int(i)) << "'");
-    add_checked_node(NodeDraft{"Identity", "", cur_->unique_node_name(name + "/" + f.output(int(i))),
-                               {src}, {out}, {}},
+             label << ": function '" << f.name() << "' does not compute its output '" << f.output(int(i)) << "'");
+    add_checked_node(NodeDraft{"Identity", "", cur_->unique_node_name(name + "/" + f.output(int(i))), {src}, {out}, {}},
                      0);
   }
 }
 
 void check_model_basics(const onnx::ModelProto& m, const std::string& what) {
   CB_CHECK(m.has_graph(), "'" << what << "' is not a valid ONNX model: it has no graph");
-  CB_CHECK(m.graph().output_size() > 0,
-           "'" << what << "' is not a valid ONNX model: its graph is empty (no outputs)");
+  CB_CHECK(m.graph().output_size() > 0, "'" << what << "' is not a valid ONNX model: its graph is empty (no outputs)");
 }
 
 std::string dir_of(const std::string& path) {
@@ -826,8 +803,8 @@ Tensor tensor_from_onnx(onnx::TensorProto& tp, const std::string& base_dir, cons
   return convert_tensor(tp, files, what);
 }
 
-std::shared_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir,
-                                         const std::string& what, const ImportOptions& opts) {
+std::shared_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir, const std::string& what,
+                                         const ImportOptions& opts) {
   check_model_basics(model, what);
   std::shared_ptr<Graph> g;
   try {
@@ -843,14 +820,15 @@ std::shared_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::str
   return g;
 }
 
-std::shared_ptr<Graph> import_onnx_bytes(const std::string& bytes, const std::string& base_dir,
-                                         const std::string& what, const ImportOptions& opts) {
+std::shared_ptr<Graph> import_onnx_bytes(const std::string& bytes, const std::string& base_dir, const std::string& what,
+                                         const ImportOptions& opts) {
   onnx::ModelProto model;
   CB_CHECK(bytes.size() <= size_t(INT_MAX),
            "'" << what << "' is larger than 2 GB; such models must keep weights as external data");
   CB_CHECK(model.ParseFromArray(bytes.data(), int(bytes.size())),
-           "'" << what << "' is not a valid ONNX model: the protobuf cannot be parsed "
-                          "(truncated or not an ONNX file)");
+           "'" << what
+               << "' is not a valid ONNX model: the protobuf cannot be parsed "
+                  "(truncated or not an ONNX file)");
   return import_onnx_model(model, base_dir, what, opts);
 }
 
@@ -867,8 +845,9 @@ std::shared_ptr<Graph> import_onnx(const std::string& path, const ImportOptions&
   madvise(start, file->size(), MADV_POPULATE_READ);
 #endif
   CB_CHECK(model.ParseFromArray(file->data(), int(file->size())),
-           "'" << path << "' is not a valid ONNX model: the protobuf cannot be parsed "
-                          "(truncated or not an ONNX file)");
+           "'" << path
+               << "' is not a valid ONNX model: the protobuf cannot be parsed "
+                  "(truncated or not an ONNX file)");
   file.reset();  // every byte we keep now lives in the parsed message
   return import_onnx_model(model, dir_of(path), path, opts);
 }

@@ -27,12 +27,12 @@ struct ImportOptions {
 
 std::shared_ptr<Graph> import_onnx(const std::string& path, const ImportOptions& opts = {});
 // `base_dir` resolves external-data locations; `what` names the source in errors.
-std::shared_ptr<Graph> import_onnx_bytes(const std::string& bytes, const std::string& base_dir,
-                                         const std::string& what, const ImportOptions& opts = {});
+std::shared_ptr<Graph> import_onnx_bytes(const std::string& bytes, const std::string& base_dir, const std::string& what,
+                                         const ImportOptions& opts = {});
 // Imports an already parsed model. Initializer bytes are moved out of `model`
 // (it is left without them).
-std::shared_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir,
-                                         const std::string& what, const ImportOptions& opts = {});
+std::shared_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir, const std::string& what,
+                                         const ImportOptions& opts = {});
 
 // One TensorProto as a Tensor: raw_data is taken over (no copy; `tp` loses it),
 // external data is memory-mapped from `base_dir`. Unsupported element types

@@ -22,74 +22,209 @@ struct OpVersions {
 // Generated from onnx.defs.get_all_schemas_with_history() (onnx 1.23).
 const std::vector<OpVersions>& version_table() {
   static const std::vector<OpVersions> t = {
-    {"Abs", {1, 6, 13}}, {"Acos", {7, 22}}, {"Acosh", {9, 22}}, {"Add", {1, 6, 7, 13, 14}},
-    {"AffineGrid", {20}}, {"And", {1, 7}}, {"ArgMax", {1, 11, 12, 13}}, {"ArgMin", {1, 11, 12, 13}},
-    {"Asin", {7, 22}}, {"Asinh", {9, 22}}, {"Atan", {7, 22}}, {"Atanh", {9, 22}},
-    {"Attention", {23, 24, 25}}, {"AveragePool", {1, 7, 10, 11, 19, 22}},
-    {"BatchNormalization", {1, 6, 7, 9, 14, 15}}, {"Bernoulli", {15, 22}}, {"BitCast", {26}},
-    {"BitShift", {11, 28}}, {"BitwiseAnd", {18}}, {"BitwiseNot", {18}}, {"BitwiseOr", {18}},
-    {"BitwiseXor", {18}}, {"BlackmanWindow", {17}}, {"Cast", {1, 6, 9, 13, 19, 21, 23, 24, 25, 28}},
-    {"CastLike", {15, 19, 21, 23, 24, 25}}, {"CausalConvWithState", {27}}, {"Ceil", {1, 6, 13}},
-    {"Celu", {12, 28}}, {"CenterCropPad", {18}}, {"Clip", {1, 6, 11, 12, 13}}, {"Col2Im", {18}},
-    {"Compress", {9, 11, 28}}, {"Concat", {1, 4, 11, 13}}, {"ConcatFromSequence", {11}},
-    {"Constant", {1, 9, 11, 12, 13, 19, 21, 23, 24, 25}}, {"ConstantOfShape", {9, 20, 21, 23, 24, 25}},
-    {"Conv", {1, 11, 22}}, {"ConvInteger", {10}}, {"ConvTranspose", {1, 11, 22}}, {"Cos", {7, 22}},
-    {"Cosh", {9, 22}}, {"CumProd", {26}}, {"CumSum", {11, 14}}, {"DFT", {17, 20}},
-    {"DeformConv", {19, 22}}, {"DepthToSpace", {1, 11, 13, 28}},
-    {"DequantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}}, {"Det", {11, 22}},
-    {"Div", {1, 6, 7, 13, 14}}, {"Dropout", {1, 6, 7, 10, 12, 13, 22}},
-    {"DynamicQuantizeLinear", {11}}, {"Einsum", {12, 28}}, {"Elu", {1, 6, 22}},
-    {"Equal", {1, 7, 11, 13, 19}}, {"Erf", {9, 13}}, {"Exp", {1, 6, 13}}, {"Expand", {8, 13}},
-    {"EyeLike", {9, 22}}, {"Flatten", {1, 9, 11, 13, 21, 23, 24, 25}}, {"Floor", {1, 6, 13}},
-    {"GRU", {1, 3, 7, 14, 22}}, {"Gather", {1, 11, 13}}, {"GatherElements", {11, 13}},
-    {"GatherND", {11, 12, 13}}, {"Gelu", {20}}, {"Gemm", {1, 6, 7, 9, 11, 13}},
-    {"GlobalAveragePool", {1, 22}}, {"GlobalLpPool", {1, 2, 22}}, {"GlobalMaxPool", {1, 22}},
-    {"Greater", {1, 7, 9, 13}}, {"GreaterOrEqual", {12, 16}}, {"GridSample", {16, 20, 22}},
-    {"GroupNormalization", {18, 21}}, {"HammingWindow", {17}}, {"HannWindow", {17}},
-    {"HardSigmoid", {1, 6, 22}}, {"HardSwish", {14, 22}}, {"Hardmax", {1, 11, 13}},
-    {"Identity", {1, 13, 14, 16, 19, 21, 23, 24, 25}}, {"If", {1, 11, 13, 16, 19, 21, 23, 24, 25}},
-    {"ImageDecoder", {20}}, {"InstanceNormalization", {1, 6, 22}}, {"IsInf", {10, 20}},
-    {"IsNaN", {9, 13, 20}}, {"LRN", {1, 13}}, {"LSTM", {1, 7, 14, 22}}, {"LayerNormalization", {17}},
-    {"LeakyRelu", {1, 6, 16}}, {"Less", {1, 7, 9, 13}}, {"LessOrEqual", {12, 16}},
-    {"LinearAttention", {27}}, {"Log", {1, 6, 13}}, {"LogSoftmax", {1, 11, 13}},
-    {"Loop", {1, 11, 13, 16, 19, 21, 23, 24, 25}}, {"LpNormalization", {1, 22}},
-    {"LpPool", {1, 2, 11, 18, 22}}, {"MatMul", {1, 9, 13}}, {"MatMulInteger", {10}},
-    {"Max", {1, 6, 8, 12, 13}}, {"MaxPool", {1, 8, 10, 11, 12, 22}}, {"MaxRoiPool", {1, 22}},
-    {"MaxUnpool", {9, 11, 22}}, {"Mean", {1, 6, 8, 13}}, {"MeanVarianceNormalization", {9, 13}},
-    {"MelWeightMatrix", {17}}, {"Min", {1, 6, 8, 12, 13}}, {"Mish", {18, 22}}, {"Mod", {10, 13, 28}},
-    {"Mul", {1, 6, 7, 13, 14}}, {"Multinomial", {7, 22}}, {"Neg", {1, 6, 13}},
-    {"NegativeLogLikelihoodLoss", {12, 13, 22}}, {"NonMaxSuppression", {10, 11}}, {"NonZero", {9, 13}},
-    {"Not", {1}}, {"OneHot", {9, 11, 28}}, {"Optional", {15, 28}},
-    {"OptionalGetElement", {15, 18, 28}}, {"OptionalHasElement", {15, 18, 28}}, {"Or", {1, 7}},
-    {"PRelu", {1, 6, 7, 9, 16}}, {"Pad", {1, 2, 11, 13, 18, 19, 21, 23, 24, 25}},
-    {"Pow", {1, 7, 12, 13, 15}}, {"QLinearConv", {10}}, {"QLinearMatMul", {10, 21}},
-    {"QuantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}}, {"RMSNormalization", {23}},
-    {"RNN", {1, 7, 14, 22}}, {"RandomNormal", {1, 22}}, {"RandomNormalLike", {1, 22}},
-    {"RandomUniform", {1, 22}}, {"RandomUniformLike", {1, 22}}, {"Range", {11, 27}},
-    {"Reciprocal", {1, 6, 13}}, {"ReduceL1", {1, 11, 13, 18}}, {"ReduceL2", {1, 11, 13, 18}},
-    {"ReduceLogSum", {1, 11, 13, 18, 28}}, {"ReduceLogSumExp", {1, 11, 13, 18, 28}},
-    {"ReduceMax", {1, 11, 12, 13, 18, 20}}, {"ReduceMean", {1, 11, 13, 18}},
-    {"ReduceMin", {1, 11, 12, 13, 18, 20}}, {"ReduceProd", {1, 11, 13, 18}},
-    {"ReduceSum", {1, 11, 13}}, {"ReduceSumSquare", {1, 11, 13, 18}}, {"RegexFullMatch", {20}},
-    {"Relu", {1, 6, 13, 14}}, {"Reshape", {1, 5, 13, 14, 19, 21, 23, 24, 25}},
-    {"Resize", {10, 11, 13, 18, 19}}, {"ReverseSequence", {10, 28}}, {"RoiAlign", {10, 16, 22}},
-    {"RotaryEmbedding", {23}}, {"Round", {11, 22}}, {"STFT", {17}},
-    {"Scan", {8, 9, 11, 16, 19, 21, 23, 24, 25}}, {"Scatter", {9, 11}},
-    {"ScatterElements", {11, 13, 16, 18}}, {"ScatterND", {11, 13, 16, 18}}, {"Selu", {1, 6, 22}},
-    {"SequenceAt", {11}}, {"SequenceConstruct", {11}}, {"SequenceEmpty", {11}},
-    {"SequenceErase", {11}}, {"SequenceInsert", {11}}, {"SequenceLength", {11}}, {"SequenceMap", {17}},
-    {"Shape", {1, 13, 15, 19, 21, 23, 24, 25}}, {"Shrink", {9}}, {"Sigmoid", {1, 6, 13}},
-    {"Sign", {9, 13}}, {"Sin", {7, 22}}, {"Sinh", {9, 22}}, {"Size", {1, 13, 19, 21, 23, 24, 25}},
-    {"Slice", {1, 10, 11, 13}}, {"Softmax", {1, 11, 13}}, {"SoftmaxCrossEntropyLoss", {12, 13}},
-    {"Softplus", {1, 22}}, {"Softsign", {1, 22}}, {"SpaceToDepth", {1, 13, 28}},
-    {"Split", {1, 2, 11, 13, 18}}, {"SplitToSequence", {11, 24}}, {"Sqrt", {1, 6, 13}},
-    {"Squeeze", {1, 11, 13, 21, 23, 24, 25}}, {"StringConcat", {20}}, {"StringNormalizer", {10}},
-    {"StringSplit", {20}}, {"Sub", {1, 6, 7, 13, 14}}, {"Sum", {1, 6, 8, 13}}, {"SwiGLU", {28}},
-    {"Swish", {24}}, {"Tan", {7, 22}}, {"Tanh", {1, 6, 13}}, {"TensorScatter", {24}},
-    {"TfIdfVectorizer", {9}}, {"ThresholdedRelu", {10, 22}}, {"Tile", {1, 6, 13}},
-    {"TopK", {1, 10, 11, 24}}, {"Transpose", {1, 13, 21, 23, 24, 25}}, {"Trilu", {14}},
-    {"Unique", {11, 28}}, {"Unsqueeze", {1, 11, 13, 21, 23, 24, 25}}, {"Upsample", {1, 7, 9, 10}},
-    {"Where", {9, 16}}, {"Xor", {1, 7}},
+      {"Abs", {1, 6, 13}},
+      {"Acos", {7, 22}},
+      {"Acosh", {9, 22}},
+      {"Add", {1, 6, 7, 13, 14}},
+      {"AffineGrid", {20}},
+      {"And", {1, 7}},
+      {"ArgMax", {1, 11, 12, 13}},
+      {"ArgMin", {1, 11, 12, 13}},
+      {"Asin", {7, 22}},
+      {"Asinh", {9, 22}},
+      {"Atan", {7, 22}},
+      {"Atanh", {9, 22}},
+      {"Attention", {23, 24, 25}},
+      {"AveragePool", {1, 7, 10, 11, 19, 22}},
+      {"BatchNormalization", {1, 6, 7, 9, 14, 15}},
+      {"Bernoulli", {15, 22}},
+      {"BitCast", {26}},
+      {"BitShift", {11, 28}},
+      {"BitwiseAnd", {18}},
+      {"BitwiseNot", {18}},
+      {"BitwiseOr", {18}},
+      {"BitwiseXor", {18}},
+      {"BlackmanWindow", {17}},
+      {"Cast", {1, 6, 9, 13, 19, 21, 23, 24, 25, 28}},
+      {"CastLike", {15, 19, 21, 23, 24, 25}},
+      {"CausalConvWithState", {27}},
+      {"Ceil", {1, 6, 13}},
+      {"Celu", {12, 28}},
+      {"CenterCropPad", {18}},
+      {"Clip", {1, 6, 11, 12, 13}},
+      {"Col2Im", {18}},
+      {"Compress", {9, 11, 28}},
+      {"Concat", {1, 4, 11, 13}},
+      {"ConcatFromSequence", {11}},
+      {"Constant", {1, 9, 11, 12, 13, 19, 21, 23, 24, 25}},
+      {"ConstantOfShape", {9, 20, 21, 23, 24, 25}},
+      {"Conv", {1, 11, 22}},
+      {"ConvInteger", {10}},
+      {"ConvTranspose", {1, 11, 22}},
+      {"Cos", {7, 22}},
+      {"Cosh", {9, 22}},
+      {"CumProd", {26}},
+      {"CumSum", {11, 14}},
+      {"DFT", {17, 20}},
+      {"DeformConv", {19, 22}},
+      {"DepthToSpace", {1, 11, 13, 28}},
+      {"DequantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}},
+      {"Det", {11, 22}},
+      {"Div", {1, 6, 7, 13, 14}},
+      {"Dropout", {1, 6, 7, 10, 12, 13, 22}},
+      {"DynamicQuantizeLinear", {11}},
+      {"Einsum", {12, 28}},
+      {"Elu", {1, 6, 22}},
+      {"Equal", {1, 7, 11, 13, 19}},
+      {"Erf", {9, 13}},
+      {"Exp", {1, 6, 13}},
+      {"Expand", {8, 13}},
+      {"EyeLike", {9, 22}},
+      {"Flatten", {1, 9, 11, 13, 21, 23, 24, 25}},
+      {"Floor", {1, 6, 13}},
+      {"GRU", {1, 3, 7, 14, 22}},
+      {"Gather", {1, 11, 13}},
+      {"GatherElements", {11, 13}},
+      {"GatherND", {11, 12, 13}},
+      {"Gelu", {20}},
+      {"Gemm", {1, 6, 7, 9, 11, 13}},
+      {"GlobalAveragePool", {1, 22}},
+      {"GlobalLpPool", {1, 2, 22}},
+      {"GlobalMaxPool", {1, 22}},
+      {"Greater", {1, 7, 9, 13}},
+      {"GreaterOrEqual", {12, 16}},
+      {"GridSample", {16, 20, 22}},
+      {"GroupNormalization", {18, 21}},
+      {"HammingWindow", {17}},
+      {"HannWindow", {17}},
+      {"HardSigmoid", {1, 6, 22}},
+      {"HardSwish", {14, 22}},
+      {"Hardmax", {1, 11, 13}},
+      {"Identity", {1, 13, 14, 16, 19, 21, 23, 24, 25}},
+      {"If", {1, 11, 13, 16, 19, 21, 23, 24, 25}},
+      {"ImageDecoder", {20}},
+      {"InstanceNormalization", {1, 6, 22}},
+      {"IsInf", {10, 20}},
+      {"IsNaN", {9, 13, 20}},
+      {"LRN", {1, 13}},
+      {"LSTM", {1, 7, 14, 22}},
+      {"LayerNormalization", {17}},
+      {"LeakyRelu", {1, 6, 16}},
+      {"Less", {1, 7, 9, 13}},
+      {"LessOrEqual", {12, 16}},
+      {"LinearAttention", {27}},
+      {"Log", {1, 6, 13}},
+      {"LogSoftmax", {1, 11, 13}},
+      {"Loop", {1, 11, 13, 16, 19, 21, 23, 24, 25}},
+      {"LpNormalization", {1, 22}},
+      {"LpPool", {1, 2, 11, 18, 22}},
+      {"MatMul", {1, 9, 13}},
+      {"MatMulInteger", {10}},
+      {"Max", {1, 6, 8, 12, 13}},
+      {"MaxPool", {1, 8, 10, 11, 12, 22}},
+      {"MaxRoiPool", {1, 22}},
+      {"MaxUnpool", {9, 11, 22}},
+      {"Mean", {1, 6, 8, 13}},
+      {"MeanVarianceNormalization", {9, 13}},
+      {"MelWeightMatrix", {17}},
+      {"Min", {1, 6, 8, 12, 13}},
+      {"Mish", {18, 22}},
+      {"Mod", {10, 13, 28}},
+      {"Mul", {1, 6, 7, 13, 14}},
+      {"Multinomial", {7, 22}},
+      {"Neg", {1, 6, 13}},
+      {"NegativeLogLikelihoodLoss", {12, 13, 22}},
+      {"NonMaxSuppression", {10, 11}},
+      {"NonZero", {9, 13}},
+      {"Not", {1}},
+      {"OneHot", {9, 11, 28}},
+      {"Optional", {15, 28}},
+      {"OptionalGetElement", {15, 18, 28}},
+      {"OptionalHasElement", {15, 18, 28}},
+      {"Or", {1, 7}},
+      {"PRelu", {1, 6, 7, 9, 16}},
+      {"Pad", {1, 2, 11, 13, 18, 19, 21, 23, 24, 25}},
+      {"Pow", {1, 7, 12, 13, 15}},
+      {"QLinearConv", {10}},
+      {"QLinearMatMul", {10, 21}},
+      {"QuantizeLinear", {10, 13, 19, 21, 23, 24, 25, 28}},
+      {"RMSNormalization", {23}},
+      {"RNN", {1, 7, 14, 22}},
+      {"RandomNormal", {1, 22}},
+      {"RandomNormalLike", {1, 22}},
+      {"RandomUniform", {1, 22}},
+      {"RandomUniformLike", {1, 22}},
+      {"Range", {11, 27}},
+      {"Reciprocal", {1, 6, 13}},
+      {"ReduceL1", {1, 11, 13, 18}},
+      {"ReduceL2", {1, 11, 13, 18}},
+      {"ReduceLogSum", {1, 11, 13, 18, 28}},
+      {"ReduceLogSumExp", {1, 11, 13, 18, 28}},
+      {"ReduceMax", {1, 11, 12, 13, 18, 20}},
+      {"ReduceMean", {1, 11, 13, 18}},
+      {"ReduceMin", {1, 11, 12, 13, 18, 20}},
+      {"ReduceProd", {1, 11, 13, 18}},
+      {"ReduceSum", {1, 11, 13}},
+      {"ReduceSumSquare", {1, 11, 13, 18}},
+      {"RegexFullMatch", {20}},
+      {"Relu", {1, 6, 13, 14}},
+      {"Reshape", {1, 5, 13, 14, 19, 21, 23, 24, 25}},
+      {"Resize", {10, 11, 13, 18, 19}},
+      {"ReverseSequence", {10, 28}},
+      {"RoiAlign", {10, 16, 22}},
+      {"RotaryEmbedding", {23}},
+      {"Round", {11, 22}},
+      {"STFT", {17}},
+      {"Scan", {8, 9, 11, 16, 19, 21, 23, 24, 25}},
+      {"Scatter", {9, 11}},
+      {"ScatterElements", {11, 13, 16, 18}},
+      {"ScatterND", {11, 13, 16, 18}},
+      {"Selu", {1, 6, 22}},
+      {"SequenceAt", {11}},
+      {"SequenceConstruct", {11}},
+      {"SequenceEmpty", {11}},
+      {"SequenceErase", {11}},
+      {"SequenceInsert", {11}},
+      {"SequenceLength", {11}},
+      {"SequenceMap", {17}},
+      {"Shape", {1, 13, 15, 19, 21, 23, 24, 25}},
+      {"Shrink", {9}},
+      {"Sigmoid", {1, 6, 13}},
+      {"Sign", {9, 13}},
+      {"Sin", {7, 22}},
+      {"Sinh", {9, 22}},
+      {"Size", {1, 13, 19, 21, 23, 24, 25}},
+      {"Slice", {1, 10, 11, 13}},
+      {"Softmax", {1, 11, 13}},
+      {"SoftmaxCrossEntropyLoss", {12, 13}},
+      {"Softplus", {1, 22}},
+      {"Softsign", {1, 22}},
+      {"SpaceToDepth", {1, 13, 28}},
+      {"Split", {1, 2, 11, 13, 18}},
+      {"SplitToSequence", {11, 24}},
+      {"Sqrt", {1, 6, 13}},
+      {"Squeeze", {1, 11, 13, 21, 23, 24, 25}},
+      {"StringConcat", {20}},
+      {"StringNormalizer", {10}},
+      {"StringSplit", {20}},
+      {"Sub", {1, 6, 7, 13, 14}},
+      {"Sum", {1, 6, 8, 13}},
+      {"SwiGLU", {28}},
+      {"Swish", {24}},
+      {"Tan", {7, 22}},
+      {"Tanh", {1, 6, 13}},
+      {"TensorScatter", {24}},
+      {"TfIdfVectorizer", {9}},
+      {"ThresholdedRelu", {10, 22}},
+      {"Tile", {1, 6, 13}},
+      {"TopK", {1, 10, 11, 24}},
+      {"Transpose", {1, 13, 21, 23, 24, 25}},
+      {"Trilu", {14}},
+      {"Unique", {11, 28}},
+      {"Unsqueeze", {1, 11, 13, 21, 23, 24, 25}},
+      {"Upsample", {1, 7, 9, 10}},
+      {"Where", {9, 16}},
+      {"Xor", {1, 7}},
   };
   return t;
 }
@@ -108,9 +243,7 @@ std::string where(const NodeDraft& n, int64_t opset) {
   return "op " + n.op_type + " (node '" + n.name + "', opset " + std::to_string(opset) + ")";
 }
 
-Tensor i64_tensor(const std::vector<int64_t>& v) {
-  return Tensor::from_vector<int64_t>(v, {int64_t(v.size())});
-}
+Tensor i64_tensor(const std::vector<int64_t>& v) { return Tensor::from_vector<int64_t>(v, {int64_t(v.size())}); }
 
 // A scalar of `dtype` holding `v` (for attributes that became typed inputs).
 Tensor scalar_of(DType dtype, double v) {
@@ -150,8 +283,7 @@ void set_input(NodeDraft& n, size_t i, Value* v) {
 }
 
 // Moves an INTS attribute into input slot `slot` as an i64 constant.
-bool ints_attr_to_input(NodeDraft& n, const std::string& attr, size_t slot, int64_t opset,
-                        UpgradeSink& sink) {
+bool ints_attr_to_input(NodeDraft& n, const std::string& attr, size_t slot, int64_t opset, UpgradeSink& sink) {
   auto v = take_attr<std::vector<int64_t>>(n, attr, opset);
   if (!v) return false;
   set_input(n, slot, sink.constant(n.name + "_" + attr, i64_tensor(*v)));
@@ -160,19 +292,17 @@ bool ints_attr_to_input(NodeDraft& n, const std::string& attr, size_t slot, int6
 
 DType input_dtype_for(const NodeDraft& n, int64_t opset, const char* why) {
   Value* x = n.inputs.empty() ? nullptr : n.inputs[0];
-  CB_CHECK(x && x->type.dtype != DType::undefined,
-           where(n, opset) << ": cannot upgrade its '" << why
-                           << "' attribute: the element type of its input is unknown");
+  CB_CHECK(x && x->type.dtype != DType::undefined, where(n, opset)
+                                                       << ": cannot upgrade its '" << why
+                                                       << "' attribute: the element type of its input is unknown");
   return x->type.dtype;
 }
 
-bool is_reduce(const std::string& op) {
-  return op.rfind("Reduce", 0) == 0;
-}
+bool is_reduce(const std::string& op) { return op.rfind("Reduce", 0) == 0; }
 
 bool is_legacy_broadcast_op(const std::string& op) {
-  static const char* ops[] = {"Add", "Sub", "Mul", "Div", "Pow", "And", "Or", "Xor",
-                              "Equal", "Greater", "Less", "PRelu", "Gemm"};
+  static const char* ops[] = {"Add", "Sub",   "Mul",     "Div",  "Pow",   "And", "Or",
+                              "Xor", "Equal", "Greater", "Less", "PRelu", "Gemm"};
   for (auto o : ops)
     if (op == o) return true;
   return false;
@@ -200,8 +330,7 @@ std::vector<NodeDraft> upgrade_coerced_softmax(NodeDraft n, int64_t opset, Upgra
       return {std::move(n)};
     }
   }
-  CB_CHECK(x && n.outputs.size() == 1 && n.outputs[0],
-           where(n, opset) << ": expected one input and one output");
+  CB_CHECK(x && n.outputs.size() == 1 && n.outputs[0], where(n, opset) << ": expected one input and one output");
   std::vector<NodeDraft> out;
   Value* flat = sink.intermediate(n.name + "_2d");
   Value* shape = sink.intermediate(n.name + "_shape");
@@ -240,8 +369,7 @@ std::vector<NodeDraft> upgrade_onnx_node(NodeDraft n, int64_t opset, UpgradeSink
   const std::string& op = n.op_type;
   int version = onnx_op_version(op, opset);
   CB_CHECK(version != 0, where(n, opset) << ": " << op << " is not defined at opset " << opset
-                                         << " (it first appears at opset "
-                                         << find_versions(op)->since.front() << ")");
+                                         << " (it first appears at opset " << find_versions(op)->since.front() << ")");
   if (int removed = onnx_op_removed_in(op); removed && opset >= removed)
     CB_FAIL(where(n, opset) << ": " << op << " was removed at opset " << removed);
   if (version < 0) return {std::move(n)};  // unknown to ONNX: the registry decides
@@ -276,8 +404,7 @@ std::vector<NodeDraft> upgrade_onnx_node(NodeDraft n, int64_t opset, UpgradeSink
       set_input(n, 1, sink.constant(n.name + "_pads", i64_tensor(*pads)));
       auto value = take_attr<float>(n, "value", opset);
       if (value && *value != 0.0f)
-        set_input(n, 2, sink.constant(n.name + "_value",
-                                      scalar_of(input_dtype_for(n, opset, "value"), *value)));
+        set_input(n, 2, sink.constant(n.name + "_value", scalar_of(input_dtype_for(n, opset, "value"), *value)));
     }
   } else if (op == "Clip") {
     if (version < 11) {
@@ -288,10 +415,8 @@ std::vector<NodeDraft> upgrade_onnx_node(NodeDraft n, int64_t opset, UpgradeSink
     }
   } else if (op == "Slice") {
     if (version < 10) {
-      CB_CHECK(ints_attr_to_input(n, "starts", 1, opset, sink),
-               where(n, opset) << ": missing attribute 'starts'");
-      CB_CHECK(ints_attr_to_input(n, "ends", 2, opset, sink),
-               where(n, opset) << ": missing attribute 'ends'");
+      CB_CHECK(ints_attr_to_input(n, "starts", 1, opset, sink), where(n, opset) << ": missing attribute 'starts'");
+      CB_CHECK(ints_attr_to_input(n, "ends", 2, opset, sink), where(n, opset) << ": missing attribute 'ends'");
       ints_attr_to_input(n, "axes", 3, opset, sink);
     }
   } else if (op == "Softmax" || op == "LogSoftmax" || op == "Hardmax") {
@@ -316,9 +441,8 @@ std::vector<NodeDraft> upgrade_onnx_node(NodeDraft n, int64_t opset, UpgradeSink
     if (version < 6) {
       if (auto s = take_attr<std::string>(n, "to", opset)) {
         static const std::pair<const char*, int64_t> names[] = {
-            {"FLOAT", 1}, {"UINT8", 2}, {"INT8", 3}, {"UINT16", 4}, {"INT16", 5}, {"INT32", 6},
-            {"INT64", 7}, {"STRING", 8}, {"BOOL", 9}, {"FLOAT16", 10}, {"DOUBLE", 11},
-            {"UINT32", 12}, {"UINT64", 13}};
+            {"FLOAT", 1},  {"UINT8", 2}, {"INT8", 3},     {"UINT16", 4},  {"INT16", 5},   {"INT32", 6},  {"INT64", 7},
+            {"STRING", 8}, {"BOOL", 9},  {"FLOAT16", 10}, {"DOUBLE", 11}, {"UINT32", 12}, {"UINT64", 13}};
         int64_t to = -1;
         for (auto& [k, v] : names)
           if (*s == k) to = v;

@@ -7,9 +7,9 @@
 #include <cstring>
 #include <set>
 
-#include "support/json.h"
-#include "support/file_io.h"
 #include "support/error.h"
+#include "support/file_io.h"
+#include "support/json.h"
 
 namespace cb {
 
@@ -27,12 +27,23 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {"BOOL", 1, DType::boolean}, {"U8", 1, DType::u8},       {"I8", 1, DType::i8},
-    {"U16", 2, DType::u16},      {"I16", 2, DType::i16},     {"F16", 2, DType::f16},
-    {"BF16", 2, DType::bf16},    {"U32", 4, DType::u32},     {"I32", 4, DType::i32},
-    {"F32", 4, DType::f32},      {"U64", 8, DType::u64},     {"I64", 8, DType::i64},
-    {"F64", 8, DType::f64},      {"F8_E4M3", 1, DType::undefined}, {"F8_E5M2", 1, DType::undefined},
-    {"F8_E8M0", 1, DType::undefined}, {"C64", 8, DType::undefined},
+    {"BOOL", 1, DType::boolean},
+    {"U8", 1, DType::u8},
+    {"I8", 1, DType::i8},
+    {"U16", 2, DType::u16},
+    {"I16", 2, DType::i16},
+    {"F16", 2, DType::f16},
+    {"BF16", 2, DType::bf16},
+    {"U32", 4, DType::u32},
+    {"I32", 4, DType::i32},
+    {"F32", 4, DType::f32},
+    {"U64", 8, DType::u64},
+    {"I64", 8, DType::i64},
+    {"F64", 8, DType::f64},
+    {"F8_E4M3", 1, DType::undefined},
+    {"F8_E5M2", 1, DType::undefined},
+    {"F8_E8M0", 1, DType::undefined},
+    {"C64", 8, DType::undefined},
 };
 
 const DTypeInfo* dtype_info(const std::string& name) {
@@ -88,9 +99,9 @@ SafetensorsEntry parse_entry(const std::string& name, const Json& info, const st
   e.begin = header_uint(offsets.at(size_t(0)), what + ": data_offsets begin");
   e.end = header_uint(offsets.at(size_t(1)), what + ": data_offsets end");
   CB_CHECK(e.begin <= e.end, what << ": data_offsets " << offsets.dump() << " end before they begin");
-  CB_CHECK(e.end - e.begin == numel * di->size,
-           what << ": data_offsets " << offsets.dump() << " hold " << (e.end - e.begin) << " bytes, but "
-                << e.dtype_name << dims_str(e.shape) << " needs " << numel * di->size);
+  CB_CHECK(e.end - e.begin == numel * di->size, what << ": data_offsets " << offsets.dump() << " hold "
+                                                     << (e.end - e.begin) << " bytes, but " << e.dtype_name
+                                                     << dims_str(e.shape) << " needs " << numel * di->size);
   return e;
 }
 
@@ -112,8 +123,8 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   std::memcpy(&header_len, f->file_->data(), 8);
   CB_CHECK(header_len <= kMaxHeaderBytes,
            path << ": header length " << header_len << " is over the 100 MB limit (not a safetensors file?)");
-  CB_CHECK(header_len <= size - 8, path << ": header length " << header_len << " runs past the end of the file ("
-                                        << size << " bytes)");
+  CB_CHECK(header_len <= size - 8,
+           path << ": header length " << header_len << " runs past the end of the file (" << size << " bytes)");
   CB_CHECK(header_len >= 2 && f->file_->data()[8] == '{',
            path << ": the header does not start with '{' (not a safetensors file?)");
   f->data_start_ = 8 + size_t(header_len);

@@ -28,10 +28,10 @@ namespace cb {
 
 struct SafetensorsEntry {
   std::string name;
-  std::string dtype_name;                 // as in the file: "F32", "BF16", "F8_E4M3", ...
-  DType dtype = DType::undefined;         // undefined: a dtype codebook has no type for (F8_*, C64)
+  std::string dtype_name;          // as in the file: "F32", "BF16", "F8_E4M3", ...
+  DType dtype = DType::undefined;  // undefined: a dtype codebook has no type for (F8_*, C64)
   std::vector<int64_t> shape;
-  size_t begin = 0, end = 0;              // byte range within the data region
+  size_t begin = 0, end = 0;  // byte range within the data region
 };
 
 class SafetensorsFile {
@@ -69,8 +69,7 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // The complete file contents. Throws cb::Error for duplicate or empty names,
 // undefined tensors, or the reserved name "__metadata__".
-std::string safetensors_serialize(const NamedTensors& tensors,
-                                  const std::map<std::string, std::string>& metadata = {});
+std::string safetensors_serialize(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata = {});
 // Writes the file atomically (temporary file + rename).
 void safetensors_write(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <memory>
 
-#include "support/error.h"
 #include "ir/verifier.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -46,8 +46,8 @@ Node* Builder::create(const std::string& type, std::vector<Value*> inputs, std::
   return n;
 }
 
-std::vector<Value*> Builder::op_n(const std::string& type, std::vector<Value*> inputs, size_t num_outputs,
-                                  Attrs attrs, const std::string& domain, const std::vector<bool>& used,
+std::vector<Value*> Builder::op_n(const std::string& type, std::vector<Value*> inputs, size_t num_outputs, Attrs attrs,
+                                  const std::string& domain, const std::vector<bool>& used,
                                   const std::vector<const Value*>& declared_like) {
   check_inputs(type, inputs);  // before any output value is made
   const std::string name = next_name(type);
@@ -110,9 +110,7 @@ Value* Builder::gather(Value* data, Value* indices, int64_t axis) {
 
 Value* Builder::reshape(Value* x, const std::vector<int64_t>& shape) { return reshape(x, i64s(shape)); }
 
-Value* Builder::transpose(Value* x, const std::vector<int64_t>& perm) {
-  return op("Transpose", {x}, {{"perm", perm}});
-}
+Value* Builder::transpose(Value* x, const std::vector<int64_t>& perm) { return op("Transpose", {x}, {{"perm", perm}}); }
 
 Value* Builder::unsqueeze(Value* x, const std::vector<int64_t>& axes) { return op("Unsqueeze", {x, i64s(axes)}); }
 

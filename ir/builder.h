@@ -84,8 +84,8 @@ class Builder {
   // node, as the schemas count outputs); declared_like[i] declares output i
   // with that value's type before inference (for outputs whose shape comes
   // from a run-time Shape value).
-  std::vector<Value*> op_n(const std::string& type, std::vector<Value*> inputs, size_t num_outputs,
-                           Attrs attrs = {}, const std::string& domain = "", const std::vector<bool>& used = {},
+  std::vector<Value*> op_n(const std::string& type, std::vector<Value*> inputs, size_t num_outputs, Attrs attrs = {},
+                           const std::string& domain = "", const std::vector<bool>& used = {},
                            const std::vector<const Value*>& declared_like = {});
   Value* op(const std::string& type, std::vector<Value*> inputs, Attrs attrs = {}, const std::string& domain = "");
   // One node whose output and itself are named "<scope>/<name>" (made unique).
@@ -99,10 +99,10 @@ class Builder {
   // (weights) and refuses a taken one.
   Value* constant(Tensor t, const std::string& name = "");
   Value* parameter(const std::string& name, Tensor t);
-  Value* f32(float v, const std::string& name = "");                          // f32 scalar
-  Value* i64(int64_t v, const std::string& name = "");                        // i64 scalar
+  Value* f32(float v, const std::string& name = "");                         // f32 scalar
+  Value* i64(int64_t v, const std::string& name = "");                       // i64 scalar
   Value* i64s(const std::vector<int64_t>& v, const std::string& name = "");  // i64 [n]
-  Value* filled(DType dtype, const std::vector<int64_t>& dims, double v);     // every element v
+  Value* filled(DType dtype, const std::vector<int64_t>& dims, double v);    // every element v
   Value* scalar(DType dtype, double v) { return filled(dtype, {}, v); }
 
   // Elementwise and tensor ops (ONNX semantics, numpy broadcasting). A

@@ -6,9 +6,7 @@
 
 namespace cb {
 
-const char* metric_name(CodebookMetric m) {
-  return m == CodebookMetric::inner_product ? "inner_product" : "euclidean";
-}
+const char* metric_name(CodebookMetric m) { return m == CodebookMetric::inner_product ? "inner_product" : "euclidean"; }
 
 CodebookMetric parse_metric(const std::string& s) {
   if (s == "inner_product") return CodebookMetric::inner_product;
@@ -29,8 +27,8 @@ namespace {
 // Splits a flat int list into records of `width`, naming the attribute on error.
 std::vector<std::vector<int64_t>> records(const Node& n, const char* attr, size_t width) {
   std::vector<int64_t> flat = n.attr_ints(attr, {});
-  CB_CHECK(flat.size() % width == 0, n.describe() << ": attribute " << attr << " has " << flat.size()
-                                                  << " ints, not a multiple of " << width);
+  CB_CHECK(flat.size() % width == 0,
+           n.describe() << ": attribute " << attr << " has " << flat.size() << " ints, not a multiple of " << width);
   std::vector<std::vector<int64_t>> out;
   for (size_t i = 0; i < flat.size(); i += width) out.emplace_back(flat.begin() + i, flat.begin() + i + width);
   return out;

@@ -99,9 +99,7 @@ bool is_codebook_node(const Node& n);
 
 // Python-style position match: does record position p (or kAll) select
 // position t of a sequence of length T?
-inline bool position_matches(int64_t p, int64_t t, int64_t T) {
-  return p == kAll || p == t || (p < 0 && p + T == t);
-}
+inline bool position_matches(int64_t p, int64_t t, int64_t T) { return p == kAll || p == t || (p < 0 && p + T == t); }
 inline bool group_matches(int64_t rec, int64_t g) { return rec == kAll || rec == g; }
 
 }  // namespace cb

@@ -87,8 +87,7 @@ Value* Graph::find_value(const std::string& name) const {
 }
 
 Node* Graph::add_node(const std::string& op_type, std::vector<Value*> ins, std::vector<Value*> outs,
-                      std::map<std::string, AttrValue> attrs, const std::string& name,
-                      const std::string& domain) {
+                      std::map<std::string, AttrValue> attrs, const std::string& name, const std::string& domain) {
   auto n = std::make_unique<Node>();
   n->op_type = op_type;
   n->domain = domain;

@@ -32,15 +32,15 @@ struct TensorType {
 struct Value {
   std::string name;
   TensorType type;
-  Node* producer = nullptr;         // null for graph inputs and constants
+  Node* producer = nullptr;  // null for graph inputs and constants
   int producer_output = -1;
-  std::optional<Tensor> constant;   // set for weights and folded constants
+  std::optional<Tensor> constant;  // set for weights and folded constants
 
   bool is_constant() const { return constant.has_value(); }
 };
 
-using AttrValue = std::variant<int64_t, float, std::string, Tensor, std::shared_ptr<Graph>,
-                               std::vector<int64_t>, std::vector<float>, std::vector<std::string>>;
+using AttrValue = std::variant<int64_t, float, std::string, Tensor, std::shared_ptr<Graph>, std::vector<int64_t>,
+                               std::vector<float>, std::vector<std::string>>;
 
 struct Node {
   std::string op_type;
@@ -72,8 +72,8 @@ class Graph {
   std::string name = "main";
   std::vector<Value*> inputs;
   std::vector<Value*> outputs;
-  std::map<std::string, int64_t> opsets;            // domain -> version ("" = ai.onnx)
-  std::map<std::string, std::string> metadata;      // model metadata_props
+  std::map<std::string, int64_t> opsets;        // domain -> version ("" = ai.onnx)
+  std::map<std::string, std::string> metadata;  // model metadata_props
   int64_t ir_version = 8;
   std::string producer;
 
@@ -85,9 +85,9 @@ class Graph {
   std::string unique_name(const std::string& base);
 
   // Nodes. add_node appends; insert_node_before places it before `pos` in the order.
-  Node* add_node(const std::string& op_type, std::vector<Value*> inputs,
-                 std::vector<Value*> outputs, std::map<std::string, AttrValue> attrs = {},
-                 const std::string& name = "", const std::string& domain = "");
+  Node* add_node(const std::string& op_type, std::vector<Value*> inputs, std::vector<Value*> outputs,
+                 std::map<std::string, AttrValue> attrs = {}, const std::string& name = "",
+                 const std::string& domain = "");
   Node* insert_node_before(Node* pos, std::unique_ptr<Node> n);
   const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
   size_t num_nodes() const { return nodes_.size(); }

@@ -9,19 +9,16 @@ const TensorType& InferContext::input_type(size_t i) const {
   return *in_types_[i];
 }
 
-void InferContext::fail(const std::string& msg) const {
-  throw Error(node_.describe() + ": " + msg);
-}
+void InferContext::fail(const std::string& msg) const { throw Error(node_.describe() + ": " + msg); }
 
 int64_t InferContext::axis(int64_t a, int64_t rank, const char* what) const {
   if (a < -rank || a >= std::max<int64_t>(rank, 1) || (rank == 0 && a != 0 && a != -1))
-    fail(std::string(what) + " " + std::to_string(a) + " is out of range for rank " +
-         std::to_string(rank));
+    fail(std::string(what) + " " + std::to_string(a) + " is out of range for rank " + std::to_string(rank));
   return a < 0 ? a + rank : a;
 }
 
-OpSchema make_op_schema(const char* name, int min_inputs, int max_inputs, int min_outputs,
-                        int max_outputs, std::function<void(InferContext&)> infer, const char* doc) {
+OpSchema make_op_schema(const char* name, int min_inputs, int max_inputs, int min_outputs, int max_outputs,
+                        std::function<void(InferContext&)> infer, const char* doc) {
   OpSchema s;
   s.name = name;
   s.min_inputs = min_inputs;
@@ -72,12 +69,10 @@ std::vector<TensorType> infer_node(const Node& node, const std::vector<const Ten
   int nin = int(node.inputs.size());
   while (nin > 0 && !node.inputs[size_t(nin) - 1]) --nin;  // trailing omitted inputs
   CB_CHECK(nin >= s->min_inputs && nin <= s->max_inputs,
-           node.describe() << ": has " << nin << " inputs, expected " << s->min_inputs << ".."
-                           << s->max_inputs);
+           node.describe() << ": has " << nin << " inputs, expected " << s->min_inputs << ".." << s->max_inputs);
   int nout = int(node.outputs.size());
   CB_CHECK(nout >= s->min_outputs && nout <= s->max_outputs,
-           node.describe() << ": has " << nout << " outputs, expected " << s->min_outputs << ".."
-                           << s->max_outputs);
+           node.describe() << ": has " << nout << " outputs, expected " << s->min_outputs << ".." << s->max_outputs);
   InferContext ctx(node, in_types, in_values);
   s->infer(ctx);
   return ctx.output_types();
@@ -91,13 +86,27 @@ Shape broadcast_shapes(const InferContext& ctx, const Shape& a, const Shape& b) 
   for (size_t i = 0; i < r; ++i) {
     const Dim* da = i < r - a.rank() ? nullptr : &a.dims[i - (r - a.rank())];
     const Dim* db = i < r - b.rank() ? nullptr : &b.dims[i - (r - b.rank())];
-    if (!da) { out.dims[i] = *db; continue; }
-    if (!db) { out.dims[i] = *da; continue; }
-    if (da->is_static() && da->value == 1) { out.dims[i] = *db; continue; }
-    if (db->is_static() && db->value == 1) { out.dims[i] = *da; continue; }
-    if (da->same_as(*db)) { out.dims[i] = *da; continue; }
-    if (da->is_static() && db->is_static())
-      ctx.fail("cannot broadcast shapes " + a.str() + " and " + b.str());
+    if (!da) {
+      out.dims[i] = *db;
+      continue;
+    }
+    if (!db) {
+      out.dims[i] = *da;
+      continue;
+    }
+    if (da->is_static() && da->value == 1) {
+      out.dims[i] = *db;
+      continue;
+    }
+    if (db->is_static() && db->value == 1) {
+      out.dims[i] = *da;
+      continue;
+    }
+    if (da->same_as(*db)) {
+      out.dims[i] = *da;
+      continue;
+    }
+    if (da->is_static() && db->is_static()) ctx.fail("cannot broadcast shapes " + a.str() + " and " + b.str());
     // One static (not 1) and one symbolic: the static one wins (the other must equal it).
     out.dims[i] = da->is_static() ? *da : db->is_static() ? *db : Dim::unknown();
   }

@@ -17,16 +17,17 @@ namespace cb {
 
 class InferContext {
  public:
-  InferContext(const Node& node, std::vector<const TensorType*> in_types,
-               std::vector<const Tensor*> in_values)
-      : node_(node), in_types_(std::move(in_types)), in_values_(std::move(in_values)),
+  InferContext(const Node& node, std::vector<const TensorType*> in_types, std::vector<const Tensor*> in_values)
+      : node_(node),
+        in_types_(std::move(in_types)),
+        in_values_(std::move(in_values)),
         out_types_(node.outputs.size()) {}
 
   const Node& node() const { return node_; }
   size_t num_inputs() const { return in_types_.size(); }
   size_t num_outputs() const { return out_types_.size(); }
   bool has_input(size_t i) const { return i < in_types_.size() && in_types_[i]; }
-  const TensorType& input_type(size_t i) const;    // throws if the input is absent
+  const TensorType& input_type(size_t i) const;  // throws if the input is absent
   DType input_dtype(size_t i) const { return input_type(i).dtype; }
   const Shape& input_shape(size_t i) const { return input_type(i).shape; }
   // The value of input i when known (constant, or always at run time); else null.
@@ -39,7 +40,9 @@ class InferContext {
 
   // Throws cb::Error prefixed with the node's op and name.
   [[noreturn]] void fail(const std::string& msg) const;
-  void check(bool cond, const std::string& msg) const { if (!cond) fail(msg); }
+  void check(bool cond, const std::string& msg) const {
+    if (!cond) fail(msg);
+  }
   // Normalises a possibly negative axis against `rank`, failing if out of range.
   int64_t axis(int64_t a, int64_t rank, const char* what = "axis") const;
 
@@ -63,9 +66,8 @@ struct OpSchema {
 };
 
 // A schema for the default (ai.onnx) domain from its arity and infer function.
-OpSchema make_op_schema(const char* name, int min_inputs, int max_inputs, int min_outputs,
-                        int max_outputs, std::function<void(InferContext&)> infer,
-                        const char* doc = "");
+OpSchema make_op_schema(const char* name, int min_inputs, int max_inputs, int min_outputs, int max_outputs,
+                        std::function<void(InferContext&)> infer, const char* doc = "");
 
 class OpRegistry {
  public:
@@ -95,7 +97,7 @@ void register_reduction_ops(OpRegistry& r);
 void register_nn_ops(OpRegistry& r);
 void register_control_ops(OpRegistry& r);
 void register_codebook_ops(OpRegistry& r);
-void register_grad_ops(OpRegistry& r);  // ir/ops/grad.cpp: backward ops, domain codebook.grad
+void register_grad_ops(OpRegistry& r);   // ir/ops/grad.cpp: backward ops, domain codebook.grad
 void register_optim_ops(OpRegistry& r);  // ir/ops/optim.cpp: fused optimizer updates, domain codebook.train
 
 }  // namespace cb

@@ -13,8 +13,8 @@
 #include <limits>
 #include <optional>
 
-#include "support/error.h"
 #include "ir/printer.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -78,15 +78,13 @@ class Lexer {
           t.text = read_string();
         } else {
           while (pos_ < s_.size() && s_[pos_] != '\n') t.text += advance();
-          while (!t.text.empty() &&
-                 (t.text.back() == ' ' || t.text.back() == '\t' || t.text.back() == '\r'))
+          while (!t.text.empty() && (t.text.back() == ' ' || t.text.back() == '\t' || t.text.back() == '\r'))
             t.text.pop_back();
         }
       } else if (is_digit(c) || ((c == '-' || c == '+') && (is_digit(peek(1)) || peek(1) == '.'))) {
         t.kind = Tok::Number;
         t.text = read_number();
-      } else if (c == '-' &&
-                 (s_.compare(pos_, 4, "-inf") == 0 || s_.compare(pos_, 4, "-nan") == 0) &&
+      } else if (c == '-' && (s_.compare(pos_, 4, "-inf") == 0 || s_.compare(pos_, 4, "-nan") == 0) &&
                  !is_ident_char(peek(4))) {
         t.kind = Tok::Number;
         for (int i = 0; i < 4; ++i) t.text += advance();
@@ -110,9 +108,7 @@ class Lexer {
 
  private:
   static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-  static bool is_ident_start(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-  }
+  static bool is_ident_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
   static bool is_ident_char(char c) { return is_ident_start(c) || is_digit(c) || c == '.'; }
 
   char peek(size_t ahead = 0) const { return pos_ + ahead < s_.size() ? s_[pos_ + ahead] : '\0'; }
@@ -174,8 +170,7 @@ class Lexer {
         case '\\': v += '\\'; break;
         case 'x': {
           std::string hex;
-          for (int i = 0; i < 2 && std::isxdigit(static_cast<unsigned char>(peek())); ++i)
-            hex += advance();
+          for (int i = 0; i < 2 && std::isxdigit(static_cast<unsigned char>(peek())); ++i) hex += advance();
           if (hex.size() != 2) fail_at(line_, col_, "expected two hex digits after \\x");
           v += static_cast<char>(std::stoi(hex, nullptr, 16));
           break;
@@ -191,8 +186,7 @@ class Lexer {
 };
 
 bool looks_float(const std::string& t) {
-  return t.find_first_of(".eE") != std::string::npos || t == "nan" || t == "-nan" || t == "inf" ||
-         t == "-inf";
+  return t.find_first_of(".eE") != std::string::npos || t == "nan" || t == "-nan" || t == "inf" || t == "-inf";
 }
 
 // Name scopes: one per graph; nested graphs see the values of their parents.
@@ -321,8 +315,7 @@ class Parser {
     if (is_ident("const") && !is_punct_at(next(), "(")) {
       Token kw = take();
       if (outs.size() != 1 || outs[0].first.text.empty() || !outs[0].second)
-        fail_at(kw.line, kw.col,
-                "a constant needs exactly one value with its type: %c: f32[2] = const {...}");
+        fail_at(kw.line, kw.col, "a constant needs exactly one value with its type: %c: f32[2] = const {...}");
       Value* v = define(scope, outs[0].first, *outs[0].second);
       v->constant = parse_tensor_body(*outs[0].second, outs[0].first);
       return;
@@ -390,18 +383,14 @@ class Parser {
 
     std::vector<Value*> out_values;
     for (auto& [tok, type] : outs)
-      out_values.push_back(tok.text.empty() ? nullptr
-                                            : define(scope, tok, type.value_or(TensorType{})));
-    Node* n = g.add_node(op, std::vector<Value*>(args.size(), nullptr), out_values,
-                         std::move(attrs), "", domain);
+      out_values.push_back(tok.text.empty() ? nullptr : define(scope, tok, type.value_or(TensorType{})));
+    Node* n = g.add_node(op, std::vector<Value*>(args.size(), nullptr), out_values, std::move(attrs), "", domain);
     n->name = node_name;
     for (size_t i = 0; i < args.size(); ++i)
       if (!args[i].text.empty()) pending_.push_back({&scope, n, i, args[i]});
   }
 
-  static bool is_punct_at(const Token& t, const char* p) {
-    return t.kind == Tok::Punct && t.text == p;
-  }
+  static bool is_punct_at(const Token& t, const char* p) { return t.kind == Tok::Punct && t.text == p; }
 
   TensorType parse_type() {
     TensorType t;
@@ -432,8 +421,7 @@ class Parser {
           int64_t v = 0;
           auto r = std::from_chars(n.text.data(), n.text.data() + n.text.size(), v);
           if (r.ec != std::errc() || r.ptr != n.text.data() + n.text.size() || v < 0)
-            fail_at(n.line, n.col,
-                    "expected a dimension (a size >= 0, a name or ?), found '" + n.text + "'");
+            fail_at(n.line, n.col, "expected a dimension (a size >= 0, a name or ?), found '" + n.text + "'");
           t.shape.dims.push_back(Dim::fixed(v));
         } else if (accept("?")) {
           t.shape.dims.push_back(Dim::unknown());
@@ -455,8 +443,7 @@ class Parser {
           "elided constants (dense<...>) cannot be read back; print with elide_large_constants = "
           "false");
     if (type.dtype == DType::undefined || !type.shape.is_static())
-      fail_at(where.line, where.col,
-              "a constant needs a dtype and static dimensions, got " + print_type(type));
+      fail_at(where.line, where.col, "a constant needs a dtype and static dimensions, got " + print_type(type));
     // Every element is written out, so a count beyond the tokens left is an
     // error (checked before allocating: the dims may be absurd).
     int64_t numel = 1;
@@ -469,14 +456,13 @@ class Parser {
     if (!is_punct("}")) {
       do {
         if (count >= t.numel())
-          error("too many elements for " + print_type(type) + " (" + std::to_string(t.numel()) +
-                ")");
+          error("too many elements for " + print_type(type) + " (" + std::to_string(t.numel()) + ")");
         store_element(t, count++);
       } while (accept(","));
     }
     if (count != t.numel())
-      error("expected " + std::to_string(t.numel()) + " elements for " + print_type(type) +
-            ", got " + std::to_string(count));
+      error("expected " + std::to_string(t.numel()) + " elements for " + print_type(type) + ", got " +
+            std::to_string(count));
     expect("}", "to close the tensor's elements");
     return t;
   }
@@ -525,10 +511,8 @@ class Parser {
     bool ok = r.ec == std::errc() && r.ptr == e;
     dtype_dispatch(dt, [&](auto tag) {
       using T = decltype(tag);
-      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> &&
-                    !std::is_same_v<T, uint64_t>) {
-        ok = ok && v >= int64_t(std::numeric_limits<T>::min()) &&
-             v <= int64_t(std::numeric_limits<T>::max());
+      if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, uint64_t>) {
+        ok = ok && v >= int64_t(std::numeric_limits<T>::min()) && v <= int64_t(std::numeric_limits<T>::max());
         if (ok) t.data<T>()[i] = static_cast<T>(v);
       }
     });
@@ -539,12 +523,9 @@ class Parser {
   // A float from a number token (or nan/inf), rounded once to F.
   template <typename F>
   static F float_from(const Token& tok) {
-    auto bad = [&](const std::string& what) {
-      fail_at(tok.line, tok.col, what + ", found " + describe_token(tok));
-    };
+    auto bad = [&](const std::string& what) { fail_at(tok.line, tok.col, what + ", found " + describe_token(tok)); };
     const std::string& s = tok.text;
-    if (tok.kind != Tok::Number && !(tok.kind == Tok::Ident && (s == "nan" || s == "inf")))
-      bad("expected a number");
+    if (tok.kind != Tok::Number && !(tok.kind == Tok::Ident && (s == "nan" || s == "inf"))) bad("expected a number");
     bool neg = !s.empty() && s[0] == '-';
     std::string body = (neg || (!s.empty() && s[0] == '+')) ? s.substr(1) : s;
     F v{};
@@ -554,8 +535,7 @@ class Parser {
       v = std::numeric_limits<F>::infinity();
     } else {
       auto r = std::from_chars(body.data(), body.data() + body.size(), v);
-      if (r.ptr != body.data() + body.size() ||
-          (r.ec != std::errc() && r.ec != std::errc::result_out_of_range))
+      if (r.ptr != body.data() + body.size() || (r.ec != std::errc() && r.ec != std::errc::result_out_of_range))
         bad("expected a number");
       if (r.ec == std::errc::result_out_of_range) bad("number out of range");
     }
@@ -577,8 +557,7 @@ class Parser {
       int64_t v = 0;
       const char* b = t.text.data() + (t.text[0] == '+');
       auto r = std::from_chars(b, t.text.data() + t.text.size(), v);
-      if (r.ec != std::errc() || r.ptr != t.text.data() + t.text.size())
-        error("expected an integer");
+      if (r.ec != std::errc() || r.ptr != t.text.data() + t.text.size()) error("expected an integer");
       take();
       return v;
     }
@@ -588,8 +567,7 @@ class Parser {
         parse_graph_into(*sub, &scope);
         return sub;
       }
-      if ((t.text == "ints" || t.text == "floats" || t.text == "strings") &&
-          is_punct_at(next(), "[")) {
+      if ((t.text == "ints" || t.text == "floats" || t.text == "strings") && is_punct_at(next(), "[")) {
         std::string kind = take().text;
         take();
         expect("]", "after '" + kind + "[' (only empty lists are written this way)");
@@ -616,13 +594,11 @@ class Parser {
         } while (accept(","));
       }
       expect("]", "to close the list");
-      if (items.empty())
-        fail_at(t.line, t.col, "write an empty list as ints[], floats[] or strings[]");
+      if (items.empty()) fail_at(t.line, t.col, "write an empty list as ints[], floats[] or strings[]");
       bool strings = items[0].kind == Tok::String;
       bool floats = false;
       for (auto& it : items) {
-        if ((it.kind == Tok::String) != strings)
-          fail_at(it.line, it.col, "a list mixes strings and numbers");
+        if ((it.kind == Tok::String) != strings) fail_at(it.line, it.col, "a list mixes strings and numbers");
         floats |= !strings && looks_float(it.text);
       }
       if (strings) {
@@ -654,8 +630,7 @@ class Parser {
     if (it != scope.defs.end())
       fail_at(name.line, name.col,
               "value %" + print_name(name.text) + " is defined twice (first at " +
-                  std::to_string(it->second.second.line) + ":" +
-                  std::to_string(it->second.second.col) + ")");
+                  std::to_string(it->second.second.line) + ":" + std::to_string(it->second.second.col) + ")");
     Value* v = scope.graph->add_value(name.text, type);
     scope.defs.emplace(name.text, std::make_pair(v, name));
     return v;

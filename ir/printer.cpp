@@ -13,8 +13,8 @@ namespace cb {
 namespace {
 
 bool is_name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '.' || c == '/' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+         c == '/' || c == '-';
 }
 
 // Dim symbols and attribute names: identifiers that cannot be read as numbers.
@@ -23,8 +23,7 @@ bool is_identifier(const std::string& s) {
   char c0 = s[0];
   if (!((c0 >= 'a' && c0 <= 'z') || (c0 >= 'A' && c0 <= 'Z') || c0 == '_')) return false;
   for (char c : s)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '.'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.'))
       return false;
   return true;
 }
@@ -76,8 +75,7 @@ std::string format_element(const Tensor& t, int64_t i) {
 std::string tensor_body(const Tensor& t, const PrintOptions& opts) {
   if (opts.elide_large_constants && t.numel() > opts.max_inline_elements) {
     char hash[32];
-    std::snprintf(hash, sizeof hash, "0x%016llx",
-                  static_cast<unsigned long long>(fnv1a(t.raw(), t.nbytes())));
+    std::snprintf(hash, sizeof hash, "0x%016llx", static_cast<unsigned long long>(fnv1a(t.raw(), t.nbytes())));
     return "dense<" + std::to_string(t.nbytes()) + " bytes, fnv1a " + hash + ">";
   }
   std::string s = "{";
@@ -99,8 +97,7 @@ std::string value_ref(const Value* v) {
 std::string value_decl(const Value* v) {
   if (!v) return "_";
   std::string s = value_ref(v);
-  if (v->type.dtype != DType::undefined || v->type.shape.rank_known)
-    s += ": " + print_type(v->type);
+  if (v->type.dtype != DType::undefined || v->type.shape.rank_known) s += ": " + print_type(v->type);
   return s;
 }
 
@@ -176,8 +173,7 @@ std::string node_line(const Node& n, const PrintOptions& opts, int indent) {
   return s;
 }
 
-void print_graph_into(std::ostringstream& os, const Graph& g, const PrintOptions& opts,
-                      int indent) {
+void print_graph_into(std::ostringstream& os, const Graph& g, const PrintOptions& opts, int indent) {
   os << "graph " << print_ident(g.name) << "(";
   std::set<const Value*> inputs(g.inputs.begin(), g.inputs.end());
   for (size_t i = 0; i < g.inputs.size(); ++i) {
@@ -192,8 +188,8 @@ void print_graph_into(std::ostringstream& os, const Graph& g, const PrintOptions
   for (auto& v : g.values()) {
     if (!v->constant || inputs.count(v.get())) continue;
     const Tensor& t = *v->constant;
-    os << pad << value_ref(v.get()) << ": " << dtype_name(t.dtype()) << dims_str(t.dims())
-       << " = const " << tensor_body(t, opts) << "\n";
+    os << pad << value_ref(v.get()) << ": " << dtype_name(t.dtype()) << dims_str(t.dims()) << " = const "
+       << tensor_body(t, opts) << "\n";
   }
   for (auto& n : g.nodes()) os << pad << node_line(*n, opts, indent + 1) << "\n";
   os << indent_str(indent) << "}\n";
@@ -237,8 +233,8 @@ std::string format_float(double v, bool is_f32) {
   if (std::isnan(v)) return std::signbit(v) ? "-nan" : "nan";
   if (std::isinf(v)) return v < 0 ? "-inf" : "inf";
   char buf[64];
-  auto r = is_f32 ? std::to_chars(buf, buf + sizeof buf, static_cast<float>(v))
-                  : std::to_chars(buf, buf + sizeof buf, v);
+  auto r =
+      is_f32 ? std::to_chars(buf, buf + sizeof buf, static_cast<float>(v)) : std::to_chars(buf, buf + sizeof buf, v);
   return std::string(buf, r.ptr);
 }
 

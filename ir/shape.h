@@ -9,8 +9,8 @@
 namespace cb {
 
 struct Dim {
-  int64_t value = -1;   // >= 0: static size
-  std::string symbol;   // when value < 0: named symbolic dim, or "" for unknown
+  int64_t value = -1;  // >= 0: static size
+  std::string symbol;  // when value < 0: named symbolic dim, or "" for unknown
 
   static Dim fixed(int64_t v) { return Dim{v, {}}; }
   static Dim sym(std::string s) { return Dim{-1, std::move(s)}; }
@@ -37,12 +37,17 @@ struct Shape {
     for (auto v : sizes) s.dims.push_back(Dim::fixed(v));
     return s;
   }
-  static Shape unknown_rank() { Shape s; s.rank_known = false; return s; }
+  static Shape unknown_rank() {
+    Shape s;
+    s.rank_known = false;
+    return s;
+  }
 
   size_t rank() const { return dims.size(); }
   bool is_static() const {
     if (!rank_known) return false;
-    for (auto& d : dims) if (!d.is_static()) return false;
+    for (auto& d : dims)
+      if (!d.is_static()) return false;
     return true;
   }
   // Static sizes; only valid when is_static().

@@ -109,17 +109,15 @@ Tensor Tensor::zeros(DType dtype, std::vector<int64_t> dims) {
   return t;
 }
 
-Tensor Tensor::wrap(DType dtype, std::vector<int64_t> dims, std::shared_ptr<Buffer> buf,
-                    size_t byte_offset) {
+Tensor Tensor::wrap(DType dtype, std::vector<int64_t> dims, std::shared_ptr<Buffer> buf, size_t byte_offset) {
   Tensor t;
   t.dtype_ = dtype;
   t.dims_ = std::move(dims);
   t.buf_ = std::move(buf);
   t.offset_ = byte_offset;
   size_t have = t.buf_ ? t.buf_->size() : 0;
-  CB_CHECK(byte_offset + t.nbytes() <= have, "tensor " << dtype_name(dtype) << dims_str(t.dims_)
-                                                       << " needs " << t.nbytes()
-                                                       << " bytes but its buffer has "
+  CB_CHECK(byte_offset + t.nbytes() <= have, "tensor " << dtype_name(dtype) << dims_str(t.dims_) << " needs "
+                                                       << t.nbytes() << " bytes but its buffer has "
                                                        << (have > byte_offset ? have - byte_offset : 0));
   return t;
 }
@@ -181,7 +179,10 @@ std::string Tensor::str(int64_t max_elements) const {
   int64_t n = numel();
   for (int64_t i = 0; i < n && i < max_elements; ++i) {
     if (i) os << ", ";
-    if (dtype_is_float(dtype_)) os << get_double(i); else os << get_int(i);
+    if (dtype_is_float(dtype_))
+      os << get_double(i);
+    else
+      os << get_int(i);
   }
   if (n > max_elements) os << ", ...";
   os << "}";

@@ -53,12 +53,13 @@ class Tensor {
   static Tensor empty(DType dtype, std::vector<int64_t> dims);
   static Tensor zeros(DType dtype, std::vector<int64_t> dims);
   // Wraps an existing buffer; throws if the buffer is too small.
-  static Tensor wrap(DType dtype, std::vector<int64_t> dims, std::shared_ptr<Buffer> buf,
-                     size_t byte_offset = 0);
+  static Tensor wrap(DType dtype, std::vector<int64_t> dims, std::shared_ptr<Buffer> buf, size_t byte_offset = 0);
   template <typename T>
   static Tensor from_vector(const std::vector<T>& v, std::vector<int64_t> dims);
   template <typename T>
-  static Tensor scalar(T v) { return from_vector<T>({v}, {}); }
+  static Tensor scalar(T v) {
+    return from_vector<T>({v}, {});
+  }
 
   bool defined() const { return dtype_ != DType::undefined; }
   DType dtype() const { return dtype_; }
@@ -69,7 +70,10 @@ class Tensor {
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
 
   void* raw() const { return static_cast<uint8_t*>(buf_ ? buf_->data() : nullptr) + offset_; }
-  template <typename T> T* data() const { return static_cast<T*>(raw()); }
+  template <typename T>
+  T* data() const {
+    return static_cast<T*>(raw());
+  }
   const std::shared_ptr<Buffer>& buffer() const { return buf_; }
 
   Tensor clone() const;                              // deep copy
@@ -77,9 +81,9 @@ class Tensor {
   // Element i converted to double / int64 (for small shape tensors and tests).
   double get_double(int64_t i) const;
   int64_t get_int(int64_t i) const;
-  std::vector<int64_t> to_int_vector() const;        // any integer dtype
+  std::vector<int64_t> to_int_vector() const;  // any integer dtype
   bool bitwise_equal(const Tensor& o) const;
-  std::string str(int64_t max_elements = 8) const;   // "f32[2,3] {1, 2, ...}"
+  std::string str(int64_t max_elements = 8) const;  // "f32[2,3] {1, 2, ...}"
 
  private:
   DType dtype_ = DType::undefined;
@@ -91,8 +95,8 @@ class Tensor {
 template <typename T>
 Tensor Tensor::from_vector(const std::vector<T>& v, std::vector<int64_t> dims) {
   Tensor t = empty(dtype_of<T>(), std::move(dims));
-  CB_CHECK(int64_t(v.size()) == t.numel(), "Tensor::from_vector: " << v.size()
-                                               << " values for " << t.numel() << " elements");
+  CB_CHECK(int64_t(v.size()) == t.numel(),
+           "Tensor::from_vector: " << v.size() << " values for " << t.numel() << " elements");
   T* d = t.data<T>();
   for (size_t i = 0; i < v.size(); ++i) d[i] = v[i];
   return t;

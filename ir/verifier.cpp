@@ -2,8 +2,8 @@
 
 #include <set>
 
-#include "support/error.h"
 #include "ir/op_registry.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -19,20 +19,18 @@ void verify_graph(const Graph& g) {
     for (size_t i = 0; i < n->inputs.size(); ++i) {
       const Value* v = n->inputs[i];
       if (!v) continue;
-      CB_CHECK(available.count(v), n->describe() << ": input " << i << " '" << v->name
-                                                 << "' is not defined before it is used");
+      CB_CHECK(available.count(v), n->describe()
+                                       << ": input " << i << " '" << v->name << "' is not defined before it is used");
     }
     for (const Value* v : n->outputs) {
       if (!v) continue;
-      CB_CHECK(!produced.count(v), n->describe() << ": value '" << v->name
-                                                 << "' is produced twice");
+      CB_CHECK(!produced.count(v), n->describe() << ": value '" << v->name << "' is produced twice");
       CB_CHECK(!v->is_constant(), n->describe() << ": output '" << v->name << "' is a constant");
       produced.insert(v);
       available.insert(v);
     }
   }
-  for (const Value* v : g.outputs)
-    CB_CHECK(available.count(v), "graph output '" << v->name << "' is never computed");
+  for (const Value* v : g.outputs) CB_CHECK(available.count(v), "graph output '" << v->name << "' is never computed");
 }
 
 // Merges inferred knowledge into a declared type: a static or symbolic dim
@@ -65,8 +63,7 @@ void infer_node_types(Node& n) {
     Value* o = n.outputs[i];
     if (!o) continue;
     TensorType merged = merge_types(o->type, out[i]);
-    CB_CHECK(o->type.dtype == DType::undefined || out[i].dtype == DType::undefined ||
-                 o->type.dtype == out[i].dtype,
+    CB_CHECK(o->type.dtype == DType::undefined || out[i].dtype == DType::undefined || o->type.dtype == out[i].dtype,
              n.describe() << ": output '" << o->name << "' is declared " << dtype_name(o->type.dtype)
                           << " but computes " << dtype_name(out[i].dtype));
     o->type = merged;

@@ -5,9 +5,9 @@
 #include <functional>
 #include <set>
 
-#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/gradients/gradient_rule.h"
+#include "support/error.h"
 
 namespace cb {
 namespace {
@@ -35,8 +35,10 @@ class GradientSums {
     auto it = parts_.find(v);
     if (it == parts_.end()) return nullptr;
     std::vector<Value*>& p = it->second;
-    if (p.size() == 2) p = {b_.add(p[0], p[1])};
-    else if (p.size() > 2) p = {b_.op("Sum", p)};
+    if (p.size() == 2)
+      p = {b_.add(p[0], p[1])};
+    else if (p.size() > 2)
+      p = {b_.op("Sum", p)};
     return p[0];
   }
 
@@ -66,9 +68,9 @@ void reverse_sweep(const std::vector<Node*>& order, const std::function<bool(con
       }
     if (!any_out) continue;
     const GradientRule rule = rules.find(n.domain, n.op_type);
-    CB_CHECK(rule, "autodiff: no gradient rule for " << n.describe()
-                                                     << ", which lies between a differentiated value and the loss '"
-                                                     << loss.name << "'");
+    CB_CHECK(rule, "autodiff: no gradient rule for "
+                       << n.describe() << ", which lies between a differentiated value and the loss '" << loss.name
+                       << "'");
     GradientContext ctx{b, n, dy, wants};
     std::vector<Value*> dx = rule(ctx);
     CB_CHECK(dx.size() == n.inputs.size(), "autodiff: the gradient rule of " << n.describe() << " returned "
@@ -78,8 +80,8 @@ void reverse_sweep(const std::vector<Node*>& order, const std::function<bool(con
       if (!dx[i] || !wants[i]) continue;
       const Value* in = n.inputs[i];
       CB_CHECK(dx[i]->type.dtype == in->type.dtype && !shapes_conflict(dx[i]->type.shape, in->type.shape),
-               "autodiff: the gradient rule of " << n.describe() << " gave " << dx[i]->type.str() << " for input "
-                                                 << i << " '" << in->name << "' of type " << in->type.str());
+               "autodiff: the gradient rule of " << n.describe() << " gave " << dx[i]->type.str() << " for input " << i
+                                                 << " '" << in->name << "' of type " << in->type.str());
       sums.add(in, dx[i]);
     }
   }
@@ -90,13 +92,13 @@ void reverse_sweep(const std::vector<Node*>& order, const std::function<bool(con
 Backward append_backward(Graph& g, Value* loss, const std::vector<Value*>& wrt) {
   CB_CHECK(loss, "autodiff: no loss value");
   infer_types(g);
-  CB_CHECK(is_float_value(loss), "autodiff: the loss '" << loss->name << "' is " << loss->type.str()
-                                                        << ", not a float value");
+  CB_CHECK(is_float_value(loss),
+           "autodiff: the loss '" << loss->name << "' is " << loss->type.str() << ", not a float value");
   const Shape& ls = loss->type.shape;
   bool one_element = ls.is_static();
   for (size_t i = 0; one_element && i < ls.rank(); ++i) one_element = ls[i].value == 1;
-  CB_CHECK(one_element, "autodiff: the loss '" << loss->name << "' is " << loss->type.str()
-                                               << ", not a scalar (one element)");
+  CB_CHECK(one_element,
+           "autodiff: the loss '" << loss->name << "' is " << loss->type.str() << ", not a scalar (one element)");
   for (const Value* w : wrt) {
     CB_CHECK(w, "autodiff: a value to differentiate by is null");
     CB_CHECK(is_float_value(w), "autodiff: cannot differentiate by '" << w->name << "' of type " << w->type.str()

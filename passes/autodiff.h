@@ -32,9 +32,9 @@
 #include <utility>
 #include <vector>
 
-#include "support/error.h"
 #include "ir/graph.h"
 #include "passes/pass.h"
+#include "support/error.h"
 
 namespace cb {
 

@@ -41,9 +41,8 @@ const Tensor* constant_value(const Graph& g, const Value* v) {
 }
 
 bool is_deterministic(const Graph& g, const Node& n) {
-  static const std::set<std::string> kRandom = {"RandomNormal",     "RandomUniform",
-                                                "RandomNormalLike", "RandomUniformLike",
-                                                "Multinomial",      "Bernoulli"};
+  static const std::set<std::string> kRandom = {"RandomNormal",      "RandomUniform", "RandomNormalLike",
+                                                "RandomUniformLike", "Multinomial",   "Bernoulli"};
   if (!n.domain.empty()) return true;
   if (kRandom.count(n.op_type)) return false;
   if (n.op_type == "Dropout" && n.input(2)) {
@@ -72,8 +71,8 @@ class IdentityElimination : public Pass {
     std::set<const Node*> removed;
     for (auto& node : g.nodes()) {
       Node* n = node.get();
-      if (n->op_type != "Identity" || !n->domain.empty() || n->inputs.size() != 1 ||
-          n->outputs.size() != 1 || !n->inputs[0] || !n->outputs[0])
+      if (n->op_type != "Identity" || !n->domain.empty() || n->inputs.size() != 1 || n->outputs.size() != 1 ||
+          !n->inputs[0] || !n->outputs[0])
         continue;
       Value* x = n->inputs[0];
       Value* y = n->outputs[0];
@@ -116,9 +115,7 @@ class TypeInference : public Pass {
 
 }  // namespace
 
-std::unique_ptr<Pass> make_identity_elimination_pass() {
-  return std::make_unique<IdentityElimination>();
-}
+std::unique_ptr<Pass> make_identity_elimination_pass() { return std::make_unique<IdentityElimination>(); }
 std::unique_ptr<Pass> make_type_inference_pass() { return std::make_unique<TypeInference>(); }
 
 void canonicalize(Graph& g) {

@@ -9,9 +9,7 @@ namespace cb {
 
 std::string SiteRef::site() const { return "layer" + std::to_string(layer) + "." + placement_name(placement); }
 
-std::string SiteRef::name() const {
-  return group == kAll ? site() : site() + "[" + std::to_string(group) + "]";
-}
+std::string SiteRef::name() const { return group == kAll ? site() : site() + "[" + std::to_string(group) + "]"; }
 
 int64_t parse_int(const std::string& item, const std::string& what, const std::string& context) {
   size_t used = 0;
@@ -21,9 +19,9 @@ int64_t parse_int(const std::string& item, const std::string& what, const std::s
   } catch (const std::exception&) {
     used = 0;
   }
-  CB_CHECK(!item.empty() && used == item.size(),
-           "bad " << what << " '" << item << "'" << (context.empty() ? "" : " in '" + context + "'")
-                  << ": not an integer");
+  CB_CHECK(!item.empty() && used == item.size(), "bad " << what << " '" << item << "'"
+                                                        << (context.empty() ? "" : " in '" + context + "'")
+                                                        << ": not an integer");
   return v;
 }
 

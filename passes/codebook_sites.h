@@ -32,7 +32,6 @@ SiteRef parse_site(const std::string& text, int64_t num_layers = -1);
 // "12" and "1,-2,3". Errors say "bad <what> '<item>'" plus " in '<context>'"
 // when a context is given.
 int64_t parse_int(const std::string& item, const std::string& what, const std::string& context = "");
-std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what,
-                                    const std::string& context = "");
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what, const std::string& context = "");
 
 }  // namespace cb

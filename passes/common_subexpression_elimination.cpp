@@ -31,8 +31,7 @@ constexpr size_t kMaxMergedConstantBytes = 1024;
 
 bool same_attr(const AttrValue& a, const AttrValue& b) {
   if (a.index() != b.index()) return false;
-  if (auto f = std::get_if<float>(&a))
-    return std::memcmp(f, &std::get<float>(b), sizeof(float)) == 0;
+  if (auto f = std::get_if<float>(&a)) return std::memcmp(f, &std::get<float>(b), sizeof(float)) == 0;
   if (auto t = std::get_if<Tensor>(&a)) return t->bitwise_equal(std::get<Tensor>(b));
   if (auto fs = std::get_if<std::vector<float>>(&a)) {
     auto& gs = std::get<std::vector<float>>(b);
@@ -41,16 +40,14 @@ bool same_attr(const AttrValue& a, const AttrValue& b) {
   }
   if (auto i = std::get_if<int64_t>(&a)) return *i == std::get<int64_t>(b);
   if (auto s = std::get_if<std::string>(&a)) return *s == std::get<std::string>(b);
-  if (auto is = std::get_if<std::vector<int64_t>>(&a))
-    return *is == std::get<std::vector<int64_t>>(b);
-  if (auto ss = std::get_if<std::vector<std::string>>(&a))
-    return *ss == std::get<std::vector<std::string>>(b);
+  if (auto is = std::get_if<std::vector<int64_t>>(&a)) return *is == std::get<std::vector<int64_t>>(b);
+  if (auto ss = std::get_if<std::vector<std::string>>(&a)) return *ss == std::get<std::vector<std::string>>(b);
   return false;  // subgraphs are never equal
 }
 
 bool same_node(const Node& a, const Node& b) {
-  if (a.op_type != b.op_type || a.domain != b.domain || a.inputs != b.inputs ||
-      a.outputs.size() != b.outputs.size() || a.attrs.size() != b.attrs.size())
+  if (a.op_type != b.op_type || a.domain != b.domain || a.inputs != b.inputs || a.outputs.size() != b.outputs.size() ||
+      a.attrs.size() != b.attrs.size())
     return false;
   for (size_t i = 0; i < a.outputs.size(); ++i)
     if (a.outputs[i] && !b.outputs[i]) return false;  // b must compute everything a does
@@ -102,9 +99,7 @@ bool merge_constants(Graph& g) {
   std::vector<std::pair<Value*, Value*>> merges;
   for (auto& v : g.values()) {
     const Tensor* t = constant_value(g, v.get());
-    if (!t || t->nbytes() > kMaxMergedConstantBytes || is_graph_output(g, v.get()) ||
-        !reads.count(v.get()))
-      continue;
+    if (!t || t->nbytes() > kMaxMergedConstantBytes || is_graph_output(g, v.get()) || !reads.count(v.get())) continue;
     if (dtype_is_float(t->dtype()) && t->numel() > 1) continue;  // a parameter
     std::string key(dtype_name(t->dtype()));
     key += dims_str(t->dims());
@@ -124,8 +119,7 @@ class CommonSubexpressionElimination : public Pass {
     bool changed = merge_constants(g);
     std::unordered_map<std::string, std::vector<Node*>> seen;
     std::set<const Node*> duplicates;
-    std::vector<std::pair<Node*, std::pair<Value*, Value*>>>
-        keep_names;  // (dup node, (survivor, output))
+    std::vector<std::pair<Node*, std::pair<Value*, Value*>>> keep_names;  // (dup node, (survivor, output))
     for (size_t i = 0; i < g.nodes().size(); ++i) {
       Node* n = g.nodes()[i].get();
       bool has_output = false;
@@ -156,8 +150,7 @@ class CommonSubexpressionElimination : public Pass {
       id->outputs = {io.second};
       g.insert_node_before(pos, std::move(id));
     }
-    if (!duplicates.empty())
-      g.remove_nodes_if([&](const Node& n) { return duplicates.count(&n) != 0; });
+    if (!duplicates.empty()) g.remove_nodes_if([&](const Node& n) { return duplicates.count(&n) != 0; });
     return changed || !duplicates.empty();
   }
 };

@@ -77,8 +77,7 @@ std::optional<std::vector<Tensor>> evaluate(const Graph& g, const Node& n, Kerne
     for (int64_t d : t.shape.sizes()) numel *= size_t(d);
     out_bytes += numel * dtype_size(t.dtype);
   }
-  if (out_bytes > kMaxFoldedBytes || (out_bytes > kGrowthFloorBytes && out_bytes > 2 * in_bytes))
-    return std::nullopt;
+  if (out_bytes > kMaxFoldedBytes || (out_bytes > kGrowthFloorBytes && out_bytes > 2 * in_bytes)) return std::nullopt;
 
   std::vector<Tensor> outs(n.outputs.size());
   std::vector<Tensor*> out_ptrs(n.outputs.size(), nullptr);
@@ -96,8 +95,7 @@ std::optional<std::vector<Tensor>> evaluate(const Graph& g, const Node& n, Kerne
   for (size_t i = 0; i < n.outputs.size(); ++i) {
     if (!n.outputs[i]) continue;
     Tensor& t = outs[i];
-    if (t.dtype() != out_types[i].dtype || t.dims() != out_types[i].shape.sizes())
-      return std::nullopt;
+    if (t.dtype() != out_types[i].dtype || t.dims() != out_types[i].shape.sizes()) return std::nullopt;
     // A kernel may return a view of an input (Reshape); constants own their bytes.
     if (shares_buffer(t, in_values)) t = t.clone();
   }

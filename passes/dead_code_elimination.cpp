@@ -58,8 +58,6 @@ class DeadCodeElimination : public Pass {
 
 }  // namespace
 
-std::unique_ptr<Pass> make_dead_code_elimination_pass() {
-  return std::make_unique<DeadCodeElimination>();
-}
+std::unique_ptr<Pass> make_dead_code_elimination_pass() { return std::make_unique<DeadCodeElimination>(); }
 
 }  // namespace cb

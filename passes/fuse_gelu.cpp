@@ -42,8 +42,8 @@
 #include <string>
 #include <vector>
 
-#include "support/error.h"
 #include "passes/canonicalize.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -226,8 +226,8 @@ class GeluMatcher {
     if (v == m.x) return x_poly();
     Node* p = v->producer;
     const bool arithmetic = p && p->domain.empty() && p->inputs.size() == 2 && p->input(0) && p->input(1) &&
-                            (p->op_type == "Add" || p->op_type == "Sub" || p->op_type == "Mul" ||
-                             p->op_type == "Div" || p->op_type == "Pow");
+                            (p->op_type == "Add" || p->op_type == "Sub" || p->op_type == "Mul" || p->op_type == "Div" ||
+                             p->op_type == "Pow");
     if (!arithmetic || !single_use(v)) {
       if (m.x) return std::nullopt;  // a second non-constant leaf
       const DType dt = v->type.dtype;

@@ -5,12 +5,12 @@
 #include <set>
 #include <sstream>
 
-#include "support/error.h"
-#include "support/json.h"
-#include "support/rng.h"
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"
+#include "support/error.h"
+#include "support/json.h"
+#include "support/rng.h"
 
 namespace cb {
 
@@ -59,8 +59,7 @@ class Inserter {
     CB_CHECK(width > 0 && width % G == 0,
              site << ": " << G << " group members do not divide the site's width " << width);
     CB_CHECK(pc.num_codes >= 1, site << ": --codes must be at least 1");
-    CB_CHECK(pc.k >= 1 && pc.k <= pc.num_codes,
-             site << ": k = " << pc.k << " must be in [1, " << pc.num_codes << "]");
+    CB_CHECK(pc.k >= 1 && pc.k <= pc.num_codes, site << ": k = " << pc.k << " must be in [1, " << pc.num_codes << "]");
     int64_t Dg = width / G;
     Tensor init = Tensor::empty(DType::f32, {G, pc.num_codes, Dg});
     Rng::for_name(cfg_.seed, site).fill_normal(init.data<float>(), init.numel());  // N(0, 1), per site

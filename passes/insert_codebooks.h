@@ -29,7 +29,7 @@ struct PlacementConfig {
   Placement placement = Placement::mlp;
   int64_t num_codes = 1000;  // K per member
   int64_t k = 8;
-  int64_t groups = 1;        // G, or kGroupsPerHead; qkv gets 3*G members (q, k, v chunks)
+  int64_t groups = 1;  // G, or kGroupsPerHead; qkv gets 3*G members (q, k, v chunks)
 };
 
 struct CodebookConfig {

@@ -3,9 +3,9 @@
 #include <sstream>
 
 #include "ir/codebook.h"
-#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/insert_codebooks.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -27,8 +27,8 @@ Intervention parse_intervention(InterventionKind kind, const std::string& text) 
   Intervention iv;
   iv.kind = kind;
   size_t colon = text.find(':');
-  CB_CHECK(colon != std::string::npos,
-           kind_name(kind) << " '" << text << "': expected SITE:VALUES, e.g. layer0.mlp:12,40");
+  CB_CHECK(colon != std::string::npos, kind_name(kind)
+                                           << " '" << text << "': expected SITE:VALUES, e.g. layer0.mlp:12,40");
   iv.site = parse_site(text.substr(0, colon));
   std::string rest = text.substr(colon + 1);
   if (kind == InterventionKind::force) {
@@ -49,8 +49,9 @@ Intervention parse_intervention(InterventionKind kind, const std::string& text) 
     if (pos != "*") iv.positions = parse_int_list(pos, "position", text);
     rest = rest.substr(0, at);
   }
-  const char* what = kind == InterventionKind::disable_topk ? "count"
-                     : kind == InterventionKind::disable_slot ? "slot" : "code";
+  const char* what = kind == InterventionKind::disable_topk   ? "count"
+                     : kind == InterventionKind::disable_slot ? "slot"
+                                                              : "code";
   iv.values = parse_int_list(rest, what, text);
   if (kind == InterventionKind::disable_topk) {
     CB_CHECK(iv.values.size() == 1 && iv.values[0] >= 0,
@@ -107,8 +108,8 @@ void tap_site(Graph& g, const std::string& text) {
   // A site without a codebook: expose the activation a codebook there would read.
   ModelAnatomy a = analyze_model(g);
   const LayerSites& l = a.layers[size_t(s.layer)];
-  std::vector<Value*> vs = s.placement == Placement::attn_plus_mlp ? std::vector<Value*>{l.attn, l.mlp}
-                                                                   : site_values(l, s.placement);
+  std::vector<Value*> vs =
+      s.placement == Placement::attn_plus_mlp ? std::vector<Value*>{l.attn, l.mlp} : site_values(l, s.placement);
   Value* v = vs.at(0);
   if (vs.size() > 1) {  // attn + mlp, or separate q, k, v as [q|k|v]
     bool sum = s.placement == Placement::attn_plus_mlp;
@@ -137,8 +138,8 @@ void apply_interventions(Graph& g, const InterventionSet& iv) {
     SiteRef s = resolve(item.site);
     Node* n = find_codebook_node(g, s.site());
     CB_CHECK(n, kind_name(item.kind) << " " << item.site.name() << ": site " << s.site()
-                                     << " has no codebook (compile the model with --at "
-                                     << placement_name(s.placement) << " first)");
+                                     << " has no codebook (compile the model with --at " << placement_name(s.placement)
+                                     << " first)");
     const Shape& codes = n->inputs[1]->type.shape;
     CodebookAttrs a = CodebookAttrs::from_node(*n);
     std::vector<int64_t> positions = item.positions.empty() ? std::vector<int64_t>{kAll} : item.positions;
@@ -171,7 +172,7 @@ void apply_interventions(Graph& g, const InterventionSet& iv) {
   if (iv.zero_ablation)
     for (Node* n : nodes) {
       const Shape& codes = n->inputs[1]->type.shape;
-    CodebookAttrs a = CodebookAttrs::from_node(*n);
+      CodebookAttrs a = CodebookAttrs::from_node(*n);
       a.keep_k_codes = false;
       a.to_node(*n);
     }

@@ -10,9 +10,9 @@
 
 #include "ir/builder.h"
 #include "ir/codebook.h"
-#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
+#include "support/error.h"
 
 namespace cb {
 namespace {
@@ -177,10 +177,10 @@ void lower_node(Graph& g, Node* n) {
            n->describe() << ": expected the 4 inputs x, codes, ln_scale, ln_bias");
   Value *x = n->input(0), *codes = n->input(1), *ln_scale = n->input(2), *ln_bias = n->input(3);
   const Shape& cs = codes->type.shape;
-  CB_CHECK(cs.rank_known && cs.rank() == 3 && cs.dims[0].is_static() && cs.dims[1].is_static() &&
-               cs.dims[2].is_static(),
-           n->describe() << ": cannot lower a codebook whose codes '" << codes->name << "' have shape " << cs.str()
-                         << " (a static [G, K, D/G] is needed)");
+  CB_CHECK(
+      cs.rank_known && cs.rank() == 3 && cs.dims[0].is_static() && cs.dims[1].is_static() && cs.dims[2].is_static(),
+      n->describe() << ": cannot lower a codebook whose codes '" << codes->name << "' have shape " << cs.str()
+                    << " (a static [G, K, D/G] is needed)");
   const int64_t G = cs.dims[0].value, K = cs.dims[1].value, Dg = cs.dims[2].value;
   const CodebookAttrs a = CodebookAttrs::from_node(*n, G, K);
   const int64_t k = a.k;

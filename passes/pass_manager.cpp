@@ -3,10 +3,10 @@
 #include <iostream>
 #include <mutex>
 
-#include "support/error.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
 #include "passes/pass.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -73,8 +73,10 @@ bool PassManager::run(Pass& p, Graph& g) {
   bool changed = p.run(g);
   record_time(name, changed, std::chrono::steady_clock::now() - t0);
   if (listed(instr_.print_after, name)) {
-    if (changed) dump_ir(os, "after", name, g);
-    else os << "// ----- IR after " << name << ": unchanged -----\n";
+    if (changed)
+      dump_ir(os, "after", name, g);
+    else
+      os << "// ----- IR after " << name << ": unchanged -----\n";
   }
   if (changed && instr_.verify) {
     try {

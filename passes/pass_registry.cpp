@@ -2,13 +2,13 @@
 
 #include <sstream>
 
-#include "support/error.h"
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"
 #include "passes/fuse_gelu.h"
 #include "passes/lower_codebook.h"
 #include "passes/tie_embeddings.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -49,29 +49,32 @@ std::vector<PassInfo> build_registry() {
                [](const PassOptions& o) {
                  return std::make_unique<InsertCodebooksPass>(codebook_config_from_pass_options(o));
                }});
-  r.push_back({"interventions",
-               "ablates, forces and taps codes: attributes of the codebook nodes, tap outputs",
-               {"ablate", "ablate-mode", "disable-topk", "disable-slot", "force", "tap"},
-               [](const PassOptions& o) {
-                 return std::make_unique<InterventionsPass>(interventions_from_pass_options(o));
-               }});
-  r.push_back({"lower-codebook", "replaces every codebook node by standard ONNX ops (opset 18)", {},
-               [](const PassOptions&) { return std::make_unique<LowerCodebookPass>(); }});
+  r.push_back(
+      {"interventions",
+       "ablates, forces and taps codes: attributes of the codebook nodes, tap outputs",
+       {"ablate", "ablate-mode", "disable-topk", "disable-slot", "force", "tap"},
+       [](const PassOptions& o) { return std::make_unique<InterventionsPass>(interventions_from_pass_options(o)); }});
+  r.push_back(
+      {"lower-codebook", "replaces every codebook node by standard ONNX ops (opset 18)", {}, [](const PassOptions&) {
+         return std::make_unique<LowerCodebookPass>();
+       }});
   r.push_back(plain<FuseGeluPass>("fuse-gelu", "replaces decomposed tanh/erf GELUs by one Gelu node"));
-  r.push_back(plain<TieEmbeddingsPass>(
-      "tie-embeddings", "makes an lm_head that copies the embedding table (transposed) read the table"));
-  r.push_back({"autodiff", "appends the backward of a scalar loss with respect to the given values",
-               {"loss", "wrt"},
-               [](const PassOptions& o) {
-                 CB_CHECK(o.has("loss") && o.has("wrt"), "pass autodiff: give --loss VALUE and --wrt VALUE,...");
-                 return std::make_unique<AutodiffPass>(AutodiffOptions{o.get("loss", ""), split_list(o.get("wrt", ""))});
-               }});
-  r.push_back(plain<CanonicalizePass>(
-      "canonicalize", "the pipeline below, repeated until nothing changes, then type inference"));
+  r.push_back(plain<TieEmbeddingsPass>("tie-embeddings",
+                                       "makes an lm_head that copies the embedding table (transposed) read the table"));
+  r.push_back(
+      {"autodiff",
+       "appends the backward of a scalar loss with respect to the given values",
+       {"loss", "wrt"},
+       [](const PassOptions& o) {
+         CB_CHECK(o.has("loss") && o.has("wrt"), "pass autodiff: give --loss VALUE and --wrt VALUE,...");
+         return std::make_unique<AutodiffPass>(AutodiffOptions{o.get("loss", ""), split_list(o.get("wrt", ""))});
+       }});
+  r.push_back(plain<CanonicalizePass>("canonicalize",
+                                      "the pipeline below, repeated until nothing changes, then type inference"));
   r.push_back(plain("type-inference", "re-infers every value's type", make_type_inference_pass));
   r.push_back(plain("constant-folding", "evaluates nodes whose inputs are all constants", make_constant_folding_pass));
-  r.push_back(plain("shape-folding", "folds shape arithmetic into constant Reshape/Expand shapes",
-                    make_shape_folding_pass));
+  r.push_back(
+      plain("shape-folding", "folds shape arithmetic into constant Reshape/Expand shapes", make_shape_folding_pass));
   r.push_back(plain("identity-elimination", "removes Identity nodes", make_identity_elimination_pass));
   r.push_back(plain("common-subexpression-elimination", "merges nodes that compute the same",
                     make_common_subexpression_elimination_pass));
@@ -91,8 +94,10 @@ PassOptions PassOptions::parse(const std::string& text) {
       CB_CHECK(tok.size() > 1 && tok[0] == '-', "pass options '" << text << "': expected --NAME, got '" << tok << "'");
       std::string name = tok.substr(tok[1] == '-' ? 2 : 1);
       size_t eq = name.find('=');
-      if (eq != std::string::npos) o.add(name.substr(0, eq), name.substr(eq + 1));
-      else pending = name;
+      if (eq != std::string::npos)
+        o.add(name.substr(0, eq), name.substr(eq + 1));
+      else
+        pending = name;
     } else {
       o.add(pending, tok);
       pending.clear();

@@ -68,9 +68,7 @@ struct Item {
   static Item of_dim(const Dim& d) { return d.is_static() ? number(d.value) : Item{false, 0, d}; }
   bool is_static() const { return known; }
   // Equal in every run.
-  bool same_as(const Item& o) const {
-    return known ? o.known && value == o.value : !o.known && size.same_as(o.size);
-  }
+  bool same_as(const Item& o) const { return known ? o.known && value == o.value : !o.known && size.same_as(o.size); }
   bool equals_dim(const Dim& d) const { return same_as(of_dim(d)); }
   Dim as_dim() const { return known ? (value >= 0 ? Dim::fixed(value) : Dim::unknown()) : size; }
 };
@@ -101,8 +99,7 @@ struct Monomial {
     size_t start = 0;
     for (;;) {
       size_t star = d.symbol.find('*', start);
-      std::string f =
-          d.symbol.substr(start, star == std::string::npos ? std::string::npos : star - start);
+      std::string f = d.symbol.substr(start, star == std::string::npos ? std::string::npos : star - start);
       if (!f.empty() && f.find_first_not_of("0123456789") == std::string::npos && f.size() < 18) {
         if (__builtin_mul_overflow(factor, std::stoll(f), &factor)) return false;
       } else {
@@ -175,8 +172,7 @@ class ShapeFolder {
       std::optional<Content> c = propagate(n);
       if (!c) continue;
       Value* out = n.outputs[0];
-      if (out->type.dtype != DType::undefined && out->type.dtype != c->dtype)
-        continue;  // inconsistent
+      if (out->type.dtype != DType::undefined && out->type.dtype != c->dtype) continue;  // inconsistent
       if (c->fully_static()) {
         // (a) The value is a compile-time constant.
         out->constant = make_tensor(*c);
@@ -197,8 +193,7 @@ class ShapeFolder {
     Tensor t = Tensor::empty(c.dtype, dims);
     dtype_dispatch(c.dtype, [&](auto tag) {
       using T = decltype(tag);
-      for (size_t i = 0; i < c.items.size(); ++i)
-        t.data<T>()[i] = from_double<T>(double(c.items[i].value));
+      for (size_t i = 0; i < c.items.size(); ++i) t.data<T>()[i] = from_double<T>(double(c.items[i].value));
     });
     return t;
   }
@@ -215,8 +210,7 @@ class ShapeFolder {
     auto it = known_.find(v);
     if (it != known_.end()) return it->second;
     const Tensor* t = constant_value(g_, v);
-    if (!t || !is_tracked_dtype(t->dtype()) || t->rank() > 1 || t->numel() > kMaxTrackedLength)
-      return std::nullopt;
+    if (!t || !is_tracked_dtype(t->dtype()) || t->rank() > 1 || t->numel() > kMaxTrackedLength) return std::nullopt;
     Content c;
     c.dtype = t->dtype();
     c.scalar = t->rank() == 0;
@@ -240,8 +234,7 @@ class ShapeFolder {
     if (op == "Concat") return concat(n);
     if (op == "Unsqueeze" || op == "Squeeze" || op == "Reshape") return change_rank(n);
     if (op == "Cast") return cast(n);
-    if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Max" || op == "Min" ||
-        op == "Equal")
+    if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div" || op == "Max" || op == "Min" || op == "Equal")
       return binary(n);
     if (op == "Where") return where(n);
     return std::nullopt;
@@ -341,8 +334,7 @@ class ShapeFolder {
     const std::string& op = n.op_type;
     if (op == "Unsqueeze") {
       auto axes = const_ints(n.input(1));
-      if (!x->scalar || !axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != -1))
-        return std::nullopt;
+      if (!x->scalar || !axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != -1)) return std::nullopt;
       x->scalar = false;
       return x;
     }
@@ -350,8 +342,7 @@ class ShapeFolder {
       if (x->scalar || x->items.size() != 1) return std::nullopt;
       if (n.input(1)) {
         auto axes = const_ints(n.input(1));
-        if (!axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != -1))
-          return std::nullopt;
+        if (!axes || axes->size() != 1 || ((*axes)[0] != 0 && (*axes)[0] != -1)) return std::nullopt;
       }
       x->scalar = true;
       return x;
@@ -423,12 +414,9 @@ class ShapeFolder {
     if (x.is_static() && y.is_static()) {
       int64_t a = x.value, b = y.value;
       int64_t r = 0;
-      if (op == "Add")
-        return __builtin_add_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
-      if (op == "Sub")
-        return __builtin_sub_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
-      if (op == "Mul")
-        return __builtin_mul_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
+      if (op == "Add") return __builtin_add_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
+      if (op == "Sub") return __builtin_sub_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
+      if (op == "Mul") return __builtin_mul_overflow(a, b, &r) ? std::nullopt : std::optional(Item::number(r));
       if (op == "Max") return Item::number(std::max(a, b));
       if (op == "Min") return Item::number(std::min(a, b));
       if (op == "Div" && b > 0 && a >= 0) return Item::number(a / b);
@@ -448,8 +436,7 @@ class ShapeFolder {
     auto cond = content(n.input(0));
     auto a = content(n.input(1));
     auto b = content(n.input(2));
-    if (!cond || !a || !b || cond->dtype != DType::boolean || !cond->fully_static() ||
-        a->dtype != b->dtype)
+    if (!cond || !a || !b || cond->dtype != DType::boolean || !cond->fully_static() || a->dtype != b->dtype)
       return std::nullopt;
     size_t len = std::max({cond->items.size(), a->items.size(), b->items.size()});
     for (auto* c : {&*cond, &*a, &*b})
@@ -477,8 +464,7 @@ class ShapeFolder {
     if (op == "Reshape") {
       auto c = content(n.input(1));
       const Value* x = n.input(0);
-      if (c && !c->scalar && x)
-        shape = reshape_result(x->type.shape, *c, n.attr_int("allowzero", 0) != 0);
+      if (c && !c->scalar && x) shape = reshape_result(x->type.shape, *c, n.attr_int("allowzero", 0) != 0);
     } else if (op == "Expand") {
       auto c = content(n.input(1));
       const Value* x = n.input(0);
@@ -491,9 +477,9 @@ class ShapeFolder {
       }
     } else if (op == "Range") {
       auto start = content(n.input(0)), limit = content(n.input(1)), delta = content(n.input(2));
-      if (start && limit && delta && start->items.size() == 1 && limit->items.size() == 1 &&
-          delta->items.size() == 1 && start->items[0].is_static() && start->items[0].value == 0 &&
-          delta->items[0].is_static() && delta->items[0].value == 1)
+      if (start && limit && delta && start->items.size() == 1 && limit->items.size() == 1 && delta->items.size() == 1 &&
+          start->items[0].is_static() && start->items[0].value == 0 && delta->items[0].is_static() &&
+          delta->items[0].value == 1)
         shape = Shape({limit->items[0].as_dim()});
     }
     if (!shape) return false;
@@ -565,9 +551,7 @@ class ShapeFolder {
     const Shape& xs = x->type.shape;
     auto starts = content(n.input(1));
     auto ends = content(n.input(2));
-    if (!starts || !ends || starts->scalar || ends->scalar ||
-        starts->items.size() != ends->items.size())
-      return false;
+    if (!starts || !ends || starts->scalar || ends->scalar || starts->items.size() != ends->items.size()) return false;
     size_t count = starts->items.size();
     std::vector<int64_t> axes(count), steps(count, 1);
     for (size_t i = 0; i < count; ++i) axes[i] = int64_t(i);
@@ -589,8 +573,7 @@ class ShapeFolder {
       const Item& s = starts->items[i];
       const Item& e = ends->items[i];
       if (!s.is_static() || s.value != 0) return false;
-      bool to_end = e.equals_dim(dim) ||
-                    (e.is_static() && dim.is_static() && e.value >= dim.value) ||
+      bool to_end = e.equals_dim(dim) || (e.is_static() && dim.is_static() && e.value >= dim.value) ||
                     (e.is_static() && e.value >= (int64_t(1) << 62));
       if (!to_end) return false;
     }
@@ -602,10 +585,8 @@ class ShapeFolder {
 
   // A new constant i64 shape that `n` reads instead of its input 1.
   void set_shape_input(Node& n, const std::vector<int64_t>& shape) {
-    std::string base =
-        (n.outputs.empty() || !n.outputs[0] ? n.op_type : n.outputs[0]->name) + "_shape";
-    n.inputs[1] = g_.add_constant(g_.unique_name(base),
-                                  Tensor::from_vector<int64_t>(shape, {int64_t(shape.size())}));
+    std::string base = (n.outputs.empty() || !n.outputs[0] ? n.op_type : n.outputs[0]->name) + "_shape";
+    n.inputs[1] = g_.add_constant(g_.unique_name(base), Tensor::from_vector<int64_t>(shape, {int64_t(shape.size())}));
   }
 
   // (b)
@@ -644,8 +625,8 @@ class ShapeFolder {
     if (xs.rank_known && shape.size() == xs.rank() && num_unresolved + int(has_minus_one) <= 1) {
       bool keeps = true;
       for (size_t i = 0; i < shape.size(); ++i)
-        keeps &= shape[i] == -1 || (shape[i] == 0 && !allowzero) ||
-                 (xs.dims[i].is_static() && shape[i] == xs.dims[i].value);
+        keeps &=
+            shape[i] == -1 || (shape[i] == 0 && !allowzero) || (xs.dims[i].is_static() && shape[i] == xs.dims[i].value);
       if (keeps) {
         n.op_type = "Identity";
         n.inputs.resize(1);
@@ -666,8 +647,7 @@ class ShapeFolder {
       if (!rest) return false;
       const Dim& d = out_dims[size_t(unresolved)];
       Monomial want;
-      if (d.is_symbolic() &&
-          (!want.multiply(d) || want.factor != rest->factor || want.symbols != rest->symbols))
+      if (d.is_symbolic() && (!want.multiply(d) || want.factor != rest->factor || want.symbols != rest->symbols))
         return false;
     }
     set_shape_input(n, shape);
@@ -687,8 +667,7 @@ class ShapeFolder {
     for (size_t i = 0; i < len; ++i) {
       const Item& d = c->items[i];
       // x's dim aligned with entry i (shapes align at the right), if any.
-      const Dim* xd =
-          xs.rank_known && i + xs.rank() >= len ? &xs.dims[i + xs.rank() - len] : nullptr;
+      const Dim* xd = xs.rank_known && i + xs.rank() >= len ? &xs.dims[i + xs.rank() - len] : nullptr;
       if (d.is_static()) {
         shape.push_back(d.value);
         no_op &= d.value == 1 || (xd && xd->is_static() && xd->value == d.value);

@@ -14,7 +14,8 @@ using pass_util::constant_value;
 bool same_matrix(const Tensor& w, const Tensor& table, bool transposed) {
   if (w.dtype() != DType::f32 || table.dtype() != DType::f32 || w.rank() != 2 || table.rank() != 2) return false;
   int64_t V = table.dim(0), D = table.dim(1);
-  if (!transposed) return w.dims() == table.dims() && std::memcmp(w.data<float>(), table.data<float>(), size_t(V * D) * 4) == 0;
+  if (!transposed)
+    return w.dims() == table.dims() && std::memcmp(w.data<float>(), table.data<float>(), size_t(V * D) * 4) == 0;
   if (w.dim(0) != D || w.dim(1) != V) return false;
   const float* a = w.data<float>();
   const float* b = table.data<float>();

@@ -124,8 +124,7 @@ std::optional<Linear> linear_ending_at(Value* y) {
     for (int i = 0; i < 2; ++i) {
       const Value* bias = add->inputs[1 - i];
       if (!is_const(bias) || bias->constant->numel() != last_dim(y)) continue;
-      if (Value* x = matmul_input(producer_of(add->inputs[i], "MatMul")); x && is_rank(x, 3))
-        return Linear{x, y};
+      if (Value* x = matmul_input(producer_of(add->inputs[i], "MatMul")); x && is_rank(x, 3)) return Linear{x, y};
     }
     return std::nullopt;
   }
@@ -192,18 +191,19 @@ bool is_op(const Node* n, std::initializer_list<const char*> ops) {
 
 // Ops that move the heads around between a projection and the attention
 // matmuls (layout, rotary embeddings, scaling); not a Linear or a norm.
-const std::initializer_list<const char*> kHeadOps = {
-    "Transpose", "Reshape", "Cast", "Identity", "Mul", "Div", "Add", "Sub", "Neg",
-    "Slice",     "Split",   "Concat", "Unsqueeze", "Squeeze", "Expand"};
+const std::initializer_list<const char*> kHeadOps = {"Transpose", "Reshape", "Cast",      "Identity", "Mul",
+                                                     "Div",       "Add",     "Sub",       "Neg",      "Slice",
+                                                     "Split",     "Concat",  "Unsqueeze", "Squeeze",  "Expand"};
 // Ops between the scores matmul and the Softmax (scale, masks, bias).
 const std::initializer_list<const char*> kScoreOps = {"Add", "Sub", "Mul", "Div", "Where", "Cast", "Identity"};
 // Ops between the Softmax and probs @ V (cast, NaN guards, dropout).
 const std::initializer_list<const char*> kProbOps = {"Cast", "Where", "Identity", "Dropout"};
 // Elementwise ops that make up an MLP activation (GELU, its tanh/erf forms, ...).
 const std::initializer_list<const char*> kActivationOps = {
-    "Add", "Sub", "Mul", "Div", "Pow", "Tanh", "Erf", "Sigmoid", "Relu", "Gelu", "FastGelu", "Cast",
-    "Neg", "Exp", "Log", "Sqrt", "Softplus", "Identity", "Max", "Min", "Clip", "LeakyRelu", "Elu",
-    "Selu", "HardSigmoid", "HardSwish", "Mish", "Abs", "Reciprocal", "BiasGelu", "QuickGelu"};
+    "Add",         "Sub",       "Mul",      "Div",  "Pow",        "Tanh",      "Erf",      "Sigmoid",
+    "Relu",        "Gelu",      "FastGelu", "Cast", "Neg",        "Exp",       "Log",      "Sqrt",
+    "Softplus",    "Identity",  "Max",      "Min",  "Clip",       "LeakyRelu", "Elu",      "Selu",
+    "HardSigmoid", "HardSwish", "Mish",     "Abs",  "Reciprocal", "BiasGelu",  "QuickGelu"};
 
 // Walks backwards from `start` through float inputs of `ops` nodes and
 // returns the Linears whose outputs it reaches (not walking past them).
@@ -271,9 +271,8 @@ class Matcher {
       CB_FAIL(where << ": query, key and value come from " << vname(q.out) << ", " << vname(k.out) << ", "
                     << vname(v.out) << "; expected one fused projection or three separate ones");
     }
-    CB_CHECK(q.in == k.in && k.in == v.in,
-             where << ": the query, key and value projections read different values (" << vname(q.in) << ", "
-                   << vname(k.in) << ", " << vname(v.in) << ")");
+    CB_CHECK(q.in == k.in && k.in == v.in, where << ": the query, key and value projections read different values ("
+                                                 << vname(q.in) << ", " << vname(k.in) << ", " << vname(v.in) << ")");
     const Node* ln1 = q.in->producer;
     CB_CHECK(is_norm(ln1) && ln1->input(0),
              where << ": the QKV projection reads " << vname(q.in) << ", which is not a LayerNormalization");
@@ -451,8 +450,8 @@ class Matcher {
 // Every site must be a [B,T,width] value.
 void check_site(const LayerSites& l, const char* site, const Value* v, int64_t width) {
   CB_CHECK(v, "layer " << l.index << ": site " << site << " not found");
-  CB_CHECK(is_rank(v, 3) && last_dim(v) == width, "layer " << l.index << ": site " << site << " " << vname(v)
-                                                          << " is not a [B,T," << width << "] value");
+  CB_CHECK(is_rank(v, 3) && last_dim(v) == width,
+           "layer " << l.index << ": site " << site << " " << vname(v) << " is not a [B,T," << width << "] value");
 }
 
 }  // namespace
@@ -481,8 +480,8 @@ bool expose_merged_heads(Graph& g) {
     bool feeds_linear = false;
     if (it != users.end())
       for (const Node* u : it->second)
-        feeds_linear |= is_op(u, {"Gemm"}) && u->input(0) == flat && is_const(u->input(1)) &&
-                        u->attr_int("transA", 0) == 0;
+        feeds_linear |=
+            is_op(u, {"Gemm"}) && u->input(0) == flat && is_const(u->input(1)) && u->attr_int("transA", 0) == 0;
     if (feeds_linear) targets.push_back(n.get());
   }
   for (Node* n : targets) {
@@ -491,8 +490,7 @@ bool expose_merged_heads(Graph& g) {
     TensorType merged_type{t->type.dtype, Shape({t->type.shape[0], t->type.shape[1], Dim::fixed(width)})};
     Value* merged = g.add_value(t->name + "/merged_heads", merged_type);
     // Shape [0, 0, D]: 0 copies B and T from the input (allowzero = 0).
-    Value* shape = g.add_constant(t->name + "/merged_heads_shape",
-                                  Tensor::from_vector<int64_t>({0, 0, width}, {3}));
+    Value* shape = g.add_constant(t->name + "/merged_heads_shape", Tensor::from_vector<int64_t>({0, 0, width}, {3}));
     auto node = std::make_unique<Node>();
     node->op_type = "Reshape";
     node->name = n->name + "/merge_heads";
@@ -532,7 +530,8 @@ ModelAnatomy find_anatomy(const Graph& g) {
   std::vector<size_t> firsts;
   for (size_t i = 0; i < found.size(); ++i)
     if (!outputs.count(found[i].input)) firsts.push_back(i);
-  CB_CHECK(firsts.size() == 1, "the residual stream is broken: " << firsts.size()
+  CB_CHECK(firsts.size() == 1, "the residual stream is broken: "
+                                   << firsts.size()
                                    << " layers have a block input that is no other layer's output (expected 1)");
   for (size_t i = firsts[0]; a.layers.size() < found.size();) {
     a.layers.push_back(found[i]);

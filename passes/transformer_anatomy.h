@@ -28,9 +28,9 @@ namespace cb {
 
 // The seven placements of the original codebook-features library.
 enum class Placement { attn_preproj, attn, mlp, mlp_mid, qkv, transformer_block, attn_plus_mlp };
-inline constexpr Placement kAllPlacements[] = {Placement::qkv, Placement::attn_preproj, Placement::attn,
-                                               Placement::mlp_mid, Placement::mlp,
-                                               Placement::attn_plus_mlp, Placement::transformer_block};
+inline constexpr Placement kAllPlacements[] = {
+    Placement::qkv,           Placement::attn_preproj,     Placement::attn, Placement::mlp_mid, Placement::mlp,
+    Placement::attn_plus_mlp, Placement::transformer_block};
 const char* placement_name(Placement p);
 // Throws cb::Error listing the valid names.
 Placement parse_placement(const std::string& s);
@@ -45,9 +45,9 @@ struct LayerSites {
   // Fused QKV projection: one value [B,T,3D] (GPT-2 [q|k|v]; GPT-NeoX per
   // head [q_h|k_h|v_h]). Separate projections (GPT-Neo): q, k, v [B,T,D] each.
   std::vector<Value*> qkv;
-  Value* mlp_mid = nullptr;   // MLP activation before its output projection [B,T,I]
-  Value* mlp = nullptr;       // MLP output projection (with bias) [B,T,D]
-  Value* output = nullptr;    // block output = input + attn + mlp [B,T,D]
+  Value* mlp_mid = nullptr;        // MLP activation before its output projection [B,T,I]
+  Value* mlp = nullptr;            // MLP output projection (with bias) [B,T,D]
+  Value* output = nullptr;         // block output = input + attn + mlp [B,T,D]
   bool parallel_residual = false;  // mlp reads LN(input), not LN(input + attn)
 };
 

@@ -15,7 +15,10 @@ class BufferPool {
  public:
   std::shared_ptr<Buffer> get(size_t bytes);
   size_t bytes_held() const { return bytes_held_; }
-  void clear() { buckets_.clear(); bytes_held_ = 0; }
+  void clear() {
+    buckets_.clear();
+    bytes_held_ = 0;
+  }
 
  private:
   std::map<size_t, std::vector<std::shared_ptr<Buffer>>> buckets_;

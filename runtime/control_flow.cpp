@@ -13,8 +13,8 @@ bool is_control_flow_op(const Node& node) {
 namespace {
 
 bool scalar_true(const Tensor& t, const Node& node, const char* what) {
-  CB_CHECK(t.numel() == 1, node.describe() << ": " << what << " must have one element, has shape "
-                                           << dims_str(t.dims()));
+  CB_CHECK(t.numel() == 1, node.describe()
+                               << ": " << what << " must have one element, has shape " << dims_str(t.dims()));
   return t.get_double(0) != 0.0;
 }
 
@@ -34,8 +34,8 @@ class IfKernel : public Kernel {
   void run(KernelContext& ctx) override {
     Executable& branch = scalar_true(ctx.in(0), ctx.node, "condition") ? *then_ : *else_;
     std::vector<Tensor> outs = branch.run_subgraph({}, *ctx.outer_values);
-    CB_CHECK(outs.size() >= ctx.outputs.size(), ctx.node.describe() << ": branch produced " << outs.size()
-                                                                    << " outputs, node has " << ctx.outputs.size());
+    CB_CHECK(outs.size() >= ctx.outputs.size(),
+             ctx.node.describe() << ": branch produced " << outs.size() << " outputs, node has " << ctx.outputs.size());
     for (size_t i = 0; i < ctx.outputs.size(); ++i)
       if (ctx.outputs[i]) *ctx.outputs[i] = outs[i];
   }
@@ -53,8 +53,8 @@ Tensor stack(const std::vector<Tensor>& parts, const Node& node) {
   auto* dst = static_cast<uint8_t*>(out.raw());
   for (const Tensor& p : parts) {
     CB_CHECK(p.dims() == first.dims() && p.dtype() == first.dtype(),
-             node.describe() << ": scan output changes shape between iterations (" << dims_str(first.dims())
-                             << " vs " << dims_str(p.dims()) << ")");
+             node.describe() << ": scan output changes shape between iterations (" << dims_str(first.dims()) << " vs "
+                             << dims_str(p.dims()) << ")");
     std::memcpy(dst, p.raw(), p.nbytes());
     dst += p.nbytes();
   }
@@ -72,8 +72,8 @@ class LoopKernel : public Kernel {
     const Tensor* cond_in = ctx.inputs.size() > 1 ? ctx.inputs[1] : nullptr;
     size_t n_carried = ctx.inputs.size() > 2 ? ctx.inputs.size() - 2 : 0;
     size_t n_body_out = body_->graph().outputs.size();
-    CB_CHECK(n_body_out >= 1 + n_carried, node.describe() << ": body has " << n_body_out
-                                                          << " outputs, needs at least " << 1 + n_carried);
+    CB_CHECK(n_body_out >= 1 + n_carried,
+             node.describe() << ": body has " << n_body_out << " outputs, needs at least " << 1 + n_carried);
     size_t n_scan = n_body_out - 1 - n_carried;
     int64_t trips = max_trips ? max_trips->get_int(0) : INT64_MAX;
     bool cond = cond_in ? scalar_true(*cond_in, node, "condition") : true;
@@ -114,8 +114,7 @@ class LoopKernel : public Kernel {
 
 }  // namespace
 
-std::unique_ptr<Kernel> make_control_flow_kernel(const Node& node, const Backend& backend,
-                                                 const CompileOptions& opts) {
+std::unique_ptr<Kernel> make_control_flow_kernel(const Node& node, const Backend& backend, const CompileOptions& opts) {
   if (node.op_type == "If") return std::make_unique<IfKernel>(node, backend, opts);
   if (node.op_type == "Loop") return std::make_unique<LoopKernel>(node, backend, opts);
   CB_FAIL("not a control-flow op: " << node.describe());

@@ -11,7 +11,6 @@
 namespace cb {
 
 bool is_control_flow_op(const Node& node);
-std::unique_ptr<Kernel> make_control_flow_kernel(const Node& node, const Backend& backend,
-                                                 const CompileOptions& opts);
+std::unique_ptr<Kernel> make_control_flow_kernel(const Node& node, const Backend& backend, const CompileOptions& opts);
 
 }  // namespace cb

@@ -3,15 +3,15 @@
 #include <algorithm>
 #include <chrono>
 
-#include "support/error.h"
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 #include "runtime/control_flow.h"
+#include "support/error.h"
 
 namespace cb {
 
-std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> graph,
-                                                const Backend& backend, CompileOptions opts) {
+std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> graph, const Backend& backend,
+                                                CompileOptions opts) {
   std::vector<Value*> captured = graph_captures(*graph);
   if (captured.empty()) verify_graph(*graph);  // subgraphs are verified with their parent
   std::unique_ptr<Executable> ex(new Executable());
@@ -34,8 +34,7 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
   for (auto& n : graph->nodes()) {
     Step st;
     st.node = n.get();
-    st.kernel = is_control_flow_op(*n) ? make_control_flow_kernel(*n, backend, opts)
-                                       : backend.create_kernel(*n);
+    st.kernel = is_control_flow_op(*n) ? make_control_flow_kernel(*n, backend, opts) : backend.create_kernel(*n);
     CB_CHECK(st.kernel, "backend '" << backend.name() << "' has no kernel for " << n->describe());
     const OpSchema* schema = OpRegistry::global().find(n->domain, n->op_type);
     st.sizes_own_outputs = schema && schema->kernel_sizes_outputs;
@@ -90,8 +89,8 @@ void Executable::bind_inputs(const std::map<std::string, Tensor>& inputs) {
     const Tensor& t = it->second;
     const TensorType& want = v->type;
     auto mismatch = [&]() {
-      return "input '" + v->name + "': expected " + want.str() + ", got " +
-             std::string(dtype_name(t.dtype())) + dims_str(t.dims());
+      return "input '" + v->name + "': expected " + want.str() + ", got " + std::string(dtype_name(t.dtype())) +
+             dims_str(t.dims());
     };
     CB_CHECK(want.dtype == DType::undefined || t.dtype() == want.dtype, mismatch());
     if (want.shape.rank_known) {
@@ -103,8 +102,7 @@ void Executable::bind_inputs(const std::map<std::string, Tensor>& inputs) {
         } else if (dim.is_symbolic()) {
           auto [b, inserted] = bound.emplace(dim.symbol, t.dim(d));
           CB_CHECK(inserted || b->second == t.dim(d),
-                   mismatch() << " (dimension '" << dim.symbol << "' is " << b->second
-                              << " in another input)");
+                   mismatch() << " (dimension '" << dim.symbol << "' is " << b->second << " in another input)");
         }
       }
     }
@@ -115,14 +113,14 @@ void Executable::bind_inputs(const std::map<std::string, Tensor>& inputs) {
 std::vector<Tensor> Executable::run(const std::map<std::string, Tensor>& inputs) {
   bind_inputs(inputs);
   CB_CHECK(captured_slots_.empty(), "graph '" << graph_->name << "' reads values of an enclosing graph ('"
-                                             << captured_slots_[0].first->name << "'); run it as a subgraph");
+                                              << captured_slots_[0].first->name << "'); run it as a subgraph");
   return execute(nullptr);
 }
 
 std::vector<Tensor> Executable::run_subgraph(const std::vector<Tensor>& inputs,
                                              const std::function<const Tensor*(const Value*)>& outer) {
-  CB_CHECK(inputs.size() == input_slots_.size(), "subgraph '" << graph_->name << "' takes " << input_slots_.size()
-                                                               << " inputs, got " << inputs.size());
+  CB_CHECK(inputs.size() == input_slots_.size(),
+           "subgraph '" << graph_->name << "' takes " << input_slots_.size() << " inputs, got " << inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) slots_[size_t(input_slots_[i])] = inputs[i];
   for (auto& [v, s] : captured_slots_) {
     const Tensor* t = outer(v);
@@ -138,7 +136,8 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
     auto it = slot_of_.find(v);
     if (it != slot_of_.end() && slots_[size_t(it->second)].defined()) return &slots_[size_t(it->second)];
     return parent ? (*parent)(v) : nullptr;
-  };  std::vector<TensorType> in_types;
+  };
+  std::vector<TensorType> in_types;
   std::vector<const TensorType*> in_type_ptrs;
   std::vector<const Tensor*> in_values;
   std::vector<Tensor*> out_ptrs;
@@ -152,8 +151,8 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
       int s = st.in_slots[i];
       if (s < 0) continue;
       const Tensor& t = slots_[size_t(s)];
-      CB_CHECK(t.defined(), n.describe() << ": input '" << n.inputs[i]->name
-                                         << "' has no value (is it produced by any node?)");
+      CB_CHECK(t.defined(),
+               n.describe() << ": input '" << n.inputs[i]->name << "' has no value (is it produced by any node?)");
       in_types[i] = TensorType{t.dtype(), Shape::of(t.dims())};
       in_type_ptrs[i] = &in_types[i];
       in_values[i] = &t;

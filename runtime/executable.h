@@ -29,8 +29,8 @@ class Executable {
  public:
   // Verifies the graph and creates a kernel for every node. Throws cb::Error
   // naming the first node the backend cannot run.
-  static std::unique_ptr<Executable> compile(std::shared_ptr<const Graph> graph,
-                                             const Backend& backend, CompileOptions opts = {});
+  static std::unique_ptr<Executable> compile(std::shared_ptr<const Graph> graph, const Backend& backend,
+                                             CompileOptions opts = {});
 
   // Runs the graph. Inputs are matched by name; every graph input is required.
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs);

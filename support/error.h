@@ -13,20 +13,20 @@ class Error : public std::runtime_error {
 };
 
 // CB_CHECK(cond, "message " << value) throws cb::Error with the streamed message.
-#define CB_CHECK(cond, msg)                         \
-  do {                                              \
-    if (!(cond)) {                                  \
-      std::ostringstream cb_check_os_;              \
-      cb_check_os_ << msg;                          \
-      throw ::cb::Error(cb_check_os_.str());        \
-    }                                               \
+#define CB_CHECK(cond, msg)                  \
+  do {                                       \
+    if (!(cond)) {                           \
+      std::ostringstream cb_check_os_;       \
+      cb_check_os_ << msg;                   \
+      throw ::cb::Error(cb_check_os_.str()); \
+    }                                        \
   } while (0)
 
-#define CB_FAIL(msg)                                \
-  do {                                              \
-    std::ostringstream cb_check_os_;                \
-    cb_check_os_ << msg;                            \
-    throw ::cb::Error(cb_check_os_.str());          \
+#define CB_FAIL(msg)                       \
+  do {                                     \
+    std::ostringstream cb_check_os_;       \
+    cb_check_os_ << msg;                   \
+    throw ::cb::Error(cb_check_os_.str()); \
   } while (0)
 
 }  // namespace cb

@@ -27,9 +27,7 @@ const char* Json::type_name(Type t) {
   return "?";
 }
 
-void Json::integer_out_of_range(uint64_t v) {
-  CB_FAIL("integer " << v << " does not fit a JSON integer (int64)");
-}
+void Json::integer_out_of_range(uint64_t v) { CB_FAIL("integer " << v << " does not fit a JSON integer (int64)"); }
 
 #define CB_JSON_EXPECT(cond, expected) \
   CB_CHECK(cond, "JSON value is " << type_name(type()) << ", expected " << expected)
@@ -89,9 +87,9 @@ const Json* Json::find(const std::string& key) const {
 
 const Json& Json::at(const std::string& key) const {
   const Json* v = find(key);
-  CB_CHECK(v, (is_object() ? "JSON object has no member '" + key + "'"
-                           : "JSON value is " + std::string(type_name(type())) + ", expected an object with '" +
-                                 key + "'"));
+  CB_CHECK(
+      v, (is_object() ? "JSON object has no member '" + key + "'"
+                      : "JSON value is " + std::string(type_name(type())) + ", expected an object with '" + key + "'"));
   return *v;
 }
 
@@ -384,8 +382,10 @@ class Parser {
       } else if (!after_point) {
         if (s[i] != '0' || seen_nonzero) ++int_digits, seen_nonzero = true;
       } else if (!seen_nonzero) {
-        if (s[i] == '0') ++frac_zeros;
-        else seen_nonzero = true;
+        if (s[i] == '0')
+          ++frac_zeros;
+        else
+          seen_nonzero = true;
       }
     }
     lead = int_digits > 0 ? int_digits - 1 : -(frac_zeros + 1);
@@ -407,10 +407,14 @@ class Parser {
     for (int i = 0; i < 4; ++i) {
       const char c = s_[pos_++];
       v <<= 4;
-      if (c >= '0' && c <= '9') v |= uint32_t(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= uint32_t(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= uint32_t(c - 'A' + 10);
-      else fail_at(pos_ - 1, "invalid hex digit in \\u escape");
+      if (c >= '0' && c <= '9')
+        v |= uint32_t(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        v |= uint32_t(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        v |= uint32_t(c - 'A' + 10);
+      else
+        fail_at(pos_ - 1, "invalid hex digit in \\u escape");
     }
     return v;
   }

@@ -149,13 +149,15 @@ class Rng {
     }
   }
   template <typename T>
-  void shuffle(std::vector<T>& v) { shuffle(v.data(), v.size()); }
+  void shuffle(std::vector<T>& v) {
+    shuffle(v.data(), v.size());
+  }
 
   // k distinct values of 0..n-1, in the order drawn (position i is the i-th
   // step of a Fisher-Yates shuffle run from the front).
   std::vector<int64_t> choice_without_replacement(int64_t n, int64_t k) {
-    CB_CHECK(n >= 0 && k >= 0 && k <= n, "Rng::choice_without_replacement: cannot choose "
-                                             << k << " distinct values out of " << n);
+    CB_CHECK(n >= 0 && k >= 0 && k <= n,
+             "Rng::choice_without_replacement: cannot choose " << k << " distinct values out of " << n);
     std::vector<int64_t> pool(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) pool[size_t(i)] = i;
     for (int64_t i = 0; i < k; ++i) {

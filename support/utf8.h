@@ -17,9 +17,12 @@ inline size_t utf8_sequence_length(std::string_view s, size_t i, size_t* maximal
   if (b0 < 0x80) return 1;
   size_t need;
   uint8_t lo = 0x80, hi = 0xBF;  // range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) need = 2;
-  else if (b0 >= 0xE0 && b0 <= 0xEF) need = 3, lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
-  else if (b0 >= 0xF0 && b0 <= 0xF4) need = 4, lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
+  if (b0 >= 0xC2 && b0 <= 0xDF)
+    need = 2;
+  else if (b0 >= 0xE0 && b0 <= 0xEF)
+    need = 3, lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
+  else if (b0 >= 0xF0 && b0 <= 0xF4)
+    need = 4, lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
   else {
     if (maximal) *maximal = 1;
     return 0;
@@ -50,8 +53,7 @@ inline char32_t utf8_decode_valid(const uint8_t* s, size_t* len) {
   if (b0 < 0x80) return *len = 1, b0;
   if (b0 < 0xE0) return *len = 2, char32_t(b0 & 0x1F) << 6 | (s[1] & 0x3F);
   if (b0 < 0xF0) return *len = 3, char32_t(b0 & 0x0F) << 12 | char32_t(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-  return *len = 4,
-         char32_t(b0 & 0x07) << 18 | char32_t(s[1] & 0x3F) << 12 | char32_t(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+  return *len = 4, char32_t(b0 & 0x07) << 18 | char32_t(s[1] & 0x3F) << 12 | char32_t(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
 }
 
 // Appends code point `cp` (at most U+10FFFF) encoded as UTF-8.

@@ -43,9 +43,7 @@ class YamlParser {
   }
 
  private:
-  [[noreturn]] void fail(int line, const std::string& msg) const {
-    CB_FAIL(what_ << ":" << line << ": " << msg);
-  }
+  [[noreturn]] void fail(int line, const std::string& msg) const { CB_FAIL(what_ << ":" << line << ": " << msg); }
   [[noreturn]] void fail(const Line& l, const std::string& msg) const { fail(l.number, msg); }
 
   // One more level of nesting for the lifetime of the guard; throws at
@@ -122,9 +120,7 @@ class YamlParser {
     return scan(s, true, [&](size_t i) { return s[i] == ':' && (i + 1 == s.size() || s[i + 1] == ' '); });
   }
 
-  Json block(size_t& i, int indent) {
-    return is_item(lines_[i].text) ? sequence(i, indent) : mapping(i, indent);
-  }
+  Json block(size_t& i, int indent) { return is_item(lines_[i].text) ? sequence(i, indent) : mapping(i, indent); }
 
   // The value after "key:" or "-" with nothing on the line: a nested block, or null.
   Json nested(size_t& i, int indent, bool allow_same_indent_sequence) {
@@ -196,8 +192,14 @@ class YamlParser {
       while (true) {
         arr.push_back(flow(s, pos, line, column, true));
         skip_spaces(s, pos);
-        if (pos < s.size() && s[pos] == ',') { ++pos; continue; }
-        if (pos < s.size() && s[pos] == ']') { ++pos; return Json(std::move(arr)); }
+        if (pos < s.size() && s[pos] == ',') {
+          ++pos;
+          continue;
+        }
+        if (pos < s.size() && s[pos] == ']') {
+          ++pos;
+          return Json(std::move(arr));
+        }
         fail(line, "expected ',' or ']' in '" + s + "'");
       }
     }
@@ -215,8 +217,14 @@ class YamlParser {
         std::string k = key.is_string() ? key.as_string() : key.dump();
         obj[k] = flow(s, pos, line, column, true);
         skip_spaces(s, pos);
-        if (pos < s.size() && s[pos] == ',') { ++pos; continue; }
-        if (pos < s.size() && s[pos] == '}') { ++pos; return Json(std::move(obj)); }
+        if (pos < s.size() && s[pos] == ',') {
+          ++pos;
+          continue;
+        }
+        if (pos < s.size() && s[pos] == '}') {
+          ++pos;
+          return Json(std::move(obj));
+        }
         fail(line, "expected ',' or '}' in '" + s + "'");
       }
     }

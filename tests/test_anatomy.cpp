@@ -17,9 +17,9 @@
 
 #include "backends/backend.h"
 #include "frontend/onnx_import.h"
-#include "support/error.h"
 #include "passes/transformer_anatomy.h"
 #include "runtime/executable.h"
+#include "support/error.h"
 #include "tests/test_util.h"
 
 using namespace cb;
@@ -43,7 +43,7 @@ struct ModelCase {
   bool parallel;
 };
 const std::vector<ModelCase> kModels = {
-    {"gpt2", "gpt2", false, false},        {"gpt2-dynamo", "gpt2", false, false},
+    {"gpt2", "gpt2", false, false},         {"gpt2-dynamo", "gpt2", false, false},
     {"gpt2-optimum", "gpt2", false, false}, {"gpt-neo", "gpt_neo", true, false},
     {"gpt-neox", "gpt_neox", false, true},  {"gpt-neox-sequential", "gpt_neox", false, false}};
 
@@ -58,9 +58,9 @@ std::string case_name(const ::testing::TestParamInfo<ModelCase>& info) {
 
 // Every site of a layer with its name, qkv members as qkv[0..2].
 std::vector<std::pair<std::string, Value*>> named_sites(const LayerSites& l) {
-  std::vector<std::pair<std::string, Value*>> s = {{"input", l.input},   {"attn_preproj", l.attn_preproj},
-                                                   {"attn", l.attn},     {"mlp_mid", l.mlp_mid},
-                                                   {"mlp", l.mlp},       {"output", l.output}};
+  std::vector<std::pair<std::string, Value*>> s = {{"input", l.input}, {"attn_preproj", l.attn_preproj},
+                                                   {"attn", l.attn},   {"mlp_mid", l.mlp_mid},
+                                                   {"mlp", l.mlp},     {"output", l.output}};
   for (size_t i = 0; i < l.qkv.size(); ++i) s.push_back({"qkv[" + std::to_string(i) + "]", l.qkv[i]});
   return s;
 }
@@ -203,7 +203,8 @@ void rename_everything(Graph& g) {
 std::string position_of(const Graph& g, const Value* v) {
   const auto& nodes = g.nodes();
   for (size_t i = 0; i < nodes.size(); ++i)
-    if (nodes[i].get() == v->producer) return "node " + std::to_string(i) + " output " + std::to_string(v->producer_output);
+    if (nodes[i].get() == v->producer)
+      return "node " + std::to_string(i) + " output " + std::to_string(v->producer_output);
   for (size_t i = 0; i < g.values().size(); ++i)
     if (g.values()[i].get() == v) return "value " + std::to_string(i);
   return "?";
@@ -347,8 +348,8 @@ Rows layer_norm(const Rows& x, const Tensor& gamma, const Tensor& beta) {
     for (size_t c = 0; c < w; ++c) var += (x[r * w + c] - mean) * (x[r * w + c] - mean);
     var /= double(w);
     for (size_t c = 0; c < w; ++c)
-      y[r * w + c] = float((x[r * w + c] - mean) / std::sqrt(var + 1e-5) * gamma.data<float>()[c] +
-                           beta.data<float>()[c]);
+      y[r * w + c] =
+          float((x[r * w + c] - mean) / std::sqrt(var + 1e-5) * gamma.data<float>()[c] + beta.data<float>()[c]);
   }
   return y;
 }
@@ -412,17 +413,17 @@ TEST(AnatomyGpt2, SitesMatchTheArchitectureRecomputedFromWeights) {
     const std::string p = "model.transformer.h." + std::to_string(i) + ".";
     auto w = [&](const std::string& n) -> const Tensor& { return weight(*g, p + n); };
     const Rows& x = values[l.input];
-    const Rows qkv = linear(layer_norm(x, w("ln_1.weight"), w("ln_1.bias")), w("attn.c_attn.weight"),
-                            w("attn.c_attn.bias"));
+    const Rows qkv =
+        linear(layer_norm(x, w("ln_1.weight"), w("ln_1.bias")), w("attn.c_attn.weight"), w("attn.c_attn.bias"));
     EXPECT_LE(max_abs_diff(values[l.qkv[0]], qkv), kTol) << "qkv";
     EXPECT_LE(max_abs_diff(values[l.attn_preproj], causal_attention(values[l.qkv[0]])), kTol) << "attn_preproj";
-    EXPECT_LE(max_abs_diff(values[l.attn], linear(values[l.attn_preproj], w("attn.c_proj.weight"),
-                                                  w("attn.c_proj.bias"))),
-              kTol)
+    EXPECT_LE(
+        max_abs_diff(values[l.attn], linear(values[l.attn_preproj], w("attn.c_proj.weight"), w("attn.c_proj.bias"))),
+        kTol)
         << "attn";
     const Rows h = add(x, values[l.attn]);
-    const Rows mid = gelu_tanh(linear(layer_norm(h, w("ln_2.weight"), w("ln_2.bias")), w("mlp.c_fc.weight"),
-                                      w("mlp.c_fc.bias")));
+    const Rows mid =
+        gelu_tanh(linear(layer_norm(h, w("ln_2.weight"), w("ln_2.bias")), w("mlp.c_fc.weight"), w("mlp.c_fc.bias")));
     EXPECT_LE(max_abs_diff(values[l.mlp_mid], mid), kTol) << "mlp_mid";
     EXPECT_LE(max_abs_diff(values[l.mlp], linear(values[l.mlp_mid], w("mlp.c_proj.weight"), w("mlp.c_proj.bias"))),
               kTol)
@@ -502,8 +503,8 @@ TEST(AnatomyErrors, DynamoGraphNeedsTheMergedHeadsExposed) {
 // ---- Placements ------------------------------------------------------------
 
 TEST(Placements, NamesRoundTripAndUnknownNamesListTheValidOnes) {
-  const std::vector<std::string> names = {"qkv", "attn_preproj", "attn", "mlp_mid", "mlp", "attn_plus_mlp",
-                                          "transformer_block"};
+  const std::vector<std::string> names = {"qkv",           "attn_preproj",     "attn", "mlp_mid", "mlp",
+                                          "attn_plus_mlp", "transformer_block"};
   ASSERT_EQ(std::size(kAllPlacements), names.size());
   for (size_t i = 0; i < names.size(); ++i) {
     EXPECT_EQ(placement_name(kAllPlacements[i]), names[i]);
@@ -536,8 +537,7 @@ TEST(Placements, SiteValuesAndWidths) {
     for (Placement p : kAllPlacements) {
       const int64_t width = site_width(a, p);
       // Separate q, k, v count as one [q|k|v] vector.
-      EXPECT_EQ(width, p == Placement::mlp_mid ? kMlp : p == Placement::qkv ? 3 * kWidth : kWidth)
-          << placement_name(p);
+      EXPECT_EQ(width, p == Placement::mlp_mid ? kMlp : p == Placement::qkv ? 3 * kWidth : kWidth) << placement_name(p);
       int64_t total = 0;
       for (const Value* v : site_values(l, p)) total += v->type.shape[2].value;
       EXPECT_EQ(total, p == Placement::attn_plus_mlp ? kWidth : width) << placement_name(p) << " " << separate;

@@ -28,7 +28,6 @@
 #include "backends/backend.h"
 #include "frontend/onnx_import.h"
 #include "ir/codebook.h"
-#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
@@ -37,6 +36,7 @@
 #include "passes/canonicalize.h"
 #include "passes/insert_codebooks.h"
 #include "runtime/executable.h"
+#include "support/error.h"
 #include "tests/test_util.h"
 
 using namespace cb;
@@ -68,12 +68,12 @@ void expect_all_near(const Tensor& got, const Tensor& want, double rel, const st
 // ------------------------------------------------------------ per-op checks
 
 struct OpCase {
-  std::string text;                                   // the forward graph, in f64
-  std::vector<std::string> wrt;                       // inputs to differentiate by
-  std::map<std::string, Tensor> fixed = {};           // inputs given (indices, masks)
+  std::string text;                                       // the forward graph, in f64
+  std::vector<std::string> wrt;                           // inputs to differentiate by
+  std::map<std::string, Tensor> fixed = {};               // inputs given (indices, masks)
   std::map<std::string, std::vector<int64_t>> dims = {};  // run-time dims of symbolic inputs
-  std::set<std::string> positive = {};                // inputs drawn > 0
-  double fd_step = 1e-6, fd_tolerance = 1e-6;         // central differences: step, relative tolerance
+  std::set<std::string> positive = {};                    // inputs drawn > 0
+  double fd_step = 1e-6, fd_tolerance = 1e-6;             // central differences: step, relative tolerance
 };
 
 std::string with_dtype(std::string text, const std::string& dt) {
@@ -103,8 +103,8 @@ void check_op_gradients(const OpCase& c) {
   check.fd_step = c.fd_step;
   check.fd_tolerance = c.fd_tolerance;
   check.f32_backends = {"reference", "cpu"};
-  cb::test::check_gradients(
-      [&](DType dt) { return parse_graph(with_dtype(c.text, std::string(dtype_name(dt)))); }, inputs, check, rng());
+  cb::test::check_gradients([&](DType dt) { return parse_graph(with_dtype(c.text, std::string(dtype_name(dt)))); },
+                            inputs, check, rng());
 }
 
 Tensor i64s(const std::vector<int64_t>& v, std::vector<int64_t> dims) { return Tensor::from_vector<int64_t>(v, dims); }
@@ -115,7 +115,8 @@ TEST(AutodiffOps, CastRoundTrip) {
   OpCase round_trip{R"(graph g(%x: f64[2,3]) -> (%z) {
     %y = Cast(%x) {to = 1}
     %z = Cast(%y) {to = 11}
-  })", {"x"}};
+  })",
+                    {"x"}};
   round_trip.fd_step = 1e-2;
   round_trip.fd_tolerance = 1e-5;
   check_op_gradients(round_trip);
@@ -126,7 +127,8 @@ TEST(AutodiffOps, UnsqueezeSqueezeRoundTrip) {
     %a: i64[2] = const {0, 2}
     %y = Unsqueeze(%x, %a)
     %z = Squeeze(%y, %a)
-  })", {"x"}});
+  })",
+                      {"x"}});
 }
 
 // Symbolic dims: gradients whose shapes come from Shape nodes at run time.
@@ -136,27 +138,44 @@ TEST(AutodiffOps, SymbolicShapes) {
     %s: i64[2] = const {-1, 4}
     %r = Reshape(%x, %s)
     %y = Add(%r, %b)
-  })", {"x", "b"}, {}, dims});
+  })",
+                      {"x", "b"},
+                      {},
+                      dims});
   check_op_gradients({R"(graph g(%x: f64[batch,seq,4]) -> (%y) {
     %st: i64[1] = const {1}
     %en: i64[1] = const {9223372036854775807}
     %ax: i64[1] = const {1}
     %y = Slice(%x, %st, %en, %ax)
-  })", {"x"}, {}, dims});
+  })",
+                      {"x"},
+                      {},
+                      dims});
   check_op_gradients({R"(graph g(%x: f64[batch,seq,4], %z: f64[batch,seq2,4]) -> (%y) {
     %y = Concat(%x, %z) {axis = 1}
-  })", {"x", "z"}, {}, {{"x", {2, 3, 4}}, {"z", {2, 2, 4}}}});
+  })",
+                      {"x", "z"},
+                      {},
+                      {{"x", {2, 3, 4}}, {"z", {2, 2, 4}}}});
   check_op_gradients({R"(graph g(%x: f64[batch,seq,4]) -> (%y) {
     %a: i64[1] = const {1}
     %y = ReduceMean(%x, %a) {keepdims = 1}
-  })", {"x"}, {}, dims});
+  })",
+                      {"x"},
+                      {},
+                      dims});
   check_op_gradients({R"(graph g(%t: f64[5,4], %ids: i64[batch,seq]) -> (%y) {
     %y = Gather(%t, %ids) {axis = 0}
-  })", {"t"}, {{"ids", i64s({1, 1, 0, 4, 2, 1}, {2, 3})}}});
+  })",
+                      {"t"},
+                      {{"ids", i64s({1, 1, 0, 4, 2, 1}, {2, 3})}}});
   check_op_gradients({R"(graph g(%x: f64[batch,seq,4]) -> (%y) {
     %a, %b = Split(%x) {axis = 1, num_outputs = 2}
     %y = Mul(%a, %b)
-  })", {"x"}, {}, {{"x", {2, 4, 4}}}});
+  })",
+                      {"x"},
+                      {},
+                      {{"x", {2, 4, 4}}}});
 }
 
 // A value used several times: the contributions are summed.
@@ -167,7 +186,8 @@ TEST(AutodiffOps, MultipleUsesAreSummed) {
     %s = Add(%sq, %t)
     %y = MatMul(%s, %w)
     %z = MatMul(%x, %w)
-  })", {"x", "w"}});
+  })",
+                      {"x", "w"}});
 }
 
 // The GPT-2 attention block as exported: Split of qkv, heads, masked softmax.
@@ -196,7 +216,9 @@ TEST(AutodiffOps, AttentionBlock) {
     %o = MatMul(%a, %vt)
     %ot = Transpose(%o) {perm = [0, 2, 1, 3]}
     %out = Reshape(%ot, %merged)
-  })", {"x", "w", "bias"}, {{"mask", Tensor::from_vector<double>({0, -1e9, -1e9, 0, 0, -1e9, 0, 0, 0}, {1, 1, 3, 3})}}});
+  })",
+                      {"x", "w", "bias"},
+                      {{"mask", Tensor::from_vector<double>({0, -1e9, -1e9, 0, 0, -1e9, 0, 0, 0}, {1, 1, 3, 3})}}});
 }
 
 // Only what is asked is computed: a frozen weight gets no gradient node.
@@ -219,7 +241,8 @@ TEST(AutodiffPruning, FrozenWeightGetsNoGradient) {
     %y = MatMul(%h, %v)
   })");
   infer_types(*g2);
-  Value* loss2 = add_weighted_sum_loss(*g2, {g2->outputs[0]}, {cb::test::random_tensor(DType::f32, {2, 5, 2}, {}, rng())});
+  Value* loss2 =
+      add_weighted_sum_loss(*g2, {g2->outputs[0]}, {cb::test::random_tensor(DType::f32, {2, 5, 2}, {}, rng())});
   Backward bw2 = append_backward(*g2, loss2, {g2->find_value("x")});
   for (Node* n : bw2.nodes) EXPECT_FALSE(n->op_type == "Gemm" && n->attr_int("transA", 0) == 1) << "a dW product";
   EXPECT_EQ(bw2.value_gradients.count(g2->find_value("v")), 0u);
@@ -247,17 +270,47 @@ TEST(AutodiffErrors, BadRequestsAreNamed) {
 // model tests below run them) and the codebook op.
 TEST(AutodiffOps, RuleTableCoversTheModelOps) {
   std::vector<std::string> ops = differentiable_ops();
-  for (const char* op : {"MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Sqrt", "Tanh", "Erf", "Gelu", "Softmax",
-                         "LogSoftmax", "LayerNormalization", "Gather", "GatherElements", "Reshape", "Flatten",
-                         "Transpose", "Split", "Slice", "Concat", "Unsqueeze", "Squeeze", "Where", "Cast",
-                         "ReduceMean", "ReduceSum", "Expand", "Sin", "Cos", "codebook.Codebook"})
+  for (const char* op : {"MatMul",
+                         "Gemm",
+                         "Add",
+                         "Sub",
+                         "Mul",
+                         "Div",
+                         "Pow",
+                         "Neg",
+                         "Sqrt",
+                         "Tanh",
+                         "Erf",
+                         "Gelu",
+                         "Softmax",
+                         "LogSoftmax",
+                         "LayerNormalization",
+                         "Gather",
+                         "GatherElements",
+                         "Reshape",
+                         "Flatten",
+                         "Transpose",
+                         "Split",
+                         "Slice",
+                         "Concat",
+                         "Unsqueeze",
+                         "Squeeze",
+                         "Where",
+                         "Cast",
+                         "ReduceMean",
+                         "ReduceSum",
+                         "Expand",
+                         "Sin",
+                         "Cos",
+                         "codebook.Codebook"})
     EXPECT_NE(std::find(ops.begin(), ops.end(), op), ops.end()) << op;
 }
 
 // The backward is ordinary IR: its text form (codebook.grad ops included)
 // reads back to the same graph.
 TEST(AutodiffOps, BackwardGraphRoundTripsThroughText) {
-  std::shared_ptr<Graph> g = parse_graph(R"(graph g(%x: f32[batch,3,4], %t: f32[5,4], %ids: i64[batch,3], %s: f32[4]) -> (%y) {
+  std::shared_ptr<Graph> g =
+      parse_graph(R"(graph g(%x: f32[batch,3,4], %t: f32[5,4], %ids: i64[batch,3], %s: f32[4]) -> (%y) {
     %e = Gather(%t, %ids) {axis = 0}
     %a = Add(%x, %e)
     %n = LayerNormalization(%a, %s) {axis = -1}
@@ -272,7 +325,8 @@ TEST(AutodiffOps, BackwardGraphRoundTripsThroughText) {
   Backward bw = append_backward(*g, loss, {g->find_value("x"), g->find_value("t"), g->find_value("s")});
   g->outputs = bw.gradients;
   std::string text = print_graph(*g);
-  for (const char* op : {"codebook.grad.GatherGrad", "codebook.grad.LayerNormalizationGrad", "codebook.grad.SoftmaxGrad"})
+  for (const char* op :
+       {"codebook.grad.GatherGrad", "codebook.grad.LayerNormalizationGrad", "codebook.grad.SoftmaxGrad"})
     EXPECT_NE(text.find(op), std::string::npos) << op << " in\n" << text;
   std::shared_ptr<Graph> back = parse_graph(text);
   infer_types(*back);
@@ -294,7 +348,9 @@ TEST(AutodiffOps, UnusedParameterGetsZeros) {
   Value* loss = add_weighted_sum_loss(*g, {g->outputs[0]}, {cb::test::random_tensor(DType::f32, {2, 3}, {}, rng())});
   Backward bw = append_backward(*g, loss, {g->find_value("unused")});
   g->outputs = {bw.gradients[0]};
-  auto r = run_graph(g, "reference", {{"x", cb::test::random_tensor(DType::f32, {2, 3}, {}, rng())}, {"unused", cb::test::random_tensor(DType::f32, {4}, {}, rng())}});
+  auto r = run_graph(g, "reference",
+                     {{"x", cb::test::random_tensor(DType::f32, {2, 3}, {}, rng())},
+                      {"unused", cb::test::random_tensor(DType::f32, {4}, {}, rng())}});
   ASSERT_EQ(r[0].dims(), std::vector<int64_t>({4}));
   for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(r[0].get_double(i), 0.0);
 }
@@ -481,19 +537,24 @@ void check_codebook_gradients(const CodebookCase& c) {
     want_codes[e] = (mode.task_to_codes() ? T[e] : 0.0) + (mode.reconstruction_to_codes() ? R[e] : 0.0);
   expect_close(ref.dcodes, want_codes, 1e-5, "dcodes vs T/R");
   // ... which is also the gradient of the codebook-side surrogate.
-  expect_close(ref.dcodes,
-               finite_differences(codes, [&](const std::vector<double>& v) { return s.codebook_side(x, scale, bias, v); }),
-               1e-4, "dcodes vs FD of the surrogate");
+  expect_close(
+      ref.dcodes,
+      finite_differences(codes, [&](const std::vector<double>& v) { return s.codebook_side(x, scale, bias, v); }), 1e-4,
+      "dcodes vs FD of the surrogate");
 
   // dx, dln_scale, dln_bias: finite differences of the network-side surrogate.
-  expect_close(ref.dx, finite_differences(x, [&](const std::vector<double>& v) { return s.network_side(v, scale, bias, codes); }),
-               1e-4, "dx");
-  expect_close(ref.dscale,
-               finite_differences(scale, [&](const std::vector<double>& v) { return s.network_side(x, v, bias, codes); }),
-               1e-4, "dln_scale");
-  expect_close(ref.dbias,
-               finite_differences(bias, [&](const std::vector<double>& v) { return s.network_side(x, scale, v, codes); }),
-               1e-4, "dln_bias");
+  expect_close(
+      ref.dx,
+      finite_differences(x, [&](const std::vector<double>& v) { return s.network_side(v, scale, bias, codes); }), 1e-4,
+      "dx");
+  expect_close(
+      ref.dscale,
+      finite_differences(scale, [&](const std::vector<double>& v) { return s.network_side(x, v, bias, codes); }), 1e-4,
+      "dln_scale");
+  expect_close(
+      ref.dbias,
+      finite_differences(bias, [&](const std::vector<double>& v) { return s.network_side(x, scale, v, codes); }), 1e-4,
+      "dln_bias");
 }
 
 TEST(AutodiffCodebook, LossModes) {
@@ -605,7 +666,9 @@ TEST(AutodiffCodebook, BadModesAndScoresAreErrors) {
 
 // ---------------------------------------------------------- whole models
 
-std::string model_path(const std::string& name) { return std::string(CB_SOURCE_DIR) + "/tests/models/" + name + "/model.onnx"; }
+std::string model_path(const std::string& name) {
+  return std::string(CB_SOURCE_DIR) + "/tests/models/" + name + "/model.onnx";
+}
 
 // The model in f64: f32 constants, attribute tensors, Cast targets and input
 // types converted, every other type re-inferred.
@@ -654,7 +717,8 @@ ModelSetup model_with_loss(const std::string& name, bool f64, const Tensor& targ
   g.outputs = {s.loss};
   infer_types(g);
   for (auto& v : g.values())
-    if (v->constant && dtype_is_float(v->constant->dtype()) && v->constant->numel() >= 64 && v->name.rfind("loss/", 0) != 0)
+    if (v->constant && dtype_is_float(v->constant->dtype()) && v->constant->numel() >= 64 &&
+        v->name.rfind("loss/", 0) != 0)
       s.params.push_back(v.get());
   return s;
 }
@@ -707,8 +771,8 @@ TEST_P(AutodiffModels, CrossEntropyGradientsMatchFiniteDifferences) {
   // with one constant changed, recompiled per evaluation.
   ModelSetup f = model_with_loss(name, true, targets);
   ASSERT_EQ(f.params.size(), m.params.size());
-  std::vector<size_t> chosen = {0, 1, m.params.size() / 3, m.params.size() / 2, m.params.size() - 2,
-                                m.params.size() - 1};
+  std::vector<size_t> chosen = {
+      0, 1, m.params.size() / 3, m.params.size() / 2, m.params.size() - 2, m.params.size() - 1};
   auto backend = make_backend("reference");
   for (size_t p : chosen) {
     Value* param = f.params[p];
@@ -733,7 +797,8 @@ TEST_P(AutodiffModels, CrossEntropyGradientsMatchFiniteDifferences) {
       }
       param->constant = original;
       double fd = (l[0] - l[1]) / (2 * h);
-      EXPECT_NEAR(grad.get_double(i), fd, 1e-7 + 1e-5 * std::fabs(fd)) << name << ": " << param->name << "[" << i << "]";
+      EXPECT_NEAR(grad.get_double(i), fd, 1e-7 + 1e-5 * std::fabs(fd))
+          << name << ": " << param->name << "[" << i << "]";
     }
   }
 

@@ -104,14 +104,12 @@ TEST(Builder, InsertionPointBeforeAndAfterAnAnchor) {
   b.set_insertion_point_before(second);  // each new node just before the anchor
   b.op("Exp", {v1});
   b.op("Log", {v1});
-  EXPECT_EQ(node_names(g),
-            (std::vector<std::string>{"Neg_1", "Exp_4", "Log_5", "Relu_2", "Sqrt_3"}));
+  EXPECT_EQ(node_names(g), (std::vector<std::string>{"Neg_1", "Exp_4", "Log_5", "Relu_2", "Sqrt_3"}));
 
   b.set_insertion_point_after(first);  // each new node after the previous one
   b.op("Sin", {v1});
   b.op("Cos", {v1});
-  EXPECT_EQ(node_names(g), (std::vector<std::string>{"Neg_1", "Sin_6", "Cos_7", "Exp_4", "Log_5", "Relu_2",
-                                                      "Sqrt_3"}));
+  EXPECT_EQ(node_names(g), (std::vector<std::string>{"Neg_1", "Sin_6", "Cos_7", "Exp_4", "Log_5", "Relu_2", "Sqrt_3"}));
 
   b.set_insertion_point_after(third);  // after the last node: appended
   b.op("Tanh", {v2});

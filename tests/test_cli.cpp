@@ -1,6 +1,7 @@
 // End-to-end tests of the `codebook` command line: real files in, exit codes
 // and messages out. Bad input must give exit code 2 and one clear message.
 #include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -92,7 +93,8 @@ TEST(Cli, RunNpyInputsMatchesTokens) {
   ASSERT_EQ(a.code, 0) << a.out;
   Result b = run_tool("run " + kModel + " --tokens 5,17,300 -o " + (d / "b").string());
   ASSERT_EQ(b.code, 0) << b.out;
-  EXPECT_TRUE(cb::npy_read((d / "a" / "logits.npy").string()).bitwise_equal(cb::npy_read((d / "b" / "logits.npy").string())));
+  EXPECT_TRUE(
+      cb::npy_read((d / "a" / "logits.npy").string()).bitwise_equal(cb::npy_read((d / "b" / "logits.npy").string())));
   fs::remove_all(d);
 }
 
@@ -108,8 +110,8 @@ TEST(Cli, BadInputsNameWhatIsWrong) {
   EXPECT_NE(r.out.find("'x'"), std::string::npos) << r.out;
 
   cb::npy_write((d / "f.npy").string(), cb::Tensor::from_vector<float>({1.0f, 2.0f}, {1, 2}));
-  r = run_tool("run " + kModel + " --input input_ids=" + (d / "f.npy").string() + " --input attention_mask=" +
-               (d / "f.npy").string());
+  r = run_tool("run " + kModel + " --input input_ids=" + (d / "f.npy").string() +
+               " --input attention_mask=" + (d / "f.npy").string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("input_ids"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("f32"), std::string::npos) << r.out;

@@ -18,7 +18,9 @@ using cb::test::temp_dir;
 
 namespace {
 
-std::string model(const std::string& name) { return std::string(CB_SOURCE_DIR) + "/tests/models/" + name + "/model.onnx"; }
+std::string model(const std::string& name) {
+  return std::string(CB_SOURCE_DIR) + "/tests/models/" + name + "/model.onnx";
+}
 
 const char* kTokens = "--tokens 464,268,318,257,92,17";
 
@@ -48,17 +50,16 @@ TEST_P(EveryPlacementCli, CompileRunShowCodes) {
   fs::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    TinyModels, EveryPlacementCli,
-    ::testing::Combine(::testing::Values("gpt2", "gpt-neo", "gpt-neox"),
-                       ::testing::Values("attn_preproj", "attn", "mlp", "mlp_mid", "qkv", "transformer_block",
-                                         "attn_plus_mlp")),
-    [](const auto& p) {
-      std::string s = std::get<0>(p.param) + "_" + std::get<1>(p.param);
-      for (char& ch : s)
-        if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-      return s;
-    });
+INSTANTIATE_TEST_SUITE_P(TinyModels, EveryPlacementCli,
+                         ::testing::Combine(::testing::Values("gpt2", "gpt-neo", "gpt-neox"),
+                                            ::testing::Values("attn_preproj", "attn", "mlp", "mlp_mid", "qkv",
+                                                              "transformer_block", "attn_plus_mlp")),
+                         [](const auto& p) {
+                           std::string s = std::get<0>(p.param) + "_" + std::get<1>(p.param);
+                           for (char& ch : s)
+                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return s;
+                         });
 
 class Interventions : public ::testing::Test {
  protected:

@@ -136,7 +136,8 @@ TEST(CliTrain, CodebooksInsertedMidRunResumeBitIdentical) {
   for (const char* f : {"state.safetensors", "model.onnx"})
     EXPECT_TRUE(file_bytes(root / "full" / "checkpoint-40" / f) == file_bytes(root / "parts" / "checkpoint-40" / f))
         << f << " differs after resuming";
-  auto codes = run_tool("run " + (root / "full" / "model.onnx").string() + " --tokens 2,0,1,1,0 --show-codes layer0.mlp");
+  auto codes =
+      run_tool("run " + (root / "full" / "model.onnx").string() + " --tokens 2,0,1,1,0 --show-codes layer0.mlp");
   EXPECT_EQ(codes.code, 0) << codes.out;
   auto bad = run_tool("train " + kConfig + " codebook_args.insert_after_steps=40 --output " + (root / "bad").string());
   EXPECT_NE(bad.code, 0);
@@ -188,7 +189,8 @@ TEST(CliTrain, BadInputIsAClearError) {
   r = run_tool("train " + kConfig + " codebook_args.codebook_at=[nowhere,mlp] --output " + (dir / "a").string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("nowhere"), std::string::npos) << r.out;
-  r = run_tool("train " + kConfig + " training_args.max_steps=2 training_args.save_steps=1 --output " + (dir / "b").string());
+  r = run_tool("train " + kConfig + " training_args.max_steps=2 training_args.save_steps=1 --output " +
+               (dir / "b").string());
   ASSERT_EQ(r.code, 0) << r.out;
   // A folder that holds a run is never overwritten by a new one.
   r = run_tool("train " + kConfig + " --output " + (dir / "b").string());

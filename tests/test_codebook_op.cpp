@@ -201,7 +201,7 @@ TEST(CodebookOp, ZeroCodeScoresZero) {
   Data d = random_data(1, 3, 1, 3, 4, 2);
   float* c = d.codes.data<float>();
   for (int64_t i = 0; i < 4; ++i) {
-    c[i] = 0.0f;  // code 0: zero
+    c[i] = 0.0f;           // code 0: zero
     c[8 + i] = -c[4 + i];  // code 2 = -code 1: opposite cosines
   }
   for (const auto& backend : kBackends) {
@@ -225,20 +225,20 @@ TEST(CodebookOp, TiesGoToTheLowerCodeId) {
     for (int64_t c = half; c < d.K; ++c)
       std::copy_n(code_row(d, g, c - half), d.Dg, d.codes.data<float>() + (g * d.K + c) * d.Dg);
   for (int64_t k : {5, 17})  // short and long selection lists in the fast kernel
-  for (auto metric : {CodebookMetric::inner_product, CodebookMetric::euclidean})
-    for (const auto& backend : kBackends) {
-      Result r = run_codebook(backend, attrs_k(k, metric), d, 2);
-      for (int64_t b = 0; b < d.B; ++b)
-        for (int64_t t = 0; t < d.T; ++t)
-          for (int64_t g = 0; g < d.G; ++g) {
-            std::vector<int64_t> ids = slot_ids(r, d, b, t, g, k);
-            for (int64_t j = 0; j + 1 < k; j += 2) {
-              EXPECT_LT(ids[size_t(j)], half) << backend;
-              EXPECT_EQ(ids[size_t(j + 1)], ids[size_t(j)] + half) << backend;
+    for (auto metric : {CodebookMetric::inner_product, CodebookMetric::euclidean})
+      for (const auto& backend : kBackends) {
+        Result r = run_codebook(backend, attrs_k(k, metric), d, 2);
+        for (int64_t b = 0; b < d.B; ++b)
+          for (int64_t t = 0; t < d.T; ++t)
+            for (int64_t g = 0; g < d.G; ++g) {
+              std::vector<int64_t> ids = slot_ids(r, d, b, t, g, k);
+              for (int64_t j = 0; j + 1 < k; j += 2) {
+                EXPECT_LT(ids[size_t(j)], half) << backend;
+                EXPECT_EQ(ids[size_t(j + 1)], ids[size_t(j)] + half) << backend;
+              }
+              EXPECT_LT(ids[size_t(k - 1)], half) << backend;
             }
-            EXPECT_LT(ids[size_t(k - 1)], half) << backend;
-          }
-    }
+      }
 }
 
 // A NaN in x makes every score NaN: no code ranks above another, so ties go
@@ -268,7 +268,8 @@ TEST(CodebookOp, EuclideanRankingMatchesBruteForce) {
           std::vector<double> u = layer_norm_u(d, b, t, g);
           auto order = ranking(d, g, [&](int64_t c) {
             double s = 0;
-            for (int64_t i = 0; i < d.Dg; ++i) s += (u[size_t(i)] - code_row(d, g, c)[i]) * (u[size_t(i)] - code_row(d, g, c)[i]);
+            for (int64_t i = 0; i < d.Dg; ++i)
+              s += (u[size_t(i)] - code_row(d, g, c)[i]) * (u[size_t(i)] - code_row(d, g, c)[i]);
             return -s;
           });
           for (int64_t j = 0; j < k; ++j) {
@@ -614,8 +615,8 @@ CodebookAttrs random_interventions(const RandomCase& c, bool mode_a, std::mt1993
     for (int i = 0, n = int(rng() % 3); i < n; ++i)
       a.disable_topk.push_back({group(), position(), int64_t(rng() % uint32_t(max_m + 1))});
   for (int i = 0, n = int(rng() % 4); i < n; ++i)
-    a.force.push_back({group(), position(), int64_t(rng() % uint32_t(2 * c.k)) - c.k,
-                       int64_t(rng() % uint32_t(c.K + 1)) - 1});
+    a.force.push_back(
+        {group(), position(), int64_t(rng() % uint32_t(2 * c.k)) - c.k, int64_t(rng() % uint32_t(c.K + 1)) - 1});
   return a;
 }
 
@@ -644,12 +645,13 @@ void expect_fast_matches_reference(const Data& d, const CodebookAttrs& a, const 
             continue;
           }
           same = false;
-          ASSERT_TRUE(cr != -1 && cf != -1) << what << ": token (" << b << "," << t << ") member " << g << " slot "
-                                            << j << ": reference " << cr << ", cpu " << cf;
-          double s_ref = similarity(u, code_row(d, g, cr), a.metric), s_fast = similarity(u, code_row(d, g, cf), a.metric);
+          ASSERT_TRUE(cr != -1 && cf != -1) << what << ": token (" << b << "," << t << ") member " << g << " slot " << j
+                                            << ": reference " << cr << ", cpu " << cf;
+          double s_ref = similarity(u, code_row(d, g, cr), a.metric),
+                 s_fast = similarity(u, code_row(d, g, cf), a.metric);
           ASSERT_LE(std::abs(s_ref - s_fast), 1e-5 * std::max(1.0, std::abs(s_ref)))
-              << what << ": token (" << b << "," << t << ") member " << g << " slot " << j << ": reference code "
-              << cr << " (" << s_ref << "), cpu code " << cf << " (" << s_fast << ")";
+              << what << ": token (" << b << "," << t << ") member " << g << " slot " << j << ": reference code " << cr
+              << " (" << s_ref << "), cpu code " << cf << " (" << s_fast << ")";
           ++near_ties;
         }
         const float* yr = ref.y.data<float>() + (b * d.T + t) * d.G * d.Dg + g * d.Dg;
@@ -667,8 +669,8 @@ void expect_fast_matches_reference(const Data& d, const CodebookAttrs& a, const 
 
 TEST(CodebookFastKernel, MatchesReferenceOnRandomInputs) {
   const std::vector<RandomCase> cases = {
-      {1, 1, 1, 1, 1, 1},   {2, 7, 3, 37, 5, 4},   {1, 70, 2, 100, 16, 16}, {3, 33, 1, 17, 64, 1},
-      {2, 65, 4, 250, 8, 8}, {1, 129, 2, 1000, 64, 8}, {2, 5, 12, 300, 64, 8}, {1, 13, 1, 40, 3, 12},
+      {1, 1, 1, 1, 1, 1},    {2, 7, 3, 37, 5, 4},      {1, 70, 2, 100, 16, 16}, {3, 33, 1, 17, 64, 1},
+      {2, 65, 4, 250, 8, 8}, {1, 129, 2, 1000, 64, 8}, {2, 5, 12, 300, 64, 8},  {1, 13, 1, 40, 3, 12},
       {4, 31, 2, 16, 7, 2},  {1, 64, 1, 33, 96, 3},
   };
   std::mt19937 rng(2024);

@@ -90,9 +90,12 @@ TEST(CpuElementwise, ApproximationsOnSpecialValues) {
   for (int64_t i = 0; i < x.numel(); ++i) {
     float v = x.data<float>()[i];
     auto same = [&](float got, float want, const char* op) {
-      if (std::isnan(want)) EXPECT_TRUE(std::isnan(got)) << op << "(" << v << ") = " << got;
-      else if (want == 0 || std::isinf(want)) EXPECT_EQ(got, want) << op << "(" << v << ")";
-      else EXPECT_NEAR(got, want, 2.5e-7 * std::fabs(want)) << op << "(" << v << ")";
+      if (std::isnan(want))
+        EXPECT_TRUE(std::isnan(got)) << op << "(" << v << ") = " << got;
+      else if (want == 0 || std::isinf(want))
+        EXPECT_EQ(got, want) << op << "(" << v << ")";
+      else
+        EXPECT_NEAR(got, want, 2.5e-7 * std::fabs(want)) << op << "(" << v << ")";
       if (want == 0) {
         EXPECT_EQ(std::signbit(got), std::signbit(want)) << op << "(" << v << ") sign";
       }

@@ -12,8 +12,8 @@
 #include <random>
 
 #include "backends/cpu/layout_kernels.h"
-#include "support/error.h"
 #include "ir/ops/grad.h"
+#include "support/error.h"
 #include "tests/test_util.h"
 
 using namespace cb;
@@ -72,17 +72,19 @@ void naive_copy(const float* src, const Dims& dims, const Dims& src_strides, con
 }
 
 TEST(CpuLayoutKernels, StridedCopyUnitsCutAnywhere) {
-  struct Case { Dims dims, src_strides, dst_strides; int64_t src_offset; };
-  const std::vector<Case> cases = {
-      {{6, 5, 7}, {35, 7, 1}, {35, 7, 1}, 0},                       // one run
-      {{6, 5, 7}, {70, 14, 1}, {35, 7, 1}, 3},                      // runs of 7
-      {{5, 6, 9}, {54, 1, 6}, {54, 9, 1}, 0},                       // 2-D transposes in tiles
-      {{4, 37, 19}, {703, 1, 37}, {703, 19, 1}, 0},                 // tiles with edges
-      {{3, 4, 5}, {1, 3, 12}, {20, 5, 1}, 0},                       // reversed: elements
-      {{7, 6}, {-6, 1}, {6, 1}, 36},                                // negative stride
-      {{5, 9}, {0, 1}, {9, 1}, 0},                                  // broadcast rows
-      {{2, 40000}, {80000, 2}, {40000, 1}, 1},                      // strided elements
-      {{3, 50000}, {50000, 1}, {50000, 1}, 0}};                     // runs cut into pieces
+  struct Case {
+    Dims dims, src_strides, dst_strides;
+    int64_t src_offset;
+  };
+  const std::vector<Case> cases = {{{6, 5, 7}, {35, 7, 1}, {35, 7, 1}, 0},        // one run
+                                   {{6, 5, 7}, {70, 14, 1}, {35, 7, 1}, 3},       // runs of 7
+                                   {{5, 6, 9}, {54, 1, 6}, {54, 9, 1}, 0},        // 2-D transposes in tiles
+                                   {{4, 37, 19}, {703, 1, 37}, {703, 19, 1}, 0},  // tiles with edges
+                                   {{3, 4, 5}, {1, 3, 12}, {20, 5, 1}, 0},        // reversed: elements
+                                   {{7, 6}, {-6, 1}, {6, 1}, 36},                 // negative stride
+                                   {{5, 9}, {0, 1}, {9, 1}, 0},                   // broadcast rows
+                                   {{2, 40000}, {80000, 2}, {40000, 1}, 1},       // strided elements
+                                   {{3, 50000}, {50000, 1}, {50000, 1}, 0}};      // runs cut into pieces
   std::mt19937 r(7);
   for (const Case& c : cases) {
     int64_t total = 1, src_extent = c.src_offset + 1, dst_extent = 1;

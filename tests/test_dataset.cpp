@@ -9,7 +9,6 @@
 // algorithms; the others come from the independent Python model of rng.h in
 // scripts/train_rng_reference.py.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <filesystem>
@@ -17,8 +16,8 @@
 #include <set>
 #include <sstream>
 
-#include "train/dataset.h"
 #include "support/rng.h"
+#include "train/dataset.h"
 
 namespace cb {
 namespace {
@@ -30,8 +29,8 @@ namespace fs = std::filesystem;
 
 TEST(Rng, ReferenceVectors) {
   Rng x = Rng::from_state({1, 2, 3, 4});
-  const uint64_t xoshiro[] = {11520ULL, 0ULL, 1509978240ULL, 1215971899390074240ULL, 1216172134540287360ULL,
-                              607988272756665600ULL};
+  const uint64_t xoshiro[] = {
+      11520ULL, 0ULL, 1509978240ULL, 1215971899390074240ULL, 1216172134540287360ULL, 607988272756665600ULL};
   for (uint64_t v : xoshiro) EXPECT_EQ(x.next_u64(), v);
   SplitMix64 sm(1234567);
   EXPECT_EQ(sm.next(), 6457827717110365317ULL);
@@ -237,7 +236,9 @@ std::string read_file(const std::string& path) {
 // skipped), then the text file, one EOS between documents.
 std::vector<int64_t> expected_stream() {
   std::vector<int64_t> s;
-  for (const std::string& doc : {std::string("abc"), std::string("d\xC3\xA9" "f\n\xF0\x9F\x98\x80"),
+  for (const std::string& doc : {std::string("abc"),
+                                 std::string("d\xC3\xA9"
+                                             "f\n\xF0\x9F\x98\x80"),
                                  std::string("ghij\"k"), read_file(kFixtures + "corpus.txt")}) {
     if (!s.empty()) s.push_back(kEos);
     for (int64_t id : byte_tokens(doc)) s.push_back(id);
@@ -367,9 +368,8 @@ TEST(PackedTextDataset, PlainTextFileAlone) {
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() /
-           ("cb_test_dataset_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    path = fs::temp_directory_path() / ("cb_test_dataset_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(path);
     fs::create_directories(path);
   }

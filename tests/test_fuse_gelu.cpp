@@ -20,14 +20,14 @@
 #include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
 #include "ir/builder.h"
-#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "ir/verifier.h"
 #include "passes/fuse_gelu.h"
 #include "passes/insert_codebooks.h"
 #include "runtime/executable.h"
-#include "train/training_graph.h"
+#include "support/error.h"
 #include "tests/test_util.h"
+#include "train/training_graph.h"
 
 namespace cb {
 namespace {
@@ -177,7 +177,8 @@ TEST(FuseGelu, FusesEveryFormAndComputesTheSame) {
 
       const auto feed = gelu_feed();
       const Tensor want = run_graph(plain, "reference", feed)[0];
-      for (const char* backend : {"reference", "cpu"}) expect_near(run_graph(fused, backend, feed)[0], want, 2e-6, backend);
+      for (const char* backend : {"reference", "cpu"})
+        expect_near(run_graph(fused, backend, feed)[0], want, 2e-6, backend);
     }
 }
 
@@ -187,7 +188,7 @@ TEST(FuseGelu, LeavesOthersAlone) {
   struct Case {
     const char* label;
     std::function<void(Builder&, Graph&, Value*)> build;  // sets the graph outputs
-    bool fuses = false;  // the control case
+    bool fuses = false;                                   // the control case
   };
   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) with the constants given.
   struct Constants {
@@ -344,8 +345,7 @@ TEST(FuseGelu, TrainStepMatchesTheUnfusedOne) {
   };
   std::map<std::string, Tensor> a = step(plain), b = step(fused);
   for (const char* name : {kLossOutput, kAccuracyOutput, kGradNormOutput})
-    EXPECT_NEAR(b.at(name).get_double(0), a.at(name).get_double(0), 1e-5 * std::fabs(a.at(name).get_double(0)))
-        << name;
+    EXPECT_NEAR(b.at(name).get_double(0), a.at(name).get_double(0), 1e-5 * std::fabs(a.at(name).get_double(0))) << name;
   // The optimizer states (after the parameters in `updates`).
   for (size_t i = plain.parameters.size(); i < plain.updates.size(); ++i) {
     const std::string& name = plain.updates[i].second;
@@ -397,8 +397,7 @@ TEST(GeluGrad, CpuKernelMatchesTheReference) {
     const Tensor want = run_node("reference", "GeluGrad", kGradDomain, {ones, grid}, approx(approximate), {true})[0];
     const Tensor got = run_node("cpu", "GeluGrad", kGradDomain, {ones, grid}, approx(approximate), {true})[0];
     double worst = 0;
-    for (int64_t i = 0; i < n; ++i)
-      worst = std::max(worst, std::fabs(got.get_double(i) - want.get_double(i)));
+    for (int64_t i = 0; i < n; ++i) worst = std::max(worst, std::fabs(got.get_double(i) - want.get_double(i)));
     EXPECT_LE(worst, 1e-6);
   }
 }

@@ -19,11 +19,11 @@
 #include <sstream>
 #include <tuple>
 
-#include "support/error.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "passes/pass.h"
 #include "passes/pass_registry.h"
+#include "support/error.h"
 
 using namespace cb;
 namespace fs = std::filesystem;

@@ -12,15 +12,14 @@
 //    transformers' statistics, is deterministic, and builds runnable models;
 //  - `codebook import-hf` writes models that `codebook compile` and `run` take.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <set>
@@ -30,14 +29,14 @@
 
 #include "backends/backend.h"
 #include "frontend/hf_import.h"
-#include "support/json.h"
 #include "frontend/npy.h"
 #include "frontend/onnx_export.h"
 #include "frontend/onnx_import.h"
 #include "frontend/safetensors.h"
-#include "support/error.h"
 #include "passes/transformer_anatomy.h"
 #include "runtime/executable.h"
+#include "support/error.h"
+#include "support/json.h"
 #include "tests/cli_util.h"
 #include "tests/test_util.h"
 
@@ -96,9 +95,9 @@ std::string error_of(const std::function<void()>& fn) {
   return "";
 }
 
-#define EXPECT_ERROR(stmt, text)                                                                  \
-  do {                                                                                            \
-    const std::string msg_ = error_of([&] { stmt; });                                             \
+#define EXPECT_ERROR(stmt, text)                                                                       \
+  do {                                                                                                 \
+    const std::string msg_ = error_of([&] { stmt; });                                                  \
     EXPECT_NE(msg_.find(text), std::string::npos) << "expected '" << text << "' in: '" << msg_ << "'"; \
   } while (0)
 
@@ -166,8 +165,8 @@ INSTANTIATE_TEST_SUITE_P(Committed, HfModel,
                          ::testing::Combine(::testing::ValuesIn(kModels), ::testing::Values("reference", "cpu")),
                          param_name);
 
-void expect_full_anatomy(Graph& g, const std::string& architecture, int64_t layers, bool separate_qkv,
-                         bool parallel, const std::vector<std::string>& kinds = {}) {
+void expect_full_anatomy(Graph& g, const std::string& architecture, int64_t layers, bool separate_qkv, bool parallel,
+                         const std::vector<std::string>& kinds = {}) {
   const ModelAnatomy a = analyze_model(g);
   EXPECT_EQ(a.architecture, architecture);
   ASSERT_EQ(int64_t(a.layers.size()), layers);
@@ -478,15 +477,15 @@ TEST(HfConfig, RejectsWhatItCannotBuild) {
   EXPECT_ERROR(parse(R"({"model_type": "gpt2", "n_embd": 100, "n_head": 3})"), "not a multiple of the 3 heads");
   EXPECT_ERROR(parse(R"({"model_type": "gpt2", "activation_function": "tanh"})"), "activation_function 'tanh'");
   EXPECT_ERROR(parse(R"({"model_type": "gpt2", "add_cross_attention": true})"), "add_cross_attention");
-  EXPECT_ERROR(parse(R"({"model_type": "gpt2", "scale_attn_weights": 1})"), "'scale_attn_weights' must be true or false");
+  EXPECT_ERROR(parse(R"({"model_type": "gpt2", "scale_attn_weights": 1})"),
+               "'scale_attn_weights' must be true or false");
   EXPECT_ERROR(parse(R"({"model_type": "gpt_neo", "num_layers": 3, "attention_types": [[["global"], 2]]})"),
                "2 kinds for 3 layers");
   EXPECT_ERROR(parse(R"({"model_type": "gpt_neo", "num_layers": 1, "attention_layers": ["sparse"]})"),
                "attention kind 'sparse'");
   EXPECT_ERROR(parse(R"({"model_type": "gpt_neox", "rope_scaling": {"type": "linear", "factor": 2.0}})"),
                "'rope_scaling'");
-  EXPECT_ERROR(parse(R"({"model_type": "gpt_neox", "rope_parameters": {"rope_type": "yarn"}})"),
-               "RoPE type 'yarn'");
+  EXPECT_ERROR(parse(R"({"model_type": "gpt_neox", "rope_parameters": {"rope_type": "yarn"}})"), "RoPE type 'yarn'");
   EXPECT_ERROR(parse(R"({"model_type": "gpt_neox", "hidden_size": 48, "num_attention_heads": 4, "rotary_pct": 0.25})"),
                "must be even");
   EXPECT_ERROR(read_hf_config("/nonexistent/config.json"), "/nonexistent/config.json");
@@ -626,7 +625,8 @@ TEST(HfImportCli, ImportCompileAndRun) {
   test::Result r = test::run_tool("import-hf " + hf_dir("gpt-neox").string() + " -o " + model);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("gpt_neox: 2 layers, width 64, 4 heads, MLP 256, vocabulary 500, 164096 parameters"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
   // The written model computes the committed logits.
   std::shared_ptr<Graph> g = import_onnx(model);
   const fs::path case1 = model_dir("gpt-neox") / "case1";
@@ -638,8 +638,8 @@ TEST(HfImportCli, ImportCompileAndRun) {
   r = test::run_tool("run " + (d / "cb.onnx").string() + " --tokens 5,17,300 --show-codes layer1.mlp");
   EXPECT_EQ(r.code, 0) << r.out;
 
-  r = test::run_tool("import-hf --config " + (hf_dir("gpt2") / "config.json").string() +
-                     " --random-init --seed 3 -o " + (d / "rand.onnx").string());
+  r = test::run_tool("import-hf --config " + (hf_dir("gpt2") / "config.json").string() + " --random-init --seed 3 -o " +
+                     (d / "rand.onnx").string());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("140288 parameters (random init, seed 3)"), std::string::npos) << r.out;
   // Same weights as the library's random init with that seed.

@@ -175,8 +175,9 @@ TEST(InsertCodebooks, SeedsAreDeterministicPerSite) {
   both.placements.push_back({Placement::attn, 16, 2, 1});
   insert_codebooks(*b, both);
   // Adding the attn codebooks does not change the mlp ones.
-  EXPECT_TRUE(find_codebook_node(*a, "layer1.mlp")->inputs[1]->constant->bitwise_equal(
-      *find_codebook_node(*b, "layer1.mlp")->inputs[1]->constant));
+  EXPECT_TRUE(find_codebook_node(*a, "layer1.mlp")
+                  ->inputs[1]
+                  ->constant->bitwise_equal(*find_codebook_node(*b, "layer1.mlp")->inputs[1]->constant));
   // Codes look like N(0, 1) draws.
   const Tensor& c = *find_codebook_node(*a, "layer0.mlp")->inputs[1]->constant;
   double s = 0, s2 = 0;
@@ -193,7 +194,8 @@ TEST(CompiledModel, CompilingInStepsEqualsCompilingAtOnce) {
   for (const std::string& name : kModels) {
     SCOPED_TRACE(name);
     CodebookConfig all = config(Placement::qkv);
-    for (Placement p : {Placement::attn_preproj, Placement::mlp, Placement::attn_plus_mlp, Placement::transformer_block})
+    for (Placement p :
+         {Placement::attn_preproj, Placement::mlp, Placement::attn_plus_mlp, Placement::transformer_block})
       all.placements.push_back({p, 16, 2, 1});
     auto once = import_onnx(model_path(name));
     insert_codebooks(*once, all);

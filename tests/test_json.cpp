@@ -3,7 +3,6 @@
 // everything outside the grammar is rejected with the line and column, and
 // written JSON reads back to the same value.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -11,8 +10,8 @@
 #include <limits>
 #include <string>
 
-#include "support/json.h"
 #include "support/error.h"
+#include "support/json.h"
 
 using namespace cb;
 
@@ -189,8 +188,9 @@ TEST(Json, WritesCompactAndIndented) {
   j["a"] = Json::Object{};
   j["c"] = Json(Json::Array{});
   EXPECT_EQ(j.dump(), R"({"a":{},"b":[1,2.5,"x\"y",null,false],"c":[]})");
-  EXPECT_EQ(j.dump(2), "{\n  \"a\": {},\n  \"b\": [\n    1,\n    2.5,\n    \"x\\\"y\",\n    null,\n    false\n  ],\n"
-                       "  \"c\": []\n}");
+  EXPECT_EQ(j.dump(2),
+            "{\n  \"a\": {},\n  \"b\": [\n    1,\n    2.5,\n    \"x\\\"y\",\n    null,\n    false\n  ],\n"
+            "  \"c\": []\n}");
   EXPECT_EQ(Json(std::string("\x01\n\t\\")).dump(), R"("\u0001\n\t\\")");
   EXPECT_EQ(Json(std::string("\xc3\xa9")).dump(), "\"\xc3\xa9\"");  // UTF-8 is written as is
 }

@@ -394,7 +394,7 @@ TEST(LowerCodebookSemantics, ForceRecordsApplyInOrderAndMinusOneBlocks) {
   auto out = run_lowered(t, Tensor::from_vector<float>({5, 1, 5, 1}, {1, 2, 2}));
   EXPECT_EQ(out[1].to_int_vector(), (std::vector<int64_t>{-1, 3, 2, 2}));
   const float* y = out[0].data<float>();
-  EXPECT_NEAR(y[0], 0.5f, 1e-6);   // (1,0)/2
+  EXPECT_NEAR(y[0], 0.5f, 1e-6);  // (1,0)/2
   EXPECT_NEAR(y[1], 0.0f, 1e-6);
   EXPECT_NEAR(y[2], -1.0f, 1e-6);  // (-1,1) twice: the mean of the forced codes
   EXPECT_NEAR(y[3], 1.0f, 1e-6);
@@ -427,9 +427,12 @@ TEST(LowerCodebook, TwoSitesInOneGraph) {
     auto g = std::make_shared<Graph>();
     Value* x = g->add_input("x", {DType::f32, Shape({Dim::sym("batch"), Dim::sym("seq"), Dim::fixed(16)})});
     auto site = [&](Value* in, int64_t G, int64_t k, const char* name, std::map<std::string, AttrValue> attrs) {
-      Value* codes = g->add_constant(std::string(name) + ".codes", random_tensor(DType::f32, {G, 10, 16 / G}, test::normal(0, 1), rng));
-      Value* s = g->add_constant(std::string(name) + ".ln_scale", random_tensor(DType::f32, {G, 16 / G}, test::normal(1, 0.3f), rng));
-      Value* b = g->add_constant(std::string(name) + ".ln_bias", random_tensor(DType::f32, {G, 16 / G}, test::normal(0, 0.3f), rng));
+      Value* codes = g->add_constant(std::string(name) + ".codes",
+                                     random_tensor(DType::f32, {G, 10, 16 / G}, test::normal(0, 1), rng));
+      Value* s = g->add_constant(std::string(name) + ".ln_scale",
+                                 random_tensor(DType::f32, {G, 16 / G}, test::normal(1, 0.3f), rng));
+      Value* b = g->add_constant(std::string(name) + ".ln_bias",
+                                 random_tensor(DType::f32, {G, 16 / G}, test::normal(0, 0.3f), rng));
       Value* y = g->add_value(std::string(name) + ".y");
       Value* ids = g->add_value(std::string(name) + ".ids");
       attrs["k"] = k;
@@ -439,8 +442,8 @@ TEST(LowerCodebook, TwoSitesInOneGraph) {
     auto [y1, ids1] = site(x, 4, 2, "first", {{"ablate", std::vector<int64_t>{kAll, -1, 3}}});
     Value* sum = g->add_value("sum");
     g->add_node("Add", {y1, x}, {sum});
-    auto [y2, ids2] = site(sum, 1, 3, "second",
-                           {{"metric", std::string("euclidean")}, {"force", std::vector<int64_t>{0, 1, 2, 9}}});
+    auto [y2, ids2] =
+        site(sum, 1, 3, "second", {{"metric", std::string("euclidean")}, {"force", std::vector<int64_t>{0, 1, 2, 9}}});
     g->outputs = {y2, ids1, ids2};
     infer_types(*g);
     return g;
@@ -506,9 +509,15 @@ TEST(OrtCases, WriteLoweredModelsInputsAndExpectedOutputs) {
   const char* env = std::getenv("CB_ORT_CASES_DIR");
   fs::path root = env && *env ? fs::path(env) : cb::test::temp_dir("ort_cases");
   fs::create_directories(root);
-  const std::vector<std::string> chosen = {"plain_inner_product_G1_k1", "plain_euclidean_G4_k4", "ablate_positions",
-                                           "disable_topk_zero_mode",    "everything_skip",       "everything_zero_mode",
-                                           "force",                     "ties_inner_product",    "spec_worked_example"};
+  const std::vector<std::string> chosen = {"plain_inner_product_G1_k1",
+                                           "plain_euclidean_G4_k4",
+                                           "ablate_positions",
+                                           "disable_topk_zero_mode",
+                                           "everything_skip",
+                                           "everything_zero_mode",
+                                           "force",
+                                           "ties_inner_product",
+                                           "spec_worked_example"};
   int written = 0;
   for (const std::string& name : chosen) {
     const Case& c = case_named(name);
@@ -574,9 +583,10 @@ TEST(OrtCases, WriteCompiledGpt2Case) {
   std::uniform_int_distribution<int64_t> token(0, 499);
   std::vector<int64_t> ids(size_t(B * T)), positions(size_t(B * T));
   for (int64_t i = 0; i < B * T; ++i) ids[size_t(i)] = token(rng), positions[size_t(i)] = i % T;
-  std::map<std::string, Tensor> in{{"input_ids", Tensor::from_vector(ids, {B, T})},
-                                   {"attention_mask", Tensor::from_vector(std::vector<int64_t>(size_t(B * T), 1), {B, T})},
-                                   {"position_ids", Tensor::from_vector(positions, {B, T})}};
+  std::map<std::string, Tensor> in{
+      {"input_ids", Tensor::from_vector(ids, {B, T})},
+      {"attention_mask", Tensor::from_vector(std::vector<int64_t>(size_t(B * T), 1), {B, T})},
+      {"position_ids", Tensor::from_vector(positions, {B, T})}};
   auto standard = import_onnx((d / "model.onnx").string());
   EXPECT_FALSE(has_codebook_node(*standard));
   std::vector<Tensor> want = run(original, in);

@@ -6,9 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
-#include <cctype>
 #include <iostream>
 #include <map>
 #include <string>
@@ -86,8 +86,8 @@ TEST_P(TinyModel, LogitsMatchOnnxRuntime) {
     ASSERT_EQ(logits.dims(), expected.dims())
         << "ours " << dims_str(logits.dims()) << " vs ORT " << dims_str(expected.dims());
     const double diff = max_abs_diff(logits, expected);
-    std::cout << "[" << model << " on " << backend_name << "] " << case_dir.filename().string()
-              << " " << dims_str(expected.dims()) << ": max |ours - ORT| = " << diff << "\n";
+    std::cout << "[" << model << " on " << backend_name << "] " << case_dir.filename().string() << " "
+              << dims_str(expected.dims()) << ": max |ours - ORT| = " << diff << "\n";
     EXPECT_LE(diff, kTolerance);
   }
 }
@@ -100,8 +100,7 @@ std::string param_name(const ::testing::TestParamInfo<ModelAndBackend>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllModels, TinyModel,
-                         ::testing::Combine(::testing::ValuesIn(model_names()),
-                                            ::testing::Values("reference", "cpu")),
+                         ::testing::Combine(::testing::ValuesIn(model_names()), ::testing::Values("reference", "cpu")),
                          param_name);
 
 // Guards against the parameterised test silently running on nothing.

@@ -38,16 +38,17 @@ onnx::ModelProto new_model(int64_t opset) {
   return m;
 }
 
-void set_type(onnx::ValueInfoProto* vi, const std::string& name, int elem,
-              const std::vector<DimSpec>& dims) {
+void set_type(onnx::ValueInfoProto* vi, const std::string& name, int elem, const std::vector<DimSpec>& dims) {
   vi->set_name(name);
   auto* tt = vi->mutable_type()->mutable_tensor_type();
   tt->set_elem_type(elem);
   auto* shape = tt->mutable_shape();
   for (auto& d : dims) {
     auto* dim = shape->add_dim();
-    if (auto v = std::get_if<int64_t>(&d)) dim->set_dim_value(*v);
-    else if (!std::get<std::string>(d).empty()) dim->set_dim_param(std::get<std::string>(d));
+    if (auto v = std::get_if<int64_t>(&d))
+      dim->set_dim_value(*v);
+    else if (!std::get<std::string>(d).empty())
+      dim->set_dim_param(std::get<std::string>(d));
   }
 }
 
@@ -77,7 +78,9 @@ onnx::AttributeProto* attr(onnx::NodeProto* n, const std::string& name, onnx::At
   return a;
 }
 void attr_int(onnx::NodeProto* n, const std::string& k, int64_t v) { attr(n, k, onnx::AttributeProto::INT)->set_i(v); }
-void attr_float(onnx::NodeProto* n, const std::string& k, float v) { attr(n, k, onnx::AttributeProto::FLOAT)->set_f(v); }
+void attr_float(onnx::NodeProto* n, const std::string& k, float v) {
+  attr(n, k, onnx::AttributeProto::FLOAT)->set_f(v);
+}
 void attr_ints(onnx::NodeProto* n, const std::string& k, const std::vector<int64_t>& v) {
   auto* a = attr(n, k, onnx::AttributeProto::INTS);
   for (auto x : v) a->add_ints(x);
@@ -108,8 +111,7 @@ std::string serialize(const onnx::ModelProto& m) {
   return s;
 }
 
-std::shared_ptr<Graph> import(const onnx::ModelProto& m, bool canonicalize = false,
-                              const std::string& base_dir = ".") {
+std::shared_ptr<Graph> import(const onnx::ModelProto& m, bool canonicalize = false, const std::string& base_dir = ".") {
   ImportOptions o;
   o.canonicalize = canonicalize;
   return import_onnx_bytes(serialize(m), base_dir, "test model", o);
@@ -141,12 +143,14 @@ void expect_error(Fn&& fn, std::vector<std::string> parts) {
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("cb_onnx_test_" + std::to_string(getpid()) + "_" +
-                                        std::to_string(counter()++));
+    path = fs::temp_directory_path() / ("cb_onnx_test_" + std::to_string(getpid()) + "_" + std::to_string(counter()++));
     fs::create_directories(path);
   }
   ~TempDir() { fs::remove_all(path); }
-  static int& counter() { static int c = 0; return c; }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
 };
 
 void write_bytes(const fs::path& p, const std::string& bytes) {
@@ -209,8 +213,7 @@ TEST(OnnxImport, AttributesOfEveryKind) {
   auto* ss = attr(n, "ss", onnx::AttributeProto::STRINGS);
   ss->add_strings("a");
   ss->add_strings("bc");
-  *attr(n, "t", onnx::AttributeProto::TENSOR)->mutable_t() =
-      raw_tensor<int32_t>("", 6, {4, 5, 6}, {3});
+  *attr(n, "t", onnx::AttributeProto::TENSOR)->mutable_t() = raw_tensor<int32_t>("", 6, {4, 5, 6}, {3});
   auto* untyped = n->add_attribute();  // old models may leave the type unset
   untyped->set_name("untyped");
   untyped->set_i(42);
@@ -360,8 +363,8 @@ TEST(OnnxImport, ConstantNodes) {
 }
 
 // Runs a one-node model at `opset` with input x [2,3,4] (random) and returns its first output.
-Tensor run_single(int64_t opset, const std::function<void(onnx::GraphProto*)>& build,
-                  const std::vector<float>& xv, std::vector<int64_t> xdims = {2, 3, 4}) {
+Tensor run_single(int64_t opset, const std::function<void(onnx::GraphProto*)>& build, const std::vector<float>& xv,
+                  std::vector<int64_t> xdims = {2, 3, 4}) {
   auto m = new_model(opset);
   auto* g = m.mutable_graph();
   std::vector<DimSpec> dims(xdims.begin(), xdims.end());
@@ -374,13 +377,19 @@ Tensor run_single(int64_t opset, const std::function<void(onnx::GraphProto*)>& b
 
 TEST(OnnxOpsetUpgrade, UnsqueezeAxesAttributeMatchesOpset13) {
   auto xv = random_floats(24, 3);
-  Tensor old = run_single(11, [](onnx::GraphProto* g) {
-    attr_ints(add_node(g, "Unsqueeze", {"x"}, {"y"}), "axes", {0, 3});
-  }, xv);
-  Tensor now = run_single(13, [](onnx::GraphProto* g) {
-    *g->add_initializer() = raw_tensor<int64_t>("axes", 7, {0, 3}, {2});
-    add_node(g, "Unsqueeze", {"x", "axes"}, {"y"});
-  }, xv);
+  Tensor old = run_single(
+      11,
+      [](onnx::GraphProto* g) {
+        attr_ints(add_node(g, "Unsqueeze", {"x"}, {"y"}), "axes", {0, 3});
+      },
+      xv);
+  Tensor now = run_single(
+      13,
+      [](onnx::GraphProto* g) {
+        *g->add_initializer() = raw_tensor<int64_t>("axes", 7, {0, 3}, {2});
+        add_node(g, "Unsqueeze", {"x", "axes"}, {"y"});
+      },
+      xv);
   EXPECT_EQ(old.dims(), (std::vector<int64_t>{1, 2, 3, 1, 4}));
   EXPECT_TRUE(old.bitwise_equal(now));
   EXPECT_EQ(floats(old), xv);
@@ -389,11 +398,14 @@ TEST(OnnxOpsetUpgrade, UnsqueezeAxesAttributeMatchesOpset13) {
 TEST(OnnxOpsetUpgrade, SqueezeAndReduceAxesAttributes) {
   auto xv = random_floats(24, 4);
   // ReduceSum axes=[1] keepdims=0 at opset 11; then ReduceMean at 17 (attr) vs 18 (input).
-  Tensor sum = run_single(11, [](onnx::GraphProto* g) {
-    auto* n = add_node(g, "ReduceSum", {"x"}, {"y"});
-    attr_ints(n, "axes", {1});
-    attr_int(n, "keepdims", 0);
-  }, xv);
+  Tensor sum = run_single(
+      11,
+      [](onnx::GraphProto* g) {
+        auto* n = add_node(g, "ReduceSum", {"x"}, {"y"});
+        attr_ints(n, "axes", {1});
+        attr_int(n, "keepdims", 0);
+      },
+      xv);
   ASSERT_EQ(sum.dims(), (std::vector<int64_t>{2, 4}));
   for (int a = 0; a < 2; ++a)
     for (int c = 0; c < 4; ++c) {
@@ -401,18 +413,20 @@ TEST(OnnxOpsetUpgrade, SqueezeAndReduceAxesAttributes) {
       for (int b = 0; b < 3; ++b) want += xv[size_t(a * 12 + b * 4 + c)];
       EXPECT_NEAR(sum.data<float>()[a * 4 + c], want, 1e-5);
     }
-  Tensor mean17 = run_single(17, [](onnx::GraphProto* g) {
-    attr_ints(add_node(g, "ReduceMean", {"x"}, {"y"}), "axes", {-1});
-  }, xv);
-  Tensor mean18 = run_single(18, [](onnx::GraphProto* g) {
-    *g->add_initializer() = raw_tensor<int64_t>("axes", 7, {-1}, {1});
-    add_node(g, "ReduceMean", {"x", "axes"}, {"y"});
-  }, xv);
+  Tensor mean17 = run_single(
+      17, [](onnx::GraphProto* g) { attr_ints(add_node(g, "ReduceMean", {"x"}, {"y"}), "axes", {-1}); }, xv);
+  Tensor mean18 = run_single(
+      18,
+      [](onnx::GraphProto* g) {
+        *g->add_initializer() = raw_tensor<int64_t>("axes", 7, {-1}, {1});
+        add_node(g, "ReduceMean", {"x", "axes"}, {"y"});
+      },
+      xv);
   EXPECT_EQ(mean17.dims(), (std::vector<int64_t>{2, 3, 1}));
   EXPECT_TRUE(mean17.bitwise_equal(mean18));
-  Tensor squeezed = run_single(11, [](onnx::GraphProto* g) {
-    attr_ints(add_node(g, "Squeeze", {"x"}, {"y"}), "axes", {0});
-  }, random_floats(4, 5), {1, 4});
+  Tensor squeezed =
+      run_single(11, [](onnx::GraphProto* g) { attr_ints(add_node(g, "Squeeze", {"x"}, {"y"}), "axes", {0}); },
+                 random_floats(4, 5), {1, 4});
   EXPECT_EQ(squeezed.dims(), (std::vector<int64_t>{4}));
 }
 
@@ -438,9 +452,8 @@ TEST(OnnxOpsetUpgrade, SplitAttributeAndEqualParts) {
 TEST(OnnxOpsetUpgrade, LegacySoftmaxFlattensAtAxis) {
   auto xv = random_floats(24, 7);
   for (const char* op : {"Softmax", "LogSoftmax"}) {
-    Tensor y = run_single(11, [&](onnx::GraphProto* g) {
-      attr_int(add_node(g, op, {"x"}, {"y"}), "axis", 1);
-    }, xv);
+    Tensor y = run_single(
+        11, [&](onnx::GraphProto* g) { attr_int(add_node(g, op, {"x"}, {"y"}), "axis", 1); }, xv);
     ASSERT_EQ(y.dims(), (std::vector<int64_t>{2, 3, 4})) << op;
     for (int row = 0; row < 2; ++row) {  // coerced to 2-D: rows of 12 elements
       double sum = 0;
@@ -465,28 +478,37 @@ TEST(OnnxOpsetUpgrade, LegacySoftmaxFlattensAtAxis) {
 
 TEST(OnnxOpsetUpgrade, PadClipSliceTopKDropoutAttributes) {
   auto xv = random_floats(24, 8);
-  Tensor pad = run_single(10, [](onnx::GraphProto* g) {
-    auto* n = add_node(g, "Pad", {"x"}, {"y"});
-    attr_ints(n, "pads", {0, 0, 1, 0, 0, 0});
-    attr_float(n, "value", 9.0f);
-  }, xv);
+  Tensor pad = run_single(
+      10,
+      [](onnx::GraphProto* g) {
+        auto* n = add_node(g, "Pad", {"x"}, {"y"});
+        attr_ints(n, "pads", {0, 0, 1, 0, 0, 0});
+        attr_float(n, "value", 9.0f);
+      },
+      xv);
   ASSERT_EQ(pad.dims(), (std::vector<int64_t>{2, 3, 5}));
   EXPECT_EQ(pad.data<float>()[0], 9.0f);
   EXPECT_EQ(pad.data<float>()[1], xv[0]);
 
-  Tensor clip = run_single(6, [](onnx::GraphProto* g) {
-    auto* n = add_node(g, "Clip", {"x"}, {"y"});
-    attr_float(n, "min", -0.5f);
-    attr_float(n, "max", 0.25f);
-  }, xv);
+  Tensor clip = run_single(
+      6,
+      [](onnx::GraphProto* g) {
+        auto* n = add_node(g, "Clip", {"x"}, {"y"});
+        attr_float(n, "min", -0.5f);
+        attr_float(n, "max", 0.25f);
+      },
+      xv);
   for (size_t i = 0; i < 24; ++i) EXPECT_EQ(clip.data<float>()[i], std::clamp(xv[i], -0.5f, 0.25f));
 
-  Tensor slice = run_single(9, [](onnx::GraphProto* g) {
-    auto* n = add_node(g, "Slice", {"x"}, {"y"});
-    attr_ints(n, "starts", {1, 1});
-    attr_ints(n, "ends", {3, 100});
-    attr_ints(n, "axes", {1, 2});
-  }, xv);
+  Tensor slice = run_single(
+      9,
+      [](onnx::GraphProto* g) {
+        auto* n = add_node(g, "Slice", {"x"}, {"y"});
+        attr_ints(n, "starts", {1, 1});
+        attr_ints(n, "ends", {3, 100});
+        attr_ints(n, "axes", {1, 2});
+      },
+      xv);
   ASSERT_EQ(slice.dims(), (std::vector<int64_t>{2, 2, 3}));
   EXPECT_EQ(slice.data<float>()[0], xv[5]);
 
@@ -504,9 +526,8 @@ TEST(OnnxOpsetUpgrade, PadClipSliceTopKDropoutAttributes) {
   EXPECT_EQ(out[0].data<float>()[0], row[0]);
   EXPECT_EQ(out[0].data<float>()[1], row[1]);
 
-  Tensor drop = run_single(10, [](onnx::GraphProto* g) {
-    attr_float(add_node(g, "Dropout", {"x"}, {"y"}), "ratio", 0.3f);
-  }, xv);
+  Tensor drop = run_single(
+      10, [](onnx::GraphProto* g) { attr_float(add_node(g, "Dropout", {"x"}, {"y"}), "ratio", 0.3f); }, xv);
   EXPECT_EQ(floats(drop), xv);  // inference: identity
 }
 
@@ -787,8 +808,7 @@ TEST(OnnxImport, SubgraphsSeeOuterValues) {
   auto xv = random_floats(3, 15);
   for (bool c : {true, false}) {
     auto y = floats(run(graph, {{"cond", Tensor::scalar(c)}, {"x", Tensor::from_vector(xv, {3})}})[0]);
-    for (size_t i = 0; i < 3; ++i)
-      EXPECT_FLOAT_EQ(y[i], c ? -std::fabs(xv[i]) : std::sqrt(std::fabs(xv[i])));
+    for (size_t i = 0; i < 3; ++i) EXPECT_FLOAT_EQ(y[i], c ? -std::fabs(xv[i]) : std::sqrt(std::fabs(xv[i])));
   }
 
   *n->mutable_attribute(1)->mutable_g() = branch("else", "Sqrt", "undefined_name");
@@ -802,9 +822,12 @@ bool attr_equal(const AttrValue& a, const AttrValue& b) {
       [&](auto& x) {
         using T = std::decay_t<decltype(x)>;
         const T& y = std::get<T>(b);
-        if constexpr (std::is_same_v<T, Tensor>) return x.bitwise_equal(y);
-        else if constexpr (std::is_same_v<T, std::shared_ptr<Graph>>) return x->num_nodes() == y->num_nodes();
-        else return x == y;
+        if constexpr (std::is_same_v<T, Tensor>)
+          return x.bitwise_equal(y);
+        else if constexpr (std::is_same_v<T, std::shared_ptr<Graph>>)
+          return x->num_nodes() == y->num_nodes();
+        else
+          return x == y;
       },
       a);
 }
@@ -929,9 +952,9 @@ TEST(OnnxExport, ExportedLanguageModelRoundTrips) {
     ASSERT_EQ(v->type.dtype, DType::i64) << v->name;
     std::vector<int64_t> vals(8);
     for (size_t i = 0; i < vals.size(); ++i)
-      vals[i] = v->name.find("mask") != std::string::npos ? 1
+      vals[i] = v->name.find("mask") != std::string::npos       ? 1
                 : v->name.find("position") != std::string::npos ? int64_t(i % 4)
-                                                                 : int64_t(rng() % 100);
+                                                                : int64_t(rng() % 100);
     in[v->name] = Tensor::from_vector<int64_t>(vals, {2, 4});
   }
   auto ra = run(a, in);

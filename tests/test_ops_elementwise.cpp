@@ -11,11 +11,11 @@
 #include <random>
 
 #include "backends/backend.h"
-#include "support/error.h"
 #include "ir/graph.h"
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 #include "runtime/executable.h"
+#include "support/error.h"
 #include "tests/test_util.h"
 
 using namespace cb;
@@ -26,10 +26,9 @@ namespace {
 const std::vector<DType> kFloatTypes = {DType::f32, DType::f64, DType::f16, DType::bf16};
 const std::vector<DType> kSignedIntTypes = {DType::i64, DType::i32, DType::i16, DType::i8};
 const std::vector<DType> kUnsignedIntTypes = {DType::u64, DType::u32, DType::u16, DType::u8};
-const std::vector<DType> kAllTypes = {DType::f32, DType::f64, DType::f16, DType::bf16,
-                                      DType::i64, DType::i32, DType::i16, DType::i8,
-                                      DType::u64, DType::u32, DType::u16, DType::u8,
-                                      DType::boolean};
+const std::vector<DType> kAllTypes = {DType::f32, DType::f64, DType::f16,    DType::bf16, DType::i64,
+                                      DType::i32, DType::i16, DType::i8,     DType::u64,  DType::u32,
+                                      DType::u16, DType::u8,  DType::boolean};
 
 std::vector<DType> numeric_types() {
   std::vector<DType> v = kFloatTypes;
@@ -44,7 +43,8 @@ std::mt19937& rng() {
 }
 
 // Stores v (a double or an int64 that wraps) as element i of t.
-template <typename V> void set_element(Tensor& t, int64_t i, V v) {
+template <typename V>
+void set_element(Tensor& t, int64_t i, V v) {
   dtype_dispatch(t.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_integral_v<V> && std::is_integral_v<T> && !std::is_same_v<T, bool>)
@@ -63,7 +63,8 @@ Tensor random_ints(DType t, std::vector<int64_t> dims, int64_t lo, int64_t hi) {
   return x;
 }
 
-template <typename T> Tensor make(std::vector<T> v, std::vector<int64_t> dims) {
+template <typename T>
+Tensor make(std::vector<T> v, std::vector<int64_t> dims) {
   return Tensor::from_vector<T>(v, dims);
 }
 
@@ -90,8 +91,10 @@ std::vector<int64_t> broadcast_all(const std::vector<const Tensor*>& ins) {
     for (size_t i = 0; i < t->rank(); ++i) {
       int64_t& o = out[rank - t->rank() + i];
       int64_t d = t->dim(i);
-      if (o == 1) o = d;
-      else EXPECT_TRUE(d == 1 || d == o) << "test bug: shapes do not broadcast";
+      if (o == 1)
+        o = d;
+      else
+        EXPECT_TRUE(d == 1 || d == o) << "test bug: shapes do not broadcast";
     }
   return out;
 }
@@ -119,8 +122,10 @@ Tensor expected_map(const std::vector<const Tensor*>& ins, DType out_dtype,
   for (int64_t i = 0; i < out.numel(); ++i) {
     for (size_t k = 0; k < ins.size(); ++k) {
       int64_t s = source_index(i, dims, *ins[k]);
-      if constexpr (std::is_integral_v<V>) args[k] = ins[k]->get_int(s);
-      else args[k] = ins[k]->get_double(s);
+      if constexpr (std::is_integral_v<V>)
+        args[k] = ins[k]->get_int(s);
+      else
+        args[k] = ins[k]->get_double(s);
     }
     set_element(out, i, f(args));
   }
@@ -130,14 +135,11 @@ Tensor expected_map(const std::vector<const Tensor*>& ins, DType out_dtype,
 Tensor expect_unary(const Tensor& x, DType out, std::function<double(double)> f) {
   return expected_map<double>({&x}, out, [&](const std::vector<double>& v) { return f(v[0]); });
 }
-Tensor expect_binary(const Tensor& a, const Tensor& b, DType out,
-                     std::function<double(double, double)> f) {
+Tensor expect_binary(const Tensor& a, const Tensor& b, DType out, std::function<double(double, double)> f) {
   return expected_map<double>({&a, &b}, out, [&](const std::vector<double>& v) { return f(v[0], v[1]); });
 }
-Tensor expect_binary_int(const Tensor& a, const Tensor& b, DType out,
-                         std::function<int64_t(int64_t, int64_t)> f) {
-  return expected_map<int64_t>({&a, &b}, out,
-                               [&](const std::vector<int64_t>& v) { return f(v[0], v[1]); });
+Tensor expect_binary_int(const Tensor& a, const Tensor& b, DType out, std::function<int64_t(int64_t, int64_t)> f) {
+  return expected_map<int64_t>({&a, &b}, out, [&](const std::vector<int64_t>& v) { return f(v[0], v[1]); });
 }
 
 // Relative tolerance for results computed in (and rounded to) dtype t.
@@ -151,8 +153,7 @@ double tolerance(DType t) {
   }
 }
 
-void expect_close(const Tensor& actual, const Tensor& expected, const std::string& what,
-                  double tol = -1) {
+void expect_close(const Tensor& actual, const Tensor& expected, const std::string& what, double tol = -1) {
   if (tol < 0) tol = tolerance(expected.dtype());
   ASSERT_EQ(dtype_name(actual.dtype()), dtype_name(expected.dtype())) << what;
   ASSERT_EQ(dims_str(actual.dims()), dims_str(expected.dims())) << what;
@@ -181,9 +182,7 @@ struct UnaryCase {
 
 TEST(ElementwiseUnary, FloatOpsMatchDoubleMathForEveryFloatDtype) {
   const double pi = 3.14159265358979323846;
-  auto gelu_tanh = [pi](double x) {
-    return 0.5 * x * (1 + std::tanh(std::sqrt(2 / pi) * (x + 0.044715 * x * x * x)));
-  };
+  auto gelu_tanh = [pi](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / pi) * (x + 0.044715 * x * x * x))); };
   const double selu_alpha = 1.67326319217681884765625, selu_gamma = 1.05070102214813232421875;
   std::vector<UnaryCase> cases = {
       {"Exp", [](double x) { return std::exp(x); }, -3, 3},
@@ -207,12 +206,12 @@ TEST(ElementwiseUnary, FloatOpsMatchDoubleMathForEveryFloatDtype) {
       // Float attributes are f32: the reference uses the same rounded values.
       {"LeakyRelu", [](double x) { return x > 0 ? x : double(0.2f) * x; }, -3, 3, {{"alpha", 0.2f}}},
       {"LeakyRelu", [](double x) { return x > 0 ? x : double(0.01f) * x; }, -3, 3},
-      {"Elu", [](double x) { return x > 0 ? x : double(0.7f) * (std::exp(x) - 1); }, -3, 3,
-       {{"alpha", 0.7f}}},
-      {"Selu",
-       [&](double x) { return x > 0 ? selu_gamma * x : selu_gamma * selu_alpha * (std::exp(x) - 1); },
-       -3, 3},
-      {"HardSigmoid", [](double x) { return std::clamp(double(0.3f) * x + double(0.4f), 0.0, 1.0); }, -4, 4,
+      {"Elu", [](double x) { return x > 0 ? x : double(0.7f) * (std::exp(x) - 1); }, -3, 3, {{"alpha", 0.7f}}},
+      {"Selu", [&](double x) { return x > 0 ? selu_gamma * x : selu_gamma * selu_alpha * (std::exp(x) - 1); }, -3, 3},
+      {"HardSigmoid",
+       [](double x) { return std::clamp(double(0.3f) * x + double(0.4f), 0.0, 1.0); },
+       -4,
+       4,
        {{"alpha", 0.3f}, {"beta", 0.4f}}},
       {"Gelu", [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }, -4, 4},
       {"Gelu", gelu_tanh, -4, 4, {{"approximate", std::string("tanh")}}},
@@ -239,14 +238,12 @@ TEST(ElementwiseUnary, IntegerOpsForEveryIntegerDtype) {
     expect_close(run1("Abs", {&x}), expect_unary(x, t, [](double v) { return std::abs(v); }), "Abs");
     expect_close(run1("Neg", {&x}), expect_unary(x, t, [](double v) { return -v; }), "Neg");
     expect_close(run1("Relu", {&x}), expect_unary(x, t, [](double v) { return std::max(v, 0.0); }), "Relu");
-    expect_close(run1("Sign", {&x}),
-                 expect_unary(x, t, [](double v) { return double((v > 0) - (v < 0)); }), "Sign");
+    expect_close(run1("Sign", {&x}), expect_unary(x, t, [](double v) { return double((v > 0) - (v < 0)); }), "Sign");
   }
   for (DType t : kUnsignedIntTypes) {
     Tensor x = random_tensor(t, {4, 6}, test::uniform(0, 200), rng());
     expect_close(run1("Abs", {&x}), expect_unary(x, t, [](double v) { return v; }), "Abs");
-    expect_close(run1("Sign", {&x}), expect_unary(x, t, [](double v) { return v > 0 ? 1.0 : 0.0; }),
-                 "Sign");
+    expect_close(run1("Sign", {&x}), expect_unary(x, t, [](double v) { return v > 0 ? 1.0 : 0.0; }), "Sign");
   }
   // Two's complement wrap-around, as numpy: abs(-128) and -(-128) stay -128 in int8.
   Tensor m = make<int8_t>({-128, 127}, {2});
@@ -303,19 +300,28 @@ TEST(ElementwiseBinary, ArithmeticForEveryNumericDtypeWithBroadcast) {
 
 TEST(ElementwiseBinary, BroadcastShapesIncludingRankZeroAndEmpty) {
   std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> shapes = {
-      {{1, 128, 768}, {768}},       {{768}, {1, 128, 768}},   {{1, 12, 16, 16}, {1, 1, 16, 16}},
-      {{2, 3, 1}, {1, 1, 4}},       {{4, 1}, {1, 5}},         {{3, 1, 5}, {3, 4, 1}},
-      {{2, 5, 3}, {2, 1, 3}},       {{}, {3, 2}},             {{3, 2}, {}},
-      {{}, {}},                     {{1, 1}, {1}},            {{5}, {5}},
-      {{0, 3}, {3}},                {{2, 0, 3}, {1, 3}},      {{0}, {}},
+      {{1, 128, 768}, {768}},
+      {{768}, {1, 128, 768}},
+      {{1, 12, 16, 16}, {1, 1, 16, 16}},
+      {{2, 3, 1}, {1, 1, 4}},
+      {{4, 1}, {1, 5}},
+      {{3, 1, 5}, {3, 4, 1}},
+      {{2, 5, 3}, {2, 1, 3}},
+      {{}, {3, 2}},
+      {{3, 2}, {}},
+      {{}, {}},
+      {{1, 1}, {1}},
+      {{5}, {5}},
+      {{0, 3}, {3}},
+      {{2, 0, 3}, {1, 3}},
+      {{0}, {}},
       {{2, 1, 4, 1}, {3, 1, 5}},
   };
   for (auto& [sa, sb] : shapes) {
     Tensor a = random_tensor(DType::f32, sa, test::uniform(-3, 3), rng());
     Tensor b = random_tensor(DType::f32, sb, test::uniform(-3, 3), rng());
     Tensor got = run1("Sub", {&a, &b});
-    expect_close(got, expect_binary(a, b, DType::f32, std::minus<>()),
-                 "Sub " + dims_str(sa) + " - " + dims_str(sb));
+    expect_close(got, expect_binary(a, b, DType::f32, std::minus<>()), "Sub " + dims_str(sa) + " - " + dims_str(sb));
   }
 }
 
@@ -327,8 +333,7 @@ TEST(ElementwiseBinary, IntegerDivTruncatesAndModFollowsFmod) {
   Tensor c = make<int32_t>({3, 3, -3, -3, 3, 3}, {6});
   // fmod = 0: sign of the divisor (Python %); fmod = 1: sign of the dividend (C %).
   EXPECT_EQ(run1("Mod", {&a, &c}).to_int_vector(), (std::vector<int64_t>{2, 1, -1, -2, 0, 0}));
-  EXPECT_EQ(run1("Mod", {&a, &c}, {{"fmod", int64_t(1)}}).to_int_vector(),
-            (std::vector<int64_t>{-1, 1, -1, 1, 0, 0}));
+  EXPECT_EQ(run1("Mod", {&a, &c}, {{"fmod", int64_t(1)}}).to_int_vector(), (std::vector<int64_t>{-1, 1, -1, 1, 0, 0}));
 
   Tensor x = make<float>({-7.5f, 7.5f, -7.5f, 7.5f}, {4});
   Tensor y = make<float>({2, 2, -2, -2}, {4});
@@ -356,8 +361,8 @@ TEST(ElementwiseBinary, ModMatchesFloorAndTruncFormulasForEveryDtype) {
     // Float results are compared with an absolute tolerance scaled by |b|.
     double tol = dtype_is_float(t) ? tolerance(t) * 10 : 0;
     expect_close(run1("Mod", {&a, &b}), expect_binary(a, b, t, floor_mod), "Mod fmod=0" + s, tol);
-    expect_close(run1("Mod", {&a, &b}, {{"fmod", int64_t(1)}}), expect_binary(a, b, t, trunc_mod),
-                 "Mod fmod=1" + s, tol);
+    expect_close(run1("Mod", {&a, &b}, {{"fmod", int64_t(1)}}), expect_binary(a, b, t, trunc_mod), "Mod fmod=1" + s,
+                 tol);
   }
 }
 
@@ -377,8 +382,7 @@ TEST(ElementwiseBinary, PowKeepsBaseDtypeForEveryExponentDtype) {
     for (DType e : {DType::i64, DType::i32, DType::u8, DType::f16, DType::f64}) {
       Tensor x = random_tensor(base, {2, 3}, test::uniform(-2, 2, true), rng());
       Tensor y = random_tensor(e, {}, test::uniform(-3, 3), rng());
-      expect_close(run1("Pow", {&x, &y}),
-                   expect_binary(x, y, base, [](double p, double q) { return std::pow(p, q); }),
+      expect_close(run1("Pow", {&x, &y}), expect_binary(x, y, base, [](double p, double q) { return std::pow(p, q); }),
                    "Pow " + type_str(base) + "^" + type_str(e));
     }
   }
@@ -386,11 +390,12 @@ TEST(ElementwiseBinary, PowKeepsBaseDtypeForEveryExponentDtype) {
     Tensor a = random_tensor(base, {3, 4}, test::uniform(-5, 5), rng());
     Tensor b = random_tensor(DType::i64, {4}, test::uniform(0, 6), rng());
     expect_close(run1("Pow", {&a, &b}),
-                 expect_binary_int(a, b, base, [](int64_t x, int64_t y) {
-                   int64_t r = 1;
-                   for (int64_t i = 0; i < y; ++i) r *= x;
-                   return r;
-                 }),
+                 expect_binary_int(a, b, base,
+                                   [](int64_t x, int64_t y) {
+                                     int64_t r = 1;
+                                     for (int64_t i = 0; i < y; ++i) r *= x;
+                                     return r;
+                                   }),
                  "Pow " + type_str(base) + "^i64");
     Tensor f = make<float>({0.5f, 2.0f, 1.5f, 3.0f}, {4});
     Tensor positive = random_tensor(base, {3, 4}, test::uniform(1, 9), rng());
@@ -405,8 +410,7 @@ TEST(ElementwiseBinary, PowKeepsBaseDtypeForEveryExponentDtype) {
     for (double e : {2.0, 3.0, -1.0}) {
       Tensor y = Tensor::empty(DType::f32, {1, 1, 1});
       set_element(y, 0, e);
-      expect_close(run1("Pow", {&x, &y}),
-                   expect_binary(x, y, t, [](double p, double q) { return std::pow(p, q); }),
+      expect_close(run1("Pow", {&x, &y}), expect_binary(x, y, t, [](double p, double q) { return std::pow(p, q); }),
                    "Pow " + type_str(t) + "^" + std::to_string(e));
     }
   }
@@ -441,8 +445,7 @@ TEST(ElementwiseBinary, ComparisonsGiveBoolForEveryDtype) {
 }
 
 TEST(ElementwiseBinary, BitShiftBothDirectionsAndOutOfRangeAmounts) {
-  for (DType t : {DType::u8, DType::u16, DType::u32, DType::u64, DType::i8, DType::i16,
-                  DType::i32, DType::i64}) {
+  for (DType t : {DType::u8, DType::u16, DType::u32, DType::u64, DType::i8, DType::i16, DType::i32, DType::i64}) {
     int64_t bits = int64_t(dtype_size(t) * 8);
     bool is_signed = dtype_is_signed_int(t);
     Tensor x = random_tensor(t, {3, 5}, test::uniform(is_signed ? -100 : 1, 100, true), rng());
@@ -457,10 +460,10 @@ TEST(ElementwiseBinary, BitShiftBothDirectionsAndOutOfRangeAmounts) {
       return int64_t(std::floor(double(v) / std::ldexp(1.0, int(s))));
     };
     std::string s = " " + type_str(t);
-    expect_close(run1("BitShift", {&x, &y}, {{"direction", std::string("LEFT")}}),
-                 expect_binary_int(x, y, t, left), "BitShift LEFT" + s);
-    expect_close(run1("BitShift", {&x, &y}, {{"direction", std::string("RIGHT")}}),
-                 expect_binary_int(x, y, t, right), "BitShift RIGHT" + s);
+    expect_close(run1("BitShift", {&x, &y}, {{"direction", std::string("LEFT")}}), expect_binary_int(x, y, t, left),
+                 "BitShift LEFT" + s);
+    expect_close(run1("BitShift", {&x, &y}, {{"direction", std::string("RIGHT")}}), expect_binary_int(x, y, t, right),
+                 "BitShift RIGHT" + s);
   }
 }
 
@@ -495,8 +498,7 @@ TEST(ElementwiseVariadic, MaxMinSumMeanBroadcastAllInputs) {
     auto sum = fold(std::plus<>());
     expect_close(run1("Sum", pqr), expected_map<double>(pqr, t, sum), "Sum" + s);
     expect_close(run1("Mean", pqr),
-                 expected_map<double>(pqr, t, [&](const std::vector<double>& v) { return sum(v) / 3; }),
-                 "Mean" + s);
+                 expected_map<double>(pqr, t, [&](const std::vector<double>& v) { return sum(v) / 3; }), "Mean" + s);
     expect_close(run1("Sum", {&q}), q, "Sum of one" + s);
   }
   Tensor n = make<float>({1, std::nanf(""), 3}, {3});
@@ -524,9 +526,10 @@ TEST(ElementwiseWhere, ThreeWayBroadcastForSeveralDtypes) {
   Tensor s = random_tensor(DType::f32, {1, 2, 8, 8}, test::uniform(-3, 3), rng());
   Tensor fill = make<float>({-1e9f}, {});
   std::vector<const Tensor*> ins = {&c, &s, &fill};
-  expect_close(run1("Where", ins),
-               expected_map<double>(ins, DType::f32, [](const std::vector<double>& v) { return v[0] != 0 ? v[1] : v[2]; }),
-               "Where mask");
+  expect_close(
+      run1("Where", ins),
+      expected_map<double>(ins, DType::f32, [](const std::vector<double>& v) { return v[0] != 0 ? v[1] : v[2]; }),
+      "Where mask");
 }
 
 TEST(ElementwiseClip, BoundsMayBeOmitted) {
@@ -538,14 +541,13 @@ TEST(ElementwiseClip, BoundsMayBeOmitted) {
     std::string s = " " + type_str(t);
     expect_close(run1("Clip", {&x, &lo, &hi}),
                  expect_unary(x, t, [&](double v) { return std::min(std::max(v, l), h); }), "Clip" + s);
-    expect_close(run1("Clip", {&x, nullptr, &hi}),
-                 expect_unary(x, t, [&](double v) { return std::min(v, h); }), "Clip no min" + s);
-    expect_close(run1("Clip", {&x, &lo}),
-                 expect_unary(x, t, [&](double v) { return std::max(v, l); }), "Clip no max" + s);
+    expect_close(run1("Clip", {&x, nullptr, &hi}), expect_unary(x, t, [&](double v) { return std::min(v, h); }),
+                 "Clip no min" + s);
+    expect_close(run1("Clip", {&x, &lo}), expect_unary(x, t, [&](double v) { return std::max(v, l); }),
+                 "Clip no max" + s);
     expect_close(run1("Clip", {&x}), x, "Clip no bounds" + s);
     // min > max: everything becomes max.
-    expect_close(run1("Clip", {&x, &hi, &lo}), expect_unary(x, t, [&](double) { return l; }),
-                 "Clip min>max" + s);
+    expect_close(run1("Clip", {&x, &hi, &lo}), expect_unary(x, t, [&](double) { return l; }), "Clip min>max" + s);
   }
   const float inf = std::numeric_limits<float>::infinity();
   Tensor x = make<float>({-inf, 1, inf}, {3});
@@ -561,7 +563,7 @@ TEST(ElementwiseClip, BoundsMayBeOmitted) {
 double cast_reference(double v, DType to) {
   if (to == DType::boolean) return v != 0;
   if (dtype_is_float(to)) return v;  // set_element rounds it to the target type
-  return std::trunc(v);               // then set_element wraps integers
+  return std::trunc(v);              // then set_element wraps integers
 }
 
 TEST(ElementwiseCast, EveryPairOfDtypes) {
@@ -574,8 +576,10 @@ TEST(ElementwiseCast, EveryPairOfDtypes) {
       Tensor want = Tensor::empty(to, {3, 4});
       for (int64_t i = 0; i < x.numel(); ++i) {
         double r = cast_reference(x.get_double(i), to);
-        if (dtype_is_int(to) && !dtype_is_float(from)) set_element(want, i, x.get_int(i));
-        else set_element(want, i, r);
+        if (dtype_is_int(to) && !dtype_is_float(from))
+          set_element(want, i, x.get_int(i));
+        else
+          set_element(want, i, r);
       }
       expect_close(y, want, "Cast " + type_str(from) + " -> " + type_str(to), 0);
     }
@@ -591,7 +595,7 @@ TEST(ElementwiseCast, RoundingTruncationAndSpecialValues) {
   Tensor b = run1("Cast", {&x}, {{"to", int64_t(9)}});  // BOOL
   EXPECT_EQ(b.to_int_vector(), (std::vector<int64_t>{1, 1, 1, 0, 1, 1, 1}));
   Tensor h = run1("Cast", {&x}, {{"to", int64_t(10)}});  // FLOAT16
-  EXPECT_EQ(h.data<Half>()[5].bits, 0x7c00);  // overflows to inf
+  EXPECT_EQ(h.data<Half>()[5].bits, 0x7c00);             // overflows to inf
   EXPECT_EQ(h.data<Half>()[6].bits, 0x2e66);
   // f64 -> f16 rounds once: 1 + 2^-11 + 2^-40 is just above the midpoint
   // between 1 and 1 + 2^-10 (rounding through f32 first would give 1).
@@ -785,8 +789,7 @@ TEST(ElementwiseInference, ErrorsNameTheProblem) {
             "");
   EXPECT_NE(inference_error("Clip", {DType::f32, Shape::of({2})}, {DType::f32, Shape::of({2})}), "");
   EXPECT_NE(inference_error("Pow", {DType::u8, Shape::of({2})}, {DType::f32, Shape::of({2})}), "");
-  EXPECT_NE(inference_error("Mod", {DType::f32, Shape::of({2})}, {DType::f32, Shape::of({2})},
-                            {{"fmod", int64_t(2)}}),
+  EXPECT_NE(inference_error("Mod", {DType::f32, Shape::of({2})}, {DType::f32, Shape::of({2})}, {{"fmod", int64_t(2)}}),
             "");
   EXPECT_NE(inference_error("Gelu", {DType::f32, Shape::of({2})}, {}, {{"approximate", std::string("fast")}}), "");
 
@@ -808,7 +811,8 @@ TEST(ElementwiseInference, SymbolicMismatchFailsAtRunTime) {
   EXPECT_EQ(z->type.shape.str(), "[3]");
   auto backend = make_reference_backend();
   auto exe = Executable::compile(g, *backend);
-  Tensor ok = random_tensor(DType::f32, {3}, test::uniform(-3, 3), rng()), bad = random_tensor(DType::f32, {4}, test::uniform(-3, 3), rng());
+  Tensor ok = random_tensor(DType::f32, {3}, test::uniform(-3, 3), rng()),
+         bad = random_tensor(DType::f32, {4}, test::uniform(-3, 3), rng());
   EXPECT_EQ(exe->run({{"x", ok}, {"y", ok}}).at(0).numel(), 3);
   EXPECT_THROW(exe->run({{"x", bad}, {"y", ok}}), Error);
 }

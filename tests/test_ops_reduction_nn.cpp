@@ -36,8 +36,7 @@ int64_t numel_of(const std::vector<int64_t>& dims) {
 }
 
 // Values with magnitude in [lo, hi] and a random sign (or positive only).
-std::vector<double> random_values(int64_t n, double lo = 0.1, double hi = 2.0,
-                                  bool positive = false) {
+std::vector<double> random_values(int64_t n, double lo = 0.1, double hi = 2.0, bool positive = false) {
   std::uniform_real_distribution<double> mag(lo, hi);
   std::bernoulli_distribution neg(0.5);
   std::vector<double> v(static_cast<size_t>(n));
@@ -81,8 +80,8 @@ std::vector<Tensor> run_node(const std::string& op, const std::vector<In>& input
   return test::run_node("reference", op, "", inputs, attrs, std::vector<bool>(size_t(num_outputs), true));
 }
 
-void expect_near_all(const Tensor& got, const std::vector<int64_t>& dims,
-                     const std::vector<double>& want, double rtol = 1e-5, double atol = 1e-5) {
+void expect_near_all(const Tensor& got, const std::vector<int64_t>& dims, const std::vector<double>& want,
+                     double rtol = 1e-5, double atol = 1e-5) {
   ASSERT_EQ(got.dims(), dims) << got.str();
   ASSERT_EQ(size_t(got.numel()), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
@@ -99,8 +98,7 @@ void expect_near_all(const Tensor& got, const std::vector<int64_t>& dims,
 
 std::vector<int64_t> strides_of(const std::vector<int64_t>& dims) {
   std::vector<int64_t> s(dims.size(), 1);
-  for (int i = int(dims.size()) - 2; i >= 0; --i)
-    s[size_t(i)] = s[size_t(i) + 1] * dims[size_t(i) + 1];
+  for (int i = int(dims.size()) - 2; i >= 0; --i) s[size_t(i)] = s[size_t(i) + 1] * dims[size_t(i) + 1];
   return s;
 }
 
@@ -172,8 +170,7 @@ std::map<std::string, Fold> reduce_folds() {
 
 // Naive reduction: groups input elements by their output position.
 std::vector<double> naive_reduce(const std::vector<double>& x, const std::vector<int64_t>& dims,
-                                 const std::vector<bool>& reduced, const Fold& fold,
-                                 std::vector<int64_t>* kept_dims) {
+                                 const std::vector<bool>& reduced, const Fold& fold, std::vector<int64_t>* kept_dims) {
   std::vector<int64_t> out_dims;
   for (size_t d = 0; d < dims.size(); ++d) out_dims.push_back(reduced[d] ? 1 : dims[d]);
   std::vector<std::vector<double>> groups(size_t(numel_of(out_dims)));
@@ -215,8 +212,8 @@ TEST(Reduce, AllOpsMatchNaiveOverAxesKeepdimsAndNoop) {
     Tensor x = random_tensor(DType::f32, dims, positive ? kPositive : kRandom, rng());
     std::vector<double> xv = values_of(x);
     for (const ReduceCase& c : cases) {
-      SCOPED_TRACE(op + " keepdims=" + std::to_string(c.keepdims) + " noop=" +
-                   std::to_string(c.noop) + " axes=" + (c.axes ? dims_str(*c.axes) : "none"));
+      SCOPED_TRACE(op + " keepdims=" + std::to_string(c.keepdims) + " noop=" + std::to_string(c.noop) +
+                   " axes=" + (c.axes ? dims_str(*c.axes) : "none"));
       std::vector<bool> reduced(dims.size(), false);
       bool all = !c.axes || c.axes->empty();
       if (all)
@@ -230,8 +227,7 @@ TEST(Reduce, AllOpsMatchNaiveOverAxesKeepdimsAndNoop) {
         if (!reduced[d] || c.keepdims) out_dims.push_back(kept[d]);
       std::vector<In> ins = {rt(x)};
       if (c.axes) ins.push_back(rt(i64_tensor(*c.axes)));
-      auto out = run_node(
-          op, ins, {{"keepdims", int64_t(c.keepdims)}, {"noop_with_empty_axes", int64_t(c.noop)}});
+      auto out = run_node(op, ins, {{"keepdims", int64_t(c.keepdims)}, {"noop_with_empty_axes", int64_t(c.noop)}});
       expect_near_all(out[0], out_dims, want, 2e-5, 1e-5);
     }
   }
@@ -266,8 +262,7 @@ TEST(Reduce, IntegerAndHalfInputs) {
   auto mean = run_node("ReduceMean", {rt(xi), cst(i64_tensor({0}))});
   // Integer mean truncates toward zero, as numpy's mean with an integer dtype.
   expect_near_all(mean[0], {1, 4}, {-1, 0, 33340, 0}, 0, 0);
-  auto prod =
-      run_node("ReduceProd", {rt(make_tensor(DType::i32, {3, 4}, v)), cst(i64_tensor({0}))});
+  auto prod = run_node("ReduceProd", {rt(make_tensor(DType::i32, {3, 4}, v)), cst(i64_tensor({0}))});
   expect_near_all(prod[0], {1, 4}, {7 * -9 * -2, -3 * 4 * 1, 12 * 100000 * 8, 5 * 3 * -6}, 0, 0);
   Tensor b = make_tensor(DType::boolean, {2, 3}, {0, 1, 0, 0, 0, 0});
   auto bmax = run_node("ReduceMax", {rt(b), cst(i64_tensor({1}))}, {{"keepdims", int64_t(0)}});
@@ -328,8 +323,7 @@ TEST(ArgReduce, MatchesNaiveWithTiesAndSelectLastIndex) {
             want.push_back(double(best));
           }
           if (!keep) od.erase(od.begin() + long(ax));
-          auto out = run_node(op, {rt(x)},
-                              {{"axis", axis}, {"keepdims", keep}, {"select_last_index", last}});
+          auto out = run_node(op, {rt(x)}, {{"axis", axis}, {"keepdims", keep}, {"select_last_index", last}});
           EXPECT_EQ(out[0].dtype(), DType::i64);
           expect_near_all(out[0], od, want, 0, 0);
         }
@@ -371,8 +365,7 @@ TEST(TopK, MatchesStableSortAlongAnyAxis) {
           for (size_t d = 0; d < 3; ++d) off += idx[d] * st[d];
           items.push_back({largest ? -v[size_t(off)] : v[size_t(off)], j});
         }
-        std::stable_sort(items.begin(), items.end(),
-                         [](auto& a, auto& c) { return a.first < c.first; });
+        std::stable_sort(items.begin(), items.end(), [](auto& a, auto& c) { return a.first < c.first; });
         for (int64_t j = 0; j < k; ++j) {
           idx[ax] = j;
           int64_t off = 0;
@@ -381,8 +374,7 @@ TEST(TopK, MatchesStableSortAlongAnyAxis) {
           want_i[size_t(off)] = double(items[size_t(j)].second);
         }
       }
-      auto out =
-          run_node("TopK", {rt(x), rt(i64_tensor({k}))}, {{"axis", axis}, {"largest", largest}}, 2);
+      auto out = run_node("TopK", {rt(x), rt(i64_tensor({k}))}, {{"axis", axis}, {"largest", largest}}, 2);
       expect_near_all(out[0], od, want_v, 0, 0);
       expect_near_all(out[1], od, want_i, 0, 0);
     }
@@ -395,15 +387,14 @@ TEST(TopK, KLargerThanAxisIsAnError) {
 
 // ------------------------------------------------------ Softmax / LayerNorm
 
-std::vector<double> naive_softmax(const std::vector<double>& x, const std::vector<int64_t>& dims,
-                                  size_t axis, bool log) {
+std::vector<double> naive_softmax(const std::vector<double>& x, const std::vector<int64_t>& dims, size_t axis,
+                                  bool log) {
   std::vector<double> y(x.size());
   std::vector<int64_t> st = strides_of(dims);
   for (int64_t i = 0; i < int64_t(x.size()); ++i) {
     std::vector<int64_t> idx = unravel(i, dims);
     double denom = 0;
-    for (int64_t k = 0; k < dims[axis]; ++k)
-      denom += std::exp(x[size_t(i + (k - idx[axis]) * st[axis])]);
+    for (int64_t k = 0; k < dims[axis]; ++k) denom += std::exp(x[size_t(i + (k - idx[axis]) * st[axis])]);
     y[size_t(i)] = log ? x[size_t(i)] - std::log(denom) : std::exp(x[size_t(i)]) / denom;
   }
   return y;
@@ -416,8 +407,8 @@ TEST(Softmax, MatchesNaiveAlongEachAxis) {
       for (int64_t axis : {-1, 0, 1}) {
         SCOPED_TRACE(op + " " + std::string(dtype_name(dt)) + " axis " + std::to_string(axis));
         Tensor x = random_tensor(dt, dims, kRandom, rng());
-        std::vector<double> want = naive_softmax(
-            values_of(x), dims, size_t(axis < 0 ? axis + 3 : axis), op == "LogSoftmax");
+        std::vector<double> want =
+            naive_softmax(values_of(x), dims, size_t(axis < 0 ? axis + 3 : axis), op == "LogSoftmax");
         auto out = run_node(op, {rt(x)}, {{"axis", axis}});
         EXPECT_EQ(out[0].dtype(), dt);
         double tol = dt == DType::f16 ? 2e-3 : 1e-5;
@@ -465,9 +456,8 @@ struct LayerNormWant {
 };
 
 // Scale/B given over the normalized dims only (the usual layout).
-LayerNormWant naive_layer_norm(const std::vector<double>& x, int64_t rows, int64_t n,
-                               const std::vector<double>* scale, const std::vector<double>* bias,
-                               double eps) {
+LayerNormWant naive_layer_norm(const std::vector<double>& x, int64_t rows, int64_t n, const std::vector<double>* scale,
+                               const std::vector<double>* bias, double eps) {
   LayerNormWant w;
   for (int64_t r = 0; r < rows; ++r) {
     double mean = 0, var = 0;
@@ -500,8 +490,7 @@ TEST(LayerNormalization, OutputsMatchNaiveWithMeanAndInvStdDev) {
            bias = random_tensor(DType::f32, norm_dims, kRandom, rng());
     std::vector<double> sv = values_of(scale), bv = values_of(bias);
     LayerNormWant w = naive_layer_norm(values_of(x), rows, n, &sv, &bv, 1e-3);
-    auto out = run_node("LayerNormalization", {rt(x), cst(scale), rt(bias)},
-                        {{"axis", axis}, {"epsilon", 1e-3f}}, 3);
+    auto out = run_node("LayerNormalization", {rt(x), cst(scale), rt(bias)}, {{"axis", axis}, {"epsilon", 1e-3f}}, 3);
     std::vector<int64_t> stat_dims = dims;
     for (size_t d = ax; d < 3; ++d) stat_dims[d] = 1;
     expect_near_all(out[0], dims, w.y);
@@ -535,14 +524,14 @@ TEST(LayerNormalization, BroadcastScaleNoBiasAndHalf) {
 // ------------------------------------------------------------ MatMul / Gemm
 
 // C[b][i][j] = sum_k A[b][i][k] B[b][k][j] for plain 2-D operands.
-std::vector<double> naive_mm(const std::vector<double>& a, const std::vector<double>& b, int64_t M,
-                             int64_t K, int64_t N, bool ta = false, bool tb = false) {
+std::vector<double> naive_mm(const std::vector<double>& a, const std::vector<double>& b, int64_t M, int64_t K,
+                             int64_t N, bool ta = false, bool tb = false) {
   std::vector<double> c(size_t(M * N), 0.0);
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j)
       for (int64_t k = 0; k < K; ++k)
-        c[size_t(i * N + j)] += (ta ? a[size_t(k * M + i)] : a[size_t(i * K + k)]) *
-                                (tb ? b[size_t(j * K + k)] : b[size_t(k * N + j)]);
+        c[size_t(i * N + j)] +=
+            (ta ? a[size_t(k * M + i)] : a[size_t(i * K + k)]) * (tb ? b[size_t(j * K + k)] : b[size_t(k * N + j)]);
   return c;
 }
 
@@ -568,7 +557,8 @@ TEST(MatMul, TwoDAndOneDPromotion) {
 
 TEST(MatMul, BroadcastsBatchDims) {
   // [3,1,2,4] x [2,4,5] -> [3,2,2,5]
-  Tensor a = random_tensor(DType::f32, {3, 1, 2, 4}, kRandom, rng()), b = random_tensor(DType::f32, {2, 4, 5}, kRandom, rng());
+  Tensor a = random_tensor(DType::f32, {3, 1, 2, 4}, kRandom, rng()),
+         b = random_tensor(DType::f32, {2, 4, 5}, kRandom, rng());
   std::vector<double> av = values_of(a), bv = values_of(b), want;
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 2; ++j) {
@@ -586,7 +576,8 @@ TEST(MatMul, IntegerIsExactAndHalfIsClose) {
   auto out = run_node("MatMul", {rt(a), rt(b)});
   EXPECT_EQ(out[0].dtype(), DType::i64);
   expect_near_all(out[0], {2, 2}, naive_mm(av, bv, 2, 3, 2), 0, 0);
-  Tensor ah = random_tensor(DType::f16, {3, 16}, kRandom, rng()), bh = random_tensor(DType::f16, {16, 2}, kRandom, rng());
+  Tensor ah = random_tensor(DType::f16, {3, 16}, kRandom, rng()),
+         bh = random_tensor(DType::f16, {16, 2}, kRandom, rng());
   auto oh = run_node("MatMul", {rt(ah), rt(bh)});
   EXPECT_EQ(oh[0].dtype(), DType::f16);
   expect_near_all(oh[0], {3, 2}, naive_mm(values_of(ah), values_of(bh), 3, 16, 2), 2e-3, 1e-2);
@@ -594,9 +585,10 @@ TEST(MatMul, IntegerIsExactAndHalfIsClose) {
 
 TEST(MatMul, SpansSeveralCacheBlocks) {
   // Larger than the reference GEMM's 128 x 512 blocks of B in both directions.
-  Tensor a = random_tensor(DType::f32, {3, 300}, kRandom, rng()), b = random_tensor(DType::f32, {300, 1100}, kRandom, rng());
-  expect_near_all(run_node("MatMul", {rt(a), rt(b)})[0], {3, 1100},
-                  naive_mm(values_of(a), values_of(b), 3, 300, 1100), 1e-5, 1e-4);
+  Tensor a = random_tensor(DType::f32, {3, 300}, kRandom, rng()),
+         b = random_tensor(DType::f32, {300, 1100}, kRandom, rng());
+  expect_near_all(run_node("MatMul", {rt(a), rt(b)})[0], {3, 1100}, naive_mm(values_of(a), values_of(b), 3, 300, 1100),
+                  1e-5, 1e-4);
   Tensor bt = random_tensor(DType::f32, {1100, 300}, kRandom, rng());
   expect_near_all(run_node("Gemm", {rt(a), rt(bt)}, {{"transB", int64_t(1)}})[0], {3, 1100},
                   naive_mm(values_of(a), values_of(bt), 3, 300, 1100, false, true), 1e-5, 1e-4);
@@ -620,8 +612,7 @@ TEST(Gemm, TransposesAlphaBetaAndBroadcastC) {
   for (int ta : {0, 1})
     for (int tb : {0, 1})
       for (auto cdims : std::vector<std::vector<int64_t>>{{N}, {M, 1}, {1}, {M, N}, {}}) {
-        SCOPED_TRACE("transA=" + std::to_string(ta) + " transB=" + std::to_string(tb) + " C" +
-                     dims_str(cdims));
+        SCOPED_TRACE("transA=" + std::to_string(ta) + " transB=" + std::to_string(tb) + " C" + dims_str(cdims));
         Tensor a =
             random_tensor(DType::f32, ta ? std::vector<int64_t>{K, M} : std::vector<int64_t>{M, K}, kRandom, rng());
         Tensor b =
@@ -638,11 +629,9 @@ TEST(Gemm, TransposesAlphaBetaAndBroadcastC) {
             double& w = want[size_t(i * N + j)];
             w = alpha * w + beta * cv[size_t(ci)];
           }
-        auto out = run_node("Gemm", {rt(a), rt(b), rt(c)},
-                            {{"transA", int64_t(ta)},
-                             {"transB", int64_t(tb)},
-                             {"alpha", float(alpha)},
-                             {"beta", float(beta)}});
+        auto out = run_node(
+            "Gemm", {rt(a), rt(b), rt(c)},
+            {{"transA", int64_t(ta)}, {"transB", int64_t(tb)}, {"alpha", float(alpha)}, {"beta", float(beta)}});
         expect_near_all(out[0], {M, N}, want);
       }
   // No C, f64.
@@ -684,8 +673,7 @@ TEST(Einsum, MatmulTransposeAndOuterProduct) {
   expect_near_all(einsum("i,j->ij", {u, v}), {3, 2}, outer);
   std::vector<double> rowsum;
   for (int i = 0; i < 3; ++i)
-    rowsum.push_back(av[size_t(i * 4)] + av[size_t(i * 4 + 1)] + av[size_t(i * 4 + 2)] +
-                     av[size_t(i * 4 + 3)]);
+    rowsum.push_back(av[size_t(i * 4)] + av[size_t(i * 4 + 1)] + av[size_t(i * 4 + 2)] + av[size_t(i * 4 + 3)]);
   expect_near_all(einsum("ij->i", {a}), {3}, rowsum);
 }
 
@@ -700,7 +688,8 @@ TEST(Einsum, TraceDiagonalAndBatchMatmul) {
   expect_near_all(einsum("ii->i", {s}), {4}, diag);
   expect_near_all(einsum("ii", {s}), {}, {trace});
   expect_near_all(einsum("ii->", {s}), {}, {trace});
-  Tensor a = random_tensor(DType::f32, {2, 3, 4}, kRandom, rng()), b = random_tensor(DType::f32, {2, 4, 5}, kRandom, rng());
+  Tensor a = random_tensor(DType::f32, {2, 3, 4}, kRandom, rng()),
+         b = random_tensor(DType::f32, {2, 4, 5}, kRandom, rng());
   std::vector<double> av = values_of(a), bv = values_of(b), want;
   for (int i = 0; i < 2; ++i) {
     auto r = naive_mm({av.begin() + i * 12, av.begin() + (i + 1) * 12},
@@ -739,9 +728,8 @@ struct LossWant {
 
 // ONNX semantics: loss = -logp[n, t, d] * w[t]; ignored targets give 0 and are
 // excluded from the mean's denominator (sum of applied weights).
-LossWant naive_nll(const std::vector<double>& logp, const std::vector<int64_t>& target, int64_t N,
-                   int64_t C, int64_t D, const std::vector<double>* w,
-                   std::optional<int64_t> ignore) {
+LossWant naive_nll(const std::vector<double>& logp, const std::vector<int64_t>& target, int64_t N, int64_t C, int64_t D,
+                   const std::vector<double>* w, std::optional<int64_t> ignore) {
   LossWant r;
   double wsum = 0;
   for (int64_t n = 0; n < N; ++n)
@@ -792,8 +780,7 @@ TEST(Loss, NegativeLogLikelihoodRejectsOutOfRangeTargets) {
   EXPECT_THROW(run_node("NegativeLogLikelihoodLoss", {rt(x), rt(bad)}), Error);
   // An out-of-range value equal to ignore_index is fine.
   Tensor ignored = Tensor::from_vector<int64_t>({1, -100}, {2});
-  auto out = run_node("NegativeLogLikelihoodLoss", {rt(x), rt(ignored)},
-                      {{"ignore_index", int64_t(-100)}});
+  auto out = run_node("NegativeLogLikelihoodLoss", {rt(x), rt(ignored)}, {{"ignore_index", int64_t(-100)}});
   expect_near_all(out[0], {}, {-x.get_double(1)});
 }
 
@@ -819,8 +806,7 @@ TEST(Loss, SoftmaxCrossEntropyWithLogProbOutput) {
   Tensor x2 = random_tensor(DType::f32, {5, 3}, kRandom, rng());
   std::vector<int64_t> t2 = {0, 2, 1, 1, 2};
   Tensor target2 = make_tensor(DType::i32, {5}, {0, 2, 1, 1, 2});
-  LossWant want2 =
-      naive_nll(naive_softmax(values_of(x2), {5, 3}, 1, true), t2, 5, 3, 1, nullptr, {});
+  LossWant want2 = naive_nll(naive_softmax(values_of(x2), {5, 3}, 1, true), t2, 5, 3, 1, nullptr, {});
   expect_near_all(run_node("SoftmaxCrossEntropyLoss", {rt(x2), rt(target2)})[0], {}, {want2.mean});
 }
 
@@ -837,10 +823,9 @@ TEST(Inference, SymbolicDimsFlowThroughMatMulSoftmaxAndReductions) {
   Value* dyn_axes = g.add_input("dyn_axes", {DType::i64, Shape::of({1})});
   Value* k = g.add_constant("k", i64_tensor({5}));
   Value *mm = g.add_value("mm"), *sm = g.add_value("sm"), *mean_keep = g.add_value("mean_keep"),
-        *mean_drop = g.add_value("mean_drop"), *dyn_keep = g.add_value("dyn_keep"),
-        *dyn_drop = g.add_value("dyn_drop"), *ln = g.add_value("ln"),
-        *ln_mean = g.add_value("ln_mean"), *topv = g.add_value("topv"), *topi = g.add_value("topi"),
-        *es = g.add_value("es"), *am = g.add_value("am"), *gm = g.add_value("gm");
+        *mean_drop = g.add_value("mean_drop"), *dyn_keep = g.add_value("dyn_keep"), *dyn_drop = g.add_value("dyn_drop"),
+        *ln = g.add_value("ln"), *ln_mean = g.add_value("ln_mean"), *topv = g.add_value("topv"),
+        *topi = g.add_value("topi"), *es = g.add_value("es"), *am = g.add_value("am"), *gm = g.add_value("gm");
   g.add_node("MatMul", {x, w}, {mm});
   g.add_node("Softmax", {mm}, {sm});
   g.add_node("ReduceMean", {x, axes}, {mean_keep});
@@ -872,10 +857,8 @@ TEST(Inference, SymbolicDimsFlowThroughMatMulSoftmaxAndReductions) {
 
 TEST(Inference, MatMulBroadcastsSymbolicBatchAndRejectsStaticMismatch) {
   Graph g;
-  Value* a = g.add_input(
-      "a", {DType::f32, sym_shape({Dim::sym("b"), Dim::fixed(1), Dim::sym("m"), Dim::fixed(64)})});
-  Value* b =
-      g.add_input("b", {DType::f32, sym_shape({Dim::fixed(12), Dim::fixed(64), Dim::sym("n")})});
+  Value* a = g.add_input("a", {DType::f32, sym_shape({Dim::sym("b"), Dim::fixed(1), Dim::sym("m"), Dim::fixed(64)})});
+  Value* b = g.add_input("b", {DType::f32, sym_shape({Dim::fixed(12), Dim::fixed(64), Dim::sym("n")})});
   Value* c = g.add_value("c");
   g.add_node("MatMul", {a, b}, {c});
   infer_types(g);
@@ -897,8 +880,7 @@ TEST(Inference, MatMulBroadcastsSymbolicBatchAndRejectsStaticMismatch) {
 
 TEST(Inference, LossShapes) {
   Graph g;
-  Value* x =
-      g.add_input("x", {DType::f32, sym_shape({Dim::sym("n"), Dim::fixed(10), Dim::sym("d")})});
+  Value* x = g.add_input("x", {DType::f32, sym_shape({Dim::sym("n"), Dim::fixed(10), Dim::sym("d")})});
   Value* t = g.add_input("t", {DType::i64, sym_shape({Dim::sym("n"), Dim::sym("d")})});
   Value *none = g.add_value("none"), *mean = g.add_value("mean"), *lp = g.add_value("lp");
   g.add_node("NegativeLogLikelihoodLoss", {x, t}, {none}, {{"reduction", std::string("none")}});

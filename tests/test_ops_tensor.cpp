@@ -16,10 +16,10 @@
 #include <random>
 
 #include "backends/backend.h"
-#include "support/error.h"
 #include "ir/graph.h"
 #include "ir/verifier.h"
 #include "runtime/executable.h"
+#include "support/error.h"
 #include "tests/test_util.h"
 
 using namespace cb;
@@ -123,8 +123,8 @@ void expect_values(const Tensor& got, const std::vector<double>& want, const Dim
   for (size_t i = 0; i < want.size(); ++i) EXPECT_DOUBLE_EQ(got.get_double(int64_t(i)), want[i]) << "element " << i;
 }
 
-const DType kAllTypes[] = {DType::f32, DType::f16,  DType::bf16, DType::f64, DType::i64, DType::i32, DType::i16,
-                           DType::i8,  DType::u64,  DType::u32,  DType::u16, DType::u8,  DType::boolean};
+const DType kAllTypes[] = {DType::f32, DType::f16, DType::bf16, DType::f64, DType::i64, DType::i32,    DType::i16,
+                           DType::i8,  DType::u64, DType::u32,  DType::u16, DType::u8,  DType::boolean};
 
 // ------------------------------------------------------------- reshaping
 
@@ -268,10 +268,13 @@ TEST(Concat, EveryAxisIncludingNegativeAndEmptyInputs) {
 }
 
 TEST(Concat, MismatchIsAnError) {
-  expect_error("Concat", {random_tensor(DType::f32, {2, 3}, kRandom, rng()), random_tensor(DType::f32, {3, 3}, kRandom, rng())},
+  expect_error("Concat",
+               {random_tensor(DType::f32, {2, 3}, kRandom, rng()), random_tensor(DType::f32, {3, 3}, kRandom, rng())},
                {{"axis", int64_t(1)}}, "[3,3]");
-  expect_error("Concat", {random_tensor(DType::f32, {2, 3}, kRandom, rng()), random_tensor(DType::f32, {2, 3, 1}, kRandom, rng())},
-               {{"axis", int64_t(0)}}, "rank");
+  expect_error(
+      "Concat",
+      {random_tensor(DType::f32, {2, 3}, kRandom, rng()), random_tensor(DType::f32, {2, 3, 1}, kRandom, rng())},
+      {{"axis", int64_t(0)}}, "rank");
 }
 
 void check_split(const Tensor& x, int64_t axis, const std::vector<Tensor>& outs, const Dims& sizes) {
@@ -280,11 +283,13 @@ void check_split(const Tensor& x, int64_t axis, const std::vector<Tensor>& outs,
   for (size_t p = 0; p < outs.size(); ++p) {
     Dims d = x.dims();
     d[size_t(a)] = sizes[p];
-    expect_same(outs[p], gather_expected(x, d, [&](const Dims& o) {
-                  Dims i = o;
-                  i[size_t(a)] += begin;
-                  return ravel(i, x.dims());
-                }),
+    expect_same(outs[p],
+                gather_expected(x, d,
+                                [&](const Dims& o) {
+                                  Dims i = o;
+                                  i[size_t(a)] += begin;
+                                  return ravel(i, x.dims());
+                                }),
                 "part " + std::to_string(p));
     begin += sizes[p];
   }
@@ -306,7 +311,8 @@ TEST(Split, NumOutputsWithSmallerLastChunk) {
   check_split(y, 1, run_op("Split", {y}, {{"axis", int64_t(1)}}, 4), {2, 2, 2, 2});
   Tensor z = random_tensor(DType::f32, {0}, kRandom, rng());
   check_split(z, 0, run_op("Split", {z, ints({0, 0, 0})}, {}, 3), {0, 0, 0});
-  expect_error("Split", {random_tensor(DType::f32, {5}, kRandom, rng())}, {{"num_outputs", int64_t(4)}}, "cannot split", false, 4);
+  expect_error("Split", {random_tensor(DType::f32, {5}, kRandom, rng())}, {{"num_outputs", int64_t(4)}}, "cannot split",
+               false, 4);
 }
 
 // -------------------------------------------------------------------- Slice
@@ -360,8 +366,9 @@ TEST(Slice, RandomCornersMatchSpecSlicing) {
       return ravel({picks[0][size_t(o[0])], picks[1][size_t(o[1])], picks[2][size_t(o[2])]}, x.dims());
     });
     Tensor got = run1("Slice", {x, ints(starts), ints(ends), ints(neg_axes), ints(st)});
-    expect_same(got, want, "starts " + dims_str(starts) + " ends " + dims_str(ends) + " axes " +
-                               dims_str(axes) + " steps " + dims_str(st));
+    expect_same(got, want,
+                "starts " + dims_str(starts) + " ends " + dims_str(ends) + " axes " + dims_str(axes) + " steps " +
+                    dims_str(st));
   }
 }
 
@@ -407,8 +414,9 @@ TEST(Gather, EveryAxisWithNegativeIndices) {
     expect_same(run1("Gather", {x, idx}, {{"axis", axis}}), want, "axis " + std::to_string(axis));
   }
   Tensor scalar_idx = Tensor::scalar<int32_t>(-2);
-  expect_same(run1("Gather", {x, scalar_idx}, {{"axis", int64_t(1)}}),
-              gather_expected(x, {5, 3}, [&](const Dims& o) { return ravel({o[0], 2, o[1]}, x.dims()); }));
+  expect_same(run1("Gather", {x, scalar_idx}, {{"axis", int64_t(1)}}), gather_expected(x, {5, 3}, [&](const Dims& o) {
+                return ravel({o[0], 2, o[1]}, x.dims());
+              }));
 }
 
 TEST(Gather, EmbeddingLookup) {
@@ -437,8 +445,7 @@ TEST(Gather, OutOfRangeIndexIsAnError) {
 TEST(GatherElements, BothAxesWithNegativeIndices) {
   Tensor x = random_tensor(DType::i32, {3, 4}, kRandom, rng());
   Tensor idx = ints({0, -1, 2, 1, -3, 0, 1, 2}, {2, 4});
-  expect_same(run1("GatherElements", {x, idx}),
-              gather_expected(x, {2, 4}, [&](const Dims& o) {
+  expect_same(run1("GatherElements", {x, idx}), gather_expected(x, {2, 4}, [&](const Dims& o) {
                 int64_t k = idx.get_int(ravel(o, {2, 4}));
                 return ravel({k < 0 ? k + 3 : k, o[1]}, x.dims());
               }));
@@ -500,14 +507,15 @@ TEST(ScatterElements, AllReductionsWithDuplicatesAndNegativeIndices) {
   for (int64_t i = 0; i < 2; ++i)
     for (int64_t j = 0; j < 3; ++j) EXPECT_EQ(y.get_double(idx0.get_int(i * 3 + j) * 5 + j), upd.get_double(i * 3 + j));
   EXPECT_EQ(y.get_double(0 * 5 + 3), data.get_double(3));
-  expect_error("ScatterElements", {data, ints({5}, {1, 1}), random_tensor(DType::f32, {1, 1}, kRandom, rng())}, {}, "index 5 is out of range");
+  expect_error("ScatterElements", {data, ints({5}, {1, 1}), random_tensor(DType::f32, {1, 1}, kRandom, rng())}, {},
+               "index 5 is out of range");
 }
 
 TEST(ScatterND, SlicesAndReductions) {
   // The ONNX spec example 1, then slices with a reduction on random data.
   Tensor d = Tensor::from_vector<int64_t>({1, 2, 3, 4, 5, 6, 7, 8}, {8});
-  expect_values(run1("ScatterND", {d, ints({4, 3, 1, 7}, {4, 1}), ints({9, 10, 11, 12})}),
-                {1, 11, 3, 10, 9, 6, 7, 12}, {8});
+  expect_values(run1("ScatterND", {d, ints({4, 3, 1, 7}, {4, 1}), ints({9, 10, 11, 12})}), {1, 11, 3, 10, 9, 6, 7, 12},
+                {8});
   Tensor data = random_tensor(DType::f64, {4, 3, 2}, kRandom, rng());
   Tensor idx = ints({0, -1, 2, 1, 0, 2}, {3, 2});  // [0,2], [2,1], [0,2] again
   Tensor upd = random_tensor(DType::f64, {3, 2}, kRandom, rng());
@@ -524,7 +532,8 @@ TEST(ScatterND, SlicesAndReductions) {
     }
     expect_values(run1("ScatterND", {data, idx, upd}, {{"reduction", red}}), want, {4, 3, 2});
   }
-  expect_error("ScatterND", {data, ints({4}, {1, 1}), random_tensor(DType::f64, {1, 3, 2}, kRandom, rng())}, {}, "index 4 is out of range");
+  expect_error("ScatterND", {data, ints({4}, {1, 1}), random_tensor(DType::f64, {1, 3, 2}, kRandom, rng())}, {},
+               "index 4 is out of range");
 }
 
 // ---------------------------------------------------------- Expand / Tile
@@ -568,15 +577,17 @@ TEST(Range, IntegerFloatAndHalf) {
                 {10, 7}, {2});
   expect_values(run1("Range", {Tensor::scalar<int64_t>(3), Tensor::scalar<int64_t>(9), Tensor::scalar<int64_t>(3)}),
                 {3, 6}, {2});
-  expect_values(run1("Range", {Tensor::scalar<int16_t>(5), Tensor::scalar<int16_t>(1), Tensor::scalar<int16_t>(2)}),
-                {}, {0});
+  expect_values(run1("Range", {Tensor::scalar<int16_t>(5), Tensor::scalar<int16_t>(1), Tensor::scalar<int16_t>(2)}), {},
+                {0});
   Tensor f = run1("Range", {Tensor::scalar<float>(1.0f), Tensor::scalar<float>(2.0f), Tensor::scalar<float>(0.25f)});
   expect_values(f, {1.0, 1.25, 1.5, 1.75}, {4});
-  Tensor h = run1("Range", {Tensor::scalar<Half>(Half{float_to_half(0.5f)}), Tensor::scalar<Half>(Half{float_to_half(-1.0f)}),
-                            Tensor::scalar<Half>(Half{float_to_half(-0.5f)})});
+  Tensor h =
+      run1("Range", {Tensor::scalar<Half>(Half{float_to_half(0.5f)}), Tensor::scalar<Half>(Half{float_to_half(-1.0f)}),
+                     Tensor::scalar<Half>(Half{float_to_half(-0.5f)})});
   EXPECT_EQ(h.dtype(), DType::f16);
   expect_values(h, {0.5, 0.0, -0.5}, {3});
-  expect_error("Range", {Tensor::scalar<int32_t>(0), Tensor::scalar<int32_t>(4), Tensor::scalar<int32_t>(0)}, {}, "delta is 0");
+  expect_error("Range", {Tensor::scalar<int32_t>(0), Tensor::scalar<int32_t>(4), Tensor::scalar<int32_t>(0)}, {},
+               "delta is 0");
 }
 
 TEST(ConstantOfShape, DefaultAndValue) {
@@ -702,8 +713,7 @@ TEST(Pad, ModesAgainstNumpy) {
                 {3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3}, {1, 16});
   expect_values(run1("Pad", {x, pads}, {{"mode", std::string("edge")}}),
                 {1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 3, 3, 3, 3, 3, 3}, {1, 16});
-  expect_values(run1("Pad", {x, pads, floats({9}, {})}),
-                {9, 9, 9, 9, 9, 9, 9, 1, 2, 3, 9, 9, 9, 9, 9, 9}, {1, 16});
+  expect_values(run1("Pad", {x, pads, floats({9}, {})}), {9, 9, 9, 9, 9, 9, 9, 1, 2, 3, 9, 9, 9, 9, 9, 9}, {1, 16});
   // The ONNX spec's wrap example.
   Tensor d = floats({1.0f, 1.2f, 2.3f, 3.4f, 4.5f, 5.7f}, {3, 2});
   expect_values(run1("Pad", {d, ints({2, 1, 1, 1})}, {{"mode", std::string("wrap")}}),
@@ -729,18 +739,24 @@ TEST(Pad, AxesInputNegativePadsAndRandom3D) {
     auto src = [&](int64_t i, int64_t n) {
       // Walk out of range coordinates back in one reflection/clamp/wrap at a time.
       while (i < 0 || i >= n) {
-        if (mode == "edge") i = i < 0 ? 0 : n - 1;
-        else if (mode == "wrap") i = i < 0 ? i + n : i - n;
-        else i = i < 0 ? -i : 2 * (n - 1) - i;
+        if (mode == "edge")
+          i = i < 0 ? 0 : n - 1;
+        else if (mode == "wrap")
+          i = i < 0 ? i + n : i - n;
+        else
+          i = i < 0 ? -i : 2 * (n - 1) - i;
       }
       return i;
     };
-    expect_same(z, gather_expected(x, {6, 9, 9}, [&](const Dims& o) {
-                  return ravel({src(o[0] - 1, 3), src(o[1] - 0, 4), src(o[2] - 3, 5)}, x.dims());
-                }),
+    expect_same(z,
+                gather_expected(x, {6, 9, 9},
+                                [&](const Dims& o) {
+                                  return ravel({src(o[0] - 1, 3), src(o[1] - 0, 4), src(o[2] - 3, 5)}, x.dims());
+                                }),
                 mode);
   }
-  expect_error("Pad", {random_tensor(DType::f32, {0, 2}, kRandom, rng()), ints({1, 0, 0, 0})}, {{"mode", std::string("edge")}}, "size 0");
+  expect_error("Pad", {random_tensor(DType::f32, {0, 2}, kRandom, rng()), ints({1, 0, 0, 0})},
+               {{"mode", std::string("edge")}}, "size 0");
   expect_error("Pad", {x, ints({1, 2})}, {}, "2 entries per padded axis");
 }
 
@@ -750,8 +766,9 @@ TEST(Errors, HugeShapesFromValuesAreRejected) {
   expect_error("Tile", {x, ints({1LL << 62, 4})}, {}, "too large");
   expect_error("Expand", {x, ints({1LL << 40, 1LL << 40, 1, 3})}, {}, "too many elements");
   expect_error("Pad", {x, ints({0, INT64_MAX, 0, INT64_MAX})}, {}, "too large");
-  expect_error("Range", {Tensor::scalar<int64_t>(INT64_MIN), Tensor::scalar<int64_t>(INT64_MAX), Tensor::scalar<int64_t>(1)},
-               {}, "too long");
+  expect_error("Range",
+               {Tensor::scalar<int64_t>(INT64_MIN), Tensor::scalar<int64_t>(INT64_MAX), Tensor::scalar<int64_t>(1)}, {},
+               "too long");
   expect_error("Reshape", {x, ints({1LL << 40, 1LL << 40, -1})}, {}, "[2,3]");
 }
 
@@ -760,9 +777,12 @@ TEST(Errors, HugeShapesFromValuesAreRejected) {
 Shape sym_shape(std::vector<std::string> dims) {
   Shape s;
   for (auto& d : dims) {
-    if (std::isdigit(static_cast<unsigned char>(d[0]))) s.dims.push_back(Dim::fixed(std::stoll(d)));
-    else if (d == "?") s.dims.push_back(Dim::unknown());
-    else s.dims.push_back(Dim::sym(d));
+    if (std::isdigit(static_cast<unsigned char>(d[0])))
+      s.dims.push_back(Dim::fixed(std::stoll(d)));
+    else if (d == "?")
+      s.dims.push_back(Dim::unknown());
+    else
+      s.dims.push_back(Dim::sym(d));
   }
   return s;
 }
@@ -772,9 +792,8 @@ TEST(SymbolicInference, AttentionReshapeChain) {
   Value* x = g.add_input("x", {DType::f32, sym_shape({"batch", "seq", "768"})});
   auto v = [&](const char* n) { return g.add_value(n); };
   Value *u = v("u"), *t = v("t"), *c = v("c"), *r = v("r"), *heads = v("heads"), *merged = v("merged"),
-        *flat = v("flat"), *shape = v("shape"), *sl = v("sl"), *rev = v("rev"), *part = v("part"),
-        *ex = v("ex"), *gat = v("gat"), *sq = v("sq"), *sp0 = v("sp0"), *sp1 = v("sp1"), *pad = v("pad"),
-        *tile = v("tile");
+        *flat = v("flat"), *shape = v("shape"), *sl = v("sl"), *rev = v("rev"), *part = v("part"), *ex = v("ex"),
+        *gat = v("gat"), *sq = v("sq"), *sp0 = v("sp0"), *sp1 = v("sp1"), *pad = v("pad"), *tile = v("tile");
   g.add_node("Unsqueeze", {x, g.add_constant("ax", ints({1}))}, {u});
   g.add_node("Transpose", {u}, {t}, {{"perm", Dims{0, 2, 1, 3}}});
   g.add_node("Concat", {t, t}, {c}, {{"axis", int64_t(2)}});
@@ -783,17 +802,20 @@ TEST(SymbolicInference, AttentionReshapeChain) {
   g.add_node("Reshape", {r, g.add_constant("s2", ints({0, 0, -1}))}, {merged});
   g.add_node("Reshape", {x, g.add_constant("s3", ints({-1, 768}))}, {flat});
   g.add_node("Shape", {x}, {shape});
-  g.add_node("Slice", {x, g.add_constant("st", ints({0})), g.add_constant("en", ints({INT64_MAX})),
-                       g.add_constant("sa", ints({1}))},
-             {sl});
-  g.add_node("Slice", {x, g.add_constant("st2", ints({-1})), g.add_constant("en2", ints({INT64_MIN})),
-                       g.add_constant("sa2", ints({0})), g.add_constant("ss2", ints({-1}))},
+  g.add_node(
+      "Slice",
+      {x, g.add_constant("st", ints({0})), g.add_constant("en", ints({INT64_MAX})), g.add_constant("sa", ints({1}))},
+      {sl});
+  g.add_node("Slice",
+             {x, g.add_constant("st2", ints({-1})), g.add_constant("en2", ints({INT64_MIN})),
+              g.add_constant("sa2", ints({0})), g.add_constant("ss2", ints({-1}))},
              {rev});
-  g.add_node("Slice", {x, g.add_constant("st3", ints({0})), g.add_constant("en3", ints({1})),
-                       g.add_constant("sa3", ints({1}))},
+  g.add_node("Slice",
+             {x, g.add_constant("st3", ints({0})), g.add_constant("en3", ints({1})), g.add_constant("sa3", ints({1}))},
              {part});
-  g.add_node("Expand", {g.add_input("m", {DType::f32, sym_shape({"batch", "1", "1", "seq"})}),
-                        g.add_constant("es", ints({1, 12, 1, 1}))},
+  g.add_node("Expand",
+             {g.add_input("m", {DType::f32, sym_shape({"batch", "1", "1", "seq"})}),
+              g.add_constant("es", ints({1, 12, 1, 1}))},
              {ex});
   g.add_node("Gather", {x, g.add_constant("gi", ints({3, 4}))}, {gat}, {{"axis", int64_t(2)}});
   g.add_node("Squeeze", {u, g.add_constant("sqa", ints({1}))}, {sq});
@@ -831,8 +853,9 @@ TEST(SymbolicInference, UnknownValuesStillGiveRanks) {
   g.add_node("Reshape", {x, dyn}, {r});
   g.add_node("ConstantOfShape", {dyn}, {cs});
   g.add_node("NonZero", {x}, {nz});
-  g.add_node("Range", {g.add_input("a", {DType::i64, Shape()}), g.add_constant("l", Tensor::scalar<int64_t>(9)),
-                       g.add_constant("d", Tensor::scalar<int64_t>(1))},
+  g.add_node("Range",
+             {g.add_input("a", {DType::i64, Shape()}), g.add_constant("l", Tensor::scalar<int64_t>(9)),
+              g.add_constant("d", Tensor::scalar<int64_t>(1))},
              {rg});
   g.add_node("Flatten", {x}, {fl}, {{"axis", int64_t(2)}});
   g.add_node("Concat", {x, g.add_input("y", {DType::f32, sym_shape({"batch", "?", "768"})})}, {cc},

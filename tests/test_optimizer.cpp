@@ -8,8 +8,8 @@
 #include <cmath>
 
 #include "backends/backend.h"
-#include "support/error.h"
 #include "runtime/executable.h"
+#include "support/error.h"
 #include "train/optimizer.h"
 
 using namespace cb;
@@ -23,7 +23,7 @@ struct StepResults {
 
 // p (4 values) and its gradient are graph inputs; the gradient for step t is grads[t].
 StepResults run_optimizer(const OptimizerConfig& cfg, float lr_factor, float wd, const std::vector<float>& p0,
-                  const std::vector<std::vector<float>>& grads, float lr) {
+                          const std::vector<std::vector<float>>& grads, float lr) {
   auto g = std::make_shared<Graph>();
   Value* p = g->add_input("w", TensorType{DType::f32, Shape::of({4})});
   Value* dp = g->add_input("dw", TensorType{DType::f32, Shape::of({4})});
@@ -60,7 +60,8 @@ StepResults run_optimizer(const OptimizerConfig& cfg, float lr_factor, float wd,
 }
 
 const std::vector<float> kP0 = {0.5f, -1.25f, 2.f, 0.1f};
-const std::vector<std::vector<float>> kGrads = {{0.3f, -0.2f, 1.5f, -0.01f}, {-0.1f, 0.4f, 0.2f, 0.05f}, {2.f, -3.f, 0.5f, 0.7f}};
+const std::vector<std::vector<float>> kGrads = {
+    {0.3f, -0.2f, 1.5f, -0.01f}, {-0.1f, 0.4f, 0.2f, 0.05f}, {2.f, -3.f, 0.5f, 0.7f}};
 
 TEST(Optimizer, AdamWMatchesPyTorchsFormula) {
   OptimizerConfig cfg;

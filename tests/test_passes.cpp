@@ -9,12 +9,12 @@
 #include <random>
 
 #include "backends/backend.h"
-#include "support/error.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
 #include "runtime/executable.h"
+#include "support/error.h"
 #include "tests/test_util.h"
 
 using namespace cb;
@@ -28,14 +28,11 @@ PrintOptions no_names() {
   return o;
 }
 
-std::string normalise(const std::string& text) {
-  return print_graph(*parse_graph(text), no_names());
-}
+std::string normalise(const std::string& text) { return print_graph(*parse_graph(text), no_names()); }
 
 // Runs `pass` on `before`; returns the printed result and whether it changed.
 // `verify`: check the result with verify_graph (every op must be registered).
-std::pair<std::string, bool> run_pass(const std::string& before, std::unique_ptr<Pass> pass,
-                                      bool verify = true) {
+std::pair<std::string, bool> run_pass(const std::string& before, std::unique_ptr<Pass> pass, bool verify = true) {
   auto g = parse_graph(before);
   bool changed = pass->run(*g);
   if (verify) verify_graph(*g);
@@ -553,8 +550,7 @@ graph main(%n: i64[]) -> (%a, %b) {
   %b = Loop(%n) {body = graph body(%i: i64[]) -> (%i) {
   }}
 })";
-  auto [got, changed] =
-      run_pass(text, make_common_subexpression_elimination_pass(), /*verify=*/false);
+  auto [got, changed] = run_pass(text, make_common_subexpression_elimination_pass(), /*verify=*/false);
   EXPECT_FALSE(changed);
   EXPECT_EQ(got, normalise(text));
 }

@@ -8,9 +8,9 @@
 #include <limits>
 #include <random>
 
-#include "support/error.h"
 #include "ir/parser.h"
 #include "ir/printer.h"
+#include "support/error.h"
 
 using namespace cb;
 
@@ -36,8 +36,7 @@ std::unique_ptr<Graph> make_feature_graph() {
   auto g = std::make_unique<Graph>();
   g->name = "main";
   Value* ids = g->add_input("input_ids", {DType::i64, Shape({Dim::sym("batch"), Dim::sym("seq")})});
-  Value* x =
-      g->add_input("x", {DType::f32, Shape({Dim::sym("batch"), Dim::unknown(), Dim::fixed(4)})});
+  Value* x = g->add_input("x", {DType::f32, Shape({Dim::sym("batch"), Dim::unknown(), Dim::fixed(4)})});
   Value* odd = g->add_input("onnx::Odd name", {DType::f16, Shape::unknown_rank()});
   Value* dflt = g->add_input("dflt", {DType::f32, Shape::of({2})});
   dflt->constant = Tensor::from_vector<float>({0.5f, -1.25f}, {2});
@@ -48,32 +47,28 @@ std::unique_ptr<Graph> make_feature_graph() {
   for (auto& e : w) e = u(rng);
   Value* cw = g->add_constant("w", Tensor::from_vector<float>(w, {4, 5}));
   Value* cspecial = g->add_constant(
-      "special",
-      Tensor::from_vector<float>({kNaN, kInf, -kInf, -0.0f, 1e-45f, 0.1f, 3.4028235e38f}, {7}));
+      "special", Tensor::from_vector<float>({kNaN, kInf, -kInf, -0.0f, 1e-45f, 0.1f, 3.4028235e38f}, {7}));
   Value* chalf = g->add_constant("h", half_tensor({1.0f, -2.5f, 65504.0f, kNaN, -kInf, 6.1e-5f}));
   Value* cbf = g->add_constant("b16", bf16_tensor({3.140625f, -kInf, kNaN, 1e-20f}));
   Value* cf64 = g->add_constant("d", Tensor::from_vector<double>({0.1, -1e300, 5e-324}, {3}));
   Value* ci64 = g->add_constant(
       "i", Tensor::from_vector<int64_t>(
-               {std::numeric_limits<int64_t>::min(), -1, 0, std::numeric_limits<int64_t>::max()},
-               {2, 2}));
+               {std::numeric_limits<int64_t>::min(), -1, 0, std::numeric_limits<int64_t>::max()}, {2, 2}));
   Value* ci8 = g->add_constant("i8", Tensor::from_vector<int8_t>({-128, 127, 3}, {3}));
   Value* cu64 = g->add_constant("u", Tensor::from_vector<uint64_t>({~uint64_t(0), 1}, {2}));
   Value* cu8 = g->add_constant("u8", Tensor::from_vector<uint8_t>({255, 0}, {2}));
   Value* cbool = g->add_constant("flags", Tensor::from_vector<bool>({true, false, true}, {3}));
   Value* cscalar = g->add_constant("s", Tensor::scalar<int32_t>(-7));
   Value* cempty = g->add_constant("empty", Tensor::empty(DType::f32, {0, 3}));
-  (void)cspecial, (void)chalf, (void)cbf, (void)cf64, (void)ci8, (void)cu64, (void)cu8, (void)cbool,
-      (void)cscalar, (void)cempty;
+  (void)cspecial, (void)chalf, (void)cbf, (void)cf64, (void)ci8, (void)cu64, (void)cu8, (void)cbool, (void)cscalar,
+      (void)cempty;
 
-  Value* e =
-      g->add_value("0", {DType::f32, Shape({Dim::sym("batch"), Dim::sym("seq"), Dim::fixed(5)})});
+  Value* e = g->add_value("0", {DType::f32, Shape({Dim::sym("batch"), Dim::sym("seq"), Dim::fixed(5)})});
   g->add_node("Gather", {cw, ids}, {e}, {{"axis", int64_t(0)}}, "embed");
   Value* y = g->add_value("y", {DType::f32, Shape::unknown_rank()});
   Value* mask = g->add_value("mask");
   g->add_node("Dropout", {x, nullptr, nullptr}, {y, mask}, {{"seed", int64_t(1)}})->name = "";
-  Value* y2 =
-      g->add_value("y2", {DType::undefined, Shape({Dim::sym("weird dim + 1"), Dim::fixed(0)})});
+  Value* y2 = g->add_value("y2", {DType::undefined, Shape({Dim::sym("weird dim + 1"), Dim::fixed(0)})});
   Node* every = g->add_node("Every", {y, odd, nullptr, dflt}, {y2, nullptr},
                             {{"i", int64_t(-3)},
                              {"f", 1.0f},
@@ -102,8 +97,7 @@ std::unique_ptr<Graph> make_feature_graph() {
   Value* loop_out = g->add_value("loop_out");
   g->add_node("Loop", {ci64}, {loop_out}, {{"body", body}}, "loop");
 
-  Value* logits = g->add_value(
-      "logits", {DType::f32, Shape({Dim::sym("batch"), Dim::sym("seq"), Dim::fixed(5)})});
+  Value* logits = g->add_value("logits", {DType::f32, Shape({Dim::sym("batch"), Dim::sym("seq"), Dim::fixed(5)})});
   g->add_node("Add", {e, e}, {logits}, {}, "add");
   g->outputs = {logits, y2, e};
   return g;
@@ -170,8 +164,7 @@ void expect_same_graph(const Graph& a, const Graph& b) {
       } else if (auto is = std::get_if<std::vector<int64_t>>(&va)) {
         EXPECT_EQ(*is, std::get<std::vector<int64_t>>(vb)) << k;
       } else {
-        EXPECT_EQ(std::get<std::vector<std::string>>(va), std::get<std::vector<std::string>>(vb))
-            << k;
+        EXPECT_EQ(std::get<std::vector<std::string>>(va), std::get<std::vector<std::string>>(vb)) << k;
       }
     }
   }
@@ -200,29 +193,24 @@ TEST(PrinterParser, PrintsReadableText) {
                       "%\"onnx::Odd name\": f16[*], %dflt: f32[2] = const {0.5, -1.25}) -> "
                       "(%logits, %y2, %0) {\n"),
             std::string::npos);
-  EXPECT_NE(
-      text.find("  %special: f32[7] = const {nan, inf, -inf, -0, 1e-45, 0.1, 3.4028235e+38}\n"),
-      std::string::npos);
+  EXPECT_NE(text.find("  %special: f32[7] = const {nan, inf, -inf, -0, 1e-45, 0.1, 3.4028235e+38}\n"),
+            std::string::npos);
   // 16-bit floats print their shortest decimal that reads back to the same bits
   // (like numpy: f16 65504 prints as 65500).
-  EXPECT_NE(text.find("  %h: f16[6] = const {1, -2.5, 65500, nan, -inf, 6.1e-05}\n"),
-            std::string::npos);
+  EXPECT_NE(text.find("  %h: f16[6] = const {1, -2.5, 65500, nan, -inf, 6.1e-05}\n"), std::string::npos);
   EXPECT_NE(text.find("  %b16: bf16[4] = const {3.14, -inf, nan, 1e-20}\n"), std::string::npos);
   EXPECT_NE(text.find("  %flags: bool[3] = const {true, false, true}\n"), std::string::npos);
   EXPECT_NE(text.find("  %s: i32[] = const {-7}\n"), std::string::npos);
   EXPECT_NE(text.find("  %empty: f32[0,3] = const {}\n"), std::string::npos);
-  EXPECT_NE(text.find("  %0: f32[batch,seq,5] = Gather(%w, %input_ids) {axis = 0} # embed\n"),
-            std::string::npos);
+  EXPECT_NE(text.find("  %0: f32[batch,seq,5] = Gather(%w, %input_ids) {axis = 0} # embed\n"), std::string::npos);
   EXPECT_NE(text.find("  %y: f32[*], %mask = Dropout(%x, _, _) {seed = 1}\n"), std::string::npos);
-  EXPECT_NE(
-      text.find(
-          "%y2: ?[\"weird dim + 1\",0], _ = com.example.Every(%y, %\"onnx::Odd name\", _, %dflt) "
-          "{f = 1.0, finf = -inf, floats = [0.5, 2.0, -0.0], fnan = nan, i = -3, "
-          "ints = [1, -2, 3], no_floats = floats[], no_ints = ints[], no_strings = strings[], "
-          "s = \"say \\\"hi\\\"\\n\\ttab \\\\ done\", small = 1e-05, "
-          "strings = [\"a\", \"b c\", \"\"], tensor = i64[3,1] {4, 5, 6}, \"weird key\" = 2} "
-          "# \"  a \\\"quoted\\\" name  \"\n"),
-      std::string::npos);
+  EXPECT_NE(text.find("%y2: ?[\"weird dim + 1\",0], _ = com.example.Every(%y, %\"onnx::Odd name\", _, %dflt) "
+                      "{f = 1.0, finf = -inf, floats = [0.5, 2.0, -0.0], fnan = nan, i = -3, "
+                      "ints = [1, -2, 3], no_floats = floats[], no_ints = ints[], no_strings = strings[], "
+                      "s = \"say \\\"hi\\\"\\n\\ttab \\\\ done\", small = 1e-05, "
+                      "strings = [\"a\", \"b c\", \"\"], tensor = i64[3,1] {4, 5, 6}, \"weird key\" = 2} "
+                      "# \"  a \\\"quoted\\\" name  \"\n"),
+            std::string::npos);
   EXPECT_NE(text.find("  %loop_out = Loop(%i) {body = graph body(%i: i64[]) -> (%o) {\n"
                       "    %o: f32[5] = Gather(%w, %i) {axis = 0} # inner\n"
                       "  }} # loop\n"),
@@ -266,8 +254,7 @@ TEST(PrinterParser, NodesWithoutNamesOrOutputs) {
   EXPECT_TRUE(g->nodes()[0]->outputs.empty());
   EXPECT_EQ(g->nodes()[0]->name, "");
   EXPECT_EQ(g->nodes()[1]->outputs[1], nullptr);
-  EXPECT_EQ(print_graph(*g),
-            "graph g(%x: f32[2]) -> (%x) {\n  Print(%x)\n  %a, _ = Split(%x)\n}\n");
+  EXPECT_EQ(print_graph(*g), "graph g(%x: f32[2]) -> (%x) {\n  Print(%x)\n  %a, _ = Split(%x)\n}\n");
   PrintOptions no_names;
   no_names.node_names = false;
   auto g2 = parse_graph("graph g(%x: f32[2]) -> (%y) {\n  %y = Neg(%x) # n\n}\n");
@@ -284,8 +271,7 @@ TEST(PrinterParser, ElidesLargeConstantsForHumans) {
   g.add_node("Add", {c, small}, {y}, {{"t", Tensor::from_vector<float>(big, {100})}});
   g.outputs = {y};
   std::string text = print_graph(g, {.elide_large_constants = true});
-  EXPECT_NE(text.find("%big: f32[10,10] = const dense<400 bytes, fnv1a 0x"), std::string::npos)
-      << text;
+  EXPECT_NE(text.find("%big: f32[10,10] = const dense<400 bytes, fnv1a 0x"), std::string::npos) << text;
   EXPECT_NE(text.find("%small: f32[2] = const {1, 2}"), std::string::npos) << text;
   EXPECT_NE(text.find("t = f32[100] dense<400 bytes, fnv1a 0x"), std::string::npos) << text;
   // The hash tells different contents apart.
@@ -307,8 +293,7 @@ TEST(PrinterParser, ElidesLargeConstantsForHumans) {
 }
 
 TEST(PrinterParser, TypesPrintAndParse) {
-  for (const char* t :
-       {"f32[batch,seq,768]", "i64[]", "bool[?,3]", "f16[*]", "?[2,?]", "bf16[\"a b\",1]"}) {
+  for (const char* t : {"f32[batch,seq,768]", "i64[]", "bool[?,3]", "f16[*]", "?[2,?]", "bf16[\"a b\",1]"}) {
     TensorType ty = parse_type(t);
     EXPECT_EQ(print_type(ty), t);
   }
@@ -352,8 +337,7 @@ TEST(PrinterParser, FloatsRoundTripExactly) {
   g.add_constant("b", bhalves);
   auto back = parse_graph(print_graph(g));
   for (const char* name : {"c", "d", "h", "b"})
-    EXPECT_TRUE(back->find_value(name)->constant->bitwise_equal(*g.find_value(name)->constant))
-        << name;
+    EXPECT_TRUE(back->find_value(name)->constant->bitwise_equal(*g.find_value(name)->constant)) << name;
 }
 
 namespace {
@@ -371,12 +355,10 @@ std::string parse_error(const std::string& text) {
 TEST(PrinterParser, ErrorsNameLineColumnAndWhatWasExpected) {
   EXPECT_EQ(parse_error("graph g(%x: f32[2]) -> (%y) {\n  %y = Neg(%x {\n}\n"),
             "parse error at 2:15: expected ')' to close the inputs of Neg, found '{'");
-  EXPECT_EQ(
-      parse_error("graph g(%x: f33[2]) -> (%x) {}"),
-      "parse error at 1:13: expected a dtype (f32, f16, bf16, f64, i64, i32, i16, i8, u64, u32, "
-      "u16, u8, bool or ?), found 'f33'");
-  EXPECT_EQ(parse_error("graph g(%x: f32[2]) -> (%y) {\n  %y = Neg(%z)\n}"),
-            "parse error at 2:12: undefined value %z");
+  EXPECT_EQ(parse_error("graph g(%x: f33[2]) -> (%x) {}"),
+            "parse error at 1:13: expected a dtype (f32, f16, bf16, f64, i64, i32, i16, i8, u64, u32, "
+            "u16, u8, bool or ?), found 'f33'");
+  EXPECT_EQ(parse_error("graph g(%x: f32[2]) -> (%y) {\n  %y = Neg(%z)\n}"), "parse error at 2:12: undefined value %z");
   EXPECT_EQ(parse_error("graph g(%x: f32[2]) -> (%x) {\n  %x = Neg(%x)\n}"),
             "parse error at 2:3: value %x is defined twice (first at 1:9)");
   EXPECT_EQ(parse_error("graph g() -> (%c) {\n  %c: f32[3] = const {1, 2}\n}"),
@@ -387,16 +369,14 @@ TEST(PrinterParser, ErrorsNameLineColumnAndWhatWasExpected) {
             "parse error at 2:3: a constant needs a dtype and static dimensions, got f32[batch]");
   EXPECT_EQ(parse_error("graph g() -> () {\n  %y = Foo() {a = [1, \"x\"]}\n}"),
             "parse error at 2:23: a list mixes strings and numbers");
-  EXPECT_EQ(parse_error("graph g() -> () {\n  %y = Foo() {s = \"abc\n}"),
-            "parse error at 2:19: unterminated string");
+  EXPECT_EQ(parse_error("graph g() -> () {\n  %y = Foo() {s = \"abc\n}"), "parse error at 2:19: unterminated string");
   EXPECT_EQ(parse_error("graph g() -> () {\n  %y = Foo()\n"),
             "parse error at 3:1: expected '}' to close graph 'g', found end of input");
   EXPECT_EQ(parse_error("graph g() -> () {} extra"),
             "parse error at 1:20: expected end of input after the graph, found 'extra'");
   EXPECT_EQ(parse_error("graph g() -> () {\n  %y = Foo() {a = 1, a = 2}\n}"),
             "parse error at 2:22: attribute 'a' is given twice");
-  EXPECT_EQ(parse_error("graph g() -> () {\n  %y = @Foo()\n}"),
-            "parse error at 2:8: unexpected character '@'");
+  EXPECT_EQ(parse_error("graph g() -> () {\n  %y = @Foo()\n}"), "parse error at 2:8: unexpected character '@'");
 }
 
 TEST(PrinterParser, MutatedTextParsesOrFailsCleanly) {

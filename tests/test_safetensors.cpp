@@ -3,7 +3,6 @@
 // F16/BF16/F64 -> f32, the committed Hugging Face files, and one test per
 // header validation rule with the error it must give.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cstring>
@@ -11,9 +10,9 @@
 #include <fstream>
 #include <string>
 
-#include "support/json.h"
 #include "frontend/safetensors.h"
 #include "support/error.h"
+#include "support/json.h"
 
 using namespace cb;
 namespace fs = std::filesystem;
@@ -38,9 +37,7 @@ class Safetensors : public ::testing::Test {
     std::ofstream(p, std::ios::binary) << bytes;
     return p;
   }
-  std::string file(const std::string& header, const std::string& data) {
-    return raw_file(header.size(), header, data);
-  }
+  std::string file(const std::string& header, const std::string& data) { return raw_file(header.size(), header, data); }
 
   // The message of the cb::Error that opening `p` throws ("" if none).
   static std::string open_error(const std::string& p) {
@@ -56,19 +53,18 @@ class Safetensors : public ::testing::Test {
   int counter_ = 0;
 };
 
-#define EXPECT_OPEN_ERROR(file_path, text)                                                    \
-  do {                                                                                        \
-    const std::string p_ = file_path;                                                         \
-    const std::string msg_ = open_error(p_);                                                  \
+#define EXPECT_OPEN_ERROR(file_path, text)                                                     \
+  do {                                                                                         \
+    const std::string p_ = file_path;                                                          \
+    const std::string msg_ = open_error(p_);                                                   \
     EXPECT_NE(msg_.find(text), std::string::npos) << "expected '" << text << "' in: " << msg_; \
     EXPECT_NE(msg_.find(p_), std::string::npos) << "the error must name the file: " << msg_;   \
   } while (0)
 
 TEST_F(Safetensors, WritesTheExactFormat) {
-  const std::string bytes = safetensors_serialize({{"a", Tensor::from_vector<float>({1.0f, -2.0f}, {2})}},
-                                                  {{"format", "pt"}});
-  const std::string header =
-      R"({"__metadata__":{"format":"pt"},"a":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}})";
+  const std::string bytes =
+      safetensors_serialize({{"a", Tensor::from_vector<float>({1.0f, -2.0f}, {2})}}, {{"format", "pt"}});
+  const std::string header = R"({"__metadata__":{"format":"pt"},"a":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}})";
   const std::string padded = header + std::string((8 - header.size() % 8) % 8, ' ');
   std::string expected(8, '\0');
   const uint64_t n = padded.size();
@@ -84,7 +80,8 @@ TEST_F(Safetensors, RoundTripsEveryDtype) {
   NamedTensors tensors;
   tensors.emplace_back("f32", Tensor::from_vector<float>({1.5f, -0.25f, 3e-7f, 1e30f, 0.0f, -7.0f}, {2, 3}));
   tensors.emplace_back("f64", Tensor::from_vector<double>({1.0 / 3.0, -2.0}, {2}));
-  tensors.emplace_back("f16", Tensor::from_vector<Half>({Half{float_to_half(1.5f)}, Half{float_to_half(-65504.0f)}}, {2}));
+  tensors.emplace_back("f16",
+                       Tensor::from_vector<Half>({Half{float_to_half(1.5f)}, Half{float_to_half(-65504.0f)}}, {2}));
   tensors.emplace_back("bf16", Tensor::from_vector<BFloat16>({BFloat16{float_to_bf16(3.0f)}}, {1, 1}));
   tensors.emplace_back("i64", Tensor::from_vector<int64_t>({INT64_MIN, 5, INT64_MAX}, {3}));
   tensors.emplace_back("i32", Tensor::from_vector<int32_t>({-3, 4}, {2}));
@@ -216,8 +213,7 @@ TEST_F(Safetensors, ValidatesTheHeader) {
   EXPECT_OPEN_ERROR(file("[1,2]", ""), "does not start with '{'");
   EXPECT_OPEN_ERROR(file("{\"a\":", ""), "safetensors header");
   EXPECT_OPEN_ERROR(file(R"({"a":{"dtype":"F7","shape":[1],"data_offsets":[0,4]}})", "xxxx"), "unknown dtype 'F7'");
-  EXPECT_OPEN_ERROR(file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "xxxx"),
-                    "non-negative integer");
+  EXPECT_OPEN_ERROR(file(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "xxxx"), "non-negative integer");
   EXPECT_OPEN_ERROR(file(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", "xxxx"),
                     "non-negative integer");
   EXPECT_OPEN_ERROR(file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight), "needs 12");
@@ -229,9 +225,9 @@ TEST_F(Safetensors, ValidatesTheHeader) {
   EXPECT_OPEN_ERROR(file(R"({"a":[1]})", eight), "tensor 'a' must be an object");
   EXPECT_OPEN_ERROR(file(R"({"__metadata__":{"k":1},)" + t1 + "}", eight), "__metadata__ 'k' must be a string");
   // Tiling: a gap, an overlap, trailing bytes, missing bytes.
-  EXPECT_OPEN_ERROR(file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", eight), "begins at data offset 4");
-  EXPECT_OPEN_ERROR(file("{" + t1 + R"(,"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", eight),
-                    "overlap");
+  EXPECT_OPEN_ERROR(file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", eight),
+                    "begins at data offset 4");
+  EXPECT_OPEN_ERROR(file("{" + t1 + R"(,"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", eight), "overlap");
   EXPECT_OPEN_ERROR(file("{" + t1 + "}", eight + "yy"), "cover 8 bytes of data but the file holds 10");
   EXPECT_OPEN_ERROR(file("{" + t1 + "}", "xxxx"), "cover 8 bytes of data but the file holds 4");
   // Header padding with spaces and an empty header are fine.

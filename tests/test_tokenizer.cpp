@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "frontend/bpe_tokenizer.h"
-#include "support/json.h"
 #include "support/error.h"
+#include "support/json.h"
 #include "support/utf8.h"
 #include "tests/cli_util.h"
 
@@ -127,9 +127,13 @@ TEST(Gpt2Tokenizer, HandCheckedIds) {
   // "a" + three spaces + "b": the whitespace run leaves its last space to " b"
   // (and GPT-2 has no merge of two spaces).
   EXPECT_EQ(tok.encode("a   b"), (std::vector<TokenId>{64, 220, 220, 275}));
-  EXPECT_EQ(tok.id_to_token(220), "\xC4\xA0");      // "Ġ"
-  EXPECT_EQ(tok.id_to_token(275), "\xC4\xA0" "b");  // "Ġb"
-  EXPECT_EQ(tok.token_to_id("\xC4\xA0" "world"), 995);
+  EXPECT_EQ(tok.id_to_token(220), "\xC4\xA0");  // "Ġ"
+  EXPECT_EQ(tok.id_to_token(275),
+            "\xC4\xA0"
+            "b");  // "Ġb"
+  EXPECT_EQ(tok.token_to_id("\xC4\xA0"
+                            "world"),
+            995);
   EXPECT_EQ(tok.token_to_id("<|endoftext|>"), 50256);
   EXPECT_FALSE(tok.token_to_id("no such token").has_value());
   ASSERT_EQ(tok.added_tokens().size(), 1u);
@@ -165,7 +169,9 @@ TEST(Gpt2Pretokenize, UnicodeClasses) {
   // a letter new in Unicode 16 (which HF tokenizers 0.23 uses).
   EXPECT_EQ(pieces("\xD0\x9F\xD1\x80\xD0\xB8 \xD9\xA3\xD9\xA4"),
             (Pieces{"\xD0\x9F\xD1\x80\xD0\xB8", " \xD9\xA3\xD9\xA4"}));
-  EXPECT_EQ(pieces("a\xE3\x80\x80" "b"), (Pieces{"a", "\xE3\x80\x80", "b"}));
+  EXPECT_EQ(pieces("a\xE3\x80\x80"
+                   "b"),
+            (Pieces{"a", "\xE3\x80\x80", "b"}));
   EXPECT_EQ(pieces("e\xCC\x81t"), (Pieces{"e", "\xCC\x81", "t"}));
   EXPECT_EQ(pieces("x\xE1\xB2\x89!"), (Pieces{"x\xE1\xB2\x89", "!"}));
 }
@@ -182,9 +188,7 @@ TEST(Gpt2Tokenizer, ByteOffsetsSplitCharacters) {
   EXPECT_EQ(s.offsets[1], (cb::ByteSpan{1, 14}));
 }
 
-TEST(Gpt2Tokenizer, MatchesHuggingFaceEncode) {
-  check_encode_refs(gpt2(), kData / "gpt2_encode.jsonl", true);
-}
+TEST(Gpt2Tokenizer, MatchesHuggingFaceEncode) { check_encode_refs(gpt2(), kData / "gpt2_encode.jsonl", true); }
 
 TEST(Gpt2Tokenizer, MatchesHuggingFaceDecode) { check_decode_refs(gpt2(), kData / "gpt2_decode.jsonl"); }
 
@@ -208,7 +212,7 @@ TEST(Gpt2Tokenizer, RoundTripsRandomUtf8) {
         default: cp = 0x10000 + rng() % 0x100000; break;
       }
       if (cp >= 0xD800 && cp <= 0xDFFF) cp = 'x';
-      utf8_append(text, char32_t(cp));
+      cb::utf8_append(text, char32_t(cp));
       if (rng() % 50 == 0) text += "<|endoftext|>";
     }
     ASSERT_EQ(cb::utf8_first_invalid(text), -1);
@@ -251,7 +255,10 @@ TEST(Gpt2Tokenizer, InvalidUtf8IsAnError) {
 
 TEST(Gpt2Tokenizer, ReplacesInvalidUtf8LikeHuggingFace) {
   // Maximal subparts: "\xE6\x97" is one truncated character, "\xC0" and "\xAF" two bytes that start nothing.
-  EXPECT_EQ(cb::utf8_replace_invalid("a\xE6\x97" "b"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(cb::utf8_replace_invalid("a\xE6\x97"
+                                     "b"),
+            "a\xEF\xBF\xBD"
+            "b");
   EXPECT_EQ(cb::utf8_replace_invalid("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(cb::utf8_replace_invalid("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(cb::utf8_replace_invalid("ok \xC3\xA9"), "ok \xC3\xA9");
@@ -353,8 +360,8 @@ TEST(TokenizerLoading, VocabAndMergesErrors) {
 Json tiny_tokenizer_json() {
   Json::Object pre{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   Json::Object model{{"type", "BPE"}, {"vocab", cb::json_parse(kTinyVocab)}, {"merges", Json::Array{Json("a b")}}};
-  Json::Object added{{"id", 3},          {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false},         {"special", true}};
+  Json::Object added{{"id", 3},         {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false},
+                     {"rstrip", false}, {"normalized", false},        {"special", true}};
   return Json(Json::Object{{"version", "1.0"},
                            {"added_tokens", Json::Array{Json(added)}},
                            {"normalizer", nullptr},

@@ -4,7 +4,6 @@
 // position-aligned reading around a mid-sequence EOS, next-state
 // probabilities for any N), valid_input, and fsm.npy save/load.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <cmath>
@@ -24,9 +23,8 @@ namespace fs = std::filesystem;
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() /
-           ("cb_test_tokfsm_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    path = fs::temp_directory_path() / ("cb_test_tokfsm_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -200,7 +198,7 @@ TEST(TokFsm, CorruptedSequencesGiveTheRightFraction) {
                                            E, 0, 0, 0, 1, 0, 0, 1, 1, 0},
                                           {2, 10});
   TransitionAccuracy c = token_transition_accuracy(f, t);
-  EXPECT_EQ(c.pairs, 6);       // 4 states per row (the trailing "0" is a partial chunk)
+  EXPECT_EQ(c.pairs, 6);        // 4 states per row (the trailing "0" is a partial chunk)
   EXPECT_EQ(c.valid_pairs, 4);  // row 2: 0->1 ok, 1->0 bad, 0->3 bad
   EXPECT_DOUBLE_EQ(c.first, 1.0);
   EXPECT_THROW(token_transition_accuracy(f, Tensor::from_vector<float>({1, 2}, {1, 2})), Error);
@@ -241,8 +239,7 @@ TEST(TokFsm, ValidInputMatchesTheSpecAndGeneralises) {
   for (int v = 0; v < 1000; ++v) {
     std::string s = std::to_string(1000 + v).substr(1);  // "000" ... "999"
     bool expected = false;
-    for (int64_t t : f.successors(f.parse_state(s.substr(0, 2))))
-      expected |= f.state_string(t)[0] == s[2];
+    for (int64_t t : f.successors(f.parse_state(s.substr(0, 2)))) expected |= f.state_string(t)[0] == s[2];
     EXPECT_EQ(f.valid_input(s), expected) << s;
     EXPECT_TRUE(f.valid_input(s.substr(0, 2)));
     EXPECT_TRUE(f.valid_input(s.substr(0, 1)));
@@ -265,7 +262,7 @@ TEST(TokFsm, ValidInputMatchesTheSpecAndGeneralises) {
   EXPECT_TRUE(g.valid_input("1"));
   EXPECT_TRUE(g.valid_input("10"));
   EXPECT_TRUE(g.valid_input("100"));
-  EXPECT_FALSE(g.valid_input("11"));   // 110.. > 100
+  EXPECT_FALSE(g.valid_input("11"));  // 110.. > 100
   EXPECT_FALSE(g.valid_input("2"));
   EXPECT_FALSE(g.valid_input("101"));  // 101 is not a state
 }
@@ -411,7 +408,8 @@ TEST(TokFsm, NextStateProbsForAnyNumberOfStates) {
     }
     for (size_t i = 0; i < states.size(); ++i)
       for (int64_t t = 0; t < n; ++t)
-        EXPECT_NEAR(probs[i][size_t(t)], f.transition_prob(states[i], t), 1e-12) << "N " << n << " " << states[i] << "->" << t;
+        EXPECT_NEAR(probs[i][size_t(t)], f.transition_prob(states[i], t), 1e-12)
+            << "N " << n << " " << states[i] << "->" << t;
     batch_sizes.clear();
     EXPECT_DOUBLE_EQ(first_transition_accuracy(f, oracle), 1.0) << "N " << n;
   }

@@ -6,9 +6,9 @@
 #include <cstdlib>
 
 #include "backends/backend.h"
-#include "support/error.h"
 #include "frontend/hf_import.h"
 #include "passes/insert_codebooks.h"
+#include "support/error.h"
 #include "train/trainer.h"
 
 namespace cb {

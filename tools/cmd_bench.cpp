@@ -6,9 +6,9 @@
 #include <iostream>
 #include <random>
 
+#include "runtime/executable.h"
 #include "support/error.h"
 #include "support/threads.h"
-#include "runtime/executable.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
@@ -19,10 +19,9 @@ namespace cb::tools {
 
 int cmd_bench(int argc, char** argv) {
   po::options_description opts("usage: codebook bench MODEL [options]\n\noptions");
-  opts.add_options()(
-      "shape", po::value<std::string>()->default_value("1x128"), "BATCHxSEQ of input_ids")(
-      "runs", po::value<int>()->default_value(10), "timed runs")(
-      "warmup", po::value<int>()->default_value(2), "untimed warm-up runs")(
+  opts.add_options()("shape", po::value<std::string>()->default_value("1x128"), "BATCHxSEQ of input_ids")(
+      "runs", po::value<int>()->default_value(10), "timed runs")("warmup", po::value<int>()->default_value(2),
+                                                                 "untimed warm-up runs")(
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
       "profile", "print time per op type")("json", "print the result as one JSON line");
@@ -65,9 +64,8 @@ int cmd_bench(int argc, char** argv) {
   } else {
     std::cout << std::fixed << std::setprecision(2) << "backend " << backend->name() << ", shape "
               << vm["shape"].as<std::string>() << ", " << runs << " runs after " << warmup << " warm-up\n"
-              << "median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back()
-              << " ms, " << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1)
-              << m.import_ms << " ms)\n";
+              << "median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back() << " ms, "
+              << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1) << m.import_ms << " ms)\n";
   }
   if (copts.profile) {
     std::vector<std::pair<std::string, OpProfile>> prof(exe->profile().begin(), exe->profile().end());
@@ -77,8 +75,8 @@ int cmd_bench(int argc, char** argv) {
     std::cout << "time per op type (all runs incl. warm-up):\n";
     for (auto& [op, p] : prof)
       std::cout << "  " << std::setw(24) << std::left << op << std::right << std::setw(10) << std::setprecision(2)
-                << p.ms << " ms " << std::setw(6) << std::setprecision(1) << 100 * p.ms / total << "%  "
-                << p.calls << " calls\n";
+                << p.ms << " ms " << std::setw(6) << std::setprecision(1) << 100 * p.ms / total << "%  " << p.calls
+                << " calls\n";
   }
   return 0;
 }

@@ -6,8 +6,8 @@
 #include <iostream>
 
 #include "frontend/onnx_export.h"
-#include "support/error.h"
 #include "passes/insert_codebooks.h"
+#include "support/error.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
@@ -45,8 +45,7 @@ int cmd_compile(int argc, char** argv) {
   for (auto& c : cbs) {
     params += c.groups * c.num_codes * (c.width / c.groups) + 2 * c.width;
     std::cout << "  " << std::left << std::setw(28) << c.site << " width " << c.width << ", " << c.groups
-              << (c.groups == 1 ? " codebook" : " codebooks") << " x " << c.num_codes << " codes, k = " << c.k
-              << "\n";
+              << (c.groups == 1 ? " codebook" : " codebooks") << " x " << c.num_codes << " codes, k = " << c.k << "\n";
   }
   std::cout << "codebook parameters: " << params << "\nwrote " << out << "\n";
   return 0;

@@ -21,9 +21,9 @@
 
 #include "backends/backend.h"
 #include "frontend/onnx_import.h"
-#include "support/error.h"
 #include "onnx/onnx.pb.h"
 #include "runtime/executable.h"
+#include "support/error.h"
 #include "tools/command.h"
 #include "tools/options.h"
 
@@ -120,8 +120,7 @@ struct DataSet {
 
 // "input_12.pb" -> 12; -1 when the name does not match.
 int file_index(const std::string& file, const std::string& prefix) {
-  if (file.rfind(prefix, 0) != 0 || file.size() <= prefix.size() + 3 ||
-      file.substr(file.size() - 3) != ".pb")
+  if (file.rfind(prefix, 0) != 0 || file.size() <= prefix.size() + 3 || file.substr(file.size() - 3) != ".pb")
     return -1;
   std::string digits = file.substr(prefix.size(), file.size() - prefix.size() - 3);
   if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return -1;
@@ -149,8 +148,7 @@ std::vector<onnx::TensorProto> load_tensors(const fs::path& dir, const std::stri
 std::vector<DataSet> load_data_sets(const fs::path& test_dir) {
   std::vector<fs::path> dirs;
   for (auto& e : fs::directory_iterator(test_dir))
-    if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0)
-      dirs.push_back(e.path());
+    if (e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0) dirs.push_back(e.path());
   std::sort(dirs.begin(), dirs.end());
   std::vector<DataSet> sets;
   for (auto& d : dirs) {
@@ -193,8 +191,7 @@ std::string compare(const Tensor& got, const Tensor& want) {
     bool ok;
     if (is_float) {
       double a = got.get_double(i), b = want.get_double(i);
-      ok = a == b || (std::isnan(a) && std::isnan(b)) ||
-           std::fabs(a - b) <= kAtol + kRtol * std::fabs(b);
+      ok = a == b || (std::isnan(a) && std::isnan(b)) || std::fabs(a - b) <= kAtol + kRtol * std::fabs(b);
       if (!ok) max_diff = std::max(max_diff, std::isnan(a - b) ? INFINITY : std::fabs(a - b));
     } else if (want.dtype() == DType::u64) {
       ok = got.data<uint64_t>()[i] == want.data<uint64_t>()[i];
@@ -207,13 +204,16 @@ std::string compare(const Tensor& got, const Tensor& want) {
   auto value = [&](const Tensor& t, int64_t i) {
     std::ostringstream v;
     v.precision(9);
-    if (is_float) v << t.get_double(i);
-    else if (t.dtype() == DType::u64) v << t.data<uint64_t>()[i];
-    else v << t.get_int(i);
+    if (is_float)
+      v << t.get_double(i);
+    else if (t.dtype() == DType::u64)
+      v << t.data<uint64_t>()[i];
+    else
+      v << t.get_int(i);
     return v.str();
   };
-  os << bad << " of " << n << " values differ; first at " << index_str(want.dims(), first)
-     << ": got " << value(got, first) << ", expected " << value(want, first);
+  os << bad << " of " << n << " values differ; first at " << index_str(want.dims(), first) << ": got "
+     << value(got, first) << ", expected " << value(want, first);
   if (is_float) os << " (max |diff| " << max_diff << ")";
   return os.str();
 }
@@ -225,8 +225,7 @@ Result run_test(const fs::path& dir, const Settings& s) {
   fs::path model_path = dir / "model.onnx";
   std::string bytes = read_file(model_path);
   onnx::ModelProto model;
-  if (!model.ParseFromString(bytes))
-    return {Outcome::fail, "'" + model_path.string() + "' is not a valid ONNX model"};
+  if (!model.ParseFromString(bytes)) return {Outcome::fail, "'" + model_path.string() + "' is not a valid ONNX model"};
   bytes.clear();
   if (auto r = unsupported_in_model(model)) return {Outcome::skip, *r};
   std::vector<DataSet> sets = load_data_sets(dir);
@@ -257,9 +256,7 @@ Result run_test(const fs::path& dir, const Settings& s) {
     std::map<std::string, Tensor> feeds;
     for (size_t i = 0; i < ds.inputs.size(); ++i) {
       auto& tp = ds.inputs[i];
-      std::string name = !tp.name().empty() ? tp.name()
-                         : i < input_names.size() ? input_names[i]
-                                                  : "";
+      std::string name = !tp.name().empty() ? tp.name() : i < input_names.size() ? input_names[i] : "";
       CB_CHECK(!name.empty(), ds.name << ": input_" << i << ".pb has no graph input to go to");
       Tensor t = tensor_from_onnx(tp, dir.string(), ds.name + "/input_" + std::to_string(i) + ".pb");
       if (graph_inputs.count(name)) feeds[name] = std::move(t);  // unused inputs may be folded away
@@ -269,12 +266,11 @@ Result run_test(const fs::path& dir, const Settings& s) {
       return {Outcome::fail, ds.name + ": the model computes " + std::to_string(outs.size()) +
                                  " outputs, the test data has " + std::to_string(ds.outputs.size())};
     for (size_t i = 0; i < outs.size(); ++i) {
-      Tensor want = tensor_from_onnx(ds.outputs[i], dir.string(),
-                                     ds.name + "/output_" + std::to_string(i) + ".pb");
+      Tensor want = tensor_from_onnx(ds.outputs[i], dir.string(), ds.name + "/output_" + std::to_string(i) + ".pb");
       std::string diff = compare(outs[i], want);
       if (!diff.empty())
-        return {Outcome::fail, ds.name + ": output " + std::to_string(i) + " '" +
-                                   exe->output_names()[i] + "': " + diff};
+        return {Outcome::fail,
+                ds.name + ": output " + std::to_string(i) + " '" + exe->output_names()[i] + "': " + diff};
     }
   }
   return {Outcome::pass, ""};
@@ -328,8 +324,7 @@ Result run_test_isolated(const fs::path& dir, const Settings& s) {
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
     if (sig == SIGALRM) return {Outcome::fail, "timed out after " + std::to_string(s.timeout_s) + " s"};
-    return {Outcome::fail, std::string("crashed (signal ") + std::to_string(sig) + ": " +
-                               strsignal(sig) + ")"};
+    return {Outcome::fail, std::string("crashed (signal ") + std::to_string(sig) + ": " + strsignal(sig) + ")"};
   }
   if (msg.size() < 2) return {Outcome::fail, "the test process exited without a result"};
   return {Outcome(msg[0] - '0'), msg.substr(2)};
@@ -362,14 +357,14 @@ std::map<std::string, std::string> read_expected_failures(const std::string& pat
 int cmd_conformance(int argc, char** argv) {
   Settings s;
   po::options_description opts("usage: codebook conformance DIR [options]\n\noptions");
-  opts.add_options()
-      ("backend", po::value<std::string>(&s.backend)->default_value("reference"), "backend: reference, cpu")
-      ("filter", po::value<std::string>()->default_value(""), "only tests whose name contains this")
-      ("expected-failures", po::value<std::string>(), "file of tests expected to fail (name  # reason)")
-      ("no-canonicalize", "import without the canonicalisation pipeline")
-      ("no-fork", "run tests in this process (a crash stops the run)")
-      ("timeout", po::value<int>(&s.timeout_s)->default_value(120), "seconds per test (with fork)")
-      ("verbose,v", "also print skipped and passing tests");
+  opts.add_options()("backend", po::value<std::string>(&s.backend)->default_value("reference"),
+                     "backend: reference, cpu")("filter", po::value<std::string>()->default_value(""),
+                                                "only tests whose name contains this")(
+      "expected-failures", po::value<std::string>(), "file of tests expected to fail (name  # reason)")(
+      "no-canonicalize", "import without the canonicalisation pipeline")(
+      "no-fork", "run tests in this process (a crash stops the run)")(
+      "timeout", po::value<int>(&s.timeout_s)->default_value(120), "seconds per test (with fork)")(
+      "verbose,v", "also print skipped and passing tests");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "dir", "folder of ONNX node tests", vm,
                           "\nRuns every subfolder of DIR holding model.onnx, in name order, and prints\n"
@@ -408,8 +403,8 @@ int cmd_conformance(int argc, char** argv) {
       case Outcome::pass:
         if (listed != xfail.end()) {
           ++failed;
-          std::cout << "XPASS " << name << ": passes, but is listed as an expected failure ("
-                    << listed->second << ")\n";
+          std::cout << "XPASS " << name << ": passes, but is listed as an expected failure (" << listed->second
+                    << ")\n";
         } else {
           ++passed;
           if (verbose) std::cout << "ok " << name << "\n";

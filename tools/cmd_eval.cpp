@@ -11,13 +11,13 @@
 #include "backends/backend.h"
 #include "support/error.h"
 #include "support/threads.h"
-#include "train/checkpoint.h"
-#include "train/tokfsm_eval.h"
-#include "train/train_config.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
 #include "tools/train_report.h"
+#include "train/checkpoint.h"
+#include "train/tokfsm_eval.h"
+#include "train/train_config.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -27,8 +27,9 @@ namespace cb::tools {
 int cmd_eval(int argc, char** argv) {
   po::options_description opts("usage: codebook eval MODEL [CONFIG.yaml] [group.key=value ...] [options]\n\noptions");
   opts.add_options()("samples", po::value<int64_t>(), "evaluation sequences (default: the config's)")(
-      "generate", po::value<int64_t>(), "TokFSM: sequences to sample for the transition accuracy (default: the config's)")(
-      "json", "print only the JSON line");
+      "generate", po::value<int64_t>(),
+      "TokFSM: sequences to sample for the transition accuracy (default: the config's)")("json",
+                                                                                         "print only the JSON line");
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "model, config file and overrides", vm,
                                "\nEvaluates MODEL on the evaluation set of a training config (the checkpoint's own\n"
@@ -41,7 +42,8 @@ int cmd_eval(int argc, char** argv) {
   std::string file;
   std::vector<std::string> overrides;
   for (size_t i = 1; i < args.size(); ++i) {
-    if (args[i].find('=') != std::string::npos) overrides.push_back(args[i]);
+    if (args[i].find('=') != std::string::npos)
+      overrides.push_back(args[i]);
     else {
       CB_CHECK(file.empty(), "two config files given: " << file << " and " << args[i]);
       file = args[i];
@@ -59,7 +61,8 @@ int cmd_eval(int argc, char** argv) {
     CB_CHECK(file.empty(), "MODEL is a checkpoint with its own config; give overrides only");
     config = resolve_train_config(ck.trainer_state.at("config"), overrides);
     model_path = (fs::path(ck.dir) / "model.onnx").string();
-    if (fs::exists(fs::path(ck.dir) / "fsm.npy")) config["fsm_args"]["fsm_path"] = (fs::path(ck.dir) / "fsm.npy").string();
+    if (fs::exists(fs::path(ck.dir) / "fsm.npy"))
+      config["fsm_args"]["fsm_path"] = (fs::path(ck.dir) / "fsm.npy").string();
   } else {
     config = resolve_train_config(file, overrides);
   }

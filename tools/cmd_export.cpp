@@ -6,9 +6,9 @@
 #include <iostream>
 
 #include "frontend/onnx_export.h"
-#include "support/error.h"
 #include "passes/canonicalize.h"
 #include "passes/lower_codebook.h"
+#include "support/error.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
 #include "tools/model_io.h"

@@ -1,8 +1,8 @@
 // codebook fsm-codes RUN: what the codes of a trained TokFSM model mean
 // (train/fsm_analysis.h): code purity per site, the states each code of one
 // site stands for, and steering by forcing one state's codes into another.
-#include <boost/program_options.hpp>
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -10,12 +10,12 @@
 #include "backends/backend.h"
 #include "support/error.h"
 #include "support/threads.h"
-#include "train/checkpoint.h"
-#include "train/fsm_analysis.h"
-#include "train/tokfsm_eval.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
+#include "train/checkpoint.h"
+#include "train/fsm_analysis.h"
+#include "train/tokfsm_eval.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -28,7 +28,8 @@ int cmd_fsm_codes(int argc, char** argv) {
       "show", po::value<int64_t>()->default_value(12), "codes to list")(
       "pairs", po::value<int64_t>()->default_value(20), "state pairs for the steering test (0: skip)")(
       "fsm", po::value<std::string>(), "fsm.npy (default: RUN/fsm.npy)")(
-      "base", po::value<int64_t>()->default_value(10), "numeral base of the FSM states (default: the run's config, else 10)")(
+      "base", po::value<int64_t>()->default_value(10),
+      "numeral base of the FSM states (default: the run's config, else 10)")(
       "threads", po::value<int>()->default_value(2), "threads");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "run", "a `codebook train` output folder, checkpoint, or model file", vm,
@@ -79,24 +80,26 @@ int cmd_fsm_codes(int argc, char** argv) {
       if (c.site == site) seen += int64_t(c.states_of_code().size());
     auto [sum, n] = per_site[site];
     std::cout << "  " << std::left << std::setw(22) << site << " purity " << std::fixed << std::setprecision(2)
-              << sum / double(n) << "  (" << seen << " codes used" << (n > 1 ? " over " + std::to_string(n) + " heads" : "")
-              << ")\n";
+              << sum / double(n) << "  (" << seen << " codes used"
+              << (n > 1 ? " over " + std::to_string(n) + " heads" : "") << ")\n";
   }
 
   std::string site = vm["site"].as<std::string>();
   const CodeAssignment* shown = nullptr;
   for (auto& c : codes)
     if (c.site == site && !shown) shown = &c;
-  CB_CHECK(shown, "no codebook at " << site << "; the model has: " << [&] {
-    std::string s;
-    for (auto& o : order) s += (s.empty() ? "" : ", ") + o;
-    return s;
-  }());
+  CB_CHECK(
+      shown, "no codebook at " << site << "; the model has: " << [&] {
+        std::string s;
+        for (auto& o : order) s += (s.empty() ? "" : ", ") + o;
+        return s;
+      }());
   auto by_code = shown->states_of_code();
   std::vector<std::pair<int64_t, std::vector<int64_t>>> list(by_code.begin(), by_code.end());
   std::stable_sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.second.size() < b.second.size(); });
-  std::cout << "\n" << site << (shown->groups > 1 ? "[0]" : "") << ": the states each code stands for ("
-            << list.size() << " codes used; purest first):\n";
+  std::cout << "\n"
+            << site << (shown->groups > 1 ? "[0]" : "") << ": the states each code stands for (" << list.size()
+            << " codes used; purest first):\n";
   int64_t show = vm["show"].as<int64_t>();
   for (int64_t i = 0; i < int64_t(list.size()) && i < show; ++i) {
     std::cout << "  code " << std::setw(5) << list[size_t(i)].first << " <- state"
@@ -109,12 +112,14 @@ int cmd_fsm_codes(int argc, char** argv) {
 
   int64_t pairs = vm["pairs"].as<int64_t>();
   if (pairs > 0) {
-    std::cout << "\nsteering: force state b's codes at state a's last digit (" << pairs << " pairs (a, b) per row) and\n"
+    std::cout << "\nsteering: force state b's codes at state a's last digit (" << pairs
+              << " pairs (a, b) per row) and\n"
               << "compare the next-token distribution with b's: Jensen-Shannon divergence in bits, 0 = behaves as b.\n"
               << "'same last digit': b ends in a's digit, so only the codes tell the two states apart.\n"
               << "  forced sites         pairs              JSD(a, b)   JSD(a forced, b)\n";
     for (bool alike : {false, true})
-      for (const std::vector<std::string>& sites : std::vector<std::vector<std::string>>{{"mlp"}, {"attn_preproj"}, {""}}) {
+      for (const std::vector<std::string>& sites :
+           std::vector<std::vector<std::string>>{{"mlp"}, {"attn_preproj"}, {""}}) {
         SteeringResult r = steering(model, fsm, codes, sites, pairs, 1, *backend, threads, alike);
         std::cout << "  " << std::left << std::setw(20) << (r.sites == "all" ? "all codebooks" : "every " + r.sites)
                   << " " << std::setw(17) << (alike ? "same last digit" : "random") << std::right << std::fixed
@@ -123,10 +128,9 @@ int cmd_fsm_codes(int argc, char** argv) {
     // One pair in full: the most likely next tokens (the next state's first digit).
     int64_t a = 0, b = fsm.num_states() / 2 + 1;
     LanguageModel clean(model(), *backend, threads);
-    std::vector<std::vector<double>> rows = {
-        clean.next_token_probs({state_prompt(fsm, a)})[0],
-        forced_next_token_probs(model, fsm, codes, {""}, a, b, *backend, threads),
-        clean.next_token_probs({state_prompt(fsm, b)})[0]};
+    std::vector<std::vector<double>> rows = {clean.next_token_probs({state_prompt(fsm, a)})[0],
+                                             forced_next_token_probs(model, fsm, codes, {""}, a, b, *backend, threads),
+                                             clean.next_token_probs({state_prompt(fsm, b)})[0]};
     const char* labels[] = {"state a", "a, b's codes forced", "state b"};
     std::cout << "\nexample: a = " << fsm.state_string(a) << ", b = " << fsm.state_string(b)
               << ", all codebooks forced; the 3 most likely next tokens:\n";
@@ -136,7 +140,8 @@ int cmd_fsm_codes(int argc, char** argv) {
       std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return rows[i][x] > rows[i][y]; });
       std::cout << "  " << std::left << std::setw(22) << labels[i] << std::right;
       for (size_t t = 0; t < 3 && t < order.size(); ++t)
-        std::cout << "  " << fsm.token_string(int64_t(order[t])) << " (" << std::setprecision(2) << rows[i][order[t]] << ")";
+        std::cout << "  " << fsm.token_string(int64_t(order[t])) << " (" << std::setprecision(2) << rows[i][order[t]]
+                  << ")";
       std::cout << "\n";
     }
     for (int64_t st : {a, b}) {

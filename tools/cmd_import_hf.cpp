@@ -41,8 +41,8 @@ int cmd_import_hf(int argc, char** argv) {
       "       codebook import-hf --config config.json --random-init [--seed S] -o OUT.onnx\n\noptions");
   opts.add_options()("help,h", "show this help")("output,o", po::value<std::string>(), "ONNX model to write")(
       "config", po::value<std::string>(), "config.json to build from (instead of DIR/config.json)")(
-      "random-init", "random weights instead of the checkpoint's")(
-      "seed", po::value<uint64_t>()->default_value(0), "random seed for --random-init")(
+      "random-init", "random weights instead of the checkpoint's")("seed", po::value<uint64_t>()->default_value(0),
+                                                                   "random seed for --random-init")(
       "external-data", "write tensors over 1 KiB to OUT.onnx.data (automatic for models over 1.8 GB)")(
       "dir", po::value<std::string>(), "checkpoint directory");
   po::positional_options_description pos;
@@ -80,8 +80,7 @@ int cmd_import_hf(int argc, char** argv) {
     g = import_hf(dir);
     source = dir;
   }
-  const double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   const int64_t params = hf_parameter_count(config);
   std::cout << hf_model_type(config.architecture) << ": " << config.num_layers << " layers, width "
             << config.hidden_size << ", " << config.num_heads << " heads, MLP " << config.intermediate_size

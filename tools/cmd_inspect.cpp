@@ -6,11 +6,11 @@
 #include <string>
 #include <vector>
 
-#include "support/error.h"
 #include "ir/codebook.h"
 #include "ir/printer.h"
 #include "passes/insert_codebooks.h"
 #include "passes/transformer_anatomy.h"
+#include "support/error.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
@@ -38,17 +38,17 @@ void print_anatomy(Graph& g) {
     return;
   }
   std::cout << "architecture: " << a.architecture << ", " << a.layers.size() << " layers, d_model " << a.d_model
-            << ", heads " << (a.num_heads < 0 ? std::string("?") : std::to_string(a.num_heads)) << ", d_mlp "
-            << a.d_mlp << ", " << (a.layers[0].parallel_residual ? "parallel" : "sequential") << " residual\n";
+            << ", heads " << (a.num_heads < 0 ? std::string("?") : std::to_string(a.num_heads)) << ", d_mlp " << a.d_mlp
+            << ", " << (a.layers[0].parallel_residual ? "parallel" : "sequential") << " residual\n";
   for (const LayerSites& l : a.layers) {
-    std::cout << "layer " << l.index << ": " << (l.attention_kind.empty() ? "" : l.attention_kind + " ")
-              << "attention " << l.softmax->name << (l.parallel_residual ? ", parallel residual" : "") << "\n";
+    std::cout << "layer " << l.index << ": " << (l.attention_kind.empty() ? "" : l.attention_kind + " ") << "attention "
+              << l.softmax->name << (l.parallel_residual ? ", parallel residual" : "") << "\n";
     print_site(l.index, "input", l.input);
     for (Placement p : kAllPlacements) {
       if (p == Placement::attn_plus_mlp) {  // not one value: attn + mlp, snapped before the residual add
-        std::cout << "  " << std::left << std::setw(24) << ("layer" + std::to_string(l.index) + ".attn_plus_mlp")
-                  << " " << std::setw(36) << l.attn->type.str() << " " << l.attn->name << " + " << l.mlp->name
-                  << std::right << "\n";
+        std::cout << "  " << std::left << std::setw(24) << ("layer" + std::to_string(l.index) + ".attn_plus_mlp") << " "
+                  << std::setw(36) << l.attn->type.str() << " " << l.attn->name << " + " << l.mlp->name << std::right
+                  << "\n";
         continue;
       }
       std::vector<Value*> vs = site_values(l, p);
@@ -76,8 +76,8 @@ void print_codebooks(const Graph& g) {
               << codes.dims[1].str() << " codes of width " << codes.dims[2].str() << ", k = " << a.k << ", "
               << metric_name(a.metric);
     if (a.has_interventions() || !a.keep_k_codes)
-      std::cout << "; interventions: " << a.ablate.size() << " ablate, " << a.disable_topk.size()
-                << " disable_topk, " << a.force.size() << " force, mode " << (a.keep_k_codes ? "skip" : "zero");
+      std::cout << "; interventions: " << a.ablate.size() << " ablate, " << a.disable_topk.size() << " disable_topk, "
+                << a.force.size() << " force, mode " << (a.keep_k_codes ? "skip" : "zero");
     std::cout << "\n";
   }
 }
@@ -106,9 +106,12 @@ int cmd_inspect(int argc, char** argv) {
   std::cout << "\n";
   int64_t params = 0, bytes = 0;
   for (auto& v : g.values())
-    if (v->constant) { params += v->constant->numel(); bytes += int64_t(v->constant->nbytes()); }
-  std::cout << "parameters:  " << params << " (" << std::fixed << std::setprecision(1)
-            << double(bytes) / (1 << 20) << " MiB in constants)\n";
+    if (v->constant) {
+      params += v->constant->numel();
+      bytes += int64_t(v->constant->nbytes());
+    }
+  std::cout << "parameters:  " << params << " (" << std::fixed << std::setprecision(1) << double(bytes) / (1 << 20)
+            << " MiB in constants)\n";
   std::cout << "import:      " << std::setprecision(1) << m.import_ms << " ms\n";
   std::cout << "inputs:\n";
   for (const Value* v : g.inputs) std::cout << "  " << v->name << ": " << v->type.str() << "\n";
@@ -118,7 +121,8 @@ int cmd_inspect(int argc, char** argv) {
   std::map<std::string, int> hist;
   for (auto& n : g.nodes()) hist[n->domain.empty() ? n->op_type : n->domain + "." + n->op_type]++;
   std::vector<std::pair<std::string, int>> ops(hist.begin(), hist.end());
-  std::sort(ops.begin(), ops.end(), [](auto& a, auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+  std::sort(ops.begin(), ops.end(),
+            [](auto& a, auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
   std::cout << "ops (" << g.num_nodes() << " nodes):\n";
   for (auto& [op, count] : ops) std::cout << "  " << std::setw(6) << count << "  " << op << "\n";
 

@@ -8,11 +8,11 @@
 #include <sstream>
 
 #include "frontend/npy.h"
+#include "runtime/executable.h"
 #include "support/error.h"
 #include "support/threads.h"
-#include "runtime/executable.h"
-#include "tools/command.h"
 #include "tools/codebook_options.h"
+#include "tools/command.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
 #include "tools/options.h"
@@ -37,7 +37,8 @@ std::vector<TokenProb> top_next(const Tensor& logits, int k) {
 
 void print_top(const std::string& what, const std::vector<TokenProb>& top) {
   std::cout << "top " << top.size() << " next tokens" << what << ":\n";
-  for (auto& t : top) std::cout << "  " << std::setw(8) << t.token << "  p " << std::fixed << std::setprecision(4) << t.p << "\n";
+  for (auto& t : top)
+    std::cout << "  " << std::setw(8) << t.token << "  p " << std::fixed << std::setprecision(4) << t.p << "\n";
 }
 
 std::string json_top(const std::vector<TokenProb>& top) {
@@ -84,7 +85,8 @@ std::string json_codes(const Tensor& ids) {
 int cmd_run(int argc, char** argv) {
   po::options_description opts("usage: codebook run MODEL [options]\n\noptions");
   opts.add_options()(
-      "input,i", po::value<std::vector<std::string>>()->composing(), "NAME=FILE.npy (repeatable); with input_ids given, a missing attention_mask or position_ids is filled in")(
+      "input,i", po::value<std::vector<std::string>>()->composing(),
+      "NAME=FILE.npy (repeatable); with input_ids given, a missing attention_mask or position_ids is filled in")(
       "tokens,t", po::value<std::string>(),
       "comma-separated token ids for input_ids (batch 1); fills attention_mask and position_ids")(
       "output-dir,o", po::value<std::string>(), "write every output as DIR/<name>.npy")(
@@ -106,8 +108,8 @@ int cmd_run(int argc, char** argv) {
   std::string model_path = vm["model"].as<std::string>();
   LoadedModel m = load_model(model_path);
   InterventionSet iv = interventions_from_options(vm);
-  std::vector<std::string> show = vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>()
-                                                         : std::vector<std::string>{};
+  std::vector<std::string> show =
+      vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>() : std::vector<std::string>{};
   for (auto& site : show) iv.taps.push_back(site);
   InterventionsPass interventions(iv);
   PassManager().run(interventions, *m.graph);

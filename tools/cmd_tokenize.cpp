@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "frontend/bpe_tokenizer.h"
-#include "support/json.h"
 #include "support/error.h"
+#include "support/json.h"
 #include "tools/command.h"
 
 namespace po = boost::program_options;
@@ -163,8 +163,8 @@ int cmd_tokenize(int argc, char** argv) {
       "tokenizer", po::value<std::string>(),
       "directory with tokenizer.json or vocab.json + merges.txt, or a tokenizer.json file")(
       "decode", po::bool_switch(), "read token ids, write text")(
-      "jsonl", po::bool_switch(), "one JSON value per line in and out")(
-      "offsets", po::bool_switch(), "also write each token's byte offsets")(
+      "jsonl", po::bool_switch(), "one JSON value per line in and out")("offsets", po::bool_switch(),
+                                                                        "also write each token's byte offsets")(
       "skip-special", po::bool_switch(), "with --decode: leave out special tokens such as <|endoftext|>");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);

@@ -4,8 +4,8 @@
 // (train/train_config.h); --resume continues a run bit-identically.
 #include <unistd.h>
 
-#include <boost/program_options.hpp>
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -18,14 +18,14 @@
 #include "frontend/onnx_export.h"
 #include "support/error.h"
 #include "support/threads.h"
-#include "train/checkpoint.h"
-#include "train/run_trainer.h"
-#include "train/tokfsm_eval.h"
-#include "train/train_config.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
 #include "tools/train_report.h"
+#include "train/checkpoint.h"
+#include "train/run_trainer.h"
+#include "train/tokfsm_eval.h"
+#include "train/train_config.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -39,8 +39,11 @@ std::string duration_str(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   int64_t t = int64_t(s + 0.5);
   char buf[32];
-  if (t >= 3600) std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60), (long long)(t % 60));
-  else std::snprintf(buf, sizeof buf, "%lld:%02lld", (long long)(t / 60), (long long)(t % 60));
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60),
+                  (long long)(t % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lld:%02lld", (long long)(t / 60), (long long)(t % 60));
   return buf;
 }
 
@@ -78,30 +81,33 @@ int cmd_train(int argc, char** argv) {
       "max-steps", po::value<int64_t>(), "training steps (= training_args.max_steps)")(
       "stop-at", po::value<int64_t>(), "stop after this step with a checkpoint, as if interrupted (resume later)")(
       "resume", po::value<std::string>(), "continue from a checkpoint folder, or the latest checkpoint in a folder")(
-      "progress", po::value<std::string>()->default_value("auto"), "progress bar on stderr: auto (when a terminal) | on | off")(
+      "progress", po::value<std::string>()->default_value("auto"),
+      "progress bar on stderr: auto (when a terminal) | on | off")(
       "no-checkpoint", "write no checkpoint or final model (benchmarks, experiments)")(
       "profile", "print the time per op type of the training steps at the end")(
       "print-config", "print the resolved configuration as JSON and exit");
   add_pass_options(opts);
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "config file and group.key=value overrides", vm,
-                          "\nTrains the codebooks of a model (TokFSM from scratch by default) and writes\n"
-                          "checkpoints to DIR/checkpoint-<step>/ (model.onnx, state.safetensors,\n"
-                          "trainer_state.json). Built-in defaults: `codebook train --print-config`;\n"
-                          "configs/ has ready-made ones. Docs: docs/training.md.\n"))
+                               "\nTrains the codebooks of a model (TokFSM from scratch by default) and writes\n"
+                               "checkpoints to DIR/checkpoint-<step>/ (model.onnx, state.safetensors,\n"
+                               "trainer_state.json). Built-in defaults: `codebook train --print-config`;\n"
+                               "configs/ has ready-made ones. Docs: docs/training.md.\n"))
     return 0;
 
   std::string file;
   std::vector<std::string> overrides;
   if (vm.count("args"))
     for (const std::string& a : vm["args"].as<std::vector<std::string>>()) {
-      if (a.find('=') != std::string::npos) overrides.push_back(a);
+      if (a.find('=') != std::string::npos)
+        overrides.push_back(a);
       else {
         CB_CHECK(file.empty(), "two config files given: " << file << " and " << a);
         file = a;
       }
     }
-  if (vm.count("max-steps")) overrides.push_back("training_args.max_steps=" + std::to_string(vm["max-steps"].as<int64_t>()));
+  if (vm.count("max-steps"))
+    overrides.push_back("training_args.max_steps=" + std::to_string(vm["max-steps"].as<int64_t>()));
 
   std::optional<CheckpointInfo> resume;
   Json config;
@@ -119,12 +125,12 @@ int cmd_train(int argc, char** argv) {
   PassOptionsScope pass_options(vm);
   TrainRunConfig run = parse_train_config(config);
   std::string out_dir = vm.count("output") ? vm["output"].as<std::string>()
-                        : resume ? fs::path(resume->dir).parent_path().string()
-                                 : "";
+                        : resume           ? fs::path(resume->dir).parent_path().string()
+                                           : "";
   CB_CHECK(!out_dir.empty(), "give the output folder with --output DIR");
   if (!resume)
-    CB_CHECK(list_checkpoints(out_dir).empty(),
-             out_dir << " already holds checkpoints: continue it with --resume " << out_dir << ", or choose another --output");
+    CB_CHECK(list_checkpoints(out_dir).empty(), out_dir << " already holds checkpoints: continue it with --resume "
+                                                        << out_dir << ", or choose another --output");
   fs::create_directories(out_dir);
   set_num_threads(run.trainer.num_threads);
 
@@ -209,7 +215,8 @@ int cmd_train(int argc, char** argv) {
     }
     if (run.eval_steps > 0 && s % run.eval_steps == 0 && s != run.max_steps) evaluate();
     if (run.save_steps > 0 && s % run.save_steps == 0 && s != run.max_steps && s != stop) save();
-    bar.update(s, run.max_steps, m.loss, m.accuracy, double(m.tokens) / m.seconds, per_step * double(run.max_steps - s));
+    bar.update(s, run.max_steps, m.loss, m.accuracy, double(m.tokens) / m.seconds,
+               per_step * double(run.max_steps - s));
   }
   bar.clear();
   if (topts.profile) {
@@ -225,7 +232,8 @@ int cmd_train(int argc, char** argv) {
               << total / double(steps) << " ms per step):\n";
     for (auto& [ms, op] : ops)
       std::cerr << "  " << std::setw(10) << ms / double(steps) << " ms  " << std::setw(5) << std::setprecision(1)
-                << 100.0 * ms / total << "%  " << op << " (" << trainer->train_profile().at(op).calls / steps << " calls)\n";
+                << 100.0 * ms / total << "%  " << op << " (" << trainer->train_profile().at(op).calls / steps
+                << " calls)\n";
   }
   if (trainer->step() == run.max_steps && run.eval_steps > 0) evaluate();
   save();
@@ -237,8 +245,8 @@ int cmd_train(int argc, char** argv) {
     if (data.fsm) data.fsm->save((fs::path(out_dir) / "fsm.npy").string());
     std::cerr << "trained model: " << model_path << "\n";
   } else if (trainer->step() < run.max_steps) {
-    std::cerr << "stopped at step " << trainer->step() << " of " << run.max_steps << "; continue with: codebook train --resume "
-              << out_dir << "\n";
+    std::cerr << "stopped at step " << trainer->step() << " of " << run.max_steps
+              << "; continue with: codebook train --resume " << out_dir << "\n";
   }
   return 0;
 }

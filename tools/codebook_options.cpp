@@ -31,13 +31,13 @@ void add_codebook_options(po::options_description& opts) {
 
 void add_intervention_options(po::options_description& opts) {
   auto many = [] { return po::value<std::vector<std::string>>()->composing(); };
-  opts.add_options()(
-      "ablate", many(), "SITE:CODES[@POSITIONS]: ablate codes, e.g. layer0.mlp:12,40@0,1 (repeatable)")(
+  opts.add_options()("ablate", many(), "SITE:CODES[@POSITIONS]: ablate codes, e.g. layer0.mlp:12,40@0,1 (repeatable)")(
       "ablate-mode", po::value<std::string>()->default_value("skip"),
       "skip: ablated codes give way to the next best; zero: their slots become -1 and add nothing")(
       "disable-topk", many(), "SITE:M[@POSITIONS]: ablate the M best codes (repeatable)")(
       "disable-slot", many(), "SITE:SLOTS: zero these slots at every position (repeatable)")(
-      "force", many(), "SITE:CODES[@POSITIONS|@*][#SLOT]: force codes into slots, e.g. layer0.mlp:123@3#0 (repeatable)")(
+      "force", many(),
+      "SITE:CODES[@POSITIONS|@*][#SLOT]: force codes into slots, e.g. layer0.mlp:123@3#0 (repeatable)")(
       "tap", many(), "SITE: expose SITE.input/.ids/.scores/.output as outputs (repeatable)");
 }
 

@@ -1,7 +1,7 @@
 // Entry point of the `codebook` command line.
-#include <boost/program_options/errors.hpp>
 #include <unistd.h>
 
+#include <boost/program_options/errors.hpp>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>

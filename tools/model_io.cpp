@@ -7,8 +7,8 @@
 
 #include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
-#include "support/error.h"
 #include "passes/codebook_sites.h"
+#include "support/error.h"
 #include "train/training_graph.h"
 
 namespace cb::tools {
@@ -18,7 +18,8 @@ LoadedModel load_model(const std::string& path) {
   LoadedModel m;
   // A Hugging Face checkpoint folder (config.json + safetensors) or an ONNX file.
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec) && std::filesystem::exists(std::filesystem::path(path) / "config.json", ec))
+  if (std::filesystem::is_directory(path, ec) &&
+      std::filesystem::exists(std::filesystem::path(path) / "config.json", ec))
     m.graph = import_hf(path);
   else
     m.graph = import_onnx(path);
@@ -51,7 +52,7 @@ int64_t vocab_size(const Graph& g) {
   for (const Value* v : g.inputs)
     if (v->name == "input_ids") ids.insert(v);
   if (ids.empty()) return -1;
-  static const std::set<std::string> kValuePreserving = {"Reshape", "Flatten", "Cast", "Squeeze",
+  static const std::set<std::string> kValuePreserving = {"Reshape",   "Flatten",  "Cast",  "Squeeze",
                                                          "Unsqueeze", "Identity", "Expand"};
   for (auto& n : g.nodes()) {  // nodes are in topological order
     if (n->inputs.empty() || !n->inputs[0]) continue;
@@ -59,8 +60,8 @@ int64_t vocab_size(const Graph& g) {
       ids.insert(n->outputs[0]);
       continue;
     }
-    if (n->op_type == "Gather" && n->inputs.size() == 2 && ids.count(n->inputs[1]) &&
-        n->inputs[0]->is_constant() && n->attr_int("axis", 0) == 0 && n->inputs[0]->constant->rank() >= 1)
+    if (n->op_type == "Gather" && n->inputs.size() == 2 && ids.count(n->inputs[1]) && n->inputs[0]->is_constant() &&
+        n->attr_int("axis", 0) == 0 && n->inputs[0]->constant->rank() >= 1)
       return n->inputs[0]->constant->dim(0);
   }
   return -1;
@@ -72,8 +73,8 @@ static void check_token_ids(const Graph& g, const Tensor& ids) {
   for (int64_t i = 0; i < ids.numel(); ++i) {
     int64_t t = ids.get_int(i);
     CB_CHECK(t >= 0 && (vocab < 0 || t < vocab), "token id " << t << " at position " << i
-                                                             << " is out of range for the vocabulary of "
-                                                             << vocab << " tokens");
+                                                             << " is out of range for the vocabulary of " << vocab
+                                                             << " tokens");
   }
 }
 
@@ -88,8 +89,7 @@ void complete_lm_inputs(const Graph& g, std::map<std::string, Tensor>& inputs) {
       inputs[v->name] = causal_lm_feeds(std::vector<std::string>{v->name}, ids).at(v->name);
 }
 
-std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_t>& ids,
-                                        int64_t batch, int64_t seq) {
+std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_t>& ids, int64_t batch, int64_t seq) {
   CB_CHECK(int64_t(ids.size()) == batch * seq, "expected " << batch * seq << " token ids, got " << ids.size());
   bool has_ids = false;
   for (const Value* v : g.inputs) has_ids |= v->name == "input_ids";

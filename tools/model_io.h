@@ -31,8 +31,7 @@ int64_t vocab_size(const Graph& g);
 // Builds input_ids [batch, seq] plus attention_mask (ones) and position_ids
 // (0..seq-1) when the graph has those inputs. Token ids are checked against the
 // vocabulary, naming the position of the first bad one.
-std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_t>& ids,
-                                        int64_t batch, int64_t seq);
+std::map<std::string, Tensor> lm_inputs(const Graph& g, const std::vector<int64_t>& ids, int64_t batch, int64_t seq);
 
 // Given inputs with an `input_ids` [batch, seq] tensor, adds attention_mask
 // (ones) and position_ids (0..seq-1) when the graph wants them and they are

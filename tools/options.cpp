@@ -4,9 +4,9 @@
 #include <iostream>
 #include <sstream>
 
-#include "support/error.h"
 #include "passes/pass.h"
 #include "passes/pass_registry.h"
+#include "support/error.h"
 
 namespace po = boost::program_options;
 

@@ -11,15 +11,14 @@ namespace cb::tools {
 // Adds --help and the positional `arg_name`, parses, and returns false when
 // help was printed (the caller then exits 0). Throws a program_options error
 // when the positional argument is missing or an option is bad.
-bool parse_command_line(int argc, char** argv, boost::program_options::options_description& opts,
-                        const char* arg_name, const char* arg_help,
-                        boost::program_options::variables_map& vm, const char* description = "");
+bool parse_command_line(int argc, char** argv, boost::program_options::options_description& opts, const char* arg_name,
+                        const char* arg_help, boost::program_options::variables_map& vm, const char* description = "");
 
 // Like parse_command_line, but with any number of positional arguments
 // (possibly none), collected as the string list `list_name`.
 bool parse_command_line_list(int argc, char** argv, boost::program_options::options_description& opts,
-                             const char* list_name, const char* list_help,
-                             boost::program_options::variables_map& vm, const char* description = "");
+                             const char* list_name, const char* list_help, boost::program_options::variables_map& vm,
+                             const char* description = "");
 
 // The pass debugging options of the commands that run passes (compile, run,
 // export, train): --time-passes, --print-before PASS, --print-after PASS|all,

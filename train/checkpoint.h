@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "support/json.h"
 #include "ir/graph.h"
+#include "support/json.h"
 #include "train/tokfsm.h"
 #include "train/trainer.h"
 

@@ -15,9 +15,9 @@ namespace cb {
 Tensor TokenDataset::train_rows(int64_t step, int64_t batch_size, int64_t row_begin, int64_t row_count) const {
   CB_CHECK(step >= 0, "dataset: training step must be >= 0, got " << step);
   CB_CHECK(batch_size >= 1, "dataset: batch size must be >= 1, got " << batch_size);
-  CB_CHECK(row_begin >= 0 && row_count >= 0 && row_begin + row_count <= batch_size,
-           "dataset: rows [" << row_begin << ", " << row_begin + row_count << ") are not within a batch of "
-                             << batch_size);
+  CB_CHECK(
+      row_begin >= 0 && row_count >= 0 && row_begin + row_count <= batch_size,
+      "dataset: rows [" << row_begin << ", " << row_begin + row_count << ") are not within a batch of " << batch_size);
   const int64_t t = block_size();
   Tensor out = Tensor::empty(DType::i64, {row_count, t});
   int64_t* d = out.data<int64_t>();
@@ -27,8 +27,8 @@ Tensor TokenDataset::train_rows(int64_t step, int64_t batch_size, int64_t row_be
 
 Tensor TokenDataset::eval_batch(int64_t first, int64_t count) const {
   CB_CHECK(first >= 0 && count >= 0 && first + count <= eval_size(),
-           "dataset: evaluation blocks [" << first << ", " << first + count << ") are not within the "
-                                          << eval_size() << " evaluation blocks");
+           "dataset: evaluation blocks [" << first << ", " << first + count << ") are not within the " << eval_size()
+                                          << " evaluation blocks");
   const int64_t t = block_size();
   Tensor out = Tensor::empty(DType::i64, {count, t});
   int64_t* d = out.data<int64_t>();
@@ -58,16 +58,16 @@ void TokFsmDataset::train_sample(int64_t global_index, int64_t* out) const {
 }
 
 void TokFsmDataset::eval_sample(int64_t index, int64_t* out) const {
-  CB_CHECK(index < config_.eval_samples, "TokFSM dataset: evaluation sample " << index << " of "
-                                                                               << config_.eval_samples);
+  CB_CHECK(index < config_.eval_samples,
+           "TokFSM dataset: evaluation sample " << index << " of " << config_.eval_samples);
   sample(config_.eval_seed, kEvalStream, index, out);
 }
 
 std::string TokFsmDataset::describe() const {
   std::ostringstream os;
-  os << "TokFSM: " << fsm_->num_states() << " states, " << fsm_->num_edges() << " edges, base "
-     << fsm_->base() << " (" << fsm_->digits() << " digits), " << config_.seq_len << " tokens per sample, seed "
-     << config_.seed << "; eval: " << config_.eval_samples << " samples, seed " << config_.eval_seed;
+  os << "TokFSM: " << fsm_->num_states() << " states, " << fsm_->num_edges() << " edges, base " << fsm_->base() << " ("
+     << fsm_->digits() << " digits), " << config_.seq_len << " tokens per sample, seed " << config_.seed
+     << "; eval: " << config_.eval_samples << " samples, seed " << config_.eval_seed;
   return os.str();
 }
 
@@ -137,8 +137,8 @@ PackedTextDataset::PackedTextDataset(const Config& config, const TextTokenizer& 
   tokens_.shrink_to_fit();
 
   num_blocks_ = int64_t(tokens_.size()) / config_.block_size;
-  CB_CHECK(num_blocks_ >= 1, "text dataset: the files give " << tokens_.size()
-                                 << " tokens, fewer than one block of " << config_.block_size);
+  CB_CHECK(num_blocks_ >= 1, "text dataset: the files give " << tokens_.size() << " tokens, fewer than one block of "
+                                                             << config_.block_size);
   validation_blocks_ = config_.validation_blocks >= 0
                            ? config_.validation_blocks
                            : int64_t(double(num_blocks_) * config_.validation_percent / 100.0);

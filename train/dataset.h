@@ -45,9 +45,7 @@ class TokenDataset {
 
   // i64 [B, T]: the training batch of optimizer step `step` (samples
   // step * B ... step * B + B - 1).
-  Tensor train_batch(int64_t step, int64_t batch_size) const {
-    return train_rows(step, batch_size, 0, batch_size);
-  }
+  Tensor train_batch(int64_t step, int64_t batch_size) const { return train_rows(step, batch_size, 0, batch_size); }
   // i64 [row_count, T]: rows [row_begin, row_begin + row_count) of that batch
   // (one data-parallel worker's share).
   Tensor train_rows(int64_t step, int64_t batch_size, int64_t row_begin, int64_t row_count) const;
@@ -62,9 +60,9 @@ class TokFsmDataset : public TokenDataset {
  public:
   static constexpr uint64_t kTrainStream = 1, kEvalStream = 2;
   struct Config {
-    int64_t seq_len = 128;      // T
-    uint64_t seed = 0;          // training samples
-    uint64_t eval_seed = 1;     // the fixed evaluation samples
+    int64_t seq_len = 128;   // T
+    uint64_t seed = 0;       // training samples
+    uint64_t eval_seed = 1;  // the fixed evaluation samples
     int64_t eval_samples = 2048;
   };
   TokFsmDataset(std::shared_ptr<const Fsm> fsm, const Config& config);
@@ -99,13 +97,13 @@ class PackedTextDataset : public TokenDataset {
     // split large corpora into JSONL documents).
     std::vector<std::string> files;
     std::string text_field = "text";
-    int64_t block_size = 1024;      // T
-    int64_t eos_id = -1;            // put between documents; required (>= 0)
+    int64_t block_size = 1024;  // T
+    int64_t eos_id = -1;        // put between documents; required (>= 0)
     // Validation set: the first `validation_blocks` blocks when >= 0,
     // otherwise floor(blocks * validation_percent / 100).
     int64_t validation_blocks = -1;
     double validation_percent = 5.0;
-    uint64_t seed = 42;             // epoch shuffles
+    uint64_t seed = 42;  // epoch shuffles
   };
   // Reads and tokenises every file now. Kept in memory: the token stream as
   // 4-byte ids (4 bytes per token; ids must be in 0 .. 2^32-1) and, while a

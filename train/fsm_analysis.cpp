@@ -4,10 +4,10 @@
 #include <set>
 
 #include "ir/codebook.h"
-#include "support/error.h"
-#include "support/rng.h"
 #include "passes/codebook_sites.h"
 #include "passes/interventions.h"
+#include "support/error.h"
+#include "support/rng.h"
 #include "train/tokfsm_eval.h"
 #include "train/training_graph.h"
 
@@ -76,7 +76,8 @@ std::vector<CodeAssignment> code_assignments(const ModelFactory& model, const Fs
   auto inputs = state_inputs(fsm);
   int64_t B = int64_t(inputs.size()), T = int64_t(inputs[0].size());
   Tensor ids = Tensor::empty(DType::i64, {B, T});
-  for (int64_t b = 0; b < B; ++b) std::copy(inputs[size_t(b)].begin(), inputs[size_t(b)].end(), ids.data<int64_t>() + b * T);
+  for (int64_t b = 0; b < B; ++b)
+    std::copy(inputs[size_t(b)].begin(), inputs[size_t(b)].end(), ids.data<int64_t>() + b * T);
   std::map<std::string, Tensor> in = causal_lm_feeds(sg.data_inputs, ids);
   for (auto& p : sg.parameters) in[p] = sg.initial.at(p);
   std::vector<Tensor> out = exe->run(in);
@@ -127,7 +128,8 @@ SteeringResult steering(const ModelFactory& model, const Fsm& fsm, const std::ve
                         const std::vector<std::string>& site_filters, int64_t pairs, uint64_t seed,
                         const Backend& backend, int num_threads, bool same_last_digit) {
   SteeringResult r;
-  for (size_t i = 0; i < site_filters.size(); ++i) r.sites += (i ? ", " : "") + (site_filters[i].empty() ? "all" : site_filters[i]);
+  for (size_t i = 0; i < site_filters.size(); ++i)
+    r.sites += (i ? ", " : "") + (site_filters[i].empty() ? "all" : site_filters[i]);
   Rng rng = Rng::derive(seed, 11);
   int64_t N = fsm.num_states();
   std::vector<std::vector<int64_t>> inputs = state_inputs(fsm);

@@ -29,8 +29,8 @@ namespace cb {
 std::vector<int64_t> state_prompt(const Fsm& fsm, int64_t state);
 
 struct CodeAssignment {
-  std::string site;     // "layer0.mlp"
-  int64_t member = 0;   // group member (head)
+  std::string site;    // "layer0.mlp"
+  int64_t member = 0;  // group member (head)
   int64_t groups = 1;
   // codes[s]: the k codes state s selects at its last digit.
   std::vector<std::vector<int64_t>> codes;
@@ -44,10 +44,10 @@ std::vector<CodeAssignment> code_assignments(const ModelFactory& model, const Fs
                                              int num_threads);
 
 struct SteeringResult {
-  std::string sites;          // description of the forced sites
+  std::string sites;  // description of the forced sites
   int64_t pairs = 0;
-  double jsd_clean = 0;       // mean JSD (bits) between a's and b's next-token distributions
-  double jsd_forced = 0;      // ... between a's with b's codes forced, and b's
+  double jsd_clean = 0;   // mean JSD (bits) between a's and b's next-token distributions
+  double jsd_forced = 0;  // ... between a's with b's codes forced, and b's
 };
 
 // The model's next-token probabilities after [BOS, a's digits] with b's

@@ -34,8 +34,8 @@
 #define CB_KMEANS_X86 1
 #endif
 
-#include "support/cpu_features.h"
 #include "backends/cpu/score_tile.h"
+#include "support/cpu_features.h"
 #include "support/error.h"
 #include "support/threads.h"
 
@@ -43,9 +43,9 @@ namespace cb {
 
 namespace {
 
-constexpr int kPanel = kScorePanel;       // centres per packed panel
+constexpr int kPanel = kScorePanel;        // centres per packed panel
 constexpr int kTileRows = kScoreTileRows;  // rows per register tile
-constexpr int64_t kBlockRows = 96;  // rows that sweep the panels together (stay in L2)
+constexpr int64_t kBlockRows = 96;         // rows that sweep the panels together (stay in L2)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // A fixed team of threads for many short parallel sections in a row (the

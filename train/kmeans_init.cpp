@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "ir/codebook.h"
-#include "support/error.h"
 #include "passes/canonicalize.h"
+#include "support/error.h"
 #include "train/kmeans.h"
 #include "train/parameters.h"
 #include "train/training_graph.h"

@@ -1,10 +1,9 @@
 #include "train/optimizer.h"
 
-#include "ir/ops/optim.h"
-
 #include <cmath>
 
 #include "ir/builder.h"
+#include "ir/ops/optim.h"
 #include "support/error.h"
 
 namespace cb {
@@ -28,8 +27,9 @@ OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups,
   // Global gradient norm over every trainable parameter, and the clip scale.
   std::vector<Value*> squares;
   for (auto& grp : groups) {
-    CB_CHECK(grp.params.size() == grp.grads.size(),
-             "parameter group " << grp.name << ": " << grp.params.size() << " parameters but " << grp.grads.size() << " gradients");
+    CB_CHECK(grp.params.size() == grp.grads.size(), "parameter group " << grp.name << ": " << grp.params.size()
+                                                                       << " parameters but " << grp.grads.size()
+                                                                       << " gradients");
     for (size_t i = 0; i < grp.params.size(); ++i) {
       Value* p = grp.params[i];
       CB_CHECK(p && p->type.dtype == DType::f32,
@@ -62,8 +62,9 @@ OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups,
   };
 
   for (auto& grp : groups) {
-    Value* lr = grp.lr_factor == 1.f ? out.learning_rate
-                                     : b.mul(out.learning_rate, b.f32(grp.lr_factor, "optimizer.lr_factor"), "optimizer.lr_" + grp.name);
+    Value* lr = grp.lr_factor == 1.f
+                    ? out.learning_rate
+                    : b.mul(out.learning_rate, b.f32(grp.lr_factor, "optimizer.lr_factor"), "optimizer.lr_" + grp.name);
     for (size_t i = 0; i < grp.params.size(); ++i) {
       Value* p = grp.params[i];
       Value* next_p = nullptr;
@@ -89,8 +90,8 @@ OptimizerGraph append_optimizer(Graph& g, const std::vector<ParamGroup>& groups,
         if (cfg.momentum != 0.f) {
           size_t bi = state(p, ".momentum");
           // b = mu*b + g; the buffer starts at zero, which gives b = g at t = 1 as in PyTorch.
-          direction = b.add(b.mul(out.states[bi].input, b.f32(cfg.momentum, "optimizer.momentum"), p->name + ".b_old"), gd,
-                            p->name + ".b");
+          direction = b.add(b.mul(out.states[bi].input, b.f32(cfg.momentum, "optimizer.momentum"), p->name + ".b_old"),
+                            gd, p->name + ".b");
           finish(out.states[bi], direction);
         }
         next_p = b.sub(p, b.mul(lr, direction, p->name + ".update"), p->name + ".updated");

@@ -29,10 +29,10 @@ inline constexpr const char* kGradNormOutput = "optimizer.grad_norm";
 enum class OptimizerKind { adamw, sgd };
 
 struct ParamGroup {
-  std::string name;                 // for logs: "codebooks", "model"
-  std::vector<Value*> params;       // graph inputs holding the parameters
-  std::vector<Value*> grads;        // their gradients, same order
-  float lr_factor = 1.f;            // lr of this group = scheduled lr * lr_factor
+  std::string name;            // for logs: "codebooks", "model"
+  std::vector<Value*> params;  // graph inputs holding the parameters
+  std::vector<Value*> grads;   // their gradients, same order
+  float lr_factor = 1.f;       // lr of this group = scheduled lr * lr_factor
   float weight_decay = 0.f;
 };
 

@@ -3,15 +3,13 @@
 #include <set>
 
 #include "ir/codebook.h"
-#include "support/error.h"
 #include "passes/transformer_anatomy.h"
+#include "support/error.h"
 
 namespace cb {
 namespace {
 
-bool is_float_constant(const Value* v) {
-  return v && v->is_constant() && v->constant->dtype() == DType::f32;
-}
+bool is_float_constant(const Value* v) { return v && v->is_constant() && v->constant->dtype() == DType::f32; }
 
 bool is_matmul(const Node* n) { return n && (n->op_type == "MatMul" || n->op_type == "Gemm"); }
 
@@ -137,8 +135,8 @@ void bind_parameters(Graph& g, const std::map<std::string, Tensor>& values) {
     Value* v = g.find_value(name);
     CB_CHECK(v && !v->is_constant() && !v->producer, "bind_parameters: '" << name << "' is not a graph input");
     CB_CHECK(v->type.dtype == t.dtype() && v->type.shape == Shape::of(t.dims()),
-             "bind_parameters: '" << name << "' is " << v->type.str() << ", the tensor is "
-                                  << dtype_name(t.dtype()) << dims_str(t.dims()));
+             "bind_parameters: '" << name << "' is " << v->type.str() << ", the tensor is " << dtype_name(t.dtype())
+                                  << dims_str(t.dims()));
     v->constant = t;
     bound.insert(v);
   }

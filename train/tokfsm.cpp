@@ -87,8 +87,8 @@ Fsm Fsm::from_matrix(const Tensor& m, int64_t base) {
     double sum = 0.0;
     for (int64_t t = 0; t < n; ++t) {
       double p = m.get_double(s * n + t);
-      CB_CHECK(std::isfinite(p) && p >= 0.0, "TokFSM: transition matrix entry [" << s << ", " << t
-                                                 << "] = " << p << " is not a probability");
+      CB_CHECK(std::isfinite(p) && p >= 0.0,
+               "TokFSM: transition matrix entry [" << s << ", " << t << "] = " << p << " is not a probability");
       if (p > 0.0) {
         f.succ_[size_t(s)].push_back(t);
         f.prob_[size_t(s)].push_back(p);
@@ -111,16 +111,13 @@ Fsm Fsm::load(const std::string& path, int64_t base) {
   }
 }
 
-void Fsm::save(const std::string& path) const {
-  npy_write(is_directory(path) ? path + "/fsm.npy" : path, matrix());
-}
+void Fsm::save(const std::string& path) const { npy_write(is_directory(path) ? path + "/fsm.npy" : path, matrix()); }
 
 Tensor Fsm::matrix() const {
   Tensor m = Tensor::zeros(DType::f64, {num_states_, num_states_});
   double* d = m.data<double>();
   for (int64_t s = 0; s < num_states_; ++s)
-    for (size_t i = 0; i < succ_[size_t(s)].size(); ++i)
-      d[s * num_states_ + succ_[size_t(s)][i]] = prob_[size_t(s)][i];
+    for (size_t i = 0; i < succ_[size_t(s)].size(); ++i) d[s * num_states_ + succ_[size_t(s)][i]] = prob_[size_t(s)][i];
   return m;
 }
 
@@ -347,8 +344,8 @@ TransitionAccuracy token_transition_accuracy(const Fsm& fsm, const std::vector<s
 
 TransitionAccuracy token_transition_accuracy(const Fsm& fsm, const Tensor& tokens) {
   CB_CHECK(tokens.rank() == 2 && dtype_is_int(tokens.dtype()),
-           "TokFSM transition accuracy: tokens must be an integer tensor [B, T], got "
-               << dtype_name(tokens.dtype()) << dims_str(tokens.dims()));
+           "TokFSM transition accuracy: tokens must be an integer tensor [B, T], got " << dtype_name(tokens.dtype())
+                                                                                       << dims_str(tokens.dims()));
   std::vector<int64_t> all = tokens.to_int_vector();
   const size_t rows = size_t(tokens.dim(0)), cols = size_t(tokens.dim(1));
   std::vector<std::vector<int64_t>> seqs(rows);
@@ -387,9 +384,9 @@ std::vector<std::vector<double>> next_state_probs(const Fsm& fsm, std::span<cons
     for (size_t si = 0; si < states.size(); ++si) {
       for (int64_t t = 0; t < n; ++t) {
         const auto& dist = out[si * size_t(num_prefixes) + size_t(t / prefix_span)];
-        CB_CHECK(int64_t(dist.size()) == fsm.vocab_size(),
-                 "TokFSM next_state_probs: the model returned " << dist.size()
-                     << " probabilities, the vocabulary has " << fsm.vocab_size());
+        CB_CHECK(int64_t(dist.size()) == fsm.vocab_size(), "TokFSM next_state_probs: the model returned "
+                                                               << dist.size() << " probabilities, the vocabulary has "
+                                                               << fsm.vocab_size());
         probs[si][size_t(t)] *= dist[size_t((t / span) % base)];
       }
     }
@@ -399,8 +396,8 @@ std::vector<std::vector<double>> next_state_probs(const Fsm& fsm, std::span<cons
 
 double correct_next_state_fraction(const Fsm& fsm, int64_t state, std::span<const double> next_probs) {
   CB_CHECK(int64_t(next_probs.size()) == fsm.num_states(),
-           "TokFSM correct_next_state_fraction: " << next_probs.size() << " probabilities for "
-                                                  << fsm.num_states() << " states");
+           "TokFSM correct_next_state_fraction: " << next_probs.size() << " probabilities for " << fsm.num_states()
+                                                  << " states");
   const int64_t k = fsm.out_degree(state);
   CB_CHECK(k > 0, "TokFSM correct_next_state_fraction: state " << state << " has no successors");
   std::vector<int64_t> order(next_probs.size());

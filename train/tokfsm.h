@@ -37,8 +37,8 @@ class Fsm {
  public:
   struct Config {
     int64_t num_states = 100;
-    int64_t num_edges = 10;   // out-edges per state
-    int64_t base = 10;        // numeral base of the states, 2..36
+    int64_t num_edges = 10;  // out-edges per state
+    int64_t base = 10;       // numeral base of the states, 2..36
     uint64_t seed = 42;
   };
   // Random construction: with one Rng(seed), for each state i = 0..N-1 in
@@ -104,16 +104,15 @@ class Fsm {
   std::vector<int64_t> trajectory(int64_t length, Rng& rng) const;
   // One trajectory of `length` states from each start state (the start is the
   // first state), all drawn from `rng` in order.
-  std::vector<std::vector<int64_t>> trajectories_from(std::span<const int64_t> starts, int64_t length,
-                                                      Rng& rng) const;
+  std::vector<std::vector<int64_t>> trajectories_from(std::span<const int64_t> starts, int64_t length, Rng& rng) const;
 
   // --- tokens ----------------------------------------------------------------
   // Vocabulary: ids 0..base-1 are the digit tokens, id base is
   // <|endoftext|> (BOS = EOS = PAD).
   int64_t vocab_size() const { return base_ + 1; }
   int64_t special_id() const { return base_; }
-  std::string token_string(int64_t id) const;     // "7", "B", "<|endoftext|>"
-  std::vector<std::string> vocabulary() const;    // token_string of every id
+  std::string token_string(int64_t id) const;   // "7", "B", "<|endoftext|>"
+  std::vector<std::string> vocabulary() const;  // token_string of every id
   // One digit token per numeral character, states in order.
   std::vector<int64_t> trajectory_tokens(std::span<const int64_t> trajectory) const;
   // States a training sample of `seq_len` tokens draws: ceil((seq_len-1)/digits)
@@ -144,19 +143,18 @@ class Fsm {
 // The original's transition metrics (eval_transition_accuracy and
 // eval_first_transition_accuracy).
 struct TransitionAccuracy {
-  double overall = 0.0;      // valid_pairs / pairs (0 when there are no pairs)
-  double first = 0.0;        // first_valid / sequences (0 when there are none)
-  int64_t pairs = 0;         // consecutive state pairs
-  int64_t valid_pairs = 0;   // pairs with nonzero transition probability
+  double overall = 0.0;     // valid_pairs / pairs (0 when there are no pairs)
+  double first = 0.0;       // first_valid / sequences (0 when there are none)
+  int64_t pairs = 0;        // consecutive state pairs
+  int64_t valid_pairs = 0;  // pairs with nonzero transition probability
   int64_t sequences = 0;
-  int64_t first_valid = 0;   // sequences whose first pair is valid
+  int64_t first_valid = 0;  // sequences whose first pair is valid
 };
 // State -1 (unreadable) makes every pair it is part of invalid. A sequence
 // with fewer than two states has no pairs and counts as not first-valid.
 TransitionAccuracy transition_accuracy(const Fsm& fsm, const std::vector<std::vector<int64_t>>& state_sequences);
 // On token sequences, read with Fsm::tokens_to_states.
-TransitionAccuracy token_transition_accuracy(const Fsm& fsm,
-                                             const std::vector<std::vector<int64_t>>& token_sequences);
+TransitionAccuracy token_transition_accuracy(const Fsm& fsm, const std::vector<std::vector<int64_t>>& token_sequences);
 // On an integer tensor [B, T] of token ids (the rows are the sequences).
 TransitionAccuracy token_transition_accuracy(const Fsm& fsm, const Tensor& tokens);
 

@@ -72,8 +72,8 @@ std::vector<std::vector<int64_t>> LanguageModel::sample(int64_t count, int64_t l
 FsmMetrics evaluate_fsm(LanguageModel& lm, const Fsm& fsm, int64_t samples, int64_t seq_len, uint64_t seed) {
   FsmMetrics m;
   if (samples > 0) m.sampled = token_transition_accuracy(fsm, lm.sample(samples, seq_len, {fsm.special_id()}, seed));
-  m.first_transition_accuracy =
-      first_transition_accuracy(fsm, [&](const std::vector<std::vector<int64_t>>& p) { return lm.next_token_probs(p); });
+  m.first_transition_accuracy = first_transition_accuracy(
+      fsm, [&](const std::vector<std::vector<int64_t>>& p) { return lm.next_token_probs(p); });
   return m;
 }
 

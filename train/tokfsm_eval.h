@@ -33,8 +33,8 @@ class LanguageModel {
 };
 
 struct FsmMetrics {
-  TransitionAccuracy sampled;             // eval_transition_accuracy, eval_first_transition_accuracy
-  double first_transition_accuracy = 0;   // the tutorial's metric (from next-state probabilities)
+  TransitionAccuracy sampled;            // eval_transition_accuracy, eval_first_transition_accuracy
+  double first_transition_accuracy = 0;  // the tutorial's metric (from next-state probabilities)
 };
 
 // `samples` sequences of `seq_len` tokens from BOS (none: sampled left zero).

@@ -6,9 +6,9 @@
 #include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
 #include "ir/codebook.h"
-#include "support/error.h"
 #include "passes/codebook_sites.h"
 #include "passes/tie_embeddings.h"
+#include "support/error.h"
 #include "support/yaml.h"
 
 namespace cb {
@@ -160,8 +160,10 @@ void check_known_keys(const Json& user, const Json& defaults, const std::string&
 void merge_into(Json& base, const Json& over, bool deep) {
   for (auto& [k, v] : over.as_object()) {
     Json& b = base[k];
-    if (b.is_object() && v.is_object() && (deep || k != "model_config_args")) merge_into(b, v, deep);
-    else b = v;
+    if (b.is_object() && v.is_object() && (deep || k != "model_config_args"))
+      merge_into(b, v, deep);
+    else
+      b = v;
   }
 }
 
@@ -240,14 +242,16 @@ TrainRunConfig parse_train_config(const Json& j) {
   r.codebooks.seed = uint64_t(get_int(j, "codebook_args", "seed"));
   r.codebook_loss = get_string(j, "codebook_args", "loss");
   r.kmeans_init = get_bool(j, "codebook_args", "kmeans_init");
-  r.kmeans_init_examples = positive(get_int(j, "codebook_args", "kmeans_init_examples"), "codebook_args.kmeans_init_examples");
+  r.kmeans_init_examples =
+      positive(get_int(j, "codebook_args", "kmeans_init_examples"), "codebook_args.kmeans_init_examples");
   r.insert_codebooks_after = get_int(j, "codebook_args", "insert_after_steps");
   r.trainer.replace_after_steps = get_int(j, "codebook_args", "replace_after_steps");
   r.trainer.replace_rho = float(get_double(j, "codebook_args", "replace_rho"));
 
   // Data.
   std::string kind = get_string(j, "dataset_args", "kind");
-  CB_CHECK(kind == "tokfsm" || kind == "text", "config key 'dataset_args.kind' must be tokfsm or text, not '" << kind << "'");
+  CB_CHECK(kind == "tokfsm" || kind == "text",
+           "config key 'dataset_args.kind' must be tokfsm or text, not '" << kind << "'");
   r.dataset = kind == "tokfsm" ? DatasetKind::tokfsm : DatasetKind::text;
   int64_t seq = positive(get_int(j, "dataset_args", "seq_len"), "dataset_args.seq_len");
   r.fsm.num_states = positive(get_int(j, "fsm_args", "num_states"), "fsm_args.num_states");
@@ -273,8 +277,10 @@ TrainRunConfig parse_train_config(const Json& j) {
 
   // Training.
   TrainerOptions& t = r.trainer;
-  t.batch_size = positive(get_int(j, "training_args", "per_device_train_batch_size"), "training_args.per_device_train_batch_size");
-  t.eval_batch_size = positive(get_int(j, "training_args", "per_device_eval_batch_size"), "training_args.per_device_eval_batch_size");
+  t.batch_size =
+      positive(get_int(j, "training_args", "per_device_train_batch_size"), "training_args.per_device_train_batch_size");
+  t.eval_batch_size =
+      positive(get_int(j, "training_args", "per_device_eval_batch_size"), "training_args.per_device_eval_batch_size");
   t.max_eval_samples = get_int(j, "training_args", "max_eval_samples");
   t.schedule.base_lr = float(get_double(j, "training_args", "learning_rate"));
   t.schedule.kind = parse_schedule(get_string(j, "training_args", "lr_scheduler_type"));
@@ -317,7 +323,8 @@ TrainRunConfig parse_train_config(const Json& j) {
 
 ModelFactory make_model_factory(const TrainRunConfig& run) {
   std::shared_ptr<HfConfig> hf;
-  if (run.model_path.empty()) hf = std::make_shared<HfConfig>(hf_config_from_json(run.model_config, "model_config_args"));
+  if (run.model_path.empty())
+    hf = std::make_shared<HfConfig>(hf_config_from_json(run.model_config, "model_config_args"));
   return [run, hf]() -> std::shared_ptr<Graph> {
     std::shared_ptr<Graph> g;
     if (hf) {
@@ -344,7 +351,8 @@ ModelFactory make_model_factory(const TrainRunConfig& run) {
 RunData make_run_data(const TrainRunConfig& run) {
   RunData d;
   if (run.dataset == DatasetKind::tokfsm) {
-    auto fsm = std::make_shared<Fsm>(run.fsm_path.empty() ? Fsm::random(run.fsm) : Fsm::load(run.fsm_path, run.fsm.base));
+    auto fsm =
+        std::make_shared<Fsm>(run.fsm_path.empty() ? Fsm::random(run.fsm) : Fsm::load(run.fsm_path, run.fsm.base));
     d.fsm = fsm;
     d.dataset = std::make_shared<TokFsmDataset>(fsm, run.tokfsm);
   } else {

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "support/json.h"
 #include "passes/insert_codebooks.h"
+#include "support/json.h"
 #include "train/dataset.h"
 #include "train/trainer.h"
 

@@ -26,8 +26,8 @@ double scalar_of(const Tensor& t) { return t.get_double(0); }
 // Per (member, code): how many of `ids` [.., G, k] selected it.
 void add_counts(const Tensor& ids, Tensor& counts) {
   int64_t G = counts.dim(0), K = counts.dim(1);
-  CB_CHECK(ids.rank() == 4 && ids.dim(2) == G, "codebook ids " << dims_str(ids.dims()) << " do not match " << G
-                                                               << " members");
+  CB_CHECK(ids.rank() == 4 && ids.dim(2) == G,
+           "codebook ids " << dims_str(ids.dims()) << " do not match " << G << " members");
   int64_t k = ids.dim(3), tokens = ids.dim(0) * ids.dim(1);
   const int64_t* id = ids.data<int64_t>();
   int64_t* c = counts.data<int64_t>();

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "backends/backend.h"
-#include "support/json.h"
 #include "runtime/executable.h"
+#include "support/json.h"
 #include "train/dataset.h"
 #include "train/optimizer.h"
 #include "train/training_graph.h"
@@ -42,12 +42,12 @@ struct TrainerOptions {
   Schedule schedule;
   int64_t batch_size = 8;
   int64_t eval_batch_size = 8;
-  int64_t max_eval_samples = -1;   // -1: the whole eval set
-  int64_t replace_after_steps = 0; // 0: no dead-code replacement
+  int64_t max_eval_samples = -1;    // -1: the whole eval set
+  int64_t replace_after_steps = 0;  // 0: no dead-code replacement
   float replace_rho = 1e-4f;
-  uint64_t seed = 0;               // replacement draws
+  uint64_t seed = 0;  // replacement draws
   int num_threads = 1;
-  bool profile = false;            // per-op-type times in train_profile()
+  bool profile = false;  // per-op-type times in train_profile()
 };
 
 // A fresh copy of the model being trained (compiled with its codebooks).
@@ -55,10 +55,10 @@ using ModelFactory = std::function<std::shared_ptr<Graph>()>;
 
 struct CodebookStats {
   std::string site;
-  double dead_fraction = 0;   // codes unused since the last log / all codes
-  double mse = 0;             // mean over the steps since the last log
+  double dead_fraction = 0;  // codes unused since the last log / all codes
+  double mse = 0;            // mean over the steps since the last log
   double mean_code_norm = 0, max_code_norm = 0;
-  int64_t replaced = 0;       // codes replaced since the last log
+  int64_t replaced = 0;  // codes replaced since the last log
 };
 
 struct StepMetrics {

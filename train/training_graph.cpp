@@ -5,11 +5,11 @@
 
 #include "ir/builder.h"
 #include "ir/codebook.h"
-#include "support/error.h"
 #include "ir/verifier.h"
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"
 #include "passes/fuse_gelu.h"
+#include "support/error.h"
 #include "train/parameters.h"
 
 namespace cb {
@@ -24,8 +24,9 @@ Builder step_builder(Graph& g) {
 
 // x[start:end] along one axis, its bounds named after it.
 Value* slice(Builder& b, Value* x, int64_t start, int64_t end, int64_t axis, const std::string& name) {
-  return b.named_op("Slice", {x, b.i64s({start}, name + "_start"), b.i64s({end}, name + "_end"),
-                              b.i64s({axis}, name + "_axis")}, name);
+  return b.named_op("Slice",
+                    {x, b.i64s({start}, name + "_start"), b.i64s({end}, name + "_end"), b.i64s({axis}, name + "_axis")},
+                    name);
 }
 
 Value* find_input_ids(const Graph& g) {
@@ -45,8 +46,9 @@ LossValues append_lm_loss(Graph& g, Value* logits, Value* input_ids) {
   Value* shifted = slice(b, logits, 0, -1, 1, "logits_shifted");
   Value* labels = slice(b, input_ids, 1, INT64_MAX, 1, "labels");
   Value* logp = b.named_op("LogSoftmax", {shifted}, "log_probs", {{"axis", int64_t(-1)}});
-  Value* picked = b.named_op("GatherElements", {logp, b.named_op("Unsqueeze", {labels, b.i64s({-1}, "last")}, "labels_col")},
-                             "label_log_probs", {{"axis", int64_t(-1)}});
+  Value* picked =
+      b.named_op("GatherElements", {logp, b.named_op("Unsqueeze", {labels, b.i64s({-1}, "last")}, "labels_col")},
+                 "label_log_probs", {{"axis", int64_t(-1)}});
   Value* mean = b.named_op("ReduceMean", {picked}, "mean_log_prob", {{"keepdims", int64_t(0)}});
   LossValues out;
   out.loss = g.add_value(kLossOutput);
@@ -93,12 +95,14 @@ std::vector<CodebookOutputs> append_codebook_outputs(Graph& g, bool with_inputs)
     const std::string p = c.site + "/";
     int64_t d = codes[2];
     Value* x = b.named_op("Reshape", {node->input(0), b.i64s({0, 0, c.groups, d}, p + "member_shape")}, p + "members");
-    Value* normed = b.named_op("LayerNormalization",
-                               {x, b.constant(Tensor::from_vector<float>(std::vector<float>(size_t(d), 1.f), {d}), p + "ones"),
-                                b.constant(Tensor::from_vector<float>(std::vector<float>(size_t(d), 0.f), {d}), p + "zeros")},
-                               p + "normed", {{"axis", int64_t(-1)}, {"epsilon", node->attr_float("epsilon", 1e-5f)}});
+    Value* normed =
+        b.named_op("LayerNormalization",
+                   {x, b.constant(Tensor::from_vector<float>(std::vector<float>(size_t(d), 1.f), {d}), p + "ones"),
+                    b.constant(Tensor::from_vector<float>(std::vector<float>(size_t(d), 0.f), {d}), p + "zeros")},
+                   p + "normed", {{"axis", int64_t(-1)}, {"epsilon", node->attr_float("epsilon", 1e-5f)}});
     Value* u = b.named_op("Add", {b.named_op("Mul", {normed, node->input(2)}, p + "scaled"), node->input(3)}, p + "u");
-    Value* y = b.named_op("Reshape", {node->outputs[0], b.i64s({0, 0, c.groups, d}, p + "member_shape")}, p + "y_members");
+    Value* y =
+        b.named_op("Reshape", {node->outputs[0], b.i64s({0, 0, c.groups, d}, p + "member_shape")}, p + "y_members");
     Value* diff = b.named_op("Sub", {u, y}, p + "residual");
     Value* sq = b.named_op("ReduceSum", {b.named_op("Mul", {diff, diff}, p + "residual_sq"), b.i64s({-1}, p + "last")},
                            p + "sq_error", {{"keepdims", int64_t(0)}});
@@ -160,8 +164,10 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
     if (!skip.count(v)) cb_params.push_back(v);
   for (Value* v : model_parameters(g)) {
     if (skip.count(v)) continue;
-    if (opts.train_model) model_params.push_back(v);
-    else if (opts.compat_original) frozen_model_grads.push_back(v);
+    if (opts.train_model)
+      model_params.push_back(v);
+    else if (opts.compat_original)
+      frozen_model_grads.push_back(v);
   }
   if (train)
     CB_CHECK(!cb_params.empty() || !model_params.empty(),
@@ -188,8 +194,8 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
     std::vector<ParamGroup> groups;
     size_t at = 0;
     auto group = [&](const std::string& name, const std::vector<Value*>& ps, float lr_factor, float wd) {
-      ParamGroup grp{name, ps, {bw.gradients.begin() + long(at), bw.gradients.begin() + long(at + ps.size())},
-                     lr_factor, wd};
+      ParamGroup grp{
+          name, ps, {bw.gradients.begin() + long(at), bw.gradients.begin() + long(at + ps.size())}, lr_factor, wd};
       at += ps.size();
       if (!ps.empty()) groups.push_back(grp);
     };

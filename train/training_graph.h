@@ -56,12 +56,12 @@ struct StepGraphOptions {
 
 // One codebook node of the model, and the step-graph names that concern it.
 struct CodebookOutputs {
-  std::string site;               // "layer0.mlp"
+  std::string site;  // "layer0.mlp"
   int64_t groups = 0, num_codes = 0, k = 0, width = 0;
   std::string codes, ln_scale, ln_bias;  // parameter names
-  std::string ids;    // output i64 [B, T, G, k]
-  std::string mse;    // output f32 scalar: mean over tokens and members of |u_g - y_g|^2
-  std::string input;  // output f32 [B, T, G, D/G]: u (LayerNorm-ed input); "" unless asked
+  std::string ids;                       // output i64 [B, T, G, k]
+  std::string mse;                       // output f32 scalar: mean over tokens and members of |u_g - y_g|^2
+  std::string input;                     // output f32 [B, T, G, D/G]: u (LayerNorm-ed input); "" unless asked
 };
 
 struct StepGraph {

@@ -64,9 +64,9 @@ namespace cb {
 
 namespace {
 
-constexpr int kPanel = kScorePanel;       // codes per packed panel
+constexpr int kPanel = kScorePanel;        // codes per packed panel
 constexpr int kTileRows = kScoreTileRows;  // tokens per microkernel tile
-constexpr int64_t kMaxBlockRows = 128;  // tokens per task (their u rows stay in L1/L2)
+constexpr int64_t kMaxBlockRows = 128;     // tokens per task (their u rows stay in L1/L2)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // ---------------------------------------------------------------------------
@@ -135,9 +135,9 @@ void pack_codebook(const float* codes, int64_t G, int64_t K, int64_t Dg, Codeboo
 // Interventions resolved per (member, position).
 
 struct SiteInterventions {
-  int64_t m = 0;                                  // largest disable_topk
-  std::vector<int32_t> ablated;                   // sorted, unique
-  std::vector<std::pair<int64_t, int64_t>> force; // (slot in [0, k), code or -1), in record order
+  int64_t m = 0;                                   // largest disable_topk
+  std::vector<int32_t> ablated;                    // sorted, unique
+  std::vector<std::pair<int64_t, int64_t>> force;  // (slot in [0, k), code or -1), in record order
 
   bool is_ablated(int32_t c) const { return std::binary_search(ablated.begin(), ablated.end(), c); }
 };
@@ -183,25 +183,31 @@ struct Problem {
   int64_t list_stride;           // floats per row of the list buffers
   int64_t block_rows;            // tokens per task
   float* y;
-  int64_t* ids;    // may be null
-  float* scores;   // may be null
+  int64_t* ids;   // may be null
+  float* scores;  // may be null
 };
 
 // Per-thread buffers for one task.
 struct Scratch {
-  std::vector<float> u;            // [rows][Dg] LayerNorm outputs
-  std::vector<float> list_score;   // [rows][list_stride] best scores so far, descending
-  std::vector<int32_t> list_id;    // their codes
+  std::vector<float> u;           // [rows][Dg] LayerNorm outputs
+  std::vector<float> list_score;  // [rows][list_stride] best scores so far, descending
+  std::vector<int32_t> list_id;   // their codes
   std::vector<int64_t> count, limit;
-  std::vector<float> thr;          // [rows] entry threshold of each list
+  std::vector<float> thr;                      // [rows] entry threshold of each list
   std::vector<const SiteInterventions*> skip;  // Mode A rows with ablated codes, else null
-  std::vector<int64_t> final_ids;  // [rows][k] the selected (or forced) codes
+  std::vector<int64_t> final_ids;              // [rows][k] the selected (or forced) codes
   alignas(32) float tile[kTileRows * kPanel];
   uint32_t masks[kTileRows];
 
   Scratch(int64_t rows, int64_t Dg, int64_t list_stride, int64_t k)
-      : u(size_t(rows * Dg)), list_score(size_t(rows * list_stride)), list_id(size_t(rows * list_stride)),
-        count(size_t(rows)), limit(size_t(rows)), thr(size_t(rows)), skip(size_t(rows)), final_ids(size_t(rows * k)) {}
+      : u(size_t(rows * Dg)),
+        list_score(size_t(rows * list_stride)),
+        list_id(size_t(rows * list_stride)),
+        count(size_t(rows)),
+        limit(size_t(rows)),
+        thr(size_t(rows)),
+        skip(size_t(rows)),
+        final_ids(size_t(rows * k)) {}
 };
 
 // u = LayerNorm(x) * scale + bias (biased variance); sums in double over
@@ -251,12 +257,11 @@ inline float list_insert(float* s, int32_t* id, int64_t& n, int64_t limit, float
 // data-dependent branch. Entries past `limit` become scratch.
 constexpr int64_t kVectorList = 16;
 #ifdef CB_CODEBOOK_X86
-__attribute__((target("avx2,popcnt"))) inline float list_insert_avx2(float* s, int32_t* id, int64_t limit,
-                                                                     float score, int32_t code) {
+__attribute__((target("avx2,popcnt"))) inline float list_insert_avx2(float* s, int32_t* id, int64_t limit, float score,
+                                                                     int32_t code) {
   const __m256 v = _mm256_set1_ps(score);
   const uint32_t not_below = uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s), v, _CMP_GE_OQ))) |
-                             uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + 8), v, _CMP_GE_OQ)))
-                                 << 8;
+                             uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + 8), v, _CMP_GE_OQ))) << 8;
   const int pos = __builtin_popcount(not_below & ((1u << limit) - 1));
   const __m256 s_lo = _mm256_loadu_ps(s + pos), s_hi = _mm256_loadu_ps(s + pos + 8);
   const __m256i id_lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(id + pos));
@@ -420,9 +425,9 @@ class CodebookKernel : public Kernel {
     const int64_t B = x.dim(0), T = x.dim(1), D = x.dim(2);
     const int64_t G = codes.dim(0), K = codes.dim(1), Dg = codes.dim(2);
     CB_CHECK(G * Dg == D && ln_scale.numel() == G * Dg && ln_bias.numel() == G * Dg,
-             node.describe() << ": x " << dims_str(x.dims()) << ", codes " << dims_str(codes.dims())
-                             << ", ln_scale " << dims_str(ln_scale.dims()) << " and ln_bias "
-                             << dims_str(ln_bias.dims()) << " do not agree on [G, D/G]");
+             node.describe() << ": x " << dims_str(x.dims()) << ", codes " << dims_str(codes.dims()) << ", ln_scale "
+                             << dims_str(ln_scale.dims()) << " and ln_bias " << dims_str(ln_bias.dims())
+                             << " do not agree on [G, D/G]");
     CB_CHECK(K < (int64_t(1) << 31), node.describe() << ": " << K << " codes exceed the kernel's int32 code ids");
     if (!attrs_ || attrs_G_ != G || attrs_K_ != K) {
       attrs_ = CodebookAttrs::from_node(node, G, K);
@@ -434,8 +439,8 @@ class CodebookKernel : public Kernel {
     if (N == 0 || D == 0) return;
     const int threads = std::max(1, ctx.num_threads);
 
-    if (!codes_constant_ || packed_from_ != codes.raw() || packed_.G != G || packed_.K != K ||
-        packed_.Dg != Dg || packed_.metric != a.metric) {
+    if (!codes_constant_ || packed_from_ != codes.raw() || packed_.G != G || packed_.K != K || packed_.Dg != Dg ||
+        packed_.metric != a.metric) {
       pack_codebook(codes.data<float>(), G, K, Dg, a.metric, threads, packed_);
       packed_from_ = codes.raw();
     }
@@ -476,8 +481,7 @@ class CodebookKernel : public Kernel {
     {
       Scratch scratch(P.block_rows, Dg, P.list_stride, a.k);
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t task = 0; task < tasks; ++task)
-        run_task(P, task / blocks, (task % blocks) * P.block_rows, scratch);
+      for (int64_t task = 0; task < tasks; ++task) run_task(P, task / blocks, (task % blocks) * P.block_rows, scratch);
     }
   }
 

@@ -30,8 +30,7 @@ std::optional<EltwiseAlgo> algo_for(const Node& node) {
 
 class DnnlEltwiseKernel : public FallbackKernel {
  public:
-  DnnlEltwiseKernel(const Node& node, EltwiseAlgo algo)
-      : FallbackKernel(node), algo_(algo) {}
+  DnnlEltwiseKernel(const Node& node, EltwiseAlgo algo) : FallbackKernel(node), algo_(algo) {}
 
   void run(KernelContext& ctx) override {
     const Tensor& x = ctx.in(0);
@@ -46,7 +45,8 @@ class DnnlEltwiseKernel : public FallbackKernel {
       numel_ = x.numel();
     }
     dnnl::stream s(eng);
-    prim_.execute(s, {{DNNL_ARG_SRC, dnnl::memory(md_, eng, x.raw())}, {DNNL_ARG_DST, dnnl::memory(md_, eng, y.raw())}});
+    prim_.execute(s,
+                  {{DNNL_ARG_SRC, dnnl::memory(md_, eng, x.raw())}, {DNNL_ARG_DST, dnnl::memory(md_, eng, y.raw())}});
     s.wait();
   }
 

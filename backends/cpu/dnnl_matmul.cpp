@@ -69,8 +69,7 @@ class DnnlMatMulKernel : public Kernel {
     Tensor& out = ctx.out(0);
     if (out.numel() == 0) return;
     auto dt = dnnl_type(a.dtype());
-    if (!dt || a.rank() < 2 || b.rank() < 2 || a.dtype() != b.dtype() || a.numel() == 0 ||
-        b.numel() == 0) {
+    if (!dt || a.rank() < 2 || b.rank() < 2 || a.dtype() != b.dtype() || a.numel() == 0 || b.numel() == 0) {
       fallback(ctx);
       return;
     }
@@ -88,8 +87,7 @@ class DnnlMatMulKernel : public Kernel {
     auto& eng = dnnl_cpu_engine();
     dnnl::stream stream(eng);
     dnnl::memory am(p.a_md, eng, a.raw()), bm(p.b_md, eng, b.raw()), om(p.out_md, eng, out.raw());
-    std::unordered_map<int, dnnl::memory> args = {
-        {DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}};
+    std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}};
     if (p.use_bias) {
       args[DNNL_ARG_BIAS] = dnnl::memory(p.c_md, eng, c->raw());
     } else if (p.use_sum) {
@@ -100,8 +98,7 @@ class DnnlMatMulKernel : public Kernel {
   }
 
  private:
-  void prepare(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out,
-               dnnl::memory::data_type dt) {
+  void prepare(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out, dnnl::memory::data_type dt) {
     auto p = std::make_unique<Prepared>();
     p->a_dims = a.dims();
     p->b_dims = b.dims();
@@ -111,12 +108,18 @@ class DnnlMatMulKernel : public Kernel {
     std::vector<int64_t> ad = pad_rank(a.dims(), rank), bd = pad_rank(b.dims(), rank);
     std::vector<int64_t> as = contiguous_strides(ad), bs = contiguous_strides(bd);
     // Logical [.., M, K] / [.., K, N] views; a transpose swaps the last two dims and strides.
-    if (trans_a_) { std::swap(ad[rank - 1], ad[rank - 2]); std::swap(as[rank - 1], as[rank - 2]); }
-    if (trans_b_) { std::swap(bd[rank - 1], bd[rank - 2]); std::swap(bs[rank - 1], bs[rank - 2]); }
-    p->a_md = dnnl::memory::desc(dnnl::memory::dims(ad.begin(), ad.end()), dt,
-                                 dnnl::memory::dims(as.begin(), as.end()));
-    p->b_md = dnnl::memory::desc(dnnl::memory::dims(bd.begin(), bd.end()), dt,
-                                 dnnl::memory::dims(bs.begin(), bs.end()));
+    if (trans_a_) {
+      std::swap(ad[rank - 1], ad[rank - 2]);
+      std::swap(as[rank - 1], as[rank - 2]);
+    }
+    if (trans_b_) {
+      std::swap(bd[rank - 1], bd[rank - 2]);
+      std::swap(bs[rank - 1], bs[rank - 2]);
+    }
+    p->a_md =
+        dnnl::memory::desc(dnnl::memory::dims(ad.begin(), ad.end()), dt, dnnl::memory::dims(as.begin(), as.end()));
+    p->b_md =
+        dnnl::memory::desc(dnnl::memory::dims(bd.begin(), bd.end()), dt, dnnl::memory::dims(bs.begin(), bs.end()));
     std::vector<int64_t> od = pad_rank(out.dims(), rank);
     p->out_md = plain_md(od, dt);
     dnnl::primitive_attr attr;

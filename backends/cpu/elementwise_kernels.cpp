@@ -110,8 +110,10 @@ class HelperThreads {
     if (published) wake_.notify_all();
     work_on(*job);
     for (int spins = 0; job->done.load(std::memory_order_acquire) < pieces; ++spins) {
-      if (spins < 64) cpu_relax();
-      else std::this_thread::yield();
+      if (spins < 64)
+        cpu_relax();
+      else
+        std::this_thread::yield();
     }
   }
 
@@ -180,9 +182,8 @@ void for_pieces(int64_t n, int64_t cost, int num_threads, const Body& body) {
     return;
   }
   const int64_t pieces = (n + kPieceElements - 1) / kPieceElements;
-  HelperThreads::instance().run(pieces, num_threads - 1, [&](int64_t p) {
-    body(p * kPieceElements, std::min(n, (p + 1) * kPieceElements));
-  });
+  HelperThreads::instance().run(pieces, num_threads - 1,
+                                [&](int64_t p) { body(p * kPieceElements, std::min(n, (p + 1) * kPieceElements)); });
 }
 
 // ---- Broadcasting driver (binary ops, Where) --------------------------------
@@ -264,7 +265,9 @@ class BinaryKernel : public FallbackKernel {
     if (ctx.inputs.size() != 2 || !all_f32(ctx)) return fall_back(ctx);
     const Tensor* lhs = &ctx.in(0);
     const Tensor* rhs = &ctx.in(1);
-    auto map = [&](auto fn) { parallel_broadcast_map<float, float, float>(ctx.out(0), {lhs, rhs}, ctx.num_threads, fn); };
+    auto map = [&](auto fn) {
+      parallel_broadcast_map<float, float, float>(ctx.out(0), {lhs, rhs}, ctx.num_threads, fn);
+    };
     switch (op_) {
       case BinaryOp::add: return map([](float a, float b) { return a + b; });
       case BinaryOp::sub: return map([](float a, float b) { return a - b; });
@@ -360,16 +363,26 @@ enum class UnaryOp { neg, abs, relu, sqrt, reciprocal, exp, tanh, erf, gelu_tanh
 // except for exp, tanh, erf and the GELUs (approximations, vec_math.h).
 template <UnaryOp kOp>
 inline Vec apply(Vec x) {
-  if constexpr (kOp == UnaryOp::neg) return -x;
-  else if constexpr (kOp == UnaryOp::abs) return abs(x);
-  else if constexpr (kOp == UnaryOp::relu) return select(less(x, splat(0.f)), splat(0.f), x);  // NaN, -0 pass
-  else if constexpr (kOp == UnaryOp::sqrt) return sqrt(x);
-  else if constexpr (kOp == UnaryOp::reciprocal) return splat(1.f) / x;
-  else if constexpr (kOp == UnaryOp::exp) return exp_approx(x);
-  else if constexpr (kOp == UnaryOp::tanh) return tanh_approx(x);
-  else if constexpr (kOp == UnaryOp::erf) return erf_approx(x);
-  else if constexpr (kOp == UnaryOp::gelu_tanh) return gelu_tanh(x);
-  else return gelu_erf(x);
+  if constexpr (kOp == UnaryOp::neg)
+    return -x;
+  else if constexpr (kOp == UnaryOp::abs)
+    return abs(x);
+  else if constexpr (kOp == UnaryOp::relu)
+    return select(less(x, splat(0.f)), splat(0.f), x);  // NaN, -0 pass
+  else if constexpr (kOp == UnaryOp::sqrt)
+    return sqrt(x);
+  else if constexpr (kOp == UnaryOp::reciprocal)
+    return splat(1.f) / x;
+  else if constexpr (kOp == UnaryOp::exp)
+    return exp_approx(x);
+  else if constexpr (kOp == UnaryOp::tanh)
+    return tanh_approx(x);
+  else if constexpr (kOp == UnaryOp::erf)
+    return erf_approx(x);
+  else if constexpr (kOp == UnaryOp::gelu_tanh)
+    return gelu_tanh(x);
+  else
+    return gelu_erf(x);
 }
 
 template <UnaryOp kOp>

@@ -42,18 +42,18 @@
 #include "backends/cpu/vec_math.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
-#include "support/error.h"
 #include "ir/ops/grad.h"
+#include "support/error.h"
 
 namespace cb {
 
 namespace {
 
-constexpr int64_t kRowBlock = 32;     // LayerNormalizationGrad rows per partial sum
-constexpr int64_t kTokenBlock = 32;   // CodebookGrad tokens per partial sum
-constexpr int64_t kPrefetchTokens = 2;  // CodebookGrad fetches code rows this many tokens ahead
-constexpr int64_t kPrefetchSlots = 8;   // and the code-gradient sums this many tokens ahead
-constexpr int64_t kColumnChunk = 64;  // GatherGrad and SoftmaxGrad (inner > 1) columns per task
+constexpr int64_t kRowBlock = 32;              // LayerNormalizationGrad rows per partial sum
+constexpr int64_t kTokenBlock = 32;            // CodebookGrad tokens per partial sum
+constexpr int64_t kPrefetchTokens = 2;         // CodebookGrad fetches code rows this many tokens ahead
+constexpr int64_t kPrefetchSlots = 8;          // and the code-gradient sums this many tokens ahead
+constexpr int64_t kColumnChunk = 64;           // GatherGrad and SoftmaxGrad (inner > 1) columns per task
 constexpr size_t kZeroBlockBytes = 32 * 1024;  // SliceGrad: output bytes zeroed and filled per step
 constexpr int kLanes = 8;
 
@@ -106,11 +106,13 @@ inline double lane_sum(int64_t n, VecTerm vec_term, ScalarTerm scalar_term) {
 }
 
 inline double sum_row(const float* a, int64_t n) {
-  return lane_sum(n, [a](int64_t i) { return load_lanes(a + i); }, [a](int64_t i) { return a[i]; });
+  return lane_sum(
+      n, [a](int64_t i) { return load_lanes(a + i); }, [a](int64_t i) { return a[i]; });
 }
 inline double dot_row(const float* a, const float* b, int64_t n) {
-  return lane_sum(n, [a, b](int64_t i) { return load_lanes(a + i) * load_lanes(b + i); },
-                  [a, b](int64_t i) { return a[i] * b[i]; });
+  return lane_sum(
+      n, [a, b](int64_t i) { return load_lanes(a + i) * load_lanes(b + i); },
+      [a, b](int64_t i) { return a[i] * b[i]; });
 }
 
 // LayerNorm statistics of a row (biased variance): the mean and 1/sqrt(var + eps).
@@ -332,8 +334,8 @@ class LayerNormGradKernel : public GradKernel {
     const Tensor& scale = ctx.in(2);
     const Node& node = ctx.node;
     if (dy.dtype() != DType::f32 || x.dtype() != DType::f32 || scale.dtype() != DType::f32) return fall_back(ctx);
-    CB_CHECK(dy.dims() == x.dims(), node.describe() << ": dy " << dims_str(dy.dims()) << " and x "
-                                                    << dims_str(x.dims()) << " differ in shape");
+    CB_CHECK(dy.dims() == x.dims(), node.describe() << ": dy " << dims_str(dy.dims()) << " and x " << dims_str(x.dims())
+                                                    << " differ in shape");
     const size_t axis = size_t(norm_axis(node.attr_int("axis", -1), int64_t(x.rank())));
     const double eps = node.attr_float("epsilon", 1e-5f);
     const int64_t rows = dims_product(x.dims(), 0, axis), n = dims_product(x.dims(), axis, x.rank());
@@ -381,8 +383,7 @@ class LayerNormGradKernel : public GradKernel {
   static std::vector<float> scale_over_row(const Node& node, const Tensor& scale, const std::vector<int64_t>& x_dims,
                                            size_t axis) {
     const std::vector<int64_t> norm_dims(x_dims.begin() + long(axis), x_dims.end());
-    CB_CHECK(scale.rank() <= norm_dims.size() ||
-                 dims_product(scale.dims(), 0, scale.rank() - norm_dims.size()) == 1,
+    CB_CHECK(scale.rank() <= norm_dims.size() || dims_product(scale.dims(), 0, scale.rank() - norm_dims.size()) == 1,
              node.describe() << ": scale " << dims_str(scale.dims()) << " varies over the leading dims of x "
                              << dims_str(x_dims));
     std::vector<int64_t> sdims = scale.dims();
@@ -411,14 +412,14 @@ class GatherGradKernel : public GradKernel {
     const size_t axis = size_t(norm_axis(node.attr_int("axis", 0), int64_t(out.rank())));
     const int64_t outer = dims_product(out.dims(), 0, axis), A = out.dim(axis),
                   inner = dims_product(out.dims(), axis + 1, out.rank()), count = indices.numel();
-    CB_CHECK(dy.numel() == outer * count * inner,
-             node.describe() << ": dy " << dims_str(dy.dims()) << " is not a Gather of " << dims_str(out.dims())
-                             << " by indices " << dims_str(indices.dims()));
+    CB_CHECK(dy.numel() == outer * count * inner, node.describe() << ": dy " << dims_str(dy.dims())
+                                                                  << " is not a Gather of " << dims_str(out.dims())
+                                                                  << " by indices " << dims_str(indices.dims()));
     std::vector<int64_t> idx(static_cast<size_t>(count));
     for (int64_t c = 0; c < count; ++c) {
       int64_t i = indices.get_int(c);
-      CB_CHECK(i >= -A && i < A, node.describe() << ": index " << i << " is out of range for axis " << axis
-                                                  << " of size " << A);
+      CB_CHECK(i >= -A && i < A, node.describe()
+                                     << ": index " << i << " is out of range for axis " << axis << " of size " << A);
       idx[size_t(c)] = i < 0 ? i + A : i;
     }
     const int threads = threads_of(ctx);
@@ -454,14 +455,16 @@ class SliceGradKernel : public GradKernel {
     if ((esize != 1 && esize != 2 && esize != 4 && esize != 8) || dy.dtype() != out.dtype() ||
         r > StridedCopy::kMaxRank)
       return fall_back(ctx);
-    CB_CHECK(dy.rank() == r, node.describe() << ": dy " << dims_str(dy.dims()) << " and shape "
-                                             << dims_str(out.dims()) << " differ in rank");
+    CB_CHECK(dy.rank() == r, node.describe() << ": dy " << dims_str(dy.dims()) << " and shape " << dims_str(out.dims())
+                                             << " differ in rank");
     // Where Slice reads, exactly as the reference SliceGrad kernel computes it.
     const std::vector<int64_t> starts = ctx.in(2).to_int_vector(), ends = ctx.in(3).to_int_vector();
     const size_t n = starts.size();
     std::vector<int64_t> axes, steps(n, 1);
-    if (ctx.inputs.size() > 4 && ctx.inputs[4]) axes = ctx.inputs[4]->to_int_vector();
-    else for (size_t i = 0; i < n; ++i) axes.push_back(int64_t(i));
+    if (ctx.inputs.size() > 4 && ctx.inputs[4])
+      axes = ctx.inputs[4]->to_int_vector();
+    else
+      for (size_t i = 0; i < n; ++i) axes.push_back(int64_t(i));
     if (ctx.inputs.size() > 5 && ctx.inputs[5]) steps = ctx.inputs[5]->to_int_vector();
     CB_CHECK(ends.size() == n && axes.size() == n && steps.size() == n,
              node.describe() << ": starts, ends, axes and steps differ in length");
@@ -551,8 +554,8 @@ class CodebookGradKernel : public GradKernel {
     const int64_t N = B * T;
     const int64_t* id = ids.data<int64_t>();
     for (int64_t s = 0; s < N * G * k; ++s)
-      CB_CHECK(id[s] == -1 || (id[s] >= 0 && id[s] < K),
-               node.describe() << ": id " << id[s] << " is outside [0, " << K << ")");
+      CB_CHECK(id[s] == -1 || (id[s] >= 0 && id[s] < K), node.describe()
+                                                             << ": id " << id[s] << " is outside [0, " << K << ")");
 
     Tensor* dx_out = optional_output(ctx, 0);
     Tensor* dcodes_out = optional_output(ctx, 1);
@@ -592,8 +595,8 @@ class CodebookGradKernel : public GradKernel {
           float* ds = dscale_out ? dscale_part.data() + b * D : nullptr;
           float* db = dbias_out ? dbias_part.data() + b * D : nullptr;
           for (int64_t token = b * kTokenBlock; token < std::min(N, (b + 1) * kTokenBlock); ++token)
-            for (int64_t g = 0; g < G; ++g) member(m, token, g, need_du, ds ? ds + g * Dg : nullptr,
-                                                   db ? db + g * Dg : nullptr, s);
+            for (int64_t g = 0; g < G; ++g)
+              member(m, token, g, need_du, ds ? ds + g * Dg : nullptr, db ? db + g * Dg : nullptr, s);
         }
         streaming_stores_done();
       });
@@ -608,7 +611,7 @@ class CodebookGradKernel : public GradKernel {
     const int64_t* ids;
     int64_t N, D, G, K, Dg, k;
     double eps, task_coef, recon_coef, commit_coef;
-    float* dx = nullptr;       // [N, D] or null
+    float* dx = nullptr;  // [N, D] or null
     // [N, G, contrib_stride]: what each selected slot adds to its code's
     // gradient (the first Dg floats of a row), or null.
     float* contrib = nullptr;
@@ -617,7 +620,10 @@ class CodebookGradKernel : public GradKernel {
   struct Scratch {
     std::vector<float> xhat, y, du, dxhat, contrib;
     Scratch(int64_t Dg, int64_t contrib_stride)
-        : xhat(size_t(Dg)), y(size_t(Dg)), du(size_t(Dg)), dxhat(size_t(Dg)),
+        : xhat(size_t(Dg)),
+          y(size_t(Dg)),
+          du(size_t(Dg)),
+          dxhat(size_t(Dg)),
           contrib(size_t(std::max(Dg, contrib_stride)), 0.0f) {}
   };
   std::shared_ptr<Buffer> contrib_;  // kept between runs
@@ -687,33 +693,36 @@ class CodebookGradKernel : public GradKernel {
     const int64_t G = m.G, K = m.K, Dg = m.Dg, k = m.k;
     const int64_t codes = G * K;
     const size_t bytes = size_t(N * m.D) * sizeof(float);
-    parallel_chunks(codes, bytes, kParallelCopyBytes, threads, [&](int64_t begin, int64_t end) {
-      std::vector<double> acc(size_t((end - begin) * Dg), 0.0);
-      for (int64_t token = 0; token < N; ++token)
-        for (int64_t g = 0; g < G; ++g) {
-          const int64_t* slot = m.ids + (token * G + g) * k;
-          // Fetch ahead what later slots of this range add (rows of contrib,
-          // which the other threads may have written) and add to (random
-          // rows of acc).
-          if (token + kPrefetchSlots < N)
-            for (int64_t j = 0; j < k; ++j) {
-              const int64_t c = slot[kPrefetchSlots * G * k + j], gc = g * K + c;
-              if (c == -1 || gc < begin || gc >= end) continue;
-              const float* later = m.contrib + ((token + kPrefetchSlots) * G + g) * m.contrib_stride;
-              for (int64_t i = 0; i < Dg; i += 16) __builtin_prefetch(later + i);
-              for (int64_t i = 0; i < Dg; i += 8) __builtin_prefetch(acc.data() + (gc - begin) * Dg + i, 1);
+    parallel_chunks(
+        codes, bytes, kParallelCopyBytes, threads,
+        [&](int64_t begin, int64_t end) {
+          std::vector<double> acc(size_t((end - begin) * Dg), 0.0);
+          for (int64_t token = 0; token < N; ++token)
+            for (int64_t g = 0; g < G; ++g) {
+              const int64_t* slot = m.ids + (token * G + g) * k;
+              // Fetch ahead what later slots of this range add (rows of contrib,
+              // which the other threads may have written) and add to (random
+              // rows of acc).
+              if (token + kPrefetchSlots < N)
+                for (int64_t j = 0; j < k; ++j) {
+                  const int64_t c = slot[kPrefetchSlots * G * k + j], gc = g * K + c;
+                  if (c == -1 || gc < begin || gc >= end) continue;
+                  const float* later = m.contrib + ((token + kPrefetchSlots) * G + g) * m.contrib_stride;
+                  for (int64_t i = 0; i < Dg; i += 16) __builtin_prefetch(later + i);
+                  for (int64_t i = 0; i < Dg; i += 8) __builtin_prefetch(acc.data() + (gc - begin) * Dg + i, 1);
+                }
+              for (int64_t j = 0; j < k; ++j) {
+                const int64_t gc = g * K + slot[j];
+                if (slot[j] == -1 || gc < begin || gc >= end) continue;
+                double* a = acc.data() + (gc - begin) * Dg;
+                const float* c = m.contrib + (token * G + g) * m.contrib_stride;
+                for (int64_t i = 0; i < Dg; ++i) a[i] += double(c[i]);
+              }
             }
-          for (int64_t j = 0; j < k; ++j) {
-            const int64_t gc = g * K + slot[j];
-            if (slot[j] == -1 || gc < begin || gc >= end) continue;
-            double* a = acc.data() + (gc - begin) * Dg;
-            const float* c = m.contrib + (token * G + g) * m.contrib_stride;
-            for (int64_t i = 0; i < Dg; ++i) a[i] += double(c[i]);
-          }
-        }
-      float* out = dcodes + begin * Dg;
-      for (size_t i = 0; i < acc.size(); ++i) out[i] = float(acc[i]);
-    }, /*pieces_per_thread=*/2);  // every piece scans all the slots
+          float* out = dcodes + begin * Dg;
+          for (size_t i = 0; i < acc.size(); ++i) out[i] = float(acc[i]);
+        },
+        /*pieces_per_thread=*/2);  // every piece scans all the slots
   }
 };
 

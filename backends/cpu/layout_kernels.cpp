@@ -132,8 +132,8 @@ StridedCopy::StridedCopy(const std::vector<int64_t>& dims_in, const std::vector<
                          const std::vector<int64_t>& dst_in, size_t esize)
     : esize_(esize) {
   CB_CHECK(dims_in.size() == src_in.size() && dims_in.size() == dst_in.size(),
-           "strided copy: " << dims_in.size() << " dims with " << src_in.size() << " source and "
-                            << dst_in.size() << " destination strides");
+           "strided copy: " << dims_in.size() << " dims with " << src_in.size() << " source and " << dst_in.size()
+                            << " destination strides");
   CB_CHECK(esize == 1 || esize == 2 || esize == 4 || esize == 8,
            "strided copy: elements of " << esize << " bytes (expected 1, 2, 4 or 8)");
   // Drop dims of 1, merge a dim into the one before when both operands step
@@ -224,8 +224,7 @@ void StridedCopy::run_outer(const uint8_t* src, uint8_t* dst, int64_t part) cons
 #endif
       esize_dispatch(esize_, [&](auto tag) {
         using E = decltype(tag);
-        tile_portable(reinterpret_cast<const E*>(src), reinterpret_cast<E*>(dst), r0, r1, 0, cols_, src_col_,
-                      dst_row_);
+        tile_portable(reinterpret_cast<const E*>(src), reinterpret_cast<E*>(dst), r0, r1, 0, cols_, src_col_, dst_row_);
       });
       return;
     }
@@ -238,8 +237,7 @@ void StridedCopy::run_outer(const uint8_t* src, uint8_t* dst, int64_t part) cons
         for (int64_t i = 0; i < count_; ++i) d[i * di] = s[i * si];
       });
       return;
-    case Kind::empty:
-      return;
+    case Kind::empty: return;
   }
 }
 
@@ -371,8 +369,8 @@ class LayoutKernel : public FallbackKernel {
     std::vector<int64_t> perm = ctx.node.attr_ints("perm");
     if (perm.empty())
       for (size_t i = 0; i < r; ++i) perm.push_back(int64_t(r - 1 - i));
-    CB_CHECK(perm.size() == r, ctx.node.describe() << ": perm of " << perm.size() << " axes for input "
-                                                   << dims_str(in.dims()));
+    CB_CHECK(perm.size() == r, ctx.node.describe()
+                                   << ": perm of " << perm.size() << " axes for input " << dims_str(in.dims()));
     const std::vector<int64_t> in_strides = contiguous_strides(in.dims());
     std::vector<int64_t> strides(r);
     for (size_t i = 0; i < r; ++i) strides[i] = in_strides[size_t(perm[i])];
@@ -389,11 +387,12 @@ class LayoutKernel : public FallbackKernel {
     const std::vector<int64_t> starts = ctx.in(1).to_int_vector(), ends = ctx.in(2).to_int_vector();
     const size_t n = starts.size();
     std::vector<int64_t> axes, steps(n, 1);
-    if (ctx.inputs.size() > 3 && ctx.inputs[3]) axes = ctx.inputs[3]->to_int_vector();
-    else for (size_t i = 0; i < n; ++i) axes.push_back(int64_t(i));
+    if (ctx.inputs.size() > 3 && ctx.inputs[3])
+      axes = ctx.inputs[3]->to_int_vector();
+    else
+      for (size_t i = 0; i < n; ++i) axes.push_back(int64_t(i));
     if (ctx.inputs.size() > 4 && ctx.inputs[4]) steps = ctx.inputs[4]->to_int_vector();
-    CB_CHECK(axes.size() == n && steps.size() == n,
-             ctx.node.describe() << ": starts, axes and steps differ in length");
+    CB_CHECK(axes.size() == n && steps.size() == n, ctx.node.describe() << ": starts, axes and steps differ in length");
     const std::vector<int64_t> in_strides = contiguous_strides(in.dims());
     std::vector<int64_t> strides = in_strides;
     int64_t base = 0;
@@ -431,8 +430,8 @@ class LayoutKernel : public FallbackKernel {
     for (size_t p = 0; p < sizes.size(); ++p) {
       const int64_t part = sizes[p] * inner;
       if (p < ctx.outputs.size() && ctx.outputs[p] && part > 0 && outer > 0)
-        jobs.push_back({StridedCopy({outer, part}, {row, 1}, {part, 1}, esize),
-                        bytes(in) + size_t(offset) * esize, bytes(*ctx.outputs[p])});
+        jobs.push_back({StridedCopy({outer, part}, {row, 1}, {part, 1}, esize), bytes(in) + size_t(offset) * esize,
+                        bytes(*ctx.outputs[p])});
       offset += part;
     }
     run_jobs(jobs, threads);
@@ -450,8 +449,8 @@ class LayoutKernel : public FallbackKernel {
       CB_CHECK(dtype_size(in.dtype()) == esize, ctx.node.describe() << ": inputs differ in dtype");
       const int64_t chunk = dims_product(in.dims(), axis, in.rank());
       if (chunk > 0 && outer > 0)
-        jobs.push_back({StridedCopy({outer, chunk}, {chunk, 1}, {row, 1}, esize), bytes(in),
-                        bytes(out) + size_t(offset) * esize});
+        jobs.push_back(
+            {StridedCopy({outer, chunk}, {chunk, 1}, {row, 1}, esize), bytes(in), bytes(out) + size_t(offset) * esize});
       offset += chunk;
     }
     run_jobs(jobs, threads);

@@ -47,12 +47,14 @@ inline Vec operator-(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }
 inline Vec operator*(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
 inline Vec operator/(Vec a, Vec b) { return {_mm256_div_ps(a.v, b.v)}; }
 inline Vec operator-(Vec a) { return {_mm256_xor_ps(a.v, _mm256_set1_ps(-0.f))}; }
-inline Vec madd(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }   // a * b + c, one rounding
+inline Vec madd(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }    // a * b + c, one rounding
 inline Vec nmadd(Vec a, Vec b, Vec c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }  // c - a * b, one rounding
 inline Vec abs(Vec a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.f), a.v)}; }
 inline Vec sqrt(Vec a) { return {_mm256_sqrt_ps(a.v)}; }
 // |mag| with the sign of `sign`; `mag` must have a clear sign bit.
-inline Vec with_sign_of(Vec mag, Vec sign) { return {_mm256_or_ps(mag.v, _mm256_and_ps(sign.v, _mm256_set1_ps(-0.f)))}; }
+inline Vec with_sign_of(Vec mag, Vec sign) {
+  return {_mm256_or_ps(mag.v, _mm256_and_ps(sign.v, _mm256_set1_ps(-0.f)))};
+}
 // min(bound, x) and max(bound, x) that return x when x is NaN.
 inline Vec min_or_nan(Vec bound, Vec x) { return {_mm256_min_ps(bound.v, x.v)}; }
 inline Vec max_or_nan(Vec bound, Vec x) { return {_mm256_max_ps(bound.v, x.v)}; }
@@ -117,7 +119,7 @@ inline Vec exp_approx(Vec x) {
 }
 
 inline Vec tanh_approx(Vec x) {
-  static constexpr float kTanhPoly[] = {-0.333333343f, 0.133333042f, -0.0539592803f,
+  static constexpr float kTanhPoly[] = {-0.333333343f, 0.133333042f,    -0.0539592803f,
                                         0.0217690486f, -0.00834428985f, 0.00229307241f};
   const Vec a = abs(x);
   const Vec u = a * a;
@@ -131,10 +133,10 @@ inline Vec tanh_approx(Vec x) {
 inline Vec erf_approx(Vec x) {
   constexpr float kSmallLimit = 0.921875f;  // erf(x) = x + x P(x^2) below
   constexpr float kOneFrom = 3.925f;        // erf(x) rounds to 1 in f32 from about here
-  static constexpr float kErfPoly[] = {0.128379151f, -0.376124948f, 0.112818204f,
+  static constexpr float kErfPoly[] = {0.128379151f,   -0.376124948f,  0.112818204f,
                                        -0.0267667212f, 0.00499330321f, -0.000599137682f};
   // erfc(x) e^(x^2) as a polynomial in 1/x - 0.6 on [kSmallLimit, kOneFrom].
-  static constexpr float kErfcPoly[] = {0.296287477f, 0.39098388f,  -0.1755808f,   0.0411426201f, 0.0295524281f,
+  static constexpr float kErfcPoly[] = {0.296287477f,   0.39098388f,   -0.1755808f,    0.0411426201f, 0.0295524281f,
                                         -0.0542204827f, 0.0492088161f, -0.0227720123f, -0.012633143f, 0.0193533469f};
   const Vec a = abs(x);
   const Vec small = madd(a, polynomial(a * a, kErfPoly), a);

@@ -3,6 +3,8 @@
 // by line for every token and group member: LayerNorm, the score of every
 // code, a full stable ranking, the Mode A / Mode B interventions, the forced
 // codes, then the mean of the selected rows. Sums are taken in double.
+#include "ir/codebook.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -10,7 +12,6 @@
 #include <vector>
 
 #include "backends/reference/reference_backend.h"
-#include "ir/codebook.h"
 
 namespace cb {
 
@@ -77,8 +78,8 @@ void codebook_kernel(KernelContext& ctx) {
         const int64_t token = b * T + t;
         const float* xg = x.data<float>() + token * D + g * Dg;
         const float* Cg = codes.data<float>() + g * K * Dg;
-        std::vector<double> u = layer_norm(xg, ln_scale.data<float>() + g * Dg, ln_bias.data<float>() + g * Dg,
-                                           Dg, a.epsilon);
+        std::vector<double> u =
+            layer_norm(xg, ln_scale.data<float>() + g * Dg, ln_bias.data<float>() + g * Dg, Dg, a.epsilon);
 
         // What applies at (g, t).
         std::vector<bool> ablated(static_cast<size_t>(K), false);

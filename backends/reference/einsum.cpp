@@ -101,9 +101,7 @@ void einsum_kernel(KernelContext& ctx) {
   for (size_t k = 0; k < ins.size(); ++k)
     for (size_t d = 0; d < ranks[k]; ++d)
       if (ins[k]->dim(d) != 1) label_size[size_t(plan.operand_labels[k][d])] = ins[k]->dim(d);
-  dtype_dispatch(ctx.out(0).dtype(), [&](auto tag) {
-    einsum_typed<decltype(tag)>(ins, ctx.out(0), plan, label_size);
-  });
+  dtype_dispatch(ctx.out(0).dtype(), [&](auto tag) { einsum_typed<decltype(tag)>(ins, ctx.out(0), plan, label_size); });
 }
 
 }  // namespace

@@ -20,47 +20,70 @@ namespace {
 using PowBaseTypes = TypeList<float, double, Half, BFloat16, int32_t, int64_t>;
 
 // Ops with attributes take the node in their constructor; the rest are empty.
-template <typename Op> Op make_op(const Node& node) {
-  if constexpr (std::is_constructible_v<Op, const Node&>) return Op(node);
-  else return Op{};
+template <typename Op>
+Op make_op(const Node& node) {
+  if constexpr (std::is_constructible_v<Op, const Node&>)
+    return Op(node);
+  else
+    return Op{};
 }
 
 // a `f` b evaluated in an unsigned type at least as wide as int, then wrapped
 // back to T (two's complement), so integer overflow is defined.
-template <typename T, typename F> T wrapping(T a, T b, F f) {
+template <typename T, typename F>
+T wrapping(T a, T b, F f) {
   using W = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, std::make_unsigned_t<T>>;
   return static_cast<T>(f(W(a), W(b)));
 }
-template <typename T> T wrapping_neg(T x) { return wrapping(T(0), x, std::minus<>()); }
+template <typename T>
+T wrapping_neg(T x) {
+  return wrapping(T(0), x, std::minus<>());
+}
 
 // ---- Unary ops ------------------------------------------------------------
 
 struct AbsOp {
-  template <typename T> T operator()(T x) const {
-    if constexpr (std::is_unsigned_v<T>) return x;
-    else if constexpr (std::is_integral_v<T>) return x < 0 ? wrapping_neg(x) : x;
-    else return std::abs(x);
+  template <typename T>
+  T operator()(T x) const {
+    if constexpr (std::is_unsigned_v<T>)
+      return x;
+    else if constexpr (std::is_integral_v<T>)
+      return x < 0 ? wrapping_neg(x) : x;
+    else
+      return std::abs(x);
   }
 };
 struct NegOp {
-  template <typename T> T operator()(T x) const {
-    if constexpr (std::is_integral_v<T>) return wrapping_neg(x);
-    else return -x;
+  template <typename T>
+  T operator()(T x) const {
+    if constexpr (std::is_integral_v<T>)
+      return wrapping_neg(x);
+    else
+      return -x;
   }
 };
 struct SignOp {  // NaN and signed zeros pass through, as numpy.sign
-  template <typename T> T operator()(T x) const {
-    if constexpr (std::is_unsigned_v<T>) return x > 0 ? T(1) : T(0);
-    else return x > 0 ? T(1) : x < 0 ? T(-1) : x;
+  template <typename T>
+  T operator()(T x) const {
+    if constexpr (std::is_unsigned_v<T>)
+      return x > 0 ? T(1) : T(0);
+    else
+      return x > 0 ? T(1) : x < 0 ? T(-1) : x;
   }
 };
 struct ReluOp {  // NaN passes through
-  template <typename T> T operator()(T x) const { return x < T(0) ? T(0) : x; }
+  template <typename T>
+  T operator()(T x) const {
+    return x < T(0) ? T(0) : x;
+  }
 };
 
 #define CB_FLOAT_UNARY(NAME, EXPR) \
   struct NAME {                    \
-    template <typename T> T operator()(T x) const { return EXPR; } \
+    template <typename T>          \
+    T operator()(T x) const {      \
+      return EXPR;                 \
+    }                              \
   };
 CB_FLOAT_UNARY(ExpOp, std::exp(x))
 CB_FLOAT_UNARY(LogOp, std::log(x))
@@ -81,27 +104,34 @@ CB_FLOAT_UNARY(SoftplusOp, x > T(0) ? x + std::log1p(std::exp(-x)) : std::log1p(
 struct LeakyReluOp {
   float alpha;
   explicit LeakyReluOp(const Node& n) : alpha(n.attr_float("alpha", 0.01f)) {}
-  template <typename T> T operator()(T x) const { return x < T(0) ? T(alpha) * x : x; }
+  template <typename T>
+  T operator()(T x) const {
+    return x < T(0) ? T(alpha) * x : x;
+  }
 };
 struct EluOp {
   float alpha;
   explicit EluOp(const Node& n) : alpha(n.attr_float("alpha", 1.0f)) {}
-  template <typename T> T operator()(T x) const { return x < T(0) ? T(alpha) * std::expm1(x) : x; }
+  template <typename T>
+  T operator()(T x) const {
+    return x < T(0) ? T(alpha) * std::expm1(x) : x;
+  }
 };
 struct SeluOp {
   float alpha, gamma;
   explicit SeluOp(const Node& n)
       : alpha(n.attr_float("alpha", 1.67326319217681884765625f)),
         gamma(n.attr_float("gamma", 1.05070102214813232421875f)) {}
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     return x > T(0) ? T(gamma) * x : T(gamma) * (T(alpha) * std::exp(x) - T(alpha));
   }
 };
 struct HardSigmoidOp {
   float alpha, beta;
-  explicit HardSigmoidOp(const Node& n)
-      : alpha(n.attr_float("alpha", 0.2f)), beta(n.attr_float("beta", 0.5f)) {}
-  template <typename T> T operator()(T x) const {
+  explicit HardSigmoidOp(const Node& n) : alpha(n.attr_float("alpha", 0.2f)), beta(n.attr_float("beta", 0.5f)) {}
+  template <typename T>
+  T operator()(T x) const {
     T y = T(alpha) * x + T(beta);
     return y < T(0) ? T(0) : y > T(1) ? T(1) : y;
   }
@@ -109,7 +139,8 @@ struct HardSigmoidOp {
 struct GeluOp {
   bool tanh_approximation;
   explicit GeluOp(const Node& n) : tanh_approximation(n.attr_string("approximate", "none") == "tanh") {}
-  template <typename T> T operator()(T x) const {
+  template <typename T>
+  T operator()(T x) const {
     if (tanh_approximation) {
       const T sqrt_2_over_pi = T(0.7978845608028654);
       return T(0.5) * x * (T(1) + std::tanh(sqrt_2_over_pi * (x + T(0.044715) * x * x * x)));
@@ -122,13 +153,17 @@ struct NotOp {
   bool operator()(bool x) const { return !x; }
 };
 struct IsNaNOp {
-  template <typename T> bool operator()(T x) const { return std::isnan(x); }
+  template <typename T>
+  bool operator()(T x) const {
+    return std::isnan(x);
+  }
 };
 struct IsInfOp {
   bool positive, negative;
   explicit IsInfOp(const Node& n)
       : positive(n.attr_int("detect_positive", 1) != 0), negative(n.attr_int("detect_negative", 1) != 0) {}
-  template <typename T> bool operator()(T x) const {
+  template <typename T>
+  bool operator()(T x) const {
     return std::isinf(x) && (x > 0 ? positive : negative);
   }
 };
@@ -136,29 +171,41 @@ struct IsInfOp {
 // ---- Binary ops -----------------------------------------------------------
 
 struct AddOp {
-  template <typename T> T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T>) return wrapping(a, b, std::plus<>());
-    else return a + b;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>)
+      return wrapping(a, b, std::plus<>());
+    else
+      return a + b;
   }
 };
 struct SubOp {
-  template <typename T> T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T>) return wrapping(a, b, std::minus<>());
-    else return a - b;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>)
+      return wrapping(a, b, std::minus<>());
+    else
+      return a - b;
   }
 };
 struct MulOp {
-  template <typename T> T operator()(T a, T b) const {
-    if constexpr (std::is_integral_v<T>) return wrapping(a, b, std::multiplies<>());
-    else return a * b;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>)
+      return wrapping(a, b, std::multiplies<>());
+    else
+      return a * b;
   }
 };
 // Integer division truncates toward zero (C semantics, as ONNX Runtime does).
 struct DivOp {
   static constexpr bool kIntegerDivisorMustBeNonzero = true;
-  template <typename T> T operator()(T a, T b) const {
-    if constexpr (std::is_signed_v<T> && std::is_integral_v<T>) return b == T(-1) ? wrapping_neg(a) : T(a / b);
-    else return a / b;
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_signed_v<T> && std::is_integral_v<T>)
+      return b == T(-1) ? wrapping_neg(a) : T(a / b);
+    else
+      return a / b;
   }
 };
 // fmod = 0: result has the sign of the divisor (Python / numpy.mod);
@@ -167,7 +214,8 @@ struct ModOp {
   static constexpr bool kIntegerDivisorMustBeNonzero = true;
   bool c_style;
   explicit ModOp(const Node& n) : c_style(n.attr_int("fmod", 0) != 0) {}
-  template <typename T> T operator()(T a, T b) const {
+  template <typename T>
+  T operator()(T a, T b) const {
     if constexpr (std::is_floating_point_v<T>) {
       T r = std::fmod(a, b);
       if (c_style) return r;
@@ -185,7 +233,8 @@ struct ModOp {
 
 // Integer power by squaring (wrapping); negative exponents give what the
 // truncated real result would (0 unless the base is 1 or -1).
-template <typename T, typename E> T int_pow(T base, E exp) {
+template <typename T, typename E>
+T int_pow(T base, E exp) {
   if constexpr (std::is_signed_v<E>) {
     if (exp < 0) return base == T(1) ? T(1) : base == T(-1) ? (exp % 2 ? T(-1) : T(1)) : T(0);
   }
@@ -198,10 +247,14 @@ template <typename T, typename E> T int_pow(T base, E exp) {
 }
 // The base's type is the output type; the exponent may be of any numeric type.
 struct PowOp {
-  template <typename X, typename Y> X operator()(X a, Y b) const {
-    if constexpr (std::is_floating_point_v<X>) return X(std::pow(a, static_cast<X>(b)));
-    else if constexpr (std::is_floating_point_v<Y>) return float_to_int<X>(std::pow(double(a), double(b)));
-    else return int_pow(a, b);
+  template <typename X, typename Y>
+  X operator()(X a, Y b) const {
+    if constexpr (std::is_floating_point_v<X>)
+      return X(std::pow(a, static_cast<X>(b)));
+    else if constexpr (std::is_floating_point_v<Y>)
+      return float_to_int<X>(std::pow(double(a), double(b)));
+    else
+      return int_pow(a, b);
   }
 };
 
@@ -210,7 +263,8 @@ struct PowOp {
 struct BitShiftOp {
   bool left;
   explicit BitShiftOp(const Node& n) : left(n.attr_string("direction", "") == "LEFT") {}
-  template <typename T> T operator()(T x, T y) const {
+  template <typename T>
+  T operator()(T x, T y) const {
     constexpr uint64_t bits = sizeof(T) * 8;
     bool negative_x = false;
     if constexpr (std::is_signed_v<T>) {
@@ -225,22 +279,31 @@ struct BitShiftOp {
 
 // NaN-propagating max/min, like numpy.maximum / numpy.minimum.
 struct MaxOp {
-  template <typename T> T operator()(T a, T b) const { return a > b || a != a ? a : b; }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return a > b || a != a ? a : b;
+  }
 };
 struct MinOp {
-  template <typename T> T operator()(T a, T b) const { return a < b || a != a ? a : b; }
+  template <typename T>
+  T operator()(T a, T b) const {
+    return a < b || a != a ? a : b;
+  }
 };
 
-#define CB_BOOL_BINARY(NAME, EXPR) \
-  struct NAME {                    \
-    template <typename T> bool operator()(T a, T b) const { return EXPR; } \
+#define CB_BOOL_BINARY(NAME, EXPR)    \
+  struct NAME {                       \
+    template <typename T>             \
+    bool operator()(T a, T b) const { \
+      return EXPR;                    \
+    }                                 \
   };
 CB_BOOL_BINARY(EqualOp, a == b)
 CB_BOOL_BINARY(LessOp, a < b)
 CB_BOOL_BINARY(GreaterOp, a > b)
 CB_BOOL_BINARY(LessOrEqualOp, a <= b)
 CB_BOOL_BINARY(GreaterOrEqualOp, a >= b)
-CB_BOOL_BINARY(AndOp, a && b)
+CB_BOOL_BINARY(AndOp, a&& b)
 CB_BOOL_BINARY(OrOp, a || b)
 CB_BOOL_BINARY(XorOp, a != b)
 #undef CB_BOOL_BINARY
@@ -258,12 +321,12 @@ void unary_kernel(KernelContext& ctx) {
   });
 }
 
-template <typename T> void check_nonzero_divisors(const Node& node, const Tensor& b) {
+template <typename T>
+void check_nonzero_divisors(const Node& node, const Tensor& b) {
   const T* d = b.data<T>();
   for (int64_t i = 0; i < b.numel(); ++i)
-    CB_CHECK(d[i] != T(0), node.describe() << ": integer division by zero (divisor element " << i
-                                           << " of " << dtype_name(b.dtype()) << dims_str(b.dims())
-                                           << ")");
+    CB_CHECK(d[i] != T(0), node.describe() << ": integer division by zero (divisor element " << i << " of "
+                                           << dtype_name(b.dtype()) << dims_str(b.dims()) << ")");
 }
 
 // Same-dtype binary ops; the output is T, or bool for comparisons.
@@ -292,8 +355,10 @@ void pow_kernel(KernelContext& ctx) {
       // x^2 and x^3 (layer norms, tanh-GELU) multiply, as ONNX Runtime does.
       double e = b.numel() == 1 ? b.get_double(0) : 0;
       if (b.numel() == 1 && (e == 2 || e == 3)) {
-        if (e == 2) unary_map<A, A>(a, out, [](C x) { return x * x; });
-        else unary_map<A, A>(a, out, [](C x) { return x * x * x; });
+        if (e == 2)
+          unary_map<A, A>(a, out, [](C x) { return x * x; });
+        else
+          unary_map<A, A>(a, out, [](C x) { return x * x * x; });
         return;
       }
     }
@@ -370,8 +435,10 @@ void convert_tensor(const Node& node, const Tensor& x, Tensor& out) {
 void cast_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& out = ctx.out(0);
-  if (x.dtype() == out.dtype()) out = x;
-  else convert_tensor(ctx.node, x, out);
+  if (x.dtype() == out.dtype())
+    out = x;
+  else
+    convert_tensor(ctx.node, x, out);
 }
 
 void identity_kernel(KernelContext& ctx) { ctx.out(0) = ctx.in(0); }

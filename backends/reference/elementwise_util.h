@@ -22,15 +22,16 @@ namespace cb {
 
 // ---- Dispatch over a list of C types -------------------------------------
 
-template <typename... Ts> struct TypeList {};
+template <typename... Ts>
+struct TypeList {};
 using FloatTypes = TypeList<float, double, Half, BFloat16>;
 using SignedIntTypes = TypeList<int64_t, int32_t, int16_t, int8_t>;
 using IntTypes = TypeList<int64_t, int32_t, int16_t, int8_t, uint64_t, uint32_t, uint16_t, uint8_t>;
 using SignedNumericTypes = TypeList<float, double, Half, BFloat16, int64_t, int32_t, int16_t, int8_t>;
-using NumericTypes = TypeList<float, double, Half, BFloat16, int64_t, int32_t, int16_t, int8_t,
-                              uint64_t, uint32_t, uint16_t, uint8_t>;
-using AllTypes = TypeList<float, double, Half, BFloat16, int64_t, int32_t, int16_t, int8_t,
-                          uint64_t, uint32_t, uint16_t, uint8_t, bool>;
+using NumericTypes =
+    TypeList<float, double, Half, BFloat16, int64_t, int32_t, int16_t, int8_t, uint64_t, uint32_t, uint16_t, uint8_t>;
+using AllTypes = TypeList<float, double, Half, BFloat16, int64_t, int32_t, int16_t, int8_t, uint64_t, uint32_t,
+                          uint16_t, uint8_t, bool>;
 using BoolTypes = TypeList<bool>;
 
 // Calls fn(T{}) for the T in `list` whose dtype is `t`; throws cb::Error naming
@@ -43,32 +44,58 @@ void dispatch(DType t, TypeList<Ts...>, const Node& node, Fn&& fn) {
 
 // ---- Arithmetic type per storage type -------------------------------------
 
-template <typename T> struct ComputeTypeOf { using type = T; };
-template <> struct ComputeTypeOf<Half> { using type = float; };
-template <> struct ComputeTypeOf<BFloat16> { using type = float; };
-template <typename T> using compute_t = typename ComputeTypeOf<T>::type;
+template <typename T>
+struct ComputeTypeOf {
+  using type = T;
+};
+template <>
+struct ComputeTypeOf<Half> {
+  using type = float;
+};
+template <>
+struct ComputeTypeOf<BFloat16> {
+  using type = float;
+};
+template <typename T>
+using compute_t = typename ComputeTypeOf<T>::type;
 
-template <typename T> inline compute_t<T> load(T v) { return v; }
-template <> inline float load<Half>(Half v) { return half_to_float(v.bits); }
-template <> inline float load<BFloat16>(BFloat16 v) { return bf16_to_float(v.bits); }
+template <typename T>
+inline compute_t<T> load(T v) {
+  return v;
+}
+template <>
+inline float load<Half>(Half v) {
+  return half_to_float(v.bits);
+}
+template <>
+inline float load<BFloat16>(BFloat16 v) {
+  return bf16_to_float(v.bits);
+}
 
-template <typename T, typename C> inline T store(C v) {
-  if constexpr (std::is_same_v<T, Half>) return Half{float_to_half(float(v))};
-  else if constexpr (std::is_same_v<T, BFloat16>) return BFloat16{float_to_bf16(float(v))};
-  else return static_cast<T>(v);
+template <typename T, typename C>
+inline T store(C v) {
+  if constexpr (std::is_same_v<T, Half>)
+    return Half{float_to_half(float(v))};
+  else if constexpr (std::is_same_v<T, BFloat16>)
+    return BFloat16{float_to_bf16(float(v))};
+  else
+    return static_cast<T>(v);
 }
 
 // Loops read and write bool tensors as bytes (0 or 1): GCC does not vectorise
 // loads and stores of `bool`, but does of uint8_t.
-template <typename T> using storage_t = std::conditional_t<std::is_same_v<T, bool>, uint8_t, T>;
+template <typename T>
+using storage_t = std::conditional_t<std::is_same_v<T, bool>, uint8_t, T>;
 
-template <typename T> constexpr bool is_float_v = std::is_floating_point_v<compute_t<T>>;
+template <typename T>
+constexpr bool is_float_v = std::is_floating_point_v<compute_t<T>>;
 
 // ---- Conversion with ONNX Cast semantics ----------------------------------
 
 // Float to integer: truncates toward zero. Out of range is undefined in ONNX;
 // here NaN gives 0 and out-of-range values saturate, so there is no UB.
-template <typename To, typename From> inline To float_to_int(From v) {
+template <typename To, typename From>
+inline To float_to_int(From v) {
   if (std::isnan(v)) return 0;
   double d = std::trunc(double(v));
   if (d <= double(std::numeric_limits<To>::lowest())) return std::numeric_limits<To>::lowest();
@@ -92,18 +119,23 @@ inline float to_float_round_odd(double d) {
 
 // Converts one value between any two supported C types: floats to ints
 // truncate, anything to bool is `!= 0` (NaN is true), integers wrap modulo 2^n.
-template <typename To, typename From> inline To convert(From v) {
+template <typename To, typename From>
+inline To convert(From v) {
   if constexpr (std::is_same_v<To, From>) {
     return v;
   } else {
     auto x = load(v);  // float for f16/bf16, otherwise the value itself
     using X = decltype(x);
-    if constexpr (std::is_same_v<To, bool>) return x != X(0);
+    if constexpr (std::is_same_v<To, bool>)
+      return x != X(0);
     else if constexpr (is_float_v<To> && sizeof(To) == 2 && !std::is_same_v<X, float>)
       return store<To>(to_float_round_odd(double(x)));  // f64 or integer to f16/bf16
-    else if constexpr (is_float_v<To>) return store<To>(static_cast<compute_t<To>>(x));
-    else if constexpr (std::is_floating_point_v<X>) return float_to_int<To>(x);
-    else return static_cast<To>(x);
+    else if constexpr (is_float_v<To>)
+      return store<To>(static_cast<compute_t<To>>(x));
+    else if constexpr (std::is_floating_point_v<X>)
+      return float_to_int<To>(x);
+    else
+      return static_cast<To>(x);
   }
 }
 
@@ -124,11 +156,10 @@ void unary_map(const Tensor& in, Tensor& out, Fn&& fn) {
 // dim has stride 1 or 0 in every operand; callers loop over it themselves.
 template <size_t N>
 struct BroadcastPlan {
-  std::vector<int64_t> dims;                   // never empty; dims.back() is the row length
+  std::vector<int64_t> dims;  // never empty; dims.back() is the row length
   std::array<std::vector<int64_t>, N + 1> strides;
 
-  BroadcastPlan(const std::vector<int64_t>& out_dims,
-                const std::array<const std::vector<int64_t>*, N>& in_dims) {
+  BroadcastPlan(const std::vector<int64_t>& out_dims, const std::array<const std::vector<int64_t>*, N>& in_dims) {
     std::array<std::vector<int64_t>, N + 1> full;
     full[0] = contiguous_strides(out_dims);
     for (size_t k = 0; k < N; ++k) full[k + 1] = broadcast_strides(*in_dims[k], out_dims);
@@ -136,8 +167,7 @@ struct BroadcastPlan {
     for (size_t d = out_dims.size(); d-- > 0;) {
       if (out_dims[d] == 1) continue;
       bool merge = !dims.empty();
-      for (size_t k = 0; merge && k <= N; ++k)
-        merge = full[k][d] == strides[k].back() * dims.back();
+      for (size_t k = 0; merge && k <= N; ++k) merge = full[k][d] == strides[k].back() * dims.back();
       if (merge) {
         dims.back() *= out_dims[d];
       } else {
@@ -171,9 +201,12 @@ struct BroadcastPlan {
 // `flags` turned into template arguments (2^N instantiations of f).
 template <size_t N, bool... S, typename F>
 void with_static_flags(const std::array<bool, N>& flags, const F& f) {
-  if constexpr (sizeof...(S) == N) f(std::integer_sequence<bool, S...>{});
-  else if (flags[sizeof...(S)]) with_static_flags<N, S..., true>(flags, f);
-  else with_static_flags<N, S..., false>(flags, f);
+  if constexpr (sizeof...(S) == N)
+    f(std::integer_sequence<bool, S...>{});
+  else if (flags[sizeof...(S)])
+    with_static_flags<N, S..., true>(flags, f);
+  else
+    with_static_flags<N, S..., false>(flags, f);
 }
 
 // One input of a row: it advances (kStep) or repeats one broadcast element,
@@ -184,8 +217,10 @@ struct RowInput {
   const T* p;
   compute_t<T> first;
   compute_t<T> operator[](int64_t i) const {
-    if constexpr (kStep) return load(p[i]);
-    else return first;
+    if constexpr (kStep)
+      return load(p[i]);
+    else
+      return first;
   }
 };
 
@@ -216,15 +251,18 @@ void broadcast_map_rows(Tensor& out, const std::array<const Tensor*, sizeof...(I
   using Inputs = std::index_sequence_for<In...>;
   auto bases = [&]<size_t... K>(std::index_sequence<K...>) {
     return std::tuple<const storage_t<In>*...>(ins[K]->template data<storage_t<In>>()...);
-  }(Inputs{});
+  }
+  (Inputs{});
   storage_t<Out>* o = out.data<storage_t<Out>>();
-  with_static_flags<N>(steps, [&]<bool... S>(std::integer_sequence<bool, S...>) {
-    drive(plan, [&](const int64_t* off, int64_t len) {
-      [&]<size_t... K>(std::index_sequence<K...>) {
-        map_row<S...>(len, o + off[0], fn, (std::get<K>(bases) + off[K + 1])...);
-      }(Inputs{});
-    });
-  });
+  with_static_flags<N>(
+      steps, [&]<bool... S>(std::integer_sequence<bool, S...>) {
+        drive(plan, [&](const int64_t* off, int64_t len) {
+          [&]<size_t... K>(std::index_sequence<K...>) {
+            map_row<S...>(len, o + off[0], fn, (std::get<K>(bases) + off[K + 1])...);
+          }
+          (Inputs{});
+        });
+      });
 }
 
 // out = fn(ins...) elementwise with numpy broadcasting; `out` is already sized

@@ -10,8 +10,7 @@ namespace cb {
 // trans_b). lda/ldb/ldc are row strides in elements. When beta == 0, C is
 // only written (its old contents, even NaN, are ignored). Accumulates in f32
 // in i-k-j order over a contiguous inner loop.
-void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-              const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-              int64_t ldc);
+void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 }  // namespace cb

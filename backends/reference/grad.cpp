@@ -2,6 +2,8 @@
 // semantics in ir/ops/grad.h). Float kernels work on any float storage type,
 // with sums in double; CodebookGrad is f32 like the Codebook op and follows
 // the loss-mode table of ir/ops/grad.h term by term.
+#include "ir/ops/grad.h"
+
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -10,7 +12,6 @@
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
 #include "ir/codebook.h"
-#include "ir/ops/grad.h"
 
 namespace cb {
 
@@ -33,7 +34,6 @@ CodebookGradDims codebook_grad_dims(const KernelContext& ctx) {
                            << dims_str(ids.dims()) << " do not agree (k = " << d.k << ")");
   return d;
 }
-
 
 namespace {
 
@@ -133,15 +133,14 @@ void layer_norm_grad_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(1);
   const Tensor& scale = ctx.in(2);
   const Node& node = ctx.node;
-  CB_CHECK(dy.dims() == x.dims(), node.describe() << ": dy " << dims_str(dy.dims()) << " and x "
-                                                  << dims_str(x.dims()) << " differ in shape");
+  CB_CHECK(dy.dims() == x.dims(),
+           node.describe() << ": dy " << dims_str(dy.dims()) << " and x " << dims_str(x.dims()) << " differ in shape");
   size_t axis = size_t(norm_axis(node.attr_int("axis", -1), int64_t(x.rank())));
   const double eps = node.attr_float("epsilon", 1e-5f);
   const int64_t rows = dims_product(x.dims(), 0, axis), n = dims_product(x.dims(), axis, x.rank());
   // Scale read over the normalised dims; it must not vary along the leading ones.
   std::vector<int64_t> norm_dims(x.dims().begin() + long(axis), x.dims().end());
-  CB_CHECK(scale.rank() <= norm_dims.size() ||
-               dims_product(scale.dims(), 0, scale.rank() - norm_dims.size()) == 1,
+  CB_CHECK(scale.rank() <= norm_dims.size() || dims_product(scale.dims(), 0, scale.rank() - norm_dims.size()) == 1,
            node.describe() << ": scale " << dims_str(scale.dims()) << " varies over the leading dims of x "
                            << dims_str(x.dims()));
   std::vector<int64_t> sdims = scale.dims();
@@ -153,7 +152,8 @@ void layer_norm_grad_typed(KernelContext& ctx) {
   Tensor* dx_out = ctx.outputs.size() > 0 ? ctx.outputs[0] : nullptr;
   Tensor* dscale_out = ctx.outputs.size() > 1 ? ctx.outputs[1] : nullptr;
   Tensor* dbias_out = ctx.outputs.size() > 2 ? ctx.outputs[2] : nullptr;
-  std::vector<double> dscale(size_t(n), 0.0), dbias(size_t(n), 0.0), xhat(static_cast<size_t>(n)), dxhat(static_cast<size_t>(n));
+  std::vector<double> dscale(size_t(n), 0.0), dbias(size_t(n), 0.0), xhat(static_cast<size_t>(n)),
+      dxhat(static_cast<size_t>(n));
   const T* xp = x.data<T>();
   const T* gp = dy.data<T>();
   const T* sp = scale.data<T>();
@@ -209,16 +209,16 @@ void gather_grad_typed(KernelContext& ctx) {
   size_t axis = size_t(norm_axis(node.attr_int("axis", 0), int64_t(out.rank())));
   const int64_t outer = dims_product(out.dims(), 0, axis), A = out.dim(axis),
                 inner = dims_product(out.dims(), axis + 1, out.rank()), count = indices.numel();
-  CB_CHECK(dy.numel() == outer * count * inner,
-           node.describe() << ": dy " << dims_str(dy.dims()) << " is not a Gather of " << dims_str(out.dims())
-                           << " by indices " << dims_str(indices.dims()));
+  CB_CHECK(dy.numel() == outer * count * inner, node.describe() << ": dy " << dims_str(dy.dims())
+                                                                << " is not a Gather of " << dims_str(out.dims())
+                                                                << " by indices " << dims_str(indices.dims()));
   std::memset(out.raw(), 0, out.nbytes());
   const T* g = dy.data<T>();
   T* o = out.data<T>();
   for (int64_t c = 0; c < count; ++c) {
     int64_t idx = indices.get_int(c);
-    CB_CHECK(idx >= -A && idx < A, node.describe() << ": index " << idx << " is out of range for axis " << axis
-                                                    << " of size " << A);
+    CB_CHECK(idx >= -A && idx < A,
+             node.describe() << ": index " << idx << " is out of range for axis " << axis << " of size " << A);
     if (idx < 0) idx += A;
     for (int64_t p = 0; p < outer; ++p) {
       const T* src = g + (p * count + c) * inner;
@@ -246,8 +246,10 @@ void slice_grad_kernel(KernelContext& ctx) {
   std::vector<int64_t> starts = ctx.in(2).to_int_vector(), ends = ctx.in(3).to_int_vector();
   size_t n = starts.size();
   std::vector<int64_t> axes, steps(n, 1);
-  if (ctx.inputs.size() > 4 && ctx.inputs[4]) axes = ctx.inputs[4]->to_int_vector();
-  else for (size_t i = 0; i < n; ++i) axes.push_back(int64_t(i));
+  if (ctx.inputs.size() > 4 && ctx.inputs[4])
+    axes = ctx.inputs[4]->to_int_vector();
+  else
+    for (size_t i = 0; i < n; ++i) axes.push_back(int64_t(i));
   if (ctx.inputs.size() > 5 && ctx.inputs[5]) steps = ctx.inputs[5]->to_int_vector();
   CB_CHECK(ends.size() == n && axes.size() == n && steps.size() == n,
            node.describe() << ": starts, ends, axes and steps differ in length");

@@ -30,8 +30,7 @@ inline std::vector<int64_t> broadcast_strides(const std::vector<int64_t>& in_dim
 // Calls fn(offsets...) for every element of `out_dims` in row-major order, where
 // offsets[k] is the element offset into operand k with strides strides[k].
 template <size_t N, typename Fn>
-void for_each_offset(const std::vector<int64_t>& out_dims,
-                     const std::vector<int64_t> (&strides)[N], Fn&& fn) {
+void for_each_offset(const std::vector<int64_t>& out_dims, const std::vector<int64_t> (&strides)[N], Fn&& fn) {
   size_t rank = out_dims.size();
   int64_t total = 1;
   for (auto d : out_dims) total *= d;

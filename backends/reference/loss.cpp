@@ -18,8 +18,7 @@ namespace {
 
 // `logp` is the [N,C,D] log-probability tensor (the NLL input, or SCE's log_softmax).
 template <typename T>
-void nll_typed(const KernelContext& ctx, const Tensor& logp, const Tensor& target,
-               const Tensor* weight, Tensor& loss) {
+void nll_typed(const KernelContext& ctx, const Tensor& logp, const Tensor& target, const Tensor* weight, Tensor& loss) {
   const Node& node = ctx.node;
   std::string reduction = node.attr_string("reduction", "mean");
   std::optional<int64_t> ignore;
@@ -37,8 +36,8 @@ void nll_typed(const KernelContext& ctx, const Tensor& logp, const Tensor& targe
       int64_t t = target.get_int(i);
       double l = 0, wt = 0;
       if (!(ignore && t == *ignore)) {
-        CB_CHECK(t >= 0 && t < C, node.describe() << ": target value " << t << " at position "
-                                                  << i << " is outside [0, " << C << ")");
+        CB_CHECK(t >= 0 && t < C,
+                 node.describe() << ": target value " << t << " at position " << i << " is outside [0, " << C << ")");
         wt = w ? load(w[t]) : 1.0;
         l = -load(x[(n * C + t) * D + d]) * wt;
       }

@@ -35,8 +35,8 @@ void narrow_into(const float* src, Tensor& dst) {
 // element offsets c_off over the M x N result. Exact for integers when alpha
 // is 1 and there is no c.
 template <typename T>
-void gemm_typed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const T* a,
-                const T* b, double beta, const T* c, const std::vector<int64_t>& c_off, T* y) {
+void gemm_typed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const T* a, const T* b, double beta,
+                const T* c, const std::vector<int64_t>& c_off, T* y) {
   using A = AccOf<T>;
   std::vector<A> row(static_cast<size_t>(N));
   bool exact = alpha == 1.0 && !c;
@@ -77,8 +77,7 @@ void matmul_kernel(KernelContext& ctx) {
   }
   // Offsets (in matrices) of each batch's A and B.
   std::vector<int64_t> a_mat, b_mat;
-  const std::vector<int64_t> strides[2] = {broadcast_strides(a_batch, batch),
-                                           broadcast_strides(b_batch, batch)};
+  const std::vector<int64_t> strides[2] = {broadcast_strides(a_batch, batch), broadcast_strides(b_batch, batch)};
   for_each_offset(batch, strides, [&](const int64_t* off) {
     a_mat.push_back(off[0]);
     b_mat.push_back(off[1]);
@@ -92,8 +91,8 @@ void matmul_kernel(KernelContext& ctx) {
     if (dt != DType::f32) yw.resize(size_t(y.numel()));
     float* yp = dt == DType::f32 ? y.data<float>() : yw.data();
     for (size_t i = 0; i < a_mat.size(); ++i)
-      gemm_f32(false, false, M, N, K, 1.0f, ap + a_mat[i] * as, K, bp + b_mat[i] * bs, N, 0.0f,
-               yp + int64_t(i) * ys, N);
+      gemm_f32(false, false, M, N, K, 1.0f, ap + a_mat[i] * as, K, bp + b_mat[i] * bs, N, 0.0f, yp + int64_t(i) * ys,
+               N);
     if (dt == DType::f16) narrow_into<Half>(yw.data(), y);
     if (dt == DType::bf16) narrow_into<BFloat16>(yw.data(), y);
     return;
@@ -101,8 +100,8 @@ void matmul_kernel(KernelContext& ctx) {
   dtype_dispatch(dt, [&](auto tag) {
     using T = decltype(tag);
     for (size_t i = 0; i < a_mat.size(); ++i)
-      gemm_typed<T>(false, false, M, N, K, 1.0, a.data<T>() + a_mat[i] * as,
-                    b.data<T>() + b_mat[i] * bs, 0.0, nullptr, {}, y.data<T>() + int64_t(i) * ys);
+      gemm_typed<T>(false, false, M, N, K, 1.0, a.data<T>() + a_mat[i] * as, b.data<T>() + b_mat[i] * bs, 0.0, nullptr,
+                    {}, y.data<T>() + int64_t(i) * ys);
   });
 }
 
@@ -118,8 +117,7 @@ void gemm_kernel(KernelContext& ctx) {
   std::vector<int64_t> c_off;
   if (c) {
     const std::vector<int64_t> s[1] = {broadcast_strides(c->dims(), {M, N})};
-    for_each_offset(std::vector<int64_t>{M, N}, s,
-                    [&](const int64_t* o) { c_off.push_back(o[0]); });
+    for_each_offset(std::vector<int64_t>{M, N}, s, [&](const int64_t* o) { c_off.push_back(o[0]); });
   }
   DType dt = a.dtype();
   if (dt == DType::f32 || dt == DType::f16 || dt == DType::bf16) {
@@ -139,8 +137,8 @@ void gemm_kernel(KernelContext& ctx) {
   }
   dtype_dispatch(dt, [&](auto tag) {
     using T = decltype(tag);
-    gemm_typed<T>(ta, tb, M, N, K, alpha, a.data<T>(), b.data<T>(), beta,
-                  c ? c->data<T>() : nullptr, c_off, y.data<T>());
+    gemm_typed<T>(ta, tb, M, N, K, alpha, a.data<T>(), b.data<T>(), beta, c ? c->data<T>() : nullptr, c_off,
+                  y.data<T>());
   });
 }
 

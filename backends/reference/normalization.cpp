@@ -32,8 +32,7 @@ struct SplitOffsets {
   bool contiguous_cols = true;  // col_offsets[k] == k and row_offsets all 0
 };
 
-SplitOffsets split_offsets(const std::vector<int64_t>& operand_dims,
-                           const std::vector<int64_t>& dims, size_t axis) {
+SplitOffsets split_offsets(const std::vector<int64_t>& operand_dims, const std::vector<int64_t>& dims, size_t axis) {
   std::vector<int64_t> s = broadcast_strides(operand_dims, dims);
   std::vector<int64_t> lead_dims(dims.begin(), dims.begin() + long(axis));
   std::vector<int64_t> tail_dims(dims.begin() + long(axis), dims.end());

@@ -2,8 +2,8 @@
 #include "backends/reference/optim.h"
 
 #include "backends/reference/reference_backend.h"
-#include "support/error.h"
 #include "ir/ops/optim.h"
+#include "support/error.h"
 
 namespace cb {
 

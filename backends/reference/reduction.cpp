@@ -14,13 +14,19 @@
 namespace cb {
 namespace {
 
-template <typename T> AccOf<T> lowest_value() {
-  if constexpr (is_float_storage<T>) return -std::numeric_limits<double>::infinity();
-  else return AccOf<T>(std::numeric_limits<T>::lowest());
+template <typename T>
+AccOf<T> lowest_value() {
+  if constexpr (is_float_storage<T>)
+    return -std::numeric_limits<double>::infinity();
+  else
+    return AccOf<T>(std::numeric_limits<T>::lowest());
 }
-template <typename T> AccOf<T> highest_value() {
-  if constexpr (is_float_storage<T>) return std::numeric_limits<double>::infinity();
-  else return AccOf<T>(std::numeric_limits<T>::max());
+template <typename T>
+AccOf<T> highest_value() {
+  if constexpr (is_float_storage<T>)
+    return std::numeric_limits<double>::infinity();
+  else
+    return AccOf<T>(std::numeric_limits<T>::max());
 }
 
 enum class ReduceKind { sum, mean, max, min, prod, l1, l2, log_sum, log_sum_exp, sum_square };
@@ -29,8 +35,8 @@ enum class ReduceKind { sum, mean, max, min, prod, l1, l2, log_sum, log_sum_exp,
 template <ReduceKind K, typename T>
 struct Reducer {
   using A = AccOf<T>;
-  A acc = K == ReduceKind::max ? lowest_value<T>()
-          : K == ReduceKind::min ? highest_value<T>()
+  A acc = K == ReduceKind::max    ? lowest_value<T>()
+          : K == ReduceKind::min  ? highest_value<T>()
           : K == ReduceKind::prod ? A(1)
                                   : A(0);
   // log_sum_exp: acc holds sum(exp(x - running_max)).
@@ -47,14 +53,22 @@ struct Reducer {
     } else if constexpr (K == ReduceKind::prod) {
       acc *= x;
     } else if constexpr (K == ReduceKind::l1) {
-      if constexpr (std::is_unsigned_v<A>) acc += x;
-      else acc += x < 0 ? A(-x) : x;
+      if constexpr (std::is_unsigned_v<A>)
+        acc += x;
+      else
+        acc += x < 0 ? A(-x) : x;
     } else if constexpr (K == ReduceKind::l2 || K == ReduceKind::sum_square) {
       acc += x * x;
     } else if constexpr (K == ReduceKind::log_sum_exp) {
       double v = double(x);
-      if (std::isnan(v)) { saw_nan = true; return; }
-      if (std::isinf(v)) { saw_pos_inf |= v > 0; return; }  // exp(-inf) adds nothing
+      if (std::isnan(v)) {
+        saw_nan = true;
+        return;
+      }
+      if (std::isinf(v)) {
+        saw_pos_inf |= v > 0;
+        return;
+      }  // exp(-inf) adds nothing
       if (v > running_max) {
         acc = A(double(acc) * std::exp(running_max - v) + 1.0);
         running_max = v;
@@ -66,14 +80,16 @@ struct Reducer {
 
   T result(int64_t n) const {
     if constexpr (K == ReduceKind::mean) {
-      if constexpr (std::is_floating_point_v<A>) return store<T>(acc / double(n));
-      else return store<T>(n ? A(acc / A(n)) : A(0));
+      if constexpr (std::is_floating_point_v<A>)
+        return store<T>(acc / double(n));
+      else
+        return store<T>(n ? A(acc / A(n)) : A(0));
     } else if constexpr (K == ReduceKind::l2) {
       return store<T>(A(std::sqrt(double(acc))));
     } else if constexpr (K == ReduceKind::log_sum) {
       return store<T>(A(std::log(double(acc))));
     } else if constexpr (K == ReduceKind::log_sum_exp) {
-      double r = saw_nan ? std::nan("")
+      double r = saw_nan       ? std::nan("")
                  : saw_pos_inf ? std::numeric_limits<double>::infinity()
                                : running_max + std::log(double(acc));
       return store<T>(A(r));
@@ -105,9 +121,12 @@ ReduceLayout plan_reduction(const std::vector<int64_t>& dims, const std::vector<
     if (dims[size_t(i)] != 1 && !is_reduced[size_t(i)]) L.block = false;
   if (L.block) {
     for (size_t i = 0; i < dims.size(); ++i) {
-      if (first >= 0 && int(i) >= first && int(i) <= last) L.reduced *= dims[i];
-      else if (first >= 0 && int(i) > last) L.inner *= dims[i];
-      else L.outer *= dims[i];
+      if (first >= 0 && int(i) >= first && int(i) <= last)
+        L.reduced *= dims[i];
+      else if (first >= 0 && int(i) > last)
+        L.inner *= dims[i];
+      else
+        L.outer *= dims[i];
     }
     return L;
   }
@@ -188,15 +207,19 @@ struct AxisView {
 AxisView view_around(const std::vector<int64_t>& dims, int64_t axis) {
   AxisView v;
   for (size_t i = 0; i < dims.size(); ++i) {
-    if (int64_t(i) < axis) v.outer *= dims[i];
-    else if (int64_t(i) == axis) v.n = dims[i];
-    else v.inner *= dims[i];
+    if (int64_t(i) < axis)
+      v.outer *= dims[i];
+    else if (int64_t(i) == axis)
+      v.n = dims[i];
+    else
+      v.inner *= dims[i];
   }
   return v;
 }
 
 // Total order used by ArgMax/ArgMin/TopK: NaN is greater than every number.
-template <typename A> bool less_nan_last(A a, A b) {
+template <typename A>
+bool less_nan_last(A a, A b) {
   return !is_nan(a) && (is_nan(b) || a < b);
 }
 
@@ -228,14 +251,11 @@ void arg_reduce_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   int64_t axis = norm_axis(ctx.node.attr_int("axis", 0), int64_t(x.rank()));
   bool select_last = ctx.node.attr_int("select_last_index", 0) != 0;
-  dtype_dispatch(x.dtype(), [&](auto tag) {
-    arg_reduce_typed<Max, decltype(tag)>(x, ctx.out(0), axis, select_last);
-  });
+  dtype_dispatch(x.dtype(), [&](auto tag) { arg_reduce_typed<Max, decltype(tag)>(x, ctx.out(0), axis, select_last); });
 }
 
 template <typename T>
-void topk_typed(const Tensor& x, Tensor& values, Tensor& indices, int64_t axis, int64_t k,
-                bool largest) {
+void topk_typed(const Tensor& x, Tensor& values, Tensor& indices, int64_t axis, int64_t k, bool largest) {
   AxisView v = view_around(x.dims(), axis);
   const T* in = x.data<T>();
   T* vals = values.data<T>();
@@ -266,9 +286,7 @@ void topk_kernel(KernelContext& ctx) {
   int64_t axis = norm_axis(ctx.node.attr_int("axis", -1), int64_t(x.rank()));
   int64_t k = ctx.in(1).get_int(0);
   bool largest = ctx.node.attr_int("largest", 1) != 0;
-  dtype_dispatch(x.dtype(), [&](auto tag) {
-    topk_typed<decltype(tag)>(x, ctx.out(0), ctx.out(1), axis, k, largest);
-  });
+  dtype_dispatch(x.dtype(), [&](auto tag) { topk_typed<decltype(tag)>(x, ctx.out(0), ctx.out(1), axis, k, largest); });
 }
 
 }  // namespace

@@ -23,6 +23,6 @@ void register_reference_optim(KernelTable& t);
 struct CodebookGradDims {
   int64_t B, T, D, G, K, Dg, k;
 };
-CodebookGradDims codebook_grad_dims(const KernelContext& ctx);     // codebook.train (ir/ops/optim.h)
+CodebookGradDims codebook_grad_dims(const KernelContext& ctx);  // codebook.train (ir/ops/optim.h)
 
 }  // namespace cb

@@ -28,8 +28,8 @@ inline void exp_nonpositive_v8(v8sf& x) {
   const v8si in_range = x >= lo;
   const v8sf xc = in_range ? x : v8sf{} + lo;
   const v8sf t = xc * 1.44269504088896341f + 0.5f;
-  v8si n = __builtin_convertvector(t, v8si);   // truncates toward zero...
-  n += __builtin_convertvector(n, v8sf) > t;   // ...so step down to floor(t)
+  v8si n = __builtin_convertvector(t, v8si);  // truncates toward zero...
+  n += __builtin_convertvector(n, v8sf) > t;  // ...so step down to floor(t)
   const v8sf nf = __builtin_convertvector(n, v8sf);
   const v8sf r = xc - nf * 0.693359375f + nf * 2.12194440e-4f;
   v8sf p = v8sf{} + 1.9875691500e-4f;
@@ -109,9 +109,12 @@ void softmax_typed(const Tensor& x, Tensor& y, int64_t axis, bool log) {
   using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
   int64_t outer = 1, n = 1, inner = 1;
   for (size_t i = 0; i < x.rank(); ++i) {
-    if (int64_t(i) < axis) outer *= x.dim(i);
-    else if (int64_t(i) == axis) n = x.dim(i);
-    else inner *= x.dim(i);
+    if (int64_t(i) < axis)
+      outer *= x.dim(i);
+    else if (int64_t(i) == axis)
+      n = x.dim(i);
+    else
+      inner *= x.dim(i);
   }
   const T* in = x.data<T>();
   T* out = y.data<T>();

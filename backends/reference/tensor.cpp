@@ -91,8 +91,10 @@ void slice_kernel(KernelContext& ctx) {
   std::vector<int64_t> starts = ctx.in(1).to_int_vector(), ends = ctx.in(2).to_int_vector();
   size_t n = starts.size();
   std::vector<int64_t> axes, steps(n, 1);
-  if (ctx.inputs.size() > 3 && ctx.inputs[3]) axes = ctx.inputs[3]->to_int_vector();
-  else for (size_t i = 0; i < n; ++i) axes.push_back(int64_t(i));
+  if (ctx.inputs.size() > 3 && ctx.inputs[3])
+    axes = ctx.inputs[3]->to_int_vector();
+  else
+    for (size_t i = 0; i < n; ++i) axes.push_back(int64_t(i));
   if (ctx.inputs.size() > 4 && ctx.inputs[4]) steps = ctx.inputs[4]->to_int_vector();
   std::vector<int64_t> in_strides = contiguous_strides(in.dims()), strides = in_strides;
   int64_t base = 0;

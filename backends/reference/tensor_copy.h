@@ -13,7 +13,10 @@
 namespace cb {
 
 // An element of N bytes, copied by value (lets the compiler use one move).
-template <size_t N> struct Bytes { uint8_t b[N]; };
+template <size_t N>
+struct Bytes {
+  uint8_t b[N];
+};
 
 // Calls fn(Bytes<N>{}) for an element size of 1, 2, 4 or 8 bytes.
 template <typename Fn>

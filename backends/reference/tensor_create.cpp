@@ -41,8 +41,10 @@ void range_kernel(KernelContext& ctx) {
         for (int64_t i = 0; i < n; ++i) dst[i] = from_double<T>(double(C(start + C(i) * delta)));
       };
       bool low_precision = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
-      if (low_precision && ctx.node.attr_int("stash_type", 1) == 1) fill(float{});
-      else fill(double{});
+      if (low_precision && ctx.node.attr_int("stash_type", 1) == 1)
+        fill(float{});
+      else
+        fill(double{});
     }
   });
 }

@@ -19,8 +19,8 @@ int64_t checked_index(const KernelContext& ctx, int64_t v, int64_t size, const c
     std::string shapes;
     for (size_t i = 0; i < ctx.inputs.size(); ++i)
       if (ctx.inputs[i]) shapes += (shapes.empty() ? "" : ", ") + dims_str(ctx.inputs[i]->dims());
-    CB_FAIL(ctx.node.describe() << ": index " << v << " is out of range for " << what << " of size "
-                                << size << " (input shapes " << shapes << ")");
+    CB_FAIL(ctx.node.describe() << ": index " << v << " is out of range for " << what << " of size " << size
+                                << " (input shapes " << shapes << ")");
   }
   return v < 0 ? v + size : v;
 }
@@ -50,13 +50,12 @@ void gather_kernel(KernelContext& ctx) {
 // that indices fit inside data on the other axes.
 std::vector<int64_t> element_offsets(const KernelContext& ctx, const Tensor& data, const Tensor& indices,
                                      int64_t axis) {
-  CB_CHECK(data.rank() == indices.rank(), ctx.node.describe() << ": data " << dims_str(data.dims())
-                                                              << " and indices " << dims_str(indices.dims())
-                                                              << " differ in rank");
+  CB_CHECK(data.rank() == indices.rank(), ctx.node.describe() << ": data " << dims_str(data.dims()) << " and indices "
+                                                              << dims_str(indices.dims()) << " differ in rank");
   for (size_t d = 0; d < data.rank(); ++d)
     CB_CHECK(int64_t(d) == axis || indices.dim(d) <= data.dim(d),
-             ctx.node.describe() << ": indices " << dims_str(indices.dims()) << " exceed data "
-                                 << dims_str(data.dims()) << " on axis " << d);
+             ctx.node.describe() << ": indices " << dims_str(indices.dims()) << " exceed data " << dims_str(data.dims())
+                                 << " on axis " << d);
   std::vector<int64_t> strides = contiguous_strides(data.dims());
   strides[size_t(axis)] = 0;
   std::vector<int64_t> offsets;
@@ -139,9 +138,9 @@ void scatter_elements_kernel(KernelContext& ctx) {
   const Tensor& indices = ctx.in(1);
   const Tensor& updates = ctx.in(2);
   Tensor& out = ctx.out(0);
-  CB_CHECK(updates.dims() == indices.dims(), ctx.node.describe() << ": updates " << dims_str(updates.dims())
-                                                                 << " and indices " << dims_str(indices.dims())
-                                                                 << " differ in shape");
+  CB_CHECK(updates.dims() == indices.dims(), ctx.node.describe()
+                                                 << ": updates " << dims_str(updates.dims()) << " and indices "
+                                                 << dims_str(indices.dims()) << " differ in shape");
   int64_t axis = norm_axis(ctx.node.attr_int("axis", 0), int64_t(data.rank()));
   std::vector<int64_t> offsets = element_offsets(ctx, data, indices, axis);
   std::vector<int64_t> idx = indices.to_int_vector();
@@ -168,10 +167,9 @@ void scatter_nd_kernel(KernelContext& ctx) {
   size_t k = size_t(indices.dim(q - 1));
   int64_t tuples = dims_product(indices.dims(), 0, q - 1);
   int64_t slice = dims_product(data.dims(), k, data.rank());
-  CB_CHECK(updates.numel() == tuples * slice, ctx.node.describe() << ": updates " << dims_str(updates.dims())
-                                                                  << " do not match indices "
-                                                                  << dims_str(indices.dims()) << " and data "
-                                                                  << dims_str(data.dims()));
+  CB_CHECK(updates.numel() == tuples * slice,
+           ctx.node.describe() << ": updates " << dims_str(updates.dims()) << " do not match indices "
+                               << dims_str(indices.dims()) << " and data " << dims_str(data.dims()));
   std::vector<int64_t> idx = indices.to_int_vector();
   std::vector<int64_t> strides = contiguous_strides(data.dims());
   Reduction red = reduction_of(ctx.node);
@@ -202,8 +200,7 @@ void one_hot_kernel(KernelContext& ctx) {
   int64_t axis = ctx.node.attr_int("axis", -1);
   if (axis < 0) axis += r + 1;
   int64_t depth = out.dim(size_t(axis));
-  CB_CHECK(values.numel() == 2, ctx.node.describe() << ": values must be [off, on], got "
-                                                    << dims_str(values.dims()));
+  CB_CHECK(values.numel() == 2, ctx.node.describe() << ": values must be [off, on], got " << dims_str(values.dims()));
   size_t esize = dtype_size(values.dtype());
   const uint8_t* off_value = bytes_of(values);
   const uint8_t* on_value = off_value + esize;

@@ -30,8 +30,10 @@ void pad_kernel(KernelContext& ctx) {
   size_t r = in.rank(), esize = dtype_size(in.dtype());
   std::string mode = ctx.node.attr_string("mode", "constant");
   std::vector<int64_t> pads = ctx.in(1).to_int_vector(), axes;
-  if (ctx.inputs.size() > 3 && ctx.inputs[3]) axes = ctx.inputs[3]->to_int_vector();
-  else for (size_t i = 0; i < r; ++i) axes.push_back(int64_t(i));
+  if (ctx.inputs.size() > 3 && ctx.inputs[3])
+    axes = ctx.inputs[3]->to_int_vector();
+  else
+    for (size_t i = 0; i < r; ++i) axes.push_back(int64_t(i));
   std::vector<int64_t> begin(r, 0);
   for (size_t i = 0; i < axes.size(); ++i) begin[size_t(norm_axis(axes[i], int64_t(r)))] = pads[i];
   std::vector<uint8_t> value(esize, 0);
@@ -75,8 +77,10 @@ void pad_kernel(KernelContext& ctx) {
       fill_bytes(dst, row_len, value.data(), esize);
     } else {
       for (const Run& run : runs) {
-        if (run.src < 0) fill_bytes(dst + size_t(run.dst) * esize, run.len, value.data(), esize);
-        else std::memcpy(dst + size_t(run.dst) * esize, src + size_t(src_off + run.src) * esize, size_t(run.len) * esize);
+        if (run.src < 0)
+          fill_bytes(dst + size_t(run.dst) * esize, run.len, value.data(), esize);
+        else
+          std::memcpy(dst + size_t(run.dst) * esize, src + size_t(src_off + run.src) * esize, size_t(run.len) * esize);
       }
     }
     for (int64_t a = int64_t(r) - 2; a >= 0; --a) {

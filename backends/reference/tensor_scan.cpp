@@ -39,30 +39,33 @@ constexpr bool is_half_type = std::is_same_v<T, Half> || std::is_same_v<T, BFloa
 template <typename T>
 using Accumulator = std::conditional_t<
     is_half_type<T>, float,
-    std::conditional_t<std::is_floating_point_v<T>, T,
-                       std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>>;
+    std::conditional_t<std::is_floating_point_v<T>, T, std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>>;
 
 template <typename T>
 Accumulator<T> widen(T v) {
-  if constexpr (is_half_type<T>) return float(to_double(v));
-  else return Accumulator<T>(v);
+  if constexpr (is_half_type<T>)
+    return float(to_double(v));
+  else
+    return Accumulator<T>(v);
 }
 
 template <typename T>
 T narrow(Accumulator<T> v) {
-  if constexpr (is_half_type<T>) return from_double<T>(v);
-  else return T(v);
+  if constexpr (is_half_type<T>)
+    return from_double<T>(v);
+  else
+    return T(v);
 }
 
 void cum_sum_kernel(KernelContext& ctx) {
   const Tensor& in = ctx.in(0);
   Tensor& out = ctx.out(0);
-  CB_CHECK(ctx.in(1).numel() == 1, ctx.node.describe() << ": axis must be a scalar, got "
-                                                       << dims_str(ctx.in(1).dims()));
+  CB_CHECK(ctx.in(1).numel() == 1, ctx.node.describe()
+                                       << ": axis must be a scalar, got " << dims_str(ctx.in(1).dims()));
   int64_t rank = int64_t(in.rank());
   int64_t a = ctx.in(1).get_int(0);
-  CB_CHECK(a >= -rank && a < rank, ctx.node.describe() << ": axis " << a << " is out of range for input "
-                                                       << dims_str(in.dims()));
+  CB_CHECK(a >= -rank && a < rank, ctx.node.describe()
+                                       << ": axis " << a << " is out of range for input " << dims_str(in.dims()));
   if (a < 0) a += rank;
   bool exclusive = ctx.node.attr_int("exclusive", 0) != 0, reverse = ctx.node.attr_int("reverse", 0) != 0;
   int64_t outer = dims_product(in.dims(), 0, size_t(a)), n = in.dim(size_t(a));

@@ -2,6 +2,7 @@
 // of x, codes and the LayerNorm parameters against each other and the
 // intervention attributes against G and K.
 #include "ir/codebook.h"
+
 #include "ir/op_registry.h"
 
 namespace cb {

@@ -42,8 +42,8 @@ static void register_loop(OpRegistry& r) {
     auto body = ctx.node().attr_graph("body");
     ctx.check(body != nullptr, "needs a body subgraph");
     size_t n_carried = ctx.num_inputs() > 2 ? ctx.num_inputs() - 2 : 0;
-    ctx.check(body->inputs.size() == 2 + n_carried,
-              "body takes " + std::to_string(body->inputs.size()) + " inputs, expected " + std::to_string(2 + n_carried));
+    ctx.check(body->inputs.size() == 2 + n_carried, "body takes " + std::to_string(body->inputs.size()) +
+                                                        " inputs, expected " + std::to_string(2 + n_carried));
     ctx.check(body->outputs.size() >= 1 + n_carried && ctx.num_outputs() <= body->outputs.size() - 1,
               "body outputs do not match the node's outputs");
     for (size_t i = 0; i < ctx.num_outputs(); ++i) {

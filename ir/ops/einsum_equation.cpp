@@ -10,8 +10,8 @@ namespace cb {
 namespace {
 
 struct Term {
-  std::string letters;      // the letters, in order, without the ellipsis
-  int ellipsis_at = -1;     // index in `letters` before which "..." stands, or -1
+  std::string letters;   // the letters, in order, without the ellipsis
+  int ellipsis_at = -1;  // index in `letters` before which "..." stands, or -1
 };
 
 bool is_label(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
@@ -22,13 +22,12 @@ Term parse_term(const std::string& s, const std::string& equation) {
     if (is_label(s[i])) {
       t.letters += s[i++];
     } else if (s.compare(i, 3, "...") == 0) {
-      CB_CHECK(t.ellipsis_at < 0, "einsum equation '" << equation << "': term '" << s
-                                                      << "' has more than one ellipsis");
+      CB_CHECK(t.ellipsis_at < 0,
+               "einsum equation '" << equation << "': term '" << s << "' has more than one ellipsis");
       t.ellipsis_at = int(t.letters.size());
       i += 3;
     } else {
-      CB_FAIL("einsum equation '" << equation << "': unexpected character '" << s[i]
-                                  << "' in term '" << s << "'");
+      CB_FAIL("einsum equation '" << equation << "': unexpected character '" << s[i] << "' in term '" << s << "'");
     }
   }
   return t;
@@ -51,9 +50,9 @@ EinsumPlan plan_einsum(const std::string& equation, const std::vector<size_t>& r
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
-  CB_CHECK(terms.size() == ranks.size(), "einsum equation '" << equation << "' has "
-                                             << terms.size() << " operand terms but the node has "
-                                             << ranks.size() << " inputs");
+  CB_CHECK(terms.size() == ranks.size(), "einsum equation '" << equation << "' has " << terms.size()
+                                                             << " operand terms but the node has " << ranks.size()
+                                                             << " inputs");
 
   // Number of dims each operand's ellipsis covers; E is the broadcast count.
   std::vector<size_t> ellipsis_dims(terms.size(), 0);
@@ -61,14 +60,11 @@ EinsumPlan plan_einsum(const std::string& equation, const std::vector<size_t>& r
   for (size_t k = 0; k < terms.size(); ++k) {
     size_t n = terms[k].letters.size();
     if (terms[k].ellipsis_at < 0) {
-      CB_CHECK(ranks[k] == n, "einsum equation '" << equation << "': operand " << k << " has rank "
-                                                  << ranks[k] << " but its term names " << n
-                                                  << " dims");
+      CB_CHECK(ranks[k] == n, "einsum equation '" << equation << "': operand " << k << " has rank " << ranks[k]
+                                                  << " but its term names " << n << " dims");
     } else {
-      CB_CHECK(ranks[k] >= n, "einsum equation '" << equation << "': operand " << k
-                                                  << " has rank " << ranks[k]
-                                                  << ", fewer than the " << n
-                                                  << " letters of its term");
+      CB_CHECK(ranks[k] >= n, "einsum equation '" << equation << "': operand " << k << " has rank " << ranks[k]
+                                                  << ", fewer than the " << n << " letters of its term");
       ellipsis_dims[k] = ranks[k] - n;
       E = std::max(E, ellipsis_dims[k]);
     }
@@ -102,19 +98,19 @@ EinsumPlan plan_einsum(const std::string& equation, const std::vector<size_t>& r
       if (count == 1) plan.output_labels.push_back(letter_id[c]);
   } else {
     Term out = parse_term(eq.substr(arrow + 2), equation);
-    CB_CHECK(out.ellipsis_at >= 0 || E == 0,
-             "einsum equation '" << equation
-                                 << "': the operands have ellipsis dims but the output has no "
-                                    "'...'");
+    CB_CHECK(out.ellipsis_at >= 0 || E == 0, "einsum equation '"
+                                                 << equation
+                                                 << "': the operands have ellipsis dims but the output has no "
+                                                    "'...'");
     for (size_t i = 0; i <= out.letters.size(); ++i) {
       if (int(i) == out.ellipsis_at)
         for (size_t e = 0; e < E; ++e) plan.output_labels.push_back(int(e));
       if (i == out.letters.size()) break;
       char c = out.letters[i];
-      CB_CHECK(letter_id.count(c), "einsum equation '" << equation << "': output letter '" << c
-                                                       << "' does not occur in any operand");
-      CB_CHECK(out.letters.find(c) == i, "einsum equation '" << equation << "': output letter '"
-                                                             << c << "' occurs twice");
+      CB_CHECK(letter_id.count(c),
+               "einsum equation '" << equation << "': output letter '" << c << "' does not occur in any operand");
+      CB_CHECK(out.letters.find(c) == i,
+               "einsum equation '" << equation << "': output letter '" << c << "' occurs twice");
       plan.output_labels.push_back(letter_id[c]);
     }
   }

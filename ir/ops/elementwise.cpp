@@ -29,9 +29,8 @@ constexpr int kUnboundedInputs = INT_MAX;
 
 std::string dtype_set_str(DTypeSet set) {
   std::string s;
-  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::f64, DType::i64, DType::i32,
-                  DType::i16, DType::i8, DType::u64, DType::u32, DType::u16, DType::u8,
-                  DType::boolean})
+  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::f64, DType::i64, DType::i32, DType::i16, DType::i8,
+                  DType::u64, DType::u32, DType::u16, DType::u8, DType::boolean})
     if (set & bit(t)) s += (s.empty() ? "" : ", ") + std::string(dtype_name(t));
   return s;
 }
@@ -49,10 +48,9 @@ void check_dtype(const InferContext& ctx, size_t i, DTypeSet allowed) {
 void check_same_dtype(const InferContext& ctx, size_t i, size_t j) {
   DType a = ctx.input_dtype(i), b = ctx.input_dtype(j);
   if (a == DType::undefined || b == DType::undefined || a == b) return;
-  ctx.fail("inputs " + std::to_string(i) + " and " + std::to_string(j) +
-           " must have the same dtype, got " + std::string(dtype_name(a)) + " and " +
-           std::string(dtype_name(b)) + " (shapes " + ctx.input_shape(i).str() + " and " +
-           ctx.input_shape(j).str() + ")");
+  ctx.fail("inputs " + std::to_string(i) + " and " + std::to_string(j) + " must have the same dtype, got " +
+           std::string(dtype_name(a)) + " and " + std::string(dtype_name(b)) + " (shapes " + ctx.input_shape(i).str() +
+           " and " + ctx.input_shape(j).str() + ")");
 }
 
 // The first known dtype among the given inputs (undefined if none is known).
@@ -68,12 +66,11 @@ void check_scalar_if_present(const InferContext& ctx, size_t i, const char* what
   const Shape& s = ctx.input_shape(i);
   if (!s.rank_known) return;
   for (const Dim& d : s.dims)
-    if (d.is_static() && d.value != 1)
-      ctx.fail(std::string(what) + " must be a scalar, got shape " + s.str());
+    if (d.is_static() && d.value != 1) ctx.fail(std::string(what) + " must be a scalar, got shape " + s.str());
 }
 
-OpSchema schema(const char* name, int min_in, int max_in, std::function<void(InferContext&)> infer,
-                int min_out = 1, int max_out = 1) {
+OpSchema schema(const char* name, int min_in, int max_in, std::function<void(InferContext&)> infer, int min_out = 1,
+                int max_out = 1) {
   return make_op_schema(name, min_in, max_in, min_out, max_out, std::move(infer));
 }
 
@@ -131,8 +128,7 @@ OpSchema gelu() {
 void infer_pow(InferContext& ctx) {
   check_dtype(ctx, 0, kPowBase);
   check_dtype(ctx, 1, kNumeric);
-  ctx.set_output(0, ctx.input_dtype(0),
-                 broadcast_shapes(ctx, ctx.input_shape(0), ctx.input_shape(1)));
+  ctx.set_output(0, ctx.input_dtype(0), broadcast_shapes(ctx, ctx.input_shape(0), ctx.input_shape(1)));
 }
 
 void infer_bitshift(InferContext& ctx) {
@@ -142,8 +138,7 @@ void infer_bitshift(InferContext& ctx) {
   check_dtype(ctx, 0, kInt);
   check_dtype(ctx, 1, kInt);
   check_same_dtype(ctx, 0, 1);
-  ctx.set_output(0, ctx.input_dtype(0),
-                 broadcast_shapes(ctx, ctx.input_shape(0), ctx.input_shape(1)));
+  ctx.set_output(0, ctx.input_dtype(0), broadcast_shapes(ctx, ctx.input_shape(0), ctx.input_shape(1)));
 }
 
 void infer_mod(InferContext& ctx) {
@@ -152,8 +147,7 @@ void infer_mod(InferContext& ctx) {
   check_dtype(ctx, 0, kNumeric);
   check_dtype(ctx, 1, kNumeric);
   check_same_dtype(ctx, 0, 1);
-  ctx.set_output(0, first_known_dtype(ctx, {0, 1}),
-                 broadcast_shapes(ctx, ctx.input_shape(0), ctx.input_shape(1)));
+  ctx.set_output(0, first_known_dtype(ctx, {0, 1}), broadcast_shapes(ctx, ctx.input_shape(0), ctx.input_shape(1)));
 }
 
 void infer_where(InferContext& ctx) {
@@ -181,8 +175,9 @@ DType cast_target(const InferContext& ctx) {
   ctx.check(ctx.node().has_attr("to"), "missing required attribute 'to'");
   int64_t to = ctx.node().attr_int("to", 0);
   std::optional<DType> t = dtype_from_onnx(int32_t(to));
-  if (!t) ctx.fail("cannot cast to " + onnx_dtype_name(int32_t(to)) + " (ONNX type " +
-                   std::to_string(to) + "): codebook does not support that dtype");
+  if (!t)
+    ctx.fail("cannot cast to " + onnx_dtype_name(int32_t(to)) + " (ONNX type " + std::to_string(to) +
+             "): codebook does not support that dtype");
   return *t;
 }
 
@@ -191,9 +186,7 @@ void infer_cast(InferContext& ctx) {
   ctx.set_output(0, to, ctx.input_shape(0));
 }
 
-void infer_cast_like(InferContext& ctx) {
-  ctx.set_output(0, ctx.input_dtype(1), ctx.input_shape(0));
-}
+void infer_cast_like(InferContext& ctx) { ctx.set_output(0, ctx.input_dtype(1), ctx.input_shape(0)); }
 
 void infer_identity(InferContext& ctx) { ctx.set_output(0, ctx.input_dtype(0), ctx.input_shape(0)); }
 
@@ -218,9 +211,8 @@ void infer_dropout(InferContext& ctx) {
 }  // namespace
 
 void register_elementwise_ops(OpRegistry& r) {
-  for (const char* name : {"Exp", "Log", "Sqrt", "Reciprocal", "Sin", "Cos", "Tan", "Tanh",
-                           "Sigmoid", "Erf", "LeakyRelu", "Elu", "Selu", "HardSigmoid",
-                           "Softplus", "Ceil", "Floor", "Round"})
+  for (const char* name : {"Exp", "Log", "Sqrt", "Reciprocal", "Sin", "Cos", "Tan", "Tanh", "Sigmoid", "Erf",
+                           "LeakyRelu", "Elu", "Selu", "HardSigmoid", "Softplus", "Ceil", "Floor", "Round"})
     r.add(unary(name, kFloat));
   r.add(gelu());
   r.add(unary("Abs", kNumeric));
@@ -234,8 +226,7 @@ void register_elementwise_ops(OpRegistry& r) {
   for (const char* name : {"Add", "Sub", "Mul", "Div"}) r.add(binary(name, kNumeric));
   for (const char* name : {"And", "Or", "Xor"}) r.add(binary(name, kBool, true));
   r.add(binary("Equal", kAny, true));
-  for (const char* name : {"Less", "Greater", "LessOrEqual", "GreaterOrEqual"})
-    r.add(binary(name, kNumeric, true));
+  for (const char* name : {"Less", "Greater", "LessOrEqual", "GreaterOrEqual"}) r.add(binary(name, kNumeric, true));
   r.add(schema("Pow", 2, 2, infer_pow));
   r.add(schema("Mod", 2, 2, infer_mod));
   r.add(schema("BitShift", 2, 2, infer_bitshift));

@@ -7,8 +7,8 @@
 
 #include <cstdlib>
 
-#include "support/error.h"
 #include "ir/op_registry.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -139,9 +139,9 @@ void infer_gather_grad(InferContext& ctx) {
     ctx.check(out.rank() >= 1, "shape must have rank >= 1");
     int64_t a = ctx.axis(ctx.node().attr_int("axis", 0), int64_t(out.rank()));
     if (dy.rank_known && idx.rank_known)
-      ctx.check(dy.rank() == out.rank() - 1 + idx.rank(),
-                "dy " + dy.str() + " does not have the rank of a Gather of " + out.str() + " by indices " +
-                    idx.str() + " on axis " + std::to_string(a));
+      ctx.check(dy.rank() == out.rank() - 1 + idx.rank(), "dy " + dy.str() + " does not have the rank of a Gather of " +
+                                                              out.str() + " by indices " + idx.str() + " on axis " +
+                                                              std::to_string(a));
   }
   ctx.set_output(0, ctx.input_dtype(0), out);
 }
@@ -163,7 +163,8 @@ void infer_codebook_grad(InferContext& ctx) {
               std::string(names[i]) + " has dtype " + std::string(dtype_name(t)) + ", expected f32");
   }
   DType it = ctx.input_dtype(5);
-  ctx.check(it == DType::undefined || it == DType::i64, "ids have dtype " + std::string(dtype_name(it)) + ", expected i64");
+  ctx.check(it == DType::undefined || it == DType::i64,
+            "ids have dtype " + std::string(dtype_name(it)) + ", expected i64");
   check_same_shape(ctx, 0, 1, "dy", "x");
   const Shape& x = ctx.input_shape(1);
   const Shape& codes = ctx.input_shape(2);

@@ -54,7 +54,7 @@ struct CodebookLoss {
   CodebookLossKind kind = CodebookLossKind::aeloss;
   float beta = 0.25f;  // fullaeloss and vqvae only
 
-  bool task_to_codes() const { return kind != CodebookLossKind::vqvae; }   // T
+  bool task_to_codes() const { return kind != CodebookLossKind::vqvae; }           // T
   bool reconstruction_to_codes() const { return kind != CodebookLossKind::base; }  // R
   bool commitment() const { return kind == CodebookLossKind::fullaeloss || kind == CodebookLossKind::vqvae; }
 };

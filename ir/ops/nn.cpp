@@ -19,8 +19,8 @@ void check_float(const InferContext& ctx, size_t i) {
 // MatMul and Gemm: floats and 32/64-bit integers, as ONNX allows.
 void check_matmul_dtype(const InferContext& ctx, size_t i) {
   DType t = ctx.input_dtype(i);
-  bool ok = t == DType::undefined || dtype_is_float(t) || t == DType::i32 || t == DType::i64 ||
-            t == DType::u32 || t == DType::u64;
+  bool ok = t == DType::undefined || dtype_is_float(t) || t == DType::i32 || t == DType::i64 || t == DType::u32 ||
+            t == DType::u64;
   ctx.check(ok, "input " + std::to_string(i) + " has dtype " + type_str(t) +
                     ", expected a float type or a 32/64-bit integer");
 }
@@ -40,11 +40,9 @@ DType same_dtype(const InferContext& ctx, std::initializer_list<size_t> idx) {
 }
 
 // Fails unless `from` can be unidirectionally broadcast to `to`.
-void check_unidirectional(const InferContext& ctx, const Shape& from, const Shape& to,
-                          const std::string& what) {
+void check_unidirectional(const InferContext& ctx, const Shape& from, const Shape& to, const std::string& what) {
   if (!from.rank_known || !to.rank_known) return;
-  ctx.check(from.rank() <= to.rank(),
-            what + " " + from.str() + " cannot be broadcast to " + to.str());
+  ctx.check(from.rank() <= to.rank(), what + " " + from.str() + " cannot be broadcast to " + to.str());
   size_t off = to.rank() - from.rank();
   for (size_t i = 0; i < from.rank(); ++i) {
     const Dim& f = from[i];
@@ -67,8 +65,7 @@ void infer_layer_norm(InferContext& ctx) {
   const Shape& x = ctx.input_shape(0);
   auto stash = dtype_from_onnx(int32_t(ctx.node().attr_int("stash_type", 1)));
   ctx.check(stash && dtype_is_float(*stash),
-            "stash_type " + std::to_string(ctx.node().attr_int("stash_type", 1)) +
-                " is not a supported float type");
+            "stash_type " + std::to_string(ctx.node().attr_int("stash_type", 1)) + " is not a supported float type");
   ctx.set_output(0, dt, x);
   if (!x.rank_known) {
     ctx.set_output(1, *stash, Shape::unknown_rank());
@@ -104,12 +101,10 @@ void infer_matmul(InferContext& ctx) {
   const Shape& a = ctx.input_shape(0);
   const Shape& b = ctx.input_shape(1);
   if (!a.rank_known || !b.rank_known) return ctx.set_output(0, dt, Shape::unknown_rank());
-  ctx.check(a.rank() >= 1 && b.rank() >= 1,
-            "inputs must have rank >= 1, got " + a.str() + " and " + b.str());
+  ctx.check(a.rank() >= 1 && b.rank() >= 1, "inputs must have rank >= 1, got " + a.str() + " and " + b.str());
   const Dim& ka = a[a.rank() - 1];
   const Dim& kb = b.rank() == 1 ? b[0] : b[b.rank() - 2];
-  check_same_dim(ctx, ka, kb,
-                 "inner dimensions do not match: A " + a.str() + " times B " + b.str());
+  check_same_dim(ctx, ka, kb, "inner dimensions do not match: A " + a.str() + " times B " + b.str());
   Shape batch_a, batch_b;
   if (a.rank() > 2) batch_a.dims.assign(a.dims.begin(), a.dims.end() - 2);
   if (b.rank() > 2) batch_b.dims.assign(b.dims.begin(), b.dims.end() - 2);
@@ -138,8 +133,8 @@ void infer_gemm(InferContext& ctx) {
   Dim m = a[ta ? 1 : 0], ka = a[ta ? 0 : 1];
   Dim kb = b[tb ? 1 : 0], n = b[tb ? 0 : 1];
   check_same_dim(ctx, ka, kb,
-                 "inner dimensions do not match: A " + a.str() + (ta ? " (transposed)" : "") +
-                     " times B " + b.str() + (tb ? " (transposed)" : ""));
+                 "inner dimensions do not match: A " + a.str() + (ta ? " (transposed)" : "") + " times B " + b.str() +
+                     (tb ? " (transposed)" : ""));
   Shape out({m, n});
   if (ctx.has_input(2)) check_unidirectional(ctx, ctx.input_shape(2), out, "C");
   ctx.set_output(0, dt, out);
@@ -180,8 +175,8 @@ void infer_einsum(InferContext& ctx) {
         cur = dim;
       } else if (!(dim.is_static() && dim.value == 1)) {
         ctx.check(!(cur.is_static() && dim.is_static() && cur.value != dim.value),
-                  "einsum '" + equation + "': operand " + std::to_string(k) + " " + s.str() +
-                      " has size " + dim.str() + " where another operand has " + cur.str());
+                  "einsum '" + equation + "': operand " + std::to_string(k) + " " + s.str() + " has size " + dim.str() +
+                      " where another operand has " + cur.str());
         cur = pick_dim(cur, dim);
       }
       seen[l] = true;
@@ -209,8 +204,7 @@ void infer_loss(InferContext& ctx, bool has_log_prob_output) {
   if (x.rank_known) {
     ctx.check(x.rank() >= 2, "input must have shape [N,C,d1,...], got " + x.str());
     if (t.rank_known) {
-      ctx.check(t.rank() == x.rank() - 1,
-                "target " + t.str() + " must have rank one less than input " + x.str());
+      ctx.check(t.rank() == x.rank() - 1, "target " + t.str() + " must have rank one less than input " + x.str());
       for (size_t i = 0; i < t.rank(); ++i) {
         const Dim& xd = x[i == 0 ? 0 : i + 1];
         check_same_dim(ctx, xd, t[i], "target " + t.str() + " does not match input " + x.str());
@@ -223,8 +217,7 @@ void infer_loss(InferContext& ctx, bool has_log_prob_output) {
     }
     if (ctx.has_input(2)) {
       const Shape& w = ctx.input_shape(2);
-      ctx.check(!w.rank_known || (w.rank() == 1 && !(w[0].is_static() && x[1].is_static() &&
-                                                      w[0].value != x[1].value)),
+      ctx.check(!w.rank_known || (w.rank() == 1 && !(w[0].is_static() && x[1].is_static() && w[0].value != x[1].value)),
                 "weight " + w.str() + " must have shape [C] for input " + x.str());
     }
   }
@@ -247,11 +240,11 @@ void register_nn_ops(OpRegistry& r) {
   r.add(make_schema("MatMul", 2, 2, 1, 1, infer_matmul, "numpy matmul."));
   r.add(make_schema("Gemm", 2, 3, 1, 1, infer_gemm, "alpha * A' B' + beta * C."));
   r.add(make_schema("Einsum", 1, 1024, 1, 1, infer_einsum, "Einstein summation (numpy rules)."));
-  r.add(make_schema("NegativeLogLikelihoodLoss", 2, 3, 1, 1,
-                    [](InferContext& c) { infer_loss(c, false); }, "NLL loss."));
-  r.add(make_schema("SoftmaxCrossEntropyLoss", 2, 3, 1, 2,
-                    [](InferContext& c) { infer_loss(c, c.num_outputs() > 1); },
-                    "Cross entropy of softmax(scores) against labels."));
+  r.add(make_schema(
+      "NegativeLogLikelihoodLoss", 2, 3, 1, 1, [](InferContext& c) { infer_loss(c, false); }, "NLL loss."));
+  r.add(make_schema(
+      "SoftmaxCrossEntropyLoss", 2, 3, 1, 2, [](InferContext& c) { infer_loss(c, c.num_outputs() > 1); },
+      "Cross entropy of softmax(scores) against labels."));
 }
 
 }  // namespace cb

@@ -17,19 +17,17 @@ void check_dtype(const InferContext& ctx, size_t i, DTypes allowed) {
   if (t == DType::undefined) return;
   bool ok = dtype_is_float(t) || (allowed != DTypes::floats && dtype_is_int(t)) ||
             (allowed == DTypes::numeric_or_bool && t == DType::boolean);
-  const char* what = allowed == DTypes::floats ? "a float type"
+  const char* what = allowed == DTypes::floats    ? "a float type"
                      : allowed == DTypes::numeric ? "a numeric type"
                                                   : "a numeric type or bool";
-  if (!ok)
-    ctx.fail("input " + std::to_string(i) + " has dtype " + std::string(dtype_name(t)) +
-             ", expected " + what);
+  if (!ok) ctx.fail("input " + std::to_string(i) + " has dtype " + std::string(dtype_name(t)) + ", expected " + what);
 }
 
 // Reads a constant 1-D (or scalar) integer input such as axes or K.
 std::vector<int64_t> int_list(const InferContext& ctx, size_t i, const char* what) {
   const Tensor* v = ctx.input_value(i);
-  ctx.check(dtype_is_int(v->dtype()), std::string(what) + " must be an integer tensor, got " +
-                                          std::string(dtype_name(v->dtype())));
+  ctx.check(dtype_is_int(v->dtype()),
+            std::string(what) + " must be an integer tensor, got " + std::string(dtype_name(v->dtype())));
   ctx.check(v->rank() <= 1, std::string(what) + " must be 1-D, got shape " + dims_str(v->dims()));
   return v->to_int_vector();
 }
@@ -49,8 +47,7 @@ void infer_reduce(InferContext& ctx, DTypes allowed) {
   } else {
     // Axes known only at run time.
     DType at = ctx.input_dtype(1);
-    ctx.check(at == DType::undefined || at == DType::i64,
-              "axes must be i64, got " + std::string(dtype_name(at)));
+    ctx.check(at == DType::undefined || at == DType::i64, "axes must be i64, got " + std::string(dtype_name(at)));
     if (!in.rank_known) return ctx.set_output(0, dt, Shape::unknown_rank());
     if (keepdims) {
       Shape out = in;
@@ -59,8 +56,7 @@ void infer_reduce(InferContext& ctx, DTypes allowed) {
       return ctx.set_output(0, dt, out);
     }
     const Shape& as = ctx.input_shape(1);
-    if (as.rank_known && as.rank() == 1 && as[0].is_static() && as[0].value > 0 &&
-        as[0].value <= int64_t(in.rank())) {
+    if (as.rank_known && as.rank() == 1 && as[0].is_static() && as[0].value > 0 && as[0].value <= int64_t(in.rank())) {
       Shape out;
       out.dims.assign(in.rank() - size_t(as[0].value), Dim::unknown());
       return ctx.set_output(0, dt, out);
@@ -83,8 +79,10 @@ void infer_reduce(InferContext& ctx, DTypes allowed) {
   }
   Shape out;
   for (size_t i = 0; i < in.rank(); ++i) {
-    if (!reduced[i]) out.dims.push_back(in[i]);
-    else if (keepdims) out.dims.push_back(Dim::fixed(1));
+    if (!reduced[i])
+      out.dims.push_back(in[i]);
+    else if (keepdims)
+      out.dims.push_back(Dim::fixed(1));
   }
   ctx.set_output(0, dt, out);
 }
@@ -99,8 +97,10 @@ void infer_arg_reduce(InferContext& ctx) {
             "cannot reduce the empty axis " + std::to_string(axis) + " of " + in.str());
   Shape out;
   for (size_t i = 0; i < in.rank(); ++i) {
-    if (int64_t(i) != axis) out.dims.push_back(in[i]);
-    else if (ctx.node().attr_int("keepdims", 1)) out.dims.push_back(Dim::fixed(1));
+    if (int64_t(i) != axis)
+      out.dims.push_back(in[i]);
+    else if (ctx.node().attr_int("keepdims", 1))
+      out.dims.push_back(Dim::fixed(1));
   }
   ctx.set_output(0, DType::i64, out);
 }
@@ -110,8 +110,7 @@ void infer_topk(InferContext& ctx) {
   DType dt = ctx.input_dtype(0);
   const Shape& in = ctx.input_shape(0);
   DType kt = ctx.input_dtype(1);
-  ctx.check(kt == DType::undefined || kt == DType::i64,
-            "K must be i64, got " + std::string(dtype_name(kt)));
+  ctx.check(kt == DType::undefined || kt == DType::i64, "K must be i64, got " + std::string(dtype_name(kt)));
   if (!in.rank_known) {
     ctx.set_output(0, dt, Shape::unknown_rank());
     ctx.set_output(1, DType::i64, Shape::unknown_rank());
@@ -126,9 +125,9 @@ void infer_topk(InferContext& ctx) {
     ctx.check(k.size() == 1, "K must hold exactly one value, got " + std::to_string(k.size()));
     ctx.check(k[0] >= 0, "K must be >= 0, got " + std::to_string(k[0]));
     const Dim& n = in[size_t(axis)];
-    ctx.check(!n.is_static() || k[0] <= n.value,
-              "K = " + std::to_string(k[0]) + " exceeds the size " + std::to_string(n.value) +
-                  " of axis " + std::to_string(axis) + " of " + in.str());
+    ctx.check(!n.is_static() || k[0] <= n.value, "K = " + std::to_string(k[0]) + " exceeds the size " +
+                                                     std::to_string(n.value) + " of axis " + std::to_string(axis) +
+                                                     " of " + in.str());
     d = Dim::fixed(k[0]);
   } else {
     d = Dim::unknown();
@@ -143,8 +142,8 @@ OpSchema make_schema(const char* name, int min_in, int max_in, int min_out, int 
 }
 
 void add_reduce(OpRegistry& r, const char* name, DTypes allowed, const char* doc) {
-  r.add(make_schema(name, 1, 2, 1, 1, [allowed](InferContext& c) { infer_reduce(c, allowed); },
-                    doc));
+  r.add(make_schema(
+      name, 1, 2, 1, 1, [allowed](InferContext& c) { infer_reduce(c, allowed); }, doc));
 }
 
 }  // namespace
@@ -162,8 +161,8 @@ void register_reduction_ops(OpRegistry& r) {
   add_reduce(r, "ReduceSumSquare", DTypes::numeric, "Sum of squares over axes.");
   r.add(make_schema("ArgMax", 1, 1, 1, 1, infer_arg_reduce, "Index (i64) of the largest value."));
   r.add(make_schema("ArgMin", 1, 1, 1, 1, infer_arg_reduce, "Index (i64) of the smallest value."));
-  r.add(make_schema("TopK", 2, 2, 2, 2, infer_topk,
-                    "K largest (or smallest) values along axis and their i64 indices."));
+  r.add(
+      make_schema("TopK", 2, 2, 2, 2, infer_topk, "K largest (or smallest) values along axis and their i64 indices."));
 }
 
 }  // namespace cb

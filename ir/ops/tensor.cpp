@@ -52,8 +52,8 @@ void check_index_input(const InferContext& ctx, size_t i, const char* what) {
 std::optional<std::vector<int64_t>> known_ints(const InferContext& ctx, size_t i) {
   if (!ctx.has_input(i) || !ctx.input_value(i)) return std::nullopt;
   const Tensor& t = *ctx.input_value(i);
-  ctx.check(dtype_is_int(t.dtype()), "input " + std::to_string(i) + " must be an integer tensor, got " +
-                                         std::string(dtype_name(t.dtype())));
+  ctx.check(dtype_is_int(t.dtype()),
+            "input " + std::to_string(i) + " must be an integer tensor, got " + std::string(dtype_name(t.dtype())));
   return t.to_int_vector();
 }
 
@@ -61,8 +61,7 @@ std::optional<std::vector<int64_t>> known_ints(const InferContext& ctx, size_t i
 std::optional<int64_t> known_scalar(const InferContext& ctx, size_t i, const char* what) {
   auto v = known_ints(ctx, i);
   if (!v) return std::nullopt;
-  ctx.check(v->size() == 1, std::string(what) + " must hold one value, got " +
-                                std::to_string(v->size()));
+  ctx.check(v->size() == 1, std::string(what) + " must hold one value, got " + std::to_string(v->size()));
   return (*v)[0];
 }
 
@@ -75,20 +74,19 @@ std::optional<int64_t> static_length(const InferContext& ctx, size_t i) {
 
 // Normalises an axis in [-rank, rank-1].
 int64_t norm_axis(const InferContext& ctx, int64_t a, int64_t rank, const char* what = "axis") {
-  ctx.check(a >= -rank && a < rank, std::string(what) + " " + std::to_string(a) +
-                                        " is out of range for rank " + std::to_string(rank));
+  ctx.check(a >= -rank && a < rank,
+            std::string(what) + " " + std::to_string(a) + " is out of range for rank " + std::to_string(rank));
   return a < 0 ? a + rank : a;
 }
 
 // Normalises a list of axes, rejecting duplicates.
-std::vector<int64_t> norm_axes(const InferContext& ctx, const std::vector<int64_t>& axes,
-                               int64_t rank, const char* what = "axes") {
+std::vector<int64_t> norm_axes(const InferContext& ctx, const std::vector<int64_t>& axes, int64_t rank,
+                               const char* what = "axes") {
   std::vector<int64_t> out;
   std::set<int64_t> seen;
   for (int64_t a : axes) {
     int64_t n = norm_axis(ctx, a, rank, what);
-    ctx.check(seen.insert(n).second, std::string(what) + " " + ints_str(axes) + " repeat axis " +
-                                         std::to_string(n));
+    ctx.check(seen.insert(n).second, std::string(what) + " " + ints_str(axes) + " repeat axis " + std::to_string(n));
     out.push_back(n);
   }
   return out;
@@ -143,9 +141,12 @@ int64_t slice_count(int64_t start, int64_t end, int64_t step, int64_t d) {
 bool split_product(const std::vector<Dim>& dims, int64_t& stat, std::multiset<std::string>& syms) {
   __int128 p = 1;
   for (auto& d : dims) {
-    if (d.is_static()) p = std::min(p * d.value, kMaxElements + 1);
-    else if (d.is_symbolic()) syms.insert(d.symbol);
-    else return false;
+    if (d.is_static())
+      p = std::min(p * d.value, kMaxElements + 1);
+    else if (d.is_symbolic())
+      syms.insert(d.symbol);
+    else
+      return false;
   }
   stat = int64_t(p);
   return true;
@@ -165,8 +166,7 @@ void infer_reshape(InferContext& ctx) {
     return;
   }
   const Shape& target_shape = ctx.input_shape(1);
-  ctx.check(!target_shape.rank_known || target_shape.rank() == 1,
-            "shape input must be 1-D, got " + target_shape.str());
+  ctx.check(!target_shape.rank_known || target_shape.rank() == 1, "shape input must be 1-D, got " + target_shape.str());
   Shape out;
   int64_t infer_at = -1;
   bool has_zero = false;
@@ -180,9 +180,8 @@ void infer_reshape(InferContext& ctx) {
       if (!in.rank_known) {
         out.dims.push_back(Dim::unknown());
       } else {
-        ctx.check(i < in.rank(), "shape value " + ints_str(*target) + " copies dim " +
-                                     std::to_string(i) + " (0) of input " + in.str() +
-                                     " which has no such dim");
+        ctx.check(i < in.rank(), "shape value " + ints_str(*target) + " copies dim " + std::to_string(i) +
+                                     " (0) of input " + in.str() + " which has no such dim");
         out.dims.push_back(in[i]);
       }
     } else {
@@ -194,8 +193,7 @@ void infer_reshape(InferContext& ctx) {
   ctx.check(!(allowzero && has_zero && infer_at >= 0),
             "shape value " + ints_str(*target) + " has both 0 and -1 with allowzero=1");
   auto mismatch = [&]() {
-    return "cannot reshape input " + in.str() + " to shape value " + ints_str(*target) +
-           " (element counts differ)";
+    return "cannot reshape input " + in.str() + " to shape value " + ints_str(*target) + " (element counts differ)";
   };
   if (!in.rank_known) {
     ctx.set_output(0, dt, out);
@@ -219,8 +217,8 @@ void infer_reshape(InferContext& ctx) {
     if (infer_at >= 0) {
       if (out_syms.empty() && in_syms.empty()) {
         ctx.check(out_stat != 0 || in_stat == 0, mismatch());
-        ctx.check(out_stat != 0, "cannot infer the -1 in shape value " + ints_str(*target) +
-                                     " for input " + in.str() + ": the other dims have 0 elements");
+        ctx.check(out_stat != 0, "cannot infer the -1 in shape value " + ints_str(*target) + " for input " + in.str() +
+                                     ": the other dims have 0 elements");
         ctx.check(in_stat % out_stat == 0, mismatch());
         out.dims[size_t(infer_at)] = Dim::fixed(in_stat / out_stat);
       } else if (out_syms.empty() && in_syms.size() == 1 && in_stat == out_stat) {
@@ -268,8 +266,7 @@ void infer_squeeze(InferContext& ctx) {
         continue;
       }
       ctx.check(!in[i].is_static() || in[i].value == 1,
-                "cannot squeeze axis " + std::to_string(i) + " of size " + in[i].str() + " (input " +
-                    in.str() + ")");
+                "cannot squeeze axis " + std::to_string(i) + " of size " + in[i].str() + " (input " + in.str() + ")");
     }
     ctx.set_output(0, dt, out);
     return;
@@ -300,8 +297,10 @@ void infer_unsqueeze(InferContext& ctx) {
   Shape out;
   size_t next = 0;
   for (int64_t i = 0; i < out_rank; ++i) {
-    if (std::find(ax.begin(), ax.end(), i) != ax.end()) out.dims.push_back(Dim::fixed(1));
-    else out.dims.push_back(in[next++]);
+    if (std::find(ax.begin(), ax.end(), i) != ax.end())
+      out.dims.push_back(Dim::fixed(1));
+    else
+      out.dims.push_back(in[next++]);
   }
   ctx.set_output(0, dt, out);
 }
@@ -340,9 +339,9 @@ void infer_concat(InferContext& ctx) {
   for (size_t i = 0; i < ctx.num_inputs(); ++i) {
     const TensorType& t = ctx.input_type(i);
     if (dt == DType::undefined) dt = t.dtype;
-    ctx.check(t.dtype == DType::undefined || t.dtype == dt,
-              "input " + std::to_string(i) + " is " + std::string(dtype_name(t.dtype)) +
-                  " but input 0 is " + std::string(dtype_name(dt)));
+    ctx.check(t.dtype == DType::undefined || t.dtype == dt, "input " + std::to_string(i) + " is " +
+                                                                std::string(dtype_name(t.dtype)) + " but input 0 is " +
+                                                                std::string(dtype_name(dt)));
     if (!first && t.shape.rank_known) first = &t.shape;
   }
   if (!first) {
@@ -366,9 +365,8 @@ void infer_concat(InferContext& ctx) {
     for (int64_t d = 0; d < r; ++d) {
       if (d == a) continue;
       out[size_t(d)] = unify_dims(ctx, out[size_t(d)], s[size_t(d)],
-                                  "input " + std::to_string(i) + " has shape " + s.str() +
-                                      ", which differs from " + first->str() + " off axis " +
-                                      std::to_string(a));
+                                  "input " + std::to_string(i) + " has shape " + s.str() + ", which differs from " +
+                                      first->str() + " off axis " + std::to_string(a));
     }
     if (s[size_t(a)].is_static()) {
       axis_static += s[size_t(a)].value;
@@ -377,9 +375,12 @@ void infer_concat(InferContext& ctx) {
       axis_other = s[size_t(a)];
     }
   }
-  if (axis_non_static == 0) out[size_t(a)] = Dim::fixed(axis_static);
-  else if (axis_non_static == 1 && axis_static == 0) out[size_t(a)] = axis_other;
-  else out[size_t(a)] = Dim::unknown();
+  if (axis_non_static == 0)
+    out[size_t(a)] = Dim::fixed(axis_static);
+  else if (axis_non_static == 1 && axis_static == 0)
+    out[size_t(a)] = axis_other;
+  else
+    out[size_t(a)] = Dim::unknown();
   ctx.set_output(0, dt, out);
 }
 
@@ -393,8 +394,8 @@ void infer_split(InferContext& ctx) {
   if (has_num) {
     int64_t num = n.attr_int("num_outputs", 0);
     ctx.check(!ctx.has_input(1), "has both the 'split' input and the 'num_outputs' attribute");
-    ctx.check(num >= 1 && num == nout, "num_outputs is " + std::to_string(num) + " but the node has " +
-                                           std::to_string(nout) + " outputs");
+    ctx.check(num >= 1 && num == nout,
+              "num_outputs is " + std::to_string(num) + " but the node has " + std::to_string(nout) + " outputs");
   }
   if (!in.rank_known) {
     for (int64_t i = 0; i < nout; ++i) ctx.set_output(size_t(i), dt, Shape::unknown_rank());
@@ -405,16 +406,15 @@ void infer_split(InferContext& ctx) {
   std::vector<Dim> sizes(size_t(nout), Dim::unknown());
   if (ctx.has_input(1)) {
     if (auto split = known_ints(ctx, 1)) {
-      ctx.check(int64_t(split->size()) == nout, "split " + ints_str(*split) + " has " +
-                                                    std::to_string(split->size()) + " entries for " +
-                                                    std::to_string(nout) + " outputs");
+      ctx.check(int64_t(split->size()) == nout, "split " + ints_str(*split) + " has " + std::to_string(split->size()) +
+                                                    " entries for " + std::to_string(nout) + " outputs");
       int64_t sum = 0;
       for (int64_t s : *split) {
         ctx.check(s >= 0, "split " + ints_str(*split) + " has a negative size");
         sum += s;
       }
-      ctx.check(!d.is_static() || d.value == sum, "split " + ints_str(*split) + " does not add up to dim " +
-                                                      std::to_string(a) + " of input " + in.str());
+      ctx.check(!d.is_static() || d.value == sum,
+                "split " + ints_str(*split) + " does not add up to dim " + std::to_string(a) + " of input " + in.str());
       for (int64_t i = 0; i < nout; ++i) sizes[size_t(i)] = Dim::fixed((*split)[size_t(i)]);
     }
   } else if (d.is_static()) {
@@ -457,15 +457,13 @@ void infer_slice(InferContext& ctx) {
     return;
   }
   size_t n = starts->size();
-  ctx.check(ends->size() == n, "starts " + ints_str(*starts) + " and ends " + ints_str(*ends) +
-                                   " differ in length");
+  ctx.check(ends->size() == n, "starts " + ints_str(*starts) + " and ends " + ints_str(*ends) + " differ in length");
   if (!axes) {
     axes.emplace();
     for (size_t i = 0; i < n; ++i) axes->push_back(int64_t(i));
   }
   if (!steps) steps = std::vector<int64_t>(n, 1);
-  ctx.check(axes->size() == n && steps->size() == n,
-            "starts, ends, axes and steps differ in length");
+  ctx.check(axes->size() == n && steps->size() == n, "starts, ends, axes and steps differ in length");
   std::vector<int64_t> ax = norm_axes(ctx, *axes, r);
   Shape out = in;
   constexpr int64_t kToEnd = INT32_MAX;  // ends at or past this mean "to the end"
@@ -487,16 +485,14 @@ void infer_slice(InferContext& ctx) {
 // ------------------------------------------------------------- indexing
 
 // Fails if a known index is outside [-size, size-1] on a static axis.
-void check_indices(const InferContext& ctx, size_t idx_input, const Dim& d, const char* axis_what,
-                   const Shape& data) {
+void check_indices(const InferContext& ctx, size_t idx_input, const Dim& d, const char* axis_what, const Shape& data) {
   if (!d.is_static()) return;
   auto idx = known_ints(ctx, idx_input);
   if (!idx) return;
   for (int64_t v : *idx)
-    ctx.check(v >= -d.value && v < d.value,
-              "index " + std::to_string(v) + " is out of range for " + axis_what + " of size " +
-                  std::to_string(d.value) + " (data " + data.str() + ", indices " +
-                  ctx.input_shape(idx_input).str() + ")");
+    ctx.check(v >= -d.value && v < d.value, "index " + std::to_string(v) + " is out of range for " + axis_what +
+                                                " of size " + std::to_string(d.value) + " (data " + data.str() +
+                                                ", indices " + ctx.input_shape(idx_input).str() + ")");
 }
 
 void infer_gather(InferContext& ctx) {
@@ -559,8 +555,8 @@ void infer_gather_nd(InferContext& ctx) {
   for (int64_t i = 0; i < q - 1; ++i) {
     Dim d = idx[size_t(i)];
     if (i < b)
-      d = unify_dims(ctx, data[size_t(i)], d, "batch dims of data " + data.str() + " and indices " +
-                                                  idx.str() + " differ");
+      d = unify_dims(ctx, data[size_t(i)], d,
+                     "batch dims of data " + data.str() + " and indices " + idx.str() + " differ");
     out.dims.push_back(d);
   }
   for (int64_t i = b + k; i < r; ++i) out.dims.push_back(data[size_t(i)]);
@@ -617,8 +613,8 @@ void infer_scatter_nd(InferContext& ctx) {
       ctx.check(k >= 1 && k <= r, "indices " + idx.str() + " index tuples of length " + std::to_string(k) +
                                       " do not fit data " + data.str());
       if (upd.rank_known) {
-        std::string msg = "updates " + upd.str() + " must have shape indices[:-1] ++ data[" +
-                          std::to_string(k) + ":] (indices " + idx.str() + ", data " + data.str() + ")";
+        std::string msg = "updates " + upd.str() + " must have shape indices[:-1] ++ data[" + std::to_string(k) +
+                          ":] (indices " + idx.str() + ", data " + data.str() + ")";
         ctx.check(int64_t(upd.rank()) == q - 1 + r - k, msg);
         for (int64_t i = 0; i < q - 1; ++i) unify_dims(ctx, idx[size_t(i)], upd[size_t(i)], msg);
         for (int64_t i = k; i < r; ++i) unify_dims(ctx, data[size_t(i)], upd[size_t(q - 1 + i - k)], msg);
@@ -650,8 +646,7 @@ void infer_expand(InferContext& ctx) {
     ctx.set_output(0, dt, out);
     return;
   }
-  for (int64_t v : *target)
-    ctx.check(v >= 0, "shape value " + ints_str(*target) + " has a negative dim");
+  for (int64_t v : *target) ctx.check(v >= 0, "shape value " + ints_str(*target) + " has a negative dim");
   ctx.set_output(0, dt, checked(ctx, broadcast_shapes(ctx, in, Shape::of(*target))));
 }
 
@@ -711,8 +706,8 @@ void infer_range(InferContext& ctx) {
     ctx.check(ctx.input_dtype(i) == dt || ctx.input_dtype(i) == DType::undefined,
               "start, limit and delta must have one dtype, got " + std::string(dtype_name(dt)) + " and " +
                   std::string(dtype_name(ctx.input_dtype(i))));
-  ctx.check(dt == DType::undefined || dt == DType::f32 || dt == DType::f64 || dt == DType::f16 ||
-                dt == DType::bf16 || dt == DType::i16 || dt == DType::i32 || dt == DType::i64,
+  ctx.check(dt == DType::undefined || dt == DType::f32 || dt == DType::f64 || dt == DType::f16 || dt == DType::bf16 ||
+                dt == DType::i16 || dt == DType::i32 || dt == DType::i64,
             "unsupported dtype " + std::string(dtype_name(dt)));
   int64_t stash = ctx.node().attr_int("stash_type", 1);
   ctx.check(stash == 1 || stash == 11, "stash_type must be FLOAT (1) or DOUBLE (11), got " + std::to_string(stash));
@@ -729,15 +724,15 @@ void infer_range(InferContext& ctx) {
     __int128 span = __int128(limit) - start;
     __int128 q = span / delta;
     if (q * delta != span && ((span > 0) == (delta > 0))) ++q;  // ceil
-    ctx.check(q <= kMaxElements, "range from " + std::to_string(start) + " to " + std::to_string(limit) +
-                                     " by " + std::to_string(delta) + " is too long");
+    ctx.check(q <= kMaxElements, "range from " + std::to_string(start) + " to " + std::to_string(limit) + " by " +
+                                     std::to_string(delta) + " is too long");
     n = int64_t(std::max<__int128>(q, 0));
   } else {
     double start = v[0]->get_double(0), limit = v[1]->get_double(0), delta = v[2]->get_double(0);
     ctx.check(delta != 0, "delta is 0");
     double c = std::ceil((limit - start) / delta);
-    ctx.check(std::isfinite(c), "start " + std::to_string(start) + ", limit " + std::to_string(limit) +
-                                    ", delta " + std::to_string(delta) + " give no finite length");
+    ctx.check(std::isfinite(c), "start " + std::to_string(start) + ", limit " + std::to_string(limit) + ", delta " +
+                                    std::to_string(delta) + " give no finite length");
     ctx.check(c < 1e12, "range of " + std::to_string(c) + " elements is too long");
     n = c > 0 ? int64_t(c) : 0;
   }
@@ -771,12 +766,18 @@ void infer_constant(InferContext& ctx) {
                         "value_strings", "sparse_value"})
     count += n.has_attr(k);
   ctx.check(count == 1, "needs exactly one value attribute, has " + std::to_string(count));
-  if (const Tensor* t = n.attr_tensor("value")) ctx.set_output(0, t->dtype(), Shape::of(t->dims()));
-  else if (n.has_attr("value_float")) ctx.set_output(0, DType::f32, Shape());
-  else if (n.has_attr("value_floats")) ctx.set_output(0, DType::f32, Shape::of({int64_t(n.attr_floats("value_floats").size())}));
-  else if (n.has_attr("value_int")) ctx.set_output(0, DType::i64, Shape());
-  else if (n.has_attr("value_ints")) ctx.set_output(0, DType::i64, Shape::of({int64_t(n.attr_ints("value_ints").size())}));
-  else ctx.fail("string and sparse constants are not supported");
+  if (const Tensor* t = n.attr_tensor("value"))
+    ctx.set_output(0, t->dtype(), Shape::of(t->dims()));
+  else if (n.has_attr("value_float"))
+    ctx.set_output(0, DType::f32, Shape());
+  else if (n.has_attr("value_floats"))
+    ctx.set_output(0, DType::f32, Shape::of({int64_t(n.attr_floats("value_floats").size())}));
+  else if (n.has_attr("value_int"))
+    ctx.set_output(0, DType::i64, Shape());
+  else if (n.has_attr("value_ints"))
+    ctx.set_output(0, DType::i64, Shape::of({int64_t(n.attr_ints("value_ints").size())}));
+  else
+    ctx.fail("string and sparse constants are not supported");
 }
 
 void infer_eye_like(InferContext& ctx) {
@@ -850,11 +851,10 @@ void infer_cum_sum(InferContext& ctx) {
   check_index_input(ctx, 1, "axis");
   const Shape& in = ctx.input_shape(0);
   DType dt = ctx.input_dtype(0);
-  ctx.check(dt == DType::undefined || dtype_is_float(dt) || (dtype_is_int(dt) && dt != DType::i8 &&
-                                                             dt != DType::u8 && dt != DType::i16 && dt != DType::u16),
+  ctx.check(dt == DType::undefined || dtype_is_float(dt) ||
+                (dtype_is_int(dt) && dt != DType::i8 && dt != DType::u8 && dt != DType::i16 && dt != DType::u16),
             "unsupported dtype " + std::string(dtype_name(dt)));
-  if (auto a = known_scalar(ctx, 1, "axis"); a && in.rank_known)
-    norm_axis(ctx, *a, int64_t(in.rank()));
+  if (auto a = known_scalar(ctx, 1, "axis"); a && in.rank_known) norm_axis(ctx, *a, int64_t(in.rank()));
   ctx.set_output(0, dt, in);
 }
 
@@ -864,13 +864,11 @@ void infer_pad(InferContext& ctx) {
   const Shape& in = ctx.input_shape(0);
   DType dt = ctx.input_dtype(0);
   std::string mode = ctx.node().attr_string("mode", "constant");
-  ctx.check(mode == "constant" || mode == "reflect" || mode == "edge" || mode == "wrap",
-            "unknown mode '" + mode + "'");
+  ctx.check(mode == "constant" || mode == "reflect" || mode == "edge" || mode == "wrap", "unknown mode '" + mode + "'");
   if (ctx.has_input(2)) {
     const TensorType& cv = ctx.input_type(2);
     ctx.check(cv.dtype == DType::undefined || dt == DType::undefined || cv.dtype == dt,
-              "constant_value is " + std::string(dtype_name(cv.dtype)) + " but data is " +
-                  std::string(dtype_name(dt)));
+              "constant_value is " + std::string(dtype_name(cv.dtype)) + " but data is " + std::string(dtype_name(dt)));
     if (const Tensor* t = ctx.input_value(2))
       ctx.check(t->numel() == 1, "constant_value must be a scalar, got " + dims_str(t->dims()));
   }
@@ -893,8 +891,8 @@ void infer_pad(InferContext& ctx) {
   }
   std::vector<int64_t> ax = norm_axes(ctx, *axes, r);
   size_t n = ax.size();
-  ctx.check(pads->size() == 2 * n, "pads " + ints_str(*pads) + " must have 2 entries per padded axis (" +
-                                       std::to_string(n) + " axes)");
+  ctx.check(pads->size() == 2 * n,
+            "pads " + ints_str(*pads) + " must have 2 entries per padded axis (" + std::to_string(n) + " axes)");
   Shape out = in;
   for (size_t i = 0; i < n; ++i) {
     int64_t begin = (*pads)[i], end = (*pads)[n + i];
@@ -916,11 +914,11 @@ void infer_pad(InferContext& ctx) {
 }  // namespace
 
 void register_tensor_ops(OpRegistry& r) {
-  auto add = [&](const char* name, int min_in, int max_in, void (*infer)(InferContext&),
-                 const char* doc, int min_out = 1, int max_out = 1) {
-    r.add(make_op_schema(name, min_in, max_in, min_out, max_out, infer, doc));
-  };
-  add("Reshape", 2, 2, infer_reshape, "Same data, new shape; 0 copies an input dim (unless allowzero), -1 is inferred.");
+  auto add = [&](const char* name, int min_in, int max_in, void (*infer)(InferContext&), const char* doc,
+                 int min_out = 1,
+                 int max_out = 1) { r.add(make_op_schema(name, min_in, max_in, min_out, max_out, infer, doc)); };
+  add("Reshape", 2, 2, infer_reshape,
+      "Same data, new shape; 0 copies an input dim (unless allowzero), -1 is inferred.");
   add("Flatten", 1, 1, infer_flatten, "2-D view: dims before `axis` and from `axis` on are multiplied.");
   add("Squeeze", 1, 2, infer_squeeze, "Removes size-1 dims (the given axes, or all).");
   add("Unsqueeze", 2, 2, infer_unsqueeze, "Inserts size-1 dims at the given output axes.");
@@ -931,14 +929,17 @@ void register_tensor_ops(OpRegistry& r) {
   add("Gather", 2, 2, infer_gather, "Takes slices along `axis` at the given indices.");
   add("GatherElements", 2, 2, infer_gather_elements, "Element-wise gather along `axis`.");
   add("GatherND", 2, 2, infer_gather_nd, "Gathers slices addressed by index tuples, after `batch_dims`.");
-  add("ScatterElements", 3, 3, infer_scatter_elements, "Copy of data with updates written along `axis` (optionally reduced).");
-  add("ScatterND", 3, 3, infer_scatter_nd, "Copy of data with slices addressed by index tuples replaced (optionally reduced).");
+  add("ScatterElements", 3, 3, infer_scatter_elements,
+      "Copy of data with updates written along `axis` (optionally reduced).");
+  add("ScatterND", 3, 3, infer_scatter_nd,
+      "Copy of data with slices addressed by index tuples replaced (optionally reduced).");
   add("Expand", 2, 2, infer_expand, "Broadcasts the input to the given shape.");
   add("Tile", 2, 2, infer_tile, "Repeats the input along each axis.");
   add("Shape", 1, 1, infer_shape, "The input's dims [start, end) as int64.");
   add("Size", 1, 1, infer_size, "The input's element count as an int64 scalar.");
   add("Range", 3, 3, infer_range, "start, start+delta, ... up to limit (exclusive).");
-  add("ConstantOfShape", 1, 1, infer_constant_of_shape, "A tensor of the given shape filled with `value` (default f32 0).");
+  add("ConstantOfShape", 1, 1, infer_constant_of_shape,
+      "A tensor of the given shape filled with `value` (default f32 0).");
   add("Constant", 0, 0, infer_constant, "A constant from value / value_float(s) / value_int(s).");
   add("Trilu", 1, 2, infer_trilu, "Keeps the upper (or lower) triangle of the last two dims, from diagonal k.");
   add("CumSum", 2, 2, infer_cum_sum, "Cumulative sum along an axis (exclusive / reverse options).");

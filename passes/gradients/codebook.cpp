@@ -4,10 +4,11 @@
 // rule makes the forward node's ids output exist; interventions (Mode A and
 // B masks, forced and blocked slots) are then just different ids.
 #include "ir/codebook.h"
-#include "support/error.h"
+
 #include "ir/ops/grad.h"
 #include "ir/verifier.h"
 #include "passes/gradients/gradient_rule.h"
+#include "support/error.h"
 
 namespace cb {
 namespace {
@@ -36,8 +37,8 @@ std::vector<Value*> codebook_grad(GradientContext& c) {
   Value* dy = c.dy_or_zeros(0);
   bool want_x = c.want(0), want_codes = c.want(1), want_scale = c.want(2), want_bias = c.want(3);
   GradBuilder::Attrs a{{"k", attrs.k}, {"epsilon", attrs.epsilon}, {"loss", loss}};
-  std::vector<Value*> g = c.b.op_n("CodebookGrad", {dy, c.in(0), c.in(1), c.in(2), c.in(3), ids}, 4, a,
-                                   kGradDomain, {want_x, want_codes, want_scale, want_bias});
+  std::vector<Value*> g = c.b.op_n("CodebookGrad", {dy, c.in(0), c.in(1), c.in(2), c.in(3), ids}, 4, a, kGradDomain,
+                                   {want_x, want_codes, want_scale, want_bias});
   for (size_t i = 0; i < 4; ++i) r[i] = g[i];
   return r;
 }

@@ -2,9 +2,9 @@
 // input's gradient summed back to its shape), unary math, Where and Cast.
 // Every rule builds standard ONNX ops (Gelu's: codebook.grad.GeluGrad) and
 // computes only the gradients asked.
-#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "passes/gradients/gradient_rule.h"
+#include "support/error.h"
 
 namespace cb {
 namespace {

@@ -2,8 +2,8 @@
 // reduction) and the gradient rule table; see gradient_rule.h.
 #include <algorithm>
 
-#include "support/error.h"
 #include "passes/gradients/gradient_rule.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -55,9 +55,9 @@ Value* GradBuilder::reshape_like(Value* grad, Value* v) {
 Value* GradBuilder::sum_to(Value* grad, const Value* like) {
   const Shape& gs = grad->type.shape;
   const Shape& ls = like->type.shape;
-  CB_CHECK(gs.rank_known && ls.rank_known,
-           "autodiff (" << scope_name() << "): cannot sum the gradient " << grad->type.str() << " back to '" << like->name
-                        << "' " << like->type.str() << ": unknown rank");
+  CB_CHECK(gs.rank_known && ls.rank_known, "autodiff (" << scope_name() << "): cannot sum the gradient "
+                                                        << grad->type.str() << " back to '" << like->name << "' "
+                                                        << like->type.str() << ": unknown rank");
   auto static_one = [](const Dim& d) { return d.is_static() && d.value == 1; };
   const size_t gr = gs.rank(), lr = ls.rank();
   // like's extra leading dims (when it has more) must be 1: they come back by Unsqueeze.

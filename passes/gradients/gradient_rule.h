@@ -63,9 +63,9 @@ class GradBuilder : public Builder {
 
 struct GradientContext {
   GradBuilder& b;
-  Node& node;                // the forward node (a rule may add outputs to it)
-  std::vector<Value*> dy;    // per output: the gradient reaching it, or null
-  std::vector<bool> wants;   // per input: is its gradient needed?
+  Node& node;               // the forward node (a rule may add outputs to it)
+  std::vector<Value*> dy;   // per output: the gradient reaching it, or null
+  std::vector<bool> wants;  // per input: is its gradient needed?
 
   Value* in(size_t i) const { return node.input(i); }
   Value* out(size_t i) const { return i < node.outputs.size() ? node.outputs[i] : nullptr; }

@@ -2,9 +2,9 @@
 // transposed operand; a rank-2 weight's gradient of a batched product is one
 // Gemm over the flattened rows), Softmax / LogSoftmax and LayerNormalization
 // (codebook.grad.SoftmaxGrad / LayerNormalizationGrad, ir/ops/grad.h).
-#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "passes/gradients/gradient_rule.h"
+#include "support/error.h"
 
 namespace cb {
 namespace {
@@ -60,8 +60,8 @@ std::vector<Value*> matmul_grad(GradientContext& c) {
     Value* dB;
     const Shape& as = A2->type.shape;
     const Shape& ys = dY2->type.shape;
-    bool flat_rows = rb2 == 2 && ra2 > 2 && ry2 == ra2 && as[size_t(ra2 - 1)].is_static() &&
-                     ys[size_t(ry2 - 1)].is_static();
+    bool flat_rows =
+        rb2 == 2 && ra2 > 2 && ry2 == ra2 && as[size_t(ra2 - 1)].is_static() && ys[size_t(ry2 - 1)].is_static();
     if (ra2 == 2 && rb2 == 2) {
       dB = b.op("Gemm", {A2, dY2}, {{"transA", int64_t(1)}});
     } else if (flat_rows) {
@@ -114,10 +114,9 @@ std::vector<Value*> layer_norm_grad(GradientContext& c) {
   CB_CHECK(!(c.dy.size() > 1 && c.dy[1]) && !(c.dy.size() > 2 && c.dy[2]),
            "autodiff: " << n.describe() << ": gradients through the Mean / InvStdDev outputs are not supported");
   bool want_bias = c.in(2) && c.want(2);
-  std::vector<Value*> g = c.b.op_n(
-      "LayerNormalizationGrad", {c.dy[0], c.in(0), c.in(1)}, 3,
-      {{"axis", n.attr_int("axis", -1)}, {"epsilon", n.attr_float("epsilon", 1e-5f)}}, kGradDomain,
-      {c.want(0), c.want(1), want_bias});
+  std::vector<Value*> g = c.b.op_n("LayerNormalizationGrad", {c.dy[0], c.in(0), c.in(1)}, 3,
+                                   {{"axis", n.attr_int("axis", -1)}, {"epsilon", n.attr_float("epsilon", 1e-5f)}},
+                                   kGradDomain, {c.want(0), c.want(1), want_bias});
   if (c.want(0)) r[0] = g[0];
   if (c.want(1)) r[1] = c.b.sum_to(g[1], c.in(1));
   if (want_bias) r[2] = c.b.sum_to(g[2], c.in(2));

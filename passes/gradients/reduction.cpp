@@ -3,8 +3,8 @@
 // number of reduced elements for the mean. The axes must be constants.
 #include <algorithm>
 
-#include "support/error.h"
 #include "passes/gradients/gradient_rule.h"
+#include "support/error.h"
 
 namespace cb {
 namespace {

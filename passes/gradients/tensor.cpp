@@ -2,16 +2,15 @@
 // Slice, Expand and the gathers. Their gradients move dy back where the
 // forward took it from; Gather and Slice write into zeros of the input's
 // shape with codebook.grad.GatherGrad / SliceGrad (ir/ops/grad.h).
-#include "support/error.h"
 #include "ir/ops/grad.h"
 #include "passes/gradients/gradient_rule.h"
+#include "support/error.h"
 
 namespace cb {
 namespace {
 
 int64_t rank_of(const Node& n, const Value* v) {
-  CB_CHECK(v->type.shape.rank_known,
-           "autodiff: " << n.describe() << ": the rank of '" << v->name << "' is unknown");
+  CB_CHECK(v->type.shape.rank_known, "autodiff: " << n.describe() << ": the rank of '" << v->name << "' is unknown");
   return int64_t(v->type.shape.rank());
 }
 
@@ -77,18 +76,17 @@ std::vector<Value*> concat_grad(GradientContext& c) {
     int64_t offset = 0;
     for (size_t i = 0; i < c.node.inputs.size(); ++i) {
       int64_t size = c.in(i)->type.shape[size_t(axis)].value;
-      if (c.want(i))
-        r[i] = c.b.op("Slice", {c.dy[0], c.b.i64s({offset}), c.b.i64s({offset + size}), c.b.i64s({axis})});
+      if (c.want(i)) r[i] = c.b.op("Slice", {c.dy[0], c.b.i64s({offset}), c.b.i64s({offset + size}), c.b.i64s({axis})});
       offset += size;
     }
     return r;
   }
   std::vector<Value*> sizes;
-  for (Value* in : c.node.inputs) sizes.push_back(c.b.op("Gather", {c.b.shape_tensor(in), c.b.i64s({axis})}, {{"axis", int64_t(0)}}));
+  for (Value* in : c.node.inputs)
+    sizes.push_back(c.b.op("Gather", {c.b.shape_tensor(in), c.b.i64s({axis})}, {{"axis", int64_t(0)}}));
   Value* split = sizes.size() == 1 ? sizes[0] : c.b.op("Concat", sizes, {{"axis", int64_t(0)}});
   std::vector<const Value*> like(c.node.inputs.begin(), c.node.inputs.end());
-  std::vector<Value*> parts =
-      c.b.op_n("Split", {c.dy[0], split}, c.node.inputs.size(), {{"axis", axis}}, "", {}, like);
+  std::vector<Value*> parts = c.b.op_n("Split", {c.dy[0], split}, c.node.inputs.size(), {{"axis", axis}}, "", {}, like);
   for (size_t i = 0; i < parts.size(); ++i)
     if (c.want(i)) r[i] = parts[i];
   return r;
