@@ -53,7 +53,8 @@ class TextCli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = temp_dir("text");
     cb_ = (dir_ / "cb.onnx").string();
-    Result c = run_tool("compile " + kModel + " -o " + cb_ + " --at mlp --codes 16 -k 2 --seed 3 --tokenizer " + kGpt2Bpe);
+    Result c =
+        run_tool("compile " + kModel + " -o " + cb_ + " --at mlp --codes 16 -k 2 --seed 3 --tokenizer " + kGpt2Bpe);
     ASSERT_EQ(c.code, 0) << c.out;
     ASSERT_NE(c.out.find("tokenizer: "), std::string::npos) << c.out;
   }
@@ -101,7 +102,8 @@ TEST_F(TextCli, RunFoldersRecordTheirTokenizer) {
     std::ofstream(run / "trainer_state.json") << "{\"step\": 1, \"config\": " << config << "}";
     return run.string();
   };
-  std::string fsm = make_run("fsm_run", R"({"dataset_args": {"kind": "tokfsm"}, "fsm_args": {"representation_base": 10}})");
+  std::string fsm =
+      make_run("fsm_run", R"({"dataset_args": {"kind": "tokfsm"}, "fsm_args": {"representation_base": 10}})");
   Result r = run_tool("run " + fsm + " --prompt 4312 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(json_field(r.out, "tokens"), "[10, 4, 3, 1, 2]");
@@ -156,8 +158,8 @@ TEST_F(TextCli, OutputsSelectWhatIsWritten) {
   EXPECT_EQ(files(all), (std::set<std::string>{"logits.npy"}));
   Result r = run_tool("run " + cb_ + " --tokens 1,2 --tap layer1.mlp -o " + taps.string());
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_EQ(files(taps), (std::set<std::string>{"layer1.mlp.ids.npy", "layer1.mlp.input.npy",
-                                                "layer1.mlp.output.npy", "layer1.mlp.scores.npy"}));
+  EXPECT_EQ(files(taps), (std::set<std::string>{"layer1.mlp.ids.npy", "layer1.mlp.input.npy", "layer1.mlp.output.npy",
+                                                "layer1.mlp.scores.npy"}));
   r = run_tool("run " + cb_ + " --tokens 1,2 --tap layer1.mlp --outputs logits,layer1.mlp.ids -o " + chosen.string());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(files(chosen), (std::set<std::string>{"logits.npy", "layer1.mlp.ids.npy"}));
@@ -174,7 +176,8 @@ TEST_F(TextCli, CompareShowsCodesSideBySideAndJsdInBits) {
   EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(pos +0 .*  (\d+ \d+) \| \1\n)"))) << r.out;
   EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(divergence at the last position: [0-9.e-]+ bits\n)"))) << r.out;
 
-  Result j = run_tool("run " + cb_ + " --prompt 'a b c' --show-codes layer0.mlp --force layer0.mlp:1,2@1 --compare --json");
+  Result j =
+      run_tool("run " + cb_ + " --prompt 'a b c' --show-codes layer0.mlp --force layer0.mlp:1,2@1 --compare --json");
   ASSERT_EQ(j.code, 0) << j.out;
   EXPECT_EQ(json_field(j.out, "jsd_unit"), "\"bits\"");
   std::string per = json_field(j.out, "jsd_per_position");

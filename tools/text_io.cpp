@@ -55,7 +55,8 @@ std::optional<std::string> spec_from_run_config(const Json& config) {
 // The resolved config of the training run or checkpoint folder `dir`, if any.
 std::optional<Json> run_config(const fs::path& dir) {
   std::error_code ec;
-  if (fs::exists(dir / "trainer_state.json", ec)) return json_read_file((dir / "trainer_state.json").string()).at("config");
+  if (fs::exists(dir / "trainer_state.json", ec))
+    return json_read_file((dir / "trainer_state.json").string()).at("config");
   if (list_checkpoints(dir.string()).empty()) return std::nullopt;
   return find_checkpoint(dir.string()).trainer_state.at("config");
 }
@@ -90,7 +91,7 @@ std::vector<int64_t> TokenText::encode(const std::string& text) const {
     char c = char(std::toupper(uint8_t(text[i])));
     int64_t d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'Z' ? c - 'A' + 10 : -1;
     CB_CHECK(d >= 0 && d < base_, "--prompt: character " << i << " '" << text[i] << "' is not a base-" << base_
-                                                          << " digit (TokFSM prompts are digits, one token each)");
+                                                         << " digit (TokFSM prompts are digits, one token each)");
     ids.push_back(d);
   }
   return ids;
@@ -135,11 +136,16 @@ std::string escape_bytes(const std::string& bytes) {
   for (size_t i = 0; i < bytes.size();) {
     uint8_t c = uint8_t(bytes[i]);
     size_t n = utf8_length(bytes, i);
-    if (c == '"' || c == '\\') out += std::string("\\") + char(c);
-    else if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (c == '\r') out += "\\r";
-    else if (n == 0 || c < 0x20 || c == 0x7f) out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    if (c == '"' || c == '\\')
+      out += std::string("\\") + char(c);
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\r')
+      out += "\\r";
+    else if (n == 0 || c < 0x20 || c == 0x7f)
+      out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
     else {
       out += bytes.substr(i, n);
       i += n;
@@ -160,7 +166,8 @@ std::optional<std::string> recorded_tokenizer(const std::string& model_arg, cons
     if (std::optional<std::string> spec = spec_from_run_config(*config)) return spec;
   if (!metadata_spec.empty()) return metadata_spec;
   // A Hugging Face folder that ships its tokenizer.
-  if (fs::exists(dir / "tokenizer.json", ec) || (fs::exists(dir / "vocab.json", ec) && fs::exists(dir / "merges.txt", ec)))
+  if (fs::exists(dir / "tokenizer.json", ec) ||
+      (fs::exists(dir / "vocab.json", ec) && fs::exists(dir / "merges.txt", ec)))
     return dir.string();
   return std::nullopt;
 }
