@@ -139,7 +139,7 @@ TEST_F(TextCli, NextTokensShowStringsAndSignificantDigits) {
   ASSERT_EQ(r.code, 0) << r.out;
   // The newline token is escaped, so it is visible and keeps the line whole.
   EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(token +198 "\\n")"))) << r.out;
-  EXPECT_NE(r.out.find("(p to 4 significant digits)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("next tokens: (p to 4 significant digits)"), std::string::npos) << r.out;
   // Each next token: id, p with 4 significant digits, its string in quotes.
   std::regex line(R"(\n +\d+  p (0\.0*[1-9]\d{3}|[0-9.]+e-\d+) +"[^\n]*")");
   EXPECT_EQ(std::distance(std::sregex_iterator(r.out.begin(), r.out.end(), line), std::sregex_iterator()), 5) << r.out;
@@ -160,6 +160,11 @@ TEST_F(TextCli, OutputsSelectWhatIsWritten) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(files(taps), (std::set<std::string>{"layer1.mlp.ids.npy", "layer1.mlp.input.npy", "layer1.mlp.output.npy",
                                                 "layer1.mlp.scores.npy"}));
+  // --show-codes adds no files, also on a site --tap taps too.
+  r = run_tool("run " + cb_ + " --tokens 1,2 --tap layer1.mlp --show-codes layer1.mlp --show-codes layer0.mlp -o " +
+               taps.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(files(taps).size(), 4u);
   r = run_tool("run " + cb_ + " --tokens 1,2 --tap layer1.mlp --outputs logits,layer1.mlp.ids -o " + chosen.string());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(files(chosen), (std::set<std::string>{"logits.npy", "layer1.mlp.ids.npy"}));

@@ -48,12 +48,15 @@ std::vector<TokenProb> top_next(const Tensor& logits, int k) {
 
 // Probabilities to 4 significant digits, so the small ones of a 50k vocabulary are not all 0.0000.
 void print_top(const std::string& what, const std::vector<TokenProb>& top, const Strings& s) {
-  std::cout << "top " << top.size() << " next tokens" << what << " (p to 4 significant digits):\n";
+  std::cout << "top " << top.size() << " next tokens" << what << ": (p to 4 significant digits)\n";
   for (auto& t : top) {
     std::ostringstream p;
     p << std::setprecision(4) << t.p;
-    std::cout << "  " << std::setw(8) << t.token << "  p " << std::left << std::setw(10) << p.str() << std::right;
-    std::cout << (s.text ? "  " + s.shown(t.token) : "") << "\n";
+    std::cout << "  " << std::setw(8) << t.token << "  p ";
+    if (s.text)
+      std::cout << std::left << std::setw(10) << p.str() << std::right << "  " << s.shown(t.token) << "\n";
+    else
+      std::cout << p.str() << "\n";
   }
 }
 
@@ -219,14 +222,9 @@ int cmd_run(int argc, char** argv) {
     if (std::find(model_outputs.begin(), model_outputs.end(), n) == model_outputs.end()) tap_outputs.push_back(n);
   std::vector<std::string> show =
       vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  // The sites to tap for --show-codes (those --tap already tapped are not tapped twice).
+  // The taps of --show-codes (tapping a site --tap already tapped changes nothing).
   InterventionSet show_taps;
-  for (const std::string& site : show) {
-    std::string name = parse_site(site, num_layers_of(*m.graph)).site();
-    if (!m.graph->find_value(name + ".ids") &&
-        std::find(show_taps.taps.begin(), show_taps.taps.end(), site) == show_taps.taps.end())
-      show_taps.taps.push_back(site);
-  }
+  show_taps.taps = show;
   InterventionsPass show_pass(show_taps);
   PassManager().run(show_pass, *m.graph);
   const Graph& g = *m.graph;
