@@ -24,6 +24,10 @@ struct LogWindow {
   void add(const StepMetrics& m);
 };
 
+// `v` (an f32 value, or a mean of f32 values) rounded to the shortest decimal
+// that reads back to the same float: logs print 0.001, not 0.0010000000474974513.
+double f32_number(double v);
+
 Json train_log_line(int64_t step, const LogWindow& w, Trainer& trainer);
 Json eval_log_line(const EvalMetrics& m, const Trainer& trainer);
 // Per-site codebook metrics aggregated per layer and in total, under `prefix`.
