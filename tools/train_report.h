@@ -2,8 +2,10 @@
 // JSON log lines, with the original's metric names
 // (docs/original.md#loss-and-logged-metrics):
 // loss, accuracy, learning_rate, grad_norm, tokens_per_s,
-// dead_code_fraction[/layer{L}], MSE[/layer{L}], mean_norm[/layer{L}],
-// max_norm[/layer{L}] ("eval_" prefixed for evaluations), and for TokFSM
+// dead_code_fraction[/layer{L}], dead_code_fraction_before_replacement[/layer{L}],
+// MSE[/layer{L}] (per component), relative_MSE and explained_variance (eval
+// with reconstructions), mean_norm[/layer{L}], max_norm[/layer{L}] ("eval_"
+// prefixed for evaluations; docs/training.md defines each), and for TokFSM
 // eval_transition_accuracy, eval_first_transition_accuracy (of sampled
 // sequences) and eval_first_transition_accuracy_probs (from next-state
 // probabilities, the tutorial's number).
