@@ -138,8 +138,8 @@ TEST(CliFaithful, TrainFinalEvalAndEvalDrawTheSameSamples) {
 
 TEST(CliFaithful, ResumingAFinishedRunChangesNothing) {
   fs::path dir = temp_dir("faithful_resume") / "run";
-  auto r = run_tool("train " + kConfig + " training_args.max_steps=4 training_args.save_steps=2 --output " +
-                    dir.string());
+  auto r =
+      run_tool("train " + kConfig + " training_args.max_steps=4 training_args.save_steps=2 --output " + dir.string());
   ASSERT_EQ(r.code, 0) << r.out;
   std::string log = file_bytes(dir / "log.jsonl"), state = file_bytes(dir / "checkpoint-4" / "trainer_state.json");
   auto mtime = fs::last_write_time(dir / "checkpoint-4");
