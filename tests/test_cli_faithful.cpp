@@ -163,6 +163,13 @@ TEST(CliFaithful, VocabularyMismatchesAreClearErrors) {
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("has 3 token ids but the model's vocabulary has 2"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("Gather"), std::string::npos) << r.out;
+  // A tokenizer larger than the model's vocabulary (GPT-2 BPE into a 3-token model).
+  { std::ofstream(dir / "text.txt") << "The cat sat on the mat.\n"; }
+  r = run_tool("train " + kConfig + " dataset_args.kind=text dataset_args.train_files=[" + (dir / "text.txt").string() +
+               "] dataset_args.tokenizer=" + CB_SOURCE_DIR + "/../shared/data/gpt2-bpe --output " +
+               (dir / "b").string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("gpt2-bpe has 50257 token ids but the model's vocabulary has 3"), std::string::npos) << r.out;
 }
 
 TEST(CliFaithful, PerPlacementListsFollowCodebookAt) {
