@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 
 #include "backends/backend.h"
 #include "support/error.h"
@@ -16,6 +17,7 @@
 #include "tools/options.h"
 #include "tools/train_report.h"
 #include "train/checkpoint.h"
+#include "train/codebook_removal.h"
 #include "train/tokfsm_eval.h"
 #include "train/train_config.h"
 
@@ -53,6 +55,7 @@ int cmd_eval(int argc, char** argv) {
   // A checkpoint (or a training output folder) brings its config, FSM and model.
   std::string model_path = model_arg;
   Json config;
+  int64_t step = 0;  // the checkpoint's: seeds the TokFSM samples as training's evaluation did
   std::error_code ec;
   bool is_run = fs::is_directory(model_arg, ec) &&
                 (fs::exists(fs::path(model_arg) / "trainer_state.json") || !list_checkpoints(model_arg).empty());
@@ -61,6 +64,7 @@ int cmd_eval(int argc, char** argv) {
     CB_CHECK(file.empty(), "MODEL is a checkpoint with its own config; give overrides only");
     config = resolve_train_config(ck.trainer_state.at("config"), overrides);
     model_path = (fs::path(ck.dir) / "model.onnx").string();
+    step = ck.step;
     if (fs::exists(fs::path(ck.dir) / "fsm.npy"))
       config["fsm_args"]["fsm_path"] = (fs::path(ck.dir) / "fsm.npy").string();
   } else {
@@ -74,25 +78,68 @@ int cmd_eval(int argc, char** argv) {
   TrainRunConfig run = parse_train_config(config);
   set_num_threads(run.trainer.num_threads);
   auto backend = make_backend(run.backend);
-  RunData data = make_run_data(run);
+  int64_t vocab = logits_vocab_size(*load_model(model_path).graph);
+  if (!is_run && file.empty() && run.dataset == DatasetKind::tokfsm && vocab > 0) {
+    // The built-in defaults are TokFSM's: only a TokFSM model can use them.
+    int64_t fsm_vocab = run.fsm.base + 1;
+    CB_CHECK(vocab == fsm_vocab,
+             model_path << " has a vocabulary of " << vocab << " tokens, not the TokFSM data's " << fsm_vocab
+                        << " (the built-in defaults when no config is given): give the evaluation data as a config, "
+                           "e.g. `codebook eval MODEL data.yaml` with dataset_args.kind: text, "
+                           "dataset_args.tokenizer: DIR and dataset_args.train_files: [FILE] (its validation split "
+                           "is evaluated), or as the same overrides (dataset_args.kind=text ...)");
+  }
+  RunData data = make_run_data(run, vocab);
 
-  StepGraphOptions go;
-  StepGraph sg = build_eval_graph(load_model(model_path).graph, go);
-  CompileOptions co;
-  co.num_threads = run.trainer.num_threads;
-  auto exe = Executable::compile(sg.graph, *backend, co);
-  EvalMetrics em = evaluate_step_graph(*exe, sg, sg.initial, *data.dataset, run.trainer.eval_batch_size,
-                                       run.trainer.max_eval_samples);
+  // One evaluation of a model over the evaluation set.
+  auto evaluate = [&](std::shared_ptr<Graph> model, bool reconstructions, std::vector<CodebookOutputs>* codebooks) {
+    StepGraphOptions go;
+    go.codebook_reconstructions = reconstructions;
+    StepGraph sg = build_eval_graph(std::move(model), go);
+    CompileOptions co;
+    co.num_threads = run.trainer.num_threads;
+    auto exe = Executable::compile(sg.graph, *backend, co);
+    if (codebooks) *codebooks = sg.codebooks;
+    return evaluate_step_graph(*exe, sg, sg.initial, *data.dataset, run.trainer.eval_batch_size,
+                               run.trainer.max_eval_samples);
+  };
+  std::vector<CodebookOutputs> codebooks;
+  EvalMetrics em = evaluate(load_model(model_path).graph, true, &codebooks);
   Json line = Json::Object{};
   line["eval_loss"] = em.loss;
   line["eval_accuracy"] = em.accuracy;
   if (std::isfinite(em.perplexity)) line["eval_perplexity"] = em.perplexity;
   line["eval_samples"] = em.samples;
   line["eval_tokens"] = em.tokens;
-  add_codebook_metrics(line, em.codebooks, sg.codebooks, "eval_", false);
+  // Faithfulness: the same data through the model without its codebooks
+  // (bypassed: the clean baseline) and with their outputs zeroed (ablated).
+  std::optional<EvalMetrics> bypassed, zeroed;
+  if (!codebooks.empty()) {
+    auto without_codebooks = [&](CodebookRemoval how) {
+      std::shared_ptr<Graph> g = load_model(model_path).graph;
+      remove_codebooks(*g, how);
+      return evaluate(g, false, nullptr);
+    };
+    bypassed = without_codebooks(CodebookRemoval::bypass);
+    zeroed = without_codebooks(CodebookRemoval::zero);
+    line["eval_loss_bypassed"] = bypassed->loss;
+    line["eval_accuracy_bypassed"] = bypassed->accuracy;
+    line["eval_loss_increase"] = em.loss - bypassed->loss;
+    line["eval_loss_zero_ablated"] = zeroed->loss;
+    line["eval_accuracy_zero_ablated"] = zeroed->accuracy;
+    double gap = zeroed->loss - bypassed->loss;
+    if (gap != 0) line["eval_loss_recovered"] = (zeroed->loss - em.loss) / gap;
+  }
+  add_codebook_metrics(line, em.codebooks, codebooks, "eval_", false);
+  for (auto& c : em.codebooks) {
+    line["eval_MSE/" + c.site] = c.mse;
+    line["eval_relative_MSE/" + c.site] = c.sq_norm > 0 ? c.sq_error / c.sq_norm : 0.0;
+    line["eval_explained_variance/" + c.site] = c.sq_centered > 0 ? 1 - c.sq_error / c.sq_centered : 0.0;
+  }
   if (data.fsm) {
     LanguageModel lm(load_model(model_path).graph, *backend, run.trainer.num_threads);
-    FsmMetrics fm = evaluate_fsm(lm, *data.fsm, run.fsm_generate_samples, run.tokfsm.seq_len, run.tokfsm.eval_seed);
+    FsmMetrics fm = evaluate_fsm(lm, *data.fsm, run.fsm_generate_samples, run.tokfsm.seq_len,
+                                 fsm_sample_seed(run.tokfsm.eval_seed, step));
     add_fsm_metrics(line, fm, run.fsm_generate_samples > 0);
   }
   if (vm.count("json")) {
@@ -104,9 +151,23 @@ int cmd_eval(int argc, char** argv) {
             << " (" << em.samples << " sequences, " << em.tokens << " tokens, " << std::setprecision(1) << em.seconds
             << " s)\n"
             << std::setprecision(4);
+  if (bypassed) {
+    std::cout << "without codebooks (each an identity): loss " << bypassed->loss << ", next-token accuracy "
+              << bypassed->accuracy << "; the codebooks add " << std::showpos << em.loss - bypassed->loss
+              << std::noshowpos << " to the loss\n"
+              << "codebook outputs zeroed: loss " << zeroed->loss << ", next-token accuracy " << zeroed->accuracy;
+    if (const Json* r = line.find("eval_loss_recovered"))
+      std::cout << "; loss recovered (zeroed - with) / (zeroed - without) " << r->as_double();
+    std::cout << "\n";
+  }
+  if (!em.codebooks.empty())
+    std::cout << "per site, of the codebook's LayerNorm-ed input u and its output y: dead codes (fraction), MSE "
+                 "(mean (u-y)^2 per component), relative MSE (|u-y|^2 / |u|^2), explained variance "
+                 "(1 - |u-y|^2 / |u-mean u|^2)\n";
   for (auto& c : em.codebooks)
-    std::cout << "  " << std::left << std::setw(26) << c.site << " dead codes " << std::setw(7) << c.dead_fraction
-              << " reconstruction MSE " << c.mse << "\n";
+    std::cout << "  " << std::left << std::setw(26) << c.site << std::right << " dead " << c.dead_fraction << "  MSE "
+              << c.mse << "  relative MSE " << line.at("eval_relative_MSE/" + c.site).as_double()
+              << "  explained variance " << line.at("eval_explained_variance/" + c.site).as_double() << "\n";
   if (const Json* t = line.find("eval_transition_accuracy"))
     std::cout << "transition accuracy " << t->as_double() << ", first transition (sampled) "
               << line.at("eval_first_transition_accuracy").as_double() << "\n";

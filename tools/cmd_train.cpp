@@ -128,6 +128,12 @@ int cmd_train(int argc, char** argv) {
                         : resume           ? fs::path(resume->dir).parent_path().string()
                                            : "";
   CB_CHECK(!out_dir.empty(), "give the output folder with --output DIR");
+  if (resume && resume->step >= run.max_steps) {
+    // Nothing to do: no evaluation, checkpoint or export is written again.
+    std::cerr << "the run in " << out_dir << " is finished (step " << resume->step << " of " << run.max_steps
+              << "); nothing changed. To train further, resume with a larger training_args.max_steps=N\n";
+    return 0;
+  }
   if (!resume)
     CB_CHECK(list_checkpoints(out_dir).empty(), out_dir << " already holds checkpoints: continue it with --resume "
                                                         << out_dir << ", or choose another --output");
@@ -135,7 +141,7 @@ int cmd_train(int argc, char** argv) {
   set_num_threads(run.trainer.num_threads);
 
   auto backend = make_backend(run.backend);
-  RunData data = make_run_data(run);
+  RunData data = make_run_data(run, model_vocab_size(run));
   TrainerOptions topts = run.trainer;
   topts.profile = vm.count("profile") > 0;
   auto t_setup = Clock::now();
@@ -179,7 +185,7 @@ int cmd_train(int argc, char** argv) {
       auto t0 = Clock::now();
       LanguageModel lm(trainer->trained_model(), *backend, run.trainer.num_threads);
       FsmMetrics fm = evaluate_fsm(lm, *data.fsm, run.fsm_generate_samples, run.tokfsm.seq_len,
-                                   run.tokfsm.eval_seed + uint64_t(trainer->step()));
+                                   fsm_sample_seed(run.tokfsm.eval_seed, trainer->step()));
       add_fsm_metrics(line, fm, run.fsm_generate_samples > 0);
       line["eval_fsm_seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
     }

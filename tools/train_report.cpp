@@ -1,5 +1,7 @@
 #include "tools/train_report.h"
 
+#include <charconv>
+#include <cstdlib>
 #include <iomanip>
 #include <map>
 
@@ -17,6 +19,14 @@ int64_t layer_of(const std::string& site) {
 
 }  // namespace
 
+double f32_number(double v) {
+  // The shortest decimal that reads back to the same float, as a double
+  // (0.001f is 0.0010000000474974513 as a double; this gives 0.001).
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, float(v));
+  return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+}
+
 void LogWindow::add(const StepMetrics& m) {
   loss += m.loss;
   accuracy += m.accuracy;
@@ -30,56 +40,64 @@ void LogWindow::add(const StepMetrics& m) {
 void add_codebook_metrics(Json& line, const std::vector<CodebookStats>& stats,
                           const std::vector<CodebookOutputs>& codebooks, const std::string& prefix, bool norms) {
   if (stats.empty()) return;
-  struct Layer {
-    double dead = 0, codes = 0, mse = 0, mean_norm = 0, max_norm = 0;
-    int64_t sites = 0, replaced = 0;
-  };
-  std::map<int64_t, Layer> layers;
-  for (size_t i = 0; i < stats.size(); ++i) {
-    double codes = double(codebooks[i].groups * codebooks[i].num_codes);
-    Layer& l = layers[layer_of(stats[i].site)];
-    l.dead += stats[i].dead_fraction * codes;
-    l.codes += codes;
-    l.mse += stats[i].mse;
-    l.mean_norm += stats[i].mean_code_norm;
-    l.max_norm = std::max(l.max_norm, stats[i].max_code_norm);
-    l.replaced += stats[i].replaced;
-    ++l.sites;
-  }
-  double dead = 0, codes = 0, mse = 0, mean_norm = 0, max_norm = 0;
-  int64_t replaced = 0;
-  for (auto& [idx, l] : layers) {
-    std::string suffix = "/layer" + std::to_string(idx);
-    line[prefix + "dead_code_fraction" + suffix] = l.dead / l.codes;
-    line[prefix + "MSE" + suffix] = l.mse / double(l.sites);
-    if (norms) {
-      line[prefix + "mean_norm" + suffix] = l.mean_norm / double(l.sites);
-      line[prefix + "max_norm" + suffix] = l.max_norm;
+  // Every aggregate is a ratio of sums over its sites, so a layer's number has
+  // the definition of a site's: dead codes / codes, squared error / components,
+  // code norms / codes, replaced / (codes x replacement rounds).
+  struct Sums {
+    double dead = 0, codes = 0, sq_error = 0, components = 0, norm_sum = 0, max_norm = 0;
+    double replaced = 0, replaceable = 0, recon_error = 0, recon_norm = 0, recon_centered = 0;
+    int64_t replaced_codes = 0;
+    bool recon = true;
+    void add(const CodebookStats& s, const CodebookOutputs& c) {
+      double n = double(c.groups * c.num_codes);
+      dead += s.dead_fraction * n;
+      codes += n;
+      sq_error += s.mse * double(c.width);
+      components += double(c.width);
+      norm_sum += s.mean_code_norm * n;
+      max_norm = std::max(max_norm, s.max_code_norm);
+      replaced += double(s.replaced);
+      replaceable += n * double(s.replacements);
+      replaced_codes += s.replaced;
+      recon = recon && s.has_reconstruction;
+      recon_error += s.sq_error;
+      recon_norm += s.sq_norm;
+      recon_centered += s.sq_centered;
     }
-    dead += l.dead;
-    codes += l.codes;
-    mse += l.mse / double(l.sites);
-    mean_norm += l.mean_norm / double(l.sites);
-    max_norm = std::max(max_norm, l.max_norm);
-    replaced += l.replaced;
+    void put(Json& line, const std::string& prefix, const std::string& suffix, bool norms) const {
+      line[prefix + "dead_code_fraction" + suffix] = dead / codes;
+      if (replaceable > 0) line[prefix + "dead_code_fraction_before_replacement" + suffix] = replaced / replaceable;
+      line[prefix + "MSE" + suffix] = sq_error / components;
+      if (recon) {
+        line[prefix + "relative_MSE" + suffix] = recon_norm > 0 ? recon_error / recon_norm : 0.0;
+        line[prefix + "explained_variance" + suffix] = recon_centered > 0 ? 1 - recon_error / recon_centered : 0.0;
+      }
+      if (norms) {
+        line[prefix + "mean_norm" + suffix] = norm_sum / codes;
+        line[prefix + "max_norm" + suffix] = max_norm;
+      }
+    }
+  };
+  std::map<int64_t, Sums> layers;
+  Sums total;
+  for (size_t i = 0; i < stats.size(); ++i) {
+    layers[layer_of(stats[i].site)].add(stats[i], codebooks[i]);
+    total.add(stats[i], codebooks[i]);
   }
-  line[prefix + "dead_code_fraction"] = dead / codes;
-  line[prefix + "MSE"] = mse / double(layers.size());
-  if (norms) {
-    line[prefix + "mean_norm"] = mean_norm / double(layers.size());
-    line[prefix + "max_norm"] = max_norm;
-    line[prefix + "replaced_codes"] = replaced;
-  }
+  for (auto& [idx, l] : layers) l.put(line, prefix, "/layer" + std::to_string(idx), norms);
+  total.put(line, prefix, "", norms);
+  if (norms) line[prefix + "replaced_codes"] = total.replaced_codes;
 }
 
 Json train_log_line(int64_t step, const LogWindow& w, Trainer& trainer) {
   Json line = Json::Object{};
   double n = double(std::max<int64_t>(w.steps, 1));
   line["step"] = step;
-  line["loss"] = w.loss / n;
-  line["accuracy"] = w.accuracy / n;
-  line["grad_norm"] = w.grad_norm / n;
-  line["learning_rate"] = w.learning_rate;
+  // Means of f32 values: their f32 digits, not the double's noise.
+  line["loss"] = f32_number(w.loss / n);
+  line["accuracy"] = f32_number(w.accuracy / n);
+  line["grad_norm"] = f32_number(w.grad_norm / n);
+  line["learning_rate"] = f32_number(w.learning_rate);
   line["tokens_per_s"] = w.seconds > 0 ? double(w.tokens) / w.seconds : 0.0;
   add_codebook_metrics(line, trainer.take_codebook_stats(), trainer.train_graph().codebooks, "", true);
   return line;

@@ -2,8 +2,10 @@
 // JSON log lines, with the original's metric names
 // (docs/original.md#loss-and-logged-metrics):
 // loss, accuracy, learning_rate, grad_norm, tokens_per_s,
-// dead_code_fraction[/layer{L}], MSE[/layer{L}], mean_norm[/layer{L}],
-// max_norm[/layer{L}] ("eval_" prefixed for evaluations), and for TokFSM
+// dead_code_fraction[/layer{L}], dead_code_fraction_before_replacement[/layer{L}],
+// MSE[/layer{L}] (per component), relative_MSE and explained_variance (eval
+// with reconstructions), mean_norm[/layer{L}], max_norm[/layer{L}] ("eval_"
+// prefixed for evaluations; docs/training.md defines each), and for TokFSM
 // eval_transition_accuracy, eval_first_transition_accuracy (of sampled
 // sequences) and eval_first_transition_accuracy_probs (from next-state
 // probabilities, the tutorial's number).
@@ -23,6 +25,10 @@ struct LogWindow {
   int64_t tokens = 0, steps = 0;
   void add(const StepMetrics& m);
 };
+
+// `v` (an f32 value, or a mean of f32 values) rounded to the shortest decimal
+// that reads back to the same float: logs print 0.001, not 0.0010000000474974513.
+double f32_number(double v);
 
 Json train_log_line(int64_t step, const LogWindow& w, Trainer& trainer);
 Json eval_log_line(const EvalMetrics& m, const Trainer& trainer);

@@ -37,6 +37,11 @@ struct FsmMetrics {
   double first_transition_accuracy = 0;  // the tutorial's metric (from next-state probabilities)
 };
 
+// The seed of the sequences sampled to evaluate the model of training step
+// `step`: training's evaluations and `codebook eval` of that step's
+// checkpoint draw the same sequences (a model without a step uses step 0).
+inline uint64_t fsm_sample_seed(uint64_t eval_seed, int64_t step) { return eval_seed + uint64_t(step); }
+
 // `samples` sequences of `seq_len` tokens from BOS (none: sampled left zero).
 FsmMetrics evaluate_fsm(LanguageModel& lm, const Fsm& fsm, int64_t samples, int64_t seq_len, uint64_t seed);
 

@@ -1,11 +1,13 @@
 #include "train/train_config.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "frontend/bpe_tokenizer.h"
 #include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
 #include "ir/codebook.h"
+#include "ir/verifier.h"
 #include "passes/codebook_sites.h"
 #include "passes/tie_embeddings.h"
 #include "support/error.h"
@@ -132,10 +134,75 @@ int64_t positive(int64_t v, const std::string& key) {
 }
 
 // One value or a list with one value per placement.
-std::vector<Json> per_placement(const Json& v, size_t n, const std::string& key) {
+std::vector<Json> per_placement(const Json& v, const Json& placements, const std::string& key) {
+  size_t n = placements.is_array() ? placements.size() : 1;
   if (!v.is_array()) return std::vector<Json>(n, v);
-  CB_CHECK(v.size() == n, "config key '" << key << "' has " << v.size() << " values for " << n << " placements");
+  CB_CHECK(v.size() == n, "config key '" << key << "' has " << v.size() << " values for the " << n
+                                         << " placements of codebook_args.codebook_at " << placements.dump()
+                                         << ": give one value per placement, or one value for all");
   return v.as_array();
+}
+
+// The lists with one entry per placement.
+const char* const kPerPlacementKeys[] = {"codebook_type", "num_codebooks", "k_codebook", "num_codes"};
+
+// A codebook_at set without the per-placement lists takes them along: each
+// list keeps the entries of the placements it kept ([attn_preproj, mlp] ->
+// [mlp] keeps the second entries). A list is left as it was when it was
+// given with codebook_at, or a placement is new (parsing then names it).
+void follow_placements(const Json& before, const Json& layer, Json& out) {
+  const Json* lc = layer.find("codebook_args");
+  const Json* bc = before.find("codebook_args");
+  if (!lc || !lc->is_object() || !lc->find("codebook_at") || !bc) return;
+  const Json* old_at = bc->find("codebook_at");
+  const Json& new_at = lc->at("codebook_at");
+  if (!old_at || !old_at->is_array() || !new_at.is_array()) return;
+  std::vector<size_t> picks;
+  for (const Json& p : new_at.as_array()) {
+    size_t i = 0;
+    while (i < old_at->size() &&
+           !(old_at->as_array()[i].is_string() && p.is_string() && old_at->as_array()[i].as_string() == p.as_string()))
+      ++i;
+    if (i == old_at->size()) return;
+    picks.push_back(i);
+  }
+  for (const char* key : kPerPlacementKeys) {
+    const Json* list = bc->find(key);
+    if (lc->find(key) || !list || !list->is_array() || list->size() != old_at->size()) continue;
+    Json::Array kept;
+    for (size_t i : picks) kept.push_back(list->as_array()[i]);
+    out["codebook_args"][key] = Json(kept);
+  }
+}
+
+// Levenshtein distance (for "did you mean" suggestions).
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "; did you mean 'group.key'?" for the known key nearest to `key`, if near.
+std::string suggestion(const std::string& key, const Json& known, const std::string& path) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, key.size() / 3) + 1;
+  for (auto& [k, v] : known.as_object()) {
+    size_t d = edit_distance(key, k);
+    if (d < best_d) {
+      best_d = d;
+      best = k;
+    }
+  }
+  return best.empty() ? "" : "; did you mean '" + (path.empty() ? best : path + "." + best) + "'?";
 }
 
 // Checks that every key of `user` exists in `defaults` (objects recursively;
@@ -145,7 +212,7 @@ void check_known_keys(const Json& user, const Json& defaults, const std::string&
   for (auto& [k, v] : user.as_object()) {
     std::string p = path.empty() ? k : path + "." + k;
     const Json* d = defaults.find(k);
-    CB_CHECK(d, "config: unknown key '" << p << "'");
+    CB_CHECK(d, "config: unknown key '" << p << "'" << suggestion(k, defaults, path));
     if (p == "model_config_args") continue;
     if (d->is_object()) {
       CB_CHECK(v.is_object(), "config: '" << p << "' must be a mapping");
@@ -183,6 +250,7 @@ Json resolve_train_config(const Json& base, const std::vector<std::string>& over
   check_known_keys(over, defaults, "");
   Json out = base;
   merge_into(out, over, true);
+  follow_placements(base, over, out);
   return out;
 }
 
@@ -193,7 +261,9 @@ Json resolve_train_config(const std::string& file, const std::vector<std::string
     CB_CHECK(user.is_object() || user.is_null(), file << ": a training config must be a mapping");
     if (user.is_object()) {
       check_known_keys(user, out, "");
+      Json before = out;
       merge_into(out, user, false);
+      follow_placements(before, user, out);
     }
   }
   return resolve_train_config(out, overrides);
@@ -211,10 +281,10 @@ TrainRunConfig parse_train_config(const Json& j) {
   const Json& at_list = at(j, "codebook_args", "codebook_at");
   std::vector<Json> places = at_list.is_array() ? at_list.as_array() : std::vector<Json>{at_list};
   size_t n = places.size();
-  auto types = per_placement(at(j, "codebook_args", "codebook_type"), n, "codebook_args.codebook_type");
-  auto groups = per_placement(at(j, "codebook_args", "num_codebooks"), n, "codebook_args.num_codebooks");
-  auto ks = per_placement(at(j, "codebook_args", "k_codebook"), n, "codebook_args.k_codebook");
-  auto codes = per_placement(at(j, "codebook_args", "num_codes"), n, "codebook_args.num_codes");
+  auto types = per_placement(at(j, "codebook_args", "codebook_type"), at_list, "codebook_args.codebook_type");
+  auto groups = per_placement(at(j, "codebook_args", "num_codebooks"), at_list, "codebook_args.num_codebooks");
+  auto ks = per_placement(at(j, "codebook_args", "k_codebook"), at_list, "codebook_args.k_codebook");
+  auto codes = per_placement(at(j, "codebook_args", "num_codes"), at_list, "codebook_args.num_codes");
   for (size_t i = 0; i < n; ++i) {
     PlacementConfig pc;
     try {
@@ -348,15 +418,39 @@ ModelFactory make_model_factory(const TrainRunConfig& run) {
   };
 }
 
-RunData make_run_data(const TrainRunConfig& run) {
+int64_t logits_vocab_size(Graph& model) {
+  infer_types(model);
+  if (model.outputs.empty()) return -1;
+  const Shape& s = model.outputs[0]->type.shape;
+  if (!s.rank_known || s.dims.size() != 3 || !s.dims[2].is_static()) return -1;
+  return s.dims[2].value;
+}
+
+int64_t model_vocab_size(const TrainRunConfig& run) {
+  if (run.model_path.empty()) return hf_config_from_json(run.model_config, "model_config_args").vocab_size;
+  TrainRunConfig alone = run;
+  alone.apply_codebook = false;
+  return logits_vocab_size(*make_model_factory(alone)());
+}
+
+RunData make_run_data(const TrainRunConfig& run, int64_t model_vocab) {
   RunData d;
+  auto check_vocab = [&](int64_t data_vocab, const std::string& what) {
+    CB_CHECK(model_vocab <= 0 || data_vocab <= model_vocab,
+             what << " has " << data_vocab << " token ids but the model's vocabulary has " << model_vocab
+                  << " (model_config_args.vocab_size or the model's logits): ids from " << model_vocab
+                  << " on cannot be embedded");
+  };
   if (run.dataset == DatasetKind::tokfsm) {
     auto fsm =
         std::make_shared<Fsm>(run.fsm_path.empty() ? Fsm::random(run.fsm) : Fsm::load(run.fsm_path, run.fsm.base));
+    check_vocab(fsm->vocab_size(),
+                "the TokFSM data (fsm_args.representation_base " + std::to_string(run.fsm.base) + " digits + BOS)");
     d.fsm = fsm;
     d.dataset = std::make_shared<TokFsmDataset>(fsm, run.tokfsm);
   } else {
     auto tok = std::make_shared<BpeTokenizer>(BpeTokenizer::load(run.tokenizer_dir));
+    check_vocab(tok->vocab_size(), "the tokenizer " + run.tokenizer_dir);
     PackedTextDataset::Config c = run.text;
     auto eos = tok->token_to_id("<|endoftext|>");
     CB_CHECK(eos, "tokenizer " << run.tokenizer_dir << " has no <|endoftext|> token to put between documents");

@@ -71,6 +71,15 @@ struct RunData {
   std::shared_ptr<const TokenDataset> dataset;
   std::shared_ptr<const Fsm> fsm;  // null for text
 };
-RunData make_run_data(const TrainRunConfig& run);
+// `model_vocab` (> 0) is checked against the data's vocabulary first (the
+// tokenizer's or the FSM's), so a mismatch is an error naming both sizes, not
+// an index error inside the model's embedding Gather.
+RunData make_run_data(const TrainRunConfig& run, int64_t model_vocab = -1);
+
+// The vocabulary size of the run's model (model_config_args.vocab_size, or
+// the last dimension of the logits of model_args.model_path); -1 if unknown.
+int64_t model_vocab_size(const TrainRunConfig& run);
+// The vocabulary size of a model graph's logits (its first output); -1 if unknown.
+int64_t logits_vocab_size(Graph& model);
 
 }  // namespace cb

@@ -39,6 +39,25 @@ void add_counts(const Tensor& ids, Tensor& counts) {
       }
 }
 
+// The step graph's mse output is a mean of per-member sums over d components.
+double member_width(const CodebookOutputs& c) { return double(c.width / c.groups); }
+
+// Adds the sums of one batch's u and y [B, T, G, d] to `s` (sq_centered is
+// completed at the end from `component_sums`, the per-component sums of u).
+void add_reconstruction(const Tensor& u, const Tensor& y, CodebookStats& s, std::vector<double>& component_sums) {
+  int64_t D = u.dim(2) * u.dim(3), tokens = u.numel() / D;
+  component_sums.resize(size_t(D), 0.0);
+  const float* pu = u.data<float>();
+  const float* py = y.data<float>();
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t j = 0; j < D; ++j) {
+      double a = pu[t * D + j], e = a - double(py[t * D + j]);
+      s.sq_error += e * e;
+      s.sq_norm += a * a;
+      component_sums[size_t(j)] += a;
+    }
+}
+
 }  // namespace
 
 Trainer::Trainer(ModelFactory model, std::shared_ptr<const TokenDataset> data, const TrainerOptions& opts,
@@ -162,7 +181,8 @@ std::vector<CodebookStats> Trainer::take_codebook_stats() {
     int64_t dead = 0;
     for (int64_t i = 0; i < counts.numel(); ++i) dead += counts.data<int64_t>()[i] == 0;
     s.dead_fraction = double(dead) / double(counts.numel());
-    s.mse = steps > 0 ? scalar_of(state_[mse_sum_key(c.site)]) / double(steps) : 0.0;
+    s.mse = steps > 0 ? scalar_of(state_[mse_sum_key(c.site)]) / double(steps) / member_width(c) : 0.0;
+    if (int64_t r = opts_.replace_after_steps; r > 0) s.replacements = step_ / r - (step_ - steps) / r;
     const Tensor& codes = state_.at(c.codes);
     int64_t rows = codes.dim(0) * codes.dim(1), d = codes.dim(2);
     double sum = 0, mx = 0;
@@ -200,6 +220,8 @@ EvalMetrics evaluate_step_graph(Executable& exe, const StepGraph& graph, const s
   std::vector<Tensor> counts;
   for (auto& c : graph.codebooks) counts.push_back(Tensor::zeros(DType::i64, {c.groups, c.num_codes}));
   std::vector<double> mse(graph.codebooks.size(), 0.0);
+  std::vector<CodebookStats> recon(graph.codebooks.size());
+  std::vector<std::vector<double>> component_sums(graph.codebooks.size());
   double loss_sum = 0, acc_sum = 0;
   int64_t predictions = 0;
   for (int64_t first = 0; first < n; first += batch_size) {
@@ -217,6 +239,9 @@ EvalMetrics evaluate_step_graph(Executable& exe, const StepGraph& graph, const s
     for (size_t i = 0; i < graph.codebooks.size(); ++i) {
       add_counts(out[idx(graph.codebooks[i].ids)], counts[i]);
       mse[i] += scalar_of(out[idx(graph.codebooks[i].mse)]) * double(count);
+      if (!graph.codebooks[i].output.empty())
+        add_reconstruction(out[idx(graph.codebooks[i].input)], out[idx(graph.codebooks[i].output)], recon[i],
+                           component_sums[i]);
     }
   }
   m.samples = n;
@@ -229,7 +254,17 @@ EvalMetrics evaluate_step_graph(Executable& exe, const StepGraph& graph, const s
     int64_t dead = 0;
     for (int64_t j = 0; j < counts[i].numel(); ++j) dead += counts[i].data<int64_t>()[j] == 0;
     s.dead_fraction = double(dead) / double(counts[i].numel());
-    s.mse = mse[i] / double(n);
+    s.mse = mse[i] / double(n) / member_width(graph.codebooks[i]);
+    if (!graph.codebooks[i].output.empty()) {
+      // sum |u - mean|^2 = sum |u|^2 - N |mean|^2
+      double mean_sq = 0;
+      double N = double(m.tokens);
+      for (double c : component_sums[i]) mean_sq += (c / N) * (c / N);
+      s.sq_error = recon[i].sq_error;
+      s.sq_norm = recon[i].sq_norm;
+      s.sq_centered = recon[i].sq_norm - N * mean_sq;
+      s.has_reconstruction = true;
+    }
     m.codebooks.push_back(s);
   }
   m.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -56,9 +56,20 @@ using ModelFactory = std::function<std::shared_ptr<Graph>()>;
 struct CodebookStats {
   std::string site;
   double dead_fraction = 0;  // codes unused since the last log / all codes
-  double mse = 0;            // mean over the steps since the last log
+  // Mean squared error per component, mean((u - y)^2) over tokens, members
+  // and components (u the LayerNorm-ed input, y the output), so sites of
+  // different widths compare and aggregate (weighted by width); over the
+  // steps since the last log.
+  double mse = 0;
   double mean_code_norm = 0, max_code_norm = 0;
-  int64_t replaced = 0;  // codes replaced since the last log
+  int64_t replaced = 0;      // codes replaced since the last log
+  int64_t replacements = 0;  // replacement rounds since the last log
+  // Evaluations with codebook_reconstructions, sums over tokens of the site's
+  // whole vector (all members): |u - y|^2, |u|^2 and |u - mean(u)|^2 (mean
+  // per component over the evaluated tokens). relative MSE = the first / the
+  // second; explained variance = 1 - the first / the third.
+  double sq_error = 0, sq_norm = 0, sq_centered = 0;
+  bool has_reconstruction = false;
 };
 
 struct StepMetrics {

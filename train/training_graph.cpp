@@ -62,7 +62,7 @@ LossValues append_lm_loss(Graph& g, Value* logits, Value* input_ids) {
 }
 
 // ids, reconstruction error (and u) of every codebook as graph outputs.
-std::vector<CodebookOutputs> append_codebook_outputs(Graph& g, bool with_inputs) {
+std::vector<CodebookOutputs> append_codebook_outputs(Graph& g, bool with_inputs, bool with_outputs) {
   std::vector<CodebookOutputs> out;
   std::vector<Node*> cbs;
   for (auto& n : g.nodes())
@@ -109,9 +109,13 @@ std::vector<CodebookOutputs> append_codebook_outputs(Graph& g, bool with_inputs)
     Value* mse = b.named_op("ReduceMean", {sq}, p + "mse", {{"keepdims", int64_t(0)}});
     g.outputs.push_back(mse);
     c.mse = mse->name;
-    if (with_inputs) {
+    if (with_inputs || with_outputs) {
       g.outputs.push_back(u);
       c.input = u->name;
+    }
+    if (with_outputs) {
+      g.outputs.push_back(y);
+      c.output = y->name;
     }
     out.push_back(c);
   }
@@ -185,7 +189,7 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   LossValues loss = append_lm_loss(g, logits, input_ids);
   g.outputs = {loss.loss, loss.accuracy};
   infer_types(g);
-  s.codebooks = append_codebook_outputs(g, opts.codebook_inputs);
+  s.codebooks = append_codebook_outputs(g, opts.codebook_inputs, opts.codebook_reconstructions);
 
   if (train) {
     AutodiffPass autodiff(loss.loss, trained);

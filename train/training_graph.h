@@ -52,6 +52,9 @@ struct StepGraphOptions {
   OptimizerConfig optimizer;
   // Also output every codebook's LayerNorm-ed input (for dead-code replacement).
   bool codebook_inputs = false;
+  // Also output every codebook's input u and output y per member (for the
+  // relative MSE and explained variance of an evaluation); implies the inputs.
+  bool codebook_reconstructions = false;
 };
 
 // One codebook node of the model, and the step-graph names that concern it.
@@ -62,6 +65,7 @@ struct CodebookOutputs {
   std::string ids;                       // output i64 [B, T, G, k]
   std::string mse;                       // output f32 scalar: mean over tokens and members of |u_g - y_g|^2
   std::string input;                     // output f32 [B, T, G, D/G]: u (LayerNorm-ed input); "" unless asked
+  std::string output;                    // output f32 [B, T, G, D/G]: y (the codebook's output); "" unless asked
 };
 
 struct StepGraph {
