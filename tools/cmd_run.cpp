@@ -13,6 +13,8 @@
 #include "support/threads.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
+#include "tools/forced_codes.h"
+#include "tools/intervention_checks.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
 #include "tools/options.h"
@@ -94,7 +96,7 @@ int cmd_run(int argc, char** argv) {
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
       "top", po::value<int>()->default_value(5), "how many next tokens to show with --tokens")(
       "show-codes", po::value<std::vector<std::string>>()->composing(),
-      "SITE: print the code ids chosen at each position (repeatable)")(
+      "SITE[,SITE...] or all: print the code ids chosen at each position (repeatable)")(
       "compare", "also run without interventions; show both next-token lists and their Jensen-Shannon divergence")(
       "json", "print the next tokens, codes and divergence as one JSON object");
   add_intervention_options(opts);
@@ -108,9 +110,10 @@ int cmd_run(int argc, char** argv) {
   std::string model_path = vm["model"].as<std::string>();
   LoadedModel m = load_model(model_path);
   InterventionSet iv = interventions_from_options(vm);
-  std::vector<std::string> show =
-      vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  for (auto& site : show) iv.taps.push_back(site);
+  resolve_state_of(iv, model_path, vm["backend"].as<std::string>(), vm["threads"].as<int>());
+  std::vector<SiteRef> show = shown_sites(
+      *m.graph, vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>() : std::vector<std::string>{});
+  for (auto& site : show) iv.taps.push_back(site.site());
   InterventionsPass interventions(iv);
   PassManager().run(interventions, *m.graph);
   const Graph& g = *m.graph;
@@ -151,24 +154,27 @@ int cmd_run(int argc, char** argv) {
   };
   const Tensor* logits = logits_of(names, outs);
   // The code ids of each --show-codes site (checked before anything is printed).
+  std::vector<std::pair<std::string, Tensor>> shown_ids = shown_codes(show, names, outs);
   std::vector<std::pair<std::string, const Tensor*>> shown;
-  for (const std::string& text : show) {
-    SiteRef s = parse_site(text, num_layers_of(*m.graph));
-    const Tensor* ids = output(names, outs, s.site() + ".ids");
-    CB_CHECK(ids, "--show-codes " << s.site() << ": the site has no codebook (compile the model with --at "
-                                  << placement_name(s.placement) << " first)");
-    shown.push_back({s.site(), ids});
-  }
+  for (auto& [site, ids] : shown_ids) shown.push_back({site, &ids});
 
   // The clean run for --compare: the same model without interventions.
   std::vector<std::string> clean_names;
   std::vector<Tensor> clean_outs;
   const Tensor* clean_logits = nullptr;
-  if (vm.count("compare")) {
-    CB_CHECK(logits, "--compare needs a model with a logits output");
-    clean_outs = run(load_model(model_path).graph, clean_names);
-    clean_logits = logits_of(clean_names, clean_outs);
+  if (vm.count("compare")) CB_CHECK(logits, "--compare needs a model with a logits output");
+  if (vm.count("compare") || needs_clean_ids(iv)) {  // the checks below read its ids
+    std::shared_ptr<Graph> clean = load_model(model_path).graph;
+    tap_intervened_sites(*clean, iv);
+    clean_outs = run(clean, clean_names);
+    if (vm.count("compare")) clean_logits = logits_of(clean_names, clean_outs);
   }
+  std::map<std::string, const Tensor*> clean_by_name;
+  for (size_t i = 0; i < clean_names.size(); ++i) clean_by_name[clean_names[i]] = &clean_outs[i];
+  if (!iv.items.empty())
+    warn_ineffective_interventions(iv, num_layers_of(*m.graph),
+                                   inputs.count("input_ids") ? inputs.at("input_ids").dim(1) : -1, clean_by_name,
+                                   std::cerr);
 
   if (vm.count("output-dir")) {
     std::string dir = vm["output-dir"].as<std::string>();
