@@ -189,7 +189,7 @@ void apply_interventions(Graph& g, const InterventionSet& iv) {
   for (const Intervention& item : iv.items) {
     CB_CHECK(item.state_of.empty(), kind_name(item.kind) << " " << item.site.name()
                                                          << ":state-of: needs a run of the model on the tokens "
-                                                            "(`codebook run` resolves it)");
+                                                            "(codebook run and export resolve it)");
     SiteRef s = resolve(item.site);
     Node* n = find_codebook_node(g, s.site());
     CB_CHECK(n, kind_name(item.kind) << " " << item.site.name() << ": site " << s.site()

@@ -199,6 +199,10 @@ TEST_F(Sites, InterventionsWithoutEffectAreWarned) {
   EXPECT_EQ(past.out.find("not selected"), std::string::npos) << past.out;  // it is selected at 0
   Result effective = run("--ablate layer0.mlp:" + std::to_string(first) + "@0 --compare --json");
   EXPECT_EQ(effective.out.find("warning"), std::string::npos) << effective.out;
+  Result both = run("--ablate layer0.mlp:" + std::to_string(unused) + "," + std::to_string(first) + "@0 --json");
+  EXPECT_NE(both.out.find("code " + std::to_string(unused) + " is not selected at position 0 "), std::string::npos)
+      << both.out;
+  EXPECT_EQ(both.out.find("code " + std::to_string(first) + " is not"), std::string::npos) << both.out;
   // Forcing the codes already there changes nothing, and says so.
   cb::Json at0 = shown.at("codes").at("layer0.mlp").at(0).at(0);
   Result same = run("--force layer0.mlp:" + std::to_string(at0.at(0).as_int()) + "," +
@@ -238,6 +242,16 @@ TEST_F(Sites, ForcingByStateAndByFileEqualsForcingByFlags) {
   Result by_file = run("--force-file " + file.string() + " --compare --json");
   ASSERT_EQ(by_file.code, 0) << by_file.out;
   EXPECT_EQ(json_of(by_file.out).dump(), json_of(by_flags.out).dump());
+
+  // export bakes the same forces in: the exported model predicts as the run.
+  fs::path exported = dir_ / "steered.onnx";
+  Result e = run_tool("export " + cb_ + " -o " + exported.string() + " --force-file " + file.string() +
+                      " --force layer0.mlp:state-of:17,92,257@3,5");
+  ASSERT_EQ(e.code, 0) << e.out;
+  Result steered = run(exported.string(), "--json");
+  ASSERT_EQ(steered.code, 0) << steered.out;
+  Result twice = run("--force-file " + file.string() + " --force layer0.mlp:state-of:17,92,257@3,5 --json");
+  EXPECT_EQ(json_of(steered.out).at("next").dump(), json_of(twice.out).at("next").dump());
 
   std::ofstream(dir_ / "bad.json") << R"({"force": [{"site": "layer0.mlp", "codes": [1], "slots": 0}]})";
   Result bad = run("--force-file " + (dir_ / "bad.json").string());

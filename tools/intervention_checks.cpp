@@ -1,7 +1,7 @@
 #include "tools/intervention_checks.h"
 
 #include <algorithm>
-#include <set>
+#include <map>
 
 #include "ir/codebook.h"
 #include "passes/insert_codebooks.h"
@@ -77,6 +77,8 @@ void warn_ineffective_interventions(const InterventionSet& iv, int64_t num_layer
       return m;
     }();
     if (it.kind == InterventionKind::ablate) {
+      // Codes by the positions where they are not selected: one line per set.
+      std::map<std::vector<int64_t>, std::vector<int64_t>> codes_unselected_at;
       for (int64_t code : it.values) {
         std::vector<int64_t> unselected;
         for (int64_t p : positions) {
@@ -86,12 +88,19 @@ void warn_ineffective_interventions(const InterventionSet& iv, int64_t num_layer
               for (int64_t s = 0; s < k && p < T; ++s) selected |= slot_code(b, p, g, s) == code;
           if (!selected) unselected.push_back(p);
         }
-        if (it.positions.empty() && unselected.size() == positions.size())
-          err << what << "code " << code
-              << " is not selected at any position in the run without interventions: ablating it changes nothing\n";
-        else if (!it.positions.empty() && !unselected.empty())
-          err << what << "code " << code << " is not selected at position" << (unselected.size() > 1 ? "s " : " ")
-              << join(unselected) << " in the run without interventions: ablating it there changes nothing\n";
+        bool nowhere = unselected.size() == positions.size();
+        if (!unselected.empty() && (nowhere || !it.positions.empty())) codes_unselected_at[unselected].push_back(code);
+      }
+      for (auto& [at, codes] : codes_unselected_at) {
+        std::string subject = (codes.size() > 1 ? "codes " : "code ") + join(codes) +
+                              (codes.size() > 1 ? " are not selected at " : " is not selected at ");
+        if (it.positions.empty())
+          err << what << subject << "any position in the run without interventions: ablating "
+              << (codes.size() > 1 ? "them" : "it") << " changes nothing\n";
+        else
+          err << what << subject << (at.size() > 1 ? "positions " : "position ") << join(at)
+              << " in the run without interventions: ablating " << (codes.size() > 1 ? "them" : "it")
+              << " there changes nothing\n";
       }
     } else if (it.kind == InterventionKind::force) {
       bool any_change = false;
