@@ -1,5 +1,6 @@
 #include "passes/interventions.h"
 
+#include <regex>
 #include <sstream>
 
 #include "ir/codebook.h"
@@ -139,7 +140,23 @@ void tap_activation(Graph& g, const SiteRef& s, const LayerSites& l) {
   add_output(g, v, s.site());
 }
 
+// layerL.qkv[q|k|v]: one of separate q, k, v projections (as `inspect` lists
+// them); false when `text` is no such name.
+bool tap_separate_qkv(Graph& g, const std::string& text) {
+  static const std::regex part(R"(layer(-?\d+)\.qkv\[([qkv])\])");
+  std::smatch m;
+  if (!std::regex_match(text, m, part)) return false;
+  SiteRef s = parse_site("layer" + std::string(m[1]) + ".qkv", num_layers_of(g));
+  ModelAnatomy a = analyze_model(g);
+  const LayerSites& l = a.layers[size_t(s.layer)];
+  CB_CHECK(l.qkv.size() == 3, "--tap " << text << ": layer " << s.layer << " has one fused q, k, v projection; tap "
+                                       << s.site() << " instead");
+  add_output(g, l.qkv[std::string("qkv").find(std::string(m[2]))], s.site() + "[" + std::string(m[2]) + "]");
+  return true;
+}
+
 void tap_site(Graph& g, const std::string& text) {
+  if (tap_separate_qkv(g, text)) return;
   SiteRef s;
   try {
     s = parse_site(text, num_layers_of(g));  // negative layers resolved

@@ -59,22 +59,29 @@ class Sites : public ::testing::Test {
 };
 
 TEST_F(Sites, EverySiteInspectListsCanBeTapped) {
-  for (const std::string& model : {kGpt2, cb_}) {
+  std::string neo = std::string(CB_SOURCE_DIR) + "/tests/models/gpt-neo/model.onnx";  // separate q, k, v
+  for (const std::string& model : {kGpt2, cb_, neo}) {
     Result inspect = run_tool("inspect " + model);
     ASSERT_EQ(inspect.code, 0) << inspect.out;
     std::set<std::string> sites;
-    static const std::regex line(R"(\n  (layer\d+\.[a-z_]+) )");
+    static const std::regex line(R"(\n  (layer\d+\.[a-z_]+(\[[qkv]\])?) )");
     for (std::sregex_iterator it(inspect.out.begin(), inspect.out.end(), line), end; it != end; ++it)
       sites.insert((*it)[1]);
-    ASSERT_EQ(sites.size(), 16u) << inspect.out;  // 2 layers x (input + 7 placements)
+    ASSERT_EQ(sites.size(), model == neo ? 20u : 16u) << inspect.out;  // 2 layers x (input + 7 placements)
+    std::string list;                                                  // all at once: --tap takes a comma list
+    for (const std::string& site : sites) list += (list.empty() ? "" : ",") + site;
+    fs::path out = dir_ / ("tap_all_" + fs::path(model).parent_path().filename().string());
+    Result r = run(model, "--tap '" + list + "' --output-dir " + out.string());
+    ASSERT_EQ(r.code, 0) << list << "\n" << r.out;
     for (const std::string& site : sites) {
-      fs::path out = dir_ / ("tap_" + site);
-      Result r = run(model, "--tap " + site + " --output-dir " + out.string());
-      ASSERT_EQ(r.code, 0) << site << "\n" << r.out;
-      bool written = fs::exists(out / (site + ".npy")) || fs::exists(out / (site + ".input.npy"));
+      std::string file = std::regex_replace(site, std::regex(R"([\[\]])"), "_");
+      bool written = fs::exists(out / (file + ".npy")) || fs::exists(out / (file + ".input.npy"));
       EXPECT_TRUE(written) << site << "\n" << r.out;
     }
   }
+  Result fused = run(kGpt2, "--tap 'layer0.qkv[k]'");
+  EXPECT_EQ(fused.code, 2) << fused.out;
+  EXPECT_NE(fused.out.find("one fused q, k, v projection; tap layer0.qkv"), std::string::npos) << fused.out;
 }
 
 TEST_F(Sites, AttentionPatternsAreTappable) {
