@@ -40,7 +40,10 @@ for dir in tests/models/*/; do
   "$cb" compile "$dir/model.onnx" -o "$cbm" --at mlp,attn_preproj,attn_plus_mlp --codes 64,32,16 -k 2 \
     --groups 1,heads,1 --layers all --seed 3 >/dev/null
   printf '%s  %s\n' "$(sha256sum "$cbm" | cut -c1-16)" "$m/compile.onnx"
-  "$cb" run "$cbm" --tokens "$tokens" --output-dir "$work/$m-cb-run" --tap layer0.mlp --tap layer1.attn_preproj >/dev/null
+  taps=layer0.mlp.input,layer0.mlp.ids,layer0.mlp.scores,layer0.mlp.output
+  taps=$taps,layer1.attn_preproj.input,layer1.attn_preproj.ids,layer1.attn_preproj.scores,layer1.attn_preproj.output
+  "$cb" run "$cbm" --tokens "$tokens" --output-dir "$work/$m-cb-run" --tap layer0.mlp --tap layer1.attn_preproj \
+    --outputs "logits,$taps" >/dev/null
   hash_dir "$m/compiled-run" "$work/$m-cb-run"
   "$cb" run "$cbm" --tokens "$tokens" --ablate layer0.mlp:1,2,3@0,2 --force 'layer1.attn_preproj[0]:5@*' \
     --disable-topk layer0.attn_plus_mlp:1 --compare --json > "$work/$m-iv.json"

@@ -457,9 +457,9 @@ TEST(TokenizeCommand, IdsOffsetsAndDecode) {
   EXPECT_NE(help.out.find("usage: codebook tokenize"), std::string::npos) << help.out;
   Piped r = tokenize_cli(kTok, "Hello world<|endoftext|>");
   EXPECT_EQ(r.code, 0) << r.out;
-  EXPECT_EQ(r.out, "15496 995 50256\n");
+  EXPECT_EQ(r.out, "15496,995,50256\n");
   r = tokenize_cli(kTok + " --offsets", "Hello world");
-  EXPECT_EQ(r.out, "15496 995\n0:5 5:11\n");
+  EXPECT_EQ(r.out, "15496,995\n0:5 5:11\n");
   r = tokenize_cli(kTok + " --decode", "15496 995\n50256 ");
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(r.out, "Hello world<|endoftext|>");
@@ -469,7 +469,7 @@ TEST(TokenizeCommand, IdsOffsetsAndDecode) {
 
 TEST(TokenizeCommand, RoundTripsText) {
   const std::string text = "Caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC\n\n  tabs\there\n";
-  Piped ids = tokenize_cli(kTok, text);
+  Piped ids = tokenize_cli(kTok + " --keep-newline", text);
   ASSERT_EQ(ids.code, 0) << ids.out;
   Piped back = tokenize_cli(kTok + " --decode", ids.out);
   EXPECT_EQ(back.code, 0) << back.out;

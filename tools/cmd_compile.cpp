@@ -12,6 +12,7 @@
 #include "tools/command.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
+#include "tools/text_io.h"
 
 namespace po = boost::program_options;
 
@@ -20,7 +21,10 @@ namespace cb::tools {
 int cmd_compile(int argc, char** argv) {
   po::options_description opts("usage: codebook compile MODEL -o OUT.onnx [options]\n\noptions");
   opts.add_options()("output,o", po::value<std::string>(), "compiled model to write")(
-      "external-data", "write tensors over 1 KiB to OUT.onnx.data");
+      "external-data", "write tensors over 1 KiB to OUT.onnx.data")(
+      "tokenizer", po::value<std::string>(),
+      "DIR (GPT-2 BPE) or tokfsm[:BASE]: the tokenizer `run --prompt` uses, recorded in OUT.onnx's metadata "
+      "(default: the input model's, if it records one)");
   add_codebook_options(opts);
   add_pass_options(opts);
   po::variables_map vm;
@@ -33,6 +37,16 @@ int cmd_compile(int argc, char** argv) {
   PassOptionsScope pass_options(vm);
   CodebookConfig cfg = codebook_config_from_options(vm);
   LoadedModel m = load_model(vm["model"].as<std::string>());
+  // The tokenizer travels with the model, as a path independent of the working directory.
+  auto meta = m.graph->metadata.find(kTokenizerMetadataKey);
+  std::optional<std::string> tokenizer =
+      vm.count("tokenizer")
+          ? vm["tokenizer"].as<std::string>()
+          : recorded_tokenizer(vm["model"].as<std::string>(), meta == m.graph->metadata.end() ? "" : meta->second);
+  if (tokenizer) {
+    TokenText::load(*tokenizer);  // a bad --tokenizer fails here, not at `run --prompt`
+    m.graph->metadata[kTokenizerMetadataKey] = absolute_tokenizer_spec(*tokenizer);
+  }
   InsertCodebooksPass insert(cfg);
   PassManager().run(insert, *m.graph);
   const std::vector<InsertedCodebook>& cbs = insert.inserted();
@@ -47,7 +61,9 @@ int cmd_compile(int argc, char** argv) {
     std::cout << "  " << std::left << std::setw(28) << c.site << " width " << c.width << ", " << c.groups
               << (c.groups == 1 ? " codebook" : " codebooks") << " x " << c.num_codes << " codes, k = " << c.k << "\n";
   }
-  std::cout << "codebook parameters: " << params << "\nwrote " << out << "\n";
+  std::cout << "codebook parameters: " << params << "\n";
+  if (tokenizer) std::cout << "tokenizer: " << m.graph->metadata[kTokenizerMetadataKey] << "\n";
+  std::cout << "wrote " << out << "\n";
   return 0;
 }
 

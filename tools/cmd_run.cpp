@@ -1,10 +1,13 @@
-// codebook run MODEL: run a model on .npy inputs or token ids and write its outputs.
+// codebook run MODEL: run a model on .npy inputs, token ids or text, and show
+// or write its outputs.
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
+#include <set>
 #include <sstream>
 
 #include "frontend/npy.h"
@@ -18,12 +21,20 @@
 #include "tools/model_io.h"
 #include "tools/next_token.h"
 #include "tools/options.h"
+#include "tools/text_io.h"
 
 namespace po = boost::program_options;
 
 namespace cb::tools {
 
 namespace {
+
+// Token strings when a tokenizer is known; ids alone otherwise.
+struct Strings {
+  const TokenText* text = nullptr;
+  std::string shown(int64_t id) const { return text ? text->shown(id) : ""; }
+  std::string json(int64_t id) const { return text ? text->json(id) : "null"; }
+};
 
 struct TokenProb {
   int64_t token;
@@ -37,32 +48,66 @@ std::vector<TokenProb> top_next(const Tensor& logits, int k) {
   return out;
 }
 
-void print_top(const std::string& what, const std::vector<TokenProb>& top) {
-  std::cout << "top " << top.size() << " next tokens" << what << ":\n";
-  for (auto& t : top)
-    std::cout << "  " << std::setw(8) << t.token << "  p " << std::fixed << std::setprecision(4) << t.p << "\n";
+// Probabilities to 4 significant digits, so the small ones of a 50k vocabulary are not all 0.0000.
+void print_top(const std::string& what, const std::vector<TokenProb>& top, const Strings& s) {
+  std::cout << "top " << top.size() << " next tokens" << what << ": (p to 4 significant digits)\n";
+  for (auto& t : top) {
+    std::ostringstream p;
+    p << std::setprecision(4) << t.p;
+    std::cout << "  " << std::setw(8) << t.token << "  p ";
+    if (s.text)
+      std::cout << std::left << std::setw(10) << p.str() << std::right << "  " << s.shown(t.token) << "\n";
+    else
+      std::cout << p.str() << "\n";
+  }
 }
 
-std::string json_top(const std::vector<TokenProb>& top) {
+std::string json_top(const std::vector<TokenProb>& top, const Strings& s) {
   std::ostringstream o;
   o << "[";
   for (size_t i = 0; i < top.size(); ++i)
-    o << (i ? ", " : "") << "{\"token\": " << top[i].token << ", \"p\": " << std::setprecision(6) << top[i].p << "}";
+    o << (i ? ", " : "") << "{\"token\": " << top[i].token << ", \"text\": " << s.json(top[i].token)
+      << ", \"p\": " << std::setprecision(6) << top[i].p << "}";
   return o.str() + "]";
 }
 
-// ids [batch, seq, G, k] of row 0 as text lines, or as a JSON list [seq][G][k].
-void print_codes(const std::string& site, const Tensor& ids, const std::vector<int64_t>& tokens) {
+// The codes of one position: "12 40", or "[0] 1 2  [1] 3 4" for a group.
+std::string codes_at(const Tensor& ids, int64_t t) {
+  int64_t G = ids.dim(2), k = ids.dim(3);
+  std::ostringstream o;
+  for (int64_t g = 0; g < G; ++g) {
+    if (G > 1) o << (g ? "  [" : "[") << g << "]";
+    for (int64_t j = 0; j < k; ++j) o << (G > 1 || j ? " " : "") << ids.data<int64_t>()[(t * G + g) * k + j];
+  }
+  return o.str();
+}
+
+// ids [batch, seq, G, k] of row 0 as text lines; with `clean`, the codes
+// without interventions first, then the intervened ones, '*' where they differ.
+void print_codes(const std::string& site, const Tensor& ids, const Tensor* clean, const std::vector<int64_t>& tokens,
+                 const Strings& s) {
   int64_t T = ids.dim(1), G = ids.dim(2), k = ids.dim(3);
-  std::cout << "codes at " << site << " (" << G << (G == 1 ? " codebook" : " codebooks") << ", k = " << k << "):\n";
+  std::cout << "codes at " << site << " (" << G << (G == 1 ? " codebook" : " codebooks") << ", k = " << k << ")"
+            << (clean ? ", without | with interventions" : "") << ":\n";
+  std::vector<std::string> shown;
+  size_t width = 0;
+  for (int64_t t = 0; t < T && t < int64_t(tokens.size()); ++t) {
+    shown.push_back(s.shown(tokens[size_t(t)]));
+    width = std::max(width, shown.back().size());
+  }
   for (int64_t t = 0; t < T; ++t) {
     std::cout << "  pos " << std::setw(3) << t;
-    if (t < int64_t(tokens.size())) std::cout << "  token " << std::setw(6) << tokens[size_t(t)];
-    for (int64_t g = 0; g < G; ++g) {
-      std::cout << (G > 1 ? "  [" + std::to_string(g) + "]" : " ");
-      for (int64_t j = 0; j < k; ++j) std::cout << " " << ids.data<int64_t>()[(t * G + g) * k + j];
+    if (t < int64_t(tokens.size())) {
+      std::cout << "  token " << std::setw(6) << tokens[size_t(t)];
+      if (s.text) std::cout << " " << std::left << std::setw(int(width)) << shown[size_t(t)] << std::right;
     }
-    std::cout << "\n";
+    std::string now = codes_at(ids, t);
+    if (clean) {
+      std::string before = codes_at(*clean, t);
+      std::cout << "  " << before << " | " << now << (before != now ? "  *" : "") << "\n";
+    } else {
+      std::cout << "  " << now << "\n";
+    }
   }
 }
 
@@ -82,6 +127,28 @@ std::string json_codes(const Tensor& ids) {
   return o.str() + "]";
 }
 
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// The graph's output names.
+std::vector<std::string> output_names(const Graph& g) {
+  std::vector<std::string> out;
+  for (const Value* v : g.outputs) out.push_back(v->name);
+  return out;
+}
+
 }  // namespace
 
 int cmd_run(int argc, char** argv) {
@@ -91,37 +158,86 @@ int cmd_run(int argc, char** argv) {
       "NAME=FILE.npy (repeatable); with input_ids given, a missing attention_mask or position_ids is filled in")(
       "tokens,t", po::value<std::string>(),
       "comma-separated token ids for input_ids (batch 1); fills attention_mask and position_ids")(
-      "output-dir,o", po::value<std::string>(), "write every output as DIR/<name>.npy")(
+      "prompt,p", po::value<std::string>(),
+      "TEXT: like --tokens, tokenised by the model's tokenizer (TokFSM: <|endoftext|> then one token per digit)")(
+      "tokenizer", po::value<std::string>(),
+      "DIR (GPT-2 BPE: tokenizer.json or vocab.json + merges.txt) or tokfsm[:BASE]; default: the one the model "
+      "or its training run records")(
+      "output-dir,o", po::value<std::string>(),
+      "write outputs as DIR/<name>.npy: those of --outputs, else the --tap outputs, else all")(
+      "outputs", po::value<std::string>(), "NAME,NAME,...: the outputs to write or print (e.g. logits,layer0.mlp.ids)")(
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
-      "top", po::value<int>()->default_value(5), "how many next tokens to show with --tokens")(
+      "top", po::value<int>()->default_value(5), "how many next tokens to show with --tokens or --prompt")(
       "show-codes", po::value<std::vector<std::string>>()->composing(),
       "SITE[,SITE...] or all: print the code ids chosen at each position (repeatable)")(
-      "compare", "also run without interventions; show both next-token lists and their Jensen-Shannon divergence")(
-      "json", "print the next tokens, codes and divergence as one JSON object");
+      "compare",
+      "also run without interventions; show both next-token lists, the codes of --show-codes side by side, and "
+      "their Jensen-Shannon divergence in bits")(
+      "json", "print the tokens, next tokens, codes and divergence as one JSON object");
   add_intervention_options(opts);
   add_pass_options(opts);
   po::variables_map vm;
-  if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm)) return 0;
-  CB_CHECK(vm.count("input") || vm.count("tokens"), "give the model's inputs with --input NAME=FILE.npy or --tokens");
+  if (!parse_command_line(argc, argv, opts, "model", "ONNX model file, or a `codebook train` run or checkpoint folder",
+                          vm))
+    return 0;
+  CB_CHECK(vm.count("input") || vm.count("tokens") || vm.count("prompt"),
+           "give the model's inputs with --input NAME=FILE.npy, --tokens or --prompt");
+  CB_CHECK(!(vm.count("tokens") && vm.count("prompt")), "give --tokens or --prompt, not both");
   set_num_threads(vm["threads"].as<int>());
   PassOptionsScope pass_options(vm);
 
-  std::string model_path = vm["model"].as<std::string>();
+  const std::string model_arg = vm["model"].as<std::string>();
+  const std::string model_path = resolve_model_path(model_arg);
   LoadedModel m = load_model(model_path);
+
+  // The tokenizer: needed for --prompt; otherwise only to show token strings.
+  std::optional<TokenText> text;
+  {
+    auto meta = m.graph->metadata.find(kTokenizerMetadataKey);
+    std::optional<std::string> spec =
+        vm.count("tokenizer") ? vm["tokenizer"].as<std::string>()
+                              : recorded_tokenizer(model_arg, meta == m.graph->metadata.end() ? "" : meta->second);
+    if (vm.count("prompt")) {
+      CB_CHECK(spec, "--prompt: " << model_arg
+                                  << " records no tokenizer; give --tokenizer DIR (e.g. ../shared/data/gpt2-bpe) or "
+                                     "--tokenizer tokfsm, or use --tokens");
+      text = TokenText::load(*spec);
+    } else if (spec) {
+      try {
+        text = TokenText::load(*spec);
+      } catch (const Error& e) {
+        if (vm.count("tokenizer")) throw;
+        std::cerr << "note: token strings not shown: " << e.what() << "\n";
+      }
+    }
+  }
+  Strings strings{text ? &*text : nullptr};
+
+  // Interventions and --tap first, so their outputs are known, then the taps of --show-codes.
+  const std::vector<std::string> model_outputs = output_names(*m.graph);
   InterventionSet iv = interventions_from_options(vm);
   resolve_state_of(iv, model_path, vm["backend"].as<std::string>(), vm["threads"].as<int>());
-  std::vector<SiteRef> show = shown_sites(
-      *m.graph, vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>() : std::vector<std::string>{});
-  for (auto& site : show) iv.taps.push_back(site.site());
   InterventionsPass interventions(iv);
   PassManager().run(interventions, *m.graph);
+  std::vector<std::string> tap_outputs;
+  for (const std::string& n : output_names(*m.graph))
+    if (std::find(model_outputs.begin(), model_outputs.end(), n) == model_outputs.end()) tap_outputs.push_back(n);
+  std::vector<SiteRef> show = shown_sites(
+      *m.graph, vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>() : std::vector<std::string>{});
+  // The taps of --show-codes (tapping a site --tap already tapped changes nothing).
+  InterventionSet show_taps;
+  for (const SiteRef& s : show) show_taps.taps.push_back(s.site());
+  InterventionsPass show_pass(show_taps);
+  PassManager().run(show_pass, *m.graph);
   const Graph& g = *m.graph;
 
   std::map<std::string, Tensor> inputs;
   std::vector<int64_t> tokens;
-  if (vm.count("tokens")) {
-    tokens = parse_token_list(vm["tokens"].as<std::string>());
+  if (vm.count("tokens") || vm.count("prompt")) {
+    tokens = vm.count("tokens") ? parse_token_list(vm["tokens"].as<std::string>())
+                                : text->encode(vm["prompt"].as<std::string>());
+    CB_CHECK(!tokens.empty(), "--prompt: the text gives no tokens");
     inputs = lm_inputs(g, tokens, 1, int64_t(tokens.size()));
   }
   if (vm.count("input")) {
@@ -132,6 +248,20 @@ int cmd_run(int argc, char** argv) {
     }
   }
   complete_lm_inputs(g, inputs);
+
+  // What --output-dir writes (and what is printed when nothing else is): --outputs, else the taps, else all.
+  std::vector<std::string> all_outputs = output_names(g);
+  std::vector<std::string> selected;
+  if (vm.count("outputs")) {
+    selected = split_commas(vm["outputs"].as<std::string>());
+    CB_CHECK(!selected.empty(), "--outputs: no output names given; the outputs are: " << joined(all_outputs));
+    for (const std::string& n : selected)
+      CB_CHECK(std::find(all_outputs.begin(), all_outputs.end(), n) != all_outputs.end(),
+               "--outputs: no output '" << n << "'; the outputs are: " << joined(all_outputs));
+  } else {
+    selected = tap_outputs.empty() ? all_outputs : tap_outputs;
+  }
+
   auto backend = make_backend(vm["backend"].as<std::string>());
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
@@ -158,16 +288,24 @@ int cmd_run(int argc, char** argv) {
   std::vector<std::pair<std::string, const Tensor*>> shown;
   for (auto& [site, ids] : shown_ids) shown.push_back({site, &ids});
 
-  // The clean run for --compare: the same model without interventions.
+  // The clean run for --compare: the same model without interventions, with the --show-codes taps.
   std::vector<std::string> clean_names;
   std::vector<Tensor> clean_outs;
   const Tensor* clean_logits = nullptr;
+  std::vector<std::pair<std::string, Tensor>> clean_shown_ids;
+  std::vector<const Tensor*> clean_codes;
   if (vm.count("compare")) CB_CHECK(logits, "--compare needs a model with a logits output");
-  if (vm.count("compare") || needs_clean_ids(iv)) {  // the checks below read its ids
+  if (vm.count("compare") || needs_clean_ids(iv)) {  // the intervention checks below read its ids too
     std::shared_ptr<Graph> clean = load_model(model_path).graph;
+    InterventionsPass clean_pass(show_taps);
+    PassManager().run(clean_pass, *clean);
     tap_intervened_sites(*clean, iv);
     clean_outs = run(clean, clean_names);
-    if (vm.count("compare")) clean_logits = logits_of(clean_names, clean_outs);
+    if (vm.count("compare")) {
+      clean_logits = logits_of(clean_names, clean_outs);
+      clean_shown_ids = shown_codes(show, clean_names, clean_outs);
+      for (auto& [site, ids] : clean_shown_ids) clean_codes.push_back(&ids);
+    }
   }
   std::map<std::string, const Tensor*> clean_by_name;
   for (size_t i = 0; i < clean_names.size(); ++i) clean_by_name[clean_names[i]] = &clean_outs[i];
@@ -181,45 +319,63 @@ int cmd_run(int argc, char** argv) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     CB_CHECK(!ec, "cannot create output directory '" << dir << "': " << ec.message());
-    for (size_t i = 0; i < outs.size(); ++i) {
-      std::string path = dir + "/" + file_safe(names[i]) + ".npy";
-      npy_write(path, outs[i]);
+    for (const std::string& name : selected) {
+      const Tensor* t = output(names, outs, name);
+      std::string path = dir + "/" + file_safe(name) + ".npy";
+      npy_write(path, *t);
       if (!vm.count("json"))
-        std::cout << "wrote " << path << " (" << dtype_name(outs[i].dtype()) << dims_str(outs[i].dims()) << ")\n";
+        std::cout << "wrote " << path << " (" << dtype_name(t->dtype()) << dims_str(t->dims()) << ")\n";
     }
   }
 
   int top = vm["top"].as<int>();
-  bool want_next = logits && (vm.count("tokens") || vm.count("compare"));
+  bool want_next = logits && (!tokens.empty() || vm.count("compare"));
+  std::vector<double> jsd;
+  if (clean_logits) jsd = jensen_shannon_per_position(*clean_logits, *logits);
   if (vm.count("json")) {
     std::ostringstream o;
     o << "{\"tokens\": [";
     for (size_t i = 0; i < tokens.size(); ++i) o << (i ? ", " : "") << tokens[i];
     o << "]";
-    if (want_next) o << ", \"next\": " << json_top(top_next(*logits, top));
+    if (text) {
+      o << ", \"token_texts\": [";
+      for (size_t i = 0; i < tokens.size(); ++i) o << (i ? ", " : "") << strings.json(tokens[i]);
+      o << "]";
+    }
+    if (want_next) o << ", \"next\": " << json_top(top_next(*logits, top), strings);
     if (clean_logits) {
-      o << ", \"clean_next\": " << json_top(top_next(*clean_logits, top));
-      o << ", \"jsd\": " << std::setprecision(9) << jensen_shannon_batchmean(*clean_logits, *logits);
+      o << ", \"clean_next\": " << json_top(top_next(*clean_logits, top), strings);
+      o << ", \"jsd\": " << std::setprecision(9) << jsd.back() << ", \"jsd_unit\": \"bits\", \"jsd_per_position\": [";
+      for (size_t i = 0; i < jsd.size(); ++i) o << (i ? ", " : "") << jsd[i];
+      o << "]";
     }
     o << ", \"codes\": {";
     for (size_t i = 0; i < shown.size(); ++i)
       o << (i ? ", " : "") << "\"" << shown[i].first << "\": " << json_codes(*shown[i].second);
-    std::cout << o.str() << "}}\n";
+    o << "}";
+    if (clean_logits) {
+      o << ", \"clean_codes\": {";
+      for (size_t i = 0; i < shown.size(); ++i)
+        o << (i ? ", " : "") << "\"" << shown[i].first << "\": " << json_codes(*clean_codes[i]);
+      o << "}";
+    }
+    std::cout << o.str() << "}\n";
     return 0;
   }
-  for (auto& [site, ids] : shown) print_codes(site, *ids, tokens);
+  for (size_t i = 0; i < shown.size(); ++i)
+    print_codes(shown[i].first, *shown[i].second, clean_logits ? clean_codes[i] : nullptr, tokens, strings);
   if (want_next) {
     if (clean_logits) {
-      print_top(" without interventions", top_next(*clean_logits, top));
-      print_top(" with interventions", top_next(*logits, top));
-      std::cout << "Jensen-Shannon divergence at the last position: " << std::setprecision(6)
-                << jensen_shannon_batchmean(*clean_logits, *logits) << "\n";
+      print_top(" without interventions", top_next(*clean_logits, top), strings);
+      print_top(" with interventions", top_next(*logits, top), strings);
+      std::cout << "Jensen-Shannon divergence at the last position: " << std::setprecision(6) << jsd.back()
+                << " bits\n";
     } else {
-      print_top("", top_next(*logits, top));
+      print_top("", top_next(*logits, top), strings);
     }
   }
   if (!vm.count("output-dir") && !want_next && show.empty())
-    for (size_t i = 0; i < outs.size(); ++i) std::cout << names[i] << ": " << outs[i].str() << "\n";
+    for (const std::string& name : selected) std::cout << name << ": " << output(names, outs, name)->str() << "\n";
   return 0;
 }
 

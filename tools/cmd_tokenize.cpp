@@ -19,11 +19,13 @@ namespace {
 
 const char* const kDescription = R"(
 Reads standard input and writes standard output:
-  (default)          the whole input is one text; prints its ids separated by
-                     spaces on one line (with --offsets, a second line of
-                     begin:end byte offsets, one per token)
-  --decode           the input is token ids separated by whitespace; prints
-                     their text, nothing added
+  (default)          the whole input is one text, less one trailing newline
+                     (`echo` adds it; --keep-newline keeps it); prints its ids
+                     separated by commas on one line, as `run --tokens` takes
+                     them (with --offsets, a second line of begin:end byte
+                     offsets, one per token)
+  --decode           the input is token ids separated by commas and/or
+                     whitespace; prints their text, nothing added
   --jsonl            each input line is a JSON string; each output line the JSON
                      list of its ids (with --offsets, {"ids": [...], "offsets":
                      [[begin, end], ...]})
@@ -58,7 +60,7 @@ void for_each_line(const std::string& input, F&& f) {
 std::string ids_text(const std::vector<TokenId>& ids) {
   std::string out;
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (i) out += ' ';
+    if (i) out += ',';
     out += std::to_string(ids[i]);
   }
   return out;
@@ -89,9 +91,10 @@ std::string encode_text(const BpeTokenizer& tok, const std::string& input, bool 
 std::string decode_text(const BpeTokenizer& tok, const std::string& input, bool skip_special) {
   std::vector<TokenId> ids;
   size_t index = 0;
-  for (size_t pos = input.find_first_not_of(" \t\r\n"); pos != std::string::npos;
-       pos = input.find_first_not_of(" \t\r\n", pos)) {
-    size_t end = input.find_first_of(" \t\r\n", pos);
+  const char* const separators = ", \t\r\n";
+  for (size_t pos = input.find_first_not_of(separators); pos != std::string::npos;
+       pos = input.find_first_not_of(separators, pos)) {
+    size_t end = input.find_first_of(separators, pos);
     if (end == std::string::npos) end = input.size();
     const std::string word = input.substr(pos, end - pos);
     size_t used = 0;
@@ -165,7 +168,8 @@ int cmd_tokenize(int argc, char** argv) {
       "decode", po::bool_switch(), "read token ids, write text")(
       "jsonl", po::bool_switch(), "one JSON value per line in and out")("offsets", po::bool_switch(),
                                                                         "also write each token's byte offsets")(
-      "skip-special", po::bool_switch(), "with --decode: leave out special tokens such as <|endoftext|>");
+      "skip-special", po::bool_switch(), "with --decode: leave out special tokens such as <|endoftext|>")(
+      "keep-newline", po::bool_switch(), "encode the input's trailing newline too (by default one is dropped)");
   po::variables_map vm;
   po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
   if (vm.count("help")) {
@@ -178,9 +182,16 @@ int cmd_tokenize(int argc, char** argv) {
   const bool offsets = vm["offsets"].as<bool>(), skip_special = vm["skip-special"].as<bool>();
   if (decode && offsets) throw po::error("--offsets only applies when encoding");
   if (skip_special && !decode) throw po::error("--skip-special only applies with --decode");
+  const bool keep_newline = vm["keep-newline"].as<bool>();
+  if (keep_newline && (decode || jsonl)) throw po::error("--keep-newline only applies when encoding plain text");
 
   const BpeTokenizer tok = BpeTokenizer::load(vm["tokenizer"].as<std::string>());
-  const std::string input = read_stdin();
+  std::string input = read_stdin();
+  // `echo text |` ends the text with a newline nobody means to tokenise.
+  if (!decode && !jsonl && !keep_newline && !input.empty() && input.back() == '\n') {
+    input.pop_back();
+    if (!input.empty() && input.back() == '\r') input.pop_back();
+  }
   // All or nothing: bad input anywhere prints only the error.
   const std::string output =
       decode ? (jsonl ? decode_jsonl(tok, input, skip_special) : decode_text(tok, input, skip_special))

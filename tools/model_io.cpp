@@ -9,6 +9,7 @@
 #include "frontend/onnx_import.h"
 #include "passes/codebook_sites.h"
 #include "support/error.h"
+#include "train/checkpoint.h"
 #include "train/training_graph.h"
 
 namespace cb::tools {
@@ -25,6 +26,15 @@ LoadedModel load_model(const std::string& path) {
     m.graph = import_onnx(path);
   m.import_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return m;
+}
+
+std::string resolve_model_path(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec) || fs::exists(fs::path(path) / "config.json", ec)) return path;
+  if (fs::exists(fs::path(path) / "model.onnx", ec)) return (fs::path(path) / "model.onnx").string();
+  if (!list_checkpoints(path).empty()) return (fs::path(find_checkpoint(path).dir) / "model.onnx").string();
+  return path;
 }
 
 std::vector<int64_t> parse_token_list(const std::string& s) {

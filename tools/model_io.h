@@ -19,6 +19,11 @@ struct LoadedModel {
 // An ONNX file, or a Hugging Face checkpoint folder (config.json + safetensors).
 LoadedModel load_model(const std::string& path);
 
+// The model file behind `path`: a `codebook train` output folder or checkpoint
+// folder gives its model.onnx (the output folder's final one, else its latest
+// checkpoint's); anything else is returned as it is.
+std::string resolve_model_path(const std::string& path);
+
 // "1,2,3" -> {1,2,3}; throws cb::Error naming the bad item.
 std::vector<int64_t> parse_token_list(const std::string& s);
 // "1x128" -> {1,128}.

@@ -29,8 +29,8 @@ double jensen_shannon(const std::vector<double>& p, const std::vector<double>& q
   double s = 0;
   for (size_t i = 0; i < p.size(); ++i) {
     double m = 0.5 * (p[i] + q[i]);
-    if (p[i] > 0) s += p[i] * std::log(p[i] / m);
-    if (q[i] > 0) s += q[i] * std::log(q[i] / m);
+    if (p[i] > 0) s += p[i] * std::log2(p[i] / m);
+    if (q[i] > 0) s += q[i] * std::log2(q[i] / m);
   }
   return 0.5 * s;
 }
@@ -41,6 +41,13 @@ double jensen_shannon_batchmean(const Tensor& a, const Tensor& b, int64_t positi
   for (int64_t r = 0; r < a.dim(0); ++r)
     s += jensen_shannon(next_token_probs(a, r, position), next_token_probs(b, r, position));
   return s / double(a.dim(0));
+}
+
+std::vector<double> jensen_shannon_per_position(const Tensor& a, const Tensor& b) {
+  CB_CHECK(a.rank() == 3, "expected logits [batch, seq, vocab], got " << dims_str(a.dims()));
+  std::vector<double> out;
+  for (int64_t t = 0; t < a.dim(1); ++t) out.push_back(jensen_shannon_batchmean(a, b, t));
+  return out;
 }
 
 std::vector<int64_t> top_tokens(const std::vector<double>& probs, int k) {
