@@ -7,7 +7,42 @@
 
 namespace cb {
 
-std::string SiteRef::site() const { return "layer" + std::to_string(layer) + "." + placement_name(placement); }
+namespace {
+
+const char* point_name(SitePoint p) {
+  switch (p) {
+    case SitePoint::input: return "input";
+    case SitePoint::resid_mid: return "resid_mid";
+    case SitePoint::attn_pattern: return "attn_pattern";
+    case SitePoint::placement: break;
+  }
+  return "?";
+}
+
+// TransformerLens hook names (blocks.L.<hook>) and our site each stands for;
+// only hooks holding the same values (docs/interventions.md#site-names).
+struct LensAlias {
+  const char* hook;
+  SitePoint point;
+  Placement placement;
+};
+const LensAlias kLensAliases[] = {
+    {"hook_resid_pre", SitePoint::input, Placement::mlp},
+    {"hook_resid_mid", SitePoint::resid_mid, Placement::mlp},
+    {"hook_resid_post", SitePoint::placement, Placement::transformer_block},
+    {"attn.hook_z", SitePoint::placement, Placement::attn_preproj},
+    {"attn.hook_pattern", SitePoint::attn_pattern, Placement::mlp},
+    {"hook_attn_out", SitePoint::placement, Placement::attn},
+    {"mlp.hook_post", SitePoint::placement, Placement::mlp_mid},
+    {"hook_mlp_out", SitePoint::placement, Placement::mlp},
+};
+
+}  // namespace
+
+std::string SiteRef::site() const {
+  return "layer" + std::to_string(layer) + "." +
+         (point == SitePoint::placement ? placement_name(placement) : point_name(point));
+}
 
 std::string SiteRef::name() const { return group == kAll ? site() : site() + "[" + std::to_string(group) + "]"; }
 
@@ -37,15 +72,40 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
 SiteRef parse_site(const std::string& text, int64_t num_layers) {
   static const std::regex canonical(R"(layer(-?\d+)\.([a-z_]+)(?:\[(\d+)\])?)");
   static const std::regex alias(R"(layer(-?\d+)_([a-z_]+?)(?:_gcb(\d+))?)");
+  static const std::regex lens(R"(blocks\.(-?\d+)\.([a-z_.]+)(?:\[(\d+)\])?)");
   std::smatch m;
-  if (!std::regex_match(text, m, canonical) && !std::regex_match(text, m, alias))
+  bool is_lens = std::regex_match(text, m, lens);
+  if (!is_lens && !std::regex_match(text, m, canonical) && !std::regex_match(text, m, alias))
     CB_FAIL("bad site '" << text << "': expected layer{L}.{placement} or layer{L}.{placement}[{member}] "
-                         << "(e.g. layer0.mlp, layer3.attn_preproj[5]) or an alias like layer3_attn_preproj_gcb5");
+                         << "(e.g. layer0.mlp, layer3.attn_preproj[5], layer0.input, layer0.attn_pattern), "
+                         << "an alias like layer3_attn_preproj_gcb5, or a TransformerLens name like "
+                         << "blocks.3.hook_resid_pre");
   SiteRef s;
   try {
     s.layer = std::stoll(m[1]);
-    s.placement = parse_placement(m[2]);
+    std::string point = m[2];
+    if (is_lens) {
+      const LensAlias* found = nullptr;
+      std::string known;
+      for (const LensAlias& a : kLensAliases) {
+        if (point == a.hook) found = &a;
+        known += std::string(known.empty() ? "" : ", ") + a.hook;
+      }
+      CB_CHECK(found, "TransformerLens hook '" << point << "' has no counterpart here (known: " << known << ")");
+      s.point = found->point;
+      s.placement = found->placement;
+    } else if (point == "input") {
+      s.point = SitePoint::input;
+    } else if (point == "resid_mid") {
+      s.point = SitePoint::resid_mid;
+    } else if (point == "attn_pattern") {
+      s.point = SitePoint::attn_pattern;
+    } else {
+      s.placement = parse_placement(point);
+    }
     if (m[3].matched) s.group = std::stoll(m[3]);
+    CB_CHECK(s.group == kAll || s.is_codebook_site(),
+             s.site() << " is an activation, not a codebook site: it has no members");
   } catch (const Error& e) {
     CB_FAIL("bad site '" << text << "': " << e.what());
   } catch (const std::exception&) {

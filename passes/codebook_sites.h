@@ -4,6 +4,13 @@
 //   layer{L}.{placement}[{g}]   group member g, e.g. layer3.attn_preproj[5]
 // The original library's keys are accepted as aliases: layer3_attn_preproj
 // and layer3_attn_preproj_gcb5. Negative L counts from the last layer.
+// Besides the codebook placements, three activations can be tapped (not
+// quantised): layer{L}.input (the residual stream entering block L),
+// layer{L}.resid_mid (input + attn, sequential residual only) and
+// layer{L}.attn_pattern (the attention probabilities [B, H, T, T]).
+// TransformerLens hook names are aliases where they mean the same value
+// (docs/interventions.md#site-names): blocks.3.hook_resid_pre = layer3.input,
+// blocks.3.attn.hook_z = layer3.attn_preproj, blocks.3.hook_mlp_out = layer3.mlp, ...
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,10 +21,17 @@
 
 namespace cb {
 
+// What a site name points at: a codebook placement or an activation that can
+// only be tapped.
+enum class SitePoint { placement, input, resid_mid, attn_pattern };
+
 struct SiteRef {
   int64_t layer = 0;
-  Placement placement = Placement::mlp;
-  int64_t group = kAll;  // a group member, or kAll
+  Placement placement = Placement::mlp;  // when point == placement
+  int64_t group = kAll;                  // a group member, or kAll
+  SitePoint point = SitePoint::placement;
+
+  bool is_codebook_site() const { return point == SitePoint::placement; }
 
   std::string name() const;  // canonical "layer0.mlp" / "layer0.mlp[5]"
   // The site without its member: "layer0.mlp".

@@ -1,5 +1,6 @@
 #include "passes/interventions.h"
 
+#include <regex>
 #include <sstream>
 
 #include "ir/codebook.h"
@@ -9,9 +10,7 @@
 
 namespace cb {
 
-namespace {
-
-const char* kind_name(InterventionKind k) {
+const char* intervention_option(InterventionKind k) {
   switch (k) {
     case InterventionKind::ablate: return "--ablate";
     case InterventionKind::disable_topk: return "--disable-topk";
@@ -21,6 +20,10 @@ const char* kind_name(InterventionKind k) {
   return "?";
 }
 
+namespace {
+
+const char* kind_name(InterventionKind k) { return intervention_option(k); }
+
 }  // namespace
 
 Intervention parse_intervention(InterventionKind kind, const std::string& text) {
@@ -29,7 +32,14 @@ Intervention parse_intervention(InterventionKind kind, const std::string& text) 
   size_t colon = text.find(':');
   CB_CHECK(colon != std::string::npos, kind_name(kind)
                                            << " '" << text << "': expected SITE:VALUES, e.g. layer0.mlp:12,40");
-  iv.site = parse_site(text.substr(0, colon));
+  try {
+    iv.site = parse_site(text.substr(0, colon));
+  } catch (const Error& e) {
+    CB_FAIL(kind_name(kind) << " '" << text << "': " << e.what());
+  }
+  CB_CHECK(iv.site.is_codebook_site(), kind_name(kind)
+                                           << " '" << text << "': " << iv.site.site()
+                                           << " is an activation without a codebook; it can only be tapped");
   std::string rest = text.substr(colon + 1);
   if (kind == InterventionKind::force) {
     size_t hash = rest.find('#');
@@ -52,7 +62,11 @@ Intervention parse_intervention(InterventionKind kind, const std::string& text) 
   const char* what = kind == InterventionKind::disable_topk   ? "count"
                      : kind == InterventionKind::disable_slot ? "slot"
                                                               : "code";
-  iv.values = parse_int_list(rest, what, text);
+  static const std::string kStateOf = "state-of:";
+  if (kind == InterventionKind::force && rest.compare(0, kStateOf.size(), kStateOf) == 0)
+    iv.state_of = parse_int_list(rest.substr(kStateOf.size()), "token", text);
+  else
+    iv.values = parse_int_list(rest, what, text);
   if (kind == InterventionKind::disable_topk) {
     CB_CHECK(iv.values.size() == 1 && iv.values[0] >= 0,
              "--disable-topk '" << text << "': expected one non-negative count, e.g. layer0.mlp:2");
@@ -94,20 +108,75 @@ Value* codebook_output(Graph& g, Node& n, size_t i, const std::string& name) {
   return n.outputs[i];
 }
 
-void tap_site(Graph& g, const std::string& text) {
-  SiteRef s = parse_site(text, num_layers_of(g));  // negative layers resolved
-  CB_CHECK(s.group == kAll, "--tap " << text << ": taps name a whole site, without [member]");
-  std::string site = s.site();
-  if (Node* n = find_codebook_node(g, site)) {
-    add_output(g, n->inputs[0], site + ".input");
-    add_output(g, codebook_output(g, *n, 1, site + ".ids"), site + ".ids");
-    add_output(g, codebook_output(g, *n, 2, site + ".scores"), site + ".scores");
-    add_output(g, n->outputs[0], site + ".output");
-    return;
+// The value carrying `v` downstream: a codebook that reads `v` replaces it.
+Value* flowing(const Graph& g, Value* v) {
+  for (Node* n : codebook_nodes(g))
+    if (n->inputs[0] == v) return n->outputs[0];
+  return v;
+}
+
+// An activation that is no codebook site: the block input, input + attn,
+// or the attention probabilities.
+void tap_activation(Graph& g, const SiteRef& s, const LayerSites& l) {
+  Value* v = nullptr;
+  switch (s.point) {
+    case SitePoint::input: v = flowing(g, l.input); break;
+    case SitePoint::attn_pattern: v = l.softmax->outputs[0]; break;
+    case SitePoint::resid_mid: {
+      CB_CHECK(!l.parallel_residual, "--tap " << s.site() << ": layer " << s.layer
+                                              << " has a parallel residual (attention and MLP both read the "
+                                                 "block input), so there is no residual stream between them");
+      Value* in = flowing(g, l.input);
+      Value* attn = flowing(g, l.attn);
+      for (const auto& n : g.nodes())
+        if (n->op_type == "Add" && n->domain.empty() && n->inputs.size() == 2 &&
+            ((n->inputs[0] == in && n->inputs[1] == attn) || (n->inputs[0] == attn && n->inputs[1] == in)))
+          v = n->outputs[0];
+      CB_CHECK(v, "--tap " << s.site() << ": no Add of the block input and the attention output found");
+      break;
+    }
+    case SitePoint::placement: break;
   }
-  // A site without a codebook: expose the activation a codebook there would read.
+  add_output(g, v, s.site());
+}
+
+// layerL.qkv[q|k|v]: one of separate q, k, v projections (as `inspect` lists
+// them); false when `text` is no such name.
+bool tap_separate_qkv(Graph& g, const std::string& text) {
+  static const std::regex part(R"(layer(-?\d+)\.qkv\[([qkv])\])");
+  std::smatch m;
+  if (!std::regex_match(text, m, part)) return false;
+  SiteRef s = parse_site("layer" + std::string(m[1]) + ".qkv", num_layers_of(g));
   ModelAnatomy a = analyze_model(g);
   const LayerSites& l = a.layers[size_t(s.layer)];
+  CB_CHECK(l.qkv.size() == 3, "--tap " << text << ": layer " << s.layer << " has one fused q, k, v projection; tap "
+                                       << s.site() << " instead");
+  add_output(g, l.qkv[std::string("qkv").find(std::string(m[2]))], s.site() + "[" + std::string(m[2]) + "]");
+  return true;
+}
+
+void tap_site(Graph& g, const std::string& text) {
+  if (tap_separate_qkv(g, text)) return;
+  SiteRef s;
+  try {
+    s = parse_site(text, num_layers_of(g));  // negative layers resolved
+  } catch (const Error& e) {
+    CB_FAIL("--tap: " << e.what());
+  }
+  CB_CHECK(s.group == kAll, "--tap " << text << ": taps name a whole site, without [member]");
+  std::string site = s.site();
+  if (s.is_codebook_site())
+    if (Node* n = find_codebook_node(g, site)) {
+      add_output(g, n->inputs[0], site + ".input");
+      add_output(g, codebook_output(g, *n, 1, site + ".ids"), site + ".ids");
+      add_output(g, codebook_output(g, *n, 2, site + ".scores"), site + ".scores");
+      add_output(g, n->outputs[0], site + ".output");
+      return;
+    }
+  ModelAnatomy a = analyze_model(g);
+  const LayerSites& l = a.layers[size_t(s.layer)];
+  if (!s.is_codebook_site()) return tap_activation(g, s, l);
+  // A site without a codebook: expose the activation a codebook there would read.
   std::vector<Value*> vs =
       s.placement == Placement::attn_plus_mlp ? std::vector<Value*>{l.attn, l.mlp} : site_values(l, s.placement);
   Value* v = vs.at(0);
@@ -135,6 +204,9 @@ void apply_interventions(Graph& g, const InterventionSet& iv) {
     return s;
   };
   for (const Intervention& item : iv.items) {
+    CB_CHECK(item.state_of.empty(), kind_name(item.kind) << " " << item.site.name()
+                                                         << ":state-of: needs a run of the model on the tokens "
+                                                            "(codebook run and export resolve it)");
     SiteRef s = resolve(item.site);
     Node* n = find_codebook_node(g, s.site());
     CB_CHECK(n, kind_name(item.kind) << " " << item.site.name() << ": site " << s.site()
@@ -176,7 +248,11 @@ void apply_interventions(Graph& g, const InterventionSet& iv) {
       a.keep_k_codes = false;
       a.to_node(*n);
     }
-  for (const std::string& t : iv.taps) tap_site(g, t);
+  for (const std::string& list : iv.taps) {
+    std::stringstream items(list);
+    std::string t;
+    while (std::getline(items, t, ',')) tap_site(g, t);
+  }
   // Re-check every node against its codes (member, code and slot ranges).
   infer_types(g);
 }

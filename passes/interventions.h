@@ -13,8 +13,13 @@
 //                 e.g. layer0.attn_preproj[5]:123@3#0. Without #SLOT the codes
 //                 take slots -1, -2, ... (the last slots, as the original's
 //                 tutorials assign them); with it, SLOT, SLOT+1, ...
-//   tap           SITE                     expose SITE.input, SITE.ids,
-//                                          SITE.scores, SITE.output as outputs
+//                 CODES may be state-of:TOKENS: the codes SITE selects at the
+//                 last position when the model runs on TOKENS (resolved by
+//                 tools/forced_codes.h before the pass runs).
+//   tap           SITE[,SITE...]           expose SITE.input, SITE.ids,
+//                                          SITE.scores, SITE.output as outputs;
+//                                          layerL.input, layerL.resid_mid and
+//                                          layerL.attn_pattern as themselves
 // SITE is a site name (passes/codebook_sites.h); without [member] a group
 // codebook is targeted as a whole. POSITIONS is a comma list (negative
 // counts from the end) or * (every position, the default).
@@ -38,7 +43,11 @@ struct Intervention {
   std::vector<int64_t> positions;  // empty = every position
   bool has_slot = false;           // force: #SLOT given
   int64_t slot = -1;
+  std::vector<int64_t> state_of;  // force: the tokens of state-of:TOKENS (values still empty)
 };
+
+// The option an intervention kind is given with ("--ablate", "--force", ...).
+const char* intervention_option(InterventionKind kind);
 
 // Parses the text after the option name; throws cb::Error quoting the text.
 Intervention parse_intervention(InterventionKind kind, const std::string& text);
@@ -53,7 +62,7 @@ struct InterventionSet {
 // Applies the interventions to the codebook nodes of `g` (adding to any
 // already there) and adds the tap outputs. A tap on a site without a
 // codebook exposes its activation as SITE.input. Throws cb::Error naming the
-// site when it has no codebook or a code/member/slot is out of range.
+// option and site when it has no codebook or a code/member/slot is out of range.
 void apply_interventions(Graph& g, const InterventionSet& iv);
 
 // apply_interventions as a pass ("interventions"); an empty set changes nothing.

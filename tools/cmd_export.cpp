@@ -11,6 +11,7 @@
 #include "support/error.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
+#include "tools/forced_codes.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
 
@@ -37,7 +38,9 @@ int cmd_export(int argc, char** argv) {
   LoadedModel m = load_model(vm["model"].as<std::string>());
   Graph& g = *m.graph;
   PassManager pm;
-  pm.emplace<InterventionsPass>(interventions_from_options(vm));  // baked into the written model
+  InterventionSet iv = interventions_from_options(vm);
+  resolve_state_of(iv, vm["model"].as<std::string>(), "cpu", 0);
+  pm.emplace<InterventionsPass>(iv);  // baked into the written model
   LowerCodebookPass* lower = nullptr;
   if (vm.count("standard")) {
     lower = &pm.emplace<LowerCodebookPass>();

@@ -8,6 +8,8 @@
 #include <iostream>
 
 #include "backends/backend.h"
+#include "passes/codebook_sites.h"
+#include "passes/interventions.h"
 #include "support/error.h"
 #include "support/threads.h"
 #include "tools/command.h"
@@ -22,9 +24,38 @@ namespace fs = std::filesystem;
 
 namespace cb::tools {
 
+namespace {
+
+std::string comma_list(const std::vector<int64_t>& v) {
+  std::string s;
+  for (int64_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return s;
+}
+
+// The codes state b selects at each codebook (member), and the `codebook run`
+// command that forces them into state a's last digit as the example does.
+void print_steering_command(std::ostream& out, const std::string& model_path, const Fsm& fsm,
+                            const std::vector<CodeAssignment>& codes, int64_t a, int64_t b) {
+  std::string b_tokens = comma_list(state_prompt(fsm, b));
+  out << "\nthe codes of state b (tokens " << b_tokens << ") at its last digit:\n";
+  std::vector<std::string> sites;
+  for (const CodeAssignment& c : codes) {
+    std::string name = c.site + (c.groups > 1 ? "[" + std::to_string(c.member) + "]" : "");
+    out << "  " << std::left << std::setw(26) << name << std::right << comma_list(c.codes[size_t(b)]) << "\n";
+    if (sites.empty() || sites.back() != c.site) sites.push_back(c.site);
+  }
+  out << "the example's forced row from the command line (state-of: the codes those tokens select there):\n"
+      << "  codebook run " << model_path << " --tokens " << comma_list(state_prompt(fsm, a));
+  for (const std::string& s : sites) out << " --force '" << s << ":state-of:" << b_tokens << "@" << fsm.digits() << "'";
+  out << " --top 3\n";
+}
+
+}  // namespace
+
 int cmd_fsm_codes(int argc, char** argv) {
   po::options_description opts("usage: codebook fsm-codes RUN [options]\n\noptions");
-  opts.add_options()("site", po::value<std::string>()->default_value("layer0.mlp"), "site whose codes to list")(
+  opts.add_options()("site", po::value<std::string>()->default_value("layer0.mlp"),
+                     "site whose codes to list; a group member as layer1.attn_preproj[2] (default: member 0)")(
       "show", po::value<int64_t>()->default_value(12), "codes to list")(
       "pairs", po::value<int64_t>()->default_value(20), "state pairs for the steering test (0: skip)")(
       "fsm", po::value<std::string>(), "fsm.npy (default: RUN/fsm.npy)")(
@@ -84,12 +115,26 @@ int cmd_fsm_codes(int argc, char** argv) {
               << (n > 1 ? " over " + std::to_string(n) + " heads" : "") << ")\n";
   }
 
-  std::string site = vm["site"].as<std::string>();
+  std::string site_text = vm["site"].as<std::string>();
+  SiteRef site_ref;
+  try {
+    site_ref = parse_site(site_text, num_layers_of(*model()));
+  } catch (const Error& e) {
+    CB_FAIL("--site: " << e.what());
+  }
+  std::string site = site_ref.site();
+  int64_t member = site_ref.group == kAll ? 0 : site_ref.group;
   const CodeAssignment* shown = nullptr;
+  int64_t site_groups = 0;
   for (auto& c : codes)
-    if (c.site == site && !shown) shown = &c;
+    if (c.site == site) {
+      site_groups = c.groups;
+      if (c.member == member) shown = &c;
+    }
+  CB_CHECK(site_groups == 0 || shown, "--site " << site_text << ": member " << member << " out of range; " << site
+                                                << " has " << site_groups << " codebooks");
   CB_CHECK(
-      shown, "no codebook at " << site << "; the model has: " << [&] {
+      shown, "--site " << site_text << ": no codebook at " << site << "; the model has: " << [&] {
         std::string s;
         for (auto& o : order) s += (s.empty() ? "" : ", ") + o;
         return s;
@@ -98,8 +143,8 @@ int cmd_fsm_codes(int argc, char** argv) {
   std::vector<std::pair<int64_t, std::vector<int64_t>>> list(by_code.begin(), by_code.end());
   std::stable_sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.second.size() < b.second.size(); });
   std::cout << "\n"
-            << site << (shown->groups > 1 ? "[0]" : "") << ": the states each code stands for (" << list.size()
-            << " codes used; purest first):\n";
+            << site << (shown->groups > 1 ? "[" + std::to_string(member) + "]" : "")
+            << ": the states each code stands for (" << list.size() << " codes used; purest first):\n";
   int64_t show = vm["show"].as<int64_t>();
   for (int64_t i = 0; i < int64_t(list.size()) && i < show; ++i) {
     std::cout << "  code " << std::setw(5) << list[size_t(i)].first << " <- state"
@@ -150,6 +195,7 @@ int cmd_fsm_codes(int argc, char** argv) {
         if (fsm.valid_transition(st, t)) std::cout << " " << fsm.state_string(t);
       std::cout << "\n";
     }
+    print_steering_command(std::cout, model_path, fsm, codes, a, b);
   }
   return 0;
 }

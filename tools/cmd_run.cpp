@@ -16,6 +16,8 @@
 #include "support/threads.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
+#include "tools/forced_codes.h"
+#include "tools/intervention_checks.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
 #include "tools/options.h"
@@ -168,7 +170,7 @@ int cmd_run(int argc, char** argv) {
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
       "top", po::value<int>()->default_value(5), "how many next tokens to show with --tokens or --prompt")(
       "show-codes", po::value<std::vector<std::string>>()->composing(),
-      "SITE: print the code ids chosen at each position (repeatable)")(
+      "SITE[,SITE...] or all: print the code ids chosen at each position (repeatable)")(
       "compare",
       "also run without interventions; show both next-token lists, the codes of --show-codes side by side, and "
       "their Jensen-Shannon divergence in bits")(
@@ -215,16 +217,17 @@ int cmd_run(int argc, char** argv) {
   // Interventions and --tap first, so their outputs are known, then the taps of --show-codes.
   const std::vector<std::string> model_outputs = output_names(*m.graph);
   InterventionSet iv = interventions_from_options(vm);
+  resolve_state_of(iv, model_path, vm["backend"].as<std::string>(), vm["threads"].as<int>());
   InterventionsPass interventions(iv);
   PassManager().run(interventions, *m.graph);
   std::vector<std::string> tap_outputs;
   for (const std::string& n : output_names(*m.graph))
     if (std::find(model_outputs.begin(), model_outputs.end(), n) == model_outputs.end()) tap_outputs.push_back(n);
-  std::vector<std::string> show =
-      vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  std::vector<SiteRef> show = shown_sites(
+      *m.graph, vm.count("show-codes") ? vm["show-codes"].as<std::vector<std::string>>() : std::vector<std::string>{});
   // The taps of --show-codes (tapping a site --tap already tapped changes nothing).
   InterventionSet show_taps;
-  show_taps.taps = show;
+  for (const SiteRef& s : show) show_taps.taps.push_back(s.site());
   InterventionsPass show_pass(show_taps);
   PassManager().run(show_pass, *m.graph);
   const Graph& g = *m.graph;
@@ -281,31 +284,35 @@ int cmd_run(int argc, char** argv) {
   };
   const Tensor* logits = logits_of(names, outs);
   // The code ids of each --show-codes site (checked before anything is printed).
+  std::vector<std::pair<std::string, Tensor>> shown_ids = shown_codes(show, names, outs);
   std::vector<std::pair<std::string, const Tensor*>> shown;
-  for (const std::string& site_text : show) {
-    SiteRef s = parse_site(site_text, num_layers_of(*m.graph));
-    const Tensor* ids = output(names, outs, s.site() + ".ids");
-    CB_CHECK(ids, "--show-codes " << s.site() << ": the site has no codebook (compile the model with --at "
-                                  << placement_name(s.placement) << " first)");
-    shown.push_back({s.site(), ids});
-  }
+  for (auto& [site, ids] : shown_ids) shown.push_back({site, &ids});
 
   // The clean run for --compare: the same model without interventions, with the --show-codes taps.
   std::vector<std::string> clean_names;
   std::vector<Tensor> clean_outs;
   const Tensor* clean_logits = nullptr;
+  std::vector<std::pair<std::string, Tensor>> clean_shown_ids;
   std::vector<const Tensor*> clean_codes;
-  if (vm.count("compare")) {
-    CB_CHECK(logits, "--compare needs a model with a logits output");
+  if (vm.count("compare")) CB_CHECK(logits, "--compare needs a model with a logits output");
+  if (vm.count("compare") || needs_clean_ids(iv)) {  // the intervention checks below read its ids too
     std::shared_ptr<Graph> clean = load_model(model_path).graph;
-    InterventionSet clean_taps;
-    for (auto& [site, ids] : shown) clean_taps.taps.push_back(site);
-    InterventionsPass clean_pass(clean_taps);
+    InterventionsPass clean_pass(show_taps);
     PassManager().run(clean_pass, *clean);
+    tap_intervened_sites(*clean, iv);
     clean_outs = run(clean, clean_names);
-    clean_logits = logits_of(clean_names, clean_outs);
-    for (auto& [site, ids] : shown) clean_codes.push_back(output(clean_names, clean_outs, site + ".ids"));
+    if (vm.count("compare")) {
+      clean_logits = logits_of(clean_names, clean_outs);
+      clean_shown_ids = shown_codes(show, clean_names, clean_outs);
+      for (auto& [site, ids] : clean_shown_ids) clean_codes.push_back(&ids);
+    }
   }
+  std::map<std::string, const Tensor*> clean_by_name;
+  for (size_t i = 0; i < clean_names.size(); ++i) clean_by_name[clean_names[i]] = &clean_outs[i];
+  if (!iv.items.empty())
+    warn_ineffective_interventions(iv, num_layers_of(*m.graph),
+                                   inputs.count("input_ids") ? inputs.at("input_ids").dim(1) : -1, clean_by_name,
+                                   std::cerr);
 
   if (vm.count("output-dir")) {
     std::string dir = vm["output-dir"].as<std::string>();

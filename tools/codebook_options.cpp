@@ -1,7 +1,12 @@
 #include "tools/codebook_options.h"
 
+#include <algorithm>
+#include <sstream>
+
+#include "ir/codebook.h"
 #include "passes/pass_registry.h"
 #include "support/error.h"
+#include "tools/forced_codes.h"
 
 namespace po = boost::program_options;
 
@@ -37,8 +42,13 @@ void add_intervention_options(po::options_description& opts) {
       "disable-topk", many(), "SITE:M[@POSITIONS]: ablate the M best codes (repeatable)")(
       "disable-slot", many(), "SITE:SLOTS: zero these slots at every position (repeatable)")(
       "force", many(),
-      "SITE:CODES[@POSITIONS|@*][#SLOT]: force codes into slots, e.g. layer0.mlp:123@3#0 (repeatable)")(
-      "tap", many(), "SITE: expose SITE.input/.ids/.scores/.output as outputs (repeatable)");
+      "SITE:CODES[@POSITIONS|@*][#SLOT]: force codes into slots, e.g. layer0.mlp:123@3#0; CODES may be "
+      "state-of:TOKENS, the codes SITE selects at the last of TOKENS (repeatable)")(
+      "force-file", many(),
+      "FILE.json: forces listed in a file, {\"force\": [{\"site\", \"positions\", \"codes\"}...]}")(
+      "tap", many(),
+      "SITE[,SITE...]: expose SITE.input/.ids/.scores/.output as outputs; layerL.input, layerL.resid_mid, "
+      "layerL.attn_pattern as themselves (repeatable)");
 }
 
 InterventionSet interventions_from_options(const po::variables_map& vm) {
@@ -47,7 +57,67 @@ InterventionSet interventions_from_options(const po::variables_map& vm) {
     if (vm.count(name))
       for (const std::string& v : vm[name].as<std::vector<std::string>>()) o.add(name, v);
   o.add("ablate-mode", vm["ablate-mode"].as<std::string>());
-  return interventions_from_pass_options(o);
+  InterventionSet iv = interventions_from_pass_options(o);
+  if (vm.count("force-file"))
+    for (const std::string& path : vm["force-file"].as<std::vector<std::string>>())
+      for (Intervention& it : read_force_file(path)) iv.items.push_back(it);
+  return iv;
+}
+
+std::vector<SiteRef> shown_sites(Graph& g, const std::vector<std::string>& values) {
+  std::vector<SiteRef> out;
+  int64_t layers = -1;
+  for (const std::string& value : values) {
+    std::stringstream items(value);
+    std::string text;
+    while (std::getline(items, text, ',')) {
+      if (text == "all") {
+        std::vector<Node*> nodes = codebook_nodes(g);
+        CB_CHECK(!nodes.empty(), "--show-codes all: the model has no codebooks (compile it first)");
+        for (Node* n : nodes) out.push_back(parse_site(n->attr_string("site", n->name)));
+        continue;
+      }
+      if (layers < 0) layers = num_layers_of(g);
+      SiteRef s;
+      try {
+        s = parse_site(text, layers);
+      } catch (const Error& e) {
+        CB_FAIL("--show-codes: " << e.what());
+      }
+      CB_CHECK(s.is_codebook_site(),
+               "--show-codes " << text << ": " << s.site() << " is an activation without codes; use --tap " << text);
+      Node* n = find_codebook_node(g, s.site());
+      CB_CHECK(n, "--show-codes " << text << ": " << s.site() << " has no codebook (compile the model with --at "
+                                  << placement_name(s.placement) << " first)");
+      int64_t G = n->inputs[1]->type.shape.dims[0].value;
+      CB_CHECK(s.group == kAll || (s.group >= 0 && s.group < G),
+               "--show-codes " << text << ": member " << s.group << " out of range; " << s.site() << " has " << G
+                               << (G == 1 ? " codebook" : " codebooks"));
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> shown_codes(const std::vector<SiteRef>& sites,
+                                                        const std::vector<std::string>& names,
+                                                        const std::vector<Tensor>& outs) {
+  std::vector<std::pair<std::string, Tensor>> result;
+  for (const SiteRef& s : sites) {
+    size_t i = size_t(std::find(names.begin(), names.end(), s.site() + ".ids") - names.begin());
+    CB_CHECK(i < outs.size(), "--show-codes " << s.name() << ": no ids output");
+    const Tensor& ids = outs[i];
+    if (s.group == kAll) {
+      result.push_back({s.name(), ids});
+      continue;
+    }
+    int64_t B = ids.dim(0), T = ids.dim(1), G = ids.dim(2), k = ids.dim(3);
+    Tensor member = Tensor::empty(DType::i64, {B, T, 1, k});
+    for (int64_t bt = 0; bt < B * T; ++bt)
+      std::copy_n(ids.data<int64_t>() + (bt * G + s.group) * k, k, member.data<int64_t>() + bt * k);
+    result.push_back({s.name(), member});
+  }
+  return result;
 }
 
 }  // namespace cb::tools
