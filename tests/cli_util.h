@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace cb::test {
@@ -34,6 +36,14 @@ inline std::filesystem::path temp_dir(const std::string& name) {
       std::filesystem::temp_directory_path() / ("codebook_cli_" + name + "_" + std::to_string(getpid()));
   std::filesystem::create_directories(d);
   return d;
+}
+
+// A file's whole content ("" when it cannot be read).
+inline std::string file_bytes(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
 }
 
 }  // namespace cb::test

@@ -19,17 +19,11 @@ namespace cb {
 namespace {
 
 namespace fs = std::filesystem;
+using test::file_bytes;
 using test::run_tool;
 using test::temp_dir;
 
 const std::string kConfig = std::string(CB_SOURCE_DIR) + "/configs/test_fsm.yaml";
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 std::vector<Json> log_lines(const fs::path& dir) {
   std::vector<Json> out;

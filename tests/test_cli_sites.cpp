@@ -17,6 +17,7 @@
 #include "tests/cli_util.h"
 
 namespace fs = std::filesystem;
+using cb::test::file_bytes;
 using cb::test::Result;
 using cb::test::run_tool;
 using cb::test::temp_dir;
@@ -25,13 +26,6 @@ namespace {
 
 const std::string kGpt2 = std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/model.onnx";
 const char* kTokens = "--tokens 464,268,318,257,92,17";
-
-std::string bytes_of(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // The JSON object `run --json` prints (after any warnings on stderr).
 cb::Json json_of(const std::string& out) {
@@ -120,7 +114,7 @@ TEST_F(Sites, TransformerLensNamesAreAliases) {
     size_t files = 0;
     for (auto& f : fs::directory_iterator(b)) {
       ++files;
-      EXPECT_EQ(bytes_of(f.path()), bytes_of(a / f.path().filename())) << lens << " vs " << ours;
+      EXPECT_EQ(file_bytes(f.path()), file_bytes(a / f.path().filename())) << lens << " vs " << ours;
     }
     EXPECT_EQ(files, size_t(std::distance(fs::directory_iterator(a), fs::directory_iterator{})));
     EXPECT_TRUE(fs::exists(b / (ours + ".npy")) || fs::exists(b / (ours + ".input.npy"))) << ours;

@@ -15,6 +15,7 @@ namespace cb {
 namespace {
 
 namespace fs = std::filesystem;
+using test::file_bytes;
 using test::run_tool;
 using test::temp_dir;
 
@@ -27,13 +28,6 @@ std::vector<Json> log_lines(const fs::path& dir) {
   while (std::getline(f, line))
     if (!line.empty()) out.push_back(json_parse(line));
   return out;
-}
-
-std::string file_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 TEST(CliTrain, LossFallsAndCheckpointsAreComplete) {
