@@ -14,6 +14,7 @@
 #include "runtime/executable.h"
 #include "support/error.h"
 #include "support/threads.h"
+#include "tools/code_scores.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
 #include "tools/forced_codes.h"
@@ -71,24 +72,30 @@ std::string json_top(const std::vector<TokenProb>& top, const Strings& s) {
   return o.str() + "]";
 }
 
-// The codes of one position: "12 40", or "[0] 1 2  [1] 3 4" for a group.
-std::string codes_at(const Tensor& ids, int64_t t) {
+// The codes of one position: "12 40", or "[0] 1 2  [1] 3 4" for a group;
+// with `sc`, each code's score (and cosine) beside it.
+std::string codes_at(const Tensor& ids, int64_t t, const CodeScores* sc = nullptr) {
   int64_t G = ids.dim(2), k = ids.dim(3);
   std::ostringstream o;
   for (int64_t g = 0; g < G; ++g) {
     if (G > 1) o << (g ? "  [" : "[") << g << "]";
-    for (int64_t j = 0; j < k; ++j) o << (G > 1 || j ? " " : "") << ids.data<int64_t>()[(t * G + g) * k + j];
+    for (int64_t j = 0; j < k; ++j) {
+      o << (G > 1 || j ? " " : "") << ids.data<int64_t>()[(t * G + g) * k + j];
+      if (sc) o << " " << score_text(*sc, t, g, j);
+    }
   }
   return o.str();
 }
 
 // ids [batch, seq, G, k] of row 0 as text lines; with `clean`, the codes
-// without interventions first, then the intervened ones, '*' where they differ.
+// without interventions first, then the intervened ones, '*' where they differ;
+// with `sc`, the scores of `ids` (the intervened run's) beside them.
 void print_codes(const std::string& site, const Tensor& ids, const Tensor* clean, const std::vector<int64_t>& tokens,
-                 const Strings& s) {
+                 const Strings& s, const CodeScores* sc) {
   int64_t T = ids.dim(1), G = ids.dim(2), k = ids.dim(3);
   std::cout << "codes at " << site << " (" << G << (G == 1 ? " codebook" : " codebooks") << ", k = " << k << ")"
             << (clean ? ", without | with interventions" : "") << ":\n";
+  if (sc) std::cout << "  " << scores_label(*sc) << (clean ? "; scores of the run with interventions" : "") << "\n";
   std::vector<std::string> shown;
   size_t width = 0;
   for (int64_t t = 0; t < T && t < int64_t(tokens.size()); ++t) {
@@ -101,10 +108,10 @@ void print_codes(const std::string& site, const Tensor& ids, const Tensor* clean
       std::cout << "  token " << std::setw(6) << tokens[size_t(t)];
       if (s.text) std::cout << " " << std::left << std::setw(int(width)) << shown[size_t(t)] << std::right;
     }
-    std::string now = codes_at(ids, t);
+    std::string now = codes_at(ids, t, sc);
     if (clean) {
       std::string before = codes_at(*clean, t);
-      std::cout << "  " << before << " | " << now << (before != now ? "  *" : "") << "\n";
+      std::cout << "  " << before << " | " << now << (before != codes_at(ids, t) ? "  *" : "") << "\n";
     } else {
       std::cout << "  " << now << "\n";
     }
@@ -171,6 +178,9 @@ int cmd_run(int argc, char** argv) {
       "top", po::value<int>()->default_value(5), "how many next tokens to show with --tokens or --prompt")(
       "show-codes", po::value<std::vector<std::string>>()->composing(),
       "SITE[,SITE...] or all: print the code ids chosen at each position (repeatable)")(
+      "scores",
+      "with --show-codes: each code's score beside it (u·C/‖C‖, u the LayerNorm'd input) and its cosine "
+      "similarity (inner_product sites)")(
       "compare",
       "also run without interventions; show both next-token lists, the codes of --show-codes side by side, and "
       "their Jensen-Shannon divergence in bits")(
@@ -184,6 +194,7 @@ int cmd_run(int argc, char** argv) {
   CB_CHECK(vm.count("input") || vm.count("tokens") || vm.count("prompt"),
            "give the model's inputs with --input NAME=FILE.npy, --tokens or --prompt");
   CB_CHECK(!(vm.count("tokens") && vm.count("prompt")), "give --tokens or --prompt, not both");
+  CB_CHECK(!vm.count("scores") || vm.count("show-codes"), "--scores: give the sites with --show-codes SITE");
   set_num_threads(vm["threads"].as<int>());
   PassOptionsScope pass_options(vm);
 
@@ -287,6 +298,9 @@ int cmd_run(int argc, char** argv) {
   std::vector<std::pair<std::string, Tensor>> shown_ids = shown_codes(show, names, outs);
   std::vector<std::pair<std::string, const Tensor*>> shown;
   for (auto& [site, ids] : shown_ids) shown.push_back({site, &ids});
+  std::vector<CodeScores> shown_scores;  // --scores: of this run (the one with interventions)
+  if (vm.count("scores"))
+    for (const SiteRef& s : show) shown_scores.push_back(code_scores(g, s, names, outs));
 
   // The clean run for --compare: the same model without interventions, with the --show-codes taps.
   std::vector<std::string> clean_names;
@@ -359,11 +373,21 @@ int cmd_run(int argc, char** argv) {
         o << (i ? ", " : "") << "\"" << shown[i].first << "\": " << json_codes(*clean_codes[i]);
       o << "}";
     }
+    if (!shown_scores.empty()) {
+      o << ", \"scores\": {";
+      for (size_t i = 0; i < shown.size(); ++i)
+        o << (i ? ", " : "") << "\"" << shown[i].first << "\": " << json_scores(shown_scores[i]);
+      o << "}, \"cosines\": {";
+      for (size_t i = 0; i < shown.size(); ++i)
+        o << (i ? ", " : "") << "\"" << shown[i].first << "\": " << json_cosines(shown_scores[i]);
+      o << "}";
+    }
     std::cout << o.str() << "}\n";
     return 0;
   }
   for (size_t i = 0; i < shown.size(); ++i)
-    print_codes(shown[i].first, *shown[i].second, clean_logits ? clean_codes[i] : nullptr, tokens, strings);
+    print_codes(shown[i].first, *shown[i].second, clean_logits ? clean_codes[i] : nullptr, tokens, strings,
+                shown_scores.empty() ? nullptr : &shown_scores[i]);
   if (want_next) {
     if (clean_logits) {
       print_top(" without interventions", top_next(*clean_logits, top), strings);
