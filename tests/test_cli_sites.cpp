@@ -279,7 +279,8 @@ TEST(SitesFsm, FsmCodesPrintsAReproducibleSteeringCommand) {
   ASSERT_TRUE(std::regex_search(f.out, row, std::regex(R"(a, b's codes forced\s+(\S+) \(([0-9.]+)\))"))) << f.out;
   Result r = run_tool("run " + command + " --json");
   ASSERT_EQ(r.code, 0) << command << "\n" << r.out;
-  const cb::Json& top = json_of(r.out).at("next").at(0);
+  const cb::Json steered = json_of(r.out);
+  const cb::Json& top = steered.at("next").at(0);
   EXPECT_EQ(std::to_string(top.at("token").as_int()), std::string(row[1])) << r.out << "\n" << f.out;
   EXPECT_NEAR(top.at("p").as_double(), std::stod(row[2]), 0.006) << r.out << "\n" << f.out;
   Result bad = run_tool("fsm-codes " + dir.string() + " --site 'layer1.attn_preproj[3]' --pairs 0");
