@@ -1,6 +1,7 @@
 #include "ir/codebook.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "support/error.h"
 
@@ -15,6 +16,19 @@ CodebookMetric parse_metric(const std::string& s) {
 }
 
 bool is_codebook_node(const Node& n) { return n.domain == kCodebookDomain && n.op_type == kCodebookOp; }
+
+std::vector<double> codebook_layer_norm(const float* x, const float* scale, const float* bias, int64_t n, double eps) {
+  double mean = 0;
+  for (int64_t i = 0; i < n; ++i) mean += x[i];
+  mean /= double(n);
+  double var = 0;
+  for (int64_t i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+  var /= double(n);
+  double inv = 1.0 / std::sqrt(var + eps);
+  std::vector<double> u(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) u[size_t(i)] = (x[i] - mean) * inv * scale[i] + bias[i];
+  return u;
+}
 
 int64_t CodebookAttrs::max_disable_topk() const {
   int64_t m = 0;

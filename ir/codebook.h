@@ -97,6 +97,11 @@ CodebookMetric parse_metric(const std::string& s);  // throws on unknown names
 
 bool is_codebook_node(const Node& n);
 
+// Step 1 of the op for one member: u = LayerNorm(x) * scale + bias over its
+// n values (biased variance, eps), in double (the reference kernel's oracle;
+// `run --scores` recomputes ‖u‖ with it).
+std::vector<double> codebook_layer_norm(const float* x, const float* scale, const float* bias, int64_t n, double eps);
+
 // Python-style position match: does record position p (or kAll) select
 // position t of a sequence of length T?
 inline bool position_matches(int64_t p, int64_t t, int64_t T) { return p == kAll || p == t || (p < 0 && p + T == t); }

@@ -60,6 +60,12 @@ int64_t parse_int(const std::string& item, const std::string& what, const std::s
   return v;
 }
 
+std::string int_list_text(const std::vector<int64_t>& v) {
+  std::string s;
+  for (int64_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return s;
+}
+
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what, const std::string& context) {
   std::vector<int64_t> out;
   std::stringstream ss(text);

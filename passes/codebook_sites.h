@@ -47,5 +47,7 @@ SiteRef parse_site(const std::string& text, int64_t num_layers = -1);
 // when a context is given.
 int64_t parse_int(const std::string& item, const std::string& what, const std::string& context = "");
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& what, const std::string& context = "");
+// The inverse: "3,17,42".
+std::string int_list_text(const std::vector<int64_t>& v);
 
 }  // namespace cb

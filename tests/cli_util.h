@@ -1,5 +1,6 @@
 // Running the built `codebook` tool from tests: exit code and output.
 #pragma once
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +10,9 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include "support/json.h"
 
 namespace cb::test {
 
@@ -44,6 +48,23 @@ inline std::string file_bytes(const std::filesystem::path& p) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+// The JSON object `run --json` prints (after any warnings on stderr).
+inline Json run_json(const std::string& out) {
+  size_t at = out.find("{\"tokens\"");
+  EXPECT_NE(at, std::string::npos) << out;
+  return json_parse(at == std::string::npos ? "null" : out.substr(at));
+}
+
+// The lines of a JSON-lines file (a training run's log.jsonl).
+inline std::vector<Json> jsonl_lines(const std::filesystem::path& p) {
+  std::vector<Json> out;
+  std::istringstream f(file_bytes(p));
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) out.push_back(json_parse(line));
+  return out;
 }
 
 }  // namespace cb::test

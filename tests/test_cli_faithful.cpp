@@ -25,15 +25,6 @@ using test::temp_dir;
 
 const std::string kConfig = std::string(CB_SOURCE_DIR) + "/configs/test_fsm.yaml";
 
-std::vector<Json> log_lines(const fs::path& dir) {
-  std::vector<Json> out;
-  std::istringstream f(file_bytes(dir / "log.jsonl"));
-  std::string line;
-  while (std::getline(f, line))
-    if (!line.empty()) out.push_back(json_parse(line));
-  return out;
-}
-
 // The last line of the tool's output (eval --json prints one JSON line).
 Json last_json(const std::string& out) {
   size_t end = out.find_last_not_of('\n');
@@ -100,7 +91,7 @@ TEST(CliFaithful, LayerAggregatesWeightSitesByWidth) {
 }
 
 TEST(CliFaithful, LogShowsDeadCodesBeforeReplacementAndF32Numbers) {
-  std::vector<Json> lines = log_lines(trained_run());
+  std::vector<Json> lines = test::jsonl_lines(trained_run() / "log.jsonl");
   bool replaced_seen = false;
   for (const Json& l : lines) {
     const Json* replaced = l.find("replaced_codes");
@@ -121,7 +112,7 @@ TEST(CliFaithful, LogShowsDeadCodesBeforeReplacementAndF32Numbers) {
 
 TEST(CliFaithful, TrainFinalEvalAndEvalDrawTheSameSamples) {
   Json final_eval;
-  for (const Json& l : log_lines(trained_run()))
+  for (const Json& l : test::jsonl_lines(trained_run() / "log.jsonl"))
     if (l.find("eval_transition_accuracy")) final_eval = l;
   ASSERT_TRUE(final_eval.is_object());
   auto r = run_tool("eval " + trained_run().string() + " --json");

@@ -18,6 +18,7 @@
 
 namespace fs = std::filesystem;
 using cb::test::Result;
+using cb::test::run_json;
 using cb::test::run_tool;
 using cb::test::temp_dir;
 
@@ -25,12 +26,6 @@ namespace {
 
 const std::string kGpt2 = std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/model.onnx";
 const char* kTokens = "--tokens 464,268,318,257,92,17";
-
-cb::Json json_of(const std::string& out) {
-  size_t at = out.find("{\"tokens\"");
-  EXPECT_NE(at, std::string::npos) << out;
-  return cb::json_parse(at == std::string::npos ? "null" : out.substr(at));
-}
 
 // One codebook's parameters, read back from the model file the tool ran.
 struct Codebook {
@@ -113,7 +108,7 @@ TEST_F(Scores, CosinesAndScoresEqualAnIndependentComputation) {
                       " --tap layer0.mlp,layer1.attn_preproj --output-dir " +
                       out.string());
   ASSERT_EQ(r.code, 0) << r.out;
-  cb::Json j = json_of(r.out);
+  cb::Json j = run_json(r.out);
   struct Shown {
     std::string name, site;
     int64_t member;  // -1: all members
@@ -167,7 +162,7 @@ TEST_F(Scores, TextIsLabelledAndForcedCodesCarryTheKernelsScore) {
   Result r = run_tool("run " + cb_ + " " + kTokens + " --show-codes layer0.mlp --scores --json --compare" + force +
                       " --tap layer0.mlp --output-dir " + out.string());
   ASSERT_EQ(r.code, 0) << r.out;
-  cb::Json j = json_of(r.out);
+  cb::Json j = run_json(r.out);
   const cb::Json &codes = j.at("codes").at("layer0.mlp"), &scores = j.at("scores").at("layer0.mlp");
   ASSERT_EQ(codes.at(1).at(0).at(0).as_int(), 5);
   ASSERT_EQ(codes.at(2).at(0).at(1).as_int(), -1);
@@ -189,7 +184,7 @@ TEST_F(Scores, EuclideanSitesShowTheDistanceAndNoCosine) {
   Result r = run_tool("run " + euclid_ + " " + kTokens + " --show-codes layer0.mlp --scores --json --tap layer0.mlp " +
                       "--output-dir " + out.string());
   ASSERT_EQ(r.code, 0) << r.out;
-  cb::Json j = json_of(r.out);
+  cb::Json j = run_json(r.out);
   EXPECT_TRUE(j.at("cosines").at("layer0.mlp").is_null());
   Codebook c = codebook_of(*cb::import_onnx(euclid_), "layer0.mlp");
   cb::Tensor x = cb::npy_read((out / "layer0.mlp.input.npy").string());

@@ -19,6 +19,7 @@
 namespace fs = std::filesystem;
 using cb::test::file_bytes;
 using cb::test::Result;
+using cb::test::run_json;
 using cb::test::run_tool;
 using cb::test::temp_dir;
 
@@ -26,13 +27,6 @@ namespace {
 
 const std::string kGpt2 = std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/model.onnx";
 const char* kTokens = "--tokens 464,268,318,257,92,17";
-
-// The JSON object `run --json` prints (after any warnings on stderr).
-cb::Json json_of(const std::string& out) {
-  size_t at = out.find("{\"tokens\"");
-  EXPECT_NE(at, std::string::npos) << out;
-  return cb::json_parse(at == std::string::npos ? "null" : out.substr(at));
-}
 
 class Sites : public ::testing::Test {
  protected:
@@ -139,14 +133,14 @@ TEST_F(Sites, TransformerLensNamesAreAliases) {
 }
 
 TEST_F(Sites, ShowCodesTakesListsAllAndMembers) {
-  cb::Json all = json_of(run("--show-codes all --json").out);
+  cb::Json all = run_json(run("--show-codes all --json").out);
   ASSERT_EQ(all.at("codes").size(), 4u) << all.dump();
-  cb::Json two = json_of(run("--show-codes layer1.mlp,layer0.mlp --show-codes blocks.0.attn.hook_z --json").out);
+  cb::Json two = run_json(run("--show-codes layer1.mlp,layer0.mlp --show-codes blocks.0.attn.hook_z --json").out);
   EXPECT_EQ(two.at("codes").size(), 3u) << two.dump();
   EXPECT_EQ(two.at("codes").at("layer1.mlp"), all.at("codes").at("layer1.mlp"));
   EXPECT_EQ(two.at("codes").at("layer0.attn_preproj"), all.at("codes").at("layer0.attn_preproj"));
   // A member shows its own codes: [T][1][k], the site's [T][G][k] at member 2.
-  cb::Json member = json_of(run("--show-codes 'layer1.attn_preproj[2]' --json").out);
+  cb::Json member = run_json(run("--show-codes 'layer1.attn_preproj[2]' --json").out);
   const cb::Json& whole = all.at("codes").at("layer1.attn_preproj");
   const cb::Json& m = member.at("codes").at("layer1.attn_preproj[2]");
   ASSERT_EQ(m.size(), 6u) << member.dump();
@@ -179,7 +173,7 @@ TEST_F(Sites, ErrorsNameTheOptionGiven) {
 }
 
 TEST_F(Sites, InterventionsWithoutEffectAreWarned) {
-  cb::Json shown = json_of(run("--show-codes layer0.mlp --json").out);
+  cb::Json shown = run_json(run("--show-codes layer0.mlp --json").out);
   std::set<int64_t> used;
   for (auto& pos : shown.at("codes").at("layer0.mlp").as_array())
     for (auto& c : pos.at(0).as_array()) used.insert(c.as_int());
@@ -209,14 +203,14 @@ TEST_F(Sites, InterventionsWithoutEffectAreWarned) {
   Result same = run("--force layer0.mlp:" + std::to_string(at0.at(0).as_int()) + "," +
                     std::to_string(at0.at(1).as_int()) + "@0#0 --compare --json");
   EXPECT_NE(same.out.find("already has these codes"), std::string::npos) << same.out;
-  EXPECT_EQ(json_of(same.out).at("jsd").as_double(), 0.0) << same.out;
+  EXPECT_EQ(run_json(same.out).at("jsd").as_double(), 0.0) << same.out;
 }
 
 TEST_F(Sites, ForcingByStateAndByFileEqualsForcingByFlags) {
   // The codes the prompt 17,92,257 selects at its last position.
   Result prompt = run_tool("run " + cb_ + " --tokens 17,92,257 --show-codes all --json");
   ASSERT_EQ(prompt.code, 0) << prompt.out;
-  cb::Json codes = json_of(prompt.out).at("codes");
+  cb::Json codes = run_json(prompt.out).at("codes");
   auto last = [&](const std::string& site, size_t g) {
     std::string s;
     for (auto& c : codes.at(site).at(2).at(g).as_array()) s += (s.empty() ? "" : ",") + std::to_string(c.as_int());
@@ -227,13 +221,13 @@ TEST_F(Sites, ForcingByStateAndByFileEqualsForcingByFlags) {
     flags += " --force 'layer1.attn_preproj[" + std::to_string(g) + "]:" + last("layer1.attn_preproj", g) + "@-1'";
   Result by_flags = run(flags + " --compare --json");
   ASSERT_EQ(by_flags.code, 0) << by_flags.out;
-  EXPECT_GT(json_of(by_flags.out).at("jsd").as_double(), 0.0) << by_flags.out;
+  EXPECT_GT(run_json(by_flags.out).at("jsd").as_double(), 0.0) << by_flags.out;
 
   Result by_state =
       run("--force layer0.mlp:state-of:17,92,257@3,5 --force layer1.attn_preproj:state-of:17,92,257@-1"
           " --compare --json");
   ASSERT_EQ(by_state.code, 0) << by_state.out;
-  EXPECT_EQ(json_of(by_state.out).dump(), json_of(by_flags.out).dump());
+  EXPECT_EQ(run_json(by_state.out).dump(), run_json(by_flags.out).dump());
 
   fs::path file = dir_ / "force.json";
   std::ofstream(file) << R"({"force": [{"site": "layer0.mlp", "positions": [3, 5], "codes": [)" +
@@ -242,7 +236,7 @@ TEST_F(Sites, ForcingByStateAndByFileEqualsForcingByFlags) {
     {"site": "blocks.1.attn.hook_z", "positions": [-1], "state_of": [17, 92, 257]}]})";
   Result by_file = run("--force-file " + file.string() + " --compare --json");
   ASSERT_EQ(by_file.code, 0) << by_file.out;
-  EXPECT_EQ(json_of(by_file.out).dump(), json_of(by_flags.out).dump());
+  EXPECT_EQ(run_json(by_file.out).dump(), run_json(by_flags.out).dump());
 
   // export bakes the same forces in: the exported model predicts as the run.
   fs::path exported = dir_ / "steered.onnx";
@@ -252,7 +246,7 @@ TEST_F(Sites, ForcingByStateAndByFileEqualsForcingByFlags) {
   Result steered = run(exported.string(), "--json");
   ASSERT_EQ(steered.code, 0) << steered.out;
   Result twice = run("--force-file " + file.string() + " --force layer0.mlp:state-of:17,92,257@3,5 --json");
-  EXPECT_EQ(json_of(steered.out).at("next").dump(), json_of(twice.out).at("next").dump());
+  EXPECT_EQ(run_json(steered.out).at("next").dump(), run_json(twice.out).at("next").dump());
 
   std::ofstream(dir_ / "bad.json") << R"({"force": [{"site": "layer0.mlp", "codes": [1], "slots": 0}]})";
   Result bad = run("--force-file " + (dir_ / "bad.json").string());
@@ -279,7 +273,7 @@ TEST(SitesFsm, FsmCodesPrintsAReproducibleSteeringCommand) {
   ASSERT_TRUE(std::regex_search(f.out, row, std::regex(R"(a, b's codes forced\s+(\S+) \(([0-9.]+)\))"))) << f.out;
   Result r = run_tool("run " + command + " --json");
   ASSERT_EQ(r.code, 0) << command << "\n" << r.out;
-  const cb::Json steered = json_of(r.out);
+  const cb::Json steered = run_json(r.out);
   const cb::Json& top = steered.at("next").at(0);
   EXPECT_EQ(std::to_string(top.at("token").as_int()), std::string(row[1])) << r.out << "\n" << f.out;
   EXPECT_NEAR(top.at("p").as_double(), std::stod(row[2]), 0.006) << r.out << "\n" << f.out;

@@ -21,20 +21,11 @@ using test::temp_dir;
 
 const std::string kConfig = std::string(CB_SOURCE_DIR) + "/configs/test_fsm.yaml";
 
-std::vector<Json> log_lines(const fs::path& dir) {
-  std::vector<Json> out;
-  std::ifstream f(dir / "log.jsonl");
-  std::string line;
-  while (std::getline(f, line))
-    if (!line.empty()) out.push_back(json_parse(line));
-  return out;
-}
-
 TEST(CliTrain, LossFallsAndCheckpointsAreComplete) {
   fs::path dir = temp_dir("train_basic") / "run";
   auto r = run_tool("train " + kConfig + " --output " + dir.string());
   ASSERT_EQ(r.code, 0) << r.out;
-  std::vector<Json> lines = log_lines(dir);
+  std::vector<Json> lines = test::jsonl_lines(dir / "log.jsonl");
   std::vector<double> losses;
   bool eval_seen = false;
   for (auto& l : lines) {
@@ -97,7 +88,7 @@ TEST(CliTrain, ResumeIsBitIdentical) {
     EXPECT_TRUE(file_bytes(root / "full" / "checkpoint-40" / f) == file_bytes(root / "parts" / "checkpoint-40" / f))
         << f << " differs after resuming";
   // The logged losses after the resume point match too.
-  auto a = log_lines(root / "full"), b = log_lines(root / "parts");
+  auto a = test::jsonl_lines(root / "full" / "log.jsonl"), b = test::jsonl_lines(root / "parts" / "log.jsonl");
   auto last_loss = [](const std::vector<Json>& ls) {
     for (auto it = ls.rbegin(); it != ls.rend(); ++it)
       if (it->find("loss")) return it->at("loss").as_double();
@@ -118,7 +109,7 @@ TEST(CliTrain, CodebooksInsertedMidRunResumeBitIdentical) {
   ASSERT_EQ(full.code, 0) << full.out;
   EXPECT_NE(full.out.find("step 10: codebooks inserted"), std::string::npos) << full.out;
   // Steps 1..10 log no codebook metrics, later steps do.
-  for (auto& l : log_lines(root / "full"))
+  for (auto& l : test::jsonl_lines(root / "full" / "log.jsonl"))
     if (const Json* step = l.find("step"); step && l.find("loss"))
       EXPECT_EQ(l.find("MSE") != nullptr, step->as_int() > 10) << l.dump();
   std::string parts = (root / "parts").string();
@@ -165,7 +156,7 @@ TEST(CliTrain, TextDatasetTrains) {
   ASSERT_EQ(r.code, 0) << r.out;
   std::vector<double> losses;
   bool eval_seen = false;
-  for (auto& l : log_lines(dir / "run")) {
+  for (auto& l : test::jsonl_lines(dir / "run" / "log.jsonl")) {
     if (l.find("loss")) losses.push_back(l.at("loss").as_double());
     if (const Json* e = l.find("eval_loss")) eval_seen = std::isfinite(e->as_double());
   }

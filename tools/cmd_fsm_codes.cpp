@@ -26,26 +26,20 @@ namespace cb::tools {
 
 namespace {
 
-std::string comma_list(const std::vector<int64_t>& v) {
-  std::string s;
-  for (int64_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
-  return s;
-}
-
 // The codes state b selects at each codebook (member), and the `codebook run`
 // command that forces them into state a's last digit as the example does.
 void print_steering_command(std::ostream& out, const std::string& model_path, const Fsm& fsm,
                             const std::vector<CodeAssignment>& codes, int64_t a, int64_t b) {
-  std::string b_tokens = comma_list(state_prompt(fsm, b));
+  std::string b_tokens = int_list_text(state_prompt(fsm, b));
   out << "\nthe codes of state b (tokens " << b_tokens << ") at its last digit:\n";
   std::vector<std::string> sites;
   for (const CodeAssignment& c : codes) {
     std::string name = c.site + (c.groups > 1 ? "[" + std::to_string(c.member) + "]" : "");
-    out << "  " << std::left << std::setw(26) << name << std::right << comma_list(c.codes[size_t(b)]) << "\n";
+    out << "  " << std::left << std::setw(26) << name << std::right << int_list_text(c.codes[size_t(b)]) << "\n";
     if (sites.empty() || sites.back() != c.site) sites.push_back(c.site);
   }
   out << "the example's forced row from the command line (state-of: the codes those tokens select there):\n"
-      << "  codebook run " << model_path << " --tokens " << comma_list(state_prompt(fsm, a));
+      << "  codebook run " << model_path << " --tokens " << int_list_text(state_prompt(fsm, a));
   for (const std::string& s : sites) out << " --force '" << s << ":state-of:" << b_tokens << "@" << fsm.digits() << "'";
   out << " --top 3\n";
 }

@@ -86,17 +86,8 @@ CodeScores code_scores(const Graph& graph, const SiteRef& s, const std::vector<s
     for (int64_t m = 0; m < Gs; ++m) {
       const int64_t g = g0 + m;
       const float* xg = x.data<float>() + bt * D + g * Dg;
-      double mean = 0, var = 0;
-      for (int64_t d = 0; d < Dg; ++d) mean += xg[d];
-      mean /= double(Dg);
-      for (int64_t d = 0; d < Dg; ++d) var += (xg[d] - mean) * (xg[d] - mean);
-      var /= double(Dg);
-      const double inv = 1.0 / std::sqrt(var + double(attrs.epsilon));
       double sq = 0;
-      for (int64_t d = 0; d < Dg; ++d) {
-        double u = (xg[d] - mean) * inv * scale[g * Dg + d] + bias[g * Dg + d];
-        sq += u * u;
-      }
+      for (double u : codebook_layer_norm(xg, scale + g * Dg, bias + g * Dg, Dg, attrs.epsilon)) sq += u * u;
       sc.u_norm[size_t(bt * Gs + m)] = std::sqrt(sq);
     }
   return sc;

@@ -10,16 +10,10 @@ namespace cb::tools {
 
 namespace {
 
-std::string join(const std::vector<int64_t>& v) {
-  std::string s;
-  for (int64_t x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
-  return s;
-}
-
 // How the user wrote the intervention (its option and site), for the warning.
 std::string described(const Intervention& it) {
-  std::string s = std::string(intervention_option(it.kind)) + " " + it.site.name() + ":" + join(it.values);
-  if (!it.positions.empty()) s += "@" + join(it.positions);
+  std::string s = std::string(intervention_option(it.kind)) + " " + it.site.name() + ":" + int_list_text(it.values);
+  if (!it.positions.empty()) s += "@" + int_list_text(it.positions);
   if (it.has_slot) s += "#" + std::to_string(it.slot);
   return s;
 }
@@ -92,13 +86,13 @@ void warn_ineffective_interventions(const InterventionSet& iv, int64_t num_layer
         if (!unselected.empty() && (nowhere || !it.positions.empty())) codes_unselected_at[unselected].push_back(code);
       }
       for (auto& [at, codes] : codes_unselected_at) {
-        std::string subject = (codes.size() > 1 ? "codes " : "code ") + join(codes) +
+        std::string subject = (codes.size() > 1 ? "codes " : "code ") + int_list_text(codes) +
                               (codes.size() > 1 ? " are not selected at " : " is not selected at ");
         if (it.positions.empty())
           err << what << subject << "any position in the run without interventions: ablating "
               << (codes.size() > 1 ? "them" : "it") << " changes nothing\n";
         else
-          err << what << subject << (at.size() > 1 ? "positions " : "position ") << join(at)
+          err << what << subject << (at.size() > 1 ? "positions " : "position ") << int_list_text(at)
               << " in the run without interventions: ablating " << (codes.size() > 1 ? "them" : "it")
               << " there changes nothing\n";
       }

@@ -11,7 +11,7 @@ namespace cb {
 int64_t remove_codebooks(Graph& model, CodebookRemoval how) {
   std::vector<Node*> cbs;
   for (auto& n : model.nodes())
-    if (n->domain == kCodebookDomain && n->op_type == kCodebookOp) cbs.push_back(n.get());
+    if (is_codebook_node(*n)) cbs.push_back(n.get());
   Builder b(model);
   b.set_scope("codebook_removal");
   for (Node* n : cbs) {
@@ -21,7 +21,7 @@ int64_t remove_codebooks(Graph& model, CodebookRemoval how) {
     Value* replacement = how == CodebookRemoval::bypass ? x : b.mul(x, b.f32(0.f), "zeros");
     model.replace_all_uses(n->outputs[0], replacement);
   }
-  model.remove_nodes_if([](const Node& n) { return n.domain == kCodebookDomain && n.op_type == kCodebookOp; });
+  model.remove_nodes_if(is_codebook_node);
   canonicalize(model);
   return int64_t(cbs.size());
 }

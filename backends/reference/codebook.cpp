@@ -21,20 +21,6 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// u = LayerNorm(x) * scale + bias over one chunk of n values (biased variance).
-std::vector<double> layer_norm(const float* x, const float* scale, const float* bias, int64_t n, double eps) {
-  double mean = 0;
-  for (int64_t i = 0; i < n; ++i) mean += x[i];
-  mean /= double(n);
-  double var = 0;
-  for (int64_t i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
-  var /= double(n);
-  double inv = 1.0 / std::sqrt(var + eps);
-  std::vector<double> u(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) u[size_t(i)] = (x[i] - mean) * inv * scale[i] + bias[i];
-  return u;
-}
-
 // The similarity of u to one code (ir/codebook.h): cosine-ranking inner
 // product (a zero code scores 0) or minus the Euclidean distance.
 double similarity(const std::vector<double>& u, const float* code, CodebookMetric metric) {
@@ -79,7 +65,7 @@ void codebook_kernel(KernelContext& ctx) {
         const float* xg = x.data<float>() + token * D + g * Dg;
         const float* Cg = codes.data<float>() + g * K * Dg;
         std::vector<double> u =
-            layer_norm(xg, ln_scale.data<float>() + g * Dg, ln_bias.data<float>() + g * Dg, Dg, a.epsilon);
+            codebook_layer_norm(xg, ln_scale.data<float>() + g * Dg, ln_bias.data<float>() + g * Dg, Dg, a.epsilon);
 
         // What applies at (g, t).
         std::vector<bool> ablated(static_cast<size_t>(K), false);
