@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -64,22 +65,27 @@ std::string header_field(const std::string& h, const std::string& key, const std
 
 }  // namespace
 
-Tensor npy_parse(const std::string& bytes, const std::string& what) {
-  CB_CHECK(bytes.size() >= 10 && std::memcmp(bytes.data(), "\x93NUMPY", 6) == 0,
-           what << ": not a .npy file (bad magic)");
+size_t NpyHeader::data_bytes() const {
+  size_t n = dtype_size(dtype);
+  for (int64_t d : shape) n *= size_t(d);
+  return n;
+}
+
+NpyHeader npy_parse_header(const char* bytes, size_t size, const std::string& what) {
+  CB_CHECK(size >= 10 && std::memcmp(bytes, "\x93NUMPY", 6) == 0, what << ": not a .npy file (bad magic)");
   int major = uint8_t(bytes[6]);
   size_t header_len, header_start;
   if (major == 1) {
     header_len = uint8_t(bytes[8]) | size_t(uint8_t(bytes[9])) << 8;
     header_start = 10;
   } else {
-    CB_CHECK(bytes.size() >= 12 && (major == 2 || major == 3), what << ": unsupported .npy version " << major);
+    CB_CHECK(size >= 12 && (major == 2 || major == 3), what << ": unsupported .npy version " << major);
     header_len = 0;
     for (int i = 0; i < 4; ++i) header_len |= size_t(uint8_t(bytes[8 + i])) << (8 * i);
     header_start = 12;
   }
-  CB_CHECK(header_start + header_len <= bytes.size(), what << ": truncated .npy header");
-  std::string h = bytes.substr(header_start, header_len);
+  CB_CHECK(header_start + header_len <= size, what << ": truncated .npy header");
+  std::string h(bytes + header_start, header_len);
   std::string descr = header_field(h, "descr", what);
   std::string order = header_field(h, "fortran_order", what);
   std::string shape = header_field(h, "shape", what);
@@ -92,7 +98,8 @@ Tensor npy_parse(const std::string& bytes, const std::string& what) {
   CB_CHECK(strip(order) == "False", what << ": Fortran-order .npy arrays are not supported");
   auto dt = dtype_of_descr(descr);
   CB_CHECK(dt, what << ": unsupported .npy dtype '" << descr << "'");
-  std::vector<int64_t> dims;
+  NpyHeader out;
+  out.dtype = *dt;
   std::string inner = shape.substr(1, shape.size() - 2);
   std::stringstream ss(inner);
   std::string tok;
@@ -102,14 +109,19 @@ Tensor npy_parse(const std::string& bytes, const std::string& what) {
     char* end = nullptr;
     long long v = std::strtoll(tok.c_str(), &end, 10);
     CB_CHECK(end && *end == 0 && v >= 0, what << ": bad dimension '" << tok << "' in .npy shape");
-    dims.push_back(v);
+    out.shape.push_back(v);
   }
-  Tensor t = Tensor::empty(*dt, dims);
-  size_t data_start = header_start + header_len;
-  CB_CHECK(bytes.size() - data_start >= t.nbytes(), what << ": truncated .npy data (" << bytes.size() - data_start
-                                                         << " bytes for " << dtype_name(*dt) << dims_str(dims)
-                                                         << ", which needs " << t.nbytes() << ")");
-  std::memcpy(t.raw(), bytes.data() + data_start, t.nbytes());
+  out.data_offset = header_start + header_len;
+  return out;
+}
+
+Tensor npy_parse(const std::string& bytes, const std::string& what) {
+  NpyHeader h = npy_parse_header(bytes.data(), bytes.size(), what);
+  Tensor t = Tensor::empty(h.dtype, h.shape);
+  CB_CHECK(bytes.size() - h.data_offset >= t.nbytes(), what << ": truncated .npy data (" << bytes.size() - h.data_offset
+                                                            << " bytes for " << dtype_name(h.dtype) << dims_str(h.shape)
+                                                            << ", which needs " << t.nbytes() << ")");
+  std::memcpy(t.raw(), bytes.data() + h.data_offset, t.nbytes());
   return t;
 }
 
@@ -123,23 +135,30 @@ static std::string read_file(const std::string& path) {
 
 Tensor npy_read(const std::string& path) { return npy_parse(read_file(path), path); }
 
-std::string npy_serialize(const Tensor& t) {
-  const char* d = descr_of(t.dtype());
-  CB_CHECK(d, "cannot write dtype " << dtype_name(t.dtype()) << " to .npy");
-  std::string shape = "(";
-  for (size_t i = 0; i < t.rank(); ++i)
-    shape += std::to_string(t.dim(i)) + (t.rank() == 1 || i + 1 < t.rank() ? "," : "");
-  shape += ")";
-  std::string h = std::string("{'descr': '") + d + "', 'fortran_order': False, 'shape': " + shape + ", }";
+std::string npy_header(DType dtype, const std::vector<int64_t>& shape, size_t min_size) {
+  const char* d = descr_of(dtype);
+  CB_CHECK(d, "cannot write dtype " << dtype_name(dtype) << " to .npy");
+  std::string dims = "(";
+  for (size_t i = 0; i < shape.size(); ++i)
+    dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
+  dims += ")";
+  std::string h = std::string("{'descr': '") + d + "', 'fortran_order': False, 'shape': " + dims + ", }";
   size_t total = 10 + h.size() + 1;
-  h.append((64 - total % 64) % 64, ' ');
+  size_t padded = std::max(total, min_size);
+  padded += (64 - padded % 64) % 64;
+  CB_CHECK(padded - 10 <= 0xffff, ".npy header too long for shape " << dims_str(shape));
+  h.append(padded - total, ' ');
   h += '\n';
   std::string out = "\x93NUMPY";
   out += char(1);
   out += char(0);
   out += char(h.size() & 0xff);
   out += char(h.size() >> 8);
-  out += h;
+  return out + h;
+}
+
+std::string npy_serialize(const Tensor& t) {
+  std::string out = npy_header(t.dtype(), t.dims(), 0);
   out.append(static_cast<const char*>(t.raw()), t.nbytes());
   return out;
 }
