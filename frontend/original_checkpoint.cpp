@@ -216,8 +216,8 @@ OriginalCodebookConfig original_codebook_config(const Json& config, const HfConf
     int64_t g = integer(groups[i], "num_codebooks", what);
     if (g == -1) g = base.num_heads;  // set_codebook_args: -1 is one codebook per head
     CB_CHECK(g >= 1, what << ": num_codebooks " << g << " must be positive (or -1 for one per head)");
-    CB_CHECK(group || g == 1, what << ": a vanilla codebook (codebook_at '" << at[i]
-                                   << "') must have num_codebooks 1, got " << g);
+    CB_CHECK(group || g == 1,
+             what << ": a vanilla codebook (codebook_at '" << at[i] << "') must have num_codebooks 1, got " << g);
     pc.groups = g;
     out.codebooks.placements.push_back(pc);
     // qkv is always a GroupCodebookLayer of 3 * num_codebooks members.
@@ -236,8 +236,8 @@ OriginalCodebookConfig original_codebook_config(const Json& config, const HfConf
     std::set<int64_t> seen;
     for (const Json& l : layers->as_array()) {
       int64_t i = integer(l, "layers_to_snap", what);
-      CB_CHECK(i >= -L && i < L, what << ": layers_to_snap has layer " << i << ", but the base model has " << L
-                                      << " layers");
+      CB_CHECK(i >= -L && i < L,
+               what << ": layers_to_snap has layer " << i << ", but the base model has " << L << " layers");
       if (i < 0) i += L;
       if (seen.insert(i).second) out.codebooks.layers.push_back(i);
     }
@@ -272,8 +272,7 @@ HfConfig original_base_config(const std::string& dir, const std::string& base_co
     hint = " (its config names '" + name->as_string() + "')";
   CB_FAIL(dir << " is a codebook-features checkpoint (config.json has model_type \"codebook\"), which does not "
                  "record the base model's architecture; give the base model's config.json"
-              << hint
-              << " with --base-config FILE, or copy it to " << in_dir.string()
+              << hint << " with --base-config FILE, or copy it to " << in_dir.string()
               << " (e.g. the config.json of EleutherAI/pythia-70m-deduped)");
 }
 
@@ -307,8 +306,7 @@ std::shared_ptr<Graph> import_original_checkpoint(const std::string& dir, const 
     if (name.rfind(layers_prefix, 0) == 0) {
       const size_t dot = name.find('.', layers_prefix.size());
       const int64_t layer = std::stoll(name.substr(layers_prefix.size(), dot - layers_prefix.size()));
-      if (snapped.count(layer))
-        return "model." + name.substr(0, dot + 1) + layout.parameter(name.substr(dot + 1));
+      if (snapped.count(layer)) return "model." + name.substr(0, dot + 1) + layout.parameter(name.substr(dot + 1));
     }
     return "model." + name;
   };

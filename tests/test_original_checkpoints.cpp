@@ -83,7 +83,8 @@ fs::path copy_case(const std::string& name, const std::string& tag) {
   const fs::path d = test::temp_dir("orig_ckpt_" + tag) / name;
   fs::remove_all(d);
   fs::create_directories(d);
-  for (const char* f : {"config.json", "base_config.json", "model.safetensors"}) fs::copy_file(kFixtures / name / f, d / f);
+  for (const char* f : {"config.json", "base_config.json", "model.safetensors"})
+    fs::copy_file(kFixtures / name / f, d / f);
   return d;
 }
 
@@ -126,8 +127,7 @@ TEST_P(OriginalCheckpoint, MatchesTheOriginalsForwardPass) {
       const Tensor ids = npy_read((dir / "expected" / (site + ".ids.npy")).string());
       const Tensor& got = out.at(site + ".ids");
       ASSERT_EQ(got.dims(), ids.dims()) << site;
-      for (int64_t i = 0; i < ids.numel(); ++i)
-        ASSERT_EQ(got.get_int(i), ids.get_int(i)) << site << " element " << i;
+      for (int64_t i = 0; i < ids.numel(); ++i) ASSERT_EQ(got.get_int(i), ids.get_int(i)) << site << " element " << i;
     }
   }
 }
@@ -188,7 +188,8 @@ TEST(OriginalCheckpointFixtures, AreWhatTheGeneratorWrites) {
       EXPECT_EQ(test::file_bytes(out / c.name / f), test::file_bytes(kFixtures / c.name / f)) << c.name << "/" << f;
     // float64 sums may round differently with another numpy or BLAS.
     const std::string logits = "expected/logits.npy";
-    EXPECT_LT(test::max_abs_diff(npy_read((out / c.name / logits).string()), npy_read((kFixtures / c.name / logits).string())),
+    EXPECT_LT(test::max_abs_diff(npy_read((out / c.name / logits).string()),
+                                 npy_read((kFixtures / c.name / logits).string())),
               1e-5)
         << c.name;
   }
@@ -230,8 +231,9 @@ TEST(OriginalCheckpointCli, BaseConfigOption) {
   test::Result given = test::run_tool("import-hf " + dir.string() + " --base-config " +
                                       (dir.parent_path() / "pythia_config.json").string() + " -o " + onnx);
   EXPECT_EQ(given.code, 0) << given.out;
-  test::Result plain = test::run_tool("import-hf " + (kFixtures.parent_path().parent_path() / "models" / "gpt2").string() +
-                                      " --base-config x.json -o " + onnx);
+  test::Result plain =
+      test::run_tool("import-hf " + (kFixtures.parent_path().parent_path() / "models" / "gpt2").string() +
+                     " --base-config x.json -o " + onnx);
   EXPECT_EQ(plain.code, 2);
   EXPECT_NE(plain.out.find("--base-config only applies"), std::string::npos) << plain.out;
 }
@@ -248,9 +250,7 @@ TEST(OriginalCheckpointErrors, PytorchBinNamesTheConversion) {
 TEST(OriginalCheckpointErrors, MissingAndUnknownTensorsAreNamed) {
   const fs::path dir = copy_case("neo_preproj_mlp", "tensors");
   const std::string cb = "model.transformer.h.1.attn.attention.codebook_layer.codebook.1.ln.bias";
-  edit_tensors(dir, [&](NamedTensors& t) {
-    std::erase_if(t, [&](const auto& e) { return e.first == cb; });
-  });
+  edit_tensors(dir, [&](NamedTensors& t) { std::erase_if(t, [&](const auto& e) { return e.first == cb; }); });
   std::string e = error_of([&] { import_original_checkpoint(dir.string()); });
   EXPECT_NE(e.find("'" + cb + "'"), std::string::npos) << e;
   EXPECT_NE(e.find("layer1.attn_preproj"), std::string::npos) << e;
@@ -287,8 +287,9 @@ TEST(OriginalCheckpointErrors, ConfigsTheOriginalCannotBuild) {
   auto error = [](const char* config, const HfConfig& base) {
     return error_of([&] { original_codebook_config(json_parse(config), base); });
   };
-  EXPECT_NE(error(R"({"codebook_at": "attn", "layers_to_snap": "all"})", neo).find("'attn' is not supported on gpt_neo"),
-            std::string::npos);
+  EXPECT_NE(
+      error(R"({"codebook_at": "attn", "layers_to_snap": "all"})", neo).find("'attn' is not supported on gpt_neo"),
+      std::string::npos);
   EXPECT_NE(error(R"({"codebook_at": ["mlp", "mlp_mid"], "layers_to_snap": [0]})", gpt2).find("never runs"),
             std::string::npos);
   EXPECT_NE(error(R"({"codebook_at": ["attn", "attn_preproj"], "layers_to_snap": [0]})", gpt2).find("non-strictly"),
