@@ -272,8 +272,8 @@ HfConfig original_base_config(const std::string& dir, const std::string& base_co
     hint = " (its config names '" + name->as_string() + "')";
   CB_FAIL(dir << " is a codebook-features checkpoint (config.json has model_type \"codebook\"), which does not "
                  "record the base model's architecture; give the base model's config.json"
-              << hint << " with --base-config FILE, or copy it to " << in_dir.string()
-              << " (e.g. the config.json of EleutherAI/pythia-70m-deduped)");
+              << hint << " with `import-hf --base-config FILE`, or copy it to " << in_dir.string()
+              << " (then every command reads the folder), e.g. the config.json of EleutherAI/pythia-70m-deduped");
 }
 
 std::shared_ptr<Graph> import_original_checkpoint(const std::string& dir, const std::string& base_config) {
