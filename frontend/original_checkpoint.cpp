@@ -291,6 +291,14 @@ std::shared_ptr<Graph> import_original_checkpoint(const std::string& dir, const 
                 << (d / "pytorch_model.bin").string()
                 << "', map_location='cpu'); save_file({k: v.contiguous().clone() for k, v in sd.items()}, '"
                 << (d / "model.safetensors").string() << "')\"");
+  if (!fs::exists(d / "model.safetensors", ec) && !fs::exists(d / "model.safetensors.index.json", ec) &&
+      fs::exists(d / "pytorch_model.bin.index.json", ec))
+    CB_FAIL(dir << " has only pytorch_model-*.bin shards (PyTorch pickles, which codebook does not read); convert "
+                   "them once with: python3 -c \"import json, torch; from safetensors.torch import save_file; d = '"
+                << dir
+                << "'; sd = {}; [sd.update(torch.load(d + '/' + f, map_location='cpu')) for f in "
+                   "set(json.load(open(d + '/pytorch_model.bin.index.json'))['weight_map'].values())]; "
+                   "save_file({k: v.contiguous().clone() for k, v in sd.items()}, d + '/model.safetensors')\"");
   std::shared_ptr<HfCheckpoint> ck = HfCheckpoint::open_dir(dir);
 
   std::vector<Placement> order;
