@@ -21,6 +21,7 @@ const std::vector<Command>& commands() {
       {"eval", "loss, perplexity, accuracy and codebook metrics of a model on a dataset", cmd_eval},
       {"fsm-codes", "what a TokFSM model's codes mean: purity, states per code, steering", cmd_fsm_codes},
       {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
+      {"similar", "the codes most similar to one code, and its direct effect on the logits", cmd_similar},
       {"bench", "time the forward pass of a model", cmd_bench},
       {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},
       {"tokenize", "text to token ids and back with a GPT-2 style BPE tokenizer", cmd_tokenize},
