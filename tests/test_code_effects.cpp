@@ -132,7 +132,9 @@ struct Reference {
   std::string arch;  // gpt2 | gpt_neo | gpt_neox
 
   Tensor get(const std::string& name) const { return st->tensor_f32(name); }
-  Tensor ln_f() const { return get(arch == "gpt_neox" ? "gpt_neox.final_layer_norm.weight" : "transformer.ln_f.weight"); }
+  Tensor ln_f() const {
+    return get(arch == "gpt_neox" ? "gpt_neox.final_layer_norm.weight" : "transformer.ln_f.weight");
+  }
   // [vocab, D]: the embedding itself when tied (GPT-2, GPT-Neo), embed_out for GPT-NeoX.
   Tensor unembedding() const { return get(arch == "gpt_neox" ? "embed_out.weight" : "transformer.wte.weight"); }
   // Element (i, o) of a projection [in, out]: GPT-2's Conv1D stores [in, out],
@@ -193,8 +195,12 @@ struct ModelCase {
 };
 void PrintTo(const ModelCase& m, std::ostream* os) { *os << m.folder; }
 const ModelCase kCases[] = {
-    {"gpt2", "gpt2", "gpt2"},         {"gpt2-dynamo", "gpt2", "gpt2"},         {"gpt2-optimum", "gpt2", "gpt2"},
-    {"gpt-neo", "gpt-neo", "gpt_neo"}, {"gpt-neox", "gpt-neox", "gpt_neox"}, {"gpt-neox-sequential", "gpt-neox-sequential", "gpt_neox"},
+    {"gpt2", "gpt2", "gpt2"},
+    {"gpt2-dynamo", "gpt2", "gpt2"},
+    {"gpt2-optimum", "gpt2", "gpt2"},
+    {"gpt-neo", "gpt-neo", "gpt_neo"},
+    {"gpt-neox", "gpt-neox", "gpt_neox"},
+    {"gpt-neox-sequential", "gpt-neox-sequential", "gpt_neox"},
 };
 
 std::shared_ptr<Graph> compiled(std::shared_ptr<Graph> g, const std::vector<PlacementConfig>& placements) {
@@ -263,12 +269,11 @@ TEST_P(LogitEffectOf, EveryWritingPlacementMatchesTheHuggingFaceWeights) {
   check_effects(*g, reference_of(m.hf_folder, m.arch), m.folder, 10);
 }
 
-INSTANTIATE_TEST_SUITE_P(Committed, LogitEffectOf, ::testing::ValuesIn(kCases),
-                         [](const auto& info) {
-                           std::string s = info.param.folder;
-                           std::replace(s.begin(), s.end(), '-', '_');
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Committed, LogitEffectOf, ::testing::ValuesIn(kCases), [](const auto& info) {
+  std::string s = info.param.folder;
+  std::replace(s.begin(), s.end(), '-', '_');
+  return s;
+});
 
 // attn_plus_mlp rewrites the block output; its codes are added to the stream like mlp's.
 TEST(LogitEffect, AttnPlusMlpOnGpt2AndNeox) {
@@ -335,8 +340,8 @@ TEST(LogitEffect, NoReadoutIsNotAvailable) {
 }
 
 TEST(CodeEffects, ErrorsNameTheSiteAndCode) {
-  auto g = compiled(import_onnx(kModels + "gpt2/model.onnx"), {{Placement::attn_preproj, 16, 2, kGroupsPerHead},
-                                                                {Placement::mlp, 16, 2, 1}});
+  auto g = compiled(import_onnx(kModels + "gpt2/model.onnx"),
+                    {{Placement::attn_preproj, 16, 2, kGroupsPerHead}, {Placement::mlp, 16, 2, 1}});
   CodeEffects effects(*g);
   auto message = [&](const std::string& site, int64_t code) {
     try {

@@ -25,19 +25,20 @@ namespace {
 constexpr int64_t kEffectTokens = 10;  // promoted and suppressed tokens shown
 
 const char* kDescription =
-    "\nSIMILAR: the N codes of the same codebook (member) whose vectors have the highest cosine similarity with\n"
-    "CODE. EFFECT: the direct effect of CODE on the logits, as Neuronpedia's feature dashboards show: the vector\n"
-    "the code writes into the residual stream times the final LayerNorm's scale and the unembedding (the\n"
-    "LayerNorm's normalisation and bias ignored). It is the effect of the full code vector; a codebook outputs\n"
-    "the mean of its k codes, so one selected code adds 1/k of it. attn_preproj and mlp_mid codes go through the\n"
-    "output projection; qkv codes have no direct effect. docs/analysis.md has the details.\n";
+    "\nPrints the N codes of the same codebook (member) whose vectors have the highest cosine similarity with\n"
+    "CODE, and CODE's direct effect on the logits, as Neuronpedia's feature dashboards show it: the vector the\n"
+    "code writes into the residual stream times the final LayerNorm's scale and the unembedding (the\n"
+    "LayerNorm's normalisation and bias ignored), top 10 promoted and suppressed tokens. It is the effect of\n"
+    "the whole code vector; a codebook outputs the mean of its k codes, so one selected code adds 1/k of it.\n"
+    "attn_preproj and mlp_mid codes go through the output projection; qkv codes have no direct effect.\n"
+    "docs/analysis.md has the details.\n";
 
 // Token strings when a tokenizer is known; ids alone otherwise.
 std::optional<TokenText> tokenizer_of(const po::variables_map& vm, const std::string& model_arg, const Graph& g) {
   auto meta = g.metadata.find(kTokenizerMetadataKey);
-  std::optional<std::string> spec =
-      vm.count("tokenizer") ? vm["tokenizer"].as<std::string>()
-                            : recorded_tokenizer(model_arg, meta == g.metadata.end() ? "" : meta->second);
+  std::optional<std::string> spec = vm.count("tokenizer")
+                                        ? vm["tokenizer"].as<std::string>()
+                                        : recorded_tokenizer(model_arg, meta == g.metadata.end() ? "" : meta->second);
   if (!spec) return std::nullopt;
   try {
     return TokenText::load(*spec);
@@ -83,9 +84,11 @@ int cmd_similar(int argc, char** argv) {
       "json", "print one JSON object");
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "MODEL SITE[g] CODE", vm, kDescription)) return 0;
-  const std::vector<std::string> args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  CB_CHECK(args.size() == 3, "expected MODEL SITE[g] CODE (e.g. codebook similar cb.onnx layer0.attn_preproj[3] 17), got "
-                                 << args.size() << " arguments");
+  const std::vector<std::string> args =
+      vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  CB_CHECK(args.size() == 3,
+           "expected MODEL SITE[g] CODE (e.g. codebook similar cb.onnx layer0.attn_preproj[3] 17), got "
+               << args.size() << " arguments");
   const int64_t n = vm["n"].as<int64_t>();
   CB_CHECK(n >= 0, "-n " << n << ": must be at least 0");
 
@@ -102,7 +105,7 @@ int cmd_similar(int argc, char** argv) {
   const int64_t k = CodebookAttrs::from_node(node).k;
   // The member named in full, so "layer0.mlp 3" and "layer0.mlp[0] 3" print the same.
   SiteRef named = s;
-  if (G > 1) named.group = member;
+  named.group = G > 1 ? member : kAll;
 
   std::vector<SimilarCode> similar = effects.similar(s, code, n);
   LogitEffect effect = effects.logit_effect(s, code, kEffectTokens);
@@ -111,7 +114,8 @@ int cmd_similar(int argc, char** argv) {
 
   if (vm.count("json")) {
     Json::Array sim;
-    for (const SimilarCode& c : similar) sim.push_back(Json(Json::Object{{"code", Json(c.code)}, {"cosine", Json(c.cosine)}}));
+    for (const SimilarCode& c : similar)
+      sim.push_back(Json(Json::Object{{"code", Json(c.code)}, {"cosine", Json(c.cosine)}}));
     Json::Object eff{{"available", Json(effect.available)}};
     if (effect.available) {
       eff["promoted"] = json_tokens(effect.promoted, t);
@@ -133,14 +137,17 @@ int cmd_similar(int argc, char** argv) {
   std::cout << named.name() << " code " << code << " (" << K << " codes of width " << Dg << ", k = " << k
             << (G > 1 ? ", member " + std::to_string(member) + " of " + std::to_string(G) : "") << ")\n";
   std::cout << similar.size() << " most similar codes (cosine of the code vectors):\n";
-  for (const SimilarCode& c : similar) std::cout << "  " << std::setw(6) << c.code << "  " << fixed(c.cosine, 4) << "\n";
+  for (const SimilarCode& c : similar)
+    std::cout << "  " << std::setw(6) << c.code << "  " << fixed(c.cosine, 4) << "\n";
   if (!effect.available) {
     std::cout << "direct effect on the logits: not available (" << effect.reason << ")\n";
     return 0;
   }
   std::cout << "direct effect on the logits of the whole code vector (-> residual stream -> final LayerNorm scale -> "
-               "unembedding; as one of k = "
-            << k << " selected codes it adds 1/" << k << " of this):\n";
+               "unembedding; "
+            << (k == 1 ? std::string("k = 1: a selected code adds all of it")
+                       : "k = " + std::to_string(k) + ": a selected code adds 1/" + std::to_string(k) + " of it")
+            << "):\n";
   print_tokens("promoted", effect.promoted, t);
   print_tokens("suppressed", effect.suppressed, t);
   return 0;

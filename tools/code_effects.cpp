@@ -70,8 +70,7 @@ CodeEffects::CodeEffects(Graph& g) : g_(g), anatomy_(analyze_model(g)) {}
 const Node& CodeEffects::codebook(const SiteRef& s) const {
   CB_CHECK(s.is_codebook_site(), s.name() << " is an activation, not a codebook site");
   const Node* n = find_codebook_node(g_, s.site());
-  CB_CHECK(n, s.site() << " has no codebook (compile the model with --at " << placement_name(s.placement)
-                       << " first)");
+  CB_CHECK(n, s.site() << " has no codebook (compile the model with --at " << placement_name(s.placement) << " first)");
   return *n;
 }
 
