@@ -447,6 +447,45 @@ class Matcher {
   Users users_;
 };
 
+// The final norm of the last block output and the unembedding Linear reading
+// it, through layout ops that keep [B,T,D] (the TorchScript GPT-2 export
+// reshapes the normed stream before its lm_head MatMul). Left null unless
+// exactly one such norm -> Linear pair exists.
+void find_readout(const Graph& g, ModelAnatomy& a) {
+  const Users users = g.users();
+  auto users_of = [&](const Value* v) -> const std::vector<Node*>& {
+    static const std::vector<Node*> none;
+    auto it = users.find(v);
+    return it == users.end() ? none : it->second;
+  };
+  Value* last = a.layers.back().output;
+  const Node* norm = nullptr;
+  Value* logits = nullptr;
+  int found = 0;
+  for (Node* n : users_of(last)) {
+    if (!is_norm(n) || n->input(0) != last || !is_const(n->input(1)) || n->outputs.empty()) continue;
+    std::set<const Value*> seen;
+    std::deque<Value*> todo{n->outputs[0]};
+    while (!todo.empty()) {
+      Value* v = todo.front();
+      todo.pop_front();
+      if (!seen.insert(v).second) continue;
+      for (const Linear& l : linears_reading(v, users)) {
+        norm = n;
+        logits = l.out;
+        ++found;
+      }
+      for (Node* u : users_of(v))
+        if (is_op(u, {"Reshape", "Identity", "Cast"}) && u->input(0) == v && is_rank(u->outputs[0], 3) &&
+            last_dim(u->outputs[0]) == a.d_model)
+          todo.push_back(u->outputs[0]);
+    }
+  }
+  if (found != 1) return;
+  a.final_norm = norm;
+  a.logits = logits;
+}
+
 // Every site must be a [B,T,width] value.
 void check_site(const LayerSites& l, const char* site, const Value* v, int64_t width) {
   CB_CHECK(v, "layer " << l.index << ": site " << site << " not found");
@@ -567,7 +606,31 @@ ModelAnatomy find_anatomy(const Graph& g) {
       a.num_heads = heads.value;
     }
   }
+  find_readout(g, a);
   return a;
+}
+
+std::optional<LinearWeight> linear_weight(const Value* y) {
+  if (!y || !linear_ending_at(const_cast<Value*>(y))) return std::nullopt;  // it only reads
+  // The MatMul or Gemm behind the Linear's output (see linear_ending_at).
+  const Node* n = y->producer;
+  if (n->op_type == "Add") {
+    const Node* add = n;
+    n = nullptr;
+    for (int i = 0; i < 2 && !n; ++i)
+      if (is_const(add->inputs[1 - i])) n = producer_of(add->inputs[i], "MatMul");
+  } else if (n->op_type == "Reshape") {
+    n = n->input(0)->producer;
+  }
+  const Value* w = n ? n->input(1) : nullptr;
+  if (!is_const(w) || w->constant->dtype() != DType::f32 || w->constant->rank() != 2) return std::nullopt;
+  LinearWeight lw;
+  lw.matrix = &*w->constant;
+  if (n->op_type == "Gemm") {
+    lw.transposed = n->attr_int("transB", 0) != 0;
+    lw.alpha = n->attr_float("alpha", 1.f);
+  }
+  return lw;
 }
 
 namespace {

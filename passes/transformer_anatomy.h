@@ -19,6 +19,7 @@
 // Layers are numbered along the residual stream (block output L feeds
 // block L+1), not by graph order or names.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,7 +58,35 @@ struct ModelAnatomy {
   int64_t num_heads = -1;    // from the attention scores [B, H, T, T]; -1 if not static
   int64_t d_mlp = -1;        // MLP hidden width
   std::vector<LayerSites> layers;
+  // The readout after the last layer, when the graph has one: the final
+  // LayerNormalization of the last block output (with a constant scale), and
+  // the unembedding Linear reading it (possibly through Reshape/Identity/Cast)
+  // whose output is the logits [B,T,vocab]. Null when not found (a graph cut
+  // before its head); finding the layers does not depend on it.
+  const Node* final_norm = nullptr;
+  Value* logits = nullptr;
 };
+
+// The weight of a Linear (as defined at the top of this file) read in place:
+// element (i, o) of the [in, out] matrix is alpha * matrix[i, o], or
+// alpha * matrix[o, i] when `transposed` (a Gemm with transB = 1, e.g. an
+// unembedding that reads a [vocab, D] embedding table). The tied or untied
+// lm_head, the attention output projection and the MLP output projection of
+// every exporter read this way.
+struct LinearWeight {
+  const Tensor* matrix = nullptr;  // f32, rank 2; owned by the graph
+  bool transposed = false;
+  float alpha = 1.f;
+  int64_t in() const { return matrix->dim(transposed ? 1 : 0); }
+  int64_t out() const { return matrix->dim(transposed ? 0 : 1); }
+  float at(int64_t i, int64_t o) const {
+    return alpha * matrix->data<float>()[transposed ? o * matrix->dim(1) + i : i * matrix->dim(1) + o];
+  }
+};
+// The weight of the Linear whose output is `y` (e.g. LayerSites::attn, ::mlp,
+// ModelAnatomy::logits); nullopt when y is not a Linear with a constant f32
+// weight. Its bias, if any, is not part of it.
+std::optional<LinearWeight> linear_weight(const Value* y);
 
 // Makes the merged attention heads exist as a [B,T,D] value where an
 // exporter flattens heads and tokens in one step (the dynamo exporter's GPT-2:

@@ -20,6 +20,7 @@ int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_fsm_codes(int argc, char** argv);
 int cmd_cache(int argc, char** argv);
+int cmd_similar(int argc, char** argv);
 
 struct Command {
   const char* name;

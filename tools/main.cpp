@@ -22,6 +22,7 @@ const std::vector<Command>& commands() {
       {"fsm-codes", "what a TokFSM model's codes mean: purity, states per code, steering", cmd_fsm_codes},
       {"cache", "the code cache: build (every token's codes over a dataset), merge, info", cmd_cache},
       {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
+      {"similar", "the codes most similar to one code, and its direct effect on the logits", cmd_similar},
       {"bench", "time the forward pass of a model", cmd_bench},
       {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},
       {"tokenize", "text to token ids and back with a GPT-2 style BPE tokenizer", cmd_tokenize},
