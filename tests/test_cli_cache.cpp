@@ -100,7 +100,8 @@ TEST_F(CacheCli, CodesAreWhatEachRowSelectsAlone) {
           for (int64_t j = 0; j < k; ++j) {
             int64_t i = (t * G + g2) * k + j;
             ASSERT_EQ(a.code(b + t, g2, j), ids.data<int64_t>()[i]) << site << " row " << r0 << " token " << t;
-            EXPECT_NEAR(a.score(b + t, g2, j), scores.data<float>()[i], 2e-3 * std::abs(scores.data<float>()[i]) + 1e-3);
+            EXPECT_NEAR(a.score(b + t, g2, j), scores.data<float>()[i],
+                        2e-3 * std::abs(scores.data<float>()[i]) + 1e-3);
           }
     }
   }
@@ -125,9 +126,8 @@ TEST_F(CacheCli, ShardsMergeIntoTheUnshardedCacheByteForByte) {
                       (dir_ / "shard1").string() + " -o " + (dir_ / "merged").string());
   ASSERT_EQ(m.code, 0) << m.out;
   EXPECT_TRUE(same_tree(dir_ / "whole", dir_ / "merged"));
-  Result missing =
-      run_tool("cache merge " + (dir_ / "shard0").string() + " " + (dir_ / "shard1").string() + " -o " +
-               (dir_ / "merged2").string());
+  Result missing = run_tool("cache merge " + (dir_ / "shard0").string() + " " + (dir_ / "shard1").string() + " -o " +
+                            (dir_ / "merged2").string());
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.out.find("one of 3 shards; 2 given"), std::string::npos) << missing.out;
 }
@@ -137,7 +137,7 @@ TEST_F(CacheCli, ResumedBuildEqualsUninterruptedBuild) {
   Result stopped = run_tool(build("resumed", "--scores --stop-after-batches 4"));
   EXPECT_EQ(stopped.code, 2);
   EXPECT_FALSE(fs::exists(dir_ / "resumed" / "cache.json"));  // nothing looks complete
-  Result other = run_tool(build("resumed", "--resume"));        // without --scores: another build
+  Result other = run_tool(build("resumed", "--resume"));      // without --scores: another build
   EXPECT_EQ(other.code, 2);
   EXPECT_NE(other.out.find("build.scores: true then, false now"), std::string::npos) << other.out;
   Result resumed = run_tool(build("resumed", "--scores --resume"));
@@ -214,8 +214,8 @@ TEST_F(CacheCli, BadInputIsOneErrorNamingFileAndLine) {
   std::ofstream(jsonl) << "{\"text\": \"hello\"}\n\n{\"body\": \"no text field\"}\n";
   fs::path cfg = dir_ / "config.json";
   if (!fs::exists(dir_ / "bpe-cb.onnx")) GTEST_SKIP() << "needs the text test's model";
-  Result r = run_tool("cache build " + (dir_ / "bpe-cb.onnx").string() + " -o " + (dir_ / "bad").string() +
-                      " --data " + jsonl.string() + " --progress off");
+  Result r = run_tool("cache build " + (dir_ / "bpe-cb.onnx").string() + " -o " + (dir_ / "bad").string() + " --data " +
+                      jsonl.string() + " --progress off");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("docs.jsonl:3: no \"text\" field"), std::string::npos) << r.out;
   std::ofstream(dir_ / "empty.txt") << "\n\n";

@@ -58,9 +58,9 @@ class SimilarCli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = temp_dir("similar");
     gpt2_ = (dir_ / "gpt2.onnx").string();
-    Result c = run_tool("compile " + kModels + "gpt2/model.onnx -o " + gpt2_ +
-                        " --at attn_preproj,mlp,qkv --groups heads,1,1 --codes 16 -k 2 --seed 4 --tokenizer " +
-                        kGpt2Bpe);
+    Result c =
+        run_tool("compile " + kModels + "gpt2/model.onnx -o " + gpt2_ +
+                 " --at attn_preproj,mlp,qkv --groups heads,1,1 --codes 16 -k 2 --seed 4 --tokenizer " + kGpt2Bpe);
     ASSERT_EQ(c.code, 0) << c.out;
     neox_ = (dir_ / "neox.onnx").string();  // records no tokenizer
     c = run_tool("compile " + kModels + "gpt-neox/model.onnx -o " + neox_ + " --at mlp_mid --codes 12 -k 3");
@@ -106,8 +106,9 @@ TEST_F(SimilarCli, JsonHasTheCosinesAndTheLogitEffect) {
       EXPECT_NEAR(toks[i].at("logit").as_double(), want_toks[i].logit, 1e-12);
       EXPECT_TRUE(toks[i].at("text").is_string()) << key << " " << i;
       if (i)
-        EXPECT_TRUE(std::string(key) == "promoted" ? toks[i].at("logit").as_double() <= toks[i - 1].at("logit").as_double()
-                                                   : toks[i].at("logit").as_double() >= toks[i - 1].at("logit").as_double());
+        EXPECT_TRUE(std::string(key) == "promoted"
+                        ? toks[i].at("logit").as_double() <= toks[i - 1].at("logit").as_double()
+                        : toks[i].at("logit").as_double() >= toks[i - 1].at("logit").as_double());
     }
   }
   EXPECT_GT(eff.at("promoted").at(0).at("logit").as_double(), 0);

@@ -69,7 +69,7 @@ int cache_build(int argc, char** argv) {
       "pack (documents concatenated and cut into blocks; default for text) or document (a document per row; "
       "default for tokfsm)")("truncate", po::bool_switch(), "--rows document: drop tokens past --block-size")(
       "block-size", po::value<int64_t>()->default_value(0),
-      "tokens per row (default: the TokFSM sequence length, else 1024)")(
+      "tokens per row (default: the TokFSM sequence length, else the model's context, else 1024)")(
       "batch-size", po::value<int64_t>()->default_value(0), "rows per forward pass (default: ~4096 tokens)")(
       "max-tokens", po::value<int64_t>()->default_value(-1),
       "stop after this many tokens (tokfsm: sequences for this many; default 262144)")(

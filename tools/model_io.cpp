@@ -58,12 +58,13 @@ std::vector<int64_t> parse_shape(const std::string& s) {
   return dims;
 }
 
-int64_t vocab_size(const Graph& g) {
-  // Follow input_ids through ops that keep its values (exporters often reshape
-  // it first) to the Gather that indexes the embedding table.
+// The rows of the table the graph input `input` indexes: follow it through ops
+// that keep its values (exporters often reshape it first) to the Gather that
+// indexes the table.
+static int64_t embedding_rows(const Graph& g, const std::string& input) {
   std::set<const Value*> ids;
   for (const Value* v : g.inputs)
-    if (v->name == "input_ids") ids.insert(v);
+    if (v->name == input) ids.insert(v);
   if (ids.empty()) return -1;
   static const std::set<std::string> kValuePreserving = {"Reshape",   "Flatten",  "Cast",  "Squeeze",
                                                          "Unsqueeze", "Identity", "Expand"};
@@ -79,6 +80,10 @@ int64_t vocab_size(const Graph& g) {
   }
   return -1;
 }
+
+int64_t vocab_size(const Graph& g) { return embedding_rows(g, "input_ids"); }
+
+int64_t context_length(const Graph& g) { return embedding_rows(g, "position_ids"); }
 
 static void check_token_ids(const Graph& g, const Tensor& ids) {
   CB_CHECK(dtype_is_int(ids.dtype()), "input_ids must be integers, got " << dtype_name(ids.dtype()));

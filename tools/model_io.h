@@ -34,6 +34,9 @@ std::vector<int64_t> parse_shape(const std::string& s);
 // The vocabulary size: rows of the embedding table gathered by input_ids,
 // or -1 when the graph has no such Gather.
 int64_t vocab_size(const Graph& g);
+// The rows of the learned position table gathered by position_ids (the
+// model's context), or -1 when the graph has none (rotary models).
+int64_t context_length(const Graph& g);
 
 // Builds input_ids [batch, seq] plus attention_mask (ones) and position_ids
 // (0..seq-1) when the graph has those inputs. Token ids are checked against the
