@@ -51,6 +51,10 @@ class SiteArrays {
       if (this->code(pos, g, s) == code) return true;
     return false;
   }
+  // The raw ids [N, G, k]: uint32 when wide_ids(), else uint16; blocked slots
+  // hold the dtype's largest value (for loops too hot for code()).
+  const void* ids_data() const { return ids_; }
+  bool wide_ids() const { return wide_ids_; }
   bool has_scores() const { return scores_ != nullptr; }
   float score(int64_t pos, int64_t g, int64_t slot) const;
   bool has_index() const { return !counts_.empty(); }

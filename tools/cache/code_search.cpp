@@ -1,0 +1,305 @@
+#include "tools/cache/code_search.h"
+
+#include <omp.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+
+#include "support/error.h"
+#include "support/threads.h"
+#include "support/utf8.h"
+
+namespace cb::cache {
+
+SearchSort parse_search_sort(const std::string& s) {
+  if (s == "precision") return SearchSort::precision;
+  if (s == "recall") return SearchSort::recall;
+  if (s == "acts" || s == "activations") return SearchSort::acts;
+  CB_FAIL("--sort '" << s << "': expected precision, recall or acts");
+}
+
+namespace {
+
+int thread_count(int requested) { return requested > 0 ? requested : std::max(1, omp_get_max_threads()); }
+
+std::unique_ptr<RE2> compile_pattern(const std::string& pattern) {
+  CB_CHECK(pattern.size() <= kMaxPatternBytes,
+           "regex of " << pattern.size() << " bytes: longer than the " << kMaxPatternBytes << " bytes allowed");
+  RE2::Options o;
+  o.set_max_mem(kRegexMaxMem);
+  o.set_log_errors(false);
+  auto re = std::make_unique<RE2>(pattern, o);
+  if (!re->ok()) {
+    if (re->error_code() == RE2::ErrorPatternTooLarge)
+      CB_FAIL("regex '" << pattern << "': too large for the " << (kRegexMaxMem >> 20)
+                        << " MiB RE2 may use for one pattern (" << re->error() << ")");
+    CB_FAIL("invalid regex '" << pattern << "': " << re->error());
+  }
+  return re;
+}
+
+// Documents [first[i], first[i+1]) form piece i; pieces hold about equal text.
+std::vector<int64_t> document_pieces(const CodeCache& cache, int64_t pieces) {
+  auto doc_text = cache.doc_text();
+  int64_t D = cache.num_documents(), total = doc_text.back();
+  std::vector<int64_t> first = {0};
+  for (int64_t d = 0; d < D; ++d) {
+    int64_t next = int64_t(first.size());
+    if (doc_text[size_t(d) + 1] * pieces >= next * total && d + 1 < D) first.push_back(d + 1);
+  }
+  first.push_back(D);
+  return first;
+}
+
+// Every non-overlapping match in documents [d0, d1), appending the token of
+// each non-empty group's first byte.
+void scan_documents(const CodeCache& cache, const RE2& re, int parity, int64_t d0, int64_t d1,
+                    std::vector<int64_t>& out) {
+  const int want = re.NumberOfCapturingGroups() > 0 ? 2 : 1;
+  re2::StringPiece sub[2];
+  auto doc_text = cache.doc_text();
+  std::string_view all = cache.text();
+  for (int64_t d = d0; d < d1; ++d) {
+    re2::StringPiece text(all.data() + doc_text[size_t(d)], size_t(doc_text[size_t(d) + 1] - doc_text[size_t(d)]));
+    size_t pos = 0;
+    while (pos <= text.size() && re.Match(text, pos, text.size(), RE2::UNANCHORED, sub, want)) {
+      const re2::StringPiece& m = sub[0];
+      const re2::StringPiece& g = sub[want - 1];
+      size_t end = size_t(m.data() - text.data()) + m.size();
+      if (g.data() && !g.empty()) {
+        int64_t offset = int64_t(g.data() - text.data());
+        if (parity < 0 || (offset & 1) == parity) {
+          int64_t token = cache.token_at(d, offset);
+          if (out.empty() || out.back() != token) out.push_back(token);
+        }
+      }
+      if (!m.empty()) {
+        pos = end;
+      } else {
+        // An empty match: go on from the next character (as Python's finditer).
+        if (end >= text.size()) break;
+        size_t n = utf8_sequence_length(std::string_view(text.data(), text.size()), end);
+        pos = end + std::max<size_t>(1, n);
+      }
+    }
+  }
+}
+
+// The members a search covers.
+std::vector<std::pair<const SiteArrays*, int64_t>> searched_members(const CodeCache& cache,
+                                                                     const std::string& site) {
+  std::vector<std::pair<const SiteArrays*, int64_t>> out;
+  if (site.find('[') != std::string::npos) {
+    out.push_back(cache.member(site));
+    return out;
+  }
+  for (const SiteArrays& s : cache.sites())
+    if (site.empty() || &s == &cache.site(site))
+      for (int64_t g = 0; g < s.info().groups; ++g) out.push_back({&s, g});
+  return out;
+}
+
+// hits[g*K + c] += matched tokens where code c of member g is in the first `slots` slots.
+template <typename Id>
+void count_hits(const SiteArrays& s, const int64_t* pos, size_t n, int64_t slots, uint32_t* hits) {
+  const Id* ids = static_cast<const Id*>(s.ids_data());
+  const int64_t G = s.info().groups, k = s.info().k, K = s.info().codes;
+  const Id none = Id(~Id(0));
+  for (size_t i = 0; i < n; ++i) {
+    const Id* row = ids + pos[i] * G * k;
+    for (int64_t g = 0; g < G; ++g, row += k)
+      for (int64_t slot = 0; slot < slots; ++slot)
+        if (row[slot] != none) ++hits[g * K + row[slot]];
+  }
+}
+
+bool better(const CodeMatch& a, const CodeMatch& b, SearchSort key) {
+  auto tie = [&] {
+    if (a.precision != b.precision) return a.precision > b.precision;
+    if (a.recall != b.recall) return a.recall > b.recall;
+    if (a.site != b.site) return a.site < b.site;
+    if (a.group != b.group) return a.group < b.group;
+    return a.code < b.code;
+  };
+  switch (key) {
+    case SearchSort::recall:
+      if (a.recall != b.recall) return a.recall > b.recall;
+      break;
+    case SearchSort::acts:
+      if (a.activations != b.activations) return a.activations > b.activations;
+      break;
+    case SearchSort::precision:
+      break;
+  }
+  return tie();
+}
+
+}  // namespace
+
+int64_t activations_in_slots(const SiteArrays& site, int64_t g, int64_t c, int64_t slots) {
+  if (slots >= site.info().k) return site.count(g, c);
+  PositionList p = site.positions(g, c);
+  int64_t n = 0;
+  for (size_t i = 0; i < p.size(); ++i) n += site.fires(p[i], g, c, slots);
+  return n;
+}
+
+std::vector<int64_t> match_positions(const CodeCache& cache, const std::string& pattern,
+                                     const SearchOptions& options) {
+  CB_CHECK(options.parity >= -1 && options.parity <= 1, "parity must be odd, even or none");
+  std::unique_ptr<RE2> re = compile_pattern(pattern);
+  const int threads = thread_count(options.threads);
+  std::vector<int64_t> first = document_pieces(cache, int64_t(threads) * 8);
+  const int64_t pieces = int64_t(first.size()) - 1;
+  std::vector<std::vector<int64_t>> found(size_t(std::max<int64_t>(pieces, 0)));
+  // One RE2 per thread: a shared one serialises the threads on its DFA cache.
+  std::vector<std::unique_ptr<RE2>> per_thread(static_cast<size_t>(threads));
+  parallel_chunks(
+      pieces, size_t(cache.text().size()), size_t(1) << 20, threads,
+      [&](int64_t p0, int64_t p1) {
+        int t = omp_in_parallel() ? omp_get_thread_num() : 0;
+        const RE2* mine = re.get();
+        if (t > 0) {
+          if (!per_thread[size_t(t)]) per_thread[size_t(t)] = compile_pattern(pattern);
+          mine = per_thread[size_t(t)].get();
+        }
+        for (int64_t p = p0; p < p1; ++p)
+          scan_documents(cache, *mine, options.parity, first[size_t(p)], first[size_t(p) + 1], found[size_t(p)]);
+      },
+      pieces);
+  std::vector<int64_t> out;
+  size_t total = 0;
+  for (auto& f : found) total += f.size();
+  out.reserve(total);
+  for (auto& f : found) out.insert(out.end(), f.begin(), f.end());
+  // Already ascending (matches do not overlap and documents come in order); kept safe.
+  if (!std::is_sorted(out.begin(), out.end())) std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::vector<CodeMatch> codes_on_positions(const CodeCache& cache, const std::vector<int64_t>& positions,
+                                          const SearchOptions& options) {
+  CB_CHECK(options.topk_slots >= 0, "--topk-slots must be >= 1");
+  CB_CHECK(options.top >= 0, "--top must be >= 0");
+  auto members = searched_members(cache, options.site);
+  const size_t M = positions.size();
+  if (M == 0 || members.empty()) return {};
+  const int threads = thread_count(options.threads);
+  auto slots_of = [&](const SiteArrays& s) {
+    return options.topk_slots > 0 ? std::min(options.topk_slots, s.info().k) : s.info().k;
+  };
+
+  // Hits per code, per site: tasks are (site, range of matched tokens), each
+  // counting into its own array and adding it to the site's under a lock.
+  std::vector<const SiteArrays*> sites;
+  for (auto& [s, g] : members)
+    if (sites.empty() || sites.back() != s) sites.push_back(s);
+  std::vector<std::vector<uint32_t>> hits(sites.size());
+  std::vector<std::mutex> locks(sites.size());
+  const size_t per_task = std::max<size_t>(1 << 14, M / size_t(threads * 4) + 1);
+  const size_t pieces = (M + per_task - 1) / per_task;
+  for (size_t i = 0; i < sites.size(); ++i) hits[i].assign(size_t(sites[i]->info().groups * sites[i]->info().codes), 0);
+  const int64_t tasks = int64_t(sites.size() * pieces);
+  parallel_chunks(
+      tasks, M * sites.size() * 8, size_t(1) << 16, threads,
+      [&](int64_t t0, int64_t t1) {
+        std::vector<uint32_t> local;
+        for (int64_t t = t0; t < t1; ++t) {
+          size_t si = size_t(t) / pieces, piece = size_t(t) % pieces;
+          const SiteArrays& s = *sites[si];
+          size_t b = piece * per_task, e = std::min(M, b + per_task);
+          local.assign(hits[si].size(), 0);
+          if (s.wide_ids())
+            count_hits<uint32_t>(s, positions.data() + b, e - b, slots_of(s), local.data());
+          else
+            count_hits<uint16_t>(s, positions.data() + b, e - b, slots_of(s), local.data());
+          std::lock_guard<std::mutex> lock(locks[si]);
+          for (size_t i = 0; i < local.size(); ++i) hits[si][i] += local[i];
+        }
+      },
+      1);
+
+  // Per member: codes with recall > 0.01, their precision, the `top` most precise.
+  std::vector<std::vector<CodeMatch>> kept(members.size());
+  parallel_chunks(int64_t(members.size()), members.size() * 4096, 1, threads, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      auto [s, g] = members[size_t(m)];
+      size_t si = size_t(std::find(sites.begin(), sites.end(), s) - sites.begin());
+      const int64_t K = s->info().codes;
+      std::vector<CodeMatch> list;
+      for (int64_t c = 0; c < K; ++c) {
+        uint32_t h = hits[si][size_t(g * K + c)];
+        if (h == 0 || double(h) / double(M) <= 0.01) continue;
+        CodeMatch cm;
+        cm.site = s->info().name;
+        cm.group = g;
+        cm.groups = s->info().groups;
+        cm.code = c;
+        cm.hits = h;
+        cm.activations = activations_in_slots(*s, g, c, slots_of(*s));
+        cm.recall = double(h) / double(M);
+        cm.precision = cm.activations > 0 ? double(h) / double(cm.activations) : 0.0;
+        list.push_back(std::move(cm));
+      }
+      auto by_precision = [](const CodeMatch& a, const CodeMatch& b) { return better(a, b, SearchSort::precision); };
+      size_t n = std::min(list.size(), size_t(options.top));
+      std::partial_sort(list.begin(), list.begin() + std::ptrdiff_t(n), list.end(), by_precision);
+      list.resize(n);
+      for (CodeMatch& cm : list)
+        if (cm.precision >= options.min_precision) kept[size_t(m)].push_back(std::move(cm));
+    }
+  });
+  std::vector<CodeMatch> out;
+  for (auto& k : kept) out.insert(out.end(), std::make_move_iterator(k.begin()), std::make_move_iterator(k.end()));
+  std::sort(out.begin(), out.end(), [&](const CodeMatch& a, const CodeMatch& b) { return better(a, b, options.sort); });
+  return out;
+}
+
+std::vector<CodeMatch> topic_codes(const CodeCache& cache, int64_t d, double recall_threshold) {
+  CB_CHECK(d >= 0 && d < cache.num_documents(),
+           "--doc " << d << ": out of range; the cache has " << cache.num_documents() << " documents");
+  const int64_t b = cache.doc_tokens()[size_t(d)], e = cache.doc_tokens()[size_t(d) + 1];
+  const int64_t T = e - b;
+  std::vector<CodeMatch> out;
+  if (T == 0) return out;
+  for (const SiteArrays& s : cache.sites()) {
+    const int64_t G = s.info().groups, K = s.info().codes, k = s.info().k;
+    std::vector<int64_t> n(size_t(G * K), 0);
+    for (int64_t p = b; p < e; ++p)
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t slot = 0; slot < k; ++slot)
+          if (int64_t c = s.code(p, g, slot); c >= 0) ++n[size_t(g * K + c)];
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t c = 0; c < K; ++c) {
+        int64_t h = n[size_t(g * K + c)];
+        double recall = double(h) / double(T);
+        if (h == 0 || recall < recall_threshold || recall <= 0.01) continue;
+        double precision = double(h) / double(s.count(g, c));
+        if (precision < 0.01) continue;
+        CodeMatch cm;
+        cm.site = s.info().name;
+        cm.group = g;
+        cm.groups = G;
+        cm.code = c;
+        cm.hits = h;
+        cm.activations = s.count(g, c);
+        cm.precision = precision;
+        cm.recall = recall;
+        out.push_back(std::move(cm));
+      }
+  }
+  std::sort(out.begin(), out.end(), [](const CodeMatch& a, const CodeMatch& b) { return better(a, b, SearchSort::recall); });
+  return out;
+}
+
+SearchResult search(const CodeCache& cache, const std::string& pattern, const SearchOptions& options) {
+  SearchResult r;
+  r.positions = match_positions(cache, pattern, options);
+  r.codes = codes_on_positions(cache, r.positions, options);
+  return r;
+}
+
+}  // namespace cb::cache
