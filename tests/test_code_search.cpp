@@ -90,8 +90,7 @@ Written write_cache(const std::string& dir, const std::vector<Doc>& docs, const 
       std::vector<int64_t> ids;
       for (size_t t = 0; t < tokens.size(); ++t)
         for (int64_t g = 0; g < sites[s].groups; ++g)
-          for (int64_t slot = 0; slot < sites[s].k; ++slot)
-            ids.push_back(fn(w.N + int64_t(t), texts[t], s, g, slot));
+          for (int64_t slot = 0; slot < sites[s].k; ++slot) ids.push_back(fn(w.N + int64_t(t), texts[t], s, g, slot));
       std::vector<float> scores(ids.size(), 0.f);
       cw.add_codes(s, ids.data(), scores.data(), int64_t(tokens.size()));
       w.ids[s].insert(w.ids[s].end(), ids.begin(), ids.end());
@@ -227,7 +226,8 @@ void expect_same_codes(std::vector<CodeMatch> got, std::vector<CodeMatch> want) 
 class RandomCache : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    std::vector<CacheSite> sites = {make_site("layer0.mlp", 0, 1, 300, 3), make_site("layer1.attn_preproj", 1, 3, 257, 2)};
+    std::vector<CacheSite> sites = {make_site("layer0.mlp", 0, 1, 300, 3),
+                                    make_site("layer1.attn_preproj", 1, 3, 257, 2)};
     w_ = new Written(write_cache(temp_dir("random"), random_docs(60, 5), sites,
                                  [&](int64_t pos, std::string_view tok, size_t s, int64_t g, int64_t slot) {
                                    return correlated_code(pos, tok, s, g, slot, sites[s].codes, sites[s].k);
@@ -341,11 +341,13 @@ TEST_F(RandomCache, BadPatternsAreErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("too large for the 64 MiB"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(search(*c_, "(a)", [] {
-    SearchOptions o;
-    o.site = "layer7.mlp";
-    return o;
-  }()), Error);
+  EXPECT_THROW(search(*c_, "(a)",
+                      [] {
+                        SearchOptions o;
+                        o.site = "layer7.mlp";
+                        return o;
+                      }()),
+               Error);
 }
 
 TEST_F(RandomCache, TopicCodesMatchBruteForce) {
@@ -406,8 +408,7 @@ TEST(CodeExamples, SnippetsAsColorTokensWithTheTrailingContextFixed) {
   EXPECT_EQ(render_snippet(c, 0, {3, 4, 9}, 1, Highlight::plain()),
             "<|endoftext|> ... t\\n[[t2]][[t3]]t4 ... t7[[t8]]t9");
   // context 2: the gap t4..t7 (4 tokens) is < 2*2+1: all shown; two trailing tokens would run past the end.
-  EXPECT_EQ(render_snippet(c, 0, {3, 4, 9}, 2, Highlight::plain()),
-            "<|endoftext|>t0t\\n[[t2]][[t3]]t4t5t6t7[[t8]]t9");
+  EXPECT_EQ(render_snippet(c, 0, {3, 4, 9}, 2, Highlight::plain()), "<|endoftext|>t0t\\n[[t2]][[t3]]t4t5t6t7[[t8]]t9");
   EXPECT_EQ(render_snippet(c, 0, {4}, 1, Highlight::plain()), "<|endoftext|> ... t2[[t3]]t4 ...");
   EXPECT_EQ(render_snippet(c, 0, {4}, 0, Highlight::terminal()), " ... \x1b[36mt3\x1b[0m ...");
   fs::remove_all(w.dir);
@@ -416,9 +417,9 @@ TEST(CodeExamples, SnippetsAsColorTokensWithTheTrailingContextFixed) {
 TEST(CodeExamples, TokFsmDocumentsAsStates) {
   Doc doc{"123456", {0, 1, 2, 3, 4, 5}};
   std::vector<CacheSite> sites = {make_site("layer0.mlp", 0, 1, 4, 1)};
-  Written w = write_cache(temp_dir("tokfsm"), {doc}, sites,
-                          [](int64_t pos, std::string_view, size_t, int64_t, int64_t) -> int64_t { return pos % 4; },
-                          "tokfsm:10");
+  Written w = write_cache(
+      temp_dir("tokfsm"), {doc}, sites,
+      [](int64_t pos, std::string_view, size_t, int64_t, int64_t) -> int64_t { return pos % 4; }, "tokfsm:10");
   CodeCache c = CodeCache::open(w.dir);
   EXPECT_EQ(tokfsm_state_digits(c.manifest()), 2);
   EXPECT_EQ(render_tokfsm(c, 0, {2, 4}, 2, Highlight::plain()), "1[[2]]-3[[4]]-56");
@@ -447,8 +448,8 @@ TEST(NeuronBaseline, BestNeuronMatchesBruteForce) {
     bool matched = std::binary_search(positions.begin(), positions.end(), p);
     for (int64_t u = 0; u < U; ++u) {
       float x = float(rng() % 1000) / 100.f;
-      if (u == 7 && matched) x += 4;  // a good neuron
-      if (u == 11 && matched) x += 6;  // a better one
+      if (u == 7 && matched) x += 4;     // a good neuron
+      if (u == 11 && matched) x += 6;    // a better one
       if (u == 3) x = float(rng() % 4);  // many ties
       acts[size_t(p * U + u)] = x;
     }

@@ -77,7 +77,8 @@ int cmd_code(int argc, char** argv) {
                                "firing tokens marked ([[token]], or in colour on a terminal). A TokFSM cache\n"
                                "shows whole documents as states joined by '-'.\n"))
     return 0;
-  std::vector<std::string> args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  std::vector<std::string> args =
+      vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   if (args.size() != 3)
     throw po::error("expected CACHE SITE[g] CODE (got " + std::to_string(args.size()) + " arguments)");
   int64_t context = vm["context"].as<int64_t>(), max = vm["max"].as<int64_t>();
@@ -179,7 +180,8 @@ int cmd_code(int argc, char** argv) {
     int64_t most = *std::max_element(hist.counts.begin(), hist.counts.end());
     std::cout << "scores (" << hist.counts.size() << " bins):\n";
     for (size_t b = 0; b < hist.counts.size(); ++b) {
-      double lo = hist.lo + (hist.hi - hist.lo) * double(b) / 10, hi = hist.lo + (hist.hi - hist.lo) * double(b + 1) / 10;
+      double lo = hist.lo + (hist.hi - hist.lo) * double(b) / 10,
+             hi = hist.lo + (hist.hi - hist.lo) * double(b + 1) / 10;
       int bar = most > 0 ? int(std::lround(40.0 * double(hist.counts[b]) / double(most))) : 0;
       std::cout << "  " << std::fixed << std::setprecision(3) << std::setw(9) << lo << " .. " << std::setw(9) << hi
                 << " " << std::setw(8) << hist.counts[b] << " " << std::string(size_t(bar), '#') << "\n";

@@ -21,26 +21,26 @@ namespace cb::tools {
 
 int cmd_search(int argc, char** argv) {
   po::options_description opts("usage: codebook search CACHE REGEX [options]\n\noptions");
-  opts.add_options()("site", po::value<std::string>(), "search one site (layer0.mlp) or member (layer1.attn_preproj[2])")(
+  opts.add_options()("site", po::value<std::string>(),
+                     "search one site (layer0.mlp) or member (layer1.attn_preproj[2])")(
       "top", po::value<int64_t>()->default_value(8), "codes kept per codebook (by precision) before the threshold")(
       "min-precision", po::value<double>()->default_value(0.5), "keep codes with at least this precision")(
       "sort", po::value<std::string>()->default_value("precision"), "precision | recall | acts")(
       "topk-slots", po::value<int64_t>()->default_value(0), "count a code only in its first k slots (default: all)")(
       "parity", po::value<std::string>(), "odd | even: keep matches whose group starts at an odd/even byte offset")(
       "neurons", "also the best single MLP neuron at each code's recall (runs the cache's model)")(
-      "threads", po::value<int>()->default_value(0), "threads (default: all cores)")(
-      "json", "print one JSON object");
+      "threads", po::value<int>()->default_value(0), "threads (default: all cores)")("json", "print one JSON object");
   po::variables_map vm;
-  if (!parse_command_line_list(
-          argc, argv, opts, "args", "CACHE REGEX", vm,
-          "\nEvery non-overlapping match of REGEX (RE2 syntax) in every document of the cache\n"
-          "picks one token: the one holding the first byte of capture group 1 (of the\n"
-          "whole match when the pattern has no group), e.g. 'New (York)'. For every\n"
-          "codebook, recall = matched tokens a code fires on / matched tokens (kept if\n"
-          "> 0.01), precision = those / the code's activations; the --top most precise\n"
-          "codes per codebook with precision >= --min-precision are listed.\n"))
+  if (!parse_command_line_list(argc, argv, opts, "args", "CACHE REGEX", vm,
+                               "\nEvery non-overlapping match of REGEX (RE2 syntax) in every document of the cache\n"
+                               "picks one token: the one holding the first byte of capture group 1 (of the\n"
+                               "whole match when the pattern has no group), e.g. 'New (York)'. For every\n"
+                               "codebook, recall = matched tokens a code fires on / matched tokens (kept if\n"
+                               "> 0.01), precision = those / the code's activations; the --top most precise\n"
+                               "codes per codebook with precision >= --min-precision are listed.\n"))
     return 0;
-  std::vector<std::string> args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  std::vector<std::string> args =
+      vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   if (args.size() != 2) throw po::error("expected CACHE REGEX (got " + std::to_string(args.size()) + " arguments)");
   cache::SearchOptions o;
   if (vm.count("site")) o.site = vm["site"].as<std::string>();

@@ -9,9 +9,9 @@ namespace cb::cache {
 
 std::vector<int64_t> code_positions(const SiteArrays& site, int64_t g, int64_t c, int64_t slots) {
   CB_CHECK(g >= 0 && g < site.info().groups, site.info().name << ": member " << g << " out of range");
-  CB_CHECK(c >= 0 && c < site.info().codes,
-           site.info().member_name(g) << ": code " << c << " out of range (the codebook has " << site.info().codes
-                                      << " codes)");
+  CB_CHECK(c >= 0 && c < site.info().codes, site.info().member_name(g)
+                                                << ": code " << c << " out of range (the codebook has "
+                                                << site.info().codes << " codes)");
   PositionList p = site.positions(g, c);
   std::vector<int64_t> out;
   out.reserve(p.size());
@@ -65,8 +65,8 @@ std::string render_snippet(const CodeCache& cache, int64_t d, const std::vector<
   return out;
 }
 
-std::string render_tokfsm(const CodeCache& cache, int64_t d, const std::vector<int64_t>& fired,
-                          int64_t state_digits, const Highlight& h) {
+std::string render_tokfsm(const CodeCache& cache, int64_t d, const std::vector<int64_t>& fired, int64_t state_digits,
+                          const Highlight& h) {
   const int64_t first = cache.doc_tokens()[size_t(d)], end = cache.doc_tokens()[size_t(d) + 1];
   const int64_t base = cache.doc_text()[size_t(d)];
   std::string out;

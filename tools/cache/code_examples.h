@@ -45,8 +45,8 @@ std::string render_snippet(const CodeCache& cache, int64_t d, const std::vector<
 
 // The TokFSM rendering: the whole document, its states of `state_digits`
 // digits separated by "-", firing tokens highlighted.
-std::string render_tokfsm(const CodeCache& cache, int64_t d, const std::vector<int64_t>& fired,
-                          int64_t state_digits, const Highlight& h);
+std::string render_tokfsm(const CodeCache& cache, int64_t d, const std::vector<int64_t>& fired, int64_t state_digits,
+                          const Highlight& h);
 
 // The digits per TokFSM state of a cache (manifest source.state_digits, else
 // build.state_digits, else 2) or 0 when the cache's text is not TokFSM

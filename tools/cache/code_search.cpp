@@ -88,8 +88,7 @@ void scan_documents(const CodeCache& cache, const RE2& re, int parity, int64_t d
 }
 
 // The members a search covers.
-std::vector<std::pair<const SiteArrays*, int64_t>> searched_members(const CodeCache& cache,
-                                                                     const std::string& site) {
+std::vector<std::pair<const SiteArrays*, int64_t>> searched_members(const CodeCache& cache, const std::string& site) {
   std::vector<std::pair<const SiteArrays*, int64_t>> out;
   if (site.find('[') != std::string::npos) {
     out.push_back(cache.member(site));
@@ -130,8 +129,7 @@ bool better(const CodeMatch& a, const CodeMatch& b, SearchSort key) {
     case SearchSort::acts:
       if (a.activations != b.activations) return a.activations > b.activations;
       break;
-    case SearchSort::precision:
-      break;
+    case SearchSort::precision: break;
   }
   return tie();
 }
@@ -146,8 +144,7 @@ int64_t activations_in_slots(const SiteArrays& site, int64_t g, int64_t c, int64
   return n;
 }
 
-std::vector<int64_t> match_positions(const CodeCache& cache, const std::string& pattern,
-                                     const SearchOptions& options) {
+std::vector<int64_t> match_positions(const CodeCache& cache, const std::string& pattern, const SearchOptions& options) {
   CB_CHECK(options.parity >= -1 && options.parity <= 1, "parity must be odd, even or none");
   std::unique_ptr<RE2> re = compile_pattern(pattern);
   const int threads = thread_count(options.threads);
@@ -203,8 +200,10 @@ std::vector<CodeMatch> codes_on_positions(const CodeCache& cache, const std::vec
   const size_t pieces = (M + per_task - 1) / per_task;
   for (size_t i = 0; i < sites.size(); ++i) hits[i].assign(size_t(sites[i]->info().groups * sites[i]->info().codes), 0);
   const int64_t tasks = int64_t(sites.size() * pieces);
+  size_t ids_read = 0;  // per matched token
+  for (const SiteArrays* s : sites) ids_read += size_t(s->info().groups * slots_of(*s));
   parallel_chunks(
-      tasks, M * sites.size() * 8, size_t(1) << 16, threads,
+      tasks, M * ids_read * 8, size_t(4) << 20, threads,
       [&](int64_t t0, int64_t t1) {
         std::vector<uint32_t> local;
         for (int64_t t = t0; t < t1; ++t) {
@@ -224,7 +223,11 @@ std::vector<CodeMatch> codes_on_positions(const CodeCache& cache, const std::vec
 
   // Per member: codes with recall > 0.01, their precision, the `top` most precise.
   std::vector<std::vector<CodeMatch>> kept(members.size());
-  parallel_chunks(int64_t(members.size()), members.size() * 4096, 1, threads, [&](int64_t m0, int64_t m1) {
+  // Threads only pay for themselves when there is much to do: many codes, or
+  // activations to recount in the first slots.
+  size_t member_work = 0;
+  for (auto& [s, g] : members) member_work += size_t(s->info().codes) * (slots_of(*s) < s->info().k ? 64 : 4);
+  parallel_chunks(int64_t(members.size()), member_work, size_t(1) << 20, threads, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       auto [s, g] = members[size_t(m)];
       size_t si = size_t(std::find(sites.begin(), sites.end(), s) - sites.begin());
@@ -291,7 +294,8 @@ std::vector<CodeMatch> topic_codes(const CodeCache& cache, int64_t d, double rec
         out.push_back(std::move(cm));
       }
   }
-  std::sort(out.begin(), out.end(), [](const CodeMatch& a, const CodeMatch& b) { return better(a, b, SearchSort::recall); });
+  std::sort(out.begin(), out.end(),
+            [](const CodeMatch& a, const CodeMatch& b) { return better(a, b, SearchSort::recall); });
   return out;
 }
 

@@ -25,13 +25,13 @@ enum class SearchSort { precision, recall, acts };
 SearchSort parse_search_sort(const std::string& s);
 
 struct SearchOptions {
-  std::string site;          // search only this site (or member "layer1.attn_preproj[2]"); empty: all
-  int64_t top = 8;           // codes kept per member, by precision, before the threshold
+  std::string site;  // search only this site (or member "layer1.attn_preproj[2]"); empty: all
+  int64_t top = 8;   // codes kept per member, by precision, before the threshold
   double min_precision = 0.5;
   SearchSort sort = SearchSort::precision;
-  int64_t topk_slots = 0;    // count a code only in its first slots (0: all k)
-  int parity = -1;           // keep group starts at even (0) / odd (1) byte offsets; -1: all
-  int threads = 0;           // 0: all cores
+  int64_t topk_slots = 0;  // count a code only in its first slots (0: all k)
+  int parity = -1;         // keep group starts at even (0) / odd (1) byte offsets; -1: all
+  int threads = 0;         // 0: all cores
 };
 
 // The longest pattern accepted, and the memory RE2 may use for it.
@@ -39,12 +39,12 @@ inline constexpr size_t kMaxPatternBytes = 4096;
 inline constexpr int64_t kRegexMaxMem = int64_t(64) << 20;
 
 struct CodeMatch {
-  std::string site;        // "layer0.mlp"
-  int64_t group = 0;       // member
-  int64_t groups = 1;      // members of the site (for display)
+  std::string site;    // "layer0.mlp"
+  int64_t group = 0;   // member
+  int64_t groups = 1;  // members of the site (for display)
   int64_t code = 0;
-  int64_t hits = 0;        // matched tokens it fires on
-  int64_t activations = 0; // tokens it fires on (in the counted slots)
+  int64_t hits = 0;         // matched tokens it fires on
+  int64_t activations = 0;  // tokens it fires on (in the counted slots)
   double precision = 0, recall = 0;
   std::string member_name() const { return groups > 1 ? site + "[" + std::to_string(group) + "]" : site; }
 };

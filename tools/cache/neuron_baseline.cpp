@@ -27,9 +27,8 @@ int thread_count(int requested) { return requested > 0 ? requested : std::max(1,
 }  // namespace
 
 std::vector<NeuronMatch> best_neurons_from(const ActivationSource& source, const std::vector<NeuronLayer>& layers,
-                                           const std::vector<int64_t>& positions,
-                                           const std::vector<int64_t>& targets, int threads,
-                                           size_t memory_bytes) {
+                                           const std::vector<int64_t>& positions, const std::vector<int64_t>& targets,
+                                           int threads, size_t memory_bytes) {
   threads = thread_count(threads);
   std::vector<NeuronMatch> best(targets.size());
   std::vector<int64_t> layer_of, unit_of;  // of each neuron (column)

@@ -43,9 +43,8 @@ using ActivationSource = std::function<void(const ActivationVisitor& visit)>;
 // The best neuron for each target count n (a code's hits) given the matched
 // positions (ascending): the algorithm, for any source of activations.
 std::vector<NeuronMatch> best_neurons_from(const ActivationSource& source, const std::vector<NeuronLayer>& layers,
-                                           const std::vector<int64_t>& positions,
-                                           const std::vector<int64_t>& targets, int threads,
-                                           size_t memory_bytes = size_t(1) << 30);
+                                           const std::vector<int64_t>& positions, const std::vector<int64_t>& targets,
+                                           int threads, size_t memory_bytes = size_t(1) << 30);
 
 // The cache's model (manifest model.file, checked against model.sha256) run
 // over the cache's rows with taps of every layer's mlp_mid. A relative
