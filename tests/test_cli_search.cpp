@@ -4,13 +4,17 @@
 // that parses with the numbers counted here, and error exits.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <map>
 #include <random>
 
+#include "frontend/npy.h"
 #include "support/json.h"
 #include "support/sha256.h"
 #include "tests/cli_util.h"
 #include "tools/cache/cache_writer.h"
+#include "tools/cache/code_cache.h"
 
 namespace fs = std::filesystem;
 using namespace cb;
@@ -259,4 +263,86 @@ TEST_F(CliSearch, NeuronBaseline) {
   Result r = run_tool("search " + (dir_ / "wrong_model").string() + " '(7)' --neurons");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("is not the one the cache"), std::string::npos) << r.out;
+}
+
+// On a cache `codebook cache build` wrote with a compiled tiny GPT-2: search
+// runs, and --neurons finds the neuron a brute-force search over the MLP
+// activations of `codebook run --tap` (every row, one run per row length) finds.
+TEST(CliSearchBuilt, NeuronBaselineMatchesBruteForceOverTappedActivations) {
+  fs::path dir = cb::test::temp_dir("search_built");
+  std::string model = (dir / "cb.onnx").string();
+  Result r = run_tool("compile " + kGpt2 + " -o " + model + " --at mlp --codes 16 -k 1 --layers all");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<int64_t> ids(12 * 30);
+  uint64_t x = 777;
+  for (auto& v : ids)
+    v = int64_t((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 33) % 26 +
+        32;  // GPT-2 byte tokens "A".."Z"
+  npy_write((dir / "tokens.npy").string(), Tensor::from_vector(ids, {12, 30}));
+  std::string cache = (dir / "cache").string();
+  r = run_tool("cache build " + model + " -o " + cache + " --data " + (dir / "tokens.npy").string() + " --tokenizer " +
+               std::string(CB_SOURCE_DIR) + "/../shared/data/gpt2-bpe --block-size 16 --progress off");
+  ASSERT_EQ(r.code, 0) << r.out;
+  CodeCache c = CodeCache::open(cache);
+
+  // Every row's mlp_mid activations, as `codebook run` computes them.
+  const int64_t N = c.num_tokens();
+  std::vector<std::vector<float>> acts(2);  // per layer [N, units]
+  int64_t units = -1;
+  std::map<int64_t, std::vector<int64_t>> rows_of_length;
+  for (size_t rr = 0; rr + 1 < c.rows().size(); ++rr)
+    rows_of_length[c.rows()[rr + 1] - c.rows()[rr]].push_back(int64_t(rr));
+  for (auto& [T, rows] : rows_of_length) {
+    std::vector<int64_t> in;
+    for (int64_t rr : rows)
+      for (int64_t t = 0; t < T; ++t) in.push_back(c.tokens()[size_t(c.rows()[size_t(rr)] + t)]);
+    fs::path out = dir / ("run" + std::to_string(T));
+    npy_write((dir / "in.npy").string(), Tensor::from_vector(in, {int64_t(rows.size()), T}));
+    Result run = run_tool("run " + model + " --input input_ids=" + (dir / "in.npy").string() +
+                          " --tap layer0.mlp_mid,layer1.mlp_mid --output-dir " + out.string());
+    ASSERT_EQ(run.code, 0) << run.out;
+    for (int l = 0; l < 2; ++l) {
+      Tensor a = npy_read((out / ("layer" + std::to_string(l) + ".mlp_mid.input.npy")).string());
+      units = a.dim(2);
+      acts[size_t(l)].resize(size_t(N * units));
+      for (size_t i = 0; i < rows.size(); ++i)
+        std::copy(a.data<float>() + int64_t(i) * T * units, a.data<float>() + int64_t(i + 1) * T * units,
+                  acts[size_t(l)].begin() + c.rows()[size_t(rows[i])] * units);
+    }
+  }
+
+  Json j = json_parse(run_tool("search " + cache + " '([A-M])' --neurons --json --min-precision 0 --top 2").out);
+  const int64_t m = j.at("matches").as_int();
+  ASSERT_GT(m, 0);
+  ASSERT_GT(j.at("codes").size(), 0u);
+  std::vector<int64_t> matched;
+  for (int64_t p = 0; p < N; ++p) {
+    std::string_view t = c.token_text(p);
+    if (!t.empty() && t[0] >= 'A' && t[0] <= 'M') matched.push_back(p);
+  }
+  ASSERT_EQ(int64_t(matched.size()), m);  // every token is one character here
+  int64_t wins = 0;
+  for (const Json& code : j.at("codes").as_array()) {
+    int64_t n = std::llround(code.at("recall").as_double() * double(m));
+    double best = -1;
+    int64_t best_layer = -1, best_unit = -1;
+    for (int64_t l = 0; l < 2; ++l)
+      for (int64_t u = 0; u < units; ++u) {
+        std::vector<float> v;
+        for (int64_t p : matched) v.push_back(acts[size_t(l)][size_t(p * units + u)]);
+        std::sort(v.rbegin(), v.rend());
+        float tau = v[size_t(n - 1)];
+        int64_t reach = 0;
+        for (int64_t p = 0; p < N; ++p) reach += acts[size_t(l)][size_t(p * units + u)] >= tau;
+        double precision = double(n) / double(reach);
+        if (precision > best) best = precision, best_layer = l, best_unit = u;
+      }
+    const Json& got = code.at("neuron");
+    EXPECT_NEAR(got.at("precision").as_double(), best, 1e-9) << code.dump();
+    EXPECT_EQ(got.at("layer").as_int(), best_layer) << code.dump();
+    EXPECT_EQ(got.at("unit").as_int(), best_unit) << code.dump();
+    wins += code.at("precision").as_double() > best;
+  }
+  EXPECT_DOUBLE_EQ(j.at("codes_beating_neurons").as_double(), double(wins) / double(j.at("codes").size()));
+  fs::remove_all(dir);
 }

@@ -190,7 +190,10 @@ int cmd_code(int argc, char** argv) {
   }
   show_what_the_code_writes(c, s, g, code, &std::cout, nullptr);
   std::cout << "examples (" << docs.size() << " of " << cache::by_document(c, positions).size() << " documents):\n";
-  for (auto& [d, fired] : docs) std::cout << d << ": " << snippet(d, fired, h) << "\n";
+  const bool terminal = h.open != cache::Highlight::plain().open;
+  for (auto& [d, fired] : docs)  // the document's number in green on a terminal, as the original
+    std::cout << (terminal ? "\x1b[32m" : "") << d << (terminal ? "\x1b[0m" : "") << ": " << snippet(d, fired, h)
+              << "\n";
   return 0;
 }
 

@@ -67,7 +67,8 @@ int cmd_topics(int argc, char** argv) {
     return 0;
   }
   std::cout << std::left << std::setw(28) << "site" << std::right << std::setw(7) << "code" << std::setw(11)
-            << "precision" << std::setw(9) << "recall" << std::setw(13) << "activations\n"
+            << "precision" << std::setw(9) << "recall" << std::setw(13) << "activations"
+            << "\n"
             << std::fixed << std::setprecision(3);
   for (const auto& cm : codes)
     std::cout << std::left << std::setw(28) << cm.member_name() << std::right << std::setw(7) << cm.code

@@ -12,8 +12,8 @@
 #include "passes/pass.h"
 #include "runtime/executable.h"
 #include "support/error.h"
-#include "support/sha256.h"
 #include "support/threads.h"
+#include "tools/cache/cache_build.h"
 #include "tools/model_io.h"
 
 namespace fs = std::filesystem;
@@ -127,7 +127,7 @@ ModelActivations model_activations(const CodeCache& cache, int threads) {
     path = (fs::path(cache.dir()) / path).string();
   CB_CHECK(fs::exists(path, ec), "the cache's model " << file->as_string() << " (cache.json model.file) is not found");
   if (const Json* sha = model.find("sha256"); sha && sha->is_string()) {
-    std::string got = sha256_file(path);
+    std::string got = model_fingerprint(path);
     CB_CHECK(got == sha->as_string(), "the model " << path << " is not the one the cache " << cache.dir()
                                                    << " was built with (SHA-256 " << got << ", cache.json says "
                                                    << sha->as_string() << ")");
