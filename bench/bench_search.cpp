@@ -157,7 +157,8 @@ int main(int argc, char** argv) {
     const char* pattern;
     int parity;
   };
-  const Case cases[] = {{"(7)", -1}, {"12(3)", -1}, {"[0-4](5)[6-9]", -1}, {"99999", -1}, {"(\\d)", 0}};
+  const Case cases[] = {{"(7)", -1},   {"7", -1},    {"12(3)", -1}, {"[0-4](5)[6-9]", -1},
+                        {"99999", -1}, {"(\\d)", 0}, {"^(\\d)", -1}};
   std::vector<int> thread_counts = {1, c.threads > 0 ? c.threads : omp_get_max_threads()};
   if (thread_counts[1] == 1) thread_counts.pop_back();
   for (const Case& k : cases)

@@ -277,6 +277,32 @@ TEST_F(RandomCache, MatchedTokensAreThoseOfTheGroupsFirstByte) {
   }());
 }
 
+TEST_F(RandomCache, MatchesNeverCrossDocuments) {
+  // "(d)[a-d ]*" runs on over document ends in the text as stored; each
+  // document is searched alone: a 'd', then the run of [a-d ] after it.
+  std::vector<int64_t> want;
+  for (size_t d = 0; d < w_->docs.size(); ++d) {
+    const std::string& t = w_->docs[d].text;
+    for (size_t i = 0; i < t.size();) {
+      if (t[i] != 'd') {
+        ++i;
+        continue;
+      }
+      want.push_back(token_of_byte(*w_, d, int64_t(i)));
+      for (++i; i < t.size() && (t[i] == ' ' || (t[i] >= 'a' && t[i] <= 'd'));) ++i;
+    }
+  }
+  ASSERT_GT(want.size(), 20u);
+  EXPECT_EQ(match_positions(*c_, "(d)[a-d ]*", {}), want);
+  // The same pattern with an (empty) anchor is searched document by document.
+  EXPECT_EQ(match_positions(*c_, "(?:^|)(d)[a-d ]*", {}), want);
+  // Anchors are per document.
+  std::vector<int64_t> firsts;
+  for (size_t d = 0; d < w_->docs.size(); ++d)
+    if (w_->docs[d].text[0] == 'a') firsts.push_back(token_of_byte(*w_, d, 0));
+  EXPECT_EQ(match_positions(*c_, "^(a)", {}), firsts);
+}
+
 TEST_F(RandomCache, EmptyGroupsAndEmptyMatchesCountNothing) {
   EXPECT_TRUE(match_positions(*c_, "x*", {}).empty());
   EXPECT_TRUE(match_positions(*c_, "a(x?)", {}).empty());

@@ -53,36 +53,83 @@ std::vector<int64_t> document_pieces(const CodeCache& cache, int64_t pieces) {
   return first;
 }
 
+// Whether a pattern matches a piece of text whatever surrounds it: no
+// anchors or word boundaries (conservatively: no '^', '$' or "\\b", "\\B",
+// "\\A", "\\z" anywhere). Such a pattern can be searched for in many
+// documents' text at once.
+bool context_free(const std::string& pattern) {
+  if (pattern.find_first_of("^$") != std::string::npos) return false;
+  for (size_t i = 0; i + 1 < pattern.size(); ++i)
+    if (pattern[i] == '\\') {
+      if (std::string_view("bBAz").find(pattern[i + 1]) != std::string_view::npos) return false;
+      ++i;
+    }
+  return true;
+}
+
 // Every non-overlapping match in documents [d0, d1), appending the token of
 // each non-empty group's first byte.
-void scan_documents(const CodeCache& cache, const RE2& re, int parity, int64_t d0, int64_t d1,
+void scan_documents(const CodeCache& cache, const RE2& re, bool whole_piece, int parity, int64_t d0, int64_t d1,
                     std::vector<int64_t>& out) {
   const int want = re.NumberOfCapturingGroups() > 0 ? 2 : 1;
   re2::StringPiece sub[2];
   auto doc_text = cache.doc_text();
   std::string_view all = cache.text();
-  for (int64_t d = d0; d < d1; ++d) {
+  // Records a match of document d (text starting at `base`); returns where the next search starts,
+  // or npos after an empty match at the end.
+  auto take = [&](int64_t d, const char* base, size_t size) -> size_t {
+    const re2::StringPiece& m = sub[0];
+    const re2::StringPiece& g = sub[want - 1];
+    size_t end = size_t(m.data() - base) + m.size();
+    if (g.data() && !g.empty()) {
+      int64_t offset = int64_t(g.data() - base);
+      if (parity < 0 || (offset & 1) == parity) {
+        int64_t token = cache.token_at(d, offset);
+        if (out.empty() || out.back() != token) out.push_back(token);
+      }
+    }
+    if (!m.empty()) return end;
+    // An empty match: go on from the next character (as Python's finditer).
+    if (end >= size) return std::string::npos;
+    return end + std::max<size_t>(1, utf8_sequence_length(std::string_view(base, size), end));
+  };
+  // Document d alone, from byte `pos` of its text.
+  auto scan_one = [&](int64_t d, size_t pos) {
     re2::StringPiece text(all.data() + doc_text[size_t(d)], size_t(doc_text[size_t(d) + 1] - doc_text[size_t(d)]));
-    size_t pos = 0;
-    while (pos <= text.size() && re.Match(text, pos, text.size(), RE2::UNANCHORED, sub, want)) {
-      const re2::StringPiece& m = sub[0];
-      const re2::StringPiece& g = sub[want - 1];
-      size_t end = size_t(m.data() - text.data()) + m.size();
-      if (g.data() && !g.empty()) {
-        int64_t offset = int64_t(g.data() - text.data());
-        if (parity < 0 || (offset & 1) == parity) {
-          int64_t token = cache.token_at(d, offset);
-          if (out.empty() || out.back() != token) out.push_back(token);
-        }
+    while (pos <= text.size() && re.Match(text, pos, text.size(), RE2::UNANCHORED, sub, want))
+      pos = take(d, text.data(), text.size());
+  };
+  if (!whole_piece) {
+    for (int64_t d = d0; d < d1; ++d) scan_one(d, 0);
+    return;
+  }
+  // One search over the piece's text finds the next match in any of its
+  // documents (one RE2 call per match, not per document). A match inside one
+  // document is the one a search of that document alone finds; a match
+  // crossing into the next document is not, so that document is searched
+  // alone from there.
+  const int64_t B = doc_text[size_t(d0)];
+  re2::StringPiece text(all.data() + B, size_t(doc_text[size_t(d1)] - B));
+  size_t pos = 0;
+  int64_t d = d0;
+  while (pos <= text.size() && re.Match(text, pos, text.size(), RE2::UNANCHORED, sub, want)) {
+    size_t start = size_t(sub[0].data() - text.data()), end = start + sub[0].size();
+    while (d + 1 < d1 && size_t(doc_text[size_t(d) + 1] - B) <= start) ++d;
+    const size_t doc_start = size_t(doc_text[size_t(d)] - B), doc_end = size_t(doc_text[size_t(d) + 1] - B);
+    if (end <= doc_end) {
+      size_t next = take(d, text.data() + doc_start, doc_end - doc_start);
+      if (next == std::string::npos) {  // an empty match at the document's end
+        if (d + 1 >= d1) break;
+        pos = doc_end;
+        ++d;
+        continue;
       }
-      if (!m.empty()) {
-        pos = end;
-      } else {
-        // An empty match: go on from the next character (as Python's finditer).
-        if (end >= text.size()) break;
-        size_t n = utf8_sequence_length(std::string_view(text.data(), text.size()), end);
-        pos = end + std::max<size_t>(1, n);
-      }
+      pos = doc_start + next;
+    } else {
+      scan_one(d, pos > doc_start ? pos - doc_start : 0);
+      if (d + 1 >= d1) break;
+      pos = doc_end;
+      ++d;
     }
   }
 }
@@ -106,7 +153,11 @@ void count_hits(const SiteArrays& s, const int64_t* pos, size_t n, int64_t slots
   const Id* ids = static_cast<const Id*>(s.ids_data());
   const int64_t G = s.info().groups, k = s.info().k, K = s.info().codes;
   const Id none = Id(~Id(0));
+  // The rows are far apart in a large cache: ask for the ones a few tokens
+  // ahead, so that the memory latencies overlap.
+  constexpr size_t kAhead = 16;
   for (size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) __builtin_prefetch(ids + pos[i + kAhead] * G * k);
     const Id* row = ids + pos[i] * G * k;
     for (int64_t g = 0; g < G; ++g, row += k)
       for (int64_t slot = 0; slot < slots; ++slot)
@@ -153,6 +204,7 @@ std::vector<int64_t> match_positions(const CodeCache& cache, const std::string& 
   std::vector<std::vector<int64_t>> found(size_t(std::max<int64_t>(pieces, 0)));
   // One RE2 per thread: a shared one serialises the threads on its DFA cache.
   std::vector<std::unique_ptr<RE2>> per_thread(static_cast<size_t>(threads));
+  const bool whole_pieces = context_free(pattern);
   parallel_chunks(
       pieces, size_t(cache.text().size()), size_t(1) << 20, threads,
       [&](int64_t p0, int64_t p1) {
@@ -163,7 +215,8 @@ std::vector<int64_t> match_positions(const CodeCache& cache, const std::string& 
           mine = per_thread[size_t(t)].get();
         }
         for (int64_t p = p0; p < p1; ++p)
-          scan_documents(cache, *mine, options.parity, first[size_t(p)], first[size_t(p) + 1], found[size_t(p)]);
+          scan_documents(cache, *mine, whole_pieces, options.parity, first[size_t(p)], first[size_t(p) + 1],
+                         found[size_t(p)]);
       },
       pieces);
   std::vector<int64_t> out;
