@@ -519,3 +519,21 @@ TEST(NeuronBaseline, BestNeuronMatchesBruteForce) {
   }
   EXPECT_EQ(best_neurons_from(source, layers, positions, targets, 1)[2].layer, 2);  // unit 11 = layer 2 unit 1
 }
+
+TEST(CodeSearch, EmptyCacheAndEmptyDocuments) {
+  std::vector<CacheSite> sites = {make_site("layer0.mlp", 0, 1, 4, 1)};
+  auto fn = [](int64_t pos, std::string_view, size_t, int64_t, int64_t) -> int64_t { return pos % 4; };
+  Written none = write_cache(temp_dir("empty"), {}, sites, fn);
+  CodeCache c = CodeCache::open(none.dir);
+  EXPECT_TRUE(search(c, "(a)", {}).positions.empty());
+  EXPECT_TRUE(search(c, "^(a)", {}).codes.empty());
+  fs::remove_all(none.dir);
+  // Documents with no text (only the BOS) between others.
+  Written w =
+      write_cache(temp_dir("empty_docs"), {Doc{"ab", {0, 1}}, Doc{"", {}}, Doc{"", {}}, Doc{"ba", {0, 1}}}, sites, fn);
+  CodeCache c2 = CodeCache::open(w.dir);
+  // "b" then "a" runs across documents 0..3 in the stored text ("abba"); within a document only in document 3.
+  EXPECT_EQ(match_positions(c2, "(b)a", {}), (std::vector<int64_t>{6}));  // tokens: BOS a b, BOS, BOS, BOS b a
+  EXPECT_EQ(match_positions(c2, "(a)", {}), (std::vector<int64_t>{1, 7}));
+  fs::remove_all(w.dir);
+}

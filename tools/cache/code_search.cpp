@@ -99,6 +99,7 @@ void scan_documents(const CodeCache& cache, const RE2& re, bool whole_piece, int
     while (pos <= text.size() && re.Match(text, pos, text.size(), RE2::UNANCHORED, sub, want))
       pos = take(d, text.data(), text.size());
   };
+  if (d0 >= d1) return;
   if (!whole_piece) {
     for (int64_t d = d0; d < d1; ++d) scan_one(d, 0);
     return;
