@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 
@@ -344,5 +345,52 @@ TEST(CliSearchBuilt, NeuronBaselineMatchesBruteForceOverTappedActivations) {
     wins += code.at("precision").as_double() > best;
   }
   EXPECT_DOUBLE_EQ(j.at("codes_beating_neurons").as_double(), double(wins) / double(j.at("codes").size()));
+  fs::remove_all(dir);
+}
+
+// A TokFSM cache from `codebook cache build` of a 2-step run: --parity even
+// picks each state's first digit, and a code's examples show whole documents
+// as 2-digit states with the tokens its ids say it fires on marked.
+TEST(CliSearchBuilt, TokFsmCache) {
+  fs::path dir = cb::test::temp_dir("search_fsm");
+  fs::path cfg = dir / "tiny.yaml";
+  std::ofstream(cfg) << "model_config_args:\n  model_type: gpt2\n  vocab_size: 11\n  n_embd: 16\n  n_inner: 32\n"
+                        "  n_layer: 1\n  n_head: 2\n  n_positions: 16\n  bos_token_id: 10\n  eos_token_id: 10\n"
+                        "codebook_args:\n  codebook_at: [mlp]\n  num_codes: 20\n  k_codebook: 1\n"
+                        "dataset_args:\n  seq_len: 16\nfsm_args:\n  max_eval_samples: 8\n  generate_samples: 0\n"
+                        "training_args:\n  per_device_train_batch_size: 4\n  max_steps: 2\n  logging_steps: 1\n"
+                        "  eval_steps: 2\n  save_steps: 2\n";
+  Result t = run_tool("train " + cfg.string() + " --output " + (dir / "run").string() + " --progress off");
+  ASSERT_EQ(t.code, 0) << t.out;
+  std::string cache = (dir / "fsm").string();
+  Result r = run_tool("cache build " + (dir / "run").string() + " -o " + cache +
+                      " --data tokfsm --max-tokens 320 --progress off");
+  ASSERT_EQ(r.code, 0) << r.out;
+  CodeCache c = CodeCache::open(cache);
+  ASSERT_EQ(c.manifest().source.at("state_digits").as_int(), 2);
+
+  int64_t even = 0;
+  for (int64_t d = 0; d < c.num_documents(); ++d) even += int64_t(c.document_text(d).size() + 1) / 2;
+  Json s = json_parse(run_tool("search " + cache + " '(\\d)' --parity even --json").out);
+  EXPECT_EQ(s.at("matches").as_int(), even);
+
+  // The code of the first digit of document 0, and where it fires in that document.
+  const SiteArrays& site = c.site("layer0.mlp");
+  int64_t b = c.doc_tokens()[0], e = c.doc_tokens()[1];
+  int64_t code = site.code(b + 1, 0, 0);
+  std::string want;
+  std::string_view text = c.document_text(0);
+  if (site.code(b, 0, 0) == code) want += "[[<|endoftext|>]] ";
+  for (int64_t p = b + 1; p < e; ++p) {
+    size_t i = size_t(p - b - 1);
+    if (i > 0 && i % 2 == 0) want += "-";
+    bool fires = site.code(p, 0, 0) == code;
+    want += (fires ? "[[" : "") + std::string(1, text[i]) + (fires ? "]]" : "");
+  }
+  Json j = json_parse(run_tool("code " + cache + " layer0.mlp " + std::to_string(code) + " --max 1 --json").out);
+  ASSERT_EQ(j.at("examples").size(), 1u) << j.dump();
+  EXPECT_EQ(j.at("examples").at(0).at("doc").as_int(), 0);
+  EXPECT_EQ(j.at("examples").at(0).at("snippet").as_string(), want);
+  EXPECT_EQ(j.at("activations").as_int(), site.count(0, code));  // k = 1: every activation is in slot 0
   fs::remove_all(dir);
 }
