@@ -63,6 +63,9 @@ int cmd_search(int argc, char** argv) {
   std::vector<cache::NeuronMatch> neurons;
   double beat = 0;
   if (vm.count("neurons") && !r.codes.empty()) {
+    if (!json)
+      std::cerr << "neuron baseline: running " << c.manifest().model.at("file").as_string() << " over the cache's "
+                << c.manifest().rows << " rows, twice\n";
     std::vector<int64_t> targets;  // ⌊recall·m⌋ = the code's hits
     for (auto& cm : r.codes) targets.push_back(cm.hits);
     neurons = cache::best_neurons(c, r.positions, targets, o.threads);
