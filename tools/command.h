@@ -21,6 +21,9 @@ int cmd_eval(int argc, char** argv);
 int cmd_fsm_codes(int argc, char** argv);
 int cmd_cache(int argc, char** argv);
 int cmd_similar(int argc, char** argv);
+int cmd_search(int argc, char** argv);
+int cmd_code(int argc, char** argv);
+int cmd_topics(int argc, char** argv);
 
 struct Command {
   const char* name;

@@ -53,6 +53,10 @@ class SiteArrays {
   }
   // Tokens whose ids the site holds: all of the cache's, or a shard's own.
   int64_t ids_rows() const { return ids_file_.dim(0); }
+  // The raw ids [N, G, k]: uint32 when wide_ids(), else uint16; blocked slots
+  // hold the dtype's largest value (for loops too hot for code()).
+  const void* ids_data() const { return ids_; }
+  bool wide_ids() const { return wide_ids_; }
   bool has_scores() const { return scores_ != nullptr; }
   float score(int64_t pos, int64_t g, int64_t slot) const;
   bool has_index() const { return !counts_.empty(); }
