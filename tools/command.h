@@ -19,6 +19,7 @@ int cmd_import_hf(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_fsm_codes(int argc, char** argv);
+int cmd_cache(int argc, char** argv);
 
 struct Command {
   const char* name;

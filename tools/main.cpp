@@ -24,6 +24,7 @@ const std::vector<Command>& commands() {
       {"bench", "time the forward pass of a model", cmd_bench},
       {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},
       {"tokenize", "text to token ids and back with a GPT-2 style BPE tokenizer", cmd_tokenize},
+      {"cache", "code caches: export (to the original's layout or npz)", cmd_cache},
   };
   return cmds;
 }

@@ -1,0 +1,57 @@
+"""The Python half of `codebook cache export` (tools/cache/cache_export.cpp).
+
+The binary embeds this file and runs it as `python3 -c SOURCE MODE ARGS...`;
+it writes only what needs Python, from files the C++ side has written:
+
+  original STAGING OUT
+      OUT/cb_acts.pkl and OUT/act_count_ft_tkns.pkl: dicts pickled from the
+      .npy files STAGING/keys.json lists under "cb_acts" and "act_count"
+      ([key, file] pairs, in order); OUT/metrics.npy: the dict under
+      "metrics" as a 0-d object array. These are the files the original's
+      code_search_cache writes with pickle.dump and np.save. Needs numpy.
+  npz OUT.npz NAME PATH [NAME PATH ...]
+      a compressed NumPy archive (zip, deflate, zip64 when large) holding each
+      .npy file PATH as NAME.npy, as np.savez_compressed writes it. Needs only
+      the standard library.
+
+Exit code 3: numpy cannot be imported.
+"""
+
+import json
+import os
+import pickle
+import sys
+import zipfile
+
+
+def write_original(staging, out):
+    try:
+        import numpy as np
+    except ImportError:
+        sys.exit(3)
+    with open(os.path.join(staging, "keys.json"), encoding="utf-8") as f:
+        keys = json.load(f)
+    for section, name in (("cb_acts", "cb_acts.pkl"), ("act_count", "act_count_ft_tkns.pkl")):
+        # Memory-mapped, so only one array at a time is copied while pickling.
+        arrays = {key: np.asarray(np.load(os.path.join(staging, file), mmap_mode="r")) for key, file in keys[section]}
+        with open(os.path.join(out, name), "wb") as f:
+            pickle.dump(arrays, f, protocol=4)
+    np.save(os.path.join(out, "metrics.npy"), np.array(keys["metrics"], dtype=object), allow_pickle=True)
+
+
+def write_npz(out, pairs):
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as z:
+        for name, path in zip(pairs[0::2], pairs[1::2]):
+            z.write(path, arcname=name + ".npy")
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[0] == "original":
+        write_original(argv[1], argv[2])
+    elif len(argv) >= 2 and argv[0] == "npz" and len(argv) % 2 == 0:
+        write_npz(argv[1], argv[2:])
+    else:
+        sys.exit("usage: original STAGING OUT | npz OUT.npz NAME PATH [NAME PATH ...]")
+
+
+main(sys.argv[1:])
