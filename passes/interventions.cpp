@@ -192,6 +192,18 @@ void tap_site(Graph& g, const std::string& text) {
 
 }  // namespace
 
+std::vector<std::string> tap_all_codes(Graph& g, bool scores) {
+  std::vector<std::string> sites;
+  for (Node* n : codebook_nodes(g)) {
+    std::string site = n->attr_string("site", n->name);
+    add_output(g, codebook_output(g, *n, 1, site + ".ids"), site + ".ids");
+    if (scores) add_output(g, codebook_output(g, *n, 2, site + ".scores"), site + ".scores");
+    sites.push_back(site);
+  }
+  infer_types(g);
+  return sites;
+}
+
 void apply_interventions(Graph& g, const InterventionSet& iv) {
   if (iv.empty()) return;
   std::vector<Node*> nodes = codebook_nodes(g);

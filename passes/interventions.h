@@ -79,6 +79,11 @@ class InterventionsPass : public Pass {
   InterventionSet iv_;
 };
 
+// Taps the codes of every codebook, and nothing else: SITE.ids (and
+// SITE.scores when `scores`) become graph outputs, for reading the codes of
+// a whole dataset (`codebook cache build`). Returns the sites in graph order.
+std::vector<std::string> tap_all_codes(Graph& g, bool scores);
+
 // The number of transformer layers (from a compiled model's metadata, else
 // matched): what negative layers in site names count from.
 int64_t num_layers_of(Graph& g);

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <random>
 
+#include "frontend/npy.h"
 #include "support/error.h"
 #include "support/utf8.h"
 #include "tools/cache/cache_export.h"
@@ -286,5 +287,53 @@ TEST(CacheNumpyExample, RunsOnACache) {
                        list + "]"),
             std::string::npos)
       << r.out;
+  fs::remove_all(dir);
+}
+
+// A cache built by `codebook cache build` (the tiny GPT-2 with codebooks at
+// mlp and attn_preproj, documents of GPT-2 byte tokens, so every multi-byte
+// character is split between tokens) exports and reads back as above.
+TEST(CacheExport, BuiltCacheEndToEnd) {
+  if (!have_numpy()) GTEST_SKIP() << "python3 with numpy is needed";
+  std::string dir = temp_path("built");
+  fs::create_directories(dir);
+  // GPT-2's byte tokens: ids 0..255 stand for the bytes in this order.
+  std::vector<int> order;
+  for (int b = 33; b <= 126; ++b) order.push_back(b);
+  for (int b = 161; b <= 172; ++b) order.push_back(b);
+  for (int b = 174; b <= 255; ++b) order.push_back(b);
+  for (int b = 0; b < 256; ++b)
+    if (std::find(order.begin(), order.end(), b) == order.end()) order.push_back(b);
+  std::vector<int64_t> byte_id(256);
+  for (size_t i = 0; i < order.size(); ++i) byte_id[size_t(order[i])] = int64_t(i);
+  const int64_t len = 30;
+  std::vector<int64_t> ids;
+  for (size_t d : {0, 1, 4}) {
+    std::string text = kDocs[d].substr(0, len);
+    text.resize(size_t(len), ' ');
+    for (char ch : text) ids.push_back(byte_id[uint8_t(ch)]);
+  }
+  npy_write(dir + "/ids.npy", Tensor::from_vector(ids, {3, len}));
+  std::string bin = CB_CODEBOOK_BIN, model = dir + "/cb.onnx", cache = dir + "/cache";
+  Shell r = run_shell(bin + " compile " + CB_SOURCE_DIR + "/tests/models/gpt2/model.onnx -o " + model +
+                      " --at mlp,attn_preproj --groups 1,heads --codes 16,8 -k 2 --layers all --tokenizer " +
+                      CB_SOURCE_DIR + "/../shared/data/gpt2-bpe");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_shell(bin + " cache build " + model + " -o " + cache + " --data " + dir +
+                "/ids.npy --block-size 16 --progress off");
+  ASSERT_EQ(r.code, 0) << r.out;
+  // No document starts with <|endoftext|> here: the padding id comes from the tokenizer.
+  r = run_shell(bin + " cache export " + cache + " --format original --site layer1.attn_preproj -o " + dir + "/orig");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("padded with token 50256"), std::string::npos) << r.out;
+  r = check_script("original " + cache + " " + dir + "/orig attn_preproj 50256 '\xe6\x9c\xac(\xe8\xaa\x9e)'");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = run_shell(bin + " cache export " + cache + " --format npz -o " + dir + "/npz");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = check_script("npz " + cache + " " + dir + "/npz");
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = run_shell("python3 " + std::string(CB_SOURCE_DIR) + "/tests/cache_numpy_example.py " + cache);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("document 0: Hello w\xc3\xb6rld"), std::string::npos) << r.out;
   fs::remove_all(dir);
 }

@@ -9,8 +9,8 @@
 
 #include "frontend/npy.h"
 #include "support/error.h"
-#include "tools/cache/code_cache.h"
 #include "tools/cache/cache_writer.h"
+#include "tools/cache/code_cache.h"
 #include "tools/cache/code_index.h"
 
 namespace fs = std::filesystem;
@@ -106,7 +106,8 @@ Written write_random_cache(const std::string& dir, const std::vector<CacheSite>&
 
 TEST(CodeCache, RoundTripAndIndexMatchBruteForce) {
   std::string dir = temp_dir("roundtrip");
-  std::vector<CacheSite> sites = {make_site("layer0.mlp", 1, 7, 2, true), make_site("layer1.attn_preproj", 3, 5, 1, false)};
+  std::vector<CacheSite> sites = {make_site("layer0.mlp", 1, 7, 2, true),
+                                  make_site("layer1.attn_preproj", 3, 5, 1, false)};
   // A 64-byte index budget forces many passes (and single codes larger than the buffer).
   Written w = write_random_cache(dir, sites, 40, 7, 64);
   CodeCache c = CodeCache::open(dir);
@@ -116,8 +117,8 @@ TEST(CodeCache, RoundTripAndIndexMatchBruteForce) {
   for (int64_t d = 0; d < 40; ++d) {
     EXPECT_EQ(std::string(c.document_text(d)), w.docs[size_t(d)]);
     int64_t first = c.doc_tokens()[size_t(d)];
-    EXPECT_EQ(c.tokens()[size_t(first)], 10u);            // the BOS
-    EXPECT_EQ(c.token_text(first), "");                   // spans no text
+    EXPECT_EQ(c.tokens()[size_t(first)], 10u);  // the BOS
+    EXPECT_EQ(c.token_text(first), "");         // spans no text
     for (size_t b = 0; b < w.docs[size_t(d)].size(); ++b) {
       int64_t t = c.token_at(d, int64_t(b));
       EXPECT_EQ(t, first + 1 + int64_t(b));

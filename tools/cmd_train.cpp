@@ -21,6 +21,7 @@
 #include "tools/command.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
+#include "tools/progress.h"
 #include "tools/train_report.h"
 #include "train/checkpoint.h"
 #include "train/run_trainer.h"
@@ -34,43 +35,6 @@ namespace cb::tools {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string duration_str(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  int64_t t = int64_t(s + 0.5);
-  char buf[32];
-  if (t >= 3600)
-    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(t / 3600), (long long)(t / 60 % 60),
-                  (long long)(t % 60));
-  else
-    std::snprintf(buf, sizeof buf, "%lld:%02lld", (long long)(t / 60), (long long)(t % 60));
-  return buf;
-}
-
-// One line on stderr redrawn in place: [#####.....] step/total loss acc tok/s ETA.
-class ProgressBar {
- public:
-  explicit ProgressBar(bool enabled) : enabled_(enabled) {}
-  void update(int64_t step, int64_t total, double loss, double acc, double tokens_per_s, double eta_s) {
-    if (!enabled_) return;
-    int width = 24, filled = int(double(width) * double(step) / double(std::max<int64_t>(total, 1)));
-    std::string bar(size_t(filled), '#');
-    bar.resize(size_t(width), '.');
-    std::fprintf(stderr, "\r[%s] %lld/%lld loss %.4f acc %.3f %.0f tok/s ETA %s   ", bar.c_str(), (long long)step,
-                 (long long)total, loss, acc, tokens_per_s, duration_str(eta_s).c_str());
-    std::fflush(stderr);
-    drawn_ = true;
-  }
-  // Clears the bar before other output.
-  void clear() {
-    if (enabled_ && drawn_) std::fprintf(stderr, "\r%*s\r", 100, "");
-    drawn_ = false;
-  }
-
- private:
-  bool enabled_;
-  bool drawn_ = false;
-};
 
 }  // namespace
 
@@ -221,8 +185,11 @@ int cmd_train(int argc, char** argv) {
     }
     if (run.eval_steps > 0 && s % run.eval_steps == 0 && s != run.max_steps) evaluate();
     if (run.save_steps > 0 && s % run.save_steps == 0 && s != run.max_steps && s != stop) save();
-    bar.update(s, run.max_steps, m.loss, m.accuracy, double(m.tokens) / m.seconds,
-               per_step * double(run.max_steps - s));
+    char text[160];
+    std::snprintf(text, sizeof text, "%lld/%lld loss %.4f acc %.3f %.0f tok/s ETA %s", (long long)s,
+                  (long long)run.max_steps, m.loss, m.accuracy, double(m.tokens) / m.seconds,
+                  duration_str(per_step * double(run.max_steps - s)).c_str());
+    bar.update(double(s) / double(std::max<int64_t>(run.max_steps, 1)), text);
   }
   bar.clear();
   if (topts.profile) {

@@ -20,11 +20,11 @@ const std::vector<Command>& commands() {
       {"train", "train codebooks (and the model) from a YAML config; checkpoints, resume", cmd_train},
       {"eval", "loss, perplexity, accuracy and codebook metrics of a model on a dataset", cmd_eval},
       {"fsm-codes", "what a TokFSM model's codes mean: purity, states per code, steering", cmd_fsm_codes},
+      {"cache", "the code cache: build (every token's codes over a dataset), merge, info, export", cmd_cache},
       {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
       {"bench", "time the forward pass of a model", cmd_bench},
       {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},
       {"tokenize", "text to token ids and back with a GPT-2 style BPE tokenizer", cmd_tokenize},
-      {"cache", "code caches: export (to the original's layout or npz)", cmd_cache},
   };
   return cmds;
 }

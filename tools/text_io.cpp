@@ -97,6 +97,34 @@ std::vector<int64_t> TokenText::encode(const std::string& text) const {
   return ids;
 }
 
+int64_t TokenText::document_start_id() const {
+  if (!bpe_) return base_;
+  std::optional<TokenId> id = bpe_->token_to_id(kEndOfText);
+  return id ? *id : -1;
+}
+
+TokenText::Document TokenText::encode_document(const std::string& text) const {
+  Document d;
+  if (int64_t start = document_start_id(); start >= 0) {
+    d.ids.push_back(start);
+    d.starts.push_back(0);
+  }
+  if (!bpe_) {
+    std::vector<int64_t> ids = encode(text);  // BOS, then one token per digit
+    for (size_t i = 1; i < ids.size(); ++i) {
+      d.ids.push_back(ids[i]);
+      d.starts.push_back(int64_t(i - 1));
+    }
+    return d;
+  }
+  Encoding e = bpe_->encode_with_offsets(text);
+  for (size_t i = 0; i < e.ids.size(); ++i) {
+    d.ids.push_back(e.ids[i]);
+    d.starts.push_back(e.offsets[i].begin);
+  }
+  return d;
+}
+
 std::string TokenText::token_bytes(int64_t id) const {
   if (!bpe_) {
     CB_CHECK(id >= 0 && id <= base_, "token id " << id << " is not in the TokFSM vocabulary of " << base_ + 1);

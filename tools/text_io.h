@@ -33,6 +33,19 @@ class TokenText {
   // TokFSM sample starts with), then one token per digit ("4312" -> 10 4 3 1 2);
   // any other character is an error naming its position.
   std::vector<int64_t> encode(const std::string& text) const;
+  // A document as the code cache stores it: the document-start token first
+  // (<|endoftext|>, spanning no text; none when the vocabulary lacks it), then
+  // the text's tokens, with the byte of the text where each token starts.
+  // Errors name the byte offset of text that cannot be tokenised.
+  struct Document {
+    std::vector<int64_t> ids;
+    std::vector<int64_t> starts;
+  };
+  Document encode_document(const std::string& text) const;
+  // The id of the document-start token, or -1.
+  int64_t document_start_id() const;
+  bool is_tokfsm() const { return !bpe_; }
+  int64_t tokfsm_base() const { return base_; }
   // The bytes the token stands for ("<|endoftext|>" for the special token).
   std::string token_bytes(int64_t id) const;
   // token_bytes in double quotes with C/JSON-style escapes, so spaces and

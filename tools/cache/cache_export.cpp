@@ -23,6 +23,7 @@
 #include "tools/cache/cache_export_py.h"
 #include "tools/cache/cache_writer.h"
 #include "tools/options.h"
+#include "tools/text_io.h"
 
 extern char** environ;
 
@@ -254,15 +255,24 @@ std::string json_string_or(const Json& j, const char* key, const std::string& fa
   return v && v->is_string() && !v->as_string().empty() ? v->as_string() : fallback;
 }
 
-// The id of the token that starts the documents with an empty span (<|endoftext|>).
+// The id of <|endoftext|>: the token that starts the documents with an empty
+// span, else the document-start token of the cache's tokenizer.
 int64_t find_pad_id(const CodeCache& cache) {
   auto doc_tokens = cache.doc_tokens();
   for (int64_t d = 0; d < cache.num_documents(); ++d) {
     int64_t first = doc_tokens[size_t(d)];
     if (first < doc_tokens[size_t(d) + 1] && cache.token_text(first).empty()) return cache.tokens()[size_t(first)];
   }
-  CB_FAIL(cache.dir() << ": rows of different lengths are padded to the longest, and its documents start with "
-                      << "no empty <|endoftext|> token whose id could pad them; give one with --pad-id ID");
+  std::string why;
+  try {
+    int64_t id = tools::TokenText::load(cache.manifest().tokenizer).document_start_id();
+    if (id >= 0) return id;
+    why = "its tokenizer has no <|endoftext|>";
+  } catch (const Error& e) {
+    why = std::string("its tokenizer cannot be loaded: ") + e.what();
+  }
+  CB_FAIL(cache.dir() << ": rows shorter than the longest are padded with <|endoftext|>, and its documents start "
+                      << "with none and " << why << "; give a padding id with --pad-id ID");
 }
 
 }  // namespace

@@ -6,9 +6,7 @@
 
 namespace cb::cache {
 
-std::string CacheSite::member_name(int64_t g) const {
-  return groups > 1 ? name + "[" + std::to_string(g) + "]" : name;
-}
+std::string CacheSite::member_name(int64_t g) const { return groups > 1 ? name + "[" + std::to_string(g) + "]" : name; }
 
 Json CacheSite::to_json() const {
   Json j = Json::Object{};
@@ -113,8 +111,7 @@ CacheManifest CacheManifest::from_json(const Json& j, const std::string& what) {
   } catch (const Error& e) {
     CB_FAIL(what << ": " << e.what());
   }
-  CB_CHECK(m.tokens >= 0 && m.documents >= 0 && m.rows >= 0 && m.text_bytes >= 0,
-           what << ": negative sizes");
+  CB_CHECK(m.tokens >= 0 && m.documents >= 0 && m.rows >= 0 && m.text_bytes >= 0, what << ": negative sizes");
   return m;
 }
 

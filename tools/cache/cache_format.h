@@ -41,7 +41,7 @@ inline constexpr uint32_t kNoCode32 = 0xffffffff;
 
 // One codebook site of the cached model.
 struct CacheSite {
-  std::string name;       // "layer0.mlp"
+  std::string name;  // "layer0.mlp"
   int64_t layer = 0;
   std::string placement;  // "mlp"
   int64_t groups = 1;     // G
@@ -69,12 +69,12 @@ struct CacheManifest {
   int64_t tokens = 0, documents = 0, rows = 0, text_bytes = 0;
   std::string block_mode;  // "pack" or "document"
   int64_t block_size = 0;
-  std::string tokenizer;   // spec (tools/text_io.h); "tokfsm:BASE" for TokFSM text
+  std::string tokenizer;  // spec (tools/text_io.h); "tokfsm:BASE" for TokFSM text
   std::vector<CacheSite> sites;
-  Json model;              // {"file", "sha256", "layers"}
-  Json source;             // {"kind", "path", ...}
-  Json build;              // the options the cache was built with
-  Json metrics;            // {"loss", "accuracy", "dead_code_fraction": {site: f}}
+  Json model;                                 // {"file", "sha256", "layers"}
+  Json source;                                // {"kind", "path", ...}
+  Json build;                                 // the options the cache was built with
+  Json metrics;                               // {"loss", "accuracy", "dead_code_fraction": {site: f}}
   int64_t shard_index = -1, shard_count = 0;  // a shard of a build (`cache merge` joins them)
 
   bool is_shard() const { return shard_count > 0; }

@@ -1,6 +1,7 @@
 #include "tools/cache/cache_writer.h"
 
 #include <filesystem>
+#include <set>
 
 #include "support/error.h"
 #include "tools/cache/code_index.h"
@@ -22,6 +23,25 @@ bool is_cache_dir(const fs::path& p) {
     return f && f->is_string() && f->as_string() == kFormatName;
   } catch (const Error&) {
     return false;
+  }
+}
+
+// The paths ("build.batch_rows") where two JSON values differ, with both values.
+void json_differences(const Json& a, const Json& b, const std::string& path, std::string& out) {
+  if (a.is_object() && b.is_object()) {
+    std::set<std::string> keys;
+    for (auto& [k, v] : a.as_object()) keys.insert(k);
+    for (auto& [k, v] : b.as_object()) keys.insert(k);
+    for (const std::string& k : keys) {
+      const Json *x = a.find(k), *y = b.find(k);
+      std::string p = path.empty() ? k : path + "." + k;
+      if (x && y)
+        json_differences(*x, *y, p, out);
+      else
+        out += "\n  " + p + ": " + (x ? x->dump() : "absent") + " then, " + (y ? y->dump() : "absent") + " now";
+    }
+  } else if (!(a == b)) {
+    out += "\n  " + path + ": " + a.dump() + " then, " + b.dump() + " now";
   }
 }
 
@@ -51,9 +71,9 @@ CacheWriter::CacheWriter(std::string dir, std::vector<CacheSite> sites, const Wr
   if (options_.resume) {
     CB_CHECK(partial, "--resume: no unfinished build at " << work_ << " (nothing to resume)");
     Json progress = json_read_file((fs::path(work_) / kProgressFile).string());
-    CB_CHECK(progress.at("fingerprint") == options_.fingerprint,
-             "--resume: " << work_ << " was started from another model, data or options:\n  then: "
-                          << progress.at("fingerprint").dump() << "\n  now:  " << options_.fingerprint.dump());
+    std::string diff;
+    json_differences(progress.at("fingerprint"), options_.fingerprint, "", diff);
+    CB_CHECK(diff.empty(), "--resume: " << work_ << " was started from another model, data or options:" << diff);
     for (auto& [name, rows] : progress.at("files").as_object()) resume_rows[name] = rows.as_int();
     text_bytes_ = progress.at("text_bytes").as_int();
     row_end_ = progress.at("row_end").as_int();
@@ -87,6 +107,7 @@ CacheWriter::CacheWriter(std::string dir, std::vector<CacheSite> sites, const Wr
     file("doc_text.npy").append_one<int64_t>(0);
     file("rows.npy").append_one<int64_t>(0);
   }
+  checkpoint();  // marks DIR.partial as ours from the start
 }
 
 CacheWriter::~CacheWriter() = default;

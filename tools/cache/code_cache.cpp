@@ -17,8 +17,7 @@ namespace {
 void check_offsets(std::span<const int64_t> v, int64_t first, int64_t last, const std::string& path) {
   CB_CHECK(!v.empty() && v.front() == first && v.back() == last,
            path << ": must run from " << first << " to " << last << " (the cache is inconsistent)");
-  for (size_t i = 1; i < v.size(); ++i)
-    CB_CHECK(v[i] >= v[i - 1], path << ": offsets decrease at entry " << i);
+  for (size_t i = 1; i < v.size(); ++i) CB_CHECK(v[i] >= v[i - 1], path << ": offsets decrease at entry " << i);
 }
 
 }  // namespace
@@ -44,8 +43,9 @@ CodeCache CodeCache::open(const std::string& dir, bool require_index) {
   if (!fs::exists(manifest_path, ec)) {
     bool partial = fs::exists(fs::path(dir) / "progress.json", ec);
     CB_FAIL(manifest_path << " is missing: "
-                          << (partial ? "this is an unfinished build (finish it with `codebook cache build ... --resume`)"
-                                      : "not a code cache"));
+                          << (partial
+                                  ? "this is an unfinished build (finish it with `codebook cache build ... --resume`)"
+                                  : "not a code cache"));
   }
   c.manifest_ = CacheManifest::from_json(json_read_file(manifest_path), manifest_path);
   const CacheManifest& m = c.manifest_;
@@ -76,7 +76,7 @@ CodeCache CodeCache::open(const std::string& dir, bool require_index) {
   c.rows_ = c.rows_file_.values<int64_t>();
   check_offsets(c.rows_, 0, N, c.rows_file_.path());
   c.row_metrics_file_ = MappedNpy::open(path("row_metrics.npy"));
-  c.row_metrics_file_.expect({DType::f64}, {R, 3});
+  c.row_metrics_file_.expect({DType::f64}, {m.is_shard() ? -1 : R, 3});
   c.row_metrics_ = c.row_metrics_file_.values<double>();
 
   for (const CacheSite& info : m.sites) {

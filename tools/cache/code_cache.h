@@ -51,6 +51,8 @@ class SiteArrays {
       if (this->code(pos, g, s) == code) return true;
     return false;
   }
+  // Tokens whose ids the site holds: all of the cache's, or a shard's own.
+  int64_t ids_rows() const { return ids_file_.dim(0); }
   bool has_scores() const { return scores_ != nullptr; }
   float score(int64_t pos, int64_t g, int64_t slot) const;
   bool has_index() const { return !counts_.empty(); }

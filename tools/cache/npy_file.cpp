@@ -42,8 +42,8 @@ MappedNpy MappedNpy::open(const std::string& path) {
   m.header_ = npy_parse_header(static_cast<const char*>(m.map_->addr), m.map_->size, path);
   size_t need = m.header_.data_offset + m.header_.data_bytes();
   CB_CHECK(m.map_->size >= need, path << ": truncated (" << m.map_->size << " bytes; its header "
-                                      << dtype_name(m.header_.dtype) << dims_str(m.header_.shape) << " needs "
-                                      << need << ")");
+                                      << dtype_name(m.header_.dtype) << dims_str(m.header_.shape) << " needs " << need
+                                      << ")");
   return m;
 }
 
@@ -87,8 +87,8 @@ NpyAppender::NpyAppender(const std::string& path, DType dtype, std::vector<int64
     off_t keep = off_t(kAppendHeaderBytes) + off_t(resume_rows) * off_t(row_bytes_);
     std::error_code ec;
     auto size = std::filesystem::file_size(path, ec);
-    CB_CHECK(!ec && off_t(size) >= keep, path << ": shorter than the " << resume_rows
-                                              << " rows the progress file records; cannot resume");
+    CB_CHECK(!ec && off_t(size) >= keep,
+             path << ": shorter than the " << resume_rows << " rows the progress file records; cannot resume");
     CB_CHECK(truncate(path.c_str(), keep) == 0, "cannot truncate '" << path << "': " << std::strerror(errno));
     f_ = std::fopen(path.c_str(), "r+b");
     CB_CHECK(f_, "cannot open '" << path << "': " << std::strerror(errno));

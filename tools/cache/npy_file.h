@@ -34,8 +34,8 @@ class MappedNpy {
   // The elements as T; a dtype other than T's is a cb::Error naming the file.
   template <typename T>
   std::span<const T> values() const {
-    CB_CHECK(dtype() == dtype_of<T>(), path_ << ": holds " << dtype_name(dtype()) << ", expected "
-                                             << dtype_name(dtype_of<T>()));
+    CB_CHECK(dtype() == dtype_of<T>(),
+             path_ << ": holds " << dtype_name(dtype()) << ", expected " << dtype_name(dtype_of<T>()));
     return {static_cast<const T*>(data()), count()};
   }
   // Checks the dtype (one of `dtypes`) and shape (-1 = any size) and names the
