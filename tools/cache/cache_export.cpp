@@ -449,13 +449,11 @@ std::vector<std::string> export_npz(const CodeCache& cache, const std::string& o
   std::string work = begin_output(out, options.overwrite, "tokens.npz");
   auto in = [&](const std::string& name) { return (fs::path(cache.dir()) / name).string(); };
   std::vector<std::string> written;
+  Json spec = Json::Object{};  // {"OUT.npz": [[name, path.npy], ...]}: one helper run for all
   auto archive = [&](const std::string& name, const std::vector<std::string>& members, const std::string& dir) {
-    std::vector<std::string> args = {"npz", (fs::path(work) / name).string()};
-    for (const std::string& m : members) {
-      args.push_back(m);
-      args.push_back(in(dir + m + ".npy"));
-    }
-    run_helper(args, "--format npz");
+    Json::Array list;
+    for (const std::string& m : members) list.push_back(Json(Json::Array{Json(m), Json(in(dir + m + ".npy"))}));
+    spec[(fs::path(work) / name).string()] = Json(list);
     written.push_back(name);
   };
   archive("tokens.npz", {"tokens", "token_offsets", "doc_tokens", "doc_text", "text", "rows", "row_metrics"}, "");
@@ -465,6 +463,7 @@ std::vector<std::string> export_npz(const CodeCache& cache, const std::string& o
     for (const char* m : {"counts", "index_offsets", "index_positions"}) members.push_back(m);
     archive(s->info().name + ".npz", members, s->info().dir() + "/");
   }
+  run_helper({"npz", spec.dump()}, "--format npz");
   std::error_code ec;
   fs::copy_file(in(kManifestFile), fs::path(work) / kManifestFile, ec);
   CB_CHECK(!ec, "cannot copy " << in(kManifestFile) << ": " << ec.message());

@@ -9,10 +9,11 @@ it writes only what needs Python, from files the C++ side has written:
       ([key, file] pairs, in order); OUT/metrics.npy: the dict under
       "metrics" as a 0-d object array. These are the files the original's
       code_search_cache writes with pickle.dump and np.save. Needs numpy.
-  npz OUT.npz NAME PATH [NAME PATH ...]
-      a compressed NumPy archive (zip, deflate, zip64 when large) holding each
-      .npy file PATH as NAME.npy, as np.savez_compressed writes it. Needs only
-      the standard library.
+  npz SPEC
+      compressed NumPy archives (zip, deflate, zip64 when large), as
+      np.savez_compressed writes them; SPEC is JSON {"OUT.npz": [[NAME, PATH],
+      ...], ...}: each .npy file PATH goes in as NAME.npy. Needs only the
+      standard library.
 
 Exit code 3: numpy cannot be imported.
 """
@@ -39,19 +40,20 @@ def write_original(staging, out):
     np.save(os.path.join(out, "metrics.npy"), np.array(keys["metrics"], dtype=object), allow_pickle=True)
 
 
-def write_npz(out, pairs):
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as z:
-        for name, path in zip(pairs[0::2], pairs[1::2]):
-            z.write(path, arcname=name + ".npy")
+def write_npz(spec):
+    for out, members in json.loads(spec).items():
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as z:
+            for name, path in members:
+                z.write(path, arcname=name + ".npy")
 
 
 def main(argv):
-    if len(argv) >= 3 and argv[0] == "original":
+    if len(argv) == 3 and argv[0] == "original":
         write_original(argv[1], argv[2])
-    elif len(argv) >= 2 and argv[0] == "npz" and len(argv) % 2 == 0:
-        write_npz(argv[1], argv[2:])
+    elif len(argv) == 2 and argv[0] == "npz":
+        write_npz(argv[1])
     else:
-        sys.exit("usage: original STAGING OUT | npz OUT.npz NAME PATH [NAME PATH ...]")
+        sys.exit("usage: original STAGING OUT | npz SPEC")
 
 
 main(sys.argv[1:])
