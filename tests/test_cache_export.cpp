@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "frontend/npy.h"
 #include "support/error.h"
@@ -258,6 +259,25 @@ TEST(CacheExport, ErrorsSayWhatToChange) {
   fs::remove_all(dir);
   fs::remove_all(out);
   fs::remove_all(out + ".partial");
+}
+
+// The example in docs/cache.md is tests/cache_numpy_example.py, less its docstring.
+TEST(CacheNumpyExample, DocsShowTheTestedScript) {
+  std::ifstream d(std::string(CB_SOURCE_DIR) + "/docs/cache.md"),
+      p(std::string(CB_SOURCE_DIR) + "/tests/cache_numpy_example.py");
+  std::stringstream doc, script;
+  doc << d.rdbuf();
+  script << p.rdbuf();
+  std::string text = doc.str(), code = script.str();
+  size_t section = text.find("## Reading a cache with numpy");
+  ASSERT_NE(section, std::string::npos);
+  size_t begin = text.find("```python\n", section);
+  ASSERT_NE(begin, std::string::npos);
+  begin += 10;
+  std::string block = text.substr(begin, text.find("```", begin) - begin);
+  size_t body = code.find("\"\"\"", 3) + 3;
+  while (body < code.size() && code[body] == '\n') ++body;
+  EXPECT_EQ(block, code.substr(body));
 }
 
 // docs/cache.md's numpy example, on a cache: the documents' text, a token's
