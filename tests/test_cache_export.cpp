@@ -256,9 +256,20 @@ TEST(CacheExport, ErrorsSayWhatToChange) {
   unsetenv("CB_PYTHON");
   EXPECT_NE(e.find("needs Python 3 (`/nonexistent/python3`"), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out + ".partial"));  // removed on failure
+  // An interpreter without numpy: --format original says so before writing anything.
+  std::string fake = out + "_python";
+  { std::ofstream(fake) << "#!/bin/sh\ncase \"$3\" in check) exit 3;; esac\nexec python3 \"$@\"\n"; }
+  fs::permissions(fake, fs::perms::owner_all);
+  setenv("CB_PYTHON", fake.c_str(), 1);
+  e = error_of({dir, "--format", "original", "--placement", "mlp", "-o", out});
+  unsetenv("CB_PYTHON");
+  EXPECT_NE(e.find("needs numpy, which `" + fake + "` cannot import"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out + ".partial"));
+  fs::remove(fake);
   fs::remove_all(dir);
   fs::remove_all(out);
-  fs::remove_all(out + ".partial");
 }
 
 // The example in docs/cache.md is tests/cache_numpy_example.py, less its docstring.

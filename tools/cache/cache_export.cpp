@@ -65,6 +65,20 @@ std::string begin_output(std::string& out, bool overwrite, const char* marker_fi
   return work;
 }
 
+// Removes OUT.partial when an export fails before finish_output.
+class WorkDirGuard {
+ public:
+  explicit WorkDirGuard(std::string work) : work_(std::move(work)) {}
+  ~WorkDirGuard() {
+    std::error_code ec;
+    if (!work_.empty()) fs::remove_all(work_, ec);
+  }
+  void release() { work_.clear(); }
+
+ private:
+  std::string work_;
+};
+
 void finish_output(const std::string& work, const std::string& out) {
   std::error_code ec;
   fs::remove(fs::path(work) / kWorkMarker, ec);
@@ -295,8 +309,10 @@ OriginalExportSummary export_original(const CodeCache& cache, const std::string&
   sum.pad_id = options.pad_id != kPadAuto ? options.pad_id : sum.padded_rows ? find_pad_id(cache) : -1;
   for (const SiteArrays* s : sites) sum.sites.push_back(s->info().name);
 
+  run_helper({"check"}, "--format original (pickles)");  // before anything is written
   std::string out = out_dir;
   std::string work = begin_output(out, options.overwrite, "info.txt");
+  WorkDirGuard guard(work);
   auto path = [&](const std::string& name) { return (fs::path(work) / name).string(); };
 
   // tokens.npy int64 [S, T], and row_lengths.npy (ours: which positions are real).
@@ -437,6 +453,7 @@ OriginalExportSummary export_original(const CodeCache& cache, const std::string&
        << "max_samples: " << S << "\n";
   write_file_atomic(path("info.txt"), info.str());
   finish_output(work, out);
+  guard.release();
   return sum;
 }
 
@@ -447,6 +464,7 @@ std::vector<std::string> export_npz(const CodeCache& cache, const std::string& o
   if (!options.site.empty()) sites = {&cache.site(options.site)};
   std::string out = out_dir;
   std::string work = begin_output(out, options.overwrite, "tokens.npz");
+  WorkDirGuard guard(work);
   auto in = [&](const std::string& name) { return (fs::path(cache.dir()) / name).string(); };
   std::vector<std::string> written;
   Json spec = Json::Object{};  // {"OUT.npz": [[name, path.npy], ...]}: one helper run for all
@@ -468,6 +486,7 @@ std::vector<std::string> export_npz(const CodeCache& cache, const std::string& o
   fs::copy_file(in(kManifestFile), fs::path(work) / kManifestFile, ec);
   CB_CHECK(!ec, "cannot copy " << in(kManifestFile) << ": " << ec.message());
   finish_output(work, out);
+  guard.release();
   return written;
 }
 
@@ -485,8 +504,8 @@ int cache_export_main(int argc, char** argv) {
       "placement", po::value<std::string>(), "original: the placement to export (mlp, attn_preproj, ...)")(
       "pad-id", po::value<int64_t>(),
       "original: token id padding rows shorter than the longest "
-      "(default: the id of the empty token that starts each document)")("overwrite",
-                                                                        "replace an earlier export at DIR");
+      "(default: <|endoftext|>, from the documents or the cache's tokenizer)")("overwrite",
+                                                                               "replace an earlier export at DIR");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "cache", "code cache directory (`codebook cache build`)", vm, R"(
 --format original writes what the original library's code_search_cache writes,

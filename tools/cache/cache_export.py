@@ -15,6 +15,9 @@ it writes only what needs Python, from files the C++ side has written:
       ...], ...}: each .npy file PATH goes in as NAME.npy. Needs only the
       standard library.
 
+  check
+      exits 3 unless numpy imports (run before the C++ side writes anything).
+
 Exit code 3: numpy cannot be imported.
 """
 
@@ -48,12 +51,17 @@ def write_npz(spec):
 
 
 def main(argv):
-    if len(argv) == 3 and argv[0] == "original":
+    if argv == ["check"]:
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            sys.exit(3)
+    elif len(argv) == 3 and argv[0] == "original":
         write_original(argv[1], argv[2])
     elif len(argv) == 2 and argv[0] == "npz":
         write_npz(argv[1])
     else:
-        sys.exit("usage: original STAGING OUT | npz SPEC")
+        sys.exit("usage: original STAGING OUT | npz SPEC | check")
 
 
 main(sys.argv[1:])
