@@ -52,11 +52,11 @@ CacheSite make_site(int64_t layer, const std::string& placement, int64_t groups,
   return s;
 }
 
-// Text with characters of 1 to 4 bytes, one invalid byte and a cut sequence.
+// Text with characters of 1 to 4 bytes, a NUL, one invalid byte and a cut sequence.
 const std::vector<std::string> kDocs = {
     "Hello w\xc3\xb6rld, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e is here",  // wörld, 日本語
     "na\xc3\xafve caf\xc3\xa9 \xe2\x98\x95 and \xf0\x9f\x8e\x89 party",  // naïve café ☕ 🎉
-    "plain ascii text",
+    std::string("plain\0ascii text", 16),                                // a NUL
     "bad \xff byte and a cut \xe6\x97",
     "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e"
     " again \xe8\xaa\x9e caf\xc3\xa9",  // 日本語 again 語 café

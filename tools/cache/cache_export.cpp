@@ -176,7 +176,7 @@ void run_helper(const std::vector<std::string>& args, const std::string& why) {
 // The characters each token owns, token by token in cache order: the
 // characters whose first byte lies in the token's span, decoded per document
 // (a character split across tokens belongs to the token holding its first
-// byte; each maximal invalid UTF-8 subsequence is one U+FFFD).
+// byte; each maximal invalid UTF-8 subsequence, and NUL, is one U+FFFD).
 class TokenChars {
  public:
   explicit TokenChars(const CodeCache& c) : c_(c) {}
@@ -195,7 +195,8 @@ class TokenChars {
       size_t maximal = 1;
       size_t len = utf8_sequence_length(doc_text_, cursor_, &maximal);
       if (len) {
-        chars_.push_back(utf8_decode_valid(reinterpret_cast<const uint8_t*>(doc_text_.data()) + cursor_, &len));
+        char32_t ch = utf8_decode_valid(reinterpret_cast<const uint8_t*>(doc_text_.data()) + cursor_, &len);
+        chars_.push_back(ch ? ch : U'\uFFFD');  // numpy drops trailing NULs of its strings
         cursor_ += len;
       } else {
         chars_.push_back(U'\uFFFD');
