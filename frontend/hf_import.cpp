@@ -234,6 +234,9 @@ HfConfig hf_config_from_json(const Json& config, const std::string& what) {
     c.architecture = HfArchitecture::gpt_neox;
     parse_gpt_neox(f, c);
   } else {
+    CB_CHECK(type != "codebook", what << ": model_type 'codebook' is a codebook-features CodebookModelConfig, not a "
+                                         "base model's config; give its folder as the model (import-hf DIR), and the "
+                                         "base model's config.json with --base-config");
     CB_FAIL(what << ": model_type " << (type.empty() ? std::string("is missing") : "'" + type + "' is not supported")
                  << " (supported: gpt2, gpt_neo, gpt_neox)");
   }
@@ -688,6 +691,26 @@ const SafetensorsFile* HfCheckpoint::file_of(const std::string& name) const {
     if (f->find(name)) return f.get();
   return nullptr;
 }
+
+const SafetensorsEntry* HfCheckpoint::find(const std::string& name) const {
+  const SafetensorsFile* f = file_of(name);
+  return f ? f->find(name) : nullptr;
+}
+
+Tensor HfCheckpoint::tensor_f32(const std::string& name) const {
+  const SafetensorsFile* f = file_of(name);
+  CB_CHECK(f, path() << ": no tensor '" << name << "'");
+  return f->tensor_f32(name);
+}
+
+std::vector<std::string> HfCheckpoint::tensor_names() const {
+  std::vector<std::string> names;
+  for (const auto& f : files_)
+    for (const SafetensorsEntry& e : f->entries()) names.push_back(e.name);
+  return names;
+}
+
+std::string HfCheckpoint::path() const { return files_[0]->path() + (files_.size() > 1 ? ", ..." : ""); }
 
 HfWeightSource HfCheckpoint::source(const HfConfig& c) {
   const std::string prefix = c.body_prefix() + ".";

@@ -115,6 +115,12 @@ class HfCheckpoint {
   // Tensors in the files that no parameter used, except known non-persistent
   // buffers (attention masks, rotary inv_freq) and a tied lm_head copy.
   std::vector<std::string> unused_tensors(const HfConfig& c) const;
+  // Tensors by their exact names (frontend/original_checkpoint reads renamed
+  // state dicts): the entry or null; the tensor as f32 (throws naming it).
+  const SafetensorsEntry* find(const std::string& name) const;
+  Tensor tensor_f32(const std::string& name) const;
+  std::vector<std::string> tensor_names() const;
+  std::string path() const;  // the file, or the first shard and ", ..." (for messages)
 
  private:
   const SafetensorsFile* file_of(const std::string& name) const;

@@ -82,8 +82,8 @@ int cache_build(int argc, char** argv) {
       "overwrite", po::bool_switch(), "replace an existing cache at -o")(
       "index-memory-mb", po::value<int64_t>()->default_value(256), "memory for building the inverted index")(
       "progress", po::value<std::string>()->default_value("auto"),
-      "auto (a bar on a terminal, JSON lines otherwise), bar, json, off")(
-      "json", po::bool_switch(), "print the summary as JSON");
+      "auto (a bar on a terminal, JSON lines otherwise), bar, json, off")("json", po::bool_switch(),
+                                                                          "print the summary as JSON");
   po::options_description hidden;
   hidden.add_options()("stop-after-batches", po::value<int64_t>()->default_value(-1),
                        "tests: stop as if interrupted after N batches");
@@ -148,10 +148,10 @@ int cache_build(int argc, char** argv) {
     return 0;
   }
   print_summary(std::cout, o.out_dir, r.manifest);
-  std::cout << "  built in " << std::fixed << std::setprecision(1) << r.seconds << " s (" << std::setprecision(0)
-            << tps << " tokens/s, model " << std::setprecision(1) << r.model_seconds << " s); " << bytes
-            << " bytes, " << std::setprecision(1)
-            << (r.manifest.tokens ? double(bytes) / double(r.manifest.tokens) : 0.0) << " per token\n"
+  std::cout << "  built in " << std::fixed << std::setprecision(1) << r.seconds << " s (" << std::setprecision(0) << tps
+            << " tokens/s, model " << std::setprecision(1) << r.model_seconds << " s); " << bytes << " bytes, "
+            << std::setprecision(1) << (r.manifest.tokens ? double(bytes) / double(r.manifest.tokens) : 0.0)
+            << " per token\n"
             << std::defaultfloat;
   if (!r.manifest.is_shard()) std::cout << "search it: codebook search " << o.out_dir << " REGEX\n";
   return 0;

@@ -7,6 +7,7 @@
 
 #include "frontend/hf_import.h"
 #include "frontend/onnx_import.h"
+#include "frontend/original_checkpoint.h"
 #include "passes/codebook_sites.h"
 #include "support/error.h"
 #include "train/checkpoint.h"
@@ -19,8 +20,10 @@ LoadedModel load_model(const std::string& path) {
   LoadedModel m;
   // A Hugging Face checkpoint folder (config.json + safetensors) or an ONNX file.
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec) &&
-      std::filesystem::exists(std::filesystem::path(path) / "config.json", ec))
+  if (is_original_checkpoint(path))  // the original library's saved codebook model
+    m.graph = import_original_checkpoint(path);
+  else if (std::filesystem::is_directory(path, ec) &&
+           std::filesystem::exists(std::filesystem::path(path) / "config.json", ec))
     m.graph = import_hf(path);
   else
     m.graph = import_onnx(path);

@@ -16,7 +16,9 @@ struct LoadedModel {
   double import_ms = 0;
 };
 
-// An ONNX file, or a Hugging Face checkpoint folder (config.json + safetensors).
+// An ONNX file, or a Hugging Face checkpoint folder (config.json + safetensors),
+// or a folder the original library saved (model_type "codebook", its base
+// config in DIR/base_config.json; frontend/original_checkpoint.h).
 LoadedModel load_model(const std::string& path);
 
 // The model file behind `path`: a `codebook train` output folder or checkpoint

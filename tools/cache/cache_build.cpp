@@ -344,8 +344,7 @@ BuildResult build_cache(const BuildOptions& options, std::ostream& progress_out,
       for (size_t i = 0; i < d.ids.size(); ++i)
         CB_CHECK(d.ids[i] >= 0 && d.ids[i] < vocab, "--data " << o.source.spec << ": document " << docs << " token "
                                                               << i << " is id " << d.ids[i] << ", outside the model's "
-                                                              << "vocabulary of " << vocab
-                                                              << " (wrong --tokenizer?)");
+                                                              << "vocabulary of " << vocab << " (wrong --tokenizer?)");
     if (docs++ >= writer.documents()) {
       std::vector<uint32_t> ids32(d.ids.begin(), d.ids.end());
       writer.add_document(d.text, ids32, d.starts);
@@ -359,7 +358,7 @@ BuildResult build_cache(const BuildOptions& options, std::ostream& progress_out,
   run_batch(true);
   CB_CHECK(docs > 0, "--data " << o.source.spec << ": no documents (empty input)");
   CB_CHECK(docs >= writer.documents(), "--resume: the data has " << docs << " documents, fewer than the "
-                                                                  << writer.documents() << " already written");
+                                                                 << writer.documents() << " already written");
   progress.update(tokens_seen, 1.0, true);
   progress.clear();
   result.manifest = writer.finish(manifest);

@@ -21,13 +21,13 @@ struct BuildOptions {
   std::string model_arg;  // as the user gave it (for the tokenizer lookup)
   std::string out_dir;
   SourceOptions source;
-  std::string tokenizer;           // spec; empty: the model's recorded one, else ../shared/data/gpt2-bpe
-  std::string block_mode;          // pack | document; empty: document for tokfsm, else pack
-  bool truncate = false;           // document mode: drop tokens past block_size (default: more rows)
-  int64_t block_size = 0;          // 0: the model's context (tokfsm: the sequence length), else 1024
-  int64_t batch_rows = 0;          // 0: about batch_tokens tokens per batch
+  std::string tokenizer;   // spec; empty: the model's recorded one, else ../shared/data/gpt2-bpe
+  std::string block_mode;  // pack | document; empty: document for tokfsm, else pack
+  bool truncate = false;   // document mode: drop tokens past block_size (default: more rows)
+  int64_t block_size = 0;  // 0: the model's context (tokfsm: the sequence length), else 1024
+  int64_t batch_rows = 0;  // 0: about batch_tokens tokens per batch
   int64_t batch_tokens = 4096;
-  int64_t max_tokens = -1;         // stop after this many tokens (the last document cut)
+  int64_t max_tokens = -1;  // stop after this many tokens (the last document cut)
   bool scores = false;
   int threads = 2;
   int64_t shard_index = -1, shard_count = 0;

@@ -27,8 +27,8 @@ CacheManifest merge_shards(const std::vector<std::string>& dirs, const std::stri
   const CacheManifest& first = shards[0].manifest();
   int64_t N = first.shard_count;
   CB_CHECK(first.is_shard(), dirs[0] << " is not a shard (built without --shard)");
-  CB_CHECK(int64_t(dirs.size()) == N, "cache merge: " << dirs[0] << " is one of " << N << " shards; " << dirs.size()
-                                                       << " given");
+  CB_CHECK(int64_t(dirs.size()) == N,
+           "cache merge: " << dirs[0] << " is one of " << N << " shards; " << dirs.size() << " given");
   std::map<int64_t, const CodeCache*> by_index;
   Json shared = shared_part(first);
   for (size_t i = 0; i < shards.size(); ++i) {
@@ -73,7 +73,7 @@ CacheManifest merge_shards(const std::vector<std::string>& dirs, const std::stri
     int64_t n = rows[size_t(r1)] - rows[size_t(r0)];
     int64_t t0 = next_token[s];
     CB_CHECK(t0 + n <= c.sites().at(0).ids_rows(), c.dir() << ": holds fewer rows than its share of the build "
-                                                          << "(an unfinished shard?)");
+                                                           << "(an unfinished shard?)");
     for (size_t si = 0; si < sites.size(); ++si) {
       const SiteArrays& a = c.sites()[si];
       int64_t G = sites[si].groups, k = sites[si].k;

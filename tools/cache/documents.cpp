@@ -143,9 +143,8 @@ class NpySource : public DocumentSource {
  public:
   NpySource(const std::string& path, const tools::TokenText& tokens) : path_(path), tokens_(tokens) {
     ids_ = MappedNpy::open(path);
-    ids_.expect({DType::i64, DType::u32, DType::u16, DType::i32}, ids_.shape().size() == 1
-                                                                     ? std::vector<int64_t>{-1}
-                                                                     : std::vector<int64_t>{-1, -1});
+    ids_.expect({DType::i64, DType::u32, DType::u16, DType::i32},
+                ids_.shape().size() == 1 ? std::vector<int64_t>{-1} : std::vector<int64_t>{-1, -1});
     docs_ = ids_.shape().size() == 1 ? 1 : ids_.dim(0);
     len_ = ids_.shape().size() == 1 ? ids_.dim(0) : ids_.dim(1);
   }

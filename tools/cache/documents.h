@@ -43,8 +43,8 @@ class DocumentSource {
 };
 
 struct SourceOptions {
-  std::string spec;               // a path, or tokfsm / tokfsm:CONFIG.yaml
-  std::string doc_split = "line"; // text files: line | blank-line | sep:STRING
+  std::string spec;                // a path, or tokfsm / tokfsm:CONFIG.yaml
+  std::string doc_split = "line";  // text files: line | blank-line | sep:STRING
   std::string text_field = "text";
   // tokfsm: the machine and sample layout.
   std::shared_ptr<const Fsm> fsm;
