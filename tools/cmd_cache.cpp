@@ -10,6 +10,7 @@
 #include "passes/codebook_sites.h"
 #include "support/error.h"
 #include "tools/cache/cache_build.h"
+#include "tools/cache/cache_export.h"
 #include "tools/cache/cache_merge.h"
 #include "tools/cache/code_cache.h"
 #include "tools/command.h"
@@ -201,9 +202,10 @@ int cmd_cache(int argc, char** argv) {
       {"build", "run a model over a dataset and record every token's codes", cache_build},
       {"merge", "join the shards of a build", cache_merge},
       {"info", "check a cache and summarise it", cache_info},
+      {"export", "write a cache in the original library's layout or as npz archives", cache_export_main},
   };
   auto usage = [&](std::ostream& os) {
-    os << "usage: codebook cache <build|merge|info> [options]   (docs/cache.md)\n";
+    os << "usage: codebook cache <build|merge|info|export> [options]   (docs/cache.md)\n";
     for (auto& s : subs) os << "  " << std::left << std::setw(8) << s.name << s.summary << "\n";
   };
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {

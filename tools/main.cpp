@@ -20,7 +20,7 @@ const std::vector<Command>& commands() {
       {"train", "train codebooks (and the model) from a YAML config; checkpoints, resume", cmd_train},
       {"eval", "loss, perplexity, accuracy and codebook metrics of a model on a dataset", cmd_eval},
       {"fsm-codes", "what a TokFSM model's codes mean: purity, states per code, steering", cmd_fsm_codes},
-      {"cache", "the code cache: build (every token's codes over a dataset), merge, info", cmd_cache},
+      {"cache", "the code cache: build (every token's codes over a dataset), merge, info, export", cmd_cache},
       {"search", "codes that fire on the tokens a regex matches in a code cache", cmd_search},
       {"code", "a code's activations and examples in a code cache", cmd_code},
       {"topics", "the topic codes of one document of a code cache", cmd_topics},
