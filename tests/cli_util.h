@@ -34,10 +34,13 @@ inline Result run_tool(const std::string& args) {
   return r;
 }
 
-// A fresh directory under the system temp dir, unique per test process.
+// A fresh, empty directory under the system temp dir, unique per test
+// process (cleared first: a process that died with the same pid may have left
+// one behind).
 inline std::filesystem::path temp_dir(const std::string& name) {
   std::filesystem::path d =
       std::filesystem::temp_directory_path() / ("codebook_cli_" + name + "_" + std::to_string(getpid()));
+  std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
   return d;
 }

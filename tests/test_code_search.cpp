@@ -141,10 +141,14 @@ std::vector<int64_t> literal_matches(const Written& w, const std::string& litera
   std::vector<int64_t> out;
   for (size_t d = 0; d < w.docs.size(); ++d) {
     const std::string& t = w.docs[d].text;
-    for (size_t at = t.find(literal); at != std::string::npos; at = t.find(literal, at + literal.size())) {
+    for (size_t at = t.find(literal); at != std::string::npos;) {
       int64_t off = int64_t(at) + group_at;
-      if (parity >= 0 && (off & 1) != parity) continue;
+      if (parity >= 0 && (off & 1) != parity) {  // consumes nothing: an overlapping match may count
+        at = t.find(literal, at + 1);
+        continue;
+      }
       out.push_back(token_of_byte(w, d, off));
+      at = t.find(literal, at + literal.size());
     }
   }
   std::sort(out.begin(), out.end());
@@ -267,6 +271,12 @@ TEST_F(RandomCache, MatchedTokensAreThoseOfTheGroupsFirstByte) {
   o.parity = 1;
   EXPECT_EQ(match_positions(*c_, "(a)", o), literal_matches(*w_, "a", 0, 1));
   EXPECT_FALSE(literal_matches(*w_, "a", 0, 1).empty());
+  // A match at the wrong parity does not hide an overlapping one at the right parity.
+  for (int parity : {0, 1}) {
+    o.parity = parity;
+    EXPECT_EQ(match_positions(*c_, "a(a)", o), literal_matches(*w_, "aa", 1, parity));
+    EXPECT_NE(literal_matches(*w_, "aa", 1, parity), literal_matches(*w_, "aa", 1, -1));
+  }
   // One thread and two find the same.
   o.parity = -1;
   o.threads = 1;

@@ -1,21 +1,28 @@
 // codebook code CACHE SITE[g] CODE: one code of a code cache -- how often it
-// fires, on which tokens, its examples in context, its score histogram
-// (tools/cache/code_examples.h; docs/cache.md "A code's examples").
+// fires, on which tokens, its examples in context, its score histogram, and
+// what it writes: its direct logit effect and its most similar codes
+// (tools/cache/code_examples.h, tools/code_effects.h; docs/cache.md "A code's
+// examples").
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "support/error.h"
 #include "support/json.h"
 #include "support/utf8.h"
+#include "tools/cache/cache_build.h"
 #include "tools/cache/code_cache.h"
 #include "tools/cache/code_examples.h"
+#include "tools/code_effects.h"
 #include "tools/command.h"
+#include "tools/model_io.h"
 #include "tools/options.h"
 #include "tools/text_io.h"
 
@@ -25,10 +32,71 @@ namespace cb::tools {
 
 namespace {
 
-// What the code writes: its direct effect on the next-token logits. The lead
-// adds it here from tools/code_effects.h; until then it shows nothing.
-void show_what_the_code_writes(const cache::CodeCache& /*cache*/, const cache::SiteArrays& /*site*/, int64_t /*g*/,
-                               int64_t /*code*/, std::ostream* /*text*/, Json* /*json*/) {}
+// What the code writes (tools/code_effects.h): its direct effect on the
+// next-token logits and the codes most like it, read off the weights of the
+// cache's model. Skipped, with a note, when the model file is gone or is not
+// the one the cache was built with.
+void show_what_the_code_writes(const cache::CodeCache& cache, const cache::SiteArrays& site, int64_t g, int64_t code,
+                               std::ostream* text, Json* json) {
+  const cache::CacheManifest& m = cache.manifest();
+  std::string file = m.model.at("file").as_string();
+  std::string why_not;
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec))
+    why_not = "the cache's model " + file + " is not there";
+  else if (cache::model_fingerprint(file) != m.model.at("sha256").as_string())
+    why_not = file + " has changed since the cache was built";
+  LogitEffect effect;
+  std::vector<SimilarCode> similar;
+  if (why_not.empty()) {
+    LoadedModel model = load_model(file);
+    CodeEffects effects(*model.graph);
+    SiteRef ref = parse_site(site.info().member_name(g));
+    if (site.info().groups == 1) ref.group = kAll;
+    effect = effects.logit_effect(ref, code, 8);
+    similar = effects.similar(ref, code, 5);
+    if (!effect.available) why_not = effect.reason;
+  }
+  std::optional<TokenText> tokens;
+  try {
+    tokens = TokenText::load(m.tokenizer);
+  } catch (const Error&) {  // shown as ids
+  }
+  auto token_name = [&](int64_t id) { return tokens ? tokens->shown(id) : std::to_string(id); };
+  if (json) {
+    Json j = Json::Object{};
+    if (!why_not.empty()) j["not_available"] = why_not;
+    for (auto [key, list] : {std::pair{"promoted", &effect.promoted}, std::pair{"suppressed", &effect.suppressed}}) {
+      Json::Array a;
+      for (const TokenLogit& t : *list)
+        a.push_back(Json(Json::Object{{"token", Json(t.token)}, {"logit", Json(t.logit)}}));
+      if (effect.available) j[key] = Json(std::move(a));
+    }
+    Json::Array sim;
+    for (const SimilarCode& c : similar)
+      sim.push_back(Json(Json::Object{{"code", Json(c.code)}, {"cosine", Json(c.cosine)}}));
+    if (!similar.empty()) j["similar"] = Json(std::move(sim));
+    (*json)["writes"] = j;
+    return;
+  }
+  if (!similar.empty()) {
+    *text << "most similar codes (cosine):";
+    for (const SimilarCode& c : similar) *text << "  " << c.code << " (" << std::setprecision(3) << c.cosine << ")";
+    *text << "\n";
+  }
+  if (!effect.available) {
+    *text << "what it writes: not shown (" << why_not << ")\n";
+    return;
+  }
+  *text << "what it writes (direct effect on the logits, through the final LayerNorm's scale and the unembedding):\n";
+  for (auto [label, list] :
+       {std::pair{"  promotes:  ", &effect.promoted}, std::pair{"  suppresses:", &effect.suppressed}}) {
+    *text << label;
+    for (const TokenLogit& t : *list)
+      *text << " " << token_name(t.token) << " " << std::showpos << std::setprecision(3) << t.logit << std::noshowpos;
+    *text << "\n";
+  }
+}
 
 struct Histogram {
   float lo = 0, hi = 0;

@@ -86,6 +86,12 @@ void scan_documents(const CodeCache& cache, const RE2& re, bool whole_piece, int
       if (parity < 0 || (offset & 1) == parity) {
         int64_t token = cache.token_at(d, offset);
         if (out.empty() || out.back() != token) out.push_back(token);
+      } else {
+        // A match at the wrong parity consumes nothing: a match of the right
+        // parity may overlap it ("4(4)" in "x444": the state "44" starts
+        // inside the match "44" at the odd offset before it).
+        size_t start = size_t(m.data() - base);
+        return start + std::max<size_t>(1, utf8_sequence_length(std::string_view(base, size), start));
       }
     }
     if (!m.empty()) return end;
