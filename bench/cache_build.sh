@@ -3,12 +3,14 @@
 # same compiled model (`codebook bench`, same batch shape and threads), in the
 # same run, with the ratio (issue floor: >= 0.9) and the cache's bytes per token;
 # then the build's peak RSS at two dataset sizes (it must not grow).
-#   bash bench/cache_build.sh [MODEL=tokfsm|gpt2-small] [TOKENS] [THREADS=2]
+#   bash bench/cache_build.sh [MODEL=tokfsm|gpt2-small|rss] [TOKENS] [THREADS=2]
 # tokfsm: the main job's model (runs/tokfsm, scripts/demo.sh trains it), 64-token
 # TokFSM sequences, batch 64. gpt2-small: GPT-2 small with random weights
 # (import-hf --random-init, no download) compiled with per-head attn_preproj
 # codebooks on all 12 layers (12 x 12 x 10,000 codes, k = 8), 128-token rows of
-# Debian's fortunes text, batch 8.
+# Debian's fortunes text, batch 8. rss: only the peak RSS at 1 M and 10 M
+# tokens (the tiny test GPT-2 with codebooks on TokFSM sequences, so the model
+# is fast and the builder's own memory shows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-tokfsm}; threads=${3:-2}
@@ -18,6 +20,16 @@ work=build/bench-cache
 mkdir -p $work
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }   # peak RSS in KiB
 
+if [ "$which" = rss ]; then
+  $bin compile tests/models/gpt2/model.onnx -o $work/tiny-cb.onnx --at mlp,attn_preproj --groups 1,heads \
+    --codes 256,64 -k 2 --layers all >/dev/null
+  for n in 1000000 10000000; do
+    kib=$(rss $bin cache build $work/tiny-cb.onnx -o $work/rss-$n --data tokfsm:configs/tokfsm.yaml --max-tokens $n \
+      --threads $threads --progress off --overwrite)
+    echo "$n tokens: peak RSS $((kib / 1024)) MiB, cache $(du -sm $work/rss-$n | cut -f1) MiB"
+  done
+  exit 0
+fi
 if [ "$which" = tokfsm ]; then
   model=${MODEL_DIR:-runs/tokfsm}
   [ -f "$model/model.onnx" ] || { echo "train the main job first: bash scripts/demo.sh" >&2; exit 1; }

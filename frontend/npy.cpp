@@ -138,6 +138,10 @@ Tensor npy_read(const std::string& path) { return npy_parse(read_file(path), pat
 std::string npy_header(DType dtype, const std::vector<int64_t>& shape, size_t min_size) {
   const char* d = descr_of(dtype);
   CB_CHECK(d, "cannot write dtype " << dtype_name(dtype) << " to .npy");
+  return npy_header(std::string(d), shape, min_size);
+}
+
+std::string npy_header(const std::string& d, const std::vector<int64_t>& shape, size_t min_size) {
   std::string dims = "(";
   for (size_t i = 0; i < shape.size(); ++i)
     dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");

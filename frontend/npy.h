@@ -26,6 +26,9 @@ NpyHeader npy_parse_header(const char* bytes, size_t size, const std::string& wh
 // of 64 bytes and to at least `min_size` bytes, so a file written in pieces can
 // reserve room for a shape it only knows at the end.
 std::string npy_header(DType dtype, const std::vector<int64_t>& shape, size_t min_size = 0);
+// The same for any NumPy dtype string ("<i8", "<U7": arrays we write but do
+// not read, such as fixed-width unicode).
+std::string npy_header(const std::string& descr, const std::vector<int64_t>& shape, size_t min_size = 0);
 // Writes to a temporary file next to `path` and renames it into place.
 void npy_write(const std::string& path, const Tensor& t);
 

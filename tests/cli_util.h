@@ -21,8 +21,9 @@ struct Result {
   std::string out;  // stdout and stderr together
 };
 
-inline Result run_tool(const std::string& args) {
-  std::string cmd = std::string(CB_CODEBOOK_BIN) + " " + args + " 2>&1";
+// Runs a shell command line; its stdout and stderr together.
+inline Result run_command(const std::string& command) {
+  std::string cmd = command + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   Result r{-1, ""};
   if (!p) return r;
@@ -33,6 +34,9 @@ inline Result run_tool(const std::string& args) {
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
 }
+
+// Runs the built `codebook` tool with `args`.
+inline Result run_tool(const std::string& args) { return run_command(std::string(CB_CODEBOOK_BIN) + " " + args); }
 
 // A fresh, empty directory under the system temp dir, unique per test
 // process (cleared first: a process that died with the same pid may have left

@@ -19,6 +19,8 @@
 #include "frontend/npy.h"
 #include "support/error.h"
 #include "support/utf8.h"
+#include "tests/cache_test_util.h"
+#include "tests/cli_util.h"
 #include "tools/cache/cache_export.h"
 #include "tools/cache/cache_writer.h"
 #include "tools/cache/code_cache.h"
@@ -30,27 +32,6 @@ using namespace cb::cache;
 namespace {
 
 constexpr uint32_t kBos = 50256;
-
-std::string temp_path(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("cb_test_cache_export_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(p);
-  fs::remove_all(p.string() + ".partial");
-  return p.string();
-}
-
-CacheSite make_site(int64_t layer, const std::string& placement, int64_t groups, int64_t codes, int64_t k,
-                    bool scores) {
-  CacheSite s;
-  s.name = "layer" + std::to_string(layer) + "." + placement;
-  s.layer = layer;
-  s.placement = placement;
-  s.groups = groups;
-  s.codes = codes;
-  s.k = k;
-  s.ids_dtype = ids_dtype_for(codes);
-  s.scores = scores;
-  return s;
-}
 
 // Text with characters of 1 to 4 bytes, a NUL, one invalid byte and a cut sequence.
 const std::vector<std::string> kDocs = {
@@ -68,8 +49,9 @@ const std::vector<std::string> kDocs = {
 // documents (the last shorter). Sites: layer0.mlp and layer1.mlp (k 2, some
 // second slots blocked), layer0.attn_preproj (3 members, k 1, scores).
 std::vector<CacheSite> write_cache(const std::string& dir, int64_t pack_rows) {
-  std::vector<CacheSite> sites = {make_site(0, "mlp", 1, 7, 2, false), make_site(1, "mlp", 1, 7, 2, false),
-                                  make_site(0, "attn_preproj", 3, 5, 1, true)};
+  std::vector<CacheSite> sites = {cb::test::cache_site("layer0.mlp", 1, 7, 2, false),
+                                  cb::test::cache_site("layer1.mlp", 1, 7, 2, false),
+                                  cb::test::cache_site("layer0.attn_preproj", 3, 5, 1, true)};
   std::mt19937 rng(11);
   CacheWriter w(dir, sites, WriterOptions{});
   int64_t total = 0;
@@ -122,24 +104,7 @@ std::vector<CacheSite> write_cache(const std::string& dir, int64_t pack_rows) {
   return sites;
 }
 
-struct Shell {
-  int code;
-  std::string out;
-};
-
-Shell run_shell(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  Shell r{-1, ""};
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-bool have_numpy() { return run_shell("python3 -c 'import numpy'").code == 0; }
+bool have_numpy() { return cb::test::run_command("python3 -c 'import numpy'").code == 0; }
 
 // cache_export_main with these arguments; cb::Error propagates.
 int export_cli(std::vector<std::string> args) {
@@ -158,15 +123,16 @@ std::string error_of(const std::vector<std::string>& args) {
   return "";
 }
 
-Shell check_script(const std::string& args) {
-  return run_shell("python3 " + std::string(CB_SOURCE_DIR) + "/tests/cache_export_check.py " + args);
+cb::test::Result check_script(const std::string& args) {
+  return cb::test::run_command("python3 " + std::string(CB_SOURCE_DIR) + "/tests/cache_export_check.py " + args);
 }
 
 }  // namespace
 
 TEST(CacheExport, OriginalLayoutRaggedRowsVanillaSites) {
   if (!have_numpy()) GTEST_SKIP() << "python3 with numpy is needed";
-  std::string dir = temp_path("ragged"), out = temp_path("ragged_out");
+  std::string dir = cb::test::fresh_cache_path("cache_export", "ragged"),
+              out = cb::test::fresh_cache_path("cache_export", "ragged_out");
   write_cache(dir, 0);
   ASSERT_EQ(export_cli({dir, "--format", "original", "--placement", "mlp", "-o", out}), 0);
   for (const char* f : {"tokens.npy", "tokens_str.npy", "tokens_text.npy", "token_byte_pos.npy", "cb_acts.pkl",
@@ -175,8 +141,8 @@ TEST(CacheExport, OriginalLayoutRaggedRowsVanillaSites) {
   EXPECT_FALSE(fs::exists(fs::path(out) / ".staging"));
   EXPECT_FALSE(fs::exists(out + ".partial"));
   // 語 is split between tokens; the hit must land on the token holding its first byte.
-  Shell r = check_script("original " + dir + " " + out + " mlp " + std::to_string(kBos) +
-                         " '\xe6\x97\xa5\xe6\x9c\xac(\xe8\xaa\x9e)'");
+  cb::test::Result r = check_script("original " + dir + " " + out + " mlp " + std::to_string(kBos) +
+                                    " '\xe6\x97\xa5\xe6\x9c\xac(\xe8\xaa\x9e)'");
   EXPECT_EQ(r.code, 0) << r.out;
   // info.txt: one "key: value" per line, values without ": ".
   std::ifstream info(fs::path(out) / "info.txt");
@@ -193,11 +159,13 @@ TEST(CacheExport, OriginalLayoutRaggedRowsVanillaSites) {
 
 TEST(CacheExport, OriginalLayoutPackedRowsGroupSite) {
   if (!have_numpy()) GTEST_SKIP() << "python3 with numpy is needed";
-  std::string dir = temp_path("packed"), out = temp_path("packed_out");
+  std::string dir = cb::test::fresh_cache_path("cache_export", "packed"),
+              out = cb::test::fresh_cache_path("cache_export", "packed_out");
   write_cache(dir, 7);
   // A site names its placement; rows of 7 tokens cross documents and characters.
   ASSERT_EQ(export_cli({dir, "--format", "original", "--site", "layer0.attn_preproj", "-o", out}), 0);
-  Shell r = check_script("original " + dir + " " + out + " attn_preproj " + std::to_string(kBos) + " 'caf(\xc3\xa9)'");
+  cb::test::Result r =
+      check_script("original " + dir + " " + out + " attn_preproj " + std::to_string(kBos) + " 'caf(\xc3\xa9)'");
   EXPECT_EQ(r.code, 0) << r.out;
   r = check_script("original " + dir + " " + out + " attn_preproj " + std::to_string(kBos) +
                    " '\xe2\x98\x95|\xf0\x9f\x8e\x89'");
@@ -214,15 +182,16 @@ TEST(CacheExport, OriginalLayoutPackedRowsGroupSite) {
 
 TEST(CacheExport, NpzArchivesEqualTheCacheArrays) {
   if (!have_numpy()) GTEST_SKIP() << "python3 with numpy is needed";
-  std::string dir = temp_path("npz"), out = temp_path("npz_out");
+  std::string dir = cb::test::fresh_cache_path("cache_export", "npz"),
+              out = cb::test::fresh_cache_path("cache_export", "npz_out");
   write_cache(dir, 7);
   ASSERT_EQ(export_cli({dir, "--format", "npz", "-o", out}), 0);
   for (const char* f : {"tokens.npz", "layer0.mlp.npz", "layer1.mlp.npz", "layer0.attn_preproj.npz", "cache.json"})
     EXPECT_TRUE(fs::exists(fs::path(out) / f)) << f;
-  Shell r = check_script("npz " + dir + " " + out);
+  cb::test::Result r = check_script("npz " + dir + " " + out);
   EXPECT_EQ(r.code, 0) << r.out;
   // --site: that site only.
-  std::string one = temp_path("npz_one");
+  std::string one = cb::test::fresh_cache_path("cache_export", "npz_one");
   ASSERT_EQ(export_cli({dir, "--format", "npz", "--site", "layer1.mlp", "-o", one}), 0);
   EXPECT_TRUE(fs::exists(fs::path(one) / "layer1.mlp.npz"));
   EXPECT_FALSE(fs::exists(fs::path(one) / "layer0.mlp.npz"));
@@ -232,7 +201,8 @@ TEST(CacheExport, NpzArchivesEqualTheCacheArrays) {
 }
 
 TEST(CacheExport, ErrorsSayWhatToChange) {
-  std::string dir = temp_path("errors"), out = temp_path("errors_out");
+  std::string dir = cb::test::fresh_cache_path("cache_export", "errors"),
+              out = cb::test::fresh_cache_path("cache_export", "errors_out");
   write_cache(dir, 0);
   std::string e = error_of({dir, "--format", "original", "-o", out});
   EXPECT_NE(e.find("has 2: mlp, attn_preproj; choose one with --placement"), std::string::npos) << e;
@@ -295,9 +265,10 @@ TEST(CacheNumpyExample, DocsShowTheTestedScript) {
 // codes and a code's positions, as the C++ reader sees them.
 TEST(CacheNumpyExample, RunsOnACache) {
   if (!have_numpy()) GTEST_SKIP() << "python3 with numpy is needed";
-  std::string dir = temp_path("example");
+  std::string dir = cb::test::fresh_cache_path("cache_export", "example");
   write_cache(dir, 0);
-  Shell r = run_shell("python3 " + std::string(CB_SOURCE_DIR) + "/tests/cache_numpy_example.py " + dir);
+  cb::test::Result r =
+      cb::test::run_command("python3 " + std::string(CB_SOURCE_DIR) + "/tests/cache_numpy_example.py " + dir);
   ASSERT_EQ(r.code, 0) << r.out;
   CodeCache c = CodeCache::open(dir);
   EXPECT_NE(r.out.find("document 0: " + std::string(c.document_text(0)) + "\n"), std::string::npos) << r.out;
@@ -326,7 +297,7 @@ TEST(CacheNumpyExample, RunsOnACache) {
 // character is split between tokens) exports and reads back as above.
 TEST(CacheExport, BuiltCacheEndToEnd) {
   if (!have_numpy()) GTEST_SKIP() << "python3 with numpy is needed";
-  std::string dir = temp_path("built");
+  std::string dir = cb::test::fresh_cache_path("cache_export", "built");
   fs::create_directories(dir);
   // GPT-2's byte tokens: ids 0..255 stand for the bytes in this order.
   std::vector<int> order;
@@ -346,24 +317,26 @@ TEST(CacheExport, BuiltCacheEndToEnd) {
   }
   npy_write(dir + "/ids.npy", Tensor::from_vector(ids, {3, len}));
   std::string bin = CB_CODEBOOK_BIN, model = dir + "/cb.onnx", cache = dir + "/cache";
-  Shell r = run_shell(bin + " compile " + CB_SOURCE_DIR + "/tests/models/gpt2/model.onnx -o " + model +
-                      " --at mlp,attn_preproj --groups 1,heads --codes 16,8 -k 2 --layers all --tokenizer " +
-                      CB_SOURCE_DIR + "/../shared/data/gpt2-bpe");
+  cb::test::Result r =
+      cb::test::run_command(bin + " compile " + CB_SOURCE_DIR + "/tests/models/gpt2/model.onnx -o " + model +
+                            " --at mlp,attn_preproj --groups 1,heads --codes 16,8 -k 2 --layers all --tokenizer " +
+                            CB_SOURCE_DIR + "/../shared/data/gpt2-bpe");
   ASSERT_EQ(r.code, 0) << r.out;
-  r = run_shell(bin + " cache build " + model + " -o " + cache + " --data " + dir +
-                "/ids.npy --block-size 16 --progress off");
+  r = cb::test::run_command(bin + " cache build " + model + " -o " + cache + " --data " + dir +
+                            "/ids.npy --block-size 16 --progress off");
   ASSERT_EQ(r.code, 0) << r.out;
   // No document starts with <|endoftext|> here: the padding id comes from the tokenizer.
-  r = run_shell(bin + " cache export " + cache + " --format original --site layer1.attn_preproj -o " + dir + "/orig");
+  r = cb::test::run_command(bin + " cache export " + cache + " --format original --site layer1.attn_preproj -o " + dir +
+                            "/orig");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("padded with token 50256"), std::string::npos) << r.out;
   r = check_script("original " + cache + " " + dir + "/orig attn_preproj 50256 '\xe6\x9c\xac(\xe8\xaa\x9e)'");
   EXPECT_EQ(r.code, 0) << r.out;
-  r = run_shell(bin + " cache export " + cache + " --format npz -o " + dir + "/npz");
+  r = cb::test::run_command(bin + " cache export " + cache + " --format npz -o " + dir + "/npz");
   ASSERT_EQ(r.code, 0) << r.out;
   r = check_script("npz " + cache + " " + dir + "/npz");
   EXPECT_EQ(r.code, 0) << r.out;
-  r = run_shell("python3 " + std::string(CB_SOURCE_DIR) + "/tests/cache_numpy_example.py " + cache);
+  r = cb::test::run_command("python3 " + std::string(CB_SOURCE_DIR) + "/tests/cache_numpy_example.py " + cache);
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("document 0: Hello w\xc3\xb6rld"), std::string::npos) << r.out;
   fs::remove_all(dir);

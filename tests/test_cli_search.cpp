@@ -13,6 +13,7 @@
 #include "frontend/npy.h"
 #include "support/json.h"
 #include "support/sha256.h"
+#include "tests/cache_test_util.h"
 #include "tests/cli_util.h"
 #include "tools/cache/cache_writer.h"
 #include "tools/cache/code_cache.h"
@@ -27,19 +28,6 @@ namespace {
 
 const std::string kGpt2 = std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/model.onnx";
 
-CacheSite make_site(const std::string& name, int64_t layer, int64_t groups, int64_t codes, int64_t k) {
-  CacheSite s;
-  s.name = name;
-  s.layer = layer;
-  s.placement = name.substr(name.find('.') + 1);
-  s.groups = groups;
-  s.codes = codes;
-  s.k = k;
-  s.ids_dtype = ids_dtype_for(codes);
-  s.scores = true;
-  return s;
-}
-
 // 30 documents of 6 to 20 digits, one token per digit (id = digit) after an
 // empty-span BOS (id 10). layer0.mlp (k 2): slot 0 = the digit, slot 1 = 10 +
 // the previous digit; layer1.attn_preproj[g] (k 1): (digit + g) % 10, except
@@ -47,7 +35,10 @@ CacheSite make_site(const std::string& name, int64_t layer, int64_t groups, int6
 std::vector<std::string> write_digits_cache(const std::string& dir, const std::string& tokenizer, const Json& model) {
   std::mt19937 rng(11);
   std::vector<std::string> docs;
-  CacheWriter w(dir, {make_site("layer0.mlp", 0, 1, 20, 2), make_site("layer1.attn_preproj", 1, 2, 20, 1)}, {});
+  CacheWriter w(
+      dir,
+      {cb::test::cache_site("layer0.mlp", 1, 20, 2, true), cb::test::cache_site("layer1.attn_preproj", 2, 20, 1, true)},
+      {});
   for (int d = 0; d < 30; ++d) {
     std::string text;
     int len = 6 + int(rng() % 15);

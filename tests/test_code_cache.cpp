@@ -9,6 +9,7 @@
 
 #include "frontend/npy.h"
 #include "support/error.h"
+#include "tests/cache_test_util.h"
 #include "tools/cache/cache_writer.h"
 #include "tools/cache/code_cache.h"
 #include "tools/cache/code_index.h"
@@ -18,26 +19,6 @@ using namespace cb;
 using namespace cb::cache;
 
 namespace {
-
-std::string temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("cb_test_code_cache_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(p);
-  fs::remove_all(p.string() + ".partial");
-  return p.string();
-}
-
-CacheSite make_site(const std::string& name, int64_t groups, int64_t codes, int64_t k, bool scores) {
-  CacheSite s;
-  s.name = name;
-  s.layer = 0;
-  s.placement = name.substr(name.find('.') + 1);
-  s.groups = groups;
-  s.codes = codes;
-  s.k = k;
-  s.ids_dtype = ids_dtype_for(codes);
-  s.scores = scores;
-  return s;
-}
 
 CacheManifest base_manifest() {
   CacheManifest m;
@@ -105,9 +86,9 @@ Written write_random_cache(const std::string& dir, const std::vector<CacheSite>&
 }  // namespace
 
 TEST(CodeCache, RoundTripAndIndexMatchBruteForce) {
-  std::string dir = temp_dir("roundtrip");
-  std::vector<CacheSite> sites = {make_site("layer0.mlp", 1, 7, 2, true),
-                                  make_site("layer1.attn_preproj", 3, 5, 1, false)};
+  std::string dir = cb::test::fresh_cache_path("code_cache", "roundtrip");
+  std::vector<CacheSite> sites = {cb::test::cache_site("layer0.mlp", 1, 7, 2, true),
+                                  cb::test::cache_site("layer1.attn_preproj", 3, 5, 1, false)};
   // A 64-byte index budget forces many passes (and single codes larger than the buffer).
   Written w = write_random_cache(dir, sites, 40, 7, 64);
   CodeCache c = CodeCache::open(dir);
@@ -156,8 +137,8 @@ TEST(CodeCache, RoundTripAndIndexMatchBruteForce) {
 }
 
 TEST(CodeCache, ErrorsNameTheFile) {
-  std::string dir = temp_dir("errors");
-  write_random_cache(dir, {make_site("layer0.mlp", 1, 7, 2, false)}, 5, 3);
+  std::string dir = cb::test::fresh_cache_path("code_cache", "errors");
+  write_random_cache(dir, {cb::test::cache_site("layer0.mlp", 1, 7, 2, false)}, 5, 3);
   // A truncated array.
   fs::resize_file(dir + "/sites/layer0.mlp/ids.npy", 130);
   try {
@@ -179,19 +160,19 @@ TEST(CodeCache, ErrorsNameTheFile) {
 }
 
 TEST(CodeCache, WriterRefusesToClobber) {
-  std::string dir = temp_dir("clobber");
+  std::string dir = cb::test::fresh_cache_path("code_cache", "clobber");
   fs::create_directories(dir);
   { std::ofstream(dir + "/notes.txt") << "mine"; }
   EXPECT_THROW(CacheWriter(dir, {}, WriterOptions{}), Error);
   EXPECT_TRUE(fs::exists(dir + "/notes.txt"));
   fs::remove_all(dir);
-  write_random_cache(dir, {make_site("layer0.mlp", 1, 7, 1, false)}, 3, 1);
+  write_random_cache(dir, {cb::test::cache_site("layer0.mlp", 1, 7, 1, false)}, 3, 1);
   EXPECT_THROW(CacheWriter(dir, {}, WriterOptions{}), Error);  // a cache: needs overwrite
   WriterOptions o;
   o.overwrite = true;
-  write_random_cache(dir + "_unused", {make_site("layer0.mlp", 1, 7, 1, false)}, 1, 1);
+  write_random_cache(dir + "_unused", {cb::test::cache_site("layer0.mlp", 1, 7, 1, false)}, 1, 1);
   fs::remove_all(dir + "_unused");
-  CacheWriter w(dir, {make_site("layer0.mlp", 1, 7, 1, false)}, o);
+  CacheWriter w(dir, {cb::test::cache_site("layer0.mlp", 1, 7, 1, false)}, o);
   w.finish(base_manifest());
   EXPECT_EQ(CodeCache::open(dir).num_tokens(), 0);
   fs::remove_all(dir);

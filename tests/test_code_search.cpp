@@ -12,6 +12,7 @@
 #include <random>
 
 #include "support/error.h"
+#include "tests/cache_test_util.h"
 #include "tools/cache/cache_writer.h"
 #include "tools/cache/code_cache.h"
 #include "tools/cache/code_examples.h"
@@ -23,25 +24,6 @@ using namespace cb;
 using namespace cb::cache;
 
 namespace {
-
-std::string temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("cb_test_code_search_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(p);
-  fs::remove_all(p.string() + ".partial");
-  return p.string();
-}
-
-CacheSite make_site(const std::string& name, int64_t layer, int64_t groups, int64_t codes, int64_t k) {
-  CacheSite s;
-  s.name = name;
-  s.layer = layer;
-  s.placement = name.substr(name.find('.') + 1);
-  s.groups = groups;
-  s.codes = codes;
-  s.k = k;
-  s.ids_dtype = ids_dtype_for(codes);
-  return s;
-}
 
 // A document: its text and where each of its tokens after the BOS starts.
 struct Doc {
@@ -230,9 +212,9 @@ void expect_same_codes(std::vector<CodeMatch> got, std::vector<CodeMatch> want) 
 class RandomCache : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    std::vector<CacheSite> sites = {make_site("layer0.mlp", 0, 1, 300, 3),
-                                    make_site("layer1.attn_preproj", 1, 3, 257, 2)};
-    w_ = new Written(write_cache(temp_dir("random"), random_docs(60, 5), sites,
+    std::vector<CacheSite> sites = {cb::test::cache_site("layer0.mlp", 1, 300, 3),
+                                    cb::test::cache_site("layer1.attn_preproj", 3, 257, 2)};
+    w_ = new Written(write_cache(cb::test::fresh_cache_path("code_search", "random"), random_docs(60, 5), sites,
                                  [&](int64_t pos, std::string_view tok, size_t s, int64_t g, int64_t slot) {
                                    return correlated_code(pos, tok, s, g, slot, sites[s].codes, sites[s].k);
                                  }));
@@ -422,8 +404,8 @@ TEST(CodeExamples, SnippetsAsColorTokensWithTheTrailingContextFixed) {
   for (int i = 0; i < 10; ++i) doc.starts.push_back(int64_t(doc.text.size())), doc.text += "t" + std::to_string(i);
   doc.text[3] = '\n';  // t1 -> "t\n": shown escaped
   Doc second = doc;
-  std::vector<CacheSite> sites = {make_site("layer0.mlp", 0, 1, 4, 2)};
-  Written w = write_cache(temp_dir("snippets"), {doc, second, doc}, sites,
+  std::vector<CacheSite> sites = {cb::test::cache_site("layer0.mlp", 1, 4, 2)};
+  Written w = write_cache(cb::test::fresh_cache_path("code_search", "snippets"), {doc, second, doc}, sites,
                           [](int64_t pos, std::string_view tok, size_t, int64_t, int64_t slot) -> int64_t {
                             int64_t i = pos % 11;  // token index within its document (BOS = 0)
                             bool fire = i == 3 || i == 4 || i == 9;
@@ -452,9 +434,9 @@ TEST(CodeExamples, SnippetsAsColorTokensWithTheTrailingContextFixed) {
 
 TEST(CodeExamples, TokFsmDocumentsAsStates) {
   Doc doc{"123456", {0, 1, 2, 3, 4, 5}};
-  std::vector<CacheSite> sites = {make_site("layer0.mlp", 0, 1, 4, 1)};
+  std::vector<CacheSite> sites = {cb::test::cache_site("layer0.mlp", 1, 4, 1)};
   Written w = write_cache(
-      temp_dir("tokfsm"), {doc}, sites,
+      cb::test::fresh_cache_path("code_search", "tokfsm"), {doc}, sites,
       [](int64_t pos, std::string_view, size_t, int64_t, int64_t) -> int64_t { return pos % 4; }, "tokfsm:10");
   CodeCache c = CodeCache::open(w.dir);
   EXPECT_EQ(tokfsm_state_digits(c.manifest()), 2);
@@ -531,16 +513,16 @@ TEST(NeuronBaseline, BestNeuronMatchesBruteForce) {
 }
 
 TEST(CodeSearch, EmptyCacheAndEmptyDocuments) {
-  std::vector<CacheSite> sites = {make_site("layer0.mlp", 0, 1, 4, 1)};
+  std::vector<CacheSite> sites = {cb::test::cache_site("layer0.mlp", 1, 4, 1)};
   auto fn = [](int64_t pos, std::string_view, size_t, int64_t, int64_t) -> int64_t { return pos % 4; };
-  Written none = write_cache(temp_dir("empty"), {}, sites, fn);
+  Written none = write_cache(cb::test::fresh_cache_path("code_search", "empty"), {}, sites, fn);
   CodeCache c = CodeCache::open(none.dir);
   EXPECT_TRUE(search(c, "(a)", {}).positions.empty());
   EXPECT_TRUE(search(c, "^(a)", {}).codes.empty());
   fs::remove_all(none.dir);
   // Documents with no text (only the BOS) between others.
-  Written w =
-      write_cache(temp_dir("empty_docs"), {Doc{"ab", {0, 1}}, Doc{"", {}}, Doc{"", {}}, Doc{"ba", {0, 1}}}, sites, fn);
+  Written w = write_cache(cb::test::fresh_cache_path("code_search", "empty_docs"),
+                          {Doc{"ab", {0, 1}}, Doc{"", {}}, Doc{"", {}}, Doc{"ba", {0, 1}}}, sites, fn);
   CodeCache c2 = CodeCache::open(w.dir);
   // "b" then "a" runs across documents 0..3 in the stored text ("abba"); within a document only in document 3.
   EXPECT_EQ(match_positions(c2, "(b)a", {}), (std::vector<int64_t>{6}));  // tokens: BOS a b, BOS, BOS, BOS b a

@@ -49,13 +49,17 @@ void show_what_the_code_writes(const cache::CodeCache& cache, const cache::SiteA
   LogitEffect effect;
   std::vector<SimilarCode> similar;
   if (why_not.empty()) {
-    LoadedModel model = load_model(file);
-    CodeEffects effects(*model.graph);
-    SiteRef ref = parse_site(site.info().member_name(g));
-    if (site.info().groups == 1) ref.group = kAll;
-    effect = effects.logit_effect(ref, code, 8);
-    similar = effects.similar(ref, code, 5);
-    if (!effect.available) why_not = effect.reason;
+    try {
+      LoadedModel model = load_model(file);
+      CodeEffects effects(*model.graph);
+      SiteRef ref = parse_site(site.info().member_name(g));
+      if (site.info().groups == 1) ref.group = kAll;
+      effect = effects.logit_effect(ref, code, 8);
+      similar = effects.similar(ref, code, 5);
+      if (!effect.available) why_not = effect.reason;
+    } catch (const Error& e) {  // the examples are still worth showing
+      why_not = e.what();
+    }
   }
   std::optional<TokenText> tokens;
   try {

@@ -80,13 +80,7 @@ int cmd_search(int argc, char** argv) {
     Json::Array codes;
     for (size_t i = 0; i < r.codes.size(); ++i) {
       const cache::CodeMatch& cm = r.codes[i];
-      Json e = Json::Object{};
-      e["site"] = cm.site;
-      e["group"] = cm.group;
-      e["code"] = cm.code;
-      e["precision"] = cm.precision;
-      e["recall"] = cm.recall;
-      e["activations"] = cm.activations;
+      Json e = cm.to_json();
       if (!neurons.empty()) {
         e["neuron"]["layer"] = neurons[i].layer;
         e["neuron"]["unit"] = neurons[i].unit;

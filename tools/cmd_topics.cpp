@@ -46,13 +46,7 @@ int cmd_topics(int argc, char** argv) {
     j["text"] = utf8_replace_invalid(text);
     Json::Array list;
     for (const auto& cm : codes) {
-      Json e = Json::Object{};
-      e["site"] = cm.site;
-      e["group"] = cm.group;
-      e["code"] = cm.code;
-      e["precision"] = cm.precision;
-      e["recall"] = cm.recall;
-      e["activations"] = cm.activations;
+      Json e = cm.to_json();
       list.push_back(std::move(e));
     }
     j["codes"] = Json(std::move(list));

@@ -98,30 +98,12 @@ void finish_output(const std::string& work, const std::string& out) {
 
 // ---- .npy files written in order ----
 
-// A version-1 .npy header for any NumPy dtype string ("<i8", "<U7").
-std::string npy_header_for(const std::string& descr, const std::vector<int64_t>& shape) {
-  std::string dims = "(";
-  for (size_t i = 0; i < shape.size(); ++i)
-    dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
-  dims += ")";
-  std::string h = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + dims + ", }";
-  size_t total = 10 + h.size() + 1;
-  h.append((64 - total % 64) % 64, ' ');
-  h += '\n';
-  std::string out = "\x93NUMPY";
-  out += char(1);
-  out += char(0);
-  out += char(h.size() & 0xff);
-  out += char(h.size() >> 8);
-  return out + h;
-}
-
 class NpyWriter {
  public:
   NpyWriter(std::string path, const std::string& descr, const std::vector<int64_t>& shape) : path_(std::move(path)) {
     f_.open(path_, std::ios::binary | std::ios::trunc);
     CB_CHECK(f_, "cannot write '" << path_ << "'");
-    write(npy_header_for(descr, shape));
+    write(npy_header(descr, shape));
   }
   void write(const void* data, size_t bytes) { f_.write(static_cast<const char*>(data), std::streamsize(bytes)); }
   void write(const std::string& s) { write(s.data(), s.size()); }

@@ -13,6 +13,17 @@
 
 namespace cb::cache {
 
+Json CodeMatch::to_json() const {
+  Json e = Json::Object{};
+  e["site"] = site;
+  e["group"] = group;
+  e["code"] = code;
+  e["precision"] = precision;
+  e["recall"] = recall;
+  e["activations"] = activations;
+  return e;
+}
+
 SearchSort parse_search_sort(const std::string& s) {
   if (s == "precision") return SearchSort::precision;
   if (s == "recall") return SearchSort::recall;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "support/json.h"
 #include "tools/cache/code_cache.h"
 
 namespace cb::cache {
@@ -47,6 +48,8 @@ struct CodeMatch {
   int64_t activations = 0;  // tokens it fires on (in the counted slots)
   double precision = 0, recall = 0;
   std::string member_name() const { return groups > 1 ? site + "[" + std::to_string(group) + "]" : site; }
+  // {"site", "group", "code", "precision", "recall", "activations"}: what --json prints.
+  Json to_json() const;
 };
 
 struct SearchResult {

@@ -1,0 +1,38 @@
+// Helpers for tests that write code caches directly with CacheWriter
+// (tools/cache/cache_writer.h) instead of running a model.
+#pragma once
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "tools/cache/cache_format.h"
+
+namespace cb::test {
+
+// Site `name` ("layer1.attn_preproj"): its layer and placement from the name.
+inline cache::CacheSite cache_site(const std::string& name, int64_t groups, int64_t codes, int64_t k,
+                                   bool scores = false) {
+  cache::CacheSite s;
+  s.name = name;
+  s.layer = std::stoll(name.substr(5, name.find('.') - 5));
+  s.placement = name.substr(name.find('.') + 1);
+  s.groups = groups;
+  s.codes = codes;
+  s.k = k;
+  s.ids_dtype = cache::ids_dtype_for(codes);
+  s.scores = scores;
+  return s;
+}
+
+// A path under the temp dir for a cache to be written, unique per test
+// process, with nothing at it (nor at its .partial).
+inline std::string fresh_cache_path(const std::string& test, const std::string& name) {
+  std::filesystem::path p =
+      std::filesystem::temp_directory_path() / ("cb_" + test + "_" + name + "_" + std::to_string(getpid()));
+  std::filesystem::remove_all(p);
+  std::filesystem::remove_all(p.string() + ".partial");
+  return p.string();
+}
+
+}  // namespace cb::test
