@@ -35,4 +35,14 @@ inline std::string fresh_cache_path(const std::string& test, const std::string& 
   return p.string();
 }
 
+// A TokFSM config small enough to train in a second (2 steps): for tests
+// about TokFSM data and caches, not about the model's quality.
+inline const char* kTinyTokFsmConfig =
+    "model_config_args:\n  model_type: gpt2\n  vocab_size: 11\n  n_embd: 16\n  n_inner: 32\n"
+    "  n_layer: 1\n  n_head: 2\n  n_positions: 16\n  bos_token_id: 10\n  eos_token_id: 10\n"
+    "codebook_args:\n  codebook_at: [mlp]\n  num_codes: 20\n  k_codebook: 1\n"
+    "dataset_args:\n  seq_len: 16\nfsm_args:\n  max_eval_samples: 8\n  generate_samples: 0\n"
+    "training_args:\n  per_device_train_batch_size: 4\n  max_steps: 2\n  logging_steps: 1\n"
+    "  eval_steps: 2\n  save_steps: 2\n";
+
 }  // namespace cb::test

@@ -345,12 +345,7 @@ TEST(CliSearchBuilt, NeuronBaselineMatchesBruteForceOverTappedActivations) {
 TEST(CliSearchBuilt, TokFsmCache) {
   fs::path dir = cb::test::temp_dir("search_fsm");
   fs::path cfg = dir / "tiny.yaml";
-  std::ofstream(cfg) << "model_config_args:\n  model_type: gpt2\n  vocab_size: 11\n  n_embd: 16\n  n_inner: 32\n"
-                        "  n_layer: 1\n  n_head: 2\n  n_positions: 16\n  bos_token_id: 10\n  eos_token_id: 10\n"
-                        "codebook_args:\n  codebook_at: [mlp]\n  num_codes: 20\n  k_codebook: 1\n"
-                        "dataset_args:\n  seq_len: 16\nfsm_args:\n  max_eval_samples: 8\n  generate_samples: 0\n"
-                        "training_args:\n  per_device_train_batch_size: 4\n  max_steps: 2\n  logging_steps: 1\n"
-                        "  eval_steps: 2\n  save_steps: 2\n";
+  std::ofstream(cfg) << cb::test::kTinyTokFsmConfig;
   Result t = run_tool("train " + cfg.string() + " --output " + (dir / "run").string() + " --progress off");
   ASSERT_EQ(t.code, 0) << t.out;
   std::string cache = (dir / "fsm").string();
