@@ -10,7 +10,9 @@
 # codebooks on all 12 layers (12 x 12 x 10,000 codes, k = 8), 128-token rows of
 # Debian's fortunes text, batch 8. rss: only the peak RSS at 1 M and 10 M
 # tokens (the tiny test GPT-2 with codebooks on TokFSM sequences, so the model
-# is fast and the builder's own memory shows).
+# is fast and the builder's own memory shows), with a 32 MiB budget for the
+# inverted index (INDEX_MB=...; the default 256 MiB budget is reached only from
+# ~8 M tokens of this model on, so below that RSS rises with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-tokfsm}; threads=${3:-2}
@@ -25,7 +27,7 @@ if [ "$which" = rss ]; then
     --codes 256,64 -k 2 --layers all >/dev/null
   for n in 1000000 10000000; do
     kib=$(rss $bin cache build $work/tiny-cb.onnx -o $work/rss-$n --data tokfsm:configs/tokfsm.yaml --max-tokens $n \
-      --threads $threads --progress off --overwrite)
+      --threads $threads --progress off --overwrite --index-memory-mb ${INDEX_MB:-32})
     echo "$n tokens: peak RSS $((kib / 1024)) MiB, cache $(du -sm $work/rss-$n | cut -f1) MiB"
   done
   exit 0

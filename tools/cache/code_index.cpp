@@ -70,7 +70,9 @@ IndexStats build(const std::string& dir, const CacheSite& site, int64_t tokens, 
   NpyAppender out(pos_path + ".tmp", site.positions_dtype, {});
   IndexStats stats;
   stats.positions = total;
+  // Reserved once: growing it between groups would hold the old and new buffers at once.
   std::vector<char> buf;
+  buf.reserve(size_t(std::min(total, capacity)) * width);
   for (int64_t lo = 0; lo < G * K;) {
     int64_t hi = lo + 1;
     while (hi < G * K && offsets[size_t(hi + 1)] - offsets[size_t(lo)] <= capacity) ++hi;
