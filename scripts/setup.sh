@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config
       libdnnl-dev libprotobuf-dev protobuf-compiler libonnx-dev
       libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev
-      clang-format libre2-dev fortunes)
+      clang-format libre2-dev libcpp-httplib-dev fortunes)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
