@@ -391,8 +391,8 @@ Json CacheApi::save_demo_code(const Json& body) {
   auto [site, g] = member(site_name->as_string());
   int64_t code = code_j->as_int();
   if (code < 0 || code >= site->info().codes)
-    throw HttpError(400, "code " + std::to_string(code) + " is out of range for " + site->info().member_name(g) +
-                             " (" + std::to_string(site->info().codes) + " codes)");
+    throw HttpError(400, "code " + std::to_string(code) + " is out of range for " + site->info().member_name(g) + " (" +
+                             std::to_string(site->info().codes) + " codes)");
   Json entry = Json::Object{};
   entry["member"] = site->info().member_name(g);
   entry["site"] = site->info().name;

@@ -8,8 +8,8 @@
 #include "backends/backend.h"
 #include "support/error.h"
 #include "support/utf8.h"
-#include "tools/intervention_checks.h"
 #include "tools/forced_codes.h"
+#include "tools/intervention_checks.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
 #include "tools/serve/http_error.h"
@@ -120,8 +120,7 @@ std::vector<int64_t> LiveModel::prompt_tokens(const Json& body) const {
   std::vector<int64_t> tokens;
   if (const Json* p = body.find("prompt")) {
     if (!p->is_string()) throw HttpError(400, "'prompt' must be a string");
-    if (p->as_string().size() > size_t(options_.max_prompt_tokens) * 64)
-      throw HttpError(400, "'prompt' is too long");
+    if (p->as_string().size() > size_t(options_.max_prompt_tokens) * 64) throw HttpError(400, "'prompt' is too long");
     tokens = text_->encode(p->as_string());
     // A text prompt starts at a document start, as the cache's documents do.
     int64_t bos = text_->document_start_id();
@@ -146,7 +145,8 @@ std::vector<int64_t> LiveModel::prompt_tokens(const Json& body) const {
 InterventionSet LiveModel::interventions(const Json& body) const {
   InterventionSet iv;
   int64_t n = 0;
-  for (auto [key, kind] : {std::pair{"ablate", InterventionKind::ablate}, std::pair{"force", InterventionKind::force}}) {
+  for (auto [key, kind] :
+       {std::pair{"ablate", InterventionKind::ablate}, std::pair{"force", InterventionKind::force}}) {
     const Json* list = body.find(key);
     if (!list) continue;
     if (!list->is_array()) throw HttpError(400, std::string("'") + key + "' must be an array of strings");
@@ -187,8 +187,7 @@ LiveModel::Compiled& LiveModel::compiled(const InterventionSet& iv, const std::s
 Json LiveModel::tokens_json(const std::vector<int64_t>& tokens) const {
   Json::Array a;
   for (int64_t t : tokens)
-    a.push_back(
-        Json(Json::Object{{"id", Json(t)}, {"text", Json(utf8_replace_invalid(text_->token_bytes(t)))}}));
+    a.push_back(Json(Json::Object{{"id", Json(t)}, {"text", Json(utf8_replace_invalid(text_->token_bytes(t)))}}));
   return Json(std::move(a));
 }
 

@@ -136,7 +136,9 @@ struct CodeServer::Impl {
     // ...) get a JSON body too.
     http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
       if (res.body.empty())
-        send_error(res, res.status, res.status == 413 ? "request body too large" : "bad request (HTTP " + std::to_string(res.status) + ")");
+        send_error(
+            res, res.status,
+            res.status == 413 ? "request body too large" : "bad request (HTTP " + std::to_string(res.status) + ")");
     });
     http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
       send_error(res, 500, "internal error");
