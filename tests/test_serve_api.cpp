@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "frontend/npy.h"
@@ -302,14 +304,15 @@ TEST_F(ServeApi, RunInterveneAndGenerateMatchCodebookRun) {
     EXPECT_EQ(("," + ablated + ",").find("," + std::to_string(c.as_int()) + ","), std::string::npos);
 
   // Greedy generation with the ablation: each step the argmax of `codebook run` on the prefix.
-  auto [s3, gen] = post("/api/generate", "{\"tokens\": " + tokens + ", \"max_tokens\": 3, \"ablate\": [\"layer0.mlp:" +
-                                             ablated + "\"]}");
+  auto [s3, gen] = post(
+      "/api/generate", "{\"tokens\": " + tokens + ", \"max_tokens\": 3, \"ablate\": [\"layer0.mlp:" + ablated + "\"]}");
   ASSERT_EQ(s3, 200) << gen.dump();
   ASSERT_EQ(gen.at("continuation").size(), 3u);
   ASSERT_EQ(gen.at("clean_continuation").size(), 3u);
   std::string prefix = "5,17,300,42,7";
   for (size_t i = 0; i < 3; ++i) {
-    Json step = cli_json("run " + model_ + " --tokens " + prefix + " --ablate layer0.mlp:" + ablated + " --top 1 --json");
+    Json step =
+        cli_json("run " + model_ + " --tokens " + prefix + " --ablate layer0.mlp:" + ablated + " --top 1 --json");
     int64_t next = step.at("next").at(0).at("token").as_int();
     EXPECT_EQ(gen.at("continuation").at(i).at("id").as_int(), next) << "step " << i;
     prefix += "," + std::to_string(next);
@@ -322,37 +325,37 @@ TEST_F(ServeApi, BadRequestsAreJsonErrorsAndTheServerKeepsServing) {
     int status;
   };
   const std::vector<Case> cases = {
-      {"GET", "/api/code?site=layer9.mlp&code=1", "", 400},                    // unknown site
-      {"GET", "/api/code?site=layer0.mlp&code=64", "", 400},                   // code out of range (64 codes)
-      {"GET", "/api/code?site=layer0.mlp&code=-1", "", 400},                   // negative code
-      {"GET", "/api/code?site=layer0.mlp&code=abc", "", 400},                  // not a number
-      {"GET", "/api/code?site=layer0.mlp", "", 400},                           // missing code
-      {"GET", "/api/similar?site=layer0.mlp&code=99", "", 400},                // similar: out of range
-      {"GET", "/api/search?regex=(a", "", 400},                                // invalid regex
-      {"GET", "/api/search?regex=" + std::string(5000, 'a'), "", 400},         // regex too long
-      {"GET", "/api/search?regex=a&site=layer0.nosuch", "", 400},              // unknown site
-      {"GET", "/api/topics?doc=30", "", 400},                                  // document out of range
-      {"GET", "/api/code?site=..%2F..%2Fetc%2Fpasswd&code=1", "", 400},        // a path as a site
-      {"GET", "/api/code?site=%2Fetc%2Fpasswd&code=1", "", 400},               // an absolute path
-      {"GET", "/static/../../etc/passwd", "", 404},                            // `..` in the path
-      {"GET", "/static/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", "", 404},              // encoded
-      {"GET", "/etc/passwd", "", 404},                                         // no files outside the assets
-      {"GET", "/static/index.html/../../../etc/passwd", "", 404},              // no path behind an asset
-      {"POST", "/api/info", "{}", 405},                                        // wrong methods
+      {"GET", "/api/code?site=layer9.mlp&code=1", "", 400},              // unknown site
+      {"GET", "/api/code?site=layer0.mlp&code=64", "", 400},             // code out of range (64 codes)
+      {"GET", "/api/code?site=layer0.mlp&code=-1", "", 400},             // negative code
+      {"GET", "/api/code?site=layer0.mlp&code=abc", "", 400},            // not a number
+      {"GET", "/api/code?site=layer0.mlp", "", 400},                     // missing code
+      {"GET", "/api/similar?site=layer0.mlp&code=99", "", 400},          // similar: out of range
+      {"GET", "/api/search?regex=(a", "", 400},                          // invalid regex
+      {"GET", "/api/search?regex=" + std::string(5000, 'a'), "", 400},   // regex too long
+      {"GET", "/api/search?regex=a&site=layer0.nosuch", "", 400},        // unknown site
+      {"GET", "/api/topics?doc=30", "", 400},                            // document out of range
+      {"GET", "/api/code?site=..%2F..%2Fetc%2Fpasswd&code=1", "", 400},  // a path as a site
+      {"GET", "/api/code?site=%2Fetc%2Fpasswd&code=1", "", 400},         // an absolute path
+      {"GET", "/static/../../etc/passwd", "", 404},                      // `..` in the path
+      {"GET", "/static/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", "", 404},        // encoded
+      {"GET", "/etc/passwd", "", 404},                                   // no files outside the assets
+      {"GET", "/static/index.html/../../../etc/passwd", "", 404},        // no path behind an asset
+      {"POST", "/api/info", "{}", 405},                                  // wrong methods
       {"GET", "/api/run", "", 405},
       {"PUT", "/api/demo_codes", "{}", 405},
       {"DELETE", "/api/demo_codes", "", 405},
-      {"POST", "/api/run", "{\"tokens\": [1,", 400},                           // malformed JSON
-      {"POST", "/api/run", "[1, 2]", 400},                                     // not an object
-      {"POST", "/api/run", "{}", 400},                                         // no prompt
-      {"POST", "/api/run", "{\"tokens\": [100000]}", 400},                     // token out of the vocabulary
-      {"POST", "/api/run", "{\"tokens\": [1, \"x\"]}", 400},                   // not token ids
+      {"POST", "/api/run", "{\"tokens\": [1,", 400},          // malformed JSON
+      {"POST", "/api/run", "[1, 2]", 400},                    // not an object
+      {"POST", "/api/run", "{}", 400},                        // no prompt
+      {"POST", "/api/run", "{\"tokens\": [100000]}", 400},    // token out of the vocabulary
+      {"POST", "/api/run", "{\"tokens\": [1, \"x\"]}", 400},  // not token ids
       {"POST", "/api/intervene", "{\"tokens\": [1], \"ablate\": [\"layer7.mlp:1\"]}", 400},  // no such layer
       {"POST", "/api/intervene", "{\"tokens\": [1], \"ablate\": [\"nonsense\"]}", 400},      // bad syntax
       {"POST", "/api/intervene", "{\"tokens\": [1], \"force\": [\"layer0.mlp:64\"]}", 400},  // code out of range
-      {"POST", "/api/intervene", "{\"tokens\": [1]}", 400},                                 // nothing to do
-      {"POST", "/api/generate", "{\"tokens\": [1], \"max_tokens\": 100000}", 400},          // too many tokens
-      {"POST", "/api/demo_codes", "{\"site\": \"../cache.json\", \"code\": 1}", 400},       // a path as a site
+      {"POST", "/api/intervene", "{\"tokens\": [1]}", 400},                                  // nothing to do
+      {"POST", "/api/generate", "{\"tokens\": [1], \"max_tokens\": 100000}", 400},           // too many tokens
+      {"POST", "/api/demo_codes", "{\"site\": \"../cache.json\", \"code\": 1}", 400},        // a path as a site
       {"POST", "/api/demo_codes", "{\"site\": \"layer0.mlp\", \"code\": 64}", 400},
       {"POST", "/api/run", std::string(100 << 10, ' '), 413},  // body over --max-body (64 KiB here)
   };
@@ -444,6 +447,42 @@ TEST_F(ServeApi, ModelRequestsPastTheQueueAreBusy) {
   EXPECT_GT(busy, 0);
   auto [status, j] = post("/api/run", "{\"tokens\": [1, 2]}", &s);
   EXPECT_EQ(status, 200);
+}
+
+// A model inside a training run: its log.jsonl as curves (thinned, the last point kept).
+TEST_F(ServeApi, TrainingCurvesComeFromTheRunsLog) {
+  fs::create_directories(dir_ / "run");
+  fs::copy_file(model_, dir_ / "run" / "model.onnx", fs::copy_options::overwrite_existing);
+  {
+    std::ofstream log(dir_ / "run" / "log.jsonl");
+    for (int step = 1; step <= 2500; ++step)
+      log << "{\"step\": " << step << ", \"loss\": " << 10.0 / step
+          << ", \"MSE/layer0\": 0.5, \"elapsed_seconds\": 1}\n";
+    log << "{\"step\": 2501, \"lo";  // a line being written
+  }
+  auto [s0, none] = get("/api/curves");
+  EXPECT_EQ(s0, 404) << none.dump();  // the test's model is no training run
+  serve::ServeOptions o;
+  o.cache_dir = cache_;
+  o.model = (dir_ / "run" / "model.onnx").string();
+  o.port = 0;
+  o.threads = 1;
+  RunningServer s(o);
+  auto [s1, info] = get("/api/info", &s);
+  EXPECT_TRUE(info.at("curves").as_bool());
+  auto [status, j] = get("/api/curves", &s);
+  ASSERT_EQ(status, 200) << j.dump();
+  const Json& loss = j.at("series").at("loss");
+  EXPECT_LE(loss.size(), 1001u);
+  EXPECT_GE(loss.size(), 800u);
+  EXPECT_EQ(loss.at(0).at(0).as_int(), 1);
+  EXPECT_DOUBLE_EQ(loss.at(0).at(1).as_double(), 10.0);
+  EXPECT_EQ(loss.at(loss.size() - 1).at(0).as_int(), 2500);
+  EXPECT_DOUBLE_EQ(loss.at(loss.size() - 1).at(1).as_double(), 10.0 / 2500);
+  for (const Json& p : loss.as_array())  // written with 6 significant digits
+    EXPECT_NEAR(p.at(1).as_double(), 10.0 / p.at(0).as_double(), 1e-5 * p.at(1).as_double());
+  EXPECT_TRUE(j.at("series").find("MSE/layer0"));
+  EXPECT_FALSE(j.at("series").find("elapsed_seconds"));
 }
 
 // The built binary: --port 0 prints the URL of a free port, which serves.

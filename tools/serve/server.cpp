@@ -13,6 +13,7 @@
 #include "tools/serve/cache_api.h"
 #include "tools/serve/http_error.h"
 #include "tools/serve/live_model.h"
+#include "tools/serve/train_curves.h"
 
 namespace cb::serve {
 
@@ -90,12 +91,21 @@ struct CodeServer::Impl {
   }
 
   void routes() {
-    get("/api/info", [this](auto&) { return api->info(); });
+    get("/api/info", [this](auto&) {
+      Json j = api->info();
+      j["curves"] = !find_training_log(options.model).empty();
+      return j;
+    });
     get("/api/search", [this](auto& req) { return api->search(req.params); });
     get("/api/code", [this](auto& req) { return api->code(req.params); });
     get("/api/topics", [this](auto& req) { return api->topics(req.params); });
     get("/api/similar", [this](auto& req) { return api->similar(req.params); });
     get("/api/demo_codes", [this](auto&) { return api->demo_codes(); });
+    get("/api/curves", [this](auto&) {
+      std::string log = find_training_log(options.model);
+      if (log.empty()) throw HttpError(404, "the model is not a training run with a log.jsonl");
+      return training_curves(log);
+    });
     post("/api/demo_codes", [this](const Json& b) { return api->save_demo_code(b); });
     post("/api/run", [this](const Json& b) { return live().run(b); });
     post("/api/intervene", [this](const Json& b) { return live().intervene(b); });

@@ -230,6 +230,45 @@ function showMetrics() {
     el("td", {}, s.codes), el("td", {}, s.k), el("td", {}, s.dead_codes), el("td", {}, dead[s.name] !== undefined ? pct(dead[s.name]) : ""))));
 }
 
+// One SVG line plot per training-log series (loss, accuracy, dead codes, MSE, learning rate).
+function plot(title, points) {
+  const W = 320, H = 160, P = 36;
+  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+  const sx = (x) => P + ((x - x0) / (x1 - x0 || 1)) * (W - P - 8);
+  const sy = (y) => H - 20 - ((y - y0) / (y1 - y0 || 1)) * (H - 30);
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", W);
+  svg.setAttribute("height", H);
+  svg.setAttribute("class", "plot");
+  const path = document.createElementNS(ns, "polyline");
+  path.setAttribute("points", points.map((p) => `${sx(p[0])},${sy(p[1])}`).join(" "));
+  svg.append(path);
+  const label = (x, y, text, anchor) => {
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", x);
+    t.setAttribute("y", y);
+    if (anchor) t.setAttribute("text-anchor", anchor);
+    t.textContent = text;
+    svg.append(t);
+  };
+  label(P, 12, title);
+  label(P - 2, sy(y1) + 4, y1.toPrecision(3), "end");
+  label(P - 2, sy(y0), y0.toPrecision(3), "end");
+  label(P, H - 4, "step " + x0);
+  label(W - 8, H - 4, String(x1), "end");
+  return el("div", { class: "plot-box" }, svg);
+}
+
+async function showCurves() {
+  const j = await api("curves");
+  const box = $("curves");
+  box.replaceChildren(el("h3", {}, "Training curves (" + j.log + ")"));
+  const wanted = /^(eval_)?(loss|accuracy|transition_accuracy|dead_code_fraction|MSE|learning_rate)(\/|$)/;
+  for (const [key, points] of Object.entries(j.series)) if (wanted.test(key) && points.length > 1) box.append(plot(key, points));
+}
+
 async function init() {
   info = await api("info");
   $("cache-name").textContent = `${info.cache}: ${info.tokens} tokens, ${info.documents} documents`;
@@ -242,6 +281,7 @@ async function init() {
   }
   if (info.tokfsm_state_digits > 0) $("live-prompt").placeholder = "digits, e.g. 0123";
   showMetrics();
+  if (info.curves) showCurves().catch((e) => status(e.message, true));
   for (const b of document.querySelectorAll("nav button")) b.addEventListener("click", () => { showTab(b.dataset.tab); if (b.dataset.tab === "demos") guarded(loadDemos); });
   $("code-form").addEventListener("submit", (e) => { e.preventDefault(); codePage = 0; guarded(loadCode); });
   $("code-prev").addEventListener("click", () => { codePage = Math.max(0, codePage - 1); guarded(loadCode); });
