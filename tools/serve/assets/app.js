@@ -50,10 +50,15 @@ function showTab(name) {
   for (const s of document.querySelectorAll(".tab")) s.classList.toggle("active", s.id === "tab-" + name);
 }
 
-// Opens a code in the browser tab.
-function openCode(member, code) {
+// Opens a code in the browser tab; `allSlots` counts it in all k slots, as
+// search and topic codes do (so the examples they counted show).
+function openCode(member, code, allSlots) {
   $("code-site").value = member;
   $("code-code").value = code;
+  if (allSlots) {
+    const site = info.sites.find((s) => s.members.includes(member));
+    if (site) $("code-topk").value = site.k;
+  }
   $("code-minacts").value = 0;
   codePage = 0;
   showTab("browser");
@@ -93,13 +98,13 @@ async function loadCode() {
   wr.replaceChildren(el("h3", {}, "What it writes"));
   const wj = j.writes || {};
   if (wj.promoted) {
-    wr.append(el("div", {}, "promotes: ", ...wj.promoted.map((t) => el("span", { class: "tok up" }, t.text, " ", t.logit.toFixed(2)))));
-    wr.append(el("div", {}, "suppresses: ", ...wj.suppressed.map((t) => el("span", { class: "tok down" }, t.text, " ", t.logit.toFixed(2)))));
+    wr.append(el("div", {}, "promotes: ", ...wj.promoted.map((t) => el("span", { class: "tok up" }, JSON.stringify(t.text), " ", t.logit.toFixed(2)))));
+    wr.append(el("div", {}, "suppresses: ", ...wj.suppressed.map((t) => el("span", { class: "tok down" }, JSON.stringify(t.text), " ", t.logit.toFixed(2)))));
   }
   if (wj.not_available) wr.append(el("div", { class: "note" }, "not available: " + wj.not_available));
   if (wj.similar) wr.append(el("div", {}, "similar codes: ", ...wj.similar.map((s) => el("span", {}, codeLink(j.member, s.code), ` (${s.cosine.toFixed(2)}) `))));
   const ex = $("examples");
-  ex.replaceChildren();
+  ex.replaceChildren(el("h3", {}, `Examples (${j.documents} documents)`));
   for (const e of j.examples) {
     const line = el("div", { class: "example" }, el("span", { class: "doc" }, e.doc + ": "));
     for (const p of e.parts) line.append(p.fired ? el("mark", {}, p.text) : document.createTextNode(p.text));
@@ -112,7 +117,7 @@ async function loadCode() {
 }
 
 function matchRow(m, extra) {
-  const tr = el("tr", { class: "clickable", onclick: () => openCode(m.member, m.code) },
+  const tr = el("tr", { class: "clickable", onclick: () => openCode(m.member, m.code, true) },
     el("td", {}, m.member), el("td", {}, m.code), el("td", {}, pct(m.precision)), el("td", {}, pct(m.recall)), el("td", {}, m.activations));
   if (extra) tr.append(extra);
   return tr;
@@ -232,7 +237,7 @@ function showMetrics() {
 
 // One SVG line plot per training-log series (loss, accuracy, dead codes, MSE, learning rate).
 function plot(title, points) {
-  const W = 320, H = 160, P = 36;
+  const W = 320, H = 160, P = 48;
   const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
   const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
   const sx = (x) => P + ((x - x0) / (x1 - x0 || 1)) * (W - P - 8);
