@@ -101,21 +101,22 @@ int main(int argc, char** argv) {
         std::string name;
         auto t0 = std::chrono::steady_clock::now();
         httplib::Result res = [&] {
-        if (kind < 4) {
-          name = "search";
-          return cli.Get("/api/search?regex=" + encode(patterns[rng() % patterns.size()]) + "&min_precision=0.5");
-        } else if (kind < 8 || !model) {
-          name = "code";
-          const Member& m = members[rng() % members.size()];
-          return cli.Get("/api/code?site=" + encode(m.name) + "&code=" + std::to_string(rng() % uint64_t(m.codes)) +
-                        "&per_page=20&page=" + std::to_string(rng() % 3));
-        } else {
-          name = kind == 8 ? "run" : "intervene";
-          const Member& m = members[rng() % members.size()];
-          std::string body = "{\"prompt\": \"" + prompts[rng() % prompts.size()] + "\"";
-          if (kind == 9) body += ", \"ablate\": [\"" + m.name + ":" + std::to_string(rng() % uint64_t(m.codes)) + "\"]";
-          return cli.Post("/api/" + std::string(kind == 8 ? "run" : "intervene"), body + "}", "application/json");
-        }
+          if (kind < 4) {
+            name = "search";
+            return cli.Get("/api/search?regex=" + encode(patterns[rng() % patterns.size()]) + "&min_precision=0.5");
+          } else if (kind < 8 || !model) {
+            name = "code";
+            const Member& m = members[rng() % members.size()];
+            return cli.Get("/api/code?site=" + encode(m.name) + "&code=" + std::to_string(rng() % uint64_t(m.codes)) +
+                           "&per_page=20&page=" + std::to_string(rng() % 3));
+          } else {
+            name = kind == 8 ? "run" : "intervene";
+            const Member& m = members[rng() % members.size()];
+            std::string body = "{\"prompt\": \"" + prompts[rng() % prompts.size()] + "\"";
+            if (kind == 9)
+              body += ", \"ablate\": [\"" + m.name + ":" + std::to_string(rng() % uint64_t(m.codes)) + "\"]";
+            return cli.Post("/api/" + std::string(kind == 8 ? "run" : "intervene"), body + "}", "application/json");
+          }
         }();
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         Stats& s = mine[name];
@@ -142,12 +143,12 @@ int main(int argc, char** argv) {
 
   int64_t errors = 0;
   Stats all;
-  std::printf("%d clients, %.0f s, cache of %lld tokens%s\n", clients, seconds,
-              (long long)info.at("tokens").as_int(), model ? ", live model" : "");
+  std::printf("%d clients, %.0f s, cache of %lld tokens%s\n", clients, seconds, (long long)info.at("tokens").as_int(),
+              model ? ", live model" : "");
   std::printf("%-10s %9s %7s %6s %9s %9s\n", "request", "ok", "errors", "busy", "p50 ms", "p99 ms");
   for (auto& [k, s] : stats) {
-    std::printf("%-10s %9zu %7lld %6lld %9.2f %9.2f\n", k.c_str(), s.ms.size(), (long long)s.errors,
-                (long long)s.busy, percentile(s.ms, 0.5), percentile(s.ms, 0.99));
+    std::printf("%-10s %9zu %7lld %6lld %9.2f %9.2f\n", k.c_str(), s.ms.size(), (long long)s.errors, (long long)s.busy,
+                percentile(s.ms, 0.5), percentile(s.ms, 0.99));
     errors += s.errors;
     all.ms.insert(all.ms.end(), s.ms.begin(), s.ms.end());
     all.busy += s.busy;

@@ -14,16 +14,12 @@ namespace cb::serve {
 std::string find_training_log(const std::string& model_arg) {
   if (model_arg.empty()) return "";
   std::error_code ec;
-  fs::path p(model_arg);
-  std::vector<fs::path> candidates;
-  if (fs::is_directory(p, ec)) {
-    candidates = {p / "log.jsonl", p.parent_path() / "log.jsonl", p.parent_path().parent_path() / "log.jsonl"};
-  } else {
-    candidates = {p.parent_path() / "log.jsonl", p.parent_path().parent_path() / "log.jsonl"};
-  }
-  for (const fs::path& c : candidates)
-    if (fs::is_regular_file(c, ec)) return c.string();
-  return "";
+  fs::path p = fs::absolute(model_arg, ec);
+  fs::path dir = fs::is_directory(p, ec) ? p : p.parent_path();
+  // A checkpoint folder's run is the folder above it.
+  if (dir.filename().string().rfind("checkpoint-", 0) == 0) dir = dir.parent_path();
+  fs::path log = dir / "log.jsonl";
+  return fs::is_regular_file(log, ec) ? log.string() : "";
 }
 
 Json training_curves(const std::string& log_path, size_t max_points) {

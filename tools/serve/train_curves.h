@@ -8,8 +8,9 @@
 
 namespace cb::serve {
 
-// The log.jsonl of `model_arg`: DIR/log.jsonl for a run folder, or beside
-// (or one folder above, for a checkpoint's) a model file; "" when none.
+// The log.jsonl of `model_arg`: DIR/log.jsonl for a run folder, the one
+// beside a model file, or the run's for a checkpoint folder (checkpoint-N) or
+// a model file in one; "" when none.
 std::string find_training_log(const std::string& model_arg);
 
 // {"log": NAME, "series": {key: [[step, value], ...]}}: each series thinned
