@@ -118,6 +118,10 @@ def main():
         ActionChains(driver).move_to_element(tokens[-1]).perform()
         wait.until(lambda d: "layer0.mlp" in byid("live-hover").text)
         assert len(driver.find_elements(By.CSS_SELECTOR, "#live-hover .code-link")) > 0
+        # The ablate button beside a code adds it at that position to the ablations.
+        driver.find_elements(By.CSS_SELECTOR, "#live-hover button.mini")[0].click()
+        assert byid("live-ablate").get_attribute("value").endswith("@4"), byid("live-ablate").get_attribute("value")
+        byid("live-ablate").clear()
 
         # Ablate what layer0.mlp selects at the last position: the distribution changes.
         req = urllib.request.Request(url + "api/run", data=json.dumps({"prompt": "in the re on at"}).encode(),

@@ -188,7 +188,13 @@ function showCodesAt(pos, codes, t) {
     perPos[pos].forEach((memberCodes, g) => {
       const member = perPos[pos].length > 1 ? `${site}[${g}]` : site;
       if (perPos[pos].length > 1) row.append(`[${g}] `);
-      for (const c of memberCodes) if (c >= 0) row.append(codeLink(member, c), " ");
+      for (const c of memberCodes) {
+        if (c < 0) continue;
+        // "ablate": adds this code at this position to the ablations.
+        const add = el("button", { type: "button", class: "mini", title: `ablate ${member}:${c} at position ${pos}`,
+          onclick: () => { const a = $("live-ablate"); a.value = (a.value.trim() ? a.value.trim() + "; " : "") + `${member}:${c}@${pos}`; } }, "\u2298");
+        row.append(codeLink(member, c), add, " ");
+      }
     });
     h.append(row);
   }
