@@ -115,8 +115,11 @@ def main():
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#live-next tr")) == 10)
         no_error()
         tokens = driver.find_elements(By.CSS_SELECTOR, "#live-tokens .token")
-        ActionChains(driver).move_to_element(tokens[-1]).perform()
-        wait.until(lambda d: "layer0.mlp" in byid("live-hover").text)
+        ActionChains(driver).move_to_element(tokens[0]).perform()
+        wait.until(lambda d: "position 0:" in byid("live-hover").text)
+        tokens[-1].click()  # pins the last token's codes
+        ActionChains(driver).move_to_element(tokens[1]).perform()
+        wait.until(lambda d: "position 4:" in byid("live-hover").text and "layer0.mlp" in byid("live-hover").text)
         assert len(driver.find_elements(By.CSS_SELECTOR, "#live-hover .code-link")) > 0
         # The ablate button beside a code adds it at that position to the ablations.
         driver.find_elements(By.CSS_SELECTOR, "#live-hover button.mini")[0].click()

@@ -169,13 +169,20 @@ function nextTable(id, list) {
 }
 
 // Tokens with their codes on hover; a click on a code opens it.
+let pinned = null; // the live token whose codes stay shown
 function showTokens(j, codes) {
+  pinned = null;
   const box = $("live-tokens");
   box.replaceChildren();
   j.tokens.forEach((t, pos) => {
     const span = el("span", { class: "token", "data-pos": pos }, t.text === "" ? "\u2205" : t.text);
-    span.addEventListener("mouseenter", () => showCodesAt(pos, codes, t));
-    span.addEventListener("click", () => showCodesAt(pos, codes, t));
+    // Hover shows a token's codes; a click pins it (so the pointer can reach the panel), a second click unpins.
+    span.addEventListener("mouseenter", () => { if (pinned === null) showCodesAt(pos, codes, t); });
+    span.addEventListener("click", () => {
+      pinned = pinned === pos ? null : pos;
+      for (const o of box.children) o.classList.toggle("pinned", Number(o.dataset.pos) === pinned);
+      showCodesAt(pos, codes, t);
+    });
     box.append(span);
   });
 }
