@@ -485,6 +485,16 @@ TEST_F(ServeApi, TrainingCurvesComeFromTheRunsLog) {
   EXPECT_FALSE(j.at("series").find("elapsed_seconds"));
 }
 
+// A port in use is an error, not a second server sharing it.
+TEST_F(ServeApi, APortInUseIsAnError) {
+  serve::ServeOptions o;
+  o.cache_dir = cache_;
+  o.port = server_->port;
+  serve::CodeServer second(o);
+  EXPECT_THROW(second.bind(), Error);
+  expect_serving();
+}
+
 // The built binary: --port 0 prints the URL of a free port, which serves.
 TEST_F(ServeApi, TheBinaryPrintsItsUrlAndServes) {
   int out[2];

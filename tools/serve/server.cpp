@@ -153,6 +153,12 @@ struct CodeServer::Impl {
     http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
       send_error(res, 500, "internal error");
     });
+    // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, with which a
+    // second server on a port in use silently shares it instead of failing.
+    http.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
     http.set_payload_max_length(options.max_body_bytes);
     http.set_read_timeout(10, 0);
     http.set_write_timeout(30, 0);
