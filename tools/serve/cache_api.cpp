@@ -189,11 +189,19 @@ Json CacheApi::writes_of(const cache::SiteArrays& site, int64_t g, int64_t code,
   }
   SiteRef ref = parse_site(site.info().member_name(g));
   if (site.info().groups == 1) ref.group = kAll;
+  std::vector<tools::SimilarCode> similar;
+  tools::LogitEffect effect;
+  try {
+    similar = fx->similar(ref, code, n_similar);
+    effect = fx->logit_effect(ref, code, 10);
+  } catch (const Error& e) {  // the model lacks this site: the examples are still worth showing
+    j["not_available"] = e.what();
+    return j;
+  }
   Json::Array sim;
-  for (const tools::SimilarCode& c : fx->similar(ref, code, n_similar))
+  for (const tools::SimilarCode& c : similar)
     sim.push_back(Json(Json::Object{{"code", Json(c.code)}, {"cosine", Json(c.cosine)}}));
   j["similar"] = Json(std::move(sim));
-  tools::LogitEffect effect = fx->logit_effect(ref, code, 10);
   if (!effect.available) {
     j["not_available"] = effect.reason;
     return j;
