@@ -40,3 +40,5 @@ $cb search "$out-cache" '4(3)' --parity odd --site layer0.mlp --top 3
 code=$($cb search "$out-cache" '4(3)' --parity odd --site layer0.mlp --top 1 --json |
        python3 -c "import json,sys; print(json.load(sys.stdin)['codes'][0]['code'])")
 $cb code "$out-cache" layer0.mlp "$code" --max 5
+echo
+echo "browse the codes and steer the model in a web page: $cb serve $out-cache --model $out"

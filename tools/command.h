@@ -24,6 +24,7 @@ int cmd_similar(int argc, char** argv);
 int cmd_search(int argc, char** argv);
 int cmd_code(int argc, char** argv);
 int cmd_topics(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 
 struct Command {
   const char* name;

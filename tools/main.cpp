@@ -24,6 +24,7 @@ const std::vector<Command>& commands() {
       {"search", "codes that fire on the tokens a regex matches in a code cache", cmd_search},
       {"code", "a code's activations and examples in a code cache", cmd_code},
       {"topics", "the topic codes of one document of a code cache", cmd_topics},
+      {"serve", "the code browser: a web page and JSON API over a code cache and a live model", cmd_serve},
       {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
       {"similar", "the codes most similar to one code, and its direct effect on the logits", cmd_similar},
       {"bench", "time the forward pass of a model", cmd_bench},
