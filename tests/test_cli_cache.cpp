@@ -147,16 +147,22 @@ TEST_F(CacheCli, ResumedBuildEqualsUninterruptedBuild) {
   EXPECT_FALSE(fs::exists(dir_ / "resumed.partial"));
 }
 
-TEST_F(CacheCli, TextDocumentsKeepTheirBytesAndOffsets) {
-  // A model with GPT-2's vocabulary (random weights) for real text.
-  fs::path cfg = dir_ / "config.json";
+// A model with GPT-2's vocabulary (random weights) for real text: bpe.onnx,
+// and bpe-cb.onnx with a codebook at layer0.mlp recording the tokenizer.
+void make_bpe_models(const fs::path& dir) {
+  if (fs::exists(dir / "bpe-cb.onnx")) return;
+  fs::path cfg = dir / "config.json";
   std::ofstream(cfg) << R"({"model_type": "gpt2", "vocab_size": 50257, "n_embd": 16, "n_layer": 1, "n_head": 2,
                           "n_positions": 64, "n_inner": 32})";
-  ASSERT_EQ(run_tool("import-hf --config " + cfg.string() + " --random-init -o " + (dir_ / "bpe.onnx").string()).code,
-            0);
-  Result c = run_tool("compile " + (dir_ / "bpe.onnx").string() + " -o " + (dir_ / "bpe-cb.onnx").string() +
-                      " --at mlp --codes 16 -k 1 --tokenizer " + kGpt2Bpe);
-  ASSERT_EQ(c.code, 0) << c.out;
+  Result r = run_tool("import-hf --config " + cfg.string() + " --random-init -o " + (dir / "bpe.onnx").string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_tool("compile " + (dir / "bpe.onnx").string() + " -o " + (dir / "bpe-cb.onnx").string() +
+               " --at mlp --codes 16 -k 1 --tokenizer " + kGpt2Bpe);
+  ASSERT_EQ(r.code, 0) << r.out;
+}
+
+TEST_F(CacheCli, TextDocumentsKeepTheirBytesAndOffsets) {
+  ASSERT_NO_FATAL_FAILURE(make_bpe_models(dir_));
   // Fortune-style documents with multi-byte characters split across tokens.
   std::vector<std::string> docs = {"Caf\xc3\xa9 au lait, na\xc3\xafve r\xc3\xa9sum\xc3\xa9.", "New York\nis big",
                                    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x98\x80 emoji"};
@@ -208,8 +214,7 @@ TEST_F(CacheCli, TokFsmRunIsCachedWithoutAFile) {
 TEST_F(CacheCli, BadInputIsOneErrorNamingFileAndLine) {
   fs::path jsonl = dir_ / "docs.jsonl";
   std::ofstream(jsonl) << "{\"text\": \"hello\"}\n\n{\"body\": \"no text field\"}\n";
-  fs::path cfg = dir_ / "config.json";
-  if (!fs::exists(dir_ / "bpe-cb.onnx")) GTEST_SKIP() << "needs the text test's model";
+  ASSERT_NO_FATAL_FAILURE(make_bpe_models(dir_));
   Result r = run_tool("cache build " + (dir_ / "bpe-cb.onnx").string() + " -o " + (dir_ / "bad").string() + " --data " +
                       jsonl.string() + " --progress off");
   EXPECT_EQ(r.code, 2);
