@@ -135,9 +135,8 @@ class LayerNormMatcher {
     for (const Value* d : ds)
       for (Node* u : users(d)) {
         if (u == square || u == numerator) continue;  // Mul(d, d) lists its node twice
-        const bool is_square =
-            (is_op(u, "Pow", 2) && ds.count(u->input(0)) && exponent_is(u->input(1), 2.0)) ||
-            (is_op(u, "Mul", 2) && ds.count(u->input(0)) && ds.count(u->input(1)));
+        const bool is_square = (is_op(u, "Pow", 2) && ds.count(u->input(0)) && exponent_is(u->input(1), 2.0)) ||
+                               (is_op(u, "Mul", 2) && ds.count(u->input(0)) && ds.count(u->input(1)));
         if (is_square) {
           if (square) return std::nullopt;
           square = u;
