@@ -272,9 +272,9 @@ TEST(FuseLayerNorm, LeavesOthersAlone) {
          g.outputs = {p.y, p.n};
        },
        1},
-      {"mean over axis 1",
-       [&](Builder& b, Graph& g, Value*, Value* x) { g.outputs = {variant(b, x, 1, 1, 2.f)}; }},
-      {"variance over axis 1", [&](Builder& b, Graph& g, Value*, Value* x) { g.outputs = {variant(b, x, -1, 1, 2.f)}; }},
+      {"mean over axis 1", [&](Builder& b, Graph& g, Value*, Value* x) { g.outputs = {variant(b, x, 1, 1, 2.f)}; }},
+      {"variance over axis 1",
+       [&](Builder& b, Graph& g, Value*, Value* x) { g.outputs = {variant(b, x, -1, 1, 2.f)}; }},
       {"d cubed", [&](Builder& b, Graph& g, Value*, Value* x) { g.outputs = {variant(b, x, -1, -1, 3.f)}; }},
       {"the variance is also an output",
        [&](Builder& b, Graph& g, Value*, Value* x) {
@@ -377,7 +377,8 @@ std::string original_path(const Fixture& f) { return kModels + f.original + "/mo
 // The graph inputs of tests/models/<original>/case<N>/ and the ORT logits.
 std::map<std::string, Tensor> case_inputs(const Graph& g, const Fixture& f, int n) {
   std::map<std::string, Tensor> in;
-  for (const Value* v : g.inputs) in[v->name] = npy_read(kModels + f.original + "/case" + std::to_string(n) + "/" + v->name + ".npy");
+  for (const Value* v : g.inputs)
+    in[v->name] = npy_read(kModels + f.original + "/case" + std::to_string(n) + "/" + v->name + ".npy");
   return in;
 }
 
@@ -442,7 +443,8 @@ TEST(DecomposedModels, AnatomyIsTheOriginals) {
       for (Placement p : kAllPlacements) {
         std::vector<Value*> a = site_values(want.layers[l], p), b = site_values(got.layers[l], p);
         ASSERT_EQ(b.size(), a.size()) << placement_name(p);
-        for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(b[i]->name, a[i]->name) << "layer " << l << " " << placement_name(p);
+        for (size_t i = 0; i < a.size(); ++i)
+          EXPECT_EQ(b[i]->name, a[i]->name) << "layer " << l << " " << placement_name(p);
       }
     }
     ASSERT_TRUE(got.final_norm && got.logits);
