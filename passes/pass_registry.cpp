@@ -6,6 +6,7 @@
 #include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"
 #include "passes/fuse_gelu.h"
+#include "passes/fuse_layer_norm.h"
 #include "passes/lower_codebook.h"
 #include "passes/tie_embeddings.h"
 #include "support/error.h"
@@ -59,6 +60,8 @@ std::vector<PassInfo> build_registry() {
          return std::make_unique<LowerCodebookPass>();
        }});
   r.push_back(plain<FuseGeluPass>("fuse-gelu", "replaces decomposed tanh/erf GELUs by one Gelu node"));
+  r.push_back(plain<FuseLayerNormPass>(
+      "fuse-layer-norm", "replaces decomposed LayerNorms (opset < 17 exports) by one LayerNormalization"));
   r.push_back(plain<TieEmbeddingsPass>("tie-embeddings",
                                        "makes an lm_head that copies the embedding table (transposed) read the table"));
   r.push_back(

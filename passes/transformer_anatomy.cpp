@@ -12,6 +12,7 @@
 #include <set>
 
 #include "ir/codebook.h"
+#include "passes/fuse_layer_norm.h"
 #include "support/error.h"
 
 namespace cb {
@@ -701,6 +702,8 @@ SeparateQkvCodebook separate_qkv_codebook(const Graph& g, const Node& codebook) 
 
 ModelAnatomy analyze_model(Graph& g) {
   expose_merged_heads(g);
+  FuseLayerNormPass fuse_layer_norm;  // opset < 17 exports spell LayerNorm out; layers are found by their norms
+  PassManager().run(fuse_layer_norm, g);
   CodebookBypass bypass(g);
   return find_anatomy(g);
 }

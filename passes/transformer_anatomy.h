@@ -109,11 +109,12 @@ std::string architecture_from_names(const Graph& g);
 // static width. The Value pointers belong to `g`.
 ModelAnatomy find_anatomy(const Graph& g);
 
-// find_anatomy for any model the tools handle: runs expose_merged_heads, and
-// looks through codebook.Codebook nodes (as if each were the identity), so a
-// compiled model has the anatomy of its plain model and its site values are
-// the activations its codebooks read. The graph is left as it was (apart
-// from expose_merged_heads).
+// find_anatomy for any model the tools handle: runs expose_merged_heads and
+// the fuse-layer-norm pass (passes/fuse_layer_norm.h: exports at opsets
+// below 17 spell LayerNorm out), and looks through codebook.Codebook nodes
+// (as if each were the identity), so a compiled model has the anatomy of its
+// plain model and its site values are the activations its codebooks read.
+// The graph is left as it was (apart from those two rewrites).
 ModelAnatomy analyze_model(Graph& g);
 
 // A codebook on separate q, k, v is inserted as Concat(q, k, v) -> Codebook ->

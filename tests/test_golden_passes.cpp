@@ -184,8 +184,8 @@ TEST(Golden, EveryCaseMatchesItsExpectedIr) {
 TEST(Golden, EveryRewritingPassHasCases) {
   std::set<std::string> covered;
   for (const GoldenCase& c : golden_cases()) covered.insert(c.pass);
-  for (const char* pass :
-       {"insert-codebooks", "interventions", "lower-codebook", "fuse-gelu", "tie-embeddings", "autodiff"})
+  for (const char* pass : {"insert-codebooks", "interventions", "lower-codebook", "fuse-gelu", "fuse-layer-norm",
+                           "tie-embeddings", "autodiff"})
     EXPECT_TRUE(covered.count(pass)) << "no golden case in tests/golden/" << pass;
 }
 

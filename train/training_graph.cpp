@@ -9,6 +9,7 @@
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"
 #include "passes/fuse_gelu.h"
+#include "passes/fuse_layer_norm.h"
 #include "support/error.h"
 #include "train/parameters.h"
 
@@ -147,6 +148,10 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   // One Gelu node per decomposed GELU, so one GeluGrad in the backward.
   FuseGeluPass fuse;
   PassManager().run(fuse, g);
+  // One LayerNormalization per decomposed LayerNorm (opset < 17 exports): its
+  // affine is then found as a LayerNorm's, and the backward is one node.
+  FuseLayerNormPass fuse_layer_norm;
+  PassManager().run(fuse_layer_norm, g);
   Value* input_ids = find_input_ids(g);
   Value* logits = g.outputs[0];
   CB_CHECK(logits->type.shape.rank_known && logits->type.shape.dims.size() == 3 && logits->type.dtype == DType::f32,
