@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "passes/canonicalize.h"
+#include "passes/disjoint_matches.h"
 #include "support/error.h"
 
 namespace cb {
@@ -292,17 +293,7 @@ class GeluFusion : public Pass {
 
   bool run(Graph& g) override {
     GeluMatcher matcher(g);
-    std::vector<Match> matches;
-    std::set<const Node*> covered;
-    for (auto& n : g.nodes()) {
-      std::optional<Match> m = matcher.match(*n);
-      if (!m) continue;
-      bool overlaps = false;
-      for (Node* p : m->nodes) overlaps |= covered.count(p) != 0;
-      if (overlaps) continue;
-      covered.insert(m->nodes.begin(), m->nodes.end());
-      matches.push_back(std::move(*m));
-    }
+    auto [matches, covered] = disjoint_matches(g, matcher);
     if (matches.empty()) return false;
 
     for (const Match& m : matches) {

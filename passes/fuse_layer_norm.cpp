@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "passes/canonicalize.h"
+#include "passes/disjoint_matches.h"
 #include "support/error.h"
 
 namespace cb {
@@ -368,17 +369,7 @@ Value* affine_constant(Graph& g, Value* own, const std::vector<double>& values, 
 
 int64_t fuse_layer_norm(Graph& g) {
   LayerNormMatcher matcher(g);
-  std::vector<Match> matches;
-  std::set<const Node*> covered;
-  for (auto& n : g.nodes()) {
-    std::optional<Match> m = matcher.match(*n);
-    if (!m) continue;
-    bool overlaps = false;
-    for (Node* p : m->nodes) overlaps |= covered.count(p) != 0;
-    if (overlaps) continue;
-    covered.insert(m->nodes.begin(), m->nodes.end());
-    matches.push_back(std::move(*m));
-  }
+  auto [matches, covered] = disjoint_matches(g, matcher);
   if (matches.empty()) return 0;
 
   int64_t fused = 0;

@@ -5,7 +5,10 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
+#include "frontend/npy.h"
+#include "tests/cli_util.h"
 #include "tools/cache/cache_format.h"
 
 namespace cb::test {
@@ -44,5 +47,19 @@ inline const char* kTinyTokFsmConfig =
     "dataset_args:\n  seq_len: 16\nfsm_args:\n  max_eval_samples: 8\n  generate_samples: 0\n"
     "training_args:\n  per_device_train_batch_size: 4\n  max_steps: 2\n  logging_steps: 1\n"
     "  eval_steps: 2\n  save_steps: 2\n";
+
+// The tiny test GPT-2 compiled with codebooks at mlp (64 codes) and
+// attn_preproj (one per head, 32 codes), k = 2, on every layer, and 30
+// documents of 40 random token ids below 256 as DIR/tokens.npy: a model and
+// data for small real caches. Returns the compile command's result.
+inline Result make_tiny_cache_inputs(const std::filesystem::path& dir, const std::string& model) {
+  Result r = run_tool("compile " + std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/model.onnx -o " + model +
+                      " --at mlp,attn_preproj --groups 1,heads --codes 64,32 -k 2 --layers all");
+  std::vector<int64_t> ids(30 * 40);
+  uint64_t x = 12345;
+  for (auto& v : ids) v = int64_t((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 33) % 256;
+  npy_write((dir / "tokens.npy").string(), Tensor::from_vector(ids, {30, 40}));
+  return r;
+}
 
 }  // namespace cb::test

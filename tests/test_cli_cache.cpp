@@ -31,14 +31,8 @@ class CacheCli : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = temp_dir("cache");
     model_ = (dir_ / "cb.onnx").string();
-    Result r = run_tool("compile " + std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/model.onnx -o " + model_ +
-                        " --at mlp,attn_preproj --groups 1,heads --codes 64,32 -k 2 --layers all");
+    Result r = cb::test::make_tiny_cache_inputs(dir_, model_);
     ASSERT_EQ(r.code, 0) << r.out;
-    // 30 documents of 5..40 random token ids (the tiny model's vocabulary is 500).
-    std::vector<int64_t> ids(30 * 40);
-    uint64_t x = 12345;
-    for (auto& v : ids) v = int64_t((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 33) % 256;
-    npy_write((dir_ / "tokens.npy").string(), Tensor::from_vector(ids, {30, 40}));
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
 

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "frontend/npy.h"
+#include "tests/cache_test_util.h"
 #include "tests/cli_util.h"
 #include "tools/cache/code_cache.h"
 #include "tools/serve/server.h"
@@ -57,14 +58,8 @@ class ServeApi : public ::testing::Test {
     dir_ = temp_dir("serve");
     model_ = (dir_ / "cb.onnx").string();
     cache_ = (dir_ / "cache").string();
-    Result r = run_tool("compile " + std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/model.onnx -o " + model_ +
-                        " --at mlp,attn_preproj --groups 1,heads --codes 64,32 -k 2 --layers all");
+    Result r = cb::test::make_tiny_cache_inputs(dir_, model_);
     ASSERT_EQ(r.code, 0) << r.out;
-    // 30 documents of 40 random byte tokens (the tiny model's vocabulary is 500).
-    std::vector<int64_t> ids(30 * 40);
-    uint64_t x = 12345;
-    for (auto& v : ids) v = int64_t((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 33) % 256;
-    npy_write((dir_ / "tokens.npy").string(), Tensor::from_vector(ids, {30, 40}));
     r = run_tool("cache build " + model_ + " -o " + cache_ + " --data " + (dir_ / "tokens.npy").string() +
                  " --tokenizer " + kGpt2Bpe + " --block-size 16 --progress off --scores");
     ASSERT_EQ(r.code, 0) << r.out;
