@@ -218,6 +218,12 @@ TEST_F(CacheCli, BadInputIsOneErrorNamingFileAndLine) {
                (dir_ / "empty.txt").string() + " --progress off");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("no documents"), std::string::npos) << r.out;
+  // Rows longer than the model's context (the tiny GPT-2 has 128 positions).
+  r = run_tool("cache build " + model_ + " -o " + (dir_ / "long").string() + " --data " +
+               (dir_ / "tokens.npy").string() + " --tokenizer " + kGpt2Bpe + " --block-size 129 --progress off");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--block-size 129: longer than the model's context of 128 positions"), std::string::npos)
+      << r.out;
   // A model without codebooks.
   r = run_tool("cache build " + (dir_ / "bpe.onnx").string() + " -o " + (dir_ / "bad3").string() + " --data " +
                jsonl.string() + " --progress off");

@@ -224,11 +224,11 @@ BuildResult build_cache(const BuildOptions& options, std::ostream& progress_out,
     o.tokenizer = spec ? *spec : "../shared/data/gpt2-bpe";
   }
   tools::TokenText tokens = tools::TokenText::load(o.tokenizer);
-  if (o.block_size <= 0) {
-    int64_t context = tools::context_length(g);
-    o.block_size = tokfsm ? o.source.tokfsm_seq_len : context > 0 ? context : 1024;
-  }
+  const int64_t context = tools::context_length(g);
+  if (o.block_size <= 0) o.block_size = tokfsm ? o.source.tokfsm_seq_len : context > 0 ? context : 1024;
   CB_CHECK(o.block_size >= 1, "--block-size " << o.block_size);
+  CB_CHECK(context <= 0 || o.block_size <= context, "--block-size " << o.block_size << ": longer than the model's "
+                                                                    << "context of " << context << " positions");
   int64_t B = o.batch_rows > 0 ? o.batch_rows : std::max<int64_t>(1, o.batch_tokens / o.block_size);
   int64_t vocab = tools::vocab_size(g);
 
