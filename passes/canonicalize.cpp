@@ -58,6 +58,17 @@ bool has_subgraph(const Node& n) {
   return false;
 }
 
+std::set<const Value*> externally_read_values(const Graph& g) {
+  std::set<const Value*> out(g.outputs.begin(), g.outputs.end());
+  for (auto& n : g.nodes())
+    if (has_subgraph(*n))
+      for (auto& [k, a] : n->attrs)
+        if (auto sg = std::get_if<std::shared_ptr<Graph>>(&a))
+          if (*sg)
+            for (Value* v : graph_captures(**sg)) out.insert(v);
+  return out;
+}
+
 }  // namespace pass_util
 
 namespace {

@@ -6,6 +6,7 @@
 // backends) can then rely on simple, static-where-possible graphs.
 #pragma once
 #include <memory>
+#include <set>
 
 #include "ir/graph.h"
 #include "passes/pass.h"
@@ -60,6 +61,9 @@ const Tensor* constant_value(const Graph& g, const Value* v);
 bool is_deterministic(const Graph& g, const Node& n);
 // True when any attribute of `n` is a subgraph.
 bool has_subgraph(const Node& n);
+// The values read from outside g's node list: its outputs and the values its
+// nodes' subgraphs capture. A fusion must keep these alive.
+std::set<const Value*> externally_read_values(const Graph& g);
 }  // namespace pass_util
 
 }  // namespace cb

@@ -98,13 +98,8 @@ class LayerNormMatcher {
     for (auto& n : g.nodes()) {
       for (Value* v : n->inputs)
         if (v) users_[v].push_back(n.get());
-      if (pass_util::has_subgraph(*n))
-        for (auto& [k, a] : n->attrs)
-          if (auto sg = std::get_if<std::shared_ptr<Graph>>(&a))
-            if (*sg)
-              for (Value* v : graph_captures(**sg)) shared_.insert(v);
     }
-    for (Value* v : g.outputs) shared_.insert(v);
+    shared_ = pass_util::externally_read_values(g);
   }
 
   std::optional<Match> match(Node& mean) {

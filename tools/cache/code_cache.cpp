@@ -59,22 +59,18 @@ CodeCache CodeCache::open(const std::string& dir, bool require_index) {
   c.text_file_ = MappedNpy::open(path("text.npy"));
   c.text_file_.expect({DType::u8}, {m.text_bytes});
   c.text_ = std::string_view(static_cast<const char*>(c.text_file_.data()), size_t(m.text_bytes));
-  c.offsets_file_ = MappedNpy::open(path("token_offsets.npy"));
-  c.offsets_file_.expect({DType::i64}, {N + 1});
-  c.token_offsets_ = c.offsets_file_.values<int64_t>();
-  check_offsets(c.token_offsets_, 0, m.text_bytes, c.offsets_file_.path());
-  c.doc_tokens_file_ = MappedNpy::open(path("doc_tokens.npy"));
-  c.doc_tokens_file_.expect({DType::i64}, {D + 1});
-  c.doc_tokens_ = c.doc_tokens_file_.values<int64_t>();
-  check_offsets(c.doc_tokens_, 0, N, c.doc_tokens_file_.path());
-  c.doc_text_file_ = MappedNpy::open(path("doc_text.npy"));
-  c.doc_text_file_.expect({DType::i64}, {D + 1});
-  c.doc_text_ = c.doc_text_file_.values<int64_t>();
-  check_offsets(c.doc_text_, 0, m.text_bytes, c.doc_text_file_.path());
-  c.rows_file_ = MappedNpy::open(path("rows.npy"));
-  c.rows_file_.expect({DType::i64}, {R + 1});
-  c.rows_ = c.rows_file_.values<int64_t>();
-  check_offsets(c.rows_, 0, N, c.rows_file_.path());
+  // An offsets array of n+1 entries running from 0 to `last`.
+  auto offsets = [&](MappedNpy& file, const std::string& name, int64_t n, int64_t last) {
+    file = MappedNpy::open(path(name));
+    file.expect({DType::i64}, {n + 1});
+    std::span<const int64_t> v = file.values<int64_t>();
+    check_offsets(v, 0, last, file.path());
+    return v;
+  };
+  c.token_offsets_ = offsets(c.offsets_file_, "token_offsets.npy", N, m.text_bytes);
+  c.doc_tokens_ = offsets(c.doc_tokens_file_, "doc_tokens.npy", D, N);
+  c.doc_text_ = offsets(c.doc_text_file_, "doc_text.npy", D, m.text_bytes);
+  c.rows_ = offsets(c.rows_file_, "rows.npy", R, N);
   c.row_metrics_file_ = MappedNpy::open(path("row_metrics.npy"));
   c.row_metrics_file_.expect({DType::f64}, {m.is_shard() ? -1 : R, 3});
   c.row_metrics_ = c.row_metrics_file_.values<double>();
