@@ -134,7 +134,7 @@ int cache_build(int argc, char** argv) {
   std::ostream null_stream(nullptr);
   cache::BuildResult r = cache::build_cache(o, progress == "off" ? null_stream : std::cerr, tty);
   int64_t bytes = dir_bytes(o.out_dir);
-  double tps = r.model_seconds > 0 ? double(r.tokens_run) / r.seconds : 0;
+  double tps = r.seconds > 0 ? double(r.tokens_run) / r.seconds : 0;
   if (vm["json"].as<bool>()) {
     Json j = r.manifest.to_json();
     j["cache"] = o.out_dir;

@@ -82,18 +82,7 @@ class WorkDirGuard {
 void finish_output(const std::string& work, const std::string& out) {
   std::error_code ec;
   fs::remove(fs::path(work) / kWorkMarker, ec);
-  if (fs::exists(out, ec)) {
-    std::string old = out + ".old";
-    remove_tree(old);
-    fs::rename(out, old, ec);
-    CB_CHECK(!ec, "cannot move the old " << out << " aside: " << ec.message());
-    fs::rename(work, out, ec);
-    CB_CHECK(!ec, "cannot rename " << work << " to " << out << ": " << ec.message());
-    remove_tree(old);
-  } else {
-    fs::rename(work, out, ec);
-    CB_CHECK(!ec, "cannot rename " << work << " to " << out << ": " << ec.message());
-  }
+  move_into_place(work, out);
 }
 
 // ---- .npy files written in order ----

@@ -53,6 +53,22 @@ void remove_tree(const std::string& path) {
   CB_CHECK(!ec, "cannot remove '" << path << "': " << ec.message());
 }
 
+void move_into_place(const std::string& work, const std::string& out) {
+  std::error_code ec;
+  if (fs::exists(out, ec)) {
+    std::string old = out + ".old";
+    remove_tree(old);
+    fs::rename(out, old, ec);
+    CB_CHECK(!ec, "cannot move the old " << out << " aside: " << ec.message());
+    fs::rename(work, out, ec);
+    CB_CHECK(!ec, "cannot rename " << work << " to " << out << ": " << ec.message());
+    remove_tree(old);
+  } else {
+    fs::rename(work, out, ec);
+    CB_CHECK(!ec, "cannot rename " << work << " to " << out << ": " << ec.message());
+  }
+}
+
 CacheWriter::CacheWriter(std::string dir, std::vector<CacheSite> sites, const WriterOptions& options)
     : dir_(std::move(dir)), sites_(std::move(sites)), options_(options) {
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
@@ -216,19 +232,7 @@ CacheManifest CacheWriter::finish(CacheManifest m) {
   std::error_code ec;
   fs::remove(fs::path(work_) / kProgressFile, ec);
   json_write_file((fs::path(work_) / kManifestFile).string(), m.to_json());
-  if (fs::exists(dir_, ec)) {
-    // An empty directory, or a cache --overwrite replaces: swap it out, then drop it.
-    std::string old = dir_ + ".old";
-    remove_tree(old);
-    fs::rename(dir_, old, ec);
-    CB_CHECK(!ec, "cannot move the old " << dir_ << " aside: " << ec.message());
-    fs::rename(work_, dir_, ec);
-    CB_CHECK(!ec, "cannot rename " << work_ << " to " << dir_ << ": " << ec.message());
-    remove_tree(old);
-  } else {
-    fs::rename(work_, dir_, ec);
-    CB_CHECK(!ec, "cannot rename " << work_ << " to " << dir_ << ": " << ec.message());
-  }
+  move_into_place(work_, dir_);
   return m;
 }
 

@@ -74,5 +74,9 @@ class CacheWriter {
 
 // Removes a path written by the writer (DIR.partial, or an old cache being replaced).
 void remove_tree(const std::string& path);
+// Renames the finished directory `work` to `out`; an `out` already there (an
+// empty directory, or an output being replaced) is moved aside first and
+// removed after, so `out` is never missing a complete version for long.
+void move_into_place(const std::string& work, const std::string& out);
 
 }  // namespace cb::cache
