@@ -170,8 +170,6 @@ TEST(CodeCache, WriterRefusesToClobber) {
   EXPECT_THROW(CacheWriter(dir, {}, WriterOptions{}), Error);  // a cache: needs overwrite
   WriterOptions o;
   o.overwrite = true;
-  write_random_cache(dir + "_unused", {cb::test::cache_site("layer0.mlp", 1, 7, 1, false)}, 1, 1);
-  fs::remove_all(dir + "_unused");
   CacheWriter w(dir, {cb::test::cache_site("layer0.mlp", 1, 7, 1, false)}, o);
   w.finish(base_manifest());
   EXPECT_EQ(CodeCache::open(dir).num_tokens(), 0);
