@@ -2,11 +2,14 @@
 #include "frontend/onnx_export.h"
 
 #include <climits>
+#include <filesystem>
 #include <set>
 
 #include "onnx/onnx.pb.h"
+#include "support/content_hash.h"
 #include "support/error.h"
 #include "support/file_io.h"
+#include "support/test_delay.h"
 
 namespace cb {
 
@@ -17,9 +20,11 @@ constexpr size_t kExternalAlignment = 64;
 
 // Collects the bytes of tensors that go to the external data file.
 struct ExternalData {
-  std::string location;  // file name relative to the model
   int64_t threshold = -1;
   std::string bytes;
+  // The "location" entries written so far: the file's name depends on the
+  // hash of all the bytes, so it is filled in once they are complete.
+  std::vector<std::string*> locations;
 };
 
 void type_to_proto(const TensorType& t, onnx::TypeProto* tp) {
@@ -83,7 +88,8 @@ void Exporter::initializer(const Value& v, onnx::TensorProto* tp) {
     e->set_key(k);
     e->set_value(val);
   };
-  add("location", ext_->location);
+  add("location", "");
+  ext_->locations.push_back(tp->mutable_external_data(tp->external_data_size() - 1)->mutable_value());
   add("offset", std::to_string(offset));
   add("length", std::to_string(t.nbytes()));
 }
@@ -190,6 +196,28 @@ std::string base_name(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+// Removes the external data files of `path`'s earlier exports (or of an
+// export killed before its model was renamed into place), keeping `keep`:
+// "<model file>.data" (the name before content hashes) and
+// "<model file>.<hash>.data". Best effort.
+void remove_stale_external_data(const std::string& path, const std::string& keep) {
+  namespace fs = std::filesystem;
+  fs::path model(path);
+  fs::path dir = model.has_parent_path() ? model.parent_path() : fs::path(".");
+  std::string base = model.filename().string();
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  std::vector<fs::path> stale;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name == keep) continue;
+    if (name == base + ".data" || (name.size() == base.size() + 1 + 16 + 5 && external_data_hash(name) &&
+                                   name.compare(0, base.size() + 1, base + ".") == 0))
+      stale.push_back(it->path());
+  }
+  for (auto& p : stale) fs::remove(p, ec);
+}
+
 }  // namespace
 
 void tensor_to_onnx(const Tensor& t, const std::string& name, onnx::TensorProto* tp) {
@@ -206,9 +234,20 @@ std::string export_onnx_bytes(const Graph& g) {
   return serialize(m, "export");
 }
 
+std::optional<std::string> external_data_hash(const std::string& file_name) {
+  const std::string suffix = ".data";
+  if (file_name.size() < 1 + 16 + suffix.size() ||
+      file_name.compare(file_name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return std::nullopt;
+  size_t at = file_name.size() - suffix.size() - 16;
+  if (file_name[at - 1] != '.') return std::nullopt;
+  std::string hash = file_name.substr(at, 16);
+  if (hash.find_first_not_of("0123456789abcdef") != std::string::npos) return std::nullopt;
+  return hash;
+}
+
 void export_onnx(const Graph& g, const std::string& path, const ExportOptions& opts) {
   ExternalData ext;
-  ext.location = base_name(path) + ".data";
   ext.threshold = opts.external_data_threshold;
   if (ext.threshold >= 0) {  // one allocation for the external bytes (a hint: subgraphs not counted)
     size_t total = 0;
@@ -219,9 +258,23 @@ void export_onnx(const Graph& g, const std::string& path, const ExportOptions& o
   }
   onnx::ModelProto m;
   model_to_proto(g, &ext, &m);
+  // The data file's name holds the hash of its bytes, so a model and its data
+  // are always a pair: the data goes in first under its own name, the model
+  // (which names it) last; a kill in between leaves the old model with its
+  // old data. Data files of earlier exports are removed afterwards.
+  std::string data_name;
+  if (!ext.bytes.empty()) {
+    data_name = base_name(path) + "." + content_hash_hex(ext.bytes.data(), ext.bytes.size()) + ".data";
+    for (std::string* location : ext.locations) *location = data_name;
+  }
   std::string bytes = serialize(m, "'" + path + "'");
-  if (!ext.bytes.empty()) write_file_atomic(path + ".data", ext.bytes);
+  if (!ext.bytes.empty()) {
+    write_file_atomic((std::filesystem::path(path).parent_path() / data_name).string(), ext.bytes);
+    test_write_delay();
+  }
   write_file_atomic(path, bytes);
+  test_write_delay();
+  remove_stale_external_data(path, data_name);
 }
 
 }  // namespace cb

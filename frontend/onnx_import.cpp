@@ -15,11 +15,13 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "frontend/onnx_export.h"
 #include "frontend/onnx_opset_upgrade.h"
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 #include "onnx/onnx.pb.h"
 #include "passes/canonicalize.h"
+#include "support/content_hash.h"
 #include "support/error.h"
 
 namespace cb {
@@ -53,16 +55,32 @@ class ExternalFiles {
     std::string path = base_dir_.empty() ? location : base_dir_ + "/" + location;
     auto it = files_.find(path);
     if (it != files_.end()) return it->second;
+    std::shared_ptr<MappedFile> f;
     try {
-      auto f = MappedFile::open(path);
-      files_[path] = f;
-      return f;
+      f = MappedFile::open(path);
     } catch (const Error& e) {
       CB_FAIL(what << ": cannot read external data: " << e.what());
     }
+    check_content_hash(*f, location);
+    files_[path] = f;
+    return f;
   }
 
  private:
+  // A data file named "<model>.<hash>.data" (export_onnx) must hold the bytes
+  // it was written with: a model paired with another export's data would
+  // otherwise run with wrong weights.
+  static void check_content_hash(const MappedFile& f, const std::string& location) {
+    std::string name = location.substr(location.rfind('/') == std::string::npos ? 0 : location.rfind('/') + 1);
+    std::optional<std::string> expected = external_data_hash(name);
+    if (!expected) return;
+    std::string actual = content_hash_hex(f.data(), f.size());
+    CB_CHECK(actual == *expected, "external data file '" << f.path() << "' does not match the model that names it: "
+                                                         << "its content hash is " << actual << ", not " << *expected
+                                                         << " (a data file of another export copied over it?); "
+                                                            "export the model again");
+  }
+
   std::string base_dir_;
   std::map<std::string, std::shared_ptr<MappedFile>> files_;
 };

@@ -1,10 +1,12 @@
 #include "support/file_io.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "support/error.h"
@@ -12,7 +14,8 @@
 namespace cb {
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  remove_stale_temp_files(path);
+  std::string tmp = atomic_temp_name(path, ::getpid());
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     CB_CHECK(f, "cannot write '" << tmp << "'");
@@ -26,6 +29,29 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
     CB_FAIL("cannot rename '" << tmp << "' to '" << path << "': " << std::strerror(errno));
+  }
+}
+
+std::string atomic_temp_name(const std::string& path, long pid) { return path + ".tmp." + std::to_string(pid); }
+
+void remove_stale_temp_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path target(path);
+  fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    std::string digits = name.substr(prefix.size());
+    if (digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    long pid = std::stol(digits);
+    // kill(pid, 0) fails with ESRCH only when no such process exists (EPERM:
+    // it exists but belongs to another user).
+    if (pid <= 0 || pid == long(::getpid()) || ::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    fs::remove(it->path(), rm);
   }
 }
 

@@ -3,10 +3,13 @@
 // stopped and resumed ends bit-identical to an uninterrupted one, the trained
 // model works with the other tools, and bad input is a clear error.
 #include <gtest/gtest.h>
+#include <signal.h>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "support/json.h"
 #include "tests/cli_util.h"
@@ -186,6 +189,110 @@ TEST(CliTrain, BadInputIsAClearError) {
   r = run_tool("train " + kConfig + " dataset_args.kind=text --output " + (dir / "c").string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("train_files"), std::string::npos) << r.out;
+}
+
+// The steps of a log's training lines, in order.
+std::vector<int64_t> loss_steps(const fs::path& log) {
+  std::vector<int64_t> steps;
+  for (auto& l : test::jsonl_lines(log))
+    if (l.find("loss")) steps.push_back(l.at("step").as_int());
+  return steps;
+}
+
+bool increasing(const std::vector<int64_t>& v) {
+  for (size_t i = 1; i < v.size(); ++i)
+    if (v[i] <= v[i - 1]) return false;
+  return !v.empty();
+}
+
+// A run folder holds one run at a time (run.lock) and only runs (run.json):
+// a user's files are never replaced, a second run is refused naming the
+// first, and a run killed mid-way resumes with a log that repeats no step.
+TEST(CliTrain, RunFolderIsLockedAndKeptToRuns) {
+  fs::path root = temp_dir("train_folder");
+  fs::path user = root / "mine";
+  fs::create_directories(user);
+  { std::ofstream(user / "model.onnx") << "my model"; }
+  { std::ofstream(user / "log.jsonl") << "my notes\n"; }
+  auto r = run_tool("train " + kConfig + " --output " + user.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("not a training run's"), std::string::npos) << r.out;
+  EXPECT_EQ(file_bytes(user / "model.onnx"), "my model");
+  EXPECT_EQ(file_bytes(user / "log.jsonl"), "my notes\n");
+
+  // A slow run (a checkpoint every step, each save paused) in the background.
+  fs::path run = root / "run";
+  auto bg = test::run_command("CB_TEST_WRITE_DELAY_MS=300 " + std::string(CB_CODEBOOK_BIN) + " train " + kConfig +
+                              " training_args.save_steps=1 training_args.logging_steps=1 --progress off --output " +
+                              run.string() + " >/dev/null 2>&1 & echo $!");
+  ASSERT_EQ(bg.code, 0) << bg.out;
+  pid_t pid = pid_t(std::stol(bg.out));
+  auto holder = [&] { return file_bytes(run / "run.lock"); };
+  for (int i = 0; i < 400 && holder() != std::to_string(pid) + "\n"; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (holder() != std::to_string(pid) + "\n") ::kill(pid, SIGKILL);
+  ASSERT_EQ(holder(), std::to_string(pid) + "\n");
+  for (const std::string& second :
+       {"train " + kConfig + " --output " + run.string(), "train --resume " + run.string()}) {
+    r = run_tool(second);
+    EXPECT_EQ(r.code, 2) << second << "\n" << r.out;
+    EXPECT_NE(r.out.find("in use by process " + std::to_string(pid)), std::string::npos) << r.out;
+  }
+  // Killed after its second checkpoint, most likely inside a save (where it
+  // spends most of its time), after logging the step being saved.
+  bool saved = false;
+  for (int i = 0; i < 800 && !saved; ++i) {
+    saved = fs::exists(run / "checkpoint-2" / "trainer_state.json");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ::kill(pid, SIGKILL);
+  ASSERT_TRUE(saved) << "no checkpoint-2 after 40 s";
+  for (int i = 0; i < 200 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  r = run_tool("train --resume " + run.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<int64_t> steps = loss_steps(run / "log.jsonl");
+  EXPECT_TRUE(increasing(steps)) << "a step logged twice";
+  EXPECT_EQ(steps.back(), 40);
+}
+
+// Resuming from an older checkpoint: the later ones move aside (the one
+// resumed from stays), the log is cut back to its step, and the redone
+// steps save the same checkpoint again.
+TEST(CliTrain, ResumingFromAnOlderCheckpointKeepsOneTimeline) {
+  fs::path dir = temp_dir("train_older") / "run";
+  auto r =
+      run_tool("train " + kConfig +
+               " training_args.save_steps=10 training_args.save_total_limit=5 --stop-at 30 --output " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(loss_steps(dir / "log.jsonl").back(), 30);
+  r = run_tool("train --resume " + (dir / "checkpoint-10").string() + " --stop-at 20");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("aside to checkpoint-30.superseded"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(dir / "checkpoint-10" / "state.safetensors"));
+  EXPECT_TRUE(fs::exists(dir / "checkpoint-30.superseded"));
+  EXPECT_FALSE(fs::exists(dir / "checkpoint-30"));
+  EXPECT_TRUE(file_bytes(dir / "checkpoint-20" / "state.safetensors") ==
+              file_bytes(dir / "checkpoint-20.superseded" / "state.safetensors"));
+  std::vector<int64_t> steps = loss_steps(dir / "log.jsonl");
+  EXPECT_TRUE(increasing(steps)) << "a step logged twice";
+  EXPECT_EQ(steps.back(), 20);
+}
+
+// A kill between moving a re-saved checkpoint's old copy aside and renaming
+// the new one in leaves checkpoint-N.tmp only: resume recovers it.
+TEST(CliTrain, ResumeRecoversAnInterruptedSave) {
+  fs::path dir = temp_dir("train_recover") / "run";
+  auto r =
+      run_tool("train " + kConfig + " training_args.max_steps=4 training_args.save_steps=2 --output " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::string state = file_bytes(dir / "checkpoint-4" / "state.safetensors");
+  fs::rename(dir / "checkpoint-4", dir / "checkpoint-4.tmp");
+  r = run_tool("train --resume " + dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("recovered"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("is finished (step 4 of 4)"), std::string::npos) << r.out;
+  EXPECT_TRUE(file_bytes(dir / "checkpoint-4" / "state.safetensors") == state);
+  EXPECT_FALSE(fs::exists(dir / "checkpoint-4.tmp"));
 }
 
 }  // namespace

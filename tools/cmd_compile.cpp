@@ -21,7 +21,7 @@ namespace cb::tools {
 int cmd_compile(int argc, char** argv) {
   po::options_description opts("usage: codebook compile MODEL -o OUT.onnx [options]\n\noptions");
   opts.add_options()("output,o", po::value<std::string>(), "compiled model to write")(
-      "external-data", "write tensors over 1 KiB to OUT.onnx.data")(
+      "external-data", "write tensors over 1 KiB to OUT.onnx.<hash>.data")(
       "tokenizer", po::value<std::string>(),
       "DIR (GPT-2 BPE) or tokfsm[:BASE]: the tokenizer `run --prompt` uses, recorded in OUT.onnx's metadata "
       "(default: the input model's, if it records one)");

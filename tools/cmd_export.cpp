@@ -23,7 +23,7 @@ int cmd_export(int argc, char** argv) {
   po::options_description opts("usage: codebook export MODEL -o OUT.onnx [options]\n\noptions");
   opts.add_options()("output,o", po::value<std::string>(), "model file to write")(
       "standard", "replace every codebook op by standard ONNX ops (opset 18) that compute the same")(
-      "external-data", "write tensors over 1 KiB to OUT.onnx.data");
+      "external-data", "write tensors over 1 KiB to OUT.onnx.<hash>.data");
   add_intervention_options(opts);
   add_pass_options(opts);
   po::variables_map vm;

@@ -49,7 +49,7 @@ int cmd_import_hf(int argc, char** argv) {
       "config", po::value<std::string>(), "config.json to build from (instead of DIR/config.json)")(
       "random-init", "random weights instead of the checkpoint's")("seed", po::value<uint64_t>()->default_value(0),
                                                                    "random seed for --random-init")(
-      "external-data", "write tensors over 1 KiB to OUT.onnx.data (automatic for models over 1.8 GB)")(
+      "external-data", "write tensors over 1 KiB to OUT.onnx.<hash>.data (automatic for models over 1.8 GB)")(
       "base-config", po::value<std::string>(),
       "the base model's config.json (FILE or DIR) for a codebook-features checkpoint (default: DIR/base_config.json)")(
       "dir", po::value<std::string>(), "checkpoint directory");

@@ -24,6 +24,7 @@
 #include "tools/progress.h"
 #include "tools/train_report.h"
 #include "train/checkpoint.h"
+#include "train/run_folder.h"
 #include "train/run_trainer.h"
 #include "train/tokfsm_eval.h"
 #include "train/train_config.h"
@@ -73,24 +74,35 @@ int cmd_train(int argc, char** argv) {
   if (vm.count("max-steps"))
     overrides.push_back("training_args.max_steps=" + std::to_string(vm["max-steps"].as<int64_t>()));
 
+  bool print_only = vm.count("print-config") > 0;
+  std::string out_dir = vm.count("output")   ? vm["output"].as<std::string>()
+                        : vm.count("resume") ? run_folder_of(vm["resume"].as<std::string>())
+                                             : "";
+  // The run folder, locked for the whole run (train/run_folder.h): a resumed
+  // run claims it before reading its checkpoints (and repairs an interrupted
+  // save first), a new one once its configuration is known to be good.
+  std::unique_ptr<RunFolder> folder;
+  auto claim = [&](bool create) {
+    std::string option = vm.count("output") ? "--output " + out_dir : "--resume: the run folder " + out_dir;
+    folder = std::make_unique<RunFolder>(out_dir, create, option);
+    for (const std::string& line : recover_checkpoints(out_dir)) std::cerr << line << "\n";
+  };
   std::optional<CheckpointInfo> resume;
   Json config;
   if (vm.count("resume")) {
     CB_CHECK(file.empty(), "--resume takes the configuration from the checkpoint; give overrides only");
+    if (!print_only) claim(vm.count("output") > 0);
     resume = find_checkpoint(vm["resume"].as<std::string>());
     config = resolve_train_config(resume->trainer_state.at("config"), overrides);
   } else {
     config = resolve_train_config(file, overrides);
   }
-  if (vm.count("print-config")) {
+  if (print_only) {
     std::cout << config.dump(2) << "\n";
     return 0;
   }
   PassOptionsScope pass_options(vm);
   TrainRunConfig run = parse_train_config(config);
-  std::string out_dir = vm.count("output") ? vm["output"].as<std::string>()
-                        : resume           ? fs::path(resume->dir).parent_path().string()
-                                           : "";
   CB_CHECK(!out_dir.empty(), "give the output folder with --output DIR");
   if (resume && resume->step >= run.max_steps) {
     // Nothing to do: no evaluation, checkpoint or export is written again.
@@ -98,10 +110,21 @@ int cmd_train(int argc, char** argv) {
               << "); nothing changed. To train further, resume with a larger training_args.max_steps=N\n";
     return 0;
   }
-  if (!resume)
+  if (!resume) {
+    claim(true);
     CB_CHECK(list_checkpoints(out_dir).empty(), out_dir << " already holds checkpoints: continue it with --resume "
                                                         << out_dir << ", or choose another --output");
-  fs::create_directories(out_dir);
+    if (restart_log(*folder))
+      std::cerr << "a new run in " << out_dir << " (it held no checkpoint): log.jsonl starts over\n";
+  } else {
+    // One timeline per folder: what was saved or logged after the step resumed
+    // from belongs to the run being redone (docs/training.md, "The run folder").
+    for (const std::string& line : supersede_checkpoints_after(out_dir, resume->step)) std::cerr << line << "\n";
+    const Json* logged = resume->trainer_state.find("log_history");
+    if (size_t cut = cut_log(*folder, resume->step, logged ? *logged : Json(Json::Array{})))
+      std::cerr << "log.jsonl: cut " << cut << " line" << (cut == 1 ? "" : "s") << " logged after step " << resume->step
+                << "\n";
+  }
   set_num_threads(run.trainer.num_threads);
 
   auto backend = make_backend(run.backend);
@@ -124,7 +147,7 @@ int cmd_train(int argc, char** argv) {
   std::string progress = vm["progress"].as<std::string>();
   CB_CHECK(progress == "auto" || progress == "on" || progress == "off", "--progress must be auto, on or off");
   ProgressBar bar(progress == "on" || (progress == "auto" && isatty(2)));
-  std::ofstream log(fs::path(out_dir) / "log.jsonl", std::ios::app);
+  std::ofstream log(folder->log_path(), std::ios::app);
   auto emit = [&](const Json& line) {
     bar.clear();
     std::cout << line.dump() << "\n" << std::flush;

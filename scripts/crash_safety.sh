@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Crash safety of the files training and compile write (docs/reliability.md,
+# "Files and crashes"). kill -9 at random moments, many inside a checkpoint
+# save or between an external-data file and its model (the test-only pause
+# CB_TEST_WRITE_DELAY_MS widens those windows), then checks:
+#   training: every checkpoint-<step> left behind is complete and
+#     byte-identical to the uninterrupted run's checkpoint of that step; the
+#     next start resumes (recovering an interrupted save); the run finished
+#     through all the kills ends bit-identical (state.safetensors, model.onnx,
+#     fsm.npy) with the same log (losses per step, no step twice);
+#   compile --external-data: OUT.onnx always loads and, with its data file,
+#     is one of the two complete outputs, never a mix; one data file is left.
+#
+#   bash scripts/crash_safety.sh build/release/codebook /tmp/crash [KILLS] [SEED]
+#
+# KILLS (default 20) kills of each; ctest runs a short version (crash_safety).
+set -euo pipefail
+cb=$(realpath "$1")
+work=$2
+kills=${3:-20}
+RANDOM=${4:-$$}
+root=$(cd "$(dirname "$0")/.." && pwd)
+config="$root/configs/test_fsm.yaml"
+model="$root/tests/models/gpt2/model.onnx"
+# 24 steps, a checkpoint every 4 (the killed run keeps the default 2, so old
+# ones are removed as it goes; the reference keeps all to compare against).
+steps=(training_args.max_steps=24 training_args.save_steps=4 training_args.logging_steps=2
+       training_args.eval_steps=12 --progress off)
+rm -rf "$work"
+mkdir -p "$work"
+fail() {
+  echo "crash_safety: FAIL: $*" >&2
+  exit 1
+}
+
+# Random whole milliseconds in [0, $1).
+random_ms() { echo $(((RANDOM * 32768 + RANDOM) % $1)); }
+sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
+
+# Starts "$@" with a random test pause, kills it -9 after a random time below
+# $limit_ms; returns 0 when it was killed, else its exit status (it ended first).
+limit_ms=1000
+run_and_kill() {
+  local pause=$((RANDOM % 3 == 0 ? 0 : 20 + RANDOM % 80)) at
+  at=$(random_ms "$limit_ms")
+  CB_TEST_WRITE_DELAY_MS=$pause "$@" >>"$work/killed.log" 2>&1 &
+  local pid=$!
+  sleep_ms "$at"
+  if kill -9 "$pid" 2>/dev/null; then
+    wait "$pid" 2>/dev/null || true
+    return 0
+  fi
+  wait "$pid"
+}
+
+# The training lines' and evaluations' losses by step, one per line.
+losses() { grep -o '"eval_loss":[^,}]*\|"loss":[^,}]*\|"step":[0-9]*' "$1" | paste -sd' ' | sed 's/ "step"/\n"step"/g'; }
+
+# ---------------------------------------------------------------- training
+t0=$(date +%s.%N)
+"$cb" train "$config" "${steps[@]}" training_args.save_total_limit=100 --output "$work/ref" >"$work/ref.log" 2>&1 ||
+  fail "the uninterrupted run failed: $(tail -3 "$work/ref.log")"
+# Kill times span the run with pauses (about 2.5x an unpaused one).
+limit_ms=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%d", (e - s) * 2500 + 1500 }')
+
+run="$work/run"
+check_checkpoints() {
+  local ck name
+  for ck in "$run"/checkpoint-*; do
+    name=$(basename "$ck")
+    [[ $name =~ ^checkpoint-[0-9]+$ ]] || continue  # .tmp/.old/.removing: the next start repairs them
+    for f in trainer_state.json state.safetensors model.onnx fsm.npy; do
+      [ -f "$ck/$f" ] || fail "after kill $1: $name has no $f"
+    done
+    for f in state.safetensors model.onnx fsm.npy; do
+      cmp -s "$ck/$f" "$work/ref/$name/$f" || fail "after kill $1: $name/$f differs from the uninterrupted run's"
+    done
+    "$cb" train --resume "$ck" --print-config >/dev/null 2>&1 || fail "after kill $1: $name/trainer_state.json does not load"
+  done
+}
+has_checkpoint() {  # a complete checkpoint, or a copy the next start recovers
+  local ck
+  for ck in "$run"/checkpoint-*; do [ -f "$ck/trainer_state.json" ] && return 0; done
+  return 1
+}
+
+killed=0 finished=0
+for ((i = 1; i <= kills; i++)); do
+  if has_checkpoint; then
+    cmd=("$cb" train --resume "$run")
+  else
+    cmd=("$cb" train "$config" "${steps[@]}" --output "$run")
+  fi
+  if run_and_kill "${cmd[@]}"; then
+    killed=$((killed + 1))
+  else
+    fail "run $i ended with exit code $? before its kill: $(tail -3 "$work/killed.log")"
+  fi
+  check_checkpoints "$i"
+  if [ -f "$run/model.onnx" ] && [ -d "$run/checkpoint-24" ]; then
+    finished=1
+    break
+  fi
+done
+if ((!finished)); then
+  if has_checkpoint; then
+    "$cb" train --resume "$run" >>"$work/killed.log" 2>&1 || fail "the last resume failed: $(tail -3 "$work/killed.log")"
+  else
+    "$cb" train "$config" "${steps[@]}" --output "$run" >>"$work/killed.log" 2>&1 || fail "the last run failed"
+  fi
+fi
+check_checkpoints final
+for f in checkpoint-24/state.safetensors checkpoint-24/model.onnx model.onnx fsm.npy; do
+  cmp -s "$run/$f" "$work/ref/$f" || fail "$f differs from the uninterrupted run's"
+done
+[ "$(losses "$run/log.jsonl")" = "$(losses "$work/ref/log.jsonl")" ] ||
+  fail "log.jsonl differs from the uninterrupted run's: $(diff <(losses "$work/ref/log.jsonl") <(losses "$run/log.jsonl") | head -5)"
+echo "crash_safety: training killed $killed times (random moments, test pauses in saves): bit-identical, log intact"
+
+# -------------------------------------------------------- compile --external-data
+compile=("$cb" compile "$model" --external-data --codes 16 -k 2 -o)
+for seed in 1 2; do
+  mkdir -p "$work/ref$seed"
+  "${compile[@]}" "$work/ref$seed/m.onnx" --seed "$seed" >/dev/null 2>&1 || fail "compile --seed $seed failed"
+done
+out="$work/compiled/m.onnx"
+mkdir -p "$work/compiled"
+t0=$(date +%s.%N)
+"${compile[@]}" "$out" --seed 1 >/dev/null 2>&1
+limit_ms=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%d", (e - s) * 1000 + 250 }')
+check_pair() {
+  [ -f "$out" ] || fail "after kill $1: $out is gone"
+  "$cb" inspect "$out" >/dev/null 2>&1 || fail "after kill $1: $out does not load: $("$cb" inspect "$out" 2>&1 | tail -2)"
+  local seed data
+  for seed in 1 2; do
+    cmp -s "$out" "$work/ref$seed/m.onnx" || continue
+    data=$(cd "$work/ref$seed" && ls m.onnx.*.data)
+    cmp -s "$work/compiled/$data" "$work/ref$seed/$data" || fail "after kill $1: the model of seed $seed with other data"
+    return 0
+  done
+  fail "after kill $1: $out is neither complete output"
+}
+killed=0
+for ((i = 1; i <= kills; i++)); do
+  if run_and_kill "${compile[@]}" "$out" --seed $((1 + i % 2)); then killed=$((killed + 1)); fi
+  check_pair "$i"
+done
+"${compile[@]}" "$out" --seed 2 >/dev/null 2>&1 || fail "the last compile failed"
+check_pair final
+n=$(cd "$work/compiled" && ls m.onnx.*.data | wc -l)
+[ "$n" = 1 ] || fail "$n data files left after a complete compile (stale ones are removed)"
+echo "crash_safety: compile --external-data killed $killed times: the model and its data always a pair"
