@@ -22,9 +22,9 @@ RANDOM=${4:-$$}
 root=$(cd "$(dirname "$0")/.." && pwd)
 config="$root/configs/test_fsm.yaml"
 model="$root/tests/models/gpt2/model.onnx"
-# 24 steps, a checkpoint every 4 (the killed run keeps the default 2, so old
+# 24 steps, a checkpoint every 2 (the killed run keeps the default 2, so old
 # ones are removed as it goes; the reference keeps all to compare against).
-steps=(training_args.max_steps=24 training_args.save_steps=4 training_args.logging_steps=2
+steps=(training_args.max_steps=24 training_args.save_steps=2 training_args.logging_steps=2
        training_args.eval_steps=12 --progress off)
 rm -rf "$work"
 mkdir -p "$work"
@@ -36,32 +36,46 @@ fail() {
 # Random whole milliseconds in [0, $1).
 random_ms() { echo $(((RANDOM * 32768 + RANDOM) % $1)); }
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
+now_ms() { date +%s%3N; }
 
-# Starts "$@" with a random test pause, kills it -9 after a random time below
-# $limit_ms; returns 0 when it was killed, else its exit status (it ended first).
-limit_ms=1000
+# Starts "$@" with a random test pause of 20-100 ms (none in a quarter of
+# the runs, which then get a sixth of the window) and kills it -9 after
+# $first_ms plus a random time below $window_ms. Sets outcome=killed, or
+# outcome=ended when it ended first (exit 0; other exit codes fail the test).
+first_ms=0 window_ms=1000 outcome=
 run_and_kill() {
-  local pause=$((RANDOM % 3 == 0 ? 0 : 20 + RANDOM % 80)) at
-  at=$(random_ms "$limit_ms")
+  local pause=$((RANDOM % 4 == 0 ? 0 : 20 + RANDOM % 80)) at
+  at=$((first_ms + $(random_ms $((pause ? window_ms : window_ms / 6 + 1)))))
   CB_TEST_WRITE_DELAY_MS=$pause "$@" >>"$work/killed.log" 2>&1 &
   local pid=$!
   sleep_ms "$at"
   if kill -9 "$pid" 2>/dev/null; then
     wait "$pid" 2>/dev/null || true
-    return 0
+    outcome=killed
+  elif wait "$pid"; then
+    outcome=ended
+  else
+    fail "$* ended with exit code $? before its kill: $(tail -3 "$work/killed.log")"
   fi
-  wait "$pid"
 }
 
 # The training lines' and evaluations' losses by step, one per line.
 losses() { grep -o '"eval_loss":[^,}]*\|"loss":[^,}]*\|"step":[0-9]*' "$1" | paste -sd' ' | sed 's/ "step"/\n"step"/g'; }
 
 # ---------------------------------------------------------------- training
-t0=$(date +%s.%N)
+t0=$(now_ms)
+"$cb" train "$config" "${steps[@]}" training_args.max_steps=1 --no-checkpoint --output "$work/probe" >/dev/null 2>&1 ||
+  fail "a one-step run failed"
+t1=$(now_ms)
 "$cb" train "$config" "${steps[@]}" training_args.save_total_limit=100 --output "$work/ref" >"$work/ref.log" 2>&1 ||
   fail "the uninterrupted run failed: $(tail -3 "$work/ref.log")"
-# Kill times span the run with pauses (about 2.5x an unpaused one).
-limit_ms=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%d", (e - s) * 2500 + 1500 }')
+t2=$(now_ms)
+# Kills come after most of the start-up (t1 - t0) and within a window that
+# lets a run advance at most about 1/KILLS of the paused run per start (the pauses
+# add ~60 ms at ~6 points of each of the 12 saves).
+startup=$((t1 - t0))
+first_ms=$((startup * 3 / 4))
+window_ms=$((startup / 4 + (t2 - t1 - startup + 12 * 6 * 60) / kills))
 
 run="$work/run"
 check_checkpoints() {
@@ -83,26 +97,37 @@ has_checkpoint() {  # a complete checkpoint, or a copy the next start recovers
   for ck in "$run"/checkpoint-*; do [ -f "$ck/trainer_state.json" ] && return 0; done
   return 1
 }
+in_save() { compgen -G "$run/checkpoint-*.tmp" >/dev/null || compgen -G "$run/checkpoint-*.old" >/dev/null ||
+  compgen -G "$run/checkpoint-*.removing" >/dev/null; }
 
-killed=0 finished=0
+# The oldest complete checkpoint-<step> ("" if none).
+oldest_checkpoint() {
+  local ck
+  for ck in $(ls -d "$run"/checkpoint-* 2>/dev/null | grep -E '/checkpoint-[0-9]+$' | sort -t- -k2 -n); do
+    [ -f "$ck/trainer_state.json" ] && { echo "$ck"; return; }
+  done
+}
+
+killed=0 saving=0
 for ((i = 1; i <= kills; i++)); do
-  if has_checkpoint; then
+  older=$(oldest_checkpoint)
+  if [ -n "$older" ] && [ "$older" != "$(ls -d "$run"/checkpoint-* | grep -E '/checkpoint-[0-9]+$' | sort -t- -k2 -n | tail -1)" ] &&
+    ((RANDOM % 3 == 0)); then
+    # From the older of two checkpoints: the later one moves aside and is
+    # saved again (the re-save of a step, old copy renamed aside first).
+    cmd=("$cb" train --resume "$older")
+  elif has_checkpoint; then
     cmd=("$cb" train --resume "$run")
   else
     cmd=("$cb" train "$config" "${steps[@]}" --output "$run")
   fi
-  if run_and_kill "${cmd[@]}"; then
-    killed=$((killed + 1))
-  else
-    fail "run $i ended with exit code $? before its kill: $(tail -3 "$work/killed.log")"
-  fi
+  run_and_kill "${cmd[@]}"
+  [ "$outcome" = ended ] && break
+  killed=$((killed + 1))
+  if in_save; then saving=$((saving + 1)); fi
   check_checkpoints "$i"
-  if [ -f "$run/model.onnx" ] && [ -d "$run/checkpoint-24" ]; then
-    finished=1
-    break
-  fi
 done
-if ((!finished)); then
+if [ "$outcome" != ended ]; then
   if has_checkpoint; then
     "$cb" train --resume "$run" >>"$work/killed.log" 2>&1 || fail "the last resume failed: $(tail -3 "$work/killed.log")"
   else
@@ -115,7 +140,12 @@ for f in checkpoint-24/state.safetensors checkpoint-24/model.onnx model.onnx fsm
 done
 [ "$(losses "$run/log.jsonl")" = "$(losses "$work/ref/log.jsonl")" ] ||
   fail "log.jsonl differs from the uninterrupted run's: $(diff <(losses "$work/ref/log.jsonl") <(losses "$run/log.jsonl") | head -5)"
-echo "crash_safety: training killed $killed times (random moments, test pauses in saves): bit-identical, log intact"
+recovered=$(grep -c '^recovered' "$work/killed.log" || true)
+superseded=$(grep -c '^moved .* aside' "$work/killed.log" || true)
+cut=$(grep -c '^log.jsonl: cut' "$work/killed.log" || true)
+echo "crash_safety: training killed $killed times ($saving inside a checkpoint save; $recovered checkpoints" \
+  "recovered, $superseded superseded by resuming from an older one, the log cut back $cut times): every" \
+  "checkpoint complete and as uninterrupted, the end bit-identical"
 
 # -------------------------------------------------------- compile --external-data
 compile=("$cb" compile "$model" --external-data --codes 16 -k 2 -o)
@@ -125,9 +155,10 @@ for seed in 1 2; do
 done
 out="$work/compiled/m.onnx"
 mkdir -p "$work/compiled"
-t0=$(date +%s.%N)
+t0=$(now_ms)
 "${compile[@]}" "$out" --seed 1 >/dev/null 2>&1
-limit_ms=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%d", (e - s) * 1000 + 250 }')
+first_ms=0
+window_ms=$(($(now_ms) - t0 + 250))
 check_pair() {
   [ -f "$out" ] || fail "after kill $1: $out is gone"
   "$cb" inspect "$out" >/dev/null 2>&1 || fail "after kill $1: $out does not load: $("$cb" inspect "$out" 2>&1 | tail -2)"
@@ -140,13 +171,17 @@ check_pair() {
   done
   fail "after kill $1: $out is neither complete output"
 }
-killed=0
+killed=0 between=0
 for ((i = 1; i <= kills; i++)); do
-  if run_and_kill "${compile[@]}" "$out" --seed $((1 + i % 2)); then killed=$((killed + 1)); fi
+  run_and_kill "${compile[@]}" "$out" --seed $((1 + i % 2))
+  if [ "$outcome" = killed ]; then killed=$((killed + 1)); fi
+  n=$(cd "$work/compiled" && ls m.onnx.*.data | wc -l)
+  if ((n > 1)); then between=$((between + 1)); fi
   check_pair "$i"
 done
 "${compile[@]}" "$out" --seed 2 >/dev/null 2>&1 || fail "the last compile failed"
 check_pair final
 n=$(cd "$work/compiled" && ls m.onnx.*.data | wc -l)
 [ "$n" = 1 ] || fail "$n data files left after a complete compile (stale ones are removed)"
-echo "crash_safety: compile --external-data killed $killed times: the model and its data always a pair"
+echo "crash_safety: compile --external-data killed $killed times ($between with two data files, between the" \
+  "data and the model or before the old data's removal): the model and its data always a pair"

@@ -232,13 +232,19 @@ int cmd_train(int argc, char** argv) {
                 << " calls)\n";
   }
   if (trainer->step() == run.max_steps && run.eval_steps > 0) evaluate();
-  save();
-  if (trainer->step() == run.max_steps && checkpoints) {
+  // The final model goes in before the final checkpoint: a run killed in
+  // between resumes from the checkpoint before and writes both again (after
+  // the final checkpoint, --resume has nothing left to do).
+  std::string model_path = (fs::path(out_dir) / "model.onnx").string();
+  bool finished = trainer->step() == run.max_steps && checkpoints;
+  if (finished) {
     ExportOptions eo;
     eo.external_data_threshold = 1 << 20;
-    std::string model_path = (fs::path(out_dir) / "model.onnx").string();
     export_onnx(*trainer->trained_model(), model_path, eo);
     if (data.fsm) data.fsm->save((fs::path(out_dir) / "fsm.npy").string());
+  }
+  save();
+  if (finished) {
     std::cerr << "trained model: " << model_path << "\n";
   } else if (trainer->step() < run.max_steps) {
     std::cerr << "stopped at step " << trainer->step() << " of " << run.max_steps
