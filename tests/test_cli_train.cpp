@@ -199,10 +199,12 @@ std::vector<int64_t> loss_steps(const fs::path& log) {
   return steps;
 }
 
-bool increasing(const std::vector<int64_t>& v) {
-  for (size_t i = 1; i < v.size(); ++i)
-    if (v[i] <= v[i - 1]) return false;
-  return !v.empty();
+// The log's training lines are of increasing steps (none logged twice), up to `last`.
+void expect_each_step_logged_once(const fs::path& log, int64_t last) {
+  std::vector<int64_t> steps = loss_steps(log);
+  ASSERT_FALSE(steps.empty());
+  for (size_t i = 1; i < steps.size(); ++i) EXPECT_GT(steps[i], steps[i - 1]) << "step " << steps[i] << " logged twice";
+  EXPECT_EQ(steps.back(), last);
 }
 
 // A run folder holds one run at a time (run.lock) and only runs (run.json):
@@ -250,9 +252,7 @@ TEST(CliTrain, RunFolderIsLockedAndKeptToRuns) {
   for (int i = 0; i < 200 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   r = run_tool("train --resume " + run.string());
   ASSERT_EQ(r.code, 0) << r.out;
-  std::vector<int64_t> steps = loss_steps(run / "log.jsonl");
-  EXPECT_TRUE(increasing(steps)) << "a step logged twice";
-  EXPECT_EQ(steps.back(), 40);
+  expect_each_step_logged_once(run / "log.jsonl", 40);
 }
 
 // Resuming from an older checkpoint: the later ones move aside (the one
@@ -273,9 +273,7 @@ TEST(CliTrain, ResumingFromAnOlderCheckpointKeepsOneTimeline) {
   EXPECT_FALSE(fs::exists(dir / "checkpoint-30"));
   EXPECT_TRUE(file_bytes(dir / "checkpoint-20" / "state.safetensors") ==
               file_bytes(dir / "checkpoint-20.superseded" / "state.safetensors"));
-  std::vector<int64_t> steps = loss_steps(dir / "log.jsonl");
-  EXPECT_TRUE(increasing(steps)) << "a step logged twice";
-  EXPECT_EQ(steps.back(), 20);
+  expect_each_step_logged_once(dir / "log.jsonl", 20);
 }
 
 // A kill between moving a re-saved checkpoint's old copy aside and renaming
