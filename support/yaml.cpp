@@ -316,6 +316,9 @@ void apply_override(Json& config, const std::string& assignment) {
   while (std::getline(ss, key, '.')) {
     CB_CHECK(!key.empty(), "override '" << assignment << "': empty key in '" << path << "'");
     keys.push_back(key);
+    // Each key is one level of nesting, as deep as a collection in a file can go.
+    CB_CHECK(keys.size() <= size_t(kMaxDepth),
+             "override '" << assignment.substr(0, 60) << "...': key path deeper than " << kMaxDepth << " levels");
   }
   for (size_t i = 0; i + 1 < keys.size(); ++i) {
     Json& next = (*node)[keys[i]];

@@ -140,3 +140,35 @@ TEST(Yaml, DeepNestingIsAnErrorNotACrash) {
 }
 
 }  // namespace
+
+// An override nests in two ways, both capped like a file: its value (flow
+// '[' and '{') and its key path (each '.' one more mapping).
+TEST(Yaml, DeepOverridesAreAnErrorNotACrash) {
+  auto override_error = [](const std::string& assignment) -> std::string {
+    try {
+      Json c;
+      apply_override(c, assignment);
+    } catch (const Error& e) {
+      return std::string(e.what()).substr(0, 200);
+    }
+    return "";
+  };
+  auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  const int n = 100000;
+  EXPECT_NE(override_error("x=" + repeat("{a: ", n) + "1" + repeat("}", n)).find("nesting deeper than 512"),
+            std::string::npos);
+  EXPECT_NE(override_error("x=" + repeat("[", n) + repeat("]", n)).find("nesting deeper than 512"), std::string::npos);
+  std::string deep_key = repeat("a.", n) + "b=1";
+  EXPECT_NE(override_error(deep_key).find("key path deeper than 512 levels"), std::string::npos)
+      << override_error(deep_key);
+  // 512 keys are fine, and make 512 levels.
+  Json c;
+  apply_override(c, repeat("a.", 511) + "b=1");
+  const Json* v = &c;
+  for (int i = 0; i < 511; ++i) v = &v->at("a");
+  EXPECT_EQ(v->at("b").as_int(), 1);
+}
