@@ -66,8 +66,8 @@ template <typename T>
 T in_range(T v, T lo, T hi, const std::string& name) {
   value_checks_detail::check_finite(v, name);
   if (!(v >= lo && v <= hi))
-    value_checks_detail::fail(name, "between " + value_checks_detail::text(lo) + " and " + value_checks_detail::text(hi),
-                              v);
+    value_checks_detail::fail(name,
+                              "between " + value_checks_detail::text(lo) + " and " + value_checks_detail::text(hi), v);
   return v;
 }
 
@@ -76,8 +76,8 @@ template <typename T>
 T in_half_open_range(T v, T lo, T hi, const std::string& name) {
   value_checks_detail::check_finite(v, name);
   if (!(v >= lo && v < hi))
-    value_checks_detail::fail(
-        name, ">= " + value_checks_detail::text(lo) + " and < " + value_checks_detail::text(hi), v);
+    value_checks_detail::fail(name, ">= " + value_checks_detail::text(lo) + " and < " + value_checks_detail::text(hi),
+                              v);
   return v;
 }
 

@@ -246,9 +246,9 @@ TEST_F(CliRunChecks, NextTokensNeedLogits) {
 // -o into a folder that does not exist, or "into" a file, says why.
 TEST_F(CliRunChecks, WritingIntoAMissingFolderSaysWhy) {
   const fs::path missing = dir_ / "no_such_folder";
-  expect_error("compile " + kGpt2 + " -o " + (missing / "x.onnx").string(),
-               "cannot write '" + (missing / "x.onnx").string() + "': folder '" + missing.string() +
-                   "' does not exist");
+  expect_error(
+      "compile " + kGpt2 + " -o " + (missing / "x.onnx").string(),
+      "cannot write '" + (missing / "x.onnx").string() + "': folder '" + missing.string() + "' does not exist");
   const fs::path file = dir_ / "a_file";
   std::ofstream(file) << "x";
   expect_error("export " + kGpt2 + " -o " + (file / "x.onnx").string(), "'" + file.string() + "' is not a folder");
