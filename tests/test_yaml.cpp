@@ -96,20 +96,25 @@ TEST(Yaml, ErrorsNameTheLine) {
 // Hostile input: nesting past 512 levels (block and flow together) is an
 // error naming the line and column of the first level too deep, not a stack
 // overflow (the parser recurses once per level; 100,000 levels crashed it).
+std::string repeat(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+// The first 200 characters of the cb::Error `f` throws; "" when it throws none.
+template <typename F>
+std::string error_message(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return std::string(e.what()).substr(0, 200);
+  }
+  return "";
+}
+
 TEST(Yaml, DeepNestingIsAnErrorNotACrash) {
-  auto error_of = [](const std::string& text) -> std::string {
-    try {
-      parse_yaml(text, "cfg.yaml");
-    } catch (const Error& e) {
-      return std::string(e.what()).substr(0, 200);
-    }
-    return "";
-  };
-  auto repeat = [](const std::string& s, int n) {
-    std::string out;
-    for (int i = 0; i < n; ++i) out += s;
-    return out;
-  };
+  auto error_of = [](const std::string& text) { return error_message([&] { parse_yaml(text, "cfg.yaml"); }); };
   const int n = 100000;
   // The mapping is level 1, so the 512th '[' (column 3 + 512) is level 513.
   EXPECT_NE(error_of("a: " + repeat("[", n) + repeat("]", n) + "\n").find("cfg.yaml:1:515: nesting deeper than 512"),
@@ -144,19 +149,11 @@ TEST(Yaml, DeepNestingIsAnErrorNotACrash) {
 // An override nests in two ways, both capped like a file: its value (flow
 // '[' and '{') and its key path (each '.' one more mapping).
 TEST(Yaml, DeepOverridesAreAnErrorNotACrash) {
-  auto override_error = [](const std::string& assignment) -> std::string {
-    try {
+  auto override_error = [](const std::string& assignment) {
+    return error_message([&] {
       Json c;
       apply_override(c, assignment);
-    } catch (const Error& e) {
-      return std::string(e.what()).substr(0, 200);
-    }
-    return "";
-  };
-  auto repeat = [](const std::string& s, int n) {
-    std::string out;
-    for (int i = 0; i < n; ++i) out += s;
-    return out;
+    });
   };
   const int n = 100000;
   EXPECT_NE(override_error("x=" + repeat("{a: ", n) + "1" + repeat("}", n)).find("nesting deeper than 512"),
