@@ -11,7 +11,7 @@
 namespace cb {
 
 // Sets the thread count of every threaded library we use (OpenMP, and oneDNN
-// through it); n <= 0 keeps the default (all cores).
+// through it); n <= 0 keeps the default; over max_threads() throws.
 void set_num_threads(int n);
 
 // Runs body(begin, end) over [0, n) split into contiguous pieces, on up to

@@ -305,22 +305,26 @@ Json read_yaml_file(const std::string& path) {
 }
 
 void apply_override(Json& config, const std::string& assignment) {
+  // Quoted whole in messages unless long (a hostile one may be 100 KB).
+  const std::string shown = assignment.size() > 80 ? assignment.substr(0, 80) + "..." : assignment;
   size_t eq = assignment.find('=');
-  CB_CHECK(eq != std::string::npos && eq > 0, "override '" << assignment << "': expected key=value (e.g. lr=1e-3)");
+  CB_CHECK(eq != std::string::npos && eq > 0, "override '" << shown << "': expected key=value (e.g. lr=1e-3)");
   std::string path = assignment.substr(0, eq);
-  Json v = YamlParser("", "override '" + assignment + "'").value(assignment.substr(eq + 1), 1, eq + 1);
+  Json v = YamlParser("", "override '" + shown + "'").value(assignment.substr(eq + 1), 1, eq + 1);
   Json* node = &config;
   std::stringstream ss(path);
   std::string key;
   std::vector<std::string> keys;
   while (std::getline(ss, key, '.')) {
-    CB_CHECK(!key.empty(), "override '" << assignment << "': empty key in '" << path << "'");
+    CB_CHECK(!key.empty(), "override '" << shown << "': empty key");
     keys.push_back(key);
+    // Each key is one level of nesting, as deep as a collection in a file can go.
+    CB_CHECK(keys.size() <= size_t(kMaxDepth),
+             "override '" << shown << "': key path deeper than " << kMaxDepth << " levels");
   }
   for (size_t i = 0; i + 1 < keys.size(); ++i) {
     Json& next = (*node)[keys[i]];
-    CB_CHECK(next.is_null() || next.is_object(),
-             "override '" << assignment << "': '" << keys[i] << "' is not a mapping");
+    CB_CHECK(next.is_null() || next.is_object(), "override '" << shown << "': '" << keys[i] << "' is not a mapping");
     node = &next;
   }
   (*node)[keys.back()] = std::move(v);

@@ -175,7 +175,7 @@ TEST_F(SimilarCli, ErrorsNameTheSiteAndCode) {
   expect_error(run_tool("similar " + gpt2_ + " layer7.mlp 1"), {"layer7"});
   expect_error(run_tool("similar " + gpt2_ + " layer0.mlp x"), {"code 'x'"});
   expect_error(run_tool("similar " + gpt2_ + " layer0.mlp"), {"MODEL SITE[g] CODE"});
-  expect_error(run_tool("similar " + gpt2_ + " layer0.mlp 1 -n -2"), {"-n -2"});
+  expect_error(run_tool("similar " + gpt2_ + " layer0.mlp 1 -n -2"), {"-n: must be >= 0, got -2"});
 }
 
 }  // namespace

@@ -96,20 +96,25 @@ TEST(Yaml, ErrorsNameTheLine) {
 // Hostile input: nesting past 512 levels (block and flow together) is an
 // error naming the line and column of the first level too deep, not a stack
 // overflow (the parser recurses once per level; 100,000 levels crashed it).
+std::string repeat(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+// The first 200 characters of the cb::Error `f` throws; "" when it throws none.
+template <typename F>
+std::string error_message(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return std::string(e.what()).substr(0, 200);
+  }
+  return "";
+}
+
 TEST(Yaml, DeepNestingIsAnErrorNotACrash) {
-  auto error_of = [](const std::string& text) -> std::string {
-    try {
-      parse_yaml(text, "cfg.yaml");
-    } catch (const Error& e) {
-      return std::string(e.what()).substr(0, 200);
-    }
-    return "";
-  };
-  auto repeat = [](const std::string& s, int n) {
-    std::string out;
-    for (int i = 0; i < n; ++i) out += s;
-    return out;
-  };
+  auto error_of = [](const std::string& text) { return error_message([&] { parse_yaml(text, "cfg.yaml"); }); };
   const int n = 100000;
   // The mapping is level 1, so the 512th '[' (column 3 + 512) is level 513.
   EXPECT_NE(error_of("a: " + repeat("[", n) + repeat("]", n) + "\n").find("cfg.yaml:1:515: nesting deeper than 512"),
@@ -140,3 +145,27 @@ TEST(Yaml, DeepNestingIsAnErrorNotACrash) {
 }
 
 }  // namespace
+
+// An override nests in two ways, both capped like a file: its value (flow
+// '[' and '{') and its key path (each '.' one more mapping).
+TEST(Yaml, DeepOverridesAreAnErrorNotACrash) {
+  auto override_error = [](const std::string& assignment) {
+    return error_message([&] {
+      Json c;
+      apply_override(c, assignment);
+    });
+  };
+  const int n = 100000;
+  EXPECT_NE(override_error("x=" + repeat("{a: ", n) + "1" + repeat("}", n)).find("nesting deeper than 512"),
+            std::string::npos);
+  EXPECT_NE(override_error("x=" + repeat("[", n) + repeat("]", n)).find("nesting deeper than 512"), std::string::npos);
+  std::string deep_key = repeat("a.", n) + "b=1";
+  EXPECT_NE(override_error(deep_key).find("key path deeper than 512 levels"), std::string::npos)
+      << override_error(deep_key);
+  // 512 keys are fine, and make 512 levels.
+  Json c;
+  apply_override(c, repeat("a.", 511) + "b=1");
+  const Json* v = &c;
+  for (int i = 0; i < 511; ++i) v = &v->at("a");
+  EXPECT_EQ(v->at("b").as_int(), 1);
+}

@@ -11,6 +11,7 @@
 #include "support/threads.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 
 namespace po = boost::program_options;
@@ -20,17 +21,16 @@ namespace cb::tools {
 int cmd_bench(int argc, char** argv) {
   po::options_description opts("usage: codebook bench MODEL [options]\n\noptions");
   opts.add_options()("shape", po::value<std::string>()->default_value("1x128"), "BATCHxSEQ of input_ids")(
-      "runs", po::value<int>()->default_value(10), "timed runs")("warmup", po::value<int>()->default_value(2),
-                                                                 "untimed warm-up runs")(
-      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
-      "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
+      "runs", po::value<int>()->default_value(10)->notifier(must_be_positive("--runs")), "timed runs")(
+      "warmup", po::value<int>()->default_value(2)->notifier(must_be_non_negative("--warmup")), "untimed warm-up runs")(
+      "threads", po::value<int>()->default_value(0)->notifier(must_be_thread_count("--threads", true)),
+      "threads (0 = all cores)")("backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
       "profile", "print time per op type")("json", "print the result as one JSON line");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm)) return 0;
   std::vector<int64_t> shape = parse_shape(vm["shape"].as<std::string>());
   CB_CHECK(shape.size() == 2, "--shape must be BATCHxSEQ");
   int runs = vm["runs"].as<int>(), warmup = vm["warmup"].as<int>();
-  CB_CHECK(runs > 0 && warmup >= 0, "--runs must be positive and --warmup non-negative");
   set_num_threads(vm["threads"].as<int>());
 
   LoadedModel m = load_model(vm["model"].as<std::string>());

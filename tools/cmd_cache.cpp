@@ -15,6 +15,7 @@
 #include "tools/cache/code_cache.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 
 namespace po = boost::program_options;
@@ -69,24 +70,30 @@ int cache_build(int argc, char** argv) {
       "rows", po::value<std::string>(),
       "pack (documents concatenated and cut into blocks; default for text) or document (a document per row; "
       "default for tokfsm)")("truncate", po::bool_switch(), "--rows document: drop tokens past --block-size")(
-      "block-size", po::value<int64_t>()->default_value(0),
+      "block-size", po::value<int64_t>()->default_value(0)->notifier(must_be_non_negative("--block-size")),
       "tokens per row (default: the TokFSM sequence length, else the model's context, else 1024)")(
-      "batch-size", po::value<int64_t>()->default_value(0), "rows per forward pass (default: ~4096 tokens)")(
-      "max-tokens", po::value<int64_t>()->default_value(-1),
+      "batch-size", po::value<int64_t>()->default_value(0)->notifier(must_be_non_negative("--batch-size")),
+      "rows per forward pass (default: ~4096 tokens)")(
+      "max-tokens",
+      po::value<int64_t>()->default_value(-1)->notifier(must_be_minus_one_or_positive("the default", "--max-tokens")),
       "stop after this many tokens (tokfsm: sequences for this many; default 262144)")(
       "seed", po::value<uint64_t>()->default_value(0), "tokfsm: the sample seed")(
       "scores", po::bool_switch(), "also store each code's score (float16)")(
-      "threads", po::value<int>()->default_value(2), "threads")(
+      "threads", po::value<int>()->default_value(2)->notifier(must_be_thread_count("--threads", false)), "threads")(
       "shard", po::value<std::string>(), "I/N: compute only batches b with b mod N = I (join with cache merge)")(
       "resume", po::bool_switch(), "continue an interrupted build of the same command")(
       "overwrite", po::bool_switch(), "replace an existing cache at -o")(
-      "index-memory-mb", po::value<int64_t>()->default_value(256), "memory for building the inverted index")(
-      "progress", po::value<std::string>()->default_value("auto"),
-      "auto (a bar on a terminal, JSON lines otherwise), bar, json, off")("json", po::bool_switch(),
-                                                                          "print the summary as JSON");
+      "index-memory-mb",
+      po::value<int64_t>()->default_value(256)->notifier(
+          must_be_in_range<int64_t>(1, int64_t(1) << 30, "--index-memory-mb")),
+      "memory for building the inverted index")("progress", po::value<std::string>()->default_value("auto"),
+                                                "auto (a bar on a terminal, JSON lines otherwise), bar, json, off")(
+      "json", po::bool_switch(), "print the summary as JSON");
   po::options_description hidden;
-  hidden.add_options()("stop-after-batches", po::value<int64_t>()->default_value(-1),
-                       "tests: stop as if interrupted after N batches");
+  hidden.add_options()(
+      "stop-after-batches",
+      po::value<int64_t>()->default_value(-1)->notifier(must_be_minus_one_or_positive("never", "--stop-after-batches")),
+      "tests: stop as if interrupted after N batches");
   opts.add(hidden);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "a compiled model, or a `codebook train` run folder", vm,
@@ -107,16 +114,12 @@ int cache_build(int argc, char** argv) {
   o.block_size = vm["block-size"].as<int64_t>();
   o.batch_rows = vm["batch-size"].as<int64_t>();
   o.max_tokens = vm["max-tokens"].as<int64_t>();
-  CB_CHECK(o.max_tokens == -1 || o.max_tokens > 0, "--max-tokens " << o.max_tokens << ": expected a positive count");
-  CB_CHECK(o.batch_rows >= 0, "--batch-size " << o.batch_rows);
   o.scores = vm["scores"].as<bool>();
   o.threads = vm["threads"].as<int>();
-  CB_CHECK(o.threads >= 1, "--threads " << o.threads);
   o.resume = vm["resume"].as<bool>();
   o.stop_after_batches = vm["stop-after-batches"].as<int64_t>();
   o.overwrite = vm["overwrite"].as<bool>();
   int64_t mb = vm["index-memory-mb"].as<int64_t>();
-  CB_CHECK(mb >= 1, "--index-memory-mb " << mb);
   o.index_memory = size_t(mb) << 20;
   if (vm.count("shard")) {
     std::string s = vm["shard"].as<std::string>();

@@ -23,6 +23,7 @@
 #include "tools/code_effects.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 #include "tools/text_io.h"
 
@@ -137,11 +138,14 @@ std::string json_text(std::string_view s) { return utf8_replace_invalid(s); }
 
 int cmd_code(int argc, char** argv) {
   po::options_description opts("usage: codebook code CACHE SITE[g] CODE [options]\n\noptions");
-  opts.add_options()("context", po::value<int64_t>()->default_value(5), "tokens shown each side of a firing token")(
-      "max", po::value<int64_t>()->default_value(100), "example documents shown (-1: all)")(
-      "topk-slots", po::value<int64_t>()->default_value(1),
+  opts.add_options()("context", po::value<int64_t>()->default_value(5)->notifier(must_be_non_negative("--context")),
+                     "tokens shown each side of a firing token")(
+      "max", po::value<int64_t>()->default_value(100)->notifier(must_be_at_least<int64_t>(-1, "--max")),
+      "example documents shown (-1: all)")(
+      "topk-slots", po::value<int64_t>()->default_value(1)->notifier(must_be_positive("--topk-slots")),
       "count the code only in its first k slots (default 1: where it is the best match)")(
-      "tokens", po::value<int64_t>()->default_value(10), "most frequent tokens shown")("json", "print one JSON object");
+      "tokens", po::value<int64_t>()->default_value(10)->notifier(must_be_non_negative("--tokens")),
+      "most frequent tokens shown")("json", "print one JSON object");
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "CACHE SITE[g] CODE", vm,
                                "\nWhere one code fires in a code cache: its activation count and density, the\n"
@@ -155,9 +159,6 @@ int cmd_code(int argc, char** argv) {
     throw po::error("expected CACHE SITE[g] CODE (got " + std::to_string(args.size()) + " arguments)");
   int64_t context = vm["context"].as<int64_t>(), max = vm["max"].as<int64_t>();
   int64_t topk = vm["topk-slots"].as<int64_t>(), show_tokens = vm["tokens"].as<int64_t>();
-  CB_CHECK(context >= 0, "--context must be >= 0");
-  CB_CHECK(max >= -1, "--max must be >= 0, or -1 for all");
-  CB_CHECK(topk >= 1, "--topk-slots must be >= 1");
   int64_t code = 0;
   try {
     size_t used = 0;

@@ -25,6 +25,7 @@
 #include "runtime/executable.h"
 #include "support/error.h"
 #include "tools/command.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 
 namespace po = boost::program_options;
@@ -363,8 +364,8 @@ int cmd_conformance(int argc, char** argv) {
       "expected-failures", po::value<std::string>(), "file of tests expected to fail (name  # reason)")(
       "no-canonicalize", "import without the canonicalisation pipeline")(
       "no-fork", "run tests in this process (a crash stops the run)")(
-      "timeout", po::value<int>(&s.timeout_s)->default_value(120), "seconds per test (with fork)")(
-      "verbose,v", "also print skipped and passing tests");
+      "timeout", po::value<int>(&s.timeout_s)->default_value(120)->notifier(must_be_positive("--timeout")),
+      "seconds per test (with fork)")("verbose,v", "also print skipped and passing tests");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "dir", "folder of ONNX node tests", vm,
                           "\nRuns every subfolder of DIR holding model.onnx, in name order, and prints\n"

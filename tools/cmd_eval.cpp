@@ -14,6 +14,7 @@
 #include "support/threads.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 #include "tools/train_report.h"
 #include "train/checkpoint.h"
@@ -28,8 +29,9 @@ namespace cb::tools {
 
 int cmd_eval(int argc, char** argv) {
   po::options_description opts("usage: codebook eval MODEL [CONFIG.yaml] [group.key=value ...] [options]\n\noptions");
-  opts.add_options()("samples", po::value<int64_t>(), "evaluation sequences (default: the config's)")(
-      "generate", po::value<int64_t>(),
+  opts.add_options()("samples", po::value<int64_t>()->notifier(must_be_positive("--samples")),
+                     "evaluation sequences (default: the config's)")(
+      "generate", po::value<int64_t>()->notifier(must_be_non_negative("--generate")),
       "TokFSM: sequences to sample for the transition accuracy (default: the config's)")("json",
                                                                                          "print only the JSON line");
   po::variables_map vm;
@@ -78,7 +80,14 @@ int cmd_eval(int argc, char** argv) {
   TrainRunConfig run = parse_train_config(config);
   set_num_threads(run.trainer.num_threads);
   auto backend = make_backend(run.backend);
-  int64_t vocab = logits_vocab_size(*load_model(model_path).graph);
+  // The vocabulary: the rows of the embedding input_ids indexes (what a token
+  // id past it would overrun inside Gather), else the width of the logits.
+  int64_t vocab = -1;
+  {
+    std::shared_ptr<Graph> model = load_model(model_path).graph;
+    vocab = vocab_size(*model);
+    if (vocab <= 0) vocab = logits_vocab_size(*model);
+  }
   if (!is_run && file.empty() && run.dataset == DatasetKind::tokfsm && vocab > 0) {
     // The built-in defaults are TokFSM's: only a TokFSM model can use them.
     int64_t fsm_vocab = run.fsm.base + 1;

@@ -14,6 +14,7 @@
 #include "support/threads.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 #include "train/checkpoint.h"
 #include "train/fsm_analysis.h"
@@ -50,12 +51,12 @@ int cmd_fsm_codes(int argc, char** argv) {
   po::options_description opts("usage: codebook fsm-codes RUN [options]\n\noptions");
   opts.add_options()("site", po::value<std::string>()->default_value("layer0.mlp"),
                      "site whose codes to list; a group member as layer1.attn_preproj[2] (default: member 0)")(
-      "show", po::value<int64_t>()->default_value(12), "codes to list")(
-      "pairs", po::value<int64_t>()->default_value(20), "state pairs for the steering test (0: skip)")(
-      "fsm", po::value<std::string>(), "fsm.npy (default: RUN/fsm.npy)")(
-      "base", po::value<int64_t>()->default_value(10),
+      "show", po::value<int64_t>()->default_value(12)->notifier(must_be_non_negative("--show")), "codes to list")(
+      "pairs", po::value<int64_t>()->default_value(20)->notifier(must_be_non_negative("--pairs")),
+      "state pairs for the steering test (0: skip)")("fsm", po::value<std::string>(), "fsm.npy (default: RUN/fsm.npy)")(
+      "base", po::value<int64_t>()->default_value(10)->notifier(must_be_in_range<int64_t>(2, 36, "--base")),
       "numeral base of the FSM states (default: the run's config, else 10)")(
-      "threads", po::value<int>()->default_value(2), "threads");
+      "threads", po::value<int>()->default_value(2)->notifier(must_be_thread_count("--threads", false)), "threads");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "run", "a `codebook train` output folder, checkpoint, or model file", vm,
                           "\nFor a model trained on TokFSM: which states select each code (at the last digit\n"

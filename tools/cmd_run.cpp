@@ -21,6 +21,7 @@
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 #include "tools/text_io.h"
 
@@ -174,8 +175,9 @@ int cmd_run(int argc, char** argv) {
       "write outputs as DIR/<name>.npy: those of --outputs, else the --tap outputs, else all")(
       "outputs", po::value<std::string>(), "NAME,NAME,...: the outputs to write or print (e.g. logits,layer0.mlp.ids)")(
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
-      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
-      "top", po::value<int>()->default_value(5), "how many next tokens to show with --tokens or --prompt")(
+      "threads", po::value<int>()->default_value(0)->notifier(must_be_thread_count("--threads", true)),
+      "threads (0 = all cores)")("top", po::value<int>()->default_value(5)->notifier(must_be_positive("--top")),
+                                 "how many next tokens to show with --tokens or --prompt")(
       "show-codes", po::value<std::vector<std::string>>()->composing(),
       "SITE[,SITE...] or all: print the code ids chosen at each position (repeatable)")(
       "scores",
@@ -259,6 +261,9 @@ int cmd_run(int argc, char** argv) {
     }
   }
   complete_lm_inputs(g, inputs);
+  // An intervention at a position past the sequence would silently change nothing.
+  if (inputs.count("input_ids") && inputs.at("input_ids").rank() == 2)
+    check_intervention_positions(iv, inputs.at("input_ids").dim(1));
 
   // What --output-dir writes (and what is printed when nothing else is): --outputs, else the taps, else all.
   std::vector<std::string> all_outputs = output_names(g);
@@ -288,12 +293,26 @@ int cmd_run(int argc, char** argv) {
       if (ns[i] == name) return &ts[i];
     return (const Tensor*)nullptr;
   };
-  // The logits: the output named so, or the only rank-3 float output.
+  // The logits: the output named so, else a first output that is a rank-3
+  // float tensor over the vocabulary (not a hidden state of another width).
+  const int64_t vocab = vocab_size(g);
   auto logits_of = [&](const std::vector<std::string>& ns, const std::vector<Tensor>& ts) -> const Tensor* {
     if (const Tensor* t = output(ns, ts, "logits")) return t;
-    return ts.size() >= 1 && ts[0].rank() == 3 && dtype_is_float(ts[0].dtype()) ? &ts[0] : nullptr;
+    bool over_vocab =
+        !ts.empty() && ts[0].rank() == 3 && dtype_is_float(ts[0].dtype()) && vocab > 0 && ts[0].dim(2) == vocab;
+    return over_vocab ? &ts[0] : nullptr;
   };
   const Tensor* logits = logits_of(names, outs);
+  if (!logits && !tokens.empty()) {
+    // Next tokens come from logits only: say so rather than print something else.
+    const char* given = vm.count("tokens") ? "--tokens" : "--prompt";
+    CB_CHECK(vm["top"].defaulted(), "--top: " << model_arg << " has no logits output (its outputs: "
+                                              << joined(all_outputs) << "), so there are no next tokens to show");
+    CB_CHECK(vm.count("output-dir") || vm.count("outputs") || !show.empty() || !tap_outputs.empty(),
+             given << ": " << model_arg << " has no logits output (its outputs: " << joined(all_outputs)
+                   << "), so there are no next tokens to show; print outputs with --outputs NAME,... or write them "
+                      "with --output-dir DIR");
+  }
   // The code ids of each --show-codes site (checked before anything is printed).
   std::vector<std::pair<std::string, Tensor>> shown_ids = shown_codes(show, names, outs);
   std::vector<std::pair<std::string, const Tensor*>> shown;

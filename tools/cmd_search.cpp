@@ -13,6 +13,7 @@
 #include "tools/cache/code_search.h"
 #include "tools/cache/neuron_baseline.h"
 #include "tools/command.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 
 namespace po = boost::program_options;
@@ -23,13 +24,17 @@ int cmd_search(int argc, char** argv) {
   po::options_description opts("usage: codebook search CACHE REGEX [options]\n\noptions");
   opts.add_options()("site", po::value<std::string>(),
                      "search one site (layer0.mlp) or member (layer1.attn_preproj[2])")(
-      "top", po::value<int64_t>()->default_value(8), "codes kept per codebook (by precision) before the threshold")(
-      "min-precision", po::value<double>()->default_value(0.5), "keep codes with at least this precision")(
-      "sort", po::value<std::string>()->default_value("precision"), "precision | recall | acts")(
-      "topk-slots", po::value<int64_t>()->default_value(0), "count a code only in its first k slots (default: all)")(
+      "top", po::value<int64_t>()->default_value(8)->notifier(must_be_non_negative("--top")),
+      "codes kept per codebook (by precision) before the threshold")(
+      "min-precision", po::value<double>()->default_value(0.5)->notifier(must_be_in_range(0.0, 1.0, "--min-precision")),
+      "keep codes with at least this precision")("sort", po::value<std::string>()->default_value("precision"),
+                                                 "precision | recall | acts")(
+      "topk-slots", po::value<int64_t>()->default_value(0)->notifier(must_be_non_negative("--topk-slots")),
+      "count a code only in its first k slots (default: all)")(
       "parity", po::value<std::string>(), "odd | even: keep matches whose group starts at an odd/even byte offset")(
       "neurons", "also the best single MLP neuron at each code's recall (runs the cache's model)")(
-      "threads", po::value<int>()->default_value(0), "threads (default: all cores)")("json", "print one JSON object");
+      "threads", po::value<int>()->default_value(0)->notifier(must_be_thread_count("--threads", true)),
+      "threads (default: all cores)")("json", "print one JSON object");
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "CACHE REGEX", vm,
                                "\nEvery non-overlapping match of REGEX (RE2 syntax) in every document of the cache\n"
@@ -49,8 +54,6 @@ int cmd_search(int argc, char** argv) {
   o.sort = cache::parse_search_sort(vm["sort"].as<std::string>());
   o.topk_slots = vm["topk-slots"].as<int64_t>();
   o.threads = vm["threads"].as<int>();
-  CB_CHECK(o.top >= 0, "--top must be >= 0");
-  CB_CHECK(o.topk_slots >= 0, "--topk-slots must be >= 1 (or 0 for all slots)");
   if (vm.count("parity")) {
     std::string p = vm["parity"].as<std::string>();
     CB_CHECK(p == "odd" || p == "even", "--parity '" << p << "': expected odd or even");

@@ -6,6 +6,7 @@
 
 #include "support/error.h"
 #include "tools/command.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 #include "tools/serve/server.h"
 
@@ -19,12 +20,14 @@ int cmd_serve(int argc, char** argv) {
                      "MODEL: a compiled model, or a `codebook train` run folder: the live model (run, ablate, force, "
                      "generate)")("host", po::value<std::string>()->default_value("127.0.0.1"),
                                   "address to listen on (127.0.0.1: this machine only)")(
-      "port", po::value<int>()->default_value(8080), "port (0: any free port, printed)")(
-      "read-only", "disable everything that writes (saving demo codes)")(
-      "max-body", po::value<int64_t>()->default_value(1 << 20), "largest request body accepted, in bytes")(
-      "queue", po::value<int>()->default_value(4),
+      "port", po::value<int>()->default_value(8080)->notifier(must_be_in_range(0, 65535, "--port")),
+      "port (0: any free port, printed)")("read-only", "disable everything that writes (saving demo codes)")(
+      "max-body", po::value<int64_t>()->default_value(1 << 20)->notifier(must_be_positive("--max-body")),
+      "largest request body accepted, in bytes")(
+      "queue", po::value<int>()->default_value(4)->notifier(must_be_non_negative("--queue")),
       "model requests that may wait behind the running one; more are answered 503 busy")(
-      "threads", po::value<int>()->default_value(0), "model threads (0 = all cores)");
+      "threads", po::value<int>()->default_value(0)->notifier(must_be_thread_count("--threads", true)),
+      "model threads (0 = all cores)");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "cache", "a code cache directory (`codebook cache build`)", vm,
                           "\nServes the code browser: open the printed URL. The page and the JSON API under\n"
@@ -37,13 +40,10 @@ int cmd_serve(int argc, char** argv) {
   if (vm.count("model")) o.model = vm["model"].as<std::string>();
   o.host = vm["host"].as<std::string>();
   o.port = vm["port"].as<int>();
-  CB_CHECK(o.port >= 0 && o.port <= 65535, "--port must be in [0, 65535]");
   o.read_only = vm.count("read-only") > 0;
   int64_t max_body = vm["max-body"].as<int64_t>();
-  CB_CHECK(max_body > 0, "--max-body must be > 0");
   o.max_body_bytes = size_t(max_body);
   o.model_queue = vm["queue"].as<int>();
-  CB_CHECK(o.model_queue >= 0, "--queue must be >= 0");
   o.threads = vm["threads"].as<int>();
 
   serve::CodeServer server(o);

@@ -13,6 +13,7 @@
 #include "tools/code_effects.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 #include "tools/text_io.h"
 
@@ -78,7 +79,8 @@ Json json_tokens(const std::vector<TokenLogit>& tokens, const TokenText* text) {
 
 int cmd_similar(int argc, char** argv) {
   po::options_description opts("usage: codebook similar MODEL SITE[g] CODE [options]\n\noptions");
-  opts.add_options()("n,n", po::value<int64_t>()->default_value(8), "how many similar codes to show")(
+  opts.add_options()("n,n", po::value<int64_t>()->default_value(8)->notifier(must_be_non_negative("-n")),
+                     "how many similar codes to show")(
       "tokenizer", po::value<std::string>(),
       "DIR (GPT-2 BPE) or tokfsm[:BASE] for token strings; default: the one the model or its training run records")(
       "json", "print one JSON object");
@@ -90,7 +92,6 @@ int cmd_similar(int argc, char** argv) {
            "expected MODEL SITE[g] CODE (e.g. codebook similar cb.onnx layer0.attn_preproj[3] 17), got "
                << args.size() << " arguments");
   const int64_t n = vm["n"].as<int64_t>();
-  CB_CHECK(n >= 0, "-n " << n << ": must be at least 0");
 
   const std::string model_arg = args[0];
   LoadedModel m = load_model(resolve_model_path(model_arg));

@@ -11,6 +11,7 @@
 #include "tools/cache/code_cache.h"
 #include "tools/cache/code_search.h"
 #include "tools/command.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 #include "tools/text_io.h"
 
@@ -20,10 +21,11 @@ namespace cb::tools {
 
 int cmd_topics(int argc, char** argv) {
   po::options_description opts("usage: codebook topics CACHE --doc N [options]\n\noptions");
-  opts.add_options()("doc", po::value<int64_t>(), "the document (0-based)")(
-      "recall", po::value<double>()->default_value(0.2), "keep codes firing on at least this share of its tokens")(
-      "max-chars", po::value<int64_t>()->default_value(1024), "bytes of the document's text shown")(
-      "json", "print one JSON object");
+  opts.add_options()("doc", po::value<int64_t>()->notifier(must_be_non_negative("--doc")), "the document (0-based)")(
+      "recall", po::value<double>()->default_value(0.2)->notifier(must_be_in_range(0.0, 1.0, "--recall")),
+      "keep codes firing on at least this share of its tokens")(
+      "max-chars", po::value<int64_t>()->default_value(1024)->notifier(must_be_non_negative("--max-chars")),
+      "bytes of the document's text shown")("json", "print one JSON object");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "cache", "a code cache directory", vm,
                           "\nThe codes of every codebook that fire on at least --recall of the document's\n"

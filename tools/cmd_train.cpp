@@ -20,6 +20,7 @@
 #include "support/threads.h"
 #include "tools/command.h"
 #include "tools/model_io.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 #include "tools/progress.h"
 #include "tools/train_report.h"
@@ -43,8 +44,10 @@ int cmd_train(int argc, char** argv) {
   po::options_description opts(
       "usage: codebook train [CONFIG.yaml] [group.key=value ...] --output DIR [options]\n\noptions");
   opts.add_options()("output,o", po::value<std::string>(), "folder for checkpoints, log.jsonl and the final model")(
-      "max-steps", po::value<int64_t>(), "training steps (= training_args.max_steps)")(
-      "stop-at", po::value<int64_t>(), "stop after this step with a checkpoint, as if interrupted (resume later)")(
+      "max-steps", po::value<int64_t>()->notifier(must_be_positive("--max-steps")),
+      "training steps (= training_args.max_steps)")(
+      "stop-at", po::value<int64_t>()->notifier(must_be_positive("--stop-at")),
+      "stop after this step with a checkpoint, as if interrupted (resume later)")(
       "resume", po::value<std::string>(), "continue from a checkpoint folder, or the latest checkpoint in a folder")(
       "progress", po::value<std::string>()->default_value("auto"),
       "progress bar on stderr: auto (when a terminal) | on | off")(
@@ -104,6 +107,15 @@ int cmd_train(int argc, char** argv) {
   PassOptionsScope pass_options(vm);
   TrainRunConfig run = parse_train_config(config);
   CB_CHECK(!out_dir.empty(), "give the output folder with --output DIR");
+  if (resume) {
+    // A smaller max_steps (or --stop-at) would rewrite the checkpoint as if it ended the run.
+    CB_CHECK(run.max_steps >= resume->step,
+             "training_args.max_steps: " << run.max_steps << " is below the step of the checkpoint " << resume->dir
+                                         << " (" << resume->step << "); to continue, give at least that many");
+    CB_CHECK(!vm.count("stop-at") || vm["stop-at"].as<int64_t>() > resume->step,
+             "--stop-at: " << vm["stop-at"].as<int64_t>() << " is not after the step of the checkpoint " << resume->dir
+                           << " (" << resume->step << ")");
+  }
   if (resume && resume->step >= run.max_steps) {
     // Nothing to do: no evaluation, checkpoint or export is written again.
     std::cerr << "the run in " << out_dir << " is finished (step " << resume->step << " of " << run.max_steps

@@ -5,6 +5,7 @@
 
 #include "ir/codebook.h"
 #include "passes/insert_codebooks.h"
+#include "support/error.h"
 
 namespace cb::tools {
 
@@ -19,6 +20,14 @@ std::string described(const Intervention& it) {
 }
 
 }  // namespace
+
+void check_intervention_positions(const InterventionSet& iv, int64_t seq_len) {
+  for (const Intervention& it : iv.items)
+    for (int64_t p : it.positions)
+      CB_CHECK(p < seq_len && p >= -seq_len, described(it) << ": position " << p << " is past the sequence of "
+                                                           << seq_len << " tokens (positions 0.." << seq_len - 1
+                                                           << ", or -" << seq_len << "..-1 from the end)");
+}
 
 bool needs_clean_ids(const InterventionSet& iv) {
   for (const Intervention& it : iv.items)

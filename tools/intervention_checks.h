@@ -1,7 +1,8 @@
-// Interventions that cannot change anything, said on stderr instead of a
-// silent Jensen-Shannon divergence of 0: a position past the sequence, an
-// ablated code that the run without interventions does not select there, a
-// forced code that already sits in its slot, --disable-topk of 0 codes.
+// Interventions that cannot change anything: a position past the sequence is
+// an error (check_intervention_positions); the others are said on stderr
+// instead of a silent Jensen-Shannon divergence of 0: an ablated code that
+// the run without interventions does not select there, a forced code that
+// already sits in its slot, --disable-topk of 0 codes.
 #pragma once
 #include <map>
 #include <ostream>
@@ -13,6 +14,11 @@
 
 namespace cb::tools {
 
+// Throws cb::Error naming the intervention (its option as written), the
+// position and the sequence length when a position is past a sequence of
+// `seq_len` tokens (p >= seq_len or p < -seq_len): it would change nothing.
+void check_intervention_positions(const InterventionSet& iv, int64_t seq_len);
+
 // Whether the checks need the code ids of a run without interventions
 // (ablations or forces present).
 bool needs_clean_ids(const InterventionSet& iv);
@@ -21,7 +27,8 @@ bool needs_clean_ids(const InterventionSet& iv);
 void tap_intervened_sites(Graph& g, const InterventionSet& iv);
 
 // Writes one "warning: ..." line per intervention without effect. `seq_len`
-// (-1: unknown) bounds the positions; `clean` holds the clean run's outputs by
+// (-1: unknown) bounds the positions (one past it is warned about, for
+// callers that did not check_intervention_positions); `clean` holds the clean run's outputs by
 // name (SITE.ids [B, T, G, k]); sites missing there are not checked for codes.
 // Site layers are resolved with `num_layers`.
 void warn_ineffective_interventions(const InterventionSet& iv, int64_t num_layers, int64_t seq_len,

@@ -49,9 +49,11 @@ std::vector<int64_t> parse_shape(const std::string& s) {
   std::vector<int64_t> dims;
   std::stringstream ss(s);
   std::string item;
+  int64_t elements = 1;
   while (std::getline(ss, item, 'x')) {
     int64_t v = parse_int(item, "shape dimension");
     CB_CHECK(v > 0, "bad shape '" << s << "': dimensions must be positive");
+    CB_CHECK(!__builtin_mul_overflow(elements, v, &elements), "bad shape '" << s << "': too many elements");
     dims.push_back(v);
   }
   CB_CHECK(!dims.empty(), "bad shape '" << s << "'");

@@ -11,6 +11,8 @@
 #include "passes/codebook_sites.h"
 #include "passes/tie_embeddings.h"
 #include "support/error.h"
+#include "support/thread_count.h"
+#include "support/value_checks.h"
 #include "support/yaml.h"
 
 namespace cb {
@@ -127,10 +129,6 @@ bool get_bool(const Json& j, const std::string& g, const std::string& k) {
 }
 std::string get_string(const Json& j, const std::string& g, const std::string& k) {
   return read(j, g, k, [](const Json& v) { return v.is_null() ? std::string() : v.as_string(); });
-}
-int64_t positive(int64_t v, const std::string& key) {
-  CB_CHECK(v > 0, "config key '" << key << "' must be positive, not " << v);
-  return v;
 }
 
 // One value or a list with one value per placement.
@@ -293,7 +291,7 @@ TrainRunConfig parse_train_config(const Json& j) {
       CB_CHECK(type == "group" || type == "vanilla", "codebook_type must be group or vanilla, not '" << type << "'");
       int64_t g = groups[i].as_int();
       pc.groups = type == "vanilla" ? 1 : g == -1 ? kGroupsPerHead : g;
-      CB_CHECK(pc.groups == kGroupsPerHead || pc.groups >= 1, "num_codebooks must be -1 or at least 1");
+      if (type != "vanilla") minus_one_or_positive(g, "one per attention head", "codebook_args.num_codebooks");
       pc.k = positive(ks[i].as_int(), "codebook_args.k_codebook");
       pc.num_codes = positive(codes[i].as_int(), "codebook_args.num_codes");
     } catch (const Error& e) {
@@ -315,8 +313,10 @@ TrainRunConfig parse_train_config(const Json& j) {
   r.kmeans_init_examples =
       positive(get_int(j, "codebook_args", "kmeans_init_examples"), "codebook_args.kmeans_init_examples");
   r.insert_codebooks_after = get_int(j, "codebook_args", "insert_after_steps");
-  r.trainer.replace_after_steps = get_int(j, "codebook_args", "replace_after_steps");
-  r.trainer.replace_rho = float(get_double(j, "codebook_args", "replace_rho"));
+  r.trainer.replace_after_steps =
+      non_negative(get_int(j, "codebook_args", "replace_after_steps"), "codebook_args.replace_after_steps");
+  r.trainer.replace_rho =
+      float(non_negative(get_double(j, "codebook_args", "replace_rho"), "codebook_args.replace_rho"));
 
   // Data.
   std::string kind = get_string(j, "dataset_args", "kind");
@@ -326,18 +326,19 @@ TrainRunConfig parse_train_config(const Json& j) {
   int64_t seq = positive(get_int(j, "dataset_args", "seq_len"), "dataset_args.seq_len");
   r.fsm.num_states = positive(get_int(j, "fsm_args", "num_states"), "fsm_args.num_states");
   r.fsm.num_edges = positive(get_int(j, "fsm_args", "num_edges"), "fsm_args.num_edges");
-  r.fsm.base = get_int(j, "fsm_args", "representation_base");
+  r.fsm.base = in_range<int64_t>(get_int(j, "fsm_args", "representation_base"), 2, 36, "fsm_args.representation_base");
   r.fsm.seed = uint64_t(get_int(j, "fsm_args", "seed"));
   r.fsm_path = get_string(j, "fsm_args", "fsm_path");
   r.tokfsm.seq_len = seq;
   r.tokfsm.seed = uint64_t(get_int(j, "dataset_args", "seed"));
   r.tokfsm.eval_seed = uint64_t(get_int(j, "fsm_args", "eval_seed"));
   r.tokfsm.eval_samples = positive(get_int(j, "fsm_args", "max_eval_samples"), "fsm_args.max_eval_samples");
-  r.fsm_generate_samples = get_int(j, "fsm_args", "generate_samples");
+  r.fsm_generate_samples = non_negative(get_int(j, "fsm_args", "generate_samples"), "fsm_args.generate_samples");
   r.text.block_size = seq;
   for (auto& f : at(j, "dataset_args", "train_files").as_array()) r.text.files.push_back(f.as_string());
   r.text.text_field = get_string(j, "dataset_args", "text_field");
-  r.text.validation_percent = get_double(j, "dataset_args", "validation_split_percentage");
+  r.text.validation_percent = in_half_open_range(get_double(j, "dataset_args", "validation_split_percentage"), 0.0,
+                                                 100.0, "dataset_args.validation_split_percentage");
   r.text.seed = uint64_t(get_int(j, "dataset_args", "seed"));
   r.tokenizer_dir = get_string(j, "dataset_args", "tokenizer");
   if (r.dataset == DatasetKind::text) {
@@ -351,30 +352,39 @@ TrainRunConfig parse_train_config(const Json& j) {
       positive(get_int(j, "training_args", "per_device_train_batch_size"), "training_args.per_device_train_batch_size");
   t.eval_batch_size =
       positive(get_int(j, "training_args", "per_device_eval_batch_size"), "training_args.per_device_eval_batch_size");
-  t.max_eval_samples = get_int(j, "training_args", "max_eval_samples");
-  t.schedule.base_lr = float(get_double(j, "training_args", "learning_rate"));
+  t.max_eval_samples = minus_one_or_positive(get_int(j, "training_args", "max_eval_samples"),
+                                             "the whole evaluation set", "training_args.max_eval_samples");
+  t.schedule.base_lr = float(positive(get_double(j, "training_args", "learning_rate"), "training_args.learning_rate"));
   t.schedule.kind = parse_schedule(get_string(j, "training_args", "lr_scheduler_type"));
-  t.schedule.warmup_steps = get_int(j, "training_args", "warmup_steps");
+  t.schedule.warmup_steps = non_negative(get_int(j, "training_args", "warmup_steps"), "training_args.warmup_steps");
   r.max_steps = positive(get_int(j, "training_args", "max_steps"), "training_args.max_steps");
   t.schedule.total_steps = r.max_steps;
   r.logging_steps = positive(get_int(j, "training_args", "logging_steps"), "training_args.logging_steps");
-  r.eval_steps = get_int(j, "training_args", "eval_steps");
-  r.save_steps = get_int(j, "training_args", "save_steps");
-  r.save_total_limit = get_int(j, "training_args", "save_total_limit");
+  r.eval_steps = non_negative(get_int(j, "training_args", "eval_steps"), "training_args.eval_steps");
+  r.save_steps = non_negative(get_int(j, "training_args", "save_steps"), "training_args.save_steps");
+  r.save_total_limit = non_negative(get_int(j, "training_args", "save_total_limit"), "training_args.save_total_limit");
   std::string optim = get_string(j, "training_args", "optim");
   CB_CHECK(optim == "adamw" || optim == "adamw_torch" || optim == "sgd",
            "config key 'training_args.optim' must be adamw or sgd, not '" << optim << "'");
   OptimizerConfig& o = t.graph.optimizer;
   o.kind = optim == "sgd" ? OptimizerKind::sgd : OptimizerKind::adamw;
-  o.beta1 = float(get_double(j, "training_args", "adam_beta1"));
-  o.beta2 = float(get_double(j, "training_args", "adam_beta2"));
-  o.eps = float(get_double(j, "training_args", "adam_epsilon"));
-  o.momentum = float(get_double(j, "training_args", "sgd_momentum"));
-  o.max_grad_norm = float(get_double(j, "training_args", "max_grad_norm"));
-  t.graph.model_weight_decay = float(get_double(j, "training_args", "weight_decay"));
+  // Adam's betas are decay rates in [0, 1); 1 would divide by 1 - beta^t = 0.
+  o.beta1 =
+      float(in_half_open_range(get_double(j, "training_args", "adam_beta1"), 0.0, 1.0, "training_args.adam_beta1"));
+  o.beta2 =
+      float(in_half_open_range(get_double(j, "training_args", "adam_beta2"), 0.0, 1.0, "training_args.adam_beta2"));
+  o.eps = float(positive(get_double(j, "training_args", "adam_epsilon"), "training_args.adam_epsilon"));
+  o.momentum =
+      float(in_half_open_range(get_double(j, "training_args", "sgd_momentum"), 0.0, 1.0, "training_args.sgd_momentum"));
+  // 0: no clipping.
+  o.max_grad_norm = float(non_negative(get_double(j, "training_args", "max_grad_norm"), "training_args.max_grad_norm"));
+  t.graph.model_weight_decay =
+      float(non_negative(get_double(j, "training_args", "weight_decay"), "training_args.weight_decay"));
   t.graph.train_model = get_bool(j, "training_args", "train_model_params");
-  t.graph.model_lr_factor = float(get_double(j, "training_args", "model_lr_factor"));
-  t.graph.codebook_weight_decay = float(get_double(j, "training_args", "codebook_weight_decay"));
+  t.graph.model_lr_factor =
+      float(non_negative(get_double(j, "training_args", "model_lr_factor"), "training_args.model_lr_factor"));
+  t.graph.codebook_weight_decay = float(
+      non_negative(get_double(j, "training_args", "codebook_weight_decay"), "training_args.codebook_weight_decay"));
   t.graph.compat_original = get_bool(j, "training_args", "compat_original");
   t.seed = uint64_t(get_int(j, "training_args", "seed"));
   if (r.insert_codebooks_after != 0) {
@@ -386,7 +396,7 @@ TrainRunConfig parse_train_config(const Json& j) {
              "config key 'codebook_args.insert_after_steps' trains the model alone first: it needs "
              "training_args.train_model_params: true");
   }
-  t.num_threads = int(positive(get_int(j, "runtime", "threads"), "runtime.threads"));
+  t.num_threads = checked_thread_count(get_int(j, "runtime", "threads"), "runtime.threads", false);
   r.backend = get_string(j, "runtime", "backend");
   return r;
 }

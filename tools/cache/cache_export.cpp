@@ -22,6 +22,7 @@
 #include "support/utf8.h"
 #include "tools/cache/cache_export_py.h"
 #include "tools/cache/cache_writer.h"
+#include "tools/option_checks.h"
 #include "tools/options.h"
 #include "tools/text_io.h"
 
@@ -474,7 +475,7 @@ int cache_export_main(int argc, char** argv) {
       "output,o", po::value<std::string>(), "directory to write (missing or empty; --overwrite replaces an export)")(
       "site", po::value<std::string>(), "npz: only this site; original: the placement of this site (all its layers)")(
       "placement", po::value<std::string>(), "original: the placement to export (mlp, attn_preproj, ...)")(
-      "pad-id", po::value<int64_t>(),
+      "pad-id", po::value<int64_t>()->notifier(must_be_non_negative("--pad-id")),
       "original: token id padding rows shorter than the longest "
       "(default: <|endoftext|>, from the documents or the cache's tokenizer)")("overwrite",
                                                                                "replace an earlier export at DIR");
