@@ -6,37 +6,18 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
-#include <chrono>
-#include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <iomanip>
 #include <iostream>
 
-#include "backends/backend.h"
-#include "frontend/onnx_export.h"
 #include "support/error.h"
-#include "support/threads.h"
 #include "tools/command.h"
-#include "tools/model_io.h"
 #include "tools/options.h"
 #include "tools/progress.h"
-#include "tools/train_report.h"
-#include "train/checkpoint.h"
-#include "train/run_trainer.h"
-#include "train/tokfsm_eval.h"
-#include "train/train_config.h"
+#include "tools/train_run.h"
 
 namespace po = boost::program_options;
-namespace fs = std::filesystem;
 
 namespace cb::tools {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-}  // namespace
 
 int cmd_train(int argc, char** argv) {
   po::options_description opts(
@@ -59,168 +40,49 @@ int cmd_train(int argc, char** argv) {
                                "configs/ has ready-made ones. Docs: docs/training.md.\n"))
     return 0;
 
-  std::string file;
-  std::vector<std::string> overrides;
+  TrainRequest request;
   if (vm.count("args"))
     for (const std::string& a : vm["args"].as<std::vector<std::string>>()) {
       if (a.find('=') != std::string::npos)
-        overrides.push_back(a);
+        request.overrides.push_back(a);
       else {
-        CB_CHECK(file.empty(), "two config files given: " << file << " and " << a);
-        file = a;
+        CB_CHECK(request.config_file.empty(), "two config files given: " << request.config_file << " and " << a);
+        request.config_file = a;
       }
     }
   if (vm.count("max-steps"))
-    overrides.push_back("training_args.max_steps=" + std::to_string(vm["max-steps"].as<int64_t>()));
-
-  std::optional<CheckpointInfo> resume;
-  Json config;
-  if (vm.count("resume")) {
-    CB_CHECK(file.empty(), "--resume takes the configuration from the checkpoint; give overrides only");
-    resume = find_checkpoint(vm["resume"].as<std::string>());
-    config = resolve_train_config(resume->trainer_state.at("config"), overrides);
-  } else {
-    config = resolve_train_config(file, overrides);
-  }
+    request.overrides.push_back("training_args.max_steps=" + std::to_string(vm["max-steps"].as<int64_t>()));
+  if (vm.count("resume")) request.resume = vm["resume"].as<std::string>();
+  if (vm.count("output")) request.output = vm["output"].as<std::string>();
+  if (vm.count("stop-at")) request.stop_at = vm["stop-at"].as<int64_t>();
+  request.checkpoints = !vm.count("no-checkpoint");
+  request.profile = vm.count("profile") > 0;
   if (vm.count("print-config")) {
-    std::cout << config.dump(2) << "\n";
+    std::cout << resolve_request_config(request).dump(2) << "\n";
     return 0;
   }
-  PassOptionsScope pass_options(vm);
-  TrainRunConfig run = parse_train_config(config);
-  std::string out_dir = vm.count("output") ? vm["output"].as<std::string>()
-                        : resume           ? fs::path(resume->dir).parent_path().string()
-                                           : "";
-  CB_CHECK(!out_dir.empty(), "give the output folder with --output DIR");
-  if (resume && resume->step >= run.max_steps) {
-    // Nothing to do: no evaluation, checkpoint or export is written again.
-    std::cerr << "the run in " << out_dir << " is finished (step " << resume->step << " of " << run.max_steps
-              << "); nothing changed. To train further, resume with a larger training_args.max_steps=N\n";
-    return 0;
-  }
-  if (!resume)
-    CB_CHECK(list_checkpoints(out_dir).empty(), out_dir << " already holds checkpoints: continue it with --resume "
-                                                        << out_dir << ", or choose another --output");
-  fs::create_directories(out_dir);
-  set_num_threads(run.trainer.num_threads);
-
-  auto backend = make_backend(run.backend);
-  RunData data = make_run_data(run, model_vocab_size(run));
-  TrainerOptions topts = run.trainer;
-  topts.profile = vm.count("profile") > 0;
-  auto t_setup = Clock::now();
-  std::unique_ptr<Trainer> trainer = make_run_trainer(run, data, topts, *backend, resume ? resume->step : 0);
-  if (run.kmeans_init && !resume && run.insert_codebooks_after == 0)
-    std::cerr << "k-means initialisation and compilation: " << std::fixed << std::setprecision(1)
-              << std::chrono::duration<double>(Clock::now() - t_setup).count() << " s\n";
-  Json history = Json(Json::Array{});
-  if (resume) {
-    load_checkpoint(*resume, *trainer);
-    if (const Json* h = resume->trainer_state.find("log_history")) history = *h;
-    std::cerr << "resumed from " << resume->dir << " at step " << trainer->step() << "\n";
-  }
-  print_run_header(std::cerr, run, *trainer, *data.dataset);
-
   std::string progress = vm["progress"].as<std::string>();
   CB_CHECK(progress == "auto" || progress == "on" || progress == "off", "--progress must be auto, on or off");
+  PassOptionsScope pass_options(vm);
+
   ProgressBar bar(progress == "on" || (progress == "auto" && isatty(2)));
-  std::ofstream log(fs::path(out_dir) / "log.jsonl", std::ios::app);
-  auto emit = [&](const Json& line) {
+  TrainEvents events;
+  events.log = [&](const Json& line) {
     bar.clear();
     std::cout << line.dump() << "\n" << std::flush;
-    log << line.dump() << "\n" << std::flush;
-    history.as_array().push_back(line);
   };
-  bool checkpoints = !vm.count("no-checkpoint");
-  auto save = [&] {
-    if (!checkpoints) return;
-    Json state = Json::Object{};
-    state["step"] = trainer->step();
-    state["config"] = config;
-    state["log_history"] = history;
-    std::string dir = save_checkpoint(out_dir, *trainer, state, data.fsm.get(), run.save_total_limit);
+  events.note = [&](const std::string& text) {
     bar.clear();
-    std::cerr << "saved " << dir << "\n";
+    std::cerr << text << "\n";
   };
-  auto evaluate = [&] {
-    EvalMetrics em = trainer->evaluate();
-    Json line = eval_log_line(em, *trainer);
-    if (data.fsm) {
-      auto t0 = Clock::now();
-      LanguageModel lm(trainer->trained_model(), *backend, run.trainer.num_threads);
-      FsmMetrics fm = evaluate_fsm(lm, *data.fsm, run.fsm_generate_samples, run.tokfsm.seq_len,
-                                   fsm_sample_seed(run.tokfsm.eval_seed, trainer->step()));
-      add_fsm_metrics(line, fm, run.fsm_generate_samples > 0);
-      line["eval_fsm_seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
-    }
-    emit(line);
-  };
-
-  int64_t stop = run.max_steps;
-  if (vm.count("stop-at")) stop = std::min(stop, vm["stop-at"].as<int64_t>());
-  LogWindow window;
-  auto t_start = Clock::now();
-  int64_t first_step = trainer->step(), resumed_at = first_step;
-  while (trainer->step() < stop) {
-    if (codebooks_due(run, *trainer)) {
-      auto t0 = Clock::now();
-      trainer = trainer_with_codebooks(run, data, topts, *backend, *trainer);
-      first_step = trainer->step();  // the profile is the new trainer's
-      bar.clear();
-      std::cerr << "step " << trainer->step() << ": codebooks inserted into the trained model"
-                << (run.kmeans_init ? ", k-means-initialised from its activations" : "") << " (" << std::fixed
-                << std::setprecision(1) << std::chrono::duration<double>(Clock::now() - t0).count() << " s)\n";
-      print_run_header(std::cerr, run, *trainer, *data.dataset);
-    }
-    StepMetrics m = trainer->train_step();
-    window.add(m);
-    int64_t s = trainer->step();
-    double elapsed = std::chrono::duration<double>(Clock::now() - t_start).count();
-    double per_step = elapsed / double(s - resumed_at);
-    if (s % run.logging_steps == 0 || s == 1 || s == run.max_steps) {
-      Json line = train_log_line(s, window, *trainer);
-      line["elapsed_seconds"] = elapsed;
-      emit(line);
-      window = LogWindow();
-    }
-    if (run.eval_steps > 0 && s % run.eval_steps == 0 && s != run.max_steps) evaluate();
-    if (run.save_steps > 0 && s % run.save_steps == 0 && s != run.max_steps && s != stop) save();
+  events.step = [&](int64_t s, int64_t max_steps, const StepMetrics& m, double eta) {
     char text[160];
     std::snprintf(text, sizeof text, "%lld/%lld loss %.4f acc %.3f %.0f tok/s ETA %s", (long long)s,
-                  (long long)run.max_steps, m.loss, m.accuracy, double(m.tokens) / m.seconds,
-                  duration_str(per_step * double(run.max_steps - s)).c_str());
-    bar.update(double(s) / double(std::max<int64_t>(run.max_steps, 1)), text);
-  }
+                  (long long)max_steps, m.loss, m.accuracy, double(m.tokens) / m.seconds, duration_str(eta).c_str());
+    bar.update(double(s) / double(std::max<int64_t>(max_steps, 1)), text);
+  };
+  run_training(request, events);
   bar.clear();
-  if (topts.profile) {
-    std::vector<std::pair<double, std::string>> ops;
-    double total = 0;
-    for (auto& [op, p] : trainer->train_profile()) {
-      ops.push_back({p.ms, op});
-      total += p.ms;
-    }
-    std::sort(ops.rbegin(), ops.rend());
-    int64_t steps = std::max<int64_t>(1, trainer->step() - first_step);
-    std::cerr << "time per training step by op type (" << steps << " steps, " << std::fixed << std::setprecision(1)
-              << total / double(steps) << " ms per step):\n";
-    for (auto& [ms, op] : ops)
-      std::cerr << "  " << std::setw(10) << ms / double(steps) << " ms  " << std::setw(5) << std::setprecision(1)
-                << 100.0 * ms / total << "%  " << op << " (" << trainer->train_profile().at(op).calls / steps
-                << " calls)\n";
-  }
-  if (trainer->step() == run.max_steps && run.eval_steps > 0) evaluate();
-  save();
-  if (trainer->step() == run.max_steps && checkpoints) {
-    ExportOptions eo;
-    eo.external_data_threshold = 1 << 20;
-    std::string model_path = (fs::path(out_dir) / "model.onnx").string();
-    export_onnx(*trainer->trained_model(), model_path, eo);
-    if (data.fsm) data.fsm->save((fs::path(out_dir) / "fsm.npy").string());
-    std::cerr << "trained model: " << model_path << "\n";
-  } else if (trainer->step() < run.max_steps) {
-    std::cerr << "stopped at step " << trainer->step() << " of " << run.max_steps
-              << "; continue with: codebook train --resume " << out_dir << "\n";
-  }
   return 0;
 }
 
