@@ -45,6 +45,7 @@ config = {
         "adam_beta2": 0.99, "lr_scheduler_type": "linear", "warmup_steps": 20, "max_steps": 300,
         "logging_steps": 50, "eval_steps": 300, "save_steps": 300,
     },
+    "runtime": {"threads": 1},  # a model this small runs best on one core
 }
 
 

@@ -127,7 +127,7 @@ def test_force_state_of(compiled):
 
 
 def test_bad_interventions_give_the_cli_messages(compiled, gpt2):
-    with pytest.raises(codebook.Error, match="--ablate"):
+    with pytest.raises(codebook.Error, match="bad code 'x' in 'layer0.mlp:x'"):
         compiled.run(TOKENS, ablate="layer0.mlp:x")
     with pytest.raises(codebook.Error, match="code"):
         compiled.run(TOKENS, force="layer0.mlp:999")
@@ -135,7 +135,7 @@ def test_bad_interventions_give_the_cli_messages(compiled, gpt2):
         gpt2.run(TOKENS, ablate="layer0.mlp:1")  # no codebook there
     with pytest.raises(codebook.Error, match="unknown keyword argument 'ablat'"):
         compiled.run(TOKENS, ablat="layer0.mlp:1")
-    with pytest.raises(codebook.Error, match="ablate_mode"):
+    with pytest.raises(codebook.Error, match="--ablate-mode 'maybe': expected skip or zero"):
         compiled.run(TOKENS, ablate="layer0.mlp:1", ablate_mode="maybe")
 
 
@@ -181,17 +181,20 @@ def test_show_codes(compiled):
 
 
 def test_show_codes_scores_and_compare(compiled):
+    clean = compiled.show_codes(TOKENS, sites="layer0.mlp")["codes"]["layer0.mlp"]
+    used = sorted(set(clean.ravel().tolist()))
     shown = compiled.show_codes(TOKENS, sites=["layer0.mlp"], scores=True, compare=True,
-                                ablate="layer0.mlp:0,1,2,3@*")
+                                ablate="layer0.mlp:" + ",".join(map(str, used)))
     s = shown["scores"]["layer0.mlp"]
     c = shown["cosines"]["layer0.mlp"]
     assert s.shape == c.shape == (len(TOKENS), 1, 2)
     assert (s[:, 0, 0] >= s[:, 0, 1]).all()  # best code first
     assert (np.abs(c) <= 1 + 1e-6).all()
-    assert not {0, 1, 2, 3} & set(shown["codes"]["layer0.mlp"].ravel().tolist())
-    assert shown["clean_codes"]["layer0.mlp"].shape == (len(TOKENS), 1, 2)
+    assert not set(used) & set(shown["codes"]["layer0.mlp"].ravel().tolist())
+    np.testing.assert_array_equal(shown["clean_codes"]["layer0.mlp"], clean)
     assert len(shown["jsd_per_position"]) == len(TOKENS)
-    assert 0 <= shown["jsd"] <= 1
+    assert 0 < shown["jsd"] <= 1
+    assert [t["token"] for t in shown["clean_next"]] != [t["token"] for t in shown["next"]] or shown["jsd"] > 0
 
 
 def test_show_codes_errors(compiled, gpt2):

@@ -49,7 +49,7 @@ def test_train_reports_progress_and_writes_the_run(tmp_path):
     assert m.tokenizer.startswith("tokfsm")
     shown = m.show_codes(prompt="0110", sites="layer0.mlp")
     assert shown["tokens"] == m.tokenize("0110") and len(shown["tokens"]) == 5
-    assert shown["codes"]["layer0.mlp"].shape == (5, 1, 1)
+    assert shown["codes"]["layer0.mlp"].shape == (5, 1, 2)  # test_fsm.yaml: k = 2 at mlp
 
 
 def test_train_as_the_cli_refuses_an_output_with_checkpoints(tiny_run):

@@ -73,7 +73,9 @@ InterventionSet interventions_from(const py::dict& kw) {
   return iv;
 }
 
-RunRequest run_request(const py::dict& kw) {
+// The request of `run`/`show_codes`, its state-of:TOKENS forces resolved
+// (so the checks see the codes, as in `codebook run`).
+RunRequest run_request(const Model& m, const py::dict& kw) {
   for (auto [k, v] : kw) {
     static const char* const known[] = {"ablate",     "ablate_mode", "disable_topk", "disable_slot", "force",
                                         "force_file", "tap",         "backend",      "threads"};
@@ -86,6 +88,8 @@ RunRequest run_request(const py::dict& kw) {
   r.interventions = interventions_from(kw);
   if (kw.contains("backend")) r.backend = comma_text(kw["backend"], "backend");
   if (kw.contains("threads")) r.threads = kw["threads"].cast<int>();
+  py::gil_scoped_release release;
+  tools::resolve_state_of(r.interventions, m.path(), r.backend, r.threads);
   return r;
 }
 
@@ -186,7 +190,7 @@ std::vector<std::string> selected_outputs(const RunOutputs& r, const py::object&
 
 py::dict run(Model& m, const py::object& input_ids, const py::object& prompt, const py::object& inputs,
              const py::object& outputs, bool check, const py::kwargs& kw) {
-  RunRequest r = run_request(kw);
+  RunRequest r = run_request(m, kw);
   std::map<std::string, Tensor> in = model_inputs(m, input_ids, prompt, inputs, nullptr);
   RunOutputs out = run_released(m, r, in);
   if (check) warn_ineffective(m, r, in, nullptr);
@@ -220,7 +224,7 @@ py::array row0(const Tensor& t) {
 
 py::dict show_codes(Model& m, const py::object& input_ids, const py::object& prompt, const py::object& sites,
                     bool scores, bool compare, int top, bool check, const py::kwargs& kw) {
-  RunRequest r = run_request(kw);
+  RunRequest r = run_request(m, kw);
   std::vector<int64_t> tokens;
   std::map<std::string, Tensor> in = model_inputs(m, input_ids, prompt, py::none(), &tokens);
   CB_CHECK(in.at("input_ids").dim(0) == 1,

@@ -97,10 +97,18 @@ py::array tensor_to_numpy(const Tensor& t) {
     for (int64_t i = 0; i < t.numel(); ++i) o[i] = bf16_to_float(in[i]);
     return out;
   }
+  // Strides computed here, not from the dtype: pybind11 before 2.12 reads a
+  // numpy 2 dtype's item size wrongly (its struct layout changed).
+  std::vector<py::ssize_t> strides(shape.size());
+  py::ssize_t stride = py::ssize_t(dtype_size(t.dtype()));
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = stride;
+    stride *= shape[i];
+  }
   // The capsule owns a copy of the tensor: its buffer lives as long as the array.
   auto* keep = new Tensor(t);
   py::capsule owner(keep, [](void* p) { delete static_cast<Tensor*>(p); });
-  return py::array(*dt, shape, t.raw(), owner);
+  return py::array(*dt, shape, strides, t.raw(), owner);
 }
 
 Tensor tensor_from_numpy(const py::handle& value, const std::string& what) {
@@ -115,7 +123,8 @@ Tensor tensor_from_numpy(const py::handle& value, const std::string& what) {
     py::gil_scoped_acquire gil;
     delete static_cast<py::object*>(p);
   });
-  size_t bytes = size_t(a.nbytes());
+  size_t bytes = dtype_size(*t);  // not a.nbytes(): see tensor_to_numpy
+  for (int64_t d : dims) bytes *= size_t(d);
   return Tensor::wrap(*t, dims, buffer_view(const_cast<void*>(a.data()), bytes, owner));
 }
 

@@ -52,17 +52,15 @@ Model::Model(const std::string& arg, std::shared_ptr<TemporaryModelFile> temp)
     } catch (const Error&) {  // token strings are then not known; prompts say why
     }
   }
+  try {
+    num_layers_ = num_layers_of(*graph_);
+  } catch (const Error&) {  // not a transformer the site finder knows
+  }
 }
 
 void Model::set_tokenizer(const std::string& spec) {
   text_ = tools::TokenText::load(spec);
   spec_ = spec;
-}
-
-int64_t Model::num_layers() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (num_layers_ < 0) num_layers_ = num_layers_of(*graph_);
-  return num_layers_;
 }
 
 namespace {

@@ -61,7 +61,8 @@ class Model {
   std::string tokenizer_spec() const { return spec_.value_or(""); }
   // Uses the tokenizer of `spec` (a GPT-2 BPE folder, tokfsm[:BASE]); a bad one is a cb::Error.
   void set_tokenizer(const std::string& spec);
-  int64_t num_layers();
+  // The transformer layers; -1 when the site finder finds none.
+  int64_t num_layers() const { return num_layers_; }
 
   // Runs the model on `inputs` (input_ids completed with attention_mask and
   // position_ids where the graph wants them). The compiled graphs of the last
