@@ -371,6 +371,12 @@ std::shared_ptr<Model> compile(const Model& model, const py::object& at, const p
   return std::make_shared<Model>(path, temp);
 }
 
+std::vector<std::string> value_names(const std::vector<Value*>& values) {
+  std::vector<std::string> v;
+  for (const Value* x : values) v.push_back(x->name);
+  return v;
+}
+
 }  // namespace
 
 void bind_model(py::module_& m) {
@@ -386,21 +392,9 @@ void bind_model(py::module_& m) {
           "the tokenizer spec prompts are tokenised with, or None")
       .def_property_readonly("num_layers", &Model::num_layers)
       .def_property_readonly(
-          "inputs",
-          [](const Model& mm) {
-            std::vector<std::string> v;
-            for (const Value* x : mm.graph().inputs) v.push_back(x->name);
-            return v;
-          },
-          "the graph's input names")
+          "inputs", [](const Model& mm) { return value_names(mm.graph().inputs); }, "the graph's input names")
       .def_property_readonly(
-          "outputs",
-          [](const Model& mm) {
-            std::vector<std::string> v;
-            for (const Value* x : mm.graph().outputs) v.push_back(x->name);
-            return v;
-          },
-          "the graph's output names")
+          "outputs", [](const Model& mm) { return value_names(mm.graph().outputs); }, "the graph's output names")
       .def("sites", &sites, "The codebook sites of every layer: [{site, layer, placement, types, codebook}].")
       .def("codebooks", &codebooks,
            "The model's codebooks: [{site, layer, placement, width, groups, num_codes, k, metric}].")
