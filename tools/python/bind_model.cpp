@@ -24,6 +24,7 @@
 #include "tools/python/bindings.h"
 #include "tools/python/python_convert.h"
 #include "tools/python/python_model.h"
+#include "tools/serve/live_model.h"
 
 namespace cb::python {
 
@@ -371,6 +372,39 @@ std::shared_ptr<Model> compile(const Model& model, const py::object& at, const p
   return std::make_shared<Model>(path, temp);
 }
 
+// Generation as the code browser's live model does it (greedy, or sampled at
+// `temperature`), with the interventions in every step and, when there are
+// any, the continuation without them beside it.
+py::object generate(Model& m, const py::object& input_ids, const py::object& prompt, int64_t max_tokens,
+                    double temperature, int64_t seed, const py::object& ablate, const py::object& force,
+                    const std::string& ablate_mode) {
+  CB_CHECK(input_ids.is_none() != prompt.is_none(), "generate: give input_ids or prompt (one of them)");
+  Json body = Json::Object{};
+  if (!prompt.is_none()) {
+    CB_CHECK(py::isinstance<py::str>(prompt), "prompt: expected a string");
+    body["prompt"] = prompt.cast<std::string>();
+  } else {
+    Json::Array ids;
+    for (int64_t t : py::cast<std::vector<int64_t>>(input_ids)) ids.push_back(Json(t));
+    body["tokens"] = Json(std::move(ids));
+  }
+  body["max_tokens"] = max_tokens;
+  body["temperature"] = temperature;
+  body["seed"] = seed;
+  body["ablate_mode"] = ablate_mode;
+  for (auto [key, v] : {std::pair{"ablate", &ablate}, std::pair{"force", &force}}) {
+    Json::Array a;
+    for (const std::string& text : option_texts(*v, key)) a.push_back(Json(text));
+    body[key] = Json(std::move(a));
+  }
+  Json j;
+  {
+    py::gil_scoped_release release;
+    j = m.live_model().generate(body);
+  }
+  return json_to_python(j);
+}
+
 std::vector<std::string> value_names(const std::vector<Value*>& values) {
   std::vector<std::string> v;
   for (const Value* x : values) v.push_back(x->name);
@@ -416,6 +450,12 @@ void bind_model(py::module_& m) {
            py::arg("check") = true,
            "What `codebook run --show-codes SITES` prints, as data: tokens, token_texts, codes {site: [T, G, k]}, "
            "next; with scores=True scores and cosines; with compare=True clean_codes, clean_next, jsd (bits).")
+      .def("generate", &generate, py::arg("input_ids") = py::none(), py::kw_only(), py::arg("prompt") = py::none(),
+           py::arg("max_tokens") = 16, py::arg("temperature") = 0.0, py::arg("seed") = 0,
+           py::arg("ablate") = py::none(), py::arg("force") = py::none(), py::arg("ablate_mode") = "skip",
+           "Continues a prompt (a text prompt starts with the document-start token), greedy or sampled at "
+           "`temperature`, with the interventions in every step: {tokens, continuation, clean_continuation} "
+           "as [{id, text}] (the code browser's generation).")
       .def("__repr__", [](const Model& mm) { return "<codebook.Model " + mm.path() + ">"; });
 
   m.def("load", &load, py::arg("path"), py::arg("tokenizer") = py::none(),

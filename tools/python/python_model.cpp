@@ -12,6 +12,7 @@
 #include "tools/forced_codes.h"
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
+#include "tools/serve/live_model.h"
 
 namespace cb::python {
 
@@ -56,6 +57,21 @@ Model::Model(const std::string& arg, std::shared_ptr<TemporaryModelFile> temp)
     num_layers_ = num_layers_of(*graph_);
   } catch (const Error&) {  // not a transformer the site finder knows
   }
+}
+
+Model::~Model() = default;
+
+serve::LiveModel& Model::live_model() {
+  std::lock_guard<std::mutex> lock(live_mutex_);
+  if (!live_) {
+    CB_CHECK(text_, "generate: " << arg_ << " records no tokenizer; load it with tokenizer=DIR or 'tokfsm'");
+    serve::LiveModelOptions o;
+    o.max_new_tokens = 4096;
+    o.max_prompt_tokens = 1 << 20;
+    o.max_interventions = 1 << 20;
+    live_ = std::make_unique<serve::LiveModel>(temp_ ? path_ : arg_, text_->spec(), o);
+  }
+  return *live_;
 }
 
 void Model::set_tokenizer(const std::string& spec) {

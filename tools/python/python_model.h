@@ -18,6 +18,10 @@
 #include "runtime/executable.h"
 #include "tools/text_io.h"
 
+namespace cb::serve {
+class LiveModel;
+}
+
 namespace cb::python {
 
 // A file deleted (with its external data) when the last model using it goes.
@@ -51,6 +55,7 @@ class Model {
  public:
   // `arg` as the user gave it (a run folder names its tokenizer through it).
   explicit Model(const std::string& arg, std::shared_ptr<TemporaryModelFile> temp = nullptr);
+  ~Model();
 
   const std::string& arg() const { return arg_; }
   const std::string& path() const { return path_; }
@@ -71,6 +76,10 @@ class Model {
   // Thread-safe (one run at a time); call without the GIL.
   RunOutputs run(const RunRequest& request, std::map<std::string, Tensor> inputs);
 
+  // The code browser's live model over this model (tools/serve/live_model.h),
+  // made on first use: its generation is Model.generate.
+  serve::LiveModel& live_model();
+
  private:
   struct Compiled;
   std::string arg_, path_;
@@ -81,6 +90,8 @@ class Model {
   int64_t num_layers_ = -1;
   std::mutex mutex_;
   std::vector<std::shared_ptr<Compiled>> compiled_;  // most recent first
+  std::mutex live_mutex_;
+  std::unique_ptr<serve::LiveModel> live_;
 };
 
 }  // namespace cb::python
