@@ -6,6 +6,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libdnnl-dev libprotobuf-dev protobuf-compiler libonnx-dev
       libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev
       clang-format libre2-dev libcpp-httplib-dev fortunes
+      python3-dev pybind11-dev  # the Python module (import codebook; docs/python.md)
       chromium chromium-driver)  # the last two: the code browser's test in a headless browser
 missing=()
 for p in "${pkgs[@]}"; do
@@ -20,9 +21,10 @@ fi
 # Python packages the tests use when present (the standard-ONNX export is
 # checked on ONNX Runtime); they install in seconds. A machine without pip
 # still builds and tests: those checks then skip.
-if command -v python3 >/dev/null && ! python3 -c "import numpy, onnx, onnxruntime, selenium" 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check numpy onnx onnxruntime selenium 2>&1 | grep -v "Running pip as the 'root' user" ||
+if command -v python3 >/dev/null && ! python3 -c "import numpy, onnx, onnxruntime, selenium, pytest" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check numpy onnx onnxruntime selenium pytest 2>&1 | grep -v "Running pip as the 'root' user" ||
     true
   python3 -c "import numpy, onnx, onnxruntime" 2>/dev/null || echo "setup: numpy/onnx/onnxruntime not installed; the ONNX Runtime checks will skip" >&2
   python3 -c "import selenium" 2>/dev/null || echo "setup: selenium not installed; the browser test will skip" >&2
+  python3 -c "import pytest" 2>/dev/null || echo "setup: pytest not installed; the Python package's tests will skip" >&2
 fi

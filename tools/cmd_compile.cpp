@@ -5,14 +5,11 @@
 #include <iomanip>
 #include <iostream>
 
-#include "frontend/onnx_export.h"
-#include "passes/insert_codebooks.h"
 #include "support/error.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
-#include "tools/model_io.h"
+#include "tools/compile_model.h"
 #include "tools/options.h"
-#include "tools/text_io.h"
 
 namespace po = boost::program_options;
 
@@ -36,24 +33,12 @@ int cmd_compile(int argc, char** argv) {
   CB_CHECK(vm.count("output"), "give the output file with -o OUT.onnx");
   PassOptionsScope pass_options(vm);
   CodebookConfig cfg = codebook_config_from_options(vm);
-  LoadedModel m = load_model(vm["model"].as<std::string>());
-  // The tokenizer travels with the model, as a path independent of the working directory.
-  auto meta = m.graph->metadata.find(kTokenizerMetadataKey);
-  std::optional<std::string> tokenizer =
-      vm.count("tokenizer")
-          ? vm["tokenizer"].as<std::string>()
-          : recorded_tokenizer(vm["model"].as<std::string>(), meta == m.graph->metadata.end() ? "" : meta->second);
-  if (tokenizer) {
-    TokenText::load(*tokenizer);  // a bad --tokenizer fails here, not at `run --prompt`
-    m.graph->metadata[kTokenizerMetadataKey] = absolute_tokenizer_spec(*tokenizer);
-  }
-  InsertCodebooksPass insert(cfg);
-  PassManager().run(insert, *m.graph);
-  const std::vector<InsertedCodebook>& cbs = insert.inserted();
-  ExportOptions eo;
-  if (vm.count("external-data")) eo.external_data_threshold = 1024;
   std::string out = vm["output"].as<std::string>();
-  export_onnx(*m.graph, out, eo);
+  std::optional<std::string> tokenizer;
+  if (vm.count("tokenizer")) tokenizer = vm["tokenizer"].as<std::string>();
+  CompileModelResult compiled =
+      compile_model(vm["model"].as<std::string>(), cfg, tokenizer, out, vm.count("external-data") > 0);
+  const std::vector<InsertedCodebook>& cbs = compiled.codebooks;
   int64_t params = 0;
   std::cout << "inserted " << cbs.size() << " codebook" << (cbs.size() == 1 ? "" : "s") << ":\n";
   for (auto& c : cbs) {
@@ -62,7 +47,7 @@ int cmd_compile(int argc, char** argv) {
               << (c.groups == 1 ? " codebook" : " codebooks") << " x " << c.num_codes << " codes, k = " << c.k << "\n";
   }
   std::cout << "codebook parameters: " << params << "\n";
-  if (tokenizer) std::cout << "tokenizer: " << m.graph->metadata[kTokenizerMetadataKey] << "\n";
+  if (!compiled.tokenizer.empty()) std::cout << "tokenizer: " << compiled.tokenizer << "\n";
   std::cout << "wrote " << out << "\n";
   return 0;
 }

@@ -253,16 +253,18 @@ Json resolve_train_config(const Json& base, const std::vector<std::string>& over
 }
 
 Json resolve_train_config(const std::string& file, const std::vector<std::string>& overrides) {
+  Json user = file.empty() ? Json() : read_yaml_file(file);
+  return resolve_user_train_config(user, file, overrides);
+}
+
+Json resolve_user_train_config(const Json& user, const std::string& origin, const std::vector<std::string>& overrides) {
   Json out = train_config_defaults();
-  if (!file.empty()) {
-    Json user = read_yaml_file(file);
-    CB_CHECK(user.is_object() || user.is_null(), file << ": a training config must be a mapping");
-    if (user.is_object()) {
-      check_known_keys(user, out, "");
-      Json before = out;
-      merge_into(out, user, false);
-      follow_placements(before, user, out);
-    }
+  CB_CHECK(user.is_object() || user.is_null(), origin << ": a training config must be a mapping");
+  if (user.is_object()) {
+    check_known_keys(user, out, "");
+    Json before = out;
+    merge_into(out, user, false);
+    follow_placements(before, user, out);
   }
   return resolve_train_config(out, overrides);
 }

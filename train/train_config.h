@@ -25,6 +25,9 @@ Json train_config_defaults();
 
 // defaults <- file (if any) <- overrides ("a.b=v"); unknown keys rejected.
 Json resolve_train_config(const std::string& file, const std::vector<std::string>& overrides);
+// The same with the file's contents given as data (`origin` names it in errors):
+// a mapping, or null for none.
+Json resolve_user_train_config(const Json& user, const std::string& origin, const std::vector<std::string>& overrides);
 // The same on an already resolved config (a checkpoint's), with extra overrides.
 Json resolve_train_config(const Json& base, const std::vector<std::string>& overrides);
 
