@@ -134,12 +134,7 @@ Tensor npy_parse(const std::string& bytes, const std::string& what) {
   const size_t need = h.data_bytes(), have = bytes.size() - h.data_offset;
   CB_CHECK(have >= need, what << ": truncated .npy data (" << have << " bytes for " << dtype_name(h.dtype)
                               << dims_str(h.shape) << ", which needs " << need << ")");
-  Tensor t;
-  try {
-    t = Tensor::empty(h.dtype, h.shape);
-  } catch (const Error& e) {
-    CB_FAIL(what << ": " << e.what());
-  }
+  Tensor t = allocate_for(what, [&] { return Tensor::empty(h.dtype, h.shape); });
   std::memcpy(t.raw(), bytes.data() + h.data_offset, need);
   if (h.dtype == DType::boolean)  // any non-zero byte is true; bools must be 0 or 1 in memory
     for (size_t i = 0; i < need; ++i) static_cast<uint8_t*>(t.raw())[i] = bytes[h.data_offset + i] != 0;

@@ -113,7 +113,8 @@ Tensor from_external(onnx::TensorProto& tp, DType dtype, const std::vector<int64
     auto buf = buffer_view(const_cast<uint8_t*>(p), nbytes, file);
     return Tensor::wrap(dtype, dims, std::move(buf));
   }
-  Tensor t = Tensor::empty(dtype, dims);  // rare: unaligned offset or odd bool bytes
+  // Rare: an unaligned offset or odd bool bytes.
+  Tensor t = allocate_for(what, [&] { return Tensor::empty(dtype, dims); });
   if (nbytes) std::memcpy(t.raw(), p, nbytes);
   if (dtype == DType::boolean) normalise_bools(static_cast<uint8_t*>(t.raw()), nbytes);
   return t;
@@ -136,7 +137,8 @@ Tensor convert_tensor(onnx::TensorProto& tp, ExternalFiles& files, const std::st
                                         << dims_str(dims) << " needs " << nbytes);
     if (*dtype == DType::boolean) normalise_bools(reinterpret_cast<uint8_t*>(raw.data()), nbytes);
     if (reinterpret_cast<uintptr_t>(raw.data()) % dtype_size(*dtype) != 0) {
-      Tensor t = Tensor::empty(*dtype, dims);  // short strings may sit unaligned
+      // Short strings may sit unaligned.
+      Tensor t = allocate_for(what, [&] { return Tensor::empty(*dtype, dims); });
       if (nbytes) std::memcpy(t.raw(), raw.data(), nbytes);
       raw.clear();
       return t;

@@ -187,7 +187,7 @@ Tensor SafetensorsFile::tensor(const std::string& name) const {
     auto buf = buffer_view(const_cast<uint8_t*>(bytes), nbytes, std::static_pointer_cast<void>(file_));
     return Tensor::wrap(e.dtype, e.shape, std::move(buf));
   }
-  Tensor t = Tensor::empty(e.dtype, e.shape);
+  Tensor t = allocate_for(path_ + ": tensor '" + name + "'", [&] { return Tensor::empty(e.dtype, e.shape); });
   if (e.dtype == DType::boolean) {
     for (size_t i = 0; i < nbytes; ++i) t.data<bool>()[i] = bytes[i] != 0;  // any non-zero byte is true
   } else if (nbytes > 0) {
@@ -203,7 +203,7 @@ Tensor SafetensorsFile::tensor_f32(const std::string& name) const {
            path_ << ": tensor '" << name << "' has dtype " << e.dtype_name
                  << "; expected a floating-point tensor (F32, F16, BF16 or F64)");
   const uint8_t* bytes = file_->data() + data_start_ + e.begin;
-  Tensor t = Tensor::empty(DType::f32, e.shape);
+  Tensor t = allocate_for(path_ + ": tensor '" + name + "'", [&] { return Tensor::empty(DType::f32, e.shape); });
   float* out = t.data<float>();
   const int64_t n = t.numel();
   if (e.dtype == DType::f64) {

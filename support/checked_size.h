@@ -88,4 +88,16 @@ inline size_t checked_nbytes(const std::vector<int64_t>& dims, size_t element_si
   return size_t(bytes);
 }
 
+// Calls `allocate` (e.g. a lambda making a Tensor read from a file) and puts
+// `what` (the file and tensor) in front of any cb::Error it throws, so that an
+// allocation that fails ("out of memory allocating N bytes") names what it was for.
+template <typename Fn>
+auto allocate_for(const std::string& what, Fn&& allocate) -> decltype(allocate()) {
+  try {
+    return allocate();
+  } catch (const Error& e) {
+    CB_FAIL(what << ": " << e.what());
+  }
+}
+
 }  // namespace cb

@@ -39,19 +39,6 @@ void expect_clear_error(const std::string& args, const std::string& text) {
 
 void write_bytes(const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; }
 
-// A version-1 .npy file with header dictionary `dict` and data `data`.
-std::string npy_bytes(const std::string& dict, const std::string& data) {
-  std::string h = dict;
-  while ((10 + h.size() + 1) % 64) h += ' ';
-  h += '\n';
-  std::string out = "\x93NUMPY";
-  out += char(1);
-  out += char(0);
-  out += char(h.size() & 0xff);
-  out += char(h.size() >> 8);
-  return out + h + data;
-}
-
 // y = Transpose(x), x f32 [a, b]: the op that read a wrapped .npy out of bounds.
 void write_transpose_model(const fs::path& p) {
   cb::Graph g;
@@ -68,22 +55,21 @@ TEST(CliHostileInputs, NpyShapeThatWrapsIsAnErrorNotACrash) {
   const fs::path d = cb::test::temp_dir("hostile_npy");
   write_transpose_model(d / "transpose.onnx");
   // Shape (2^32, 2^32): its element count wraps to 0, so no data "is needed".
-  write_bytes(d / "wrap.npy", npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
-                                        std::string(64, '\0')));
+  const int64_t big = int64_t(1) << 32;
+  write_bytes(d / "wrap.npy", cb::npy_header(cb::DType::f32, {big, big}) + std::string(64, '\0'));
   expect_clear_error("run " + (d / "transpose.onnx").string() + " --input x=" + (d / "wrap.npy").string(),
                      "wrap.npy: .npy shape: shape [4294967296,4294967296] has more than 2^62 elements");
   // The same file as the token ids of a language model (read by Gather).
-  write_bytes(d / "ids.npy", npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
-                                       std::string(64, '\0')));
+  write_bytes(d / "ids.npy", cb::npy_header(cb::DType::i64, {big, big}) + std::string(64, '\0'));
   expect_clear_error("run " + kModel + " --input input_ids=" + (d / "ids.npy").string(), "more than 2^62 elements");
   // A header claiming 2^40 floats over 64 bytes: refused before any allocation.
-  write_bytes(d / "big.npy",
-              npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1048576, 1048576), }", std::string(64, 0)));
+  write_bytes(d / "big.npy", cb::npy_header(cb::DType::f32, {1 << 20, 1 << 20}) + std::string(64, '\0'));
   expect_clear_error("run " + (d / "transpose.onnx").string() + " --input x=" + (d / "big.npy").string(),
                      "truncated .npy data (64 bytes");
   // A header without its closing brace.
-  write_bytes(d / "open.npy",
-              npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), ", std::string(16, '\0')));
+  std::string open = cb::npy_header(cb::DType::f32, {2, 2}) + std::string(16, '\0');
+  open.replace(open.find(", }"), 3, ",  ");
+  write_bytes(d / "open.npy", open);
   expect_clear_error("run " + (d / "transpose.onnx").string() + " --input x=" + (d / "open.npy").string(),
                      "has no closing '}'");
   // A good file still runs.

@@ -64,21 +64,18 @@ class TempDir {
   fs::path path_;
 };
 
-// A version-1 .npy file whose header is `dict` (padded like NumPy pads it) and data `data`.
-std::string npy_bytes(const std::string& dict, const std::string& data = "") {
-  std::string h = dict;
-  while ((10 + h.size() + 1) % 64) h += ' ';
-  h += '\n';
-  std::string out = "\x93NUMPY";
-  out += char(1);
-  out += char(0);
-  out += char(h.size() & 0xff);
-  out += char(h.size() >> 8);
-  return out + h + data;
+// A .npy file of `shape` as the writer makes it (any shape, however absurd), then `data`.
+std::string npy_with_shape(const std::vector<int64_t>& shape, const std::string& data = "", DType dtype = DType::f32) {
+  return npy_header(dtype, shape) + data;
 }
 
-std::string npy_with_shape(const std::string& shape, const std::string& data = "") {
-  return npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }", data);
+// `bytes` with `from` replaced by `to` of the same length, so that the header
+// length stays right: malformed headers made from well-formed ones.
+std::string edited(std::string bytes, const std::string& from, const std::string& to) {
+  EXPECT_EQ(from.size(), to.size());
+  const size_t at = bytes.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  return at == std::string::npos ? bytes : bytes.replace(at, from.size(), to);
 }
 
 }  // namespace
@@ -130,6 +127,9 @@ TEST(CheckedSize, TensorsRefuseShapesWhoseSizeOverflows) {
   EXPECT_ERROR_WITH(t.reshaped({big, big, 0}), "more than 2^62");
   // An allocation that cannot succeed names the tensor.
   EXPECT_ERROR_WITH(Tensor::empty(DType::f32, {int64_t(1) << 60}), "f32[1152921504606846976]");
+  EXPECT_ERROR_WITH(
+      allocate_for("w.safetensors: tensor 'w'", [] { return Tensor::empty(DType::f32, {int64_t(1) << 60}); }),
+      "w.safetensors: tensor 'w': out of memory allocating 4611686018427387904 bytes");
 }
 
 TEST(CheckedSize, ShapeInferenceRefusesOverflowingShapes) {
@@ -192,39 +192,36 @@ TEST(InputFile, NamesReadFromFilesMustStayInsideTheirFolder) {
 
 TEST(NpyHostile, ShapeWhoseProductWrapsIsRefused) {
   // (2^32, 2^32): the element count wraps to 0, so 0 data bytes "suffice".
-  EXPECT_ERROR_WITH(npy_parse(npy_with_shape("(4294967296, 4294967296)"), "wrap.npy"), "wrap.npy");
-  EXPECT_ERROR_WITH(npy_parse(npy_with_shape("(4294967296, 4294967296)"), "wrap.npy"), "more than 2^62");
+  const int64_t big = int64_t(1) << 32;
+  EXPECT_ERROR_WITH(npy_parse(npy_with_shape({big, big}), "wrap.npy"), "wrap.npy");
+  EXPECT_ERROR_WITH(npy_parse(npy_with_shape({big, big}), "wrap.npy"), "more than 2^62");
   // 2^62 x 4 bytes wraps to 0 bytes.
-  EXPECT_ERROR_WITH(npy_parse(npy_with_shape("(4611686018427387904,)"), "bytes.npy"), "more than 2^62 bytes");
-  EXPECT_ERROR_WITH(npy_parse(npy_with_shape("(99999999999999999999,)"), "huge.npy"), "bad dimension");
-  EXPECT_ERROR_WITH(npy_parse(npy_with_shape("(-1,)"), "neg.npy"), "bad dimension '-1'");
+  EXPECT_ERROR_WITH(npy_parse(npy_with_shape({int64_t(1) << 62}), "bytes.npy"), "more than 2^62 bytes");
+  const std::string e18 = npy_with_shape({1000000000000000000});
+  EXPECT_ERROR_WITH(npy_parse(edited(e18, "1000000000000000000,", "99999999999999999999"), "huge.npy"),
+                    "bad dimension '99999999999999999999'");
+  EXPECT_ERROR_WITH(npy_parse(edited(npy_with_shape({1}), "(1,)", "(-1)"), "neg.npy"), "bad dimension '-1'");
 }
 
 TEST(NpyHostile, ClaimedSizeIsCheckedAgainstTheFileBeforeAllocating) {
   // A header claiming 2^40 floats and four bytes of data: refused without a 4 TB allocation.
-  EXPECT_ERROR_WITH(npy_parse(npy_with_shape("(1099511627776,)", "abcd"), "big.npy"),
+  EXPECT_ERROR_WITH(npy_parse(npy_with_shape({int64_t(1) << 40}, "abcd"), "big.npy"),
                     "big.npy: truncated .npy data (4 bytes");
-  EXPECT_ERROR_WITH(npy_parse(npy_with_shape("(3,)", std::string(8, '\0')), "short.npy"), "which needs 12");
-  Tensor ok = npy_parse(npy_with_shape("(2,)", std::string(8, '\0')), "ok.npy");
+  EXPECT_ERROR_WITH(npy_parse(npy_with_shape({3}, std::string(8, '\0')), "short.npy"), "which needs 12");
+  Tensor ok = npy_parse(npy_with_shape({2}, std::string(8, '\0')), "ok.npy");
   EXPECT_EQ(ok.dims(), (std::vector<int64_t>{2}));
 }
 
 TEST(NpyHostile, MalformedHeadersAreErrors) {
+  const std::string good = npy_with_shape({2}, std::string(8, '\0'));
+  EXPECT_NO_THROW(npy_parse(good, "good.npy"));
   // No closing brace.
-  EXPECT_ERROR_WITH(
-      npy_parse(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), ", std::string(8, 0)), "open.npy"),
-      "open.npy: .npy header has no closing '}'");
-  EXPECT_ERROR_WITH(npy_parse(npy_bytes("'descr': '<f4', 'fortran_order': False, 'shape': (2,)}"), "x.npy"),
-                    "does not start with '{'");
+  EXPECT_ERROR_WITH(npy_parse(edited(good, ", }", ",  "), "open.npy"), "open.npy: .npy header has no closing '}'");
+  EXPECT_ERROR_WITH(npy_parse(edited(good, "{'descr'", " 'descr'"), "x.npy"), "does not start with '{'");
   // A shape that is not a tuple.
-  EXPECT_ERROR_WITH(npy_parse(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': 7}"), "x.npy"),
-                    "must be a tuple");
-  EXPECT_ERROR_WITH(npy_parse(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape':}"), "x.npy"),
-                    "must be a tuple");
-  EXPECT_ERROR_WITH(npy_parse(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': "), "x.npy"), "x.npy");
+  EXPECT_ERROR_WITH(npy_parse(edited(good, "(2,)", " 7  "), "x.npy"), "must be a tuple");
   // Bool bytes other than 0 and 1 are read as true, never kept as invalid bools.
-  Tensor b = npy_parse(npy_bytes("{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }", std::string("\0\2\1", 3)),
-                       "b.npy");
+  Tensor b = npy_parse(npy_with_shape({3}, std::string("\0\2\1", 3), DType::boolean), "b.npy");
   EXPECT_EQ(static_cast<const uint8_t*>(b.raw())[1], 1);
 }
 
