@@ -4,8 +4,6 @@
 // init, checkpoint loading and the state dict back.
 #include "frontend/hf_import.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -388,9 +386,8 @@ void check_hf_model_fits(const HfConfig& c, const std::string& what) {
   int64_t bytes = checked_mul(hf_parameter_count(c), 4, label);  // the weights as f32
   if (c.architecture == HfArchitecture::gpt_neo)                 // the causal table, max_positions^2 bools
     bytes = checked_add(bytes, checked_mul(c.max_positions, c.max_positions, label), label);
-  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page_size <= 0) return;  // unknown: let the allocation decide
-  const double memory = double(pages) * double(page_size), gb = 1e9;
+  const double memory = double(physical_memory_bytes()), gb = 1e9;
+  if (memory == 0) return;  // unknown: let the allocation decide
   CB_CHECK(double(bytes) <= memory, label << " with " << c.num_layers << " layers, width " << c.hidden_size << ", MLP "
                                           << c.intermediate_size << " and vocabulary " << c.vocab_size << " has "
                                           << hf_parameter_count(c) << " parameters and needs " << double(bytes) / gb

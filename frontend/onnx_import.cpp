@@ -222,7 +222,8 @@ TensorType convert_type(const onnx::TypeProto& t, const std::string& value_name,
 // (UNDEFINED would accept any tensor and leave every consumer untyped).
 void check_graph_input_type(const onnx::ValueInfoProto& vi) {
   const std::string what = "graph input '" + vi.name() + "'";
-  CB_CHECK(vi.type().has_tensor_type(), what << " has no tensor type");
+  CB_CHECK(vi.type().value_case() != onnx::TypeProto::VALUE_NOT_SET, what << " has no type");
+  if (!vi.type().has_tensor_type()) return;  // sequences, maps, ...: convert_type names them
   CB_CHECK(vi.type().tensor_type().elem_type() != onnx::TensorProto::UNDEFINED,
            what << " has element type UNDEFINED; a graph input must declare its element type");
 }

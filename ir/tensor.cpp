@@ -1,7 +1,6 @@
 #include "ir/tensor.h"
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -14,17 +13,6 @@
 namespace cb {
 
 namespace {
-
-// The machine's physical memory in bytes (0 when unknown). One buffer larger
-// than all of it cannot be used: it is refused at once with a clear error,
-// rather than left to overcommit and the OOM killer.
-size_t physical_memory_bytes() {
-  static const size_t bytes = [] {
-    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
-    return pages > 0 && page_size > 0 ? size_t(pages) * size_t(page_size) : size_t(0);
-  }();
-  return bytes;
-}
 
 class AlignedBuffer : public Buffer {
  public:

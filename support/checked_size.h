@@ -6,6 +6,8 @@
 // then read or written out of bounds. `what` names the thing being sized
 // ("input.npy: f32[...]", "initializer 'w'") in the message.
 #pragma once
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -86,6 +88,17 @@ inline size_t checked_nbytes(const std::vector<int64_t>& dims, size_t element_si
   CB_CHECK(mul_size(bytes, int64_t(element_size)), what << ": shape " << checked_size_detail::dims_text(dims) << " of "
                                                         << element_size << "-byte elements needs more than 2^62 bytes");
   return size_t(bytes);
+}
+
+// The machine's physical memory in bytes (0 when unknown). A single buffer
+// or model larger than all of it is refused up front with a clear error,
+// rather than left to overcommit and the OOM killer.
+inline size_t physical_memory_bytes() {
+  static const size_t bytes = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page_size > 0 ? size_t(pages) * size_t(page_size) : size_t(0);
+  }();
+  return bytes;
 }
 
 // Calls `allocate` (e.g. a lambda making a Tensor read from a file) and puts

@@ -625,7 +625,7 @@ TEST(OnnxImport, HostileSizesAndTypesAreErrors) {
     add_output(g, "y");
     expect_error([&] { import(m); }, {"initializer 'w'", "more than 2^62"});
   }
-  {  // an initializer claiming 2^40 floats in int32_data it does not have
+  {  // an initializer claiming 2^40 floats in float_data that holds one
     auto m = new_model(13);
     auto* g = m.mutable_graph();
     add_input(g, "x", 1, {int64_t(2)});
@@ -645,6 +645,8 @@ TEST(OnnxImport, HostileSizesAndTypesAreErrors) {
     add_node(g, "Relu", {"x"}, {"y"});
     add_output(g, "y");
     expect_error([&] { import(m); }, {"graph input 'x'", "UNDEFINED"});
+    g->mutable_input(0)->clear_type();  // no type at all
+    expect_error([&] { import(m); }, {"graph input 'x' has no type"});
   }
   {  // a graph input declared [2^32, 2^32]
     auto m = new_model(13);
