@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "support/checked_size.h"
 #include "support/error.h"
 
 namespace cb {
@@ -55,6 +56,10 @@ InputFile::~InputFile() {
 }
 
 std::string InputFile::read_all(const std::string& path) const {
+  const size_t memory = physical_memory_bytes();
+  CB_CHECK(memory == 0 || size_ <= memory, "out of memory reading '" << path << "': it is " << size_
+                                                                     << " bytes, more than the machine's " << memory
+                                                                     << " bytes of memory");
   std::string bytes;
   try {
     bytes.resize(size_);

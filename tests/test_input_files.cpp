@@ -175,6 +175,16 @@ TEST(InputFile, RefusesFifosDevicesAndDirectoriesWithoutBlocking) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
+TEST(InputFile, FilesLargerThanMemoryAreRefusedBeforeReading) {
+  TempDir d;
+  const std::string p = d.write("sparse.npy", "");
+  std::error_code ec;
+  fs::resize_file(p, physical_memory_bytes() + (uint64_t(1) << 30), ec);  // sparse: no disk used
+  if (ec) GTEST_SKIP() << "no sparse files here: " << ec.message();
+  EXPECT_ERROR_WITH(read_input_file(p, "--input"), "out of memory reading '" + p + "'");
+  EXPECT_ERROR_WITH(npy_read(p), "more than the machine's");
+}
+
 TEST(InputFile, NamesReadFromFilesMustStayInsideTheirFolder) {
   EXPECT_NO_THROW(check_name_inside_folder("model-00001.safetensors", "shard", "the model folder"));
   EXPECT_NO_THROW(check_name_inside_folder("sub/dir/w.bin", "shard", "the model folder"));
