@@ -6,14 +6,13 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <queue>
-#include <sstream>
 #include <unordered_map>
 
 #include "support/error.h"
+#include "support/input_file.h"
 #include "support/json.h"
 #include "support/utf8.h"
 
@@ -160,12 +159,7 @@ std::string token_bytes(const std::string& token) {
 }
 
 std::string read_text_file(const std::filesystem::path& path, const char* what) {
-  std::ifstream f(path, std::ios::binary);
-  CB_CHECK(f, path.string() << ": cannot open " << what);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  CB_CHECK(!f.bad(), path.string() << ": cannot read " << what);
-  return ss.str();
+  return read_input_file(path.string(), what);
 }
 
 std::string quoted(std::string_view s) { return Json(std::string(s)).dump(); }

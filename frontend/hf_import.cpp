@@ -14,7 +14,9 @@
 #include "frontend/onnx_export.h"
 #include "ir/builder.h"
 #include "passes/canonicalize.h"
+#include "support/checked_size.h"
 #include "support/error.h"
+#include "support/input_file.h"
 #include "support/rng.h"
 
 namespace cb {
@@ -133,6 +135,9 @@ std::vector<std::string> neo_attention_layers(const ConfigFields& f, int64_t num
       for (int64_t r = 0; r < group.at(size_t(1)).as_int(); ++r)
         for (const Json& k : group.at(size_t(0)).as_array()) {
           CB_CHECK(k.is_string(), what << ": 'attention_types' kinds must be strings, got " << k.dump());
+          // Stop at once when the list outgrows the layers (a repeat of 10^12 would never end).
+          CB_CHECK(int64_t(layers.size()) < num_layers,
+                   what << ": 'attention_types' lists more attention kinds than the " << num_layers << " layers");
           layers.push_back(k.as_string());
         }
     }
@@ -151,7 +156,7 @@ void parse_gpt2(const ConfigFields& f, HfConfig& c) {
   c.hidden_size = f.positive({"n_embd", "hidden_size"}, 768);
   c.num_layers = f.positive({"n_layer", "num_hidden_layers"}, 12);
   c.num_heads = f.positive({"n_head", "num_attention_heads"}, 12);
-  c.intermediate_size = f.positive({"n_inner"}, 4 * c.hidden_size);
+  c.intermediate_size = f.positive({"n_inner"}, checked_mul(4, c.hidden_size, f.what() + ": 4 x hidden size"));
   c.activation = f.string({"activation_function"}, "gelu_new");
   check_activation(c.activation, f.what(), "activation_function");
   c.layer_norm_eps = f.real({"layer_norm_epsilon"}, 1e-5);
@@ -169,7 +174,8 @@ void parse_gpt_neo(const ConfigFields& f, HfConfig& c) {
   c.hidden_size = f.positive({"hidden_size"}, 2048);
   c.num_layers = f.positive({"num_layers", "num_hidden_layers"}, 24);
   c.num_heads = f.positive({"num_heads", "num_attention_heads"}, 16);
-  c.intermediate_size = f.positive({"intermediate_size"}, 4 * c.hidden_size);
+  c.intermediate_size =
+      f.positive({"intermediate_size"}, checked_mul(4, c.hidden_size, f.what() + ": 4 x hidden size"));
   c.window_size = f.positive({"window_size"}, 256);
   c.activation = f.string({"activation_function"}, "gelu_new");
   check_activation(c.activation, f.what(), "activation_function");
@@ -186,7 +192,8 @@ void parse_gpt_neox(const ConfigFields& f, HfConfig& c) {
   c.hidden_size = f.positive({"hidden_size"}, 6144);
   c.num_layers = f.positive({"num_hidden_layers"}, 44);
   c.num_heads = f.positive({"num_attention_heads"}, 64);
-  c.intermediate_size = f.positive({"intermediate_size"}, 4 * c.hidden_size);
+  c.intermediate_size =
+      f.positive({"intermediate_size"}, checked_mul(4, c.hidden_size, f.what() + ": 4 x hidden size"));
   c.activation = f.string({"hidden_act"}, "gelu");
   check_activation(c.activation, what, "hidden_act");
   c.layer_norm_eps = f.real({"layer_norm_eps"}, 1e-5);
@@ -216,6 +223,26 @@ void parse_gpt_neox(const ConfigFields& f, HfConfig& c) {
   CB_CHECK(c.rope_theta > 0, what << ": rope_theta must be positive, got " << c.rope_theta);
 }
 
+// Sizes no real model comes near; past them a config is refused when parsed,
+// before anything is built from it (a million layers would build for minutes
+// and take gigabytes before failing).
+constexpr int64_t kMaxHfLayers = 1024;
+constexpr int64_t kMaxHfDimension = int64_t(1) << 31;
+
+void check_hf_dimensions(const HfConfig& c, const std::string& what) {
+  CB_CHECK(c.num_layers <= kMaxHfLayers,
+           what << ": " << c.num_layers << " layers is more than codebook supports (" << kMaxHfLayers << ")");
+  const std::pair<const char*, int64_t> dims[] = {{"hidden size", c.hidden_size},
+                                                  {"intermediate (MLP) size", c.intermediate_size},
+                                                  {"vocabulary size", c.vocab_size},
+                                                  {"number of positions", c.max_positions},
+                                                  {"number of heads", c.num_heads}};
+  for (const auto& [name, v] : dims)
+    CB_CHECK(v <= kMaxHfDimension,
+             what << ": " << name << " " << v << " is larger than codebook supports (" << kMaxHfDimension << ")");
+  hf_parameter_count(c);  // throws when the count overflows
+}
+
 }  // namespace
 
 HfConfig hf_config_from_json(const Json& config, const std::string& what) {
@@ -240,6 +267,7 @@ HfConfig hf_config_from_json(const Json& config, const std::string& what) {
     CB_FAIL(what << ": model_type " << (type.empty() ? std::string("is missing") : "'" + type + "' is not supported")
                  << " (supported: gpt2, gpt_neo, gpt_neox)");
   }
+  check_hf_dimensions(c, what);
   CB_CHECK(c.hidden_size % c.num_heads == 0,
            what << ": hidden size " << c.hidden_size << " is not a multiple of the " << c.num_heads << " heads");
   if (c.architecture == HfArchitecture::gpt_neox)
@@ -339,13 +367,31 @@ std::vector<HfParameter> hf_parameters(const HfConfig& c) {
 }
 
 int64_t hf_parameter_count(const HfConfig& c) {
-  int64_t n = 0;
-  for (const HfParameter& p : hf_parameters(c)) {
-    int64_t k = 1;
-    for (int64_t d : p.shape) k *= d;
-    n += k;
-  }
-  return n;
+  // Every layer has the same parameters: count the model without layers and
+  // one layer, so that the count costs nothing even for an absurd config.
+  const std::string what = std::string(hf_model_type(c.architecture)) + " parameter count";
+  auto count = [&](int64_t layers) {
+    HfConfig small = c;
+    small.num_layers = layers;
+    int64_t n = 0;
+    for (const HfParameter& p : hf_parameters(small)) n = checked_add(n, checked_numel(p.shape, what), what);
+    return n;
+  };
+  const int64_t base = count(0), per_layer = count(1) - base;
+  return checked_add(base, checked_mul(per_layer, c.num_layers, what), what);
+}
+
+void check_hf_model_fits(const HfConfig& c, const std::string& what) {
+  const std::string label = what + ": " + hf_model_type(c.architecture) + " model";
+  int64_t bytes = checked_mul(hf_parameter_count(c), 4, label);  // the weights as f32
+  if (c.architecture == HfArchitecture::gpt_neo)                 // the causal table, max_positions^2 bools
+    bytes = checked_add(bytes, checked_mul(c.max_positions, c.max_positions, label), label);
+  const double memory = double(physical_memory_bytes()), gb = 1e9;
+  if (memory == 0) return;  // unknown: let the allocation decide
+  CB_CHECK(double(bytes) <= memory, label << " with " << c.num_layers << " layers, width " << c.hidden_size << ", MLP "
+                                          << c.intermediate_size << " and vocabulary " << c.vocab_size << " has "
+                                          << hf_parameter_count(c) << " parameters and needs " << double(bytes) / gb
+                                          << " GB, more than this machine's " << memory / gb << " GB of memory");
 }
 
 // ---------------------------------------------------------------------------
@@ -617,6 +663,7 @@ class ModelBuilder {
 }  // namespace
 
 std::shared_ptr<Graph> build_hf_model(const HfConfig& c, const HfWeightSource& weights) {
+  check_hf_model_fits(c, "the config");
   return ModelBuilder(c, weights).build();
 }
 
@@ -674,6 +721,8 @@ std::shared_ptr<HfCheckpoint> HfCheckpoint::open_dir(const std::string& dir) {
     std::set<std::string> shards;
     for (const auto& [name, file] : map->as_object()) {
       CB_CHECK(file.is_string(), index.string() << ": weight_map entry '" << name << "' is not a file name");
+      check_name_inside_folder(file.as_string(), index.string() + ": weight_map entry '" + name + "': shard",
+                               "the model folder");
       shards.insert(file.as_string());
     }
     std::vector<std::string> paths;
@@ -712,27 +761,36 @@ std::vector<std::string> HfCheckpoint::tensor_names() const {
 
 std::string HfCheckpoint::path() const { return files_[0]->path() + (files_.size() > 1 ? ", ..." : ""); }
 
-HfWeightSource HfCheckpoint::source(const HfConfig& c) {
+std::pair<const SafetensorsFile*, std::string> HfCheckpoint::resolve(const HfParameter& p, const HfConfig& c) const {
   const std::string prefix = c.body_prefix() + ".";
-  return [this, prefix, &c](const HfParameter& p) {
-    std::string name = p.name;
-    const SafetensorsFile* f = file_of(name);
-    if (!f && name.rfind(prefix, 0) == 0) {  // GPT2Model / GPTNeoXModel checkpoints: no body prefix
-      name = name.substr(prefix.size());
-      f = file_of(name);
-    }
-    if (!f && name == "embed_out.weight") {  // transformers 5 calls GPT-NeoX's output matrix lm_head
-      name = "lm_head.weight";
-      f = file_of(name);
-    }
-    CB_CHECK(f, "the checkpoint (" << files_[0]->path() << (files_.size() > 1 ? ", ..." : "") << ") has no tensor '"
-                                   << p.name << "', which a " << hf_model_type(c.architecture)
-                                   << " model with this config needs");
-    const SafetensorsEntry* e = f->find(name);
-    CB_CHECK(e->shape == p.shape, f->path()
-                                      << ": tensor '" << name << "' is " << dims_str(e->shape) << ", but the config ("
-                                      << hf_model_type(c.architecture) << ", hidden size " << c.hidden_size
-                                      << ", vocabulary " << c.vocab_size << ") needs " << dims_str(p.shape));
+  std::string name = p.name;
+  const SafetensorsFile* f = file_of(name);
+  if (!f && name.rfind(prefix, 0) == 0) {  // GPT2Model / GPTNeoXModel checkpoints: no body prefix
+    name = name.substr(prefix.size());
+    f = file_of(name);
+  }
+  if (!f && name == "embed_out.weight") {  // transformers 5 calls GPT-NeoX's output matrix lm_head
+    name = "lm_head.weight";
+    f = file_of(name);
+  }
+  CB_CHECK(f, "the checkpoint (" << files_[0]->path() << (files_.size() > 1 ? ", ..." : "") << ") has no tensor '"
+                                 << p.name << "', which a " << hf_model_type(c.architecture)
+                                 << " model with this config needs");
+  const SafetensorsEntry* e = f->find(name);
+  CB_CHECK(e->shape == p.shape, f->path()
+                                    << ": tensor '" << name << "' is " << dims_str(e->shape) << ", but the config ("
+                                    << hf_model_type(c.architecture) << ", hidden size " << c.hidden_size
+                                    << ", vocabulary " << c.vocab_size << ") needs " << dims_str(p.shape));
+  return {f, name};
+}
+
+void HfCheckpoint::check(const HfConfig& c) const {
+  for (const HfParameter& p : hf_parameters(c)) resolve(p, c);
+}
+
+HfWeightSource HfCheckpoint::source(const HfConfig& c) {
+  return [this, &c](const HfParameter& p) {
+    auto [f, name] = resolve(p, c);
     used_.push_back(name);
     return f->tensor_f32(name);
   };
@@ -760,7 +818,9 @@ std::vector<std::string> HfCheckpoint::unused_tensors(const HfConfig& c) const {
 
 std::shared_ptr<Graph> import_hf(const std::string& dir) {
   const HfConfig c = read_hf_config((fs::path(dir) / "config.json").string());
+  check_hf_model_fits(c, dir);
   std::shared_ptr<HfCheckpoint> checkpoint = HfCheckpoint::open_dir(dir);
+  checkpoint->check(c);  // every tensor present with its shape, before anything is built
   std::shared_ptr<Graph> g = build_hf_model(c, checkpoint->source(c));
   const std::vector<std::string> unused = checkpoint->unused_tensors(c);
   if (!unused.empty()) {

@@ -84,7 +84,14 @@ struct HfParameter {
   double init_std = 0;      // HF's normal init std for weights and embeddings
 };
 std::vector<HfParameter> hf_parameters(const HfConfig& c);
-int64_t hf_parameter_count(const HfConfig& c);  // what transformers' num_parameters() says
+// What transformers' num_parameters() says; computed without listing the
+// parameters. Throws cb::Error when the count overflows.
+int64_t hf_parameter_count(const HfConfig& c);
+// Throws cb::Error (naming `what`, the config's source) when the model's f32
+// weights (and GPT-Neo's causal table) need more than this machine's memory;
+// build_hf_model and import_hf check this before building anything. Configs
+// with more than 1024 layers or a dimension over 2^31 are refused when parsed.
+void check_hf_model_fits(const HfConfig& c, const std::string& what);
 
 // Supplies each parameter in Hugging Face layout, f32, with p.shape.
 using HfWeightSource = std::function<Tensor(const HfParameter& p)>;
@@ -112,6 +119,9 @@ class HfCheckpoint {
   // DIR/model.safetensors or DIR/model.safetensors.index.json.
   static std::shared_ptr<HfCheckpoint> open_dir(const std::string& dir);
   HfWeightSource source(const HfConfig& c);
+  // Checks that every parameter of `c` is in the files with its shape (headers
+  // only, nothing read); throws naming the file and tensor.
+  void check(const HfConfig& c) const;
   // Tensors in the files that no parameter used, except known non-persistent
   // buffers (attention masks, rotary inv_freq) and a tied lm_head copy.
   std::vector<std::string> unused_tensors(const HfConfig& c) const;
@@ -124,6 +134,9 @@ class HfCheckpoint {
 
  private:
   const SafetensorsFile* file_of(const std::string& name) const;
+  // The file and the name under which `p` is stored (names may lack the body
+  // prefix); throws for a missing tensor or a wrong shape.
+  std::pair<const SafetensorsFile*, std::string> resolve(const HfParameter& p, const HfConfig& c) const;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
   std::vector<std::string> used_;
 };

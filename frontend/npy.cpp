@@ -3,13 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 
+#include "support/checked_size.h"
 #include "support/error.h"
 #include "support/file_io.h"
+#include "support/input_file.h"
 
 namespace cb {
 
@@ -53,6 +55,7 @@ std::string header_field(const std::string& h, const std::string& key, const std
   CB_CHECK(p != std::string::npos, what << ": malformed .npy header");
   ++p;
   while (p < h.size() && h[p] == ' ') ++p;
+  CB_CHECK(p < h.size(), what << ": .npy header has no value for '" << key << "'");
   size_t end;
   if (h[p] == '(') {
     end = h.find(')', p);
@@ -60,16 +63,21 @@ std::string header_field(const std::string& h, const std::string& key, const std
     return h.substr(p, end - p + 1);
   }
   end = h.find_first_of(",}", p);
-  return h.substr(p, end - p);
+  return h.substr(p, end == std::string::npos ? std::string::npos : end - p);
+}
+
+// The header dictionary without its padding; it must be one "{...}".
+std::string header_dict(const char* text, size_t size, const std::string& what) {
+  std::string h(text, size);
+  while (!h.empty() && (h.back() == ' ' || h.back() == '\n' || h.back() == '\0')) h.pop_back();
+  CB_CHECK(!h.empty() && h.front() == '{', what << ": .npy header does not start with '{'");
+  CB_CHECK(h.back() == '}', what << ": .npy header has no closing '}' (truncated or malformed header)");
+  return h;
 }
 
 }  // namespace
 
-size_t NpyHeader::data_bytes() const {
-  size_t n = dtype_size(dtype);
-  for (int64_t d : shape) n *= size_t(d);
-  return n;
-}
+size_t NpyHeader::data_bytes() const { return checked_nbytes(shape, dtype_size(dtype), "the .npy shape"); }
 
 NpyHeader npy_parse_header(const char* bytes, size_t size, const std::string& what) {
   CB_CHECK(size >= 10 && std::memcmp(bytes, "\x93NUMPY", 6) == 0, what << ": not a .npy file (bad magic)");
@@ -85,7 +93,7 @@ NpyHeader npy_parse_header(const char* bytes, size_t size, const std::string& wh
     header_start = 12;
   }
   CB_CHECK(header_start + header_len <= size, what << ": truncated .npy header");
-  std::string h(bytes + header_start, header_len);
+  std::string h = header_dict(bytes + header_start, header_len, what);
   std::string descr = header_field(h, "descr", what);
   std::string order = header_field(h, "fortran_order", what);
   std::string shape = header_field(h, "shape", what);
@@ -100,6 +108,8 @@ NpyHeader npy_parse_header(const char* bytes, size_t size, const std::string& wh
   CB_CHECK(dt, what << ": unsupported .npy dtype '" << descr << "'");
   NpyHeader out;
   out.dtype = *dt;
+  CB_CHECK(shape.size() >= 2 && shape.front() == '(' && shape.back() == ')',
+           what << ": the shape in the .npy header must be a tuple, got '" << shape << "'");
   std::string inner = shape.substr(1, shape.size() - 2);
   std::stringstream ss(inner);
   std::string tok;
@@ -107,33 +117,31 @@ NpyHeader npy_parse_header(const char* bytes, size_t size, const std::string& wh
     tok = strip(tok);
     if (tok.empty()) continue;
     char* end = nullptr;
+    errno = 0;
     long long v = std::strtoll(tok.c_str(), &end, 10);
-    CB_CHECK(end && *end == 0 && v >= 0, what << ": bad dimension '" << tok << "' in .npy shape");
+    CB_CHECK(end && *end == 0 && v >= 0 && errno != ERANGE, what << ": bad dimension '" << tok << "' in .npy shape");
     out.shape.push_back(v);
   }
   out.data_offset = header_start + header_len;
+  // A shape whose product overflows is refused here, before anything is sized by it.
+  checked_nbytes(out.shape, dtype_size(out.dtype), what + ": .npy shape");
   return out;
 }
 
 Tensor npy_parse(const std::string& bytes, const std::string& what) {
   NpyHeader h = npy_parse_header(bytes.data(), bytes.size(), what);
-  Tensor t = Tensor::empty(h.dtype, h.shape);
-  CB_CHECK(bytes.size() - h.data_offset >= t.nbytes(), what << ": truncated .npy data (" << bytes.size() - h.data_offset
-                                                            << " bytes for " << dtype_name(h.dtype) << dims_str(h.shape)
-                                                            << ", which needs " << t.nbytes() << ")");
-  std::memcpy(t.raw(), bytes.data() + h.data_offset, t.nbytes());
+  // The claimed size against the bytes present, before allocating for it.
+  const size_t need = h.data_bytes(), have = bytes.size() - h.data_offset;
+  CB_CHECK(have >= need, what << ": truncated .npy data (" << have << " bytes for " << dtype_name(h.dtype)
+                              << dims_str(h.shape) << ", which needs " << need << ")");
+  Tensor t = allocate_for(what, [&] { return Tensor::empty(h.dtype, h.shape); });
+  std::memcpy(t.raw(), bytes.data() + h.data_offset, need);
+  if (h.dtype == DType::boolean)  // any non-zero byte is true; bools must be 0 or 1 in memory
+    for (size_t i = 0; i < need; ++i) static_cast<uint8_t*>(t.raw())[i] = bytes[h.data_offset + i] != 0;
   return t;
 }
 
-static std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  CB_CHECK(f, "cannot open '" << path << "'");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-Tensor npy_read(const std::string& path) { return npy_parse(read_file(path), path); }
+Tensor npy_read(const std::string& path) { return npy_parse(read_input_file(path, ".npy file"), path); }
 
 std::string npy_header(DType dtype, const std::vector<int64_t>& shape, size_t min_size) {
   const char* d = descr_of(dtype);

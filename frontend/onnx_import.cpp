@@ -21,8 +21,10 @@
 #include "ir/verifier.h"
 #include "onnx/onnx.pb.h"
 #include "passes/canonicalize.h"
+#include "support/checked_size.h"
 #include "support/content_hash.h"
 #include "support/error.h"
+#include "support/input_file.h"
 
 namespace cb {
 
@@ -42,16 +44,7 @@ class ExternalFiles {
 
   std::shared_ptr<MappedFile> open(const std::string& location, const std::string& what) {
     CB_CHECK(!location.empty(), what << ": external data has no 'location'");
-    CB_CHECK(location[0] != '/', what << ": external data location '" << location
-                                      << "' is an absolute path; it must be relative to the model");
-    size_t start = 0;
-    while (start <= location.size()) {
-      size_t end = location.find('/', start);
-      if (end == std::string::npos) end = location.size();
-      CB_CHECK(location.compare(start, end - start, "..") != 0,
-               what << ": external data location '" << location << "' leaves the model's directory ('..')");
-      start = end + 1;
-    }
+    check_name_inside_folder(location, what + ": external data location", "the model's directory");
     std::string path = base_dir_.empty() ? location : base_dir_ + "/" + location;
     auto it = files_.find(path);
     if (it != files_.end()) return it->second;
@@ -84,15 +77,6 @@ class ExternalFiles {
   std::string base_dir_;
   std::map<std::string, std::shared_ptr<MappedFile>> files_;
 };
-
-int64_t checked_numel(const onnx::TensorProto& tp, const std::string& what) {
-  int64_t n = 1;
-  for (int64_t d : tp.dims()) {
-    CB_CHECK(d >= 0, what << ": negative dimension " << d);
-    CB_CHECK(!__builtin_mul_overflow(n, d, &n) && n < (int64_t(1) << 48), what << ": too many elements");
-  }
-  return n;
-}
 
 // Bools must be 0 or 1 in memory; other nonzero bytes become 1.
 void normalise_bools(uint8_t* p, size_t n) {
@@ -136,7 +120,7 @@ Tensor from_external(onnx::TensorProto& tp, DType dtype, const std::vector<int64
                                                         << " bytes)");
   auto file = files.open(location, what);
   CB_CHECK(size_t(offset) <= file->size() && nbytes <= file->size() - size_t(offset),
-           what << ": external data [" << offset << ", " << offset + int64_t(nbytes) << ") lies outside '"
+           what << ": external data [" << offset << ", " << uint64_t(offset) + nbytes << ") lies outside '"
                 << file->path() << "' (" << file->size() << " bytes)");
   const uint8_t* p = file->data() + offset;
   bool aligned = reinterpret_cast<uintptr_t>(p) % dtype_size(dtype) == 0;
@@ -147,7 +131,8 @@ Tensor from_external(onnx::TensorProto& tp, DType dtype, const std::vector<int64
     auto buf = buffer_view(const_cast<uint8_t*>(p), nbytes, file);
     return Tensor::wrap(dtype, dims, std::move(buf));
   }
-  Tensor t = Tensor::empty(dtype, dims);  // rare: unaligned offset or odd bool bytes
+  // Rare: an unaligned offset or odd bool bytes.
+  Tensor t = allocate_for(what, [&] { return Tensor::empty(dtype, dims); });
   if (nbytes) std::memcpy(t.raw(), p, nbytes);
   if (dtype == DType::boolean) normalise_bools(static_cast<uint8_t*>(t.raw()), nbytes);
   return t;
@@ -159,8 +144,8 @@ Tensor convert_tensor(onnx::TensorProto& tp, ExternalFiles& files, const std::st
   CB_CHECK(dtype, what << ": element type " << onnx_dtype_name(tp.data_type()) << " is not supported");
   CB_CHECK(!tp.has_segment(), what << ": segmented tensors are not supported");
   std::vector<int64_t> dims(tp.dims().begin(), tp.dims().end());
-  int64_t numel = checked_numel(tp, what);
-  size_t nbytes = size_t(numel) * dtype_size(*dtype);
+  const size_t nbytes = checked_nbytes(dims, dtype_size(*dtype), what);
+  const int64_t numel = checked_numel(dims, what);
 
   if (tp.data_location() == onnx::TensorProto::EXTERNAL) return from_external(tp, *dtype, dims, nbytes, files, what);
 
@@ -170,7 +155,8 @@ Tensor convert_tensor(onnx::TensorProto& tp, ExternalFiles& files, const std::st
                                         << dims_str(dims) << " needs " << nbytes);
     if (*dtype == DType::boolean) normalise_bools(reinterpret_cast<uint8_t*>(raw.data()), nbytes);
     if (reinterpret_cast<uintptr_t>(raw.data()) % dtype_size(*dtype) != 0) {
-      Tensor t = Tensor::empty(*dtype, dims);  // short strings may sit unaligned
+      // Short strings may sit unaligned.
+      Tensor t = allocate_for(what, [&] { return Tensor::empty(*dtype, dims); });
       if (nbytes) std::memcpy(t.raw(), raw.data(), nbytes);
       raw.clear();
       return t;
@@ -231,6 +217,11 @@ TensorType convert_type(const onnx::TypeProto& t, const std::string& value_name,
   }
   if (!tt.has_shape()) return out;
   out.shape = Shape();
+  // The static dims of a declared shape must multiply to a size a tensor can have.
+  int64_t static_numel = 1;
+  for (const auto& d : tt.shape().dim())
+    CB_CHECK(!d.has_dim_value() || d.dim_value() < 0 || mul_size(static_numel, d.dim_value()),
+             "value '" << value_name << "' is declared with a shape of more than 2^62 elements");
   for (int i = 0; i < tt.shape().dim_size(); ++i) {
     const auto& d = tt.shape().dim(i);
     if (d.has_dim_value() && d.dim_value() >= 0)
@@ -243,6 +234,16 @@ TensorType convert_type(const onnx::TypeProto& t, const std::string& value_name,
       out.shape.dims.push_back(Dim::unknown());
   }
   return out;
+}
+
+// A graph input of the model is fed by the caller: it needs an element type
+// (UNDEFINED would accept any tensor and leave every consumer untyped).
+void check_graph_input_type(const onnx::ValueInfoProto& vi) {
+  const std::string what = "graph input '" + vi.name() + "'";
+  CB_CHECK(vi.type().value_case() != onnx::TypeProto::VALUE_NOT_SET, what << " has no type");
+  if (!vi.type().has_tensor_type()) return;  // sequences, maps, ...: convert_type names them
+  CB_CHECK(vi.type().tensor_type().elem_type() != onnx::TensorProto::UNDEFINED,
+           what << " has element type UNDEFINED; a graph input must declare its element type");
 }
 
 // Fills what `inferred` knows and `declared` does not (like infer_types does).
@@ -508,6 +509,7 @@ void Importer::build_graph(onnx::GraphProto& gp, GraphState& gs, Scope& scope, c
   for (auto& vi : gp.input()) {
     if (scope.names.count(vi.name())) continue;  // an initializer: a constant with a default
     CB_CHECK(!vi.name().empty(), "a graph input has no name");
+    if (gs.is_main) check_graph_input_type(vi);
     TensorType t = convert_type(vi.type(), vi.name(), gs.is_main && opts_.name_unknown_input_dims);
     scope.names[vi.name()] = g.add_input(vi.name(), t);
   }

@@ -391,6 +391,11 @@ std::vector<NodeDraft> upgrade_onnx_node(NodeDraft n, int64_t opset, UpgradeSink
     int axes_input_since = op == "ReduceSum" ? 13 : 18;
     if (version < axes_input_since) ints_attr_to_input(n, "axes", 1, opset, sink);
   } else if (op == "Split") {
+    // From Split-13 the sizes are input 2; an opset-11 'split' attribute
+    // would be ignored and the tensor cut into equal parts instead.
+    CB_CHECK(version < 13 || !n.attrs.count("split"),
+             where(n, opset) << ": attribute 'split' is not part of Split since opset 13 (its sizes are the second "
+                                "input)");
     if (version < 13) {
       if (!ints_attr_to_input(n, "split", 1, opset, sink) && !n.input(1))
         n.attrs["num_outputs"] = int64_t(n.outputs.size());

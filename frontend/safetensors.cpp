@@ -7,6 +7,7 @@
 #include <cstring>
 #include <set>
 
+#include "support/checked_size.h"
 #include "support/error.h"
 #include "support/file_io.h"
 #include "support/json.h"
@@ -84,14 +85,8 @@ SafetensorsEntry parse_entry(const std::string& name, const Json& info, const st
 
   const Json& shape = info.at("shape");
   CB_CHECK(shape.is_array(), what << ": shape must be an array, got " << shape.dump());
-  uint64_t numel = 1;
-  for (const Json& d : shape.as_array()) {
-    const uint64_t n = header_uint(d, what + ": every shape dimension");
-    CB_CHECK(n == 0 || numel <= (uint64_t(1) << 62) / n, what << ": shape " << shape.dump() << " is too large");
-    numel *= n;
-    e.shape.push_back(int64_t(n));
-  }
-  CB_CHECK(numel <= (uint64_t(1) << 62) / di->size, what << ": shape " << shape.dump() << " is too large");
+  for (const Json& d : shape.as_array()) e.shape.push_back(int64_t(header_uint(d, what + ": every shape dimension")));
+  const size_t nbytes = checked_nbytes(e.shape, di->size, what);
 
   const Json& offsets = info.at("data_offsets");
   CB_CHECK(offsets.is_array() && offsets.size() == 2,
@@ -99,9 +94,9 @@ SafetensorsEntry parse_entry(const std::string& name, const Json& info, const st
   e.begin = header_uint(offsets.at(size_t(0)), what + ": data_offsets begin");
   e.end = header_uint(offsets.at(size_t(1)), what + ": data_offsets end");
   CB_CHECK(e.begin <= e.end, what << ": data_offsets " << offsets.dump() << " end before they begin");
-  CB_CHECK(e.end - e.begin == numel * di->size, what << ": data_offsets " << offsets.dump() << " hold "
-                                                     << (e.end - e.begin) << " bytes, but " << e.dtype_name
-                                                     << dims_str(e.shape) << " needs " << numel * di->size);
+  CB_CHECK(e.end - e.begin == nbytes, what << ": data_offsets " << offsets.dump() << " hold " << (e.end - e.begin)
+                                           << " bytes, but " << e.dtype_name << dims_str(e.shape) << " needs "
+                                           << nbytes);
   return e;
 }
 
@@ -192,7 +187,7 @@ Tensor SafetensorsFile::tensor(const std::string& name) const {
     auto buf = buffer_view(const_cast<uint8_t*>(bytes), nbytes, std::static_pointer_cast<void>(file_));
     return Tensor::wrap(e.dtype, e.shape, std::move(buf));
   }
-  Tensor t = Tensor::empty(e.dtype, e.shape);
+  Tensor t = allocate_for(path_ + ": tensor '" + name + "'", [&] { return Tensor::empty(e.dtype, e.shape); });
   if (e.dtype == DType::boolean) {
     for (size_t i = 0; i < nbytes; ++i) t.data<bool>()[i] = bytes[i] != 0;  // any non-zero byte is true
   } else if (nbytes > 0) {
@@ -208,7 +203,7 @@ Tensor SafetensorsFile::tensor_f32(const std::string& name) const {
            path_ << ": tensor '" << name << "' has dtype " << e.dtype_name
                  << "; expected a floating-point tensor (F32, F16, BF16 or F64)");
   const uint8_t* bytes = file_->data() + data_start_ + e.begin;
-  Tensor t = Tensor::empty(DType::f32, e.shape);
+  Tensor t = allocate_for(path_ + ": tensor '" + name + "'", [&] { return Tensor::empty(DType::f32, e.shape); });
   float* out = t.data<float>();
   const int64_t n = t.numel();
   if (e.dtype == DType::f64) {

@@ -1,5 +1,6 @@
 #include "ir/op_registry.h"
 
+#include "support/checked_size.h"
 #include "support/error.h"
 
 namespace cb {
@@ -75,6 +76,15 @@ std::vector<TensorType> infer_node(const Node& node, const std::vector<const Ten
            node.describe() << ": has " << nout << " outputs, expected " << s->min_outputs << ".." << s->max_outputs);
   InferContext ctx(node, in_types, in_values);
   s->infer(ctx);
+  // Every inferred shape is allocated by the runtime: its static dims must
+  // multiply to a size a tensor can have (a broadcast or Reshape to
+  // [2^40,2^40] would otherwise wrap around).
+  for (const TensorType& t : ctx.output_types()) {
+    int64_t n = 1;
+    for (const Dim& d : t.shape.dims)
+      CB_CHECK(!d.is_static() || mul_size(n, d.value),
+               node.describe() << ": output shape " << t.shape.str() << " has more than 2^62 elements");
+  }
   return ctx.output_types();
 }
 

@@ -1,14 +1,14 @@
 #include "ir/tensor.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+
+#include "support/checked_size.h"
+#include "support/input_file.h"
 
 namespace cb {
 
@@ -18,10 +18,15 @@ class AlignedBuffer : public Buffer {
  public:
   explicit AlignedBuffer(size_t bytes) {
     size_ = bytes;
+    const size_t memory = physical_memory_bytes();
+    if (memory > 0 && bytes > memory)
+      throw Error("out of memory allocating " + std::to_string(bytes) + " bytes (more than the machine's " +
+                  std::to_string(memory) + " bytes of memory)");
     constexpr size_t kHuge = 2u << 20;
     size_t align = bytes >= kHuge ? kHuge : 64;
     size_t rounded = (bytes + align - 1) / align * align;
     if (rounded == 0) rounded = align;
+    if (rounded < bytes) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");  // wrapped
     data_ = std::aligned_alloc(align, rounded);
     if (!data_) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
     if (bytes >= kHuge) madvise(data_, rounded, MADV_HUGEPAGE);
@@ -62,25 +67,15 @@ std::shared_ptr<Buffer> buffer_from_string(std::string&& bytes) {
 }
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error("cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error("'" + path + "' is not a regular file");
-  }
+  InputFile in = InputFile::open(path, "file");  // regular files only: a FIFO or device is refused, not read
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
-  f->size_ = size_t(st.st_size);
+  f->size_ = in.size();
   if (f->size_ > 0) {
-    void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (p == MAP_FAILED) {
-      ::close(fd);
-      throw Error("cannot memory-map '" + path + "': " + std::strerror(errno));
-    }
+    void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, in.fd(), 0);
+    if (p == MAP_FAILED) throw Error("cannot memory-map '" + path + "': " + std::strerror(errno));
     f->data_ = static_cast<uint8_t*>(p);
   }
-  ::close(fd);
   return f;
 }
 
@@ -98,8 +93,12 @@ Tensor Tensor::empty(DType dtype, std::vector<int64_t> dims) {
   Tensor t;
   t.dtype_ = dtype;
   t.dims_ = std::move(dims);
-  for (auto d : t.dims_) CB_CHECK(d >= 0, "negative dimension in tensor shape " << dims_str(t.dims_));
-  t.buf_ = buffer_allocate(t.nbytes());
+  const size_t bytes = checked_nbytes(t.dims_, dtype_size(dtype), "tensor");
+  try {
+    t.buf_ = buffer_allocate(bytes);
+  } catch (const Error& e) {
+    CB_FAIL(e.what() << " for a tensor " << dtype_name(dtype) << dims_str(t.dims_));
+  }
   return t;
 }
 
@@ -116,9 +115,10 @@ Tensor Tensor::wrap(DType dtype, std::vector<int64_t> dims, std::shared_ptr<Buff
   t.buf_ = std::move(buf);
   t.offset_ = byte_offset;
   size_t have = t.buf_ ? t.buf_->size() : 0;
-  CB_CHECK(byte_offset + t.nbytes() <= have, "tensor " << dtype_name(dtype) << dims_str(t.dims_) << " needs "
-                                                       << t.nbytes() << " bytes but its buffer has "
-                                                       << (have > byte_offset ? have - byte_offset : 0));
+  const size_t need = checked_nbytes(t.dims_, dtype_size(dtype), "tensor");
+  CB_CHECK(byte_offset <= have && need <= have - byte_offset,
+           "tensor " << dtype_name(dtype) << dims_str(t.dims_) << " needs " << t.nbytes()
+                     << " bytes but its buffer has " << (have > byte_offset ? have - byte_offset : 0));
   return t;
 }
 
@@ -131,6 +131,7 @@ Tensor Tensor::clone() const {
 Tensor Tensor::reshaped(std::vector<int64_t> dims) const {
   Tensor t = *this;
   t.dims_ = std::move(dims);
+  checked_numel(t.dims_, "reshape");
   CB_CHECK(t.numel() == numel(), "cannot reshape " << dims_str(dims_) << " to " << dims_str(t.dims_));
   return t;
 }

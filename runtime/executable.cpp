@@ -6,6 +6,7 @@
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 #include "runtime/control_flow.h"
+#include "support/checked_size.h"
 #include "support/error.h"
 
 namespace cb {
@@ -173,9 +174,13 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
       CB_CHECK(ot.shape.is_static() && ot.dtype != DType::undefined,
                n.describe() << ": could not size output " << o << " (" << ot.str() << ")");
       std::vector<int64_t> dims = ot.shape.sizes();
-      int64_t numel = 1;
-      for (auto d : dims) numel *= d;
-      slots_[size_t(s)] = Tensor::wrap(ot.dtype, dims, pool_.get(size_t(numel) * dtype_size(ot.dtype)));
+      std::shared_ptr<Buffer> buf;
+      try {
+        buf = pool_.get(checked_nbytes(dims, dtype_size(ot.dtype), "output"));
+      } catch (const Error& e) {
+        CB_FAIL(n.describe() << ": output '" << n.outputs[o]->name << "' " << ot.str() << ": " << e.what());
+      }
+      slots_[size_t(s)] = Tensor::wrap(ot.dtype, dims, std::move(buf));
       out_ptrs[o] = &slots_[size_t(s)];
     }
     KernelContext ctx{n, in_values, out_ptrs, opts_.num_threads, &lookup};

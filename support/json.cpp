@@ -4,12 +4,12 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <sstream>
 
 #include "support/error.h"
 #include "support/file_io.h"
+#include "support/input_file.h"
 #include "support/utf8.h"
 
 namespace cb {
@@ -500,14 +500,7 @@ std::string Json::dump(int indent) const {
 
 Json json_parse(std::string_view text, const std::string& what) { return Parser(text, what).parse_document(); }
 
-Json json_read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  CB_CHECK(f, "cannot open " << path);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  CB_CHECK(!f.bad(), "cannot read " << path);
-  return json_parse(ss.str(), path);
-}
+Json json_read_file(const std::string& path) { return json_parse(read_input_file(path, "JSON file"), path); }
 
 void json_write_file(const std::string& path, const Json& value, int indent) {
   write_file_atomic(path, value.dump(indent) + "\n");

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "support/error.h"
+#include "support/input_file.h"
 
 namespace cb {
 
@@ -87,6 +88,7 @@ std::string Sha256::hex_digest() {
 }
 
 std::string sha256_file(const std::string& path) {
+  check_input_file(path, "file");  // a FIFO or /dev/zero would block or never end
   FILE* f = std::fopen(path.c_str(), "rb");
   CB_CHECK(f, "cannot open '" << path << "'");
   Sha256 h;

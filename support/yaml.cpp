@@ -1,10 +1,10 @@
 #include "support/yaml.h"
 
-#include <fstream>
 #include <regex>
 #include <sstream>
 
 #include "support/error.h"
+#include "support/input_file.h"
 
 namespace cb {
 
@@ -296,13 +296,7 @@ class YamlParser {
 
 Json parse_yaml(const std::string& text, const std::string& what) { return YamlParser(text, what).parse(); }
 
-Json read_yaml_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  CB_CHECK(in, "cannot open config file '" << path << "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_yaml(ss.str(), path);
-}
+Json read_yaml_file(const std::string& path) { return parse_yaml(read_input_file(path, "config file"), path); }
 
 void apply_override(Json& config, const std::string& assignment) {
   // Quoted whole in messages unless long (a hostile one may be 100 KB).

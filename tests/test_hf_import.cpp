@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -403,6 +404,35 @@ TEST(HfImport, BadCheckpointsNameWhatIsWrong) {
   EXPECT_ERROR(import_hf((tmp.path() / "nowhere").string()), "config.json");
 }
 
+// Hostile checkpoints (docs/reliability.md, "Hostile input files").
+TEST(HfImport, ShardIndexNamesMustStayInsideTheFolder) {
+  TempDir tmp("shard_escape");
+  fs::copy_file(hf_dir("gpt2") / "config.json", tmp.path() / "config.json");
+  for (const std::string shard : {"../../../../etc/passwd", "/etc/passwd", "sub/../../x.safetensors"}) {
+    Json index;
+    index["weight_map"]["transformer.wte.weight"] = shard;
+    json_write_file(tmp.str("model.safetensors.index.json"), index);
+    const std::string msg = error_of([&] { import_hf(tmp.path().string()); });
+    EXPECT_NE(msg.find("weight_map entry 'transformer.wte.weight': shard '" + shard + "'"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("passwd:"), std::string::npos) << "opened the file: " << msg;
+  }
+}
+
+TEST(HfImport, CheckpointTensorsAreCheckedBeforeBuilding) {
+  // A checkpoint whose last layer's tensor has the wrong shape fails before
+  // any weight is read or any layer built: the message is the same either
+  // way, but the check costs headers only.
+  TempDir tmp("late_shape");
+  NamedTensors t = committed_tensors("gpt2");
+  for (auto& [name, tensor] : t)
+    if (name == "transformer.ln_f.weight") tensor = Tensor::zeros(DType::f32, {3});
+  write_checkpoint(tmp.path(), "gpt2", t);
+  HfConfig c = read_hf_config(tmp.str("config.json"));
+  auto ck = HfCheckpoint::open_dir(tmp.path().string());
+  EXPECT_ERROR(ck->check(c), "'transformer.ln_f.weight' is [3]");
+  EXPECT_NO_THROW(HfCheckpoint::open_dir(hf_dir("gpt2").string())->check(c));
+}
+
 // ---------------------------------------------------------------------------
 // config.json
 
@@ -489,6 +519,36 @@ TEST(HfConfig, RejectsWhatItCannotBuild) {
   EXPECT_ERROR(parse(R"({"model_type": "gpt_neox", "hidden_size": 48, "num_attention_heads": 4, "rotary_pct": 0.25})"),
                "must be even");
   EXPECT_ERROR(read_hf_config("/nonexistent/config.json"), "/nonexistent/config.json");
+}
+
+// Absurd configs fail when parsed or before anything is built, not after a
+// minute and gigabytes of building.
+TEST(HfConfig, AbsurdSizesFailAtOnce) {
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_ERROR(parse(R"({"model_type": "gpt2", "n_layer": 1000000, "n_embd": 8, "n_head": 1})"),
+               "1000000 layers is more than codebook supports (1024)");
+  EXPECT_ERROR(parse(R"({"model_type": "gpt_neox", "hidden_size": 4294967296, "num_attention_heads": 1})"),
+               "hidden size 4294967296 is larger than codebook supports");
+  EXPECT_ERROR(parse(R"({"model_type": "gpt2", "vocab_size": 9223372036854775807})"), "vocabulary size");
+  // 4 x hidden size (the default MLP width) must not wrap around.
+  EXPECT_ERROR(parse(R"({"model_type": "gpt2", "n_embd": 4611686018427387904, "n_head": 1})"), "4 x hidden size");
+  // A GPT-Neo attention_types repeat of 10^12 stops at the number of layers.
+  EXPECT_ERROR(parse(R"({"model_type": "gpt_neo", "num_layers": 2, "attention_types": [[["global"], 1000000000000]]})"),
+               "more attention kinds than the 2 layers");
+  // Parses (each size is plausible) but its 2^20 x 2^20 matrices (20 TB) cannot be built here.
+  const HfConfig huge = parse(R"({"model_type": "gpt2", "n_embd": 1048576, "n_head": 1, "vocab_size": 1048576,
+                                  "n_layer": 1, "n_inner": 4, "n_positions": 4})");
+  EXPECT_ERROR(build_hf_random(huge, 0), "more than this machine's");
+  EXPECT_ERROR(check_hf_model_fits(huge, "cfg"), "cfg: gpt2 model with 1 layers, width 1048576");
+  // A GPT-Neo with 10^9 positions: its causal table alone is 10^18 bytes.
+  const HfConfig neo = parse(R"({"model_type": "gpt_neo", "num_layers": 1, "attention_layers": ["global"],
+                                 "hidden_size": 8, "num_heads": 1, "vocab_size": 10, "max_position_embeddings": 1000000000})");
+  EXPECT_ERROR(build_hf_random(neo, 0), "more than this machine's");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  // A config at the limit still builds (parameter count without listing the layers).
+  EXPECT_EQ(hf_parameter_count(parse(R"({"model_type": "gpt2", "n_layer": 1024, "n_embd": 8, "n_head": 1,
+                                         "vocab_size": 10, "n_positions": 4})")),
+            10 * 8 + 4 * 8 + 1024 * (4 * 8 + 8 * 24 + 24 + 8 * 8 + 8 + 8 * 32 + 32 + 32 * 8 + 8) + 2 * 8);
 }
 
 // ---------------------------------------------------------------------------

@@ -612,6 +612,95 @@ TEST(OnnxImport, BrokenFilesGiveErrorsNotCrashes) {
   expect_error([&] { import(no_outputs); }, {"empty"});
 }
 
+// Hostile sizes and types (docs/reliability.md, "Hostile input files"): each
+// once crashed or was accepted.
+TEST(OnnxImport, HostileSizesAndTypesAreErrors) {
+  const int64_t big = int64_t(1) << 32;
+  {  // an initializer whose dims multiply past 2^64 (wraps to 0 bytes: the empty raw_data "fits")
+    auto m = new_model(13);
+    auto* g = m.mutable_graph();
+    add_input(g, "x", 1, {int64_t(2)});
+    *g->add_initializer() = raw_tensor<float>("w", 1, std::vector<float>{}, {big, big});
+    add_node(g, "Add", {"x", "w"}, {"y"});
+    add_output(g, "y");
+    expect_error([&] { import(m); }, {"initializer 'w'", "more than 2^62"});
+  }
+  {  // an initializer claiming 2^40 floats in float_data that holds one
+    auto m = new_model(13);
+    auto* g = m.mutable_graph();
+    add_input(g, "x", 1, {int64_t(2)});
+    auto* t = g->add_initializer();
+    t->set_name("w");
+    t->set_data_type(1);
+    t->add_dims(int64_t(1) << 40);
+    t->add_float_data(1.0f);
+    add_node(g, "Add", {"x", "w"}, {"y"});
+    add_output(g, "y");
+    expect_error([&] { import(m); }, {"initializer 'w'", "float_data has 1 values"});
+  }
+  {  // a graph input of element type UNDEFINED
+    auto m = new_model(13);
+    auto* g = m.mutable_graph();
+    add_input(g, "x", 0, {int64_t(2)});
+    add_node(g, "Relu", {"x"}, {"y"});
+    add_output(g, "y");
+    expect_error([&] { import(m); }, {"graph input 'x'", "UNDEFINED"});
+    g->mutable_input(0)->clear_type();  // no type at all
+    expect_error([&] { import(m); }, {"graph input 'x' has no type"});
+  }
+  {  // a graph input declared [2^32, 2^32]
+    auto m = new_model(13);
+    auto* g = m.mutable_graph();
+    add_input(g, "x", 1, {big, big});
+    add_node(g, "Relu", {"x"}, {"y"});
+    add_output(g, "y");
+    expect_error([&] { import(m); }, {"'x'", "more than 2^62"});
+  }
+  {  // a Reshape whose target overflows
+    auto m = new_model(13);
+    auto* g = m.mutable_graph();
+    add_input(g, "x", 1, {int64_t(4)});
+    *g->add_initializer() = raw_tensor<int64_t>("s", 7, std::vector<int64_t>{big, big, 0}, {3});
+    add_node(g, "Reshape", {"x", "s"}, {"y"}, "reshape");
+    add_output(g, "y");
+    expect_error([&] { import(m); }, {"'reshape'"});
+  }
+}
+
+// Opset 13-17 Split takes its sizes as an input; sizes that do not add up to
+// the split dim are an error, found at import when the dim is static and at
+// run time when it is symbolic.
+TEST(OnnxImport, SplitSizesMustAddUp) {
+  for (bool symbolic : {false, true}) {
+    SCOPED_TRACE(symbolic ? "symbolic dim" : "static dim");
+    auto m = new_model(17);
+    auto* g = m.mutable_graph();
+    if (symbolic)
+      add_input(g, "x", 1, {std::string("n"), int64_t(2)});
+    else
+      add_input(g, "x", 1, {int64_t(6), int64_t(2)});
+    *g->add_initializer() = raw_tensor<int64_t>("sizes", 7, std::vector<int64_t>{2, 2}, {2});
+    add_node(g, "Split", {"x", "sizes"}, {"a", "b"}, "split");
+    add_output(g, "a");
+    add_output(g, "b");
+    expect_error(
+        [&] {
+          auto graph = import(m);
+          run(graph, {{"x", Tensor::zeros(DType::f32, {6, 2})}});
+        },
+        {"'split'", "does not add up"});
+  }
+  {  // the opset-11 'split' attribute in an opset-17 model (where sizes are an input)
+    auto m = new_model(17);
+    auto* g = m.mutable_graph();
+    add_input(g, "x", 1, {int64_t(6), int64_t(2)});
+    attr_ints(add_node(g, "Split", {"x"}, {"a", "b"}, "split"), "split", {2, 2});
+    add_output(g, "a");
+    add_output(g, "b");
+    expect_error([&] { import(m); }, {"'split'", "split"});
+  }
+}
+
 // Byte flips and truncations of a valid model: each either imports or throws
 // cb::Error; nothing else (no crash, no other exception type).
 TEST(OnnxImport, MutatedModelsGiveErrorsNotCrashes) {

@@ -24,6 +24,7 @@
 #include "onnx/onnx.pb.h"
 #include "runtime/executable.h"
 #include "support/error.h"
+#include "support/input_file.h"
 #include "tools/command.h"
 #include "tools/option_checks.h"
 #include "tools/options.h"
@@ -51,13 +52,7 @@ struct Result {
   std::string reason;
 };
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  CB_CHECK(f, "cannot read '" << p.string() << "'");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string read_file(const fs::path& p) { return read_input_file(p.string(), "test file"); }
 
 // ---------------------------------------------------------------------------
 // Types we cannot run (detected before importing).
@@ -333,6 +328,7 @@ Result run_test_isolated(const fs::path& dir, const Settings& s) {
 
 // "test_name  # reason" per line; '#' lines and blank lines are comments.
 std::map<std::string, std::string> read_expected_failures(const std::string& path) {
+  check_input_file(path, "expected-failures file");
   std::ifstream f(path);
   CB_CHECK(f, "cannot read expected-failures file '" << path << "'");
   std::map<std::string, std::string> out;

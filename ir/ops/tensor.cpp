@@ -13,6 +13,7 @@
 #include <set>
 
 #include "ir/op_registry.h"
+#include "support/checked_size.h"
 
 namespace cb {
 namespace {
@@ -32,10 +33,11 @@ std::string ints_str(const std::vector<int64_t>& v) { return dims_str(v); }
 constexpr __int128 kMaxElements = __int128(1) << 56;
 
 Shape checked(const InferContext& ctx, Shape s) {
-  __int128 n = 1;
+  int64_t n = 1;
+  bool fits = true;
   for (auto& d : s.dims)
-    if (d.is_static()) n = std::min(n * d.value, kMaxElements + 1);
-  ctx.check(n <= kMaxElements, "output shape " + s.str() + " has too many elements");
+    if (d.is_static()) fits = fits && mul_size(n, d.value);
+  ctx.check(fits && n <= kMaxElements, "output shape " + s.str() + " has too many elements");
   return s;
 }
 
@@ -100,7 +102,7 @@ Dim dim_product(const std::vector<Dim>& dims, size_t begin, size_t end) {
   const Dim* other = nullptr;
   for (size_t i = begin; i < end; ++i) {
     if (dims[i].is_static()) {
-      p *= dims[i].value;
+      if (!mul_size(p, dims[i].value)) return Dim::unknown();  // absurd: left to the output shape check
     } else {
       ++non_static;
       other = &dims[i];
@@ -369,7 +371,8 @@ void infer_concat(InferContext& ctx) {
                                       first->str() + " off axis " + std::to_string(a));
     }
     if (s[size_t(a)].is_static()) {
-      axis_static += s[size_t(a)].value;
+      ctx.check(add_size(axis_static, s[size_t(a)].value),
+                "the inputs' sizes along axis " + std::to_string(a) + " add up to more than 2^62");
     } else {
       ++axis_non_static;
       axis_other = s[size_t(a)];
@@ -411,7 +414,7 @@ void infer_split(InferContext& ctx) {
       int64_t sum = 0;
       for (int64_t s : *split) {
         ctx.check(s >= 0, "split " + ints_str(*split) + " has a negative size");
-        sum += s;
+        ctx.check(add_size(sum, s), "split " + ints_str(*split) + " adds up to more than 2^62");
       }
       ctx.check(!d.is_static() || d.value == sum,
                 "split " + ints_str(*split) + " does not add up to dim " + std::to_string(a) + " of input " + in.str());

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "support/error.h"
+#include "support/input_file.h"
 #include "support/rng.h"
 #include "tools/cache/npy_file.h"
 
@@ -19,7 +20,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 // Line-oriented files, with the byte position for progress.
 class LineReader {
  public:
-  explicit LineReader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
+  explicit LineReader(const std::string& path)
+      : path_(path), in_((check_input_file(path, "--data file"), path), std::ios::binary) {
     CB_CHECK(in_, "--data: cannot open '" << path << "'");
     std::error_code ec;
     size_ = double(fs::file_size(path, ec));

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "support/input_file.h"
+
 namespace cb::cache {
 
 struct MappedNpy::Mapping {
@@ -22,22 +24,13 @@ struct MappedNpy::Mapping {
 MappedNpy MappedNpy::open(const std::string& path) {
   MappedNpy m;
   m.path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  CB_CHECK(fd >= 0, "cannot open '" << path << "': " << std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    CB_FAIL("'" << path << "' is not a regular file");
-  }
+  const InputFile in = InputFile::open(path, ".npy file");  // regular files only
   m.map_ = std::make_shared<Mapping>();
-  m.map_->size = size_t(st.st_size);
+  m.map_->size = in.size();
   if (m.map_->size > 0) {
-    void* a = mmap(nullptr, m.map_->size, PROT_READ, MAP_SHARED, fd, 0);
-    ::close(fd);
+    void* a = mmap(nullptr, m.map_->size, PROT_READ, MAP_SHARED, in.fd(), 0);
     CB_CHECK(a != MAP_FAILED, "cannot map '" << path << "': " << std::strerror(errno));
     m.map_->addr = a;
-  } else {
-    ::close(fd);
   }
   m.header_ = npy_parse_header(static_cast<const char*>(m.map_->addr), m.map_->size, path);
   size_t need = m.header_.data_offset + m.header_.data_bytes();
