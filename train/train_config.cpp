@@ -254,19 +254,30 @@ Json resolve_train_config(const Json& base, const std::vector<std::string>& over
   return out;
 }
 
-Json resolve_train_config(const std::string& file, const std::vector<std::string>& overrides) {
+namespace {
+
+// defaults <- `user` (a config file's document; null: no file) <- overrides.
+Json resolve_user_config(const Json& user, const std::string& what, const std::vector<std::string>& overrides) {
   Json out = train_config_defaults();
-  if (!file.empty()) {
-    Json user = read_yaml_file(file);
-    CB_CHECK(user.is_object() || user.is_null(), file << ": a training config must be a mapping");
-    if (user.is_object()) {
-      check_known_keys(user, out, "");
-      Json before = out;
-      merge_into(out, user, false);
-      follow_placements(before, user, out);
-    }
+  CB_CHECK(user.is_object() || user.is_null(), what << ": a training config must be a mapping");
+  if (user.is_object()) {
+    check_known_keys(user, out, "");
+    Json before = out;
+    merge_into(out, user, false);
+    follow_placements(before, user, out);
   }
   return resolve_train_config(out, overrides);
+}
+
+}  // namespace
+
+Json resolve_train_config(const std::string& file, const std::vector<std::string>& overrides) {
+  return resolve_user_config(file.empty() ? Json() : read_yaml_file(file), file, overrides);
+}
+
+Json resolve_train_config_yaml(const std::string& yaml, const std::string& what,
+                               const std::vector<std::string>& overrides) {
+  return resolve_user_config(parse_yaml(yaml, what), what, overrides);
 }
 
 TrainRunConfig parse_train_config(const Json& j) {

@@ -25,6 +25,9 @@ Json train_config_defaults();
 
 // defaults <- file (if any) <- overrides ("a.b=v"); unknown keys rejected.
 Json resolve_train_config(const std::string& file, const std::vector<std::string>& overrides);
+// The same for a config file's text already in memory; `what` names it in errors.
+Json resolve_train_config_yaml(const std::string& yaml, const std::string& what,
+                               const std::vector<std::string>& overrides);
 // The same on an already resolved config (a checkpoint's), with extra overrides.
 Json resolve_train_config(const Json& base, const std::vector<std::string>& overrides);
 
