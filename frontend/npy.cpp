@@ -66,9 +66,12 @@ std::string header_field(const std::string& h, const std::string& key, const std
 }  // namespace
 
 size_t NpyHeader::data_bytes() const {
-  size_t n = dtype_size(dtype);
-  for (int64_t d : shape) n *= size_t(d);
-  return n;
+  // Overflow-checked: a hostile shape whose product wraps must not pass a size check.
+  uint64_t n = dtype_size(dtype);
+  for (int64_t d : shape)
+    CB_CHECK(!__builtin_mul_overflow(n, uint64_t(d), &n) && n <= uint64_t(INT64_MAX),
+             ".npy shape " << dims_str(shape) << " is too large (its byte size overflows)");
+  return size_t(n);
 }
 
 NpyHeader npy_parse_header(const char* bytes, size_t size, const std::string& what) {
@@ -100,6 +103,8 @@ NpyHeader npy_parse_header(const char* bytes, size_t size, const std::string& wh
   CB_CHECK(dt, what << ": unsupported .npy dtype '" << descr << "'");
   NpyHeader out;
   out.dtype = *dt;
+  CB_CHECK(shape.size() >= 2 && shape.front() == '(' && shape.back() == ')',
+           what << ": malformed shape '" << shape << "' in .npy header (expected a tuple)");
   std::string inner = shape.substr(1, shape.size() - 2);
   std::stringstream ss(inner);
   std::string tok;
@@ -117,10 +122,17 @@ NpyHeader npy_parse_header(const char* bytes, size_t size, const std::string& wh
 
 Tensor npy_parse(const std::string& bytes, const std::string& what) {
   NpyHeader h = npy_parse_header(bytes.data(), bytes.size(), what);
+  size_t need = 0;
+  try {
+    need = h.data_bytes();
+  } catch (const Error& e) {
+    CB_FAIL(what << ": " << e.what());
+  }
+  // Checked before allocating, so a huge claimed shape is an error, not an out-of-memory.
+  CB_CHECK(bytes.size() - h.data_offset >= need, what << ": truncated .npy data (" << bytes.size() - h.data_offset
+                                                      << " bytes for " << dtype_name(h.dtype) << dims_str(h.shape)
+                                                      << ", which needs " << need << ")");
   Tensor t = Tensor::empty(h.dtype, h.shape);
-  CB_CHECK(bytes.size() - h.data_offset >= t.nbytes(), what << ": truncated .npy data (" << bytes.size() - h.data_offset
-                                                            << " bytes for " << dtype_name(h.dtype) << dims_str(h.shape)
-                                                            << ", which needs " << t.nbytes() << ")");
   std::memcpy(t.raw(), bytes.data() + h.data_offset, t.nbytes());
   return t;
 }
