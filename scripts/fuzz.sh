@@ -2,7 +2,7 @@
 # Builds the libFuzzer harnesses (preset "fuzz": clang, ASan + UBSan) and runs
 # each for SECONDS_EACH seconds (default 30) on a scratch copy of its committed
 # seed corpus (tests/fuzz/corpus/NAME/; the repository's corpus is never
-# written). Fails on the first harness that finds a crash, a leak-free OOM, a
+# written). Fails if any harness finds a crash, an out-of-memory, a
 # timeout or a sanitizer report, and prints the path of the input that did it.
 # Usage: scripts/fuzz.sh [SECONDS_EACH] [HARNESS...]   (docs/reliability.md#fuzzing)
 # Environment: CB_FUZZ_WORK (scratch folder, default build/fuzz/work),
