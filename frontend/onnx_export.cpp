@@ -109,7 +109,7 @@ void Exporter::node_to_proto(const Node& n, onnx::NodeProto* np) {
     A* a = np->add_attribute();
     a->set_name(key);
     std::visit(
-        [&](auto& v) {
+        [&, &key = key](auto& v) {  // `key` by name: clang before 16 cannot capture a structured binding
           using T = std::decay_t<decltype(v)>;
           if constexpr (std::is_same_v<T, int64_t>) {
             a->set_type(A::INT);

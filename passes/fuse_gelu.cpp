@@ -303,7 +303,8 @@ class GeluFusion : public Pass {
       gelu->attrs["approximate"] = m.approximate;
       g.insert_node_before(producer, std::move(gelu));  // y's producer is now the Gelu
     }
-    g.remove_nodes_if([&](const Node& n) { return covered.count(&n) != 0; });
+    // Captured by name: clang before 16 cannot capture a structured binding.
+    g.remove_nodes_if([&covered = covered](const Node& n) { return covered.count(&n) != 0; });
     g.remove_unused_values();
     if (!g.opsets.count("") || g.opsets[""] < kGeluOpset) g.opsets[""] = kGeluOpset;
     return true;

@@ -385,7 +385,8 @@ int64_t fuse_layer_norm(Graph& g) {
       g.insert_node_before(producer, std::move(ln));  // y's producer is now the LayerNormalization
       ++fused;
     }
-  g.remove_nodes_if([&](const Node& n) { return covered.count(&n) != 0; });
+  // Captured by name: clang before 16 cannot capture a structured binding.
+  g.remove_nodes_if([&covered = covered](const Node& n) { return covered.count(&n) != 0; });
   g.remove_unused_values();
   if (!g.opsets.count("") || g.opsets[""] < kLayerNormOpset) g.opsets[""] = kLayerNormOpset;
   return fused;

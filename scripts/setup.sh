@@ -7,7 +7,8 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev
       clang-format libre2-dev libcpp-httplib-dev fortunes
       python3-dev pybind11-dev  # the Python module (import codebook; docs/python.md)
-      chromium chromium-driver)  # the last two: the code browser's test in a headless browser
+      chromium chromium-driver  # these two: the code browser's test in a headless browser
+      clang libclang-rt-14-dev libomp-dev)  # the fuzz preset: clang, its libFuzzer/sanitizer runtimes, OpenMP
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

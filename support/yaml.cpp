@@ -1,6 +1,9 @@
 #include "support/yaml.h"
 
-#include <regex>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <sstream>
 
 #include "support/error.h"
@@ -268,20 +271,55 @@ class YamlParser {
     fail(line, "unterminated string in '" + s + "'");
   }
 
+  // The number of ASCII digits at s[pos...], advancing pos past them.
+  static size_t digits(const std::string& s, size_t& pos) {
+    size_t from = pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') ++pos;
+    return pos - from;
+  }
+  // [-+]?[0-9]+  (matched by hand: std::regex recurses once per character,
+  // so a long scalar overflowed the stack)
+  static bool is_integer_literal(const std::string& s) {
+    size_t pos = s[0] == '-' || s[0] == '+';
+    return digits(s, pos) > 0 && pos == s.size();
+  }
+  // [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+  static bool is_real_literal(const std::string& s) {
+    size_t pos = s[0] == '-' || s[0] == '+';
+    size_t int_digits = digits(s, pos);
+    if (pos < s.size() && s[pos] == '.') {
+      ++pos;
+      if (digits(s, pos) == 0 && int_digits == 0) return false;
+    } else if (int_digits == 0) {
+      return false;
+    }
+    if (pos < s.size() && (s[pos] == 'e' || s[pos] == 'E')) {
+      ++pos;
+      if (pos < s.size() && (s[pos] == '-' || s[pos] == '+')) ++pos;
+      if (digits(s, pos) == 0) return false;
+    }
+    return pos == s.size();
+  }
+
   Json scalar(const std::string& s, int line) {
-    static const std::regex integer(R"([-+]?[0-9]+)");
-    static const std::regex real(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
     if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return Json();
     if (s == "true" || s == "True" || s == "TRUE") return Json(true);
     if (s == "false" || s == "False" || s == "FALSE") return Json(false);
-    if (std::regex_match(s, integer)) {
-      try {
-        return Json(int64_t(std::stoll(s)));
-      } catch (const std::exception&) {
-        fail(line, "integer out of range: " + s);
-      }
+    if (is_integer_literal(s)) {
+      int64_t v = 0;
+      const char* first = s.data() + (s[0] == '+');
+      auto [end, ec] = std::from_chars(first, s.data() + s.size(), v);
+      if (ec != std::errc() || end != s.data() + s.size()) fail(line, "integer out of range: " + s);
+      return Json(v);
     }
-    if (std::regex_match(s, real)) return Json(std::stod(s));
+    if (is_real_literal(s)) {
+      // Overflow is an error (it would read as infinity); underflow reads as
+      // zero or a subnormal, as in the JSON reader.
+      errno = 0;
+      double d = std::strtod(s.c_str(), nullptr);
+      if (errno == ERANGE && std::isinf(d)) fail(line, "number out of range: " + s);
+      return Json(d);
+    }
     if (s == ".inf" || s == "-.inf" || s == ".nan") fail(line, "infinite or NaN numbers are not supported");
     if (s[0] == '&' || s[0] == '*' || s[0] == '!') fail(line, "anchors and tags are not supported");
     return Json(s);

@@ -169,3 +169,41 @@ TEST(Yaml, DeepOverridesAreAnErrorNotACrash) {
   for (int i = 0; i < 511; ++i) v = &v->at("a");
   EXPECT_EQ(v->at("b").as_int(), 1);
 }
+
+// Found by fuzzing (tests/fuzz/fuzz_yaml.cpp): numbers out of double range
+// escaped as std::out_of_range from std::stod instead of a cb::Error, and a
+// long scalar overflowed the stack in std::regex (which recursed per character).
+TEST(Yaml, NumbersOutOfRangeAndLongScalars) {
+  auto error_of = [](const std::string& text) -> std::string {
+    try {
+      parse_yaml(text, "cfg.yaml");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(error_of("a: 1e999\n").find("cfg.yaml:1: number out of range: 1e999"), std::string::npos)
+      << error_of("a: 1e999\n");
+  EXPECT_NE(error_of("a: -1.5E+400\n").find("number out of range"), std::string::npos);
+  EXPECT_NE(error_of("a: 99999999999999999999\n").find("integer out of range"), std::string::npos);
+  // Underflow reads as zero (or a subnormal), as in the JSON reader.
+  EXPECT_EQ(parse_yaml("a: 1e-400\n").at("a").as_double(), 0.0);
+  EXPECT_GT(parse_yaml("a: 4e-320\n").at("a").as_double(), 0.0);
+  Json c;
+  apply_override(c, "lr=1e-999");
+  EXPECT_EQ(c.at("lr").as_double(), 0.0);
+  // The forms the integer and real patterns accept, unchanged.
+  Json v = parse_yaml("a: [+7, -0, 5., .5, +1.5e+3, 2E-2, 1e, .e1, +, 1.2.3]\n");
+  EXPECT_EQ(v.at("a").at(size_t(0)).as_int(), 7);
+  EXPECT_TRUE(v.at("a").at(size_t(1)).is_integer());
+  EXPECT_EQ(v.at("a").at(size_t(2)).as_double(), 5.0);
+  EXPECT_EQ(v.at("a").at(size_t(3)).as_double(), 0.5);
+  EXPECT_EQ(v.at("a").at(size_t(4)).as_double(), 1500.0);
+  EXPECT_EQ(v.at("a").at(size_t(5)).as_double(), 0.02);
+  for (size_t i = 6; i < 10; ++i) EXPECT_TRUE(v.at("a").at(i).is_string()) << i;
+  // 200,000 digits: an integer out of range, a real, a string; never a stack overflow.
+  const std::string digits(200000, '1');
+  EXPECT_NE(error_of("a: " + digits + "\n").find("integer out of range"), std::string::npos);
+  EXPECT_NEAR(parse_yaml("a: 0." + digits + "\n").at("a").as_double(), 0.111111, 1e-6);
+  EXPECT_EQ(parse_yaml("a: x" + digits + "\n").at("a").as_string().size(), digits.size() + 1);
+}

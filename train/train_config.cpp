@@ -269,6 +269,11 @@ Json resolve_user_train_config(const Json& user, const std::string& origin, cons
   return resolve_train_config(out, overrides);
 }
 
+Json resolve_train_config_yaml(const std::string& yaml, const std::string& what,
+                               const std::vector<std::string>& overrides) {
+  return resolve_user_train_config(parse_yaml(yaml, what), what, overrides);
+}
+
 TrainRunConfig parse_train_config(const Json& j) {
   TrainRunConfig r;
   r.config = j;

@@ -28,6 +28,9 @@ Json resolve_train_config(const std::string& file, const std::vector<std::string
 // The same with the file's contents given as data (`origin` names it in errors):
 // a mapping, or null for none.
 Json resolve_user_train_config(const Json& user, const std::string& origin, const std::vector<std::string>& overrides);
+// The same for a config file's text already in memory; `what` names it in errors.
+Json resolve_train_config_yaml(const std::string& yaml, const std::string& what,
+                               const std::vector<std::string>& overrides);
 // The same on an already resolved config (a checkpoint's), with extra overrides.
 Json resolve_train_config(const Json& base, const std::vector<std::string>& overrides);
 

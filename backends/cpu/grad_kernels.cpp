@@ -589,17 +589,19 @@ class CodebookGradKernel : public GradKernel {
     const bool need_du = dx_out || dscale_out || dbias_out;
 
     if (need_du || dcodes_out)
-      parallel_chunks(blocks, 3 * x.nbytes(), kParallelComputeBytes, threads, [&](int64_t begin, int64_t end) {
-        Scratch s(Dg, m.contrib_stride);
-        for (int64_t b = begin; b < end; ++b) {
-          float* ds = dscale_out ? dscale_part.data() + b * D : nullptr;
-          float* db = dbias_out ? dbias_part.data() + b * D : nullptr;
-          for (int64_t token = b * kTokenBlock; token < std::min(N, (b + 1) * kTokenBlock); ++token)
-            for (int64_t g = 0; g < G; ++g)
-              member(m, token, g, need_du, ds ? ds + g * Dg : nullptr, db ? db + g * Dg : nullptr, s);
-        }
-        streaming_stores_done();
-      });
+      // The bindings are captured by copy: clang before 16 cannot capture structured bindings.
+      parallel_chunks(blocks, 3 * x.nbytes(), kParallelComputeBytes, threads,
+                      [&, D = D, G = G, Dg = Dg](int64_t begin, int64_t end) {
+                        Scratch s(Dg, m.contrib_stride);
+                        for (int64_t b = begin; b < end; ++b) {
+                          float* ds = dscale_out ? dscale_part.data() + b * D : nullptr;
+                          float* db = dbias_out ? dbias_part.data() + b * D : nullptr;
+                          for (int64_t token = b * kTokenBlock; token < std::min(N, (b + 1) * kTokenBlock); ++token)
+                            for (int64_t g = 0; g < G; ++g)
+                              member(m, token, g, need_du, ds ? ds + g * Dg : nullptr, db ? db + g * Dg : nullptr, s);
+                        }
+                        streaming_stores_done();
+                      });
     if (dcodes_out) sum_code_gradients(m, N, dcodes_out->data<float>(), threads);
     if (dscale_out) combine_partials(dscale_part, blocks, D, dscale_out->data<float>());
     if (dbias_out) combine_partials(dbias_part, blocks, D, dbias_out->data<float>());

@@ -21,6 +21,10 @@ namespace {
 // ------------------------------------------------------------------ helpers
 
 Shape unknown_dims(size_t rank) {
+  // The rank can come from a declared length (a Reshape whose shape input is
+  // declared [2^31]): refuse absurd ranks before allocating them (found by fuzzing).
+  constexpr size_t kMaxRank = 4096;
+  CB_CHECK(rank <= kMaxRank, "an inferred rank of " << rank << " is over the limit of " << kMaxRank);
   Shape s;
   s.dims.assign(rank, Dim::unknown());
   return s;
