@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "frontend/npy.h"
+#include "passes/last_position_logits.h"
 #include "runtime/executable.h"
 #include "support/error.h"
 #include "support/threads.h"
@@ -241,6 +242,17 @@ int cmd_run(int argc, char** argv) {
   for (const SiteRef& s : show) show_taps.taps.push_back(s.site());
   InterventionsPass show_pass(show_taps);
   PassManager().run(show_pass, *m.graph);
+
+  // Only the next token's logits are shown: the LM head runs on the last
+  // position only (a model without a readout the anatomy finds keeps all).
+  if ((vm.count("tokens") || vm.count("prompt")) && !vm.count("input") && !vm.count("output-dir") &&
+      !vm.count("outputs") && !vm.count("compare")) {
+    LastPositionLogitsPass last;
+    try {
+      PassManager().run(last, *m.graph);
+    } catch (const Error&) {
+    }
+  }
   const Graph& g = *m.graph;
 
   std::map<std::string, Tensor> inputs;
