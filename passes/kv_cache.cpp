@@ -181,8 +181,9 @@ bool KvCachePass::run(Graph& g) {
   CB_CHECK(input_ids, "kv-cache: the graph has no input_ids input");
   const ModelAnatomy a = analyze_model(g);
   context_ = opts_.context > 0 ? opts_.context : position_table_rows(g);
-  CB_CHECK(context_ > 0, "kv-cache: the model has no learned position table (rotary positions), so its context "
-                         "length is not in the graph; give it (--context N)");
+  CB_CHECK(context_ > 0,
+           "kv-cache: the model has no learned position table (rotary positions), so its context "
+           "length is not in the graph; give it (--context N)");
   layers_ = int64_t(a.layers.size());
   heads_ = a.num_heads;
   CB_CHECK(heads_ > 0 && a.d_model % heads_ == 0,
@@ -217,12 +218,12 @@ bool KvCachePass::run(Graph& g) {
       return x->type.shape.rank_known && x->type.shape.rank() == 4 ? x->type.shape[0] : Dim::sym("batch");
     };
     const Dim cap = Dim::sym("past_capacity");
-    past_keys.push_back(g.add_input(
-        past_key_name(l.index),
-        TensorType{DType::f32, Shape({batch(kt), Dim::fixed(heads_), Dim::fixed(head_dim_), cap})}));
-    past_values.push_back(g.add_input(
-        past_value_name(l.index),
-        TensorType{DType::f32, Shape({batch(v), Dim::fixed(heads_), cap, Dim::fixed(head_dim_)})}));
+    past_keys.push_back(
+        g.add_input(past_key_name(l.index),
+                    TensorType{DType::f32, Shape({batch(kt), Dim::fixed(heads_), Dim::fixed(head_dim_), cap})}));
+    past_values.push_back(
+        g.add_input(past_value_name(l.index),
+                    TensorType{DType::f32, Shape({batch(v), Dim::fixed(heads_), cap, Dim::fixed(head_dim_)})}));
   }
   {
     Value* new_tokens = b.named_op("Slice", {b.shape_of(input_ids), b.i64s({1}), b.i64s({2})}, "new_tokens");
@@ -231,10 +232,10 @@ bool KvCachePass::run(Graph& g) {
     c.past_scalar = b.named_op("Squeeze", {c.past, b.i64s({0})}, "past_length_scalar");
     Value* keys = b.add(c.capacity, new_tokens, "keys");
     Value* key_index = b.named_op("Range", {b.i64(0), b.op("Squeeze", {keys, b.i64s({0})}), b.i64(1)}, "key_index");
-    c.valid = b.named_op(
-        "Or",
-        {b.op("Less", {key_index, c.past_scalar}), b.op("GreaterOrEqual", {key_index, b.op("Squeeze", {c.capacity, b.i64s({0})})})},
-        "valid_keys");
+    c.valid = b.named_op("Or",
+                         {b.op("Less", {key_index, c.past_scalar}),
+                          b.op("GreaterOrEqual", {key_index, b.op("Squeeze", {c.capacity, b.i64s({0})})})},
+                         "valid_keys");
     c.lowest = b.f32(std::numeric_limits<float>::lowest(), "masked_score");
   }
 
@@ -288,9 +289,8 @@ bool KvCachePass::run(Graph& g) {
     Value* probs = pv->inputs[0];
     Value* v_new = pv->inputs[1];
     Value* cache_probs = b.named_op("Slice", {probs, b.i64s({0}), c.capacity, b.i64s({-1})}, "cache_probs");
-    Value* new_probs = b.named_op("Slice", {probs, c.capacity, b.i64s({std::numeric_limits<int64_t>::max()}),
-                                            b.i64s({-1})},
-                                  "new_probs");
+    Value* new_probs = b.named_op(
+        "Slice", {probs, c.capacity, b.i64s({std::numeric_limits<int64_t>::max()}), b.i64s({-1})}, "new_probs");
     pv->inputs[0] = new_probs;
     Value* from_cache = b.named_op("MatMul", {cache_probs, past_values[li]}, "from_cache");
     Value* out = pv->outputs[0];

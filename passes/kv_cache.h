@@ -48,9 +48,9 @@
 namespace cb {
 
 inline constexpr const char* kPastLengthInput = "past_length";
-std::string past_key_name(int64_t layer);      // "past.L.key"
-std::string past_value_name(int64_t layer);    // "past.L.value"
-std::string present_key_name(int64_t layer);   // "present.L.key"
+std::string past_key_name(int64_t layer);       // "past.L.key"
+std::string past_value_name(int64_t layer);     // "past.L.value"
+std::string present_key_name(int64_t layer);    // "present.L.key"
 std::string present_value_name(int64_t layer);  // "present.L.value"
 
 struct KvCacheOptions {

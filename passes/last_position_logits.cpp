@@ -34,7 +34,7 @@ bool LastPositionLogitsPass::run(Graph& g) {
   auto last = [&](Value* x) {
     // Added at the end of the graph; toposort puts it before the head.
     return sliced = b.named_op("Slice", {x, b.i64s({-1}), b.i64s({std::numeric_limits<int64_t>::max()}), b.i64s({1})},
-                      "last_position");
+                               "last_position");
   };
   Node* head = logits->producer;
   if (is_op(head, "Add")) {  // bias: find the MatMul operand
@@ -55,8 +55,8 @@ bool LastPositionLogitsPass::run(Graph& g) {
     head->inputs[1] = b.i64s({-1, 1, vocab}, "logits_shape");
   } else {
     CB_FAIL("last-position-logits: the unembedding producing %" << logits->name << " is "
-                                                               << (head ? head->describe() : std::string("(none)"))
-                                                               << ", not a MatMul or Reshape(Gemm(Reshape))");
+                                                                << (head ? head->describe() : std::string("(none)"))
+                                                                << ", not a MatMul or Reshape(Gemm(Reshape))");
   }
   g.toposort();
   pass_util::reinfer_types_from(g, {sliced});

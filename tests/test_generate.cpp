@@ -197,12 +197,11 @@ TEST_P(EveryModel, KvCacheGraphHasPastAndPresent) {
     EXPECT_NE(std::find(outputs.begin(), outputs.end(), name), outputs.end()) << name;
 }
 
-INSTANTIATE_TEST_SUITE_P(TinyModels, EveryModel, ::testing::ValuesIn(kModels),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(TinyModels, EveryModel, ::testing::ValuesIn(kModels), [](const auto& info) {
+  std::string n = info.param;
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+});
 
 TEST(KvCache, ContextComesFromThePositionTable) {
   EXPECT_EQ(position_table_rows(*load("gpt2")), 128);

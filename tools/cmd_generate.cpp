@@ -91,11 +91,12 @@ int cmd_generate(int argc, char** argv) {
   }
   const bool as_ids = vm.count("ids") || !text;
   if (!vm.count("ids") && !text) std::cerr << "note: the model records no tokenizer; printing token ids\n";
-  std::vector<int64_t> prompt =
-      vm.count("tokens") ? parse_token_list(vm["tokens"].as<std::string>()) : text->encode(vm["prompt"].as<std::string>());
+  std::vector<int64_t> prompt = vm.count("tokens") ? parse_token_list(vm["tokens"].as<std::string>())
+                                                   : text->encode(vm["prompt"].as<std::string>());
   CB_CHECK(!prompt.empty(), "--prompt: the text gives no tokens");
   {
-    std::map<std::string, Tensor> check{{"input_ids", Tensor::from_vector<int64_t>(prompt, {1, int64_t(prompt.size())})}};
+    std::map<std::string, Tensor> check{
+        {"input_ids", Tensor::from_vector<int64_t>(prompt, {1, int64_t(prompt.size())})}};
     complete_lm_inputs(*m.graph, check);  // token ids against the vocabulary
   }
 
@@ -107,7 +108,7 @@ int cmd_generate(int argc, char** argv) {
   GeneratorOptions gopts;
   gopts.backend = vm["backend"].as<std::string>();
   gopts.threads = vm["threads"].as<int>();
-  gopts.context = vm.count("context") ? vm["context"].as<int64_t>()
+  gopts.context = vm.count("context")                 ? vm["context"].as<int64_t>()
                   : position_table_rows(*m.graph) > 0 ? -1
                                                       : kRotaryContext;
   CB_CHECK(!vm.count("context") || gopts.context > 0, "--context must be > 0");

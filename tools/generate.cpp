@@ -64,9 +64,12 @@ bool has_absolute_positions(const Graph& g) {
     if (!is_codebook_node(*node)) continue;
     CodebookAttrs a = CodebookAttrs::from_node(*node);
     auto absolute = [](int64_t p) { return p != kAll && p >= 0; };
-    for (auto& r : a.ablate) if (absolute(r.position)) return true;
-    for (auto& r : a.disable_topk) if (absolute(r.position)) return true;
-    for (auto& r : a.force) if (absolute(r.position)) return true;
+    for (auto& r : a.ablate)
+      if (absolute(r.position)) return true;
+    for (auto& r : a.disable_topk)
+      if (absolute(r.position)) return true;
+    for (auto& r : a.force)
+      if (absolute(r.position)) return true;
   }
   return false;
 }
@@ -151,8 +154,8 @@ void Generator::ensure_capacity(int64_t needed) {
 const std::vector<float>& Generator::run(const std::vector<int64_t>& ids) {
   const int64_t n = int64_t(ids.size()), past = length_;
   CB_CHECK(n > 0, "generate: no tokens to run");
-  CB_CHECK(past + n <= context_, "generate: " << past + n << " tokens exceed the model's context of " << context_
-                                              << " tokens");
+  CB_CHECK(past + n <= context_,
+           "generate: " << past + n << " tokens exceed the model's context of " << context_ << " tokens");
   ensure_capacity(past + n);
   std::map<std::string, Tensor> feeds;
   feeds["input_ids"] = Tensor::from_vector<int64_t>(ids, {1, n});
@@ -162,7 +165,8 @@ const std::vector<float>& Generator::run(const std::vector<int64_t>& ids) {
     std::iota(pos.begin(), pos.end(), past);
     feeds["position_ids"] = Tensor::from_vector<int64_t>(pos, {1, n});
   }
-  if (has_attention_mask_) feeds["attention_mask"] = Tensor::from_vector<int64_t>(std::vector<int64_t>(size_t(n), 1), {1, n});
+  if (has_attention_mask_)
+    feeds["attention_mask"] = Tensor::from_vector<int64_t>(std::vector<int64_t>(size_t(n), 1), {1, n});
   for (int64_t l = 0; l < layers_; ++l) {
     feeds[past_key_name(l)] = keys_[size_t(l)];
     feeds[past_value_name(l)] = values_[size_t(l)];
@@ -232,12 +236,12 @@ int64_t Sampler::next(const std::vector<float>& logits) {
   } else if (o_.top_p < 1) {
     std::sort(ids.begin(), ids.end(), better);
   }
-  const double mx = logits[size_t(*std::max_element(ids.begin(), ids.end(), [&](int64_t a, int64_t b) {
-    return logits[size_t(a)] < logits[size_t(b)];
-  }))];
+  const double mx = logits[size_t(*std::max_element(
+      ids.begin(), ids.end(), [&](int64_t a, int64_t b) { return logits[size_t(a)] < logits[size_t(b)]; }))];
   std::vector<double> p(ids.size());
   double z = 0;
-  for (size_t i = 0; i < ids.size(); ++i) z += (p[i] = std::exp((double(logits[size_t(ids[i])]) - mx) / o_.temperature));
+  for (size_t i = 0; i < ids.size(); ++i)
+    z += (p[i] = std::exp((double(logits[size_t(ids[i])]) - mx) / o_.temperature));
   if (o_.top_p < 1) {
     double cum = 0;
     size_t keep = 0;
