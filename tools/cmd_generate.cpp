@@ -1,6 +1,7 @@
 // codebook generate MODEL: continue a prompt token by token with a KV cache
 // (tools/generate.h), greedy or sampled, with interventions at every
 // position, streaming the new tokens to stdout.
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <iomanip>
@@ -47,7 +48,8 @@ int cmd_generate(int argc, char** argv) {
       "context", po::value<int64_t>(),
       "longest sequence (prompt + new tokens); default: the model's position table, 2048 for rotary models")(
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
-      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)");
+      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
+      "profile", "print the time per op type over the whole generation to stderr");
   add_intervention_options(opts);
   add_pass_options(opts);
   po::variables_map vm;
@@ -108,6 +110,7 @@ int cmd_generate(int argc, char** argv) {
   GeneratorOptions gopts;
   gopts.backend = vm["backend"].as<std::string>();
   gopts.threads = vm["threads"].as<int>();
+  gopts.profile = vm.count("profile") > 0;
   gopts.context = vm.count("context")                 ? vm["context"].as<int64_t>()
                   : position_table_rows(*m.graph) > 0 ? -1
                                                       : kRotaryContext;
@@ -149,6 +152,15 @@ int cmd_generate(int argc, char** argv) {
   if (produced > 1 && decode_s > 0)
     std::cerr << " (" << std::setprecision(2) << double(produced - 1) / decode_s << " tokens/s after the first)";
   std::cerr << "\n";
+  if (gopts.profile) {
+    const std::map<std::string, OpProfile> profile = gen.profile();
+    std::vector<std::pair<std::string, OpProfile>> ops(profile.begin(), profile.end());
+    std::sort(ops.begin(), ops.end(), [](auto& a, auto& b) { return a.second.ms > b.second.ms; });
+    std::cerr << "time per op type (all calls):\n";
+    for (auto& [op, p] : ops)
+      std::cerr << "  " << std::left << std::setw(24) << op << std::right << std::setw(10) << p.ms << " ms"
+                << std::setw(8) << p.calls << " calls\n";
+  }
   return 0;
 }
 

@@ -119,7 +119,18 @@ Executable& Generator::executable_for(int64_t past, int64_t n) {
   }
   CompileOptions copts;
   copts.num_threads = opts_.threads;
+  copts.profile = opts_.profile;
   return *(variants_[key] = Executable::compile(g, *backend_, copts));
+}
+
+std::map<std::string, OpProfile> Generator::profile() const {
+  std::map<std::string, OpProfile> sum;
+  for (auto& [key, exe] : variants_)
+    for (auto& [op, p] : exe->profile()) {
+      sum[op].calls += p.calls;
+      sum[op].ms += p.ms;
+    }
+  return sum;
 }
 
 void Generator::ensure_capacity(int64_t needed) {

@@ -41,6 +41,7 @@ struct GeneratorOptions {
   int64_t initial_capacity = 0;
   std::string backend = "cpu";
   int threads = 0;
+  bool profile = false;  // time per op type (profile())
 };
 
 class Generator {
@@ -62,6 +63,8 @@ class Generator {
   int64_t num_layers() const { return layers_; }
   // How many times the caches grew (each a copy of what they held).
   int64_t cache_growths() const { return growths_; }
+  // Time per op type over every call so far (with GeneratorOptions::profile).
+  std::map<std::string, OpProfile> profile() const;
   // The compiled graph (no interventions remapped), e.g. for printing.
   const Graph& graph() const { return *graph_; }
 
