@@ -29,6 +29,17 @@ namespace {
 // Pythia's max_position_embeddings.
 constexpr int64_t kRotaryContext = 2048;
 
+// The tokenizer: required for --prompt; for text output unless --ids.
+std::optional<TokenText> tokenizer_of(const po::variables_map& vm, const std::string& model_arg, const Graph& g) {
+  std::optional<std::string> given;
+  if (vm.count("tokenizer")) given = vm["tokenizer"].as<std::string>();
+  std::optional<std::string> spec = model_tokenizer(given, model_arg, g.metadata);
+  if (vm.count("prompt"))
+    CB_CHECK(spec, "--prompt: " << model_arg << " records no tokenizer; give --tokenizer DIR or use --tokens");
+  if (!spec || (!vm.count("prompt") && vm.count("ids"))) return std::nullopt;
+  return TokenText::load(*spec);
+}
+
 }  // namespace
 
 int cmd_generate(int argc, char** argv) {
@@ -78,19 +89,7 @@ int cmd_generate(int argc, char** argv) {
   const std::string model_path = resolve_model_path(model_arg);
   LoadedModel m = load_model(model_path);
 
-  std::optional<TokenText> text;
-  {
-    auto meta = m.graph->metadata.find(kTokenizerMetadataKey);
-    std::optional<std::string> spec =
-        vm.count("tokenizer") ? vm["tokenizer"].as<std::string>()
-                              : recorded_tokenizer(model_arg, meta == m.graph->metadata.end() ? "" : meta->second);
-    if (vm.count("prompt")) {
-      CB_CHECK(spec, "--prompt: " << model_arg << " records no tokenizer; give --tokenizer DIR or use --tokens");
-      text = TokenText::load(*spec);
-    } else if (spec && !vm.count("ids")) {
-      text = TokenText::load(*spec);
-    }
-  }
+  std::optional<TokenText> text = tokenizer_of(vm, model_arg, *m.graph);
   const bool as_ids = vm.count("ids") || !text;
   if (!vm.count("ids") && !text) std::cerr << "note: the model records no tokenizer; printing token ids\n";
   std::vector<int64_t> prompt = vm.count("tokens") ? parse_token_list(vm["tokens"].as<std::string>())

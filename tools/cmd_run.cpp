@@ -206,10 +206,9 @@ int cmd_run(int argc, char** argv) {
   // The tokenizer: needed for --prompt; otherwise only to show token strings.
   std::optional<TokenText> text;
   {
-    auto meta = m.graph->metadata.find(kTokenizerMetadataKey);
-    std::optional<std::string> spec =
-        vm.count("tokenizer") ? vm["tokenizer"].as<std::string>()
-                              : recorded_tokenizer(model_arg, meta == m.graph->metadata.end() ? "" : meta->second);
+    std::optional<std::string> spec = model_tokenizer(
+        vm.count("tokenizer") ? std::optional<std::string>(vm["tokenizer"].as<std::string>()) : std::nullopt, model_arg,
+        m.graph->metadata);
     if (vm.count("prompt")) {
       CB_CHECK(spec, "--prompt: " << model_arg
                                   << " records no tokenizer; give --tokenizer DIR (e.g. ../shared/data/gpt2-bpe) or "
