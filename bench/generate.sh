@@ -23,13 +23,25 @@ for run in 1 2; do
   ours="$ours$line"$'\n'
 done
 
-python3 - "$threads" "$prompt" "$new" "$ours" <<'PY'
-import re, sys, time
+# ONNX Runtime with past key values (Optimum's export, in its own venv since
+# Optimum pins an older transformers); skipped with a note when it cannot be set up.
+ort="{}"
+venv=build/venv-optimum
+if [ ! -x $venv/bin/python ] || ! $venv/bin/python -c "import optimum.exporters.onnx" 2>/dev/null; then
+  python3 -m venv --system-site-packages $venv && \
+    $venv/bin/python -m pip install --quiet optimum-onnx "transformers<4.58" >/dev/null 2>&1 || true
+fi
+ort=$(python3 bench/generate_ort.py --export-python $venv/bin/python --threads "$threads" --prompt "$prompt" \
+      --new "$new" 2>/dev/null | tail -1) || ort="{}"
+
+python3 - "$threads" "$prompt" "$new" "$ours" "$ort" <<'PY'
+import json, re, sys, time
 import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config
 
 threads, prompt, new, ours = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ort = json.loads(sys.argv[5] or "{}")
 torch.set_num_threads(threads)
 torch.manual_seed(0)  # the weights bench/make_gpt2_small.py exports
 config = GPT2Config()
@@ -76,10 +88,18 @@ bound_ms = weight_bytes / bandwidth * 1e3
 
 print(f"GPT-2 small, {prompt}-token prompt + {new} new tokens, batch 1, greedy, {threads} threads")
 print(f"{'':22}{'prefill ms':>11}{'total ms':>10}{'ms/token':>10}{'tokens/s':>10}")
-for name, (p, t, dcd) in [("codebook generate", best), ("transformers eager", (hf_prefill, hf_total, hf_decode))]:
+rows = [("codebook generate", best), ("transformers eager", (hf_prefill, hf_total, hf_decode))]
+if ort:
+    rows.append(("onnxruntime + past", (ort["prefill_ms"], ort["total_ms"], ort["decode_ms_per_token"])))
+for name, (p, t, dcd) in rows:
     print(f"{name:22}{p:11.1f}{t:10.1f}{dcd:10.2f}{new / t * 1e3:10.1f}")
 print(f"codebook / transformers tokens/s = {hf_total / our_total:.2f}x (end to end), "
       f"decode step {hf_decode / our_decode:.2f}x (higher is better)")
+if ort:
+    print(f"codebook / onnxruntime tokens/s = {ort['total_ms'] / our_total:.2f}x (end to end), "
+          f"decode step {ort['decode_ms_per_token'] / our_decode:.2f}x (onnxruntime {ort['onnxruntime']})")
+else:
+    print("onnxruntime with past key values: skipped (Optimum's export could not be set up)")
 print(f"memory bound: {weight_bytes / 2**20:.0f} MiB of weights per step / {bandwidth / 1e9:.1f} GB/s "
       f"(numpy single-thread read) = {bound_ms:.1f} ms/token; ours {our_decode / bound_ms:.2f}x of it")
 print(f"torch {torch.__version__}, transformers {__import__('transformers').__version__}")
