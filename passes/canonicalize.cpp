@@ -69,6 +69,21 @@ std::set<const Value*> externally_read_values(const Graph& g) {
   return out;
 }
 
+void reinfer_types_from(Graph& g, const std::vector<const Value*>& roots) {
+  std::set<const Value*> changed(roots.begin(), roots.end());
+  for (auto& n : g.nodes()) {
+    bool reads = false;
+    for (const Value* v : n->inputs) reads |= v && changed.count(v);
+    if (!reads) continue;
+    for (Value* o : n->outputs)
+      if (o) {
+        changed.insert(o);
+        o->type.shape = Shape::unknown_rank();
+      }
+  }
+  infer_types(g);
+}
+
 }  // namespace pass_util
 
 namespace {

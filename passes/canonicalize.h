@@ -61,6 +61,11 @@ const Tensor* constant_value(const Graph& g, const Value* v);
 bool is_deterministic(const Graph& g, const Node& n);
 // True when any attribute of `n` is a subgraph.
 bool has_subgraph(const Node& n);
+// Forgets the shapes of every value computed from `roots` (keeping dtypes)
+// and re-infers the graph's types: for rewrites that change a dimension
+// (infer_types keeps a declared shape where inference knows less, so a
+// stale "sequence" would survive). Nodes must be in topological order.
+void reinfer_types_from(Graph& g, const std::vector<const Value*>& roots);
 // The values read from outside g's node list: its outputs and the values its
 // nodes' subgraphs capture. A fusion must keep these alive.
 std::set<const Value*> externally_read_values(const Graph& g);

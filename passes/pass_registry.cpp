@@ -7,6 +7,8 @@
 #include "passes/codebook_sites.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
+#include "passes/kv_cache.h"
+#include "passes/last_position_logits.h"
 #include "passes/lower_codebook.h"
 #include "passes/tie_embeddings.h"
 #include "support/error.h"
@@ -64,6 +66,16 @@ std::vector<PassInfo> build_registry() {
       "fuse-layer-norm", "replaces decomposed LayerNorms (opset < 17 exports) by one LayerNormalization"));
   r.push_back(plain<TieEmbeddingsPass>("tie-embeddings",
                                        "makes an lm_head that copies the embedding table (transposed) read the table"));
+  r.push_back(plain<LastPositionLogitsPass>("last-position-logits",
+                                            "slices the last position before the LM head (next-token logits only)"));
+  r.push_back({"kv-cache",
+               "past keys/values as inputs, the new tokens' as outputs: one graph for prefill and decode steps",
+               {"context"},
+               [](const PassOptions& o) {
+                 KvCacheOptions k;
+                 k.context = parse_int(o.get("context", "-1"), "--context");
+                 return std::make_unique<KvCachePass>(k);
+               }});
   r.push_back(
       {"autodiff",
        "appends the backward of a scalar loss with respect to the given values",

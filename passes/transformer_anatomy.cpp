@@ -259,6 +259,8 @@ class Matcher {
     const std::string where = "attention " + softmax.describe();
     const Node* scores_mm = find_scores_matmul(softmax, where);
     const Node* pv_mm = find_probs_times_v(softmax, where);
+    l.scores_matmul = scores_mm;
+    l.probs_matmul = pv_mm;
 
     // Q, K and V back to their projections.
     Linear q = one_projection(scores_mm->inputs[0], where, "query");

@@ -40,9 +40,11 @@ struct LayerSites {
   int64_t index = -1;
   std::string attention_kind;  // "global", "local" (banded mask) or "" when unknown
   const Node* softmax = nullptr;
-  Value* input = nullptr;         // residual stream entering the block [B,T,D]
-  Value* attn_preproj = nullptr;  // merged heads before the output projection [B,T,D]
-  Value* attn = nullptr;          // attention output projection (with bias) [B,T,D]
+  const Node* scores_matmul = nullptr;  // Q @ K^T behind the Softmax (K^T is its input 1, [B,H,dh,T])
+  const Node* probs_matmul = nullptr;   // probs @ V after it (V is its input 1, [B,H,T,dh])
+  Value* input = nullptr;               // residual stream entering the block [B,T,D]
+  Value* attn_preproj = nullptr;        // merged heads before the output projection [B,T,D]
+  Value* attn = nullptr;                // attention output projection (with bias) [B,T,D]
   // Fused QKV projection: one value [B,T,3D] (GPT-2 [q|k|v]; GPT-NeoX per
   // head [q_h|k_h|v_h]). Separate projections (GPT-Neo): q, k, v [B,T,D] each.
   std::vector<Value*> qkv;

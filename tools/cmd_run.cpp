@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "frontend/npy.h"
+#include "passes/last_position_logits.h"
 #include "runtime/executable.h"
 #include "support/error.h"
 #include "support/threads.h"
@@ -207,10 +208,9 @@ int cmd_run(int argc, char** argv) {
   // The tokenizer: needed for --prompt; otherwise only to show token strings.
   std::optional<TokenText> text;
   {
-    auto meta = m.graph->metadata.find(kTokenizerMetadataKey);
-    std::optional<std::string> spec =
-        vm.count("tokenizer") ? vm["tokenizer"].as<std::string>()
-                              : recorded_tokenizer(model_arg, meta == m.graph->metadata.end() ? "" : meta->second);
+    std::optional<std::string> spec = model_tokenizer(
+        vm.count("tokenizer") ? std::optional<std::string>(vm["tokenizer"].as<std::string>()) : std::nullopt, model_arg,
+        m.graph->metadata);
     if (vm.count("prompt")) {
       CB_CHECK(spec, "--prompt: " << model_arg
                                   << " records no tokenizer; give --tokenizer DIR (e.g. ../shared/data/gpt2-bpe) or "
@@ -243,6 +243,17 @@ int cmd_run(int argc, char** argv) {
   for (const SiteRef& s : show) show_taps.taps.push_back(s.site());
   InterventionsPass show_pass(show_taps);
   PassManager().run(show_pass, *m.graph);
+
+  // Only the next token's logits are shown: the LM head runs on the last
+  // position only (a model without a readout the anatomy finds keeps all).
+  if ((vm.count("tokens") || vm.count("prompt")) && !vm.count("input") && !vm.count("output-dir") &&
+      !vm.count("outputs") && !vm.count("compare")) {
+    LastPositionLogitsPass last;
+    try {
+      PassManager().run(last, *m.graph);
+    } catch (const Error&) {
+    }
+  }
   const Graph& g = *m.graph;
 
   std::map<std::string, Tensor> inputs;

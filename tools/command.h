@@ -10,6 +10,7 @@ namespace cb::tools {
 // argv[0] is the subcommand name; the rest are its arguments.
 int cmd_inspect(int argc, char** argv);
 int cmd_run(int argc, char** argv);
+int cmd_generate(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_conformance(int argc, char** argv);
 int cmd_compile(int argc, char** argv);

@@ -26,6 +26,7 @@ const std::vector<Command>& commands() {
       {"topics", "the topic codes of one document of a code cache", cmd_topics},
       {"serve", "the code browser: a web page and JSON API over a code cache and a live model", cmd_serve},
       {"run", "run a model on inputs (.npy files or token ids) and write its outputs", cmd_run},
+      {"generate", "continue a prompt token by token (KV cache), greedy or sampled, with interventions", cmd_generate},
       {"similar", "the codes most similar to one code, and its direct effect on the logits", cmd_similar},
       {"bench", "time the forward pass of a model", cmd_bench},
       {"conformance", "run ONNX backend node tests from a directory", cmd_conformance},

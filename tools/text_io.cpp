@@ -184,6 +184,13 @@ std::string escape_bytes(const std::string& bytes) {
   return out + "\"";
 }
 
+std::optional<std::string> model_tokenizer(const std::optional<std::string>& given, const std::string& model_arg,
+                                           const std::map<std::string, std::string>& metadata) {
+  if (given) return given;
+  auto meta = metadata.find(kTokenizerMetadataKey);
+  return recorded_tokenizer(model_arg, meta == metadata.end() ? "" : meta->second);
+}
+
 std::optional<std::string> recorded_tokenizer(const std::string& model_arg, const std::string& metadata_spec) {
   std::error_code ec;
   fs::path p(model_arg);

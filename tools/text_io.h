@@ -12,6 +12,7 @@
 // folder's own tokenizer files.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,11 @@ class TokenText {
 // the user gave it) whose metadata is `metadata_spec` (empty when none);
 // nullopt when nothing records one.
 std::optional<std::string> recorded_tokenizer(const std::string& model_arg, const std::string& metadata_spec);
+
+// The tokenizer spec of a loaded model: `given` (--tokenizer) if set, else
+// what recorded_tokenizer finds from the path and the graph's metadata.
+std::optional<std::string> model_tokenizer(const std::optional<std::string>& given, const std::string& model_arg,
+                                           const std::map<std::string, std::string>& metadata);
 
 // A spec made independent of the working directory: folders become absolute.
 std::string absolute_tokenizer_spec(const std::string& spec);

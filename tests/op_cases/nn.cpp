@@ -18,7 +18,9 @@ std::vector<OpCase> matmul_cases() {
                                              {{2, 3, 4, 8}, {2, 3, 8, 5}},
                                              {{2, 1, 4, 8}, {3, 8, 5}},  // batch broadcast
                                              {{6}, {6, 3}},              // 1-D (reference path)
-                                             {{1, 128, 64}, {64, 192}}})
+                                             {{1, 128, 64}, {64, 192}},
+                                             {{1, 1, 300}, {300, 700}},  // one row: the CPU backend's GEMV
+                                             {{1, 64}, {64, 5}}})
     v.push_back(OpCase("MatMul_" + dims_name(s.a) + "_by_" + dims_name(s.b), "MatMul")
                     .in(s.a, kUnit)
                     .in(s.b, kUnit)
@@ -43,6 +45,21 @@ std::vector<OpCase> matmul_cases() {
                             .tol(abs_rel(1e-5, 0)));
           }
   v.push_back(OpCase("Gemm_no_bias", "Gemm").in({4, 3}, kUnit).in({3, 5}, kUnit).tol(abs_rel(1e-5, 0)));
+  // One row (a decode step): the CPU backend's GEMV, W either way round, with and without a bias.
+  for (int64_t tb = 0; tb < 2; ++tb) {
+    const Dims w = tb ? Dims{700, 300} : Dims{300, 700};
+    v.push_back(OpCase("Gemm_one_row_tB" + std::to_string(tb), "Gemm")
+                    .attr("transB", tb)
+                    .in({1, 300}, kUnit)
+                    .in(w, kUnit)
+                    .in({700}, kUnit)
+                    .tol(abs_rel(1e-4, 0)));
+    v.push_back(OpCase("Gemm_one_row_no_bias_tB" + std::to_string(tb), "Gemm")
+                    .attr("transB", tb)
+                    .in({1, 300}, kUnit)
+                    .in(w, kUnit)
+                    .tol(abs_rel(1e-4, 0)));
+  }
   return v;
 }
 

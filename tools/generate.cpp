@@ -1,0 +1,269 @@
+#include "tools/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <sstream>
+
+#include "ir/codebook.h"
+#include "ir/graph_clone.h"
+#include "passes/kv_cache.h"
+#include "passes/last_position_logits.h"
+#include "support/error.h"
+
+namespace cb::tools {
+
+namespace {
+
+// A record position of an intervention, for a call that processes positions
+// past..past+n-1: every position and negative (call-relative) positions are
+// kept; an absolute position becomes relative to the call, or drops out.
+bool remap_position(int64_t& p, int64_t past, int64_t n) {
+  if (p == kAll || p < 0) return true;
+  if (p < past || p >= past + n) return false;
+  p -= past;
+  return true;
+}
+
+template <class Record>
+void remap_records(std::vector<Record>& records, int64_t past, int64_t n) {
+  std::vector<Record> kept;
+  for (Record r : records)
+    if (remap_position(r.position, past, n)) kept.push_back(r);
+  records = std::move(kept);
+}
+
+// The codebook attributes of every codebook node for a call at (past, n).
+std::vector<CodebookAttrs> remapped_attrs(const Graph& g, int64_t past, int64_t n) {
+  std::vector<CodebookAttrs> out;
+  for (auto& node : g.nodes()) {
+    if (!is_codebook_node(*node)) continue;
+    CodebookAttrs a = CodebookAttrs::from_node(*node);
+    remap_records(a.ablate, past, n);
+    remap_records(a.disable_topk, past, n);
+    remap_records(a.force, past, n);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::string records_key(const std::vector<CodebookAttrs>& attrs) {
+  std::ostringstream o;
+  for (const CodebookAttrs& a : attrs) {
+    o << "|";
+    for (auto& r : a.ablate) o << "a" << r.group << "," << r.position << "," << r.code << ";";
+    for (auto& r : a.disable_topk) o << "d" << r.group << "," << r.position << "," << r.m << ";";
+    for (auto& r : a.force) o << "f" << r.group << "," << r.position << "," << r.slot << "," << r.code << ";";
+  }
+  return o.str();
+}
+
+bool has_absolute_positions(const Graph& g) {
+  for (auto& node : g.nodes()) {
+    if (!is_codebook_node(*node)) continue;
+    CodebookAttrs a = CodebookAttrs::from_node(*node);
+    auto absolute = [](int64_t p) { return p != kAll && p >= 0; };
+    for (auto& r : a.ablate)
+      if (absolute(r.position)) return true;
+    for (auto& r : a.disable_topk)
+      if (absolute(r.position)) return true;
+    for (auto& r : a.force)
+      if (absolute(r.position)) return true;
+  }
+  return false;
+}
+
+int output_index(const Graph& g, const std::string& name) {
+  for (size_t i = 0; i < g.outputs.size(); ++i)
+    if (g.outputs[i]->name == name) return int(i);
+  return -1;
+}
+
+}  // namespace
+
+Generator::Generator(std::shared_ptr<Graph> model, GeneratorOptions opts) : graph_(std::move(model)), opts_(opts) {
+  LastPositionLogitsPass last;
+  PassManager().run(last, *graph_);
+  KvCacheOptions kv_opts;
+  kv_opts.context = opts_.context;
+  KvCachePass kv(kv_opts);
+  PassManager().run(kv, *graph_);
+  layers_ = kv.num_layers();
+  heads_ = kv.num_heads();
+  head_dim_ = kv.head_dim();
+  context_ = kv.context();
+  for (const Value* in : graph_->inputs) {
+    if (in->name == "position_ids") has_position_ids_ = true;
+    if (in->name == "attention_mask") has_attention_mask_ = true;
+  }
+  positional_ = has_absolute_positions(*graph_);
+  backend_ = make_backend(opts_.backend);
+}
+
+Executable& Generator::executable_for(int64_t past, int64_t n) {
+  std::vector<CodebookAttrs> attrs;
+  std::string key;
+  if (positional_) {
+    attrs = remapped_attrs(*graph_, past, n);
+    key = records_key(attrs);
+  }
+  auto it = variants_.find(key);
+  if (it != variants_.end()) return *it->second;
+  std::shared_ptr<Graph> g = graph_;
+  if (positional_) {
+    g = clone_graph(*graph_);
+    size_t i = 0;
+    for (auto& node : g->nodes())
+      if (is_codebook_node(*node)) attrs[i++].to_node(*node);
+  }
+  CompileOptions copts;
+  copts.num_threads = opts_.threads;
+  copts.profile = opts_.profile;
+  return *(variants_[key] = Executable::compile(g, *backend_, copts));
+}
+
+std::map<std::string, OpProfile> Generator::profile() const {
+  std::map<std::string, OpProfile> sum;
+  for (auto& [key, exe] : variants_)
+    for (auto& [op, p] : exe->profile()) {
+      sum[op].calls += p.calls;
+      sum[op].ms += p.ms;
+    }
+  return sum;
+}
+
+void Generator::ensure_capacity(int64_t needed) {
+  if (needed <= capacity_) return;
+  int64_t cap = capacity_ ? std::max(needed, 2 * capacity_)
+                          : std::max(needed, opts_.initial_capacity > 0 ? opts_.initial_capacity
+                                                                        : std::max<int64_t>(16, 2 * needed));
+  cap = std::min(cap, context_);
+  const int64_t H = heads_, dh = head_dim_;
+  for (int64_t l = 0; l < layers_; ++l) {
+    Tensor k = Tensor::zeros(DType::f32, {1, H, dh, cap}), v = Tensor::zeros(DType::f32, {1, H, cap, dh});
+    if (capacity_) {  // keep what the old caches hold
+      for (int64_t r = 0; r < H * dh; ++r)
+        std::memcpy(k.data<float>() + r * cap, keys_[size_t(l)].data<float>() + r * capacity_,
+                    size_t(length_) * sizeof(float));
+      for (int64_t h = 0; h < H; ++h)
+        std::memcpy(v.data<float>() + h * cap * dh, values_[size_t(l)].data<float>() + h * capacity_ * dh,
+                    size_t(length_ * dh) * sizeof(float));
+    }
+    if (keys_.size() <= size_t(l)) {
+      keys_.push_back(k);
+      values_.push_back(v);
+    } else {
+      keys_[size_t(l)] = k;
+      values_[size_t(l)] = v;
+    }
+  }
+  if (capacity_) ++growths_;
+  capacity_ = cap;
+}
+
+const std::vector<float>& Generator::run(const std::vector<int64_t>& ids) {
+  const int64_t n = int64_t(ids.size()), past = length_;
+  CB_CHECK(n > 0, "generate: no tokens to run");
+  CB_CHECK(past + n <= context_,
+           "generate: " << past + n << " tokens exceed the model's context of " << context_ << " tokens");
+  ensure_capacity(past + n);
+  std::map<std::string, Tensor> feeds;
+  feeds["input_ids"] = Tensor::from_vector<int64_t>(ids, {1, n});
+  feeds[kPastLengthInput] = Tensor::from_vector<int64_t>({past}, {1});
+  if (has_position_ids_) {
+    std::vector<int64_t> pos(static_cast<size_t>(n));
+    std::iota(pos.begin(), pos.end(), past);
+    feeds["position_ids"] = Tensor::from_vector<int64_t>(pos, {1, n});
+  }
+  if (has_attention_mask_)
+    feeds["attention_mask"] = Tensor::from_vector<int64_t>(std::vector<int64_t>(size_t(n), 1), {1, n});
+  for (int64_t l = 0; l < layers_; ++l) {
+    feeds[past_key_name(l)] = keys_[size_t(l)];
+    feeds[past_value_name(l)] = values_[size_t(l)];
+  }
+  Executable& exe = executable_for(past, n);
+  std::vector<Tensor> outs = exe.run(feeds);
+  const Graph& g = exe.graph();
+  const int64_t H = heads_, dh = head_dim_, C = capacity_;
+  for (int64_t l = 0; l < layers_; ++l) {
+    const Tensor& pk = outs[size_t(output_index(g, present_key_name(l)))];
+    const Tensor& pv = outs[size_t(output_index(g, present_value_name(l)))];
+    CB_CHECK(pk.numel() == H * dh * n && pv.numel() == H * dh * n,
+             "generate: layer " << l << " returned keys " << dims_str(pk.dims()) << " and values "
+                                << dims_str(pv.dims()) << " for " << n << " tokens");
+    float* k = keys_[size_t(l)].data<float>();
+    float* v = values_[size_t(l)].data<float>();
+    for (int64_t r = 0; r < H * dh; ++r)
+      std::memcpy(k + r * C + past, pk.data<float>() + r * n, size_t(n) * sizeof(float));
+    for (int64_t h = 0; h < H; ++h)
+      std::memcpy(v + (h * C + past) * dh, pv.data<float>() + h * n * dh, size_t(n * dh) * sizeof(float));
+  }
+  int li = output_index(g, "logits");
+  if (li < 0)
+    for (size_t i = 0; i < outs.size() && li < 0; ++i)
+      if (outs[i].rank() == 3 && outs[i].dtype() == DType::f32 && g.outputs[i]->name.rfind("present.", 0) != 0)
+        li = int(i);
+  CB_CHECK(li >= 0, "generate: the model has no logits output");
+  const Tensor& logits = outs[size_t(li)];
+  const int64_t vocab = logits.dim(2);
+  const float* last = logits.data<float>() + (logits.dim(1) - 1) * vocab;
+  logits_.assign(last, last + vocab);
+  length_ = past + n;
+  return logits_;
+}
+
+const std::vector<float>& Generator::prefill(const std::vector<int64_t>& ids) {
+  CB_CHECK(!ids.empty(), "generate: the prompt has no tokens");
+  length_ = 0;
+  return run(ids);
+}
+
+const std::vector<float>& Generator::step(int64_t token) {
+  CB_CHECK(length_ > 0, "generate: step() before prefill()");
+  return run({token});
+}
+
+Sampler::Sampler(SamplingOptions o) : o_(o), rng_(o.seed) {
+  CB_CHECK(o_.temperature >= 0 && std::isfinite(o_.temperature),
+           "--temperature must be >= 0 (0: greedy), got " << o_.temperature);
+  CB_CHECK(o_.top_k >= 0, "--top-k must be >= 0 (0: no limit), got " << o_.top_k);
+  CB_CHECK(o_.top_p > 0 && o_.top_p <= 1, "--top-p must be in (0, 1], got " << o_.top_p);
+}
+
+int64_t Sampler::next(const std::vector<float>& logits) {
+  CB_CHECK(!logits.empty(), "sampling from empty logits");
+  const int64_t V = int64_t(logits.size());
+  if (o_.temperature == 0) return int64_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  // Candidates, most likely first when a filter needs the order (ties: lower id).
+  std::vector<int64_t> ids(static_cast<size_t>(V));
+  std::iota(ids.begin(), ids.end(), 0);
+  auto better = [&](int64_t a, int64_t b) {
+    return logits[size_t(a)] != logits[size_t(b)] ? logits[size_t(a)] > logits[size_t(b)] : a < b;
+  };
+  if (o_.top_k > 0 && o_.top_k < V) {
+    std::partial_sort(ids.begin(), ids.begin() + o_.top_k, ids.end(), better);
+    ids.resize(size_t(o_.top_k));
+  } else if (o_.top_p < 1) {
+    std::sort(ids.begin(), ids.end(), better);
+  }
+  const double mx = logits[size_t(*std::max_element(
+      ids.begin(), ids.end(), [&](int64_t a, int64_t b) { return logits[size_t(a)] < logits[size_t(b)]; }))];
+  std::vector<double> p(ids.size());
+  double z = 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    z += (p[i] = std::exp((double(logits[size_t(ids[i])]) - mx) / o_.temperature));
+  if (o_.top_p < 1) {
+    double cum = 0;
+    size_t keep = 0;
+    while (keep < p.size() && cum < o_.top_p * z) cum += p[keep++];
+    p.resize(std::max<size_t>(keep, 1));
+    z = std::accumulate(p.begin(), p.end(), 0.0);
+  }
+  double u = rng_.uniform_double() * z, cum = 0;
+  for (size_t i = 0; i < p.size(); ++i)
+    if ((cum += p[i]) > u) return ids[i];
+  return ids[p.size() - 1];
+}
+
+}  // namespace cb::tools
