@@ -37,7 +37,7 @@ for name in "${harnesses[@]}"; do
   # shellcheck disable=SC2086
   if ! ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=0 UBSAN_OPTIONS=print_stacktrace=1 \
     "$bin" "$corpus" "${dict[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2560 \
-    -artifact_prefix="$artifacts" -print_final_stats=1 ${CB_FUZZ_ARGS:-} >"$work/$name/log" 2>&1; then
+    -artifact_prefix="$artifacts" -seed="${CB_FUZZ_SEED:-1}" -print_final_stats=1 ${CB_FUZZ_ARGS:-} >"$work/$name/log" 2>&1; then
     echo "fuzz: $name FOUND A FAILURE; log: $work/$name/log" >&2
     tail -n 40 "$work/$name/log" >&2
     for f in "$artifacts"*; do
