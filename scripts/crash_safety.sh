@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash safety of the files training and compile write (docs/reliability.md,
+# Crash safety of the files training, compile and cache build write (docs/reliability.md,
 # "Files and crashes"). kill -9 at random moments, many inside a checkpoint
 # save or between an external-data file and its model (the test-only pause
 # CB_TEST_WRITE_DELAY_MS widens those windows), then checks:
@@ -9,7 +9,10 @@
 #     through all the kills ends bit-identical (state.safetensors, model.onnx,
 #     fsm.npy) with the same log (losses per step, no step twice);
 #   compile --external-data: OUT.onnx always loads and, with its data file,
-#     is one of the two complete outputs, never a mix; one data file is left.
+#     is one of the two complete outputs, never a mix; one data file is left;
+#   cache build: every start after a kill continues (--resume when DIR.partial
+#     has progress, else a fresh build) and the cache finished through all the
+#     kills equals the uninterrupted build's, file for file.
 #
 #   bash scripts/crash_safety.sh build/release/codebook /tmp/crash [KILLS] [SEED]
 #
@@ -185,3 +188,40 @@ n=$(cd "$work/compiled" && ls m.onnx.*.data | wc -l)
 [ "$n" = 1 ] || fail "$n data files left after a complete compile (stale ones are removed)"
 echo "crash_safety: compile --external-data killed $killed times ($between with two data files, between the" \
   "data and the model or before the old data's removal): the model and its data always a pair"
+
+# ------------------------------------------------------------------ cache build
+# Progress recorded after every batch (a hidden test option), so that kills
+# land before, between and after the records; the reference runs with the
+# mean test pause to size the kill window.
+cache=("$cb" cache build "$work/ref" --data tokfsm --max-tokens 4096 --batch-size 4 --scores --progress off
+       --checkpoint-seconds 0)
+t0=$(now_ms)
+CB_TEST_WRITE_DELAY_MS=60 "${cache[@]}" -o "$work/cache-ref" >"$work/cache-ref.log" 2>&1 ||
+  fail "the uninterrupted cache build failed: $(tail -3 "$work/cache-ref.log")"
+first_ms=0
+window_ms=$((($(now_ms) - t0) / 2 + 50))  # most starts killed halfway or earlier: many resumes
+dir="$work/cache"
+killed=0 resumed=0 outcome=
+for ((i = 1; i <= kills; i++)); do
+  [ -f "$dir/cache.json" ] && break
+  if [ -f "$dir.partial/progress.json" ]; then
+    cmd=("${cache[@]}" -o "$dir" --resume)
+    resumed=$((resumed + 1))
+  else
+    cmd=("${cache[@]}" -o "$dir")
+  fi
+  run_and_kill "${cmd[@]}"
+  [ "$outcome" = ended ] && break
+  killed=$((killed + 1))
+done
+if [ ! -f "$dir/cache.json" ]; then
+  resume=()
+  [ -f "$dir.partial/progress.json" ] && resume=(--resume)
+  "${cache[@]}" -o "$dir" "${resume[@]}" >>"$work/killed.log" 2>&1 || fail "the last cache build failed: $(tail -3 "$work/killed.log")"
+fi
+[ ! -e "$dir.partial" ] || fail "$dir.partial is left after a complete build"
+# A kill just after the final rename may leave progress.json (ignored by readers).
+diff -r -x progress.json "$dir" "$work/cache-ref" >/dev/null || fail "the cache differs from the uninterrupted build's"
+"$cb" cache info "$dir" >/dev/null 2>&1 || fail "cache info rejects the cache: $("$cb" cache info "$dir" 2>&1 | tail -2)"
+echo "crash_safety: cache build killed $killed times ($resumed starts resumed a partial build): the cache" \
+  "identical to the uninterrupted build's"

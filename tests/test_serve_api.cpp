@@ -345,12 +345,13 @@ TEST_F(ServeApi, BadRequestsAreJsonErrorsAndTheServerKeepsServing) {
       {"POST", "/api/run", "{}", 400},                        // no prompt
       {"POST", "/api/run", "{\"tokens\": [100000]}", 400},    // token out of the vocabulary
       {"POST", "/api/run", "{\"tokens\": [1, \"x\"]}", 400},  // not token ids
-      {"POST", "/api/intervene", "{\"tokens\": [1], \"ablate\": [\"layer7.mlp:1\"]}", 400},  // no such layer
-      {"POST", "/api/intervene", "{\"tokens\": [1], \"ablate\": [\"nonsense\"]}", 400},      // bad syntax
-      {"POST", "/api/intervene", "{\"tokens\": [1], \"force\": [\"layer0.mlp:64\"]}", 400},  // code out of range
-      {"POST", "/api/intervene", "{\"tokens\": [1]}", 400},                                  // nothing to do
-      {"POST", "/api/generate", "{\"tokens\": [1], \"max_tokens\": 100000}", 400},           // too many tokens
-      {"POST", "/api/demo_codes", "{\"site\": \"../cache.json\", \"code\": 1}", 400},        // a path as a site
+      {"POST", "/api/intervene", "{\"tokens\": [1], \"ablate\": [\"layer7.mlp:1\"]}", 400},    // no such layer
+      {"POST", "/api/intervene", "{\"tokens\": [1], \"ablate\": [\"nonsense\"]}", 400},        // bad syntax
+      {"POST", "/api/intervene", "{\"tokens\": [1], \"force\": [\"layer0.mlp:64\"]}", 400},    // code out of range
+      {"POST", "/api/intervene", "{\"tokens\": [1]}", 400},                                    // nothing to do
+      {"POST", "/api/intervene", "{\"tokens\": [1], \"ablate\": [\"layer0.mlp:1@5\"]}", 400},  // past the sequence
+      {"POST", "/api/generate", "{\"tokens\": [1], \"max_tokens\": 100000}", 400},             // too many tokens
+      {"POST", "/api/demo_codes", "{\"site\": \"../cache.json\", \"code\": 1}", 400},          // a path as a site
       {"POST", "/api/demo_codes", "{\"site\": \"layer0.mlp\", \"code\": 64}", 400},
       {"POST", "/api/run", std::string(100 << 10, ' '), 413},  // body over --max-body (64 KiB here)
   };

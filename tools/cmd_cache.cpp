@@ -93,7 +93,10 @@ int cache_build(int argc, char** argv) {
   hidden.add_options()(
       "stop-after-batches",
       po::value<int64_t>()->default_value(-1)->notifier(must_be_minus_one_or_positive("never", "--stop-after-batches")),
-      "tests: stop as if interrupted after N batches");
+      "tests: stop as if interrupted after N batches")(
+      "checkpoint-seconds",
+      po::value<double>()->default_value(30)->notifier(must_be_non_negative("--checkpoint-seconds")),
+      "tests: record the progress (for --resume) at most this often (0: after every batch)");
   opts.add(hidden);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "a compiled model, or a `codebook train` run folder", vm,
@@ -118,6 +121,7 @@ int cache_build(int argc, char** argv) {
   o.threads = vm["threads"].as<int>();
   o.resume = vm["resume"].as<bool>();
   o.stop_after_batches = vm["stop-after-batches"].as<int64_t>();
+  o.checkpoint_seconds = vm["checkpoint-seconds"].as<double>();
   o.overwrite = vm["overwrite"].as<bool>();
   int64_t mb = vm["index-memory-mb"].as<int64_t>();
   o.index_memory = size_t(mb) << 20;

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "support/error.h"
+#include "support/test_delay.h"
 #include "tools/cache/code_index.h"
 
 namespace fs = std::filesystem;
@@ -76,34 +77,46 @@ CacheWriter::CacheWriter(std::string dir, std::vector<CacheSite> sites, const Wr
   std::error_code ec;
   if (fs::exists(dir_, ec)) {
     CB_CHECK(fs::is_directory(dir_, ec), "-o " << dir_ << ": exists and is not a directory");
-    if (is_cache_dir(dir_))
+    if (is_cache_dir(dir_)) {
+      fs::remove(fs::path(dir_) / kProgressFile, ec);  // left by a build killed just after its rename
       CB_CHECK(options_.overwrite, "-o " << dir_ << ": a code cache is already there (add --overwrite to replace it)");
-    else
+    } else
       CB_CHECK(fs::is_empty(dir_, ec), "-o " << dir_ << ": a non-empty directory that is not a code cache; "
                                              << "choose another path (nothing was written)");
   }
   std::map<std::string, int64_t> resume_rows;
+  // DIR.partial is ours once it holds progress.json, written first thing (a
+  // marker without "files" until the arrays exist): a build killed at any
+  // moment leaves a folder the next build recognises.
   bool partial = fs::exists(fs::path(work_) / kProgressFile, ec);
+  bool resuming = false;
   if (options_.resume) {
     CB_CHECK(partial, "--resume: no unfinished build at " << work_ << " (nothing to resume)");
     Json progress = json_read_file((fs::path(work_) / kProgressFile).string());
     std::string diff;
     json_differences(progress.at("fingerprint"), options_.fingerprint, "", diff);
     CB_CHECK(diff.empty(), "--resume: " << work_ << " was started from another model, data or options:" << diff);
-    for (auto& [name, rows] : progress.at("files").as_object()) resume_rows[name] = rows.as_int();
-    text_bytes_ = progress.at("text_bytes").as_int();
-    row_end_ = progress.at("row_end").as_int();
-  } else {
+    if (const Json* files = progress.find("files")) {
+      for (auto& [name, rows] : files->as_object()) resume_rows[name] = rows.as_int();
+      text_bytes_ = progress.at("text_bytes").as_int();
+      row_end_ = progress.at("row_end").as_int();
+      resuming = true;
+    }  // else killed before its arrays existed: start over
+  }
+  if (!resuming) {
     if (fs::exists(work_, ec)) {
       CB_CHECK(partial, work_ << " exists and is not an unfinished cache build; move it away first");
       remove_tree(work_);  // an unfinished build of ours, not resumed: start over
     }
     fs::create_directories(work_, ec);
     CB_CHECK(!ec, "cannot create '" << work_ << "': " << ec.message());
+    Json marker = Json::Object{};
+    marker["fingerprint"] = options_.fingerprint;
+    json_write_file((fs::path(work_) / kProgressFile).string(), marker);
   }
   auto open = [&](const std::string& name, DType dt, std::vector<int64_t> row_shape) {
     int64_t keep = resume_rows.count(name) ? resume_rows[name] : 0;
-    CB_CHECK(!options_.resume || resume_rows.count(name), "--resume: " << work_ << " has no progress for " << name);
+    CB_CHECK(!resuming || resume_rows.count(name), "--resume: " << work_ << " has no progress for " << name);
     files_.emplace(name, NpyAppender((fs::path(work_) / name).string(), dt, row_shape, keep));
   };
   open("tokens.npy", DType::u32, {});
@@ -118,7 +131,7 @@ CacheWriter::CacheWriter(std::string dir, std::vector<CacheSite> sites, const Wr
     open(s.dir() + "/ids.npy", s.ids_dtype, {s.groups, s.k});
     if (s.scores) open(s.dir() + "/scores.npy", DType::f16, {s.groups, s.k});
   }
-  if (!options_.resume) {
+  if (!resuming) {
     file("doc_tokens.npy").append_one<int64_t>(0);
     file("doc_text.npy").append_one<int64_t>(0);
     file("rows.npy").append_one<int64_t>(0);
@@ -192,6 +205,7 @@ void CacheWriter::checkpoint() {
     progress["files"][name] = f.rows();
   }
   json_write_file((fs::path(work_) / kProgressFile).string(), progress);
+  test_write_delay();
 }
 
 CacheManifest CacheWriter::finish(CacheManifest m) {
@@ -229,10 +243,16 @@ CacheManifest CacheWriter::finish(CacheManifest m) {
     metrics["dead_code_fraction"] = dead;
     m.metrics = metrics;
   }
-  std::error_code ec;
-  fs::remove(fs::path(work_) / kProgressFile, ec);
+  // progress.json stays until the cache is in place: a kill before the
+  // rename leaves DIR.partial resumable (with or without its cache.json),
+  // one after it a complete cache with a leftover progress.json, which
+  // readers ignore and the next build into DIR removes.
   json_write_file((fs::path(work_) / kManifestFile).string(), m.to_json());
+  test_write_delay();
   move_into_place(work_, dir_);
+  test_write_delay();
+  std::error_code ec;
+  fs::remove(fs::path(dir_) / kProgressFile, ec);
   return m;
 }
 

@@ -227,6 +227,7 @@ Json LiveModel::intervene(const Json& body) {
   std::vector<int64_t> tokens = prompt_tokens(body);
   InterventionSet iv = interventions(body);
   if (iv.items.empty()) throw HttpError(400, "give at least one intervention in \"ablate\" or \"force\"");
+  tools::check_intervention_positions(iv, int64_t(tokens.size()));  // past the sequence: an error, as in `run`
   Turn turn(*this);
   std::vector<Tensor> clean_outs = clean_->run(tokens);
   Compiled& c = compiled(iv, key_of(body));
