@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <sstream>
 
@@ -501,6 +502,18 @@ std::string Json::dump(int indent) const {
 Json json_parse(std::string_view text, const std::string& what) { return Parser(text, what).parse_document(); }
 
 Json json_read_file(const std::string& path) { return json_parse(read_input_file(path, "JSON file"), path); }
+
+bool json_file_has_format(const std::string& path, const std::string& format) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  try {
+    Json j = json_read_file(path);
+    const Json* f = j.find("format");
+    return f && f->is_string() && f->as_string() == format;
+  } catch (const Error&) {
+    return false;
+  }
+}
 
 void json_write_file(const std::string& path, const Json& value, int indent) {
   write_file_atomic(path, value.dump(indent) + "\n");

@@ -99,6 +99,9 @@ class Json {
 Json json_parse(std::string_view text, const std::string& what = "JSON");
 // Reads and parses a file; errors name the path.
 Json json_read_file(const std::string& path);
+// Whether `path` is a readable JSON file whose top-level "format" is `format`
+// (the marker files that say a folder is ours: run.json, cache.json). Never throws.
+bool json_file_has_format(const std::string& path, const std::string& format);
 // Writes dump(indent) plus a newline atomically (temporary file + rename).
 void json_write_file(const std::string& path, const Json& value, int indent = 2);
 

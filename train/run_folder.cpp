@@ -1,11 +1,10 @@
 #include "train/run_folder.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "support/error.h"
 #include "support/file_io.h"
+#include "support/input_file.h"
 
 namespace fs = std::filesystem;
 
@@ -17,17 +16,7 @@ constexpr const char* kLock = "run.lock";
 constexpr const char* kLog = "log.jsonl";
 constexpr const char* kFormat = "codebook-train-run";
 
-bool is_marked(const fs::path& dir) {
-  std::error_code ec;
-  if (!fs::is_regular_file(dir / kMarker, ec)) return false;
-  try {
-    Json marker = json_read_file((dir / kMarker).string());
-    const Json* format = marker.find("format");
-    return format && format->is_string() && format->as_string() == kFormat;
-  } catch (const Error&) {
-    return false;
-  }
-}
+bool is_marked(const fs::path& dir) { return json_file_has_format((dir / kMarker).string(), kFormat); }
 
 // The first entry that makes `dir` no run folder ("" when it may hold a run).
 std::string foreign_entry(const fs::path& dir) {
@@ -39,13 +28,6 @@ std::string foreign_entry(const fs::path& dir) {
     if (name != kLock && first.empty()) first = name;
   }
   return first;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -86,7 +68,7 @@ size_t cut_log(const RunFolder& folder, int64_t step, const Json& history) {
     write_file_atomic(folder.log_path(), lines);
     return 0;
   }
-  std::string text = read_file(folder.log_path());
+  std::string text = read_input_file(folder.log_path(), "log.jsonl");
   size_t keep = 0, cut = 0;
   for (size_t at = 0; at < text.size();) {
     size_t end = text.find('\n', at);

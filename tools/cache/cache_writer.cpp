@@ -15,17 +15,7 @@ namespace {
 
 constexpr const char* kProgressFile = "progress.json";
 
-bool is_cache_dir(const fs::path& p) {
-  std::error_code ec;
-  if (!fs::exists(p / kManifestFile, ec)) return false;
-  try {
-    Json j = json_read_file((p / kManifestFile).string());
-    const Json* f = j.find("format");
-    return f && f->is_string() && f->as_string() == kFormatName;
-  } catch (const Error&) {
-    return false;
-  }
-}
+bool is_cache_dir(const fs::path& p) { return json_file_has_format((p / kManifestFile).string(), kFormatName); }
 
 // The paths ("build.batch_rows") where two JSON values differ, with both values.
 void json_differences(const Json& a, const Json& b, const std::string& path, std::string& out) {
