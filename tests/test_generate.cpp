@@ -210,7 +210,8 @@ TEST_P(EveryModel, BatchRowsEqualGeneratingAlone) {
   std::vector<std::vector<std::vector<float>>> alone_logits(rows.size());
   for (size_t r = 0; r < rows.size(); ++r) {
     alone_logits[r].push_back(alone.prefill(rows[r]));
-    for (int64_t t = 0; t < 9; ++t) alone_logits[r].push_back(alone.step(Sampler(greedy()).next(alone_logits[r].back())));
+    for (int64_t t = 0; t < 9; ++t)
+      alone_logits[r].push_back(alone.step(Sampler(greedy()).next(alone_logits[r].back())));
   }
   const std::vector<float>* logits = &batch.prefill_batch(rows);
   ASSERT_EQ(batch.batch(), 3);
@@ -314,8 +315,8 @@ TEST(Generation, StopConditions) {
   GenerationRequest pair = r;
   pair.stop.add(std::to_string(free[7]) + "," + std::to_string(free[8]));
   EXPECT_LE(generate_continuations(gen, pair)[0].ids.size(), 9u);
-  EXPECT_EQ(generate_continuations(gen, pair)[0].stop, "stop-at " + std::to_string(free[7]) + "," +
-                                                           std::to_string(free[8]));
+  EXPECT_EQ(generate_continuations(gen, pair)[0].stop,
+            "stop-at " + std::to_string(free[7]) + "," + std::to_string(free[8]));
   // Text: ends with the token that completes it.
   TokenText bpe = TokenText::load(std::string(CB_SOURCE_DIR) + "/../shared/data/gpt2-bpe");
   std::string text;

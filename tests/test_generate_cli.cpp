@@ -118,12 +118,12 @@ TEST(GenerateCli, SeveralPromptsEqualEachAlone) {
   }
   // A file of text prompts, one per line.
   const std::string tmp = cb::test::temp_dir("generate-prompts").string();
-  std::ofstream(tmp + "/prompts.txt") << "a b c\n\nThe cat\r\n";
+  std::ofstream(tmp + "/prompts.txt") << "a b c\n\nc d\r\n";
   auto file = run_tool(cmd + " --tokenizer " + kTokenizer + " --prompts-file " + tmp + "/prompts.txt");
   ASSERT_EQ(file.code, 0) << file.out;
   lines = ids_lines(file.out);
   ASSERT_EQ(lines.size(), 2u) << file.out;
-  auto cat = run_tool(cmd + " --seed 1 --tokenizer " + kTokenizer + " --prompt 'The cat'");
+  auto cat = run_tool(cmd + " --seed 1 --tokenizer " + kTokenizer + " --prompt 'c d'");
   EXPECT_EQ(lines[1], ids_line(cat.out));
   // Text out: one quoted line per prompt.
   auto text = run_tool("generate " + kModel + " --max-new 3 --tokenizer " + kTokenizer + " --prompt a --prompt b");
@@ -144,9 +144,9 @@ TEST(GenerateCli, StopAtIdsAndTheModelsEos) {
   auto stopped = run_tool(cmd + " --stop-at " + std::to_string(ids[4]));
   ASSERT_EQ(stopped.code, 0) << stopped.out;
   EXPECT_EQ(ids_line(stopped.out), std::vector<int64_t>(ids.begin(), ids.begin() + int64_t(first) + 1));
-  EXPECT_NE(stopped.out.find("stopped after " + std::to_string(first + 1) + " new tokens: stop-at " +
-                             std::to_string(ids[4])),
-            std::string::npos)
+  EXPECT_NE(
+      stopped.out.find("stopped after " + std::to_string(first + 1) + " new tokens: stop-at " + std::to_string(ids[4])),
+      std::string::npos)
       << stopped.out;
 
   // A Hugging Face folder whose config's eos_token_id is a token the model generates.

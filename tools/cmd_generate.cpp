@@ -10,11 +10,11 @@
 
 #include "passes/kv_cache.h"
 #include "support/error.h"
+#include "support/input_file.h"
 #include "support/threads.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
 #include "tools/forced_codes.h"
-#include "support/input_file.h"
 #include "tools/generate.h"
 #include "tools/generation.h"
 #include "tools/model_io.h"
@@ -133,7 +133,7 @@ int cmd_generate(int argc, char** argv) {
   const bool as_ids = vm.count("ids") || !text;
   if (!vm.count("ids") && !text) std::cerr << "note: the model records no tokenizer; printing token ids\n";
   CB_CHECK(stop.texts.empty() || text, "--stop-at " << escape_bytes(stop.texts.empty() ? "" : stop.texts[0])
-                                                     << ": text needs a tokenizer; give --tokenizer DIR or token ids");
+                                                    << ": text needs a tokenizer; give --tokenizer DIR or token ids");
   if (!vm.count("ignore-eos"))
     for (int64_t eos : model_eos_ids(m.graph->metadata)) stop.sequences.push_back({eos});
   const std::vector<std::vector<int64_t>> prompts = prompts_of(vm, text);

@@ -230,8 +230,8 @@ const std::vector<float>& Generator::prefill_batch(const std::vector<std::vector
   const int64_t n = int64_t(rows[0].size());
   std::vector<int64_t> ids;
   for (const std::vector<int64_t>& r : rows) {
-    CB_CHECK(int64_t(r.size()) == n, "generate: a batch's prompts must have one length, got " << n << " and "
-                                                                                              << r.size() << " tokens");
+    CB_CHECK(int64_t(r.size()) == n,
+             "generate: a batch's prompts must have one length, got " << n << " and " << r.size() << " tokens");
     ids.insert(ids.end(), r.begin(), r.end());
   }
   if (int64_t(rows.size()) != batch_) {  // new caches for the new batch size

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include "passes/codebook_sites.h"
 #include "support/error.h"
 #include "support/json.h"
-#include "passes/codebook_sites.h"
 
 namespace cb::tools {
 
@@ -51,7 +51,7 @@ bool ends_with(const std::vector<int64_t>& ids, const std::vector<int64_t>& tail
 struct Row {
   size_t prompt = 0;  // index in the request
   Sampler sampler;
-  std::string text;   // the new tokens' bytes (with stop texts)
+  std::string text;  // the new tokens' bytes (with stop texts)
   bool done = false;
 };
 

@@ -50,11 +50,11 @@ struct Continuation {
 };
 
 struct GenerationStats {
-  int64_t batches = 0;      // prefills (one per distinct prompt length)
-  int64_t steps = 0;        // decode calls
-  double prefill_s = 0;     // their time
+  int64_t batches = 0;   // prefills (one per distinct prompt length)
+  int64_t steps = 0;     // decode calls
+  double prefill_s = 0;  // their time
   double decode_s = 0;
-  int64_t new_tokens = 0;   // over every prompt
+  int64_t new_tokens = 0;  // over every prompt
 };
 
 // Continues every prompt. Prompts of one length run as one batch [B, ...]

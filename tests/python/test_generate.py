@@ -1,4 +1,6 @@
 """Model.generate: KV-cache generation as `codebook generate` does it (docs/generation.md)."""
+import json
+import shutil
 import threading
 
 import numpy as np
@@ -57,18 +59,22 @@ def test_text_prompts_and_stops(tmp_path, gpt2_path, root):
     text = m.token_text(ids[4])
     by_text = m.generate(prompt="a b c", max_new=8, temperature=1.0, seed=2, stop_at=text)
     assert text in by_text["text"] and len(by_text["ids"]) <= 5
-    batch = m.generate(prompt=["a b c", "The cat"], max_new=3)
+    batch = m.generate(prompt=["a b c", "c d"], max_new=3)
     assert [len(r["ids"]) for r in batch] == [3, 3]
 
 
-def test_the_models_eos_stops_unless_ignored(gpt2):
-    hf = codebook.load(str(GPT2 / "hf"))  # its config's eos_token_id is 0
-    free = hf.generate(TOKENS, max_new=30, temperature=1.5, seed=1, ignore_eos=True)
-    with_eos = hf.generate(TOKENS, max_new=30, temperature=1.5, seed=1)
-    if 0 in free["ids"]:
-        assert with_eos["ids"] == free["ids"][:free["ids"].index(0) + 1] and with_eos["stop"] == "stop-at 0"
-    else:
-        assert with_eos == free
+def test_the_models_eos_stops_unless_ignored(tmp_path):
+    # The tiny GPT-2's Hugging Face folder, its config's eos_token_id set to a token it generates.
+    free = codebook.load(str(GPT2 / "hf")).generate(TOKENS, max_new=12, temperature=1.0, seed=1, ignore_eos=True)
+    eos = free["ids"][5]
+    config = json.loads((GPT2 / "hf" / "config.json").read_text())
+    config["eos_token_id"] = eos
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    shutil.copy(GPT2 / "hf" / "model.safetensors", tmp_path / "model.safetensors")
+    m = codebook.load(str(tmp_path))
+    stopped = m.generate(TOKENS, max_new=12, temperature=1.0, seed=1)
+    assert stopped["ids"] == free["ids"][:free["ids"].index(eos) + 1] and stopped["stop"] == "stop-at %d" % eos
+    assert m.generate(TOKENS, max_new=12, temperature=1.0, seed=1, ignore_eos=True) == free
 
 
 def test_the_context_ends_generation(gpt2):
@@ -81,7 +87,7 @@ def test_bad_arguments_are_codebook_errors(gpt2, compiled):
         (dict(max_new=-1), "max_new"),
         (dict(temperature=-1.0), "temperature"),
         (dict(top_k=5), "give temperature > 0"),
-        (dict(temperature=1.0, top_p=0.0), "top_p"),
+        (dict(temperature=1.0, top_p=0.0), "top-p must be in"),
         (dict(stop_at=1.5), "stop_at"),
         (dict(stop_at="x"), "needs a tokenizer"),
         (dict(tap="layer0.mlp"), "unknown keyword argument 'tap'"),

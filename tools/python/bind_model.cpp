@@ -18,13 +18,13 @@
 #include "tools/codebook_options.h"
 #include "tools/compile_model.h"
 #include "tools/forced_codes.h"
+#include "tools/generation.h"
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
 #include "tools/python/bindings.h"
 #include "tools/python/python_convert.h"
 #include "tools/python/python_model.h"
-#include "tools/generation.h"
 
 namespace cb::python {
 
@@ -448,8 +448,8 @@ py::object generate(Model& m, const py::object& input_ids, const py::object& pro
                     double temperature, int64_t top_k, double top_p, uint64_t seed, const py::object& stop_at,
                     bool ignore_eos, int64_t context, const py::kwargs& kw) {
   for (auto [k, v] : kw) {
-    static const char* const known[] = {"ablate",     "ablate_mode", "disable_topk", "disable_slot",
-                                        "force",      "force_file",  "backend",      "threads"};
+    static const char* const known[] = {"ablate", "ablate_mode", "disable_topk", "disable_slot",
+                                        "force",  "force_file",  "backend",      "threads"};
     std::string key = k.cast<std::string>();
     CB_CHECK(std::find(std::begin(known), std::end(known), key) != std::end(known),
              "unknown keyword argument '" << key << "'; the interventions are ablate, ablate_mode, disable_topk, "
@@ -539,8 +539,7 @@ void bind_model(py::module_& m) {
            "next; with scores=True scores and cosines; with compare=True clean_codes, clean_next, jsd (bits).")
       .def("generate", &generate, py::arg("input_ids") = py::none(), py::kw_only(), py::arg("prompt") = py::none(),
            py::arg("max_new") = 16, py::arg("temperature") = 0.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0,
-           py::arg("seed") = 0, py::arg("stop_at") = py::none(), py::arg("ignore_eos") = false,
-           py::arg("context") = 0,
+           py::arg("seed") = 0, py::arg("stop_at") = py::none(), py::arg("ignore_eos") = false, py::arg("context") = 0,
            "Continues a prompt with a KV cache as `codebook generate` does, greedy or sampled (temperature, top_k, "
            "top_p, seed), with the interventions (ablate, ablate_mode, disable_topk, disable_slot, force, "
            "force_file) at every position: {prompt_ids, ids, text, stop}; a list of prompts gives a list (those "
