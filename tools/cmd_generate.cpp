@@ -203,8 +203,8 @@ int cmd_generate(int argc, char** argv) {
   if (stream)
     std::cerr << "prompt: " << prompts[0].size() << " tokens in " << st.prefill_s * 1e3 << " ms";
   else
-    std::cerr << "prompts: " << prompts.size() << " in " << st.batches << " batches (one per length), prefilled in "
-              << st.prefill_s * 1e3 << " ms";
+    std::cerr << "prompts: " << prompts.size() << " in " << st.batches << (st.batches == 1 ? " batch" : " batches")
+              << " (one per length), prefilled in " << st.prefill_s * 1e3 << " ms";
   std::cerr << "; generated " << st.new_tokens << " tokens in " << st.decode_s * 1e3 << " ms";
   if (st.new_tokens > firsts && st.decode_s > 0)
     std::cerr << " (" << std::setprecision(2) << double(st.new_tokens - firsts) / st.decode_s
