@@ -18,6 +18,8 @@
 #include "backends/backend.h"
 #include "frontend/npy.h"
 #include "frontend/onnx_import.h"
+#include "ir/fused_matmul.h"
+#include "passes/inference_pipeline.h"
 #include "runtime/executable.h"
 #include "tests/test_util.h"
 
@@ -58,7 +60,17 @@ TEST_P(TinyModel, LogitsMatchOnnxRuntime) {
   const auto& [model, backend_name] = GetParam();
   const fs::path dir = models_dir() / model;
   std::shared_ptr<Graph> graph = import_onnx((dir / "model.onnx").string());
-  std::unique_ptr<Backend> backend = make_backend(backend_name);
+  // "<backend>_fused": the graph after the inference fusions (passes/inference_pipeline.h).
+  const std::string fused_suffix = "_fused";
+  std::string backend_base = backend_name;
+  if (backend_name.ends_with(fused_suffix)) {
+    backend_base = backend_name.substr(0, backend_name.size() - fused_suffix.size());
+    graph = inference_graph(graph);
+    int64_t fused = 0;
+    for (auto& n : graph->nodes()) fused += n->op_type == kFusedMatMulOp;
+    EXPECT_GT(fused, 0) << model << ": no codebook.FusedMatMul after the inference fusions";
+  }
+  std::unique_ptr<Backend> backend = make_backend(backend_base);
   std::unique_ptr<Executable> exe = Executable::compile(graph, *backend);
 
   const std::vector<std::string> outputs = exe->output_names();
@@ -100,7 +112,8 @@ std::string param_name(const ::testing::TestParamInfo<ModelAndBackend>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllModels, TinyModel,
-                         ::testing::Combine(::testing::ValuesIn(model_names()), ::testing::Values("reference", "cpu")),
+                         ::testing::Combine(::testing::ValuesIn(model_names()),
+                                            ::testing::Values("reference", "cpu", "reference_fused", "cpu_fused")),
                          param_name);
 
 // Guards against the parameterised test silently running on nothing.

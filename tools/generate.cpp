@@ -8,6 +8,7 @@
 
 #include "ir/codebook.h"
 #include "ir/graph_clone.h"
+#include "passes/inference_pipeline.h"
 #include "passes/kv_cache.h"
 #include "passes/last_position_logits.h"
 #include "support/error.h"
@@ -121,7 +122,7 @@ Executable& Generator::executable_for(int64_t past, int64_t n) {
   CompileOptions copts;
   copts.num_threads = opts_.threads;
   copts.profile = opts_.profile;
-  return *(variants_[key] = Executable::compile(g, *backend_, copts));
+  return *(variants_[key] = Executable::compile(inference_graph(g), *backend_, copts));
 }
 
 std::map<std::string, OpProfile> Generator::profile() const {

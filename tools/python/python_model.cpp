@@ -7,6 +7,7 @@
 #include "backends/backend.h"
 #include "frontend/onnx_export.h"
 #include "ir/graph_clone.h"
+#include "passes/inference_pipeline.h"
 #include "passes/pass.h"
 #include "support/error.h"
 #include "support/threads.h"
@@ -129,7 +130,7 @@ RunOutputs Model::run(const RunRequest& request, std::map<std::string, Tensor> i
     c->backend = make_backend(request.backend);
     CompileOptions copts;
     copts.num_threads = request.threads;
-    c->exe = Executable::compile(c->graph, *c->backend, copts);
+    c->exe = Executable::compile(inference_graph(c->graph), *c->backend, copts);
     c->names = c->exe->output_names();
   }
   compiled_.insert(compiled_.begin(), c);
