@@ -149,6 +149,19 @@ TEST(Cli, BenchPrintsTimes) {
   EXPECT_NE(r.out.find("\"tokens_per_s\""), std::string::npos) << r.out;
 }
 
+TEST(Cli, BenchMeasuresTheMatmulBound) {
+  // The tiny GPT-2 (2 layers, width 64, MLP 256, 4 heads, vocabulary 500) at 2x8: per layer 4 weight products and 2
+  // batched attention products, then the LM head; 4.235 MFLOP in all.
+  Result r = run_tool("bench " + kModel + " --shape 2x8 --runs 2 --warmup 0 --matmul-bound --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"matmul_products\": 13,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"matmul_gflop\": 0.004,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"percent_of_bound\""), std::string::npos) << r.out;
+  Result text = run_tool("bench " + kModel + " --shape 1x4 --runs 1 --warmup 0 --matmul-bound --no-fusion");
+  ASSERT_EQ(text.code, 0) << text.out;
+  EXPECT_NE(text.out.find("% of the bound"), std::string::npos) << text.out;
+}
+
 }  // namespace
 
 namespace {
