@@ -75,8 +75,7 @@ class EpilogueFusion {
     if (n.op_type == "MatMul") {
       if (rank_of(m.a) < 2) return std::nullopt;
     } else {
-      if (rank_of(m.a) != 2 || n.attr_float("alpha", 1.0f) != 1.0f || n.attr_int("transA", 0) != 0)
-        return std::nullopt;
+      if (rank_of(m.a) != 2 || n.attr_float("alpha", 1.0f) != 1.0f || n.attr_int("transA", 0) != 0) return std::nullopt;
       m.trans_b = n.attr_int("transB", 0) != 0;
       if (Value* c = n.input(2); c && n.attr_float("beta", 1.0f) != 0.0f) {
         if (n.attr_float("beta", 1.0f) != 1.0f) return std::nullopt;
@@ -170,7 +169,8 @@ class EpilogueFusion {
     if (m.bias) f->inputs.push_back(m.bias);
     f->outputs = {m.output};
     if (m.trans_b) f->attrs["transB"] = int64_t(1);
-    if (m.activation != MatMulActivation::none) f->attrs["activation"] = std::string(matmul_activation_name(m.activation));
+    if (m.activation != MatMulActivation::none)
+      f->attrs["activation"] = std::string(matmul_activation_name(m.activation));
     g_.insert_node_before(m.nodes.back(), std::move(f));  // m.output's producer is now the fused node
   }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <dnnl.hpp>
+#include <ctime>
 #include <random>
 #include <tuple>
 
@@ -56,7 +57,13 @@ std::vector<MatMulShape> graph_matmul_shapes(const Graph& g) {
   return out;
 }
 
-double time_dnnl_matmul(const MatMulShape& s, int runs) {
+double process_cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) * 1e3 + double(t.tv_nsec) / 1e6;
+}
+
+MatMulTiming time_dnnl_matmul(const MatMulShape& s, int runs) {
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   auto& eng = dnnl_cpu_engine();
@@ -76,15 +83,18 @@ double time_dnnl_matmul(const MatMulShape& s, int runs) {
   std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
   prim.execute(stream, args);
   stream.wait();
-  std::vector<double> ms;
+  std::vector<double> wall, cpu;
   for (int r = 0; r < std::max(runs, 1); ++r) {
     auto t0 = std::chrono::steady_clock::now();
+    double c0 = process_cpu_ms();
     prim.execute(stream, args);
     stream.wait();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    cpu.push_back(process_cpu_ms() - c0);
+    wall.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  std::sort(wall.begin(), wall.end());
+  std::sort(cpu.begin(), cpu.end());
+  return {wall[wall.size() / 2], cpu[cpu.size() / 2]};
 }
 
 }  // namespace cb

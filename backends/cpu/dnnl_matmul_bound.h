@@ -22,10 +22,19 @@ struct MatMulShape {
 // shapes).
 std::vector<MatMulShape> graph_matmul_shapes(const Graph& g);
 
-// Median milliseconds of `runs` executions (after one untimed) of oneDNN's
-// f32 matmul for `s`: random operands, plain A and C, B in the layout oneDNN
-// prefers (format_tag::any, reordered beforehand), no post-ops, on the
-// current OpenMP thread count.
-double time_dnnl_matmul(const MatMulShape& s, int runs);
+// Milliseconds of CPU time this process has used (all threads): on a busy
+// machine, a one-thread run's CPU time is its work, where wall time also
+// counts the time other processes held the core.
+double process_cpu_ms();
+
+struct MatMulTiming {
+  double wall_ms = 0, cpu_ms = 0;
+};
+
+// Medians over `runs` executions (after one untimed) of oneDNN's f32 matmul
+// for `s`: random operands, plain A and C, B in the layout oneDNN prefers
+// (format_tag::any, reordered beforehand), no post-ops, on the current
+// OpenMP thread count.
+MatMulTiming time_dnnl_matmul(const MatMulShape& s, int runs);
 
 }  // namespace cb
