@@ -33,8 +33,8 @@ struct MatMulTiming {
 
 // Medians over `runs` executions (after one untimed) of oneDNN's f32 matmul
 // for `s`: random operands, plain A and C, B in the layout oneDNN prefers
-// (format_tag::any, reordered beforehand), no post-ops, on the current
-// OpenMP thread count.
+// (format_tag::any) or, where that is plain row-major, also [N, K], the
+// faster of the two; no post-ops, on the current OpenMP thread count.
 MatMulTiming time_dnnl_matmul(const MatMulShape& s, int runs);
 
 }  // namespace cb

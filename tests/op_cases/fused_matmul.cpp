@@ -1,6 +1,7 @@
 // codebook.FusedMatMul (ir/fused_matmul.h). The cpu backend runs it through
 // oneDNN (bias and GELU as post-ops; a constant B prepacked once, a B fed at
-// run time used as it is; one row through its GEMV): a different summation
+// run time used as it is; one row through its GEMV; a constant weight wider
+// than deep packed as [N, K] up to 512 rows): a different summation
 // order and GELU approximation than the reference, hence a tolerance.
 #include "ir/fused_matmul.h"
 
@@ -28,7 +29,7 @@ std::vector<OpCase> fused_matmul_cases() {
                                          {"one_row_gelu_tanh", {1, 1, 33}, "gelu_tanh"}})
     for (int64_t tb = 0; tb < 2; ++tb)
       for (bool constant_b : {true, false}) {
-        const Dims w = tb ? Dims{17, 33} : Dims{33, 17};
+        const Dims w = tb ? Dims{40, 33} : Dims{33, 40};  // wider than deep: packed as [N, K] when constant
         OpCase c(std::string("FusedMatMul_") + f.name + "_tB" + std::to_string(tb) + (constant_b ? "_constant_B" : ""),
                  kFusedMatMulOp, kCodebookDomain);
         c.attr("transB", tb).attr("activation", std::string(f.activation)).in(f.a, kUnit);
@@ -36,8 +37,14 @@ std::vector<OpCase> fused_matmul_cases() {
           c.constant_in(DType::f32, w, kUnit);
         else
           c.in(w, kUnit);
-        v.push_back(c.in({17}, kUnit).tol(abs_rel(1e-4, 1e-4)));
+        v.push_back(c.in({40}, kUnit).tol(abs_rel(1e-4, 1e-4)));
       }
+  // Over 512 rows a constant weight keeps its own layout.
+  v.push_back(OpCase("FusedMatMul_many_rows_constant_B", kFusedMatMulOp, kCodebookDomain)
+                  .in({2, 300, 8}, kUnit)
+                  .constant_in(DType::f32, {8, 24}, kUnit)
+                  .in({24}, kUnit)
+                  .tol(abs_rel(1e-4, 1e-4)));
   for (bool constant_b : {true, false}) {  // no bias
     OpCase c(std::string("FusedMatMul_no_bias") + (constant_b ? "_constant_B" : ""), kFusedMatMulOp, kCodebookDomain);
     c.attr("activation", std::string("gelu_tanh")).in({3, 4, 40}, kUnit);
