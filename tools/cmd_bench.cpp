@@ -109,7 +109,8 @@ int cmd_bench(int argc, char** argv) {
       std::cout << ", \"matmul_products\": " << bound.products << ", \"matmul_gflop\": " << bound.flops / 1e9
                 << ", \"matmul_bound_ms\": " << bound.ms
                 << ", \"matmul_bound_gflops\": " << bound.flops / 1e6 / bound.ms
-                << ", \"percent_of_bound\": " << 100 * bound.ms / median << ", \"matmul_bound_cpu_ms\": " << bound.cpu_ms
+                << ", \"percent_of_bound\": " << 100 * bound.ms / median
+                << ", \"matmul_bound_cpu_ms\": " << bound.cpu_ms
                 << ", \"percent_of_bound_cpu\": " << 100 * bound.cpu_ms / median_cpu;
     std::cout << "}\n";
   } else {

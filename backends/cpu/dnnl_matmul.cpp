@@ -22,7 +22,6 @@
 #include "backends/cpu/dnnl_matmul.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <dnnl.hpp>
 #include <optional>
@@ -118,12 +117,7 @@ struct Prepared {
 // The GELU of the GEMV path, as the reference kernel computes it.
 void apply_activation(MatMulActivation act, float* y, int64_t n) {
   if (act == MatMulActivation::none) return;
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = y[i];
-    y[i] = act == MatMulActivation::gelu_tanh
-               ? 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)))
-               : 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = matmul_activation_value(act, y[i]);
 }
 
 enum class MatMulKind { matmul, gemm, fused };

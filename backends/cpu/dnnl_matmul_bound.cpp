@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <dnnl.hpp>
 #include <ctime>
+#include <dnnl.hpp>
 #include <random>
 #include <tuple>
 

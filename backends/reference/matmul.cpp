@@ -4,7 +4,6 @@
 // accumulates in double / 64-bit integers. codebook.FusedMatMul (f32 only) is
 // gemm_f32, then the bias, then the activation, in that order.
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "backends/reference/accumulate.h"
@@ -162,12 +161,7 @@ void fused_matmul_kernel(KernelContext& ctx) {
       for (int64_t j = 0; j < N; ++j) yp[r * N + j] += bias->data<float>()[j];
   const MatMulActivation act = matmul_activation(ctx.node);
   if (act == MatMulActivation::none) return;
-  for (int64_t i = 0; i < y.numel(); ++i) {  // as the reference Gelu (backends/reference/elementwise.cpp)
-    const float x = yp[i];
-    yp[i] = act == MatMulActivation::gelu_tanh
-                ? 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)))
-                : 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
-  }
+  for (int64_t i = 0; i < y.numel(); ++i) yp[i] = matmul_activation_value(act, yp[i]);
 }
 
 }  // namespace
