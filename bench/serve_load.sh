@@ -18,9 +18,13 @@ cb=build/release/codebook
 work=build/bench-serve
 mkdir -p $work
 
-cache_of() {  # TOKENS -> a cache of that many TokFSM tokens
+cache_of() {  # TOKENS -> a cache of that many TokFSM tokens (its build time on stderr)
   local dir=$work/cache-$1
-  [ -f $dir/cache.json ] || $cb cache build "$run" -o $dir --data tokfsm --max-tokens $1 --progress off >/dev/null
+  if [ ! -f $dir/cache.json ]; then
+    local t0=$SECONDS
+    $cb cache build "$run" -o $dir --data tokfsm --max-tokens $1 --progress off >/dev/null
+    echo "built $dir in $((SECONDS - t0)) s ($(du -sh $dir | cut -f1))" >&2
+  fi
   echo $dir
 }
 
@@ -41,7 +45,11 @@ serve_and_load() {  # CACHE SECONDS: serve it, run the load, print the server's 
   return $rc
 }
 
+# The machine and its load: the numbers mean little without them.
+lscpu | grep 'Model name' || true
+echo "nproc $(nproc); $(uptime)"
 echo "== $clients clients x $seconds s, $tokens-token cache"
 serve_and_load "$(cache_of $tokens)" $seconds
 echo "== memory with a $big-token cache (same mix, 10 s)"
 serve_and_load "$(cache_of $big)" 10
+echo "$(uptime)"

@@ -5,7 +5,7 @@ Builds a small cache from the tiny GPT-2 with codebooks, starts
 `codebook serve CACHE --model MODEL --port 0`, and drives the page: search a
 regex, open a code from the results, run a prompt, ablate the codes a site
 selects at the last position and see the distribution change (JSD > 0),
-generate. Asserts on the DOM (not on pixels); a screenshot of each page goes
+generate (sampled: the page shows the API's tokens for the same request). Asserts on the DOM (not on pixels); a screenshot of each page goes
 to OUT_DIR. Exit 77 (skipped) when selenium or chromium/chromedriver is missing.
 
 usage: serve_browser_test.py CODEBOOK_BIN SOURCE_DIR OUT_DIR
@@ -27,6 +27,7 @@ def main():
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.common.exceptions import TimeoutException
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
     except ImportError:
@@ -63,11 +64,21 @@ def main():
         for a in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"]:
             opts.add_argument(a)
         driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
-        wait = WebDriverWait(driver, 30)
         byid = lambda i: driver.find_element(By.ID, i)
 
         def shot(name):
             driver.save_screenshot(os.path.join(out, name + ".png"))
+
+        class Wait:
+            # WebDriverWait that says what the page's status line says when it times out.
+            def until(self, condition):
+                try:
+                    return WebDriverWait(driver, 30).until(condition)
+                except TimeoutException:
+                    shot("failed")
+                    raise AssertionError("timed out; the page's status: " + repr(byid("status").text))
+
+        wait = Wait()
 
         def no_error():
             s = byid("status")
@@ -138,11 +149,20 @@ def main():
         jsd = float(byid("live-jsd").text.split(":")[1].split()[0])
         assert jsd > 0, byid("live-jsd").text
         assert len(driver.find_elements(By.CSS_SELECTOR, "#live-next-intervened tr")) == 10
-        byid("gen-n").clear()
-        byid("gen-n").send_keys("4")
+        # Sampled generation with the ablation: the page shows what the API gives for the same request.
+        for field, value in [("gen-n", "4"), ("gen-temp", "0.8"), ("gen-topk", "40"), ("gen-topp", "0.9"), ("gen-seed", "5")]:
+            byid(field).clear()
+            byid(field).send_keys(value)
         byid("live-generate").click()
         wait.until(lambda d: len(d.find_elements(By.ID, "gen-with")) == 1)
         no_error()
+        req = urllib.request.Request(url + "api/generate", data=json.dumps({
+            "prompt": "in the re on at", "ablate": [f"layer0.mlp:{codes}"], "max_tokens": 4, "temperature": 0.8,
+            "top_k": 40, "top_p": 0.9, "seed": 5}).encode(), headers={"Content-Type": "application/json"})
+        gen = json.load(urllib.request.urlopen(req))
+        assert len(gen["continuation"]) == 4, gen
+        assert byid("gen-with").get_attribute("textContent") == "".join(t["text"] for t in gen["continuation"]), \
+            (byid("gen-with").get_attribute("textContent"), gen)
         shot("live")
 
         # Metrics.

@@ -242,6 +242,19 @@ TEST_F(ServeApi, SearchAndTopicsAnswerAsTheCommandLine) {
   ASSERT_EQ(t.at("codes").size(), topics.at("codes").size());
   for (size_t i = 0; i < t.at("codes").size(); ++i)
     EXPECT_EQ(t.at("codes").at(i).at("code"), topics.at("codes").at(i).at("code"));
+  // Sorted by activations instead of recall: the same codes, most activations first.
+  auto [s4, by_acts] = get("/api/topics?doc=4&recall=0.1&sort=acts");
+  ASSERT_EQ(s4, 200) << by_acts.dump();
+  ASSERT_EQ(by_acts.at("codes").size(), t.at("codes").size());
+  std::multiset<int64_t> codes_by_recall, codes_by_acts;
+  for (size_t i = 0; i < t.at("codes").size(); ++i) {
+    codes_by_recall.insert(t.at("codes").at(i).at("code").as_int());
+    codes_by_acts.insert(by_acts.at("codes").at(i).at("code").as_int());
+    if (i > 0)
+      EXPECT_GE(by_acts.at("codes").at(i - 1).at("activations").as_int(),
+                by_acts.at("codes").at(i).at("activations").as_int());
+  }
+  EXPECT_EQ(codes_by_recall, codes_by_acts);
   // "next": the next document with a topic code at this recall, as the CLI sees them.
   int64_t expected = -1;
   for (int64_t d = 5; d < 30 && expected < 0; ++d)
@@ -388,6 +401,7 @@ TEST_F(ServeApi, BadRequestsAreJsonErrorsAndTheServerKeepsServing) {
       {"GET", "/api/search?regex=" + std::string(5000, 'a'), "", 400},   // regex too long
       {"GET", "/api/search?regex=a&site=layer0.nosuch", "", 400},        // unknown site
       {"GET", "/api/topics?doc=30", "", 400},                            // document out of range
+      {"GET", "/api/topics?doc=0&sort=nope", "", 400},                   // unknown sort key
       {"GET", "/api/code?site=..%2F..%2Fetc%2Fpasswd&code=1", "", 400},  // a path as a site
       {"GET", "/api/code?site=%2Fetc%2Fpasswd&code=1", "", 400},         // an absolute path
       {"GET", "/static/../../etc/passwd", "", 404},                      // `..` in the path

@@ -143,7 +143,7 @@ async function runSearch() {
 }
 
 async function loadTopics(next) {
-  const params = { doc: $("topics-doc").value, recall: $("topics-recall").value, max_chars: $("topics-chars").value };
+  const params = { doc: $("topics-doc").value, recall: $("topics-recall").value, max_chars: $("topics-chars").value, sort: $("topics-sort").value };
   if (next) params.next = 1;
   const j = await api("topics", params);
   $("topics-doc").value = j.doc;
