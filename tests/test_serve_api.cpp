@@ -63,11 +63,7 @@ class ServeApi : public ::testing::Test {
     r = run_tool("cache build " + model_ + " -o " + cache_ + " --data " + (dir_ / "tokens.npy").string() +
                  " --tokenizer " + kGpt2Bpe + " --block-size 16 --progress off --scores");
     ASSERT_EQ(r.code, 0) << r.out;
-    serve::ServeOptions o;
-    o.cache_dir = cache_;
-    o.model = model_;
-    o.port = 0;
-    o.threads = 1;
+    serve::ServeOptions o = options(cache_, model_);
     o.max_body_bytes = 64 << 10;
     server_ = new RunningServer(o);
   }
@@ -102,6 +98,15 @@ class ServeApi : public ::testing::Test {
     EXPECT_EQ(r.code, 0) << args << "\n" << r.out;
     size_t at = r.out.find('{');
     return json_parse(at == std::string::npos ? "null" : r.out.substr(at));
+  }
+  // A server over `cache` with `model` (none: empty) on a free port, one model thread.
+  static serve::ServeOptions options(const std::string& cache, const std::string& model) {
+    serve::ServeOptions o;
+    o.cache_dir = cache;
+    o.model = model;
+    o.port = 0;
+    o.threads = 1;
+    return o;
   }
   static void expect_serving() {
     auto [status, j] = get("/api/info");
@@ -372,11 +377,7 @@ TEST_F(ServeApi, GenerateGivesTheTokensOfCodebookGenerate) {
 // Generation is bounded in model time: past the limit it stops after the
 // token at hand (here a limit of 0: one token, the one the prompt gives).
 TEST_F(ServeApi, GenerationStopsAtTheTimeLimit) {
-  serve::ServeOptions o;
-  o.cache_dir = cache_;
-  o.model = model_;
-  o.port = 0;
-  o.threads = 1;
+  serve::ServeOptions o = options(cache_, model_);
   o.generate_seconds = 0;
   RunningServer s(o);
   auto [status, j] = post("/api/generate", "{\"tokens\": [5, 17, 300], \"max_tokens\": 8}", &s);
@@ -472,9 +473,7 @@ TEST_F(ServeApi, DemoCodesSavedConcurrentlyAreAllKept) {
   EXPECT_EQ(s2, 200) << r.dump();
   EXPECT_EQ(json_read_file(cache_ + "/demo_codes.json").at("codes").size(), file.at("codes").size() - 1);
 
-  serve::ServeOptions o;
-  o.cache_dir = cache_;
-  o.port = 0;
+  serve::ServeOptions o = options(cache_, "");
   o.read_only = true;
   RunningServer ro(o);
   auto [s3, e] = post("/api/demo_codes", "{\"site\": \"layer0.mlp\", \"code\": 1}", &ro);
@@ -488,12 +487,8 @@ TEST_F(ServeApi, DemoCodesSavedConcurrentlyAreAllKept) {
 
 // With no queue, model requests arriving while one runs are answered 503 "busy".
 TEST_F(ServeApi, ModelRequestsPastTheQueueAreBusy) {
-  serve::ServeOptions o;
-  o.cache_dir = cache_;
-  o.model = model_;
-  o.port = 0;
+  serve::ServeOptions o = options(cache_, model_);
   o.model_queue = 0;
-  o.threads = 1;
   RunningServer s(o);
   int ok = 0, busy = 0;
   for (int round = 0; round < 10 && busy == 0; ++round) {
@@ -530,12 +525,7 @@ TEST_F(ServeApi, TrainingCurvesComeFromTheRunsLog) {
   }
   auto [s0, none] = get("/api/curves");
   EXPECT_EQ(s0, 404) << none.dump();  // the test's model is no training run
-  serve::ServeOptions o;
-  o.cache_dir = cache_;
-  o.model = (dir_ / "run" / "model.onnx").string();
-  o.port = 0;
-  o.threads = 1;
-  RunningServer s(o);
+  RunningServer s(options(cache_, (dir_ / "run" / "model.onnx").string()));
   auto [s1, info] = get("/api/info", &s);
   EXPECT_TRUE(info.at("curves").as_bool());
   auto [status, j] = get("/api/curves", &s);
@@ -565,12 +555,7 @@ TEST_F(ServeApi, TokFsmCachesShowStates) {
   ASSERT_EQ(r.code, 0) << r.out;
   r = run_tool("cache build " + run + " -o " + cache + " --data tokfsm --max-tokens 320 --progress off");
   ASSERT_EQ(r.code, 0) << r.out;
-  serve::ServeOptions o;
-  o.cache_dir = cache;
-  o.model = run;
-  o.port = 0;
-  o.threads = 1;
-  RunningServer s(o);
+  RunningServer s(options(cache, run));
   auto [s1, info] = get("/api/info", &s);
   ASSERT_EQ(s1, 200) << info.dump();
   EXPECT_EQ(info.at("tokfsm_state_digits").as_int(), 2);
