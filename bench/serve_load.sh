@@ -40,6 +40,10 @@ serve_and_load() {  # CACHE SECONDS: serve it, run the load, print the server's 
   local rc=0
   build/release/bench/bench_serve_load $port --clients $clients --seconds $2 || rc=$?
   awk '/VmHWM|RssAnon|RssFile/ {printf "  %s %.0f MiB", $1, $2 / 1024} END {print ""}' /proc/$pid/status
+  # The resident pages of the cache's memory-mapped files (of its $(du) on disk).
+  awk -v dir="$(realpath "$1")/" '/^[0-9a-f]+-[0-9a-f]+ / {m = index($0, dir) > 0} m && /^Rss:/ {kb += $2}
+    END {printf "  cache pages %.0f MiB resident", kb / 1024}' /proc/$pid/smaps
+  echo " of $(du -sm "$1" | cut -f1) MiB on disk"
   kill $pid; wait $pid 2>/dev/null || true
   trap - EXIT
   return $rc
