@@ -1,6 +1,6 @@
 // Load test of `codebook serve` (issue 11): N concurrent clients for S seconds
 // of mixed requests -- regex search, a code's examples, and (when the server
-// has a model) live-model runs -- against a running server. Prints the
+// has a model) live-model run, intervene and generate -- against a running server. Prints the
 // requests, errors (any answer but 200; 503 "busy" counted apart) and the
 // p50/p99 latency per kind. Exit 1 when any request failed.
 //   bench_serve_load PORT [--clients 8] [--seconds 30] [--host 127.0.0.1]
@@ -97,26 +97,28 @@ int main(int argc, char** argv) {
       cli.set_read_timeout(120, 0);
       std::map<std::string, Stats> mine;
       while (std::chrono::steady_clock::now() < until) {
-        int kind = int(rng() % 10);
+        // 40% search, 40% a code's examples, 10% run, 5% intervene, 5% generate (model requests: code without a model).
+        int kind = int(rng() % 20);
         std::string name;
         auto t0 = std::chrono::steady_clock::now();
         httplib::Result res = [&] {
-          if (kind < 4) {
+          if (kind < 8) {
             name = "search";
             return cli.Get("/api/search?regex=" + encode(patterns[rng() % patterns.size()]) + "&min_precision=0.5");
-          } else if (kind < 8 || !model) {
+          } else if (kind < 16 || !model) {
             name = "code";
             const Member& m = members[rng() % members.size()];
             return cli.Get("/api/code?site=" + encode(m.name) + "&code=" + std::to_string(rng() % uint64_t(m.codes)) +
                            "&per_page=20&page=" + std::to_string(rng() % 3));
-          } else {
-            name = kind == 8 ? "run" : "intervene";
-            const Member& m = members[rng() % members.size()];
-            std::string body = "{\"prompt\": \"" + prompts[rng() % prompts.size()] + "\"";
-            if (kind == 9)
-              body += ", \"ablate\": [\"" + m.name + ":" + std::to_string(rng() % uint64_t(m.codes)) + "\"]";
-            return cli.Post("/api/" + std::string(kind == 8 ? "run" : "intervene"), body + "}", "application/json");
           }
+          name = kind < 18 ? "run" : kind == 18 ? "intervene" : "generate";
+          const Member& m = members[rng() % members.size()];
+          std::string body = "{\"prompt\": \"" + prompts[rng() % prompts.size()] + "\"";
+          if (name != "run")
+            body += ", \"ablate\": [\"" + m.name + ":" + std::to_string(rng() % uint64_t(m.codes)) + "\"]";
+          if (name == "generate")
+            body += ", \"max_tokens\": 16, \"temperature\": 1, \"seed\": " + std::to_string(rng() % 1000);
+          return cli.Post("/api/" + name, body + "}", "application/json");
         }();
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         Stats& s = mine[name];

@@ -18,9 +18,13 @@ cb=build/release/codebook
 work=build/bench-serve
 mkdir -p $work
 
-cache_of() {  # TOKENS -> a cache of that many TokFSM tokens
+cache_of() {  # TOKENS -> a cache of that many TokFSM tokens (its build time on stderr)
   local dir=$work/cache-$1
-  [ -f $dir/cache.json ] || $cb cache build "$run" -o $dir --data tokfsm --max-tokens $1 --progress off >/dev/null
+  if [ ! -f $dir/cache.json ]; then
+    local t0=$SECONDS
+    $cb cache build "$run" -o $dir --data tokfsm --max-tokens $1 --progress off >/dev/null
+    echo "built $dir in $((SECONDS - t0)) s ($(du -sh $dir | cut -f1))" >&2
+  fi
   echo $dir
 }
 
@@ -36,12 +40,20 @@ serve_and_load() {  # CACHE SECONDS: serve it, run the load, print the server's 
   local rc=0
   build/release/bench/bench_serve_load $port --clients $clients --seconds $2 || rc=$?
   awk '/VmHWM|RssAnon|RssFile/ {printf "  %s %.0f MiB", $1, $2 / 1024} END {print ""}' /proc/$pid/status
+  # The resident pages of the cache's memory-mapped files (of its $(du) on disk).
+  awk -v dir="$(realpath "$1")/" '/^[0-9a-f]+-[0-9a-f]+ / {m = index($0, dir) > 0} m && /^Rss:/ {kb += $2}
+    END {printf "  cache pages %.0f MiB resident", kb / 1024}' /proc/$pid/smaps
+  echo " of $(du -sm "$1" | cut -f1) MiB on disk"
   kill $pid; wait $pid 2>/dev/null || true
   trap - EXIT
   return $rc
 }
 
+# The machine and its load: the numbers mean little without them.
+lscpu | grep 'Model name' || true
+echo "nproc $(nproc); $(uptime)"
 echo "== $clients clients x $seconds s, $tokens-token cache"
 serve_and_load "$(cache_of $tokens)" $seconds
 echo "== memory with a $big-token cache (same mix, 10 s)"
 serve_and_load "$(cache_of $big)" 10
+echo "$(uptime)"

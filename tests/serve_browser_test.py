@@ -5,10 +5,15 @@ Builds a small cache from the tiny GPT-2 with codebooks, starts
 `codebook serve CACHE --model MODEL --port 0`, and drives the page: search a
 regex, open a code from the results, run a prompt, ablate the codes a site
 selects at the last position and see the distribution change (JSD > 0),
-generate. Asserts on the DOM (not on pixels); a screenshot of each page goes
+generate (sampled: the page shows the API's tokens for the same request). Asserts on the DOM (not on pixels); a screenshot of each page goes
 to OUT_DIR. Exit 77 (skipped) when selenium or chromium/chromedriver is missing.
 
-usage: serve_browser_test.py CODEBOOK_BIN SOURCE_DIR OUT_DIR
+usage: serve_browser_test.py CODEBOOK_BIN SOURCE_DIR OUT_DIR [--readme CACHE MODEL]
+
+With --readme it makes the README's screenshot instead (docs/img/serve.png:
+OUT_DIR/serve.png): the live model tab over CACHE and MODEL (the main job's
+runs/tokfsm-cache and runs/tokfsm), prompt 4312, the codes layer1.mlp and
+layer2.mlp select at its last token ablated.
 """
 import json
 import os
@@ -27,6 +32,7 @@ def main():
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.common.exceptions import TimeoutException
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
     except ImportError:
@@ -37,6 +43,54 @@ def main():
     if not chromium or not driver_bin:
         print("skipped: chromium or chromedriver is not installed")
         return SKIP
+    def start(cache, model, window):
+        """`codebook serve CACHE --model MODEL` on a free port, and a headless Chromium: (server, url, driver)."""
+        server = subprocess.Popen([codebook, "serve", cache, "--model", model, "--port", "0", "--threads", "1"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            line = server.stdout.readline()
+            url = line[line.index("http://"):].split()[0]
+            print("server:", url)
+            opts = webdriver.ChromeOptions()
+            opts.binary_location = chromium
+            for a in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=" + window]:
+                opts.add_argument(a)
+            return server, url, webdriver.Chrome(service=Service(driver_bin), options=opts)
+        except BaseException:
+            server.terminate()
+            server.wait()
+            raise
+
+    def post(url, path, body):
+        req = urllib.request.Request(url + "api/" + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        return json.load(urllib.request.urlopen(req))
+
+    if len(sys.argv) == 7 and sys.argv[4] == "--readme":
+        server, url, driver = start(sys.argv[5], sys.argv[6], "1280,900")
+        try:
+            wait = WebDriverWait(driver, 60)
+            byid = lambda i: driver.find_element(By.ID, i)
+            driver.get(url)
+            wait.until(lambda d: byid("code-header").text.strip() != "")
+            driver.find_element(By.CSS_SELECTOR, "nav button[data-tab=live]").click()
+            byid("live-prompt").send_keys("4312")
+            byid("live-run").click()
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#live-tokens .token")) == 5)
+            driver.find_elements(By.CSS_SELECTOR, "#live-tokens .token")[-1].click()
+            codes = post(url, "run", {"prompt": "4312"})["codes"]
+            byid("live-ablate").send_keys("; ".join(f"{s}:{codes[s][-1][0][0]}" for s in ["layer1.mlp", "layer2.mlp"]))
+            byid("live-intervene").click()
+            wait.until(lambda d: "Jensen-Shannon" in byid("live-jsd").text)
+            os.makedirs(out, exist_ok=True)
+            driver.save_screenshot(os.path.join(out, "serve.png"))
+            print("screenshot:", os.path.join(out, "serve.png"))
+            return 0
+        finally:
+            driver.quit()
+            server.terminate()
+            server.wait()
+
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     model = os.path.join(out, "cb.onnx")
@@ -50,24 +104,23 @@ def main():
                     "--tokenizer", os.path.join(source, "../shared/data/gpt2-bpe"), "--block-size", "16", "--progress",
                     "off", "--scores"], check=True, stdout=subprocess.DEVNULL)
 
-    server = subprocess.Popen([codebook, "serve", cache, "--model", model, "--port", "0", "--threads", "1"],
-                              stdout=subprocess.PIPE, text=True)
-    driver = None
+    server, url, driver = start(cache, model, "1280,1000")
     try:
-        line = server.stdout.readline()
-        url = line[line.index("http://"):].split()[0]
-        print("server:", url)
-
-        opts = webdriver.ChromeOptions()
-        opts.binary_location = chromium
-        for a in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"]:
-            opts.add_argument(a)
-        driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
-        wait = WebDriverWait(driver, 30)
         byid = lambda i: driver.find_element(By.ID, i)
 
         def shot(name):
             driver.save_screenshot(os.path.join(out, name + ".png"))
+
+        class Wait:
+            # WebDriverWait that says what the page's status line says when it times out.
+            def until(self, condition):
+                try:
+                    return WebDriverWait(driver, 30).until(condition)
+                except TimeoutException:
+                    shot("failed")
+                    raise AssertionError("timed out; the page's status: " + repr(byid("status").text))
+
+        wait = Wait()
 
         def no_error():
             s = byid("status")
@@ -127,9 +180,7 @@ def main():
         byid("live-ablate").clear()
 
         # Ablate what layer0.mlp selects at the last position: the distribution changes.
-        req = urllib.request.Request(url + "api/run", data=json.dumps({"prompt": "in the re on at"}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        run = json.load(urllib.request.urlopen(req))
+        run = post(url, "run", {"prompt": "in the re on at"})
         codes = ",".join(str(c) for c in run["codes"]["layer0.mlp"][-1][0])
         byid("live-ablate").send_keys(f"layer0.mlp:{codes}")
         byid("live-intervene").click()
@@ -138,11 +189,18 @@ def main():
         jsd = float(byid("live-jsd").text.split(":")[1].split()[0])
         assert jsd > 0, byid("live-jsd").text
         assert len(driver.find_elements(By.CSS_SELECTOR, "#live-next-intervened tr")) == 10
-        byid("gen-n").clear()
-        byid("gen-n").send_keys("4")
+        # Sampled generation with the ablation: the page shows what the API gives for the same request.
+        for field, value in [("gen-n", "4"), ("gen-temp", "0.8"), ("gen-topk", "40"), ("gen-topp", "0.9"), ("gen-seed", "5")]:
+            byid(field).clear()
+            byid(field).send_keys(value)
         byid("live-generate").click()
         wait.until(lambda d: len(d.find_elements(By.ID, "gen-with")) == 1)
         no_error()
+        gen = post(url, "generate", {"prompt": "in the re on at", "ablate": [f"layer0.mlp:{codes}"], "max_tokens": 4,
+                                     "temperature": 0.8, "top_k": 40, "top_p": 0.9, "seed": 5})
+        assert len(gen["continuation"]) == 4, gen
+        assert byid("gen-with").get_attribute("textContent") == "".join(t["text"] for t in gen["continuation"]), \
+            (byid("gen-with").get_attribute("textContent"), gen)
         shot("live")
 
         # Metrics.
@@ -152,8 +210,7 @@ def main():
         print("browser test passed; screenshots in", out)
         return 0
     finally:
-        if driver:
-            driver.quit()
+        driver.quit()
         server.terminate()
         server.wait()
 

@@ -63,11 +63,7 @@ class ServeApi : public ::testing::Test {
     r = run_tool("cache build " + model_ + " -o " + cache_ + " --data " + (dir_ / "tokens.npy").string() +
                  " --tokenizer " + kGpt2Bpe + " --block-size 16 --progress off --scores");
     ASSERT_EQ(r.code, 0) << r.out;
-    serve::ServeOptions o;
-    o.cache_dir = cache_;
-    o.model = model_;
-    o.port = 0;
-    o.threads = 1;
+    serve::ServeOptions o = options(cache_, model_);
     o.max_body_bytes = 64 << 10;
     server_ = new RunningServer(o);
   }
@@ -102,6 +98,15 @@ class ServeApi : public ::testing::Test {
     EXPECT_EQ(r.code, 0) << args << "\n" << r.out;
     size_t at = r.out.find('{');
     return json_parse(at == std::string::npos ? "null" : r.out.substr(at));
+  }
+  // A server over `cache` with `model` (none: empty) on a free port, one model thread.
+  static serve::ServeOptions options(const std::string& cache, const std::string& model) {
+    serve::ServeOptions o;
+    o.cache_dir = cache;
+    o.model = model;
+    o.port = 0;
+    o.threads = 1;
+    return o;
   }
   static void expect_serving() {
     auto [status, j] = get("/api/info");
@@ -242,6 +247,19 @@ TEST_F(ServeApi, SearchAndTopicsAnswerAsTheCommandLine) {
   ASSERT_EQ(t.at("codes").size(), topics.at("codes").size());
   for (size_t i = 0; i < t.at("codes").size(); ++i)
     EXPECT_EQ(t.at("codes").at(i).at("code"), topics.at("codes").at(i).at("code"));
+  // Sorted by activations instead of recall: the same codes, most activations first.
+  auto [s4, by_acts] = get("/api/topics?doc=4&recall=0.1&sort=acts");
+  ASSERT_EQ(s4, 200) << by_acts.dump();
+  ASSERT_EQ(by_acts.at("codes").size(), t.at("codes").size());
+  std::multiset<int64_t> codes_by_recall, codes_by_acts;
+  for (size_t i = 0; i < t.at("codes").size(); ++i) {
+    codes_by_recall.insert(t.at("codes").at(i).at("code").as_int());
+    codes_by_acts.insert(by_acts.at("codes").at(i).at("code").as_int());
+    if (i > 0)
+      EXPECT_GE(by_acts.at("codes").at(i - 1).at("activations").as_int(),
+                by_acts.at("codes").at(i).at("activations").as_int());
+  }
+  EXPECT_EQ(codes_by_recall, codes_by_acts);
   // "next": the next document with a topic code at this recall, as the CLI sees them.
   int64_t expected = -1;
   for (int64_t d = 5; d < 30 && expected < 0; ++d)
@@ -267,7 +285,7 @@ TEST_F(ServeApi, SimilarCodesAreTheCommandLines) {
 }
 
 // The live model against `codebook run` on the same model and tokens.
-TEST_F(ServeApi, RunInterveneAndGenerateMatchCodebookRun) {
+TEST_F(ServeApi, RunAndInterveneMatchCodebookRun) {
   const std::string tokens = "[5, 17, 300, 42, 7]";
   auto [status, j] = post("/api/run", "{\"tokens\": " + tokens + "}");
   ASSERT_EQ(status, 200) << j.dump();
@@ -297,21 +315,75 @@ TEST_F(ServeApi, RunInterveneAndGenerateMatchCodebookRun) {
   // The ablated codes are gone from the last position's codes.
   for (const Json& c : iv.at("codes").at("layer0.mlp").at(4).at(0).as_array())
     EXPECT_EQ(("," + ablated + ",").find("," + std::to_string(c.as_int()) + ","), std::string::npos);
+}
 
-  // Greedy generation with the ablation: each step the argmax of `codebook run` on the prefix.
-  auto [s3, gen] = post(
-      "/api/generate", "{\"tokens\": " + tokens + ", \"max_tokens\": 3, \"ablate\": [\"layer0.mlp:" + ablated + "\"]}");
-  ASSERT_EQ(s3, 200) << gen.dump();
-  ASSERT_EQ(gen.at("continuation").size(), 3u);
-  ASSERT_EQ(gen.at("clean_continuation").size(), 3u);
-  std::string prefix = "5,17,300,42,7";
-  for (size_t i = 0; i < 3; ++i) {
-    Json step =
-        cli_json("run " + model_ + " --tokens " + prefix + " --ablate layer0.mlp:" + ablated + " --top 1 --json");
-    int64_t next = step.at("next").at(0).at("token").as_int();
-    EXPECT_EQ(gen.at("continuation").at(i).at("id").as_int(), next) << "step " << i;
-    prefix += "," + std::to_string(next);
+// /api/generate is `codebook generate` (the same Generator and Sampler): the
+// same tokens for the same prompt, sampling and interventions, greedy or
+// sampled, with an ablation everywhere and a force at an absolute position
+// that only a generated token reaches.
+TEST_F(ServeApi, GenerateGivesTheTokensOfCodebookGenerate) {
+  // The codes layer0.mlp selects at the prompt's last position.
+  auto [s0, run] = post("/api/run", "{\"tokens\": [5, 17, 300, 42, 7]}");
+  ASSERT_EQ(s0, 200) << run.dump();
+  std::string selected;
+  for (const Json& c : run.at("codes").at("layer0.mlp").at(4).at(0).as_array())
+    selected += (selected.empty() ? "" : ",") + std::to_string(c.as_int());
+  struct Case {
+    std::string json, sampling, interventions;  // request fields; the CLI's options
+  };
+  const std::vector<Case> cases = {
+      {"", "", ""},
+      {"\"ablate\": [\"layer0.mlp:" + selected + "\"]", "", "--ablate layer0.mlp:" + selected},
+      {"\"temperature\": 0.9, \"top_k\": 20, \"top_p\": 0.9, \"seed\": 11, \"force\": [\"layer1.mlp:7@6\"]",
+       "--temperature 0.9 --top-k 20 --top-p 0.9 --seed 11", "--force layer1.mlp:7@6"},
+      {"\"temperature\": 1.5, \"seed\": 3, \"ablate\": [\"layer0.attn_preproj[1]:2@*\"], \"ablate_mode\": \"zero\"",
+       "--temperature 1.5 --seed 3", "--ablate 'layer0.attn_preproj[1]:2@*' --ablate-mode zero"},
+  };
+  auto ids = [](const Json& list) {
+    std::string s;
+    for (const Json& t : list.as_array()) s += (s.empty() ? "" : ",") + std::to_string(t.at("id").as_int());
+    return s;
+  };
+  auto cli_ids = [&](const std::string& options) {
+    Result r = run_tool("generate " + model_ + " --tokens 5,17,300,42,7 --max-new 6 --ids --threads 1 " + options);
+    EXPECT_EQ(r.code, 0) << options << "\n" << r.out;
+    return r.out.substr(0, r.out.find('\n'));
+  };
+  int changed = 0;
+  for (const Case& c : cases) {
+    auto [status, gen] = post("/api/generate", std::string("{\"tokens\": [5, 17, 300, 42, 7], \"max_tokens\": 6") +
+                                                   (c.json.empty() ? "" : ", ") + c.json + "}");
+    ASSERT_EQ(status, 200) << c.json << ": " << gen.dump();
+    ASSERT_EQ(gen.at("continuation").size(), 6u) << c.json;
+    EXPECT_EQ(gen.at("stopped").as_string(), "max_tokens");
+    EXPECT_EQ(ids(gen.at("continuation")), cli_ids(c.sampling + " " + c.interventions)) << c.json;
+    if (c.interventions.empty()) {
+      EXPECT_FALSE(gen.find("clean_continuation")) << c.json;
+    } else {
+      EXPECT_EQ(ids(gen.at("clean_continuation")), cli_ids(c.sampling)) << c.json;
+      changed += gen.at("clean_continuation") != gen.at("continuation");
+    }
   }
+  EXPECT_GT(changed, 0) << "no intervention changed a continuation: the comparison shows nothing";
+  // The same request again (the cached generator, its KV cache reused) gives the same tokens.
+  const std::string body = "{\"tokens\": [5, 17], \"max_tokens\": 5, \"temperature\": 1, \"seed\": 4}";
+  auto [s1, first] = post("/api/generate", body);
+  auto [s2, second] = post("/api/generate", body);
+  ASSERT_EQ(s1, 200);
+  ASSERT_EQ(s2, 200);
+  EXPECT_EQ(first.at("continuation"), second.at("continuation"));
+}
+
+// Generation is bounded in model time: past the limit it stops after the
+// token at hand (here a limit of 0: one token, the one the prompt gives).
+TEST_F(ServeApi, GenerationStopsAtTheTimeLimit) {
+  serve::ServeOptions o = options(cache_, model_);
+  o.generate_seconds = 0;
+  RunningServer s(o);
+  auto [status, j] = post("/api/generate", "{\"tokens\": [5, 17, 300], \"max_tokens\": 8}", &s);
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j.at("stopped").as_string(), "time");
+  EXPECT_EQ(j.at("continuation").size(), 1u);
 }
 
 TEST_F(ServeApi, BadRequestsAreJsonErrorsAndTheServerKeepsServing) {
@@ -330,6 +402,7 @@ TEST_F(ServeApi, BadRequestsAreJsonErrorsAndTheServerKeepsServing) {
       {"GET", "/api/search?regex=" + std::string(5000, 'a'), "", 400},   // regex too long
       {"GET", "/api/search?regex=a&site=layer0.nosuch", "", 400},        // unknown site
       {"GET", "/api/topics?doc=30", "", 400},                            // document out of range
+      {"GET", "/api/topics?doc=0&sort=nope", "", 400},                   // unknown sort key
       {"GET", "/api/code?site=..%2F..%2Fetc%2Fpasswd&code=1", "", 400},  // a path as a site
       {"GET", "/api/code?site=%2Fetc%2Fpasswd&code=1", "", 400},         // an absolute path
       {"GET", "/static/../../etc/passwd", "", 404},                      // `..` in the path
@@ -400,9 +473,7 @@ TEST_F(ServeApi, DemoCodesSavedConcurrentlyAreAllKept) {
   EXPECT_EQ(s2, 200) << r.dump();
   EXPECT_EQ(json_read_file(cache_ + "/demo_codes.json").at("codes").size(), file.at("codes").size() - 1);
 
-  serve::ServeOptions o;
-  o.cache_dir = cache_;
-  o.port = 0;
+  serve::ServeOptions o = options(cache_, "");
   o.read_only = true;
   RunningServer ro(o);
   auto [s3, e] = post("/api/demo_codes", "{\"site\": \"layer0.mlp\", \"code\": 1}", &ro);
@@ -416,12 +487,8 @@ TEST_F(ServeApi, DemoCodesSavedConcurrentlyAreAllKept) {
 
 // With no queue, model requests arriving while one runs are answered 503 "busy".
 TEST_F(ServeApi, ModelRequestsPastTheQueueAreBusy) {
-  serve::ServeOptions o;
-  o.cache_dir = cache_;
-  o.model = model_;
-  o.port = 0;
+  serve::ServeOptions o = options(cache_, model_);
   o.model_queue = 0;
-  o.threads = 1;
   RunningServer s(o);
   int ok = 0, busy = 0;
   for (int round = 0; round < 10 && busy == 0; ++round) {
@@ -458,12 +525,7 @@ TEST_F(ServeApi, TrainingCurvesComeFromTheRunsLog) {
   }
   auto [s0, none] = get("/api/curves");
   EXPECT_EQ(s0, 404) << none.dump();  // the test's model is no training run
-  serve::ServeOptions o;
-  o.cache_dir = cache_;
-  o.model = (dir_ / "run" / "model.onnx").string();
-  o.port = 0;
-  o.threads = 1;
-  RunningServer s(o);
+  RunningServer s(options(cache_, (dir_ / "run" / "model.onnx").string()));
   auto [s1, info] = get("/api/info", &s);
   EXPECT_TRUE(info.at("curves").as_bool());
   auto [status, j] = get("/api/curves", &s);
@@ -479,6 +541,52 @@ TEST_F(ServeApi, TrainingCurvesComeFromTheRunsLog) {
     EXPECT_NEAR(p.at(1).as_double(), 10.0 / p.at(0).as_double(), 1e-5 * p.at(1).as_double());
   EXPECT_TRUE(j.at("series").find("MSE/layer0"));
   EXPECT_FALSE(j.at("series").find("elapsed_seconds"));
+}
+
+// A TokFSM cache (a 2-step run's codes over its task's data): documents and
+// examples shown as states ("12-34-5"), as the original's app shows them, and
+// as `codebook code` does; a text prompt is <|endoftext|> then one token per
+// digit; generation stops at the model's context.
+TEST_F(ServeApi, TokFsmCachesShowStates) {
+  fs::path cfg = dir_ / "tiny_fsm.yaml";
+  std::ofstream(cfg) << kTinyTokFsmConfig;
+  const std::string run = (dir_ / "fsm_run").string(), cache = (dir_ / "fsm_cache").string();
+  Result r = run_tool("train " + cfg.string() + " --output " + run + " --progress off");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_tool("cache build " + run + " -o " + cache + " --data tokfsm --max-tokens 320 --progress off");
+  ASSERT_EQ(r.code, 0) << r.out;
+  RunningServer s(options(cache, run));
+  auto [s1, info] = get("/api/info", &s);
+  ASSERT_EQ(s1, 200) << info.dump();
+  EXPECT_EQ(info.at("tokfsm_state_digits").as_int(), 2);
+
+  // Document 0 as states.
+  cache::CodeCache c = cache::CodeCache::open(cache);
+  std::string digits(c.document_text(0)), states;
+  for (size_t i = 0; i < digits.size(); ++i) states += (i > 0 && i % 2 == 0 ? "-" : "") + digits.substr(i, 1);
+  auto [s2, topics] = get("/api/topics?doc=0&max_chars=100000", &s);
+  ASSERT_EQ(s2, 200) << topics.dump();
+  EXPECT_EQ(topics.at("text").as_string(), states);
+
+  // The code of document 0's first digit: its first example as `codebook code` shows it.
+  const int64_t code = c.site("layer0.mlp").code(c.doc_tokens()[0] + 1, 0, 0);
+  Json cli = cli_json("code " + cache + " layer0.mlp " + std::to_string(code) + " --max 1 --json");
+  auto [s3, j] = get("/api/code?site=layer0.mlp&per_page=1&code=" + std::to_string(code), &s);
+  ASSERT_EQ(s3, 200) << j.dump();
+  ASSERT_EQ(j.at("examples").size(), 1u);
+  EXPECT_EQ(j.at("examples").at(0).at("snippet"), cli.at("examples").at(0).at("snippet"));
+  EXPECT_NE(j.at("examples").at(0).at("snippet").as_string().find('-'), std::string::npos);
+
+  auto [s4, ran] = post("/api/run", "{\"prompt\": \"4312\"}", &s);
+  ASSERT_EQ(s4, 200) << ran.dump();
+  std::vector<int64_t> ids;
+  for (const Json& t : ran.at("tokens").as_array()) ids.push_back(t.at("id").as_int());
+  EXPECT_EQ(ids, (std::vector<int64_t>{10, 4, 3, 1, 2}));
+  // 16 positions: 5 prompt tokens leave room for 11 new ones.
+  auto [s5, gen] = post("/api/generate", "{\"prompt\": \"4312\", \"max_tokens\": 20}", &s);
+  ASSERT_EQ(s5, 200) << gen.dump();
+  EXPECT_EQ(gen.at("continuation").size(), 11u);
+  EXPECT_EQ(gen.at("stopped").as_string(), "context");
 }
 
 // A port in use is an error, not a second server sharing it.

@@ -205,6 +205,10 @@ bool better(const CodeMatch& a, const CodeMatch& b, SearchSort key) {
 
 }  // namespace
 
+void sort_matches(std::vector<CodeMatch>& codes, SearchSort key) {
+  std::sort(codes.begin(), codes.end(), [key](const CodeMatch& a, const CodeMatch& b) { return better(a, b, key); });
+}
+
 int64_t activations_in_slots(const SiteArrays& site, int64_t g, int64_t c, int64_t slots) {
   if (slots >= site.info().k) return site.count(g, c);
   PositionList p = site.positions(g, c);
@@ -365,8 +369,7 @@ std::vector<CodeMatch> topic_codes(const CodeCache& cache, int64_t d, double rec
         out.push_back(std::move(cm));
       }
   }
-  std::sort(out.begin(), out.end(),
-            [](const CodeMatch& a, const CodeMatch& b) { return better(a, b, SearchSort::recall); });
+  sort_matches(out, SearchSort::recall);
   return out;
 }
 

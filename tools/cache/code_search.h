@@ -68,6 +68,9 @@ std::vector<CodeMatch> codes_on_positions(const CodeCache& cache, const std::vec
 
 SearchResult search(const CodeCache& cache, const std::string& pattern, const SearchOptions& options = {});
 
+// Sorts codes by `key`, best first (ties: precision, recall, site, member, code).
+void sort_matches(std::vector<CodeMatch>& codes, SearchSort key);
+
 // The topic codes of document d (codebook-spec §7.2): for every member, the
 // codes firing (any slot) on at least recall_threshold of the document's
 // tokens (and > 0.01 of them) with precision = those / the code's

@@ -334,6 +334,7 @@ Json CacheApi::topics(const Params& p) const {
   int64_t d = int_param(p, "doc", 0, 0, D - 1);
   double recall = double_param(p, "recall", 0.2, 0, 1);
   int64_t max_chars = int_param(p, "max_chars", 1024, 0, 102400);
+  const cache::SearchSort sort = cache::parse_search_sort(string_param(p, "sort", "recall"));
   std::vector<cache::CodeMatch> codes = cache::topic_codes(cache_, d, recall);
   // "next": the next document (wrapping) with at least one topic code, looked
   // for within a bounded time.
@@ -360,6 +361,7 @@ Json CacheApi::topics(const Params& p) const {
   if (cut) text = text.substr(0, size_t(max_chars)) + "...";
   j["text"] = json_text(text);
   j["truncated"] = cut;
+  cache::sort_matches(codes, sort);
   Json::Array list;
   for (const auto& m : codes) list.push_back(code_match_json(m));
   j["codes"] = Json(std::move(list));

@@ -1,12 +1,12 @@
 #include "tools/serve/live_model.h"
 
 #include <algorithm>
-#include <cmath>
-#include <random>
+#include <chrono>
 #include <sstream>
 
 #include "backends/backend.h"
 #include "passes/inference_pipeline.h"
+#include "passes/kv_cache.h"
 #include "support/error.h"
 #include "support/utf8.h"
 #include "tools/forced_codes.h"
@@ -168,14 +168,20 @@ InterventionSet LiveModel::interventions(const Json& body) const {
   return iv;
 }
 
+std::shared_ptr<Graph> LiveModel::intervened_graph(const InterventionSet& iv) const {
+  std::shared_ptr<Graph> g = tools::load_model(model_path_).graph;
+  if (iv.empty()) return g;
+  InterventionSet resolved = iv;
+  tools::resolve_state_of(resolved, model_path_, "cpu", options_.threads);
+  apply_interventions(*g, resolved);
+  return g;
+}
+
 LiveModel::Compiled& LiveModel::compiled(const InterventionSet& iv, const std::string& key) {
   if (iv.empty()) return *clean_;
   if (last_ && last_key_ == key) return *last_;
-  InterventionSet resolved = iv;
-  tools::resolve_state_of(resolved, model_path_, "cpu", options_.threads);
   auto c = std::make_unique<Compiled>();
-  c->graph = tools::load_model(model_path_).graph;
-  apply_interventions(*c->graph, resolved);
+  c->graph = intervened_graph(iv);
   c->sites = tap_all_codes(*c->graph, false);
   c->backend = make_backend("cpu");
   c->exe = compile_graph(c->graph, *c->backend, options_.threads);
@@ -183,6 +189,21 @@ LiveModel::Compiled& LiveModel::compiled(const InterventionSet& iv, const std::s
   last_ = std::move(c);
   last_key_ = key;
   return *last_;
+}
+
+tools::Generator& LiveModel::generator(const InterventionSet& iv, const std::string& key) {
+  if (iv.empty() && clean_generator_) return *clean_generator_;
+  if (!iv.empty() && last_generator_ && last_generator_key_ == key) return *last_generator_;
+  std::shared_ptr<Graph> g = intervened_graph(iv);
+  tools::GeneratorOptions o;
+  o.threads = options_.threads;
+  // A rotary model has no position table to say its context: the longest
+  // request (prompt + new tokens) bounds the mask tables instead.
+  o.context = position_table_rows(*g) > 0 ? -1 : options_.max_prompt_tokens + options_.max_new_tokens;
+  auto gen = std::make_unique<tools::Generator>(g, o);
+  if (iv.empty()) return *(clean_generator_ = std::move(gen));
+  last_generator_key_ = key;
+  return *(last_generator_ = std::move(gen));
 }
 
 Json LiveModel::tokens_json(const std::vector<int64_t>& tokens) const {
@@ -269,40 +290,60 @@ Json LiveModel::generate(const Json& body) {
       throw HttpError(400, "'max_tokens' must be an integer in [1, " + std::to_string(options_.max_new_tokens) + "]");
     n = v->as_int();
   }
-  double temperature = 0;
+  tools::SamplingOptions sampling;
   if (const Json* v = body.find("temperature")) {
     if (!v->is_number() || v->as_double() < 0 || v->as_double() > 10)
-      throw HttpError(400, "'temperature' must be a number in [0, 10]");
-    temperature = v->as_double();
+      throw HttpError(400, "'temperature' must be a number in [0, 10] (0: greedy)");
+    sampling.temperature = v->as_double();
   }
-  uint64_t seed = 0;
+  if (const Json* v = body.find("top_k")) {
+    if (!v->is_integer() || v->as_int() < 0) throw HttpError(400, "'top_k' must be a non-negative integer (0: all)");
+    sampling.top_k = v->as_int();
+  }
+  if (const Json* v = body.find("top_p")) {
+    if (!v->is_number() || !(v->as_double() > 0 && v->as_double() <= 1))
+      throw HttpError(400, "'top_p' must be a number in (0, 1]");
+    sampling.top_p = v->as_double();
+  }
   if (const Json* v = body.find("seed")) {
     if (!v->is_integer() || v->as_int() < 0) throw HttpError(400, "'seed' must be a non-negative integer");
-    seed = uint64_t(v->as_int());
+    sampling.seed = uint64_t(v->as_int());
   }
-  if (context_ > 0) n = std::min<int64_t>(n, std::max<int64_t>(0, context_ - int64_t(tokens.size())));
+  // The sequence (prompt + new tokens) stays within the context, as in `codebook generate`.
+  bool context_ends = false;
+  if (context_ > 0 && int64_t(tokens.size()) + n > context_) {
+    n = std::max<int64_t>(0, context_ - int64_t(tokens.size()));
+    context_ends = true;
+  }
+  // Absolute positions may name generated tokens: past prompt + new tokens they change nothing.
+  tools::check_intervention_positions(iv, int64_t(tokens.size()) + n);
   Turn turn(*this);
-  // Greedy (or sampled at `temperature`) steps, each re-running the whole prefix.
-  auto continue_with = [&](Compiled& c) {
-    std::vector<int64_t> seq = tokens;
-    std::mt19937_64 rng(seed);
-    for (int64_t i = 0; i < n; ++i) {
-      std::vector<Tensor> outs = c.run(seq);
-      std::vector<double> p = tools::next_token_probs(c.logits(outs), 0);
-      int64_t next = tools::top_tokens(p, 1)[0];
-      if (temperature > 0) {
-        std::vector<double> w(p.size());
-        for (size_t t = 0; t < p.size(); ++t) w[t] = p[t] > 0 ? std::exp(std::log(p[t]) / temperature) : 0;
-        next = int64_t(std::discrete_distribution<size_t>(w.begin(), w.end())(rng));
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(options_.max_generate_seconds));
+  std::string stopped = context_ends ? "context" : "max_tokens";
+  // `codebook generate`'s decoding: prefill, then one cached step per token.
+  auto continue_with = [&](tools::Generator& gen) {
+    tools::Sampler sampler(sampling);
+    std::vector<int64_t> out;
+    if (n == 0) return out;
+    const std::vector<float>* logits = &gen.prefill(tokens);
+    while (true) {
+      out.push_back(sampler.next(*logits));
+      if (int64_t(out.size()) == n) break;
+      if (Clock::now() >= deadline) {
+        stopped = "time";
+        break;
       }
-      seq.push_back(next);
+      logits = &gen.step(out.back());
     }
-    return std::vector<int64_t>(seq.begin() + int64_t(tokens.size()), seq.end());
+    return out;
   };
   Json j = Json::Object{};
   j["tokens"] = tokens_json(tokens);
-  j["continuation"] = tokens_json(continue_with(compiled(iv, key_of(body))));
-  if (!iv.items.empty()) j["clean_continuation"] = tokens_json(continue_with(*clean_));
+  j["continuation"] = tokens_json(continue_with(generator(iv, key_of(body))));
+  if (!iv.items.empty()) j["clean_continuation"] = tokens_json(continue_with(generator({}, "")));
+  j["stopped"] = stopped;
   return j;
 }
 

@@ -68,6 +68,7 @@ struct CodeServer::Impl {
       LiveModelOptions lo;
       lo.max_queue = options.model_queue;
       lo.threads = options.threads;
+      lo.max_generate_seconds = options.generate_seconds;
       model = std::make_unique<LiveModel>(options.model, cache.manifest().tokenizer, lo);
     }
     api = std::make_unique<CacheApi>(cache, options.model, options.read_only, model != nullptr);

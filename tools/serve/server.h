@@ -19,8 +19,9 @@ struct ServeOptions {
   int port = 8080;  // 0: any free port
   bool read_only = false;
   size_t max_body_bytes = size_t(1) << 20;
-  int model_queue = 4;  // model requests that may wait behind the running one
-  int threads = 0;      // model threads (0: all cores)
+  int model_queue = 4;           // model requests that may wait behind the running one
+  int threads = 0;               // model threads (0: all cores)
+  double generate_seconds = 30;  // model time of one /api/generate request
 };
 
 class CodeServer {

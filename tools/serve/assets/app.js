@@ -143,7 +143,7 @@ async function runSearch() {
 }
 
 async function loadTopics(next) {
-  const params = { doc: $("topics-doc").value, recall: $("topics-recall").value, max_chars: $("topics-chars").value };
+  const params = { doc: $("topics-doc").value, recall: $("topics-recall").value, max_chars: $("topics-chars").value, sort: $("topics-sort").value };
   if (next) params.next = 1;
   const j = await api("topics", params);
   $("topics-doc").value = j.doc;
@@ -231,11 +231,14 @@ async function intervene() {
 
 async function generate() {
   const j = await api("generate", null, { prompt: $("live-prompt").value, ablate: specs("live-ablate"), force: specs("live-force"),
-    ablate_mode: $("live-mode").value, max_tokens: Number($("gen-n").value), temperature: Number($("gen-temp").value) });
+    ablate_mode: $("live-mode").value, max_tokens: Number($("gen-n").value), temperature: Number($("gen-temp").value),
+    top_k: Number($("gen-topk").value), top_p: Number($("gen-topp").value), seed: Number($("gen-seed").value) });
   const text = (ts) => ts.map((t) => t.text).join("");
   const out = $("live-generated");
   out.replaceChildren(el("div", {}, el("b", {}, "continuation: "), el("span", { class: "tok", id: "gen-with" }, text(j.continuation))));
   if (j.clean_continuation) out.append(el("div", {}, el("b", {}, "without interventions: "), el("span", { class: "tok" }, text(j.clean_continuation))));
+  const why = { context: "the model's context is full", time: "the time limit of a request was reached" }[j.stopped];
+  if (why) out.append(el("div", { class: "note", id: "gen-stopped" }, "stopped early: " + why));
 }
 
 function showMetrics() {
