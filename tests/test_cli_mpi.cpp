@@ -34,7 +34,14 @@ const std::string kShortRun =
     " training_args.max_steps=8 training_args.logging_steps=1 training_args.save_steps=4 "
     "training_args.eval_steps=8 codebook_args.kmeans_init=true codebook_args.kmeans_init_examples=16 --progress off";
 
-bool have_mpirun() { return run_command("command -v mpirun").code == 0; }
+// mpirun, and a tool built with MPI (the sanitizer build has none).
+bool have_mpirun() {
+#ifdef CB_TOOL_WITH_MPI
+  return run_command("command -v mpirun").code == 0;
+#else
+  return false;
+#endif
+}
 
 // `mpirun -np N` with the tool (as root too: containers), `env` first.
 std::string mpirun(int ranks, const std::string& args, const std::string& env = "") {
@@ -199,6 +206,19 @@ TEST(MpiTrain, KilledRankEndsTheJob) {
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_LT(seconds, 30);
   EXPECT_NE(r.out.find("signal 9"), std::string::npos) << r.out;  // mpirun's report of rank 1's death
+}
+
+TEST(MpiTrain, ToolWithoutMpiRefusesToRunAsOneOfSeveralRanks) {
+#ifdef CB_TOOL_WITH_MPI
+  GTEST_SKIP() << "this tool is built with MPI";
+#else
+  if (run_command("command -v mpirun").code != 0) GTEST_SKIP() << "mpirun not installed (openmpi-bin)";
+  fs::path dir = temp_dir("mpi_none");
+  Result r = run_command(mpirun(2, "train " + kConfig + " --output " + (dir / "run").string() + kShortRun));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("as one of 2 processes, but this codebook was built without MPI"), std::string::npos) << r.out;
+  fs::remove_all(dir);
+#endif
 }
 
 TEST(MpiCache, BuildUnderMpirunEqualsTheOneProcessCache) {

@@ -215,7 +215,8 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
   if (topts.profile) {
     std::vector<std::pair<double, std::string>> ops;
     double total = 0;
-    for (auto& [op, p] : trainer->train_profile()) {
+    std::map<std::string, OpProfile> profile = trainer->train_profile();
+    for (auto& [op, p] : profile) {
       ops.push_back({p.ms, op});
       total += p.ms;
     }
@@ -226,7 +227,10 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
       << total / double(steps) << " ms per step):";
     for (auto& [ms, op] : ops)
       o << "\n  " << std::setw(10) << ms / double(steps) << " ms  " << std::setw(5) << std::setprecision(1)
-        << 100.0 * ms / total << "%  " << op << " (" << trainer->train_profile().at(op).calls / steps << " calls)";
+        << 100.0 * ms / total << "%  " << op << " (" << profile.at(op).calls / steps << " calls)";
+    if (ranks.distributed())
+      o << "\n  rank 0 also spent " << std::setprecision(1) << 1e3 * trainer->collective_seconds() / double(steps)
+        << " ms per step in collectives (gradients, metrics, usage counts, replacement rows)";
     note(o.str());
   }
   if (trainer->step() == run.max_steps && run.eval_steps > 0) evaluate();

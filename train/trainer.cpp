@@ -120,6 +120,16 @@ void Trainer::broadcast_state() {
   }
 }
 
+std::map<std::string, OpProfile> Trainer::train_profile() const {
+  std::map<std::string, OpProfile> out = train_exe_->profile();
+  if (optimizer_exe_)
+    for (auto& [op, p] : optimizer_exe_->profile()) {
+      out[op].calls += p.calls;
+      out[op].ms += p.ms;
+    }
+  return out;
+}
+
 int64_t Trainer::num_trained_parameters() const {
   int64_t n = 0;
   for (auto& p : train_.parameters) n += state_.at(p).numel();
@@ -147,10 +157,8 @@ StepMetrics Trainer::train_step() {
   std::vector<Tensor> out = train_exe_->run(in);
   auto at = [&](const std::string& name) -> const Tensor& { return out.at(size_t(train_output_index_.at(name))); };
   std::vector<Tensor> optimizer_out;
-  if (train_.optimizer) {
-    add_mean_gradients(out, optimizer_in);
-    optimizer_out = optimizer_exe_->run(optimizer_in);
-  }
+  auto t_exchange = Clock::now();
+  if (train_.optimizer) add_mean_gradients(out, optimizer_in);
   auto updated = [&](const std::string& name) -> const Tensor& {
     return train_.optimizer ? optimizer_out.at(size_t(optimizer_output_index_.at(name))) : at(name);
   };
@@ -180,6 +188,8 @@ StepMetrics Trainer::train_step() {
       from += size_t(t.numel());
     }
   }
+  collective_seconds_ += std::chrono::duration<double>(Clock::now() - t_exchange).count();
+  if (train_.optimizer) optimizer_out = optimizer_exe_->run(optimizer_in);
 
   ++step_;
   for (auto& [input, output] : train_.updates) state_[input] = updated(output);
@@ -193,8 +203,12 @@ StepMetrics Trainer::train_step() {
     state_[mse_sum_key(site)] = f64_scalar(scalar_of(state_[mse_sum_key(site)]) + means[2 + i]);
   }
   state_[kWindowStepsKey] = Tensor::scalar<int64_t>(state_[kWindowStepsKey].get_int(0) + 1);
-  if (opts_.replace_after_steps > 0 && step_ % opts_.replace_after_steps == 0)
-    replace_dead_codes(batch_codebook_inputs(out));
+  if (opts_.replace_after_steps > 0 && step_ % opts_.replace_after_steps == 0) {
+    auto t_gather = Clock::now();
+    std::vector<Tensor> inputs = batch_codebook_inputs(out);
+    collective_seconds_ += std::chrono::duration<double>(Clock::now() - t_gather).count();
+    replace_dead_codes(inputs);
+  }
 
   StepMetrics m;
   m.loss = means[0];

@@ -143,7 +143,11 @@ class Trainer {
   std::shared_ptr<Graph> trained_model() const;
   const StepGraph& train_graph() const { return train_; }
   int64_t num_trained_parameters() const;
-  const std::map<std::string, OpProfile>& train_profile() const { return train_exe_->profile(); }
+  // Per op type, the train steps' times (the separate optimizer graph's included).
+  std::map<std::string, OpProfile> train_profile() const;
+  // Data-parallel: seconds this rank spent in the collectives of its train
+  // steps (the exchange and the wait for the slowest rank), since it started.
+  double collective_seconds() const { return collective_seconds_; }
 
  private:
   std::map<std::string, Tensor> feeds(const StepGraph& g, const Tensor& input_ids) const;
@@ -166,6 +170,7 @@ class Trainer {
   std::map<std::string, int> train_output_index_, optimizer_output_index_;
   int64_t step_ = 0;
   int64_t window_steps_ = 0;
+  double collective_seconds_ = 0;
 };
 
 }  // namespace cb
