@@ -131,11 +131,6 @@ class ThreadRank : public Collective {
     auto all = hub_.exchange(rank_, {d.begin(), d.end()});
     std::copy(all[0].begin(), all[0].end(), d.begin());
   }
-  void allgather(std::span<const float> mine, std::span<float> all, const std::string&) override {
-    auto parts = hub_.exchange(rank_, bytes(mine));
-    std::byte* out = reinterpret_cast<std::byte*>(all.data());
-    for (auto& p : parts) out = std::copy(p.begin(), p.end(), out);
-  }
   void barrier(const std::string&) override { hub_.exchange(rank_, {}); }
 
  private:
@@ -203,7 +198,9 @@ TEST(Trainer, TwoRanksTrainAsOneTrainer) {
   for (auto& [name, t] : r0.state) {
     EXPECT_TRUE(t.bitwise_equal(r1.state.at(name))) << name;
     // The same codes fired (usage summed over the ranks) as in one trainer.
-    if (name.rfind("usage.", 0) == 0) EXPECT_TRUE(t.bitwise_equal(one.state().at(name))) << name;
+    if (name.rfind("usage.", 0) == 0) {
+      EXPECT_TRUE(t.bitwise_equal(one.state().at(name))) << name;
+    }
   }
   // A batch that does not split over the ranks is refused.
   ThreadHub three(3);

@@ -3,7 +3,6 @@
 #include "train/collective.h"
 
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 
 #include "support/error.h"
@@ -14,7 +13,7 @@
 namespace cb {
 namespace {
 
-// One process: the sums, broadcasts and gathers of one rank are the identity.
+// One process: the sums and broadcasts of one rank are the identity.
 class SingleProcess : public Collective {
  public:
   int rank() const override { return 0; }
@@ -24,10 +23,6 @@ class SingleProcess : public Collective {
   void allreduce_sum(std::span<double>, const std::string&) override {}
   void allreduce_sum(std::span<int64_t>, const std::string&) override {}
   void broadcast(std::span<std::byte>, const std::string&) override {}
-  void allgather(std::span<const float> mine, std::span<float> all, const std::string& what) override {
-    CB_CHECK(all.size() == mine.size(), what << ": gathering " << mine.size() << " values into " << all.size());
-    std::memcpy(all.data(), mine.data(), mine.size_bytes());
-  }
   void barrier(const std::string&) override {}
 };
 

@@ -37,9 +37,6 @@ class Collective {
   virtual void allreduce_sum(std::span<int64_t> data, const std::string& what) = 0;
   // Rank 0's bytes to every rank.
   virtual void broadcast(std::span<std::byte> data, const std::string& what) = 0;
-  // Every rank's `mine` (the same length on all), rank after rank, into `all`
-  // (size() times as long).
-  virtual void allgather(std::span<const float> mine, std::span<float> all, const std::string& what) = 0;
   virtual void barrier(const std::string& what) = 0;
 };
 

@@ -72,17 +72,6 @@ class MpiCollective : public Collective {
     }
   }
 
-  void allgather(std::span<const float> mine, std::span<float> all, const std::string& what) override {
-    CB_CHECK(all.size() == mine.size() * size_t(size_),
-             what << ": gathering " << mine.size() << " values of " << size_ << " ranks into " << all.size());
-    CB_CHECK(mine.size() <= size_t(INT_MAX), what << ": " << mine.size() << " values per rank are too many to gather");
-    MPI_Request req;
-    check(MPI_Iallgather(mine.data(), int(mine.size()), MPI_FLOAT, all.data(), int(mine.size()), MPI_FLOAT,
-                         MPI_COMM_WORLD, &req),
-          "allgather", what);
-    complete(req, "allgather", what);
-  }
-
   void barrier(const std::string& what) override {
     MPI_Request req;
     check(MPI_Ibarrier(MPI_COMM_WORLD, &req), "barrier", what);

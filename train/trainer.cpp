@@ -203,12 +203,7 @@ StepMetrics Trainer::train_step() {
     state_[mse_sum_key(site)] = f64_scalar(scalar_of(state_[mse_sum_key(site)]) + means[2 + i]);
   }
   state_[kWindowStepsKey] = Tensor::scalar<int64_t>(state_[kWindowStepsKey].get_int(0) + 1);
-  if (opts_.replace_after_steps > 0 && step_ % opts_.replace_after_steps == 0) {
-    auto t_gather = Clock::now();
-    std::vector<Tensor> inputs = batch_codebook_inputs(out);
-    collective_seconds_ += std::chrono::duration<double>(Clock::now() - t_gather).count();
-    replace_dead_codes(inputs);
-  }
+  if (opts_.replace_after_steps > 0 && step_ % opts_.replace_after_steps == 0) replace_dead_codes(out);
 
   StepMetrics m;
   m.loss = means[0];
@@ -245,61 +240,89 @@ void Trainer::add_mean_gradients(const std::vector<Tensor>& outputs, std::map<st
   }
 }
 
-std::vector<Tensor> Trainer::batch_codebook_inputs(const std::vector<Tensor>& outputs) {
-  std::vector<Tensor> inputs;
-  for (auto& c : train_.codebooks) {
-    const Tensor& mine = outputs.at(size_t(train_output_index_.at(c.input)));  // [B / N, T, G, d]
-    if (ranks() == 1) {
-      inputs.push_back(mine);
-      continue;
-    }
-    std::vector<int64_t> dims = mine.dims();
-    dims[0] *= ranks();
-    Tensor all = Tensor::empty(DType::f32, dims);
-    opts_.collective->allgather(std::span<const float>(mine.data<float>(), size_t(mine.numel())),
-                                std::span<float>(all.data<float>(), size_t(all.numel())),
-                                "codebook inputs of " + c.site + " at step " + std::to_string(step_));
-    inputs.push_back(all);
-  }
-  return inputs;
-}
-
-void Trainer::replace_dead_codes(const std::vector<Tensor>& inputs) {
+void Trainer::replace_dead_codes(const std::vector<Tensor>& outputs) {
+  // Per member with dead codes: the codes, and the whole batch's rows they
+  // get (a seeded permutation of the global row order, which is rank after
+  // rank); the same on every rank (global counts, shared seeds).
+  struct MemberReplacement {
+    size_t codebook;
+    int64_t member;
+    std::vector<int64_t> dead, rows;
+    Rng rng;           // goes on to draw the noise
+    size_t picked_at;  // where its rows are in `picked`
+  };
+  std::vector<MemberReplacement> plan;
+  size_t picked_floats = 0;
   for (size_t ci = 0; ci < train_.codebooks.size(); ++ci) {
     const CodebookOutputs& c = train_.codebooks[ci];
-    const Tensor& u = inputs.at(ci);  // [B, T, G, d]
-    Tensor& counts = state_[usage_replace_key(c.site)];
-    Tensor& codes = state_[c.codes];  // [G, K, d], an output of the last step: ours to write
-    int64_t G = c.groups, K = c.num_codes, d = codes.dim(2), N = u.numel() / (G * d);
-    int64_t replaced = 0;
+    const Tensor& counts = state_.at(usage_replace_key(c.site));
+    const Tensor& u = outputs.at(size_t(train_output_index_.at(c.input)));  // this rank's [B / N, T, G, d]
+    int64_t G = c.groups, K = c.num_codes, d = u.dim(3), N = u.numel() / (G * d) * ranks();
     for (int64_t g = 0; g < G; ++g) {
       std::vector<int64_t> dead;
       for (int64_t code = 0; code < K; ++code)
         if (counts.data<int64_t>()[g * K + code] == 0) dead.push_back(code);
       if (dead.empty()) continue;
-      Rng rng = Rng::derive(opts_.seed, uint64_t(step_), uint64_t(ci) * 65536 + uint64_t(g));
-      std::vector<int64_t> rows(static_cast<size_t>(N));
-      std::iota(rows.begin(), rows.end(), 0);
-      rng.shuffle(rows);
-      std::vector<float> noise(static_cast<size_t>(d));
-      for (size_t i = 0; i < dead.size(); ++i) {
-        const float* row = u.data<float>() + (rows[i % size_t(N)] * G + g) * d;
-        float* dst = codes.data<float>() + (g * K + dead[i]) * d;
-        double norm = 0;
-        for (int64_t j = 0; j < d; ++j) norm += double(row[j]) * row[j];
-        float scale = float(opts_.replace_rho * std::sqrt(norm));
-        rng.fill_normal(noise.data(), d);
-        for (int64_t j = 0; j < d; ++j) dst[j] = row[j] + scale * noise[size_t(j)];
-        // Fresh codes restart their optimizer moments.
-        for (const char* suffix : {".adam_m", ".adam_v", ".momentum"}) {
-          auto it = state_.find(c.codes + suffix);
-          if (it != state_.end()) std::fill_n(it->second.data<float>() + (g * K + dead[i]) * d, d, 0.f);
-        }
-      }
-      replaced += int64_t(dead.size());
+      MemberReplacement r{ci,
+                          g,
+                          std::move(dead),
+                          std::vector<int64_t>(size_t(N)),
+                          Rng::derive(opts_.seed, uint64_t(step_), uint64_t(ci) * 65536 + uint64_t(g)),
+                          picked_floats};
+      std::iota(r.rows.begin(), r.rows.end(), 0);
+      r.rng.shuffle(r.rows);
+      r.rows.resize(std::min(r.dead.size(), r.rows.size()));  // the rows used (tiled when fewer than dead codes)
+      picked_floats += r.rows.size() * size_t(d);
+      plan.push_back(std::move(r));
     }
+  }
+  // The picked rows, d floats each: each rank copies those it holds (zeros
+  // elsewhere), so the sum over the ranks holds them all. Only these rows
+  // travel, never the whole batch.
+  std::vector<float> picked(picked_floats, 0.f);
+  const int64_t rank = opts_.collective ? opts_.collective->rank() : 0;
+  for (const MemberReplacement& r : plan) {
+    const CodebookOutputs& c = train_.codebooks[r.codebook];
+    const Tensor& u = outputs.at(size_t(train_output_index_.at(c.input)));
+    int64_t G = c.groups, d = u.dim(3), local_rows = u.numel() / (G * d);
+    for (size_t i = 0; i < r.rows.size(); ++i)
+      if (r.rows[i] / local_rows == rank)
+        std::copy_n(u.data<float>() + ((r.rows[i] - rank * local_rows) * G + r.member) * d, d,
+                    picked.data() + r.picked_at + i * size_t(d));
+  }
+  if (ranks() > 1) {
+    auto t0 = Clock::now();
+    opts_.collective->allreduce_sum(std::span<float>(picked), "rows for dead codes at step " + std::to_string(step_));
+    collective_seconds_ += std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+  std::vector<int64_t> replaced(train_.codebooks.size(), 0);
+  for (MemberReplacement& r : plan) {
+    const CodebookOutputs& c = train_.codebooks[r.codebook];
+    Tensor& codes = state_[c.codes];  // [G, K, d], an output of the last step: ours to write
+    int64_t K = c.num_codes, d = codes.dim(2), g = r.member;
+    std::vector<float> noise(static_cast<size_t>(d));
+    for (size_t i = 0; i < r.dead.size(); ++i) {
+      const float* row = picked.data() + r.picked_at + (i % r.rows.size()) * size_t(d);
+      float* dst = codes.data<float>() + (g * K + r.dead[i]) * d;
+      double norm = 0;
+      for (int64_t j = 0; j < d; ++j) norm += double(row[j]) * row[j];
+      float scale = float(opts_.replace_rho * std::sqrt(norm));
+      r.rng.fill_normal(noise.data(), d);
+      for (int64_t j = 0; j < d; ++j) dst[j] = row[j] + scale * noise[size_t(j)];
+      // Fresh codes restart their optimizer moments.
+      for (const char* suffix : {".adam_m", ".adam_v", ".momentum"}) {
+        auto it = state_.find(c.codes + suffix);
+        if (it != state_.end()) std::fill_n(it->second.data<float>() + (g * K + r.dead[i]) * d, d, 0.f);
+      }
+    }
+    replaced[r.codebook] += int64_t(r.dead.size());
+  }
+  for (size_t ci = 0; ci < train_.codebooks.size(); ++ci) {
+    const std::string& site = train_.codebooks[ci].site;
+    Tensor& counts = state_[usage_replace_key(site)];
     std::fill_n(counts.data<int64_t>(), counts.numel(), 0);
-    state_[replaced_key(c.site)] = Tensor::scalar<int64_t>(state_[replaced_key(c.site)].get_int(0) + replaced);
+    state_[replaced_key(site)] = Tensor::scalar<int64_t>(state_[replaced_key(site)].get_int(0) + replaced[ci]);
   }
 }
 

@@ -29,9 +29,10 @@
 // the global batch's mean loss) goes into the separate optimizer graph on
 // every rank, so parameters and optimizer states stay identical everywhere.
 // Loss, accuracy and reconstruction error are averaged over the ranks, code
-// usage counts summed, and dead-code replacement draws from the global batch's
-// inputs (gathered from the ranks), so the state is the one-process state
-// (within float rounding) and a checkpoint of any N resumes with any other.
+// usage counts summed, and dead-code replacement draws rows of the global
+// batch's codebook inputs (only the picked rows travel between the ranks), so
+// the state is the one-process state (within float rounding) and a
+// checkpoint of any N resumes with any other.
 #pragma once
 #include <functional>
 #include <map>
@@ -154,10 +155,9 @@ class Trainer {
   int ranks() const { return opts_.collective ? opts_.collective->size() : 1; }
   // The gradient outputs of a step summed over the ranks / N, by name.
   void add_mean_gradients(const std::vector<Tensor>& outputs, std::map<std::string, Tensor>& into);
-  // Each codebook's LayerNorm-ed inputs of the whole batch [B, T, G, d]
-  // (gathered from the ranks).
-  std::vector<Tensor> batch_codebook_inputs(const std::vector<Tensor>& outputs);
-  void replace_dead_codes(const std::vector<Tensor>& inputs);
+  // `outputs`: this step's (the codebooks' LayerNorm-ed inputs of this
+  // rank's rows); the rows picked from the whole batch are summed over the ranks.
+  void replace_dead_codes(const std::vector<Tensor>& outputs);
   // Rank 0's state to every rank.
   void broadcast_state();
 
