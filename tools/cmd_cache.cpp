@@ -131,7 +131,9 @@ int cache_build(int argc, char** argv) {
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "a compiled model, or a `codebook train` run folder", vm,
                           "\nRuns MODEL over a dataset and records the codes of every token at every codebook\n"
-                          "site, with an inverted index from each code to where it fires. Docs: docs/cache.md.\n"))
+                          "site, with an inverted index from each code to where it fires. Docs: docs/cache.md.\n"
+                          "Under `mpirun -np N` rank r builds shard r/N and rank 0 merges them into -o\n"
+                          "(docs/scale.md).\n"))
     return 0;
   cache::BuildOptions o;
   o.model_arg = vm["model"].as<std::string>();
