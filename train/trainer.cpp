@@ -159,6 +159,7 @@ StepMetrics Trainer::train_step() {
   std::vector<Tensor> optimizer_out;
   auto t_exchange = Clock::now();
   if (train_.optimizer) add_mean_gradients(out, optimizer_in);
+  collective_seconds_ += std::chrono::duration<double>(Clock::now() - t_exchange).count();
   auto updated = [&](const std::string& name) -> const Tensor& {
     return train_.optimizer ? optimizer_out.at(size_t(optimizer_output_index_.at(name))) : at(name);
   };
@@ -175,6 +176,7 @@ StepMetrics Trainer::train_step() {
     count_values += size_t(counts.back().numel());
   }
   if (ranks() > 1) {
+    t_exchange = Clock::now();
     std::string what = "metrics of step " + std::to_string(step_ + 1);
     opts_.collective->allreduce_sum(std::span<double>(means), what);
     for (double& v : means) v /= double(ranks());
@@ -187,8 +189,8 @@ StepMetrics Trainer::train_step() {
       std::copy_n(flat.data() + from, t.numel(), t.data<int64_t>());
       from += size_t(t.numel());
     }
+    collective_seconds_ += std::chrono::duration<double>(Clock::now() - t_exchange).count();
   }
-  collective_seconds_ += std::chrono::duration<double>(Clock::now() - t_exchange).count();
   if (train_.optimizer) optimizer_out = optimizer_exe_->run(optimizer_in);
 
   ++step_;
