@@ -7,6 +7,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
       libboost-program-options-dev libgtest-dev libgmock-dev libbenchmark-dev
       clang-format libre2-dev libcpp-httplib-dev fortunes
       python3-dev pybind11-dev  # the Python module (import codebook; docs/python.md)
+      openmpi-bin libopenmpi-dev  # data-parallel training under mpirun (docs/scale.md)
       chromium chromium-driver  # these two: the code browser's test in a headless browser
       clang libclang-rt-14-dev libomp-dev)  # the fuzz preset: clang, its libFuzzer/sanitizer runtimes, OpenMP
 missing=()

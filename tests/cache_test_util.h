@@ -62,4 +62,20 @@ inline Result make_tiny_cache_inputs(const std::filesystem::path& dir, const std
   return r;
 }
 
+// Whether the folders hold the same files with the same bytes (at least one).
+inline bool same_files(const std::filesystem::path& a, const std::filesystem::path& b) {
+  size_t files = 0;
+  for (auto& e : std::filesystem::recursive_directory_iterator(a)) {
+    if (!e.is_regular_file()) continue;
+    std::filesystem::path other = b / std::filesystem::relative(e.path(), a);
+    EXPECT_EQ(file_bytes(e.path()), file_bytes(other)) << other;
+    if (file_bytes(e.path()) != file_bytes(other)) return false;
+    ++files;
+  }
+  size_t other_files = 0;
+  for (auto& e : std::filesystem::recursive_directory_iterator(b)) other_files += e.is_regular_file();
+  EXPECT_EQ(files, other_files);
+  return files == other_files && files > 0;
+}
+
 }  // namespace cb::test

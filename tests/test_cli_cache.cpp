@@ -40,20 +40,6 @@ class CacheCli : public ::testing::Test {
     return "cache build " + model_ + " -o " + (dir_ / out).string() + " --data " + (dir_ / "tokens.npy").string() +
            " --tokenizer " + kGpt2Bpe + " --block-size 16 --batch-size 3 --progress off " + extra;
   }
-  static bool same_tree(const fs::path& a, const fs::path& b) {
-    size_t files = 0;
-    for (auto& e : fs::recursive_directory_iterator(a)) {
-      if (!e.is_regular_file()) continue;
-      fs::path other = b / fs::relative(e.path(), a);
-      EXPECT_EQ(file_bytes(e.path()), file_bytes(other)) << other;
-      if (file_bytes(e.path()) != file_bytes(other)) return false;
-      ++files;
-    }
-    size_t other_files = 0;
-    for (auto& e : fs::recursive_directory_iterator(b)) other_files += e.is_regular_file();
-    EXPECT_EQ(files, other_files);
-    return files == other_files && files > 0;
-  }
   static fs::path dir_;
   static std::string model_;
 };
@@ -120,7 +106,7 @@ TEST_F(CacheCli, ShardsMergeIntoTheUnshardedCacheByteForByte) {
   Result m = run_tool("cache merge " + (dir_ / "shard2").string() + " " + (dir_ / "shard0").string() + " " +
                       (dir_ / "shard1").string() + " -o " + (dir_ / "merged").string());
   ASSERT_EQ(m.code, 0) << m.out;
-  EXPECT_TRUE(same_tree(dir_ / "whole", dir_ / "merged"));
+  EXPECT_TRUE(same_files(dir_ / "whole", dir_ / "merged"));
   Result missing = run_tool("cache merge " + (dir_ / "shard0").string() + " " + (dir_ / "shard1").string() + " -o " +
                             (dir_ / "merged2").string());
   EXPECT_EQ(missing.code, 2);
@@ -137,7 +123,7 @@ TEST_F(CacheCli, ResumedBuildEqualsUninterruptedBuild) {
   EXPECT_NE(other.out.find("build.scores: true then, false now"), std::string::npos) << other.out;
   Result resumed = run_tool(build("resumed", "--scores --resume"));
   ASSERT_EQ(resumed.code, 0) << resumed.out;
-  EXPECT_TRUE(same_tree(dir_ / "uninterrupted", dir_ / "resumed"));
+  EXPECT_TRUE(same_files(dir_ / "uninterrupted", dir_ / "resumed"));
   EXPECT_FALSE(fs::exists(dir_ / "resumed.partial"));
 }
 

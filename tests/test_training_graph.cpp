@@ -3,6 +3,7 @@
 // groups and the compatibility preset.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -121,6 +122,65 @@ TEST(TrainingGraph, ParameterGroupsAndFrozenModel) {
   EXPECT_EQ(frozen.updates.size(), 3 * cb);
   // Nothing to train at all is an error.
   EXPECT_THROW(build_train_graph(import_hf(model_dir("gpt2") + "/hf"), o), Error);
+}
+
+// Data-parallel training's cut (separate_optimizer): the step graph's
+// gradients fed to the optimizer graph give the fused step's updates and grad
+// norm (clipping on, so the norm matters), on random tokens.
+TEST(TrainingGraph, SeparateOptimizerGivesTheFusedUpdates) {
+  auto backend = make_backend("cpu");
+  StepGraphOptions o;
+  o.optimizer.max_grad_norm = 0.5f;
+  StepGraph fused = build_train_graph(with_codebooks({{Placement::mlp, 16, 2, 1}}), o);
+  o.separate_optimizer = true;
+  StepGraph split = build_train_graph(with_codebooks({{Placement::mlp, 16, 2, 1}}), o);
+  ASSERT_TRUE(split.optimizer);
+  ASSERT_EQ(split.gradients.size(), split.parameters.size());
+  ASSERT_EQ(split.updates, fused.updates);
+
+  std::vector<int64_t> data;
+  uint64_t x = 99;
+  for (int i = 0; i < 2 * 9; ++i) data.push_back(int64_t((x = x * 6364136223846793005ull + 1) >> 40) % 50);
+  Tensor ids = Tensor::from_vector(data, {2, 9});
+  auto step_inputs = [&](std::map<std::string, Tensor>& in) {
+    for (auto& [input, output] : fused.updates) in[input] = fused.initial.at(input);
+    in[kStepInput] = Tensor::scalar<float>(1.f);
+    in[kLearningRateInput] = Tensor::scalar<float>(1e-2f);
+  };
+  std::map<std::string, Tensor> in = causal_lm_feeds(fused.data_inputs, ids);
+  step_inputs(in);
+  auto fused_exe = Executable::compile(fused.graph, *backend);
+  std::vector<Tensor> expected = fused_exe->run(in);
+
+  std::map<std::string, Tensor> grad_in = causal_lm_feeds(split.data_inputs, ids);
+  for (const std::string& p : split.parameters) grad_in[p] = split.initial.at(p);
+  auto grad_exe = Executable::compile(split.graph, *backend);
+  std::vector<Tensor> grads = grad_exe->run(grad_in);
+  std::map<std::string, Tensor> opt_in;
+  step_inputs(opt_in);
+  std::vector<std::string> grad_names = grad_exe->output_names();
+  for (const std::string& g : split.gradients)
+    opt_in[g] = grads.at(size_t(std::find(grad_names.begin(), grad_names.end(), g) - grad_names.begin()));
+  auto opt_exe = Executable::compile(split.optimizer, *backend);
+  std::vector<Tensor> got = opt_exe->run(opt_in);
+
+  auto output = [](Executable& exe, const std::vector<Tensor>& outs, const std::string& name) -> const Tensor& {
+    std::vector<std::string> names = exe.output_names();
+    return outs.at(size_t(std::find(names.begin(), names.end(), name) - names.begin()));
+  };
+  EXPECT_NEAR(output(*opt_exe, got, kGradNormOutput).get_double(0),
+              output(*fused_exe, expected, kGradNormOutput).get_double(0), 1e-5);
+  EXPECT_GT(output(*opt_exe, got, kGradNormOutput).get_double(0), 0.5);  // clipped
+  for (auto& [input, next] : split.updates) {
+    const Tensor& a = output(*opt_exe, got, next);
+    const Tensor& b = output(*fused_exe, expected, next);
+    ASSERT_EQ(a.dims(), b.dims()) << next;
+    double worst = 0;
+    for (int64_t i = 0; i < a.numel(); ++i)
+      worst = std::max(worst, std::abs(double(a.data<float>()[i]) - b.data<float>()[i]) /
+                                  (1e-3 + std::abs(double(b.data<float>()[i]))));
+    EXPECT_LT(worst, 1e-4) << next;
+  }
 }
 
 TEST(TrainingGraph, CompatPresetReproducesTheOriginalsCollection) {

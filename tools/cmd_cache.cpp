@@ -17,6 +17,7 @@
 #include "tools/model_io.h"
 #include "tools/option_checks.h"
 #include "tools/options.h"
+#include "train/collective.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -54,6 +55,35 @@ void print_summary(std::ostream& out, const std::string& dir, const CacheManifes
       out << ", dead " << std::fixed << std::setprecision(3) << dead->at(s.name).as_double() << std::defaultfloat;
     out << (s.scores ? ", scores" : "") << "\n";
   }
+}
+
+// `codebook cache build` under mpirun (N ranks): rank r builds shard r/N
+// beside the output (OUT.rank-r-of-N), and once every shard is complete rank
+// 0 merges them into OUT (byte for byte the one-process cache) and removes
+// them. --resume resumes each rank's shard; --threads is per machine, shared
+// by its ranks. Rank 0 alone reports.
+cache::BuildResult build_cache_on_ranks(cache::BuildOptions o, Collective& ranks, std::ostream& progress, bool tty) {
+  CB_CHECK(o.shard_count == 0, "--shard: under mpirun rank r of N builds shard r/N itself; give no --shard");
+  const int n = ranks.size();
+  const std::string out = o.out_dir;
+  auto shard_dir = [&](int r) { return out + ".rank-" + std::to_string(r) + "-of-" + std::to_string(n); };
+  if (ranks.is_root())
+    CB_CHECK(o.overwrite || !fs::exists(out), out << " already exists: give --overwrite to replace it");
+  o.shard_index = ranks.rank();
+  o.shard_count = n;
+  o.out_dir = shard_dir(ranks.rank());
+  o.threads = std::max(1, o.threads / ranks.local_size());
+  std::ostream null_stream(nullptr);
+  cache::BuildResult r = cache::build_cache(o, ranks.is_root() ? progress : null_stream, tty);
+  std::vector<int64_t> tokens_run = {r.tokens_run};
+  ranks.allreduce_sum(std::span<int64_t>(tokens_run), "the end of every shard of the cache build");
+  r.tokens_run = tokens_run[0];
+  if (!ranks.is_root()) return r;
+  std::vector<std::string> shards;
+  for (int i = 0; i < n; ++i) shards.push_back(shard_dir(i));
+  r.manifest = cache::merge_shards(shards, out, o.overwrite, o.index_memory);
+  for (const std::string& s : shards) fs::remove_all(s);
+  return r;
 }
 
 int cache_build(int argc, char** argv) {
@@ -101,7 +131,9 @@ int cache_build(int argc, char** argv) {
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "a compiled model, or a `codebook train` run folder", vm,
                           "\nRuns MODEL over a dataset and records the codes of every token at every codebook\n"
-                          "site, with an inverted index from each code to where it fires. Docs: docs/cache.md.\n"))
+                          "site, with an inverted index from each code to where it fires. Docs: docs/cache.md.\n"
+                          "Under `mpirun -np N` rank r builds shard r/N and rank 0 merges them into -o\n"
+                          "(docs/scale.md).\n"))
     return 0;
   cache::BuildOptions o;
   o.model_arg = vm["model"].as<std::string>();
@@ -139,7 +171,11 @@ int cache_build(int argc, char** argv) {
            "--progress '" << progress << "': expected auto, bar, json or off");
   bool tty = progress == "bar" || (progress == "auto" && isatty(2));
   std::ostream null_stream(nullptr);
-  cache::BuildResult r = cache::build_cache(o, progress == "off" ? null_stream : std::cerr, tty);
+  Collective& ranks = world_collective();
+  std::ostream& progress_stream = progress == "off" ? null_stream : std::cerr;
+  cache::BuildResult r = ranks.distributed() ? build_cache_on_ranks(o, ranks, progress_stream, tty)
+                                             : cache::build_cache(o, progress_stream, tty);
+  if (!ranks.is_root()) return 0;
   int64_t bytes = dir_bytes(o.out_dir);
   double tps = r.seconds > 0 ? double(r.tokens_run) / r.seconds : 0;
   if (vm["json"].as<bool>()) {

@@ -40,7 +40,9 @@ int cmd_train(int argc, char** argv) {
                                "\nTrains the codebooks of a model (TokFSM from scratch by default) and writes\n"
                                "checkpoints to DIR/checkpoint-<step>/ (model.onnx, state.safetensors,\n"
                                "trainer_state.json). Built-in defaults: `codebook train --print-config`;\n"
-                               "configs/ has ready-made ones. Docs: docs/training.md.\n"))
+                               "configs/ has ready-made ones. Docs: docs/training.md.\n"
+                               "Under `mpirun -np N` the N processes share each batch (data-parallel; collective\n"
+                               "deadline CODEBOOK_COLLECTIVE_TIMEOUT seconds, default 120): docs/scale.md.\n"))
     return 0;
 
   TrainRequest request;

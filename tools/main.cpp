@@ -8,6 +8,7 @@
 
 #include "support/error.h"
 #include "tools/command.h"
+#include "train/collective.h"
 
 namespace cb::tools {
 
@@ -59,20 +60,23 @@ int main(int argc, char** argv) {
   }
   for (auto& c : commands()) {
     if (std::strcmp(argv[1], c.name) != 0) continue;
+    // Under mpirun an error stops every rank (cb::abort_job): the others
+    // would otherwise wait for this one at their next collective.
+    auto fail = [&](const std::string& message) {
+      std::cerr << "error: " << cb::rank_prefix() << message << "\n";
+      cb::abort_job(2);
+      return 2;
+    };
     try {
       return c.main(argc - 1, argv + 1);
     } catch (const cb::Error& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      return 2;
+      return fail(e.what());
     } catch (const boost::program_options::error& e) {
-      std::cerr << "error: " << e.what() << " (see codebook " << c.name << " --help)\n";
-      return 2;
+      return fail(std::string(e.what()) + " (see codebook " + c.name + " --help)");
     } catch (const std::bad_alloc&) {
-      std::cerr << "error: out of memory\n";
-      return 2;
+      return fail("out of memory");
     } catch (const std::exception& e) {
-      std::cerr << "error: " << e.what() << "\n";
-      return 2;
+      return fail(e.what());
     }
   }
   std::cerr << "error: unknown command '" << argv[1] << "'\n";

@@ -12,6 +12,7 @@
 #include "support/error.h"
 #include "support/threads.h"
 #include "tools/train_report.h"
+#include "train/collective.h"
 #include "train/run_folder.h"
 #include "train/run_trainer.h"
 #include "train/tokfsm_eval.h"
@@ -43,8 +44,12 @@ Json resolve_request_config(const TrainRequest& r, std::optional<CheckpointInfo>
 }
 
 TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events) {
+  // Under mpirun every rank runs this function (docs/scale.md); rank 0 alone
+  // owns the run folder: it reports, logs and writes checkpoints and the model.
+  Collective& ranks = world_collective();
+  const bool root = ranks.is_root();
   auto note = [&](const std::string& s) {
-    if (events.note) events.note(s);
+    if (root && events.note) events.note(s);
   };
   std::string out_dir = !request.output.empty()   ? request.output
                         : !request.resume.empty() ? run_folder_of(request.resume)
@@ -54,11 +59,16 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
   // save first), a new one once its configuration is known to be good.
   std::unique_ptr<RunFolder> folder;
   auto claim = [&](bool create) {
+    if (!root) return;
     std::string option = !request.output.empty() ? "--output " + out_dir : "--resume: the run folder " + out_dir;
     folder = std::make_unique<RunFolder>(out_dir, create, option);
     for (const std::string& line : recover_checkpoints(out_dir)) note(line);
   };
-  if (!request.resume.empty()) claim(!request.output.empty());
+  if (!request.resume.empty()) {
+    claim(!request.output.empty());
+    // The others read the checkpoint once rank 0 has repaired the folder.
+    ranks.barrier("the run folder's recovery");
+  }
   std::optional<CheckpointInfo> resume;
   Json config = resolve_request_config(request, &resume);
   TrainRunConfig run = parse_train_config(config);
@@ -85,7 +95,9 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
     if (const Json* h = resume->trainer_state.find("log_history")) outcome.history = *h;
     return outcome;
   }
-  if (!resume) {
+  if (!root) {
+    // Rank 0 alone writes to the run folder.
+  } else if (!resume) {
     claim(true);
     CB_CHECK(list_checkpoints(out_dir).empty(), out_dir << " already holds checkpoints: continue it with --resume "
                                                         << out_dir << ", or choose another --output");
@@ -99,12 +111,15 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
       note("log.jsonl: cut " + std::to_string(cut) + " line" + (cut == 1 ? "" : "s") + " logged after step " +
            std::to_string(resume->step));
   }
+  // runtime.threads is per machine: its ranks share them.
+  if (ranks.distributed()) run.trainer.num_threads = std::max(1, run.trainer.num_threads / ranks.local_size());
   set_num_threads(run.trainer.num_threads);
 
   auto backend = make_backend(run.backend);
   RunData data = make_run_data(run, model_vocab_size(run));
   TrainerOptions topts = run.trainer;
   topts.profile = request.profile;
+  topts.collective = &ranks;
   auto t_setup = Clock::now();
   std::unique_ptr<Trainer> trainer = make_run_trainer(run, data, topts, *backend, resume ? resume->step : 0);
   if (run.kmeans_init && !resume && run.insert_codebooks_after == 0) {
@@ -127,15 +142,24 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
     note(s);
   };
   header();
+  if (ranks.distributed()) {
+    std::ostringstream o;
+    o << "data-parallel: " << ranks.size() << " ranks, " << run.trainer.batch_size / ranks.size()
+      << " rows of each batch of " << run.trainer.batch_size << " per rank, " << run.trainer.num_threads
+      << " thread(s) each";
+    note(o.str());
+  }
 
-  std::ofstream log(folder->log_path(), std::ios::app);
+  std::ofstream log;
+  if (root) log.open(folder->log_path(), std::ios::app);
   auto emit = [&](const Json& line) {
-    log << line.dump() << "\n" << std::flush;
     history.as_array().push_back(line);
+    if (!root) return;
+    log << line.dump() << "\n" << std::flush;
     if (events.log) events.log(line);
   };
   auto save = [&] {
-    if (!request.checkpoints) return;
+    if (!request.checkpoints || !root) return;
     Json state = Json::Object{};
     state["step"] = trainer->step();
     state["config"] = config;
@@ -186,12 +210,13 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
     }
     if (run.eval_steps > 0 && s % run.eval_steps == 0 && s != run.max_steps) evaluate();
     if (run.save_steps > 0 && s % run.save_steps == 0 && s != run.max_steps && s != stop) save();
-    if (events.step) events.step(s, run.max_steps, m, per_step * double(run.max_steps - s));
+    if (events.step && root) events.step(s, run.max_steps, m, per_step * double(run.max_steps - s));
   }
   if (topts.profile) {
     std::vector<std::pair<double, std::string>> ops;
     double total = 0;
-    for (auto& [op, p] : trainer->train_profile()) {
+    std::map<std::string, OpProfile> profile = trainer->train_profile();
+    for (auto& [op, p] : profile) {
       ops.push_back({p.ms, op});
       total += p.ms;
     }
@@ -202,7 +227,10 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
       << total / double(steps) << " ms per step):";
     for (auto& [ms, op] : ops)
       o << "\n  " << std::setw(10) << ms / double(steps) << " ms  " << std::setw(5) << std::setprecision(1)
-        << 100.0 * ms / total << "%  " << op << " (" << trainer->train_profile().at(op).calls / steps << " calls)";
+        << 100.0 * ms / total << "%  " << op << " (" << profile.at(op).calls / steps << " calls)";
+    if (ranks.distributed())
+      o << "\n  rank 0 also spent " << std::setprecision(1) << 1e3 * trainer->collective_seconds() / double(steps)
+        << " ms per step in collectives (gradients, metrics, usage counts, replacement rows)";
     note(o.str());
   }
   if (trainer->step() == run.max_steps && run.eval_steps > 0) evaluate();
@@ -211,7 +239,7 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
   // the final checkpoint, --resume has nothing left to do).
   std::string model_path = (fs::path(out_dir) / "model.onnx").string();
   bool finished = trainer->step() == run.max_steps && request.checkpoints;
-  if (finished) {
+  if (finished && root) {
     ExportOptions eo;
     eo.external_data_threshold = 1 << 20;
     export_onnx(*trainer->trained_model(), model_path, eo);

@@ -21,6 +21,18 @@
 // rows of this step's LayerNorm-ed inputs (randomly permuted, tiled when
 // there are fewer rows than dead codes) plus relative noise rho * |row| * N(0,
 // I), and their AdamW moments restart from zero.
+//
+// Data-parallel (TrainerOptions::collective with several ranks; docs/scale.md):
+// batch_size is the global batch, and rank r of N runs rows [r*B/N,
+// (r+1)*B/N) of each step's batch, so every N sees the same tokens. The step
+// graph stops at the gradients; their sum over the ranks / N (the gradient of
+// the global batch's mean loss) goes into the separate optimizer graph on
+// every rank, so parameters and optimizer states stay identical everywhere.
+// Loss, accuracy and reconstruction error are averaged over the ranks, code
+// usage counts summed, and dead-code replacement draws rows of the global
+// batch's codebook inputs (only the picked rows travel between the ranks), so
+// the state is the one-process state (within float rounding) and a
+// checkpoint of any N resumes with any other.
 #pragma once
 #include <functional>
 #include <map>
@@ -31,6 +43,7 @@
 #include "backends/backend.h"
 #include "runtime/executable.h"
 #include "support/json.h"
+#include "train/collective.h"
 #include "train/dataset.h"
 #include "train/optimizer.h"
 #include "train/training_graph.h"
@@ -48,6 +61,8 @@ struct TrainerOptions {
   uint64_t seed = 0;  // replacement draws
   int num_threads = 1;
   bool profile = false;  // per-op-type times in train_profile()
+  // The ranks of a data-parallel run; null or one rank: this process alone.
+  Collective* collective = nullptr;
 };
 
 // A fresh copy of the model being trained (compiled with its codebooks).
@@ -88,8 +103,11 @@ struct EvalMetrics {
 // Loss, accuracy, perplexity and codebook usage of an eval step graph over
 // (the first max_samples of) the dataset's evaluation blocks; `params` holds
 // the graph's parameter inputs.
+// With several ranks in `collective`, rank r runs batches r, r + N, ... and
+// the sums are reduced over the ranks (every rank gets the metrics).
 EvalMetrics evaluate_step_graph(Executable& exe, const StepGraph& graph, const std::map<std::string, Tensor>& params,
-                                const TokenDataset& data, int64_t batch_size, int64_t max_samples);
+                                const TokenDataset& data, int64_t batch_size, int64_t max_samples,
+                                Collective* collective = nullptr);
 
 class Trainer {
  public:
@@ -126,22 +144,33 @@ class Trainer {
   std::shared_ptr<Graph> trained_model() const;
   const StepGraph& train_graph() const { return train_; }
   int64_t num_trained_parameters() const;
-  const std::map<std::string, OpProfile>& train_profile() const { return train_exe_->profile(); }
+  // Per op type, the train steps' times (the separate optimizer graph's included).
+  std::map<std::string, OpProfile> train_profile() const;
+  // Data-parallel: seconds this rank spent in the collectives of its train
+  // steps (the exchange and the wait for the slowest rank), since it started.
+  double collective_seconds() const { return collective_seconds_; }
 
  private:
   std::map<std::string, Tensor> feeds(const StepGraph& g, const Tensor& input_ids) const;
-  void count_usage(const Tensor& ids, const std::string& site);
+  int ranks() const { return opts_.collective ? opts_.collective->size() : 1; }
+  // The gradient outputs of a step summed over the ranks / N, by name.
+  void add_mean_gradients(const std::vector<Tensor>& outputs, std::map<std::string, Tensor>& into);
+  // `outputs`: this step's (the codebooks' LayerNorm-ed inputs of this
+  // rank's rows); the rows picked from the whole batch are summed over the ranks.
   void replace_dead_codes(const std::vector<Tensor>& outputs);
+  // Rank 0's state to every rank.
+  void broadcast_state();
 
   ModelFactory model_;
   std::shared_ptr<const TokenDataset> data_;
   TrainerOptions opts_;
   StepGraph train_, eval_;
-  std::unique_ptr<Executable> train_exe_, eval_exe_;
+  std::unique_ptr<Executable> train_exe_, eval_exe_, optimizer_exe_;
   std::map<std::string, Tensor> state_;
-  std::map<std::string, int> train_output_index_;
+  std::map<std::string, int> train_output_index_, optimizer_output_index_;
   int64_t step_ = 0;
   int64_t window_steps_ = 0;
+  double collective_seconds_ = 0;
 };
 
 }  // namespace cb

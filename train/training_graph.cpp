@@ -200,25 +200,50 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
     AutodiffPass autodiff(loss.loss, trained);
     PassManager().run(autodiff, g);
     const Backward& bw = autodiff.backward();
+    // The optimizer's parameters and gradients: the step graph's own, or the
+    // inputs of a graph of its own that the gradients are fed to.
+    Graph* og_graph = &g;
+    std::vector<Value*> opt_params = trained, opt_grads = bw.gradients;
+    if (opts.separate_optimizer) {
+      s.optimizer = std::make_shared<Graph>();
+      og_graph = s.optimizer.get();
+      Builder b = step_builder(g);
+      opt_params.clear();
+      opt_grads.clear();
+      for (size_t i = 0; i < trained.size(); ++i) {
+        std::string name = "grad/" + trained[i]->name;
+        Value* out = g.add_value(name);
+        b.create("Identity", {bw.gradients[i]}, {out}, {}, b.scoped(name));
+        g.outputs.push_back(out);
+        s.gradients.push_back(name);
+        opt_params.push_back(og_graph->add_input(trained[i]->name, trained[i]->type));
+        opt_grads.push_back(og_graph->add_input(name, trained[i]->type));
+      }
+    }
     std::vector<ParamGroup> groups;
     size_t at = 0;
-    auto group = [&](const std::string& name, const std::vector<Value*>& ps, float lr_factor, float wd) {
-      ParamGroup grp{
-          name, ps, {bw.gradients.begin() + long(at), bw.gradients.begin() + long(at + ps.size())}, lr_factor, wd};
-      at += ps.size();
-      if (!ps.empty()) groups.push_back(grp);
+    auto group = [&](const std::string& name, size_t count, float lr_factor, float wd) {
+      auto first = long(at), last = long(at + count);
+      ParamGroup grp{name,
+                     {opt_params.begin() + first, opt_params.begin() + last},
+                     {opt_grads.begin() + first, opt_grads.begin() + last},
+                     lr_factor,
+                     wd};
+      at += count;
+      if (count > 0) groups.push_back(grp);
     };
     bool compat_cb_decay = opts.compat_original && !opts.train_model;
-    group("codebooks", cb_params, 1.f, compat_cb_decay ? 0.01f : opts.codebook_weight_decay);
-    group("model", model_params, opts.model_lr_factor, opts.model_weight_decay);
-    group("model_lr0", frozen_model_grads, 0.f, 0.f);
-    OptimizerGraph og = append_optimizer(g, groups, opts.optimizer);
+    group("codebooks", cb_params.size(), 1.f, compat_cb_decay ? 0.01f : opts.codebook_weight_decay);
+    group("model", model_params.size(), opts.model_lr_factor, opts.model_weight_decay);
+    group("model_lr0", frozen_model_grads.size(), 0.f, 0.f);
+    OptimizerGraph og = append_optimizer(*og_graph, groups, opts.optimizer);
     for (auto& slot : og.params) s.updates.push_back({slot.input->name, slot.next->name});
     for (auto& slot : og.states) {
       s.updates.push_back({slot.input->name, slot.next->name});
       std::vector<int64_t> dims = slot.input->type.shape.sizes();
       s.initial[slot.input->name] = Tensor::zeros(DType::f32, dims);
     }
+    if (s.optimizer) canonicalize(*s.optimizer);
   }
   canonicalize(g);
   return s;

@@ -9,6 +9,10 @@
 // step outputs their updated values and optimizer states under "<name>.next",
 // which the trainer feeds back at the next step, so one step is one
 // Executable::run and parameters never leave the runtime's tensors.
+// Data-parallel training (separate_optimizer) cuts the train step in two: the
+// step graph ends with the gradients as outputs, and the optimizer update is a
+// graph of its own that takes them as inputs, so the trainer can sum them over
+// the ranks in between (train/collective.h).
 //
 // Loss (the Hugging Face causal-LM loss, as in the original): mean over the
 // B x (T-1) predictions of -log softmax(logits[:, t])[input_ids[:, t+1]]
@@ -55,6 +59,9 @@ struct StepGraphOptions {
   // Also output every codebook's input u and output y per member (for the
   // relative MSE and explained variance of an evaluation); implies the inputs.
   bool codebook_reconstructions = false;
+  // Train step: output the gradients and put the optimizer update in a graph
+  // of its own (StepGraph::optimizer) instead of after the backward.
+  bool separate_optimizer = false;
 };
 
 // One codebook node of the model, and the step-graph names that concern it.
@@ -79,6 +86,12 @@ struct StepGraph {
   // Train step only: input -> output feedback pairs (parameters first, then
   // optimizer states, whose initial values are zeros in `initial`).
   std::vector<std::pair<std::string, std::string>> updates;
+  // With separate_optimizer: the gradient outputs, one per parameter in the
+  // order of `parameters`, and the optimizer graph. Its inputs are the
+  // parameters and these gradients (under the same names), the optimizer
+  // states, step and learning rate; its outputs the `updates` and the grad norm.
+  std::vector<std::string> gradients;
+  std::shared_ptr<Graph> optimizer;
   // Parameter groups of the optimizer, by parameter name (for logs).
   std::map<std::string, std::vector<std::string>> groups;
   std::vector<CodebookOutputs> codebooks;
