@@ -6,6 +6,7 @@
 #include <iostream>
 #include <random>
 
+#include "passes/fuse_attention.h"
 #include "runtime/executable.h"
 #include "support/error.h"
 #include "support/threads.h"
@@ -25,7 +26,8 @@ int cmd_bench(int argc, char** argv) {
       "warmup", po::value<int>()->default_value(2)->notifier(must_be_non_negative("--warmup")), "untimed warm-up runs")(
       "threads", po::value<int>()->default_value(0)->notifier(must_be_thread_count("--threads", true)),
       "threads (0 = all cores)")("backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
-      "profile", "print time per op type")("json", "print the result as one JSON line");
+      "profile", "print time per op type")("no-fuse-attention", "time the attention unfused (passes/fuse_attention.h)")(
+      "json", "print the result as one JSON line");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm)) return 0;
   std::vector<int64_t> shape = parse_shape(vm["shape"].as<std::string>());
@@ -40,6 +42,7 @@ int cmd_bench(int argc, char** argv) {
   for (auto& t : ids) t = int64_t(rng() % uint64_t(vocab > 0 ? vocab : 2));
   auto inputs = lm_inputs(*m.graph, ids, shape[0], shape[1]);
   auto backend = make_backend(vm["backend"].as<std::string>());
+  if (!vm.count("no-fuse-attention")) fuse_attention(*m.graph);  // as `codebook run` does
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
   copts.profile = vm.count("profile") > 0;
