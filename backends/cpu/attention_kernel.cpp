@@ -12,8 +12,8 @@
 //     the keys left of a local window are so never scored;
 //  2. walks the union of its rows' live ranges in blocks of kKeys keys: a
 //     register-tiled microkernel computes the [rows x keys] score tile
-//     (kTileRows rows x 2 vectors of keys, Kt's rows are contiguous along the
-//     keys), then each row scales it, adds the mask, and updates its running
+//     (kTileRows rows x 2 vectors of keys, from the block's Kt columns packed
+//     contiguously), then each row scales it, adds the mask, and updates its running
 //     maximum, its sum of exp and its output accumulator (rescaled by
 //     exp(old max - new max)), adding p_j V[j, :] vectorised along dv;
 //  3. divides by the sum. A row with no live key, with a maximum below
@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -92,6 +93,26 @@ void score_block(const float* const* q, int64_t rows, int64_t dh, const float* k
   }
 }
 
+// acc[0, ne) += sum_{j in [from, to)} p[j] v[j * ld, 0..ne) with NV vectors
+// of accumulators held in registers (ne <= NV * kWidth).
+template <int NV>
+void accumulate_pv(const float* p, int64_t from, int64_t to, const float* v, int64_t ld, int64_t ne, float* acc) {
+  Vec a[NV];
+  for (int k = 0; k < NV; ++k) a[k] = load_n(acc + k * kWidth, ne - k * kWidth);
+  for (int64_t j = from; j < to; ++j) {
+    if (p[j] == 0.f) continue;  // a masked key: nothing to add
+    const Vec pj = splat(p[j]);
+    const float* vr = v + j * ld;
+    for (int k = 0; k < NV; ++k) a[k] = madd(pj, load_n(vr + k * kWidth, ne - k * kWidth), a[k]);
+  }
+  for (int k = 0; k < NV; ++k) store_n(acc + k * kWidth, a[k], ne - k * kWidth);
+}
+
+constexpr int64_t kPvChunk = 8 * kWidth;  // dv handled per accumulate_pv call
+using PvKernel = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*);
+constexpr PvKernel kPvKernels[] = {accumulate_pv<1>, accumulate_pv<2>, accumulate_pv<3>, accumulate_pv<4>,
+                                   accumulate_pv<5>, accumulate_pv<6>, accumulate_pv<7>, accumulate_pv<8>};
+
 // One row's state across key blocks.
 struct RowState {
   int64_t lo = 0, hi = 0;  // live keys [lo, hi); lo == hi: none
@@ -100,7 +121,7 @@ struct RowState {
 
 // Scratch of one task, reused by the tasks a thread runs.
 struct Scratch {
-  std::vector<float> scores, acc, mask_row;
+  std::vector<float> scores, acc, mask_row, kt_pack;
   std::vector<RowState> rows;
 };
 
@@ -127,9 +148,10 @@ void update_row(const AttentionCall& c, RowState& st, float* s, const float* m, 
   const int64_t from = std::max<int64_t>(st.lo - j0, 0), to = std::min<int64_t>(st.hi - j0, n);
   if (from >= to) return;
   const Vec scale = splat(c.scale), neg_inf = splat(kNegInf), masked = splat(kAttentionMasked);
-  for (int64_t j = 0; j < from; ++j) s[j] = kNegInf;
-  for (int64_t j = to; j < n; ++j) s[j] = kNegInf;
-  float block_max = kNegInf;
+  // x = scale * s + m (-inf where m masks), and the block's maximum; lanes
+  // past `to` are computed but neither stored nor counted.
+  float lanes[kWidth];
+  Vec vmax = neg_inf;
   for (int64_t j = from; j < to; j += kWidth) {
     const int64_t w = std::min(kWidth, to - j);
     Vec x = load_n(s + j, w) * scale;
@@ -138,8 +160,16 @@ void update_row(const AttentionCall& c, RowState& st, float* s, const float* m, 
       x = select(greater_equal(masked, mv), neg_inf, x + mv);
     }
     store_n(s + j, x, w);
+    if (w == kWidth) {
+      vmax = max_or_nan(vmax, x);
+    } else {
+      store(lanes, x);
+      for (int64_t k = 0; k < w; ++k) vmax = max_or_nan(vmax, splat(lanes[k]));
+    }
   }
-  for (int64_t j = from; j < to; ++j) block_max = s[j] > block_max ? s[j] : block_max;
+  store(lanes, vmax);
+  float block_max = kNegInf;
+  for (float l : lanes) block_max = l > block_max ? l : block_max;
   const float new_max = std::max(st.max, block_max);
   if (new_max == kNegInf) return;  // nothing live yet
   const int64_t dv = c.d.dv;
@@ -153,29 +183,27 @@ void update_row(const AttentionCall& c, RowState& st, float* s, const float* m, 
     }
     st.max = new_max;
   }
+  // p = exp(x - max) in place, and their sum (a NaN x makes it NaN).
   const Vec mx = splat(new_max);
+  Vec vsum = splat(0.f);
   float sum = 0;
   for (int64_t j = from; j < to; j += kWidth) {
     const int64_t w = std::min(kWidth, to - j);
     const Vec p = exp_approx(load_n(s + j, w) - mx);
     store_n(s + j, p, w);
+    if (w == kWidth) {
+      vsum = vsum + p;
+    } else {
+      for (int64_t k = 0; k < w; ++k) sum += s[j + k];
+    }
   }
-  for (int64_t j = from; j < to; ++j) sum += s[j];
+  store(lanes, vsum);
+  for (float l : lanes) sum += l;
   st.sum += sum;
   // acc += sum_j p_j V[j0 + j, :], up to 8 vectors of dv at a time in registers.
-  constexpr int64_t kChunk = 8 * kWidth;
-  for (int64_t e0 = 0; e0 < dv; e0 += kChunk) {
-    const int64_t ne = std::min(kChunk, dv - e0);
-    const int64_t nv = (ne + kWidth - 1) / kWidth;
-    Vec a[8];
-    for (int64_t k = 0; k < nv; ++k) a[k] = load_n(acc + e0 + k * kWidth, ne - k * kWidth);
-    for (int64_t j = from; j < to; ++j) {
-      if (s[j] == 0.f) continue;
-      const Vec p = splat(s[j]);
-      const float* vr = v + (j0 + j) * dv + e0;
-      for (int64_t k = 0; k < nv; ++k) a[k] = madd(p, load_n(vr + k * kWidth, ne - k * kWidth), a[k]);
-    }
-    for (int64_t k = 0; k < nv; ++k) store_n(acc + e0 + k * kWidth, a[k], ne - k * kWidth);
+  for (int64_t e0 = 0; e0 < dv; e0 += kPvChunk) {
+    const int64_t ne = std::min(kPvChunk, dv - e0);
+    kPvKernels[(ne + kWidth - 1) / kWidth - 1](s, from, to, v + j0 * dv + e0, dv, ne, acc + e0);
   }
 }
 
@@ -184,6 +212,7 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
   const AttentionDims& d = c.d;
   const int64_t rows = i1 - i0;
   sc.scores.resize(size_t(kRows * kKeys));
+  sc.kt_pack.resize(size_t(d.dh * kKeys));
   sc.acc.assign(size_t(rows * d.dv), 0.f);
   sc.rows.assign(size_t(rows), RowState{});
   const float* kt = c.kt_head(b, h);
@@ -221,7 +250,12 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
       }
     }
     if (r0 >= r1) continue;
-    score_block(q + r0, r1 - r0, d.dh, kt + j0, d.S, n, sc.scores.data() + r0 * kKeys);
+    // The block's keys packed [dh][kKeys]: Kt's rows are S floats apart, a
+    // multiple of 4 KiB for long sequences, which would map every row of the
+    // block to the same L1 set.
+    float* kp = sc.kt_pack.data();
+    for (int64_t e = 0; e < d.dh; ++e) std::memcpy(kp + e * kKeys, kt + e * d.S + j0, size_t(n) * sizeof(float));
+    score_block(q + r0, r1 - r0, d.dh, kp, kKeys, n, sc.scores.data() + r0 * kKeys);
     for (int64_t r = r0; r < r1; ++r)
       update_row(c, sc.rows[size_t(r)], sc.scores.data() + r * kKeys, masks[r], j0, n, v,
                  sc.acc.data() + r * d.dv);
