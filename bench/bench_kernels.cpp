@@ -105,8 +105,10 @@ void attention(benchmark::State& state) {
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < T; ++i)
       for (int64_t j = i + 1; j < T; ++j) m.data<float>()[(b * T + i) * T + j] = std::numeric_limits<float>::lowest();
-  std::map<std::string, Tensor> in = {
-      {"q", random_f32({B, H, T, dh})}, {"kt", random_f32({B, H, dh, T})}, {"v", random_f32({B, H, T, dh})}, {"mask", m}};
+  std::map<std::string, Tensor> in = {{"q", random_f32({B, H, T, dh})},
+                                      {"kt", random_f32({B, H, dh, T})},
+                                      {"v", random_f32({B, H, T, dh})},
+                                      {"mask", m}};
   for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
 }
 

@@ -245,12 +245,8 @@ void rewrite(Graph& g, const AttentionMatch& m) {
       case Step::div:
         if (mask) mask = b.div(mask, s.side, "mask");
         break;
-      case Step::add:
-        mask = mask ? b.add(mask, s.side, "mask") : s.side;
-        break;
-      case Step::sub:
-        mask = mask ? b.sub(mask, s.side, "mask") : b.neg(s.side);
-        break;
+      case Step::add: mask = mask ? b.add(mask, s.side, "mask") : s.side; break;
+      case Step::sub: mask = mask ? b.sub(mask, s.side, "mask") : b.neg(s.side); break;
       case Step::where_keep_if_true:
         mask = b.named_op("Where", {s.cond, mask ? mask : b.f32(0.f, "zero"), s.side}, "mask");
         break;

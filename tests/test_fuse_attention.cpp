@@ -6,6 +6,8 @@
 //     fuses, and the tap and the logits equal the unfused graph's;
 //   - a compiled model (codebooks at qkv and attn_preproj) fuses every layer
 //     and gives the unfused model's logits and code ids;
+//   - a kv-cache graph (passes/kv_cache.h: attention over [cache | new],
+//     which `codebook generate` runs unfused) is left alone;
 //   - GPT-Neo's local window at 2 x 100 tokens (several row and key blocks,
 //     skipped blocks left of the window, left padding) and GPT-2 at 3 x 128
 //     fused on 3 threads equal the unfused graph.
@@ -19,6 +21,7 @@
 #include "passes/fuse_attention.h"
 #include "passes/insert_codebooks.h"
 #include "passes/interventions.h"
+#include "passes/kv_cache.h"
 #include "tests/test_util.h"
 #include "tools/model_io.h"
 
@@ -72,8 +75,8 @@ TEST(FuseAttention, TappedPatternStaysUnfused) {
   auto want = run_graph(plain, "cpu", in);
   auto got = run_graph(fused, "cpu", in);
   ASSERT_EQ(got.size(), want.size());
-  test::expect_tensors_near(output(*fused, got, "layer0.attn_pattern"),
-                            output(*plain, want, "layer0.attn_pattern"), test::abs_rel(0, 0), "tap");
+  test::expect_tensors_near(output(*fused, got, "layer0.attn_pattern"), output(*plain, want, "layer0.attn_pattern"),
+                            test::abs_rel(0, 0), "tap");
   EXPECT_LE(test::max_abs_diff(output(*fused, got, "logits"), output(*plain, want, "logits")), 1e-5);
 }
 
@@ -94,6 +97,20 @@ TEST(FuseAttention, CompiledModelFusesEveryLayer) {
       EXPECT_TRUE(got[i].bitwise_equal(want[i]));
     else
       EXPECT_LE(test::max_abs_diff(got[i], want[i]), 1e-5);
+  }
+}
+
+TEST(FuseAttention, KvCacheGraphIsLeftAlone) {
+  for (const char* model : {"gpt2", "gpt-neo", "gpt-neox"}) {
+    SCOPED_TRACE(model);
+    auto g = import_onnx(model_path(model));
+    KvCacheOptions opts;
+    opts.context = 64;
+    KvCachePass kv(opts);
+    PassManager().run(kv, *g);
+    FuseAttentionPass fuse;
+    EXPECT_FALSE(PassManager().run(fuse, *g));
+    EXPECT_EQ(count_op(*g, "Softmax"), 2);
   }
 }
 

@@ -42,11 +42,11 @@ namespace {
 
 using namespace simd;
 
-constexpr int64_t kRows = 32;                // query rows per task
-constexpr int64_t kKeys = 64;                // keys per block: the score tile is kRows x kKeys
-constexpr int64_t kTileRows = 4;             // rows of the microkernel's register tile
-constexpr int64_t kTileKeys = 2 * kWidth;    // keys of the register tile
-constexpr float kLiveRowMax = -1e29f;        // a row maximum below this is recomputed exactly
+constexpr int64_t kRows = 32;              // query rows per task
+constexpr int64_t kKeys = 64;              // keys per block: the score tile is kRows x kKeys
+constexpr int64_t kTileRows = 4;           // rows of the microkernel's register tile
+constexpr int64_t kTileKeys = 2 * kWidth;  // keys of the register tile
+constexpr float kLiveRowMax = -1e29f;      // a row maximum below this is recomputed exactly
 constexpr int64_t kMinParallelFlops = 1 << 20;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -88,7 +88,8 @@ void score_block(const float* const* q, int64_t rows, int64_t dh, const float* k
   for (int64_t j = 0; j < n; j += kTileKeys) {
     const int64_t nj = std::min(kTileKeys, n - j);
     int64_t r = 0;
-    for (; r + kTileRows <= rows; r += kTileRows) score_tile<kTileRows>(q + r, dh, kt + j, ld, nj, scores + r * kKeys + j, kKeys);
+    for (; r + kTileRows <= rows; r += kTileRows)
+      score_tile<kTileRows>(q + r, dh, kt + j, ld, nj, scores + r * kKeys + j, kKeys);
     for (; r < rows; ++r) score_tile<1>(q + r, dh, kt + j, ld, nj, scores + r * kKeys + j, kKeys);
   }
 }
@@ -143,8 +144,8 @@ void live_range(const AttentionCall& c, const float* m, RowState& st) {
 // Row r of a block of n keys from j0: x = scale * s + m (-inf where masked
 // or outside the row's live range), then the online-softmax update of the
 // row's state and accumulator. `m` is the row's mask, contiguous along the keys.
-void update_row(const AttentionCall& c, RowState& st, float* s, const float* m, int64_t j0, int64_t n,
-                const float* v, float* acc) {
+void update_row(const AttentionCall& c, RowState& st, float* s, const float* m, int64_t j0, int64_t n, const float* v,
+                float* acc) {
   const int64_t from = std::max<int64_t>(st.lo - j0, 0), to = std::min<int64_t>(st.hi - j0, n);
   if (from >= to) return;
   const Vec scale = splat(c.scale), neg_inf = splat(kNegInf), masked = splat(kAttentionMasked);
@@ -257,8 +258,7 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
     for (int64_t e = 0; e < d.dh; ++e) std::memcpy(kp + e * kKeys, kt + e * d.S + j0, size_t(n) * sizeof(float));
     score_block(q + r0, r1 - r0, d.dh, kp, kKeys, n, sc.scores.data() + r0 * kKeys);
     for (int64_t r = r0; r < r1; ++r)
-      update_row(c, sc.rows[size_t(r)], sc.scores.data() + r * kKeys, masks[r], j0, n, v,
-                 sc.acc.data() + r * d.dv);
+      update_row(c, sc.rows[size_t(r)], sc.scores.data() + r * kKeys, masks[r], j0, n, v, sc.acc.data() + r * d.dv);
   }
   for (int64_t r = 0; r < rows; ++r) {
     const RowState& st = sc.rows[size_t(r)];
@@ -300,7 +300,8 @@ void attention_kernel(KernelContext& ctx) {
 }  // namespace
 
 void register_cpu_attention_kernels(KernelFactoryTable& t) {
-  t.add(kAttentionOp, [](const Node&) { return make_function_kernel(attention_kernel); }, kCodebookDomain);
+  t.add(
+      kAttentionOp, [](const Node&) { return make_function_kernel(attention_kernel); }, kCodebookDomain);
 }
 
 }  // namespace cb

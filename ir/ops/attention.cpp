@@ -17,8 +17,7 @@ void check_f32(const InferContext& ctx, size_t i, const char* what) {
 
 // Two dims that must be the same size: a static pair must agree.
 void check_same(const InferContext& ctx, const Dim& a, const Dim& b, const std::string& what) {
-  ctx.check(!a.is_static() || !b.is_static() || a.value == b.value,
-            what + ": " + a.str() + " vs " + b.str());
+  ctx.check(!a.is_static() || !b.is_static() || a.value == b.value, what + ": " + a.str() + " vs " + b.str());
 }
 
 void infer_attention(InferContext& ctx) {
@@ -30,8 +29,7 @@ void infer_attention(InferContext& ctx) {
   const Shape& v = ctx.input_shape(2);
   for (size_t i = 0; i < 3; ++i) {
     const Shape& s = ctx.input_shape(i);
-    ctx.check(!s.rank_known || s.rank() == 4,
-              std::string(names[i]) + " must have rank 4 [B, H, ., .], got " + s.str());
+    ctx.check(!s.rank_known || s.rank() == 4, std::string(names[i]) + " must have rank 4 [B, H, ., .], got " + s.str());
   }
   ctx.node().attr_float("scale", 1.f);
   const int64_t nan_to_zero = ctx.node().attr_int("nan_to_zero", 0);
@@ -53,8 +51,9 @@ void infer_attention(InferContext& ctx) {
     Shape both = broadcast_shapes(ctx, scores, m);
     if (both.rank_known)
       for (size_t i = 0; i < 4; ++i)
-        check_same(ctx, both.dims[i], scores.dims[i], "mask " + m.str() + " does not broadcast to the scores " +
-                                                          scores.str() + " at axis " + std::to_string(i));
+        check_same(
+            ctx, both.dims[i], scores.dims[i],
+            "mask " + m.str() + " does not broadcast to the scores " + scores.str() + " at axis " + std::to_string(i));
   }
   ctx.set_output(0, DType::f32, out);
 }

@@ -7,10 +7,11 @@
 // than queries; T not a multiple of the 32-row blocks or 64-key blocks, head
 // sizes 16/64 and a value size that is not a multiple of 8, more (b, h, row
 // block) tasks than threads.
+#include "ir/attention.h"
+
 #include <limits>
 #include <sstream>
 
-#include "ir/attention.h"
 #include "ir/codebook.h"
 #include "tests/op_cases/op_case.h"
 
@@ -64,8 +65,8 @@ std::vector<OpCase> attention_cases() {
                   .attr("nan_to_zero", int64_t(1))
                   .given(causal_mask(2, 16, 16, 0, {0, 5}, -kInf)));
   // -10000 (older exporters): nothing counts as masked, nothing is skipped.
-  v.push_back(attention("Attention_mask_minus_1e4", 1, 2, 33, 33, 16, 16, 0.25f)
-                  .given(causal_mask(1, 33, 33, 0, {}, -1e4f)));
+  v.push_back(
+      attention("Attention_mask_minus_1e4", 1, 2, 33, 33, 16, 16, 0.25f).given(causal_mask(1, 33, 33, 0, {}, -1e4f)));
   // The last queries of a longer sequence (S > T), local window; value size 24.
   v.push_back(attention("Attention_window_S_gt_T_dv24", 2, 2, 5, 67, 16, 24, 0.25f)
                   .given(causal_mask(2, 5, 67, 20, {}, kLowest)));
