@@ -5,8 +5,6 @@
 
 namespace cb {
 
-void register_attention_ops(OpRegistry& r);  // ir/ops/attention.cpp: codebook.Attention
-
 const TensorType& InferContext::input_type(size_t i) const {
   if (!has_input(i)) fail("required input " + std::to_string(i) + " is missing");
   return *in_types_[i];
@@ -58,7 +56,6 @@ const OpRegistry& OpRegistry::global() {
     register_nn_ops(r);
     register_control_ops(r);
     register_codebook_ops(r);
-    register_attention_ops(r);
     register_grad_ops(r);
     register_optim_ops(r);
     return r;
