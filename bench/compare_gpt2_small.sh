@@ -1,21 +1,48 @@
 #!/usr/bin/env bash
 # GPT-2 small (124M, random weights) forward pass: codebook's CPU backend and
 # ONNX Runtime on the same model file, inputs, shape and thread count, in one
-# run, with the ratio. Needs pip torch/transformers/onnx/onnxruntime (not CI).
+# run, with the ratio, and the box's matmul bound measured in the same run
+# (oneDNN's matmul primitive alone on the forward's matrix products:
+# `codebook bench --matmul-bound`), with each runtime's time as % of it.
+# The model is the TorchScript export of bench/make_gpt2_small.py (needs pip
+# torch/transformers/onnx); without torch, `codebook import-hf --random-init`
+# builds GPT-2 small from its config instead (same shapes, the importer's graph).
+# ONNX Runtime needs pip onnxruntime. Not run in CI.
 #   bash bench/compare_gpt2_small.sh [SHAPE=1x128] [THREADS=2] [RUNS=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-1x128}; threads=${2:-2}; runs=${3:-10}
-model=build/models/gpt2-small.onnx
-[ -f "$model" ] || python3 bench/make_gpt2_small.py --out build/models
 [ -x build/release/codebook ] || { cmake --preset release >/dev/null; cmake --build --preset release --target codebook; }
-ours=$(./build/release/codebook bench "$model" --shape "$shape" --threads "$threads" --runs "$runs" --json)
+model=build/models/gpt2-small.onnx
+if [ ! -f "$model" ]; then
+  if python3 -c "import torch, transformers" 2>/dev/null; then
+    python3 bench/make_gpt2_small.py --out build/models
+  else
+    model=build/models/gpt2-small-hf.onnx
+    if [ ! -f "$model" ]; then
+      mkdir -p build/models
+      cat > build/models/gpt2-small-config.json <<'JSON'
+{"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12,
+ "activation_function": "gelu_new", "layer_norm_epsilon": 1e-05, "tie_word_embeddings": true}
+JSON
+      ./build/release/codebook import-hf --config build/models/gpt2-small-config.json --random-init --seed 0 -o "$model"
+    fi
+  fi
+fi
+echo "model $model, shape $shape, $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load:$(uptime | sed 's/.*load average://')"
+ours=$(./build/release/codebook bench "$model" --shape "$shape" --threads "$threads" --runs "$runs" --matmul-bound --json)
 ort=$(python3 bench/ort_forward.py "$model" --shape "$shape" --threads "$threads" --runs "$runs")
 python3 - "$ours" "$ort" <<'PY'
 import json, sys
 ours, ort = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"{'':18}{'median ms':>10}{'min ms':>10}{'max ms':>10}")
-print(f"{'codebook cpu':18}{ours['median_ms']:10.1f}{ours['min_ms']:10.1f}{ours['max_ms']:10.1f}")
-print(f"{'onnxruntime':18}{ort['median_ms']:10.1f}{ort['min_ms']:10.1f}{ort['max_ms']:10.1f}")
-print(f"codebook / onnxruntime = {ours['median_ms'] / ort['median_ms']:.2f}x (lower is better)")
+bound, bound_cpu = ours["matmul_bound_ms"], ours["matmul_bound_cpu_ms"]
+print(f"matmul bound: {ours['matmul_gflop']:.1f} GFLOP, oneDNN's matmul alone {bound:.1f} ms "
+      f"({ours['matmul_bound_gflops']:.1f} GFLOP/s), {bound_cpu:.1f} ms of CPU time")
+print(f"{'':14}{'median ms':>10}{'min ms':>9}{'max ms':>9}{'% of bound':>11}{'CPU ms':>9}{'% (CPU)':>9}")
+for name, r in (("codebook cpu", ours), ("onnxruntime", ort)):
+    print(f"{name:14}{r['median_ms']:10.1f}{r['min_ms']:9.1f}{r['max_ms']:9.1f}{100 * bound / r['median_ms']:10.0f}%"
+          f"{r['median_cpu_ms']:9.1f}{100 * bound_cpu / r['median_cpu_ms']:8.0f}%")
+print(f"codebook / onnxruntime = {ours['median_ms'] / ort['median_ms']:.2f}x wall, "
+      f"{ours['median_cpu_ms'] / ort['median_cpu_ms']:.2f}x CPU time (lower is better; at 1 thread on a busy "
+      "machine, trust CPU time)")
 PY

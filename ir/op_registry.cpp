@@ -1,5 +1,6 @@
 #include "ir/op_registry.h"
 
+#include "ir/fused_matmul.h"
 #include "support/checked_size.h"
 #include "support/error.h"
 
@@ -56,6 +57,7 @@ const OpRegistry& OpRegistry::global() {
     register_nn_ops(r);
     register_control_ops(r);
     register_codebook_ops(r);
+    register_fused_matmul_op(r);
     register_grad_ops(r);
     register_optim_ops(r);
     return r;

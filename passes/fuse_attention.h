@@ -4,10 +4,11 @@
 // (ir/attention.h), whose CPU kernel never materialises the [T x S] scores
 // and skips the keys the mask removes (the causal triangle, local windows).
 //
-// For inference graphs only (autodiff has no gradient for codebook.Attention);
-// the tools run it after codebook insertion and interventions, just before
-// compiling (`codebook run`, `bench`, the Python module, `cache build`), not
-// under `generate`, whose kv-cache pass rewrites the same attention.
+// For inference graphs only (autodiff has no gradient for codebook.Attention):
+// the first pass of the inference pipeline (passes/inference_pipeline.h), run
+// after codebook insertion, interventions and taps, just before compiling. A
+// kv-cache graph's attention over [cache | new] (passes/kv_cache.h) does not
+// match and stays as the kv-cache pass wrote it.
 #pragma once
 #include "ir/graph.h"
 #include "passes/pass.h"

@@ -8,6 +8,7 @@
 #include "passes/fuse_attention.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
+#include "passes/fuse_matmul_epilogue.h"
 #include "passes/kv_cache.h"
 #include "passes/last_position_logits.h"
 #include "passes/lower_codebook.h"
@@ -67,6 +68,8 @@ std::vector<PassInfo> build_registry() {
   r.push_back(plain<FuseGeluPass>("fuse-gelu", "replaces decomposed tanh/erf GELUs by one Gelu node"));
   r.push_back(plain<FuseLayerNormPass>(
       "fuse-layer-norm", "replaces decomposed LayerNorms (opset < 17 exports) by one LayerNormalization"));
+  r.push_back(plain<FuseMatMulEpiloguePass>(
+      "fuse-matmul-epilogue", "Gemm / MatMul (+ bias Add) (+ Gelu) -> one codebook.FusedMatMul (inference only)"));
   r.push_back(plain<TieEmbeddingsPass>("tie-embeddings",
                                        "makes an lm_head that copies the embedding table (transposed) read the table"));
   r.push_back(plain<LastPositionLogitsPass>("last-position-logits",

@@ -142,13 +142,13 @@ TEST(Cli, OutputDirectoryIsNotClobberedOnFailure) {
   fs::remove_all(d);
 }
 
-// bench fuses the attention as run does; --no-fuse-attention times the graph as imported.
+// bench fuses the attention as run does (passes/inference_pipeline.h); --no-fusion times the graph as loaded.
 TEST(Cli, BenchFusesAttentionUnlessAsked) {
   Result fused = run_tool("bench " + kModel + " --shape 2x8 --runs 1 --warmup 0 --profile");
   ASSERT_EQ(fused.code, 0) << fused.out;
   EXPECT_NE(fused.out.find(" Attention "), std::string::npos) << fused.out;
   EXPECT_EQ(fused.out.find(" Softmax "), std::string::npos) << fused.out;
-  Result plain = run_tool("bench " + kModel + " --shape 2x8 --runs 1 --warmup 0 --profile --no-fuse-attention");
+  Result plain = run_tool("bench " + kModel + " --shape 2x8 --runs 1 --warmup 0 --profile --no-fusion");
   ASSERT_EQ(plain.code, 0) << plain.out;
   EXPECT_EQ(plain.out.find(" Attention "), std::string::npos) << plain.out;
   EXPECT_NE(plain.out.find(" Softmax "), std::string::npos) << plain.out;
@@ -159,6 +159,19 @@ TEST(Cli, BenchPrintsTimes) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"median_ms\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"tokens_per_s\""), std::string::npos) << r.out;
+}
+
+TEST(Cli, BenchMeasuresTheMatmulBound) {
+  // The tiny GPT-2 (2 layers, width 64, MLP 256, 4 heads, vocabulary 500) at 2x8: per layer 4 weight products and 2
+  // batched attention products, then the LM head; 4.235 MFLOP in all.
+  Result r = run_tool("bench " + kModel + " --shape 2x8 --runs 2 --warmup 0 --matmul-bound --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"matmul_products\": 13,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"matmul_gflop\": 0.004,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"percent_of_bound\""), std::string::npos) << r.out;
+  Result text = run_tool("bench " + kModel + " --shape 1x4 --runs 1 --warmup 0 --matmul-bound --no-fusion");
+  ASSERT_EQ(text.code, 0) << text.out;
+  EXPECT_NE(text.out.find("% of the bound"), std::string::npos) << text.out;
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 // plain run path, greedy and sampled, with and without interventions on a
 // model compiled with codebooks; each step's logits equal the full run's last
 // position to 1e-4 relative; the caches grow past their first capacity and
-// GPT-Neo's local window (8) is passed.
+// GPT-Neo's local window (8) is passed. Batches: each row of a batch equals
+// generating it alone; stop conditions end each row where they say.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "runtime/executable.h"
 #include "tests/test_util.h"
 #include "tools/generate.h"
+#include "tools/generation.h"
 #include "tools/model_io.h"
 
 using namespace cb;
@@ -197,6 +199,67 @@ TEST_P(EveryModel, KvCacheGraphHasPastAndPresent) {
     EXPECT_NE(std::find(outputs.begin(), outputs.end(), name), outputs.end()) << name;
 }
 
+// Prompts of one length as one batch [B, ...]: every row's logits equal the
+// batch of one's, step after step, and so do the tokens chosen.
+TEST_P(EveryModel, BatchRowsEqualGeneratingAlone) {
+  const std::vector<std::vector<int64_t>> rows = {kPrompt, {7, 300, 9, 42, 11}, {499, 0, 3, 3, 250}};
+  GeneratorOptions o;
+  o.context = kContext;
+  o.initial_capacity = 4;  // the batch's caches grow too
+  Generator batch(load(GetParam()), o), alone(load(GetParam()), o);
+  std::vector<std::vector<std::vector<float>>> alone_logits(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    alone_logits[r].push_back(alone.prefill(rows[r]));
+    for (int64_t t = 0; t < 9; ++t)
+      alone_logits[r].push_back(alone.step(Sampler(greedy()).next(alone_logits[r].back())));
+  }
+  const std::vector<float>* logits = &batch.prefill_batch(rows);
+  ASSERT_EQ(batch.batch(), 3);
+  const int64_t V = batch.vocab();
+  for (size_t t = 0; t < alone_logits[0].size(); ++t) {
+    std::vector<int64_t> next;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::vector<float> row(logits->begin() + int64_t(r) * V, logits->begin() + int64_t(r + 1) * V);
+      EXPECT_LE(relative_diff(row, alone_logits[r][t]), 1e-5) << GetParam() << " row " << r << " step " << t;
+      next.push_back(Sampler(greedy()).next(row));
+      EXPECT_EQ(next.back(), Sampler(greedy()).next(alone_logits[r][t])) << GetParam() << " row " << r;
+    }
+    if (t + 1 < alone_logits[0].size()) logits = &batch.step_batch(next);
+  }
+  EXPECT_GE(batch.cache_growths(), 1);
+  // Back to one row: the caches follow the batch size.
+  EXPECT_LE(relative_diff(batch.prefill(rows[1]), alone_logits[1][0]), 1e-5);
+}
+
+// Prompts of several lengths through generate_continuations: each, sampled
+// with seed + its index, equals generating it alone with that seed.
+TEST_P(EveryModel, MixedLengthPromptsEqualGeneratingEachAlone) {
+  GeneratorOptions o;
+  o.context = kContext;
+  Generator gen(load(GetParam()), o);
+  GenerationRequest r;
+  r.prompts = {kPrompt, {3, 4}, {9, 8, 7, 6, 5}, {100, 200}};
+  r.max_new = 7;
+  r.sampling = sampled(21);
+  std::vector<size_t> order;
+  GenerationStats stats;
+  std::vector<Continuation> all = generate_continuations(
+      gen, r, [&](size_t prompt, int64_t) { order.push_back(prompt); }, &stats);
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(stats.batches, 2);  // lengths 5 and 2
+  EXPECT_EQ(stats.new_tokens, 28);
+  EXPECT_EQ(order.size(), 28u);
+  for (size_t i = 0; i < r.prompts.size(); ++i) {
+    GenerationRequest one = r;
+    one.prompts = {r.prompts[i]};
+    one.sampling.seed = r.sampling.seed + i;
+    std::vector<Continuation> alone = generate_continuations(gen, one);
+    EXPECT_EQ(all[i].ids, alone[0].ids) << GetParam() << " prompt " << i;
+    EXPECT_EQ(all[i].ids.size(), 7u);
+    EXPECT_EQ(all[i].stop, "max-new");
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(TinyModels, EveryModel, ::testing::ValuesIn(kModels), [](const auto& info) {
   std::string n = info.param;
   std::replace(n.begin(), n.end(), '-', '_');
@@ -227,6 +290,97 @@ TEST(Generator, StopsAtTheContext) {
   EXPECT_EQ(gen.length(), 7);
   EXPECT_THROW(gen.step(2), Error);
   EXPECT_THROW(gen.prefill(std::vector<int64_t>(8, 1)), Error);
+}
+
+// A stop sequence, a text, the context and the model's eos id end a
+// continuation where they occur first; the other rows of its batch go on.
+TEST(Generation, StopConditions) {
+  GeneratorOptions o;
+  o.context = kContext;
+  Generator gen(load("gpt2"), o);
+  GenerationRequest r;
+  r.prompts = {kPrompt};
+  r.max_new = 12;
+  r.sampling = sampled(4);
+  const std::vector<int64_t> free = generate_continuations(gen, r)[0].ids;
+  ASSERT_EQ(free.size(), 12u);
+  // Stop at the 6th token's id: the continuation ends at its first occurrence.
+  const size_t first = size_t(std::find(free.begin(), free.end(), free[5]) - free.begin());
+  GenerationRequest at_id = r;
+  at_id.stop.add(std::to_string(free[5]));
+  Continuation c = generate_continuations(gen, at_id)[0];
+  EXPECT_EQ(c.ids, std::vector<int64_t>(free.begin(), free.begin() + int64_t(first) + 1));
+  EXPECT_EQ(c.stop, "stop-at " + std::to_string(free[5]));
+  // A sequence of two ids.
+  GenerationRequest pair = r;
+  pair.stop.add(std::to_string(free[7]) + "," + std::to_string(free[8]));
+  EXPECT_LE(generate_continuations(gen, pair)[0].ids.size(), 9u);
+  EXPECT_EQ(generate_continuations(gen, pair)[0].stop,
+            "stop-at " + std::to_string(free[7]) + "," + std::to_string(free[8]));
+  // Text: ends with the token that completes it.
+  TokenText bpe = TokenText::load(std::string(CB_SOURCE_DIR) + "/../shared/data/gpt2-bpe");
+  std::string text;
+  size_t want = 0;
+  const std::string needle = bpe.token_bytes(free[9]);
+  for (size_t i = 0; i < free.size(); ++i) {
+    text += bpe.token_bytes(free[i]);
+    if (text.find(needle) != std::string::npos) {
+      want = i + 1;
+      break;
+    }
+  }
+  GenerationRequest at_text = r;
+  at_text.stop.add("text:" + needle);
+  at_text.text = &bpe;
+  c = generate_continuations(gen, at_text)[0];
+  EXPECT_EQ(c.ids.size(), want);
+  EXPECT_EQ(c.stop, "stop-at text " + escape_bytes(needle));
+  // In a batch: the row that meets it stops, the other runs to --max-new.
+  GenerationRequest two = at_id;
+  two.prompts = {kPrompt, {1, 2, 3, 4, 5}};
+  std::vector<Continuation> both = generate_continuations(gen, two);
+  EXPECT_EQ(both[0].ids, generate_continuations(gen, at_id)[0].ids);
+  GenerationRequest second_alone = r;
+  second_alone.prompts = {{1, 2, 3, 4, 5}};
+  second_alone.sampling.seed += 1;
+  second_alone.stop = two.stop;
+  EXPECT_EQ(both[1].ids, generate_continuations(gen, second_alone)[0].ids);
+  // The context: 5 + 2 = 7 tokens.
+  GeneratorOptions short_context;
+  short_context.context = 7;
+  Generator small(load("gpt2"), short_context);
+  c = generate_continuations(small, r)[0];
+  EXPECT_EQ(c.ids, std::vector<int64_t>(free.begin(), free.begin() + 2));
+  EXPECT_EQ(c.stop, "context");
+  GenerationRequest none = r;
+  none.max_new = 0;
+  EXPECT_TRUE(generate_continuations(gen, none)[0].ids.empty());
+  // Bad requests.
+  GenerationRequest too_long = r;
+  too_long.prompts = {std::vector<int64_t>(8, 1)};
+  EXPECT_THROW(generate_continuations(small, too_long), Error);
+  GenerationRequest text_without_tokenizer = r;
+  text_without_tokenizer.stop.add("abc");
+  EXPECT_THROW(generate_continuations(gen, text_without_tokenizer), Error);
+  StopConditions parsed;
+  parsed.add("50256");
+  parsed.add("13,13");
+  parsed.add("text:12");
+  parsed.add("\n\n");
+  EXPECT_EQ(parsed.sequences, (std::vector<std::vector<int64_t>>{{50256}, {13, 13}}));
+  EXPECT_EQ(parsed.texts, (std::vector<std::string>{"12", "\n\n"}));
+  EXPECT_THROW(parsed.add(""), Error);
+  EXPECT_THROW(parsed.add("text:"), Error);
+}
+
+TEST(Generation, EosIdsFromTheHfConfig) {
+  EXPECT_TRUE(model_eos_ids({}).empty());
+  EXPECT_EQ(model_eos_ids({{"hf_config", R"({"eos_token_id": 50256})"}}), (std::vector<int64_t>{50256}));
+  EXPECT_EQ(model_eos_ids({{"hf_config", R"({"eos_token_id": [1, 2]})"}}), (std::vector<int64_t>{1, 2}));
+  EXPECT_TRUE(model_eos_ids({{"hf_config", R"({"eos_token_id": null})"}}).empty());
+  // import-hf records the config: the tiny GPT-2's eos is 0.
+  std::shared_ptr<Graph> imported = load_model(std::string(CB_SOURCE_DIR) + "/tests/models/gpt2/hf").graph;
+  EXPECT_EQ(model_eos_ids(imported->metadata), (std::vector<int64_t>{0}));
 }
 
 TEST(Sampler, GreedySeededAndFiltered) {

@@ -2,9 +2,7 @@
 // tiny GPT-2 / GPT-Neo / GPT-NeoX models in tests/models/: each model is
 // imported, compiled on the backend, run on each committed case's inputs and
 // its logits compared with the ONNX Runtime logits stored next to them
-// (scripts/make_test_models.py makes the models and the reference data);
-// also with the attention fused (passes/fuse_attention.h), as `codebook run`
-// runs them: every layer must fuse.
+// (scripts/make_test_models.py makes the models and the reference data).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,7 +18,9 @@
 #include "backends/backend.h"
 #include "frontend/npy.h"
 #include "frontend/onnx_import.h"
-#include "passes/fuse_attention.h"
+#include "ir/attention.h"
+#include "ir/fused_matmul.h"
+#include "passes/inference_pipeline.h"
 #include "runtime/executable.h"
 #include "tests/test_util.h"
 
@@ -53,19 +53,28 @@ std::vector<fs::path> case_dirs(const fs::path& model_dir) {
   return cases;
 }
 
-using ModelAndBackend = std::tuple<std::string, std::string, bool>;  // model, backend, fused
+using ModelAndBackend = std::tuple<std::string, std::string>;
 
 class TinyModel : public ::testing::TestWithParam<ModelAndBackend> {};
 
 TEST_P(TinyModel, LogitsMatchOnnxRuntime) {
-  const auto& [model, backend_name, fused] = GetParam();
+  const auto& [model, backend_name] = GetParam();
   const fs::path dir = models_dir() / model;
   std::shared_ptr<Graph> graph = import_onnx((dir / "model.onnx").string());
-  if (fused) {
-    ASSERT_EQ(fuse_attention(*graph), 2) << model << ": every layer's attention (2 layers) must fuse";
-    for (auto& n : graph->nodes()) ASSERT_NE(n->op_type, "Softmax") << model << ": " << n->describe() << " is left";
+  // "<backend>_fused": the graph after the inference fusions (passes/inference_pipeline.h).
+  const std::string fused_suffix = "_fused";
+  std::string backend_base = backend_name;
+  if (backend_name.ends_with(fused_suffix)) {
+    backend_base = backend_name.substr(0, backend_name.size() - fused_suffix.size());
+    graph = inference_graph(graph);
+    int64_t fused = 0;
+    for (auto& n : graph->nodes()) fused += n->op_type == kFusedMatMulOp;
+    EXPECT_GT(fused, 0) << model << ": no codebook.FusedMatMul after the inference fusions";
+    int64_t attention = 0;
+    for (auto& n : graph->nodes()) attention += n->op_type == kAttentionOp;
+    EXPECT_EQ(attention, 2) << model << ": every layer's attention (2 layers) must fuse (passes/fuse_attention.h)";
   }
-  std::unique_ptr<Backend> backend = make_backend(backend_name);
+  std::unique_ptr<Backend> backend = make_backend(backend_base);
   std::unique_ptr<Executable> exe = Executable::compile(graph, *backend);
 
   const std::vector<std::string> outputs = exe->output_names();
@@ -93,24 +102,22 @@ TEST_P(TinyModel, LogitsMatchOnnxRuntime) {
     ASSERT_EQ(logits.dims(), expected.dims())
         << "ours " << dims_str(logits.dims()) << " vs ORT " << dims_str(expected.dims());
     const double diff = max_abs_diff(logits, expected);
-    std::cout << "[" << model << (fused ? " fused" : "") << " on " << backend_name << "] "
-              << case_dir.filename().string() << " " << dims_str(expected.dims()) << ": max |ours - ORT| = " << diff
-              << "\n";
+    std::cout << "[" << model << " on " << backend_name << "] " << case_dir.filename().string() << " "
+              << dims_str(expected.dims()) << ": max |ours - ORT| = " << diff << "\n";
     EXPECT_LE(diff, kTolerance);
   }
 }
 
 std::string param_name(const ::testing::TestParamInfo<ModelAndBackend>& info) {
-  std::string name =
-      std::get<0>(info.param) + "_" + std::get<1>(info.param) + (std::get<2>(info.param) ? "_fused" : "");
+  std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);
   for (char& c : name)
     if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
   return name;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllModels, TinyModel,
-                         ::testing::Combine(::testing::ValuesIn(model_names()), ::testing::Values("reference", "cpu"),
-                                            ::testing::Bool()),
+                         ::testing::Combine(::testing::ValuesIn(model_names()),
+                                            ::testing::Values("reference", "cpu", "reference_fused", "cpu_fused")),
                          param_name);
 
 // Guards against the parameterised test silently running on nothing.

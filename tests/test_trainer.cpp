@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 #include "backends/backend.h"
@@ -80,6 +81,30 @@ TEST(Trainer, RestoredStateContinuesBitIdentically) {
   // A state from another configuration is refused, naming the tensor.
   saved.erase(saved.begin());
   EXPECT_THROW(b.load_state(saved, 3), Error);
+}
+
+// Training on the cpu backend follows the reference backend: parameters are
+// graph inputs fed anew each step (the matmul kernels must never use a stale
+// packed copy of them), frozen model weights are graph constants (packed once).
+TEST(Trainer, CpuStepsFollowTheReferenceBackend) {
+  for (bool train_model : {true, false}) {
+    SCOPED_TRACE(train_model ? "model and codebooks trained" : "codebooks trained, model frozen");
+    TokFsmSetup s = tokfsm_setup(16, 2);
+    s.opts.graph.train_model = train_model;
+    auto factory = [] { return tiny_tokfsm_model(32, 1, 20); };
+    auto cpu = make_backend("cpu"), ref = make_backend("reference");
+    Trainer a(factory, s.data, s.opts, *cpu), b(factory, s.data, s.opts, *ref);
+    for (int i = 0; i < 4; ++i) {
+      StepMetrics ma = a.train_step(), mb = b.train_step();
+      EXPECT_NEAR(ma.loss, mb.loss, 1e-4 * std::max(1.0, std::abs(double(mb.loss)))) << "step " << a.step();
+    }
+    for (auto& [name, t] : a.state()) {
+      const Tensor& r = b.state().at(name);
+      if (t.dtype() != DType::f32) continue;
+      for (int64_t i = 0; i < t.numel(); ++i)
+        ASSERT_NEAR(t.data<float>()[i], r.data<float>()[i], 1e-4) << name << " at " << i;
+    }
+  }
 }
 
 }  // namespace

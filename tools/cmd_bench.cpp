@@ -4,9 +4,13 @@
 #include <chrono>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <random>
 
-#include "passes/fuse_attention.h"
+#include "backends/cpu/dnnl_matmul_bound.h"
+#include "ir/graph_clone.h"
+#include "passes/canonicalize.h"
+#include "passes/inference_pipeline.h"
 #include "runtime/executable.h"
 #include "support/error.h"
 #include "support/threads.h"
@@ -19,6 +23,36 @@ namespace po = boost::program_options;
 
 namespace cb::tools {
 
+namespace {
+
+struct MatMulBound {
+  double flops = 0, ms = 0, cpu_ms = 0;
+  int64_t products = 0, shapes = 0;
+};
+
+// The graph's matrix products at this run's input shapes, each timed with
+// oneDNN alone (backends/cpu/dnnl_matmul_bound.h), summed.
+MatMulBound matmul_bound(const Graph& model, const std::map<std::string, Tensor>& inputs, int runs) {
+  std::shared_ptr<Graph> g = clone_graph(model);
+  for (Value* v : g->inputs)
+    if (auto it = inputs.find(v->name); it != inputs.end()) v->type.shape = Shape::of(it->second.dims());
+  canonicalize(*g);  // with static inputs, shape folding makes every shape static
+  MatMulBound b;
+  std::map<MatMulShape, MatMulTiming> ms_of;
+  for (const MatMulShape& s : graph_matmul_shapes(*g)) {
+    auto [it, fresh] = ms_of.emplace(s, MatMulTiming{});
+    if (fresh) it->second = time_dnnl_matmul(s, runs);
+    b.ms += it->second.wall_ms;
+    b.cpu_ms += it->second.cpu_ms;
+    b.flops += s.flops();
+    b.products++;
+  }
+  b.shapes = int64_t(ms_of.size());
+  return b;
+}
+
+}  // namespace
+
 int cmd_bench(int argc, char** argv) {
   po::options_description opts("usage: codebook bench MODEL [options]\n\noptions");
   opts.add_options()("shape", po::value<std::string>()->default_value("1x128"), "BATCHxSEQ of input_ids")(
@@ -26,7 +60,8 @@ int cmd_bench(int argc, char** argv) {
       "warmup", po::value<int>()->default_value(2)->notifier(must_be_non_negative("--warmup")), "untimed warm-up runs")(
       "threads", po::value<int>()->default_value(0)->notifier(must_be_thread_count("--threads", true)),
       "threads (0 = all cores)")("backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
-      "profile", "print time per op type")("no-fuse-attention", "time the attention unfused (passes/fuse_attention.h)")(
+      "profile", "print time per op type")("no-fusion", "compile the graph as loaded (no inference fusions)")(
+      "matmul-bound", "also time oneDNN's matmul alone on this run's matrix products: the box's bound")(
       "json", "print the result as one JSON line");
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm)) return 0;
@@ -42,33 +77,54 @@ int cmd_bench(int argc, char** argv) {
   for (auto& t : ids) t = int64_t(rng() % uint64_t(vocab > 0 ? vocab : 2));
   auto inputs = lm_inputs(*m.graph, ids, shape[0], shape[1]);
   auto backend = make_backend(vm["backend"].as<std::string>());
-  if (!vm.count("no-fuse-attention")) fuse_attention(*m.graph);  // as `codebook run` does
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
   copts.profile = vm.count("profile") > 0;
-  auto exe = Executable::compile(m.graph, *backend, copts);
+  auto exe = Executable::compile(vm.count("no-fusion") ? m.graph : inference_graph(m.graph), *backend, copts);
   for (int i = 0; i < warmup; ++i) exe->run(inputs);
-  std::vector<double> ms;
+  std::vector<double> ms, cpu_ms;
   for (int i = 0; i < runs; ++i) {
     auto t0 = std::chrono::steady_clock::now();
+    double c0 = process_cpu_ms();
     exe->run(inputs);
+    cpu_ms.push_back(process_cpu_ms() - c0);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
+  std::sort(cpu_ms.begin(), cpu_ms.end());
+  const double median_cpu = cpu_ms[cpu_ms.size() / 2];
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());
   double median = sorted[sorted.size() / 2];
   if (sorted.size() % 2 == 0) median = (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
   double tps = double(shape[0] * shape[1]) / (median / 1000.0);
+  MatMulBound bound;
+  if (vm.count("matmul-bound")) bound = matmul_bound(*m.graph, inputs, runs);
   if (vm.count("json")) {
     std::cout << std::fixed << std::setprecision(3) << "{\"backend\": \"" << backend->name() << "\", \"shape\": \""
               << vm["shape"].as<std::string>() << "\", \"runs\": " << runs << ", \"median_ms\": " << median
               << ", \"min_ms\": " << sorted.front() << ", \"max_ms\": " << sorted.back()
-              << ", \"tokens_per_s\": " << tps << ", \"import_ms\": " << m.import_ms << "}\n";
+              << ", \"median_cpu_ms\": " << median_cpu << ", \"tokens_per_s\": " << tps
+              << ", \"import_ms\": " << m.import_ms;
+    if (bound.products > 0)
+      std::cout << ", \"matmul_products\": " << bound.products << ", \"matmul_gflop\": " << bound.flops / 1e9
+                << ", \"matmul_bound_ms\": " << bound.ms
+                << ", \"matmul_bound_gflops\": " << bound.flops / 1e6 / bound.ms
+                << ", \"percent_of_bound\": " << 100 * bound.ms / median
+                << ", \"matmul_bound_cpu_ms\": " << bound.cpu_ms
+                << ", \"percent_of_bound_cpu\": " << 100 * bound.cpu_ms / median_cpu;
+    std::cout << "}\n";
   } else {
     std::cout << std::fixed << std::setprecision(2) << "backend " << backend->name() << ", shape "
               << vm["shape"].as<std::string>() << ", " << runs << " runs after " << warmup << " warm-up\n"
               << "median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back() << " ms, "
-              << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1) << m.import_ms << " ms)\n";
+              << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1) << m.import_ms
+              << " ms); CPU time per run (all threads) median " << std::setprecision(2) << median_cpu << " ms\n";
+    if (bound.products > 0)
+      std::cout << std::setprecision(1) << "matmul bound: " << bound.flops / 1e9 << " GFLOP in " << bound.products
+                << " products (" << bound.shapes << " shapes); oneDNN's matmul alone takes " << bound.ms << " ms ("
+                << bound.flops / 1e6 / bound.ms << " GFLOP/s): this forward runs at " << 100 * bound.ms / median
+                << "% of the bound (by CPU time, which a busy machine distorts less at one thread: "
+                << 100 * bound.cpu_ms / median_cpu << "%)\n";
   }
   if (copts.profile) {
     std::vector<std::pair<std::string, OpProfile>> prof(exe->profile().begin(), exe->profile().end());

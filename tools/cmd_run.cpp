@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "frontend/npy.h"
-#include "passes/fuse_attention.h"
+#include "passes/inference_pipeline.h"
 #include "passes/last_position_logits.h"
 #include "runtime/executable.h"
 #include "support/error.h"
@@ -294,8 +294,7 @@ int cmd_run(int argc, char** argv) {
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
   auto run = [&](std::shared_ptr<Graph> graph, std::vector<std::string>& names) {
-    fuse_attention(*graph);  // after the interventions and taps: a tapped attention pattern stays unfused
-    auto exe = Executable::compile(graph, *backend, copts);
+    auto exe = Executable::compile(inference_graph(graph), *backend, copts);
     names = exe->output_names();
     return exe->run(inputs);
   };

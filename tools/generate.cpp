@@ -8,9 +8,11 @@
 
 #include "ir/codebook.h"
 #include "ir/graph_clone.h"
+#include "passes/inference_pipeline.h"
 #include "passes/kv_cache.h"
 #include "passes/last_position_logits.h"
 #include "support/error.h"
+#include "support/json.h"
 
 namespace cb::tools {
 
@@ -120,7 +122,7 @@ Executable& Generator::executable_for(int64_t past, int64_t n) {
   CompileOptions copts;
   copts.num_threads = opts_.threads;
   copts.profile = opts_.profile;
-  return *(variants_[key] = Executable::compile(g, *backend_, copts));
+  return *(variants_[key] = Executable::compile(inference_graph(g), *backend_, copts));
 }
 
 std::map<std::string, OpProfile> Generator::profile() const {
@@ -139,15 +141,16 @@ void Generator::ensure_capacity(int64_t needed) {
                           : std::max(needed, opts_.initial_capacity > 0 ? opts_.initial_capacity
                                                                         : std::max<int64_t>(16, 2 * needed));
   cap = std::min(cap, context_);
-  const int64_t H = heads_, dh = head_dim_;
+  // Rows of keys (B * H * dh) and blocks of values (B * H), each along the capacity.
+  const int64_t B = batch_, H = heads_, dh = head_dim_;
   for (int64_t l = 0; l < layers_; ++l) {
-    Tensor k = Tensor::zeros(DType::f32, {1, H, dh, cap}), v = Tensor::zeros(DType::f32, {1, H, cap, dh});
+    Tensor k = Tensor::zeros(DType::f32, {B, H, dh, cap}), v = Tensor::zeros(DType::f32, {B, H, cap, dh});
     if (capacity_) {  // keep what the old caches hold
-      for (int64_t r = 0; r < H * dh; ++r)
+      for (int64_t r = 0; r < B * H * dh; ++r)
         std::memcpy(k.data<float>() + r * cap, keys_[size_t(l)].data<float>() + r * capacity_,
                     size_t(length_) * sizeof(float));
-      for (int64_t h = 0; h < H; ++h)
-        std::memcpy(v.data<float>() + h * cap * dh, values_[size_t(l)].data<float>() + h * capacity_ * dh,
+      for (int64_t bh = 0; bh < B * H; ++bh)
+        std::memcpy(v.data<float>() + bh * cap * dh, values_[size_t(l)].data<float>() + bh * capacity_ * dh,
                     size_t(length_ * dh) * sizeof(float));
     }
     if (keys_.size() <= size_t(l)) {
@@ -162,22 +165,23 @@ void Generator::ensure_capacity(int64_t needed) {
   capacity_ = cap;
 }
 
-const std::vector<float>& Generator::run(const std::vector<int64_t>& ids) {
-  const int64_t n = int64_t(ids.size()), past = length_;
+const std::vector<float>& Generator::run(const std::vector<int64_t>& ids, int64_t n) {
+  const int64_t past = length_, B = batch_;
   CB_CHECK(n > 0, "generate: no tokens to run");
+  CB_CHECK(int64_t(ids.size()) == B * n, "generate: " << ids.size() << " tokens for " << B << " rows of " << n);
   CB_CHECK(past + n <= context_,
            "generate: " << past + n << " tokens exceed the model's context of " << context_ << " tokens");
   ensure_capacity(past + n);
   std::map<std::string, Tensor> feeds;
-  feeds["input_ids"] = Tensor::from_vector<int64_t>(ids, {1, n});
+  feeds["input_ids"] = Tensor::from_vector<int64_t>(ids, {B, n});
   feeds[kPastLengthInput] = Tensor::from_vector<int64_t>({past}, {1});
   if (has_position_ids_) {
-    std::vector<int64_t> pos(static_cast<size_t>(n));
-    std::iota(pos.begin(), pos.end(), past);
-    feeds["position_ids"] = Tensor::from_vector<int64_t>(pos, {1, n});
+    std::vector<int64_t> pos(static_cast<size_t>(B * n));
+    for (int64_t b = 0; b < B; ++b) std::iota(pos.begin() + b * n, pos.begin() + (b + 1) * n, past);
+    feeds["position_ids"] = Tensor::from_vector<int64_t>(pos, {B, n});
   }
   if (has_attention_mask_)
-    feeds["attention_mask"] = Tensor::from_vector<int64_t>(std::vector<int64_t>(size_t(n), 1), {1, n});
+    feeds["attention_mask"] = Tensor::from_vector<int64_t>(std::vector<int64_t>(size_t(B * n), 1), {B, n});
   for (int64_t l = 0; l < layers_; ++l) {
     feeds[past_key_name(l)] = keys_[size_t(l)];
     feeds[past_value_name(l)] = values_[size_t(l)];
@@ -189,15 +193,15 @@ const std::vector<float>& Generator::run(const std::vector<int64_t>& ids) {
   for (int64_t l = 0; l < layers_; ++l) {
     const Tensor& pk = outs[size_t(output_index(g, present_key_name(l)))];
     const Tensor& pv = outs[size_t(output_index(g, present_value_name(l)))];
-    CB_CHECK(pk.numel() == H * dh * n && pv.numel() == H * dh * n,
+    CB_CHECK(pk.numel() == B * H * dh * n && pv.numel() == B * H * dh * n,
              "generate: layer " << l << " returned keys " << dims_str(pk.dims()) << " and values "
-                                << dims_str(pv.dims()) << " for " << n << " tokens");
+                                << dims_str(pv.dims()) << " for " << B << " x " << n << " tokens");
     float* k = keys_[size_t(l)].data<float>();
     float* v = values_[size_t(l)].data<float>();
-    for (int64_t r = 0; r < H * dh; ++r)
+    for (int64_t r = 0; r < B * H * dh; ++r)
       std::memcpy(k + r * C + past, pk.data<float>() + r * n, size_t(n) * sizeof(float));
-    for (int64_t h = 0; h < H; ++h)
-      std::memcpy(v + (h * C + past) * dh, pv.data<float>() + h * n * dh, size_t(n * dh) * sizeof(float));
+    for (int64_t bh = 0; bh < B * H; ++bh)
+      std::memcpy(v + (bh * C + past) * dh, pv.data<float>() + bh * n * dh, size_t(n * dh) * sizeof(float));
   }
   int li = output_index(g, "logits");
   if (li < 0)
@@ -206,22 +210,61 @@ const std::vector<float>& Generator::run(const std::vector<int64_t>& ids) {
         li = int(i);
   CB_CHECK(li >= 0, "generate: the model has no logits output");
   const Tensor& logits = outs[size_t(li)];
-  const int64_t vocab = logits.dim(2);
-  const float* last = logits.data<float>() + (logits.dim(1) - 1) * vocab;
-  logits_.assign(last, last + vocab);
+  CB_CHECK(logits.dim(0) == B, "generate: logits " << dims_str(logits.dims()) << " for " << B << " rows");
+  const int64_t vocab = logits.dim(2), T = logits.dim(1);
+  logits_.resize(size_t(B * vocab));
+  for (int64_t b = 0; b < B; ++b) {
+    const float* last = logits.data<float>() + (b * T + T - 1) * vocab;
+    std::copy(last, last + vocab, logits_.begin() + b * vocab);
+  }
+  vocab_ = vocab;
   length_ = past + n;
   return logits_;
 }
 
-const std::vector<float>& Generator::prefill(const std::vector<int64_t>& ids) {
-  CB_CHECK(!ids.empty(), "generate: the prompt has no tokens");
+const std::vector<float>& Generator::prefill(const std::vector<int64_t>& ids) { return prefill_batch({ids}); }
+
+const std::vector<float>& Generator::step(int64_t token) { return step_batch({token}); }
+
+const std::vector<float>& Generator::prefill_batch(const std::vector<std::vector<int64_t>>& rows) {
+  CB_CHECK(!rows.empty() && !rows[0].empty(), "generate: the prompt has no tokens");
+  const int64_t n = int64_t(rows[0].size());
+  std::vector<int64_t> ids;
+  for (const std::vector<int64_t>& r : rows) {
+    CB_CHECK(int64_t(r.size()) == n,
+             "generate: a batch's prompts must have one length, got " << n << " and " << r.size() << " tokens");
+    ids.insert(ids.end(), r.begin(), r.end());
+  }
+  if (int64_t(rows.size()) != batch_) {  // new caches for the new batch size
+    keys_.clear();
+    values_.clear();
+    capacity_ = 0;
+    batch_ = int64_t(rows.size());
+  }
   length_ = 0;
-  return run(ids);
+  return run(ids, n);
 }
 
-const std::vector<float>& Generator::step(int64_t token) {
+const std::vector<float>& Generator::step_batch(const std::vector<int64_t>& tokens) {
   CB_CHECK(length_ > 0, "generate: step() before prefill()");
-  return run({token});
+  CB_CHECK(int64_t(tokens.size()) == batch_, "generate: " << tokens.size() << " tokens for a batch of " << batch_);
+  return run(tokens, 1);
+}
+
+int64_t default_generation_context(const Graph& model) {
+  if (position_table_rows(model) > 0) return -1;
+  // A model imported from (or trained with) a Hugging Face config says it.
+  auto config = model.metadata.find("hf_config");
+  if (config != model.metadata.end()) {
+    try {
+      Json c = json_parse(config->second, "hf_config");
+      const Json* n = c.is_object() ? c.find("max_position_embeddings") : nullptr;
+      if (n && n->is_integer() && n->as_int() > 0) return n->as_int();
+    } catch (const Error&) {  // not ours to check: the default below
+    }
+  }
+  constexpr int64_t kRotaryContext = 2048;
+  return kRotaryContext;
 }
 
 Sampler::Sampler(SamplingOptions o) : o_(o), rng_(o.seed) {
@@ -231,10 +274,11 @@ Sampler::Sampler(SamplingOptions o) : o_(o), rng_(o.seed) {
   CB_CHECK(o_.top_p > 0 && o_.top_p <= 1, "--top-p must be in (0, 1], got " << o_.top_p);
 }
 
-int64_t Sampler::next(const std::vector<float>& logits) {
-  CB_CHECK(!logits.empty(), "sampling from empty logits");
-  const int64_t V = int64_t(logits.size());
-  if (o_.temperature == 0) return int64_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+int64_t Sampler::next(const std::vector<float>& logits) { return next(logits.data(), int64_t(logits.size())); }
+
+int64_t Sampler::next(const float* logits, int64_t V) {
+  CB_CHECK(V > 0, "sampling from empty logits");
+  if (o_.temperature == 0) return int64_t(std::max_element(logits, logits + V) - logits);
   // Candidates, most likely first when a filter needs the order (ties: lower id).
   std::vector<int64_t> ids(static_cast<size_t>(V));
   std::iota(ids.begin(), ids.end(), 0);

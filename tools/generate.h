@@ -57,6 +57,15 @@ class Generator {
   // Throws cb::Error when the sequence is at the context length.
   const std::vector<float>& step(int64_t token);
 
+  // Batches: B sequences of one length decoded together (each call runs
+  // [B, N] tokens; the caches are [B, H, dh, C]). Returns B rows of vocab()
+  // logits, one after another. prefill() and step() are the batch of one.
+  const std::vector<float>& prefill_batch(const std::vector<std::vector<int64_t>>& rows);
+  // One token per row.
+  const std::vector<float>& step_batch(const std::vector<int64_t>& tokens);
+  int64_t batch() const { return batch_; }
+  int64_t vocab() const { return vocab_; }
+
   int64_t length() const { return length_; }  // tokens processed so far
   int64_t context() const { return context_; }
   int64_t capacity() const { return capacity_; }
@@ -69,7 +78,8 @@ class Generator {
   const Graph& graph() const { return *graph_; }
 
  private:
-  const std::vector<float>& run(const std::vector<int64_t>& ids);
+  // Runs `ids`, B rows of n tokens each, after the cached ones.
+  const std::vector<float>& run(const std::vector<int64_t>& ids, int64_t n);
   void ensure_capacity(int64_t needed);
   Executable& executable_for(int64_t past, int64_t n);
 
@@ -79,11 +89,17 @@ class Generator {
   bool positional_ = false;  // some codebook record names a position >= 0
   std::map<std::string, std::unique_ptr<Executable>> variants_;
   int64_t layers_ = 0, heads_ = 0, head_dim_ = 0, context_ = 0;
-  int64_t length_ = 0, capacity_ = 0, growths_ = 0;
+  int64_t length_ = 0, capacity_ = 0, growths_ = 0, batch_ = 1, vocab_ = 0;
   bool has_position_ids_ = false, has_attention_mask_ = false;
-  std::vector<Tensor> keys_, values_;  // per layer: [1, H, dh, C] and [1, H, C, dh]
-  std::vector<float> logits_;
+  std::vector<Tensor> keys_, values_;  // per layer: [B, H, dh, C] and [B, H, C, dh]
+  std::vector<float> logits_;          // [B, vocab]
 };
+
+// The context generation uses when none is given: -1 (the model's learned
+// position table) where the model has one; else (rotary models, whose graph
+// does not say) the max_position_embeddings of the Hugging Face config the
+// model records (import-hf, training), else 2048 (GPT-NeoX's and Pythia's).
+int64_t default_generation_context(const Graph& model);
 
 struct SamplingOptions {
   double temperature = 0;  // 0: greedy (the most likely token; ties to the lower id)
@@ -99,6 +115,8 @@ class Sampler {
  public:
   explicit Sampler(SamplingOptions o);
   int64_t next(const std::vector<float>& logits);
+  // The same over `vocab` logits at `logits` (a row of a batch's).
+  int64_t next(const float* logits, int64_t vocab);
 
  private:
   SamplingOptions o_;

@@ -2,9 +2,12 @@
 // transitions of sequences the model samples from BOS, and first-transition
 // accuracy from its next-state distribution. The model is run as a plain
 // next-token predictor through the runtime (any compiled model: codebooks and
-// interventions included).
+// interventions included). Sampling decodes token by token with a KV cache
+// (tools/generate.h): all sequences as one batch, each step runs one new
+// token per sequence instead of the whole prefix.
 #pragma once
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backends/backend.h"
@@ -19,17 +22,17 @@ class LanguageModel {
   // Next-token probabilities after each prefix (all of one length).
   std::vector<std::vector<double>> next_token_probs(const std::vector<std::vector<int64_t>>& prefixes);
   // `count` sequences of `length` tokens: `prompt`, then tokens sampled at
-  // temperature 1 from the model, one Rng stream per sequence from `seed`.
+  // temperature 1 from the model, one Rng stream per sequence from `seed`
+  // (the same tokens as re-running each prefix, up to float rounding).
   std::vector<std::vector<int64_t>> sample(int64_t count, int64_t length, const std::vector<int64_t>& prompt,
                                            uint64_t seed);
   Executable& executable() { return *exe_; }
 
  private:
-  // Probabilities after the prefixes, run as [B, padded_length] blocks
-  // (zeros after the prefix).
-  std::vector<std::vector<double>> probs_at(const std::vector<std::vector<int64_t>>& prefixes, int64_t padded_length);
   std::unique_ptr<Executable> exe_;
   std::shared_ptr<const Graph> graph_;
+  std::string backend_;
+  int num_threads_ = 0;
 };
 
 struct FsmMetrics {

@@ -1,25 +1,47 @@
-// MatMul (numpy semantics) and Gemm through oneDNN's matmul primitive.
+// MatMul (numpy semantics), Gemm and codebook.FusedMatMul (ir/fused_matmul.h)
+// through oneDNN's matmul primitive.
 //
-// A primitive is specialised to shapes, so each kernel caches the primitive of
-// the last input shapes it saw: a model run at one (batch, seq) size builds
-// each primitive once, on the first run. Batch dims are broadcast by oneDNN
-// after padding both operands to the same rank; transposes (Gemm) are strides;
-// Gemm's alpha is an output scale, a [N]-shaped C is the primitive's bias and
-// any other C is copied into the output first and added with a sum post-op.
+// A primitive is specialised to shapes, so each kernel keeps the primitives
+// of the last kMaxCachedShapes input shapes it saw: a model run at a few
+// (batch, seq) sizes, alternating (prefill and decode, a last short batch),
+// builds each primitive once. Batch dims are broadcast by oneDNN after
+// padding both operands to the same rank, except that an A of rank > 2 times
+// a 2-D B is one [rows, K] x [K, N] product (one large GEMM, not a batch of
+// small ones); transposes (Gemm, transB) are strides; Gemm's alpha is an
+// output scale, a [N]-shaped C (FusedMatMul's bias) is the primitive's bias,
+// any other C is copied into the output first and added with a sum post-op;
+// FusedMatMul's GELU is an eltwise post-op.
+//
+// Prepacked weights: when B is a graph constant (the run's tensor is the
+// constant's own buffer, which the kernel holds, so a graph input, such as a
+// parameter that training feeds anew each step, never matches), the weights
+// are asked for in format_tag::any and the constant is reordered once into
+// the layout oneDNN picks, kept per layout for the kernel's life. Where
+// oneDNN picks the plain layout (oneDNN 2.x on AVX2: jit gemm, which packs
+// internally) the constant's bytes are used as they are, with no copy.
 #include "backends/cpu/dnnl_matmul.h"
 
+#include <algorithm>
 #include <cstring>
 #include <dnnl.hpp>
+#include <optional>
 
 #include "backends/cpu/dnnl_engine.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
+#include "ir/codebook.h"
+#include "ir/fused_matmul.h"
 #include "support/error.h"
 #include "support/threads.h"
 
 namespace cb {
 
 namespace {
+
+constexpr size_t kMaxCachedShapes = 8;
+// Up to this many rows of A, a constant weight wider than deep is packed as
+// [N, K] for oneDNN's GEMM path (measured at 128 and 1024 rows).
+constexpr int64_t kColumnsFirstMaxRows = 512;
 
 std::optional<dnnl::memory::data_type> dnnl_type(DType t) {
   switch (t) {
@@ -30,11 +52,14 @@ std::optional<dnnl::memory::data_type> dnnl_type(DType t) {
   }
 }
 
+dnnl::memory::desc strided_md(const std::vector<int64_t>& dims, const std::vector<int64_t>& strides,
+                              dnnl::memory::data_type dt) {
+  return dnnl::memory::desc(dnnl::memory::dims(dims.begin(), dims.end()), dt,
+                            dnnl::memory::dims(strides.begin(), strides.end()));
+}
+
 dnnl::memory::desc plain_md(const std::vector<int64_t>& dims, dnnl::memory::data_type dt) {
-  dnnl::memory::dims d(dims.begin(), dims.end());
-  std::vector<int64_t> strides = contiguous_strides(dims);
-  dnnl::memory::dims s(strides.begin(), strides.end());
-  return dnnl::memory::desc(d, dt, s);
+  return strided_md(dims, contiguous_strides(dims), dt);
 }
 
 std::vector<int64_t> pad_rank(const std::vector<int64_t>& dims, size_t rank) {
@@ -43,12 +68,19 @@ std::vector<int64_t> pad_rank(const std::vector<int64_t>& dims, size_t rank) {
   return d;
 }
 
+// What a primitive was built for.
+struct PrimitiveKey {
+  std::vector<int64_t> a_dims, b_dims, c_dims;
+  bool has_c = false, constant_b = false;
+  bool operator==(const PrimitiveKey&) const = default;
+};
+
 struct Prepared {
-  std::vector<int64_t> a_dims, b_dims, c_dims;  // the shapes the primitive was built for
-  bool has_c = false;
+  PrimitiveKey key;
   dnnl::matmul prim;
   dnnl::memory::desc a_md, b_md, c_md, out_md;
   bool use_bias = false, use_sum = false;
+  std::optional<dnnl::memory> packed_b;  // the constant B in b_md, when that is not its own layout
 };
 
 // The GEMV kernels of DnnlMatMulKernel::gemv, out of line so that every
@@ -82,21 +114,31 @@ struct Prepared {
   }
 }
 
+// The GELU of the GEMV path, as the reference kernel computes it.
+void apply_activation(MatMulActivation act, float* y, int64_t n) {
+  if (act == MatMulActivation::none) return;
+  for (int64_t i = 0; i < n; ++i) y[i] = matmul_activation_value(act, y[i]);
+}
+
+enum class MatMulKind { matmul, gemm, fused };
+
 class DnnlMatMulKernel : public Kernel {
  public:
-  DnnlMatMulKernel(bool gemm, const Node& node) : gemm_(gemm) {
-    if (gemm) {
+  DnnlMatMulKernel(MatMulKind kind, const Node& node) : kind_(kind) {
+    if (kind == MatMulKind::gemm) {
       trans_a_ = node.attr_int("transA", 0) != 0;
-      trans_b_ = node.attr_int("transB", 0) != 0;
       alpha_ = node.attr_float("alpha", 1.0f);
       beta_ = node.attr_float("beta", 1.0f);
     }
+    if (kind != MatMulKind::matmul) trans_b_ = node.attr_int("transB", 0) != 0;
+    if (kind == MatMulKind::fused) activation_ = matmul_activation(node);
+    if (const Value* w = node.input(1); w && w->constant) constant_b_ = *w->constant;
   }
 
   void run(KernelContext& ctx) override {
     const Tensor& a = ctx.in(0);
     const Tensor& b = ctx.in(1);
-    const Tensor* c = gemm_ && ctx.inputs.size() > 2 ? ctx.inputs[2] : nullptr;
+    const Tensor* c = kind_ != MatMulKind::matmul && ctx.inputs.size() > 2 ? ctx.inputs[2] : nullptr;
     if (c && beta_ == 0.0f) c = nullptr;
     Tensor& out = ctx.out(0);
     if (out.numel() == 0) return;
@@ -106,32 +148,46 @@ class DnnlMatMulKernel : public Kernel {
       fallback(ctx);
       return;
     }
-    if (!prepared_ || prepared_->a_dims != a.dims() || prepared_->b_dims != b.dims() ||
-        prepared_->has_c != (c != nullptr) || (c && prepared_->c_dims != c->dims())) {
+    PrimitiveKey key{a.dims(), b.dims(), c ? c->dims() : std::vector<int64_t>{}, c != nullptr, is_constant_b(b)};
+    Prepared* p = find(key);
+    if (!p) {
       try {
-        prepare(a, b, c, out, *dt);
+        p = prepare(key, a, b, c, out, *dt);
       } catch (const dnnl::error&) {
-        prepared_.reset();
         fallback(ctx);
         return;
       }
     }
-    Prepared& p = *prepared_;
     auto& eng = dnnl_cpu_engine();
-    dnnl::stream stream(eng);
-    dnnl::memory am(p.a_md, eng, a.raw()), bm(p.b_md, eng, b.raw()), om(p.out_md, eng, out.raw());
+    if (!stream_) stream_.emplace(eng);
+    dnnl::memory am(p->a_md, eng, a.raw()), om(p->out_md, eng, out.raw());
+    dnnl::memory bm = p->packed_b ? *p->packed_b : dnnl::memory(p->b_md, eng, b.raw());
     std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}};
-    if (p.use_bias) {
-      args[DNNL_ARG_BIAS] = dnnl::memory(p.c_md, eng, c->raw());
-    } else if (p.use_sum) {
+    if (p->use_bias) {
+      args[DNNL_ARG_BIAS] = dnnl::memory(p->c_md, eng, c->raw());
+    } else if (p->use_sum) {
       broadcast_into(*c, out);
     }
-    p.prim.execute(stream, args);
-    stream.wait();
+    p->prim.execute(*stream_, args);
+    stream_->wait();
   }
 
  private:
-  // y = x W (+ bias) for one row x (M = 1, as in every decode step of
+  bool is_constant_b(const Tensor& b) const {
+    return constant_b_.defined() && b.raw() == constant_b_.raw() && b.dims() == constant_b_.dims() &&
+           b.dtype() == constant_b_.dtype();
+  }
+
+  Prepared* find(const PrimitiveKey& key) {
+    for (size_t i = 0; i < cache_.size(); ++i)
+      if (cache_[i]->key == key) {
+        std::rotate(cache_.begin() + long(i), cache_.begin() + long(i) + 1, cache_.end());  // most recent last
+        return cache_.back().get();
+      }
+    return nullptr;
+  }
+
+  // y = act(x W + bias) for one row x (M = 1, as in every decode step of
   // generation), streaming W once: oneDNN's matmul read GPT-2 small's
   // weights at M = 1 at ~2 GB/s per thread, a fifth of a plain read
   // (docs/generation.md). Columns are split between threads, so each y[n]
@@ -161,17 +217,23 @@ class DnnlMatMulKernel : public Kernel {
       parallel_chunks(N, bytes, size_t(1) << 16, ctx.num_threads,
                       [&](int64_t n0, int64_t n1) { gemv_columns(x, w, bias, y, K, N, n0, n1); });
     }
+    apply_activation(activation_, y, N);
     return true;
   }
 
-  void prepare(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out, dnnl::memory::data_type dt) {
+  Prepared* prepare(const PrimitiveKey& key, const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out,
+                    dnnl::memory::data_type dt) {
     auto p = std::make_unique<Prepared>();
-    p->a_dims = a.dims();
-    p->b_dims = b.dims();
-    p->has_c = c != nullptr;
-    if (c) p->c_dims = c->dims();
-    size_t rank = std::max(a.rank(), b.rank());
-    std::vector<int64_t> ad = pad_rank(a.dims(), rank), bd = pad_rank(b.dims(), rank);
+    p->key = key;
+    std::vector<int64_t> ad = a.dims(), bd = b.dims(), od = out.dims();
+    if (b.rank() == 2 && a.rank() > 2 && !trans_a_) {  // [..., M, K] x [K, N]: one [rows, K] x [K, N]
+      ad = {a.numel() / ad.back(), ad.back()};
+      od = {out.numel() / od.back(), od.back()};
+    }
+    size_t rank = std::max(ad.size(), bd.size());
+    ad = pad_rank(ad, rank);
+    bd = pad_rank(bd, rank);
+    od = pad_rank(od, rank);
     std::vector<int64_t> as = contiguous_strides(ad), bs = contiguous_strides(bd);
     // Logical [.., M, K] / [.., K, N] views; a transpose swaps the last two dims and strides.
     if (trans_a_) {
@@ -182,14 +244,15 @@ class DnnlMatMulKernel : public Kernel {
       std::swap(bd[rank - 1], bd[rank - 2]);
       std::swap(bs[rank - 1], bs[rank - 2]);
     }
-    p->a_md =
-        dnnl::memory::desc(dnnl::memory::dims(ad.begin(), ad.end()), dt, dnnl::memory::dims(as.begin(), as.end()));
-    p->b_md =
-        dnnl::memory::desc(dnnl::memory::dims(bd.begin(), bd.end()), dt, dnnl::memory::dims(bs.begin(), bs.end()));
-    std::vector<int64_t> od = pad_rank(out.dims(), rank);
+    p->a_md = strided_md(ad, as, dt);
+    const dnnl::memory::desc b_own = strided_md(bd, bs, dt);
+    const dnnl::memory::desc b_query =
+        key.constant_b ? dnnl::memory::desc(dnnl::memory::dims(bd.begin(), bd.end()), dt, dnnl::memory::format_tag::any)
+                       : b_own;
     p->out_md = plain_md(od, dt);
     dnnl::primitive_attr attr;
     if (alpha_ != 1.0f) attr.set_output_scales(0, {alpha_});
+    dnnl::post_ops po;
     int64_t n = od[rank - 1];
     if (c && beta_ == 1.0f && c->numel() == n && (c->rank() == 1 || (c->rank() == 2 && c->dim(0) == 1)) &&
         alpha_ == 1.0f) {
@@ -199,15 +262,59 @@ class DnnlMatMulKernel : public Kernel {
       p->c_md = plain_md(cd, dt);
     } else if (c) {
       p->use_sum = true;
-      dnnl::post_ops po;
       po.append_sum(beta_);
-      attr.set_post_ops(po);
     }
-    auto desc = p->use_bias ? dnnl::matmul::desc(p->a_md, p->b_md, p->c_md, p->out_md)
-                            : dnnl::matmul::desc(p->a_md, p->b_md, p->out_md);
-    dnnl::matmul::primitive_desc pd(desc, attr, dnnl_cpu_engine());
+    if (activation_ != MatMulActivation::none)
+      po.append_eltwise(1.0f,
+                        activation_ == MatMulActivation::gelu_tanh ? dnnl::algorithm::eltwise_gelu_tanh
+                                                                   : dnnl::algorithm::eltwise_gelu_erf,
+                        0.0f, 0.0f);
+    if (po.len() > 0) attr.set_post_ops(po);
+    auto make_pd = [&](const dnnl::memory::desc& b_md) {
+      auto desc = p->use_bias ? dnnl::matmul::desc(p->a_md, b_md, p->c_md, p->out_md)
+                              : dnnl::matmul::desc(p->a_md, b_md, p->out_md);
+      return dnnl::matmul::primitive_desc(desc, attr, dnnl_cpu_engine());
+    };
+    dnnl::matmul::primitive_desc pd = make_pd(b_query);
+    if (key.constant_b && dnnl_is_plain_layout(pd.weights_desc())) {
+      // oneDNN's GEMM path, which packs B itself on every call, takes any
+      // plain layout and answers `any` with row-major [K, N]. For a weight
+      // wider than deep read by few rows (GPT-2 small at 1x128: [768, 3072]
+      // x 128 rows), packing from [N, K] is measurably faster (1.3-1.7x on
+      // AVX2 EPYC, docs/performance.md); with many rows the layout does not
+      // matter, and the weight's own layout is kept (no copy).
+      const int64_t rows = ad[rank - 2], n_cols = bd[rank - 1], k = bd[rank - 2];
+      const bool columns_first = rows <= kColumnsFirstMaxRows && n_cols > k;
+      std::vector<int64_t> cs(rank);  // [..., N, K] in memory: K contiguous
+      cs[rank - 2] = 1;
+      cs[rank - 1] = k;
+      int64_t inner = k * n_cols;
+      for (size_t i = rank - 2; i-- > 0;) {
+        cs[i] = inner;
+        inner *= bd[i];
+      }
+      const dnnl::memory::desc want = columns_first ? strided_md(bd, cs, dt) : b_own;
+      if (want != pd.weights_desc()) pd = make_pd(want);
+    }
     p->prim = dnnl::matmul(pd);
-    prepared_ = std::move(p);
+    p->b_md = pd.weights_desc();
+    if (p->b_md != b_own) p->packed_b = packed_weights(b, b_own, p->b_md);
+    if (cache_.size() >= kMaxCachedShapes) cache_.erase(cache_.begin());  // the least recently used
+    cache_.push_back(std::move(p));
+    return cache_.back().get();
+  }
+
+  // The constant B in layout `want`, reordered on first use and kept.
+  dnnl::memory packed_weights(const Tensor& b, const dnnl::memory::desc& own, const dnnl::memory::desc& want) {
+    for (auto& [md, mem] : packed_)
+      if (md == want) return mem;
+    auto& eng = dnnl_cpu_engine();
+    if (!stream_) stream_.emplace(eng);
+    dnnl::memory src(own, eng, b.raw()), dst(want, eng);
+    dnnl::reorder(src, dst).execute(*stream_, src, dst);
+    stream_->wait();
+    packed_.emplace_back(want, dst);
+    return dst;
   }
 
   // out[i, j] = C broadcast to out's shape (same dtype), for the sum post-op.
@@ -223,25 +330,39 @@ class DnnlMatMulKernel : public Kernel {
   }
 
   void fallback(KernelContext& ctx) {
-    KernelFn fn = reference_kernels().find("", gemm_ ? "Gemm" : "MatMul");
+    KernelFn fn = kind_ == MatMulKind::fused
+                      ? reference_kernels().find(kCodebookDomain, kFusedMatMulOp)
+                      : reference_kernels().find("", kind_ == MatMulKind::gemm ? "Gemm" : "MatMul");
     CB_CHECK(fn, ctx.node.describe() << ": no reference kernel");
     fn(ctx);
   }
 
-  bool gemm_;
+  MatMulKind kind_;
   bool trans_a_ = false, trans_b_ = false;
   float alpha_ = 1.0f, beta_ = 1.0f;
-  std::unique_ptr<Prepared> prepared_;
+  MatMulActivation activation_ = MatMulActivation::none;
+  Tensor constant_b_;                             // the graph constant B, when it is one (shares its buffer)
+  std::vector<std::unique_ptr<Prepared>> cache_;  // least recently used first
+  std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed_;
+  std::optional<dnnl::stream> stream_;
 };
 
-std::unique_ptr<Kernel> make_matmul(const Node& node) { return std::make_unique<DnnlMatMulKernel>(false, node); }
-std::unique_ptr<Kernel> make_gemm(const Node& node) { return std::make_unique<DnnlMatMulKernel>(true, node); }
+std::unique_ptr<Kernel> make_matmul(const Node& node) {
+  return std::make_unique<DnnlMatMulKernel>(MatMulKind::matmul, node);
+}
+std::unique_ptr<Kernel> make_gemm(const Node& node) {
+  return std::make_unique<DnnlMatMulKernel>(MatMulKind::gemm, node);
+}
+std::unique_ptr<Kernel> make_fused_matmul(const Node& node) {
+  return std::make_unique<DnnlMatMulKernel>(MatMulKind::fused, node);
+}
 
 }  // namespace
 
 void register_dnnl_matmul_kernels(KernelFactoryTable& t) {
   t.add("MatMul", make_matmul);
   t.add("Gemm", make_gemm);
+  t.add(kFusedMatMulOp, make_fused_matmul, kCodebookDomain);
 }
 
 }  // namespace cb

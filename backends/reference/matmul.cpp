@@ -1,13 +1,17 @@
 // Reference kernels for MatMul (numpy semantics: 1-D promotion, broadcast batch
 // dims) and Gemm. f32 goes through gemm_f32; f16/bf16 are widened to f32, run
 // through it and rounded back; f64 and integers use a typed i-k-j loop that
-// accumulates in double / 64-bit integers.
+// accumulates in double / 64-bit integers. codebook.FusedMatMul (f32 only) is
+// gemm_f32, then the bias, then the activation, in that order.
+#include <algorithm>
 #include <vector>
 
 #include "backends/reference/accumulate.h"
 #include "backends/reference/gemm.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
+#include "ir/codebook.h"
+#include "ir/fused_matmul.h"
 
 namespace cb {
 
@@ -142,11 +146,30 @@ void gemm_kernel(KernelContext& ctx) {
   });
 }
 
+void fused_matmul_kernel(KernelContext& ctx) {
+  const Tensor& a = ctx.in(0);
+  const Tensor& b = ctx.in(1);
+  const Tensor* bias = ctx.inputs.size() > 2 ? ctx.inputs[2] : nullptr;
+  Tensor& y = ctx.out(0);
+  const bool tb = ctx.node.attr_int("transB", 0) != 0;
+  const int64_t K = a.dim(a.rank() - 1), N = y.dim(y.rank() - 1);
+  const int64_t rows = K > 0 ? a.numel() / K : y.numel() / std::max<int64_t>(N, 1);
+  float* yp = y.data<float>();
+  gemm_f32(false, tb, rows, N, K, 1.0f, a.data<float>(), K, b.data<float>(), tb ? K : N, 0.0f, yp, N);
+  if (bias)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < N; ++j) yp[r * N + j] += bias->data<float>()[j];
+  const MatMulActivation act = matmul_activation(ctx.node);
+  if (act == MatMulActivation::none) return;
+  for (int64_t i = 0; i < y.numel(); ++i) yp[i] = matmul_activation_value(act, yp[i]);
+}
+
 }  // namespace
 
 void register_reference_matmul(KernelTable& t) {
   t.add("MatMul", matmul_kernel);
   t.add("Gemm", gemm_kernel);
+  t.add(kFusedMatMulOp, fused_matmul_kernel, kCodebookDomain);
 }
 
 }  // namespace cb

@@ -112,17 +112,18 @@ def test_trained_model_runs_with_steering(tiny_run):
 
 def test_generate_continues_a_prompt_with_and_without_interventions(tiny_run, gpt2):
     m = codebook.load(str(tiny_run))
-    g = m.generate(prompt="01", max_tokens=6)
-    assert [t["id"] for t in g["tokens"]] == m.tokenize("01")
-    assert len(g["continuation"]) == 6 and "clean_continuation" not in g
-    assert all(t["text"] in ("0", "1", "<|endoftext|>") for t in g["continuation"])
-    again = m.generate(m.tokenize("01"), max_tokens=6)
-    assert again["continuation"] == g["continuation"]  # greedy: the same every time
-    forced = m.generate(prompt="01", max_tokens=6, force="layer0.mlp:0,1@-1", temperature=1.0, seed=3)
-    assert len(forced["continuation"]) == 6 and len(forced["clean_continuation"]) == 6
-    with pytest.raises(codebook.Error, match="max_tokens"):
-        m.generate(prompt="01", max_tokens=0)
+    g = m.generate(prompt="01", max_new=6, ignore_eos=True)
+    assert g["prompt_ids"] == m.tokenize("01")
+    assert len(g["ids"]) == 6 and g["stop"] == "max-new"
+    assert all(m.token_text(t) in ("0", "1", "<|endoftext|>") for t in g["ids"])
+    assert g["text"] == "".join(m.token_text(t) for t in g["ids"])
+    again = m.generate(m.tokenize("01"), max_new=6, ignore_eos=True)
+    assert again == g  # greedy: the same every time
+    forced = m.generate(prompt="01", max_new=6, force="layer0.mlp:0,1@-1", temperature=1.0, seed=3)
+    assert 1 <= len(forced["ids"]) <= 6
+    with pytest.raises(codebook.Error, match="max_new"):
+        m.generate(prompt="01", max_new=-1)
     with pytest.raises(codebook.Error, match="not a base-2 digit"):
         m.generate(prompt="012")
     with pytest.raises(codebook.Error, match="records no tokenizer"):
-        gpt2.generate([1, 2])
+        gpt2.generate(prompt="12")

@@ -9,6 +9,7 @@
 #include "backends/backend.h"
 #include "backends/cpu/vec_math.h"
 #include "passes/codebook_sites.h"
+#include "passes/inference_pipeline.h"
 #include "passes/interventions.h"
 #include "runtime/executable.h"
 #include "support/error.h"
@@ -255,7 +256,7 @@ BuildResult build_cache(const BuildOptions& options, std::ostream& progress_out,
   set_num_threads(o.threads);
   CompileOptions co;
   co.num_threads = o.threads;
-  auto exe = Executable::compile(model.graph, *backend, co);
+  auto exe = Executable::compile(inference_graph(model.graph), *backend, co);
   std::vector<std::string> outputs = exe->output_names();
   std::vector<size_t> ids_out, scores_out;
   for (const CacheSite& s : sites) {

@@ -18,13 +18,13 @@
 #include "tools/codebook_options.h"
 #include "tools/compile_model.h"
 #include "tools/forced_codes.h"
+#include "tools/generation.h"
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
 #include "tools/python/bindings.h"
 #include "tools/python/python_convert.h"
 #include "tools/python/python_model.h"
-#include "tools/serve/live_model.h"
 
 namespace cb::python {
 
@@ -372,37 +372,124 @@ std::shared_ptr<Model> compile(const Model& model, const py::object& at, const p
   return std::make_shared<Model>(path, temp);
 }
 
-// Generation as the code browser's live model does it (greedy, or sampled at
-// `temperature`), with the interventions in every step and, when there are
-// any, the continuation without them beside it.
-py::object generate(Model& m, const py::object& input_ids, const py::object& prompt, int64_t max_tokens,
-                    double temperature, int64_t seed, const py::object& ablate, const py::object& force,
-                    const std::string& ablate_mode) {
+// The prompts of generate: input_ids as token ids [T], a batch [B, T] or a
+// list of id lists (of any lengths), or prompt as text or a list of texts.
+// `batch` says whether a list of prompts was given.
+std::vector<std::vector<int64_t>> generate_prompts(const Model& m, const py::object& input_ids,
+                                                   const py::object& prompt, bool& batch) {
   CB_CHECK(input_ids.is_none() != prompt.is_none(), "generate: give input_ids or prompt (one of them)");
-  Json body = Json::Object{};
+  std::vector<std::vector<int64_t>> prompts;
   if (!prompt.is_none()) {
-    CB_CHECK(py::isinstance<py::str>(prompt), "prompt: expected a string");
-    body["prompt"] = prompt.cast<std::string>();
-  } else {
-    Json::Array ids;
-    for (int64_t t : py::cast<std::vector<int64_t>>(input_ids)) ids.push_back(Json(t));
-    body["tokens"] = Json(std::move(ids));
+    batch = !py::isinstance<py::str>(prompt);
+    CB_CHECK(m.tokenizer(), "prompt: " << m.arg()
+                                       << " records no tokenizer; load it with tokenizer=DIR (e.g. "
+                                          "../shared/data/gpt2-bpe) or tokenizer='tokfsm', or give input_ids");
+    for (const std::string& text : option_texts(prompt, "prompt")) {
+      prompts.push_back(m.tokenizer()->encode(text));
+      CB_CHECK(!prompts.back().empty(), "prompt: the text '" << text << "' gives no tokens");
+    }
+    CB_CHECK(!prompts.empty(), "prompt: no prompt given");
+    return prompts;
   }
-  body["max_tokens"] = max_tokens;
-  body["temperature"] = temperature;
-  body["seed"] = seed;
-  body["ablate_mode"] = ablate_mode;
-  for (auto [key, v] : {std::pair{"ablate", &ablate}, std::pair{"force", &force}}) {
-    Json::Array a;
-    for (const std::string& text : option_texts(*v, key)) a.push_back(Json(text));
-    body[key] = Json(std::move(a));
+  auto ids_of = [](const py::handle& row) {
+    py::array a = py::module_::import("numpy").attr("asarray")(row);
+    CB_CHECK(a.dtype().kind() == 'i' || a.dtype().kind() == 'u',
+             "input_ids: expected integer token ids, not dtype " << py::str(a.dtype()).cast<std::string>());
+    CB_CHECK(a.ndim() == 1, "input_ids: expected a list of token ids, not " << a.ndim() << " dimensions");
+    py::array_t<int64_t, py::array::c_style | py::array::forcecast> ids(a);
+    CB_CHECK(ids.size() > 0, "input_ids: no token ids given");
+    return std::vector<int64_t>(ids.data(), ids.data() + ids.size());
+  };
+  py::object np = py::module_::import("numpy");
+  const bool rows = (py::isinstance<py::list>(input_ids) || py::isinstance<py::tuple>(input_ids))
+                        ? py::len(input_ids) > 0 && !py::isinstance<py::int_>(input_ids.cast<py::sequence>()[0]) &&
+                              !np.attr("isscalar")(input_ids.cast<py::sequence>()[0]).cast<bool>()
+                        : py::array(np.attr("asarray")(input_ids)).ndim() == 2;
+  batch = rows;
+  if (!rows) return {ids_of(input_ids)};
+  for (py::handle row : input_ids) prompts.push_back(ids_of(row));
+  CB_CHECK(!prompts.empty(), "input_ids: no prompts given");
+  return prompts;
+}
+
+// stop_at: one item or a list of them; an int is a token id (an EOS), a
+// tuple of ints a token sequence, a string text the new tokens' text contains.
+tools::StopConditions stop_conditions(const py::object& stop_at) {
+  tools::StopConditions stop;
+  if (stop_at.is_none()) return stop;
+  auto add = [&](const py::handle& x) {
+    if (py::isinstance<py::str>(x)) {
+      std::string t = x.cast<std::string>();
+      CB_CHECK(!t.empty(), "stop_at: empty text");
+      stop.texts.push_back(t);
+    } else if (py::isinstance<py::tuple>(x)) {
+      std::vector<int64_t> seq = x.cast<std::vector<int64_t>>();
+      CB_CHECK(!seq.empty(), "stop_at: an empty token sequence");
+      stop.sequences.push_back(seq);
+    } else if (py::isinstance<py::int_>(x) && !py::isinstance<py::bool_>(x)) {
+      stop.sequences.push_back({x.cast<int64_t>()});
+    } else {
+      CB_FAIL("stop_at: expected token ids (int), sequences (tuple of ints) or text (str), not a "
+              << py::str(x.get_type()).cast<std::string>());
+    }
+  };
+  if (py::isinstance<py::list>(stop_at))
+    for (py::handle x : stop_at) add(x);
+  else
+    add(stop_at);
+  for (const std::vector<int64_t>& s : stop.sequences)
+    for (int64_t id : s) CB_CHECK(id >= 0, "stop_at: token id " << id << " is negative");
+  return stop;
+}
+
+// Continues prompts with a KV cache (tools/generation.h), the interventions at
+// every position; the GIL is released while it runs.
+py::object generate(Model& m, const py::object& input_ids, const py::object& prompt, int64_t max_new,
+                    double temperature, int64_t top_k, double top_p, uint64_t seed, const py::object& stop_at,
+                    bool ignore_eos, int64_t context, const py::kwargs& kw) {
+  for (auto [k, v] : kw) {
+    static const char* const known[] = {"ablate", "ablate_mode", "disable_topk", "disable_slot",
+                                        "force",  "force_file",  "backend",      "threads"};
+    std::string key = k.cast<std::string>();
+    CB_CHECK(std::find(std::begin(known), std::end(known), key) != std::end(known),
+             "unknown keyword argument '" << key << "'; the interventions are ablate, ablate_mode, disable_topk, "
+                                          << "disable_slot, force, force_file; also backend, threads");
   }
-  Json j;
+  CB_CHECK(max_new >= 0, "max_new must be >= 0, got " << max_new);
+  CB_CHECK(context >= 0, "context must be > 0 (0: the model's), got " << context);
+  CB_CHECK(temperature > 0 || (top_k == 0 && top_p == 1.0),
+           "top_k and top_p choose among sampled tokens: give temperature > 0 too");
+  GenerateRequest r;
+  bool batch = false;
+  r.generation.prompts = generate_prompts(m, input_ids, prompt, batch);
+  r.generation.max_new = max_new;
+  r.generation.sampling = {temperature, top_k, top_p, seed};
+  tools::Sampler check(r.generation.sampling);  // checks the values
+  r.generation.stop = stop_conditions(stop_at);
+  r.ignore_eos = ignore_eos;
+  r.context = context;
+  r.interventions = interventions_from(kw);
+  if (kw.contains("backend")) r.backend = comma_text(kw["backend"], "backend");
+  if (kw.contains("threads")) r.threads = kw["threads"].cast<int>();
+  std::vector<tools::Continuation> done;
   {
     py::gil_scoped_release release;
-    j = m.live_model().generate(body);
+    done = m.generate(r);
   }
-  return json_to_python(j);
+  py::list out;
+  for (size_t i = 0; i < done.size(); ++i) {
+    py::dict d;
+    d["prompt_ids"] = r.generation.prompts[i];
+    d["ids"] = done[i].ids;
+    if (m.tokenizer()) {
+      std::string bytes;
+      for (int64_t t : done[i].ids) bytes += m.tokenizer()->token_bytes(t);
+      d["text"] = py::bytes(bytes).attr("decode")("utf-8", "replace");
+    }
+    d["stop"] = done[i].stop;
+    out.append(d);
+  }
+  return batch ? py::object(out) : py::object(out[0]);
 }
 
 std::vector<std::string> value_names(const std::vector<Value*>& values) {
@@ -451,11 +538,13 @@ void bind_model(py::module_& m) {
            "What `codebook run --show-codes SITES` prints, as data: tokens, token_texts, codes {site: [T, G, k]}, "
            "next; with scores=True scores and cosines; with compare=True clean_codes, clean_next, jsd (bits).")
       .def("generate", &generate, py::arg("input_ids") = py::none(), py::kw_only(), py::arg("prompt") = py::none(),
-           py::arg("max_tokens") = 16, py::arg("temperature") = 0.0, py::arg("seed") = 0,
-           py::arg("ablate") = py::none(), py::arg("force") = py::none(), py::arg("ablate_mode") = "skip",
-           "Continues a prompt (a text prompt starts with the document-start token), greedy or sampled at "
-           "`temperature`, with the interventions in every step: {tokens, continuation, clean_continuation} "
-           "as [{id, text}] (the code browser's generation).")
+           py::arg("max_new") = 16, py::arg("temperature") = 0.0, py::arg("top_k") = 0, py::arg("top_p") = 1.0,
+           py::arg("seed") = 0, py::arg("stop_at") = py::none(), py::arg("ignore_eos") = false, py::arg("context") = 0,
+           "Continues a prompt with a KV cache as `codebook generate` does, greedy or sampled (temperature, top_k, "
+           "top_p, seed), with the interventions (ablate, ablate_mode, disable_topk, disable_slot, force, "
+           "force_file) at every position: {prompt_ids, ids, text, stop}; a list of prompts gives a list (those "
+           "of one length decoded as a batch; prompt i sampled with seed + i). Stops at the model's eos id unless "
+           "ignore_eos, and at stop_at: token ids (int), sequences (tuple) or text (str).")
       .def("__repr__", [](const Model& mm) { return "<codebook.Model " + mm.path() + ">"; });
 
   m.def("load", &load, py::arg("path"), py::arg("tokenizer") = py::none(),

@@ -6,6 +6,8 @@
 
 #include "backends/backend.h"
 #include "frontend/onnx_export.h"
+#include "ir/graph_clone.h"
+#include "passes/inference_pipeline.h"
 #include "passes/pass.h"
 #include "support/error.h"
 #include "support/threads.h"
@@ -13,7 +15,6 @@
 #include "tools/forced_codes.h"
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
-#include "tools/serve/live_model.h"
 
 namespace cb::python {
 
@@ -68,19 +69,6 @@ Model::Model(const std::string& arg, std::shared_ptr<TemporaryModelFile> temp)
 }
 
 Model::~Model() = default;
-
-serve::LiveModel& Model::live_model() {
-  std::lock_guard<std::mutex> lock(live_mutex_);
-  if (!live_) {
-    CB_CHECK(text_, "generate: " << arg_ << " records no tokenizer; load it with tokenizer=DIR or 'tokfsm'");
-    serve::LiveModelOptions o;
-    o.max_new_tokens = 4096;
-    o.max_prompt_tokens = 1 << 20;
-    o.max_interventions = 1 << 20;
-    live_ = std::make_unique<serve::LiveModel>(temp_ ? path_ : arg_, text_->spec(), o);
-  }
-  return *live_;
-}
 
 void Model::set_tokenizer(const std::string& spec) {
   text_ = tools::TokenText::load(spec);
@@ -142,7 +130,7 @@ RunOutputs Model::run(const RunRequest& request, std::map<std::string, Tensor> i
     c->backend = make_backend(request.backend);
     CompileOptions copts;
     copts.num_threads = request.threads;
-    c->exe = Executable::compile(c->graph, *c->backend, copts);
+    c->exe = Executable::compile(inference_graph(c->graph), *c->backend, copts);
     c->names = c->exe->output_names();
   }
   compiled_.insert(compiled_.begin(), c);
@@ -154,6 +142,46 @@ RunOutputs Model::run(const RunRequest& request, std::map<std::string, Tensor> i
   out.shown = c->shown;
   out.outs = c->exe->run(inputs);
   return out;
+}
+
+std::vector<tools::Continuation> Model::generate(GenerateRequest request) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  set_num_threads(request.threads);
+  tools::GenerationRequest& g = request.generation;
+  for (const std::vector<int64_t>& prompt : g.prompts) {
+    CB_CHECK(!prompt.empty(), "generate: a prompt has no tokens");
+    std::map<std::string, Tensor> check{
+        {"input_ids", Tensor::from_vector<int64_t>(prompt, {1, int64_t(prompt.size())})}};
+    tools::complete_lm_inputs(*graph_, check);  // token ids against the vocabulary
+  }
+  CB_CHECK(g.stop.texts.empty() || text_,
+           "stop_at: text needs a tokenizer; " << arg_ << " records none (load it with tokenizer=...)");
+  g.text = text_ ? &*text_ : nullptr;
+  if (!request.ignore_eos)
+    for (int64_t eos : tools::model_eos_ids(graph_->metadata)) g.stop.sequences.push_back({eos});
+  tools::resolve_state_of(request.interventions, path_, request.backend, request.threads);
+  RunRequest as_run;
+  as_run.interventions = request.interventions;
+  as_run.backend = request.backend;
+  as_run.threads = request.threads;
+  const int64_t context = request.context > 0 ? request.context : tools::default_generation_context(*graph_);
+  const std::string key = request_key(as_run) + "|context " + std::to_string(context);
+  int64_t longest = 0;
+  for (const std::vector<int64_t>& p : g.prompts) longest = std::max(longest, int64_t(p.size()));
+  if (!generator_ || generator_key_ != key) {
+    generator_.reset();
+    std::shared_ptr<Graph> graph = clone_graph(*graph_);
+    InterventionsPass interventions(request.interventions);
+    PassManager().run(interventions, *graph);
+    tools::GeneratorOptions o;
+    o.context = context;
+    o.initial_capacity = longest + g.max_new;
+    o.backend = request.backend;
+    o.threads = request.threads;
+    generator_ = std::make_unique<tools::Generator>(graph, o);
+    generator_key_ = key;
+  }
+  return tools::generate_continuations(*generator_, g);
 }
 
 }  // namespace cb::python

@@ -16,11 +16,9 @@
 #include "ir/graph.h"
 #include "passes/interventions.h"
 #include "runtime/executable.h"
+#include "tools/generate.h"
+#include "tools/generation.h"
 #include "tools/text_io.h"
-
-namespace cb::serve {
-class LiveModel;
-}
 
 namespace cb::python {
 
@@ -37,6 +35,16 @@ struct RunRequest {
   // A run without interventions for the checks of tools/intervention_checks.h:
   // the sites these interventions act on are tapped.
   const InterventionSet* tap_intervened = nullptr;
+  std::string backend = "cpu";
+  int threads = 0;
+};
+
+// What Model.generate asks for.
+struct GenerateRequest {
+  InterventionSet interventions;
+  tools::GenerationRequest generation;  // its `text` is the model's tokenizer
+  bool ignore_eos = false;              // else the model's eos ids stop too
+  int64_t context = 0;                  // 0: tools::default_generation_context
   std::string backend = "cpu";
   int threads = 0;
 };
@@ -76,9 +84,11 @@ class Model {
   // Thread-safe (one run at a time); call without the GIL.
   RunOutputs run(const RunRequest& request, std::map<std::string, Tensor> inputs);
 
-  // The code browser's live model over this model (tools/serve/live_model.h),
-  // made on first use: its generation is Model.generate.
-  serve::LiveModel& live_model();
+  // Continues the prompts with a KV cache (tools/generation.h), the
+  // interventions at every position. The Generator of the last request's
+  // interventions is kept, so repeated calls compile once.
+  // Thread-safe (one call at a time, shared with run); call without the GIL.
+  std::vector<tools::Continuation> generate(GenerateRequest request);
 
  private:
   struct Compiled;
@@ -90,8 +100,8 @@ class Model {
   int64_t num_layers_ = -1;
   std::mutex mutex_;
   std::vector<std::shared_ptr<Compiled>> compiled_;  // most recent first
-  std::mutex live_mutex_;
-  std::unique_ptr<serve::LiveModel> live_;
+  std::string generator_key_;
+  std::unique_ptr<tools::Generator> generator_;
 };
 
 }  // namespace cb::python

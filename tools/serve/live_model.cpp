@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "backends/backend.h"
+#include "passes/inference_pipeline.h"
 #include "support/error.h"
 #include "support/utf8.h"
 #include "tools/forced_codes.h"
@@ -63,7 +64,7 @@ namespace {
 std::unique_ptr<Executable> compile_graph(std::shared_ptr<Graph> g, const Backend& backend, int threads) {
   CompileOptions copts;
   copts.num_threads = threads;
-  return Executable::compile(g, backend, copts);
+  return Executable::compile(inference_graph(g), backend, copts);
 }
 
 // The codes of every tapped site: {site: [[member codes] per member] per position}.

@@ -1,0 +1,28 @@
+#include "passes/inference_pipeline.h"
+
+#include "ir/graph_clone.h"
+#include "passes/canonicalize.h"
+#include "passes/fuse_attention.h"
+#include "passes/fuse_gelu.h"
+#include "passes/fuse_matmul_epilogue.h"
+
+namespace cb {
+
+bool optimize_for_inference(Graph& g) {
+  PassManager pm;
+  pm.emplace<FuseAttentionPass>();  // first: the epilogue fusion would take the scores MatMul + mask Add
+  pm.emplace<FuseGeluPass>();
+  pm.emplace<FuseMatMulEpiloguePass>();
+  pm.add(make_dead_code_elimination_pass());  // the Shape arithmetic of reshapes the fusion removed
+  return pm.run(g);
+}
+
+std::shared_ptr<Graph> inference_graph(const std::shared_ptr<Graph>& g) {
+  for (auto& n : g->nodes())
+    if (pass_util::has_subgraph(*n)) return g;
+  std::shared_ptr<Graph> copy = clone_graph(*g);
+  optimize_for_inference(*copy);
+  return copy;
+}
+
+}  // namespace cb

@@ -1,0 +1,32 @@
+// The fusions that make a graph fast to run, for inference only: applied to
+// the final graph right before Executable::compile (after codebook insertion,
+// interventions, taps, last-position-logits and kv-cache), never to training
+// graphs (autodiff has no rules for the fused ops) nor to graphs that are
+// written out (a fused graph is no longer the model as exported).
+//
+//   fuse-attention         Q Kt MatMul, scale, mask, Softmax, probs V MatMul -> codebook.Attention
+//                          (a kv-cache graph's attention over [cache | new] is left as it is)
+//   fuse-gelu              decomposed GELUs -> Gelu
+//   fuse-matmul-epilogue   Gemm / MatMul (+ bias Add) (+ Gelu) -> codebook.FusedMatMul
+//   dead-code-elimination  the Shape ops that sized the Reshapes around Gemms
+//
+// Values that are graph outputs (taps included) are never fused away, so a
+// tapped or intervened-on graph computes the same values as the plain one.
+#pragma once
+#include <memory>
+
+#include "ir/graph.h"
+
+namespace cb {
+
+// Runs the pipeline through a PassManager (instrumented like every pass:
+// --print-after, --time-passes). Returns true when it changed the graph.
+bool optimize_for_inference(Graph& g);
+
+// A copy of `g` (sharing the constants' bytes) with the pipeline applied, for
+// Executable::compile; `g` stays as it is, since callers keep reading its
+// structure (sites, taps, output names). A graph with subgraphs (If/Loop
+// bodies, which clone_graph does not copy) is returned unfused.
+std::shared_ptr<Graph> inference_graph(const std::shared_ptr<Graph>& g);
+
+}  // namespace cb
