@@ -278,7 +278,7 @@ void attention_kernel(KernelContext& ctx) {
   const AttentionCall c = attention_call(ctx);
   const AttentionDims& d = c.d;
   if (d.B == 0 || d.H == 0 || d.T == 0 || d.dv == 0) return;
-  if (d.S == 0) {  // softmax over no keys: NaN rows, as the unfused graph
+  if (d.S == 0) {  // no keys: the probs V product over an empty axis is 0, as in the unfused graph
     for (int64_t b = 0; b < d.B; ++b)
       for (int64_t h = 0; h < d.H; ++h)
         for (int64_t i = 0; i < d.T; ++i) attention_row_reference(c, b, h, i, c.out_row(b, h, i));
