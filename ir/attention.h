@@ -17,7 +17,9 @@
 //   out[b,h,i,:] = sum_j p[i,j] V[b,h,j,:],
 //   p[i,:] = Softmax_j(scale * (Q[b,h,i,:] . Kt[b,h,:,j]) + mask[b,h,i,j])
 //
-// exactly the Softmax of the ONNX graph it replaces (a row of -inf gives NaN).
+// exactly the Softmax of the ONNX graph it replaces (a row of -inf gives NaN);
+// a key whose probability is 0 adds nothing, even where its V row is inf or
+// NaN (the unfused MatMul would add 0 * inf = NaN).
 // The B and H dims of Q, Kt, V and the mask broadcast (size 1 or the full
 // size). A mask entry <= kAttentionMasked (-1e30) absorbs any finite score
 // in f32 (scale * s + m rounds to m while |scale * s| < 1e22), so kernels may
