@@ -3,9 +3,12 @@
 // machine's FMA peak (~200 GFLOP/s per core in f32 here).
 #include <benchmark/benchmark.h>
 
+#include <limits>
 #include <random>
 
 #include "backends/backend.h"
+#include "ir/verifier.h"
+#include "passes/fuse_attention.h"
 #include "runtime/executable.h"
 #include "train/kmeans.h"
 
@@ -75,6 +78,40 @@ void codebook(benchmark::State& state, const char* metric) {
       benchmark::Counter(2e-9 * double(tokens * K * G * Dg), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// One attention layer as exporters write it (Q Kt MatMul, * scale, + causal
+// mask [B,1,T,T], Softmax, @ V), unfused or fused into codebook.Attention
+// (passes/fuse_attention.h). Args: B, H, T, head size, threads, fused.
+void attention(benchmark::State& state) {
+  const int64_t B = state.range(0), H = state.range(1), T = state.range(2), dh = state.range(3);
+  auto g = std::make_shared<Graph>();
+  Value* q = g->add_input("q", {DType::f32, Shape::of({B, H, T, dh})});
+  Value* kt = g->add_input("kt", {DType::f32, Shape::of({B, H, dh, T})});
+  Value* v = g->add_input("v", {DType::f32, Shape::of({B, H, T, dh})});
+  Value* mask = g->add_input("mask", {DType::f32, Shape::of({B, 1, T, T})});
+  auto val = [&](const char* name) { return g->add_value(name); };
+  Value *s = val("s"), *ss = val("ss"), *sm = val("sm"), *p = val("p"), *out = val("out");
+  g->add_node("MatMul", {q, kt}, {s});
+  g->add_node("Mul", {s, g->add_constant("scale", Tensor::scalar<float>(0.125f))}, {ss});
+  g->add_node("Add", {ss, mask}, {sm});
+  g->add_node("Softmax", {sm}, {p}, {{"axis", int64_t(-1)}});
+  g->add_node("MatMul", {p, v}, {out});
+  g->outputs.push_back(out);
+  infer_types(*g);
+  if (state.range(5)) fuse_attention(*g);
+  CompileOptions opts;
+  opts.num_threads = int(state.range(4));
+  auto ex = Executable::compile(g, *make_backend("cpu"), opts);
+  Tensor m = Tensor::zeros(DType::f32, {B, 1, T, T});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < T; ++i)
+      for (int64_t j = i + 1; j < T; ++j) m.data<float>()[(b * T + i) * T + j] = std::numeric_limits<float>::lowest();
+  std::map<std::string, Tensor> in = {{"q", random_f32({B, H, T, dh})},
+                                      {"kt", random_f32({B, H, dh, T})},
+                                      {"v", random_f32({B, H, T, dh})},
+                                      {"mask", m}};
+  for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
+}
+
 // One mini-batch k-means step (train/kmeans.h) after initialisation: n rows
 // of dim d against K centres (k-means codebook init).
 void kmeans_step(benchmark::State& state) {
@@ -92,6 +129,13 @@ void kmeans_step(benchmark::State& state) {
 }
 
 }  // namespace
+
+BENCHMARK(attention)
+    ->ArgNames({"B", "H", "T", "dh", "threads", "fused"})
+    ->ArgsProduct({{1}, {12}, {128, 1024}, {64}, {1, 2}, {0, 1}})  // GPT-2 small 1x128, 1x1024
+    ->ArgsProduct({{8}, {8}, {128}, {64}, {1, 2}, {0, 1}})         // Pythia-70m 8x128
+    ->ArgsProduct({{8}, {16}, {128}, {4}, {1, 2}, {0, 1}})         // TinyStories-1M 8x128
+    ->Unit(benchmark::kMillisecond);
 
 BENCHMARK(kmeans_step)
     ->ArgNames({"rows", "K", "dim", "threads"})

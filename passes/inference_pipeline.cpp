@@ -2,6 +2,7 @@
 
 #include "ir/graph_clone.h"
 #include "passes/canonicalize.h"
+#include "passes/fuse_attention.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_matmul_epilogue.h"
 
@@ -9,6 +10,7 @@ namespace cb {
 
 bool optimize_for_inference(Graph& g) {
   PassManager pm;
+  pm.emplace<FuseAttentionPass>();  // first: the epilogue fusion would take the scores MatMul + mask Add
   pm.emplace<FuseGeluPass>();
   pm.emplace<FuseMatMulEpiloguePass>();
   pm.add(make_dead_code_elimination_pass());  // the Shape arithmetic of reshapes the fusion removed

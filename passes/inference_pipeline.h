@@ -4,6 +4,8 @@
 // graphs (autodiff has no rules for the fused ops) nor to graphs that are
 // written out (a fused graph is no longer the model as exported).
 //
+//   fuse-attention         Q Kt MatMul, scale, mask, Softmax, probs V MatMul -> codebook.Attention
+//                          (a kv-cache graph's attention over [cache | new] is left as it is)
 //   fuse-gelu              decomposed GELUs -> Gelu
 //   fuse-matmul-epilogue   Gemm / MatMul (+ bias Add) (+ Gelu) -> codebook.FusedMatMul
 //   dead-code-elimination  the Shape ops that sized the Reshapes around Gemms

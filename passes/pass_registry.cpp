@@ -5,6 +5,7 @@
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"
+#include "passes/fuse_attention.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
 #include "passes/fuse_matmul_epilogue.h"
@@ -62,6 +63,8 @@ std::vector<PassInfo> build_registry() {
       {"lower-codebook", "replaces every codebook node by standard ONNX ops (opset 18)", {}, [](const PassOptions&) {
          return std::make_unique<LowerCodebookPass>();
        }});
+  r.push_back(plain<FuseAttentionPass>(
+      "fuse-attention", "replaces Q Kt MatMul, scale, mask, Softmax and probs V MatMul by one codebook.Attention"));
   r.push_back(plain<FuseGeluPass>("fuse-gelu", "replaces decomposed tanh/erf GELUs by one Gelu node"));
   r.push_back(plain<FuseLayerNormPass>(
       "fuse-layer-norm", "replaces decomposed LayerNorms (opset < 17 exports) by one LayerNormalization"));

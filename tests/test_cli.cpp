@@ -142,6 +142,18 @@ TEST(Cli, OutputDirectoryIsNotClobberedOnFailure) {
   fs::remove_all(d);
 }
 
+// bench fuses the attention as run does (passes/inference_pipeline.h); --no-fusion times the graph as loaded.
+TEST(Cli, BenchFusesAttentionUnlessAsked) {
+  Result fused = run_tool("bench " + kModel + " --shape 2x8 --runs 1 --warmup 0 --profile");
+  ASSERT_EQ(fused.code, 0) << fused.out;
+  EXPECT_NE(fused.out.find(" Attention "), std::string::npos) << fused.out;
+  EXPECT_EQ(fused.out.find(" Softmax "), std::string::npos) << fused.out;
+  Result plain = run_tool("bench " + kModel + " --shape 2x8 --runs 1 --warmup 0 --profile --no-fusion");
+  ASSERT_EQ(plain.code, 0) << plain.out;
+  EXPECT_EQ(plain.out.find(" Attention "), std::string::npos) << plain.out;
+  EXPECT_NE(plain.out.find(" Softmax "), std::string::npos) << plain.out;
+}
+
 TEST(Cli, BenchPrintsTimes) {
   Result r = run_tool("bench " + kModel + " --shape 2x8 --runs 3 --warmup 1 --json");
   ASSERT_EQ(r.code, 0) << r.out;

@@ -18,6 +18,7 @@
 #include "backends/backend.h"
 #include "frontend/npy.h"
 #include "frontend/onnx_import.h"
+#include "ir/attention.h"
 #include "ir/fused_matmul.h"
 #include "passes/inference_pipeline.h"
 #include "runtime/executable.h"
@@ -69,6 +70,9 @@ TEST_P(TinyModel, LogitsMatchOnnxRuntime) {
     int64_t fused = 0;
     for (auto& n : graph->nodes()) fused += n->op_type == kFusedMatMulOp;
     EXPECT_GT(fused, 0) << model << ": no codebook.FusedMatMul after the inference fusions";
+    int64_t attention = 0;
+    for (auto& n : graph->nodes()) attention += n->op_type == kAttentionOp;
+    EXPECT_EQ(attention, 2) << model << ": every layer's attention (2 layers) must fuse (passes/fuse_attention.h)";
   }
   std::unique_ptr<Backend> backend = make_backend(backend_base);
   std::unique_ptr<Executable> exe = Executable::compile(graph, *backend);

@@ -1,5 +1,6 @@
 #include "backends/cpu/cpu_backend.h"
 
+#include "backends/cpu/attention_kernel.h"
 #include "backends/cpu/codebook_kernel.h"
 #include "backends/cpu/dnnl_eltwise.h"
 #include "backends/cpu/dnnl_matmul.h"
@@ -20,6 +21,7 @@ const KernelFactoryTable& cpu_kernels() {
     register_cpu_layout_kernels(t);
     register_cpu_grad_kernels(t);
     register_cpu_codebook_kernels(t);
+    register_cpu_attention_kernels(t);
     register_cpu_optim_kernels(t);
     return t;
   }();

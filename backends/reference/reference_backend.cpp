@@ -1,5 +1,7 @@
 #include "backends/reference/reference_backend.h"
 
+#include "backends/reference/attention.h"
+
 namespace cb {
 
 const KernelTable& reference_kernels() {
@@ -10,6 +12,7 @@ const KernelTable& reference_kernels() {
     register_reference_reduction(t);
     register_reference_nn(t);
     register_reference_codebook(t);
+    register_reference_attention(t);
     register_reference_grad(t);
     register_reference_optim(t);
     return t;

@@ -1,8 +1,13 @@
-// Schema of codebook.Codebook (contract in ir/codebook.h): checks the shapes
-// of x, codes and the LayerNorm parameters against each other and the
-// intervention attributes against G and K.
+// Schemas of the codebook domain's forward ops:
+//  - codebook.Codebook (contract in ir/codebook.h): checks the shapes of x,
+//    codes and the LayerNorm parameters against each other and the
+//    intervention attributes against G and K;
+//  - codebook.Attention (contract in ir/attention.h): Q [B,H,T,dh],
+//    Kt [B,H,dh,S], V [B,H,S,dv], an optional mask broadcastable to
+//    [B,H,T,S]; B and H broadcast between the inputs.
 #include "ir/codebook.h"
 
+#include "ir/attention.h"
 #include "ir/op_registry.h"
 
 namespace cb {
@@ -48,6 +53,49 @@ void infer_codebook(InferContext& ctx) {
   ctx.set_output(2, DType::f32, ids);
 }
 
+// Two dims that must be the same size: a static pair must agree.
+void check_same(const InferContext& ctx, const Dim& a, const Dim& b, const std::string& what) {
+  ctx.check(!a.is_static() || !b.is_static() || a.value == b.value, what + ": " + a.str() + " vs " + b.str());
+}
+
+void infer_attention(InferContext& ctx) {
+  const char* names[] = {"Q", "Kt", "V", "mask"};
+  for (size_t i = 0; i < ctx.num_inputs(); ++i)
+    if (ctx.has_input(i)) check_f32(ctx, i, names[i]);
+  const Shape& q = ctx.input_shape(0);
+  const Shape& kt = ctx.input_shape(1);
+  const Shape& v = ctx.input_shape(2);
+  for (size_t i = 0; i < 3; ++i) {
+    const Shape& s = ctx.input_shape(i);
+    ctx.check(!s.rank_known || s.rank() == 4, std::string(names[i]) + " must have rank 4 [B, H, ., .], got " + s.str());
+  }
+  ctx.node().attr_float("scale", 1.f);
+  const int64_t nan_to_zero = ctx.node().attr_int("nan_to_zero", 0);
+  ctx.check(nan_to_zero == 0 || nan_to_zero == 1, "nan_to_zero must be 0 or 1, got " + std::to_string(nan_to_zero));
+  if (q.rank_known && kt.rank_known) check_same(ctx, q.dims[3], kt.dims[2], "Q's head size and Kt's differ");
+  if (kt.rank_known && v.rank_known) check_same(ctx, kt.dims[3], v.dims[2], "Kt's key count and V's differ");
+  if (!q.rank_known || !kt.rank_known || !v.rank_known) {
+    ctx.set_output(0, DType::f32, Shape::unknown_rank());
+    return;
+  }
+  // [B, H] of the output: numpy broadcast of the three inputs' leading dims.
+  Shape lead = broadcast_shapes(ctx, Shape({q.dims[0], q.dims[1]}), Shape({kt.dims[0], kt.dims[1]}));
+  lead = broadcast_shapes(ctx, lead, Shape({v.dims[0], v.dims[1]}));
+  Shape out({lead.dims[0], lead.dims[1], q.dims[2], v.dims[3]});
+  if (ctx.has_input(3)) {
+    const Shape& m = ctx.input_shape(3);
+    ctx.check(!m.rank_known || m.rank() <= 4, "mask must have rank <= 4, got " + m.str());
+    Shape scores({lead.dims[0], lead.dims[1], q.dims[2], kt.dims[3]});
+    Shape both = broadcast_shapes(ctx, scores, m);
+    if (both.rank_known)
+      for (size_t i = 0; i < 4; ++i)
+        check_same(
+            ctx, both.dims[i], scores.dims[i],
+            "mask " + m.str() + " does not broadcast to the scores " + scores.str() + " at axis " + std::to_string(i));
+  }
+  ctx.set_output(0, DType::f32, out);
+}
+
 }  // namespace
 
 void register_codebook_ops(OpRegistry& r) {
@@ -55,6 +103,10 @@ void register_codebook_ops(OpRegistry& r) {
                               "LayerNorm, top-k most similar codes, mean of their rows (ir/codebook.h).");
   s.domain = kCodebookDomain;
   r.add(std::move(s));
+  OpSchema a = make_op_schema(kAttentionOp, 3, 4, 1, 1, infer_attention,
+                              "Softmax(scale * Q Kt + mask) V in one kernel (ir/attention.h).");
+  a.domain = kCodebookDomain;
+  r.add(std::move(a));
 }
 
 }  // namespace cb

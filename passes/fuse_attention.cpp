@@ -1,0 +1,287 @@
+// Attention fusion (passes/fuse_attention.h).
+//
+// Algorithm. Each default-domain Softmax over the last axis of a rank-4
+// value is a candidate:
+//   1. Scores side. From the Softmax input back to a MatMul (the scores
+//      Q @ Kt, both rank 4), through values used once, each node one of
+//        Mul / Div by a constant scalar c         x * c, x / c   (scale)
+//        Add(x, m), Add(m, x), Sub(x, m)          m a side value (the mask)
+//        Where(cond, x, c) or Where(cond, c, x)   c a constant scalar <= -1e30
+//        Cast to f32, Identity
+//      (the chain operand of an Add is the one that reaches the MatMul this
+//      way). The Softmax input is then f(s) = scale * s + f(0) exactly up to
+//      f32 rounding, and the pass builds mask = f(0) from the same side
+//      values: a Mul/Div applies to the mask built so far, Add/Sub add the
+//      side value, a Where becomes Where(cond, mask or 0, c). Masked entries
+//      stay <= -1e30, which absorb any finite score in f32, so the fused op
+//      gives the graph's values also where every key is masked (the
+//      left-padded rows of a padded batch).
+//   2. Probabilities side. From the Softmax output, through values used once
+//      (Cast to f32, Identity), and optionally Where(IsNaN(p), 0, p) (the
+//      Optimum export's guard: nan_to_zero = 1), to the input 0 of a MatMul
+//      by V (rank 4).
+//   3. Every value the match covers, other than Q, Kt, V and the side values,
+//      is used only inside it and is neither a graph output nor read by a
+//      subgraph: a tap of the attention pattern (hook_pattern) or of the
+//      scores keeps that layer unfused.
+// Rewrite: the mask nodes and a codebook.Attention node (Q, Kt, V, mask;
+// scale; nan_to_zero) placed before the probs MatMul, whose output the
+// Attention node takes over; the matched nodes go, then the values and
+// constants nothing reads any more.
+#include "passes/fuse_attention.h"
+
+#include <cmath>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ir/attention.h"
+#include "ir/builder.h"
+#include "ir/codebook.h"
+#include "ir/verifier.h"
+#include "passes/canonicalize.h"
+#include "passes/disjoint_matches.h"
+
+namespace cb {
+
+namespace {
+
+constexpr int kMaxChain = 12;  // nodes between the scores MatMul and the Softmax
+
+bool is_op(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
+
+bool rank4_f32(const Value* v) {
+  return v && (v->type.dtype == DType::f32) && v->type.shape.rank_known && v->type.shape.rank() == 4;
+}
+
+// One step of the scores chain, from the scores outwards.
+struct Step {
+  enum Kind { mul, div, add, sub, where_keep_if_true, where_keep_if_false } kind;
+  Value* side = nullptr;  // the constant (mul, div, where) or the added value
+  Value* cond = nullptr;  // where
+};
+
+struct AttentionMatch {
+  Node* softmax = nullptr;
+  Node* scores = nullptr;  // Q @ Kt
+  Node* probs = nullptr;   // P @ V
+  std::vector<Step> steps;
+  double scale = 1;
+  bool nan_to_zero = false;
+  std::vector<Node*> nodes;
+};
+
+class AttentionMatcher {
+ public:
+  explicit AttentionMatcher(Graph& g) : g_(g), users_(g.users()), shared_(pass_util::externally_read_values(g)) {}
+
+  std::optional<AttentionMatch> match(Node& sm) {
+    if (!is_op(&sm, "Softmax") || sm.inputs.size() != 1 || sm.outputs.size() != 1 || !sm.outputs[0]) return {};
+    Value* x = sm.input(0);
+    if (!rank4_f32(x)) return {};
+    const int64_t axis = sm.attr_int("axis", -1);
+    if (axis != -1 && axis != 3) return {};
+    AttentionMatch m;
+    m.softmax = &sm;
+    m.nodes.push_back(&sm);
+    if (!match_scores(x, m) || !match_probs(sm.outputs[0], m)) return {};
+    return m;
+  }
+
+ private:
+  int uses(const Value* v) const {
+    auto it = users_.find(v);
+    return it == users_.end() ? 0 : int(it->second.size());
+  }
+  // Read by exactly `n` node inputs of this graph and nowhere else.
+  bool used_only_by(const Value* v, int n) const { return uses(v) == n && !shared_.count(v); }
+  Node* only_user(const Value* v) const { return used_only_by(v, 1) ? users_.at(v)[0] : nullptr; }
+
+  // A constant f32 scalar (one element, rank <= 4 so it broadcasts nothing).
+  std::optional<double> scalar(const Value* v) const {
+    const Tensor* t = pass_util::constant_value(g_, v);
+    if (!t || t->dtype() != DType::f32 || t->numel() != 1 || t->rank() > 4) return std::nullopt;
+    return t->get_double(0);
+  }
+
+  static bool passes_f32(const Node* p) {
+    return is_op(p, "Identity") || (is_op(p, "Cast") && p->attr_int("to", 0) == 1 /* FLOAT */);
+  }
+
+  // v is computed from a MatMul through chain ops on values used once.
+  bool reaches_matmul(const Value* v, int depth) const {
+    if (!v || depth > kMaxChain || !used_only_by(v, 1)) return false;
+    const Node* p = v->producer;
+    if (is_op(p, "MatMul")) return true;
+    if (!p || !p->domain.empty()) return false;
+    static const std::set<std::string> kChainOps = {"Mul", "Div", "Add", "Sub", "Where", "Cast", "Identity"};
+    if (!kChainOps.count(p->op_type)) return false;
+    for (const Value* in : p->inputs)
+      if (reaches_matmul(in, depth + 1)) return true;
+    return false;
+  }
+
+  // A side value: f32 (or not yet typed) of rank <= 4, not reaching the scores.
+  bool side_ok(const Value* v) const {
+    return v && (v->type.dtype == DType::f32 || v->type.dtype == DType::undefined) &&
+           (!v->type.shape.rank_known || v->type.shape.rank() <= 4) && v->type.shape.rank_known;
+  }
+
+  bool match_scores(Value* x, AttentionMatch& m) {
+    std::vector<Step> outward;  // collected from the Softmax back, reversed at the end
+    for (int depth = 0;; ++depth) {
+      if (depth > kMaxChain || !used_only_by(x, 1)) return false;
+      Node* p = x->producer;
+      if (!p || !p->domain.empty()) return false;
+      if (p->op_type == "MatMul") {
+        if (p->inputs.size() != 2 || !rank4_f32(p->input(0)) || !rank4_f32(p->input(1))) return false;
+        m.scores = p;
+        m.nodes.push_back(p);
+        break;
+      }
+      m.nodes.push_back(p);
+      if (passes_f32(p) && p->inputs.size() == 1 && p->input(0) && p->input(0)->type.dtype == DType::f32) {
+        x = p->input(0);
+        continue;
+      }
+      if (p->inputs.size() == 2 && p->input(0) && p->input(1) && (p->op_type == "Mul" || p->op_type == "Div")) {
+        const int c = scalar(p->input(1)) ? 1 : p->op_type == "Mul" && scalar(p->input(0)) ? 0 : -1;
+        if (c < 0) return false;
+        const double v = *scalar(p->input(size_t(c)));
+        if (p->op_type == "Div" && v == 0) return false;
+        m.scale = p->op_type == "Mul" ? m.scale * v : m.scale / v;
+        outward.push_back({p->op_type == "Mul" ? Step::mul : Step::div, p->input(size_t(c))});
+        x = p->input(size_t(1 - c));
+        continue;
+      }
+      if (p->inputs.size() == 2 && p->input(0) && p->input(1) && (p->op_type == "Add" || p->op_type == "Sub")) {
+        const bool first = reaches_matmul(p->input(0), depth + 1);
+        const bool second = p->op_type == "Add" && reaches_matmul(p->input(1), depth + 1);
+        if (first == second) return false;
+        Value* side = p->input(first ? 1 : 0);
+        if (!side_ok(side)) return false;
+        outward.push_back({p->op_type == "Add" ? Step::add : Step::sub, side});
+        x = p->input(first ? 0 : 1);
+        continue;
+      }
+      if (is_op(p, "Where") && p->inputs.size() == 3 && p->input(0) && p->input(1) && p->input(2) &&
+          p->input(0)->type.dtype == DType::boolean && p->input(0)->type.shape.rank_known &&
+          p->input(0)->type.shape.rank() <= 4) {
+        const int c = scalar(p->input(2)) ? 2 : scalar(p->input(1)) ? 1 : -1;
+        if (c < 0 || !(*scalar(p->input(size_t(c))) <= kAttentionMasked)) return false;
+        outward.push_back(
+            {c == 2 ? Step::where_keep_if_true : Step::where_keep_if_false, p->input(size_t(c)), p->input(0)});
+        x = p->input(size_t(3 - c));
+        continue;
+      }
+      return false;
+    }
+    m.steps.assign(outward.rbegin(), outward.rend());
+    return std::isfinite(m.scale);
+  }
+
+  bool match_probs(Value* p, AttentionMatch& m) {
+    for (int depth = 0; depth < kMaxChain; ++depth) {
+      if (shared_.count(p)) return false;
+      if (Node* u = only_user(p)) {
+        if (passes_f32(u) && u->outputs.size() == 1 && u->outputs[0]) {
+          m.nodes.push_back(u);
+          p = u->outputs[0];
+          continue;
+        }
+        if (is_op(u, "MatMul") && u->inputs.size() == 2 && u->input(0) == p && u->input(1) != p &&
+            rank4_f32(u->input(1)) && u->outputs.size() == 1 && u->outputs[0]) {
+          m.probs = u;
+          m.nodes.push_back(u);
+          return true;
+        }
+        return false;
+      }
+      // Where(IsNaN(p), 0, p): p read by exactly those two nodes.
+      if (!used_only_by(p, 2) || m.nan_to_zero) return false;
+      Node* isnan = nullptr;
+      Node* where = nullptr;
+      for (Node* u : users_.at(p)) {
+        if (is_op(u, "IsNaN")) isnan = u;
+        if (is_op(u, "Where")) where = u;
+      }
+      if (!isnan || !where || isnan->outputs.size() != 1 || !only_user(isnan->outputs[0]) ||
+          only_user(isnan->outputs[0]) != where || where->inputs.size() != 3 || where->input(0) != isnan->outputs[0] ||
+          where->input(2) != p || scalar(where->input(1)) != std::optional<double>(0.0) || !where->outputs[0])
+        return false;
+      m.nan_to_zero = true;
+      m.nodes.push_back(isnan);
+      m.nodes.push_back(where);
+      p = where->outputs[0];
+    }
+    return false;
+  }
+
+  Graph& g_;
+  std::map<const Value*, std::vector<Node*>> users_;
+  std::set<const Value*> shared_;
+};
+
+// "scope/Softmax_3" -> "scope/Attention_3"; other names get "/Attention".
+std::string attention_name(const Node& softmax) {
+  std::string name = softmax.name;
+  const size_t at = name.rfind("Softmax");
+  if (at == std::string::npos) return name.empty() ? "Attention" : name + "/Attention";
+  return name.replace(at, 7, "Attention");
+}
+
+void rewrite(Graph& g, const AttentionMatch& m) {
+  Builder b(g);
+  b.set_insertion_point_before(m.probs);
+  const std::string name = attention_name(*m.softmax);
+  auto scope = b.scope(name);
+  Value* mask = nullptr;
+  for (const Step& s : m.steps) switch (s.kind) {
+      case Step::mul:
+        if (mask) mask = b.mul(mask, s.side, "mask");
+        break;
+      case Step::div:
+        if (mask) mask = b.div(mask, s.side, "mask");
+        break;
+      case Step::add: mask = mask ? b.add(mask, s.side, "mask") : s.side; break;
+      case Step::sub: mask = mask ? b.sub(mask, s.side, "mask") : b.neg(s.side); break;
+      case Step::where_keep_if_true:
+        mask = b.named_op("Where", {s.cond, mask ? mask : b.f32(0.f, "zero"), s.side}, "mask");
+        break;
+      case Step::where_keep_if_false:
+        mask = b.named_op("Where", {s.cond, s.side, mask ? mask : b.f32(0.f, "zero")}, "mask");
+        break;
+    }
+  std::vector<Value*> inputs = {m.scores->input(0), m.scores->input(1), m.probs->input(1)};
+  if (mask) inputs.push_back(mask);
+  Builder::Attrs attrs = {{"scale", float(m.scale)}};
+  if (m.nan_to_zero) attrs["nan_to_zero"] = int64_t(1);
+  b.create(kAttentionOp, inputs, {m.probs->outputs[0]}, attrs, name, kCodebookDomain);
+}
+
+}  // namespace
+
+bool FuseAttentionPass::run(Graph& g) {
+  fused_ = 0;
+  if (g.nodes().empty()) return false;
+  AttentionMatcher matcher(g);
+  auto [matches, covered] = disjoint_matches(g, matcher);
+  if (matches.empty()) return false;
+  for (const AttentionMatch& m : matches) rewrite(g, m);
+  // Captured by name: clang before 16 cannot capture a structured binding.
+  g.remove_nodes_if([&covered = covered](const Node& n) { return covered.count(&n) != 0; });
+  g.remove_unused_values();
+  infer_types(g);
+  fused_ = int(matches.size());
+  return true;
+}
+
+int fuse_attention(Graph& g) {
+  FuseAttentionPass p;
+  PassManager().run(p, g);
+  return p.fused();
+}
+
+}  // namespace cb

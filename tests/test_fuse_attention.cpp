@@ -1,0 +1,136 @@
+// Attention fusion (passes/fuse_attention.h) on whole models: the kernels
+// against the reference are in the op harness (tests/op_cases/attention.cpp),
+// the rewrite itself in golden IR (tests/golden/fuse-attention/), and every
+// test model fused against ONNX Runtime in tests/test_models.cpp. Here:
+//   - a tapped attention pattern keeps its layer unfused, the other layer
+//     fuses, and the tap and the logits equal the unfused graph's;
+//   - a compiled model (codebooks at qkv and attn_preproj) fuses every layer
+//     and gives the unfused model's logits and code ids;
+//   - a kv-cache graph (passes/kv_cache.h: attention over [cache | new],
+//     which `codebook generate` runs unfused) is left alone;
+//   - GPT-Neo's local window at 2 x 100 tokens (several row and key blocks,
+//     skipped blocks left of the window, left padding) and GPT-2 at 3 x 128
+//     fused on 3 threads equal the unfused graph.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "frontend/npy.h"
+#include "frontend/onnx_import.h"
+#include "ir/graph_clone.h"
+#include "passes/fuse_attention.h"
+#include "passes/insert_codebooks.h"
+#include "passes/interventions.h"
+#include "passes/kv_cache.h"
+#include "tests/test_util.h"
+#include "tools/model_io.h"
+
+namespace cb {
+namespace {
+
+using test::run_graph;
+
+std::string model_path(const std::string& name) {
+  return std::string(CB_SOURCE_DIR) + "/tests/models/" + name + "/model.onnx";
+}
+
+int count_op(const Graph& g, const std::string& op) {
+  int n = 0;
+  for (auto& node : g.nodes()) n += node->op_type == op;
+  return n;
+}
+
+// The output named `name` of a run of g.
+const Tensor& output(const Graph& g, const std::vector<Tensor>& outs, const std::string& name) {
+  for (size_t i = 0; i < g.outputs.size(); ++i)
+    if (g.outputs[i]->name == name) return outs[i];
+  throw Error("no output " + name);
+}
+
+// Random token ids with the first `pad[b]` positions of row b masked out.
+std::map<std::string, Tensor> padded_inputs(const Graph& g, int64_t batch, int64_t seq, std::vector<int64_t> pad) {
+  std::mt19937 rng(7);
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < batch * seq; ++i) ids.push_back(int64_t(rng() % 500));
+  std::map<std::string, Tensor> in = tools::lm_inputs(g, ids, batch, seq);
+  if (in.count("attention_mask")) {
+    Tensor& m = in["attention_mask"];
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t t = 0; t < pad[size_t(b)]; ++t) m.data<int64_t>()[b * seq + t] = 0;
+  }
+  return in;
+}
+
+TEST(FuseAttention, TappedPatternStaysUnfused) {
+  auto plain = import_onnx(model_path("gpt2"));
+  InterventionSet taps;
+  taps.taps = {"layer0.attn_pattern"};
+  InterventionsPass tap(taps);
+  PassManager().run(tap, *plain);
+  auto fused = clone_graph(*plain);
+  EXPECT_EQ(fuse_attention(*fused), 1);
+  EXPECT_EQ(count_op(*fused, "Softmax"), 1);
+  EXPECT_EQ(count_op(*fused, "Attention"), 1);
+  auto in = padded_inputs(*plain, 2, 16, {0, 5});
+  auto want = run_graph(plain, "cpu", in);
+  auto got = run_graph(fused, "cpu", in);
+  ASSERT_EQ(got.size(), want.size());
+  test::expect_tensors_near(output(*fused, got, "layer0.attn_pattern"), output(*plain, want, "layer0.attn_pattern"),
+                            test::abs_rel(0, 0), "tap");
+  EXPECT_LE(test::max_abs_diff(output(*fused, got, "logits"), output(*plain, want, "logits")), 1e-5);
+}
+
+TEST(FuseAttention, CompiledModelFusesEveryLayer) {
+  auto plain = import_onnx(model_path("gpt-neox"));
+  CodebookConfig cfg;
+  cfg.placements = {{Placement::qkv, 16, 2, 1}, {Placement::attn_preproj, 16, 2, kGroupsPerHead}};
+  insert_codebooks(*plain, cfg);
+  auto fused = clone_graph(*plain);
+  EXPECT_EQ(fuse_attention(*fused), 2);
+  auto in = padded_inputs(*plain, 2, 16, {0, 5});
+  auto want = run_graph(plain, "cpu", in);
+  auto got = run_graph(fused, "cpu", in);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    SCOPED_TRACE(plain->outputs[i]->name);
+    if (got[i].dtype() == DType::i64)
+      EXPECT_TRUE(got[i].bitwise_equal(want[i]));
+    else
+      EXPECT_LE(test::max_abs_diff(got[i], want[i]), 1e-5);
+  }
+}
+
+TEST(FuseAttention, KvCacheGraphIsLeftAlone) {
+  for (const char* model : {"gpt2", "gpt-neo", "gpt-neox"}) {
+    SCOPED_TRACE(model);
+    auto g = import_onnx(model_path(model));
+    KvCacheOptions opts;
+    opts.context = 64;
+    KvCachePass kv(opts);
+    PassManager().run(kv, *g);
+    FuseAttentionPass fuse;
+    EXPECT_FALSE(PassManager().run(fuse, *g));
+    EXPECT_EQ(count_op(*g, "Softmax"), 2);
+  }
+}
+
+TEST(FuseAttention, LongSequencesMatchTheUnfusedGraph) {
+  struct Case {
+    const char* model;
+    int64_t batch, seq;
+    std::vector<int64_t> pad;
+  };
+  for (const Case& c : {Case{"gpt-neo", 2, 100, {0, 37}}, Case{"gpt2", 3, 128, {0, 1, 64}}}) {
+    SCOPED_TRACE(c.model);
+    auto plain = import_onnx(model_path(c.model));
+    auto fused = clone_graph(*plain);
+    ASSERT_EQ(fuse_attention(*fused), 2);
+    auto in = padded_inputs(*plain, c.batch, c.seq, c.pad);
+    const Tensor want = output(*plain, run_graph(plain, "cpu", in), "logits");
+    EXPECT_LE(test::max_abs_diff(output(*fused, run_graph(fused, "cpu", in, 3), "logits"), want), 1e-4);
+    EXPECT_LE(test::max_abs_diff(output(*fused, run_graph(fused, "reference", in), "logits"), want), 1e-4);
+  }
+}
+
+}  // namespace
+}  // namespace cb
