@@ -1,4 +1,6 @@
 // codebook bench MODEL: times the forward pass alone (import and compile excluded).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -17,6 +19,31 @@
 namespace po = boost::program_options;
 
 namespace cb::tools {
+
+namespace {
+
+// This process's CPU time (all threads, user + system) and minor page faults
+// so far: on a machine shared with other jobs, CPU time per run is steadier
+// than wall time, and page faults per run show fresh memory being touched.
+struct ProcessUsage {
+  double cpu_ms = 0;
+  int64_t page_faults = 0;
+};
+
+ProcessUsage process_usage() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto ms = [](const timeval& t) { return double(t.tv_sec) * 1e3 + double(t.tv_usec) / 1e3; };
+  return {ms(ru.ru_utime) + ms(ru.ru_stime), int64_t(ru.ru_minflt) + int64_t(ru.ru_majflt)};
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+}  // namespace
 
 int cmd_bench(int argc, char** argv) {
   po::options_description opts("usage: codebook bench MODEL [options]\n\noptions");
@@ -45,27 +72,35 @@ int cmd_bench(int argc, char** argv) {
   copts.profile = vm.count("profile") > 0;
   auto exe = Executable::compile(m.graph, *backend, copts);
   for (int i = 0; i < warmup; ++i) exe->run(inputs);
-  std::vector<double> ms;
+  std::vector<double> ms, cpu_ms, faults;
   for (int i = 0; i < runs; ++i) {
+    ProcessUsage u0 = process_usage();
     auto t0 = std::chrono::steady_clock::now();
     exe->run(inputs);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ProcessUsage u1 = process_usage();
+    cpu_ms.push_back(u1.cpu_ms - u0.cpu_ms);
+    faults.push_back(double(u1.page_faults - u0.page_faults));
   }
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());
-  double median = sorted[sorted.size() / 2];
-  if (sorted.size() % 2 == 0) median = (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
+  double median = median_of(ms), median_cpu = median_of(cpu_ms), median_faults = median_of(faults);
   double tps = double(shape[0] * shape[1]) / (median / 1000.0);
   if (vm.count("json")) {
     std::cout << std::fixed << std::setprecision(3) << "{\"backend\": \"" << backend->name() << "\", \"shape\": \""
               << vm["shape"].as<std::string>() << "\", \"runs\": " << runs << ", \"median_ms\": " << median
               << ", \"min_ms\": " << sorted.front() << ", \"max_ms\": " << sorted.back()
-              << ", \"tokens_per_s\": " << tps << ", \"import_ms\": " << m.import_ms << "}\n";
+              << ", \"tokens_per_s\": " << tps << ", \"cpu_ms\": " << median_cpu
+              << ", \"page_faults\": " << median_faults << ", \"pooled_bytes\": " << exe->pooled_bytes()
+              << ", \"import_ms\": " << m.import_ms << "}\n";
   } else {
     std::cout << std::fixed << std::setprecision(2) << "backend " << backend->name() << ", shape "
               << vm["shape"].as<std::string>() << ", " << runs << " runs after " << warmup << " warm-up\n"
               << "median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back() << " ms, "
-              << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1) << m.import_ms << " ms)\n";
+              << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1) << m.import_ms << " ms)\n"
+              << "per run (medians): CPU time " << std::setprecision(2) << median_cpu << " ms (all threads), "
+              << std::setprecision(0) << median_faults << " page faults; " << std::setprecision(1)
+              << double(exe->pooled_bytes()) / (1 << 20) << " MiB of pooled buffers\n";
   }
   if (copts.profile) {
     std::vector<std::pair<std::string, OpProfile>> prof(exe->profile().begin(), exe->profile().end());
