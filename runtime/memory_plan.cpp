@@ -35,15 +35,15 @@ MemoryPlan plan_memory(const std::vector<PlannedValue>& values) {
   std::vector<Placed> placed;  // sorted by offset
   for (size_t i : order) {
     const PlannedValue& v = values[i];
-    CB_CHECK(v.first <= v.last, "memory plan: value " << i << " ends (step " << v.last << ") before it begins (step "
-                                                      << v.first << ")");
+    CB_CHECK(v.first <= v.last,
+             "memory plan: value " << i << " ends (step " << v.last << ") before it begins (step " << v.first << ")");
     const size_t size = aligned(v.bytes);
     // Scan the placed values that live at the same time, in offset order, for
     // the first gap that fits.
     size_t offset = 0;
     for (const Placed& p : placed) {
       if (p.last < v.first || v.last < p.first) continue;  // disjoint lifetimes share bytes
-      if (p.offset >= offset + size) break;                 // the gap before p fits
+      if (p.offset >= offset + size) break;                // the gap before p fits
       offset = std::max(offset, p.end);
     }
     CB_CHECK(offset <= SIZE_MAX - size, "memory plan: the arena would exceed the address space");

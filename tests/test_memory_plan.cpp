@@ -29,8 +29,8 @@ void expect_no_live_overlap(const std::vector<PlannedValue>& values, const Memor
     EXPECT_LE(plan.offsets[i] + values[i].bytes, plan.arena_bytes) << "value " << i;
     for (size_t j = i + 1; j < values.size(); ++j) {
       bool live_together = !(values[i].last < values[j].first || values[j].last < values[i].first);
-      bool bytes_overlap = plan.offsets[i] < plan.offsets[j] + values[j].bytes &&
-                           plan.offsets[j] < plan.offsets[i] + values[i].bytes;
+      bool bytes_overlap =
+          plan.offsets[i] < plan.offsets[j] + values[j].bytes && plan.offsets[j] < plan.offsets[i] + values[i].bytes;
       if (values[i].bytes && values[j].bytes)
         EXPECT_FALSE(live_together && bytes_overlap) << "values " << i << " and " << j << " are live together";
     }
