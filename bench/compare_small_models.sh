@@ -8,7 +8,8 @@
 # the ratios are printed. Needs pip onnxruntime (not CI).
 #   bash bench/compare_small_models.sh [SHAPE=8x128] [THREADS=2] [RUNS=10] [ROUNDS=2]
 # The machine may be shared: each side prints median and min wall time and
-# (ours) CPU time per run; the load average is printed before and after.
+# CPU time per run (ORT's where bench/ort_forward.py reports it); the load
+# average is printed before and after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shape=${1:-8x128}; threads=${2:-2}; runs=${3:-10}; rounds=${4:-2}
@@ -45,11 +46,12 @@ import json, sys
 name, shape, threads, rows = sys.argv[1], sys.argv[2], sys.argv[3], [json.loads(a) for a in sys.argv[4:]]
 ours, ort = rows[0::2], rows[1::2]
 print(f"\n{name} {shape}, {threads} threads ({len(ours)} interleaved rounds)")
+cpu = lambda r: f"{r['median_cpu_ms']:9.1f}" if "median_cpu_ms" in r else f"{'-':>9}"
 print(f"{'':16}{'median ms':>11}{'min ms':>9}{'CPU ms':>9}{'faults':>8}{'pooled MiB':>12}")
 for i, (o, t) in enumerate(zip(ours, ort)):
-    print(f"{'codebook cpu':16}{o['median_ms']:11.1f}{o['min_ms']:9.1f}{o['cpu_ms']:9.1f}{o['page_faults']:8.0f}"
+    print(f"{'codebook cpu':16}{o['median_ms']:11.1f}{o['min_ms']:9.1f}{cpu(o)}{o['page_faults']:8.0f}"
           f"{o['pooled_bytes'] / 2**20:12.1f}")
-    print(f"{'onnxruntime':16}{t['median_ms']:11.1f}{t['min_ms']:9.1f}")
+    print(f"{'onnxruntime':16}{t['median_ms']:11.1f}{t['min_ms']:9.1f}{cpu(t)}")
 med = lambda rs, k: sorted(r[k] for r in rs)[len(rs) // 2]
 best = lambda rs: min(r['min_ms'] for r in rs)
 print(f"codebook / onnxruntime: medians {med(ours, 'median_ms') / med(ort, 'median_ms'):.2f}x, "

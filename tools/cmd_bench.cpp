@@ -90,7 +90,7 @@ int cmd_bench(int argc, char** argv) {
     std::cout << std::fixed << std::setprecision(3) << "{\"backend\": \"" << backend->name() << "\", \"shape\": \""
               << vm["shape"].as<std::string>() << "\", \"runs\": " << runs << ", \"median_ms\": " << median
               << ", \"min_ms\": " << sorted.front() << ", \"max_ms\": " << sorted.back()
-              << ", \"tokens_per_s\": " << tps << ", \"cpu_ms\": " << median_cpu
+              << ", \"tokens_per_s\": " << tps << ", \"median_cpu_ms\": " << median_cpu
               << ", \"page_faults\": " << median_faults << ", \"pooled_bytes\": " << exe->pooled_bytes()
               << ", \"import_ms\": " << m.import_ms << "}\n";
   } else {
