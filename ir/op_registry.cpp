@@ -66,7 +66,7 @@ const OpRegistry& OpRegistry::global() {
 }
 
 std::vector<TensorType> infer_node(const Node& node, const std::vector<const TensorType*>& in_types,
-                                   const std::vector<const Tensor*>& in_values) {
+                                   const std::vector<const Tensor*>& in_values, uint64_t* values_read) {
   const OpSchema* s = OpRegistry::global().find(node.domain, node.op_type);
   CB_CHECK(s, "unknown op " << node.describe());
   int nin = int(node.inputs.size());
@@ -87,6 +87,7 @@ std::vector<TensorType> infer_node(const Node& node, const std::vector<const Ten
       CB_CHECK(!d.is_static() || mul_size(n, d.value),
                node.describe() << ": output shape " << t.shape.str() << " has more than 2^62 elements");
   }
+  if (values_read) *values_read = ctx.values_read();
   return ctx.output_types();
 }
 

@@ -6,6 +6,7 @@
 // time every shape is concrete and every input value is available, so the
 // runtime uses the schema to size each output before calling the kernel.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -31,7 +32,14 @@ class InferContext {
   DType input_dtype(size_t i) const { return input_type(i).dtype; }
   const Shape& input_shape(size_t i) const { return input_type(i).shape; }
   // The value of input i when known (constant, or always at run time); else null.
-  const Tensor* input_value(size_t i) const { return i < in_values_.size() ? in_values_[i] : nullptr; }
+  const Tensor* input_value(size_t i) const {
+    if (i >= in_values_.size()) return nullptr;
+    values_read_ |= uint64_t(1) << (i < 63 ? i : 63);
+    return in_values_[i];
+  }
+  // Bit i: the inference asked for input i's value (bit 63: for some input >= 63).
+  // The runtime reuses inferred types only while those values stay the same.
+  uint64_t values_read() const { return values_read_; }
 
   void set_output(size_t i, DType dtype, Shape shape) {
     if (i < out_types_.size()) out_types_[i] = TensorType{dtype, std::move(shape)};
@@ -51,6 +59,7 @@ class InferContext {
   std::vector<const TensorType*> in_types_;
   std::vector<const Tensor*> in_values_;
   std::vector<TensorType> out_types_;
+  mutable uint64_t values_read_ = 0;
 };
 
 struct OpSchema {
@@ -83,8 +92,9 @@ class OpRegistry {
 
 // Checks arity against the schema and runs shape inference for `node`, given
 // its inputs' types and whatever input values are known. Throws cb::Error.
+// `values_read`, when given, receives InferContext::values_read().
 std::vector<TensorType> infer_node(const Node& node, const std::vector<const TensorType*>& in_types,
-                                   const std::vector<const Tensor*>& in_values);
+                                   const std::vector<const Tensor*>& in_values, uint64_t* values_read = nullptr);
 
 // Shape helpers shared by schemas.
 // Numpy-style multidirectional broadcast; fails naming both shapes if incompatible.

@@ -17,4 +17,19 @@ std::shared_ptr<Buffer> BufferPool::get(size_t bytes) {
   return bucket.back();
 }
 
+void BufferPool::release(const std::unordered_set<const Buffer*>& buffers) {
+  for (auto it = buckets_.begin(); it != buckets_.end();) {
+    auto& bucket = it->second;
+    for (size_t i = 0; i < bucket.size();) {
+      if (bucket[i].use_count() == 1 && buffers.count(bucket[i].get())) {
+        bytes_held_ -= it->first;
+        bucket.erase(bucket.begin() + std::ptrdiff_t(i));
+      } else {
+        ++i;
+      }
+    }
+    it = bucket.empty() ? buckets_.erase(it) : std::next(it);
+  }
+}
+
 }  // namespace cb

@@ -5,6 +5,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "ir/tensor.h"
@@ -15,6 +16,9 @@ class BufferPool {
  public:
   std::shared_ptr<Buffer> get(size_t bytes);
   size_t bytes_held() const { return bytes_held_; }
+  // Drops these buffers (the ones the memory planner moved into its arena)
+  // where the pool holds the only reference.
+  void release(const std::unordered_set<const Buffer*>& buffers);
   void clear() {
     buckets_.clear();
     bytes_held_ = 0;

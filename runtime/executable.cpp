@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <unordered_set>
 
 #include "ir/op_registry.h"
 #include "ir/verifier.h"
 #include "runtime/control_flow.h"
+#include "runtime/memory_plan.h"
 #include "support/checked_size.h"
 #include "support/error.h"
 
@@ -57,6 +60,12 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
   for (auto& [v, s] : ex->captured_slots_) keep[size_t(s)] = true;
   for (auto [s, step] : last_use)
     if (!keep[size_t(s)] && !ex->is_constant_slot_[size_t(s)]) ex->steps_[step].free_after.push_back(s);
+  ex->is_kept_slot_ = keep;
+  ex->memory_.resize(ex->slots_.size());
+  for (size_t i = 0; i < ex->steps_.size(); ++i)
+    for (int s : ex->steps_[i].out_slots)
+      if (s >= 0) ex->memory_[size_t(s)].first = ex->memory_[size_t(s)].last = int64_t(i);
+  for (auto [s, step] : last_use) ex->memory_[size_t(s)].last = std::max(ex->memory_[size_t(s)].last, int64_t(step));
   return ex;
 }
 
@@ -131,6 +140,194 @@ std::vector<Tensor> Executable::run_subgraph(const std::vector<Tensor>& inputs,
   return execute(&outer);
 }
 
+namespace {
+
+// Bytes of a value whose inference read it, for the sized-types cache; larger
+// values are not cached (re-inferred every run).
+constexpr size_t kMaxCachedValueBytes = 4096;
+
+bool same_bytes(const Tensor& t, const std::vector<uint8_t>& bytes) {
+  return t.nbytes() == bytes.size() && (bytes.empty() || std::memcmp(t.raw(), bytes.data(), bytes.size()) == 0);
+}
+
+}  // namespace
+
+bool Executable::cached_types(Step& st, const std::vector<const Tensor*>& in_values) {
+  const Step::Sized& c = st.sized;
+  if (!c.valid) return false;
+  for (size_t i = 0; i < in_values.size(); ++i) {
+    const Tensor* t = in_values[i];
+    if (!t) {
+      if (c.in_dtypes[i] != DType::undefined) return false;
+      continue;
+    }
+    if (t->dtype() != c.in_dtypes[i] || t->dims() != c.in_dims[i]) return false;
+  }
+  size_t r = 0;
+  for (size_t i = 0; i < in_values.size(); ++i)
+    if (c.values_read >> i & 1) {
+      if (!in_values[i] || !same_bytes(*in_values[i], c.read_values[r])) return false;
+      ++r;
+    }
+  return true;
+}
+
+void Executable::remember_types(Step& st, const std::vector<const Tensor*>& in_values, uint64_t values_read,
+                                const std::vector<TensorType>& out_types) {
+  Step::Sized& c = st.sized;
+  c.out_dtypes.clear();
+  c.out_dims.clear();
+  for (const TensorType& t : out_types) {
+    c.out_dtypes.push_back(t.dtype);
+    c.out_dims.push_back(t.shape.is_static() ? t.shape.sizes() : std::vector<int64_t>{});
+  }
+  // Reusable next run unless inference read an input past 63 (not tracked)
+  // or a large value.
+  c.valid = !(values_read >> 63 & 1);
+  c.values_read = values_read;
+  c.in_dtypes.assign(in_values.size(), DType::undefined);
+  c.in_dims.resize(in_values.size());
+  c.read_values.clear();
+  for (size_t i = 0; i < in_values.size() && c.valid; ++i) {
+    c.in_dims[i].clear();
+    if (!in_values[i]) continue;
+    const Tensor& t = *in_values[i];
+    c.in_dtypes[i] = t.dtype();
+    c.in_dims[i] = t.dims();
+    if (values_read >> i & 1) {
+      const auto* p = static_cast<const uint8_t*>(t.raw());
+      if (t.nbytes() > kMaxCachedValueBytes)
+        c.valid = false;
+      else
+        c.read_values.emplace_back(p, p + t.nbytes());
+    }
+  }
+}
+
+Tensor Executable::allocate_output(const Step& st, size_t o, DType dtype, std::vector<int64_t> dims, int slot) {
+  const Node& n = *st.node;
+  SlotMemory& m = memory_[size_t(slot)];
+  size_t bytes = 0;
+  try {
+    bytes = checked_nbytes(dims, dtype_size(dtype), "output");
+    if (planned_ && m.offset >= 0) {
+      if (bytes == m.planned_bytes) return Tensor::wrap(dtype, std::move(dims), arena_, size_t(m.offset));
+      plan_broken_ = true;  // sizes changed: pooled now, planned again once they repeat
+    }
+    std::shared_ptr<Buffer> buf = pool_.get(bytes);
+    if (!planned_) {
+      m.bytes = bytes;
+      m.buffer = buf.get();
+      root_of_buffer_[buf.get()] = slot;
+    }
+    return Tensor::wrap(dtype, std::move(dims), std::move(buf));
+  } catch (const Error& e) {
+    CB_FAIL(n.describe() << ": output '" << n.outputs[o]->name << "' " << dtype_name(dtype) << dims_str(dims) << ": "
+                         << e.what());
+  }
+}
+
+// A kernel may replace an output by a view of an input (Reshape) and control
+// flow returns whatever its body produced. While recording, note which pooled
+// buffer each such output shares, so the plan keeps that buffer alive as long
+// as the view. In a planned run, a view into the arena that the plan did not
+// expect is copied out, since the arena bytes under it may be reused.
+void Executable::check_outputs_after(const Step& st, const std::vector<const Buffer*>& given) {
+  for (size_t o = 0; o < st.out_slots.size(); ++o) {
+    int s = st.out_slots[o];
+    if (s < 0) continue;
+    Tensor& t = slots_[size_t(s)];
+    const Buffer* b = t.buffer().get();
+    if (!b || b == given[o]) continue;
+    SlotMemory& m = memory_[size_t(s)];
+    if (!planned_) {
+      auto it = root_of_buffer_.find(b);
+      if (it == root_of_buffer_.end()) continue;  // a constant, an input or the kernel's own memory
+      int root = it->second;
+      while (memory_[size_t(root)].alias_of >= 0) root = memory_[size_t(root)].alias_of;
+      if (root != s) m.alias_of = root;
+      continue;
+    }
+    if (b != arena_.get()) continue;
+    if (m.alias_of >= 0) {
+      const SlotMemory& r = memory_[size_t(m.alias_of)];
+      auto* base = static_cast<const uint8_t*>(arena_->data());
+      auto* p = static_cast<const uint8_t*>(t.raw());
+      if (r.offset >= 0 && p >= base + r.offset && p + t.nbytes() <= base + r.offset + r.planned_bytes) continue;
+    }
+    Tensor copy = Tensor::wrap(t.dtype(), t.dims(), pool_.get(t.nbytes()));
+    if (t.nbytes()) std::memcpy(copy.raw(), t.raw(), t.nbytes());
+    t = std::move(copy);
+    plan_broken_ = true;
+  }
+}
+
+// Plans the arena when this recording run's sizes and views equal the
+// previous one's; a planned run whose sizes broke the plan records again.
+void Executable::finish_run() {
+  if (planned_) {
+    if (plan_broken_) {
+      planned_ = false;
+      prev_bytes_.clear();
+    }
+    return;
+  }
+  std::vector<size_t> bytes(memory_.size());
+  std::vector<int> alias(memory_.size());
+  for (size_t s = 0; s < memory_.size(); ++s) {
+    bytes[s] = memory_[s].bytes;
+    alias[s] = memory_[s].alias_of;
+  }
+  root_of_buffer_.clear();
+  if (bytes == prev_bytes_ && alias == prev_alias_) {
+    build_plan();
+    return;
+  }
+  prev_bytes_ = std::move(bytes);
+  prev_alias_ = std::move(alias);
+}
+
+void Executable::build_plan() {
+  // Roots are values with their own pooled buffer; a view extends its root's
+  // lifetime, and a root whose view is kept (a graph output) stays pooled.
+  std::vector<int64_t> last(memory_.size());
+  std::vector<bool> pooled(memory_.size(), false);
+  for (size_t s = 0; s < memory_.size(); ++s) {
+    last[s] = memory_[s].last;
+    pooled[s] = is_kept_slot_[s] || is_constant_slot_[s] || memory_[s].bytes == 0 || memory_[s].alias_of >= 0;
+  }
+  for (size_t s = 0; s < memory_.size(); ++s) {
+    int r = memory_[s].alias_of;
+    if (r < 0) continue;
+    last[size_t(r)] = std::max(last[size_t(r)], memory_[s].last);
+    if (is_kept_slot_[s]) pooled[size_t(r)] = true;
+  }
+  std::vector<PlannedValue> values;
+  std::vector<size_t> slot_of_value;
+  for (size_t s = 0; s < memory_.size(); ++s) {
+    memory_[s].offset = -1;
+    if (pooled[s]) continue;
+    values.push_back({memory_[s].bytes, memory_[s].first, last[s]});
+    slot_of_value.push_back(s);
+  }
+  if (values.empty()) return;
+  MemoryPlan plan = plan_memory(values);
+  if (!arena_ || arena_->size() < plan.arena_bytes) arena_ = buffer_allocate(plan.arena_bytes);
+  for (size_t i = 0; i < values.size(); ++i) {
+    SlotMemory& m = memory_[slot_of_value[i]];
+    m.offset = int64_t(plan.offsets[i]);
+    m.planned_bytes = m.bytes;
+  }
+  // The pooled buffers that only planned values took are not needed any more.
+  std::unordered_set<const Buffer*> unused, used;
+  for (const SlotMemory& m : memory_)
+    if (m.buffer) (m.offset >= 0 ? unused : used).insert(m.buffer);
+  for (const Buffer* b : used) unused.erase(b);
+  pool_.release(unused);
+  planned_ = true;
+  plan_broken_ = false;
+}
+
 std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const Value*)>* parent) {
   // Nested subgraphs resolve captured values here first, then in our parent.
   std::function<const Tensor*(const Value*)> lookup = [&](const Value* v) -> const Tensor* {
@@ -138,15 +335,23 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
     if (it != slot_of_.end() && slots_[size_t(it->second)].defined()) return &slots_[size_t(it->second)];
     return parent ? (*parent)(v) : nullptr;
   };
+  if (!planned_)
+    for (SlotMemory& m : memory_) {
+      m.bytes = 0;
+      m.buffer = nullptr;
+      m.alias_of = -1;
+    }
+  plan_broken_ = false;
   std::vector<TensorType> in_types;
   std::vector<const TensorType*> in_type_ptrs;
   std::vector<const Tensor*> in_values;
   std::vector<Tensor*> out_ptrs;
+  std::vector<const Buffer*> given;
   using Clock = std::chrono::steady_clock;
+  const auto run_start = Clock::now();
+  double kernel_ms = 0;
   for (auto& st : steps_) {
     const Node& n = *st.node;
-    in_types.assign(st.in_slots.size(), TensorType{});
-    in_type_ptrs.assign(st.in_slots.size(), nullptr);
     in_values.assign(st.in_slots.size(), nullptr);
     for (size_t i = 0; i < st.in_slots.size(); ++i) {
       int s = st.in_slots[i];
@@ -154,33 +359,37 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
       const Tensor& t = slots_[size_t(s)];
       CB_CHECK(t.defined(),
                n.describe() << ": input '" << n.inputs[i]->name << "' has no value (is it produced by any node?)");
-      in_types[i] = TensorType{t.dtype(), Shape::of(t.dims())};
-      in_type_ptrs[i] = &in_types[i];
       in_values[i] = &t;
     }
     bool kernel_sizes = st.sizes_own_outputs;
-    std::vector<TensorType> out_types;
-    if (!kernel_sizes) out_types = infer_node(n, in_type_ptrs, in_values);
+    if (!kernel_sizes && !cached_types(st, in_values)) {
+      in_types.assign(st.in_slots.size(), TensorType{});
+      in_type_ptrs.assign(st.in_slots.size(), nullptr);
+      for (size_t i = 0; i < st.in_slots.size(); ++i) {
+        if (!in_values[i]) continue;
+        in_types[i] = TensorType{in_values[i]->dtype(), Shape::of(in_values[i]->dims())};
+        in_type_ptrs[i] = &in_types[i];
+      }
+      uint64_t values_read = 0;
+      std::vector<TensorType> out_types = infer_node(n, in_type_ptrs, in_values, &values_read);
+      for (size_t o = 0; o < st.out_slots.size(); ++o) {
+        const TensorType& ot = out_types[o];
+        CB_CHECK(st.out_slots[o] < 0 || (ot.shape.is_static() && ot.dtype != DType::undefined),
+                 n.describe() << ": could not size output " << o << " (" << ot.str() << ")");
+      }
+      remember_types(st, in_values, values_read, out_types);
+    }
     out_ptrs.assign(st.out_slots.size(), nullptr);
+    given.assign(st.out_slots.size(), nullptr);
     for (size_t o = 0; o < st.out_slots.size(); ++o) {
       int s = st.out_slots[o];
       if (s < 0) continue;
       if (kernel_sizes) {
         slots_[size_t(s)] = Tensor();
-        out_ptrs[o] = &slots_[size_t(s)];
-        continue;
+      } else {
+        slots_[size_t(s)] = allocate_output(st, o, st.sized.out_dtypes[o], st.sized.out_dims[o], s);
+        given[o] = slots_[size_t(s)].buffer().get();
       }
-      const TensorType& ot = out_types[o];
-      CB_CHECK(ot.shape.is_static() && ot.dtype != DType::undefined,
-               n.describe() << ": could not size output " << o << " (" << ot.str() << ")");
-      std::vector<int64_t> dims = ot.shape.sizes();
-      std::shared_ptr<Buffer> buf;
-      try {
-        buf = pool_.get(checked_nbytes(dims, dtype_size(ot.dtype), "output"));
-      } catch (const Error& e) {
-        CB_FAIL(n.describe() << ": output '" << n.outputs[o]->name << "' " << ot.str() << ": " << e.what());
-      }
-      slots_[size_t(s)] = Tensor::wrap(ot.dtype, dims, std::move(buf));
       out_ptrs[o] = &slots_[size_t(s)];
     }
     KernelContext ctx{n, in_values, out_ptrs, opts_.num_threads, &lookup};
@@ -189,17 +398,30 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
       st.kernel->run(ctx);
       auto& p = profile_[n.op_type];
       p.calls++;
-      p.ms += std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      p.ms += ms;
+      kernel_ms += ms;
     } else {
       st.kernel->run(ctx);
     }
+    check_outputs_after(st, given);
     for (int s : st.free_after) slots_[size_t(s)] = Tensor();
   }
   std::vector<Tensor> outs;
-  for (int s : output_slots_) outs.push_back(slots_[size_t(s)]);
+  for (int s : output_slots_) {
+    outs.push_back(slots_[size_t(s)]);
+    Tensor& t = outs.back();
+    if (arena_ && t.buffer() == arena_) t = t.clone();  // never hand arena bytes to the caller
+  }
   // Drop references so the pool can reuse everything but the returned outputs.
   for (size_t s = 0; s < slots_.size(); ++s)
     if (!is_constant_slot_[s]) slots_[s] = Tensor();
+  finish_run();
+  if (opts_.profile) {
+    auto& p = profile_["(runtime, outside kernels)"];
+    p.calls++;
+    p.ms += std::chrono::duration<double, std::milli>(Clock::now() - run_start).count() - kernel_ms;
+  }
   return outs;
 }
 

@@ -1,12 +1,22 @@
 // A compiled graph: one kernel per node, in topological order, plus the value
-// slots and buffer pool they run over. Compile once, run many times with
+// slots and memory they run over. Compile once, run many times with
 // different batch and sequence sizes; each run binds the symbolic dimensions
-// of the inputs and sizes every intermediate through the op schemas.
+// of the inputs and sizes every intermediate through the op schemas (a step
+// whose input shapes, and the input values its inference read, are those of
+// the last run reuses the types it inferred then).
+//
+// Memory: a run allocates from a buffer pool and records each value's size and
+// which values share a buffer (views such as Reshape). When a run's sizes
+// equal the previous run's, the intermediates are planned into one arena by
+// lifetime (runtime/memory_plan.h), used by every later run of those sizes;
+// graph outputs (which the caller may keep) stay in pooled buffers. A size
+// change falls back to the pool and plans again once sizes repeat.
 #pragma once
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backends/backend.h"
@@ -43,7 +53,10 @@ class Executable {
   std::vector<std::string> input_names() const;
   std::vector<std::string> output_names() const;
   const std::map<std::string, OpProfile>& profile() const { return profile_; }
-  size_t pooled_bytes() const { return pool_.bytes_held(); }
+  // Bytes of memory held for values: the pool and the arena.
+  size_t pooled_bytes() const { return pool_.bytes_held() + (arena_ ? arena_->size() : 0); }
+  // The size of the planned arena, 0 while no plan is in use.
+  size_t arena_bytes() const { return planned_ ? arena_->size() : 0; }
 
  private:
   struct Step {
@@ -52,11 +65,38 @@ class Executable {
     std::vector<int> in_slots, out_slots;  // -1 for omitted
     std::vector<int> free_after;           // slots dead after this step
     bool sizes_own_outputs = false;        // control flow: kernel sets its outputs
+    // The output types inferred in the last run, valid while the input types
+    // and the input values the inference read are the same.
+    struct Sized {
+      bool valid = false;
+      std::vector<DType> in_dtypes;
+      std::vector<std::vector<int64_t>> in_dims;
+      uint64_t values_read = 0;
+      std::vector<std::vector<uint8_t>> read_values;
+      std::vector<DType> out_dtypes;
+      std::vector<std::vector<int64_t>> out_dims;
+    } sized;
+  };
+  // Memory planning state per slot (see the comment at the top).
+  struct SlotMemory {
+    int64_t first = -1, last = -1;   // defining step and last reading step (compile time)
+    size_t bytes = 0;                // pooled bytes this value took in the recording run (0: none)
+    const Buffer* buffer = nullptr;  // the pooled buffer it took in the recording run
+    int alias_of = -1;               // the slot whose buffer it shared in the recording run
+    int64_t offset = -1;             // planned arena offset, -1: pooled
+    size_t planned_bytes = 0;
   };
 
   Executable() = default;
   void bind_inputs(const std::map<std::string, Tensor>& inputs);
   std::vector<Tensor> execute(const std::function<const Tensor*(const Value*)>* outer);
+  bool cached_types(Step& st, const std::vector<const Tensor*>& in_values);
+  void remember_types(Step& st, const std::vector<const Tensor*>& in_values, uint64_t values_read,
+                      const std::vector<TensorType>& out_types);
+  Tensor allocate_output(const Step& st, size_t o, DType dtype, std::vector<int64_t> dims, int slot);
+  void check_outputs_after(const Step& st, const std::vector<const Buffer*>& given);
+  void finish_run();
+  void build_plan();
 
   std::shared_ptr<const Graph> graph_;
   CompileOptions opts_;
@@ -65,8 +105,16 @@ class Executable {
   std::vector<Tensor> slots_;
   std::vector<int> input_slots_, output_slots_;
   std::vector<bool> is_constant_slot_;
+  std::vector<bool> is_kept_slot_;  // graph inputs, outputs and captured values: never in the arena
   std::vector<std::pair<const Value*, int>> captured_slots_;  // values from enclosing graphs
   BufferPool pool_;
+  std::vector<SlotMemory> memory_;
+  std::vector<size_t> prev_bytes_;  // the previous recording run's sizes and aliases
+  std::vector<int> prev_alias_;
+  std::unordered_map<const Buffer*, int> root_of_buffer_;  // recording run: pooled buffer -> slot that took it
+  std::shared_ptr<Buffer> arena_;
+  bool planned_ = false;      // this run uses the arena plan
+  bool plan_broken_ = false;  // a size or alias differed from the plan in this run
   std::map<std::string, OpProfile> profile_;
 };
 

@@ -6,6 +6,7 @@
 #include <iostream>
 #include <map>
 #include <random>
+#include <sys/resource.h>
 
 #include "backends/cpu/dnnl_matmul_bound.h"
 #include "ir/graph_clone.h"
@@ -24,6 +25,14 @@ namespace po = boost::program_options;
 namespace cb::tools {
 
 namespace {
+
+// Minor + major page faults of this process so far: per run, they show fresh
+// memory being touched (the arena should leave none in steady state).
+int64_t process_page_faults() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return int64_t(ru.ru_minflt) + int64_t(ru.ru_majflt);
+}
 
 struct MatMulBound {
   double flops = 0, ms = 0, cpu_ms = 0;
@@ -82,16 +91,20 @@ int cmd_bench(int argc, char** argv) {
   copts.profile = vm.count("profile") > 0;
   auto exe = Executable::compile(vm.count("no-fusion") ? m.graph : inference_graph(m.graph), *backend, copts);
   for (int i = 0; i < warmup; ++i) exe->run(inputs);
-  std::vector<double> ms, cpu_ms;
+  std::vector<double> ms, cpu_ms, faults;
   for (int i = 0; i < runs; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     double c0 = process_cpu_ms();
+    int64_t f0 = process_page_faults();
     exe->run(inputs);
     cpu_ms.push_back(process_cpu_ms() - c0);
+    faults.push_back(double(process_page_faults() - f0));
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(cpu_ms.begin(), cpu_ms.end());
   const double median_cpu = cpu_ms[cpu_ms.size() / 2];
+  std::sort(faults.begin(), faults.end());
+  const double median_faults = faults[faults.size() / 2];
   std::vector<double> sorted = ms;
   std::sort(sorted.begin(), sorted.end());
   double median = sorted[sorted.size() / 2];
@@ -103,7 +116,8 @@ int cmd_bench(int argc, char** argv) {
     std::cout << std::fixed << std::setprecision(3) << "{\"backend\": \"" << backend->name() << "\", \"shape\": \""
               << vm["shape"].as<std::string>() << "\", \"runs\": " << runs << ", \"median_ms\": " << median
               << ", \"min_ms\": " << sorted.front() << ", \"max_ms\": " << sorted.back()
-              << ", \"median_cpu_ms\": " << median_cpu << ", \"tokens_per_s\": " << tps
+              << ", \"median_cpu_ms\": " << median_cpu << ", \"page_faults\": " << median_faults
+              << ", \"pooled_bytes\": " << exe->pooled_bytes() << ", \"tokens_per_s\": " << tps
               << ", \"import_ms\": " << m.import_ms;
     if (bound.products > 0)
       std::cout << ", \"matmul_products\": " << bound.products << ", \"matmul_gflop\": " << bound.flops / 1e9
@@ -118,7 +132,9 @@ int cmd_bench(int argc, char** argv) {
               << vm["shape"].as<std::string>() << ", " << runs << " runs after " << warmup << " warm-up\n"
               << "median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back() << " ms, "
               << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1) << m.import_ms
-              << " ms); CPU time per run (all threads) median " << std::setprecision(2) << median_cpu << " ms\n";
+              << " ms); per run (medians): CPU time " << std::setprecision(2) << median_cpu << " ms (all threads), "
+              << std::setprecision(0) << median_faults << " page faults; " << std::setprecision(1)
+              << double(exe->pooled_bytes()) / (1 << 20) << " MiB of pooled buffers\n";
     if (bound.products > 0)
       std::cout << std::setprecision(1) << "matmul bound: " << bound.flops / 1e9 << " GFLOP in " << bound.products
                 << " products (" << bound.shapes << " shapes); oneDNN's matmul alone takes " << bound.ms << " ms ("
