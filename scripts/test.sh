@@ -14,4 +14,4 @@ if [ "${CB_SKIP_ASAN:-0}" != 1 ]; then
   cmake --build --preset asan -j "$jobs"
   ctest --preset asan -j "$jobs"
 fi
-[ "${CB_SKIP_FUZZ:-0}" = 1 ] || bash scripts/fuzz.sh "${CB_FUZZ_SECONDS:-20}"  # 20 s per harness (docs/reliability.md#fuzzing)
+[ "${CB_SKIP_FUZZ:-0}" = 1 ] || bash scripts/fuzz.sh "${CB_FUZZ_SECONDS:-10}"  # 10 s per harness (docs/reliability.md#fuzzing)
