@@ -1,4 +1,6 @@
 // codebook bench MODEL: times the forward pass alone (import and compile excluded).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -6,7 +8,6 @@
 #include <iostream>
 #include <map>
 #include <random>
-#include <sys/resource.h>
 
 #include "backends/cpu/dnnl_matmul_bound.h"
 #include "ir/graph_clone.h"
