@@ -141,6 +141,10 @@ std::vector<Continuation> generate_continuations(Generator& gen, const Generatio
         finish(produced == r.max_new ? "max-new" : "context");
         break;
       }
+      if (r.deadline && Clock::now() >= *r.deadline) {
+        finish("time");
+        break;
+      }
       auto t1 = Clock::now();
       logits = &gen.step_batch(next);
       st.decode_s += std::chrono::duration<double>(Clock::now() - t1).count();

@@ -4,9 +4,11 @@
 // sampler, until --max-new tokens, the model's context, or a stop condition
 // (an end-of-sequence id, a token sequence, a text). docs/generation.md.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,11 +42,14 @@ struct GenerationRequest {
   StopConditions stop;
   // Turns token ids into text for StopConditions::texts (required with them).
   const TokenText* text = nullptr;
+  // Stop every prompt ("time") once this passes (the code browser's bound on
+  // a request's model time); none by default.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 
 struct Continuation {
   std::vector<int64_t> ids;  // the new tokens, a stop sequence's included
-  // Why it ended: "max-new", "context", or the condition met ("stop-at 50256",
+  // Why it ended: "max-new", "context", "time" (the deadline), or the condition met ("stop-at 50256",
   // "stop-at text \"\\n\"").
   std::string stop;
 };

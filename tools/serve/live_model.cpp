@@ -10,6 +10,7 @@
 #include "support/error.h"
 #include "support/utf8.h"
 #include "tools/forced_codes.h"
+#include "tools/generation.h"
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
@@ -319,25 +320,19 @@ Json LiveModel::generate(const Json& body) {
   tools::check_intervention_positions(iv, int64_t(tokens.size()) + n);
   Turn turn(*this);
   using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(options_.max_generate_seconds));
+  tools::GenerationRequest request;
+  request.prompts = {tokens};
+  request.max_new = n;
+  request.sampling = sampling;
+  request.deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                        std::chrono::duration<double>(options_.max_generate_seconds));
   std::string stopped = context_ends ? "context" : "max_tokens";
-  // `codebook generate`'s decoding: prefill, then one cached step per token.
+  // `codebook generate`'s decoding loop (tools/generation.h), without stop conditions.
   auto continue_with = [&](tools::Generator& gen) {
-    tools::Sampler sampler(sampling);
-    std::vector<int64_t> out;
-    if (n == 0) return out;
-    const std::vector<float>* logits = &gen.prefill(tokens);
-    while (true) {
-      out.push_back(sampler.next(*logits));
-      if (int64_t(out.size()) == n) break;
-      if (Clock::now() >= deadline) {
-        stopped = "time";
-        break;
-      }
-      logits = &gen.step(out.back());
-    }
-    return out;
+    if (n == 0) return std::vector<int64_t>{};
+    tools::Continuation c = tools::generate_continuations(gen, request).front();
+    if (c.stop == "time") stopped = "time";
+    return c.ids;
   };
   Json j = Json::Object{};
   j["tokens"] = tokens_json(tokens);
