@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer harnesses (preset "fuzz": clang, ASan + UBSan) and runs
+# Builds the libFuzzer harnesses (in the sanitizer build, preset "asan": clang,
+# ASan + UBSan; build preset "fuzz" builds only them) and runs
 # each for SECONDS_EACH seconds (default 30) on a scratch copy of its committed
 # seed corpus (tests/fuzz/corpus/NAME/; the repository's corpus is never
 # written). Fails if any harness finds a crash, an out-of-memory, a
 # timeout or a sanitizer report, and prints the path of the input that did it.
 # Usage: scripts/fuzz.sh [SECONDS_EACH] [HARNESS...]   (docs/reliability.md#fuzzing)
-# Environment: CB_FUZZ_WORK (scratch folder, default build/fuzz/work),
+# Environment: CB_FUZZ_WORK (scratch folder, default build/asan/fuzz-work),
 # CB_FUZZ_JOBS (build jobs, default nproc), CB_FUZZ_ARGS (extra libFuzzer flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,14 +16,14 @@ harnesses=("$@")
 ((${#harnesses[@]})) || harnesses=(json yaml npy safetensors onnx bpe_tokenizer train_config)
 
 start=$(date +%s)
-cmake --preset fuzz >/dev/null
+cmake --preset asan >/dev/null
 cmake --build --preset fuzz -j "${CB_FUZZ_JOBS:-$(nproc)}"
 echo "fuzz: build took $(($(date +%s) - start)) s"
 
-work=${CB_FUZZ_WORK:-build/fuzz/work}
+work=${CB_FUZZ_WORK:-build/asan/fuzz-work}
 status=0
 for name in "${harnesses[@]}"; do
-  bin=build/fuzz/tests/fuzz/fuzz_$name
+  bin=build/asan/tests/fuzz/fuzz_$name
   [ -x "$bin" ] || { echo "fuzz: no harness '$name' ($bin)" >&2; exit 2; }
   corpus=$work/$name/corpus
   artifacts=$work/$name/findings/

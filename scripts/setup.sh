@@ -9,7 +9,7 @@ pkgs=(build-essential cmake ninja-build pkg-config
       python3-dev pybind11-dev  # the Python module (import codebook; docs/python.md)
       openmpi-bin libopenmpi-dev  # data-parallel training under mpirun (docs/scale.md)
       chromium chromium-driver  # these two: the code browser's test in a headless browser
-      clang libclang-rt-14-dev libomp-dev)  # the fuzz preset: clang, its libFuzzer/sanitizer runtimes, OpenMP
+      clang lld libclang-rt-14-dev libomp-dev)  # the sanitizer and fuzz build (preset asan): clang, lld, libFuzzer/sanitizer runtimes, OpenMP
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,7 +18,7 @@ namespace cb::tools {
 class CodeEffects;
 }
 namespace cb {
-struct Graph;
+class Graph;
 }
 
 namespace cb::serve {
