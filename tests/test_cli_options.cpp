@@ -21,6 +21,7 @@
 namespace fs = std::filesystem;
 using cb::test::file_bytes;
 using cb::test::Result;
+using cb::test::run_command;
 using cb::test::run_tool;
 using cb::test::temp_dir;
 
@@ -109,6 +110,22 @@ TEST(CliOptions, ThreadCountsAreBounded) {
   Result ok = run_tool("run " + kGpt2 + " --tokens 1,2 --threads 2");
   EXPECT_EQ(ok.code, 0) << ok.out;
   fs::remove_all(d);
+}
+
+// oneDNN's OpenMP threads wait passively (tools/main.cpp) without the tool
+// re-executing itself, and a policy the user gave is kept. libgomp prints
+// the policy it read at load time under OMP_DISPLAY_ENV.
+TEST(CliOptions, OpenMpWaitsPassivelyWithoutReExecuting) {
+  Result passive =
+      run_command("env -u OMP_WAIT_POLICY OMP_DISPLAY_ENV=true " + std::string(CB_CODEBOOK_BIN) + " --help");
+  EXPECT_EQ(passive.code, 0) << passive.out;
+  EXPECT_NE(passive.out.find("OMP_WAIT_POLICY = 'PASSIVE'"), std::string::npos) << passive.out;
+  // libgomp loaded once: a re-executed tool would print its environment twice.
+  EXPECT_EQ(passive.out.find("OPENMP DISPLAY ENVIRONMENT BEGIN"), passive.out.rfind("OPENMP DISPLAY ENVIRONMENT BEGIN"))
+      << passive.out;
+  Result active =
+      run_command("OMP_WAIT_POLICY=active OMP_DISPLAY_ENV=true " + std::string(CB_CODEBOOK_BIN) + " --help");
+  EXPECT_NE(active.out.find("OMP_WAIT_POLICY = 'ACTIVE'"), std::string::npos) << active.out;
 }
 
 TEST(CliOptions, TrainingConfigValuesNameTheirKey) {

@@ -1,6 +1,4 @@
 // Entry point of the `codebook` command line.
-#include <unistd.h>
-
 #include <boost/program_options/errors.hpp>
 #include <cstdlib>
 #include <cstring>
@@ -43,17 +41,19 @@ static void usage(std::ostream& os) {
 
 }  // namespace cb::tools
 
+// oneDNN's OpenMP threads sleep while idle (OMP_WAIT_POLICY=passive; a value
+// the user gave is kept). With the default policy a worker spins for
+// milliseconds after each oneDNN call, taking a core from the thread pool's
+// helpers (support/thread_pool.h) in the kernels between matmuls; on a busy
+// machine spinning workers also made parallel regions wait 4-30 ms for a
+// core. libgomp reads the variable in its constructor, before main(); the
+// executable's .preinit_array runs before any library's constructor.
+static void omp_passive_wait(int, char**, char**) { setenv("OMP_WAIT_POLICY", "passive", 0); }
+using PreinitFn = void (*)(int, char**, char**);
+__attribute__((section(".preinit_array"), used)) static PreinitFn omp_passive_wait_entry = omp_passive_wait;
+
 int main(int argc, char** argv) {
   using namespace cb::tools;
-  // OpenMP threads that sleep while idle (OMP_WAIT_POLICY=passive): on a busy
-  // machine with few cores, spinning workers of the default policy made some
-  // parallel regions wait 4-30 ms for a core, doubling training step times.
-  // libgomp reads the variable when it loads, so the tool restarts itself once
-  // with it set; a value the user gave is kept.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
-  }
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? 2 : 0;
