@@ -48,13 +48,12 @@ void cpu_relax() {
 }
 
 // A helper that finished a job checks for the next one this many times
-// (~0.1 ms) before it sleeps: back-to-back loops (a forward pass, k-means++)
-// find it awake, and an idle pool costs no CPU.
-constexpr int kHelperSpins = 2000;
-// The caller, done with its own pieces, spins, then yields, then sleeps
-// until the helpers finish theirs.
-constexpr int kCallerSpins = 64;
-constexpr int kCallerYields = 256;
+// (~20 us; a pause is ~80 ns on the AMD EPYC here) before it sleeps, and the
+// caller, done with its own pieces, checks as often whether the helpers are
+// done before it sleeps until they are. Short, so that neither takes a core
+// from oneDNN's threads or other processes for long on a busy machine.
+constexpr int kHelperSpins = 256;
+constexpr int kCallerSpins = 256;
 
 }  // namespace
 
@@ -95,12 +94,9 @@ struct ThreadPool::Job {
   bool complete() const { return done.load(std::memory_order_acquire) == pieces; }
 
   void wait() {
-    for (int i = 0; i < kCallerSpins + kCallerYields; ++i) {
+    for (int i = 0; i < kCallerSpins; ++i) {
       if (complete()) return;
-      if (i < kCallerSpins)
-        cpu_relax();
-      else
-        std::this_thread::yield();
+      cpu_relax();
     }
     std::unique_lock<std::mutex> lock(mutex);
     finished.wait(lock, [&] { return complete(); });

@@ -1,4 +1,6 @@
 // Entry point of the `codebook` command line.
+#include <unistd.h>
+
 #include <boost/program_options/errors.hpp>
 #include <cstdlib>
 #include <cstring>
@@ -41,19 +43,23 @@ static void usage(std::ostream& os) {
 
 }  // namespace cb::tools
 
-// oneDNN's OpenMP threads sleep while idle (OMP_WAIT_POLICY=passive; a value
-// the user gave is kept). With the default policy a worker spins for
-// milliseconds after each oneDNN call, taking a core from the thread pool's
-// helpers (support/thread_pool.h) in the kernels between matmuls; on a busy
-// machine spinning workers also made parallel regions wait 4-30 ms for a
-// core. libgomp reads the variable in its constructor, before main(); the
-// executable's .preinit_array runs before any library's constructor.
-static void omp_passive_wait(int, char**, char**) { setenv("OMP_WAIT_POLICY", "passive", 0); }
-using PreinitFn = void (*)(int, char**, char**);
-__attribute__((section(".preinit_array"), used)) static PreinitFn omp_passive_wait_entry = omp_passive_wait;
-
 int main(int argc, char** argv) {
   using namespace cb::tools;
+  // oneDNN's OpenMP threads sleep while idle (OMP_WAIT_POLICY=passive). Our
+  // kernels run on our own pool (support/thread_pool.h), but oneDNN's
+  // workers under libgomp's default policy spin for milliseconds (300,000
+  // pauses) after every matmul, taking the cores the pool's helpers need:
+  // the tiny GPT-2 at 8x128 on 2 threads ran 10x slower on a busy 2-core
+  // machine (docs/performance.md#threads).
+  // libgomp reads the variable in its constructor, before main(), and
+  // glibc's own initialisation (which runs before libgomp's) resets the
+  // environment to the one the process started with, so setting it earlier
+  // (.preinit_array) does not reach libgomp either: the tool restarts itself
+  // once with it set. A value the user gave is kept.
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
+  }
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? 2 : 0;
