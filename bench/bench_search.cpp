@@ -6,8 +6,6 @@
 //
 //   bench_search [--tokens 10000000] [--sites 25] [--groups 4] [--codes 1000] [--k 1]
 //                [--dir /tmp/cb_bench_search] [--runs 5] [--threads 0]
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +16,7 @@
 #include <vector>
 
 #include "support/json.h"
+#include "support/threads.h"
 #include "tools/cache/cache_writer.h"
 #include "tools/cache/code_cache.h"
 #include "tools/cache/code_search.h"
@@ -159,7 +158,7 @@ int main(int argc, char** argv) {
   };
   const Case cases[] = {{"(7)", -1},   {"7", -1},    {"12(3)", -1}, {"[0-4](5)[6-9]", -1},
                         {"99999", -1}, {"(\\d)", 0}, {"^(\\d)", -1}};
-  std::vector<int> thread_counts = {1, c.threads > 0 ? c.threads : omp_get_max_threads()};
+  std::vector<int> thread_counts = {1, resolve_thread_count(c.threads)};
   if (thread_counts[1] == 1) thread_counts.pop_back();
   for (const Case& k : cases)
     for (int threads : thread_counts) {

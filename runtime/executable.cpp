@@ -11,6 +11,7 @@
 #include "runtime/memory_plan.h"
 #include "support/checked_size.h"
 #include "support/error.h"
+#include "support/threads.h"
 
 namespace cb {
 
@@ -21,6 +22,7 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
   std::unique_ptr<Executable> ex(new Executable());
   ex->graph_ = graph;
   ex->opts_ = opts;
+  ex->opts_.num_threads = resolve_thread_count(opts.num_threads);  // 0: all cores (support/threads.h)
 
   auto slot = [&](const Value* v) {
     auto it = ex->slot_of_.find(v);

@@ -26,7 +26,7 @@
 namespace cb {
 
 struct CompileOptions {
-  int num_threads = 1;
+  int num_threads = 1;   // 0 or less: all cores
   bool profile = false;  // collect per-op-type time in profile()
 };
 

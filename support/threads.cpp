@@ -1,16 +1,24 @@
 #include "support/threads.h"
 
 #include <omp.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <string>
+#include <thread>
 
 #include "support/error.h"
 #include "support/thread_count.h"
 
 namespace cb {
 
-int max_threads() { return 4 * std::max(1, omp_get_num_procs()); }
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, int(std::thread::hardware_concurrency()));
+}
+
+int max_threads() { return 4 * available_cores(); }
 
 int checked_thread_count(int64_t n, const std::string& name, bool zero_is_default) {
   const int most = max_threads();
@@ -22,8 +30,14 @@ int checked_thread_count(int64_t n, const std::string& name, bool zero_is_defaul
                        : ""));
 }
 
-void set_num_threads(int n) {
-  if (n > 0) omp_set_num_threads(checked_thread_count(n, "thread count", false));
+int resolve_thread_count(int n) { return n >= 1 ? n : available_cores(); }
+
+int set_num_threads(int n) {
+  const int threads = resolve_thread_count(n > 0 ? checked_thread_count(n, "thread count", false) : 0);
+  // oneDNN (built on OpenMP) sizes its parallel regions by omp_get_max_threads()
+  // of the thread that creates and runs a primitive.
+  omp_set_num_threads(threads);
+  return threads;
 }
 
 }  // namespace cb

@@ -21,6 +21,7 @@
 namespace fs = std::filesystem;
 using cb::test::file_bytes;
 using cb::test::Result;
+using cb::test::run_command;
 using cb::test::run_tool;
 using cb::test::temp_dir;
 
@@ -109,6 +110,23 @@ TEST(CliOptions, ThreadCountsAreBounded) {
   Result ok = run_tool("run " + kGpt2 + " --tokens 1,2 --threads 2");
   EXPECT_EQ(ok.code, 0) << ok.out;
   fs::remove_all(d);
+}
+
+// oneDNN's OpenMP threads wait passively (tools/main.cpp): libgomp's spin
+// count is 0, and a policy the user gave is kept. Under OMP_DISPLAY_ENV
+// libgomp prints what it read when it loaded (the last print is the
+// process that runs the command).
+TEST(CliOptions, OpenMpWaitsPassively) {
+  auto spin_count = [](const std::string& env) {
+    Result r = run_command(env + " OMP_DISPLAY_ENV=verbose " + std::string(CB_CODEBOOK_BIN) + " --help");
+    EXPECT_EQ(r.code, 0) << r.out;
+    const size_t at = r.out.rfind("GOMP_SPINCOUNT = '");
+    if (at == std::string::npos) return std::string("(not printed) ") + r.out;
+    const size_t begin = at + std::string("GOMP_SPINCOUNT = '").size();
+    return r.out.substr(begin, r.out.find('\'', begin) - begin);
+  };
+  EXPECT_EQ(spin_count("env -u OMP_WAIT_POLICY"), "0");
+  EXPECT_EQ(spin_count("OMP_WAIT_POLICY=active"), "30000000000");
 }
 
 TEST(CliOptions, TrainingConfigValuesNameTheirKey) {

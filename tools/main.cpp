@@ -45,11 +45,17 @@ static void usage(std::ostream& os) {
 
 int main(int argc, char** argv) {
   using namespace cb::tools;
-  // OpenMP threads that sleep while idle (OMP_WAIT_POLICY=passive): on a busy
-  // machine with few cores, spinning workers of the default policy made some
-  // parallel regions wait 4-30 ms for a core, doubling training step times.
-  // libgomp reads the variable when it loads, so the tool restarts itself once
-  // with it set; a value the user gave is kept.
+  // oneDNN's OpenMP threads sleep while idle (OMP_WAIT_POLICY=passive). Our
+  // kernels run on our own pool (support/thread_pool.h), but oneDNN's
+  // workers under libgomp's default policy spin for milliseconds (300,000
+  // pauses) after every matmul, taking the cores the pool's helpers need:
+  // the tiny GPT-2 at 8x128 on 2 threads ran 10x slower on a busy 2-core
+  // machine (docs/performance.md#threads).
+  // libgomp reads the variable in its constructor, before main(), and
+  // glibc's own initialisation (which runs before libgomp's) resets the
+  // environment to the one the process started with, so setting it earlier
+  // (.preinit_array) does not reach libgomp either: the tool restarts itself
+  // once with it set. A value the user gave is kept.
   if (!std::getenv("OMP_WAIT_POLICY")) {
     setenv("OMP_WAIT_POLICY", "passive", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy

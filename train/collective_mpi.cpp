@@ -34,7 +34,7 @@ class MpiCollective : public Collective {
     MPI_Initialized(&initialized);
     if (!initialized) {
       int provided = 0;
-      // Only the main thread calls MPI (OpenMP workers never do).
+      // Only the main thread calls MPI (thread-pool helpers never do).
       MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
     }
     // Errors come back as codes (checked below), not as MPI's default abort.

@@ -9,7 +9,7 @@
 //     whatever the split, so labels do not depend on the thread count;
 //   * k-means++ (kmeans_plus_plus): exact D^2 draws by rejection against
 //     distances that are brought up to date in batches of new centres, by
-//     a tiled exact-difference kernel, on a persistent ThreadTeam;
+//     a tiled exact-difference kernel, on the thread pool (support/thread_pool.h);
 //   * the mini-batch step: labels, then per centre the sum of its rows in
 //     row order (centres are independent, so they may be split over threads
 //     without changing a bit), sklearn's count-weighted update, and sklearn's
@@ -17,15 +17,10 @@
 #include "train/kmeans.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
-#include <functional>
 #include <limits>
-#include <mutex>
 #include <numeric>
-#include <thread>
 
 // The AVX2 tiles are chosen at run time (cpu_has_avx2_fma);
 // CB_MAX_CPU_ISA=portable runs the portable ones (support/cpu_features.h).
@@ -47,95 +42,6 @@ constexpr int kPanel = kScorePanel;        // centres per packed panel
 constexpr int kTileRows = kScoreTileRows;  // rows per register tile
 constexpr int64_t kBlockRows = 96;         // rows that sweep the panels together (stay in L2)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-// A fixed team of threads for many short parallel sections in a row (the
-// k-means++ steps): run(n, fn) calls fn(begin, end) on `threads` contiguous
-// ranges of [0, n), the caller taking the first, and returns when all are
-// done. Idle workers spin briefly, then sleep on a condition variable, so an
-// oversubscribed machine does not lose whole time slices to spinning.
-class ThreadTeam {
- public:
-  explicit ThreadTeam(int threads) : threads_(std::max(1, threads)) {
-    for (int t = 1; t < threads_; ++t) workers_.emplace_back([this, t] { work(t); });
-  }
-  ~ThreadTeam() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    start_cv_.notify_all();
-    for (auto& w : workers_) w.join();
-  }
-  ThreadTeam(const ThreadTeam&) = delete;
-  ThreadTeam& operator=(const ThreadTeam&) = delete;
-
-  int size() const { return threads_; }
-
-  template <typename Fn>
-  void run(int64_t n, Fn&& fn) {
-    if (threads_ == 1) {
-      fn(int64_t(0), n);
-      return;
-    }
-    std::function<void(int64_t, int64_t)> job = fn;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      job_ = &job;
-      n_ = n;
-      pending_.store(threads_ - 1, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_release);
-    }
-    start_cv_.notify_all();
-    job(0, n / threads_);
-    if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      done_cv_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
-    }
-    job_ = nullptr;
-  }
-
- private:
-  template <typename Pred>
-  static bool spin_until(Pred&& pred) {
-    for (int i = 0; i < 4000; ++i) {
-      if (pred()) return true;
-#ifdef CB_KMEANS_X86
-      _mm_pause();
-#endif
-    }
-    return pred();
-  }
-
-  void work(int t) {
-    uint64_t seen = 0;
-    for (;;) {
-      if (!spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; })) {
-        std::unique_lock<std::mutex> lock(mutex_);
-        start_cv_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
-      }
-      {
-        std::lock_guard<std::mutex> lock(mutex_);  // job_ and n_ are published under the lock
-        if (stop_) return;
-        seen = generation_.load(std::memory_order_acquire);
-      }
-      (*job_)(n_ * t / threads_, n_ * (t + 1) / threads_);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        done_cv_.notify_one();
-      }
-    }
-  }
-
-  const int threads_;
-  std::vector<std::thread> workers_;
-  std::mutex mutex_;
-  std::condition_variable start_cv_, done_cv_;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
-  bool stop_ = false;
-  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
-  int64_t n_ = 0;
-};
 
 // Squared euclidean distance, 16 float lanes (vectorised by the compiler).
 float squared_distance(const float* a, const float* b, int64_t dim) {
@@ -351,7 +257,7 @@ class KMeansPlusPlus {
   static constexpr int kMaxRejections = 32;
 
   KMeansPlusPlus(const float* rows, int64_t n, int64_t dim, int64_t K, int threads, Rng& rng)
-      : X_(rows), n_(n), dim_(dim), K_(K), rng_(rng), team_(threads) {
+      : X_(rows), n_(n), dim_(dim), K_(K), rng_(rng), threads_(std::max(1, threads)) {
     centers_.assign(size_t(K * dim), 0.0f);
     closest_.assign(size_t(n), std::numeric_limits<float>::infinity());
     blocks_ = (n + kBlock - 1) / kBlock;
@@ -421,12 +327,12 @@ class KMeansPlusPlus {
     return pick;
   }
 
-  // Runs fn(block_begin, block_end) over the row blocks, on the team when
-  // the pass has ~50 us of work or more.
+  // Runs fn(block_begin, block_end) over the row blocks, on the thread pool
+  // when the pass has ~50 us of work or more.
   template <typename Fn>
   void for_blocks(int64_t centres, Fn&& fn) {
-    if (team_.size() > 1 && n_ * dim_ * centres >= (int64_t(1) << 20))
-      team_.run(blocks_, fn);
+    if (threads_ > 1 && n_ * dim_ * centres >= (int64_t(1) << 20))
+      parallel_ranges(blocks_, threads_, fn);
     else
       fn(int64_t(0), blocks_);
   }
@@ -528,7 +434,7 @@ class KMeansPlusPlus {
   const float* X_;
   int64_t n_, dim_, K_;
   Rng& rng_;
-  ThreadTeam team_;
+  int threads_;
   int64_t blocks_ = 0;
   int64_t chosen_ = 0;   // centres drawn so far
   int64_t applied_ = 0;  // closest_ accounts for centres [0, applied_)

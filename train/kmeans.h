@@ -43,7 +43,7 @@
 // the centres (panels of 16, [dim][16]) with an AVX2/FMA 6-row x 16-centre
 // register tile, ranking by x.c - |c|^2/2 and keeping only scores that beat
 // the row's best so far, so the n x K distance matrix never exists. Threads:
-// std::thread over row ranges. k-means++ is exact D^2 sampling done by
+// row ranges on the thread pool (support/thread_pool.h). k-means++ is exact D^2 sampling done by
 // rejection against distances updated in batches of new centres, so it also
 // runs as a compute-bound tiled kernel (about twice one assignment) instead
 // of K memory-bound passes over the rows (see kmeans.cpp).

@@ -3,7 +3,8 @@
 //
 // Work split: tokens are cut into blocks of at most kMaxBlockRows (smaller
 // when there would be fewer tasks than threads), and every (member g, token
-// block) is one task of an OpenMP loop over ctx.num_threads threads. Big
+// block) is one task of a loop on the thread pool (support/thread_pool.h)
+// over ctx.num_threads threads, handed out one at a time. Big
 // blocks stream each member's packed codebook from memory once per call.
 // A task layer-normalises its tokens' chunks, then sweeps member g's
 // codebook panel by panel. A panel is kPanel codes packed [Dg][kPanel], so
@@ -59,6 +60,7 @@
 #include "ir/codebook.h"
 #include "support/cpu_features.h"
 #include "support/error.h"
+#include "support/threads.h"
 
 namespace cb {
 
@@ -101,32 +103,33 @@ void pack_codebook(const float* codes, int64_t G, int64_t K, int64_t Dg, Codeboo
   if (!pc.bias_buf || pc.bias_buf->size() < bias_bytes) pc.bias_buf = buffer_allocate(bias_bytes);
   pc.inv_norm.assign(metric == CodebookMetric::inner_product ? size_t(G * K) : 0, 0.0f);
   const int64_t jobs = G * pc.panels;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t job = 0; job < jobs; ++job) {
-    const int64_t g = job / pc.panels, p = job % pc.panels;
-    float* dst = pc.panel(g, p);
-    float* bias = pc.bias(g, p);
-    for (int j = 0; j < kPanel; ++j) {
-      const int64_t c = p * kPanel + j;
-      if (c >= K) {
-        for (int64_t d = 0; d < Dg; ++d) dst[d * kPanel + j] = 0.0f;
-        bias[j] = kNegInf;
-        continue;
+  parallel_ranges(jobs, threads, [&](int64_t job_begin, int64_t job_end) {
+    for (int64_t job = job_begin; job < job_end; ++job) {
+      const int64_t g = job / pc.panels, p = job % pc.panels;
+      float* dst = pc.panel(g, p);
+      float* bias = pc.bias(g, p);
+      for (int j = 0; j < kPanel; ++j) {
+        const int64_t c = p * kPanel + j;
+        if (c >= K) {
+          for (int64_t d = 0; d < Dg; ++d) dst[d * kPanel + j] = 0.0f;
+          bias[j] = kNegInf;
+          continue;
+        }
+        const float* row = codes + (g * K + c) * Dg;
+        double norm2 = 0;
+        for (int64_t d = 0; d < Dg; ++d) norm2 += double(row[d]) * row[d];
+        float scale = 1.0f;
+        if (metric == CodebookMetric::inner_product) {
+          scale = norm2 > 0 ? float(1.0 / std::sqrt(norm2)) : 0.0f;
+          pc.inv_norm[size_t(g * K + c)] = scale;
+          bias[j] = 0.0f;
+        } else {
+          bias[j] = float(-0.5 * norm2);
+        }
+        for (int64_t d = 0; d < Dg; ++d) dst[d * kPanel + j] = row[d] * scale;
       }
-      const float* row = codes + (g * K + c) * Dg;
-      double norm2 = 0;
-      for (int64_t d = 0; d < Dg; ++d) norm2 += double(row[d]) * row[d];
-      float scale = 1.0f;
-      if (metric == CodebookMetric::inner_product) {
-        scale = norm2 > 0 ? float(1.0 / std::sqrt(norm2)) : 0.0f;
-        pc.inv_norm[size_t(g * K + c)] = scale;
-        bias[j] = 0.0f;
-      } else {
-        bias[j] = float(-0.5 * norm2);
-      }
-      for (int64_t d = 0; d < Dg; ++d) dst[d * kPanel + j] = row[d] * scale;
     }
-  }
+  });
 }
 
 // The scoring microkernels are backends/cpu/score_tile.h's (shared with k-means).
@@ -477,12 +480,12 @@ class CodebookKernel : public Kernel {
     blocks = (N + P.block_rows - 1) / P.block_rows;
     const int64_t tasks = G * blocks;
     const int team = int(std::min<int64_t>(threads, tasks));
-#pragma omp parallel num_threads(team)
-    {
-      Scratch scratch(P.block_rows, Dg, P.list_stride, a.k);
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t task = 0; task < tasks; ++task) run_task(P, task / blocks, (task % blocks) * P.block_rows, scratch);
-    }
+    std::vector<std::optional<Scratch>> scratch(static_cast<size_t>(team));  // one per worker, made on its first task
+    ThreadPool::instance().run(tasks, team, [&](int64_t task) {
+      std::optional<Scratch>& mine = scratch[size_t(parallel_worker_index())];
+      if (!mine) mine.emplace(P.block_rows, Dg, P.list_stride, a.k);
+      run_task(P, task / blocks, (task % blocks) * P.block_rows, *mine);
+    });
   }
 
  private:

@@ -24,24 +24,19 @@
 // element goes through the same instructions whatever the split. Exp, Tanh,
 // Erf and Gelu are our own approximations (vec_math.h gives their accuracy).
 //
-// Threads: only big jobs are shared with helper threads (HelperThreads
-// below, which never make the caller wait for them to wake up); the rest run
-// on the calling thread with no synchronisation at all. See kMinParallelWork
-// for what "big" means and why.
+// Threads: only big jobs are shared with the pool's helper threads
+// (support/thread_pool.h, which never makes the caller wait for them to wake
+// up); the rest run on the calling thread with no synchronisation at all.
+// See kMinParallelWork for what "big" means and why.
 #include "backends/cpu/elementwise_kernels.h"
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -51,6 +46,7 @@
 #include "backends/reference/elementwise_util.h"
 #include "backends/reference/reference_backend.h"
 #include "support/error.h"
+#include "support/thread_pool.h"
 
 namespace cb {
 
@@ -75,106 +71,10 @@ constexpr int64_t kComputeBoundCost = 4;
 // so pieces start on 64-byte lines), claimed one at a time by the threads.
 constexpr int64_t kPieceElements = 32768;
 
-// Helper threads that join a job only if they wake while pieces are left.
-// The calling thread claims pieces too and waits only for pieces a helper
-// has claimed and is computing, never for a helper to show up (nor for its
-// lock): on a loaded machine a helper that is not scheduled costs nothing,
-// where an OpenMP fork/join waits a scheduler time slice (milliseconds) for
-// every thread of the team. Idle helpers sleep on a condition variable (no
-// spinning). Several callers may run jobs at once: each finishes its own.
-class HelperThreads {
- public:
-  using PieceFn = std::function<void(int64_t)>;
-
-  static HelperThreads& instance() {
-    static HelperThreads helpers;
-    return helpers;
-  }
-
-  // Calls fn(p) once for every p in [0, pieces), on the calling thread and
-  // up to `helpers` helper threads; returns when all calls have returned.
-  void run(int64_t pieces, int helpers, const PieceFn& fn) {
-    auto job = std::make_shared<Job>(&fn, pieces, helpers);
-    bool published = false;
-    {
-      // A helper holds the lock only for a moment, but if it is preempted
-      // then, waiting would cost a time slice: go on alone instead.
-      std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
-      if (lock.owns_lock()) {
-        while (int(threads_.size()) < helpers) threads_.emplace_back([this] { helper_loop(); });
-        job_ = job;  // stays published after the run: a late helper finds no piece left
-        ++generation_;
-        published = true;
-      }
-    }
-    if (published) wake_.notify_all();
-    work_on(*job);
-    for (int spins = 0; job->done.load(std::memory_order_acquire) < pieces; ++spins) {
-      if (spins < 64)
-        cpu_relax();
-      else
-        std::this_thread::yield();
-    }
-  }
-
-  ~HelperThreads() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-
- private:
-  struct Job {
-    Job(const PieceFn* f, int64_t n, int helpers) : fn(f), pieces(n), helper_slots(helpers) {}
-    const PieceFn* fn;  // called only for a claimed piece, while the caller waits (dangles after)
-    int64_t pieces;
-    std::atomic<int64_t> next{0}, done{0};
-    std::atomic<int> helper_slots;  // helpers that may still join
-  };
-
-  static void cpu_relax() {
-#ifdef CB_SIMD_AVX2
-    _mm_pause();
-#endif
-  }
-
-  static void work_on(Job& job) {
-    for (int64_t p; (p = job.next.fetch_add(1, std::memory_order_relaxed)) < job.pieces;) {
-      (*job.fn)(p);
-      job.done.fetch_add(1, std::memory_order_release);
-    }
-  }
-
-  void helper_loop() {
-    uint64_t seen = 0;
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      std::shared_ptr<Job> job = job_;
-      if (!job) continue;
-      lock.unlock();
-      if (job->helper_slots.fetch_sub(1, std::memory_order_relaxed) > 0) work_on(*job);
-      lock.lock();
-    }
-  }
-
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::vector<std::thread> threads_;
-  std::shared_ptr<Job> job_;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
-};
-
 // Calls body(begin, end) over contiguous pieces covering [0, n): one piece
 // on the calling thread when the job (n elements of `cost` units each) is
-// small or there is one thread, else kPieceElements-sized pieces shared with
-// num_threads - 1 helpers.
+// small or there is one thread, else kPieceElements-sized pieces on up to
+// num_threads threads of the pool.
 template <typename Body>
 void for_pieces(int64_t n, int64_t cost, int num_threads, const Body& body) {
   if (num_threads <= 1 || n * cost < kMinParallelWork) {
@@ -182,8 +82,8 @@ void for_pieces(int64_t n, int64_t cost, int num_threads, const Body& body) {
     return;
   }
   const int64_t pieces = (n + kPieceElements - 1) / kPieceElements;
-  HelperThreads::instance().run(pieces, num_threads - 1,
-                                [&](int64_t p) { body(p * kPieceElements, std::min(n, (p + 1) * kPieceElements)); });
+  ThreadPool::instance().run(pieces, num_threads,
+                             [&](int64_t p) { body(p * kPieceElements, std::min(n, (p + 1) * kPieceElements)); });
 }
 
 // ---- Broadcasting driver (binary ops, Where) --------------------------------

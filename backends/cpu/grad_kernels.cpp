@@ -638,11 +638,12 @@ class CodebookGradKernel : public GradKernel {
     const float* bet = m.beta + g * Dg;
     const int64_t* slot = m.ids + (token * m.G + g) * m.k;
     const float* Cg = m.codes + g * m.K * Dg;
-    float* xhat = s.xhat.data();
-    float* y = s.y.data();
-    float* du = s.du.data();
-    float* dxhat = s.dxhat.data();
-    float* contrib = s.contrib.data();
+    // Distinct scratch rows: __restrict lets the loop below vectorise.
+    float* __restrict xhat = s.xhat.data();
+    float* __restrict y = s.y.data();
+    float* __restrict du = s.du.data();
+    float* __restrict dxhat = s.dxhat.data();
+    float* __restrict contrib = s.contrib.data();
 
     // The next tokens' code rows are random rows of the codebook: fetch
     // them ahead while this token is computed.
@@ -667,7 +668,6 @@ class CodebookGradKernel : public GradKernel {
     // du = g + 2 beta (u - y); dxhat = du * gamma.
     const RowStats st = row_stats(xg, Dg, m.eps);
     const float tc = float(m.task_coef), rc = float(m.recon_coef), cc = float(m.commit_coef);
-#pragma omp simd
     for (int64_t i = 0; i < Dg; ++i) {
       const float xh = (xg[i] - st.mean) * st.inv;
       const float y_minus_u = y[i] - (xh * gam[i] + bet[i]);

@@ -34,7 +34,7 @@ class StridedCopy {
   size_t bytes() const { return bytes_; }  // bytes copied in all
   // Copies units [begin, end) (single-threaded, no allocation).
   void run_units(const uint8_t* src, uint8_t* dst, int64_t begin, int64_t end) const;
-  // Copies everything, over up to `threads` OpenMP threads when it is large.
+  // Copies everything, over up to `threads` threads of the pool when it is large.
   void run(const uint8_t* src, uint8_t* dst, int threads) const;
 
   static constexpr size_t kMaxRank = 32;  // deeper copies: callers fall back
@@ -59,8 +59,7 @@ class StridedCopy {
 
 // Work smaller than these (in bytes of data) runs on one thread. A parallel
 // region costs microseconds on an idle machine but can cost milliseconds on
-// a busy one (a woken OpenMP thread waits for a core, more so under
-// libgomp's default spin-then-sleep policy), and a second thread speeds
+// a busy one (a woken helper thread waits for a core), and a second thread speeds
 // memory-bound copies up little on a few cores: copies are threaded only
 // when large, arithmetic kernels from a few hundred KiB.
 inline constexpr size_t kParallelCopyBytes = size_t(16) << 20;

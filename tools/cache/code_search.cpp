@@ -1,6 +1,5 @@
 #include "tools/cache/code_search.h"
 
-#include <omp.h>
 #include <re2/re2.h>
 
 #include <algorithm>
@@ -32,8 +31,6 @@ SearchSort parse_search_sort(const std::string& s) {
 }
 
 namespace {
-
-int thread_count(int requested) { return requested > 0 ? requested : std::max(1, omp_get_max_threads()); }
 
 std::unique_ptr<RE2> compile_pattern(const std::string& pattern) {
   CB_CHECK(pattern.size() <= kMaxPatternBytes,
@@ -220,7 +217,7 @@ int64_t activations_in_slots(const SiteArrays& site, int64_t g, int64_t c, int64
 std::vector<int64_t> match_positions(const CodeCache& cache, const std::string& pattern, const SearchOptions& options) {
   CB_CHECK(options.parity >= -1 && options.parity <= 1, "parity must be odd, even or none");
   std::unique_ptr<RE2> re = compile_pattern(pattern);
-  const int threads = thread_count(options.threads);
+  const int threads = resolve_thread_count(options.threads);
   std::vector<int64_t> first = document_pieces(cache, int64_t(threads) * 8);
   const int64_t pieces = int64_t(first.size()) - 1;
   std::vector<std::vector<int64_t>> found(size_t(std::max<int64_t>(pieces, 0)));
@@ -230,7 +227,7 @@ std::vector<int64_t> match_positions(const CodeCache& cache, const std::string& 
   parallel_chunks(
       pieces, size_t(cache.text().size()), size_t(1) << 20, threads,
       [&](int64_t p0, int64_t p1) {
-        int t = omp_in_parallel() ? omp_get_thread_num() : 0;
+        const int t = parallel_worker_index();
         const RE2* mine = re.get();
         if (t > 0) {
           if (!per_thread[size_t(t)]) per_thread[size_t(t)] = compile_pattern(pattern);
@@ -259,7 +256,7 @@ std::vector<CodeMatch> codes_on_positions(const CodeCache& cache, const std::vec
   auto members = searched_members(cache, options.site);
   const size_t M = positions.size();
   if (M == 0 || members.empty()) return {};
-  const int threads = thread_count(options.threads);
+  const int threads = resolve_thread_count(options.threads);
   auto slots_of = [&](const SiteArrays& s) {
     return options.topk_slots > 0 ? std::min(options.topk_slots, s.info().k) : s.info().k;
   };

@@ -1,7 +1,5 @@
 #include "tools/cache/neuron_baseline.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <functional>
@@ -20,16 +18,10 @@ namespace fs = std::filesystem;
 
 namespace cb::cache {
 
-namespace {
-
-int thread_count(int requested) { return requested > 0 ? requested : std::max(1, omp_get_max_threads()); }
-
-}  // namespace
-
 std::vector<NeuronMatch> best_neurons_from(const ActivationSource& source, const std::vector<NeuronLayer>& layers,
                                            const std::vector<int64_t>& positions, const std::vector<int64_t>& targets,
                                            int threads, size_t memory_bytes) {
-  threads = thread_count(threads);
+  threads = resolve_thread_count(threads);
   std::vector<NeuronMatch> best(targets.size());
   std::vector<int64_t> layer_of, unit_of;  // of each neuron (column)
   for (const NeuronLayer& l : layers)
@@ -117,7 +109,7 @@ std::vector<NeuronMatch> best_neurons_from(const ActivationSource& source, const
 }
 
 ModelActivations model_activations(const CodeCache& cache, int threads) {
-  threads = thread_count(threads);
+  threads = resolve_thread_count(threads);
   const Json& model = cache.manifest().model;
   const Json* file = model.find("file");
   CB_CHECK(file && file->is_string(), cache.dir() << "/cache.json: model.file is missing (which model made the cache)");

@@ -17,6 +17,14 @@ Arrays returned by Model.run share the runtime's memory (no copy); numpy
 arrays hand it on to torch without a copy too (torch.from_dlpack).
 """
 
-from ._codebook import Cache, Error, Model, compile, load, train, train_config
+import os
+
+# oneDNN's OpenMP threads sleep while idle instead of spinning for
+# milliseconds after each call, which would take cores from our thread pool
+# (docs/performance.md#threads). libgomp reads this once, when it loads with
+# the extension below; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+from ._codebook import Cache, Error, Model, compile, load, train, train_config  # noqa: E402
 
 __all__ = ["Cache", "Error", "Model", "compile", "load", "train", "train_config"]
