@@ -60,8 +60,7 @@ PlacementStats place_devices(Graph& g, const PlacementTarget& target) {
     auto [it, fresh] = on.emplace(std::pair{v, want_device}, nullptr);
     if (!fresh) return it->second;
     Value* c = g.add_value(copy_name(*v, want_device ? target.device : Device::host()), v->type);
-    g.add_node(want_device ? kCopyToDeviceOp : kCopyToHostOp, {v}, {c}, {{kDeviceAttr, device}}, "",
-                            kCodebookDomain);
+    g.add_node(want_device ? kCopyToDeviceOp : kCopyToHostOp, {v}, {c}, {{kDeviceAttr, device}}, "", kCodebookDomain);
     (want_device ? stats.copies_to_device : stats.copies_to_host)++;
     return it->second = c;
   };

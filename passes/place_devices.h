@@ -28,9 +28,9 @@ struct PlacementTarget {
 PlacementTarget placement_target(const Backend& device_backend);
 
 struct PlacementStats {
-  int placed = 0;             // nodes on the device
-  int copies_to_device = 0;   // CopyToDevice nodes inserted (constants included)
-  int copies_to_host = 0;     // CopyToHost nodes inserted
+  int placed = 0;            // nodes on the device
+  int copies_to_device = 0;  // CopyToDevice nodes inserted (constants included)
+  int copies_to_host = 0;    // CopyToHost nodes inserted
 };
 
 PlacementStats place_devices(Graph& g, const PlacementTarget& target);

@@ -63,9 +63,9 @@ class SimDeviceBackend : public Backend {
     CheckedKernel(KernelFn fn, Device d) : fn_(fn), device_(std::move(d)) {}
     void run(KernelContext& ctx) override {
       auto check = [&](const Tensor* t, const char* what, size_t i) {
-        CB_CHECK(!t || !t->buffer() || t->device() == device_,
-                 ctx.node.describe() << ": " << what << " " << i << " is on " << t->device().str() << ", not "
-                                     << device_.str());
+        CB_CHECK(!t || !t->buffer() || t->device() == device_, ctx.node.describe()
+                                                                   << ": " << what << " " << i << " is on "
+                                                                   << t->device().str() << ", not " << device_.str());
       };
       for (size_t i = 0; i < ctx.inputs.size(); ++i) check(ctx.inputs[i], "input", i);
       for (size_t i = 0; i < ctx.outputs.size(); ++i) check(ctx.outputs[i], "output", i);

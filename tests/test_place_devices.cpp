@@ -13,6 +13,7 @@
 #include "frontend/onnx_import.h"
 #include "ir/graph_clone.h"
 #include "ir/placement.h"
+#include "passes/canonicalize.h"
 #include "passes/inference_pipeline.h"
 #include "passes/place_devices.h"
 #include "runtime/executable.h"
@@ -28,8 +29,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::set<std::string> kSimOps = {"MatMul", "Gemm", "Add", "LayerNormalization", "Softmax",
-                                       "codebook.FusedMatMul"};
+const std::set<std::string> kSimOps = {
+    "MatMul", "Gemm", "Add", "LayerNormalization", "Softmax", "codebook.FusedMatMul"};
 
 fs::path models_dir() { return fs::path(CB_SOURCE_DIR) / "tests" / "models"; }
 
@@ -84,8 +85,8 @@ TEST_P(PlacedModel, MatchesTheReferenceWithTheExpectedCopies) {
   EXPECT_EQ(copies.to_host, pass.stats().copies_to_host);
 
   std::cout << "[" << model << (fused ? " fused" : "") << "] " << pass.stats().placed << " nodes on sim:0; per run "
-            << copies.to_device << " copies to the device, " << copies.to_host << " to the host; "
-            << copies.constants << " constants copied once\n";
+            << copies.to_device << " copies to the device, " << copies.to_host << " to the host; " << copies.constants
+            << " constants copied once\n";
   CompileOptions opts;
   opts.device_backend = &sim;
   auto exe = Executable::compile(placed, *reference, opts);
@@ -104,8 +105,8 @@ TEST_P(PlacedModel, MatchesTheReferenceWithTheExpectedCopies) {
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i) {
       EXPECT_TRUE(got[i].device().is_host()) << exe->output_names()[i];
-      EXPECT_TRUE(got[i].bitwise_equal(want[i])) << exe->output_names()[i] << ": max |placed - reference| = "
-                                                 << cb::test::max_abs_diff(got[i], want[i]);
+      EXPECT_TRUE(got[i].bitwise_equal(want[i]))
+          << exe->output_names()[i] << ": max |placed - reference| = " << cb::test::max_abs_diff(got[i], want[i]);
     }
   }
   // Each device's intermediates have their own arena.
@@ -217,6 +218,82 @@ TEST(CudaDevice, CopiesRoundTrip) {
   cuda->copy_to_device(host, dev);
   cuda->copy_to_host(dev, back);
   EXPECT_TRUE(back.bitwise_equal(host));
+}
+
+// One node on random inputs (tails and broadcasts), on the GPU against the reference.
+struct KernelCase {
+  std::string op;
+  std::vector<std::vector<int64_t>> inputs;
+  std::map<std::string, AttrValue> attrs;
+};
+
+TEST(CudaDevice, KernelsMatchTheReference) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto cuda = make_cuda_backend();
+  auto reference = make_backend("reference");
+  const std::vector<KernelCase> cases = {
+      {"Add", {{3, 5, 7}, {7}}, {}},
+      {"Sub", {{3, 1, 7}, {5, 1}}, {}},
+      {"Mul", {{2, 1, 33}, {3, 1}}, {}},
+      {"Div", {{4, 9}, {4, 9}}, {}},
+      {"Softmax", {{4, 1000}}, {}},
+      {"Softmax", {{3, 2, 17}}, {{"axis", int64_t(-1)}}},
+      {"LayerNormalization", {{5, 300}, {300}, {300}}, {{"epsilon", 1e-5f}}},
+      {"LayerNormalization", {{2, 3, 33}, {33}}, {}},
+      {"MatMul", {{2, 3, 33}, {33, 65}}, {}},
+      {"MatMul", {{129, 257}, {257, 5}}, {}},
+  };
+  for (const KernelCase& c : cases) {
+    SCOPED_TRACE(c.op + " " + dims_str(c.inputs[0]));
+    auto g = std::make_shared<Graph>();
+    std::vector<Value*> ins;
+    std::map<std::string, Tensor> feeds;
+    for (size_t i = 0; i < c.inputs.size(); ++i) {
+      ins.push_back(g->add_input("x" + std::to_string(i), {DType::f32, Shape::of(c.inputs[i])}));
+      feeds[ins.back()->name] = test::random_tensor(DType::f32, c.inputs[i]);
+    }
+    Value* y = g->add_value("y");
+    g->add_node(c.op, ins, {y}, c.attrs);
+    g->outputs = {y};
+    canonicalize(*g);
+    auto placed = clone_graph(*g);
+    PlaceDevicesPass pass(placement_target(*cuda));
+    PassManager().run(pass, *placed);
+    EXPECT_EQ(pass.stats().placed, 1);
+    CompileOptions opts;
+    opts.device_backend = cuda.get();
+    const Tensor got = Executable::compile(placed, *reference, opts)->run(feeds)[0];
+    const Tensor want = Executable::compile(g, *reference)->run(feeds)[0];
+    EXPECT_LE(cb::test::max_abs_diff(got, want), 1e-4);
+  }
+}
+
+// The six test models with the CUDA kernels placed, against the reference.
+TEST(CudaDevice, ModelsMatchTheReference) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto cuda = make_cuda_backend();
+  auto reference = make_backend("reference");
+  for (const std::string& model : model_names())
+    for (bool fused : {false, true}) {
+      SCOPED_TRACE(model + (fused ? " fused" : ""));
+      std::shared_ptr<Graph> graph = import_onnx((models_dir() / model / "model.onnx").string());
+      if (fused) graph = inference_graph(graph);
+      auto plain = Executable::compile(graph, *reference);
+      std::shared_ptr<Graph> placed = clone_graph(*graph);
+      PlaceDevicesPass pass(placement_target(*cuda));
+      PassManager().run(pass, *placed);
+      EXPECT_GT(pass.stats().placed, 0);
+      CompileOptions opts;
+      opts.device_backend = cuda.get();
+      auto exe = Executable::compile(placed, *reference, opts);
+      const auto feeds = case_inputs(*plain, models_dir() / model / "case0");
+      const auto want = plain->run(feeds);
+      for (int run = 0; run < 3; ++run) {
+        const auto got = exe->run(feeds);
+        for (size_t i = 0; i < got.size(); ++i)
+          if (dtype_is_float(want[i].dtype())) EXPECT_LE(cb::test::max_abs_diff(got[i], want[i]), 1e-4) << i;
+      }
+    }
 }
 
 TEST(CudaDevice, WithoutAGpuCreatingItIsOneClearError) {

@@ -2,13 +2,14 @@
 // the device interface of backends/backend.h: memory from cudaMallocAsync on
 // its stream (stream-ordered, so a buffer freed and reused by later work on
 // the same stream needs no synchronisation), copies with cudaMemcpyAsync on
-// the stream. It has no compute kernels yet: supports() is false for every
-// op, so placement keeps every node on the host (docs/cuda.md). Without a
+// the stream. Its compute kernels so far are those of cuda_kernels.h;
+// placement keeps every other node on the host (docs/cuda.md). Without a
 // GPU, creating it fails with a clear message (tests that need a GPU skip).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_kernels.h"
 #include "ir/placement.h"
 #include "support/error.h"
 
@@ -64,9 +65,10 @@ class CudaBackend : public Backend {
   }
   std::string name() const override { return "cuda"; }
   Device device() const override { return {"cuda", device_}; }
-  bool supports(const Node&) const override { return false; }  // no compute kernels yet
+  bool supports(const Node& node) const override { return cuda_kernel_supports(node); }
   std::unique_ptr<Kernel> create_kernel(const Node& node) const override {
-    return make_device_copy_kernel(*this, node);
+    if (auto copy = make_device_copy_kernel(*this, node)) return copy;
+    return make_cuda_kernel(node, stream_, handle_);
   }
   std::shared_ptr<Buffer> allocate(size_t bytes) const override {
     return std::make_shared<CudaBuffer>(bytes, device_, stream_);
