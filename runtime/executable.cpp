@@ -40,7 +40,6 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
   for (Value* v : graph->inputs) ex->input_slots_.push_back(slot(v));
   for (Value* v : captured) ex->captured_slots_.emplace_back(v, slot(v));
   std::map<int, size_t> last_use;
-  std::vector<int> slot_memory;  // per slot: where its value lives
   for (auto& n : graph->nodes()) {
     Step st;
     st.node = n.get();
@@ -324,8 +323,6 @@ void Executable::check_outputs_after(const Step& st, const std::vector<const Buf
   }
 }
 
-// Plans the arena when this recording run's sizes and views equal the
-// previous one's; a planned run whose sizes broke the plan records again.
 // Every input must be where the step's kernel reads it: a host kernel given
 // device memory would read garbage or crash.
 void Executable::check_devices(const Step& st, const std::vector<const Tensor*>& in_values) const {
@@ -337,6 +334,8 @@ void Executable::check_devices(const Step& st, const std::vector<const Tensor*>&
                                   << " memory (place the graph with passes/place_devices.h)");
 }
 
+// Plans the arena when this recording run's sizes and views equal the
+// previous one's; a planned run whose sizes broke the plan records again.
 void Executable::finish_run() {
   if (planned_) {
     if (plan_broken_) {

@@ -1,9 +1,8 @@
-#include "backends/cuda/cuda_kernels.h"
-
 #include <algorithm>
 #include <cmath>
 #include <string>
 
+#include "backends/cuda/cuda_kernels.h"
 #include "support/error.h"
 
 namespace cb {
@@ -186,8 +185,8 @@ class MatMulKernel : public Kernel {
     if (y.numel() == 0) return;
     const float one = 1, zero = 0;
     // Row-major Y = A B is column-major Yt = Bt At.
-    cublasStatus_t st = cublasSgemm(handle_, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(k), &one,
-                                    b.data<float>(), int(n), a.data<float>(), int(k), &zero, y.data<float>(), int(n));
+    cublasStatus_t st = cublasSgemm(handle_, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(k), &one, b.data<float>(),
+                                    int(n), a.data<float>(), int(k), &zero, y.data<float>(), int(n));
     CB_CHECK(st == CUBLAS_STATUS_SUCCESS, ctx.node.describe() << ": cublasSgemm failed (" << int(st) << ")");
   }
 
