@@ -1,5 +1,8 @@
 #include "backends/backend.h"
 
+#include <cstring>
+
+#include "ir/placement.h"
 #include "support/error.h"
 
 namespace cb {
@@ -26,6 +29,61 @@ class FunctionKernel : public Kernel {
 }  // namespace
 
 std::unique_ptr<Kernel> make_function_kernel(KernelFn fn) { return std::make_unique<FunctionKernel>(fn); }
+
+namespace {
+
+void check_copy(const Tensor& from, const Tensor& to, const char* what) {
+  CB_CHECK(from.dtype() == to.dtype() && from.dims() == to.dims(),
+           what << ": copying " << dtype_name(from.dtype()) << dims_str(from.dims()) << " into "
+                << dtype_name(to.dtype()) << dims_str(to.dims()));
+}
+
+}  // namespace
+
+void Backend::copy_to_device(const Tensor& host, Tensor& device) const {
+  check_copy(host, device, "copy to device");
+  if (host.nbytes()) std::memcpy(device.raw(), host.raw(), host.nbytes());
+}
+
+void Backend::copy_to_host(const Tensor& device, Tensor& host) const {
+  check_copy(device, host, "copy to host");
+  if (device.nbytes()) std::memcpy(host.raw(), device.raw(), device.nbytes());
+}
+
+namespace {
+
+class DeviceCopyKernel : public Kernel {
+ public:
+  DeviceCopyKernel(const Backend& backend, bool to_device) : backend_(backend), to_device_(to_device) {}
+  void run(KernelContext& ctx) override {
+    const Tensor& from = ctx.in(0);
+    Tensor& to = ctx.out(0);
+    const Device host = Device::host(), device = backend_.device();
+    const Device& want_from = to_device_ ? host : device;
+    const Device& want_to = to_device_ ? device : host;
+    CB_CHECK(from.device() == want_from && to.device() == want_to,
+             ctx.node.describe() << ": copies " << want_from.str() << " -> " << want_to.str() << ", given "
+                                 << from.device().str() << " -> " << to.device().str());
+    if (to_device_)
+      backend_.copy_to_device(from, to);
+    else
+      backend_.copy_to_host(from, to);
+  }
+
+ private:
+  const Backend& backend_;
+  bool to_device_;
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> make_device_copy_kernel(const Backend& backend, const Node& node) {
+  if (!is_copy_to_device(node) && !is_copy_to_host(node)) return nullptr;
+  CB_CHECK(node_device(node) == backend.device(), node.describe()
+                                                      << " copies to or from " << node_device(node).str()
+                                                      << ", not the backend's device " << backend.device().str());
+  return std::make_unique<DeviceCopyKernel>(backend, is_copy_to_device(node));
+}
 
 std::vector<std::string> backend_names() {
   std::vector<std::string> v = {"reference", "cpu"};

@@ -2,6 +2,13 @@
 // compile time (so a kernel may cache primitives or pre-packed weights); the
 // runtime then calls Kernel::run for every execution with the node's input
 // tensors and output tensors already allocated at their inferred shapes.
+//
+// A backend also owns a device (docs/cuda.md): the host for the reference and
+// CPU backends, a GPU for the CUDA one. It says which nodes it can run there
+// (supports), allocates that device's memory, copies between it and the host,
+// and orders its work on one stream. The placement pass
+// (passes/place_devices.h) and the runtime use these; host backends keep the
+// defaults below.
 #pragma once
 #include <functional>
 #include <map>
@@ -54,7 +61,29 @@ class Backend {
   virtual std::string name() const = 0;
   // Null when the backend has no kernel for this node.
   virtual std::unique_ptr<Kernel> create_kernel(const Node& node) const = 0;
+
+  // The device its kernels run on: their inputs and outputs are in its memory.
+  virtual Device device() const { return Device::host(); }
+  // Whether create_kernel serves this node on device(): the placement pass
+  // moves a node to a device backend only when it does. Host backends serve
+  // every node.
+  virtual bool supports(const Node&) const { return true; }
+  // Uninitialised memory on device(), freed with its last reference.
+  virtual std::shared_ptr<Buffer> allocate(size_t bytes) const { return buffer_allocate(bytes); }
+  // Copies `from` into `to` (same dtype and dims), queued on the backend's
+  // stream. copy_to_device may return before the bytes arrive (later work on
+  // the stream sees them; the host source may be reused at once);
+  // copy_to_host returns once they are on the host.
+  virtual void copy_to_device(const Tensor& host, Tensor& device) const;
+  virtual void copy_to_host(const Tensor& device, Tensor& host) const;
+  // Waits until everything queued on the stream has finished.
+  virtual void synchronize() const {}
 };
+
+// The kernel of a codebook.CopyToDevice / CopyToHost node on `backend` (the
+// device side of the copy), or null for any other node. A device backend's
+// create_kernel returns it for the copy nodes.
+std::unique_ptr<Kernel> make_device_copy_kernel(const Backend& backend, const Node& node);
 
 // Each backend has one dispatch table (ir/op_table.h): the reference
 // backend's maps ops to kernel functions, the CPU backend's to kernel factories.

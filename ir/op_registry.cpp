@@ -60,6 +60,7 @@ const OpRegistry& OpRegistry::global() {
     register_fused_matmul_op(r);
     register_grad_ops(r);
     register_optim_ops(r);
+    register_placement_ops(r);
     return r;
   }();
   return reg;

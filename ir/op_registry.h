@@ -107,7 +107,8 @@ void register_reduction_ops(OpRegistry& r);
 void register_nn_ops(OpRegistry& r);
 void register_control_ops(OpRegistry& r);
 void register_codebook_ops(OpRegistry& r);
-void register_grad_ops(OpRegistry& r);   // ir/ops/grad.cpp: backward ops, domain codebook.grad
-void register_optim_ops(OpRegistry& r);  // ir/ops/optim.cpp: fused optimizer updates, domain codebook.train
+void register_grad_ops(OpRegistry& r);       // ir/ops/grad.cpp: backward ops, domain codebook.grad
+void register_optim_ops(OpRegistry& r);      // ir/ops/optim.cpp: fused optimizer updates, domain codebook.train
+void register_placement_ops(OpRegistry& r);  // ir/ops/placement.cpp: codebook.CopyToDevice / CopyToHost
 
 }  // namespace cb

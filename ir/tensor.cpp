@@ -122,7 +122,24 @@ Tensor Tensor::wrap(DType dtype, std::vector<int64_t> dims, std::shared_ptr<Buff
   return t;
 }
 
+Device Device::parse(const std::string& text) {
+  Device d;
+  const size_t colon = text.find(':');
+  d.kind = text.substr(0, colon);
+  CB_CHECK(!d.kind.empty() && d.kind.find_first_not_of("abcdefghijklmnopqrstuvwxyz") == std::string::npos,
+           "device '" << text << "': expected KIND or KIND:INDEX (cpu, cuda, cuda:1)");
+  if (colon != std::string::npos) {
+    const std::string index = text.substr(colon + 1);
+    CB_CHECK(!index.empty() && index.size() <= 4 && index.find_first_not_of("0123456789") == std::string::npos,
+             "device '" << text << "': the index after ':' must be a number");
+    d.index = std::stoi(index);
+    CB_CHECK(!d.is_host() || d.index == 0, "device '" << text << "': the host is cpu (index 0 only)");
+  }
+  return d;
+}
+
 Tensor Tensor::clone() const {
+  CB_CHECK(device().is_host(), "cannot copy a tensor on " << device().str() << " with host code");
   Tensor t = empty(dtype_, dims_);
   if (nbytes()) std::memcpy(t.raw(), raw(), nbytes());
   return t;

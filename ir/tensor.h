@@ -1,6 +1,8 @@
-// Dense, contiguous, row-major host tensors. The bytes live in a Buffer that may
+// Dense, contiguous, row-major tensors. The bytes live in a Buffer that may
 // be owned memory, a slice of a memory-mapped file, or bytes taken over from a
-// parsed protobuf; tensors share buffers (copying a Tensor is cheap).
+// parsed protobuf; tensors share buffers (copying a Tensor is cheap). A buffer
+// knows the device its memory is on: the host unless a device backend
+// allocated it (backends/backend.h); only host bytes may be read here.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -12,15 +14,31 @@
 
 namespace cb {
 
+// Where a buffer's memory is: the host, or device `index` of a kind
+// ("cuda:0"; "sim:0" is the test-only simulated device, tests/sim_device.h).
+struct Device {
+  std::string kind = "cpu";
+  int index = 0;
+
+  static Device host() { return {}; }
+  bool is_host() const { return kind == "cpu"; }
+  std::string str() const { return is_host() ? kind : kind + ":" + std::to_string(index); }
+  bool operator==(const Device& o) const { return kind == o.kind && index == o.index; }
+  // "cpu", "cuda" (index 0) or "cuda:1"; throws cb::Error on anything else.
+  static Device parse(const std::string& text);
+};
+
 class Buffer {
  public:
   virtual ~Buffer() = default;
   void* data() const { return data_; }
   size_t size() const { return size_; }
+  const Device& device() const { return device_; }
 
  protected:
   void* data_ = nullptr;
   size_t size_ = 0;
+  Device device_;
 };
 
 // 64-byte aligned heap memory; large buffers are advised to use huge pages.
@@ -75,8 +93,9 @@ class Tensor {
     return static_cast<T*>(raw());
   }
   const std::shared_ptr<Buffer>& buffer() const { return buf_; }
+  Device device() const { return buf_ ? buf_->device() : Device::host(); }
 
-  Tensor clone() const;                              // deep copy
+  Tensor clone() const;                              // deep copy (host tensors only)
   Tensor reshaped(std::vector<int64_t> dims) const;  // same bytes, new dims
   // Element i converted to double / int64 (for small shape tensors and tests).
   double get_double(int64_t i) const;

@@ -1,5 +1,6 @@
 #include "passes/pass_registry.h"
 
+#include <set>
 #include <sstream>
 
 #include "passes/autodiff.h"
@@ -12,6 +13,7 @@
 #include "passes/kv_cache.h"
 #include "passes/last_position_logits.h"
 #include "passes/lower_codebook.h"
+#include "passes/place_devices.h"
 #include "passes/tie_embeddings.h"
 #include "support/error.h"
 
@@ -90,6 +92,18 @@ std::vector<PassInfo> build_registry() {
          CB_CHECK(o.has("loss") && o.has("wrt"), "pass autodiff: give --loss VALUE and --wrt VALUE,...");
          return std::make_unique<AutodiffPass>(AutodiffOptions{o.get("loss", ""), split_list(o.get("wrt", ""))});
        }});
+  r.push_back({"place-devices",
+               "places the nodes a device supports on it (--ops: the op types it runs), copies at every boundary",
+               {"device", "ops"},
+               [](const PassOptions& o) {
+                 // By default, a cuda:0 that runs no op: nothing moves.
+                 std::vector<std::string> ops = split_list(o.get("ops", ""));
+                 std::set<std::string> names(ops.begin(), ops.end());
+                 PlacementTarget t{Device::parse(o.get("device", "cuda:0")), [names](const Node& n) {
+                                     return names.count(n.domain.empty() ? n.op_type : n.domain + "." + n.op_type) > 0;
+                                   }};
+                 return std::make_unique<PlaceDevicesPass>(std::move(t));
+               }});
   r.push_back(plain<CanonicalizePass>("canonicalize",
                                       "the pipeline below, repeated until nothing changes, then type inference"));
   r.push_back(plain("type-inference", "re-infers every value's type", make_type_inference_pass));

@@ -12,7 +12,7 @@ std::shared_ptr<Buffer> BufferPool::get(size_t bytes) {
   auto& bucket = buckets_[rounded];
   for (auto& b : bucket)
     if (b.use_count() == 1) return b;
-  bucket.push_back(buffer_allocate(rounded));
+  bucket.push_back(allocate_(rounded));
   bytes_held_ += rounded;
   return bucket.back();
 }

@@ -3,6 +3,7 @@
 // after its first (warm-up) call. A pooled buffer is free when the pool holds
 // the only reference to it: tensors handed to the caller keep theirs alive.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <unordered_set>
@@ -14,6 +15,9 @@ namespace cb {
 
 class BufferPool {
  public:
+  using Allocate = std::function<std::shared_ptr<Buffer>(size_t)>;
+  // `allocate` makes new buffers: host memory unless a device's allocator is given.
+  explicit BufferPool(Allocate allocate = buffer_allocate) : allocate_(std::move(allocate)) {}
   std::shared_ptr<Buffer> get(size_t bytes);
   size_t bytes_held() const { return bytes_held_; }
   // Drops these buffers (the ones the memory planner moved into its arena)
@@ -25,6 +29,7 @@ class BufferPool {
   }
 
  private:
+  Allocate allocate_;
   std::map<size_t, std::vector<std::shared_ptr<Buffer>>> buckets_;
   size_t bytes_held_ = 0;
 };

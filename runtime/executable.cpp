@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "ir/op_registry.h"
+#include "ir/placement.h"
 #include "ir/verifier.h"
 #include "runtime/control_flow.h"
 #include "runtime/memory_plan.h"
@@ -23,6 +24,10 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
   ex->graph_ = graph;
   ex->opts_ = opts;
   ex->opts_.num_threads = resolve_thread_count(opts.num_threads);  // 0: all cores (support/threads.h)
+  ex->device_backend_ = opts.device_backend;
+  ex->memories_.push_back({Device::host(), BufferPool(), nullptr});
+  if (const Backend* d = opts.device_backend; d && !d->device().is_host())
+    ex->memories_.push_back({d->device(), BufferPool([d](size_t bytes) { return d->allocate(bytes); }), nullptr});
 
   auto slot = [&](const Value* v) {
     auto it = ex->slot_of_.find(v);
@@ -40,8 +45,28 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
   for (auto& n : graph->nodes()) {
     Step st;
     st.node = n.get();
-    st.kernel = is_control_flow_op(*n) ? make_control_flow_kernel(*n, backend, opts) : backend.create_kernel(*n);
-    CB_CHECK(st.kernel, "backend '" << backend.name() << "' has no kernel for " << n->describe());
+    // Without a device backend, copy nodes are plain host copies (the host
+    // backend's kernels); any other placed node is an error.
+    const bool host_copy = !opts.device_backend && (is_copy_to_device(*n) || is_copy_to_host(*n));
+    const int memory = host_copy ? 0 : ex->memory_of(node_device(*n), *n);
+    const Backend& runs_on = memory == 0 ? backend : *opts.device_backend;
+    st.kernel = is_control_flow_op(*n) ? make_control_flow_kernel(*n, backend, opts) : runs_on.create_kernel(*n);
+    CB_CHECK(st.kernel, "backend '" << runs_on.name() << "' has no kernel for " << n->describe());
+    st.in_device = host_copy ? Device::host() : input_device(*n);
+    st.out_device = host_copy ? Device::host() : output_device(*n);
+    st.any_input_device = reads_only_dims(*n);
+    if (memory != 0 && is_copy_to_device(*n) && n->inputs[0] && n->inputs[0]->is_constant()) {
+      // A constant is copied to the device once, here, and stays there.
+      Tensor host = *n->inputs[0]->constant;
+      Tensor on_device = Tensor::wrap(host.dtype(), host.dims(), runs_on.allocate(host.nbytes()));
+      KernelContext ctx{*n, {&host}, {&on_device}, opts.num_threads, nullptr};
+      st.kernel->run(ctx);
+      runs_on.synchronize();
+      int s = slot(n->outputs[0]);
+      ex->slots_[size_t(s)] = on_device;
+      ex->is_constant_slot_[size_t(s)] = true;
+      continue;
+    }
     const OpSchema* schema = OpRegistry::global().find(n->domain, n->op_type);
     st.sizes_own_outputs = schema && schema->kernel_sizes_outputs;
     for (Value* v : n->inputs) {
@@ -68,7 +93,38 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
     for (int s : ex->steps_[i].out_slots)
       if (s >= 0) ex->memory_[size_t(s)].first = ex->memory_[size_t(s)].last = int64_t(i);
   for (auto [s, step] : last_use) ex->memory_[size_t(s)].last = std::max(ex->memory_[size_t(s)].last, int64_t(step));
+  for (size_t i = 0; i < ex->steps_.size(); ++i)
+    for (int s : ex->steps_[i].out_slots)
+      if (s >= 0) ex->memory_[size_t(s)].memory = ex->memory_of(ex->steps_[i].out_device, *ex->steps_[i].node);
   return ex;
+}
+
+// The memories_ index of `device`, on which `node` runs or puts its outputs.
+int Executable::memory_of(const Device& device, const Node& node) const {
+  if (device.is_host()) return 0;
+  CB_CHECK(memories_.size() > 1 && memories_[1].device == device,
+           node.describe() << " is placed on " << device.str() << ", but "
+                           << (memories_.size() > 1 ? "the device backend given runs on " + memories_[1].device.str()
+                                                    : std::string("no device backend was given")));
+  return 1;
+}
+
+size_t Executable::pooled_bytes() const {
+  size_t n = 0;
+  for (const DeviceMemory& m : memories_) n += m.pool.bytes_held() + (m.arena ? m.arena->size() : 0);
+  return n;
+}
+
+size_t Executable::arena_bytes() const {
+  size_t n = 0;
+  for (const DeviceMemory& m : memories_) n += arena_bytes(m.device);
+  return n;
+}
+
+size_t Executable::arena_bytes(const Device& device) const {
+  for (const DeviceMemory& m : memories_)
+    if (m.device == device && planned_ && m.arena) return m.arena->size();
+  return 0;
 }
 
 std::vector<std::string> Executable::input_names() const {
@@ -212,11 +268,12 @@ Tensor Executable::allocate_output(const Step& st, size_t o, DType dtype, std::v
   size_t bytes = 0;
   try {
     bytes = checked_nbytes(dims, dtype_size(dtype), "output");
+    DeviceMemory& mem = memories_[size_t(m.memory)];
     if (planned_ && m.offset >= 0) {
-      if (bytes == m.planned_bytes) return Tensor::wrap(dtype, std::move(dims), arena_, size_t(m.offset));
+      if (bytes == m.planned_bytes) return Tensor::wrap(dtype, std::move(dims), mem.arena, size_t(m.offset));
       plan_broken_ = true;  // sizes changed: pooled now, planned again once they repeat
     }
-    std::shared_ptr<Buffer> buf = pool_.get(bytes);
+    std::shared_ptr<Buffer> buf = mem.pool.get(bytes);
     if (!planned_) {
       m.bytes = bytes;
       m.buffer = buf.get();
@@ -250,18 +307,33 @@ void Executable::check_outputs_after(const Step& st, const std::vector<const Buf
       if (root != s) m.alias_of = root;
       continue;
     }
-    if (b != arena_.get()) continue;
+    DeviceMemory& mem = memories_[size_t(m.memory)];
+    if (b != mem.arena.get()) continue;
     if (m.alias_of >= 0) {
       const SlotMemory& r = memory_[size_t(m.alias_of)];
-      auto* base = static_cast<const uint8_t*>(arena_->data());
+      auto* base = static_cast<const uint8_t*>(mem.arena->data());
       auto* p = static_cast<const uint8_t*>(t.raw());
       if (r.offset >= 0 && p >= base + r.offset && p + t.nbytes() <= base + r.offset + r.planned_bytes) continue;
     }
-    Tensor copy = Tensor::wrap(t.dtype(), t.dims(), pool_.get(t.nbytes()));
+    CB_CHECK(mem.device.is_host(), st.node->describe()
+                                       << ": output '" << st.node->outputs[o]->name << "' is an unplanned view of "
+                                       << mem.device.str() << " memory the plan may reuse");
+    Tensor copy = Tensor::wrap(t.dtype(), t.dims(), mem.pool.get(t.nbytes()));
     if (t.nbytes()) std::memcpy(copy.raw(), t.raw(), t.nbytes());
     t = std::move(copy);
     plan_broken_ = true;
   }
+}
+
+// Every input must be where the step's kernel reads it: a host kernel given
+// device memory would read garbage or crash.
+void Executable::check_devices(const Step& st, const std::vector<const Tensor*>& in_values) const {
+  if (st.any_input_device) return;
+  for (size_t i = 0; i < in_values.size(); ++i)
+    if (const Tensor* t = in_values[i]; t && t->buffer() && !(t->device() == st.in_device))
+      CB_FAIL(st.node->describe() << ": input '" << st.node->inputs[i]->name << "' is on " << t->device().str()
+                                  << ", but its kernel reads " << st.in_device.str()
+                                  << " memory (place the graph with passes/place_devices.h)");
 }
 
 // Plans the arena when this recording run's sizes and views equal the
@@ -304,28 +376,37 @@ void Executable::build_plan() {
     last[size_t(r)] = std::max(last[size_t(r)], memory_[s].last);
     if (is_kept_slot_[s]) pooled[size_t(r)] = true;
   }
-  std::vector<PlannedValue> values;
-  std::vector<size_t> slot_of_value;
-  for (size_t s = 0; s < memory_.size(); ++s) {
-    memory_[s].offset = -1;
-    if (pooled[s]) continue;
-    values.push_back({memory_[s].bytes, memory_[s].first, last[s]});
-    slot_of_value.push_back(s);
+  // Each device's values are planned into that device's arena.
+  bool any = false;
+  for (size_t d = 0; d < memories_.size(); ++d) {
+    std::vector<PlannedValue> values;
+    std::vector<size_t> slot_of_value;
+    for (size_t s = 0; s < memory_.size(); ++s) {
+      if (size_t(memory_[s].memory) != d) continue;
+      memory_[s].offset = -1;
+      if (pooled[s]) continue;
+      values.push_back({memory_[s].bytes, memory_[s].first, last[s]});
+      slot_of_value.push_back(s);
+    }
+    if (values.empty()) continue;
+    any = true;
+    MemoryPlan plan = plan_memory(values);
+    DeviceMemory& mem = memories_[d];
+    if (!mem.arena || mem.arena->size() < plan.arena_bytes)
+      mem.arena = d == 0 ? buffer_allocate(plan.arena_bytes) : device_backend_->allocate(plan.arena_bytes);
+    for (size_t i = 0; i < values.size(); ++i) {
+      SlotMemory& m = memory_[slot_of_value[i]];
+      m.offset = int64_t(plan.offsets[i]);
+      m.planned_bytes = m.bytes;
+    }
   }
-  if (values.empty()) return;
-  MemoryPlan plan = plan_memory(values);
-  if (!arena_ || arena_->size() < plan.arena_bytes) arena_ = buffer_allocate(plan.arena_bytes);
-  for (size_t i = 0; i < values.size(); ++i) {
-    SlotMemory& m = memory_[slot_of_value[i]];
-    m.offset = int64_t(plan.offsets[i]);
-    m.planned_bytes = m.bytes;
-  }
+  if (!any) return;
   // The pooled buffers that only planned values took are not needed any more.
   std::unordered_set<const Buffer*> unused, used;
   for (const SlotMemory& m : memory_)
     if (m.buffer) (m.offset >= 0 ? unused : used).insert(m.buffer);
   for (const Buffer* b : used) unused.erase(b);
-  pool_.release(unused);
+  for (DeviceMemory& mem : memories_) mem.pool.release(unused);
   planned_ = true;
   plan_broken_ = false;
 }
@@ -346,7 +427,7 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
   plan_broken_ = false;
   std::vector<TensorType> in_types;
   std::vector<const TensorType*> in_type_ptrs;
-  std::vector<const Tensor*> in_values;
+  std::vector<const Tensor*> in_values, infer_values;
   std::vector<Tensor*> out_ptrs;
   std::vector<const Buffer*> given;
   using Clock = std::chrono::steady_clock;
@@ -363,6 +444,7 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
                n.describe() << ": input '" << n.inputs[i]->name << "' has no value (is it produced by any node?)");
       in_values[i] = &t;
     }
+    check_devices(st, in_values);
     bool kernel_sizes = st.sizes_own_outputs;
     if (!kernel_sizes && !cached_types(st, in_values)) {
       in_types.assign(st.in_slots.size(), TensorType{});
@@ -372,8 +454,12 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
         in_types[i] = TensorType{in_values[i]->dtype(), Shape::of(in_values[i]->dims())};
         in_type_ptrs[i] = &in_types[i];
       }
+      // Inference reads host values only: a device's bytes are not readable here.
+      infer_values.assign(in_values.begin(), in_values.end());
+      for (const Tensor*& t : infer_values)
+        if (t && !t->device().is_host()) t = nullptr;
       uint64_t values_read = 0;
-      std::vector<TensorType> out_types = infer_node(n, in_type_ptrs, in_values, &values_read);
+      std::vector<TensorType> out_types = infer_node(n, in_type_ptrs, infer_values, &values_read);
       for (size_t o = 0; o < st.out_slots.size(); ++o) {
         const TensorType& ot = out_types[o];
         CB_CHECK(st.out_slots[o] < 0 || (ot.shape.is_static() && ot.dtype != DType::undefined),
@@ -407,13 +493,19 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
       st.kernel->run(ctx);
     }
     check_outputs_after(st, given);
+    for (size_t o = 0; o < st.out_slots.size(); ++o)
+      if (int s = st.out_slots[o]; s >= 0 && slots_[size_t(s)].buffer())
+        CB_CHECK(slots_[size_t(s)].device() == st.out_device,
+                 n.describe() << ": its kernel left output '" << n.outputs[o]->name << "' on "
+                              << slots_[size_t(s)].device().str() << ", expected " << st.out_device.str());
     for (int s : st.free_after) slots_[size_t(s)] = Tensor();
   }
+  if (device_backend_) device_backend_->synchronize();
   std::vector<Tensor> outs;
   for (int s : output_slots_) {
     outs.push_back(slots_[size_t(s)]);
     Tensor& t = outs.back();
-    if (arena_ && t.buffer() == arena_) t = t.clone();  // never hand arena bytes to the caller
+    if (memories_[0].arena && t.buffer() == memories_[0].arena) t = t.clone();  // never hand arena bytes out
   }
   // Drop references so the pool can reuse everything but the returned outputs.
   for (size_t s = 0; s < slots_.size(); ++s)

@@ -11,6 +11,15 @@
 // lifetime (runtime/memory_plan.h), used by every later run of those sizes;
 // graph outputs (which the caller may keep) stay in pooled buffers. A size
 // change falls back to the pool and plans again once sizes repeat.
+//
+// Devices (docs/cuda.md): in a graph placed by passes/place_devices.h, the
+// nodes with a "device" attribute run on CompileOptions::device_backend, over
+// its memory; the rest on the host backend. Each device has its own pool and
+// its own planned arena. A constant that a copy node moves to the device is
+// copied once, at compile time, and stays there for every run. An input on
+// another device than the one its kernel runs on is a cb::Error, never a
+// host kernel reading device memory. Without a device backend, copy nodes
+// run as plain host copies.
 #pragma once
 #include <functional>
 #include <map>
@@ -28,6 +37,8 @@ namespace cb {
 struct CompileOptions {
   int num_threads = 1;   // 0 or less: all cores
   bool profile = false;  // collect per-op-type time in profile()
+  // Runs the nodes placed on its device; must outlive the Executable.
+  const Backend* device_backend = nullptr;
 };
 
 struct OpProfile {
@@ -53,10 +64,12 @@ class Executable {
   std::vector<std::string> input_names() const;
   std::vector<std::string> output_names() const;
   const std::map<std::string, OpProfile>& profile() const { return profile_; }
-  // Bytes of memory held for values: the pool and the arena.
-  size_t pooled_bytes() const { return pool_.bytes_held() + (arena_ ? arena_->size() : 0); }
-  // The size of the planned arena, 0 while no plan is in use.
-  size_t arena_bytes() const { return planned_ ? arena_->size() : 0; }
+  // Bytes of memory held for values on every device: the pools and the arenas.
+  size_t pooled_bytes() const;
+  // The size of the planned arenas, 0 while no plan is in use.
+  size_t arena_bytes() const;
+  // The same for one device's memory (0 for a device the graph does not use).
+  size_t arena_bytes(const Device& device) const;
 
  private:
   struct Step {
@@ -64,6 +77,8 @@ class Executable {
     std::unique_ptr<Kernel> kernel;
     std::vector<int> in_slots, out_slots;  // -1 for omitted
     std::vector<int> free_after;           // slots dead after this step
+    Device in_device, out_device;          // where its inputs and outputs are (ir/placement.h)
+    bool any_input_device = false;         // reads dims only (Shape): inputs may be anywhere
     bool sizes_own_outputs = false;        // control flow: kernel sets its outputs
     // The output types inferred in the last run, valid while the input types
     // and the input values the inference read are the same.
@@ -85,6 +100,14 @@ class Executable {
     int alias_of = -1;               // the slot whose buffer it shared in the recording run
     int64_t offset = -1;             // planned arena offset, -1: pooled
     size_t planned_bytes = 0;
+    int memory = 0;  // the device memory it lives in: an index of memories_
+  };
+  // One device's memory: its pool and its planned arena. memories_[0] is
+  // the host's, memories_[1] the device backend's (when one is given).
+  struct DeviceMemory {
+    Device device;
+    BufferPool pool;
+    std::shared_ptr<Buffer> arena;
   };
 
   Executable() = default;
@@ -97,6 +120,8 @@ class Executable {
   void check_outputs_after(const Step& st, const std::vector<const Buffer*>& given);
   void finish_run();
   void build_plan();
+  int memory_of(const Device& device, const Node& node) const;
+  void check_devices(const Step& st, const std::vector<const Tensor*>& in_values) const;
 
   std::shared_ptr<const Graph> graph_;
   CompileOptions opts_;
@@ -107,14 +132,14 @@ class Executable {
   std::vector<bool> is_constant_slot_;
   std::vector<bool> is_kept_slot_;  // graph inputs, outputs and captured values: never in the arena
   std::vector<std::pair<const Value*, int>> captured_slots_;  // values from enclosing graphs
-  BufferPool pool_;
+  std::vector<DeviceMemory> memories_;
+  const Backend* device_backend_ = nullptr;
   std::vector<SlotMemory> memory_;
   std::vector<size_t> prev_bytes_;  // the previous recording run's sizes and aliases
   std::vector<int> prev_alias_;
   std::unordered_map<const Buffer*, int> root_of_buffer_;  // recording run: pooled buffer -> slot that took it
-  std::shared_ptr<Buffer> arena_;
-  bool planned_ = false;      // this run uses the arena plan
-  bool plan_broken_ = false;  // a size or alias differed from the plan in this run
+  bool planned_ = false;                                   // this run uses the arena plan
+  bool plan_broken_ = false;                               // a size or alias differed from the plan in this run
   std::map<std::string, OpProfile> profile_;
 };
 

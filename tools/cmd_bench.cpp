@@ -17,6 +17,7 @@
 #include "support/error.h"
 #include "support/threads.h"
 #include "tools/command.h"
+#include "tools/device_option.h"
 #include "tools/model_io.h"
 #include "tools/option_checks.h"
 #include "tools/options.h"
@@ -70,6 +71,8 @@ int cmd_bench(int argc, char** argv) {
       "warmup", po::value<int>()->default_value(2)->notifier(must_be_non_negative("--warmup")), "untimed warm-up runs")(
       "threads", po::value<int>()->default_value(0)->notifier(must_be_thread_count("--threads", true)),
       "threads (0 = all cores)")("backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
+      "device", po::value<std::string>()->default_value("cpu"),
+      "cpu | cuda: the nodes the GPU supports run there, the rest on --backend (docs/cuda.md)")(
       "profile", "print time per op type")("no-fusion", "compile the graph as loaded (no inference fusions)")(
       "matmul-bound", "also time oneDNN's matmul alone on this run's matrix products: the box's bound")(
       "json", "print the result as one JSON line");
@@ -87,10 +90,13 @@ int cmd_bench(int argc, char** argv) {
   for (auto& t : ids) t = int64_t(rng() % uint64_t(vocab > 0 ? vocab : 2));
   auto inputs = lm_inputs(*m.graph, ids, shape[0], shape[1]);
   auto backend = make_backend(vm["backend"].as<std::string>());
+  auto device = make_device_backend(vm["device"].as<std::string>());
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
   copts.profile = vm.count("profile") > 0;
-  auto exe = Executable::compile(vm.count("no-fusion") ? m.graph : inference_graph(m.graph), *backend, copts);
+  CB_CHECK(!(device && vm.count("no-fusion")), "--no-fusion runs on the cpu only (not with --device cuda)");
+  auto exe = Executable::compile(vm.count("no-fusion") ? m.graph : placed_inference_graph(m.graph, device.get(), copts),
+                                 *backend, copts);
   for (int i = 0; i < warmup; ++i) exe->run(inputs);
   std::vector<double> ms, cpu_ms, faults;
   for (int i = 0; i < runs; ++i) {

@@ -19,6 +19,7 @@
 #include "tools/code_scores.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
+#include "tools/device_option.h"
 #include "tools/forced_codes.h"
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
@@ -177,6 +178,8 @@ int cmd_run(int argc, char** argv) {
       "write outputs as DIR/<name>.npy: those of --outputs, else the --tap outputs, else all")(
       "outputs", po::value<std::string>(), "NAME,NAME,...: the outputs to write or print (e.g. logits,layer0.mlp.ids)")(
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
+      "device", po::value<std::string>()->default_value("cpu"),
+      "cpu | cuda: the nodes the GPU supports run there, the rest on --backend (docs/cuda.md)")(
       "threads", po::value<int>()->default_value(0)->notifier(must_be_thread_count("--threads", true)),
       "threads (0 = all cores)")("top", po::value<int>()->default_value(5)->notifier(must_be_positive("--top")),
                                  "how many next tokens to show with --tokens or --prompt")(
@@ -291,10 +294,11 @@ int cmd_run(int argc, char** argv) {
   }
 
   auto backend = make_backend(vm["backend"].as<std::string>());
+  auto device = make_device_backend(vm["device"].as<std::string>());
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
   auto run = [&](std::shared_ptr<Graph> graph, std::vector<std::string>& names) {
-    auto exe = Executable::compile(inference_graph(graph), *backend, copts);
+    auto exe = Executable::compile(placed_inference_graph(graph, device.get(), copts), *backend, copts);
     names = exe->output_names();
     return exe->run(inputs);
   };

@@ -1,12 +1,17 @@
 // Reference kernels for the data-movement ops: views (Reshape, Flatten,
-// Squeeze, Unsqueeze), Transpose, Concat, Split, Slice, Expand and Tile; and
+// Squeeze, Unsqueeze), Transpose, Concat, Split, Slice, Expand, Tile and the
+// host side of the device copies; and
 // the registration of every tensor-op kernel (the other families live in
 // tensor_*.cpp). The CPU backend runs these same kernels on GPT-2 sized
 // tensors, so they copy contiguous runs with memcpy, never element by element
 // when a run exists. Output shapes were already inferred (and validated) by the
 // op schemas in ir/ops/tensor.cpp; the kernels only move bytes.
+#include <cstring>
+
 #include "backends/reference/reference_backend.h"
 #include "backends/reference/tensor_copy.h"
+#include "ir/codebook.h"
+#include "ir/placement.h"
 
 namespace cb {
 
@@ -20,6 +25,12 @@ namespace {
 // Reshape, Flatten, Squeeze, Unsqueeze: same bytes, the inferred dims.
 void view_kernel(KernelContext& ctx) {
   if (ctx.outputs[0]) *ctx.outputs[0] = ctx.in(0).reshaped(ctx.outputs[0]->dims());
+}
+
+// codebook.CopyToDevice / CopyToHost on the host (ir/placement.h): a plain
+// copy. A device backend runs them with make_device_copy_kernel instead.
+void host_copy_kernel(KernelContext& ctx) {
+  if (ctx.in(0).nbytes()) std::memcpy(ctx.out(0).raw(), ctx.in(0).raw(), ctx.in(0).nbytes());
 }
 
 void transpose_kernel(KernelContext& ctx) {
@@ -136,6 +147,7 @@ void tile_kernel(KernelContext& ctx) {
 void register_reference_tensor(KernelTable& t) {
   for (const char* op : {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}) t.add(op, view_kernel);
   t.add("Transpose", transpose_kernel);
+  for (const char* op : {kCopyToDeviceOp, kCopyToHostOp}) t.add(op, host_copy_kernel, kCodebookDomain);
   t.add("Concat", concat_kernel);
   t.add("Split", split_kernel);
   t.add("Slice", slice_kernel);

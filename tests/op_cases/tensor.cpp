@@ -4,6 +4,8 @@
 // paths (copies from kParallelCopyBytes on), several dtypes.
 #include <climits>
 
+#include "ir/codebook.h"
+#include "ir/placement.h"
 #include "tests/op_cases/op_case.h"
 
 namespace cb::test {
@@ -154,6 +156,13 @@ std::vector<OpCase> other_cases() {
   std::vector<OpCase> v;
   v.push_back(OpCase("Reshape_infer_dim", "Reshape").in({2, 3, 4}, kData).constant(i64s({-1, 4})));
   v.push_back(OpCase("Reshape_runtime_shape", "Reshape").in(i64, {2, 3, 4}, kData).given(i64s({4, 0, 2})));
+  // The host side of the device copies (ir/placement.h): plain copies.
+  v.push_back(OpCase("CopyToDevice_f32", kCopyToDeviceOp, kCodebookDomain)
+                  .attr(kDeviceAttr, std::string("cuda:0"))
+                  .in({2, 3, 5}, kData));
+  v.push_back(OpCase("CopyToHost_i64", kCopyToHostOp, kCodebookDomain)
+                  .attr(kDeviceAttr, std::string("cuda:1"))
+                  .in(i64, {4, 3}, kData));
   v.push_back(OpCase("Flatten_axis2", "Flatten").attr("axis", int64_t(2)).in({2, 3, 4, 5}, kData));
   v.push_back(OpCase("Squeeze_all", "Squeeze").in({2, 1, 3, 1}, kData));
   v.push_back(OpCase("Squeeze_axes", "Squeeze").in({2, 1, 3, 1}, kData).constant(i64s({-1})));
