@@ -4,8 +4,8 @@
 # libraries (oneDNN, protobuf, ...) and cannot install them:
 #
 #   scripts/gpu-check.sh pack   # here: build release with CUDA, copy the GPU
-#                               # tests, the tool, their shared libraries and
-#                               # the test models into .gpu-pack/ (git-ignored)
+#                               # tests, the tool and their shared libraries
+#                               # into .gpu-pack/gpu-pack.tar.xz (git-ignored)
 #   scripts/gpu-check.sh run    # there (device tool, carry [".gpu-pack"]):
 #                               # GPU tests, then GPU benchmarks, one table
 #
@@ -13,55 +13,62 @@
 # 15-minute slot). It writes its log and table to $OUT when that is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pack=.gpu-pack
+pack=.gpu-pack                 # what travels: one compressed archive
+stage=build/gpu-pack           # its contents, here and unpacked there
 mode=${1:-}
+gpu_tests=(test_cuda test_place_devices test_cli_device)
 
 case "$mode" in
 pack)
   cmake --preset release >/dev/null
-  grep -q "CB_WITH_CUDA:INTERNAL=ON\|codebook: CUDA backend enabled" build/release/CMakeCache.txt 2>/dev/null ||
-    grep -q "CB_WITH_CUDA" build/release/compile_commands.json ||
+  grep -q "CB_WITH_CUDA" build/release/compile_commands.json ||
     { echo "gpu-check: the release build has no CUDA (nvcc not found)" >&2; exit 2; }
-  tests=(test_cuda test_place_devices test_cli_device)
-  cmake --build --preset release -j "$(nproc)" --target codebook "${tests[@]}"
-  rm -rf "$pack"
-  mkdir -p "$pack/bin" "$pack/lib"
-  cp build/release/codebook "$pack/bin/"
-  for t in "${tests[@]}"; do cp "build/release/tests/$t" "$pack/bin/"; done
-  strip "$pack/bin/"* 2>/dev/null || true
-  # Every shared library they need that is not glibc's or the driver's
-  # (the GPU machine brings its own libc, libcuda and CUDA runtime).
-  for b in "$pack/bin/"*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
-    grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libcuda|libgcc_s|libstdc\+\+)\.so' |
-    while read -r lib; do cp -L "$lib" "$pack/lib/"; done
-  pwd >"$pack/source_dir"  # CB_SOURCE_DIR as compiled into the tests
+  cmake --build --preset release -j "$(nproc)" --target codebook "${gpu_tests[@]}"
+  rm -rf "$pack" "$stage"
+  mkdir -p "$pack" "$stage/bin" "$stage/lib"
+  cp build/release/codebook "$stage/bin/"
+  for t in "${gpu_tests[@]}"; do cp "build/release/tests/$t" "$stage/bin/"; done
+  strip "$stage/bin/"* 2>/dev/null || true
+  # Every shared library they need that is not glibc's or CUDA's (the GPU
+  # machine brings its own libc, driver, CUDA runtime and cuBLAS; cuBLAS
+  # alone is ~600 MB, over the device tool's 64 MiB carry limit).
+  for b in "$stage/bin/"*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
+    grep -v -E '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libcuda|libcudart|libcublas|libcublasLt|libgcc_s|libstdc\+\+)\.so' |
+    while read -r lib; do cp -L "$lib" "$stage/lib/"; done
+  pwd >"$stage/source_dir"  # CB_SOURCE_DIR as compiled into the tests
   grep -qx "/$pack/" .git/info/exclude 2>/dev/null || echo "/$pack/" >>.git/info/exclude
+  tar -C "$stage" -cJf "$pack/gpu-pack.tar.xz" .
   du -sh "$pack"
+  (($(du -sm "$pack" | cut -f1) < 64)) || { echo "gpu-check: $pack is over the 64 MiB the device tool carries" >&2; exit 2; }
   echo "gpu-check: packed; run it there with carry [\"$pack\"]: bash scripts/gpu-check.sh run"
   ;;
 run)
-  [ -d "$pack/bin" ] || { echo "gpu-check: no $pack (run 'scripts/gpu-check.sh pack' here first)" >&2; exit 2; }
+  [ -f "$pack/gpu-pack.tar.xz" ] || { echo "gpu-check: no $pack (run 'scripts/gpu-check.sh pack' here first)" >&2; exit 2; }
+  rm -rf "$stage" && mkdir -p "$stage" && tar -C "$stage" -xJf "$pack/gpu-pack.tar.xz"
   out=${OUT:-/tmp/gpu-check}
   mkdir -p "$out"
-  export LD_LIBRARY_PATH="$PWD/$pack/lib:${LD_LIBRARY_PATH:-}"
+  export LD_LIBRARY_PATH="$PWD/$stage/lib:${LD_LIBRARY_PATH:-}"
   # The tests find tests/models/ through the source path compiled in here.
-  src=$(cat "$pack/source_dir")
+  src=$(cat "$stage/source_dir")
   [ -e "$src" ] || { mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src"; }
   start=$(date +%s)
   {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     echo "== GPU tests"
     status=0
-    for t in test_cuda test_place_devices test_cli_device; do
-      timeout 240 "$pack/bin/$t" --gtest_brief=1 || status=1
+    for t in "${gpu_tests[@]}"; do
+      timeout 240 "$stage/bin/$t" --gtest_brief=1 || status=1
     done
     echo "== GPU benchmarks"
+    median_ms() {  # model shape device
+      "$stage/bin/codebook" bench "$1" --shape "$2" --runs 20 --device "$3" 2>/dev/null |
+        grep -o -E 'median [0-9.]+ ms' | head -1 || echo "failed"
+    }
     printf '| model | shape | cpu ms | cuda ms |\n|---|---|---|---|\n' >"$out/table.md"
     for m in tests/models/{gpt2,gpt-neo,gpt-neox}/model.onnx; do
-      for shape in 1x128 8x512; do
-        ms() { "$pack/bin/codebook" bench "$m" --shape "$shape" --runs 20 --device "$1" 2>/dev/null |
-          grep -o -E 'median [0-9.]+ ms' | head -1 || echo "failed"; }
-        echo "| $(basename "$(dirname "$m")") | $shape | $(ms cpu) | $(ms cuda) |" >>"$out/table.md"
+      for shape in 1x64 8x64; do  # within the test models' positions
+        echo "| $(basename "$(dirname "$m")") | $shape | $(median_ms "$m" "$shape" cpu) | $(median_ms "$m" "$shape" cuda) |" \
+          >>"$out/table.md"
       done
     done
     cat "$out/table.md"
