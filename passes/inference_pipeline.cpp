@@ -1,6 +1,7 @@
 #include "passes/inference_pipeline.h"
 
 #include "ir/graph_clone.h"
+#include "passes/bf16_matmuls.h"
 #include "passes/canonicalize.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_gelu.h"
@@ -8,20 +9,21 @@
 
 namespace cb {
 
-bool optimize_for_inference(Graph& g) {
+bool optimize_for_inference(Graph& g, Precision precision) {
   PassManager pm;
   pm.emplace<FuseAttentionPass>();  // first: the epilogue fusion would take the scores MatMul + mask Add
   pm.emplace<FuseGeluPass>();
   pm.emplace<FuseMatMulEpiloguePass>();
   pm.add(make_dead_code_elimination_pass());  // the Shape arithmetic of reshapes the fusion removed
+  if (precision == Precision::bf16) pm.emplace<Bf16MatMulsPass>();  // last: it marks the fused matmuls
   return pm.run(g);
 }
 
-std::shared_ptr<Graph> inference_graph(const std::shared_ptr<Graph>& g) {
+std::shared_ptr<Graph> inference_graph(const std::shared_ptr<Graph>& g, Precision precision) {
   for (auto& n : g->nodes())
     if (pass_util::has_subgraph(*n)) return g;
   std::shared_ptr<Graph> copy = clone_graph(*g);
-  optimize_for_inference(*copy);
+  optimize_for_inference(*copy, precision);
   return copy;
 }
 

@@ -9,6 +9,7 @@
 //   fuse-gelu              decomposed GELUs -> Gelu
 //   fuse-matmul-epilogue   Gemm / MatMul (+ bias Add) (+ Gelu) -> codebook.FusedMatMul
 //   dead-code-elimination  the Shape ops that sized the Reshapes around Gemms
+//   bf16-matmuls           (precision bf16 only) the matmuls multiply bf16 factors
 //
 // Values that are graph outputs (taps included) are never fused away, so a
 // tapped or intervened-on graph computes the same values as the plain one.
@@ -16,17 +17,18 @@
 #include <memory>
 
 #include "ir/graph.h"
+#include "ir/precision.h"
 
 namespace cb {
 
 // Runs the pipeline through a PassManager (instrumented like every pass:
 // --print-after, --time-passes). Returns true when it changed the graph.
-bool optimize_for_inference(Graph& g);
+bool optimize_for_inference(Graph& g, Precision precision = Precision::f32);
 
 // A copy of `g` (sharing the constants' bytes) with the pipeline applied, for
 // Executable::compile; `g` stays as it is, since callers keep reading its
 // structure (sites, taps, output names). A graph with subgraphs (If/Loop
-// bodies, which clone_graph does not copy) is returned unfused.
-std::shared_ptr<Graph> inference_graph(const std::shared_ptr<Graph>& g);
+// bodies, which clone_graph does not copy) is returned unfused (and in f32).
+std::shared_ptr<Graph> inference_graph(const std::shared_ptr<Graph>& g, Precision precision = Precision::f32);
 
 }  // namespace cb

@@ -22,28 +22,18 @@
 #include "ir/fused_matmul.h"
 #include "passes/inference_pipeline.h"
 #include "runtime/executable.h"
+#include "tests/model_fixtures.h"
 #include "tests/test_util.h"
 
 using namespace cb;
 using cb::test::max_abs_diff;
+using cb::test::model_names;
+using cb::test::models_dir;
 namespace fs = std::filesystem;
 
 namespace {
 
 constexpr double kTolerance = 1e-4;  // max |ours - ORT| on the logits
-
-fs::path models_dir() { return fs::path(CB_SOURCE_DIR) / "tests" / "models"; }
-
-// Sub-folders of tests/models that hold a model.onnx, sorted by name.
-std::vector<std::string> model_names() {
-  std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(models_dir(), ec))
-    if (entry.is_directory() && fs::exists(entry.path() / "model.onnx"))
-      names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 // case0, case1, ... of one model folder, in numeric order.
 std::vector<fs::path> case_dirs(const fs::path& model_dir) {

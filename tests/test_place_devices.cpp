@@ -17,6 +17,7 @@
 #include "passes/inference_pipeline.h"
 #include "passes/place_devices.h"
 #include "runtime/executable.h"
+#include "tests/model_fixtures.h"
 #include "tests/sim_device.h"
 #include "tests/test_util.h"
 #ifdef CB_WITH_CUDA
@@ -24,6 +25,9 @@
 #endif
 
 using namespace cb;
+using cb::test::case_inputs;
+using cb::test::model_names;
+using cb::test::models_dir;
 using cb::test::SimDeviceBackend;
 namespace fs = std::filesystem;
 
@@ -31,23 +35,6 @@ namespace {
 
 const std::set<std::string> kSimOps = {
     "MatMul", "Gemm", "Add", "LayerNormalization", "Softmax", "codebook.FusedMatMul"};
-
-fs::path models_dir() { return fs::path(CB_SOURCE_DIR) / "tests" / "models"; }
-
-std::vector<std::string> model_names() {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(models_dir()))
-    if (entry.is_directory() && fs::exists(entry.path() / "model.onnx"))
-      names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-std::map<std::string, Tensor> case_inputs(const Executable& exe, const fs::path& dir) {
-  std::map<std::string, Tensor> feeds;
-  for (const std::string& name : exe.input_names()) feeds[name] = npy_read((dir / (name + ".npy")).string());
-  return feeds;
-}
 
 struct CopyCounts {
   int64_t constants = 0, to_device = 0, to_host = 0;  // per run: to_device and to_host

@@ -18,6 +18,7 @@
 #include "support/threads.h"
 #include "tools/command.h"
 #include "tools/device_option.h"
+#include "tools/precision_option.h"
 #include "tools/model_io.h"
 #include "tools/option_checks.h"
 #include "tools/options.h"
@@ -43,7 +44,8 @@ struct MatMulBound {
 
 // The graph's matrix products at this run's input shapes, each timed with
 // oneDNN alone (backends/cpu/dnnl_matmul_bound.h), summed.
-MatMulBound matmul_bound(const Graph& model, const std::map<std::string, Tensor>& inputs, int runs) {
+MatMulBound matmul_bound(const Graph& model, const std::map<std::string, Tensor>& inputs, int runs,
+                         Precision precision) {
   std::shared_ptr<Graph> g = clone_graph(model);
   for (Value* v : g->inputs)
     if (auto it = inputs.find(v->name); it != inputs.end()) v->type.shape = Shape::of(it->second.dims());
@@ -52,7 +54,7 @@ MatMulBound matmul_bound(const Graph& model, const std::map<std::string, Tensor>
   std::map<MatMulShape, MatMulTiming> ms_of;
   for (const MatMulShape& s : graph_matmul_shapes(*g)) {
     auto [it, fresh] = ms_of.emplace(s, MatMulTiming{});
-    if (fresh) it->second = time_dnnl_matmul(s, runs);
+    if (fresh) it->second = time_dnnl_matmul(s, runs, precision);
     b.ms += it->second.wall_ms;
     b.cpu_ms += it->second.cpu_ms;
     b.flops += s.flops();
@@ -76,6 +78,7 @@ int cmd_bench(int argc, char** argv) {
       "profile", "print time per op type")("no-fusion", "compile the graph as loaded (no inference fusions)")(
       "matmul-bound", "also time oneDNN's matmul alone on this run's matrix products: the box's bound")(
       "json", "print the result as one JSON line");
+  add_precision_option(opts);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file", vm)) return 0;
   std::vector<int64_t> shape = parse_shape(vm["shape"].as<std::string>());
@@ -90,13 +93,17 @@ int cmd_bench(int argc, char** argv) {
   for (auto& t : ids) t = int64_t(rng() % uint64_t(vocab > 0 ? vocab : 2));
   auto inputs = lm_inputs(*m.graph, ids, shape[0], shape[1]);
   auto backend = make_backend(vm["backend"].as<std::string>());
+  const Precision precision =
+      precision_option(vm, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
   auto device = make_device_backend(vm["device"].as<std::string>());
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
   copts.profile = vm.count("profile") > 0;
   CB_CHECK(!(device && vm.count("no-fusion")), "--no-fusion runs on the cpu only (not with --device cuda)");
-  auto exe = Executable::compile(vm.count("no-fusion") ? m.graph : placed_inference_graph(m.graph, device.get(), copts),
-                                 *backend, copts);
+  CB_CHECK(!(precision == Precision::bf16 && vm.count("no-fusion")), "--no-fusion runs in f32 only (not with --precision bf16)");
+  auto exe = Executable::compile(
+      vm.count("no-fusion") ? m.graph : placed_inference_graph(m.graph, device.get(), copts, precision), *backend,
+      copts);
   for (int i = 0; i < warmup; ++i) exe->run(inputs);
   std::vector<double> ms, cpu_ms, faults;
   for (int i = 0; i < runs; ++i) {
@@ -118,9 +125,10 @@ int cmd_bench(int argc, char** argv) {
   if (sorted.size() % 2 == 0) median = (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
   double tps = double(shape[0] * shape[1]) / (median / 1000.0);
   MatMulBound bound;
-  if (vm.count("matmul-bound")) bound = matmul_bound(*m.graph, inputs, runs);
+  if (vm.count("matmul-bound")) bound = matmul_bound(*m.graph, inputs, runs, precision);
   if (vm.count("json")) {
-    std::cout << std::fixed << std::setprecision(3) << "{\"backend\": \"" << backend->name() << "\", \"shape\": \""
+    std::cout << std::fixed << std::setprecision(3) << "{\"backend\": \"" << backend->name() << "\", \"precision\": \""
+              << precision_name(precision) << "\", \"shape\": \""
               << vm["shape"].as<std::string>() << "\", \"runs\": " << runs << ", \"median_ms\": " << median
               << ", \"min_ms\": " << sorted.front() << ", \"max_ms\": " << sorted.back()
               << ", \"median_cpu_ms\": " << median_cpu << ", \"page_faults\": " << median_faults
@@ -135,7 +143,8 @@ int cmd_bench(int argc, char** argv) {
                 << ", \"percent_of_bound_cpu\": " << 100 * bound.cpu_ms / median_cpu;
     std::cout << "}\n";
   } else {
-    std::cout << std::fixed << std::setprecision(2) << "backend " << backend->name() << ", shape "
+    std::cout << std::fixed << std::setprecision(2) << "backend " << backend->name() << ", "
+              << precision_name(precision) << ", shape "
               << vm["shape"].as<std::string>() << ", " << runs << " runs after " << warmup << " warm-up\n"
               << "median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back() << " ms, "
               << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1) << m.import_ms

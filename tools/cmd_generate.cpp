@@ -19,6 +19,7 @@
 #include "tools/generation.h"
 #include "tools/model_io.h"
 #include "tools/options.h"
+#include "tools/precision_option.h"
 #include "tools/text_io.h"
 
 namespace po = boost::program_options;
@@ -97,6 +98,7 @@ int cmd_generate(int argc, char** argv) {
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
       "profile", "print the time per op type over the whole generation to stderr");
+  add_precision_option(opts);
   add_intervention_options(opts);
   add_pass_options(opts);
   po::variables_map vm;
@@ -106,6 +108,7 @@ int cmd_generate(int argc, char** argv) {
                           "positions are absolute (prompt + generated), negative ones count from the end of each "
                           "call (docs/generation.md)."))
     return 0;
+  const Precision precision = precision_option(vm, vm["backend"].as<std::string>());
   const bool text_prompts = vm.count("prompt") || vm.count("prompts-file");
   CB_CHECK(vm.count("tokens") || text_prompts, "give the prompt with --prompt TEXT or --tokens IDS");
   CB_CHECK(!(vm.count("tokens") && text_prompts), "give --tokens or --prompt/--prompts-file, not both");
@@ -151,6 +154,7 @@ int cmd_generate(int argc, char** argv) {
   GeneratorOptions gopts;
   gopts.backend = vm["backend"].as<std::string>();
   gopts.threads = vm["threads"].as<int>();
+  gopts.precision = precision;
   gopts.profile = vm.count("profile") > 0;
   gopts.context = vm.count("context") ? vm["context"].as<int64_t>() : default_generation_context(*m.graph);
   CB_CHECK(!vm.count("context") || gopts.context > 0, "--context must be > 0");

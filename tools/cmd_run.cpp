@@ -20,6 +20,7 @@
 #include "tools/codebook_options.h"
 #include "tools/command.h"
 #include "tools/device_option.h"
+#include "tools/precision_option.h"
 #include "tools/forced_codes.h"
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
@@ -192,12 +193,15 @@ int cmd_run(int argc, char** argv) {
       "also run without interventions; show both next-token lists, the codes of --show-codes side by side, and "
       "their Jensen-Shannon divergence in bits")(
       "json", "print the tokens, next tokens, codes and divergence as one JSON object");
+  add_precision_option(opts);
   add_intervention_options(opts);
   add_pass_options(opts);
   po::variables_map vm;
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file, or a `codebook train` run or checkpoint folder",
                           vm))
     return 0;
+  const Precision precision =
+      precision_option(vm, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
   CB_CHECK(vm.count("input") || vm.count("tokens") || vm.count("prompt"),
            "give the model's inputs with --input NAME=FILE.npy, --tokens or --prompt");
   CB_CHECK(!(vm.count("tokens") && vm.count("prompt")), "give --tokens or --prompt, not both");
@@ -298,7 +302,7 @@ int cmd_run(int argc, char** argv) {
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
   auto run = [&](std::shared_ptr<Graph> graph, std::vector<std::string>& names) {
-    auto exe = Executable::compile(placed_inference_graph(graph, device.get(), copts), *backend, copts);
+    auto exe = Executable::compile(placed_inference_graph(graph, device.get(), copts, precision), *backend, copts);
     names = exe->output_names();
     return exe->run(inputs);
   };

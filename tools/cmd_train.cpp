@@ -33,6 +33,9 @@ int cmd_train(int argc, char** argv) {
       "progress bar on stderr: auto (when a terminal) | on | off")(
       "no-checkpoint", "write no checkpoint or final model (benchmarks, experiments)")(
       "profile", "print the time per op type of the training steps at the end")(
+      "precision", po::value<std::string>(),
+      "f32 | bf16 (= runtime.precision): bf16 matmuls with f32 accumulation, forward and backward, f32 master "
+      "weights (needs AVX512_BF16; docs/precision.md)")(
       "print-config", "print the resolved configuration as JSON and exit");
   add_pass_options(opts);
   po::variables_map vm;
@@ -57,6 +60,7 @@ int cmd_train(int argc, char** argv) {
     }
   if (vm.count("max-steps"))
     request.overrides.push_back("training_args.max_steps=" + std::to_string(vm["max-steps"].as<int64_t>()));
+  if (vm.count("precision")) request.overrides.push_back("runtime.precision=" + vm["precision"].as<std::string>());
   if (vm.count("resume")) request.resume = vm["resume"].as<std::string>();
   if (vm.count("output")) request.output = vm["output"].as<std::string>();
   if (vm.count("stop-at")) request.stop_at = vm["stop-at"].as<int64_t>();

@@ -22,8 +22,8 @@ std::unique_ptr<Backend> make_device_backend(const std::string& device) {
 }
 
 std::shared_ptr<Graph> placed_inference_graph(const std::shared_ptr<Graph>& g, const Backend* device_backend,
-                                              CompileOptions& opts) {
-  std::shared_ptr<Graph> fused = inference_graph(g);
+                                              CompileOptions& opts, Precision precision) {
+  std::shared_ptr<Graph> fused = inference_graph(g, precision);
   if (!device_backend || fused == g) return fused;  // the same graph: it has subgraphs, or nothing to place
   PlaceDevicesPass pass(placement_target(*device_backend));
   PassManager().run(pass, *fused);

@@ -122,7 +122,7 @@ Executable& Generator::executable_for(int64_t past, int64_t n) {
   CompileOptions copts;
   copts.num_threads = opts_.threads;
   copts.profile = opts_.profile;
-  return *(variants_[key] = Executable::compile(inference_graph(g), *backend_, copts));
+  return *(variants_[key] = Executable::compile(inference_graph(g, opts_.precision), *backend_, copts));
 }
 
 std::map<std::string, OpProfile> Generator::profile() const {

@@ -28,6 +28,7 @@
 
 #include "backends/backend.h"
 #include "ir/graph.h"
+#include "ir/precision.h"
 #include "runtime/executable.h"
 #include "support/rng.h"
 
@@ -40,6 +41,7 @@ struct GeneratorOptions {
   // The first cache capacity (tokens); 0: twice the prompt, at least 16.
   int64_t initial_capacity = 0;
   std::string backend = "cpu";
+  Precision precision = Precision::f32;  // of the matmuls (docs/precision.md)
   int threads = 0;
   bool profile = false;  // time per op type (profile())
 };

@@ -11,6 +11,7 @@
 #include "frontend/onnx_export.h"
 #include "support/error.h"
 #include "support/threads.h"
+#include "tools/precision_option.h"
 #include "tools/train_report.h"
 #include "train/collective.h"
 #include "train/run_folder.h"
@@ -115,6 +116,7 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
   if (ranks.distributed()) run.trainer.num_threads = std::max(1, run.trainer.num_threads / ranks.local_size());
   set_num_threads(run.trainer.num_threads);
 
+  check_precision_supported(run.trainer.precision, run.backend, "cpu", "runtime.precision:");
   auto backend = make_backend(run.backend);
   RunData data = make_run_data(run, model_vocab_size(run));
   TrainerOptions topts = run.trainer;

@@ -99,6 +99,7 @@ training_args:
 runtime:
   threads: 2
   backend: cpu
+  precision: f32                   # f32 | bf16: matmuls multiply bf16 factors, f32 accumulation (docs/precision.md)
 )";
 
 const Json& at(const Json& j, const std::string& group, const std::string& key) {
@@ -405,6 +406,7 @@ TrainRunConfig parse_train_config(const Json& j) {
   }
   t.num_threads = checked_thread_count(get_int(j, "runtime", "threads"), "runtime.threads", false);
   r.backend = get_string(j, "runtime", "backend");
+  t.precision = parse_precision(get_string(j, "runtime", "precision"), "config key 'runtime.precision'");
   return r;
 }
 

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <span>
 
+#include "passes/bf16_matmuls.h"
 #include "support/error.h"
 #include "support/rng.h"
 #include "train/parameters.h"
@@ -75,6 +76,11 @@ Trainer::Trainer(ModelFactory model, std::shared_ptr<const TokenDataset> data, c
   train_ = build_train_graph(model_(), go);
   go.codebook_inputs = false;
   eval_ = build_eval_graph(model_(), go);
+  if (opts_.precision == Precision::bf16)
+    for (Graph* g : {train_.graph.get(), eval_.graph.get()}) {
+      Bf16MatMulsPass bf16;
+      PassManager().run(bf16, *g);
+    }
   CompileOptions co;
   co.num_threads = opts_.num_threads;
   co.profile = opts_.profile;

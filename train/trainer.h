@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "ir/precision.h"
 #include "runtime/executable.h"
 #include "support/json.h"
 #include "train/collective.h"
@@ -60,6 +61,9 @@ struct TrainerOptions {
   float replace_rho = 1e-4f;
   uint64_t seed = 0;  // replacement draws
   int num_threads = 1;
+  // bf16: the step's and the evaluation's matmuls multiply bf16 factors
+  // (forward and backward; parameters, gradients and AdamW stay f32).
+  Precision precision = Precision::f32;
   bool profile = false;  // per-op-type times in train_profile()
   // The ranks of a data-parallel run; null or one rank: this process alone.
   Collective* collective = nullptr;

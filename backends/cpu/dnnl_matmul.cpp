@@ -19,6 +19,13 @@
 // the layout oneDNN picks, kept per layout for the kernel's life. Where
 // oneDNN picks the plain layout (oneDNN 2.x on AVX2: jit gemm, which packs
 // internally) the constant's bytes are used as they are, with no copy.
+//
+// Precision bf16 (ir/precision.h: a node marked by passes/bf16_matmuls.h):
+// A is rounded to bf16 into a scratch buffer on every call, B too unless it
+// is a constant, which is rounded once and packed (bf16 weights: half the
+// bytes); the primitive multiplies bf16 with f32 accumulation, and the
+// bias, the post-ops and Y stay f32. Creating such a kernel on a CPU without
+// AVX512_BF16 is a cb::Error.
 #include "backends/cpu/dnnl_matmul.h"
 
 #include <algorithm>
@@ -26,11 +33,14 @@
 #include <dnnl.hpp>
 #include <optional>
 
+#include "backends/cpu/bf16_convert.h"
 #include "backends/cpu/dnnl_engine.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
 #include "ir/codebook.h"
 #include "ir/fused_matmul.h"
+#include "ir/precision.h"
+#include "support/cpu_features.h"
 #include "support/error.h"
 #include "support/threads.h"
 
@@ -133,6 +143,9 @@ class DnnlMatMulKernel : public Kernel {
     if (kind != MatMulKind::matmul) trans_b_ = node.attr_int("transB", 0) != 0;
     if (kind == MatMulKind::fused) activation_ = matmul_activation(node);
     if (const Value* w = node.input(1); w && w->constant) constant_b_ = *w->constant;
+    bf16_ = node_precision(node) == Precision::bf16;
+    CB_CHECK(!bf16_ || cpu_supports_bf16_matmuls(),
+             node.describe() << ": precision bf16 needs a CPU with AVX512_BF16, which this one lacks (use f32)");
   }
 
   void run(KernelContext& ctx) override {
@@ -142,7 +155,8 @@ class DnnlMatMulKernel : public Kernel {
     if (c && beta_ == 0.0f) c = nullptr;
     Tensor& out = ctx.out(0);
     if (out.numel() == 0) return;
-    if (gemv(ctx, a, b, c, out)) return;
+    const bool bf16 = bf16_ && a.dtype() == DType::f32 && b.dtype() == DType::f32;
+    if (!bf16 && gemv(ctx, a, b, c, out)) return;
     auto dt = dnnl_type(a.dtype());
     if (!dt || a.rank() < 2 || b.rank() < 2 || a.dtype() != b.dtype() || a.numel() == 0 || b.numel() == 0) {
       fallback(ctx);
@@ -152,16 +166,23 @@ class DnnlMatMulKernel : public Kernel {
     Prepared* p = find(key);
     if (!p) {
       try {
-        p = prepare(key, a, b, c, out, *dt);
+        p = prepare(key, a, b, c, out, bf16 ? dnnl::memory::data_type::bf16 : *dt, *dt);
       } catch (const dnnl::error&) {
+        if (bf16) throw;  // the fallback would be the reference's emulation: say so instead
         fallback(ctx);
         return;
       }
     }
     auto& eng = dnnl_cpu_engine();
     if (!stream_) stream_.emplace(eng);
-    dnnl::memory am(p->a_md, eng, a.raw()), om(p->out_md, eng, out.raw());
-    dnnl::memory bm = p->packed_b ? *p->packed_b : dnnl::memory(p->b_md, eng, b.raw());
+    const void* a_data = a.raw();
+    const void* b_data = b.raw();
+    if (bf16) {
+      a_data = rounded(a, a_bf16_, ctx.num_threads);
+      if (!p->packed_b) b_data = rounded(b, b_bf16_, ctx.num_threads);
+    }
+    dnnl::memory am(p->a_md, eng, const_cast<void*>(a_data)), om(p->out_md, eng, out.raw());
+    dnnl::memory bm = p->packed_b ? *p->packed_b : dnnl::memory(p->b_md, eng, const_cast<void*>(b_data));
     std::unordered_map<int, dnnl::memory> args = {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om}};
     if (p->use_bias) {
       args[DNNL_ARG_BIAS] = dnnl::memory(p->c_md, eng, c->raw());
@@ -221,8 +242,17 @@ class DnnlMatMulKernel : public Kernel {
     return true;
   }
 
+  // An f32 tensor rounded to bf16 into `scratch` (same layout), kept for reuse.
+  static const uint16_t* rounded(const Tensor& t, std::vector<uint16_t>& scratch, int threads) {
+    if (scratch.size() < size_t(t.numel())) scratch.resize(size_t(t.numel()));
+    convert_to_bf16_parallel(t.data<float>(), scratch.data(), t.numel(), threads);
+    return scratch.data();
+  }
+
+  // dt: the factors' type in the primitive (bf16 under precision bf16);
+  // out_dt: the output's and the bias's (the tensors' own).
   Prepared* prepare(const PrimitiveKey& key, const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out,
-                    dnnl::memory::data_type dt) {
+                    dnnl::memory::data_type dt, dnnl::memory::data_type out_dt) {
     auto p = std::make_unique<Prepared>();
     p->key = key;
     std::vector<int64_t> ad = a.dims(), bd = b.dims(), od = out.dims();
@@ -249,7 +279,7 @@ class DnnlMatMulKernel : public Kernel {
     const dnnl::memory::desc b_query =
         key.constant_b ? dnnl::memory::desc(dnnl::memory::dims(bd.begin(), bd.end()), dt, dnnl::memory::format_tag::any)
                        : b_own;
-    p->out_md = plain_md(od, dt);
+    p->out_md = plain_md(od, out_dt);
     dnnl::primitive_attr attr;
     if (alpha_ != 1.0f) attr.set_output_scales(0, {alpha_});
     dnnl::post_ops po;
@@ -259,7 +289,7 @@ class DnnlMatMulKernel : public Kernel {
       p->use_bias = true;
       std::vector<int64_t> cd(rank, 1);
       cd[rank - 1] = n;
-      p->c_md = plain_md(cd, dt);
+      p->c_md = plain_md(cd, out_dt);
     } else if (c) {
       p->use_sum = true;
       po.append_sum(beta_);
@@ -298,19 +328,26 @@ class DnnlMatMulKernel : public Kernel {
     }
     p->prim = dnnl::matmul(pd);
     p->b_md = pd.weights_desc();
-    if (p->b_md != b_own) p->packed_b = packed_weights(b, b_own, p->b_md);
+    // A constant B under bf16 is rounded once, even where its layout is kept.
+    if (p->b_md != b_own || (key.constant_b && dt != out_dt)) p->packed_b = packed_weights(b, b_own, p->b_md);
     if (cache_.size() >= kMaxCachedShapes) cache_.erase(cache_.begin());  // the least recently used
     cache_.push_back(std::move(p));
     return cache_.back().get();
   }
 
-  // The constant B in layout `want`, reordered on first use and kept.
+  // The constant B in layout `want`, reordered on first use and kept. `own`
+  // describes B's bytes in the factors' type: for bf16, B is first rounded
+  // as ir/precision.h says (oneDNN's reorder need not flush denormals).
   dnnl::memory packed_weights(const Tensor& b, const dnnl::memory::desc& own, const dnnl::memory::desc& want) {
     for (auto& [md, mem] : packed_)
       if (md == want) return mem;
     auto& eng = dnnl_cpu_engine();
     if (!stream_) stream_.emplace(eng);
-    dnnl::memory src(own, eng, b.raw()), dst(want, eng);
+    dnnl::memory src(own, eng, b.raw());
+    std::vector<uint16_t> b_bf16;
+    if (own.data_type() == dnnl::memory::data_type::bf16 && b.dtype() == DType::f32)
+      src = dnnl::memory(own, eng, const_cast<uint16_t*>(rounded(b, b_bf16, 1)));
+    dnnl::memory dst(want, eng);
     dnnl::reorder(src, dst).execute(*stream_, src, dst);
     stream_->wait();
     packed_.emplace_back(want, dst);
@@ -341,6 +378,8 @@ class DnnlMatMulKernel : public Kernel {
   bool trans_a_ = false, trans_b_ = false;
   float alpha_ = 1.0f, beta_ = 1.0f;
   MatMulActivation activation_ = MatMulActivation::none;
+  bool bf16_ = false;                       // precision bf16 (for f32 inputs)
+  std::vector<uint16_t> a_bf16_, b_bf16_;  // the rounded factors of the last call
   Tensor constant_b_;                             // the graph constant B, when it is one (shares its buffer)
   std::vector<std::unique_ptr<Prepared>> cache_;  // least recently used first
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed_;

@@ -75,6 +75,11 @@ MatMulTiming time_with_weights(const dnnl::memory::desc& a_md, const dnnl::memor
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
   for (const dnnl::memory* m : {&a, &b}) {  // the values do not matter, only that they are not denormal
+    if (m->get_desc().data_type() == dnnl::memory::data_type::bf16) {
+      uint16_t* p = static_cast<uint16_t*>(m->get_data_handle());
+      for (size_t i = 0; i < m->get_desc().get_size() / sizeof(uint16_t); ++i) p[i] = bf16_round_bits(uni(rng));
+      continue;
+    }
     float* p = static_cast<float*>(m->get_data_handle());
     for (size_t i = 0; i < m->get_desc().get_size() / sizeof(float); ++i) p[i] = uni(rng);
   }
@@ -98,21 +103,23 @@ MatMulTiming time_with_weights(const dnnl::memory::desc& a_md, const dnnl::memor
 
 }  // namespace
 
-MatMulTiming time_dnnl_matmul(const MatMulShape& s, int runs) {
+MatMulTiming time_dnnl_matmul(const MatMulShape& s, int runs, Precision precision) {
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   const bool batched = s.batch > 1;
-  auto md = [&](int64_t r, int64_t c, tag t2, tag t3) {
-    return batched ? dnnl::memory::desc({s.batch, r, c}, dt::f32, t3) : dnnl::memory::desc({r, c}, dt::f32, t2);
+  const dt factors = precision == Precision::bf16 ? dt::bf16 : dt::f32;
+  auto md = [&](int64_t r, int64_t c, tag t2, tag t3, dt type) {
+    return batched ? dnnl::memory::desc({s.batch, r, c}, type, t3) : dnnl::memory::desc({r, c}, type, t2);
   };
-  const dnnl::memory::desc a_md = md(s.m, s.k, tag::ab, tag::abc), c_md = md(s.m, s.n, tag::ab, tag::abc);
-  const dnnl::memory::desc b_any = md(s.k, s.n, tag::any, tag::any);
+  const dnnl::memory::desc a_md = md(s.m, s.k, tag::ab, tag::abc, factors),
+                           c_md = md(s.m, s.n, tag::ab, tag::abc, dt::f32);
+  const dnnl::memory::desc b_any = md(s.k, s.n, tag::any, tag::any, factors);
   dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_any, c_md), dnnl_cpu_engine());
   MatMulTiming t = time_with_weights(a_md, pd.weights_desc(), c_md, runs);
   // oneDNN's GEMM path answers `any` with row-major [K, N], yet packs B faster
   // from [N, K] for some shapes (backends/cpu/dnnl_matmul.cpp): the bound is the better of the two.
   if (dnnl_is_plain_layout(pd.weights_desc())) {
-    MatMulTiming nk = time_with_weights(a_md, md(s.k, s.n, tag::ba, tag::acb), c_md, runs);
+    MatMulTiming nk = time_with_weights(a_md, md(s.k, s.n, tag::ba, tag::acb, factors), c_md, runs);
     t = {std::min(t.wall_ms, nk.wall_ms), std::min(t.cpu_ms, nk.cpu_ms)};
   }
   return t;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "ir/precision.h"
 
 namespace cb {
 
@@ -31,10 +32,11 @@ struct MatMulTiming {
   double wall_ms = 0, cpu_ms = 0;
 };
 
-// Medians over `runs` executions (after one untimed) of oneDNN's f32 matmul
-// for `s`: random operands, plain A and C, B in the layout oneDNN prefers
-// (format_tag::any) or, where that is plain row-major, also [N, K], the
-// faster of the two; no post-ops, on the current OpenMP thread count.
-MatMulTiming time_dnnl_matmul(const MatMulShape& s, int runs);
+// Medians over `runs` executions (after one untimed) of oneDNN's matmul for
+// `s`: random operands (f32, or bf16 A and B under Precision::bf16; C is
+// f32), plain A and C, B in the layout oneDNN prefers (format_tag::any) or,
+// where that is plain row-major, also [N, K], the faster of the two; no
+// post-ops, on the current OpenMP thread count.
+MatMulTiming time_dnnl_matmul(const MatMulShape& s, int runs, Precision precision = Precision::f32);
 
 }  // namespace cb

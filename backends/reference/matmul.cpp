@@ -2,7 +2,9 @@
 // dims) and Gemm. f32 goes through gemm_f32; f16/bf16 are widened to f32, run
 // through it and rounded back; f64 and integers use a typed i-k-j loop that
 // accumulates in double / 64-bit integers. codebook.FusedMatMul (f32 only) is
-// gemm_f32, then the bias, then the activation, in that order.
+// gemm_f32, then the bias, then the activation, in that order. A node marked
+// precision = "bf16" (ir/precision.h) multiplies bf16 roundings of its f32
+// factors A and B, the rest as above.
 #include <algorithm>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "backends/reference/reference_backend.h"
 #include "ir/codebook.h"
 #include "ir/fused_matmul.h"
+#include "ir/precision.h"
 
 namespace cb {
 
@@ -27,6 +30,16 @@ std::vector<float> widen(const Tensor& t) {
     for (size_t i = 0; i < v.size(); ++i) v[i] = float(to_double(p[i]));
   });
   return v;
+}
+
+// The factor an f32 kernel multiplies: the tensor's own data, or (precision
+// bf16) its bf16 rounding in `scratch`.
+const float* factor(const Tensor& t, bool bf16, std::vector<float>& scratch) {
+  if (!bf16) return t.data<float>();
+  scratch.resize(size_t(t.numel()));
+  const float* p = t.data<float>();
+  for (size_t i = 0; i < scratch.size(); ++i) scratch[i] = bf16_round(p[i]);
+  return scratch.data();
 }
 
 template <typename T>
@@ -88,10 +101,11 @@ void matmul_kernel(KernelContext& ctx) {
   });
   const int64_t as = M * K, bs = K * N, ys = M * N;
   DType dt = a.dtype();
+  const bool bf16 = dt == DType::f32 && node_precision(ctx.node) == Precision::bf16;
   if (dt == DType::f32 || dt == DType::f16 || dt == DType::bf16) {
     std::vector<float> aw, bw, yw;
-    const float* ap = dt == DType::f32 ? a.data<float>() : (aw = widen(a)).data();
-    const float* bp = dt == DType::f32 ? b.data<float>() : (bw = widen(b)).data();
+    const float* ap = dt == DType::f32 ? factor(a, bf16, aw) : (aw = widen(a)).data();
+    const float* bp = dt == DType::f32 ? factor(b, bf16, bw) : (bw = widen(b)).data();
     if (dt != DType::f32) yw.resize(size_t(y.numel()));
     float* yp = dt == DType::f32 ? y.data<float>() : yw.data();
     for (size_t i = 0; i < a_mat.size(); ++i)
@@ -124,10 +138,11 @@ void gemm_kernel(KernelContext& ctx) {
     for_each_offset(std::vector<int64_t>{M, N}, s, [&](const int64_t* o) { c_off.push_back(o[0]); });
   }
   DType dt = a.dtype();
+  const bool bf16 = dt == DType::f32 && node_precision(ctx.node) == Precision::bf16;
   if (dt == DType::f32 || dt == DType::f16 || dt == DType::bf16) {
     std::vector<float> aw, bw, cw, yw;
-    const float* ap = dt == DType::f32 ? a.data<float>() : (aw = widen(a)).data();
-    const float* bp = dt == DType::f32 ? b.data<float>() : (bw = widen(b)).data();
+    const float* ap = dt == DType::f32 ? factor(a, bf16, aw) : (aw = widen(a)).data();
+    const float* bp = dt == DType::f32 ? factor(b, bf16, bw) : (bw = widen(b)).data();
     if (dt != DType::f32) yw.resize(size_t(y.numel()));
     float* yp = dt == DType::f32 ? y.data<float>() : yw.data();
     if (c) {
@@ -155,7 +170,9 @@ void fused_matmul_kernel(KernelContext& ctx) {
   const int64_t K = a.dim(a.rank() - 1), N = y.dim(y.rank() - 1);
   const int64_t rows = K > 0 ? a.numel() / K : y.numel() / std::max<int64_t>(N, 1);
   float* yp = y.data<float>();
-  gemm_f32(false, tb, rows, N, K, 1.0f, a.data<float>(), K, b.data<float>(), tb ? K : N, 0.0f, yp, N);
+  const bool bf16 = node_precision(ctx.node) == Precision::bf16;
+  std::vector<float> aw, bw;
+  gemm_f32(false, tb, rows, N, K, 1.0f, factor(a, bf16, aw), K, factor(b, bf16, bw), tb ? K : N, 0.0f, yp, N);
   if (bias)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t j = 0; j < N; ++j) yp[r * N + j] += bias->data<float>()[j];

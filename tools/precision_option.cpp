@@ -1,0 +1,30 @@
+#include "tools/precision_option.h"
+
+#include "support/cpu_features.h"
+#include "support/error.h"
+
+namespace cb::tools {
+
+namespace po = boost::program_options;
+
+void add_precision_option(po::options_description& opts) {
+  opts.add_options()("precision", po::value<std::string>()->default_value("f32"),
+                     "f32 | bf16: bf16 multiplies the matmuls' factors in bf16 with f32 accumulation, the rest "
+                     "in f32 (needs AVX512_BF16; docs/precision.md)");
+}
+
+void check_precision_supported(Precision p, const std::string& backend, const std::string& device,
+                               const std::string& where) {
+  if (p != Precision::bf16) return;
+  CB_CHECK(device == "cpu", where << " bf16 runs on the cpu only (the CUDA backend has no bf16 kernels yet)");
+  CB_CHECK(backend != "cpu" || cpu_supports_bf16_matmuls(),
+           where << " bf16 needs a CPU with AVX512_BF16 (bf16 matmuls in hardware); this CPU lacks it: use f32");
+}
+
+Precision precision_option(const po::variables_map& vm, const std::string& backend, const std::string& device) {
+  const Precision p = parse_precision(vm["precision"].as<std::string>(), "--precision");
+  check_precision_supported(p, backend, device, "--precision");
+  return p;
+}
+
+}  // namespace cb::tools
