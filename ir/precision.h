@@ -37,7 +37,7 @@ Precision node_precision(const Node& n);
 inline uint16_t bf16_round_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
-  if ((u & 0x7f800000u) == 0) return uint16_t((u >> 16) & 0x8000u);          // zero or denormal: signed zero
+  if ((u & 0x7f800000u) == 0) return uint16_t((u >> 16) & 0x8000u);           // zero or denormal: signed zero
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x0040u);  // NaN stays (quiet) NaN
   u += 0x7fffu + ((u >> 16) & 1u);                                            // to nearest, ties to even
   return uint16_t(u >> 16);

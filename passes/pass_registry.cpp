@@ -4,10 +4,10 @@
 #include <sstream>
 
 #include "passes/autodiff.h"
+#include "passes/bf16_matmuls.h"
 #include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"
 #include "passes/fuse_attention.h"
-#include "passes/bf16_matmuls.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
 #include "passes/fuse_matmul_epilogue.h"
@@ -74,7 +74,8 @@ std::vector<PassInfo> build_registry() {
   r.push_back(plain<FuseMatMulEpiloguePass>(
       "fuse-matmul-epilogue", "Gemm / MatMul (+ bias Add) (+ Gelu) -> one codebook.FusedMatMul (inference only)"));
   r.push_back(plain<Bf16MatMulsPass>(
-      "bf16-matmuls", "marks f32 MatMul/Gemm/FusedMatMul to multiply bf16 roundings of their factors (--precision bf16)"));
+      "bf16-matmuls",
+      "marks f32 MatMul/Gemm/FusedMatMul to multiply bf16 roundings of their factors (--precision bf16)"));
   r.push_back(plain<TieEmbeddingsPass>("tie-embeddings",
                                        "makes an lm_head that copies the embedding table (transposed) read the table"));
   r.push_back(plain<LastPositionLogitsPass>("last-position-logits",

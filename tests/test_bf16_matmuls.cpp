@@ -73,7 +73,8 @@ TEST(Bf16Conversion, EqualsTheRoundingBitForBit) {
   for (int64_t n : std::vector<int64_t>{0, 1, 15, 16, 17, 31, 32, 33, 63, 100, int64_t(src.size())}) {
     std::vector<uint16_t> got(size_t(n) + 1, 0xabcd);
     convert_to_bf16(src.data(), got.data(), n);
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[size_t(i)], bf16_round_bits(src[size_t(i)])) << "n " << n << " i " << i;
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(got[size_t(i)], bf16_round_bits(src[size_t(i)])) << "n " << n << " i " << i;
     EXPECT_EQ(got[size_t(n)], 0xabcd) << "wrote past the end, n " << n;
   }
   std::vector<uint16_t> par(src.size());
@@ -150,12 +151,27 @@ std::vector<MatMulCase> matmul_cases() {
       {"matmul_batched", "MatMul", {2, 3, 17, 24}, {2, 3, 24, 19}, {}, {}, false},
       {"matmul_one_row", "MatMul", {1, 1, 96}, {96, 130}, {}, {}, true},
       {"gemm_trans_b_bias", "Gemm", {29, 48}, {65, 48}, {65}, A{{"transB", int64_t(1)}}, true},
-      {"gemm_trans_a_scaled", "Gemm", {48, 29}, {48, 40}, {29, 40},
-       A{{"transA", int64_t(1)}, {"alpha", 0.5f}, {"beta", 2.0f}}, false},
-      {"fused_bias_gelu_tanh", kFusedMatMulOp, {2, 21, 64}, {64, 256}, {256},
-       A{{"activation", std::string("gelu_tanh")}}, true},
-      {"fused_trans_b_gelu_erf", kFusedMatMulOp, {40, 64}, {80, 64}, {80},
-       A{{"transB", int64_t(1)}, {"activation", std::string("gelu_erf")}}, false},
+      {"gemm_trans_a_scaled",
+       "Gemm",
+       {48, 29},
+       {48, 40},
+       {29, 40},
+       A{{"transA", int64_t(1)}, {"alpha", 0.5f}, {"beta", 2.0f}},
+       false},
+      {"fused_bias_gelu_tanh",
+       kFusedMatMulOp,
+       {2, 21, 64},
+       {64, 256},
+       {256},
+       A{{"activation", std::string("gelu_tanh")}},
+       true},
+      {"fused_trans_b_gelu_erf",
+       kFusedMatMulOp,
+       {40, 64},
+       {80, 64},
+       {80},
+       A{{"transB", int64_t(1)}, {"activation", std::string("gelu_erf")}},
+       false},
       {"fused_input_weight", kFusedMatMulOp, {3, 5, 33}, {33, 47}, {}, {}, false},
   };
 }
@@ -163,7 +179,7 @@ std::vector<MatMulCase> matmul_cases() {
 // The one-node graph of a case (inputs a, b[, c]; b a constant when asked),
 // marked bf16 or not, and its feeds.
 std::pair<std::shared_ptr<Graph>, std::map<std::string, Tensor>> case_graph(const MatMulCase& c, bool bf16,
-                                                                              std::mt19937& rng) {
+                                                                            std::mt19937& rng) {
   auto g = std::make_shared<Graph>();
   std::map<std::string, Tensor> feeds;
   feeds["a"] = random_tensor(DType::f32, c.a, uniform(-2, 2), rng);
@@ -254,8 +270,7 @@ TEST(Bf16Cpu, WithoutAvx512Bf16CreatingAMarkedKernelIsOneClearError) {
     Executable::compile(g, *make_backend("cpu"));
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("precision bf16 needs a CPU with AVX512_BF16"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("precision bf16 needs a CPU with AVX512_BF16"), std::string::npos) << e.what();
   }
 }
 

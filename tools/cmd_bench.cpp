@@ -18,10 +18,10 @@
 #include "support/threads.h"
 #include "tools/command.h"
 #include "tools/device_option.h"
-#include "tools/precision_option.h"
 #include "tools/model_io.h"
 #include "tools/option_checks.h"
 #include "tools/options.h"
+#include "tools/precision_option.h"
 
 namespace po = boost::program_options;
 
@@ -93,14 +93,14 @@ int cmd_bench(int argc, char** argv) {
   for (auto& t : ids) t = int64_t(rng() % uint64_t(vocab > 0 ? vocab : 2));
   auto inputs = lm_inputs(*m.graph, ids, shape[0], shape[1]);
   auto backend = make_backend(vm["backend"].as<std::string>());
-  const Precision precision =
-      precision_option(vm, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
+  const Precision precision = precision_option(vm, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
   auto device = make_device_backend(vm["device"].as<std::string>());
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
   copts.profile = vm.count("profile") > 0;
   CB_CHECK(!(device && vm.count("no-fusion")), "--no-fusion runs on the cpu only (not with --device cuda)");
-  CB_CHECK(!(precision == Precision::bf16 && vm.count("no-fusion")), "--no-fusion runs in f32 only (not with --precision bf16)");
+  CB_CHECK(!(precision == Precision::bf16 && vm.count("no-fusion")),
+           "--no-fusion runs in f32 only (not with --precision bf16)");
   auto exe = Executable::compile(
       vm.count("no-fusion") ? m.graph : placed_inference_graph(m.graph, device.get(), copts, precision), *backend,
       copts);
@@ -128,12 +128,11 @@ int cmd_bench(int argc, char** argv) {
   if (vm.count("matmul-bound")) bound = matmul_bound(*m.graph, inputs, runs, precision);
   if (vm.count("json")) {
     std::cout << std::fixed << std::setprecision(3) << "{\"backend\": \"" << backend->name() << "\", \"precision\": \""
-              << precision_name(precision) << "\", \"shape\": \""
-              << vm["shape"].as<std::string>() << "\", \"runs\": " << runs << ", \"median_ms\": " << median
-              << ", \"min_ms\": " << sorted.front() << ", \"max_ms\": " << sorted.back()
-              << ", \"median_cpu_ms\": " << median_cpu << ", \"page_faults\": " << median_faults
-              << ", \"pooled_bytes\": " << exe->pooled_bytes() << ", \"tokens_per_s\": " << tps
-              << ", \"import_ms\": " << m.import_ms;
+              << precision_name(precision) << "\", \"shape\": \"" << vm["shape"].as<std::string>()
+              << "\", \"runs\": " << runs << ", \"median_ms\": " << median << ", \"min_ms\": " << sorted.front()
+              << ", \"max_ms\": " << sorted.back() << ", \"median_cpu_ms\": " << median_cpu
+              << ", \"page_faults\": " << median_faults << ", \"pooled_bytes\": " << exe->pooled_bytes()
+              << ", \"tokens_per_s\": " << tps << ", \"import_ms\": " << m.import_ms;
     if (bound.products > 0)
       std::cout << ", \"matmul_products\": " << bound.products << ", \"matmul_gflop\": " << bound.flops / 1e9
                 << ", \"matmul_bound_ms\": " << bound.ms
@@ -144,8 +143,8 @@ int cmd_bench(int argc, char** argv) {
     std::cout << "}\n";
   } else {
     std::cout << std::fixed << std::setprecision(2) << "backend " << backend->name() << ", "
-              << precision_name(precision) << ", shape "
-              << vm["shape"].as<std::string>() << ", " << runs << " runs after " << warmup << " warm-up\n"
+              << precision_name(precision) << ", shape " << vm["shape"].as<std::string>() << ", " << runs
+              << " runs after " << warmup << " warm-up\n"
               << "median " << median << " ms, min " << sorted.front() << " ms, max " << sorted.back() << " ms, "
               << std::setprecision(0) << tps << " tokens/s (import " << std::setprecision(1) << m.import_ms
               << " ms); per run (medians): CPU time " << std::setprecision(2) << median_cpu << " ms (all threads), "

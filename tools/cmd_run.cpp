@@ -20,13 +20,13 @@
 #include "tools/codebook_options.h"
 #include "tools/command.h"
 #include "tools/device_option.h"
-#include "tools/precision_option.h"
 #include "tools/forced_codes.h"
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
 #include "tools/option_checks.h"
 #include "tools/options.h"
+#include "tools/precision_option.h"
 #include "tools/text_io.h"
 
 namespace po = boost::program_options;
@@ -200,8 +200,7 @@ int cmd_run(int argc, char** argv) {
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file, or a `codebook train` run or checkpoint folder",
                           vm))
     return 0;
-  const Precision precision =
-      precision_option(vm, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
+  const Precision precision = precision_option(vm, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
   CB_CHECK(vm.count("input") || vm.count("tokens") || vm.count("prompt"),
            "give the model's inputs with --input NAME=FILE.npy, --tokens or --prompt");
   CB_CHECK(!(vm.count("tokens") && vm.count("prompt")), "give --tokens or --prompt, not both");

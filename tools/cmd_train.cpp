@@ -35,8 +35,8 @@ int cmd_train(int argc, char** argv) {
       "profile", "print the time per op type of the training steps at the end")(
       "precision", po::value<std::string>(),
       "f32 | bf16 (= runtime.precision): bf16 matmuls with f32 accumulation, forward and backward, f32 master "
-      "weights (needs AVX512_BF16; docs/precision.md)")(
-      "print-config", "print the resolved configuration as JSON and exit");
+      "weights (needs AVX512_BF16; docs/precision.md)")("print-config",
+                                                        "print the resolved configuration as JSON and exit");
   add_pass_options(opts);
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "config file and group.key=value overrides", vm,

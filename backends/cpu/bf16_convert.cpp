@@ -19,7 +19,7 @@ void convert_portable(const float* src, uint16_t* dst, int64_t n) {
 
 #ifdef CB_BF16_X86
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void convert_avx512(const float* src, uint16_t* dst,
-                                                                                   int64_t n) {
+                                                                                    int64_t n) {
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
     const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
@@ -29,8 +29,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void convert_avx
     const int64_t left = n - i;
     const __mmask16 lo = __mmask16(left >= 16 ? 0xffff : (1u << left) - 1);
     const __mmask16 hi = __mmask16(left > 16 ? (1u << (left - 16)) - 1 : 0);
-    const __m512bh v =
-        _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + i + 16), _mm512_maskz_loadu_ps(lo, src + i));
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, src + i + 16), _mm512_maskz_loadu_ps(lo, src + i));
     _mm512_mask_storeu_epi16(dst + i, __mmask32(lo) | (__mmask32(hi) << 16), (__m512i)v);
   }
 }

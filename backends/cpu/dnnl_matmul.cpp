@@ -378,8 +378,8 @@ class DnnlMatMulKernel : public Kernel {
   bool trans_a_ = false, trans_b_ = false;
   float alpha_ = 1.0f, beta_ = 1.0f;
   MatMulActivation activation_ = MatMulActivation::none;
-  bool bf16_ = false;                       // precision bf16 (for f32 inputs)
-  std::vector<uint16_t> a_bf16_, b_bf16_;  // the rounded factors of the last call
+  bool bf16_ = false;                             // precision bf16 (for f32 inputs)
+  std::vector<uint16_t> a_bf16_, b_bf16_;         // the rounded factors of the last call
   Tensor constant_b_;                             // the graph constant B, when it is one (shares its buffer)
   std::vector<std::unique_ptr<Prepared>> cache_;  // least recently used first
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed_;
