@@ -80,6 +80,13 @@ TEST(Bf16Conversion, EqualsTheRoundingBitForBit) {
   std::vector<uint16_t> par(src.size());
   convert_to_bf16_parallel(src.data(), par.data(), int64_t(src.size()), 2);
   for (size_t i = 0; i < src.size(); ++i) ASSERT_EQ(par[i], bf16_round_bits(src[i])) << i;
+  for (int64_t n : std::vector<int64_t>{0, 1, 15, 16, 17, 100, int64_t(src.size())}) {
+    std::vector<float> as_f32(size_t(n) + 1, 7.0f);
+    round_to_bf16_parallel(src.data(), as_f32.data(), n, 2);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(bits_of(as_f32[size_t(i)]), bits_of(bf16_round(src[size_t(i)]))) << "n " << n << " i " << i;
+    EXPECT_EQ(as_f32[size_t(n)], 7.0f) << "wrote past the end, n " << n;
+  }
 }
 
 TEST(Bf16Precision, ParsesItsNamesAndNamesWhereABadOneCameFrom) {
@@ -150,6 +157,14 @@ std::vector<MatMulCase> matmul_cases() {
       {"matmul_3d_by_2d_constant", "MatMul", {2, 33, 64}, {64, 100}, {}, {}, true},
       {"matmul_batched", "MatMul", {2, 3, 17, 24}, {2, 3, 24, 19}, {}, {}, false},
       {"matmul_one_row", "MatMul", {1, 1, 96}, {96, 130}, {}, {}, true},
+      {"gemm_one_row_trans_b_bias", "Gemm", {1, 70}, {67, 70}, {67}, A{{"transB", int64_t(1)}}, true},
+      {"fused_one_row_gelu",
+       kFusedMatMulOp,
+       {1, 1, 45},
+       {45, 200},
+       {200},
+       A{{"activation", std::string("gelu_tanh")}},
+       true},
       {"gemm_trans_b_bias", "Gemm", {29, 48}, {65, 48}, {65}, A{{"transB", int64_t(1)}}, true},
       {"gemm_trans_a_scaled",
        "Gemm",
@@ -236,10 +251,10 @@ TEST(Bf16Reference, IsTheF32ProductOfRoundedFactors) {
 
 // ------------------------------------------------------- the CPU backend
 
-// The CPU backend's marked matmuls (oneDNN bf16, constant B packed as bf16)
-// against the reference's: the same rounded factors, so they differ only by
-// the order of f32 accumulation. Each runs twice (the second reuses the
-// primitive and the packed weights).
+// The CPU backend's marked matmuls (oneDNN bf16, constant B packed as bf16;
+// one row times a constant B: backends/cpu/gemv_bf16.h) against the reference's: the same rounded factors, so they
+// differ only by the order of f32 accumulation. Each runs twice (the second reuses the primitive and the packed
+// weights).
 TEST(Bf16Cpu, MatchesTheReferenceOnRandomInputs) {
   if (!cpu_supports_bf16_matmuls()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
   auto reference = make_backend("reference");

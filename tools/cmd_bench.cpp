@@ -9,6 +9,7 @@
 #include <map>
 #include <random>
 
+#include "backends/cpu/bf16_dot_speed.h"
 #include "backends/cpu/dnnl_matmul_bound.h"
 #include "ir/graph_clone.h"
 #include "passes/canonicalize.h"
@@ -125,7 +126,10 @@ int cmd_bench(int argc, char** argv) {
   if (sorted.size() % 2 == 0) median = (sorted[sorted.size() / 2 - 1] + sorted[sorted.size() / 2]) / 2;
   double tps = double(shape[0] * shape[1]) / (median / 1000.0);
   MatMulBound bound;
-  if (vm.count("matmul-bound")) bound = matmul_bound(*m.graph, inputs, runs, precision);
+  // Under bf16, the kernels the CPU backend picks (backends/cpu/bf16_dot_speed.h) bound it.
+  const Precision bound_precision =
+      precision == Precision::bf16 && cpu_bf16_dot_is_fast() ? Precision::bf16 : Precision::f32;
+  if (vm.count("matmul-bound")) bound = matmul_bound(*m.graph, inputs, runs, bound_precision);
   if (vm.count("json")) {
     std::cout << std::fixed << std::setprecision(3) << "{\"backend\": \"" << backend->name() << "\", \"precision\": \""
               << precision_name(precision) << "\", \"shape\": \"" << vm["shape"].as<std::string>()

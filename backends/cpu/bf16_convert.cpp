@@ -33,7 +33,25 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void convert_avx
     _mm512_mask_storeu_epi16(dst + i, __mmask32(lo) | (__mmask32(hi) << 16), (__m512i)v);
   }
 }
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void round_avx512(const float* src, float* dst,
+                                                                                  int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
+    _mm512_storeu_si512(dst + i, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    const __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+    _mm512_mask_storeu_epi32(dst + i, m, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
 #endif
+
+void round_portable(const float* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_round(src[i]);
+}
 
 }  // namespace
 
@@ -47,6 +65,15 @@ void convert_to_bf16(const float* src, uint16_t* dst, int64_t n) {
 void convert_to_bf16_parallel(const float* src, uint16_t* dst, int64_t n, int threads) {
   parallel_chunks(n, size_t(n) * 6, size_t(1) << 20, threads,
                   [&](int64_t b, int64_t e) { convert_to_bf16(src + b, dst + b, e - b); });
+}
+
+void round_to_bf16_parallel(const float* src, float* dst, int64_t n, int threads) {
+  parallel_chunks(n, size_t(n) * 8, size_t(1) << 20, threads, [&](int64_t b, int64_t e) {
+#ifdef CB_BF16_X86
+    if (cpu_has_avx512_bf16()) return round_avx512(src + b, dst + b, e - b);
+#endif
+    round_portable(src + b, dst + b, e - b);
+  });
 }
 
 }  // namespace cb

@@ -14,4 +14,8 @@ void convert_to_bf16(const float* src, uint16_t* dst, int64_t n);
 // The same on up to `threads` threads of the pool, for large n.
 void convert_to_bf16_parallel(const float* src, uint16_t* dst, int64_t n, int threads);
 
+// dst[i] = bf16_round(src[i]): the rounding kept as an f32 value (for f32
+// kernels multiplying bf16 factors), on up to `threads` threads.
+void round_to_bf16_parallel(const float* src, float* dst, int64_t n, int threads);
+
 }  // namespace cb

@@ -25,7 +25,11 @@
 // is a constant, which is rounded once and packed (bf16 weights: half the
 // bytes); the primitive multiplies bf16 with f32 accumulation, and the
 // bias, the post-ops and Y stay f32. Creating such a kernel on a CPU without
-// AVX512_BF16 is a cb::Error.
+// AVX512_BF16 is a cb::Error. One row times a constant B (a decode step) is
+// backends/cpu/gemv_bf16.h's product over B packed once as bf16 rows.
+// Where this CPU's bf16 dot product is slower than its f32 FMAs
+// (backends/cpu/bf16_dot_speed.h), the rounded factors are kept as f32 and
+// the primitive is oneDNN's f32 one: the same products, f32 speed.
 #include "backends/cpu/dnnl_matmul.h"
 
 #include <algorithm>
@@ -34,7 +38,9 @@
 #include <optional>
 
 #include "backends/cpu/bf16_convert.h"
+#include "backends/cpu/bf16_dot_speed.h"
 #include "backends/cpu/dnnl_engine.h"
+#include "backends/cpu/gemv_bf16.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
 #include "ir/codebook.h"
@@ -132,6 +138,10 @@ void apply_activation(MatMulActivation act, float* y, int64_t n) {
 
 enum class MatMulKind { matmul, gemm, fused };
 
+// What the primitive multiplies: the inputs as they are (precision f32), or
+// their bf16 roundings as bf16 (bf16 kernels) or as f32 values (f32 kernels).
+enum class Factors { as_is, bf16_bits, rounded_f32 };
+
 class DnnlMatMulKernel : public Kernel {
  public:
   DnnlMatMulKernel(MatMulKind kind, const Node& node) : kind_(kind) {
@@ -143,9 +153,11 @@ class DnnlMatMulKernel : public Kernel {
     if (kind != MatMulKind::matmul) trans_b_ = node.attr_int("transB", 0) != 0;
     if (kind == MatMulKind::fused) activation_ = matmul_activation(node);
     if (const Value* w = node.input(1); w && w->constant) constant_b_ = *w->constant;
-    bf16_ = node_precision(node) == Precision::bf16;
-    CB_CHECK(!bf16_ || cpu_supports_bf16_matmuls(),
-             node.describe() << ": precision bf16 needs a CPU with AVX512_BF16, which this one lacks (use f32)");
+    if (node_precision(node) == Precision::bf16) {
+      CB_CHECK(cpu_supports_bf16_matmuls(),
+               node.describe() << ": precision bf16 needs a CPU with AVX512_BF16, which this one lacks (use f32)");
+      factors_ = cpu_bf16_dot_is_fast() ? Factors::bf16_bits : Factors::rounded_f32;
+    }
   }
 
   void run(KernelContext& ctx) override {
@@ -155,8 +167,9 @@ class DnnlMatMulKernel : public Kernel {
     if (c && beta_ == 0.0f) c = nullptr;
     Tensor& out = ctx.out(0);
     if (out.numel() == 0) return;
-    const bool bf16 = bf16_ && a.dtype() == DType::f32 && b.dtype() == DType::f32;
-    if (!bf16 && gemv(ctx, a, b, c, out)) return;
+    const Factors factors = a.dtype() == DType::f32 && b.dtype() == DType::f32 ? factors_ : Factors::as_is;
+    const bool bf16 = factors != Factors::as_is;
+    if (bf16 ? gemv_bf16(ctx, a, b, c, out) : gemv(ctx, a, b, c, out)) return;
     auto dt = dnnl_type(a.dtype());
     if (!dt || a.rank() < 2 || b.rank() < 2 || a.dtype() != b.dtype() || a.numel() == 0 || b.numel() == 0) {
       fallback(ctx);
@@ -166,7 +179,8 @@ class DnnlMatMulKernel : public Kernel {
     Prepared* p = find(key);
     if (!p) {
       try {
-        p = prepare(key, a, b, c, out, bf16 ? dnnl::memory::data_type::bf16 : *dt, *dt);
+        p = prepare(key, a, b, c, out, factors == Factors::bf16_bits ? dnnl::memory::data_type::bf16 : *dt, *dt,
+                    factors);
       } catch (const dnnl::error&) {
         if (bf16) throw;  // the fallback would be the reference's emulation: say so instead
         fallback(ctx);
@@ -177,9 +191,12 @@ class DnnlMatMulKernel : public Kernel {
     if (!stream_) stream_.emplace(eng);
     const void* a_data = a.raw();
     const void* b_data = b.raw();
-    if (bf16) {
+    if (factors == Factors::bf16_bits) {
       a_data = rounded(a, a_bf16_, ctx.num_threads);
       if (!p->packed_b) b_data = rounded(b, b_bf16_, ctx.num_threads);
+    } else if (factors == Factors::rounded_f32) {
+      a_data = rounded_f32(a, a_f32_, ctx.num_threads);
+      if (!p->packed_b) b_data = rounded_f32(b, b_f32_, ctx.num_threads);
     }
     dnnl::memory am(p->a_md, eng, const_cast<void*>(a_data)), om(p->out_md, eng, out.raw());
     dnnl::memory bm = p->packed_b ? *p->packed_b : dnnl::memory(p->b_md, eng, const_cast<void*>(b_data));
@@ -213,20 +230,30 @@ class DnnlMatMulKernel : public Kernel {
   // weights at M = 1 at ~2 GB/s per thread, a fifth of a plain read
   // (docs/generation.md). Columns are split between threads, so each y[n]
   // sums over k in the same order whatever the thread count.
-  bool gemv(KernelContext& ctx, const Tensor& a, const Tensor& b, const Tensor* c, Tensor& out) const {
+  // Whether y = act(x op(B) + bias) is one row x times a 2-D B with at most
+  // a [N] bias (then set): the products gemv() and gemv_bf16() take.
+  bool one_row(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out, const float*& bias) const {
     if (a.dtype() != DType::f32 || b.dtype() != DType::f32 || out.dtype() != DType::f32 || trans_a_ || alpha_ != 1.0f ||
         a.rank() < 1 || b.rank() != 2)
       return false;
     const int64_t K = a.dim(a.rank() - 1);
     const int64_t N = trans_b_ ? b.dim(0) : b.dim(1);
     if (a.numel() != K || (trans_b_ ? b.dim(1) : b.dim(0)) != K || out.numel() != N || K == 0) return false;
-    const float* bias = nullptr;
+    bias = nullptr;
     if (c) {
       if (beta_ != 1.0f || c->dtype() != DType::f32 || c->numel() != N || (c->rank() == 2 && c->dim(0) != 1) ||
           c->rank() > 2)
         return false;
       bias = c->data<float>();
     }
+    return true;
+  }
+
+  bool gemv(KernelContext& ctx, const Tensor& a, const Tensor& b, const Tensor* c, Tensor& out) const {
+    const float* bias = nullptr;
+    if (!one_row(a, b, c, out, bias)) return false;
+    const int64_t K = a.dim(a.rank() - 1);
+    const int64_t N = trans_b_ ? b.dim(0) : b.dim(1);
     const float* x = a.data<float>();
     const float* w = b.data<float>();
     float* y = out.data<float>();
@@ -242,6 +269,33 @@ class DnnlMatMulKernel : public Kernel {
     return true;
   }
 
+  // gemv() under precision bf16, for a constant B: x rounded per call, B
+  // rounded and packed as bf16 rows [N][K] on first use.
+  bool gemv_bf16(KernelContext& ctx, const Tensor& a, const Tensor& b, const Tensor* c, Tensor& out) {
+    const float* bias = nullptr;
+    if (!is_constant_b(b) || !one_row(a, b, c, out, bias)) return false;
+    const int64_t K = a.dim(a.rank() - 1);
+    const int64_t N = trans_b_ ? b.dim(0) : b.dim(1);
+    if (gemv_w_.empty()) {
+      gemv_w_.resize(size_t(N * K));
+      if (trans_b_) {
+        convert_to_bf16_parallel(b.data<float>(), gemv_w_.data(), N * K, ctx.num_threads);
+      } else {  // [K, N] -> rows [N][K], 64 columns at a time (contiguous reads)
+        const float* w = b.data<float>();
+        for (int64_t n0 = 0; n0 < N; n0 += 64)
+          for (int64_t k = 0; k < K; ++k)
+            for (int64_t n = n0; n < std::min(N, n0 + 64); ++n)
+              gemv_w_[size_t(n * K + k)] = bf16_round_bits(w[k * N + n]);
+      }
+    }
+    const uint16_t* x = rounded(a, a_bf16_, 1);
+    float* y = out.data<float>();
+    parallel_chunks(N, size_t(N * K) * 2, size_t(1) << 16, ctx.num_threads,
+                    [&](int64_t n0, int64_t n1) { gemv_bf16_rows(x, gemv_w_.data(), bias, y, K, n0, n1); });
+    apply_activation(activation_, y, N);
+    return true;
+  }
+
   // An f32 tensor rounded to bf16 into `scratch` (same layout), kept for reuse.
   static const uint16_t* rounded(const Tensor& t, std::vector<uint16_t>& scratch, int threads) {
     if (scratch.size() < size_t(t.numel())) scratch.resize(size_t(t.numel()));
@@ -249,10 +303,17 @@ class DnnlMatMulKernel : public Kernel {
     return scratch.data();
   }
 
-  // dt: the factors' type in the primitive (bf16 under precision bf16);
+  // An f32 tensor rounded to bf16 values kept as f32, into `scratch`.
+  static const float* rounded_f32(const Tensor& t, std::vector<float>& scratch, int threads) {
+    if (scratch.size() < size_t(t.numel())) scratch.resize(size_t(t.numel()));
+    round_to_bf16_parallel(t.data<float>(), scratch.data(), t.numel(), threads);
+    return scratch.data();
+  }
+
+  // dt: the factors' type in the primitive (bf16 for Factors::bf16_bits);
   // out_dt: the output's and the bias's (the tensors' own).
   Prepared* prepare(const PrimitiveKey& key, const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out,
-                    dnnl::memory::data_type dt, dnnl::memory::data_type out_dt) {
+                    dnnl::memory::data_type dt, dnnl::memory::data_type out_dt, Factors factors) {
     auto p = std::make_unique<Prepared>();
     p->key = key;
     std::vector<int64_t> ad = a.dims(), bd = b.dims(), od = out.dims();
@@ -329,7 +390,8 @@ class DnnlMatMulKernel : public Kernel {
     p->prim = dnnl::matmul(pd);
     p->b_md = pd.weights_desc();
     // A constant B under bf16 is rounded once, even where its layout is kept.
-    if (p->b_md != b_own || (key.constant_b && dt != out_dt)) p->packed_b = packed_weights(b, b_own, p->b_md);
+    if (p->b_md != b_own || (key.constant_b && factors != Factors::as_is))
+      p->packed_b = packed_weights(b, b_own, p->b_md, factors);
     if (cache_.size() >= kMaxCachedShapes) cache_.erase(cache_.begin());  // the least recently used
     cache_.push_back(std::move(p));
     return cache_.back().get();
@@ -338,15 +400,17 @@ class DnnlMatMulKernel : public Kernel {
   // The constant B in layout `want`, reordered on first use and kept. `own`
   // describes B's bytes in the factors' type: for bf16, B is first rounded
   // as ir/precision.h says (oneDNN's reorder need not flush denormals).
-  dnnl::memory packed_weights(const Tensor& b, const dnnl::memory::desc& own, const dnnl::memory::desc& want) {
+  dnnl::memory packed_weights(const Tensor& b, const dnnl::memory::desc& own, const dnnl::memory::desc& want,
+                              Factors factors) {
     for (auto& [md, mem] : packed_)
       if (md == want) return mem;
     auto& eng = dnnl_cpu_engine();
     if (!stream_) stream_.emplace(eng);
     dnnl::memory src(own, eng, b.raw());
     std::vector<uint16_t> b_bf16;
-    if (own.data_type() == dnnl::memory::data_type::bf16 && b.dtype() == DType::f32)
-      src = dnnl::memory(own, eng, const_cast<uint16_t*>(rounded(b, b_bf16, 1)));
+    std::vector<float> b_f32;
+    if (factors == Factors::bf16_bits) src = dnnl::memory(own, eng, const_cast<uint16_t*>(rounded(b, b_bf16, 1)));
+    if (factors == Factors::rounded_f32) src = dnnl::memory(own, eng, const_cast<float*>(rounded_f32(b, b_f32, 1)));
     dnnl::memory dst(want, eng);
     dnnl::reorder(src, dst).execute(*stream_, src, dst);
     stream_->wait();
@@ -378,8 +442,10 @@ class DnnlMatMulKernel : public Kernel {
   bool trans_a_ = false, trans_b_ = false;
   float alpha_ = 1.0f, beta_ = 1.0f;
   MatMulActivation activation_ = MatMulActivation::none;
-  bool bf16_ = false;                             // precision bf16 (for f32 inputs)
+  Factors factors_ = Factors::as_is;              // for f32 inputs (as_is: precision f32)
   std::vector<uint16_t> a_bf16_, b_bf16_;         // the rounded factors of the last call
+  std::vector<float> a_f32_, b_f32_;              // the same as f32 values (Factors::rounded_f32)
+  std::vector<uint16_t> gemv_w_;                  // the constant B as bf16 rows [N][K], for gemv_bf16()
   Tensor constant_b_;                             // the graph constant B, when it is one (shares its buffer)
   std::vector<std::unique_ptr<Prepared>> cache_;  // least recently used first
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> packed_;
