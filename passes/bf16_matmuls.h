@@ -1,9 +1,10 @@
 // The bf16-matmuls pass (`--precision bf16`, docs/precision.md): marks every
-// f32 MatMul, Gemm and codebook.FusedMatMul of the graph (not inside
-// subgraphs) with precision = "bf16" (ir/precision.h): each then multiplies
-// bf16 roundings of its factors with f32 accumulation, and everything else
-// (LayerNorm, softmax, attention, the codebooks' scores, the residual
-// stream) stays f32, like PyTorch's bf16 autocast for linear layers.
+// f32 product with a weight (Gemm, codebook.FusedMatMul, MatMul with a 2-D
+// B) of the graph (not inside subgraphs) with precision = "bf16"
+// (ir/precision.h): each then multiplies bf16 roundings of its factors with
+// f32 accumulation, and everything else (LayerNorm, softmax, attention's
+// batched products, the codebooks' scores, the residual stream) stays f32,
+// like PyTorch's bf16 autocast for linear layers.
 //
 // It runs last on a graph about to be compiled (the inference pipeline, the
 // training step), so it sees the fused matmuls, and never on a graph that

@@ -112,17 +112,20 @@ TEST(Bf16MatMulsPass, MarksTheF32MatMulsOnly) {
   Value* z = g->add_value("z");
   Value* k = g->add_value("k");
   Value* f = g->add_value("f");
+  Value* s = g->add_value("s");
   g->add_node("MatMul", {x, w}, {y});
+  g->add_node("MatMul", {x, g->add_input("xt", TensorType{DType::f32, Shape::of({2, 4, 3})})}, {s});  // batched
   g->add_node("Gemm", {g->add_constant("a", random_tensor(DType::f32, {3, 4})), w}, {z});
   g->add_node("MatMul", {i, i}, {k});
   g->add_node(kFusedMatMulOp, {x, w}, {f}, {}, "", kCodebookDomain);
-  g->outputs = {y, z, k, f};
+  g->outputs = {y, z, k, f, s};
   infer_types(*g);
   Bf16MatMulsPass pass;
   EXPECT_TRUE(PassManager().run(pass, *g));
   EXPECT_EQ(pass.marked(), 3);
   for (auto& n : g->nodes())
-    EXPECT_EQ(node_precision(*n), n->inputs[0] == i ? Precision::f32 : Precision::bf16) << n->describe();
+    EXPECT_EQ(node_precision(*n), n->inputs[0] == i || n->outputs[0] == s ? Precision::f32 : Precision::bf16)
+        << n->describe();
   Bf16MatMulsPass again;
   EXPECT_FALSE(PassManager().run(again, *g)) << "a second run changes nothing";
 }

@@ -4,6 +4,7 @@
 // (tests/op_cases/nn.cpp, elementwise.cpp).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 
 #include "backends/backend.h"
@@ -84,6 +85,60 @@ TEST(CpuFusedMatMul, WeightFedAtRunTimeIsNeverStale) {
     expect_near(r, c);
     Tensor next = random_tensor(DType::f32, {16, 24}, uniform(-1, 1), rng);
     std::copy(next.data<float>(), next.data<float>() + next.numel(), w.data<float>());  // in place
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// One row times a weight (every decode step of generation: the CPU
+// backend's own GEMV, not oneDNN's matmul) and one row times a matrix per
+// batch entry (attention over a KV cache), against the reference, for both
+// weight layouts, with and without a bias, K both a multiple of the GEMV's
+// 32-row chunks and not; and bit-identical at 1 and 2 threads.
+TEST(CpuOneRowProducts, MatchTheReferenceAtAnyThreadCount) {
+  std::mt19937 rng(23);
+  struct Case {
+    std::string op;
+    cb::test::Dims a, b, c;
+    bool trans_b;
+  };
+  const std::vector<Case> cases = {
+      {"MatMul", {1, 1, 70}, {70, 300}, {}, false},            // [K, N]: chunks of whole rows
+      {"MatMul", {1, 96}, {96, 64}, {}, false},                // K a multiple of the chunk
+      {"Gemm", {1, 70}, {300, 70}, {300}, true},               // [N, K]: one dot product per output
+      {"Gemm", {1, 45}, {45, 129}, {129}, false},              // [K, N] with a bias
+      {"MatMul", {2, 12, 1, 64}, {2, 12, 64, 37}, {}, false},  // scores of one token over a cache
+      {"MatMul", {2, 12, 1, 37}, {2, 12, 37, 64}, {}, false},  // the weighted values
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.op + " b " + std::to_string(c.b.size()) + "-D, K " + std::to_string(c.a.back()));
+    auto g = std::make_shared<Graph>();
+    std::map<std::string, Tensor> in = {{"a", random_tensor(DType::f32, c.a, uniform(-1, 1), rng)}};
+    std::vector<Value*> ins = {g->add_input("a", {DType::f32, Shape::of(c.a)})};
+    Tensor b = random_tensor(DType::f32, c.b, uniform(-1, 1), rng);
+    if (c.b.size() == 2) {
+      ins.push_back(g->add_constant("b", b));
+    } else {
+      ins.push_back(g->add_input("b", {DType::f32, Shape::of(c.b)}));
+      in["b"] = b;
+    }
+    if (!c.c.empty()) ins.push_back(g->add_constant("c", random_tensor(DType::f32, c.c, uniform(-1, 1), rng)));
+    Value* y = g->add_value("y");
+    std::map<std::string, AttrValue> attrs;
+    if (c.op == "Gemm") attrs["transB"] = int64_t(c.trans_b);
+    g->add_node(c.op, ins, {y}, attrs);
+    g->outputs.push_back(y);
+    const Tensor want = Executable::compile(g, *make_backend("reference"))->run(in)[0];
+    CompileOptions one, two;
+    one.num_threads = 1;
+    two.num_threads = 2;
+    const Tensor got1 = Executable::compile(g, *make_backend("cpu"), one)->run(in)[0];
+    const Tensor got2 = Executable::compile(g, *make_backend("cpu"), two)->run(in)[0];
+    expect_near(want, got1);
+    ASSERT_EQ(got1.dims(), got2.dims());
+    EXPECT_EQ(std::memcmp(got1.raw(), got2.raw(), got1.nbytes()), 0) << "the thread count changed the bits";
   }
 }
 

@@ -117,16 +117,31 @@ struct Prepared {
   }
 }
 
-// y[n] = bias[n] + sum_k x[k] W[k, n] for n in [n0, n1), k in order.
-[[gnu::noinline]] void gemv_columns(const float* x, const float* w, const float* bias, float* y, int64_t K, int64_t N,
-                                    int64_t n0, int64_t n1) {
-  float* yb = y + n0;
-  const int64_t width = n1 - n0;
-  for (int64_t j = 0; j < width; ++j) yb[j] = bias ? bias[n0 + j] : 0.0f;
-  for (int64_t k = 0; k < K; ++k) {
+// For W [K, N], K is cut into fixed chunks of this many rows: each chunk's
+// rows are read whole and in order (one contiguous stream; splitting N
+// instead read short strided pieces of every row, at about half the
+// bandwidth), and the chunks' partial sums are added in chunk order, so the
+// bits do not depend on the thread count.
+constexpr int64_t kGemvChunkRows = 32;
+
+// partial[n] = sum_k x[k] W[k, n] over k in [k0, k1), k in order, every n.
+[[gnu::noinline]] void gemv_columns_chunk(const float* x, const float* w, float* partial, int64_t N, int64_t k0,
+                                          int64_t k1) {
+  for (int64_t j = 0; j < N; ++j) partial[j] = 0.0f;
+  for (int64_t k = k0; k < k1; ++k) {
     const float xk = x[k];
-    const float* row = w + k * N + n0;
-    for (int64_t j = 0; j < width; ++j) yb[j] += xk * row[j];
+    const float* row = w + k * N;
+    for (int64_t j = 0; j < N; ++j) partial[j] += xk * row[j];
+  }
+}
+
+// y[n] = bias[n] + sum over chunks c, in order, of partials[c * N + n], for n in [n0, n1).
+[[gnu::noinline]] void gemv_columns_sum(const float* partials, int64_t chunks, const float* bias, float* y, int64_t N,
+                                        int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; ++n) {
+    float s = 0.0f;
+    for (int64_t c = 0; c < chunks; ++c) s += partials[c * N + n];
+    y[n] = s + (bias ? bias[n] : 0.0f);
   }
 }
 
@@ -170,6 +185,7 @@ class DnnlMatMulKernel : public Kernel {
     const Factors factors = a.dtype() == DType::f32 && b.dtype() == DType::f32 ? factors_ : Factors::as_is;
     const bool bf16 = factors != Factors::as_is;
     if (bf16 ? gemv_bf16(ctx, a, b, c, out) : gemv(ctx, a, b, c, out)) return;
+    if (!bf16 && batched_one_row(ctx, a, b, out)) return;
     auto dt = dnnl_type(a.dtype());
     if (!dt || a.rank() < 2 || b.rank() < 2 || a.dtype() != b.dtype() || a.numel() == 0 || b.numel() == 0) {
       fallback(ctx);
@@ -249,7 +265,7 @@ class DnnlMatMulKernel : public Kernel {
     return true;
   }
 
-  bool gemv(KernelContext& ctx, const Tensor& a, const Tensor& b, const Tensor* c, Tensor& out) const {
+  bool gemv(KernelContext& ctx, const Tensor& a, const Tensor& b, const Tensor* c, Tensor& out) {
     const float* bias = nullptr;
     if (!one_row(a, b, c, out, bias)) return false;
     const int64_t K = a.dim(a.rank() - 1);
@@ -261,11 +277,43 @@ class DnnlMatMulKernel : public Kernel {
     if (trans_b_) {  // W [N, K]: one dot product per output
       parallel_chunks(N, bytes, size_t(1) << 16, ctx.num_threads,
                       [&](int64_t n0, int64_t n1) { gemv_rows(x, w, bias, y, K, n0, n1); });
-    } else {  // W [K, N]: rows of W scaled by x[k] into a block of y
-      parallel_chunks(N, bytes, size_t(1) << 16, ctx.num_threads,
-                      [&](int64_t n0, int64_t n1) { gemv_columns(x, w, bias, y, K, N, n0, n1); });
+    } else {  // W [K, N]: chunks of whole rows of W, scaled by x[k], into partial sums
+      const int64_t chunks = (K + kGemvChunkRows - 1) / kGemvChunkRows;
+      if (partials_.size() < size_t(chunks * N)) partials_.resize(size_t(chunks * N));
+      float* partials = partials_.data();
+      parallel_chunks(chunks, bytes, size_t(1) << 16, ctx.num_threads, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c)
+          gemv_columns_chunk(x, w, partials + c * N, N, c * kGemvChunkRows, std::min(K, (c + 1) * kGemvChunkRows));
+      });
+      parallel_chunks(N, size_t(chunks * N) * sizeof(float), size_t(1) << 16, ctx.num_threads,
+                      [&](int64_t n0, int64_t n1) { gemv_columns_sum(partials, chunks, bias, y, N, n0, n1); });
     }
     apply_activation(activation_, y, N);
+    return true;
+  }
+
+  // A [..., 1, K] times B [..., K, N] with the same leading dims: in
+  // generation, the attention scores and weighted values of one new token
+  // over a KV cache whose length grows every step, for which oneDNN would
+  // build a new primitive per step. One row times one matrix per batch
+  // entry, k in order (the same bits whatever the thread count).
+  bool batched_one_row(KernelContext& ctx, const Tensor& a, const Tensor& b, Tensor& out) const {
+    const size_t r = a.rank();
+    if (kind_ != MatMulKind::matmul || a.dtype() != DType::f32 || b.dtype() != DType::f32 || r < 3 || b.rank() != r ||
+        a.dim(r - 2) != 1 || b.dim(r - 2) != a.dim(r - 1))
+      return false;
+    for (size_t i = 0; i + 2 < r; ++i)
+      if (a.dim(i) != b.dim(i)) return false;
+    const int64_t K = a.dim(r - 1), N = b.dim(r - 1), batches = K > 0 ? a.numel() / K : 0;
+    if (K == 0 || batches == 0) return false;
+    const float* x = a.data<float>();
+    const float* w = b.data<float>();
+    float* y = out.data<float>();
+    parallel_chunks(batches, size_t(b.numel()) * sizeof(float), size_t(1) << 18, ctx.num_threads,
+                    [&](int64_t i0, int64_t i1) {
+                      for (int64_t i = i0; i < i1; ++i)
+                        gemv_columns_chunk(x + i * K, w + i * K * N, y + i * N, N, 0, K);
+                    });
     return true;
   }
 
@@ -445,6 +493,7 @@ class DnnlMatMulKernel : public Kernel {
   Factors factors_ = Factors::as_is;              // for f32 inputs (as_is: precision f32)
   std::vector<uint16_t> a_bf16_, b_bf16_;         // the rounded factors of the last call
   std::vector<float> a_f32_, b_f32_;              // the same as f32 values (Factors::rounded_f32)
+  std::vector<float> partials_;                   // gemv()'s per-chunk sums for a [K, N] weight
   std::vector<uint16_t> gemv_w_;                  // the constant B as bf16 rows [N][K], for gemv_bf16()
   Tensor constant_b_;                             // the graph constant B, when it is one (shares its buffer)
   std::vector<std::unique_ptr<Prepared>> cache_;  // least recently used first

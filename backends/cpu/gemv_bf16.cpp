@@ -30,8 +30,8 @@ void rows_portable(const uint16_t* x, const uint16_t* w, const float* bias, floa
 constexpr int kRows = 4;  // rows per pass over x: x stays in L1, four weight streams
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void rows_avx512(const uint16_t* x, const uint16_t* w,
-                                                                                  const float* bias, float* y,
-                                                                                  int64_t K, int64_t n0, int64_t n1) {
+                                                                                 const float* bias, float* y, int64_t K,
+                                                                                 int64_t n0, int64_t n1) {
   const int64_t full = K / 32 * 32;
   const __mmask32 tail = __mmask32((uint64_t(1) << (K - full)) - 1);
   int64_t n = n0;
