@@ -19,6 +19,10 @@
 // the layout oneDNN picks, kept per layout for the kernel's life. Where
 // oneDNN picks the plain layout (oneDNN 2.x on AVX2: jit gemm, which packs
 // internally) the constant's bytes are used as they are, with no copy.
+// Packing waits for a shape's second call: the first reads the constant as
+// it is, since a shape used once (generation's prefill, whose decode steps
+// take the GEMV below) would pay a pass over the weights and fresh memory
+// for a packed copy never used again (GPT-2 small: 471 MB, 0.2 s).
 //
 // Precision bf16 (ir/precision.h: a node marked by passes/bf16_matmuls.h):
 // A is rounded to bf16 into a scratch buffer on every call, B too unless it
@@ -97,6 +101,7 @@ struct Prepared {
   dnnl::memory::desc a_md, b_md, c_md, out_md;
   bool use_bias = false, use_sum = false;
   std::optional<dnnl::memory> packed_b;  // the constant B in b_md, when that is not its own layout
+  bool unpacked_constant = false;        // a constant B read as it is, the shape's first call
 };
 
 // The GEMV kernels of DnnlMatMulKernel::gemv, out of line so that every
@@ -193,10 +198,14 @@ class DnnlMatMulKernel : public Kernel {
     }
     PrimitiveKey key{a.dims(), b.dims(), c ? c->dims() : std::vector<int64_t>{}, c != nullptr, is_constant_b(b)};
     Prepared* p = find(key);
-    if (!p) {
+    // The shape came back: worth packing its weights now. (Rounded factors
+    // are packed on first use: rounding on every call measured slower.)
+    const bool repack = p && p->unpacked_constant;
+    if (repack) cache_.pop_back();  // find() moved it last
+    if (!p || repack) {
       try {
         p = prepare(key, a, b, c, out, factors == Factors::bf16_bits ? dnnl::memory::data_type::bf16 : *dt, *dt,
-                    factors);
+                    factors, repack || factors != Factors::as_is, ctx.num_threads);
       } catch (const dnnl::error&) {
         if (bf16) throw;  // the fallback would be the reference's emulation: say so instead
         fallback(ctx);
@@ -328,12 +337,16 @@ class DnnlMatMulKernel : public Kernel {
       gemv_w_.resize(size_t(N * K));
       if (trans_b_) {
         convert_to_bf16_parallel(b.data<float>(), gemv_w_.data(), N * K, ctx.num_threads);
-      } else {  // [K, N] -> rows [N][K], 64 columns at a time (contiguous reads)
-        const float* w = b.data<float>();
-        for (int64_t n0 = 0; n0 < N; n0 += 64)
-          for (int64_t k = 0; k < K; ++k)
-            for (int64_t n = n0; n < std::min(N, n0 + 64); ++n)
-              gemv_w_[size_t(n * K + k)] = bf16_round_bits(w[k * N + n]);
+      } else {  // [K, N]: rounded as it is (vectorised), then transposed to rows [N][K] by oneDNN's reorder
+        std::vector<uint16_t> rounded_kn(size_t(N * K));
+        convert_to_bf16_parallel(b.data<float>(), rounded_kn.data(), N * K, ctx.num_threads);
+        using tag = dnnl::memory::format_tag;
+        auto& eng = dnnl_cpu_engine();
+        if (!stream_) stream_.emplace(eng);
+        dnnl::memory src({{K, N}, dnnl::memory::data_type::bf16, tag::ab}, eng, rounded_kn.data());
+        dnnl::memory dst({{K, N}, dnnl::memory::data_type::bf16, tag::ba}, eng, gemv_w_.data());
+        dnnl::reorder(src, dst).execute(*stream_, src, dst);
+        stream_->wait();
       }
     }
     const uint16_t* x = rounded(a, a_bf16_, 1);
@@ -346,14 +359,14 @@ class DnnlMatMulKernel : public Kernel {
 
   // An f32 tensor rounded to bf16 into `scratch` (same layout), kept for reuse.
   static const uint16_t* rounded(const Tensor& t, std::vector<uint16_t>& scratch, int threads) {
-    if (scratch.size() < size_t(t.numel())) scratch.resize(size_t(t.numel()));
+    if (scratch.size() < size_t(t.numel())) scratch = std::vector<uint16_t>(size_t(t.numel()));  // no copy
     convert_to_bf16_parallel(t.data<float>(), scratch.data(), t.numel(), threads);
     return scratch.data();
   }
 
   // An f32 tensor rounded to bf16 values kept as f32, into `scratch`.
   static const float* rounded_f32(const Tensor& t, std::vector<float>& scratch, int threads) {
-    if (scratch.size() < size_t(t.numel())) scratch.resize(size_t(t.numel()));
+    if (scratch.size() < size_t(t.numel())) scratch = std::vector<float>(size_t(t.numel()));  // no copy
     round_to_bf16_parallel(t.data<float>(), scratch.data(), t.numel(), threads);
     return scratch.data();
   }
@@ -361,7 +374,8 @@ class DnnlMatMulKernel : public Kernel {
   // dt: the factors' type in the primitive (bf16 for Factors::bf16_bits);
   // out_dt: the output's and the bias's (the tensors' own).
   Prepared* prepare(const PrimitiveKey& key, const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out,
-                    dnnl::memory::data_type dt, dnnl::memory::data_type out_dt, Factors factors) {
+                    dnnl::memory::data_type dt, dnnl::memory::data_type out_dt, Factors factors, bool pack,
+                    int threads) {
     auto p = std::make_unique<Prepared>();
     p->key = key;
     std::vector<int64_t> ad = a.dims(), bd = b.dims(), od = out.dims();
@@ -386,8 +400,9 @@ class DnnlMatMulKernel : public Kernel {
     p->a_md = strided_md(ad, as, dt);
     const dnnl::memory::desc b_own = strided_md(bd, bs, dt);
     const dnnl::memory::desc b_query =
-        key.constant_b ? dnnl::memory::desc(dnnl::memory::dims(bd.begin(), bd.end()), dt, dnnl::memory::format_tag::any)
-                       : b_own;
+        key.constant_b && pack
+            ? dnnl::memory::desc(dnnl::memory::dims(bd.begin(), bd.end()), dt, dnnl::memory::format_tag::any)
+            : b_own;
     p->out_md = plain_md(od, out_dt);
     dnnl::primitive_attr attr;
     if (alpha_ != 1.0f) attr.set_output_scales(0, {alpha_});
@@ -415,7 +430,7 @@ class DnnlMatMulKernel : public Kernel {
       return dnnl::matmul::primitive_desc(desc, attr, dnnl_cpu_engine());
     };
     dnnl::matmul::primitive_desc pd = make_pd(b_query);
-    if (key.constant_b && dnnl_is_plain_layout(pd.weights_desc())) {
+    if (key.constant_b && pack && dnnl_is_plain_layout(pd.weights_desc())) {
       // oneDNN's GEMM path, which packs B itself on every call, takes any
       // plain layout and answers `any` with row-major [K, N]. For a weight
       // wider than deep read by few rows (GPT-2 small at 1x128: [768, 3072]
@@ -438,8 +453,9 @@ class DnnlMatMulKernel : public Kernel {
     p->prim = dnnl::matmul(pd);
     p->b_md = pd.weights_desc();
     // A constant B under bf16 is rounded once, even where its layout is kept.
-    if (p->b_md != b_own || (key.constant_b && factors != Factors::as_is))
-      p->packed_b = packed_weights(b, b_own, p->b_md, factors);
+    p->unpacked_constant = key.constant_b && !pack;
+    if (pack && (p->b_md != b_own || factors != Factors::as_is))
+      p->packed_b = packed_weights(b, b_own, p->b_md, factors, threads);
     if (cache_.size() >= kMaxCachedShapes) cache_.erase(cache_.begin());  // the least recently used
     cache_.push_back(std::move(p));
     return cache_.back().get();
@@ -449,19 +465,21 @@ class DnnlMatMulKernel : public Kernel {
   // describes B's bytes in the factors' type: for bf16, B is first rounded
   // as ir/precision.h says (oneDNN's reorder need not flush denormals).
   dnnl::memory packed_weights(const Tensor& b, const dnnl::memory::desc& own, const dnnl::memory::desc& want,
-                              Factors factors) {
+                              Factors factors, int threads) {
     for (auto& [md, mem] : packed_)
       if (md == want) return mem;
     auto& eng = dnnl_cpu_engine();
     if (!stream_) stream_.emplace(eng);
     dnnl::memory src(own, eng, b.raw());
     std::vector<uint16_t> b_bf16;
-    std::vector<float> b_f32;
-    if (factors == Factors::bf16_bits) src = dnnl::memory(own, eng, const_cast<uint16_t*>(rounded(b, b_bf16, 1)));
-    if (factors == Factors::rounded_f32) src = dnnl::memory(own, eng, const_cast<float*>(rounded_f32(b, b_f32, 1)));
+    if (factors == Factors::bf16_bits) src = dnnl::memory(own, eng, const_cast<uint16_t*>(rounded(b, b_bf16, threads)));
     dnnl::memory dst(want, eng);
     dnnl::reorder(src, dst).execute(*stream_, src, dst);
     stream_->wait();
+    if (factors == Factors::rounded_f32) {  // rounding is per element: round the packed copy in place
+      float* packed = static_cast<float*>(dst.get_data_handle());
+      round_to_bf16_parallel(packed, packed, int64_t(want.get_size() / sizeof(float)), threads);
+    }
     packed_.emplace_back(want, dst);
     return dst;
   }
