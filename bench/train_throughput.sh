@@ -2,7 +2,9 @@
 # Training throughput (tokens/s) of `codebook train` next to PyTorch eager
 # (bench/train_torch.py) on the same model, batch, sequence length and thread
 # count, in the same run, with the ratio (floor: >= 1x PyTorch).
-#   bash bench/train_throughput.sh [MODEL=all|tokfsm|gpt2-small] [BATCH] [THREADS=2] [STEPS=8]
+#   bash bench/train_throughput.sh [MODEL=all|tokfsm|gpt2-small] [BATCH] [THREADS=2] [STEPS=8] [PRECISION=f32]
+# PRECISION bf16: ours with runtime.precision=bf16 (docs/precision.md), PyTorch
+# under bf16 autocast.
 # tokfsm: GPT-NeoX 4 x 128, codebooks at attn_preproj (per head) and mlp, 1000
 # codes, k = 1, model and codebooks trained (default batch 64 x 128).
 # gpt2-small: frozen GPT-2 small with attn_preproj codebooks, 12 x 12 x 10,000
@@ -12,7 +14,8 @@
 # B x T tokens per step; neither uses dropout (gpt2-small gets --no-dropout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-which=${1:-all}; batch_arg=${2:-}; threads=${3:-2}; steps=${4:-8}
+which=${1:-all}; batch_arg=${2:-}; threads=${3:-2}; steps=${4:-8}; precision=${5:-f32}
+torch_precision=""; [ "$precision" = bf16 ] && torch_precision=--bf16
 bin=build/release/codebook
 [ -x $bin ] || { cmake --preset release >/dev/null; cmake --build --preset release --target codebook; }
 out=$(mktemp -d)
@@ -22,6 +25,7 @@ ours() {  # name batch config overrides...
   local name=$1 batch=$2; shift 2
   $bin train "$@" training_args.per_device_train_batch_size=$batch training_args.max_steps=$((steps + 2)) \
     training_args.logging_steps=1 training_args.eval_steps=0 training_args.save_steps=0 runtime.threads=$threads \
+    runtime.precision=$precision \
     --no-checkpoint --progress off --output "$out/$name" 2>/dev/null |
     python3 -c "
 import json, statistics, sys
@@ -33,7 +37,7 @@ results=()
 if [ "$which" = all ] || [ "$which" = tokfsm ]; then
   b=${batch_arg:-64}
   o=$(ours tokfsm "$b")
-  t=$(python3 bench/train_torch.py --model tokfsm --batch "$b" --seq 128 --threads "$threads" --steps "$steps" 2>/dev/null |
+  t=$(python3 bench/train_torch.py --model tokfsm --batch "$b" --seq 128 --threads "$threads" --steps "$steps" $torch_precision 2>/dev/null |
       python3 -c "import json,sys; print(json.loads(sys.stdin.read())['tokens_per_s'])")
   results+=("tokfsm ${b}x128 $o $t")
 fi
@@ -41,7 +45,7 @@ if [ "$which" = all ] || [ "$which" = gpt2-small ]; then
   b=${batch_arg:-1}
   [ -f build/models/gpt2-small.onnx ] || python3 bench/make_gpt2_small.py --out build/models
   o=$(ours gpt2 "$b" configs/gpt2_small_attn_preproj.yaml)
-  t=$(python3 bench/train_torch.py --model gpt2-small --no-dropout --batch "$b" --seq 128 --threads "$threads" --steps "$steps" 2>/dev/null |
+  t=$(python3 bench/train_torch.py --model gpt2-small --no-dropout --batch "$b" --seq 128 --threads "$threads" --steps "$steps" $torch_precision 2>/dev/null |
       python3 -c "import json,sys; print(json.loads(sys.stdin.read())['tokens_per_s'])")
   results+=("gpt2-small ${b}x128 $o $t")
 fi
@@ -50,4 +54,4 @@ for r in "${results[@]}"; do
   set -- $r
   printf '%-12s %-8s %14.0f %14.0f %7.2fx\n' "$1" "$2" "$3" "$4" "$(python3 -c "print($3 / $4)")"
 done
-echo "($threads threads; ratio = codebook / pytorch eager, floor >= 1x)"
+echo "($threads threads, $precision; ratio = codebook / pytorch eager${torch_precision:+ under bf16 autocast}, floor >= 1x)"

@@ -192,6 +192,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--adamw", choices=["default", "foreach", "fused"], default="default",
                         help="AdamW implementation (default: PyTorch's choice, a per-tensor loop on CPU)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="the forward under torch.autocast('cpu', bfloat16) (fp32 master weights)")
     parser.add_argument("--no-dropout", action="store_true",
                         help="set all dropout probabilities to 0 (GPT-2 defaults are 0.1)")
     args = parser.parse_args()
@@ -219,7 +221,8 @@ def main():
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = model(input_ids=input_ids, labels=input_ids).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            loss = model(input_ids=input_ids, labels=input_ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, max_norm=1.0)
         optimizer.step()

@@ -191,6 +191,12 @@ std::vector<MatMulCase> matmul_cases() {
        A{{"transB", int64_t(1)}, {"activation", std::string("gelu_erf")}},
        false},
       {"fused_input_weight", kFusedMatMulOp, {3, 5, 33}, {33, 47}, {}, {}, false},
+      // The small and odd sizes of training a tiny model: K = 3 (a vocabulary), N = 3, K = 1.
+      {"matmul_odd_k", "MatMul", {2, 7, 3}, {3, 16}, {}, {}, false},
+      {"matmul_odd_n", "MatMul", {2, 7, 16}, {16, 3}, {}, {}, false},
+      {"gemm_trans_a_odd", "Gemm", {14, 16}, {14, 3}, {}, A{{"transA", int64_t(1)}}, false},
+      {"gemm_trans_a_k1", "Gemm", {1, 16}, {1, 48}, {}, A{{"transA", int64_t(1)}}, false},
+      {"gemm_trans_b_odd", "Gemm", {14, 3}, {16, 3}, {}, A{{"transB", int64_t(1)}}, false},
   };
 }
 
@@ -311,6 +317,32 @@ TEST(Bf16Cpu, TestModelsMatchTheReference) {
     EXPECT_LE(max_abs_diff(got, want), 1e-3 * scale);
     EXPECT_LE(max_abs_diff(got, f32), 5e-2 * scale);
     EXPECT_GT(max_abs_diff(want, f32), 0.0) << "the marks changed nothing";
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// A weight that is a graph input (a parameter training feeds anew each step)
+// changes between runs: every run multiplies the new one.
+TEST(Bf16Cpu, AWeightFedAtRunTimeIsNeverStale) {
+  if (!cpu_supports_bf16_matmuls()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  auto reference = make_backend("reference");
+  auto cpu = make_backend("cpu");
+  for (const MatMulCase& c : matmul_cases()) {
+    if (c.constant_b) continue;
+    SCOPED_TRACE(c.name);
+    std::mt19937 rng(9);
+    auto [g, feeds] = case_graph(c, true, rng);
+    auto ref = Executable::compile(g, *reference);
+    auto exe = Executable::compile(g, *cpu);
+    for (int run = 0; run < 3; ++run) {
+      feeds["a"] = random_tensor(DType::f32, c.a, uniform(-2, 2), rng);
+      feeds["b"] = random_tensor(DType::f32, c.b, uniform(-2, 2), rng);
+      const Tensor want = ref->run(feeds)[0];
+      EXPECT_LE(max_abs_diff(exe->run(feeds)[0], want), 2e-5 * (1 + max_abs(want))) << "run " << run;
+    }
   }
 }
 

@@ -454,7 +454,7 @@ class DnnlMatMulKernel : public Kernel {
     p->b_md = pd.weights_desc();
     // A constant B under bf16 is rounded once, even where its layout is kept.
     p->unpacked_constant = key.constant_b && !pack;
-    if (pack && (p->b_md != b_own || factors != Factors::as_is))
+    if (key.constant_b && pack && (p->b_md != b_own || factors != Factors::as_is))
       p->packed_b = packed_weights(b, b_own, p->b_md, factors, threads);
     if (cache_.size() >= kMaxCachedShapes) cache_.erase(cache_.begin());  // the least recently used
     cache_.push_back(std::move(p));
