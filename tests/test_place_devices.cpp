@@ -17,6 +17,7 @@
 #include "ir/fused_matmul.h"
 #include "ir/graph_clone.h"
 #include "ir/placement.h"
+#include "ir/verifier.h"
 #include "passes/canonicalize.h"
 #include "passes/inference_pipeline.h"
 #include "passes/place_devices.h"
@@ -450,6 +451,40 @@ TEST(CudaPlacement, KernelCasesAreClaimedAndRunPlaced) {
   }
   SimDeviceBackend sim(ops);
   check_kernel_cases(sim, 0);
+}
+
+// supports() says no to what the kernels do not handle, so it stays on the CPU.
+TEST(CudaPlacement, RefusesWhatTheKernelsDoNotHandle) {
+  Graph g;
+  auto in = [&](DType dt, std::vector<int64_t> dims) {
+    return g.add_input("in" + std::to_string(g.inputs.size()), {dt, Shape::of(dims)});
+  };
+  auto node = [&](const std::string& op, std::vector<Value*> ins, std::map<std::string, AttrValue> attrs = {},
+                  const std::string& domain = "", int outputs = 1) {
+    std::vector<Value*> outs;
+    for (int o = 0; o < outputs; ++o)
+      outs.push_back(g.add_value("out" + std::to_string(g.nodes().size()) + "_" + std::to_string(o)));
+    Node* n = g.add_node(op, ins, outs, attrs, "", domain);
+    infer_node_types(*n);  // the output types supports() reads
+    return n;
+  };
+  Value* x = in(DType::f32, {4, 8});
+  Value* w = in(DType::f32, {8, 3});
+  EXPECT_TRUE(cuda_kernel_supports(*node(kFusedMatMulOp, {x, w}, {}, kCodebookDomain)));
+  EXPECT_FALSE(
+      cuda_kernel_supports(*node(kFusedMatMulOp, {x, w}, {{kPrecisionAttr, std::string("bf16")}}, kCodebookDomain)))
+      << "bf16 products stay on the CPU";
+  EXPECT_FALSE(cuda_kernel_supports(*node("Add", {in(DType::i64, {3}), in(DType::i64, {3})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Softmax", {x}, {{"axis", int64_t(0)}})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Reshape", {x, in(DType::i64, {2})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Split", {x, in(DType::i64, {2})}, {{"axis", int64_t(1)}}, "", 2)));
+  EXPECT_TRUE(cuda_kernel_supports(*node("Split", {x}, {{"axis", int64_t(1)}}, "", 2)));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Gather", {in(DType::i64, {5, 2}), in(DType::i64, {3})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("MatMul", {x, in(DType::f32, {8})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Pow", {x, in(DType::i64, {})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Cast", {x}, {{"to", int64_t(7)}})));
+  Node* ln = node("LayerNormalization", {x, in(DType::f32, {8})}, {}, "", 3);
+  EXPECT_FALSE(cuda_kernel_supports(*ln)) << "the mean and inverse-std outputs";
 }
 
 // The simulated device claiming exactly the nodes the CUDA kernels claim.
