@@ -8,11 +8,16 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "frontend/npy.h"
 #include "frontend/onnx_import.h"
+#include "ir/attention.h"
+#include "ir/codebook.h"
+#include "ir/fused_matmul.h"
 #include "ir/graph_clone.h"
 #include "ir/placement.h"
+#include "ir/verifier.h"
 #include "passes/canonicalize.h"
 #include "passes/inference_pipeline.h"
 #include "passes/place_devices.h"
@@ -22,6 +27,7 @@
 #include "tests/test_util.h"
 #ifdef CB_WITH_CUDA
 #include "backends/cuda/cuda_backend.h"
+#include "backends/cuda/cuda_kernels.h"
 #endif
 
 using namespace cb;
@@ -194,6 +200,66 @@ TEST(PlaceDevices, DeviceNames) {
 }
 
 #ifdef CB_WITH_CUDA
+// Ops whose outputs the runtime sizes from an index input's value (Reshape's
+// shape, Slice's starts and ends, ...): shape inference reads host values
+// only, so no device may run them (docs/cuda.md) and they stay on the host.
+const std::set<std::string> kValueSizedOps = {"Reshape", "Unsqueeze", "Squeeze", "Slice", "Split", "Expand", "Tile"};
+
+// The f32 nodes of a placed graph that stayed on the host although only
+// value-sized ops should: "op 'name'" each, for the failure message.
+std::vector<std::string> f32_nodes_left_on_the_host(const Graph& placed) {
+  std::vector<std::string> left;
+  for (auto& n : placed.nodes()) {
+    if (is_copy_to_device(*n) || is_copy_to_host(*n) || !node_device(*n).is_host()) continue;
+    bool f32 = false;
+    for (const Value* v : n->outputs) f32 |= v && v->type.dtype == DType::f32;
+    const bool split_by_value = n->op_type == "Split" && n->inputs.size() > 1 && n->inputs[1];
+    if (!f32 || (n->domain.empty() && kValueSizedOps.count(n->op_type) && (n->op_type != "Split" || split_by_value)))
+      continue;
+    left.push_back(n->describe());
+  }
+  return left;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const std::string& e : v) s += "\n  " + e;
+  return s;
+}
+
+// Without a GPU: which nodes of each fused model the CUDA kernels claim.
+// Every f32 node is placed (the matmuls, attention, LayerNorms, embeddings,
+// rotary sin/cos, layout ops) except the value-sized ones; the int64 and
+// bool shape and mask arithmetic stays on the host.
+TEST(CudaPlacement, FusedModelsPlaceEveryF32NodeButTheValueSizedOnes) {
+  const PlacementTarget cuda{Device::parse("cuda:0"), cuda_kernel_supports};
+  for (const std::string& model : model_names()) {
+    SCOPED_TRACE(model);
+    std::shared_ptr<Graph> graph = inference_graph(import_onnx((models_dir() / model / "model.onnx").string()));
+    std::map<std::string, int> placed_ops;
+    for (auto& n : graph->nodes())
+      if (cuda_kernel_supports(*n)) placed_ops[(n->domain.empty() ? "" : n->domain + ".") + n->op_type]++;
+    EXPECT_GT(placed_ops["codebook.FusedMatMul"], 0);
+    EXPECT_GT(placed_ops["codebook.Attention"], 0);
+    EXPECT_GT(placed_ops["LayerNormalization"], 0);
+    EXPECT_GT(placed_ops["Gather"], 0) << "the token embedding";
+    for (auto& n : graph->nodes()) {
+      bool f32 = false;
+      for (const Value* v : n->outputs) f32 |= v && v->type.dtype == DType::f32;
+      if (!f32) {
+        EXPECT_FALSE(cuda_kernel_supports(*n)) << n->describe();
+      }
+    }
+    std::shared_ptr<Graph> placed = clone_graph(*graph);
+    const PlacementStats st = place_devices(*placed, cuda);
+    const std::vector<std::string> left = f32_nodes_left_on_the_host(*placed);
+    EXPECT_TRUE(left.empty()) << "f32 nodes on the host:" << joined(left);
+    std::cout << "[" << model << " fused] " << st.placed << " nodes on cuda:0; per run "
+              << count_copies(*placed).to_device << " copies to the device, " << count_copies(*placed).to_host
+              << " to the host\n";
+  }
+}
+
 TEST(CudaDevice, CopiesRoundTrip) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
   auto cuda = make_cuda_backend();
@@ -208,54 +274,293 @@ TEST(CudaDevice, CopiesRoundTrip) {
 }
 
 // One node on random inputs (tails and broadcasts), on the GPU against the reference.
+struct KernelInput {
+  std::vector<int64_t> dims;
+  DType dtype = DType::f32;
+  test::Values values = {};
+  Tensor given = {};  // when defined, this tensor instead of random values
+};
+
 struct KernelCase {
   std::string op;
-  std::vector<std::vector<int64_t>> inputs;
-  std::map<std::string, AttrValue> attrs;
+  std::vector<KernelInput> inputs;
+  std::map<std::string, AttrValue> attrs = {};
+  std::string domain = "";
+  int outputs = 1;
 };
+
+KernelInput f32(std::vector<int64_t> dims, test::Values v = {}) { return {std::move(dims), DType::f32, v}; }
+// Indices of an axis of `size`, negative ones included.
+KernelInput indices(std::vector<int64_t> dims, int64_t size, DType dt = DType::i64) {
+  return {std::move(dims), dt, test::uniform(0, 1).ints(double(-size), double(size - 1))};
+}
+
+// [T, S] attention mask: 0 where query i may see key j (causal, the last T
+// of S positions), else `masked`; rows listed in `blind` see nothing.
+Tensor causal_mask(int64_t t, int64_t s, float masked, std::set<int64_t> blind = {}) {
+  Tensor m = Tensor::empty(DType::f32, {t, s});
+  for (int64_t i = 0; i < t; ++i)
+    for (int64_t j = 0; j < s; ++j) m.data<float>()[i * s + j] = j <= i + s - t && !blind.count(i) ? 0.f : masked;
+  return m;
+}
+
+std::vector<KernelCase> kernel_cases() {
+  const float inf = INFINITY;
+  return {
+      {"Add", {f32({3, 5, 7}), f32({7})}},
+      {"Add", {f32({2, 1, 3, 1, 5}), f32({4, 1})}},
+      {"Sub", {f32({3, 1, 7}), f32({5, 1})}},
+      {"Mul", {f32({2, 1, 33}), f32({3, 1})}},
+      {"Div", {f32({4, 9}), f32({4, 9})}},
+      {"Pow", {f32({3, 1001}, test::uniform(0.5, 2)), f32({})}},
+      {"Pow", {f32({2, 5}, test::uniform(0.5, 2)), f32({5})}},
+      {"Neg", {f32({3, 1001})}},
+      {"Abs", {f32({3, 1001})}},
+      {"Relu", {f32({3, 1001})}},
+      {"Exp", {f32({3, 1001})}},
+      {"Log", {f32({3, 1001}, test::uniform(0.1, 3))}},
+      {"Sqrt", {f32({3, 1001}, test::uniform(0, 3))}},
+      {"Reciprocal", {f32({3, 1001})}},
+      {"Sin", {f32({2, 17, 4}, test::uniform(-20, 20))}},
+      {"Cos", {f32({2, 17, 4}, test::uniform(-20, 20))}},
+      {"Tanh", {f32({3, 1001}, test::uniform(-4, 4))}},
+      {"Sigmoid", {f32({3, 1001}, test::uniform(-6, 6))}},
+      {"Erf", {f32({3, 1001}, test::uniform(-3, 3))}},
+      {"Gelu", {f32({3, 1001}, test::uniform(-5, 5))}},
+      {"Gelu", {f32({3, 1001}, test::uniform(-5, 5))}, {{"approximate", std::string("tanh")}}},
+      {"Where", {{{2, 1, 5}, DType::boolean}, f32({3, 1}), f32({})}},
+      {"Where", {{{1, 1, 4, 4}, DType::boolean}, f32({}), f32({}, test::uniform(-3.4e38, -3.4e38))}},
+      {"Softmax", {f32({4, 1000})}},
+      {"Softmax", {f32({3, 2, 17})}, {{"axis", int64_t(-1)}}},
+      {"LayerNormalization", {f32({5, 300}), f32({300}), f32({300})}, {{"epsilon", 1e-5f}}},
+      {"LayerNormalization", {f32({2, 3, 33}), f32({33})}},
+      {"MatMul", {f32({2, 3, 33}), f32({33, 65})}},
+      {"MatMul", {f32({129, 257}), f32({257, 5})}},
+      {"MatMul", {f32({2, 3, 4, 5}), f32({2, 3, 5, 6})}},  // strided batched
+      {"MatMul", {f32({3, 4, 5}), f32({2, 1, 5, 6})}},     // irregular broadcast: one GEMM each
+      {"MatMul", {f32({4, 5}), f32({3, 5, 7})}},
+      {"Gemm", {f32({5, 7}), f32({7, 3}), f32({3})}},
+      {"Gemm",
+       {f32({7, 5}), f32({3, 7}), f32({5, 1})},
+       {{"transA", int64_t(1)}, {"transB", int64_t(1)}, {"alpha", 0.5f}, {"beta", 2.f}}},
+      {"Gemm", {f32({33, 70}), f32({70, 9}), f32({1, 9})}},
+      {"Gemm", {f32({4, 6}), f32({6, 2})}},
+      {kFusedMatMulOp,
+       {f32({2, 3, 33}), f32({33, 65}), f32({65})},
+       {{"activation", std::string("gelu_tanh")}},
+       kCodebookDomain},
+      {kFusedMatMulOp, {f32({129, 257}), f32({5, 257})}, {{"transB", int64_t(1)}}, kCodebookDomain},
+      {kFusedMatMulOp,
+       {f32({4, 64}), f32({64, 96}), f32({96})},
+       {{"activation", std::string("gelu_erf")}},
+       kCodebookDomain},
+      {kFusedMatMulOp, {f32({1, 2, 7, 16}), f32({16, 3})}, {}, kCodebookDomain},
+      // Attention: Q [B,H,T,dh], Kt [B,H,dh,S], V [B,H,S,dv], mask broadcast to [B,H,T,S].
+      {kAttentionOp, {f32({2, 3, 5, 8}), f32({1, 3, 8, 7}), f32({2, 1, 7, 6})}, {{"scale", 0.35f}}, kCodebookDomain},
+      {kAttentionOp,
+       {f32({2, 3, 5, 8}), f32({2, 3, 8, 7}), f32({2, 3, 7, 6}), {{5, 7}, DType::f32, {}, causal_mask(5, 7, -inf)}},
+       {{"scale", 0.25f}},
+       kCodebookDomain},
+      {kAttentionOp,
+       {f32({1, 2, 6, 16}),
+        f32({1, 2, 16, 6}),
+        f32({1, 2, 6, 16}),
+        {{1, 1, 6, 6}, DType::f32, {}, causal_mask(6, 6, -3.4028235e38f).reshaped({1, 1, 6, 6})}},
+       {{"scale", 0.25f}},
+       kCodebookDomain},
+      {kAttentionOp,  // rows that see no key: 0 with nan_to_zero
+       {f32({1, 2, 4, 8}),
+        f32({1, 2, 8, 4}),
+        f32({1, 2, 4, 3}),
+        {{4, 4}, DType::f32, {}, causal_mask(4, 4, -inf, {1, 3})}},
+       {{"scale", 0.5f}, {"nan_to_zero", int64_t(1)}},
+       kCodebookDomain},
+      {kAttentionOp, {f32({1, 2, 3, 4}), f32({1, 2, 4, 9}), f32({1, 2, 9, 130})}, {}, kCodebookDomain},  // dv > threads
+      {kAttentionOp,
+       {f32({1, 1, 2, 4}), f32({1, 1, 4, 13000}), f32({1, 1, 13000, 3})},
+       {{"scale", 0.1f}},
+       kCodebookDomain},  // scores over 48 KiB of shared memory
+      {"Transpose", {f32({2, 3, 4, 5})}, {{"perm", std::vector<int64_t>{0, 2, 1, 3}}}},
+      {"Transpose", {f32({2, 3, 4, 5})}, {{"perm", std::vector<int64_t>{0, 2, 3, 1}}}},
+      {"Transpose", {f32({33, 65})}},
+      {"Concat", {f32({2, 3, 4}), f32({2, 5, 4}), f32({2, 1, 4})}, {{"axis", int64_t(1)}}},
+      {"Concat", {f32({3, 2}), f32({3, 7})}, {{"axis", int64_t(-1)}}},
+      {"Split", {f32({2, 9, 4})}, {{"axis", int64_t(1)}}, "", 3},
+      {"Split", {f32({2, 3, 192})}, {{"axis", int64_t(2)}, {"num_outputs", int64_t(3)}}, "", 3},
+      {"Gather", {f32({500, 64}), indices({2, 7}, 500)}},
+      {"Gather", {f32({3, 10, 4}), indices({5}, 10, DType::i32)}, {{"axis", int64_t(1)}}},
+      {"Gather", {f32({128, 64}), indices({}, 128)}},
+      {"Cast", {{{3, 4}, DType::i64, test::uniform(0, 1).ints(-1000, 1000)}}, {{"to", int64_t(1)}}},
+      {"Cast", {f32({3, 4})}, {{"to", int64_t(1)}}},
+      {"Cast", {{{5, 3}, DType::boolean}}, {{"to", int64_t(1)}}},
+  };
+}
+
+// A case's one-node graph, and random inputs for it.
+std::shared_ptr<Graph> case_graph(const KernelCase& c, std::map<std::string, Tensor>& feeds) {
+  auto g = std::make_shared<Graph>();
+  std::vector<Value*> ins;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    const KernelInput& in = c.inputs[i];
+    ins.push_back(g->add_input("x" + std::to_string(i), {in.dtype, Shape::of(in.dims)}));
+    feeds[ins.back()->name] =
+        in.given.defined() ? in.given.reshaped(in.dims) : test::random_tensor(in.dtype, in.dims, in.values);
+  }
+  std::vector<Value*> ys;
+  for (int o = 0; o < c.outputs; ++o) ys.push_back(g->add_value("y" + std::to_string(o)));
+  g->add_node(c.op, ins, ys, c.attrs, "", c.domain);
+  g->outputs = ys;
+  canonicalize(*g);
+  return g;
+}
+
+// Each case placed on `device` (its one node, nothing else), against the
+// unplaced reference run.
+void check_kernel_cases(const Backend& device, double relative_tolerance) {
+  auto reference = make_backend("reference");
+  for (const KernelCase& c : kernel_cases()) {
+    SCOPED_TRACE(c.op + " " + dims_str(c.inputs[0].dims));
+    std::map<std::string, Tensor> feeds;
+    std::shared_ptr<Graph> g = case_graph(c, feeds);
+    auto placed = clone_graph(*g);
+    PlaceDevicesPass pass(placement_target(device));
+    PassManager().run(pass, *placed);
+    EXPECT_EQ(pass.stats().placed, 1);
+    CompileOptions opts;
+    opts.device_backend = &device;
+    const std::vector<Tensor> want = Executable::compile(g, *reference)->run(feeds);
+    const std::vector<Tensor> got = Executable::compile(placed, *reference, opts)->run(feeds);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t o = 0; o < got.size(); ++o) {
+      // Products and sums round differently: relative to the result's magnitude.
+      const double tolerance = relative_tolerance * std::max(1.0, cb::test::max_abs(want[o]));
+      EXPECT_LE(cb::test::max_abs_diff(got[o], want[o]), tolerance) << "output " << o;
+    }
+  }
+}
+
+// Without a GPU: cuda_kernel_supports claims every case's node, and the
+// cases run as the GPU test runs them, on the simulated device.
+TEST(CudaPlacement, KernelCasesAreClaimedAndRunPlaced) {
+  std::set<std::string> ops;
+  for (const KernelCase& c : kernel_cases()) {
+    std::map<std::string, Tensor> feeds;
+    std::shared_ptr<Graph> g = case_graph(c, feeds);
+    EXPECT_TRUE(cuda_kernel_supports(*g->nodes().front())) << g->nodes().front()->describe();
+    ops.insert(c.domain.empty() ? c.op : c.domain + "." + c.op);
+  }
+  SimDeviceBackend sim(ops);
+  check_kernel_cases(sim, 0);
+}
+
+// supports() says no to what the kernels do not handle, so it stays on the CPU.
+TEST(CudaPlacement, RefusesWhatTheKernelsDoNotHandle) {
+  Graph g;
+  auto in = [&](DType dt, std::vector<int64_t> dims) {
+    return g.add_input("in" + std::to_string(g.inputs.size()), {dt, Shape::of(dims)});
+  };
+  auto node = [&](const std::string& op, std::vector<Value*> ins, std::map<std::string, AttrValue> attrs = {},
+                  const std::string& domain = "", int outputs = 1) {
+    std::vector<Value*> outs;
+    for (int o = 0; o < outputs; ++o)
+      outs.push_back(g.add_value("out" + std::to_string(g.nodes().size()) + "_" + std::to_string(o)));
+    Node* n = g.add_node(op, ins, outs, attrs, "", domain);
+    infer_node_types(*n);  // the output types supports() reads
+    return n;
+  };
+  Value* x = in(DType::f32, {4, 8});
+  Value* w = in(DType::f32, {8, 3});
+  EXPECT_TRUE(cuda_kernel_supports(*node(kFusedMatMulOp, {x, w}, {}, kCodebookDomain)));
+  EXPECT_FALSE(
+      cuda_kernel_supports(*node(kFusedMatMulOp, {x, w}, {{kPrecisionAttr, std::string("bf16")}}, kCodebookDomain)))
+      << "bf16 products stay on the CPU";
+  EXPECT_FALSE(cuda_kernel_supports(*node("Add", {in(DType::i64, {3}), in(DType::i64, {3})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Softmax", {x}, {{"axis", int64_t(0)}})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Reshape", {x, in(DType::i64, {2})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Split", {x, in(DType::i64, {2})}, {{"axis", int64_t(1)}}, "", 2)));
+  EXPECT_TRUE(cuda_kernel_supports(*node("Split", {x}, {{"axis", int64_t(1)}}, "", 2)));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Gather", {in(DType::i64, {5, 2}), in(DType::i64, {3})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("MatMul", {x, in(DType::f32, {8})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Pow", {x, in(DType::i64, {})})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Cast", {x}, {{"to", int64_t(7)}})));
+  Node* ln = node("LayerNormalization", {x, in(DType::f32, {8})}, {}, "", 3);
+  EXPECT_FALSE(cuda_kernel_supports(*ln)) << "the mean and inverse-std outputs";
+}
+
+// The simulated device claiming exactly the nodes the CUDA kernels claim.
+class SimAsCuda : public SimDeviceBackend {
+ public:
+  SimAsCuda() : SimDeviceBackend({}) {}
+  bool supports(const Node& n) const override { return cuda_kernel_supports(n); }
+};
+
+// Without a GPU: the test models placed as the CUDA backend places them (as
+// imported and fused) compile and run, and the runtime sizes every placed
+// node from host-readable values; the reference kernels on the simulated
+// device give the unplaced run's outputs bit for bit.
+TEST(CudaPlacement, ModelsRunPlacedAsOnTheGpu) {
+  auto reference = make_backend("reference");
+  for (const std::string& model : model_names())
+    for (bool fused : {false, true}) {
+      SCOPED_TRACE(model + (fused ? " fused" : ""));
+      std::shared_ptr<Graph> graph = import_onnx((models_dir() / model / "model.onnx").string());
+      if (fused) graph = inference_graph(graph);
+      auto plain = Executable::compile(graph, *reference);
+      SimAsCuda sim;
+      std::shared_ptr<Graph> placed = clone_graph(*graph);
+      PlaceDevicesPass pass(placement_target(sim));
+      PassManager().run(pass, *placed);
+      EXPECT_GT(pass.stats().placed, 10);
+      CompileOptions opts;
+      opts.device_backend = &sim;
+      auto exe = Executable::compile(placed, *reference, opts);
+      for (const char* case_dir : {"case0", "case1"}) {
+        const auto feeds = case_inputs(*plain, models_dir() / model / case_dir);
+        const auto want = plain->run(feeds);
+        for (int run = 0; run < 3; ++run) {
+          const auto got = exe->run(feeds);
+          ASSERT_EQ(got.size(), want.size());
+          for (size_t i = 0; i < got.size(); ++i)
+            EXPECT_TRUE(got[i].bitwise_equal(want[i])) << case_dir << " run " << run << ": " << exe->output_names()[i];
+        }
+      }
+    }
+}
 
 TEST(CudaDevice, KernelsMatchTheReference) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
   auto cuda = make_cuda_backend();
+  check_kernel_cases(*cuda, 1e-4);
+}
+
+// A Gather index out of range is an error naming the node, as on the host.
+TEST(CudaDevice, GatherIndexOutOfRangeIsAnError) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto cuda = make_cuda_backend();
   auto reference = make_backend("reference");
-  const std::vector<KernelCase> cases = {
-      {"Add", {{3, 5, 7}, {7}}, {}},
-      {"Sub", {{3, 1, 7}, {5, 1}}, {}},
-      {"Mul", {{2, 1, 33}, {3, 1}}, {}},
-      {"Div", {{4, 9}, {4, 9}}, {}},
-      {"Softmax", {{4, 1000}}, {}},
-      {"Softmax", {{3, 2, 17}}, {{"axis", int64_t(-1)}}},
-      {"LayerNormalization", {{5, 300}, {300}, {300}}, {{"epsilon", 1e-5f}}},
-      {"LayerNormalization", {{2, 3, 33}, {33}}, {}},
-      {"MatMul", {{2, 3, 33}, {33, 65}}, {}},
-      {"MatMul", {{129, 257}, {257, 5}}, {}},
-  };
-  for (const KernelCase& c : cases) {
-    SCOPED_TRACE(c.op + " " + dims_str(c.inputs[0]));
-    auto g = std::make_shared<Graph>();
-    std::vector<Value*> ins;
-    std::map<std::string, Tensor> feeds;
-    for (size_t i = 0; i < c.inputs.size(); ++i) {
-      ins.push_back(g->add_input("x" + std::to_string(i), {DType::f32, Shape::of(c.inputs[i])}));
-      feeds[ins.back()->name] = test::random_tensor(DType::f32, c.inputs[i]);
-    }
-    Value* y = g->add_value("y");
-    g->add_node(c.op, ins, {y}, c.attrs);
-    g->outputs = {y};
-    canonicalize(*g);
-    auto placed = clone_graph(*g);
-    PlaceDevicesPass pass(placement_target(*cuda));
-    PassManager().run(pass, *placed);
-    EXPECT_EQ(pass.stats().placed, 1);
-    CompileOptions opts;
-    opts.device_backend = cuda.get();
-    const Tensor got = Executable::compile(placed, *reference, opts)->run(feeds)[0];
-    const Tensor want = Executable::compile(g, *reference)->run(feeds)[0];
-    EXPECT_LE(cb::test::max_abs_diff(got, want), 1e-4);
+  auto g = std::make_shared<Graph>();
+  Value* table = g->add_constant("table", test::random_tensor(DType::f32, {10, 4}));
+  Value* ids = g->add_input("ids", {DType::i64, Shape::of({3})});
+  Value* y = g->add_value("y");
+  g->add_node("Gather", {table, ids}, {y}, {}, "embed");
+  g->outputs = {y};
+  place_devices(*g, placement_target(*cuda));
+  CompileOptions opts;
+  opts.device_backend = cuda.get();
+  auto exe = Executable::compile(g, *reference, opts);
+  EXPECT_EQ(exe->run({{"ids", test::i64s({0, 9, -10})}})[0].dims(), (std::vector<int64_t>{3, 4}));
+  try {
+    exe->run({{"ids", test::i64s({0, 10, 1})}});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("embed"), std::string::npos) << e.what();
   }
 }
 
-// The six test models with the CUDA kernels placed, against the reference.
+// The test models with the CUDA kernels placed, as imported and fused,
+// against the reference; in the fused graphs every f32 node but the
+// value-sized ones runs on the GPU.
 TEST(CudaDevice, ModelsMatchTheReference) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
   auto cuda = make_cuda_backend();
@@ -270,15 +575,25 @@ TEST(CudaDevice, ModelsMatchTheReference) {
       PlaceDevicesPass pass(placement_target(*cuda));
       PassManager().run(pass, *placed);
       EXPECT_GT(pass.stats().placed, 0);
+      if (fused) {
+        const std::vector<std::string> left = f32_nodes_left_on_the_host(*placed);
+        EXPECT_TRUE(left.empty()) << "f32 nodes on the host:" << joined(left);
+      }
       CompileOptions opts;
       opts.device_backend = cuda.get();
       auto exe = Executable::compile(placed, *reference, opts);
-      const auto feeds = case_inputs(*plain, models_dir() / model / "case0");
-      const auto want = plain->run(feeds);
-      for (int run = 0; run < 3; ++run) {
-        const auto got = exe->run(feeds);
-        for (size_t i = 0; i < got.size(); ++i)
-          if (dtype_is_float(want[i].dtype())) EXPECT_LE(cb::test::max_abs_diff(got[i], want[i]), 1e-4) << i;
+      for (const char* case_dir : {"case0", "case1"}) {
+        const auto feeds = case_inputs(*plain, models_dir() / model / case_dir);
+        const auto want = plain->run(feeds);
+        for (int run = 0; run < 3; ++run) {
+          const auto got = exe->run(feeds);
+          ASSERT_EQ(got.size(), want.size());
+          for (size_t i = 0; i < got.size(); ++i) {
+            if (!dtype_is_float(want[i].dtype())) continue;
+            EXPECT_LE(cb::test::max_abs_diff(got[i], want[i]), 1e-4 * std::max(1.0, cb::test::max_abs(want[i])))
+                << case_dir << " run " << run << ": " << exe->output_names()[i];
+          }
+        }
       }
     }
 }

@@ -1,119 +1,60 @@
+// The CUDA kernels' one dispatch table (cuda_kernel_supports /
+// make_cuda_kernel), the helpers the kernel files share, and the row kernels
+// (Softmax, LayerNormalization over the last axis). The other kernels live
+// one concern per file: cuda_elementwise.cu, cuda_matmul.cu,
+// cuda_attention.cu, cuda_layout.cu.
 #include <algorithm>
 #include <cmath>
 #include <string>
 
+#include "backends/cuda/cuda_common.h"
 #include "backends/cuda/cuda_kernels.h"
+#include "ir/attention.h"
+#include "ir/codebook.h"
+#include "ir/fused_matmul.h"
 #include "support/error.h"
 
 namespace cb {
 
-namespace {
+namespace cuda {
 
-constexpr int kMaxRank = 8;
-constexpr int kThreads = 256;
-
-void check_launch(const Node& n) {
-  cudaError_t e = cudaGetLastError();
-  CB_CHECK(e == cudaSuccess, n.describe() << ": CUDA kernel launch failed: " << cudaGetErrorString(e));
+bool all_f32(const Node& n) {
+  for (const Value* v : n.inputs)
+    if (v && !is_f32(v)) return false;
+  for (const Value* v : n.outputs)
+    if (v && !is_f32(v)) return false;
+  return !n.outputs.empty() && n.outputs[0];
 }
 
-bool is_f32(const Value* v) { return v && v->type.dtype == DType::f32; }
-
-// ---- elementwise with broadcasting ----
-
-enum class Binary { add, sub, mul, div };
-
-struct BroadcastIndex {
-  int rank;
-  long long dims[kMaxRank];
-  long long a_stride[kMaxRank], b_stride[kMaxRank];  // 0 along broadcast dims
-};
-
-__global__ void binary_kernel(Binary op, const float* a, const float* b, float* y, long long n, BroadcastIndex ix) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
-    long long rest = i, ia = 0, ib = 0;
-    for (int d = ix.rank - 1; d >= 0; --d) {
-      long long c = rest % ix.dims[d];
-      rest /= ix.dims[d];
-      ia += c * ix.a_stride[d];
-      ib += c * ix.b_stride[d];
-    }
-    float x = a[ia], z = b[ib];
-    y[i] = op == Binary::add ? x + z : op == Binary::sub ? x - z : op == Binary::mul ? x * z : x / z;
-  }
-}
-
-// Strides of `in` read at the output's index space (right-aligned, 0 where broadcast).
 void broadcast_strides(const Tensor& in, const std::vector<int64_t>& out, long long* strides) {
   const size_t r = out.size(), ri = in.rank();
   long long s = 1;
   for (size_t d = r; d-- > 0;) {
-    const size_t k = d + ri - r;  // the input's dim aligned to output dim d
     if (d + ri < r) {
       strides[d] = 0;
       continue;
     }
+    const size_t k = d + ri - r;  // the input's dim aligned to output dim d
     strides[d] = in.dim(k) == 1 ? 0 : s;
     s *= in.dim(k);
   }
 }
 
-class BinaryKernel : public Kernel {
- public:
-  BinaryKernel(Binary op, cudaStream_t s) : op_(op), stream_(s) {}
-  void run(KernelContext& ctx) override {
-    const Tensor &a = ctx.in(0), &b = ctx.in(1);
-    Tensor& y = ctx.out(0);
-    CB_CHECK(y.rank() <= size_t(kMaxRank), ctx.node.describe() << ": rank " << y.rank() << " is over " << kMaxRank);
-    BroadcastIndex ix{};
-    ix.rank = int(y.rank());
-    for (size_t d = 0; d < y.rank(); ++d) ix.dims[d] = y.dim(d);
-    broadcast_strides(a, y.dims(), ix.a_stride);
-    broadcast_strides(b, y.dims(), ix.b_stride);
-    const long long n = y.numel();
-    if (n == 0) return;
-    const int blocks = int(std::min<long long>((n + kThreads - 1) / kThreads, 65535));
-    binary_kernel<<<blocks, kThreads, 0, stream_>>>(op_, a.data<float>(), b.data<float>(), y.data<float>(), n, ix);
-    check_launch(ctx.node);
+BroadcastIndex broadcast_index(const Node& n, const std::vector<const Tensor*>& ins, const Tensor& out) {
+  CB_CHECK(out.rank() <= size_t(kMaxRank), n.describe() << ": rank " << out.rank() << " is over " << kMaxRank);
+  BroadcastIndex ix{};
+  ix.rank = int(out.rank());
+  for (size_t d = 0; d < out.rank(); ++d) ix.dims[d] = out.dim(d);
+  for (size_t k = 0; k < ins.size() && k < 3; ++k) {
+    CB_CHECK(ins[k]->rank() <= out.rank(), n.describe() << ": input " << k << " has a higher rank than the output");
+    broadcast_strides(*ins[k], out.dims(), ix.strides[k]);
   }
+  return ix;
+}
 
- private:
-  Binary op_;
-  cudaStream_t stream_;
-};
+namespace {
 
 // ---- row kernels: one block per row of the last axis ----
-
-// Sum of v over the block (every thread gets it).
-__device__ float block_sum(float v, float* shared) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.f;
-  if (warp == 0)
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (threadIdx.x == 0) shared[0] = v;
-  __syncthreads();
-  v = shared[0];
-  __syncthreads();
-  return v;
-}
-
-__device__ float block_max(float v, float* shared) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : -INFINITY;
-  if (warp == 0)
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  if (threadIdx.x == 0) shared[0] = v;
-  __syncthreads();
-  v = shared[0];
-  __syncthreads();
-  return v;
-}
 
 __global__ void layer_norm_kernel(const float* x, const float* gamma, const float* beta, float* y, long long cols,
                                   float epsilon) {
@@ -171,29 +112,6 @@ class RowKernel : public Kernel {
   cudaStream_t stream_;
 };
 
-// ---- MatMul: A [..., M, K] times B [K, N] as one GEMM of (prod(...) * M) rows ----
-
-class MatMulKernel : public Kernel {
- public:
-  explicit MatMulKernel(cublasHandle_t h) : handle_(h) {}
-  void run(KernelContext& ctx) override {
-    const Tensor &a = ctx.in(0), &b = ctx.in(1);
-    Tensor& y = ctx.out(0);
-    const int64_t k = b.dim(0), n = b.dim(1), m = k ? a.numel() / k : 0;
-    CB_CHECK(a.dim(a.rank() - 1) == k, ctx.node.describe() << ": inner dimensions differ");
-    CB_CHECK(m <= 0x7fffffff && n <= 0x7fffffff && k <= 0x7fffffff, ctx.node.describe() << ": too large for cuBLAS");
-    if (y.numel() == 0) return;
-    const float one = 1, zero = 0;
-    // Row-major Y = A B is column-major Yt = Bt At.
-    cublasStatus_t st = cublasSgemm(handle_, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(k), &one, b.data<float>(),
-                                    int(n), a.data<float>(), int(k), &zero, y.data<float>(), int(n));
-    CB_CHECK(st == CUBLAS_STATUS_SUCCESS, ctx.node.describe() << ": cublasSgemm failed (" << int(st) << ")");
-  }
-
- private:
-  cublasHandle_t handle_;
-};
-
 bool last_axis(const Node& n, int64_t dflt) {
   const Value* x = n.input(0);
   const int64_t axis = n.attr_int("axis", dflt);
@@ -202,36 +120,82 @@ bool last_axis(const Node& n, int64_t dflt) {
 
 }  // namespace
 
+bool softmax_supports(const Node& n) { return n.inputs.size() == 1 && all_f32(n) && last_axis(n, -1); }
+
+std::unique_ptr<Kernel> make_softmax(const Node&, const Launch& l) {
+  return std::make_unique<RowKernel>(false, 0.f, l.stream);
+}
+
+bool layer_norm_supports(const Node& n) {
+  for (size_t i = 1; i < n.outputs.size(); ++i)
+    if (n.outputs[i]) return false;  // mean / inverse std outputs: not yet
+  return all_f32(n) && n.inputs.size() >= 2 && n.inputs[1] && last_axis(n, -1) && n.attr_int("stash_type", 1) == 1;
+}
+
+std::unique_ptr<Kernel> make_layer_norm(const Node& n, const Launch& l) {
+  return std::make_unique<RowKernel>(true, n.attr_float("epsilon", 1e-5f), l.stream);
+}
+
+namespace {
+
+struct CudaOp {
+  const char* domain;  // "" for ai.onnx
+  const char* op;
+  SupportsFn supports;
+  MakeFn make;
+};
+
+const CudaOp kOps[] = {
+    {"", "Add", binary_supports, make_binary},
+    {"", "Sub", binary_supports, make_binary},
+    {"", "Mul", binary_supports, make_binary},
+    {"", "Div", binary_supports, make_binary},
+    {"", "Pow", binary_supports, make_binary},
+    {"", "Neg", unary_supports, make_unary},
+    {"", "Abs", unary_supports, make_unary},
+    {"", "Relu", unary_supports, make_unary},
+    {"", "Exp", unary_supports, make_unary},
+    {"", "Log", unary_supports, make_unary},
+    {"", "Sqrt", unary_supports, make_unary},
+    {"", "Reciprocal", unary_supports, make_unary},
+    {"", "Sin", unary_supports, make_unary},
+    {"", "Cos", unary_supports, make_unary},
+    {"", "Tanh", unary_supports, make_unary},
+    {"", "Sigmoid", unary_supports, make_unary},
+    {"", "Erf", unary_supports, make_unary},
+    {"", "Gelu", unary_supports, make_unary},
+    {"", "Where", where_supports, make_where},
+    {"", "Softmax", softmax_supports, make_softmax},
+    {"", "LayerNormalization", layer_norm_supports, make_layer_norm},
+    {"", "MatMul", matmul_supports, make_matmul},
+    {"", "Gemm", gemm_supports, make_gemm},
+    {kCodebookDomain, kFusedMatMulOp, fused_matmul_supports, make_fused_matmul},
+    {kCodebookDomain, kAttentionOp, attention_supports, make_attention},
+    {"", "Transpose", transpose_supports, make_transpose},
+    {"", "Concat", concat_supports, make_concat},
+    {"", "Split", split_supports, make_split},
+    {"", "Gather", gather_supports, make_gather},
+    {"", "Cast", cast_supports, make_cast},
+};
+
+const CudaOp* find_op(const Node& n) {
+  for (const CudaOp& op : kOps)
+    if (n.domain == op.domain && n.op_type == op.op) return &op;
+  return nullptr;
+}
+
+}  // namespace
+
+}  // namespace cuda
+
 bool cuda_kernel_supports(const Node& n) {
-  if (!n.domain.empty() || n.outputs.empty() || !is_f32(n.outputs[0])) return false;
-  for (Value* v : n.inputs)
-    if (v && !is_f32(v)) return false;
-  const std::string& op = n.op_type;
-  if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") return n.inputs.size() == 2 && n.inputs[1];
-  if (op == "Softmax") return last_axis(n, -1);
-  if (op == "LayerNormalization") {
-    for (size_t i = 1; i < n.outputs.size(); ++i)
-      if (n.outputs[i]) return false;  // mean / inverse std outputs: not yet
-    return n.inputs.size() >= 2 && n.inputs[1] && last_axis(n, -1) && n.attr_int("stash_type", 1) == 1;
-  }
-  if (op == "MatMul") {
-    const Shape &a = n.inputs[0]->type.shape, &b = n.inputs[1]->type.shape;
-    return a.rank_known && a.rank() >= 2 && b.rank_known && b.rank() == 2;
-  }
-  return false;
+  const cuda::CudaOp* op = cuda::find_op(n);
+  return op && !n.outputs.empty() && op->supports(n);
 }
 
 std::unique_ptr<Kernel> make_cuda_kernel(const Node& n, cudaStream_t stream, cublasHandle_t cublas) {
   if (!cuda_kernel_supports(n)) return nullptr;
-  const std::string& op = n.op_type;
-  if (op == "Add") return std::make_unique<BinaryKernel>(Binary::add, stream);
-  if (op == "Sub") return std::make_unique<BinaryKernel>(Binary::sub, stream);
-  if (op == "Mul") return std::make_unique<BinaryKernel>(Binary::mul, stream);
-  if (op == "Div") return std::make_unique<BinaryKernel>(Binary::div, stream);
-  if (op == "Softmax") return std::make_unique<RowKernel>(false, 0.f, stream);
-  if (op == "LayerNormalization") return std::make_unique<RowKernel>(true, n.attr_float("epsilon", 1e-5f), stream);
-  if (op == "MatMul") return std::make_unique<MatMulKernel>(cublas);
-  return nullptr;
+  return cuda::find_op(n)->make(n, cuda::Launch{stream, cublas});
 }
 
 }  // namespace cb

@@ -1,7 +1,9 @@
-// The first CUDA compute kernels (docs/cuda.md), f32 only: Add/Sub/Mul/Div
-// with numpy broadcasting, LayerNormalization and Softmax over the last axis,
-// and MatMul by a 2-D right operand on cuBLAS (full fp32, no TF32). Every
-// launch is queued on the backend's stream.
+// The CUDA compute kernels (docs/cuda.md), f32: elementwise ops with numpy
+// broadcasting, Where, Softmax and LayerNormalization over the last axis,
+// MatMul / Gemm / codebook.FusedMatMul on cuBLAS (full fp32, no TF32),
+// codebook.Attention, Transpose, Concat, Split, Gather and Cast. Every
+// launch is queued on the backend's stream. The kernels live one concern
+// per file (cuda_common.h lists them); this is their one dispatch table.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>

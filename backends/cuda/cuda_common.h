@@ -1,0 +1,148 @@
+// What the CUDA kernel files share (internal to backends/cuda/): the launch
+// context, launch checks, grid sizes, numpy broadcast indexing, block
+// reductions and the per-file factories that cuda_kernels.cu dispatches to.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "support/error.h"
+
+namespace cb::cuda {
+
+// What a kernel queues its work on: the backend's stream and cuBLAS handle.
+struct Launch {
+  cudaStream_t stream;
+  cublasHandle_t cublas;
+};
+
+constexpr int kMaxRank = 8;
+constexpr int kThreads = 256;
+
+inline void check_launch(const Node& n) {
+  cudaError_t e = cudaGetLastError();
+  CB_CHECK(e == cudaSuccess, n.describe() << ": CUDA kernel launch failed: " << cudaGetErrorString(e));
+}
+
+inline void check_cuda(const Node& n, cudaError_t e, const char* what) {
+  CB_CHECK(e == cudaSuccess, n.describe() << ": " << what << " failed: " << cudaGetErrorString(e));
+}
+
+// Blocks for a grid-stride loop over n elements.
+inline unsigned grid_for(long long n) { return unsigned(std::min<long long>((n + kThreads - 1) / kThreads, 65535)); }
+
+// IR-side checks for supports().
+inline bool is_dtype(const Value* v, DType t) { return v && v->type.dtype == t; }
+inline bool is_f32(const Value* v) { return is_dtype(v, DType::f32); }
+inline bool rank_at_most(const Value* v, size_t r) {
+  return v && v->type.shape.rank_known && v->type.shape.rank() <= r;
+}
+inline bool rank_is(const Value* v, size_t r) { return v && v->type.shape.rank_known && v->type.shape.rank() == r; }
+// Every present input and every present output is f32.
+bool all_f32(const Node& n);
+
+// An output index space and, per input, its strides there (0 along
+// broadcast dims): numpy broadcasting for up to kMaxRank dims and 3 inputs.
+struct BroadcastIndex {
+  int rank;
+  long long dims[kMaxRank];
+  long long strides[3][kMaxRank];
+};
+
+// The index of `in` read at each output index (right-aligned, 0 where broadcast).
+void broadcast_strides(const Tensor& in, const std::vector<int64_t>& out, long long* strides);
+// `ins` (up to 3) read at the index space of `out`; throws naming the node above kMaxRank.
+BroadcastIndex broadcast_index(const Node& n, const std::vector<const Tensor*>& ins, const Tensor& out);
+
+__device__ inline void broadcast_offsets(const BroadcastIndex& ix, long long i, int inputs, long long* offsets) {
+  for (int k = 0; k < inputs; ++k) offsets[k] = 0;
+  for (int d = ix.rank - 1; d >= 0; --d) {
+    const long long c = i % ix.dims[d];
+    i /= ix.dims[d];
+    for (int k = 0; k < inputs; ++k) offsets[k] += c * ix.strides[k][d];
+  }
+}
+
+// Sum / max of v over the block (every thread gets it); `shared` holds 32 floats.
+__device__ inline float block_sum(float v, float* shared) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.f;
+  if (warp == 0)
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x == 0) shared[0] = v;
+  __syncthreads();
+  v = shared[0];
+  __syncthreads();
+  return v;
+}
+
+__device__ inline float block_max(float v, float* shared) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : -INFINITY;
+  if (warp == 0)
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if (threadIdx.x == 0) shared[0] = v;
+  __syncthreads();
+  v = shared[0];
+  __syncthreads();
+  return v;
+}
+
+// GELU as the reference computes it (ONNX's formulas, ir/fused_matmul.h).
+__device__ inline float gelu_tanh(float x) {
+  return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+__device__ inline float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
+
+// The per-file kernels: supports() from the node's IR, and the factory
+// (called only when supports() said yes).
+using SupportsFn = bool (*)(const Node&);
+using MakeFn = std::unique_ptr<Kernel> (*)(const Node&, const Launch&);
+
+// cuda_elementwise.cu
+bool binary_supports(const Node& n);
+std::unique_ptr<Kernel> make_binary(const Node& n, const Launch& l);
+bool unary_supports(const Node& n);
+std::unique_ptr<Kernel> make_unary(const Node& n, const Launch& l);
+bool where_supports(const Node& n);
+std::unique_ptr<Kernel> make_where(const Node& n, const Launch& l);
+// cuda_matmul.cu
+bool matmul_supports(const Node& n);
+std::unique_ptr<Kernel> make_matmul(const Node& n, const Launch& l);
+bool gemm_supports(const Node& n);
+std::unique_ptr<Kernel> make_gemm(const Node& n, const Launch& l);
+bool fused_matmul_supports(const Node& n);
+std::unique_ptr<Kernel> make_fused_matmul(const Node& n, const Launch& l);
+// cuda_attention.cu
+bool attention_supports(const Node& n);
+std::unique_ptr<Kernel> make_attention(const Node& n, const Launch& l);
+// cuda_layout.cu
+bool transpose_supports(const Node& n);
+std::unique_ptr<Kernel> make_transpose(const Node& n, const Launch& l);
+bool concat_supports(const Node& n);
+std::unique_ptr<Kernel> make_concat(const Node& n, const Launch& l);
+bool split_supports(const Node& n);
+std::unique_ptr<Kernel> make_split(const Node& n, const Launch& l);
+bool gather_supports(const Node& n);
+std::unique_ptr<Kernel> make_gather(const Node& n, const Launch& l);
+bool cast_supports(const Node& n);
+std::unique_ptr<Kernel> make_cast(const Node& n, const Launch& l);
+// cuda_kernels.cu: rows of the last axis
+bool softmax_supports(const Node& n);
+std::unique_ptr<Kernel> make_softmax(const Node& n, const Launch& l);
+bool layer_norm_supports(const Node& n);
+std::unique_ptr<Kernel> make_layer_norm(const Node& n, const Launch& l);
+
+}  // namespace cb::cuda
