@@ -250,11 +250,6 @@ class DnnlMatMulKernel : public Kernel {
     return nullptr;
   }
 
-  // y = act(x W + bias) for one row x (M = 1, as in every decode step of
-  // generation), streaming W once: oneDNN's matmul read GPT-2 small's
-  // weights at M = 1 at ~2 GB/s per thread, a fifth of a plain read
-  // (docs/generation.md). Columns are split between threads, so each y[n]
-  // sums over k in the same order whatever the thread count.
   // Whether y = act(x op(B) + bias) is one row x times a 2-D B with at most
   // a [N] bias (then set): the products gemv() and gemv_bf16() take.
   bool one_row(const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out, const float*& bias) const {
@@ -274,6 +269,12 @@ class DnnlMatMulKernel : public Kernel {
     return true;
   }
 
+  // y = act(x W + bias) for one row x (M = 1, as in every decode step of
+  // generation), streaming W once: oneDNN's matmul read GPT-2 small's
+  // weights at M = 1 at ~2 GB/s per thread, a fifth of a plain read
+  // (docs/generation.md). Outputs ([N, K]) or chunks of rows ([K, N]) are
+  // split between threads, so each y[n] sums in the same order whatever the
+  // thread count.
   bool gemv(KernelContext& ctx, const Tensor& a, const Tensor& b, const Tensor* c, Tensor& out) {
     const float* bias = nullptr;
     if (!one_row(a, b, c, out, bias)) return false;
