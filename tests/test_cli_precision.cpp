@@ -88,7 +88,8 @@ TEST(CliPrecision, Bf16TrainingLearnsLikeF32AndResumesBitIdentically) {
   ASSERT_GE(a.size(), 3u);
   EXPECT_LT(b.back(), b.front() - 0.2) << "bf16 training did not learn";
   EXPECT_NE(a, b) << "bf16 changed nothing";
-  // bf16 rounding noise compounds over the steps (measured: up to 5% by step 40, depending on the kernels the CPU picks).
+  // bf16 rounding noise compounds over the steps (measured: up to 5% by step 40, depending on the kernels the CPU
+  // picks).
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 0.1 * a[i]) << "logged loss " << i;
 
   auto first = run_tool("train " + kConfig + " --precision bf16 --stop-at 13 --output " + (root / "parts").string());
