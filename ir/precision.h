@@ -22,6 +22,9 @@ namespace cb {
 enum class Precision { f32, bf16 };
 
 inline constexpr const char* kPrecisionAttr = "precision";
+// The model metadata key `codebook compile --precision` writes: the precision
+// run, bench and generate use for the model unless told otherwise.
+inline constexpr const char* kPrecisionMetadataKey = "codebook.precision";
 
 // "f32" / "bf16".
 const char* precision_name(Precision p);

@@ -76,6 +76,30 @@ TEST(CliPrecision, Bf16RunsNearF32) {
   EXPECT_NE(g.out.find("generated 6 tokens"), std::string::npos) << g.out;
 }
 
+// `compile --precision bf16` records it; run, bench and generate then use it
+// unless --precision says otherwise (and where the CPU cannot, say so).
+TEST(CliPrecision, ACompiledModelRecordsItsPrecision) {
+  const fs::path dir = temp_dir("precision_compile");
+  const std::string cb = (dir / "cb.onnx").string();
+  auto c = run_tool("compile " + kModel + " --at mlp --codes 16 -k 2 --precision bf16 -o " + cb);
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_NE(c.out.find("precision: bf16"), std::string::npos) << c.out;
+  auto f32 = run_tool("bench " + cb + " --shape 1x8 --runs 1 --json --precision f32");
+  ASSERT_EQ(f32.code, 0) << f32.out;
+  EXPECT_NE(f32.out.find("\"precision\": \"f32\""), std::string::npos) << f32.out;
+  auto dflt = run_tool("bench " + cb + " --shape 1x8 --runs 1 --json");
+  if (cpu_supports_bf16_matmuls()) {
+    ASSERT_EQ(dflt.code, 0) << dflt.out;
+    EXPECT_NE(dflt.out.find("\"precision\": \"bf16\""), std::string::npos) << dflt.out;
+  } else {
+    EXPECT_EQ(dflt.code, 2) << dflt.out;
+    EXPECT_NE(dflt.out.find("the model records precision bf16"), std::string::npos) << dflt.out;
+  }
+  auto bad = run_tool("compile " + kModel + " --at mlp --precision fp8 -o " + (dir / "bad.onnx").string());
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_FALSE(fs::exists(dir / "bad.onnx"));
+}
+
 TEST(CliPrecision, Bf16TrainingLearnsLikeF32AndResumesBitIdentically) {
   if (!cpu_supports_bf16_matmuls()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
   const fs::path root = temp_dir("precision_train");

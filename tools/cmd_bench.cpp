@@ -94,7 +94,8 @@ int cmd_bench(int argc, char** argv) {
   for (auto& t : ids) t = int64_t(rng() % uint64_t(vocab > 0 ? vocab : 2));
   auto inputs = lm_inputs(*m.graph, ids, shape[0], shape[1]);
   auto backend = make_backend(vm["backend"].as<std::string>());
-  const Precision precision = precision_option(vm, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
+  const Precision precision =
+      precision_option(vm, *m.graph, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
   auto device = make_device_backend(vm["device"].as<std::string>());
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();

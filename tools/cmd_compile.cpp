@@ -21,7 +21,10 @@ int cmd_compile(int argc, char** argv) {
       "external-data", "write tensors over 1 KiB to OUT.onnx.<hash>.data")(
       "tokenizer", po::value<std::string>(),
       "DIR (GPT-2 BPE) or tokfsm[:BASE]: the tokenizer `run --prompt` uses, recorded in OUT.onnx's metadata "
-      "(default: the input model's, if it records one)");
+      "(default: the input model's, if it records one)")(
+      "precision", po::value<std::string>(),
+      "f32 | bf16: record it in OUT.onnx's metadata as the precision run, bench and generate use for it by "
+      "default (docs/precision.md)");
   add_codebook_options(opts);
   add_pass_options(opts);
   po::variables_map vm;
@@ -36,8 +39,10 @@ int cmd_compile(int argc, char** argv) {
   std::string out = vm["output"].as<std::string>();
   std::optional<std::string> tokenizer;
   if (vm.count("tokenizer")) tokenizer = vm["tokenizer"].as<std::string>();
+  std::optional<Precision> precision;
+  if (vm.count("precision")) precision = parse_precision(vm["precision"].as<std::string>(), "--precision");
   CompileModelResult compiled =
-      compile_model(vm["model"].as<std::string>(), cfg, tokenizer, out, vm.count("external-data") > 0);
+      compile_model(vm["model"].as<std::string>(), cfg, tokenizer, out, vm.count("external-data") > 0, precision);
   const std::vector<InsertedCodebook>& cbs = compiled.codebooks;
   int64_t params = 0;
   std::cout << "inserted " << cbs.size() << " codebook" << (cbs.size() == 1 ? "" : "s") << ":\n";
@@ -48,6 +53,7 @@ int cmd_compile(int argc, char** argv) {
   }
   std::cout << "codebook parameters: " << params << "\n";
   if (!compiled.tokenizer.empty()) std::cout << "tokenizer: " << compiled.tokenizer << "\n";
+  if (precision) std::cout << "precision: " << precision_name(*precision) << "\n";
   std::cout << "wrote " << out << "\n";
   return 0;
 }

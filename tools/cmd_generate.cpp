@@ -108,7 +108,6 @@ int cmd_generate(int argc, char** argv) {
                           "positions are absolute (prompt + generated), negative ones count from the end of each "
                           "call (docs/generation.md)."))
     return 0;
-  const Precision precision = precision_option(vm, vm["backend"].as<std::string>());
   const bool text_prompts = vm.count("prompt") || vm.count("prompts-file");
   CB_CHECK(vm.count("tokens") || text_prompts, "give the prompt with --prompt TEXT or --tokens IDS");
   CB_CHECK(!(vm.count("tokens") && text_prompts), "give --tokens or --prompt/--prompts-file, not both");
@@ -131,6 +130,7 @@ int cmd_generate(int argc, char** argv) {
   const std::string model_arg = vm["model"].as<std::string>();
   const std::string model_path = resolve_model_path(model_arg);
   LoadedModel m = load_model(model_path);
+  const Precision precision = precision_option(vm, *m.graph, vm["backend"].as<std::string>());
 
   std::optional<TokenText> text = tokenizer_of(vm, model_arg, *m.graph, !stop.texts.empty());
   const bool as_ids = vm.count("ids") || !text;

@@ -200,7 +200,6 @@ int cmd_run(int argc, char** argv) {
   if (!parse_command_line(argc, argv, opts, "model", "ONNX model file, or a `codebook train` run or checkpoint folder",
                           vm))
     return 0;
-  const Precision precision = precision_option(vm, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
   CB_CHECK(vm.count("input") || vm.count("tokens") || vm.count("prompt"),
            "give the model's inputs with --input NAME=FILE.npy, --tokens or --prompt");
   CB_CHECK(!(vm.count("tokens") && vm.count("prompt")), "give --tokens or --prompt, not both");
@@ -211,6 +210,8 @@ int cmd_run(int argc, char** argv) {
   const std::string model_arg = vm["model"].as<std::string>();
   const std::string model_path = resolve_model_path(model_arg);
   LoadedModel m = load_model(model_path);
+  const Precision precision =
+      precision_option(vm, *m.graph, vm["backend"].as<std::string>(), vm["device"].as<std::string>());
 
   // The tokenizer: needed for --prompt; otherwise only to show token strings.
   std::optional<TokenText> text;

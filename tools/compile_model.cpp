@@ -9,7 +9,7 @@ namespace cb::tools {
 
 CompileModelResult compile_model(const std::string& model_arg, const CodebookConfig& cfg,
                                  const std::optional<std::string>& tokenizer_arg, const std::string& output,
-                                 bool external_data) {
+                                 bool external_data, std::optional<Precision> precision) {
   LoadedModel m = load_model(model_arg);
   // The tokenizer travels with the model, as a path independent of the working directory.
   auto meta = m.graph->metadata.find(kTokenizerMetadataKey);
@@ -21,6 +21,7 @@ CompileModelResult compile_model(const std::string& model_arg, const CodebookCon
     TokenText::load(*tokenizer);  // a bad tokenizer fails here, not at `run --prompt`
     result.tokenizer = m.graph->metadata[kTokenizerMetadataKey] = absolute_tokenizer_spec(*tokenizer);
   }
+  if (precision) m.graph->metadata[kPrecisionMetadataKey] = precision_name(*precision);
   InsertCodebooksPass insert(cfg);
   PassManager().run(insert, *m.graph);
   ExportOptions eo;

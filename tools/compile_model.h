@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ir/precision.h"
 #include "passes/insert_codebooks.h"
 
 namespace cb::tools {
@@ -19,8 +20,10 @@ struct CompileModelResult {
 // to `output` (tensors over 1 KiB to OUTPUT.data with `external_data`). The
 // tokenizer recorded is `tokenizer`, else the input model's; a bad one fails
 // here. Throws cb::Error naming what is wrong.
+// `precision`, when given, is recorded as the model's default precision
+// (kPrecisionMetadataKey: run, bench and generate use it unless told otherwise).
 CompileModelResult compile_model(const std::string& model_arg, const CodebookConfig& cfg,
                                  const std::optional<std::string>& tokenizer, const std::string& output,
-                                 bool external_data);
+                                 bool external_data, std::optional<Precision> precision = std::nullopt);
 
 }  // namespace cb::tools
