@@ -219,3 +219,21 @@ def test_runs_release_the_gil(compiled):
     for t in threads:
         t.join(timeout=60)
     assert results == {0: (8, 6, 500), 1: (8, 6, 500)}
+
+
+def test_precision_bf16_runs_near_f32_or_is_a_clear_error(gpt2):
+    """precision="bf16" (docs/precision.md): on a CPU with AVX512_BF16 the
+    logits stay near f32's and differ from them; elsewhere one clear error."""
+    f32 = gpt2.run(TOKENS)["logits"]
+    try:
+        bf16 = gpt2.run(TOKENS, precision="bf16")["logits"]
+    except codebook.Error as e:
+        assert "bf16 needs a CPU with AVX512_BF16" in str(e)
+        ref = gpt2.run(TOKENS, precision="bf16", backend="reference")["logits"]  # emulated anywhere
+        assert 0 < np.abs(ref - f32).max() < 0.05 * (1 + np.abs(f32).max())
+        return
+    assert 0 < np.abs(bf16 - f32).max() < 0.05 * (1 + np.abs(f32).max())
+    g = gpt2.generate(TOKENS, max_new=4, ignore_eos=True, precision="bf16")
+    assert len(g["ids"]) == 4
+    with pytest.raises(codebook.Error, match="precision 'fp8' is not one of f32, bf16"):
+        gpt2.run(TOKENS, precision="fp8")

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "ir/codebook.h"
+#include "ir/precision.h"
 #include "passes/pass_registry.h"
 #include "passes/transformer_anatomy.h"
 #include "support/error.h"
@@ -22,6 +23,7 @@
 #include "tools/intervention_checks.h"
 #include "tools/model_io.h"
 #include "tools/next_token.h"
+#include "tools/precision_option.h"
 #include "tools/python/bindings.h"
 #include "tools/python/python_convert.h"
 #include "tools/python/python_model.h"
@@ -74,21 +76,37 @@ InterventionSet interventions_from(const py::dict& kw) {
   return iv;
 }
 
+// precision="f32"|"bf16" (docs/precision.md), else what the model records
+// (`codebook compile --precision`), else f32; checked against the CPU.
+Precision precision_of(const Model& m, const py::dict& kw, const std::string& backend) {
+  Precision p = Precision::f32;
+  std::string where = "precision";
+  if (kw.contains("precision")) {
+    p = parse_precision(kw["precision"].cast<std::string>(), "precision");
+  } else if (auto it = m.graph().metadata.find(kPrecisionMetadataKey); it != m.graph().metadata.end()) {
+    p = parse_precision(it->second, std::string("the model's metadata ") + kPrecisionMetadataKey);
+    where = "the model records precision " + it->second + "; this run's";
+  }
+  tools::check_precision_supported(p, backend, "cpu", where);
+  return p;
+}
+
 // The request of `run`/`show_codes`, its state-of:TOKENS forces resolved
 // (so the checks see the codes, as in `codebook run`).
 RunRequest run_request(const Model& m, const py::dict& kw) {
   for (auto [k, v] : kw) {
     static const char* const known[] = {"ablate",     "ablate_mode", "disable_topk", "disable_slot", "force",
-                                        "force_file", "tap",         "backend",      "threads"};
+                                        "force_file", "tap",         "backend",      "threads",      "precision"};
     std::string key = k.cast<std::string>();
     CB_CHECK(std::find(std::begin(known), std::end(known), key) != std::end(known),
              "unknown keyword argument '" << key << "'; the interventions are ablate, ablate_mode, disable_topk, "
-                                          << "disable_slot, force, force_file, tap; also backend, threads");
+                                          << "disable_slot, force, force_file, tap; also backend, threads, precision");
   }
   RunRequest r;
   r.interventions = interventions_from(kw);
   if (kw.contains("backend")) r.backend = comma_text(kw["backend"], "backend");
   if (kw.contains("threads")) r.threads = kw["threads"].cast<int>();
+  r.precision = precision_of(m, kw, r.backend);
   py::gil_scoped_release release;
   tools::resolve_state_of(r.interventions, m.path(), r.backend, r.threads);
   return r;
@@ -448,12 +466,12 @@ py::object generate(Model& m, const py::object& input_ids, const py::object& pro
                     double temperature, int64_t top_k, double top_p, uint64_t seed, const py::object& stop_at,
                     bool ignore_eos, int64_t context, const py::kwargs& kw) {
   for (auto [k, v] : kw) {
-    static const char* const known[] = {"ablate", "ablate_mode", "disable_topk", "disable_slot",
-                                        "force",  "force_file",  "backend",      "threads"};
+    static const char* const known[] = {"ablate",     "ablate_mode", "disable_topk", "disable_slot", "force",
+                                        "force_file", "backend",     "threads",      "precision"};
     std::string key = k.cast<std::string>();
     CB_CHECK(std::find(std::begin(known), std::end(known), key) != std::end(known),
              "unknown keyword argument '" << key << "'; the interventions are ablate, ablate_mode, disable_topk, "
-                                          << "disable_slot, force, force_file; also backend, threads");
+                                          << "disable_slot, force, force_file; also backend, threads, precision");
   }
   CB_CHECK(max_new >= 0, "max_new must be >= 0, got " << max_new);
   CB_CHECK(context >= 0, "context must be > 0 (0: the model's), got " << context);
@@ -471,6 +489,7 @@ py::object generate(Model& m, const py::object& input_ids, const py::object& pro
   r.interventions = interventions_from(kw);
   if (kw.contains("backend")) r.backend = comma_text(kw["backend"], "backend");
   if (kw.contains("threads")) r.threads = kw["threads"].cast<int>();
+  r.precision = precision_of(m, kw, r.backend);
   std::vector<tools::Continuation> done;
   {
     py::gil_scoped_release release;

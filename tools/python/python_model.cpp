@@ -90,7 +90,7 @@ std::string request_key(const RunRequest& r) {
   for (const std::string& t : r.interventions.taps) o << " " << t;
   o << "|show";
   for (const std::string& s : r.show) o << " " << s;
-  o << "|" << r.backend << "|" << r.threads << "|checks";
+  o << "|" << r.backend << "|" << precision_name(r.precision) << "|" << r.threads << "|checks";
   if (r.tap_intervened)
     for (const Intervention& it : r.tap_intervened->items) o << " " << it.site.site();
   return o.str();
@@ -130,7 +130,7 @@ RunOutputs Model::run(const RunRequest& request, std::map<std::string, Tensor> i
     c->backend = make_backend(request.backend);
     CompileOptions copts;
     copts.num_threads = request.threads;
-    c->exe = Executable::compile(inference_graph(c->graph), *c->backend, copts);
+    c->exe = Executable::compile(inference_graph(c->graph, request.precision), *c->backend, copts);
     c->names = c->exe->output_names();
   }
   compiled_.insert(compiled_.begin(), c);
@@ -163,6 +163,7 @@ std::vector<tools::Continuation> Model::generate(GenerateRequest request) {
   RunRequest as_run;
   as_run.interventions = request.interventions;
   as_run.backend = request.backend;
+  as_run.precision = request.precision;
   as_run.threads = request.threads;
   const int64_t context = request.context > 0 ? request.context : tools::default_generation_context(*graph_);
   const std::string key = request_key(as_run) + "|context " + std::to_string(context);
@@ -177,6 +178,7 @@ std::vector<tools::Continuation> Model::generate(GenerateRequest request) {
     o.context = context;
     o.initial_capacity = longest + g.max_new;
     o.backend = request.backend;
+    o.precision = request.precision;
     o.threads = request.threads;
     generator_ = std::make_unique<tools::Generator>(graph, o);
     generator_key_ = key;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ir/graph.h"
+#include "ir/precision.h"
 #include "passes/interventions.h"
 #include "runtime/executable.h"
 #include "tools/generate.h"
@@ -36,6 +37,7 @@ struct RunRequest {
   // the sites these interventions act on are tapped.
   const InterventionSet* tap_intervened = nullptr;
   std::string backend = "cpu";
+  Precision precision = Precision::f32;  // of the matmuls (docs/precision.md)
   int threads = 0;
 };
 
@@ -46,6 +48,7 @@ struct GenerateRequest {
   bool ignore_eos = false;              // else the model's eos ids stop too
   int64_t context = 0;                  // 0: tools::default_generation_context
   std::string backend = "cpu";
+  Precision precision = Precision::f32;
   int threads = 0;
 };
 
