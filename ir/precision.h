@@ -15,6 +15,7 @@
 #include <cstring>
 #include <string>
 
+#include "ir/dtype.h"
 #include "ir/graph.h"
 
 namespace cb {
@@ -37,6 +38,7 @@ Precision parse_precision(const std::string& text, const std::string& where);
 Precision node_precision(const Node& n);
 
 // The bf16 rounding of the precision mode, as bits and as the f32 it stands for.
+// (ir/dtype.h's float_to_bf16 keeps denormals: it converts data, this matches the hardware.)
 inline uint16_t bf16_round_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
@@ -46,13 +48,6 @@ inline uint16_t bf16_round_bits(float f) {
   return uint16_t(u >> 16);
 }
 
-inline float bf16_bits_to_float(uint16_t b) {
-  uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline float bf16_round(float f) { return bf16_bits_to_float(bf16_round_bits(f)); }
+inline float bf16_round(float f) { return bf16_to_float(bf16_round_bits(f)); }  // bf16_to_float: ir/dtype.h
 
 }  // namespace cb

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <set>
@@ -494,11 +495,13 @@ class SimAsCuda : public SimDeviceBackend {
   bool supports(const Node& n) const override { return cuda_kernel_supports(n); }
 };
 
-// Without a GPU: the test models placed as the CUDA backend places them (as
-// imported and fused) compile and run, and the runtime sizes every placed
-// node from host-readable values; the reference kernels on the simulated
-// device give the unplaced run's outputs bit for bit.
-TEST(CudaPlacement, ModelsRunPlacedAsOnTheGpu) {
+// Every test model, as imported and fused, placed on `device` and run on
+// case0 and case1 three times each against the unplaced reference run:
+// `placed_check` sees each placed graph and its placement counts (`fused`
+// says which graph), `compare` each output.
+void run_models_placed(const Backend& device,
+                       const std::function<void(const Graph&, const PlacementStats&, bool fused)>& placed_check,
+                       const std::function<void(const Tensor& got, const Tensor& want)>& compare) {
   auto reference = make_backend("reference");
   for (const std::string& model : model_names())
     for (bool fused : {false, true}) {
@@ -506,13 +509,12 @@ TEST(CudaPlacement, ModelsRunPlacedAsOnTheGpu) {
       std::shared_ptr<Graph> graph = import_onnx((models_dir() / model / "model.onnx").string());
       if (fused) graph = inference_graph(graph);
       auto plain = Executable::compile(graph, *reference);
-      SimAsCuda sim;
       std::shared_ptr<Graph> placed = clone_graph(*graph);
-      PlaceDevicesPass pass(placement_target(sim));
+      PlaceDevicesPass pass(placement_target(device));
       PassManager().run(pass, *placed);
-      EXPECT_GT(pass.stats().placed, 10);
+      placed_check(*placed, pass.stats(), fused);
       CompileOptions opts;
-      opts.device_backend = &sim;
+      opts.device_backend = &device;
       auto exe = Executable::compile(placed, *reference, opts);
       for (const char* case_dir : {"case0", "case1"}) {
         const auto feeds = case_inputs(*plain, models_dir() / model / case_dir);
@@ -520,11 +522,24 @@ TEST(CudaPlacement, ModelsRunPlacedAsOnTheGpu) {
         for (int run = 0; run < 3; ++run) {
           const auto got = exe->run(feeds);
           ASSERT_EQ(got.size(), want.size());
-          for (size_t i = 0; i < got.size(); ++i)
-            EXPECT_TRUE(got[i].bitwise_equal(want[i])) << case_dir << " run " << run << ": " << exe->output_names()[i];
+          for (size_t i = 0; i < got.size(); ++i) {
+            SCOPED_TRACE(std::string(case_dir) + " run " + std::to_string(run) + ": " + exe->output_names()[i]);
+            compare(got[i], want[i]);
+          }
         }
       }
     }
+}
+
+// Without a GPU: the test models placed as the CUDA backend places them (as
+// imported and fused) compile and run, and the runtime sizes every placed
+// node from host-readable values; the reference kernels on the simulated
+// device give the unplaced run's outputs bit for bit.
+TEST(CudaPlacement, ModelsRunPlacedAsOnTheGpu) {
+  SimAsCuda sim;
+  run_models_placed(
+      sim, [](const Graph&, const PlacementStats& stats, bool) { EXPECT_GT(stats.placed, 10); },
+      [](const Tensor& got, const Tensor& want) { EXPECT_TRUE(got.bitwise_equal(want)); });
 }
 
 TEST(CudaDevice, KernelsMatchTheReference) {
@@ -564,38 +579,18 @@ TEST(CudaDevice, GatherIndexOutOfRangeIsAnError) {
 TEST(CudaDevice, ModelsMatchTheReference) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
   auto cuda = make_cuda_backend();
-  auto reference = make_backend("reference");
-  for (const std::string& model : model_names())
-    for (bool fused : {false, true}) {
-      SCOPED_TRACE(model + (fused ? " fused" : ""));
-      std::shared_ptr<Graph> graph = import_onnx((models_dir() / model / "model.onnx").string());
-      if (fused) graph = inference_graph(graph);
-      auto plain = Executable::compile(graph, *reference);
-      std::shared_ptr<Graph> placed = clone_graph(*graph);
-      PlaceDevicesPass pass(placement_target(*cuda));
-      PassManager().run(pass, *placed);
-      EXPECT_GT(pass.stats().placed, 0);
-      if (fused) {
-        const std::vector<std::string> left = f32_nodes_left_on_the_host(*placed);
+  run_models_placed(
+      *cuda,
+      [](const Graph& placed, const PlacementStats& stats, bool fused) {
+        EXPECT_GT(stats.placed, 0);
+        if (!fused) return;
+        const std::vector<std::string> left = f32_nodes_left_on_the_host(placed);
         EXPECT_TRUE(left.empty()) << "f32 nodes on the host:" << joined(left);
-      }
-      CompileOptions opts;
-      opts.device_backend = cuda.get();
-      auto exe = Executable::compile(placed, *reference, opts);
-      for (const char* case_dir : {"case0", "case1"}) {
-        const auto feeds = case_inputs(*plain, models_dir() / model / case_dir);
-        const auto want = plain->run(feeds);
-        for (int run = 0; run < 3; ++run) {
-          const auto got = exe->run(feeds);
-          ASSERT_EQ(got.size(), want.size());
-          for (size_t i = 0; i < got.size(); ++i) {
-            if (!dtype_is_float(want[i].dtype())) continue;
-            EXPECT_LE(cb::test::max_abs_diff(got[i], want[i]), 1e-4 * std::max(1.0, cb::test::max_abs(want[i])))
-                << case_dir << " run " << run << ": " << exe->output_names()[i];
-          }
-        }
-      }
-    }
+      },
+      [](const Tensor& got, const Tensor& want) {
+        if (dtype_is_float(want.dtype()))
+          EXPECT_LE(cb::test::max_abs_diff(got, want), 1e-4 * std::max(1.0, cb::test::max_abs(want)));
+      });
 }
 
 TEST(CudaDevice, WithoutAGpuCreatingItIsOneClearError) {

@@ -21,18 +21,24 @@ void check_precision_supported(Precision p, const std::string& backend, const st
            where << " bf16 needs a CPU with AVX512_BF16 (bf16 matmuls in hardware); this CPU lacks it: use f32");
 }
 
-Precision precision_option(const po::variables_map& vm, const Graph& model, const std::string& backend,
-                           const std::string& device) {
+Precision resolve_precision(const std::optional<std::string>& asked, const std::string& option, const Graph& model,
+                            const std::string& backend, const std::string& device) {
   auto recorded = model.metadata.find(kPrecisionMetadataKey);
-  if (vm["precision"].defaulted() && recorded != model.metadata.end()) {
-    const std::string where = std::string("the model's metadata ") + kPrecisionMetadataKey;
-    const Precision p = parse_precision(recorded->second, where);
+  if (!asked && recorded != model.metadata.end()) {
+    const Precision p = parse_precision(recorded->second, std::string("the model's metadata ") + kPrecisionMetadataKey);
     check_precision_supported(p, backend, device, "the model records precision " + recorded->second + "; this run's");
     return p;
   }
-  const Precision p = parse_precision(vm["precision"].as<std::string>(), "--precision");
-  check_precision_supported(p, backend, device, "--precision");
+  const Precision p = asked ? parse_precision(*asked, option) : Precision::f32;
+  check_precision_supported(p, backend, device, option);
   return p;
+}
+
+Precision precision_option(const po::variables_map& vm, const Graph& model, const std::string& backend,
+                           const std::string& device) {
+  std::optional<std::string> asked;
+  if (!vm["precision"].defaulted()) asked = vm["precision"].as<std::string>();
+  return resolve_precision(asked, "--precision", model, backend, device);
 }
 
 }  // namespace cb::tools

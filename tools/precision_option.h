@@ -1,6 +1,7 @@
 // `--precision f32|bf16` of run, bench, generate and train (docs/precision.md).
 #pragma once
 #include <boost/program_options.hpp>
+#include <optional>
 #include <string>
 
 #include "ir/precision.h"
@@ -17,6 +18,11 @@ void add_precision_option(boost::program_options::options_description& opts);
 // reference backend emulates it; the CUDA device has no bf16 kernels yet.
 Precision precision_option(const boost::program_options::variables_map& vm, const Graph& model,
                            const std::string& backend = "cpu", const std::string& device = "cpu");
+
+// The same for any front end: `asked` is the value of the option named
+// `option` (nullopt when it was not given).
+Precision resolve_precision(const std::optional<std::string>& asked, const std::string& option, const Graph& model,
+                            const std::string& backend, const std::string& device);
 
 // The same check for a precision read elsewhere (a training config's runtime.precision).
 void check_precision_supported(Precision p, const std::string& backend, const std::string& device,

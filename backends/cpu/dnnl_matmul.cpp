@@ -453,8 +453,8 @@ class DnnlMatMulKernel : public Kernel {
     }
     p->prim = dnnl::matmul(pd);
     p->b_md = pd.weights_desc();
-    // A constant B under bf16 is rounded once, even where its layout is kept.
     p->unpacked_constant = key.constant_b && !pack;
+    // A packed constant B under bf16 is rounded once, even where its layout is kept.
     if (key.constant_b && pack && (p->b_md != b_own || factors != Factors::as_is))
       p->packed_b = packed_weights(b, b_own, p->b_md, factors, threads);
     if (cache_.size() >= kMaxCachedShapes) cache_.erase(cache_.begin());  // the least recently used

@@ -19,7 +19,7 @@ void rows_portable(const uint16_t* x, const uint16_t* w, const float* bias, floa
   for (int64_t n = n0; n < n1; ++n) {
     const uint16_t* row = w + n * K;
     float lane[16] = {};
-    for (int64_t k = 0; k < K; ++k) lane[(k % 32) / 2] += bf16_bits_to_float(x[k]) * bf16_bits_to_float(row[k]);
+    for (int64_t k = 0; k < K; ++k) lane[(k % 32) / 2] += bf16_to_float(x[k]) * bf16_to_float(row[k]);
     for (int width = 8; width > 0; width /= 2)
       for (int j = 0; j < width; ++j) lane[j] += lane[j + width];
     y[n] = lane[0] + (bias ? bias[n] : 0.0f);

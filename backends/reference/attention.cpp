@@ -12,52 +12,6 @@
 
 namespace cb {
 
-AttentionCall attention_call(const KernelContext& ctx) {
-  const Tensor& q = ctx.in(0);
-  const Tensor& kt = ctx.in(1);
-  const Tensor& v = ctx.in(2);
-  const Tensor* mask = ctx.inputs.size() > 3 ? ctx.inputs[3] : nullptr;
-  Tensor& out = ctx.out(0);
-  AttentionCall c;
-  c.d.B = out.dim(0);
-  c.d.H = out.dim(1);
-  c.d.T = q.dim(2);
-  c.d.dh = q.dim(3);
-  c.d.S = kt.dim(3);
-  c.d.dv = v.dim(3);
-  c.q = q.data<float>();
-  c.kt = kt.data<float>();
-  c.v = v.data<float>();
-  c.out = out.data<float>();
-  // Strides of the leading [B, H] dims of a rank-4 input whose inner block is
-  // `inner` elements; 0 where the dim is 1 (broadcast).
-  auto lead = [](const Tensor& t, int64_t inner, int64_t& sb, int64_t& sh) {
-    sh = t.dim(1) == 1 ? 0 : inner;
-    sb = t.dim(0) == 1 ? 0 : t.dim(1) * inner;
-  };
-  lead(q, c.d.T * c.d.dh, c.q_b, c.q_h);
-  lead(kt, c.d.dh * c.d.S, c.kt_b, c.kt_h);
-  lead(v, c.d.S * c.d.dv, c.v_b, c.v_h);
-  if (mask && mask->defined()) {
-    c.mask = mask->data<float>();
-    int64_t dims[4] = {1, 1, 1, 1}, strides[4] = {0, 0, 0, 0};
-    const int64_t r = int64_t(mask->rank());
-    for (int64_t a = 0; a < r; ++a) dims[4 - r + a] = mask->dim(size_t(a));
-    int64_t stride = 1;
-    for (int a = 3; a >= 0; --a) {
-      strides[a] = dims[a] == 1 ? 0 : stride;
-      stride *= dims[a];
-    }
-    c.m_b = strides[0];
-    c.m_h = strides[1];
-    c.m_i = strides[2];
-    c.m_j = strides[3];
-  }
-  c.scale = ctx.node.attr_float("scale", 1.f);
-  c.nan_to_zero = ctx.node.attr_int("nan_to_zero", 0) != 0;
-  return c;
-}
-
 void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* out_row) {
   const AttentionDims& d = c.d;
   const float* q = c.q_row(b, h, i);

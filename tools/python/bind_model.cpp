@@ -79,16 +79,9 @@ InterventionSet interventions_from(const py::dict& kw) {
 // precision="f32"|"bf16" (docs/precision.md), else what the model records
 // (`codebook compile --precision`), else f32; checked against the CPU.
 Precision precision_of(const Model& m, const py::dict& kw, const std::string& backend) {
-  Precision p = Precision::f32;
-  std::string where = "precision";
-  if (kw.contains("precision")) {
-    p = parse_precision(kw["precision"].cast<std::string>(), "precision");
-  } else if (auto it = m.graph().metadata.find(kPrecisionMetadataKey); it != m.graph().metadata.end()) {
-    p = parse_precision(it->second, std::string("the model's metadata ") + kPrecisionMetadataKey);
-    where = "the model records precision " + it->second + "; this run's";
-  }
-  tools::check_precision_supported(p, backend, "cpu", where);
-  return p;
+  std::optional<std::string> asked;
+  if (kw.contains("precision")) asked = kw["precision"].cast<std::string>();
+  return tools::resolve_precision(asked, "precision", m.graph(), backend, "cpu");
 }
 
 // The request of `run`/`show_codes`, its state-of:TOKENS forces resolved
