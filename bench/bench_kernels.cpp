@@ -55,8 +55,9 @@ void unary(benchmark::State& state, const char* op) {
 // codebook.Codebook on the cpu backend, as inserted at attn_preproj of GPT-2
 // small with one codebook per head: x [1, tokens, G*Dg], constant codes
 // [G, K, Dg], outputs y and ids. Args: tokens, G, K, Dg, k, threads. GFLOP/s
-// counts the scoring products (2 * tokens * K * G*Dg).
-void codebook(benchmark::State& state, const char* metric) {
+// counts the scoring products (2 * tokens * K * G*Dg). Precision bf16 marks
+// the node as `--precision bf16` does (bf16 scoring, f32 re-ranking).
+void codebook(benchmark::State& state, const char* metric, const char* precision) {
   int64_t tokens = state.range(0), G = state.range(1), K = state.range(2), Dg = state.range(3);
   auto g = std::make_shared<Graph>();
   Value* x = g->add_input("x", {DType::f32, Shape::of({1, tokens, G * Dg})});
@@ -65,7 +66,8 @@ void codebook(benchmark::State& state, const char* metric) {
   Value* bias = g->add_constant("ln_bias", random_f32({G, Dg}));
   Value* y = g->add_value("y");
   Value* ids = g->add_value("ids");
-  g->add_node("Codebook", {x, codes, scale, bias}, {y, ids}, {{"k", state.range(4)}, {"metric", std::string(metric)}},
+  g->add_node("Codebook", {x, codes, scale, bias}, {y, ids},
+              {{"k", state.range(4)}, {"metric", std::string(metric)}, {"precision", std::string(precision)}},
               "codebook", "codebook");
   g->outputs = {y, ids};
   CompileOptions opts;
@@ -144,7 +146,7 @@ BENCHMARK(kmeans_step)
     ->Args({24576, 1000, 128, 1})
     ->Args({24576, 1000, 128, 2})
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(codebook, inner_product, "inner_product")
+BENCHMARK_CAPTURE(codebook, inner_product, "inner_product", "f32")
     ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
     ->Args({128, 12, 10000, 64, 8, 1})
     ->Args({128, 12, 10000, 64, 8, 2})
@@ -153,7 +155,14 @@ BENCHMARK_CAPTURE(codebook, inner_product, "inner_product")
     ->Args({1, 12, 10000, 64, 8, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(codebook, euclidean, "euclidean")
+BENCHMARK_CAPTURE(codebook, inner_product_bf16, "inner_product", "bf16")
+    ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
+    ->Args({128, 12, 10000, 64, 8, 1})
+    ->Args({128, 12, 10000, 64, 8, 2})
+    ->Args({1, 12, 10000, 64, 8, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(codebook, euclidean, "euclidean", "f32")
     ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
     ->Args({128, 12, 10000, 64, 8, 1})
     ->Args({128, 12, 10000, 64, 8, 2})

@@ -7,14 +7,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <sstream>
 
 #include "backends/backend.h"
+#include "backends/cpu/codebook_kernel.h"
 #include "ir/codebook.h"
 #include "runtime/executable.h"
+#include "support/cpu_features.h"
 #include "tests/test_util.h"
 
 using namespace cb;
@@ -737,6 +741,116 @@ TEST(CodebookFastKernel, OptionalOutputsMayBeOmitted) {
     Result full = run_codebook(backend, a, d);
     ASSERT_EQ(out.size(), 1u);
     for (int64_t i = 0; i < out[0].numel(); ++i) ASSERT_EQ(out[0].data<float>()[i], full.y.data<float>()[i]) << backend;
+  }
+}
+
+// ---- bf16 scoring (backends/cpu/codebook_kernel.cpp): where the CPU has
+// AVX512_BF16 the kernel can rank codes by bf16 scores and re-rank the
+// candidates in f32; its outputs must be the f32 sweep's, bit for bit.
+
+// Runs the cpu kernel with CB_CODEBOOK_SCORING set (read when the kernel is
+// made), twice (the second run reuses packed constant codes).
+Result run_cpu_scoring(const char* scoring, const CodebookAttrs& a, const Data& d, int threads, bool constant_codes) {
+  setenv("CB_CODEBOOK_SCORING", scoring, 1);
+  CompileOptions opts;
+  opts.num_threads = threads;
+  auto ex = Executable::compile(codebook_graph(a, d, constant_codes), *make_backend("cpu"), opts);
+  unsetenv("CB_CODEBOOK_SCORING");
+  ex->run(feeds(d, constant_codes));
+  auto out = ex->run(feeds(d, constant_codes));
+  return {out[0], out[1], out[2]};
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.dims() == b.dims() && a.dtype() == b.dtype() &&
+         std::memcmp(a.raw(), b.raw(), size_t(a.numel()) * dtype_size(a.dtype())) == 0;
+}
+
+void expect_bf16_scoring_equals_f32(const Data& d, const CodebookAttrs& a, const std::string& what) {
+  for (int threads : {1, 2}) {
+    const bool constant = threads == 2;
+    const Result f32 = run_cpu_scoring("f32", a, d, threads, constant);
+    const Result bf16 = run_cpu_scoring("bf16", a, d, threads, constant);
+    const std::string where = what + ", " + std::to_string(threads) + " threads";
+    EXPECT_TRUE(same_bits(f32.ids, bf16.ids)) << where << ": ids differ";
+    EXPECT_TRUE(same_bits(f32.scores, bf16.scores)) << where << ": scores differ";
+    EXPECT_TRUE(same_bits(f32.y, bf16.y)) << where << ": y differs";
+  }
+}
+
+bool cpu_can_score_in_bf16() {
+  setenv("CB_CODEBOOK_SCORING", "bf16", 1);
+  const bool can = cpu_codebook_scores_in_bf16();
+  unsetenv("CB_CODEBOOK_SCORING");
+  return can;
+}
+
+TEST(CodebookBf16Scoring, TheEnvironmentChoosesThePath) {
+  setenv("CB_CODEBOOK_SCORING", "f32", 1);
+  EXPECT_FALSE(cpu_codebook_scores_in_bf16());
+  setenv("CB_CODEBOOK_SCORING", "bf16", 1);
+  EXPECT_EQ(cpu_codebook_scores_in_bf16(), cpu_has_avx512_bf16() && cpu_has_avx2_fma());
+  unsetenv("CB_CODEBOOK_SCORING");
+}
+
+TEST(CodebookBf16Scoring, EqualsF32OnRandomInputs) {
+  if (!cpu_can_score_in_bf16()) GTEST_SKIP() << "no AVX512_BF16 (or CB_MAX_CPU_ISA=portable)";
+  const std::vector<RandomCase> cases = {
+      {1, 1, 1, 1, 1, 1},    {2, 7, 3, 37, 5, 4},      {1, 70, 2, 100, 16, 16}, {3, 33, 1, 17, 64, 1},
+      {2, 65, 4, 250, 8, 8}, {1, 129, 2, 1000, 64, 8}, {2, 5, 12, 300, 64, 8},  {1, 13, 1, 40, 3, 12},
+      {4, 31, 2, 16, 7, 2},  {1, 64, 1, 33, 96, 3},    {1, 20, 1, 2000, 33, 8},
+  };
+  std::mt19937 rng(31);
+  uint32_t seed = 900;
+  for (const RandomCase& c : cases)
+    for (auto metric : {CodebookMetric::inner_product, CodebookMetric::euclidean})
+      for (int variant = 0; variant < 3; ++variant) {  // plain, Mode A, Mode B
+        Data d = random_data(c.B, c.T, c.G, c.K, c.Dg, seed++);
+        CodebookAttrs a = variant == 0 ? attrs_k(c.k) : random_interventions(c, variant == 1, rng);
+        a.metric = metric;
+        std::ostringstream what;
+        what << "B" << c.B << " T" << c.T << " G" << c.G << " K" << c.K << " Dg" << c.Dg << " k" << c.k << " "
+             << metric_name(metric) << " variant " << variant;
+        expect_bf16_scoring_equals_f32(d, a, what.str());
+      }
+}
+
+// Codes closer together than bf16 can tell apart, and exact duplicates:
+// the re-ranking decides them, ties to the lower id.
+TEST(CodebookBf16Scoring, DecidesNearTiesAndDuplicatesLikeF32) {
+  if (!cpu_can_score_in_bf16()) GTEST_SKIP() << "no AVX512_BF16 (or CB_MAX_CPU_ISA=portable)";
+  std::mt19937 rng(32);
+  for (auto metric : {CodebookMetric::inner_product, CodebookMetric::euclidean}) {
+    Data d = random_data(2, 40, 2, 500, 64, 910);
+    std::uniform_real_distribution<float> base_value(-1, 1);
+    std::vector<float> base(64);
+    for (float& v : base) v = base_value(rng);
+    for (int64_t g = 0; g < d.G; ++g)
+      for (int64_t c = 0; c < d.K; ++c) {
+        float* row = d.codes.data<float>() + (g * d.K + c) * d.Dg;
+        const bool duplicate = c % 7 == 3;  // the same as the code before it
+        for (int64_t i = 0; i < d.Dg; ++i)
+          row[i] = duplicate ? row[i - d.Dg] : base[size_t(i)] * (1.0f + 1e-4f * float(int(rng() % 201) - 100));
+      }
+    CodebookAttrs a = attrs_k(8, metric);
+    expect_bf16_scoring_equals_f32(d, a, std::string("near ties, ") + metric_name(metric));
+  }
+}
+
+// Rows and codes with inf or NaN values, and long codes (large euclidean
+// biases): where no error bound holds, the kernel re-ranks every code.
+TEST(CodebookBf16Scoring, NonFiniteAndHugeValuesStillEqualF32) {
+  if (!cpu_can_score_in_bf16()) GTEST_SKIP() << "no AVX512_BF16 (or CB_MAX_CPU_ISA=portable)";
+  for (auto metric : {CodebookMetric::inner_product, CodebookMetric::euclidean}) {
+    Data d = random_data(1, 12, 2, 90, 16, 920);
+    float* x = d.x.data<float>();
+    x[0] = std::numeric_limits<float>::quiet_NaN();  // token 0, member 0
+    x[16 + 3] = kInf;                                // token 0, member 1
+    d.ln_scale.data<float>()[16 + 5] = 1e30f;        // member 1's u overflows on every token
+    float* codes = d.codes.data<float>();
+    codes[7 * 16 + 2] = kInf;                                            // member 0, code 7
+    for (int64_t i = 0; i < 16; ++i) codes[(90 + 11) * 16 + i] *= 1e6f;  // member 1, code 11: long
+    expect_bf16_scoring_equals_f32(d, attrs_k(4, metric), std::string("non-finite, ") + metric_name(metric));
   }
 }
 
