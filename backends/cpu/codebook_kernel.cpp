@@ -63,6 +63,7 @@
 #define CB_CODEBOOK_X86 1
 #endif
 
+#include "backends/cpu/bf16_convert.h"
 #include "backends/cpu/bf16_dot_speed.h"
 #include "backends/cpu/score_tile.h"
 #include "backends/cpu/score_tile_bf16.h"
@@ -159,6 +160,8 @@ void pack_codebook(const float* codes, int64_t G, int64_t K, int64_t Dg, Codeboo
       float* dst = bf16 ? nullptr : const_cast<float*>(pc.panel(g, p));
       uint16_t* dst16 = bf16 ? const_cast<uint16_t*>(pc.bf16_panel(g, p)) : nullptr;
       double max_norm = 0, max_bias = 0;
+      std::vector<float> scaled(bf16 ? size_t(2 * pc.Dp) : 0);
+      std::vector<uint16_t> pairs(scaled.size());
       for (int64_t j = 0; j < pc.width; ++j) {
         const int64_t c = p * pc.width + j;
         const float* row = c < K ? codes + (g * K + c) * Dg : nullptr;
@@ -174,8 +177,13 @@ void pack_codebook(const float* codes, int64_t G, int64_t K, int64_t Dg, Codeboo
           for (int64_t d = 0; d < Dg; ++d) dst[d * kPanel + j] = c < K ? row[d] * rr.scale : 0.0f;
           continue;
         }
-        for (int64_t d = 0; d < 2 * pc.Dp; ++d)
-          dst16[((d / 2) * kBf16Panel + j) * 2 + d % 2] = c < K && d < Dg ? bf16_round_bits(row[d] * rr.scale) : 0;
+        // Scale, round to bf16 pairs (vectorised), then place each pair.
+        for (int64_t d = 0; d < 2 * pc.Dp; ++d) scaled[size_t(d)] = c < K && d < Dg ? row[d] * rr.scale : 0.0f;
+        convert_to_bf16(scaled.data(), pairs.data(), 2 * pc.Dp);
+        for (int64_t i = 0; i < pc.Dp; ++i) {
+          dst16[(i * kBf16Panel + j) * 2] = pairs[size_t(2 * i)];
+          dst16[(i * kBf16Panel + j) * 2 + 1] = pairs[size_t(2 * i + 1)];
+        }
       }
       if (bf16) {
         job_norm[size_t(job)] = max_norm;

@@ -11,9 +11,9 @@
 //   LayerNormalizationGrad  dscale/dbias: f32 partial sums per block of
 //                           kRowBlock rows, added in f64 in block order;
 //   CodebookGrad            dln_scale/dln_bias the same per block of
-//                           kTokenBlock tokens; dcodes per code, its slots
-//                           added in token order (as the reference does),
-//                           threads owning ranges of codes;
+//                           kTokenBlock tokens; dcodes per selected code,
+//                           its slots added in token order (as the
+//                           reference does), threads splitting the codes;
 //   GatherGrad              per output element, the dy slices added in index
 //                           order (as the reference does; f32 adds, which
 //                           round exactly like the reference's f64 add then
@@ -52,7 +52,6 @@ namespace {
 constexpr int64_t kRowBlock = 32;              // LayerNormalizationGrad rows per partial sum
 constexpr int64_t kTokenBlock = 32;            // CodebookGrad tokens per partial sum
 constexpr int64_t kPrefetchTokens = 2;         // CodebookGrad fetches code rows this many tokens ahead
-constexpr int64_t kPrefetchSlots = 8;          // and the code-gradient sums this many tokens ahead
 constexpr int64_t kColumnChunk = 64;           // GatherGrad and SoftmaxGrad (inner > 1) columns per task
 constexpr size_t kZeroBlockBytes = 32 * 1024;  // SliceGrad: output bytes zeroed and filled per step
 constexpr int kLanes = 8;
@@ -686,46 +685,51 @@ class CodebookGradKernel : public GradKernel {
   }
 
   // dcodes[g, c] = sum of contrib[token, g] over the slots (token, j) with
-  // ids = c, in token order (as the reference adds them). Each thread owns a
-  // range of codes and streams through all slots in token order, adding the
-  // ones of its codes into f64 sums: contrib is read in address order, and
-  // how the codes are shared out changes no sum. One add per element read:
-  // threaded like a copy, only when large.
-  static void sum_code_gradients(const Member& m, int64_t N, float* dcodes, int threads) {
+  // ids = c, in token order (as the reference adds them), in f64. Only the
+  // selected codes have a nonzero gradient (at most N * k of each member's
+  // K): the slots are sorted by code, keeping their order, each selected
+  // code's row is summed from its run of slots, and the other rows are
+  // zeroed. Threads split the zeroing and the runs; no sum depends on them.
+  void sum_code_gradients(const Member& m, int64_t N, float* dcodes, int threads) {
     const int64_t G = m.G, K = m.K, Dg = m.Dg, k = m.k;
-    const int64_t codes = G * K;
-    const size_t bytes = size_t(N * m.D) * sizeof(float);
-    parallel_chunks(
-        codes, bytes, kParallelCopyBytes, threads,
-        [&](int64_t begin, int64_t end) {
-          std::vector<double> acc(size_t((end - begin) * Dg), 0.0);
-          for (int64_t token = 0; token < N; ++token)
-            for (int64_t g = 0; g < G; ++g) {
-              const int64_t* slot = m.ids + (token * G + g) * k;
-              // Fetch ahead what later slots of this range add (rows of contrib,
-              // which the other threads may have written) and add to (random
-              // rows of acc).
-              if (token + kPrefetchSlots < N)
-                for (int64_t j = 0; j < k; ++j) {
-                  const int64_t c = slot[kPrefetchSlots * G * k + j], gc = g * K + c;
-                  if (c == -1 || gc < begin || gc >= end) continue;
-                  const float* later = m.contrib + ((token + kPrefetchSlots) * G + g) * m.contrib_stride;
-                  for (int64_t i = 0; i < Dg; i += 16) __builtin_prefetch(later + i);
-                  for (int64_t i = 0; i < Dg; i += 8) __builtin_prefetch(acc.data() + (gc - begin) * Dg + i, 1);
-                }
-              for (int64_t j = 0; j < k; ++j) {
-                const int64_t gc = g * K + slot[j];
-                if (slot[j] == -1 || gc < begin || gc >= end) continue;
-                double* a = acc.data() + (gc - begin) * Dg;
-                const float* c = m.contrib + (token * G + g) * m.contrib_stride;
-                for (int64_t i = 0; i < Dg; ++i) a[i] += double(c[i]);
-              }
-            }
-          float* out = dcodes + begin * Dg;
-          for (size_t i = 0; i < acc.size(); ++i) out[i] = float(acc[i]);
-        },
-        /*pieces_per_thread=*/2);  // every piece scans all the slots
+    zero_parallel(dcodes, size_t(G * K * Dg) * sizeof(float), threads);
+    // Counting sort of the slot numbers (token, g, j) by code g * K + c.
+    slot_order_.clear();
+    code_start_.assign(size_t(G * K + 1), 0);
+    for (int64_t s = 0; s < N * G * k; ++s)
+      if (m.ids[s] != -1) ++code_start_[size_t((s / k) % G * K + m.ids[s] + 1)];
+    for (size_t c = 1; c < code_start_.size(); ++c) code_start_[c] += code_start_[c - 1];
+    slot_order_.resize(size_t(code_start_.back()));
+    std::vector<int64_t> next(code_start_.begin(), code_start_.end() - 1);
+    selected_.clear();
+    for (int64_t s = 0; s < N * G * k; ++s)
+      if (m.ids[s] != -1) {
+        const size_t gc = size_t((s / k) % G * K + m.ids[s]);
+        if (next[gc] == code_start_[gc]) selected_.push_back(int64_t(gc));
+        slot_order_[size_t(next[gc]++)] = s / k;  // the (token, g) row of contrib
+      }
+    const int64_t n = int64_t(selected_.size());
+    const size_t bytes = size_t(code_start_.back() * Dg) * sizeof(float);
+    parallel_chunks(n, bytes, kParallelCopyBytes, threads, [&](int64_t begin, int64_t end) {
+      std::vector<double> acc(static_cast<size_t>(Dg));
+      for (int64_t i = begin; i < end; ++i) {
+        const size_t gc = size_t(selected_[size_t(i)]);
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t at = code_start_[gc]; at < code_start_[gc + 1]; ++at) {
+          if (at + 1 < code_start_[gc + 1])  // the next slot's row is a random row of contrib
+            for (int64_t d = 0; d < Dg; d += 16)
+              __builtin_prefetch(m.contrib + slot_order_[size_t(at + 1)] * m.contrib_stride + d);
+          const float* c = m.contrib + slot_order_[size_t(at)] * m.contrib_stride;
+          for (int64_t d = 0; d < Dg; ++d) acc[size_t(d)] += double(c[d]);
+        }
+        float* out = dcodes + int64_t(gc) * Dg;
+        for (int64_t d = 0; d < Dg; ++d) out[d] = float(acc[size_t(d)]);
+      }
+    });
   }
+
+  // sum_code_gradients' buffers, kept between runs.
+  std::vector<int64_t> code_start_, slot_order_, selected_;
 };
 
 }  // namespace

@@ -14,10 +14,9 @@ namespace {
 #ifdef CB_SCORE_TILE_BF16_X86
 template <int R>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(const uint32_t* A, int64_t lda,
-                                                                               const uint16_t* panel,
-                                                                               const float* bias, int64_t Dp,
-                                                                               const float* thr, float* tile,
-                                                                               uint32_t* masks) {
+                                                                               const uint16_t* panel, const float* bias,
+                                                                               int64_t Dp, const float* thr,
+                                                                               float* tile, uint32_t* masks) {
   __m512 lo[R], hi[R];
   const __m512 bias_lo = _mm512_loadu_ps(bias), bias_hi = _mm512_loadu_ps(bias + 16);
 #pragma GCC unroll 8
@@ -39,8 +38,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(c
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     const __m512 t = _mm512_set1_ps(thr[r]);
-    const uint32_t m = uint32_t(_mm512_cmp_ps_mask(lo[r], t, _CMP_GT_OQ)) |
-                       uint32_t(_mm512_cmp_ps_mask(hi[r], t, _CMP_GT_OQ)) << 16;
+    const uint32_t m =
+        uint32_t(_mm512_cmp_ps_mask(lo[r], t, _CMP_GT_OQ)) | uint32_t(_mm512_cmp_ps_mask(hi[r], t, _CMP_GT_OQ)) << 16;
     masks[r] = m;
     any |= m;
   }
@@ -59,8 +58,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(c
 
 const Bf16ScoreTiles* bf16_score_tiles() {
 #ifdef CB_SCORE_TILE_BF16_X86
-  static const Bf16ScoreTiles tiles{{tile_bf16<1>, tile_bf16<2>, tile_bf16<3>, tile_bf16<4>, tile_bf16<5>,
-                                     tile_bf16<6>, tile_bf16<7>, tile_bf16<8>}};
+  static const Bf16ScoreTiles tiles{
+      {tile_bf16<1>, tile_bf16<2>, tile_bf16<3>, tile_bf16<4>, tile_bf16<5>, tile_bf16<6>, tile_bf16<7>, tile_bf16<8>}};
   return cpu_has_avx512_bf16() ? &tiles : nullptr;
 #else
   return nullptr;

@@ -20,17 +20,20 @@ struct AdamWArgs {
 // Reads the node's inputs and attributes and points at the output buffers.
 AdamWArgs adamw_args(KernelContext& ctx);
 
+// The update of elements [begin, end). The FMAs are spelled out, so that
+// every compiler computes the same bits and the CPU backend's vector kernel
+// (backends/cpu/optim_kernels.cpp) can repeat them 8 lanes at a time.
 inline void adamw_range(const AdamWArgs& a, int64_t begin, int64_t end) {
   const float keep = 1.f - a.lr * a.weight_decay;
   const float step_size = a.lr / a.bias_correction1;
   const float one_minus_b1 = 1.f - a.beta1, one_minus_b2 = 1.f - a.beta2;
   for (int64_t i = begin; i < end; ++i) {
-    float g = a.g[i] * a.clip;
-    float m = a.m[i] * a.beta1 + g * one_minus_b1;
-    float v = a.v[i] * a.beta2 + (g * g) * one_minus_b2;
-    float p = a.weight_decay != 0.f ? a.p[i] * keep : a.p[i];
-    float denom = std::sqrt(v) / a.sqrt_bias_correction2 + a.eps;
-    a.p_out[i] = p - step_size * (m / denom);
+    const float g = a.g[i] * a.clip;
+    const float m = std::fma(a.m[i], a.beta1, g * one_minus_b1);
+    const float v = std::fma(a.v[i], a.beta2, (g * g) * one_minus_b2);
+    const float p = a.weight_decay != 0.f ? a.p[i] * keep : a.p[i];
+    const float denom = std::sqrt(v) / a.sqrt_bias_correction2 + a.eps;
+    a.p_out[i] = std::fma(-step_size, m / denom, p);
     a.m_out[i] = m;
     a.v_out[i] = v;
   }
