@@ -1,4 +1,5 @@
-// Reductions, ArgMax / ArgMin and TopK (reference kernels on every backend).
+// Reductions, ArgMax / ArgMin and TopK (reference kernels on every backend but
+// the CPU backend's ReduceSumSquare over all axes).
 #include "tests/op_cases/op_case.h"
 
 namespace cb::test {
@@ -19,6 +20,12 @@ std::vector<OpCase> reduction_cases() {
     v.push_back(
         OpCase(o + "_f64_axis", op).attr("keepdims", int64_t(0)).in(DType::f64, {4, 3}, values).given(i64s({1})));
   }
+  // The CPU backend's ReduceSumSquare over every element (the gradient norm):
+  // many blocks, threaded, f64 sums in another order than the reference's.
+  v.push_back(OpCase("ReduceSumSquare_all_large", "ReduceSumSquare")
+                  .attr("keepdims", int64_t(0))
+                  .in({3, (int64_t(1) << 19) + 37}, uniform(-2, 2))
+                  .tol(abs_rel(0, 1e-6)));
   v.push_back(OpCase("ReduceSum_i64", "ReduceSum").in(DType::i64, {4, 3}, uniform(-9, 9)).given(i64s({0})));
   v.push_back(OpCase("ReduceMax_bool", "ReduceMax").in(DType::boolean, {4, 3}).given(i64s({1})));
   v.push_back(OpCase("ReduceSum_empty_axes_noop", "ReduceSum")
