@@ -780,17 +780,19 @@ void expect_bf16_scoring_equals_f32(const Data& d, const CodebookAttrs& a, const
 
 bool cpu_can_score_in_bf16() {
   setenv("CB_CODEBOOK_SCORING", "bf16", 1);
-  const bool can = cpu_codebook_scores_in_bf16();
+  const bool can = cpu_codebook_scoring() == CodebookScoring::bf16;
   unsetenv("CB_CODEBOOK_SCORING");
   return can;
 }
 
 TEST(CodebookBf16Scoring, TheEnvironmentChoosesThePath) {
   setenv("CB_CODEBOOK_SCORING", "f32", 1);
-  EXPECT_FALSE(cpu_codebook_scores_in_bf16());
+  EXPECT_EQ(cpu_codebook_scoring(), CodebookScoring::f32);
   setenv("CB_CODEBOOK_SCORING", "bf16", 1);
-  EXPECT_EQ(cpu_codebook_scores_in_bf16(), cpu_has_avx512_bf16() && cpu_has_avx2_fma());
+  EXPECT_EQ(cpu_codebook_scoring(),
+            cpu_has_avx512_bf16() && cpu_has_avx2_fma() ? CodebookScoring::bf16 : CodebookScoring::f32);
   unsetenv("CB_CODEBOOK_SCORING");
+  EXPECT_NE(cpu_codebook_scoring(), CodebookScoring::bf16);  // automatic, or f32 where bf16 is not faster
 }
 
 TEST(CodebookBf16Scoring, EqualsF32OnRandomInputs) {

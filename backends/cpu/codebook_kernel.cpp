@@ -23,8 +23,9 @@
 // Where the CPU's bf16 dot product is fast (Zen 4: twice the multiply-adds
 // of f32 FMAs), the sweep scores in bf16 instead and re-ranks the codes
 // that can still be among the best in f32, so the outputs are the same bits
-// (see "bf16 scoring" below): 1.5x faster at GPT-2 small's attn_preproj
-// codebooks.
+// (see "bf16 scoring" below): 1.4x faster at GPT-2 small's attn_preproj
+// codebooks (10,000 codes; below 2,048 codes the re-ranking costs more than
+// the scoring saves, and f32 stays).
 //
 // Why not oneDNN: its matmul on these tile shapes (a few dozen tokens x
 // Dg = 64 x 1-2k codes, transposed codes) measured ~50 GFLOP/s per core
@@ -719,7 +720,7 @@ void run_task(const Problem& P, int64_t g, int64_t first_token, Scratch& S) {
 class CodebookKernel : public Kernel {
  public:
   explicit CodebookKernel(const Node& node)
-      : codes_constant_(node.input(1) && node.input(1)->is_constant()), bf16_scoring_(cpu_codebook_scores_in_bf16()) {}
+      : codes_constant_(node.input(1) && node.input(1)->is_constant()), scoring_(cpu_codebook_scoring()) {}
 
   void run(KernelContext& ctx) override {
     const Node& node = ctx.node;
@@ -749,9 +750,11 @@ class CodebookKernel : public Kernel {
     if (N == 0 || D == 0) return;
     const int threads = std::max(1, ctx.num_threads);
 
+    const bool bf16 = scoring_ == CodebookScoring::bf16 ||
+                      (scoring_ == CodebookScoring::automatic && K >= kMinCodesForBf16Scoring);
     if (!codes_constant_ || packed_from_ != codes.raw() || packed_.G != G || packed_.K != K || packed_.Dg != Dg ||
-        packed_.metric != a.metric) {
-      pack_codebook(codes.data<float>(), G, K, Dg, a.metric, bf16_scoring_, threads, packed_);
+        packed_.metric != a.metric || packed_.bf16 != bf16) {
+      pack_codebook(codes.data<float>(), G, K, Dg, a.metric, bf16, threads, packed_);
       packed_from_ = codes.raw();
     }
     std::optional<InterventionPlan> plan;
@@ -780,7 +783,7 @@ class CodebookKernel : public Kernel {
 
     // Token blocks: as few as the block size allows, more (down to one tile
     // of rows) while there are fewer tasks than threads.
-    const int64_t tile_rows = bf16_scoring_ ? kBf16TileRows : kTileRows;
+    const int64_t tile_rows = bf16 ? kBf16TileRows : kTileRows;
     int64_t blocks = (N + kMaxBlockRows - 1) / kMaxBlockRows;
     const int64_t max_blocks = (N + tile_rows - 1) / tile_rows;
     while (G * blocks < threads && blocks < max_blocks) ++blocks;
@@ -791,14 +794,14 @@ class CodebookKernel : public Kernel {
     std::vector<std::optional<Scratch>> scratch(static_cast<size_t>(team));  // one per worker, made on its first task
     ThreadPool::instance().run(tasks, team, [&](int64_t task) {
       std::optional<Scratch>& mine = scratch[size_t(parallel_worker_index())];
-      if (!mine) mine.emplace(P.block_rows, Dg, P.list_stride, a.k, bf16_scoring_);
+      if (!mine) mine.emplace(P.block_rows, Dg, P.list_stride, a.k, bf16);
       run_task(P, task / blocks, (task % blocks) * P.block_rows, *mine);
     });
   }
 
  private:
   bool codes_constant_;
-  bool bf16_scoring_;  // cpu_codebook_scores_in_bf16() when the kernel was made
+  CodebookScoring scoring_;  // cpu_codebook_scoring() when the kernel was made
   PackedCodebook packed_;
   const void* packed_from_ = nullptr;  // the codes buffer packed_ was built from
   std::optional<CodebookAttrs> attrs_;
@@ -807,13 +810,13 @@ class CodebookKernel : public Kernel {
 
 }  // namespace
 
-bool cpu_codebook_scores_in_bf16() {
+CodebookScoring cpu_codebook_scoring() {
   // The re-ranking reproduces the AVX2 tile's arithmetic, hence needs that path too.
   const bool can = bf16_score_tiles() && score_tiles().avx2;
   const char* choice = std::getenv("CB_CODEBOOK_SCORING");
-  if (choice && std::strcmp(choice, "f32") == 0) return false;
-  if (choice && std::strcmp(choice, "bf16") == 0) return can;
-  return can && cpu_bf16_dot_is_fast();
+  if (choice && std::strcmp(choice, "f32") == 0) return CodebookScoring::f32;
+  if (choice && std::strcmp(choice, "bf16") == 0) return can ? CodebookScoring::bf16 : CodebookScoring::f32;
+  return can && cpu_bf16_dot_is_fast() ? CodebookScoring::automatic : CodebookScoring::f32;
 }
 
 void register_cpu_codebook_kernels(KernelFactoryTable& t) {

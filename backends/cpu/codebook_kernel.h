@@ -4,17 +4,27 @@
 #pragma once
 #include <memory>
 
+#include <cstdint>
+
 #include "backends/backend.h"
 
 namespace cb {
 
-// Whether a codebook kernel created now ranks codes by bf16 scores. Its
-// outputs are the same bits either way: bf16 scoring re-ranks its
-// candidates with the f32 sweep's arithmetic (codebook_kernel.cpp). It
-// needs AVX512_BF16 and is the default where VDPBF16PS outruns f32 FMAs
-// (backends/cpu/bf16_dot_speed.h); CB_CODEBOOK_SCORING=f32 or =bf16 in the
-// environment, read each time, overrides that (bf16 still needs the ISA).
-bool cpu_codebook_scores_in_bf16();
+// How a codebook kernel created now ranks codes. Its outputs are the same
+// bits either way: bf16 scoring re-ranks its candidates with the f32 sweep's
+// arithmetic (codebook_kernel.cpp). bf16 scoring needs AVX512_BF16; by
+// default (automatic) a call uses it where VDPBF16PS outruns f32 FMAs
+// (backends/cpu/bf16_dot_speed.h) and the codebook is large enough for the
+// faster scoring to outweigh the re-ranking (kMinCodesForBf16Scoring).
+// CB_CODEBOOK_SCORING=f32 or =bf16 in the environment, read each time,
+// forces one (bf16 where the CPU has it).
+enum class CodebookScoring { f32, bf16, automatic };
+CodebookScoring cpu_codebook_scoring();
+
+// Codes per member from which automatic scoring uses bf16: at k = 8 on a
+// Zen 4, bf16 took 1.2x f32's time at 1,000 codes, 0.95x at 2,000, 0.7x at
+// 10,000.
+inline constexpr int64_t kMinCodesForBf16Scoring = 2048;
 
 // Registers codebook.Codebook in the CPU backend's table.
 void register_cpu_codebook_kernels(KernelFactoryTable& t);
