@@ -464,22 +464,15 @@ double bf16_score_error(double u_norm, double max_norm, double max_abs_bias, int
   return 1.05 * e;
 }
 
-// The next float toward -inf (f finite).
-inline float next_down(float f) {
-  if (f == 0) return -std::numeric_limits<float>::denorm_min();
-  uint32_t bits;
-  std::memcpy(&bits, &f, 4);
-  bits = f > 0 ? bits - 1 : bits + 1;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-// The largest float <= tau - window (-inf while the list is short).
+// A float a little below tau - window, never above it (-inf while the list
+// is short): the f32 rounding of a double moves it by at most half an ulp
+// (2^-24 of it, or 2^-150 below the normal range), less than what is
+// subtracted first. Branch-free but for -inf, which is predictable: the
+// sweep calls it on most codes that beat the threshold.
 inline float window_floor(float tau, double window) {
   if (tau == kNegInf) return kNegInf;
   const double t = double(tau) - window;
-  const float f = float(t);
-  return double(f) > t ? next_down(f) : f;
+  return float(t - std::fabs(t) * 0x1p-22 - 0x1p-126);
 }
 
 // The f32 sweep's scores of n codes (rows[i] scaled by scale[i], plus
@@ -609,7 +602,10 @@ void sweep_bf16(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
           if (S.skip[row] && S.skip[row]->is_ablated(code)) continue;
           std::vector<Candidate>& cands = S.candidates[row];
           cands.push_back({s, code});
-          if (s > S.tau[row]) {
+          // Whether s beats tau is a coin toss to the branch predictor: a
+          // vector list with room past its end takes every code (one at or
+          // below tau lands there, where it changes nothing).
+          if ((P.vector_lists && P.list_capacity < kVectorList) || s > S.tau[row]) {
             S.tau[row] = list_push(P, S, row, s, code);
             S.thr[row] = window_floor(S.tau[row], S.window[row]);
           }
