@@ -671,30 +671,40 @@ void expect_fast_matches_reference(const Data& d, const CodebookAttrs& a, const 
   EXPECT_LE(near_ties, d.B * d.T * d.G * k / 100 + 2) << what << ": too many near-ties";
 }
 
-TEST(CodebookFastKernel, MatchesReferenceOnRandomInputs) {
-  const std::vector<RandomCase> cases = {
-      {1, 1, 1, 1, 1, 1},    {2, 7, 3, 37, 5, 4},      {1, 70, 2, 100, 16, 16}, {3, 33, 1, 17, 64, 1},
-      {2, 65, 4, 250, 8, 8}, {1, 129, 2, 1000, 64, 8}, {2, 5, 12, 300, 64, 8},  {1, 13, 1, 40, 3, 12},
-      {4, 31, 2, 16, 7, 2},  {1, 64, 1, 33, 96, 3},
-  };
-  std::mt19937 rng(2024);
-  uint32_t seed = 100;
+// Calls check(data, attrs, description) on random data for every case,
+// both metrics, and three variants: plain, Mode A and Mode B interventions.
+template <typename Check>
+void for_each_random_case(const std::vector<RandomCase>& cases, uint32_t seed, std::mt19937& rng, Check check) {
   for (const RandomCase& c : cases)
     for (auto metric : {CodebookMetric::inner_product, CodebookMetric::euclidean})
-      for (int variant = 0; variant < 3; ++variant) {  // plain, Mode A, Mode B
+      for (int variant = 0; variant < 3; ++variant) {
         Data d = random_data(c.B, c.T, c.G, c.K, c.Dg, seed++);
         CodebookAttrs a = variant == 0 ? attrs_k(c.k) : random_interventions(c, variant == 1, rng);
         a.metric = metric;
         std::ostringstream what;
         what << "B" << c.B << " T" << c.T << " G" << c.G << " K" << c.K << " Dg" << c.Dg << " k" << c.k << " "
              << metric_name(metric) << " variant " << variant;
-        Result ref = run_codebook("reference", a, d);
-        for (int threads : {1, 2}) {
-          Result fast = run_codebook("cpu", a, d, threads, /*constant_codes=*/threads == 2);
-          expect_fast_matches_reference(d, a, ref, fast, what.str() + " threads " + std::to_string(threads));
-          if (HasFatalFailure()) return;
-        }
+        if (!check(d, a, what.str())) return;
       }
+}
+
+const std::vector<RandomCase> kRandomCases = {
+    {1, 1, 1, 1, 1, 1},    {2, 7, 3, 37, 5, 4},      {1, 70, 2, 100, 16, 16}, {3, 33, 1, 17, 64, 1},
+    {2, 65, 4, 250, 8, 8}, {1, 129, 2, 1000, 64, 8}, {2, 5, 12, 300, 64, 8},  {1, 13, 1, 40, 3, 12},
+    {4, 31, 2, 16, 7, 2},  {1, 64, 1, 33, 96, 3},
+};
+
+TEST(CodebookFastKernel, MatchesReferenceOnRandomInputs) {
+  std::mt19937 rng(2024);
+  for_each_random_case(kRandomCases, 100, rng, [&](const Data& d, const CodebookAttrs& a, const std::string& what) {
+    Result ref = run_codebook("reference", a, d);
+    for (int threads : {1, 2}) {
+      Result fast = run_codebook("cpu", a, d, threads, /*constant_codes=*/threads == 2);
+      expect_fast_matches_reference(d, a, ref, fast, what + " threads " + std::to_string(threads));
+      if (HasFatalFailure()) return false;
+    }
+    return true;
+  });
 }
 
 TEST(CodebookFastKernel, EveryKFrom1To16) {
@@ -797,24 +807,13 @@ TEST(CodebookBf16Scoring, TheEnvironmentChoosesThePath) {
 
 TEST(CodebookBf16Scoring, EqualsF32OnRandomInputs) {
   if (!cpu_can_score_in_bf16()) GTEST_SKIP() << "no AVX512_BF16 (or CB_MAX_CPU_ISA=portable)";
-  const std::vector<RandomCase> cases = {
-      {1, 1, 1, 1, 1, 1},    {2, 7, 3, 37, 5, 4},      {1, 70, 2, 100, 16, 16}, {3, 33, 1, 17, 64, 1},
-      {2, 65, 4, 250, 8, 8}, {1, 129, 2, 1000, 64, 8}, {2, 5, 12, 300, 64, 8},  {1, 13, 1, 40, 3, 12},
-      {4, 31, 2, 16, 7, 2},  {1, 64, 1, 33, 96, 3},    {1, 20, 1, 2000, 33, 8},
-  };
+  std::vector<RandomCase> cases = kRandomCases;
+  cases.push_back({1, 20, 1, 2000, 33, 8});  // many panels, odd Dg
   std::mt19937 rng(31);
-  uint32_t seed = 900;
-  for (const RandomCase& c : cases)
-    for (auto metric : {CodebookMetric::inner_product, CodebookMetric::euclidean})
-      for (int variant = 0; variant < 3; ++variant) {  // plain, Mode A, Mode B
-        Data d = random_data(c.B, c.T, c.G, c.K, c.Dg, seed++);
-        CodebookAttrs a = variant == 0 ? attrs_k(c.k) : random_interventions(c, variant == 1, rng);
-        a.metric = metric;
-        std::ostringstream what;
-        what << "B" << c.B << " T" << c.T << " G" << c.G << " K" << c.K << " Dg" << c.Dg << " k" << c.k << " "
-             << metric_name(metric) << " variant " << variant;
-        expect_bf16_scoring_equals_f32(d, a, what.str());
-      }
+  for_each_random_case(cases, 900, rng, [](const Data& d, const CodebookAttrs& a, const std::string& what) {
+    expect_bf16_scoring_equals_f32(d, a, what);
+    return true;
+  });
 }
 
 // Codes closer together than bf16 can tell apart, and exact duplicates:

@@ -433,7 +433,7 @@ void sweep_f32(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
 }
 
 // ---------------------------------------------------------------------------
-// bf16 scoring (`--precision bf16`) with exact ids.
+// bf16 scoring with exact ids (where it is faster: cpu_codebook_scoring()).
 //
 // The sweep scores every code with VDPBF16PS on bf16 roundings of u and of
 // the packed codes (twice the multiply-adds per instruction of f32 FMAs on
@@ -746,8 +746,8 @@ class CodebookKernel : public Kernel {
     if (N == 0 || D == 0) return;
     const int threads = std::max(1, ctx.num_threads);
 
-    const bool bf16 = scoring_ == CodebookScoring::bf16 ||
-                      (scoring_ == CodebookScoring::automatic && K >= kMinCodesForBf16Scoring);
+    const bool bf16 =
+        scoring_ == CodebookScoring::bf16 || (scoring_ == CodebookScoring::automatic && K >= kMinCodesForBf16Scoring);
     if (!codes_constant_ || packed_from_ != codes.raw() || packed_.G != G || packed_.K != K || packed_.Dg != Dg ||
         packed_.metric != a.metric || packed_.bf16 != bf16) {
       pack_codebook(codes.data<float>(), G, K, Dg, a.metric, bf16, threads, packed_);

@@ -2,9 +2,8 @@
 // a fused score-and-select sweep over the codebook that never materialises
 // the [tokens x K] score matrix, parallel over (member, token block).
 #pragma once
-#include <memory>
-
 #include <cstdint>
+#include <memory>
 
 #include "backends/backend.h"
 

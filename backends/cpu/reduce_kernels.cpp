@@ -36,7 +36,8 @@ class ReduceSumSquareKernel : public FallbackKernel {
     const Tensor& x = ctx.in(0);
     // The fast case: every axis reduced (no axes given, noop_with_empty_axes
     // 0), f32 in and out.
-    const bool all_axes = !(ctx.inputs.size() > 1 && ctx.inputs[1]) && ctx.node.attr_int("noop_with_empty_axes", 0) == 0;
+    const bool all_axes =
+        !(ctx.inputs.size() > 1 && ctx.inputs[1]) && ctx.node.attr_int("noop_with_empty_axes", 0) == 0;
     Tensor& y = ctx.out(0);
     if (!all_axes || x.dtype() != DType::f32 || y.dtype() != DType::f32 || y.numel() != 1) return fall_back(ctx);
     const int64_t n = x.numel();
