@@ -700,13 +700,13 @@ class CodebookGradKernel : public GradKernel {
       if (m.ids[s] != -1) ++code_start_[size_t((s / k) % G * K + m.ids[s] + 1)];
     for (size_t c = 1; c < code_start_.size(); ++c) code_start_[c] += code_start_[c - 1];
     slot_order_.resize(size_t(code_start_.back()));
-    std::vector<int64_t> next(code_start_.begin(), code_start_.end() - 1);
+    next_slot_.assign(code_start_.begin(), code_start_.end() - 1);
     selected_.clear();
     for (int64_t s = 0; s < N * G * k; ++s)
       if (m.ids[s] != -1) {
         const size_t gc = size_t((s / k) % G * K + m.ids[s]);
-        if (next[gc] == code_start_[gc]) selected_.push_back(int64_t(gc));
-        slot_order_[size_t(next[gc]++)] = s / k;  // the (token, g) row of contrib
+        if (next_slot_[gc] == code_start_[gc]) selected_.push_back(int64_t(gc));
+        slot_order_[size_t(next_slot_[gc]++)] = s / k;  // the (token, g) row of contrib
       }
     const int64_t n = int64_t(selected_.size());
     const size_t bytes = size_t(code_start_.back() * Dg) * sizeof(float);
@@ -728,8 +728,8 @@ class CodebookGradKernel : public GradKernel {
     });
   }
 
-  // sum_code_gradients' buffers, kept between runs.
-  std::vector<int64_t> code_start_, slot_order_, selected_;
+  // sum_code_gradients' buffers, kept between runs (fresh memory is slow).
+  std::vector<int64_t> code_start_, next_slot_, slot_order_, selected_;
 };
 
 }  // namespace
