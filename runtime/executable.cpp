@@ -65,6 +65,8 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
       int s = slot(n->outputs[0]);
       ex->slots_[size_t(s)] = on_device;
       ex->is_constant_slot_[size_t(s)] = true;
+      if (ex->host_mirror_.size() <= size_t(s)) ex->host_mirror_.resize(size_t(s) + 1);
+      ex->host_mirror_[size_t(s)] = host;
       continue;
     }
     const OpSchema* schema = OpRegistry::global().find(n->domain, n->op_type);
@@ -210,7 +212,8 @@ bool same_bytes(const Tensor& t, const std::vector<uint8_t>& bytes) {
 
 }  // namespace
 
-bool Executable::cached_types(Step& st, const std::vector<const Tensor*>& in_values) {
+bool Executable::cached_types(Step& st, const std::vector<const Tensor*>& in_values,
+                              const std::vector<const Tensor*>& readable) {
   const Step::Sized& c = st.sized;
   if (!c.valid) return false;
   for (size_t i = 0; i < in_values.size(); ++i) {
@@ -224,13 +227,14 @@ bool Executable::cached_types(Step& st, const std::vector<const Tensor*>& in_val
   size_t r = 0;
   for (size_t i = 0; i < in_values.size(); ++i)
     if (c.values_read >> i & 1) {
-      if (!in_values[i] || !same_bytes(*in_values[i], c.read_values[r])) return false;
+      if (!readable[i] || !same_bytes(*readable[i], c.read_values[r])) return false;
       ++r;
     }
   return true;
 }
 
-void Executable::remember_types(Step& st, const std::vector<const Tensor*>& in_values, uint64_t values_read,
+void Executable::remember_types(Step& st, const std::vector<const Tensor*>& in_values,
+                                const std::vector<const Tensor*>& readable, uint64_t values_read,
                                 const std::vector<TensorType>& out_types) {
   Step::Sized& c = st.sized;
   c.out_dtypes.clear();
@@ -253,7 +257,11 @@ void Executable::remember_types(Step& st, const std::vector<const Tensor*>& in_v
     c.in_dtypes[i] = t.dtype();
     c.in_dims[i] = t.dims();
     if (values_read >> i & 1) {
-      const auto* p = static_cast<const uint8_t*>(t.raw());
+      if (!readable[i]) {  // inference cannot have read it; never cache what was not seen
+        c.valid = false;
+        break;
+      }
+      const auto* p = static_cast<const uint8_t*>(readable[i]->raw());
       if (t.nbytes() > kMaxCachedValueBytes)
         c.valid = false;
       else
@@ -427,7 +435,7 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
   plan_broken_ = false;
   std::vector<TensorType> in_types;
   std::vector<const TensorType*> in_type_ptrs;
-  std::vector<const Tensor*> in_values, infer_values;
+  std::vector<const Tensor*> in_values, readable;
   std::vector<Tensor*> out_ptrs;
   std::vector<const Buffer*> given;
   using Clock = std::chrono::steady_clock;
@@ -445,8 +453,16 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
       in_values[i] = &t;
     }
     check_devices(st, in_values);
+    // Inference reads host values only: a device input is read through its
+    // host mirror (a constant's), or not at all.
+    readable.assign(in_values.begin(), in_values.end());
+    for (size_t i = 0; i < readable.size(); ++i)
+      if (readable[i] && !readable[i]->device().is_host()) {
+        const size_t s = size_t(st.in_slots[i]);
+        readable[i] = s < host_mirror_.size() && host_mirror_[s].defined() ? &host_mirror_[s] : nullptr;
+      }
     bool kernel_sizes = st.sizes_own_outputs;
-    if (!kernel_sizes && !cached_types(st, in_values)) {
+    if (!kernel_sizes && !cached_types(st, in_values, readable)) {
       in_types.assign(st.in_slots.size(), TensorType{});
       in_type_ptrs.assign(st.in_slots.size(), nullptr);
       for (size_t i = 0; i < st.in_slots.size(); ++i) {
@@ -454,18 +470,14 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
         in_types[i] = TensorType{in_values[i]->dtype(), Shape::of(in_values[i]->dims())};
         in_type_ptrs[i] = &in_types[i];
       }
-      // Inference reads host values only: a device's bytes are not readable here.
-      infer_values.assign(in_values.begin(), in_values.end());
-      for (const Tensor*& t : infer_values)
-        if (t && !t->device().is_host()) t = nullptr;
       uint64_t values_read = 0;
-      std::vector<TensorType> out_types = infer_node(n, in_type_ptrs, infer_values, &values_read);
+      std::vector<TensorType> out_types = infer_node(n, in_type_ptrs, readable, &values_read);
       for (size_t o = 0; o < st.out_slots.size(); ++o) {
         const TensorType& ot = out_types[o];
         CB_CHECK(st.out_slots[o] < 0 || (ot.shape.is_static() && ot.dtype != DType::undefined),
                  n.describe() << ": could not size output " << o << " (" << ot.str() << ")");
       }
-      remember_types(st, in_values, values_read, out_types);
+      remember_types(st, in_values, readable, values_read, out_types);
     }
     out_ptrs.assign(st.out_slots.size(), nullptr);
     given.assign(st.out_slots.size(), nullptr);

@@ -113,9 +113,11 @@ class Executable {
   Executable() = default;
   void bind_inputs(const std::map<std::string, Tensor>& inputs);
   std::vector<Tensor> execute(const std::function<const Tensor*(const Value*)>* outer);
-  bool cached_types(Step& st, const std::vector<const Tensor*>& in_values);
-  void remember_types(Step& st, const std::vector<const Tensor*>& in_values, uint64_t values_read,
-                      const std::vector<TensorType>& out_types);
+  // `readable`: the inputs whose bytes the host may read (in_values, with a
+  // device input replaced by its host mirror, or null).
+  bool cached_types(Step& st, const std::vector<const Tensor*>& in_values, const std::vector<const Tensor*>& readable);
+  void remember_types(Step& st, const std::vector<const Tensor*>& in_values, const std::vector<const Tensor*>& readable,
+                      uint64_t values_read, const std::vector<TensorType>& out_types);
   Tensor allocate_output(const Step& st, size_t o, DType dtype, std::vector<int64_t> dims, int slot);
   void check_outputs_after(const Step& st, const std::vector<const Buffer*>& given);
   void finish_run();
@@ -130,6 +132,11 @@ class Executable {
   std::vector<Tensor> slots_;
   std::vector<int> input_slots_, output_slots_;
   std::vector<bool> is_constant_slot_;
+  // Per slot: the host constant behind a constant's device copy (undefined
+  // elsewhere). Shape inference reads it, so a device node whose output size
+  // depends on a constant index input (Reshape's shape, Slice's starts) can
+  // be sized without copying that input back every run.
+  std::vector<Tensor> host_mirror_;
   std::vector<bool> is_kept_slot_;  // graph inputs, outputs and captured values: never in the arena
   std::vector<std::pair<const Value*, int>> captured_slots_;  // values from enclosing graphs
   std::vector<DeviceMemory> memories_;

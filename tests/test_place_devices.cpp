@@ -163,6 +163,51 @@ TEST(PlaceDevices, CopiesAtEveryBoundaryOnlyOnce) {
   EXPECT_EQ(sim.copies_to_host, 1);
 }
 
+// Ops sized by a constant index input (Reshape's shape, Unsqueeze's axes)
+// run on the device: the runtime sizes them from the host constant behind
+// the index's device copy, so per run only x goes over and y comes back.
+TEST(PlaceDevices, OpsSizedByAConstantIndexRunOnTheDevice) {
+  auto unplaced = std::make_shared<Graph>();
+  Graph& g0 = *unplaced;
+  Value* x = g0.add_input("x", {DType::f32, Shape::of({2, 6})});
+  Value* shape = g0.add_constant("shape", Tensor::from_vector<int64_t>({3, 4}, {2}));
+  Value* w = g0.add_constant("w", test::random_tensor(DType::f32, {4, 5}));
+  Value* axes = g0.add_constant("axes", Tensor::from_vector<int64_t>({0}, {1}));
+  Value* r = g0.add_value("r");
+  g0.add_node("Reshape", {x, shape}, {r});
+  Value* m = g0.add_value("m");
+  g0.add_node("MatMul", {r, w}, {m});
+  Value* y = g0.add_value("y");
+  g0.add_node("Unsqueeze", {m, axes}, {y});
+  g0.outputs = {y};
+
+  auto g = clone_graph(*unplaced);
+  SimDeviceBackend sim({"Reshape", "MatMul", "Unsqueeze"});
+  const PlacementStats st = place_devices(*g, placement_target(sim));
+  EXPECT_EQ(st.placed, 3);
+  const CopyCounts copies = count_copies(*g);
+  EXPECT_EQ(copies.constants, 3);  // shape, w, axes: once, at compile time
+  EXPECT_EQ(copies.to_device, 1);  // x
+  EXPECT_EQ(copies.to_host, 1);    // y
+
+  auto reference = make_backend("reference");
+  CompileOptions opts;
+  opts.device_backend = &sim;
+  auto exe = Executable::compile(g, *reference, opts);
+  auto plain = Executable::compile(unplaced, *reference);
+  for (int run = 0; run < 3; ++run) {  // the later runs take the sizes from the cache
+    SCOPED_TRACE("run " + std::to_string(run));
+    std::map<std::string, Tensor> in = {{"x", test::random_tensor(DType::f32, {2, 6})}};
+    const int64_t to_device = sim.copies_to_device, to_host = sim.copies_to_host;
+    const std::vector<Tensor> got = exe->run(in), want = plain->run(in);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].dims(), (std::vector<int64_t>{1, 3, 5}));
+    EXPECT_TRUE(got[0].bitwise_equal(want[0]));
+    EXPECT_EQ(sim.copies_to_device - to_device, 1);
+    EXPECT_EQ(sim.copies_to_host - to_host, 1);
+  }
+}
+
 TEST(PlaceDevices, HostKernelGivenDeviceMemoryIsAnError) {
   auto reference = make_backend("reference");
   SimDeviceBackend sim({"MatMul"});
