@@ -270,6 +270,18 @@ void Executable::remember_types(Step& st, const std::vector<const Tensor*>& in_v
   }
 }
 
+void Executable::readable_inputs(const Step& st, const std::vector<const Tensor*>& in_values,
+                                 std::vector<const Tensor*>& readable) const {
+  // The host reads host values only: a device input is read through its
+  // host mirror (a constant's), or not at all.
+  readable.assign(in_values.begin(), in_values.end());
+  for (size_t i = 0; i < readable.size(); ++i)
+    if (readable[i] && !readable[i]->device().is_host()) {
+      const size_t s = size_t(st.in_slots[i]);
+      readable[i] = s < host_mirror_.size() && host_mirror_[s].defined() ? &host_mirror_[s] : nullptr;
+    }
+}
+
 Tensor Executable::allocate_output(const Step& st, size_t o, DType dtype, std::vector<int64_t> dims, int slot) {
   const Node& n = *st.node;
   SlotMemory& m = memory_[size_t(slot)];
@@ -453,16 +465,13 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
       in_values[i] = &t;
     }
     check_devices(st, in_values);
-    // Inference reads host values only: a device input is read through its
-    // host mirror (a constant's), or not at all.
-    readable.assign(in_values.begin(), in_values.end());
-    for (size_t i = 0; i < readable.size(); ++i)
-      if (readable[i] && !readable[i]->device().is_host()) {
-        const size_t s = size_t(st.in_slots[i]);
-        readable[i] = s < host_mirror_.size() && host_mirror_[s].defined() ? &host_mirror_[s] : nullptr;
-      }
     bool kernel_sizes = st.sizes_own_outputs;
+    // The inputs' readable bytes, only where the sizes cache compares values
+    // or inference runs (not on most steps of a repeated run).
+    bool have_readable = !kernel_sizes && (!st.sized.valid || st.sized.values_read != 0);
+    if (have_readable) readable_inputs(st, in_values, readable);
     if (!kernel_sizes && !cached_types(st, in_values, readable)) {
+      if (!have_readable) readable_inputs(st, in_values, readable);
       in_types.assign(st.in_slots.size(), TensorType{});
       in_type_ptrs.assign(st.in_slots.size(), nullptr);
       for (size_t i = 0; i < st.in_slots.size(); ++i) {

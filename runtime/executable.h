@@ -114,7 +114,9 @@ class Executable {
   void bind_inputs(const std::map<std::string, Tensor>& inputs);
   std::vector<Tensor> execute(const std::function<const Tensor*(const Value*)>* outer);
   // `readable`: the inputs whose bytes the host may read (in_values, with a
-  // device input replaced by its host mirror, or null).
+  // device input replaced by its host mirror, or null): readable_inputs.
+  void readable_inputs(const Step& st, const std::vector<const Tensor*>& in_values,
+                       std::vector<const Tensor*>& readable) const;
   bool cached_types(Step& st, const std::vector<const Tensor*>& in_values, const std::vector<const Tensor*>& readable);
   void remember_types(Step& st, const std::vector<const Tensor*>& in_values, const std::vector<const Tensor*>& readable,
                       uint64_t values_read, const std::vector<TensorType>& out_types);

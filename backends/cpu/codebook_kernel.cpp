@@ -69,7 +69,6 @@
 #include "backends/cpu/score_tile.h"
 #include "backends/cpu/score_tile_bf16.h"
 #include "ir/codebook.h"
-#include "ir/precision.h"
 #include "support/cpu_features.h"
 #include "support/error.h"
 #include "support/threads.h"
@@ -276,15 +275,13 @@ struct Scratch {
   std::vector<float> thr;                      // [rows] entry threshold of each list
   std::vector<const SiteInterventions*> skip;  // Mode A rows with ablated codes, else null
   std::vector<int64_t> final_ids;              // [rows][k] the selected (or forced) codes
-  // The bf16 sweep's: u as bf16 pairs [rows][Dp], the L-th best bf16 score
+  // The bf16 sweep's: u in bf16 [rows][2 Dp], the L-th best bf16 score
   // and the window below it that candidates stay within, and the candidates.
-  std::vector<uint32_t> u_pairs;
+  std::vector<uint16_t> u16;
   std::vector<float> tau;
   std::vector<double> window;
   std::vector<std::vector<Candidate>> candidates;
   std::vector<size_t> candidate_cap;
-  std::vector<const float*> exact_rows;  // the re-ranking's codes, scales, biases and scores
-  std::vector<float> exact_scale, exact_bias, exact;
   alignas(64) float tile[std::max(kTileRows * kPanel, kBf16TileRows* kBf16Panel)];
   uint32_t masks[std::max(kTileRows, kBf16TileRows)];
 
@@ -297,7 +294,7 @@ struct Scratch {
         thr(size_t(rows)),
         skip(size_t(rows)),
         final_ids(size_t(rows * k)),
-        u_pairs(bf16 ? size_t(rows * ((Dg + 1) / 2)) : 0),
+        u16(bf16 ? size_t(rows * ((Dg + 1) / 2) * 2) : 0),
         tau(bf16 ? size_t(rows) : 0),
         window(bf16 ? size_t(rows) : 0),
         candidates(bf16 ? size_t(rows) : 0),
@@ -475,28 +472,31 @@ inline float window_floor(float tau, double window) {
   return float(t - std::fabs(t) * 0x1p-22 - 0x1p-126);
 }
 
-// The f32 sweep's scores of n codes (rows[i] scaled by scale[i], plus
-// bias[i]), each in the sweep's order of operations: the bias, then one FMA
-// per element, as the AVX2 tile does per lane (bf16 scoring needs the AVX2
-// path, so the bits are the same). Eight codes at a time, so that eight
-// independent FMA chains hide each other's latency.
-__attribute__((target("fma"))) void exact_scores(const float* u, int64_t Dg, const float* const* rows,
-                                                 const float* scale, const float* bias, size_t n, float* out) {
+// Replaces the first n candidates' bf16 scores by the f32 sweep's scores
+// of their codes, each in the sweep's order of operations: the bias, then
+// one FMA per element of the packed row (row[d] * scale), as the AVX2 tile
+// does per lane (bf16 scoring needs the AVX2 path, so the bits are the
+// same). Eight codes at a time, so that eight independent FMA chains hide
+// each other's latency.
+__attribute__((target("fma"))) void exact_scores(const Problem& P, int64_t g, const float* u, Candidate* cands,
+                                                 size_t n) {
+  const PackedCodebook& pc = *P.packed;
+  const int64_t Dg = P.Dg;
   constexpr size_t kChains = 8;
   for (size_t i0 = 0; i0 < n; i0 += kChains) {
     const size_t m = std::min(kChains, n - i0);
-    float acc[kChains], sc[kChains];
+    float acc[kChains], scale[kChains];
     const float* row[kChains];
     for (size_t i = 0; i < kChains; ++i) {  // short groups repeat their first code
-      const size_t at = i0 + (i < m ? i : 0);
-      acc[i] = bias[at];
-      sc[i] = scale[at];
-      row[i] = rows[at];
+      const size_t at = size_t(g * P.K + cands[i0 + (i < m ? i : 0)].code);
+      acc[i] = pc.code_bias[at];
+      scale[i] = pc.metric == CodebookMetric::inner_product ? pc.inv_norm[at] : 1.0f;
+      row[i] = P.codes + int64_t(at) * Dg;
     }
     for (int64_t d = 0; d < Dg; ++d)
 #pragma GCC unroll 8
-      for (size_t i = 0; i < kChains; ++i) acc[i] = __builtin_fmaf(u[d], row[i][d] * sc[i], acc[i]);
-    for (size_t i = 0; i < m; ++i) out[i0 + i] = acc[i];
+      for (size_t i = 0; i < kChains; ++i) acc[i] = __builtin_fmaf(u[d], row[i][d] * scale[i], acc[i]);
+    for (size_t i = 0; i < m; ++i) cands[i0 + i].approx = acc[i];
   }
 }
 
@@ -526,23 +526,11 @@ size_t gather_candidates(const Problem& P, int64_t g, size_t row, Scratch& S) {
 // The second half: replaces the row's list by its best L of the n gathered
 // candidates by exact score, ties to the lower code.
 void rerank(const Problem& P, int64_t g, size_t row, size_t n, Scratch& S) {
-  const PackedCodebook& pc = *P.packed;
   std::vector<Candidate>& cands = S.candidates[row];
-  S.exact_rows.resize(n);
-  S.exact_scale.resize(n);
-  S.exact_bias.resize(n);
-  S.exact.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t at = g * P.K + cands[i].code;
-    S.exact_rows[i] = P.codes + at * P.Dg;
-    S.exact_scale[i] = pc.metric == CodebookMetric::inner_product ? pc.inv_norm[size_t(at)] : 1.0f;
-    S.exact_bias[i] = pc.code_bias[size_t(at)];
-  }
-  exact_scores(S.u.data() + int64_t(row) * P.Dg, P.Dg, S.exact_rows.data(), S.exact_scale.data(), S.exact_bias.data(),
-               n, S.exact.data());
+  exact_scores(P, g, S.u.data() + int64_t(row) * P.Dg, cands.data(), n);
   size_t kept = 0;
   for (size_t i = 0; i < n; ++i)  // NaN and -inf never enter the f32 sweep's list
-    if (S.exact[i] > kNegInf) cands[kept++] = {S.exact[i], cands[i].code};
+    if (cands[i].approx > kNegInf) cands[kept++] = cands[i];
   const size_t keep = std::min(kept, size_t(S.limit[row]));
   std::partial_sort(cands.begin(), cands.begin() + ptrdiff_t(keep), cands.begin() + ptrdiff_t(kept),
                     [](const Candidate& x, const Candidate& y) {
@@ -562,12 +550,11 @@ void sweep_bf16(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
   const int64_t Dg = P.Dg, Dp = pc.Dp;
   for (int64_t r = 0; r < rows; ++r) {
     const float* u = S.u.data() + r * Dg;
-    uint32_t* pairs = S.u_pairs.data() + r * Dp;
+    uint16_t* u16 = S.u16.data() + r * 2 * Dp;
     double norm2 = 0;
     for (int64_t d = 0; d < Dg; ++d) norm2 += double(u[d]) * u[d];
-    for (int64_t i = 0; i < Dp; ++i)
-      pairs[i] = uint32_t(bf16_round_bits(u[2 * i])) | uint32_t(2 * i + 1 < Dg ? bf16_round_bits(u[2 * i + 1]) : 0)
-                                                           << 16;
+    convert_to_bf16(u, u16, Dg);
+    if (Dg % 2) u16[Dg] = 0;
     const double window =
         2 * bf16_score_error(std::sqrt(norm2), pc.max_norm[size_t(g)], pc.max_abs_bias[size_t(g)], Dg);
     const size_t row = size_t(r);
@@ -590,7 +577,8 @@ void sweep_bf16(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
     }
     for (int64_t r0 = 0; r0 < rows; r0 += kBf16TileRows) {
       const int R = int(std::min<int64_t>(kBf16TileRows, rows - r0));
-      if (!kernels.by_rows[R - 1](S.u_pairs.data() + r0 * Dp, Dp, panel, bias, Dp, S.thr.data() + r0, S.tile, S.masks))
+      if (!kernels.by_rows[R - 1](S.u16.data() + r0 * 2 * Dp, 2 * Dp, panel, bias, Dp, S.thr.data() + r0, S.tile,
+                                  S.masks))
         continue;
       for (int rr = 0; rr < R; ++rr) {
         const size_t row = size_t(r0 + rr);

@@ -1,5 +1,6 @@
 #include "backends/cpu/reduce_kernels.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "backends/cpu/fallback_kernel.h"

@@ -1,5 +1,7 @@
 #include "backends/cpu/score_tile_bf16.h"
 
+#include <cstring>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define CB_SCORE_TILE_BF16_X86 1
@@ -13,7 +15,7 @@ namespace {
 
 #ifdef CB_SCORE_TILE_BF16_X86
 template <int R>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(const uint32_t* A, int64_t lda,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(const uint16_t* A, int64_t lda,
                                                                                const uint16_t* panel, const float* bias,
                                                                                int64_t Dp, const float* thr,
                                                                                float* tile, uint32_t* masks) {
@@ -29,7 +31,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(c
     const __m512bh p_hi = (__m512bh)_mm512_loadu_si512(panel + i * 2 * kBf16Panel + kBf16Panel);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512bh a = (__m512bh)_mm512_set1_epi32(int(A[r * lda + i]));
+      int32_t pair;  // (A[2i], A[2i+1]), the first in the low half
+      std::memcpy(&pair, A + r * lda + 2 * i, sizeof pair);
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(pair);
       lo[r] = _mm512_dpbf16_ps(lo[r], p_lo, a);
       hi[r] = _mm512_dpbf16_ps(hi[r], p_hi, a);
     }

@@ -8,9 +8,9 @@
 // Layout: a panel holds kBf16Panel columns; for every pair of rows (d, d+1)
 // of the column vectors it stores each column's two bf16 values side by
 // side, [Dp][kBf16Panel][2] with Dp = ceil(D / 2) (an odd D pads a zero
-// row). A row of A is given as Dp 32-bit words, each the bf16 pair
-// (A[2i], A[2i+1]) with the first in the low half, which the kernel
-// broadcasts against the panel's pair of rows.
+// row). A row of A is 2 Dp bf16 values (an odd D ends with a zero), whose
+// pairs (A[2i], A[2i+1]) the kernel broadcasts against the panel's pairs of
+// rows.
 //
 // The scores are approximate: they are the caller's to bound (the codebook
 // kernel re-ranks its candidates with exact f32 scores).
@@ -22,12 +22,12 @@ namespace cb {
 inline constexpr int kBf16Panel = 32;    // columns per panel: two 16-float vectors
 inline constexpr int kBf16TileRows = 8;  // rows per tile (16 accumulators)
 
-// Scores R rows of A (row stride lda words, Dp words each) against one
+// Scores R rows of A (row stride lda bf16 values, 2 Dp each) against one
 // panel: score[r][j] = bias[j] + the bf16 dot product of row r and column j.
 // masks[r] gets bit j when score[r][j] > thr[r]; when any bit is set, the
 // scores are stored in tile[r * kBf16Panel + j] and the function returns
 // true.
-using Bf16ScoreTileFn = bool (*)(const uint32_t* A, int64_t lda, const uint16_t* panel, const float* bias, int64_t Dp,
+using Bf16ScoreTileFn = bool (*)(const uint16_t* A, int64_t lda, const uint16_t* panel, const float* bias, int64_t Dp,
                                  const float* thr, float* tile, uint32_t* masks);
 
 struct Bf16ScoreTiles {
