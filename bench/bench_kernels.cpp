@@ -9,7 +9,9 @@
 #include <string>
 
 #include "backends/backend.h"
+#include "ir/builder.h"
 #include "ir/verifier.h"
+#include "passes/fold_attention_layouts.h"
 #include "passes/fuse_attention.h"
 #include "runtime/executable.h"
 #include "train/kmeans.h"
@@ -84,37 +86,41 @@ void codebook(benchmark::State& state, const char* metric, const char* scoring) 
       benchmark::Counter(2e-9 * double(tokens * K * G * Dg), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// One attention layer as exporters write it (Q Kt MatMul, * scale, + causal
-// mask [B,1,T,T], Softmax, @ V), unfused or fused into codebook.Attention
-// (passes/fuse_attention.h). Args: B, H, T, head size, threads, fused.
+// One attention layer as GPT-2's exporters write it: the fused QKV rows
+// [B, T, 3 H dh] split into Q, K, V, heads split out by Reshape + Transpose,
+// Q Kt MatMul, * scale, + causal mask [B,1,T,T], Softmax, @ V, heads merged
+// back into [B, T, H dh]. Unfused (0), fused into codebook.Attention (1,
+// passes/fuse_attention.h), or fused with its layouts folded (2: no Split or
+// Transpose copies, passes/fold_attention_layouts.h). Args: B, H, T, head
+// size, threads, fusion.
 void attention(benchmark::State& state) {
   const int64_t B = state.range(0), H = state.range(1), T = state.range(2), dh = state.range(3);
   auto g = std::make_shared<Graph>();
-  Value* q = g->add_input("q", {DType::f32, Shape::of({B, H, T, dh})});
-  Value* kt = g->add_input("kt", {DType::f32, Shape::of({B, H, dh, T})});
-  Value* v = g->add_input("v", {DType::f32, Shape::of({B, H, T, dh})});
+  Builder b(*g);
+  Value* qkv = g->add_input("qkv", {DType::f32, Shape::of({B, T, 3 * H * dh})});
   Value* mask = g->add_input("mask", {DType::f32, Shape::of({B, 1, T, T})});
-  auto val = [&](const char* name) { return g->add_value(name); };
-  Value *s = val("s"), *ss = val("ss"), *sm = val("sm"), *p = val("p"), *out = val("out");
-  g->add_node("MatMul", {q, kt}, {s});
-  g->add_node("Mul", {s, g->add_constant("scale", Tensor::scalar<float>(0.125f))}, {ss});
-  g->add_node("Add", {ss, mask}, {sm});
-  g->add_node("Softmax", {sm}, {p}, {{"axis", int64_t(-1)}});
-  g->add_node("MatMul", {p, v}, {out});
+  Node* split = g->add_node("Split", {qkv}, {g->add_value("q_rows"), g->add_value("k_rows"), g->add_value("v_rows")},
+                            {{"axis", int64_t(2)}, {"num_outputs", int64_t(3)}});
+  auto heads = [&](int i, std::vector<int64_t> perm) {
+    return b.transpose(b.reshape(split->outputs[size_t(i)], {B, T, H, dh}), perm);
+  };
+  Value* q = heads(0, {0, 2, 1, 3});
+  Value* kt = heads(1, {0, 2, 3, 1});
+  Value* v = heads(2, {0, 2, 1, 3});
+  Value* p = b.softmax(b.add(b.mul(b.matmul(q, kt), b.f32(0.125f)), mask));
+  Value* out = b.reshape(b.transpose(b.matmul(p, v), {0, 2, 1, 3}), {B, T, H * dh});
   g->outputs.push_back(out);
   infer_types(*g);
-  if (state.range(5)) fuse_attention(*g);
+  if (state.range(5) >= 1) fuse_attention(*g);
+  if (state.range(5) >= 2) fold_attention_layouts(*g);
   CompileOptions opts;
   opts.num_threads = int(state.range(4));
   auto ex = Executable::compile(g, *make_backend("cpu"), opts);
   Tensor m = Tensor::zeros(DType::f32, {B, 1, T, T});
-  for (int64_t b = 0; b < B; ++b)
+  for (int64_t bi = 0; bi < B; ++bi)
     for (int64_t i = 0; i < T; ++i)
-      for (int64_t j = i + 1; j < T; ++j) m.data<float>()[(b * T + i) * T + j] = std::numeric_limits<float>::lowest();
-  std::map<std::string, Tensor> in = {{"q", random_f32({B, H, T, dh})},
-                                      {"kt", random_f32({B, H, dh, T})},
-                                      {"v", random_f32({B, H, T, dh})},
-                                      {"mask", m}};
+      for (int64_t j = i + 1; j < T; ++j) m.data<float>()[(bi * T + i) * T + j] = std::numeric_limits<float>::lowest();
+  std::map<std::string, Tensor> in = {{qkv->name, random_f32({B, T, 3 * H * dh})}, {"mask", m}};
   for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
 }
 
@@ -137,10 +143,11 @@ void kmeans_step(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(attention)
-    ->ArgNames({"B", "H", "T", "dh", "threads", "fused"})
-    ->ArgsProduct({{1}, {12}, {128, 1024}, {64}, {1, 2}, {0, 1}})  // GPT-2 small 1x128, 1x1024
-    ->ArgsProduct({{8}, {8}, {128}, {64}, {1, 2}, {0, 1}})         // Pythia-70m 8x128
-    ->ArgsProduct({{8}, {16}, {128}, {4}, {1, 2}, {0, 1}})         // TinyStories-1M 8x128
+    ->ArgNames({"B", "H", "T", "dh", "threads", "fusion"})
+    ->ArgsProduct({{1}, {12}, {128, 1024}, {64}, {1, 2}, {0, 1, 2}})  // GPT-2 small 1x128, 1x1024
+    ->ArgsProduct({{8}, {12}, {128}, {64}, {2}, {0, 1, 2}})           // GPT-2 small 8x128
+    ->ArgsProduct({{8}, {8}, {128}, {64}, {1, 2}, {0, 1, 2}})         // Pythia-70m 8x128
+    ->ArgsProduct({{8}, {16}, {128}, {4}, {1, 2}, {0, 1, 2}})         // TinyStories-1M 8x128
     ->Unit(benchmark::kMillisecond);
 
 BENCHMARK(kmeans_step)

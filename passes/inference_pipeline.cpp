@@ -3,6 +3,7 @@
 #include "ir/graph_clone.h"
 #include "passes/bf16_matmuls.h"
 #include "passes/canonicalize.h"
+#include "passes/fold_attention_layouts.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_matmul_epilogue.h"
@@ -12,6 +13,7 @@ namespace cb {
 bool optimize_for_inference(Graph& g, Precision precision) {
   PassManager pm;
   pm.emplace<FuseAttentionPass>();  // first: the epilogue fusion would take the scores MatMul + mask Add
+  pm.emplace<FoldAttentionLayoutsPass>();
   pm.emplace<FuseGeluPass>();
   pm.emplace<FuseMatMulEpiloguePass>();
   pm.add(make_dead_code_elimination_pass());  // the Shape arithmetic of reshapes the fusion removed

@@ -6,9 +6,10 @@
 //
 //   fuse-attention         Q Kt MatMul, scale, mask, Softmax, probs V MatMul -> codebook.Attention
 //                          (a kv-cache graph's attention over [cache | new] is left as it is)
+//   fold-attention-layouts the head Transposes and the QKV Split around it -> its layout attributes
 //   fuse-gelu              decomposed GELUs -> Gelu
 //   fuse-matmul-epilogue   Gemm / MatMul (+ bias Add) (+ Gelu) -> codebook.FusedMatMul
-//   dead-code-elimination  the Shape ops that sized the Reshapes around Gemms
+//   dead-code-elimination  the Shape ops that sized the Reshapes around Gemms, the folded Transposes
 //   bf16-matmuls           (precision bf16 only) the matmuls multiply bf16 factors
 //
 // Values that are graph outputs (taps included) are never fused away, so a

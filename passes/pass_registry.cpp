@@ -7,6 +7,7 @@
 #include "passes/bf16_matmuls.h"
 #include "passes/canonicalize.h"
 #include "passes/codebook_sites.h"
+#include "passes/fold_attention_layouts.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
@@ -68,6 +69,9 @@ std::vector<PassInfo> build_registry() {
        }});
   r.push_back(plain<FuseAttentionPass>(
       "fuse-attention", "replaces Q Kt MatMul, scale, mask, Softmax and probs V MatMul by one codebook.Attention"));
+  r.push_back(plain<FoldAttentionLayoutsPass>(
+      "fold-attention-layouts",
+      "makes codebook.Attention read and write the head Transposes' and QKV Split's inputs and outputs in place"));
   r.push_back(plain<FuseGeluPass>("fuse-gelu", "replaces decomposed tanh/erf GELUs by one Gelu node"));
   r.push_back(plain<FuseLayerNormPass>(
       "fuse-layer-norm", "replaces decomposed LayerNorms (opset < 17 exports) by one LayerNormalization"));

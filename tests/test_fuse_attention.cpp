@@ -10,15 +10,20 @@
 //     which `codebook generate` runs unfused) is left alone;
 //   - GPT-Neo's local window at 2 x 100 tokens (several row and key blocks,
 //     skipped blocks left of the window, left padding) and GPT-2 at 3 x 128
-//     fused on 3 threads equal the unfused graph.
+//     fused (and their layouts folded) on 3 threads equal the unfused graph;
+//   - the inference graphs of the GPT-2 exports and GPT-Neo keep no Split or
+//     Transpose once the layouts fold.
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "frontend/npy.h"
 #include "frontend/onnx_import.h"
+#include "ir/attention.h"
 #include "ir/graph_clone.h"
+#include "passes/fold_attention_layouts.h"
 #include "passes/fuse_attention.h"
+#include "passes/inference_pipeline.h"
 #include "passes/insert_codebooks.h"
 #include "passes/interventions.h"
 #include "passes/kv_cache.h"
@@ -125,9 +130,33 @@ TEST(FuseAttention, LongSequencesMatchTheUnfusedGraph) {
     auto plain = import_onnx(model_path(c.model));
     auto fused = clone_graph(*plain);
     ASSERT_EQ(fuse_attention(*fused), 2);
+    EXPECT_GE(fold_attention_layouts(*fused), 2);
     auto in = padded_inputs(*plain, c.batch, c.seq, c.pad);
     const Tensor want = output(*plain, run_graph(plain, "cpu", in), "logits");
     EXPECT_LE(test::max_abs_diff(output(*fused, run_graph(fused, "cpu", in, 3), "logits"), want), 1e-4);
+    EXPECT_LE(test::max_abs_diff(output(*fused, run_graph(fused, "reference", in), "logits"), want), 1e-4);
+  }
+}
+
+// The layouts fold (passes/fold_attention_layouts.h): the inference graphs
+// of the GPT-2 exports (TorchScript, dynamo, Optimum) and GPT-Neo's keep no
+// Split or Transpose (they were only the heads' split and merge), and give
+// the unfused graph's logits on a padded batch. test_models compares the
+// same graphs with ONNX Runtime.
+TEST(FuseAttention, FoldedLayoutsLeaveNoCopies) {
+  for (const char* model : {"gpt2", "gpt2-dynamo", "gpt2-optimum", "gpt-neo"}) {
+    SCOPED_TRACE(model);
+    auto plain = import_onnx(model_path(model));
+    auto fused = inference_graph(plain);
+    EXPECT_EQ(count_op(*fused, "Transpose"), 0);
+    EXPECT_EQ(count_op(*fused, "Split"), 0);
+    int folded = 0;
+    for (auto& n : fused->nodes())
+      if (n->op_type == kAttentionOp) folded += n->has_attr("out_perm") && n->has_attr("q_perm");
+    EXPECT_EQ(folded, 2);
+    auto in = padded_inputs(*plain, 2, 70, {0, 9});
+    const Tensor want = output(*plain, run_graph(plain, "reference", in), "logits");
+    EXPECT_LE(test::max_abs_diff(output(*fused, run_graph(fused, "cpu", in, 2), "logits"), want), 1e-4);
     EXPECT_LE(test::max_abs_diff(output(*fused, run_graph(fused, "reference", in), "logits"), want), 1e-4);
   }
 }

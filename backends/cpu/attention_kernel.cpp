@@ -1,7 +1,7 @@
 // Fast CPU kernel of codebook.Attention (contract in ir/attention.h; the
 // reference kernel in backends/reference/attention.cpp is its oracle).
 //
-// Work split: every (b, h, block of kRows query rows) is one task of
+// Work split: every (b, h, chunk of kTaskRows query rows) is one task of
 // parallel_chunks (support/threads.h); a task's result does not depend on
 // the thread count. A task
 //  1. finds each row's live keys from the mask: the first and last key whose
@@ -10,17 +10,24 @@
 //     masked key scale * s + m rounds to m <= -1e30, whose exp relative to a
 //     row maximum >= kLiveRowMax is exactly 0. The causal upper triangle and
 //     the keys left of a local window are so never scored;
-//  2. walks the union of its rows' live ranges in blocks of kKeys keys: a
-//     register-tiled microkernel computes the [rows x keys] score tile
-//     (kTileRows rows x 2 vectors of keys, from the block's Kt columns packed
-//     contiguously), then each row scales it, adds the mask, and updates its running
-//     maximum, its sum of exp and its output accumulator (rescaled by
-//     exp(old max - new max)), adding p_j V[j, :] vectorised along dv;
-//  3. divides by the sum. A row with no live key, with a maximum below
-//     kLiveRowMax (every live key nearly masked: skipping would not be exact)
-//     or with a NaN or infinite sum is recomputed by the reference row
-//     (attention_row_reference), which reproduces the unfused graph: e.g. the
-//     uniform or NaN rows of fully masked (left-padded) query positions.
+//  2. packs the keys its rows see once, in blocks of kKeys keys [dh][kKeys]
+//     (Kt's columns, or key rows transposed 8 x 8), and the V rows (where
+//     they are rows of a wider tensor, as the folded layouts of
+//     passes/fold_attention_layouts.h read them);
+//  3. for each block of kRows rows, walks the union of their live ranges
+//     block by block: a register-tiled microkernel computes the
+//     [rows x keys] score tile (kTileRows rows x 2 vectors of keys), each row
+//     scales it, adds the mask, updates its running maximum and sum of exp
+//     (rescaling its output accumulator by exp(old max - new max)) and
+//     leaves its probabilities in the tile, then a second microkernel of the
+//     same shape adds P V to the accumulators;
+//  4. divides by the sum. A row with no live key, with a maximum below
+//     kLiveRowMax (every live key nearly masked: skipping would not be exact),
+//     with a NaN or infinite sum, or with a non-finite accumulator (an inf or
+//     NaN in V, perhaps at a key of probability 0) is recomputed by the
+//     reference row (attention_row_reference), which reproduces the unfused
+//     graph: e.g. the uniform or NaN rows of fully masked (left-padded) query
+//     positions.
 // Vectors are simd::Vec (backends/cpu/vec_math.h: 8 lanes with AVX2, one
 // float in portable builds); exp is simd::exp_approx (< 1 ulp).
 #include "backends/cpu/attention_kernel.h"
@@ -42,7 +49,8 @@ namespace {
 
 using namespace simd;
 
-constexpr int64_t kRows = 32;              // query rows per task
+constexpr int64_t kTaskRows = 128;         // query rows per task (their keys packed once)
+constexpr int64_t kRows = 32;              // query rows per block of a task
 constexpr int64_t kKeys = 64;              // keys per block: the score tile is kRows x kKeys
 constexpr int64_t kTileRows = 4;           // rows of the microkernel's register tile
 constexpr int64_t kTileKeys = 2 * kWidth;  // keys of the register tile
@@ -94,25 +102,64 @@ void score_block(const float* const* q, int64_t rows, int64_t dh, const float* k
   }
 }
 
-// acc[0, ne) += sum_{j in [from, to)} p[j] v[j * ld, 0..ne) with NV vectors
-// of accumulators held in registers (ne <= NV * kWidth).
-template <int NV>
-void accumulate_pv(const float* p, int64_t from, int64_t to, const float* v, int64_t ld, int64_t ne, float* acc) {
-  Vec a[NV];
-  for (int k = 0; k < NV; ++k) a[k] = load_n(acc + k * kWidth, ne - k * kWidth);
-  for (int64_t j = from; j < to; ++j) {
-    if (p[j] == 0.f) continue;  // a masked key: nothing to add
-    const Vec pj = splat(p[j]);
-    const float* vr = v + j * ld;
-    for (int k = 0; k < NV; ++k) a[k] = madd(pj, load_n(vr + k * kWidth, ne - k * kWidth), a[k]);
+// acc[r][0, ne) += sum_{j in [from, to)} p[r][j] v[j][0, ne) for R rows and
+// ne <= kTileKeys columns: the probabilities' register tile, as score_tile.
+// p rows are kKeys apart, acc rows ld_acc, v rows ld_v.
+template <int R>
+void pv_tile(const float* p, int64_t from, int64_t to, const float* v, int64_t ld_v, int64_t ne, float* acc,
+             int64_t ld_acc) {
+  Vec a[R][2];
+  const int64_t n0 = std::min(ne, kWidth), n1 = ne - n0;
+  for (int r = 0; r < R; ++r) {
+    a[r][0] = load_n(acc + r * ld_acc, n0);
+    a[r][1] = n1 > 0 ? load_n(acc + r * ld_acc + kWidth, n1) : splat(0.f);
   }
-  for (int k = 0; k < NV; ++k) store_n(acc + k * kWidth, a[k], ne - k * kWidth);
+  for (int64_t j = from; j < to; ++j) {
+    const float* vr = v + j * ld_v;
+    const Vec v0 = load_n(vr, n0);
+    const Vec v1 = n1 > 0 ? load_n(vr + kWidth, n1) : splat(0.f);
+    for (int r = 0; r < R; ++r) {
+      const Vec pj = splat(p[r * kKeys + j]);
+      a[r][0] = madd(pj, v0, a[r][0]);
+      a[r][1] = madd(pj, v1, a[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    store_n(acc + r * ld_acc, a[r][0], n0);
+    if (n1 > 0) store_n(acc + r * ld_acc + kWidth, a[r][1], n1);
+  }
 }
 
-constexpr int64_t kPvChunk = 8 * kWidth;  // dv handled per accumulate_pv call
-using PvKernel = void (*)(const float*, int64_t, int64_t, const float*, int64_t, int64_t, float*);
-constexpr PvKernel kPvKernels[] = {accumulate_pv<1>, accumulate_pv<2>, accumulate_pv<3>, accumulate_pv<4>,
-                                   accumulate_pv<5>, accumulate_pv<6>, accumulate_pv<7>, accumulate_pv<8>};
+// kp[e][j] = key j's element e (kp rows kKeys apart) for n keys `ld` apart
+// whose elements are `step` apart: 8 x 8 register transposes where the
+// elements are contiguous.
+void pack_key_rows(const float* key, int64_t ld, int64_t step, int64_t n, int64_t dh, float* kp) {
+  int64_t j = 0;
+#ifdef CB_SIMD_AVX2
+  if (step == 1)
+    for (; j + 8 <= n; j += 8)
+      for (int64_t e = 0; e + 8 <= dh; e += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(key + (j + i) * ld + e);
+        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        const __m256 out[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
+                               _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
+                               _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
+                               _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
+        for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kp + (e + i) * kKeys + j, out[i]);
+      }
+  if (dh % 8 != 0) j = 0;  // the 8 x 8 blocks covered whole keys only when dh is a multiple of 8
+#endif
+  for (; j < n; ++j)
+    for (int64_t e = 0; e < dh; ++e) kp[e * kKeys + j] = key[j * ld + e * step];
+}
 
 // One row's state across key blocks.
 struct RowState {
@@ -122,7 +169,7 @@ struct RowState {
 
 // Scratch of one task, reused by the tasks a thread runs.
 struct Scratch {
-  std::vector<float> scores, acc, mask_row, kt_pack;
+  std::vector<float> scores, acc, mask_row, kt_pack, v_pack, q_pack;
   std::vector<RowState> rows;
 };
 
@@ -143,11 +190,17 @@ void live_range(const AttentionCall& c, const float* m, RowState& st) {
 
 // Row r of a block of n keys from j0: x = scale * s + m (-inf where masked
 // or outside the row's live range), then the online-softmax update of the
-// row's state and accumulator. `m` is the row's mask, contiguous along the keys.
-void update_row(const AttentionCall& c, RowState& st, float* s, const float* m, int64_t j0, int64_t n, const float* v,
-                float* acc) {
+// row's state (its accumulator rescaled to the new maximum). Leaves the
+// row's probabilities in s[0, n): exp(x - max), 0 outside the live range.
+// `m` is the row's mask, contiguous along the keys.
+void softmax_row(const AttentionCall& c, RowState& st, float* s, const float* m, int64_t j0, int64_t n, float* acc) {
   const int64_t from = std::max<int64_t>(st.lo - j0, 0), to = std::min<int64_t>(st.hi - j0, n);
-  if (from >= to) return;
+  if (from >= to) {
+    std::fill(s, s + n, 0.f);
+    return;
+  }
+  std::fill(s, s + from, 0.f);
+  std::fill(s + to, s + n, 0.f);
   const Vec scale = splat(c.scale), neg_inf = splat(kNegInf), masked = splat(kAttentionMasked);
   // x = scale * s + m (-inf where m masks), and the block's maximum; lanes
   // past `to` are computed but neither stored nor counted.
@@ -172,7 +225,10 @@ void update_row(const AttentionCall& c, RowState& st, float* s, const float* m, 
   float block_max = kNegInf;
   for (float l : lanes) block_max = l > block_max ? l : block_max;
   const float new_max = std::max(st.max, block_max);
-  if (new_max == kNegInf) return;  // nothing live yet
+  if (new_max == kNegInf) {  // nothing live yet
+    std::fill(s + from, s + to, 0.f);
+    return;
+  }
   const int64_t dv = c.d.dv;
   if (new_max > st.max) {
     const float corr = st.max == kNegInf ? 0.f : std::exp(st.max - new_max);
@@ -201,30 +257,57 @@ void update_row(const AttentionCall& c, RowState& st, float* s, const float* m, 
   store(lanes, vsum);
   for (float l : lanes) sum += l;
   st.sum += sum;
-  // acc += sum_j p_j V[j0 + j, :], up to 8 vectors of dv at a time in registers.
-  for (int64_t e0 = 0; e0 < dv; e0 += kPvChunk) {
-    const int64_t ne = std::min(kPvChunk, dv - e0);
-    kPvKernels[(ne + kWidth - 1) / kWidth - 1](s, from, to, v + j0 * dv + e0, dv, ne, acc + e0);
+}
+
+// acc[r] += sum_j p[r][j] V[j] for the block's rows [0, rows) (p rows kKeys
+// apart, acc rows dv apart), in register tiles of kTileRows rows x
+// kTileKeys columns over the keys some row of the tile sees.
+void pv_block(const float* p, const RowState* st, int64_t rows, int64_t j0, int64_t n, const float* v, int64_t ld_v,
+              int64_t dv, float* acc) {
+  for (int64_t r = 0; r < rows; r += kTileRows) {
+    const int64_t tile = std::min(kTileRows, rows - r);
+    int64_t from = n, to = 0;
+    for (int64_t t = r; t < r + tile; ++t) {
+      from = std::min(from, std::max<int64_t>(st[t].lo - j0, 0));
+      to = std::max(to, std::min<int64_t>(st[t].hi - j0, n));
+    }
+    if (from >= to) continue;
+    for (int64_t e = 0; e < dv; e += kTileKeys) {
+      const int64_t ne = std::min(kTileKeys, dv - e);
+      if (tile == kTileRows) {
+        pv_tile<kTileRows>(p + r * kKeys, from, to, v + e, ld_v, ne, acc + r * dv + e, dv);
+      } else {
+        for (int64_t t = r; t < r + tile; ++t)
+          pv_tile<1>(p + t * kKeys, from, to, v + e, ld_v, ne, acc + t * dv + e, dv);
+      }
+    }
   }
 }
 
-// Rows [i0, i1) of head (b, h).
+// Rows [i0, i1) of head (b, h), at most kTaskRows: the keys they see are
+// packed once, then each block of kRows rows walks them block by block.
 void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, int64_t i1, Scratch& sc) {
   const AttentionDims& d = c.d;
   const int64_t rows = i1 - i0;
   sc.scores.resize(size_t(kRows * kKeys));
-  sc.kt_pack.resize(size_t(d.dh * kKeys));
+  const bool pack_q = c.q_t != d.dh;  // rows of a wider tensor: copied together, off a few L1 sets
+  if (pack_q) sc.q_pack.resize(size_t(rows * d.dh));
   sc.acc.assign(size_t(rows * d.dv), 0.f);
   sc.rows.assign(size_t(rows), RowState{});
-  const float* kt = c.kt_head(b, h);
+  const float* k = c.k_head(b, h);
   const float* v = c.v_head(b, h);
-  const float* q[kRows];
-  const float* masks[kRows];
+  const float* q[kTaskRows];
+  const float* masks[kTaskRows];
   const bool contiguous_mask = c.m_j == 1;
   if (c.mask && !contiguous_mask) sc.mask_row.resize(size_t(rows * d.S));
   int64_t lo = d.S, hi = 0;
   for (int64_t r = 0; r < rows; ++r) {
     q[r] = c.q_row(b, h, i0 + r);
+    if (pack_q) {
+      float* copy = sc.q_pack.data() + r * d.dh;
+      std::memcpy(copy, q[r], size_t(d.dh) * sizeof(float));
+      q[r] = copy;
+    }
     const float* m = c.mask_row(b, h, i0 + r);
     if (m && !contiguous_mask) {  // a mask broadcast along the keys: one contiguous copy
       float* copy = sc.mask_row.data() + r * d.S;
@@ -239,37 +322,69 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
       hi = std::max(hi, st.hi);
     }
   }
-  for (int64_t j0 = lo; j0 < hi; j0 += kKeys) {
-    const int64_t n = std::min(kKeys, hi - j0);
-    // Rows whose live range meets this block, as one run [r0, r1).
-    int64_t r0 = rows, r1 = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-      const RowState& st = sc.rows[size_t(r)];
-      if (st.lo < j0 + n && st.hi > j0) {
-        r0 = std::min(r0, r);
-        r1 = r + 1;
-      }
+  if (lo >= hi) lo = hi = 0;
+  // The keys [lo, hi) packed in blocks of [dh][kKeys]: Kt's rows are S
+  // floats apart, a multiple of 4 KiB for long sequences, which would map
+  // every row of a block to the same L1 set; keys given as rows (a
+  // [B, S, H, dh] input) are transposed into it. V rows further apart than a
+  // row (read out of wider [B, T, ...] rows) are copied together likewise.
+  const int64_t key_blocks = (hi - lo + kKeys - 1) / kKeys;
+  sc.kt_pack.resize(size_t(key_blocks * d.dh * kKeys));
+  for (int64_t kb = 0; kb < key_blocks; ++kb) {
+    const int64_t j0 = lo + kb * kKeys, n = std::min(kKeys, hi - j0);
+    float* kp = sc.kt_pack.data() + kb * d.dh * kKeys;
+    if (c.k_s == 1) {
+      for (int64_t e = 0; e < d.dh; ++e) std::memcpy(kp + e * kKeys, k + e * c.k_e + j0, size_t(n) * sizeof(float));
+    } else {
+      pack_key_rows(k + j0 * c.k_s, c.k_s, c.k_e, n, d.dh, kp);
     }
-    if (r0 >= r1) continue;
-    // The block's keys packed [dh][kKeys]: Kt's rows are S floats apart, a
-    // multiple of 4 KiB for long sequences, which would map every row of the
-    // block to the same L1 set.
-    float* kp = sc.kt_pack.data();
-    for (int64_t e = 0; e < d.dh; ++e) std::memcpy(kp + e * kKeys, kt + e * d.S + j0, size_t(n) * sizeof(float));
-    score_block(q + r0, r1 - r0, d.dh, kp, kKeys, n, sc.scores.data() + r0 * kKeys);
-    for (int64_t r = r0; r < r1; ++r)
-      update_row(c, sc.rows[size_t(r)], sc.scores.data() + r * kKeys, masks[r], j0, n, v, sc.acc.data() + r * d.dv);
+  }
+  const float* vs = v + lo * c.v_s;  // V row lo
+  int64_t ld_v = c.v_s;
+  if (c.v_s != d.dv) {
+    sc.v_pack.resize(size_t((hi - lo) * d.dv));
+    for (int64_t j = lo; j < hi; ++j)
+      std::memcpy(sc.v_pack.data() + (j - lo) * d.dv, v + j * c.v_s, size_t(d.dv) * sizeof(float));
+    vs = sc.v_pack.data();
+    ld_v = d.dv;
+  }
+  for (int64_t rb = 0; rb < rows; rb += kRows) {
+    const int64_t block_rows = std::min(kRows, rows - rb);
+    for (int64_t kb = 0; kb < key_blocks; ++kb) {
+      const int64_t j0 = lo + kb * kKeys, n = std::min(kKeys, hi - j0);
+      // Rows of this row block whose live range meets this key block, as one run [r0, r1).
+      int64_t r0 = rb + block_rows, r1 = rb;
+      for (int64_t r = rb; r < rb + block_rows; ++r) {
+        const RowState& st = sc.rows[size_t(r)];
+        if (st.lo < j0 + n && st.hi > j0) {
+          r0 = std::min(r0, r);
+          r1 = r + 1;
+        }
+      }
+      if (r0 >= r1) continue;
+      float* scores = sc.scores.data() + (r0 - rb) * kKeys;
+      score_block(q + r0, r1 - r0, d.dh, sc.kt_pack.data() + kb * d.dh * kKeys, kKeys, n, scores);
+      for (int64_t r = r0; r < r1; ++r)
+        softmax_row(c, sc.rows[size_t(r)], scores + (r - r0) * kKeys, masks[r], j0, n, sc.acc.data() + r * d.dv);
+      pv_block(scores, sc.rows.data() + r0, r1 - r0, j0, n, vs + (j0 - lo) * ld_v, ld_v, d.dv,
+               sc.acc.data() + r0 * d.dv);
+    }
   }
   for (int64_t r = 0; r < rows; ++r) {
     const RowState& st = sc.rows[size_t(r)];
     float* out = c.out_row(b, h, i0 + r);
-    const bool exact = st.max >= kLiveRowMax && st.sum > 0 && st.sum < std::numeric_limits<float>::infinity();
+    const float* acc = sc.acc.data() + r * d.dv;
+    // A non-finite accumulator: an inf or NaN in V, which may sit at a key of
+    // probability 0 (0 * inf = NaN in the tile, nothing in the graph).
+    float finite = 0;
+    for (int64_t e = 0; e < d.dv; ++e) finite += acc[e] * 0.f;
+    const bool exact =
+        st.max >= kLiveRowMax && st.sum > 0 && st.sum < std::numeric_limits<float>::infinity() && finite == 0;
     if (!exact) {
       attention_row_reference(c, b, h, i0 + r, out);
       continue;
     }
     const float inv = 1.f / st.sum;
-    const float* acc = sc.acc.data() + r * d.dv;
     for (int64_t e = 0; e < d.dv; ++e) out[e] = acc[e] * inv;
   }
 }
@@ -284,15 +399,15 @@ void attention_kernel(KernelContext& ctx) {
         for (int64_t i = 0; i < d.T; ++i) attention_row_reference(c, b, h, i, c.out_row(b, h, i));
     return;
   }
-  const int64_t blocks = (d.T + kRows - 1) / kRows;
+  const int64_t blocks = (d.T + kTaskRows - 1) / kTaskRows;
   const int64_t tasks = d.B * d.H * blocks;
   const size_t flops = size_t(d.B * d.H) * size_t(d.T) * size_t(d.S) * size_t(d.dh + d.dv);
   parallel_chunks(tasks, flops, size_t(kMinParallelFlops), ctx.num_threads, [&](int64_t begin, int64_t end) {
     thread_local Scratch sc;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t blk = t % blocks, bh = t / blocks;
-      const int64_t i0 = blk * kRows;
-      attention_task(c, bh / d.H, bh % d.H, i0, std::min(d.T, i0 + kRows), sc);
+      const int64_t i0 = blk * kTaskRows;
+      attention_task(c, bh / d.H, bh % d.H, i0, std::min(d.T, i0 + kTaskRows), sc);
     }
   });
 }

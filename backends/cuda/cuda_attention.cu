@@ -24,8 +24,8 @@ __global__ void attention_kernel(AttentionCall a) {
   const AttentionDims d = a.d;
   const long long row = blockIdx.x;  // (b * H + h) * T + i
   const long long i = row % d.T, bh = row / d.T, h = bh % d.H, b = bh / d.H;
-  const float* q_row = a.q + b * a.q_b + h * a.q_h + i * d.dh;
-  const float* k_head = a.kt + b * a.kt_b + h * a.kt_h;
+  const float* q_row = a.q + b * a.q_b + h * a.q_h + i * a.q_t;
+  const float* k_head = a.k + b * a.k_b + h * a.k_h;
   const float* v_head = a.v + b * a.v_b + h * a.v_h;
   const float* m_row = a.mask ? a.mask + b * a.m_b + h * a.m_h + i * a.m_i : nullptr;
   float* q_s = shared;
@@ -37,7 +37,7 @@ __global__ void attention_kernel(AttentionCall a) {
   float mx = -INFINITY;
   for (long long j = threadIdx.x; j < d.S; j += blockDim.x) {
     float dot = 0;
-    for (long long e = 0; e < d.dh; ++e) dot += q_s[e] * k_head[e * d.S + j];
+    for (long long e = 0; e < d.dh; ++e) dot += q_s[e] * k_head[e * a.k_e + j * a.k_s];
     float s = a.scale * dot;
     if (m_row) s += m_row[j * a.m_j];
     p[j] = s;
@@ -58,13 +58,13 @@ __global__ void attention_kernel(AttentionCall a) {
   }
   __syncthreads();
 
-  float* out_row = a.out + row * d.dv;
+  float* out_row = a.out + b * a.o_b + h * a.o_h + i * a.o_t;
   const long long groups = d.dv >= blockDim.x ? 1 : blockDim.x / d.dv;
   if (groups == 1) {
     for (long long e = threadIdx.x; e < d.dv; e += blockDim.x) {
       float acc = 0;
       for (long long j = 0; j < d.S; ++j)
-        if (p[j] != 0) acc += p[j] * v_head[j * d.dv + e];
+        if (p[j] != 0) acc += p[j] * v_head[j * a.v_s + e];
       out_row[e] = acc;
     }
     return;
@@ -74,7 +74,7 @@ __global__ void attention_kernel(AttentionCall a) {
   float acc = 0;
   if (g < groups)
     for (long long j = g; j < d.S; j += groups)
-      if (p[j] != 0) acc += p[j] * v_head[j * d.dv + e];
+      if (p[j] != 0) acc += p[j] * v_head[j * a.v_s + e];
   partial[threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.x < d.dv) {
@@ -89,11 +89,7 @@ class AttentionKernel : public Kernel {
   AttentionKernel(const Node&, const Launch& l) : launch_(l) {}
   void run(KernelContext& ctx) override {
     const Node& node = ctx.node;
-    const Tensor &q = ctx.in(0), &kt = ctx.in(1), &v = ctx.in(2);
     const AttentionCall a = attention_call(ctx);
-    CB_CHECK(kt.dim(2) == a.d.dh && v.dim(2) == a.d.S, node.describe() << ": Q " << dims_str(q.dims()) << ", Kt "
-                                                                       << dims_str(kt.dims()) << " and V "
-                                                                       << dims_str(v.dims()) << " do not fit together");
     const long long rows = a.d.B * a.d.H * a.d.T;
     if (rows == 0 || a.d.dv == 0) return;
     const size_t shared = size_t(a.d.dh + a.d.S) * sizeof(float);

@@ -12,71 +12,114 @@ namespace cb {
 
 struct AttentionCall {
   AttentionDims d;
-  const float* q = nullptr;     // [.., T, dh] rows of Q
-  const float* kt = nullptr;    // [.., dh, S]
-  const float* v = nullptr;     // [.., S, dv]
+  const float* q = nullptr;     // Q [B, H, T, dh], dh contiguous
+  const float* k = nullptr;     // keys: element e of key j of a head at e * k_e + j * k_s
+  const float* v = nullptr;     // V [B, H, S, dv], dv contiguous
   const float* mask = nullptr;  // null without a mask
-  // Element strides of the B and H dims (0 where that input broadcasts).
-  int64_t q_b = 0, q_h = 0, kt_b = 0, kt_h = 0, v_b = 0, v_h = 0;
+  // Element strides of the inputs' [B, H] dims (0 where that input
+  // broadcasts), of their rows, and of the keys' two axes; they follow the
+  // layout attributes (ir/attention.h), e.g. q_t = 3 * H * dh for Q read out
+  // of GPT-2's fused QKV projection.
+  int64_t q_b = 0, q_h = 0, q_t = 0, k_b = 0, k_h = 0, k_e = 0, k_s = 0, v_b = 0, v_h = 0, v_s = 0;
   // The mask's strides for [B, H, T, S] (0 along broadcast dims).
   int64_t m_b = 0, m_h = 0, m_i = 0, m_j = 0;
   float scale = 1.f;
   bool nan_to_zero = false;
-  float* out = nullptr;  // [B, H, T, dv]
+  float* out = nullptr;  // [B, H, T, dv] through the strides below, dv contiguous
+  int64_t o_b = 0, o_h = 0, o_t = 0;
 
-  const float* q_row(int64_t b, int64_t h, int64_t i) const { return q + b * q_b + h * q_h + i * d.dh; }
-  const float* kt_head(int64_t b, int64_t h) const { return kt + b * kt_b + h * kt_h; }
+  const float* q_row(int64_t b, int64_t h, int64_t i) const { return q + b * q_b + h * q_h + i * q_t; }
+  const float* k_head(int64_t b, int64_t h) const { return k + b * k_b + h * k_h; }
   const float* v_head(int64_t b, int64_t h) const { return v + b * v_b + h * v_h; }
   // Row i of the mask (stride m_j along the keys), or null without a mask.
   const float* mask_row(int64_t b, int64_t h, int64_t i) const {
     return mask ? mask + b * m_b + h * m_h + i * m_i : nullptr;
   }
-  float* out_row(int64_t b, int64_t h, int64_t i) const { return out + ((b * d.H + h) * d.T + i) * d.dv; }
+  float* out_row(int64_t b, int64_t h, int64_t i) const { return out + b * o_b + h * o_h + i * o_t; }
 };
 
 // The call of a codebook.Attention kernel context (shapes as its schema
 // checked them). Inline: the CUDA kernel (backends/cuda/cuda_attention.cu)
 // reads the same call, and its library does not link this one.
 inline AttentionCall attention_call(const KernelContext& ctx) {
-  const Tensor& q = ctx.in(0);
-  const Tensor& kt = ctx.in(1);
-  const Tensor& v = ctx.in(2);
-  const Tensor* mask = ctx.inputs.size() > 3 ? ctx.inputs[3] : nullptr;
+  const AttentionLayout layout = attention_layout(ctx.node);
   Tensor& out = ctx.out(0);
-  AttentionCall c;
-  c.d.B = out.dim(0);
-  c.d.H = out.dim(1);
-  c.d.T = q.dim(2);
-  c.d.dh = q.dim(3);
-  c.d.S = kt.dim(3);
-  c.d.dv = v.dim(3);
-  c.q = q.data<float>();
-  c.kt = kt.data<float>();
-  c.v = v.data<float>();
-  c.out = out.data<float>();
-  // Strides of the leading [B, H] dims of a rank-4 input whose inner block is
-  // `inner` elements; 0 where the dim is 1 (broadcast).
-  auto lead = [](const Tensor& t, int64_t inner, int64_t& sb, int64_t& sh) {
-    sh = t.dim(1) == 1 ? 0 : inner;
-    sb = t.dim(0) == 1 ? 0 : t.dim(1) * inner;
-  };
-  lead(q, c.d.T * c.d.dh, c.q_b, c.q_h);
-  lead(kt, c.d.dh * c.d.S, c.kt_b, c.kt_h);
-  lead(v, c.d.S * c.d.dv, c.v_b, c.v_h);
-  if (mask && mask->defined()) {
-    c.mask = mask->data<float>();
-    int64_t dims[4] = {1, 1, 1, 1}, strides[4] = {0, 0, 0, 0};
-    const int64_t r = int64_t(mask->rank());
-    for (int64_t a = 0; a < r; ++a) dims[4 - r + a] = mask->dim(size_t(a));
+  // Contiguous element strides of a rank-4 tensor.
+  auto strides_of = [](const Tensor& t, int64_t(&st)[4]) {
     int64_t stride = 1;
     for (int a = 3; a >= 0; --a) {
-      strides[a] = dims[a] == 1 ? 0 : stride;
-      stride *= dims[a];
+      st[a] = stride;
+      stride *= t.dim(size_t(a));
     }
-    c.m_b = strides[0];
-    c.m_h = strides[1];
-    c.m_i = strides[2];
-    c.m_j = strides[3];
+  };
+  // Input i's logical dims and strides (Transpose(input, perm)), its head
+  // offset applied to the base pointer; stride 0 along a broadcast dim.
+  int64_t dims[3][4], strides[3][4];
+  const float* base[3];
+  for (size_t i = 0; i < 3; ++i) {
+    const Tensor& t = ctx.in(i);
+    const AttentionLayout::Perm& perm = layout.perm(i);
+    int64_t st[4];
+    strides_of(t, st);
+    for (size_t a = 0; a < 4; ++a) {
+      dims[i][a] = t.dim(size_t(perm[a]));
+      strides[i][a] = st[perm[a]];
+    }
+    base[i] = t.data<float>() + layout.head_offsets[i] * strides[i][1];
+    if (layout.num_heads > 0 && !(dims[i][1] == 1 && layout.head_offsets[i] == 0)) dims[i][1] = layout.num_heads;
+    for (size_t a = 0; a < 2; ++a)
+      if (dims[i][a] == 1) strides[i][a] = 0;
+  }
+  AttentionCall c;
+  // Numpy broadcast of the three inputs' B and H (the schema checked they fit).
+  auto broadcast = [&](size_t a) {
+    int64_t n = 1;
+    for (size_t i = 0; i < 3; ++i)
+      if (dims[i][a] != 1) n = dims[i][a];
+    return n;
+  };
+  c.d.B = broadcast(0);
+  c.d.H = broadcast(1);
+  c.d.T = dims[0][2];
+  c.d.dh = dims[0][3];
+  c.d.S = dims[1][3];
+  c.d.dv = dims[2][3];
+  c.q = base[0];
+  c.k = base[1];
+  c.v = base[2];
+  c.q_b = strides[0][0];
+  c.q_h = strides[0][1];
+  c.q_t = strides[0][2];
+  c.k_b = strides[1][0];
+  c.k_h = strides[1][1];
+  c.k_e = strides[1][2];
+  c.k_s = strides[1][3];
+  c.v_b = strides[2][0];
+  c.v_h = strides[2][1];
+  c.v_s = strides[2][2];
+  // The output is Transpose(out, out_perm): logical axis out_perm[a] is its axis a.
+  int64_t ost[4], ologic[4];
+  strides_of(out, ost);
+  for (size_t a = 0; a < 4; ++a) ologic[layout.out_perm[a]] = ost[a];
+  c.out = out.data<float>();
+  c.o_b = ologic[0];
+  c.o_h = ologic[1];
+  c.o_t = ologic[2];
+  const Tensor* mask = ctx.inputs.size() > 3 ? ctx.inputs[3] : nullptr;
+  if (mask && mask->defined()) {
+    c.mask = mask->data<float>();
+    int64_t mdims[4] = {1, 1, 1, 1}, mst[4] = {0, 0, 0, 0};
+    const int64_t r = int64_t(mask->rank());
+    for (int64_t a = 0; a < r; ++a) mdims[4 - r + a] = mask->dim(size_t(a));
+    int64_t stride = 1;
+    for (int a = 3; a >= 0; --a) {
+      mst[a] = mdims[a] == 1 ? 0 : stride;
+      stride *= mdims[a];
+    }
+    c.m_b = mst[0];
+    c.m_h = mst[1];
+    c.m_i = mst[2];
+    c.m_j = mst[3];
   }
   c.scale = ctx.node.attr_float("scale", 1.f);
   c.nan_to_zero = ctx.node.attr_int("nan_to_zero", 0) != 0;

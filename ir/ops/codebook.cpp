@@ -3,8 +3,8 @@
 //    codes and the LayerNorm parameters against each other and the
 //    intervention attributes against G and K;
 //  - codebook.Attention (contract in ir/attention.h): Q [B,H,T,dh],
-//    Kt [B,H,dh,S], V [B,H,S,dv], an optional mask broadcastable to
-//    [B,H,T,S]; B and H broadcast between the inputs.
+//    Kt [B,H,dh,S], V [B,H,S,dv] after their layout perms, an optional mask
+//    broadcastable to [B,H,T,S]; B and H broadcast between the inputs.
 #include "ir/codebook.h"
 
 #include "ir/attention.h"
@@ -58,17 +58,35 @@ void check_same(const InferContext& ctx, const Dim& a, const Dim& b, const std::
   ctx.check(!a.is_static() || !b.is_static() || a.value == b.value, what + ": " + a.str() + " vs " + b.str());
 }
 
+// Transpose(s, perm): dim i of the result is dim perm[i] of s.
+Shape permuted(const Shape& s, const AttentionLayout::Perm& perm) {
+  if (!s.rank_known || s.rank() != 4) return s;
+  return Shape({s.dims[size_t(perm[0])], s.dims[size_t(perm[1])], s.dims[size_t(perm[2])], s.dims[size_t(perm[3])]});
+}
+
 void infer_attention(InferContext& ctx) {
   const char* names[] = {"Q", "Kt", "V", "mask"};
   for (size_t i = 0; i < ctx.num_inputs(); ++i)
     if (ctx.has_input(i)) check_f32(ctx, i, names[i]);
-  const Shape& q = ctx.input_shape(0);
-  const Shape& kt = ctx.input_shape(1);
-  const Shape& v = ctx.input_shape(2);
+  const AttentionLayout layout = attention_layout(ctx.node());
+  Shape logical[3];  // Q [B, H, T, dh], Kt [B, H, dh, S], V [B, H, S, dv] after the perms
   for (size_t i = 0; i < 3; ++i) {
     const Shape& s = ctx.input_shape(i);
-    ctx.check(!s.rank_known || s.rank() == 4, std::string(names[i]) + " must have rank 4 [B, H, ., .], got " + s.str());
+    ctx.check(!s.rank_known || s.rank() == 4, std::string(names[i]) + " must have rank 4, got " + s.str());
+    logical[i] = permuted(s, layout.perm(i));
+    // With num_heads, an input takes heads [offset, offset + num_heads) of
+    // its H axis (or broadcasts one head, offset 0).
+    if (layout.num_heads > 0 && s.rank_known) {
+      Dim& h = logical[i].dims[1];
+      const int64_t off = layout.head_offsets[i];
+      if (h.is_static() && !(h.value == 1 && off == 0))
+        ctx.check(h.value >= off + layout.num_heads, std::string(names[i]) + " has " + std::to_string(h.value) +
+                                                         " heads, fewer than its offset " + std::to_string(off) +
+                                                         " + num_heads " + std::to_string(layout.num_heads));
+      if (!(h.is_static() && h.value == 1 && off == 0)) h = Dim::fixed(layout.num_heads);
+    }
   }
+  const Shape &q = logical[0], &kt = logical[1], &v = logical[2];
   ctx.node().attr_float("scale", 1.f);
   const int64_t nan_to_zero = ctx.node().attr_int("nan_to_zero", 0);
   ctx.check(nan_to_zero == 0 || nan_to_zero == 1, "nan_to_zero must be 0 or 1, got " + std::to_string(nan_to_zero));
@@ -93,7 +111,7 @@ void infer_attention(InferContext& ctx) {
             ctx, both.dims[i], scores.dims[i],
             "mask " + m.str() + " does not broadcast to the scores " + scores.str() + " at axis " + std::to_string(i));
   }
-  ctx.set_output(0, DType::f32, out);
+  ctx.set_output(0, DType::f32, permuted(out, layout.out_perm));
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 // over heads, rows or keys, Kt/V shared by the heads, no mask, more keys
 // than queries; T not a multiple of the 32-row blocks or 64-key blocks, head
 // sizes 16/64 and a value size that is not a multiple of 8, more (b, h, row
-// block) tasks than threads.
+// block) tasks than threads; the layout attributes (inputs and output as
+// rows of wider tensors, keys as rows) and an inf in V behind the mask.
 #include "ir/attention.h"
 
 #include <limits>
@@ -83,6 +84,58 @@ std::vector<OpCase> attention_cases() {
   // random additive mask with a per-head dim.
   v.push_back(attention("Attention_row_mask", 1, 2, 11, 11, 16, 16, 0.5f).in({1, 2, 11, 1}, uniform(-2, 2)));
   v.push_back(attention("Attention_random_mask", 2, 2, 13, 21, 16, 8, 0.5f).in({1, 2, 13, 21}, uniform(-3, 3)));
+  // Layouts (ir/attention.h, what passes/fold_attention_layouts.h writes).
+  // GPT-2's fused QKV rows: each input [B, T, 3H, dh], heads at offsets 0, H,
+  // 2H, output [B, T, H, dv]; left padding, more than one key block.
+  const std::vector<int64_t> heads_of_rows = {0, 2, 1, 3};
+  v.push_back(OpCase("Attention_layout_heads_of_qkv_rows", kAttentionOp, kCodebookDomain)
+                  .attr("scale", 0.25f)
+                  .attr("q_perm", heads_of_rows)
+                  .attr("k_perm", std::vector<int64_t>{0, 2, 3, 1})
+                  .attr("v_perm", heads_of_rows)
+                  .attr("out_perm", heads_of_rows)
+                  .attr("num_heads", int64_t(3))
+                  .attr("head_offsets", std::vector<int64_t>{0, 3, 6})
+                  .in({2, 70, 9, 16}, uniform(-1, 1))
+                  .in({2, 70, 9, 16}, uniform(-1, 1))
+                  .in({2, 70, 9, 16}, uniform(-1, 1))
+                  .given(causal_mask(2, 70, 70, 0, {0, 9}, kLowest))
+                  .tol(abs_rel(1e-5, 1e-5)));
+  // GPT-NeoX's keys [B, H, S, dh] (its Kt a Transpose of them), head size 12
+  // (not a multiple of the 8 x 8 transposes).
+  v.push_back(OpCase("Attention_layout_key_rows_dh12", kAttentionOp, kCodebookDomain)
+                  .attr("scale", 0.3f)
+                  .attr("k_perm", std::vector<int64_t>{0, 1, 3, 2})
+                  .in({1, 2, 70, 12}, uniform(-1, 1))
+                  .in({1, 2, 70, 12}, uniform(-1, 1))
+                  .in({1, 2, 70, 12}, uniform(-1, 1))
+                  .given(causal_mask(1, 70, 70, 0, {}, kLowest))
+                  .tol(abs_rel(1e-5, 1e-5)));
+  // GPT-Neo's separate projections as rows [B, T, H, d], a local window,
+  // S > T, value size 24.
+  v.push_back(OpCase("Attention_layout_rows_window_dv24", kAttentionOp, kCodebookDomain)
+                  .attr("scale", 0.125f)
+                  .attr("q_perm", heads_of_rows)
+                  .attr("k_perm", std::vector<int64_t>{0, 2, 3, 1})
+                  .attr("v_perm", heads_of_rows)
+                  .attr("out_perm", heads_of_rows)
+                  .in({2, 5, 2, 64}, uniform(-1, 1))
+                  .in({2, 67, 2, 64}, uniform(-1, 1))
+                  .in({2, 67, 2, 24}, uniform(-1, 1))
+                  .given(causal_mask(2, 5, 67, 20, {}, kLowest))
+                  .tol(abs_rel(1e-5, 1e-5)));
+  // An inf in V at the last key: causal rows before it give it probability 0
+  // and stay finite (recomputed exactly), the last row sees it.
+  v.push_back(attention("Attention_inf_value_at_masked_key", 1, 2, 20, 20, 16, 16, 0.25f)
+                  .given(causal_mask(1, 20, 20, 0, {}, kLowest)));
+  v.back().inputs[2].make = [](std::mt19937& rng) {
+    Tensor t = Tensor::zeros(DType::f32, {1, 2, 20, 16});
+    std::uniform_real_distribution<float> u(-1, 1);
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng);
+    for (int64_t h = 0; h < 2; ++h) p[(h * 20 + 19) * 16 + 3] = kInf;
+    return t;
+  };
   return v;
 }
 
