@@ -62,11 +62,13 @@ void unary(benchmark::State& state, const char* op) {
 // counts the scoring products (2 * tokens * K * G*Dg). `scoring` "f32" forces
 // f32 scoring (CB_CODEBOOK_SCORING, backends/cpu/codebook_kernel.h); "auto"
 // is the default choice (bf16 scoring on large codebooks where it is faster).
-void codebook(benchmark::State& state, const char* metric, const char* scoring) {
+void codebook(benchmark::State& state, const char* metric, const char* scoring, bool codes_input = false) {
   int64_t tokens = state.range(0), G = state.range(1), K = state.range(2), Dg = state.range(3);
   auto g = std::make_shared<Graph>();
   Value* x = g->add_input("x", {DType::f32, Shape::of({1, tokens, G * Dg})});
-  Value* codes = g->add_constant("codes", random_f32({G, K, Dg}));
+  // Codes fed each run (as a training step's codebooks are) or a constant.
+  Value* codes = codes_input ? g->add_input("codes", {DType::f32, Shape::of({G, K, Dg})})
+                             : g->add_constant("codes", random_f32({G, K, Dg}));
   Value* scale = g->add_constant("ln_scale", random_f32({G, Dg}));
   Value* bias = g->add_constant("ln_bias", random_f32({G, Dg}));
   Value* y = g->add_value("y");
@@ -80,6 +82,7 @@ void codebook(benchmark::State& state, const char* metric, const char* scoring) 
   auto ex = Executable::compile(g, *make_backend("cpu"), opts);
   unsetenv("CB_CODEBOOK_SCORING");
   std::map<std::string, Tensor> in = {{"x", random_f32({1, tokens, G * Dg})}};
+  if (codes_input) in["codes"] = random_f32({G, K, Dg});
   ex->run(in);  // packs the constant codebook
   for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
   state.counters["GFLOP/s"] =
@@ -164,6 +167,11 @@ BENCHMARK_CAPTURE(codebook, inner_product, "inner_product", "auto")
     ->Args({128, 12, 512, 64, 8, 1})
     ->Args({128, 12, 512, 64, 8, 2})
     ->Args({1, 12, 10000, 64, 8, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(codebook, inner_product_codes_input, "inner_product", "auto", true)
+    ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
+    ->Args({128, 12, 10000, 64, 8, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(codebook, inner_product_f32_scoring, "inner_product", "f32")
