@@ -48,6 +48,21 @@ if [ "$which" = all ] || [ "$which" = gpt2-small ]; then
   t=$(python3 bench/train_torch.py --model gpt2-small --no-dropout --batch "$b" --seq 128 --threads "$threads" --steps "$steps" $torch_precision 2>/dev/null |
       python3 -c "import json,sys; print(json.loads(sys.stdin.read())['tokens_per_s'])")
   results+=("gpt2-small ${b}x128 $o $t")
+  # The step's share of the box's FLOP bound: forward and backward (the
+  # activations' gradients through the frozen weights: about the forward's
+  # matrix products again) plus the codebooks' scoring (2 x tokens x 12
+  # layers x 12 heads x 10,000 codes x 64), over oneDNN's f32 matmul rate on
+  # the forward's shapes, measured now (`codebook bench --matmul-bound`).
+  bound=$($bin bench build/models/gpt2-small.onnx --shape "${b}x128" --threads "$threads" --runs 1 --warmup 1 \
+    --matmul-bound --json 2>/dev/null | tail -1)
+  flop_line=$(python3 -c "
+import json, sys
+j = json.loads(sys.argv[1]); tokens = $b * 128
+step = 2 * j['matmul_gflop'] + 2 * tokens * 12 * 12 * 10000 * 64 / 1e9
+rate = step * $o / tokens
+print(f'gpt2-small step: {step:.1f} GFLOP ({2 * j[\"matmul_gflop\"]:.1f} forward + backward, {step - 2 * j[\"matmul_gflop\"]:.1f} codebook scoring), '
+      f'{rate:.0f} GFLOP/s = {100 * rate / j[\"matmul_bound_gflops\"]:.0f}% of the f32 matmul bound ({j[\"matmul_bound_gflops\"]:.0f} GFLOP/s)')
+" "$bound")
 fi
 printf '%-12s %-8s %14s %14s %8s\n' model batch "codebook tok/s" "pytorch tok/s" ratio
 for r in "${results[@]}"; do
@@ -55,3 +70,4 @@ for r in "${results[@]}"; do
   printf '%-12s %-8s %14.0f %14.0f %7.2fx\n' "$1" "$2" "$3" "$4" "$(python3 -c "print($3 / $4)")"
 done
 echo "($threads threads, $precision; ratio = codebook / pytorch eager${torch_precision:+ under bf16 autocast}, floor >= 1x)"
+if [ -n "${flop_line:-}" ]; then echo "$flop_line"; fi

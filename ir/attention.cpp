@@ -10,8 +10,8 @@
 namespace cb {
 
 bool AttentionLayout::is_default() const {
-  return q_perm == kIdentity && k_perm == kIdentity && v_perm == kIdentity && out_perm == kIdentity &&
-         num_heads == 0 && head_offsets == std::array<int64_t, 3>{0, 0, 0};
+  return q_perm == kIdentity && k_perm == kIdentity && v_perm == kIdentity && out_perm == kIdentity && num_heads == 0 &&
+         head_offsets == std::array<int64_t, 3>{0, 0, 0};
 }
 
 namespace {

@@ -149,8 +149,7 @@ class Folder {
     set_perm(att, "out_perm", layout.out_perm);
     if (layout.num_heads > 0) {
       att.attrs["num_heads"] = layout.num_heads;
-      att.attrs["head_offsets"] =
-          std::vector<int64_t>(layout.head_offsets.begin(), layout.head_offsets.end());
+      att.attrs["head_offsets"] = std::vector<int64_t>(layout.head_offsets.begin(), layout.head_offsets.end());
     }
     att.attrs["scale"] = float(scale);
     return true;

@@ -9,10 +9,10 @@
 #include "passes/codebook_sites.h"
 #include "passes/fold_attention_layouts.h"
 #include "passes/fuse_attention.h"
-#include "passes/gemm_transposed_weights.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
 #include "passes/fuse_matmul_epilogue.h"
+#include "passes/gemm_transposed_weights.h"
 #include "passes/kv_cache.h"
 #include "passes/last_position_logits.h"
 #include "passes/lower_codebook.h"
@@ -82,7 +82,8 @@ std::vector<PassInfo> build_registry() {
       "bf16-matmuls",
       "marks f32 MatMul/Gemm/FusedMatMul to multiply bf16 roundings of their factors (--precision bf16)"));
   r.push_back(plain<GemmForTransposedWeightsPass>(
-      "gemm-transposed-weights", "MatMul(A, Transpose(W)) of a matrix W -> Gemm(A rows, W, transB = 1) (training graphs)"));
+      "gemm-transposed-weights",
+      "MatMul(A, Transpose(W)) of a matrix W -> Gemm(A rows, W, transB = 1) (training graphs)"));
   r.push_back(plain<TieEmbeddingsPass>("tie-embeddings",
                                        "makes an lm_head that copies the embedding table (transposed) read the table"));
   r.push_back(plain<LastPositionLogitsPass>("last-position-logits",

@@ -70,7 +70,9 @@ TEST(TrainingGraph, LossAndAccuracyMatchTheLogits) {
   for (const char* name : {"gpt-neox", "gpt2"}) {
     SCOPED_TRACE(name);
     const bool onnx = std::string(name) == "gpt2";
-    auto load = [&] { return onnx ? import_onnx(model_dir(name) + "/model.onnx") : import_hf(model_dir(name) + "/hf"); };
+    auto load = [&] {
+      return onnx ? import_onnx(model_dir(name) + "/model.onnx") : import_hf(model_dir(name) + "/hf");
+    };
     auto plain = load();
     int64_t B = 2, T = 7, V = read_hf_config(model_dir(name) + "/hf/config.json").vocab_size;
     std::vector<int64_t> data;
