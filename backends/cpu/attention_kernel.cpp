@@ -104,15 +104,29 @@ void score_tile(const float* const* q, int64_t dh, const float* kt, int64_t ld, 
   }
 }
 
-// The score tile of `rows` rows (<= kRows) and `n` keys (<= kKeys).
-void score_block(const float* const* q, int64_t rows, int64_t dh, const float* kt, int64_t ld, int64_t n,
-                 float* scores) {
-  for (int64_t j = 0; j < n; j += kTileKeys) {
-    const int64_t nj = std::min(kTileKeys, n - j);
-    int64_t r = 0;
-    for (; r + kTileRows <= rows; r += kTileRows)
-      score_tile<kTileRows>(q + r, dh, kt + j, ld, nj, scores + r * kKeys + j, kKeys);
-    for (; r < rows; ++r) score_tile<1>(q + r, dh, kt + j, ld, nj, scores + r * kKeys + j, kKeys);
+// One row's state across key blocks.
+struct RowState {
+  int64_t lo = 0, hi = 0;  // live keys [lo, hi); lo == hi: none
+  float max = kNegInf, sum = 0;
+};
+
+// The score tile of `rows` rows (<= kRows) and the keys [j0, j0 + n) (n <=
+// kKeys); each group of kTileRows rows stops at the last key one of them
+// sees (the causal diagonal), leaving the rest of its tile unwritten.
+void score_block(const float* const* q, const RowState* st, int64_t rows, int64_t dh, const float* kt, int64_t ld,
+                 int64_t j0, int64_t n, float* scores) {
+  for (int64_t r = 0; r < rows; r += kTileRows) {
+    const int64_t tile = std::min(kTileRows, rows - r);
+    int64_t to = 0;
+    for (int64_t t = r; t < r + tile; ++t) to = std::max(to, std::min<int64_t>(st[t].hi - j0, n));
+    for (int64_t j = 0; j < to; j += kTileKeys) {
+      const int64_t nj = std::min(kTileKeys, n - j);
+      if (tile == kTileRows) {
+        score_tile<kTileRows>(q + r, dh, kt + j, ld, nj, scores + r * kKeys + j, kKeys);
+      } else {
+        for (int64_t t = r; t < r + tile; ++t) score_tile<1>(q + t, dh, kt + j, ld, nj, scores + t * kKeys + j, kKeys);
+      }
+    }
   }
 }
 
@@ -176,12 +190,6 @@ void pack_key_rows(const float* key, int64_t ld, int64_t step, int64_t n, int64_
   for (; j < n; ++j)
     for (int64_t e = 0; e < dh; ++e) kp[e * kKeys + j] = key[j * ld + e * step];
 }
-
-// One row's state across key blocks.
-struct RowState {
-  int64_t lo = 0, hi = 0;  // live keys [lo, hi); lo == hi: none
-  float max = kNegInf, sum = 0;
-};
 
 // Scratch of one task, reused by the tasks a thread runs.
 struct Scratch {
@@ -379,7 +387,8 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
       }
       if (r0 >= r1) continue;
       float* scores = sc.scores.data() + (r0 - rb) * kKeys;
-      score_block(q + r0, r1 - r0, d.dh, sc.kt_pack.data() + kb * d.dh * kKeys, kKeys, n, scores);
+      score_block(q + r0, sc.rows.data() + r0, r1 - r0, d.dh, sc.kt_pack.data() + kb * d.dh * kKeys, kKeys, j0, n,
+                  scores);
       for (int64_t r = r0; r < r1; ++r)
         softmax_row(c, sc.rows[size_t(r)], scores + (r - r0) * kKeys, masks[r], j0, n, sc.acc.data() + r * d.dv);
       pv_block(scores, sc.rows.data() + r0, r1 - r0, j0, n, vs + (j0 - lo) * ld_v, ld_v, d.dv,
