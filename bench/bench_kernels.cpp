@@ -43,6 +43,26 @@ void matmul(benchmark::State& state, const char* backend) {
       benchmark::Counter(2e-9 * double(m * k * n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// A batched product of two activations, as attention's products are in a
+// training step (no fusion there): a [B, H, M, K] @ b [B, H, K, N]. Args:
+// B, H, M, K, N, threads.
+void batched_matmul(benchmark::State& state) {
+  const int64_t B = state.range(0), H = state.range(1), m = state.range(2), k = state.range(3), n = state.range(4);
+  auto g = std::make_shared<Graph>();
+  Value* a = g->add_input("a", {DType::f32, Shape::of({B, H, m, k})});
+  Value* b = g->add_input("b", {DType::f32, Shape::of({B, H, k, n})});
+  Value* y = g->add_value("y");
+  g->add_node("MatMul", {a, b}, {y});
+  g->outputs.push_back(y);
+  CompileOptions opts;
+  opts.num_threads = int(state.range(5));
+  auto ex = Executable::compile(g, *make_backend("cpu"), opts);
+  std::map<std::string, Tensor> in = {{"a", random_f32({B, H, m, k})}, {"b", random_f32({B, H, k, n})}};
+  for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2e-9 * double(B * H * m * k * n), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void unary(benchmark::State& state, const char* op) {
   int64_t n = state.range(0);
   auto g = std::make_shared<Graph>();
@@ -191,6 +211,12 @@ BENCHMARK_CAPTURE(matmul, cpu, "cpu")
     ->Args({128, 768, 768})
     ->Args({128, 768, 2304})
     ->Args({128, 768, 3072})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(batched_matmul)
+    ->ArgNames({"B", "H", "M", "K", "N", "threads"})
+    ->Args({64, 4, 128, 32, 128, 2})  // TokFSM 64x128 training: scores Q Kt (4 heads of 32)
+    ->Args({64, 4, 128, 128, 32, 2})  // probs V, and the backward's products
+    ->Args({64, 4, 32, 128, 128, 2})  // Q^T dS
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(matmul, reference, "reference")->Args({128, 768, 768})->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(unary, tanh, "Tanh")->Arg(128 * 3072)->Unit(benchmark::kMicrosecond);

@@ -9,6 +9,7 @@
 #include "backends/cpu/layout_kernels.h"
 #include "backends/cpu/optim_kernels.h"
 #include "backends/cpu/reduce_kernels.h"
+#include "backends/cpu/row_kernels.h"
 #include "backends/reference/reference_backend.h"
 
 namespace cb {
@@ -25,6 +26,7 @@ const KernelFactoryTable& cpu_kernels() {
     register_cpu_attention_kernels(t);
     register_cpu_optim_kernels(t);
     register_cpu_reduce_kernels(t);
+    register_cpu_row_kernels(t);
     return t;
   }();
   return table;

@@ -3,6 +3,8 @@
 // computes mean and variance in double (f32 rows over vectorisable lanes), and
 // applies Scale and B through
 // broadcast offsets (a direct index when they cover exactly the normalized dims).
+#include "backends/reference/normalization.h"
+
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -15,6 +17,18 @@
 namespace cb {
 
 void register_reference_normalization(KernelTable& t);
+
+LayerNormStats layer_norm_stats_f32(const float* x, int64_t n, double eps) {
+  const double mean = sum_row_f32(x, n) / double(n);
+  const double sq = sum_sq_diff_row_f32(x, n, mean);
+  return {mean, 1.0 / std::sqrt(sq / double(n) + eps)};
+}
+
+void layer_norm_affine_row_f32(const float* x, float* y, int64_t n, LayerNormStats s, const float* scale,
+                               const float* bias) {
+  const float m = float(s.mean), iv = float(s.inv);
+  for (int64_t k = 0; k < n; ++k) y[k] = (x[k] - m) * iv * scale[k] + bias[k];
+}
 
 namespace {
 
@@ -77,22 +91,23 @@ void layer_norm_typed(KernelContext& ctx, size_t axis, double eps) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = in + r * n;
     T* yr = out + r * n;
-    double mean = 0, sq = 0;
+    double mean = 0, inv = 0;
     if constexpr (std::is_same_v<T, float>) {
-      mean = sum_row_f32(xr, n) / double(n);
-      sq = sum_sq_diff_row_f32(xr, n, mean);
+      const LayerNormStats st = layer_norm_stats_f32(xr, n, eps);
+      mean = st.mean;
+      inv = st.inv;
     } else {
+      double sq = 0;
       for (int64_t k = 0; k < n; ++k) mean += load(xr[k]);
       mean /= double(n);
       for (int64_t k = 0; k < n; ++k) sq += (load(xr[k]) - mean) * (load(xr[k]) - mean);
+      inv = 1.0 / std::sqrt(sq / double(n) + eps);
     }
-    double inv = 1.0 / std::sqrt(sq / double(n) + eps);
     write_stat(mean_out, r, mean);
     write_stat(inv_out, r, inv);
     if constexpr (std::is_same_v<T, float>) {
       if (sp && bp && so.contiguous_cols && bo.contiguous_cols) {  // the transformer case
-        const float m = float(mean), iv = float(inv);
-        for (int64_t k = 0; k < n; ++k) yr[k] = (xr[k] - m) * iv * sp[k] + bp[k];
+        layer_norm_affine_row_f32(xr, yr, n, {mean, inv}, sp, bp);
         continue;
       }
     }

@@ -1,5 +1,7 @@
 // Neural-network ops. MatMul and Gemm run through oneDNN on the cpu backend
 // (a different summation order: a tolerance); the rest are reference kernels.
+#include <cmath>
+
 #include "tests/op_cases/op_case.h"
 
 namespace cb::test {
@@ -81,6 +83,33 @@ std::vector<OpCase> other_cases() {
                   .attr("axis", int64_t(1))
                   .in({2, 3, 4})
                   .in({3, 4}));
+  // Big enough for the cpu backend's row-parallel kernels (backends/cpu/
+  // row_kernels.h) to split the rows over threads: a masked attention
+  // softmax (-inf entries), a vocabulary-wide log-softmax, the transformer
+  // LayerNorm with its statistics, and one over two trailing dims.
+  v.push_back(OpCase("Softmax_rows_parallel", "Softmax")
+                  .attr("axis", int64_t(-1))
+                  .in_made(DType::f32, {4, 3, 33, 130}, [](std::mt19937& rng) {
+                    Tensor t = Tensor::zeros(DType::f32, {4, 3, 33, 130});
+                    std::uniform_real_distribution<float> u(-6, 6);
+                    float* p = t.data<float>();
+                    for (int64_t i = 0; i < t.numel(); ++i) p[i] = i % 130 > 100 ? -INFINITY : u(rng);
+                    return t;
+                  }));
+  v.push_back(
+      OpCase("LogSoftmax_rows_parallel", "LogSoftmax").attr("axis", int64_t(-1)).in({70, 1031}, uniform(-8, 8)));
+  v.push_back(OpCase("LayerNormalization_rows_parallel_stats", "LayerNormalization")
+                  .attr("axis", int64_t(-1))
+                  .attr("epsilon", 1e-5f)
+                  .in({8, 70, 96}, uniform(-3, 3))
+                  .in({96})
+                  .in({96})
+                  .outs({true, true, true}));
+  v.push_back(OpCase("LayerNormalization_rows_parallel_two_dims", "LayerNormalization")
+                  .attr("axis", int64_t(-2))
+                  .in({300, 7, 16}, uniform(-3, 3))
+                  .in({1, 7, 16})
+                  .in({7, 16}));
   v.push_back(OpCase("Einsum_attention_scores", "Einsum")
                   .attr("equation", std::string("bsd,btd->bst"))
                   .in({2, 3, 4})
