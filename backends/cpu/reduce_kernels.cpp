@@ -56,10 +56,103 @@ class ReduceSumSquareKernel : public FallbackKernel {
   }
 };
 
+// ReduceSum and ReduceMean of f32 whose reduced axes (those of size > 1)
+// are one block of the layout, read as [outer, R, inner]: the bias
+// gradients of a training step (sums over batch and sequence) and row sums.
+// Each output adds its R terms in f64 in the reference's order, so the bits
+// are the reference's; the outputs are split over threads, by rows
+// (inner = 1) or by chunks of columns.
+template <bool Mean>
+class ReduceSumKernel : public FallbackKernel {
+ public:
+  using FallbackKernel::FallbackKernel;
+
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.in(0);
+    Tensor& y = ctx.out(0);
+    int64_t outer = 1, reduced = 1, inner = 1;
+    if (x.dtype() != DType::f32 || y.dtype() != DType::f32 || !block_view(ctx, outer, reduced, inner))
+      return fall_back(ctx);
+    const float* in = x.data<float>();
+    float* out = y.data<float>();
+    auto result = [reduced](double acc) { return float(Mean ? acc / double(reduced) : acc); };
+    const int threads = std::max(1, ctx.num_threads);
+    if (inner == 1) {
+      parallel_chunks(outer, x.nbytes(), kParallelComputeBytes, threads, [&](int64_t begin, int64_t end) {
+        for (int64_t o = begin; o < end; ++o) {
+          double acc = 0;
+          const float* row = in + o * reduced;
+          for (int64_t k = 0; k < reduced; ++k) acc += double(row[k]);
+          out[o] = result(acc);
+        }
+      });
+      return;
+    }
+    const int64_t chunks = (inner + kColumns - 1) / kColumns;
+    parallel_chunks(outer * chunks, x.nbytes(), kParallelComputeBytes, threads, [&](int64_t begin, int64_t end) {
+      double acc[kColumns];
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t o = task / chunks, c0 = (task % chunks) * kColumns, w = std::min(kColumns, inner - c0);
+        std::fill(acc, acc + w, 0.0);
+        const float* block = in + o * reduced * inner + c0;
+        for (int64_t k = 0; k < reduced; ++k) {
+          const float* row = block + k * inner;
+          for (int64_t i = 0; i < w; ++i) acc[i] += double(row[i]);
+        }
+        for (int64_t i = 0; i < w; ++i) out[o * inner + c0 + i] = result(acc[i]);
+      }
+    });
+  }
+
+ private:
+  static constexpr int64_t kColumns = 64;
+
+  // The reduced axes as the reference reads them (the axes input, else all
+  // unless noop_with_empty_axes), and the [outer, R, inner] view when those
+  // of size > 1 are adjacent.
+  static bool block_view(const KernelContext& ctx, int64_t& outer, int64_t& reduced, int64_t& inner) {
+    const Tensor& x = ctx.in(0);
+    const int64_t rank = int64_t(x.rank());
+    std::vector<bool> is_reduced(size_t(rank), true);
+    std::vector<int64_t> axes;
+    if (ctx.inputs.size() > 1 && ctx.inputs[1] && ctx.inputs[1]->defined()) axes = ctx.inputs[1]->to_int_vector();
+    if (axes.empty()) {
+      if (ctx.node.attr_int("noop_with_empty_axes", 0) != 0) return false;
+    } else {
+      std::fill(is_reduced.begin(), is_reduced.end(), false);
+      for (int64_t a : axes) {
+        const int64_t axis = a < 0 ? a + rank : a;
+        if (axis < 0 || axis >= rank) return false;
+        is_reduced[size_t(axis)] = true;
+      }
+    }
+    int64_t first = -1, last = -1;
+    for (int64_t i = 0; i < rank; ++i)
+      if (x.dim(size_t(i)) != 1 && is_reduced[size_t(i)]) {
+        if (first < 0) first = i;
+        last = i;
+      }
+    for (int64_t i = first; first >= 0 && i <= last; ++i)
+      if (x.dim(size_t(i)) != 1 && !is_reduced[size_t(i)]) return false;
+    for (int64_t i = 0; i < rank; ++i) {
+      const int64_t d = x.dim(size_t(i));
+      if (first >= 0 && i >= first && i <= last)
+        reduced *= d;
+      else if (first >= 0 && i > last)
+        inner *= d;
+      else
+        outer *= d;
+    }
+    return true;
+  }
+};
+
 }  // namespace
 
 void register_cpu_reduce_kernels(KernelFactoryTable& t) {
   t.add("ReduceSumSquare", make_kernel<ReduceSumSquareKernel>);
+  t.add("ReduceSum", make_kernel<ReduceSumKernel<false>>);
+  t.add("ReduceMean", make_kernel<ReduceSumKernel<true>>);
 }
 
 }  // namespace cb

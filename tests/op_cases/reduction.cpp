@@ -1,5 +1,6 @@
 // Reductions, ArgMax / ArgMin and TopK (reference kernels on every backend but
-// the CPU backend's ReduceSumSquare over all axes).
+// the CPU backend's ReduceSumSquare over all axes and its ReduceSum /
+// ReduceMean over one block of axes).
 #include "tests/op_cases/op_case.h"
 
 namespace cb::test {
@@ -26,6 +27,20 @@ std::vector<OpCase> reduction_cases() {
                   .attr("keepdims", int64_t(0))
                   .in({3, (int64_t(1) << 19) + 37}, uniform(-2, 2))
                   .tol(abs_rel(0, 1e-6)));
+  // The CPU backend's ReduceSum and ReduceMean over one block of axes,
+  // threaded by column chunks (bias gradients) or rows, the reference's bits.
+  v.push_back(OpCase("ReduceSum_bias_grad_columns", "ReduceSum")
+                  .attr("keepdims", int64_t(0))
+                  .in({16, 70, 97}, uniform(-2, 2))
+                  .constant(i64s({0, 1})));
+  v.push_back(OpCase("ReduceMean_rows", "ReduceMean")
+                  .attr("keepdims", int64_t(1))
+                  .in({300, 257}, uniform(-2, 2))
+                  .constant(i64s({-1})));
+  v.push_back(OpCase("ReduceSum_block_across_unit_dim", "ReduceSum")
+                  .attr("keepdims", int64_t(1))
+                  .in({40, 1, 50, 33}, uniform(-2, 2))
+                  .constant(i64s({0, 2})));
   v.push_back(OpCase("ReduceSum_i64", "ReduceSum").in(DType::i64, {4, 3}, uniform(-9, 9)).given(i64s({0})));
   v.push_back(OpCase("ReduceMax_bool", "ReduceMax").in(DType::boolean, {4, 3}).given(i64s({1})));
   v.push_back(OpCase("ReduceSum_empty_axes_noop", "ReduceSum")
