@@ -78,10 +78,10 @@ inline void pin(Vec& v) {
 #endif
 }
 
-// scores[r][j] = sum_e q_r[e] kt[e][j] for R rows and n <= kTileKeys keys;
+// scores[r][j] = sum_e q[r][e] kt[e][j] for R rows of q (ldq apart) and n <= kTileKeys keys;
 // kt points at the block's first key, rows of Kt `ld` apart.
 template <int R>
-void score_tile(const float* const* q, int64_t dh, const float* kt, int64_t ld, int64_t n, float* scores,
+void score_tile(const float* q, int64_t ldq, int64_t dh, const float* kt, int64_t ld, int64_t n, float* scores,
                 int64_t ld_scores) {
   Vec acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = splat(0.f);
@@ -93,7 +93,7 @@ void score_tile(const float* const* q, int64_t dh, const float* kt, int64_t ld, 
     pin(k0);
     pin(k1);
     for (int r = 0; r < R; ++r) {
-      const Vec qe = splat(q[r][e]);
+      const Vec qe = splat(q[r * ldq + e]);
       acc[r][0] = madd(qe, k0, acc[r][0]);
       acc[r][1] = madd(qe, k1, acc[r][1]);
     }
@@ -113,7 +113,7 @@ struct RowState {
 // The score tile of `rows` rows (<= kRows) and the keys [j0, j0 + n) (n <=
 // kKeys); each group of kTileRows rows stops at the last key one of them
 // sees (the causal diagonal), leaving the rest of its tile unwritten.
-void score_block(const float* const* q, const RowState* st, int64_t rows, int64_t dh, const float* kt, int64_t ld,
+void score_block(const float* q, int64_t ldq, const RowState* st, int64_t rows, int64_t dh, const float* kt, int64_t ld,
                  int64_t j0, int64_t n, float* scores) {
   for (int64_t r = 0; r < rows; r += kTileRows) {
     const int64_t tile = std::min(kTileRows, rows - r);
@@ -122,9 +122,10 @@ void score_block(const float* const* q, const RowState* st, int64_t rows, int64_
     for (int64_t j = 0; j < to; j += kTileKeys) {
       const int64_t nj = std::min(kTileKeys, n - j);
       if (tile == kTileRows) {
-        score_tile<kTileRows>(q + r, dh, kt + j, ld, nj, scores + r * kKeys + j, kKeys);
+        score_tile<kTileRows>(q + r * ldq, ldq, dh, kt + j, ld, nj, scores + r * kKeys + j, kKeys);
       } else {
-        for (int64_t t = r; t < r + tile; ++t) score_tile<1>(q + t, dh, kt + j, ld, nj, scores + t * kKeys + j, kKeys);
+        for (int64_t t = r; t < r + tile; ++t)
+          score_tile<1>(q + t * ldq, ldq, dh, kt + j, ld, nj, scores + t * kKeys + j, kKeys);
       }
     }
   }
@@ -320,18 +321,14 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
   sc.rows.assign(size_t(rows), RowState{});
   const float* k = c.k_head(b, h);
   const float* v = c.v_head(b, h);
-  const float* q[kTaskRows];
+  // Q's rows [i0, i1): read where they are when contiguous, else copied together.
+  const float* q = pack_q ? sc.q_pack.data() : c.q_row(b, h, i0);
   const float* masks[kTaskRows];
   const bool contiguous_mask = c.m_j == 1;
   if (c.mask && !contiguous_mask) sc.mask_row.resize(size_t(rows * d.S));
   int64_t lo = d.S, hi = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    q[r] = c.q_row(b, h, i0 + r);
-    if (pack_q) {
-      float* copy = sc.q_pack.data() + r * d.dh;
-      std::memcpy(copy, q[r], size_t(d.dh) * sizeof(float));
-      q[r] = copy;
-    }
+    if (pack_q) std::memcpy(sc.q_pack.data() + r * d.dh, c.q_row(b, h, i0 + r), size_t(d.dh) * sizeof(float));
     const float* m = c.mask_row(b, h, i0 + r);
     if (m && !contiguous_mask) {  // a mask broadcast along the keys: one contiguous copy
       float* copy = sc.mask_row.data() + r * d.S;
@@ -387,8 +384,8 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
       }
       if (r0 >= r1) continue;
       float* scores = sc.scores.data() + (r0 - rb) * kKeys;
-      score_block(q + r0, sc.rows.data() + r0, r1 - r0, d.dh, sc.kt_pack.data() + kb * d.dh * kKeys, kKeys, j0, n,
-                  scores);
+      score_block(q + r0 * d.dh, d.dh, sc.rows.data() + r0, r1 - r0, d.dh, sc.kt_pack.data() + kb * d.dh * kKeys, kKeys,
+                  j0, n, scores);
       for (int64_t r = r0; r < r1; ++r)
         softmax_row(c, sc.rows[size_t(r)], scores + (r - r0) * kKeys, masks[r], j0, n, sc.acc.data() + r * d.dv);
       pv_block(scores, sc.rows.data() + r0, r1 - r0, j0, n, vs + (j0 - lo) * ld_v, ld_v, d.dv,
