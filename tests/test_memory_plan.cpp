@@ -10,6 +10,7 @@
 
 #include "backends/backend.h"
 #include "frontend/onnx_import.h"
+#include "passes/inference_pipeline.h"
 #include "runtime/executable.h"
 #include "runtime/memory_plan.h"
 #include "tests/test_util.h"
@@ -141,32 +142,36 @@ TEST(ExecutableArena, OutputsTheCallerKeepsSurviveLaterRuns) {
       EXPECT_LT(max_abs_diff(kept[r][i], want[r][i]), 1e-6) << "run " << r << " output " << i << " was overwritten";
 }
 
+// Also through the inference pipeline (passes/inference_pipeline.h), whose
+// attention reads views of the QKV projection in place
+// (passes/fold_attention_layouts.h): the arena must keep them alive.
 TEST(ExecutableArena, TinyModelsMatchReferenceRunAfterRun) {
   namespace fs = std::filesystem;
-  for (const char* name : {"gpt2", "gpt-neo", "gpt-neox"}) {
-    SCOPED_TRACE(name);
-    auto g = import_onnx((fs::path(CB_SOURCE_DIR) / "tests" / "models" / name / "model.onnx").string());
-    auto ref = Executable::compile(g, *make_backend("reference"));
-    auto cpu = Executable::compile(g, *make_backend("cpu"), CompileOptions{2, false});
-    std::mt19937 rng(1);
-    int64_t vocab = tools::vocab_size(*g);
-    auto input = [&](int64_t seq) {
-      std::vector<int64_t> ids(size_t(2 * seq));
-      for (auto& t : ids) t = int64_t(rng() % uint64_t(vocab));
-      return tools::lm_inputs(*g, ids, 2, seq);
-    };
-    for (int i = 0; i < 2; ++i) run_and_compare(*cpu, *ref, input(5), 1e-4, "recording run");
-    ASSERT_GT(cpu->arena_bytes(), 0u);
-    const size_t held = cpu->pooled_bytes();
-    for (int i = 0; i < 2; ++i) {
-      run_and_compare(*cpu, *ref, input(5), 1e-4, "planned run");
-      EXPECT_EQ(cpu->pooled_bytes(), held);
+  for (const char* name : {"gpt2", "gpt-neo", "gpt-neox"})
+    for (bool fused : {false, true}) {
+      SCOPED_TRACE(std::string(name) + (fused ? " fused" : ""));
+      auto g = import_onnx((fs::path(CB_SOURCE_DIR) / "tests" / "models" / name / "model.onnx").string());
+      auto ref = Executable::compile(g, *make_backend("reference"));
+      auto cpu = Executable::compile(fused ? inference_graph(g) : g, *make_backend("cpu"), CompileOptions{2, false});
+      std::mt19937 rng(1);
+      int64_t vocab = tools::vocab_size(*g);
+      auto input = [&](int64_t seq) {
+        std::vector<int64_t> ids(size_t(2 * seq));
+        for (auto& t : ids) t = int64_t(rng() % uint64_t(vocab));
+        return tools::lm_inputs(*g, ids, 2, seq);
+      };
+      for (int i = 0; i < 2; ++i) run_and_compare(*cpu, *ref, input(5), 1e-4, "recording run");
+      ASSERT_GT(cpu->arena_bytes(), 0u);
+      const size_t held = cpu->pooled_bytes();
+      for (int i = 0; i < 2; ++i) {
+        run_and_compare(*cpu, *ref, input(5), 1e-4, "planned run");
+        EXPECT_EQ(cpu->pooled_bytes(), held);
+      }
+      run_and_compare(*cpu, *ref, input(3), 1e-4, "another length");
+      for (int i = 0; i < 2; ++i) run_and_compare(*cpu, *ref, input(5), 1e-4, "back");
+      EXPECT_GT(cpu->arena_bytes(), 0u) << "planned again once sizes repeat";
+      run_and_compare(*cpu, *ref, input(5), 1e-4, "planned again");
     }
-    run_and_compare(*cpu, *ref, input(3), 1e-4, "another length");
-    for (int i = 0; i < 2; ++i) run_and_compare(*cpu, *ref, input(5), 1e-4, "back");
-    EXPECT_GT(cpu->arena_bytes(), 0u) << "planned again once sizes repeat";
-    run_and_compare(*cpu, *ref, input(5), 1e-4, "planned again");
-  }
 }
 
 }  // namespace
