@@ -7,17 +7,12 @@
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/normalization.h"
 #include "backends/reference/softmax.h"
+#include "backends/reference/tensor_copy.h"
 #include "support/threads.h"
 
 namespace cb {
 
 namespace {
-
-int64_t product(const std::vector<int64_t>& d, size_t from, size_t to) {
-  int64_t p = 1;
-  for (size_t i = from; i < to; ++i) p *= d[i];
-  return p;
-}
 
 template <bool Log>
 class SoftmaxKernel : public FallbackKernel {
@@ -30,7 +25,7 @@ class SoftmaxKernel : public FallbackKernel {
     const size_t axis = size_t(norm_axis(ctx.node.attr_int("axis", -1), int64_t(x.rank())));
     if (x.dtype() != DType::f32 || y.dtype() != DType::f32 || x.rank() == 0 || axis + 1 != x.rank())
       return fall_back(ctx);
-    const int64_t n = x.dim(axis), rows = product(x.dims(), 0, axis);
+    const int64_t n = x.dim(axis), rows = dims_product(x.dims(), 0, axis);
     const float* in = x.data<float>();
     float* out = y.data<float>();
     parallel_chunks(rows, 2 * x.nbytes(), kParallelComputeBytes, std::max(1, ctx.num_threads),
@@ -67,7 +62,7 @@ class LayerNormKernel : public FallbackKernel {
         !bias->defined() || !f32(scale) || !f32(bias) || !f32(mean_out) || !f32(inv_out) || axis >= x.rank() ||
         !covers_normalized_dims(*scale, x, axis) || !covers_normalized_dims(*bias, x, axis))
       return fall_back(ctx);
-    const int64_t n = product(x.dims(), axis, x.rank()), rows = product(x.dims(), 0, axis);
+    const int64_t n = dims_product(x.dims(), axis, x.rank()), rows = dims_product(x.dims(), 0, axis);
     const double eps = ctx.node.attr_float("epsilon", 1e-5f);
     const float* in = x.data<float>();
     float* out = ctx.out(0).data<float>();
