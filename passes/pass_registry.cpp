@@ -12,7 +12,7 @@
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
 #include "passes/fuse_matmul_epilogue.h"
-#include "passes/gemm_transposed_weights.h"
+#include "passes/gemm_for_weights.h"
 #include "passes/kv_cache.h"
 #include "passes/last_position_logits.h"
 #include "passes/lower_codebook.h"
@@ -81,9 +81,8 @@ std::vector<PassInfo> build_registry() {
   r.push_back(plain<Bf16MatMulsPass>(
       "bf16-matmuls",
       "marks f32 MatMul/Gemm/FusedMatMul to multiply bf16 roundings of their factors (--precision bf16)"));
-  r.push_back(plain<GemmForTransposedWeightsPass>(
-      "gemm-transposed-weights",
-      "MatMul(A, Transpose(W)) of a matrix W -> Gemm(A rows, W, transB = 1) (training graphs)"));
+  r.push_back(plain<GemmForWeightsPass>(
+      "gemm-for-weights", "MatMul by a (transposed) 2-D weight, with its [N] bias Add -> one Gemm (training graphs)"));
   r.push_back(plain<TieEmbeddingsPass>("tie-embeddings",
                                        "makes an lm_head that copies the embedding table (transposed) read the table"));
   r.push_back(plain<LastPositionLogitsPass>("last-position-logits",

@@ -10,7 +10,7 @@
 #include "passes/canonicalize.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
-#include "passes/gemm_transposed_weights.h"
+#include "passes/gemm_for_weights.h"
 #include "support/error.h"
 #include "train/parameters.h"
 
@@ -153,9 +153,10 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   // affine is then found as a LayerNorm's, and the backward is one node.
   FuseLayerNormPass fuse_layer_norm;
   PassManager().run(fuse_layer_norm, g);
-  // A tied LM head reads the embedding table as it is (no transposed copy a step).
-  GemmForTransposedWeightsPass gemm_transposed;
-  PassManager().run(gemm_transposed, g);
+  // A tied LM head reads the embedding table as it is (no transposed copy a
+  // step); biases are added in the products' epilogues.
+  GemmForWeightsPass gemm_for_weights;
+  PassManager().run(gemm_for_weights, g);
   Value* input_ids = find_input_ids(g);
   Value* logits = g.outputs[0];
   CB_CHECK(logits->type.shape.rank_known && logits->type.shape.dims.size() == 3 && logits->type.dtype == DType::f32,
