@@ -153,10 +153,6 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   // affine is then found as a LayerNorm's, and the backward is one node.
   FuseLayerNormPass fuse_layer_norm;
   PassManager().run(fuse_layer_norm, g);
-  // A tied LM head reads the embedding table as it is (no transposed copy a
-  // step); biases are added in the products' epilogues.
-  GemmForWeightsPass gemm_for_weights;
-  PassManager().run(gemm_for_weights, g);
   Value* input_ids = find_input_ids(g);
   Value* logits = g.outputs[0];
   CB_CHECK(logits->type.shape.rank_known && logits->type.shape.dims.size() == 3 && logits->type.dtype == DType::f32,
@@ -191,6 +187,11 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   trained.insert(trained.end(), model_params.begin(), model_params.end());
   trained.insert(trained.end(), frozen_model_grads.begin(), frozen_model_grads.end());
   s.initial = parameterize(g, trained);
+  // A tied LM head reads the embedding table as it is (no transposed copy a
+  // step); biases are added in the products' epilogues. After the parameters
+  // are found: their roles and the layers' anatomy read the graph as exported.
+  GemmForWeightsPass gemm_for_weights;
+  PassManager().run(gemm_for_weights, g);
   s.parameters = names_of(trained);
   s.groups["codebooks"] = names_of(cb_params);
   s.groups["model"] = names_of(model_params);
