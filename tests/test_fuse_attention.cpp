@@ -21,6 +21,7 @@
 #include "frontend/onnx_import.h"
 #include "ir/attention.h"
 #include "ir/graph_clone.h"
+#include "ir/verifier.h"
 #include "passes/fold_attention_layouts.h"
 #include "passes/fuse_attention.h"
 #include "passes/inference_pipeline.h"
@@ -158,6 +159,36 @@ TEST(FuseAttention, FoldedLayoutsLeaveNoCopies) {
     const Tensor want = output(*plain, run_graph(plain, "reference", in), "logits");
     EXPECT_LE(test::max_abs_diff(output(*fused, run_graph(fused, "cpu", in, 2), "logits"), want), 1e-4);
     EXPECT_LE(test::max_abs_diff(output(*fused, run_graph(fused, "reference", in), "logits"), want), 1e-4);
+  }
+}
+
+// Head offsets past an input's heads are an error naming the node, also where
+// the head dim is only known at run time (the reference and cpu kernels read
+// the same call).
+TEST(FuseAttention, LayoutWithTooFewHeadsIsAnError) {
+  auto g = std::make_shared<Graph>();
+  Value* x = g->add_input("x", {DType::f32, Shape({Dim::fixed(1), Dim::fixed(5), Dim::sym("heads"), Dim::fixed(8)})});
+  Value* y = g->add_value("y");
+  g->add_node(kAttentionOp, {x, x, x}, {y},
+              {{"num_heads", int64_t(2)},
+               {"head_offsets", std::vector<int64_t>{0, 2, 4}},
+               {"q_perm", std::vector<int64_t>{0, 2, 1, 3}},
+               {"k_perm", std::vector<int64_t>{0, 2, 3, 1}},
+               {"v_perm", std::vector<int64_t>{0, 2, 1, 3}}},
+              "attn", kCodebookDomain);
+  g->outputs.push_back(y);
+  infer_types(*g);
+  std::map<std::string, Tensor> ok = {{"x", Tensor::zeros(DType::f32, {1, 5, 6, 8})}};
+  std::map<std::string, Tensor> short_of_heads = {{"x", Tensor::zeros(DType::f32, {1, 5, 5, 8})}};
+  for (const char* backend : {"reference", "cpu"}) {
+    SCOPED_TRACE(backend);
+    EXPECT_NO_THROW(run_graph(g, backend, ok));
+    try {
+      run_graph(g, backend, short_of_heads);
+      ADD_FAILURE() << "5 heads read at offset 4 + 2 ran";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("heads"), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include "backends/backend.h"
 #include "ir/attention.h"
+#include "support/error.h"
 
 namespace cb {
 
@@ -66,7 +67,12 @@ inline AttentionCall attention_call(const KernelContext& ctx) {
       strides[i][a] = st[perm[a]];
     }
     base[i] = t.data<float>() + layout.head_offsets[i] * strides[i][1];
-    if (layout.num_heads > 0 && !(dims[i][1] == 1 && layout.head_offsets[i] == 0)) dims[i][1] = layout.num_heads;
+    if (layout.num_heads > 0 && !(dims[i][1] == 1 && layout.head_offsets[i] == 0)) {
+      CB_CHECK(dims[i][1] >= layout.head_offsets[i] + layout.num_heads,
+               ctx.node.describe() << ": input " << i << " has " << dims[i][1] << " heads, fewer than its offset "
+                                   << layout.head_offsets[i] << " + num_heads " << layout.num_heads);
+      dims[i][1] = layout.num_heads;
+    }
     for (size_t a = 0; a < 2; ++a)
       if (dims[i][a] == 1) strides[i][a] = 0;
   }
