@@ -40,6 +40,12 @@ const Tensor* constant_value(const Graph& g, const Value* v) {
   return &*v->constant;
 }
 
+std::optional<double> constant_f32_scalar(const Graph& g, const Value* v, size_t max_rank) {
+  const Tensor* t = constant_value(g, v);
+  if (!t || t->dtype() != DType::f32 || t->numel() != 1 || t->rank() > max_rank) return std::nullopt;
+  return t->get_double(0);
+}
+
 bool is_deterministic(const Graph& g, const Node& n) {
   static const std::set<std::string> kRandom = {"RandomNormal",      "RandomUniform", "RandomNormalLike",
                                                 "RandomUniformLike", "Multinomial",   "Bernoulli"};

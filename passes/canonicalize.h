@@ -6,6 +6,7 @@
 // backends) can then rely on simple, static-where-possible graphs.
 #pragma once
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "ir/graph.h"
@@ -56,6 +57,11 @@ bool is_graph_input(const Graph& g, const Value* v);
 // A constant whose value is fixed at compile time: graph inputs that carry a
 // default (overridable initializers) are not.
 const Tensor* constant_value(const Graph& g, const Value* v);
+// The value of an f32 constant with one element and rank <= max_rank (so
+// that it broadcasts nothing into a value of that rank).
+std::optional<double> constant_f32_scalar(const Graph& g, const Value* v, size_t max_rank = 4);
+// A node of the ONNX default domain with op type `op`.
+inline bool is_onnx_op(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
 // False for random ops and for Dropout unless its training_mode is a constant
 // false (or absent): such nodes must neither be folded nor merged.
 bool is_deterministic(const Graph& g, const Node& n);

@@ -16,9 +16,9 @@ namespace cb {
 
 namespace {
 
-using Perm = AttentionLayout::Perm;
+using pass_util::is_onnx_op;
 
-bool is_op(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
+using Perm = AttentionLayout::Perm;
 
 bool rank_is(const Value* v, size_t r) {
   return v && v->type.dtype == DType::f32 && v->type.shape.rank_known && v->type.shape.rank() == r;
@@ -36,12 +36,6 @@ struct Source {
   double scale = 1;
 };
 
-std::optional<double> scalar_constant(const Graph& g, const Value* v) {
-  const Tensor* t = pass_util::constant_value(g, v);
-  if (!t || t->dtype() != DType::f32 || t->numel() != 1 || t->rank() > 4) return std::nullopt;
-  return t->get_double(0);
-}
-
 // Walks back from input `i` through Transposes, f32 Casts, Identities and
 // (for Q and Kt) Mul/Div by a constant scalar; the farthest point whose perm
 // keeps the head axis last.
@@ -55,12 +49,14 @@ Source trace(const Graph& g, Value* x, size_t input) {
       const std::vector<int64_t> t = p->attr_ints("perm", {3, 2, 1, 0});
       if (t.size() != 4) break;
       for (int64_t& a : at.perm) a = t[size_t(a)];
-    } else if ((is_op(p, "Identity") || (is_op(p, "Cast") && p->attr_int("to", 0) == 1)) && rank_is(in, 4)) {
+    } else if ((is_onnx_op(p, "Identity") || (is_onnx_op(p, "Cast") && p->attr_int("to", 0) == 1)) && rank_is(in, 4)) {
       // an f32 -> f32 Cast copies
     } else if ((p->op_type == "Mul" || p->op_type == "Div") && input < 2 && p->inputs.size() == 2 && p->input(1)) {
-      const int c = scalar_constant(g, p->input(1)) ? 1 : p->op_type == "Mul" && scalar_constant(g, in) ? 0 : -1;
+      const int c = pass_util::constant_f32_scalar(g, p->input(1))                 ? 1
+                    : p->op_type == "Mul" && pass_util::constant_f32_scalar(g, in) ? 0
+                                                                                   : -1;
       if (c < 0) break;
-      const double s = *scalar_constant(g, p->input(size_t(c)));
+      const double s = *pass_util::constant_f32_scalar(g, p->input(size_t(c)));
       if (s == 0 || !std::isfinite(s)) break;
       in = p->input(size_t(1 - c));
       if (!rank_is(in, 4)) break;
@@ -83,10 +79,10 @@ struct SplitSource {
 
 std::optional<SplitSource> split_source(const Value* x) {
   const Node* r = x->producer;
-  if (!is_op(r, "Reshape") || !r->input(0) || !rank_is(x, 4)) return std::nullopt;
+  if (!is_onnx_op(r, "Reshape") || !r->input(0) || !rank_is(x, 4)) return std::nullopt;
   const Value* y = r->input(0);
   Node* split = y->producer;
-  if (!is_op(split, "Split") || !rank_is(y, 3) || !rank_is(split->input(0), 3)) return std::nullopt;
+  if (!is_onnx_op(split, "Split") || !rank_is(y, 3) || !rank_is(split->input(0), 3)) return std::nullopt;
   const int64_t axis = split->attr_int("axis", 0);
   if (axis != 2 && axis != -1) return std::nullopt;
   const Shape &xs = x->type.shape, &ys = y->type.shape;
@@ -194,9 +190,9 @@ class Folder {
     Node* t = nullptr;
     std::vector<Node*> shapes;
     for (Node* u : it->second) {
-      if (is_op(u, "Shape") && !u->has_attr("start") && !u->has_attr("end") && u->outputs[0])
+      if (is_onnx_op(u, "Shape") && !u->has_attr("start") && !u->has_attr("end") && u->outputs[0])
         shapes.push_back(u);
-      else if (!t && is_op(u, "Transpose") && u->outputs.size() == 1 && u->outputs[0])
+      else if (!t && is_onnx_op(u, "Transpose") && u->outputs.size() == 1 && u->outputs[0])
         t = u;
       else
         return false;
@@ -235,7 +231,7 @@ class Folder {
 int read_shapes_through_layouts(Graph& g) {
   std::vector<Node*> work;
   for (auto& n : g.nodes())
-    if (is_op(n.get(), "Shape")) work.push_back(n.get());
+    if (is_onnx_op(n.get(), "Shape")) work.push_back(n.get());
   std::set<const Node*> replaced;
   int changed = 0;
   while (!work.empty()) {
@@ -244,11 +240,11 @@ int read_shapes_through_layouts(Graph& g) {
     if (!shape->input(0) || shape->has_attr("start") || shape->has_attr("end") || !shape->outputs[0]) continue;
     const Node* p = shape->input(0)->producer;
     if (!p || !p->input(0)) continue;
-    if (is_op(p, "Identity") || (is_op(p, "Cast") && p->attr_int("to", 0) == 1 && rank_is(p->input(0), 4))) {
+    if (is_onnx_op(p, "Identity") || (is_onnx_op(p, "Cast") && p->attr_int("to", 0) == 1 && rank_is(p->input(0), 4))) {
       shape->inputs[0] = p->input(0);
       work.push_back(shape);
       ++changed;
-    } else if (is_op(p, "Transpose") && p->input(0)->type.shape.rank_known) {
+    } else if (is_onnx_op(p, "Transpose") && p->input(0)->type.shape.rank_known) {
       const size_t rank = p->input(0)->type.shape.rank();
       std::vector<int64_t> perm = p->attr_ints("perm", {});
       if (perm.empty())

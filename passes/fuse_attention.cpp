@@ -48,9 +48,9 @@ namespace cb {
 
 namespace {
 
-constexpr int kMaxChain = 12;  // nodes between the scores MatMul and the Softmax
+using pass_util::is_onnx_op;
 
-bool is_op(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
+constexpr int kMaxChain = 12;  // nodes between the scores MatMul and the Softmax
 
 bool rank4_f32(const Value* v) {
   return v && (v->type.dtype == DType::f32) && v->type.shape.rank_known && v->type.shape.rank() == 4;
@@ -78,7 +78,7 @@ class AttentionMatcher {
   explicit AttentionMatcher(Graph& g) : g_(g), users_(g.users()), shared_(pass_util::externally_read_values(g)) {}
 
   std::optional<AttentionMatch> match(Node& sm) {
-    if (!is_op(&sm, "Softmax") || sm.inputs.size() != 1 || sm.outputs.size() != 1 || !sm.outputs[0]) return {};
+    if (!is_onnx_op(&sm, "Softmax") || sm.inputs.size() != 1 || sm.outputs.size() != 1 || !sm.outputs[0]) return {};
     Value* x = sm.input(0);
     if (!rank4_f32(x)) return {};
     const int64_t axis = sm.attr_int("axis", -1);
@@ -100,21 +100,17 @@ class AttentionMatcher {
   Node* only_user(const Value* v) const { return used_only_by(v, 1) ? users_.at(v)[0] : nullptr; }
 
   // A constant f32 scalar (one element, rank <= 4 so it broadcasts nothing).
-  std::optional<double> scalar(const Value* v) const {
-    const Tensor* t = pass_util::constant_value(g_, v);
-    if (!t || t->dtype() != DType::f32 || t->numel() != 1 || t->rank() > 4) return std::nullopt;
-    return t->get_double(0);
-  }
+  std::optional<double> scalar(const Value* v) const { return pass_util::constant_f32_scalar(g_, v); }
 
   static bool passes_f32(const Node* p) {
-    return is_op(p, "Identity") || (is_op(p, "Cast") && p->attr_int("to", 0) == 1 /* FLOAT */);
+    return is_onnx_op(p, "Identity") || (is_onnx_op(p, "Cast") && p->attr_int("to", 0) == 1 /* FLOAT */);
   }
 
   // v is computed from a MatMul through chain ops on values used once.
   bool reaches_matmul(const Value* v, int depth) const {
     if (!v || depth > kMaxChain || !used_only_by(v, 1)) return false;
     const Node* p = v->producer;
-    if (is_op(p, "MatMul")) return true;
+    if (is_onnx_op(p, "MatMul")) return true;
     if (!p || !p->domain.empty()) return false;
     static const std::set<std::string> kChainOps = {"Mul", "Div", "Add", "Sub", "Where", "Cast", "Identity"};
     if (!kChainOps.count(p->op_type)) return false;
@@ -166,7 +162,7 @@ class AttentionMatcher {
         x = p->input(first ? 0 : 1);
         continue;
       }
-      if (is_op(p, "Where") && p->inputs.size() == 3 && p->input(0) && p->input(1) && p->input(2) &&
+      if (is_onnx_op(p, "Where") && p->inputs.size() == 3 && p->input(0) && p->input(1) && p->input(2) &&
           p->input(0)->type.dtype == DType::boolean && p->input(0)->type.shape.rank_known &&
           p->input(0)->type.shape.rank() <= 4) {
         const int c = scalar(p->input(2)) ? 2 : scalar(p->input(1)) ? 1 : -1;
@@ -191,7 +187,7 @@ class AttentionMatcher {
           p = u->outputs[0];
           continue;
         }
-        if (is_op(u, "MatMul") && u->inputs.size() == 2 && u->input(0) == p && u->input(1) != p &&
+        if (is_onnx_op(u, "MatMul") && u->inputs.size() == 2 && u->input(0) == p && u->input(1) != p &&
             rank4_f32(u->input(1)) && u->outputs.size() == 1 && u->outputs[0]) {
           m.probs = u;
           m.nodes.push_back(u);
@@ -204,8 +200,8 @@ class AttentionMatcher {
       Node* isnan = nullptr;
       Node* where = nullptr;
       for (Node* u : users_.at(p)) {
-        if (is_op(u, "IsNaN")) isnan = u;
-        if (is_op(u, "Where")) where = u;
+        if (is_onnx_op(u, "IsNaN")) isnan = u;
+        if (is_onnx_op(u, "Where")) where = u;
       }
       if (!isnan || !where || isnan->outputs.size() != 1 || !only_user(isnan->outputs[0]) ||
           only_user(isnan->outputs[0]) != where || where->inputs.size() != 3 || where->input(0) != isnan->outputs[0] ||

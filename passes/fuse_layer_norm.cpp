@@ -292,9 +292,7 @@ class LayerNormMatcher {
 
   // An f32 constant with one element, of rank <= `max_rank`.
   std::optional<double> single_element(const Value* v, size_t max_rank) const {
-    const Tensor* t = pass_util::constant_value(g_, v);
-    if (!t || t->dtype() != DType::f32 || t->numel() != 1 || t->rank() > max_rank) return std::nullopt;
-    return t->get_double(0);
+    return pass_util::constant_f32_scalar(g_, v, max_rank);
   }
 
   // A one-element constant equal to `e` (any numeric dtype, as ONNX's Pow

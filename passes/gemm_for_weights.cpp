@@ -12,7 +12,7 @@ namespace cb {
 
 namespace {
 
-bool is_op(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
+using pass_util::is_onnx_op;
 
 bool f32_rank(const Value* v, size_t rank) {
   return v && v->type.dtype == DType::f32 && v->type.shape.rank_known && v->type.shape.rank() == rank;
@@ -35,12 +35,12 @@ int gemm_for_weights(Graph& g) {
   std::vector<Product> products;
   for (auto& n : g.nodes()) {
     Node* mm = n.get();
-    if (!is_op(mm, "MatMul") || mm->inputs.size() != 2 || mm->outputs.size() != 1 || !mm->outputs[0]) continue;
+    if (!is_onnx_op(mm, "MatMul") || mm->inputs.size() != 2 || mm->outputs.size() != 1 || !mm->outputs[0]) continue;
     Product p{mm};
     p.a = mm->input(0);
     Value* b = mm->input(1);
     const Node* t = b ? b->producer : nullptr;
-    if (is_op(t, "Transpose") && t->input(0) && t->attr_ints("perm", {1, 0}) == std::vector<int64_t>{1, 0}) {
+    if (is_onnx_op(t, "Transpose") && t->input(0) && t->attr_ints("perm", {1, 0}) == std::vector<int64_t>{1, 0}) {
       p.w = t->input(0);
       p.trans_b = true;
     } else {
@@ -55,7 +55,7 @@ int gemm_for_weights(Graph& g) {
     p.out = mm->outputs[0];
     // The bias: the product's only reader adds an f32 [N] value to it.
     auto it = users.find(p.out);
-    if (!external.count(p.out) && it != users.end() && it->second.size() == 1 && is_op(it->second[0], "Add")) {
+    if (!external.count(p.out) && it != users.end() && it->second.size() == 1 && is_onnx_op(it->second[0], "Add")) {
       Node* add = it->second[0];
       Value* other = add->input(0) == p.out ? add->input(1) : add->input(0);
       if (add->inputs.size() == 2 && add->input(0) != add->input(1) && f32_rank(other, 1) &&

@@ -25,13 +25,13 @@ std::string present_value_name(int64_t layer) { return "present." + std::to_stri
 
 namespace {
 
-const char* const kLmInputs[] = {"input_ids", "attention_mask", "position_ids"};
+using pass_util::is_onnx_op;
 
-bool is_op(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
+const char* const kLmInputs[] = {"input_ids", "attention_mask", "position_ids"};
 
 // Range(0, n, 1) with constant start and delta: a run of positions.
 bool is_position_range(const Node& n) {
-  if (!is_op(&n, "Range") || n.inputs.size() != 3) return false;
+  if (!is_onnx_op(&n, "Range") || n.inputs.size() != 3) return false;
   const Value* start = n.inputs[0];
   const Value* delta = n.inputs[2];
   return start && delta && start->is_constant() && delta->is_constant() && start->constant->numel() == 1 &&
@@ -98,7 +98,7 @@ std::vector<Tensor> evaluate_for_full_context(const Graph& g, const std::vector<
       }
   std::vector<std::pair<Value*, Tensor>> known_shapes;
   for (auto& n : eval->nodes()) {
-    if (!is_op(n.get(), "Shape") || !n->input(0) || !n->input(0)->type.shape.rank_known) continue;
+    if (!is_onnx_op(n.get(), "Shape") || !n->input(0) || !n->input(0)->type.shape.rank_known) continue;
     std::vector<int64_t> dims;
     for (const Dim& d : n->input(0)->type.shape.dims) {
       auto it = d.is_symbolic() ? bound.find(d.symbol) : bound.end();

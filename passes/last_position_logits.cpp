@@ -16,7 +16,7 @@ namespace cb {
 
 namespace {
 
-bool is_op(const Node* n, const char* op) { return n && n->domain.empty() && n->op_type == op; }
+using pass_util::is_onnx_op;
 
 }  // namespace
 
@@ -37,17 +37,17 @@ bool LastPositionLogitsPass::run(Graph& g) {
                                "last_position");
   };
   Node* head = logits->producer;
-  if (is_op(head, "Add")) {  // bias: find the MatMul operand
+  if (is_onnx_op(head, "Add")) {  // bias: find the MatMul operand
     Node* mm = nullptr;
     for (Value* in : head->inputs)
-      if (in && is_op(in->producer, "MatMul")) mm = in->producer;
+      if (in && is_onnx_op(in->producer, "MatMul")) mm = in->producer;
     head = mm;
   }
-  if (is_op(head, "MatMul")) {
+  if (is_onnx_op(head, "MatMul")) {
     head->inputs[0] = last(head->inputs[0]);
-  } else if (is_op(head, "Reshape") && head->input(0) && is_op(head->input(0)->producer, "Gemm") &&
-             is_op(head->input(0)->producer->input(0) ? head->input(0)->producer->input(0)->producer : nullptr,
-                   "Reshape")) {
+  } else if (is_onnx_op(head, "Reshape") && head->input(0) && is_onnx_op(head->input(0)->producer, "Gemm") &&
+             is_onnx_op(head->input(0)->producer->input(0) ? head->input(0)->producer->input(0)->producer : nullptr,
+                        "Reshape")) {
     Node* flatten = head->input(0)->producer->input(0)->producer;
     flatten->inputs[0] = last(flatten->inputs[0]);
     const int64_t vocab = logits->type.shape[2].is_static() ? logits->type.shape[2].value : -1;

@@ -63,8 +63,7 @@ TEST(Parameters, ParameterizeAndBindRoundTrip) {
 
 // loss = mean cross-entropy of logits[:, t] against ids[:, t+1]; accuracy =
 // share of argmax hits; checked against the model's own logits, for a
-// Hugging Face import and an ONNX export (whose LM head passes through
-// passes/gemm_for_weights.h where its transposed matrix is not folded).
+// Hugging Face import and an ONNX export.
 TEST(TrainingGraph, LossAndAccuracyMatchTheLogits) {
   auto backend = make_backend("cpu");
   for (const char* name : {"gpt-neox", "gpt2"}) {

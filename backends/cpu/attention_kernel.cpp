@@ -110,6 +110,20 @@ struct RowState {
   float max = kNegInf, sum = 0;
 };
 
+// The keys [from, to) of a block of n keys from j0 that some of `rows` rows
+// (states st[0, rows)) see: what a register tile of those rows computes.
+struct KeyRange {
+  int64_t from, to;
+};
+KeyRange tile_keys(const RowState* st, int64_t rows, int64_t j0, int64_t n) {
+  KeyRange k{n, 0};
+  for (int64_t t = 0; t < rows; ++t) {
+    k.from = std::min(k.from, std::max<int64_t>(st[t].lo - j0, 0));
+    k.to = std::max(k.to, std::min<int64_t>(st[t].hi - j0, n));
+  }
+  return k;
+}
+
 // The score tile of `rows` rows (<= kRows) and the keys [j0, j0 + n) (n <=
 // kKeys); each group of kTileRows rows stops at the last key one of them
 // sees (the causal diagonal), leaving the rest of its tile unwritten.
@@ -117,9 +131,8 @@ void score_block(const float* q, int64_t ldq, const RowState* st, int64_t rows, 
                  int64_t j0, int64_t n, float* scores) {
   for (int64_t r = 0; r < rows; r += kTileRows) {
     const int64_t tile = std::min(kTileRows, rows - r);
-    int64_t to = 0;
-    for (int64_t t = r; t < r + tile; ++t) to = std::max(to, std::min<int64_t>(st[t].hi - j0, n));
-    for (int64_t j = 0; j < to; j += kTileKeys) {
+    const KeyRange keys = tile_keys(st + r, tile, j0, n);
+    for (int64_t j = 0; j < keys.to; j += kTileKeys) {
       const int64_t nj = std::min(kTileKeys, n - j);
       if (tile == kTileRows) {
         score_tile<kTileRows>(q + r * ldq, ldq, dh, kt + j, ld, nj, scores + r * kKeys + j, kKeys);
@@ -291,11 +304,7 @@ void pv_block(const float* p, const RowState* st, int64_t rows, int64_t j0, int6
               int64_t dv, float* acc) {
   for (int64_t r = 0; r < rows; r += kTileRows) {
     const int64_t tile = std::min(kTileRows, rows - r);
-    int64_t from = n, to = 0;
-    for (int64_t t = r; t < r + tile; ++t) {
-      from = std::min(from, std::max<int64_t>(st[t].lo - j0, 0));
-      to = std::max(to, std::min<int64_t>(st[t].hi - j0, n));
-    }
+    const auto [from, to] = tile_keys(st + r, tile, j0, n);
     if (from >= to) continue;
     for (int64_t e = 0; e < dv; e += kTileKeys) {
       const int64_t ne = std::min(kTileKeys, dv - e);

@@ -161,14 +161,14 @@ void pack_codebook(const float* codes, int64_t G, int64_t K, int64_t Dg, Codeboo
   const int64_t jobs = G * pc.panels;
   std::vector<double> job_norm(bf16 ? size_t(jobs) : 0), job_bias(bf16 ? size_t(jobs) : 0);
   parallel_ranges(jobs, threads, [&](int64_t job_begin, int64_t job_end) {
+    std::vector<float> scaled(bf16 ? size_t(2 * pc.Dp) : 0);  // one code's scaled row, and its bf16 pairs
+    std::vector<uint16_t> pairs(scaled.size());
     for (int64_t job = job_begin; job < job_end; ++job) {
       const int64_t g = job / pc.panels, p = job % pc.panels;
       float* bias = const_cast<float*>(pc.bias(g, p));
       float* dst = bf16 ? nullptr : const_cast<float*>(pc.panel(g, p));
       uint16_t* dst16 = bf16 ? const_cast<uint16_t*>(pc.bf16_panel(g, p)) : nullptr;
       double max_norm = 0, max_bias = 0;
-      std::vector<float> scaled(bf16 ? size_t(2 * pc.Dp) : 0);
-      std::vector<uint16_t> pairs(scaled.size());
       for (int64_t j = 0; j < pc.width; ++j) {
         const int64_t c = p * pc.width + j;
         const float* row = c < K ? codes + (g * K + c) * Dg : nullptr;

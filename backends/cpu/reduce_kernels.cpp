@@ -5,6 +5,7 @@
 
 #include "backends/cpu/fallback_kernel.h"
 #include "backends/cpu/layout_kernels.h"
+#include "backends/reference/reduction.h"
 
 namespace cb {
 
@@ -70,9 +71,10 @@ class ReduceSumKernel : public FallbackKernel {
   void run(KernelContext& ctx) override {
     const Tensor& x = ctx.in(0);
     Tensor& y = ctx.out(0);
-    int64_t outer = 1, reduced = 1, inner = 1;
-    if (x.dtype() != DType::f32 || y.dtype() != DType::f32 || !block_view(ctx, outer, reduced, inner))
+    ReduceBlock view;
+    if (x.dtype() != DType::f32 || y.dtype() != DType::f32 || !reduction_block(x.dims(), reduced_axes(ctx), view))
       return fall_back(ctx);
+    const int64_t outer = view.outer, reduced = view.reduced, inner = view.inner;
     const float* in = x.data<float>();
     float* out = y.data<float>();
     auto result = [reduced](double acc) { return float(Mean ? acc / double(reduced) : acc); };
@@ -106,45 +108,6 @@ class ReduceSumKernel : public FallbackKernel {
 
  private:
   static constexpr int64_t kColumns = 64;
-
-  // The reduced axes as the reference reads them (the axes input, else all
-  // unless noop_with_empty_axes), and the [outer, R, inner] view when those
-  // of size > 1 are adjacent.
-  static bool block_view(const KernelContext& ctx, int64_t& outer, int64_t& reduced, int64_t& inner) {
-    const Tensor& x = ctx.in(0);
-    const int64_t rank = int64_t(x.rank());
-    std::vector<bool> is_reduced(size_t(rank), true);
-    std::vector<int64_t> axes;
-    if (ctx.inputs.size() > 1 && ctx.inputs[1] && ctx.inputs[1]->defined()) axes = ctx.inputs[1]->to_int_vector();
-    if (axes.empty()) {
-      if (ctx.node.attr_int("noop_with_empty_axes", 0) != 0) return false;
-    } else {
-      std::fill(is_reduced.begin(), is_reduced.end(), false);
-      for (int64_t a : axes) {
-        const int64_t axis = a < 0 ? a + rank : a;
-        if (axis < 0 || axis >= rank) return false;
-        is_reduced[size_t(axis)] = true;
-      }
-    }
-    int64_t first = -1, last = -1;
-    for (int64_t i = 0; i < rank; ++i)
-      if (x.dim(size_t(i)) != 1 && is_reduced[size_t(i)]) {
-        if (first < 0) first = i;
-        last = i;
-      }
-    for (int64_t i = first; first >= 0 && i <= last; ++i)
-      if (x.dim(size_t(i)) != 1 && !is_reduced[size_t(i)]) return false;
-    for (int64_t i = 0; i < rank; ++i) {
-      const int64_t d = x.dim(size_t(i));
-      if (first >= 0 && i >= first && i <= last)
-        reduced *= d;
-      else if (first >= 0 && i > last)
-        inner *= d;
-      else
-        outer *= d;
-    }
-    return true;
-  }
 };
 
 }  // namespace

@@ -3,6 +3,8 @@
 // numpy). When the reduced axes form one block of the layout the input is read
 // as [outer, R, inner] with a contiguous inner loop; other axis sets go through
 // a precomputed list of offsets.
+#include "backends/reference/reduction.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -12,6 +14,43 @@
 #include "backends/reference/reference_backend.h"
 
 namespace cb {
+
+std::vector<bool> reduced_axes(const KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  int64_t rank = int64_t(x.rank());
+  std::vector<int64_t> axes;
+  if (ctx.inputs.size() > 1 && ctx.inputs[1]) axes = ctx.inputs[1]->to_int_vector();
+  if (axes.empty()) {
+    bool noop = ctx.node.attr_int("noop_with_empty_axes", 0) != 0;
+    return std::vector<bool>(x.rank(), !noop);
+  }
+  std::vector<bool> r(x.rank(), false);
+  for (int64_t a : axes) r[size_t(norm_axis(a, rank))] = true;
+  return r;
+}
+
+bool reduction_block(const std::vector<int64_t>& dims, const std::vector<bool>& is_reduced, ReduceBlock& block) {
+  // Size-1 dims may count as reduced or kept; ignore them when looking for a block.
+  int first = -1, last = -1;
+  for (size_t i = 0; i < dims.size(); ++i)
+    if (dims[i] != 1 && is_reduced[i]) {
+      if (first < 0) first = int(i);
+      last = int(i);
+    }
+  for (int i = first; first >= 0 && i <= last; ++i)
+    if (dims[size_t(i)] != 1 && !is_reduced[size_t(i)]) return false;
+  block = ReduceBlock{};
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (first >= 0 && int(i) >= first && int(i) <= last)
+      block.reduced *= dims[i];
+    else if (first >= 0 && int(i) > last)
+      block.inner *= dims[i];
+    else
+      block.outer *= dims[i];
+  }
+  return true;
+}
+
 namespace {
 
 template <typename T>
@@ -109,25 +148,12 @@ struct ReduceLayout {
 
 ReduceLayout plan_reduction(const std::vector<int64_t>& dims, const std::vector<bool>& is_reduced) {
   ReduceLayout L;
-  // Size-1 dims may count as reduced or kept; ignore them when looking for a block.
-  int first = -1, last = -1;
-  for (size_t i = 0; i < dims.size(); ++i)
-    if (dims[i] != 1 && is_reduced[i]) {
-      if (first < 0) first = int(i);
-      last = int(i);
-    }
-  L.block = true;
-  for (int i = first; first >= 0 && i <= last; ++i)
-    if (dims[size_t(i)] != 1 && !is_reduced[size_t(i)]) L.block = false;
-  if (L.block) {
-    for (size_t i = 0; i < dims.size(); ++i) {
-      if (first >= 0 && int(i) >= first && int(i) <= last)
-        L.reduced *= dims[i];
-      else if (first >= 0 && int(i) > last)
-        L.inner *= dims[i];
-      else
-        L.outer *= dims[i];
-    }
+  ReduceBlock b;
+  if (reduction_block(dims, is_reduced, b)) {
+    L.block = true;
+    L.outer = b.outer;
+    L.reduced = b.reduced;
+    L.inner = b.inner;
     return L;
   }
   std::vector<int64_t> strides = contiguous_strides(dims), rdims, rstrides;
@@ -176,21 +202,6 @@ void reduce_typed(const Tensor& x, Tensor& y, const ReduceLayout& L) {
       out[o++] = r.result(L.reduced);
     });
   }
-}
-
-// Which axes of input 0 the node reduces (axes input, noop_with_empty_axes).
-std::vector<bool> reduced_axes(const KernelContext& ctx) {
-  const Tensor& x = ctx.in(0);
-  int64_t rank = int64_t(x.rank());
-  std::vector<int64_t> axes;
-  if (ctx.inputs.size() > 1 && ctx.inputs[1]) axes = ctx.inputs[1]->to_int_vector();
-  if (axes.empty()) {
-    bool noop = ctx.node.attr_int("noop_with_empty_axes", 0) != 0;
-    return std::vector<bool>(x.rank(), !noop);
-  }
-  std::vector<bool> r(x.rank(), false);
-  for (int64_t a : axes) r[size_t(norm_axis(a, rank))] = true;
-  return r;
 }
 
 template <ReduceKind K>

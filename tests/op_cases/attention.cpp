@@ -48,6 +48,19 @@ OpCase attention(const std::string& name, int64_t B, int64_t H, int64_t T, int64
       .tol(abs_rel(1e-5, 1e-5));
 }
 
+// An Attention case whose Q, K, V and output are [B, T, H, d] rows (the
+// layout passes/fold_attention_layouts.h gives the exports' attention).
+OpCase rows_layout(const std::string& name, float scale) {
+  const std::vector<int64_t> heads_of_rows = {0, 2, 1, 3};
+  return OpCase(name, kAttentionOp, kCodebookDomain)
+      .attr("scale", scale)
+      .attr("q_perm", heads_of_rows)
+      .attr("k_perm", std::vector<int64_t>{0, 2, 3, 1})
+      .attr("v_perm", heads_of_rows)
+      .attr("out_perm", heads_of_rows)
+      .tol(abs_rel(1e-5, 1e-5));
+}
+
 std::vector<OpCase> attention_cases() {
   std::vector<OpCase> v;
   v.push_back(attention("Attention_causal_T37_dh16", 2, 3, 37, 37, 16, 16, 0.25f)
@@ -87,20 +100,13 @@ std::vector<OpCase> attention_cases() {
   // Layouts (ir/attention.h, what passes/fold_attention_layouts.h writes).
   // GPT-2's fused QKV rows: each input [B, T, 3H, dh], heads at offsets 0, H,
   // 2H, output [B, T, H, dv]; left padding, more than one key block.
-  const std::vector<int64_t> heads_of_rows = {0, 2, 1, 3};
-  v.push_back(OpCase("Attention_layout_heads_of_qkv_rows", kAttentionOp, kCodebookDomain)
-                  .attr("scale", 0.25f)
-                  .attr("q_perm", heads_of_rows)
-                  .attr("k_perm", std::vector<int64_t>{0, 2, 3, 1})
-                  .attr("v_perm", heads_of_rows)
-                  .attr("out_perm", heads_of_rows)
+  v.push_back(rows_layout("Attention_layout_heads_of_qkv_rows", 0.25f)
                   .attr("num_heads", int64_t(3))
                   .attr("head_offsets", std::vector<int64_t>{0, 3, 6})
                   .in({2, 70, 9, 16}, uniform(-1, 1))
                   .in({2, 70, 9, 16}, uniform(-1, 1))
                   .in({2, 70, 9, 16}, uniform(-1, 1))
-                  .given(causal_mask(2, 70, 70, 0, {0, 9}, kLowest))
-                  .tol(abs_rel(1e-5, 1e-5)));
+                  .given(causal_mask(2, 70, 70, 0, {0, 9}, kLowest)));
   // GPT-NeoX's keys [B, H, S, dh] (its Kt a Transpose of them), head size 12
   // (not a multiple of the 8 x 8 transposes).
   v.push_back(OpCase("Attention_layout_key_rows_dh12", kAttentionOp, kCodebookDomain)
@@ -113,17 +119,11 @@ std::vector<OpCase> attention_cases() {
                   .tol(abs_rel(1e-5, 1e-5)));
   // GPT-Neo's separate projections as rows [B, T, H, d], a local window,
   // S > T, value size 24.
-  v.push_back(OpCase("Attention_layout_rows_window_dv24", kAttentionOp, kCodebookDomain)
-                  .attr("scale", 0.125f)
-                  .attr("q_perm", heads_of_rows)
-                  .attr("k_perm", std::vector<int64_t>{0, 2, 3, 1})
-                  .attr("v_perm", heads_of_rows)
-                  .attr("out_perm", heads_of_rows)
+  v.push_back(rows_layout("Attention_layout_rows_window_dv24", 0.125f)
                   .in({2, 5, 2, 64}, uniform(-1, 1))
                   .in({2, 67, 2, 64}, uniform(-1, 1))
                   .in({2, 67, 2, 24}, uniform(-1, 1))
-                  .given(causal_mask(2, 5, 67, 20, {}, kLowest))
-                  .tol(abs_rel(1e-5, 1e-5)));
+                  .given(causal_mask(2, 5, 67, 20, {}, kLowest)));
   // An inf in V at the last key: causal rows before it give it probability 0
   // and stay finite (recomputed exactly), the last row sees it.
   v.push_back(attention("Attention_inf_value_at_masked_key", 1, 2, 20, 20, 16, 16, 0.25f)
