@@ -43,6 +43,39 @@ void matmul(benchmark::State& state, const char* backend) {
       benchmark::Counter(2e-9 * double(m * k * n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// One decode step's products by weights, GPT-2 small's shapes at M = 1:
+// per layer [768, 2304], [768, 768], [768, 3072], [3072, 768], then the
+// [768, 50257] unembedding, all constants in their exported [K, N] layout
+// (471 MiB: far out of cache, as in generation). Reports the weights' read
+// rate, to set against a plain read of the machine (bench/generate.sh).
+void decode_products(benchmark::State& state) {
+  const int64_t layers = 12, d = 768, vocab = 50257;
+  auto g = std::make_shared<Graph>();
+  Value* x = g->add_input("x", {DType::f32, Shape::of({1, d})});
+  Value* h = g->add_input("h", {DType::f32, Shape::of({1, 4 * d})});
+  size_t bytes = 0;
+  auto product = [&](Value* a, int64_t k, int64_t n) {
+    Value* w = g->add_constant("w" + std::to_string(g->num_nodes()), random_f32({k, n}));
+    Value* y = g->add_value("y" + std::to_string(g->num_nodes()));
+    g->add_node("MatMul", {a, w}, {y});
+    g->outputs.push_back(y);
+    bytes += size_t(k * n) * sizeof(float);
+  };
+  for (int64_t l = 0; l < layers; ++l) {
+    product(x, d, 3 * d);
+    product(x, d, d);
+    product(x, d, 4 * d);
+    product(h, 4 * d, d);
+  }
+  product(x, d, vocab);
+  CompileOptions opts;
+  opts.num_threads = int(state.range(0));
+  auto ex = Executable::compile(g, *make_backend("cpu"), opts);
+  std::map<std::string, Tensor> in = {{"x", random_f32({1, d})}, {"h", random_f32({1, 4 * d})}};
+  for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
+  state.counters["GB/s"] = benchmark::Counter(1e-9 * double(bytes), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // A batched product of two activations, as attention's products are in a
 // training step (no fusion there): a [B, H, M, K] @ b [B, H, K, N]. Args:
 // B, H, M, K, N, threads.
@@ -212,6 +245,7 @@ BENCHMARK_CAPTURE(matmul, cpu, "cpu")
     ->Args({128, 768, 2304})
     ->Args({128, 768, 3072})
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(decode_products)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(batched_matmul)
     ->ArgNames({"B", "H", "M", "K", "N", "threads"})
     ->Args({64, 4, 128, 32, 128, 2})  // TokFSM 64x128 training: scores Q Kt (4 heads of 32)
