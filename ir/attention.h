@@ -31,6 +31,12 @@
 //                         projection serves as all three inputs. Needs
 //                         num_heads; an input with an offset must have at
 //                         least offset + num_heads heads.
+//   cached keys (optional, both or neither; what passes/kv_cache.h feeds):
+//            Kt_past  f32 [B, H, dh, P]   (input 4) keys of P earlier positions
+//            V_past   f32 [B, H, P, dv]   (input 5) their values
+//            The keys are then [cached | new]: key j < P is Kt_past's column
+//            j, key P + j is Kt's column j, likewise the values; S counts
+//            both (S = P + Kt's keys) and the mask covers all S.
 //   output   f32 [B, H, T, dv] (permuted by out_perm)
 //
 //   out[b,h,i,:] = sum_j p[i,j] V[b,h,j,:],
@@ -55,10 +61,14 @@ namespace cb {
 inline constexpr const char* kAttentionOp = "Attention";  // in kCodebookDomain (ir/codebook.h)
 inline constexpr float kAttentionMasked = -1e30f;
 
-// The dims of one call, from its inputs' shapes (B, H the broadcast sizes).
+// The dims of one call, from its inputs' shapes (B, H the broadcast sizes;
+// S every key, P of them cached).
 struct AttentionDims {
-  int64_t B = 0, H = 0, T = 0, S = 0, dh = 0, dv = 0;
+  int64_t B = 0, H = 0, T = 0, S = 0, P = 0, dh = 0, dv = 0;
 };
+
+// Input indices of the optional inputs.
+inline constexpr size_t kAttentionMaskInput = 3, kAttentionPastKeysInput = 4, kAttentionPastValuesInput = 5;
 
 struct Node;
 

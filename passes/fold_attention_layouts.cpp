@@ -37,9 +37,9 @@ struct Source {
 };
 
 // Walks back from input `i` through Transposes, f32 Casts, Identities and
-// (for Q and Kt) Mul/Div by a constant scalar; the farthest point whose perm
-// keeps the head axis last.
-Source trace(const Graph& g, Value* x, size_t input) {
+// (where `scalable`) Mul/Div by a constant scalar; the farthest point whose
+// perm keeps the head axis last.
+Source trace(const Graph& g, Value* x, size_t input, bool scalable) {
   Source at{x}, best = at;
   for (int depth = 0; depth < 8; ++depth) {
     const Node* p = at.value->producer;
@@ -51,7 +51,7 @@ Source trace(const Graph& g, Value* x, size_t input) {
       for (int64_t& a : at.perm) a = t[size_t(a)];
     } else if ((is_onnx_op(p, "Identity") || (is_onnx_op(p, "Cast") && p->attr_int("to", 0) == 1)) && rank_is(in, 4)) {
       // an f32 -> f32 Cast copies
-    } else if ((p->op_type == "Mul" || p->op_type == "Div") && input < 2 && p->inputs.size() == 2 && p->input(1)) {
+    } else if ((p->op_type == "Mul" || p->op_type == "Div") && scalable && p->inputs.size() == 2 && p->input(1)) {
       const int c = pass_util::constant_f32_scalar(g, p->input(1))                 ? 1
                     : p->op_type == "Mul" && pass_util::constant_f32_scalar(g, in) ? 0
                                                                                    : -1;
@@ -123,8 +123,11 @@ class Folder {
     AttentionLayout layout;
     Source src[3];
     double scale = att.attr_float("scale", 1.f);
+    // A scale of Q applies to every key; one of Kt only to the new keys, not
+    // to cached ones (which the cache holds scaled already).
+    const bool cached = att.inputs.size() > kAttentionPastKeysInput && att.input(kAttentionPastKeysInput);
     for (size_t i = 0; i < 3; ++i) {
-      src[i] = trace(g_, att.input(i), i);
+      src[i] = trace(g_, att.input(i), i, i == 0 || (i == 1 && !cached));
       scale *= src[i].scale;
     }
     if (!std::isfinite(float(scale))) return false;

@@ -6,7 +6,8 @@
 //   - an input reached through Transposes, f32 Casts and Identities folds
 //     them into its perm (q_perm, k_perm, v_perm), as far back as the head
 //     axis stays last; a Mul or Div of Q or Kt by a constant scalar (the
-//     Optimum export scales both by 1/sqrt(sqrt(dh))) folds into scale;
+//     Optimum export scales both by 1/sqrt(sqrt(dh))) folds into scale
+//     (of Kt only without cached keys, which the cache holds scaled);
 //   - inputs that are then Reshapes of the outputs of one Split along the
 //     last axis read one [B, T, heads, d] Reshape of the Split's input, at
 //     head offsets (num_heads, head_offsets);

@@ -20,6 +20,13 @@
 //      (Cast to f32, Identity), and optionally Where(IsNaN(p), 0, p) (the
 //      Optimum export's guard: nan_to_zero = 1), to the input 0 of a MatMul
 //      by V (rank 4).
+//   Cached keys (passes/kv_cache.h's graphs). The scores may be
+//      Concat(Q @ Kt_past, Q @ Kt) along the keys (one Q), and the
+//      probabilities split at the cache's end E = Shape(K)[3] of a cache
+//      input K whose slot count is Kt_past's:
+//        Add(Slice(p, 0, E) @ V_past, Slice(p, E, end) @ V)
+//      The fused op then takes Kt_past and V_past as inputs 4 and 5 and the
+//      Add's output; its mask covers [cache | new] as the Softmax's did.
 //   3. Every value the match covers, other than Q, Kt, V and the side values,
 //      is used only inside it and is neither a graph output nor read by a
 //      subgraph: a tap of the attention pattern (hook_pattern) or of the
@@ -67,6 +74,11 @@ struct AttentionMatch {
   Node* softmax = nullptr;
   Node* scores = nullptr;  // Q @ Kt
   Node* probs = nullptr;   // P @ V
+  // With cached keys: Q @ Kt_past, P[.., :E] @ V_past, and the Add of the two
+  // products, whose output the fused op takes over.
+  Node* past_scores = nullptr;
+  Node* past_probs = nullptr;
+  Node* sum = nullptr;
   std::vector<Step> steps;
   double scale = 1;
   bool nan_to_zero = false;
@@ -112,7 +124,7 @@ class AttentionMatcher {
     const Node* p = v->producer;
     if (is_onnx_op(p, "MatMul")) return true;
     if (!p || !p->domain.empty()) return false;
-    static const std::set<std::string> kChainOps = {"Mul", "Div", "Add", "Sub", "Where", "Cast", "Identity"};
+    static const std::set<std::string> kChainOps = {"Mul", "Div", "Add", "Sub", "Where", "Cast", "Identity", "Concat"};
     if (!kChainOps.count(p->op_type)) return false;
     for (const Value* in : p->inputs)
       if (reaches_matmul(in, depth + 1)) return true;
@@ -132,9 +144,13 @@ class AttentionMatcher {
       Node* p = x->producer;
       if (!p || !p->domain.empty()) return false;
       if (p->op_type == "MatMul") {
-        if (p->inputs.size() != 2 || !rank4_f32(p->input(0)) || !rank4_f32(p->input(1))) return false;
+        if (!rank4_matmul(p)) return false;
         m.scores = p;
         m.nodes.push_back(p);
+        break;
+      }
+      if (p->op_type == "Concat") {
+        if (!match_cached_scores(p, m)) return false;
         break;
       }
       m.nodes.push_back(p);
@@ -178,17 +194,98 @@ class AttentionMatcher {
     return std::isfinite(m.scale);
   }
 
+  static bool rank4_matmul(const Node* p) {
+    return is_onnx_op(p, "MatMul") && p->inputs.size() == 2 && rank4_f32(p->input(0)) && rank4_f32(p->input(1)) &&
+           p->outputs.size() == 1 && p->outputs[0];
+  }
+
+  // The MatMul producing v, read only there.
+  Node* matmul_used_once(const Value* v) const {
+    return v && used_only_by(v, 1) && rank4_matmul(v->producer) ? v->producer : nullptr;
+  }
+
+  // Concat(Q @ Kt_past, Q @ Kt) along the keys, one Q.
+  bool match_cached_scores(Node* cat, AttentionMatch& m) {
+    const int64_t axis = cat->attr_int("axis", 0);
+    if (cat->inputs.size() != 2 || (axis != -1 && axis != 3)) return false;
+    Node* past = matmul_used_once(cat->input(0));
+    Node* now = matmul_used_once(cat->input(1));
+    if (!past || !now || past->input(0) != now->input(0)) return false;
+    m.past_scores = past;
+    m.scores = now;
+    m.nodes.insert(m.nodes.end(), {cat, past, now});
+    return true;
+  }
+
+  std::optional<int64_t> i64_scalar(const Value* v) const {
+    const Tensor* t = v ? pass_util::constant_value(g_, v) : nullptr;
+    if (!t || t->dtype() != DType::i64 || t->numel() != 1) return {};
+    return t->data<int64_t>()[0];
+  }
+
+  // e is Shape(K)[3:4] of a rank-4 K whose dim 3 is the same as `slots`.
+  bool is_slot_count(const Value* e, const Dim& slots) const {
+    const Node* sl = e ? e->producer : nullptr;
+    if (!is_onnx_op(sl, "Slice") || sl->inputs.size() < 3 || sl->inputs.size() > 4 || i64_scalar(sl->input(1)) != 3 ||
+        i64_scalar(sl->input(2)) != 4 || (sl->inputs.size() == 4 && i64_scalar(sl->input(3)) != 0))
+      return false;
+    const Node* shape = sl->input(0) ? sl->input(0)->producer : nullptr;
+    if (!is_onnx_op(shape, "Shape") || shape->attrs.count("start") || shape->attrs.count("end")) return false;
+    const Shape& k = shape->input(0)->type.shape;
+    return k.rank_known && k.rank() == 4 && k.dims[3].same_as(slots);
+  }
+
+  // p (read by exactly two Slices) split at the cache's end E into the
+  // products by V_past and by V, added: Add(Slice(p, 0, E) @ V_past,
+  // Slice(p, E, end) @ V), the slices along the last axis.
+  bool match_cached_probs(Value* p, AttentionMatch& m) {
+    if (!m.past_scores) return false;
+    const Dim& slots = m.past_scores->input(1)->type.shape.dims[3];
+    Node* cache_slice = nullptr;
+    Node* new_slice = nullptr;
+    for (Node* u : users_.at(p)) {
+      if (!is_onnx_op(u, "Slice") || u->input(0) != p || u->inputs.size() < 4 || u->inputs.size() > 5 ||
+          u->outputs.size() != 1 || !u->outputs[0])
+        return false;
+      const std::optional<int64_t> axis = i64_scalar(u->input(3));
+      if (axis != -1 && axis != 3) return false;
+      if (u->inputs.size() == 5 && i64_scalar(u->input(4)) != 1) return false;
+      if (i64_scalar(u->input(1)) == 0 && is_slot_count(u->input(2), slots))
+        cache_slice = u;
+      else if (is_slot_count(u->input(1), slots) && i64_scalar(u->input(2)) >= (int64_t(1) << 62))
+        new_slice = u;
+    }
+    if (!cache_slice || !new_slice) return false;
+    Node* from_cache = only_user(cache_slice->outputs[0]);
+    Node* from_new = only_user(new_slice->outputs[0]);
+    if (!rank4_matmul(from_cache) || !rank4_matmul(from_new) || from_cache->input(0) != cache_slice->outputs[0] ||
+        from_new->input(0) != new_slice->outputs[0])
+      return false;
+    Node* sum = only_user(from_cache->outputs[0]);
+    if (!is_onnx_op(sum, "Add") || sum != only_user(from_new->outputs[0]) || sum->inputs.size() != 2 ||
+        sum->input(0) == sum->input(1) || sum->outputs.size() != 1 || !sum->outputs[0])
+      return false;
+    const Shape& vp = from_cache->input(1)->type.shape;
+    if (!vp.dims[2].same_as(slots)) return false;
+    m.past_probs = from_cache;
+    m.probs = from_new;
+    m.sum = sum;
+    m.nodes.insert(m.nodes.end(), {cache_slice, new_slice, from_cache, from_new, sum});
+    return true;
+  }
+
   bool match_probs(Value* p, AttentionMatch& m) {
     for (int depth = 0; depth < kMaxChain; ++depth) {
       if (shared_.count(p)) return false;
+      if (m.past_scores && used_only_by(p, 2) && match_cached_probs(p, m)) return true;
       if (Node* u = only_user(p)) {
         if (passes_f32(u) && u->outputs.size() == 1 && u->outputs[0]) {
           m.nodes.push_back(u);
           p = u->outputs[0];
           continue;
         }
-        if (is_onnx_op(u, "MatMul") && u->inputs.size() == 2 && u->input(0) == p && u->input(1) != p &&
-            rank4_f32(u->input(1)) && u->outputs.size() == 1 && u->outputs[0]) {
+        if (!m.past_scores && is_onnx_op(u, "MatMul") && u->inputs.size() == 2 && u->input(0) == p &&
+            u->input(1) != p && rank4_f32(u->input(1)) && u->outputs.size() == 1 && u->outputs[0]) {
           m.probs = u;
           m.nodes.push_back(u);
           return true;
@@ -251,10 +348,12 @@ void rewrite(Graph& g, const AttentionMatch& m) {
         break;
     }
   std::vector<Value*> inputs = {m.scores->input(0), m.scores->input(1), m.probs->input(1)};
-  if (mask) inputs.push_back(mask);
+  if (mask || m.past_scores) inputs.push_back(mask);
+  if (m.past_scores) inputs.insert(inputs.end(), {m.past_scores->input(1), m.past_probs->input(1)});
   Builder::Attrs attrs = {{"scale", float(m.scale)}};
   if (m.nan_to_zero) attrs["nan_to_zero"] = int64_t(1);
-  b.create(kAttentionOp, inputs, {m.probs->outputs[0]}, attrs, name, kCodebookDomain);
+  Value* out = m.sum ? m.sum->outputs[0] : m.probs->outputs[0];
+  b.create(kAttentionOp, inputs, {out}, attrs, name, kCodebookDomain);
 }
 
 }  // namespace

@@ -7,8 +7,8 @@
 // For inference graphs only (autodiff has no gradient for codebook.Attention):
 // the first pass of the inference pipeline (passes/inference_pipeline.h), run
 // after codebook insertion, interventions and taps, just before compiling. A
-// kv-cache graph's attention over [cache | new] (passes/kv_cache.h) does not
-// match and stays as the kv-cache pass wrote it.
+// kv-cache graph's attention over [cache | new] (passes/kv_cache.h) fuses
+// too: the cached keys and values become the op's inputs 4 and 5.
 #pragma once
 #include "ir/graph.h"
 #include "passes/pass.h"

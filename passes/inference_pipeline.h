@@ -5,7 +5,7 @@
 // written out (a fused graph is no longer the model as exported).
 //
 //   fuse-attention         Q Kt MatMul, scale, mask, Softmax, probs V MatMul -> codebook.Attention
-//                          (a kv-cache graph's attention over [cache | new] is left as it is)
+//                          (a kv-cache graph's attention over [cache | new] included)
 //   fold-attention-layouts the head Transposes and the QKV Split around it -> its layout attributes
 //   fuse-gelu              decomposed GELUs -> Gelu
 //   fuse-matmul-epilogue   Gemm / MatMul (+ bias Add) (+ Gelu) -> codebook.FusedMatMul

@@ -6,8 +6,9 @@
 //     fuses, and the tap and the logits equal the unfused graph's;
 //   - a compiled model (codebooks at qkv and attn_preproj) fuses every layer
 //     and gives the unfused model's logits and code ids;
-//   - a kv-cache graph (passes/kv_cache.h: attention over [cache | new],
-//     which `codebook generate` runs unfused) is left alone;
+//   - a kv-cache graph (passes/kv_cache.h: attention over [cache | new])
+//     fuses in every layer of every test model and gives the unfused
+//     graph's outputs for a prefill and decode steps;
 //   - GPT-Neo's local window at 2 x 100 tokens (several row and key blocks,
 //     skipped blocks left of the window, left padding) and GPT-2 at 3 x 128
 //     fused (and their layouts folded) on 3 threads equal the unfused graph;
@@ -28,6 +29,7 @@
 #include "passes/insert_codebooks.h"
 #include "passes/interventions.h"
 #include "passes/kv_cache.h"
+#include "tests/model_fixtures.h"
 #include "tests/test_util.h"
 #include "tools/model_io.h"
 
@@ -106,17 +108,68 @@ TEST(FuseAttention, CompiledModelFusesEveryLayer) {
   }
 }
 
-TEST(FuseAttention, KvCacheGraphIsLeftAlone) {
-  for (const char* model : {"gpt2", "gpt-neo", "gpt-neox"}) {
+// The feeds of a kv-cache graph (passes/kv_cache.h) for `n` new tokens after
+// `past` cached positions of a cache of `capacity` slots: random ids, and
+// random finite values in every cache slot (also those past `past`, which
+// the graph must mask).
+std::map<std::string, Tensor> kv_feeds(const Graph& g, int64_t n, int64_t past, int64_t capacity, std::mt19937& rng) {
+  std::map<std::string, Tensor> in;
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (const Value* v : g.inputs) {
+    const std::string& name = v->name;
+    if (name == "input_ids") {
+      std::vector<int64_t> ids;
+      for (int64_t i = 0; i < n; ++i) ids.push_back(int64_t(rng() % 500));
+      in[name] = Tensor::from_vector(ids, {1, n});
+    } else if (name == kPastLengthInput) {
+      in[name] = Tensor::from_vector<int64_t>({past}, {1});
+    } else if (name == "position_ids") {
+      std::vector<int64_t> pos;
+      for (int64_t i = 0; i < n; ++i) pos.push_back(past + i);
+      in[name] = Tensor::from_vector(pos, {1, n});
+    } else if (name == "attention_mask") {
+      in[name] = Tensor::from_vector(std::vector<int64_t>(size_t(n), 1), {1, n});
+    } else {
+      const Shape& s = v->type.shape;  // past.L.key [B, H, dh, C] or past.L.value [B, H, C, dh]
+      const bool key = name.size() > 4 && name.substr(name.size() - 4) == ".key";
+      Tensor t = Tensor::empty(DType::f32, key ? std::vector<int64_t>{1, s.dims[1].value, s.dims[2].value, capacity}
+                                               : std::vector<int64_t>{1, s.dims[1].value, capacity, s.dims[3].value});
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+      in[name] = t;
+    }
+  }
+  return in;
+}
+
+// A kv-cache graph's attention over [cache | new] fuses in every layer of
+// every test model (the cached keys and values as inputs 4 and 5), its
+// layouts fold, and a prefill and a decode step (with cache slots past the
+// valid ones holding junk) give the unfused graph's logits and presents on
+// the cpu (3 threads) and reference backends.
+TEST(FuseAttention, KvCacheGraphsFuseEveryLayer) {
+  for (const std::string& model : test::model_names()) {
     SCOPED_TRACE(model);
-    auto g = import_onnx(model_path(model));
+    auto plain = import_onnx(model_path(model));
     KvCacheOptions opts;
     opts.context = 64;
     KvCachePass kv(opts);
-    PassManager().run(kv, *g);
-    FuseAttentionPass fuse;
-    EXPECT_FALSE(PassManager().run(fuse, *g));
-    EXPECT_EQ(count_op(*g, "Softmax"), 2);
+    PassManager().run(kv, *plain);
+    auto fused = clone_graph(*plain);
+    EXPECT_EQ(fuse_attention(*fused), kv.num_layers());
+    fold_attention_layouts(*fused);
+    EXPECT_EQ(count_op(*fused, "Softmax"), 0);
+    std::mt19937 rng(11);
+    for (auto [n, past] : {std::pair<int64_t, int64_t>{5, 0}, {1, 6}, {3, 9}}) {
+      SCOPED_TRACE("new " + std::to_string(n) + " past " + std::to_string(past));
+      auto in = kv_feeds(*plain, n, past, 16, rng);
+      const std::vector<Tensor> want = run_graph(plain, "cpu", in);
+      for (const char* backend : {"cpu", "reference"}) {
+        const std::vector<Tensor> got = run_graph(fused, backend, in, 3);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < got.size(); ++i)
+          EXPECT_LE(test::max_abs_diff(got[i], want[i]), 1e-4) << backend << " " << plain->outputs[i]->name;
+      }
+    }
   }
 }
 

@@ -11,9 +11,9 @@
 //     row maximum >= kLiveRowMax is exactly 0. The causal upper triangle and
 //     the keys left of a local window are so never scored;
 //  2. packs the keys its rows see once, in blocks of kKeys keys [dh][kKeys]
-//     (Kt's columns, or key rows transposed 8 x 8), and the V rows (where
-//     they are rows of a wider tensor, as the folded layouts of
-//     passes/fold_attention_layouts.h read them);
+//     (Kt's and Kt_past's columns, or key rows transposed 8 x 8), and the V
+//     rows (where they are rows of a wider tensor, as the folded layouts of
+//     passes/fold_attention_layouts.h read them, or partly cached);
 //  3. for each block of kRows rows, walks the union of their live ranges
 //     block by block: a register-tiled microkernel computes the
 //     [rows x keys] score tile (kTileRows rows x 2 vectors of keys), each row
@@ -28,6 +28,12 @@
 //     reference row (attention_row_reference), which reproduces the unfused
 //     graph: e.g. the uniform or NaN rows of fully masked (left-padded) query
 //     positions.
+// A task of fewer than kPackRows rows (a decode step's one row) packs
+// nothing: each row computes its scores straight from the keys where they lie
+// (a cached head's keys are one contiguous [dh][P] block), in runs of key
+// blocks, skipping blocks the mask removes whole (unwritten cache slots),
+// through the same online softmax and step 4. The work splits over threads
+// when the flops or the bytes of keys and values read are large enough.
 // Vectors are simd::Vec (backends/cpu/vec_math.h: 8 lanes with AVX2, one
 // float in portable builds); exp is simd::exp_approx (< 1 ulp).
 #include "backends/cpu/attention_kernel.h"
@@ -49,14 +55,15 @@ namespace {
 
 using namespace simd;
 
-constexpr int64_t kTaskRows = 128;         // query rows per task (their keys packed once)
-constexpr int64_t kRows = 32;              // query rows per block of a task
-constexpr int64_t kKeys = 64;              // keys per block: the score tile is kRows x kKeys
-constexpr int64_t kTileRows = 4;           // rows of the microkernels' register tiles (8 accumulators;
-                                           // 6 rows measured 1.7x slower)
-constexpr int64_t kTileKeys = 2 * kWidth;  // keys of the register tile
-constexpr float kLiveRowMax = -1e29f;      // a row maximum below this is recomputed exactly
-constexpr int64_t kMinParallelFlops = 1 << 20;
+constexpr int64_t kTaskRows = 128;             // query rows per task (their keys packed once)
+constexpr int64_t kRows = 32;                  // query rows per block of a task
+constexpr int64_t kKeys = 64;                  // keys per block: the score tile is kRows x kKeys
+constexpr int64_t kTileRows = 4;               // rows of the microkernels' register tiles (8 accumulators;
+                                               // 6 rows measured 1.7x slower)
+constexpr int64_t kTileKeys = 2 * kWidth;      // keys of the register tile
+constexpr float kLiveRowMax = -1e29f;          // a row maximum below this is recomputed exactly
+constexpr int64_t kPackRows = 4;               // fewer rows read the keys and values where they are
+constexpr int64_t kMinParallelWork = 1 << 20;  // flops, or bytes of keys and values read
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 Vec load_n(const float* p, int64_t n) { return n >= kWidth ? load(p) : load_partial(p, n); }
@@ -205,6 +212,26 @@ void pack_key_rows(const float* key, int64_t ld, int64_t step, int64_t n, int64_
     for (int64_t e = 0; e < dh; ++e) kp[e * kKeys + j] = key[j * ld + e * step];
 }
 
+// Keys [j0, j0 + n) of head (b, h) packed into kp [dh][kKeys]: the cached
+// ones (below d.P, Kt_past's columns) and the new ones.
+void pack_keys(const AttentionCall& c, int64_t b, int64_t h, int64_t j0, int64_t n, float* kp) {
+  const int64_t P = c.d.P, dh = c.d.dh;
+  const int64_t cached = std::clamp<int64_t>(P - j0, 0, n);
+  if (cached > 0) {
+    const float* k = c.k_past_head(b, h) + j0;
+    for (int64_t e = 0; e < dh; ++e) std::memcpy(kp + e * kKeys, k + e * P, size_t(cached) * sizeof(float));
+  }
+  if (cached == n) return;
+  const int64_t first = j0 + cached - P, count = n - cached;  // the new keys [first, first + count)
+  const float* k = c.k_head(b, h);
+  float* dst = kp + cached;
+  if (c.k_s == 1) {
+    for (int64_t e = 0; e < dh; ++e) std::memcpy(dst + e * kKeys, k + e * c.k_e + first, size_t(count) * sizeof(float));
+  } else {
+    pack_key_rows(k + first * c.k_s, c.k_s, c.k_e, count, dh, dst);
+  }
+}
+
 // Scratch of one task, reused by the tasks a thread runs.
 struct Scratch {
   std::vector<float> scores, acc, mask_row, kt_pack, v_pack, q_pack;
@@ -318,18 +345,116 @@ void pv_block(const float* p, const RowState* st, int64_t rows, int64_t j0, int6
   }
 }
 
+// Output row (b, h, i) = acc / sum, or the reference row where that would
+// not be exact (step 4 above).
+void finish_row(const AttentionCall& c, const RowState& st, const float* acc, int64_t b, int64_t h, int64_t i) {
+  const int64_t dv = c.d.dv;
+  float* out = c.out_row(b, h, i);
+  // A non-finite accumulator: an inf or NaN in V, which may sit at a key of
+  // probability 0 (0 * inf = NaN in the tile, nothing in the graph).
+  float finite = 0;
+  for (int64_t e = 0; e < dv; ++e) finite += acc[e] * 0.f;
+  const bool exact =
+      st.max >= kLiveRowMax && st.sum > 0 && st.sum < std::numeric_limits<float>::infinity() && finite == 0;
+  if (!exact) {
+    attention_row_reference(c, b, h, i, out);
+    return;
+  }
+  const float inv = 1.f / st.sum;
+  for (int64_t e = 0; e < dv; ++e) out[e] = acc[e] * inv;
+}
+
+// s[j] = q . key j0 + j of head (b, h) for n keys, read where they are.
+void row_scores(const AttentionCall& c, int64_t b, int64_t h, const float* q, int64_t j0, int64_t n, float* s) {
+  std::fill(s, s + n, 0.f);
+  const int64_t P = c.d.P, dh = c.d.dh;
+  // Keys along a contiguous axis, their elements ld_e apart.
+  auto columns = [&](const float* k, int64_t ld_e, int64_t count, float* out) {
+    for (int64_t e = 0; e < dh; ++e) {
+      const float qe = q[e];
+      const float* row = k + e * ld_e;
+      for (int64_t j = 0; j < count; ++j) out[j] += qe * row[j];
+    }
+  };
+  const int64_t cached = std::clamp<int64_t>(P - j0, 0, n);
+  if (cached > 0) columns(c.k_past_head(b, h) + j0, P, cached, s);
+  if (cached == n) return;
+  const int64_t first = j0 + cached - P, count = n - cached;
+  const float* k = c.k_head(b, h);
+  if (c.k_s == 1) {
+    columns(k + first, c.k_e, count, s + cached);
+    return;
+  }
+  for (int64_t j = 0; j < count; ++j) {
+    const float* key = k + (first + j) * c.k_s;
+    float dot = 0;
+    for (int64_t e = 0; e < dh; ++e) dot += q[e] * key[e * c.k_e];
+    s[cached + j] = dot;
+  }
+}
+
+// Rows [i0, i1) of head (b, h), fewer than kPackRows (a decode step): each
+// row reads the keys and values where they are, which it would read once
+// to pack them anyway, block by block through the same online softmax.
+void attention_rows_direct(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, int64_t i1, Scratch& sc) {
+  const AttentionDims& d = c.d;
+  sc.scores.resize(size_t(d.S));
+  sc.acc.resize(size_t(d.dv));
+  float* s = sc.scores.data();
+  float* acc = sc.acc.data();
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* m = c.mask_row(b, h, i);
+    if (m && c.m_j != 1) {  // a mask broadcast along the keys: one contiguous copy
+      sc.mask_row.resize(size_t(d.S));
+      for (int64_t j = 0; j < d.S; ++j) sc.mask_row[size_t(j)] = m[j * c.m_j];
+      m = sc.mask_row.data();
+    }
+    RowState st;
+    live_range(c, m, st);
+    std::fill(acc, acc + d.dv, 0.f);
+    const float* q = c.q_row(b, h, i);
+    // Runs of key blocks, each read whole (a cached head's keys are one
+    // contiguous [dh][P] block); a block of masked keys changes nothing (the
+    // cache slots after the valid ones): neither its keys nor its values
+    // are read.
+    auto masked_block = [&](int64_t j) {
+      return m && std::all_of(m + j, m + std::min(j + kKeys, st.hi), [](float x) { return !(x > kAttentionMasked); });
+    };
+    for (int64_t j0 = st.lo, end; j0 < st.hi; j0 = end) {
+      if (masked_block(j0)) {
+        end = std::min(j0 + kKeys, st.hi);
+        continue;
+      }
+      end = j0;
+      while (end < st.hi && (end == j0 || !masked_block(end))) end = std::min(end + kKeys, st.hi);
+      const int64_t n = end - j0;
+      row_scores(c, b, h, q, j0, n, s);
+      softmax_row(c, st, s, m, j0, n, acc);
+      for (int64_t j = 0; j < n; ++j) {
+        const float p = s[j];
+        if (p == 0.f) continue;
+        const float* v = c.value_row(b, h, j0 + j);
+        for (int64_t e = 0; e < d.dv; ++e) acc[e] += p * v[e];
+      }
+    }
+    finish_row(c, st, acc, b, h, i);
+  }
+}
+
 // Rows [i0, i1) of head (b, h), at most kTaskRows: the keys they see are
 // packed once, then each block of kRows rows walks them block by block.
 void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, int64_t i1, Scratch& sc) {
   const AttentionDims& d = c.d;
   const int64_t rows = i1 - i0;
+  if (rows < kPackRows) {
+    attention_rows_direct(c, b, h, i0, i1, sc);
+    return;
+  }
   sc.scores.resize(size_t(kRows * kKeys));
   const bool pack_q = c.q_t != d.dh;  // rows of a wider tensor: copied together, off a few L1 sets
   if (pack_q) sc.q_pack.resize(size_t(rows * d.dh));
   sc.acc.assign(size_t(rows * d.dv), 0.f);
   sc.rows.assign(size_t(rows), RowState{});
-  const float* k = c.k_head(b, h);
-  const float* v = c.v_head(b, h);
   // Q's rows [i0, i1): read where they are when contiguous, else copied together.
   const float* q = pack_q ? sc.q_pack.data() : c.q_row(b, h, i0);
   const float* masks[kTaskRows];
@@ -357,24 +482,20 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
   // floats apart, a multiple of 4 KiB for long sequences, which would map
   // every row of a block to the same L1 set; keys given as rows (a
   // [B, S, H, dh] input) are transposed into it. V rows further apart than a
-  // row (read out of wider [B, T, ...] rows) are copied together likewise.
+  // row (read out of wider [B, T, ...] rows), or some cached and some new,
+  // are copied together likewise.
   const int64_t key_blocks = (hi - lo + kKeys - 1) / kKeys;
   sc.kt_pack.resize(size_t(key_blocks * d.dh * kKeys));
   for (int64_t kb = 0; kb < key_blocks; ++kb) {
-    const int64_t j0 = lo + kb * kKeys, n = std::min(kKeys, hi - j0);
-    float* kp = sc.kt_pack.data() + kb * d.dh * kKeys;
-    if (c.k_s == 1) {
-      for (int64_t e = 0; e < d.dh; ++e) std::memcpy(kp + e * kKeys, k + e * c.k_e + j0, size_t(n) * sizeof(float));
-    } else {
-      pack_key_rows(k + j0 * c.k_s, c.k_s, c.k_e, n, d.dh, kp);
-    }
+    const int64_t j0 = lo + kb * kKeys;
+    pack_keys(c, b, h, j0, std::min(kKeys, hi - j0), sc.kt_pack.data() + kb * d.dh * kKeys);
   }
-  const float* vs = v + lo * c.v_s;  // V row lo
-  int64_t ld_v = c.v_s;
-  if (c.v_s != d.dv) {
+  const float* vs = c.value_row(b, h, lo);  // V rows [lo, hi), ld_v apart
+  int64_t ld_v = hi <= d.P ? d.dv : c.v_s;
+  if (lo < d.P ? hi > d.P : c.v_s != d.dv) {
     sc.v_pack.resize(size_t((hi - lo) * d.dv));
     for (int64_t j = lo; j < hi; ++j)
-      std::memcpy(sc.v_pack.data() + (j - lo) * d.dv, v + j * c.v_s, size_t(d.dv) * sizeof(float));
+      std::memcpy(sc.v_pack.data() + (j - lo) * d.dv, c.value_row(b, h, j), size_t(d.dv) * sizeof(float));
     vs = sc.v_pack.data();
     ld_v = d.dv;
   }
@@ -401,23 +522,7 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
                sc.acc.data() + r0 * d.dv);
     }
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    const RowState& st = sc.rows[size_t(r)];
-    float* out = c.out_row(b, h, i0 + r);
-    const float* acc = sc.acc.data() + r * d.dv;
-    // A non-finite accumulator: an inf or NaN in V, which may sit at a key of
-    // probability 0 (0 * inf = NaN in the tile, nothing in the graph).
-    float finite = 0;
-    for (int64_t e = 0; e < d.dv; ++e) finite += acc[e] * 0.f;
-    const bool exact =
-        st.max >= kLiveRowMax && st.sum > 0 && st.sum < std::numeric_limits<float>::infinity() && finite == 0;
-    if (!exact) {
-      attention_row_reference(c, b, h, i0 + r, out);
-      continue;
-    }
-    const float inv = 1.f / st.sum;
-    for (int64_t e = 0; e < d.dv; ++e) out[e] = acc[e] * inv;
-  }
+  for (int64_t r = 0; r < rows; ++r) finish_row(c, sc.rows[size_t(r)], sc.acc.data() + r * d.dv, b, h, i0 + r);
 }
 
 void attention_kernel(KernelContext& ctx) {
@@ -433,14 +538,16 @@ void attention_kernel(KernelContext& ctx) {
   const int64_t blocks = (d.T + kTaskRows - 1) / kTaskRows;
   const int64_t tasks = d.B * d.H * blocks;
   const size_t flops = size_t(d.B * d.H) * size_t(d.T) * size_t(d.S) * size_t(d.dh + d.dv);
-  parallel_chunks(tasks, flops, size_t(kMinParallelFlops), ctx.num_threads, [&](int64_t begin, int64_t end) {
-    thread_local Scratch sc;
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t blk = t % blocks, bh = t / blocks;
-      const int64_t i0 = blk * kTaskRows;
-      attention_task(c, bh / d.H, bh % d.H, i0, std::min(d.T, i0 + kTaskRows), sc);
-    }
-  });
+  const size_t bytes = size_t(d.B * d.H) * size_t(d.S) * size_t(d.dh + d.dv) * sizeof(float);
+  parallel_chunks(tasks, std::max(flops, bytes), size_t(kMinParallelWork), ctx.num_threads,
+                  [&](int64_t begin, int64_t end) {
+                    thread_local Scratch sc;
+                    for (int64_t t = begin; t < end; ++t) {
+                      const int64_t blk = t % blocks, bh = t / blocks;
+                      const int64_t i0 = blk * kTaskRows;
+                      attention_task(c, bh / d.H, bh % d.H, i0, std::min(d.T, i0 + kTaskRows), sc);
+                    }
+                  });
 }
 
 }  // namespace

@@ -313,16 +313,20 @@ class DnnlMatMulKernel : public Kernel {
     float* y = out.data<float>();
     const size_t bytes = size_t(N * K) * sizeof(float);
     if (trans_b_) {  // W [N, K]: one dot product per output
-      parallel_chunks(N, bytes, size_t(1) << 16, ctx.num_threads,
-                      [&](int64_t n0, int64_t n1) { gemv_rows(x, w, bias, y, K, n0, n1); }, kGemvPiecesPerThread);
+      parallel_chunks(
+          N, bytes, size_t(1) << 16, ctx.num_threads,
+          [&](int64_t n0, int64_t n1) { gemv_rows(x, w, bias, y, K, n0, n1); }, kGemvPiecesPerThread);
     } else {  // W [K, N]: chunks of whole rows of W, scaled by x[k], into partial sums
       const int64_t chunks = (K + kGemvChunkRows - 1) / kGemvChunkRows;
       if (partials_.size() < size_t(chunks * N)) partials_.resize(size_t(chunks * N));
       float* partials = partials_.data();
-      parallel_chunks(chunks, bytes, size_t(1) << 16, ctx.num_threads, [&](int64_t c0, int64_t c1) {
-        for (int64_t c = c0; c < c1; ++c)
-          gemv_columns_chunk(x, w, partials + c * N, N, c * kGemvChunkRows, std::min(K, (c + 1) * kGemvChunkRows));
-      }, kGemvPiecesPerThread);
+      parallel_chunks(
+          chunks, bytes, size_t(1) << 16, ctx.num_threads,
+          [&](int64_t c0, int64_t c1) {
+            for (int64_t c = c0; c < c1; ++c)
+              gemv_columns_chunk(x, w, partials + c * N, N, c * kGemvChunkRows, std::min(K, (c + 1) * kGemvChunkRows));
+          },
+          kGemvPiecesPerThread);
       parallel_chunks(N, size_t(chunks * N) * sizeof(float), size_t(1) << 16, ctx.num_threads,
                       [&](int64_t n0, int64_t n1) { gemv_columns_sum(partials, chunks, bias, y, N, n0, n1); });
     }

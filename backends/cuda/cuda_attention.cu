@@ -124,6 +124,7 @@ bool attention_supports(const Node& n) {
   if (n.inputs.size() < 3 || n.outputs.size() != 1 || !rank4_f32(n.inputs[0]) || !rank4_f32(n.inputs[1]) ||
       !rank4_f32(n.inputs[2]) || !rank4_f32(n.outputs[0]))
     return false;
+  if (n.inputs.size() > kAttentionPastKeysInput) return false;  // cached keys: the CPU kernel's (not written here)
   return n.inputs.size() < 4 || !n.inputs[3] || (is_f32(n.inputs[3]) && rank_at_most(n.inputs[3], 4));
 }
 

@@ -15,15 +15,13 @@ namespace cb {
 void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* out_row) {
   const AttentionDims& d = c.d;
   const float* q = c.q_row(b, h, i);
-  const float* k = c.k_head(b, h);
-  const float* v = c.v_head(b, h);
   const float* m = c.mask_row(b, h, i);
   // The scores as the unfused graph has them: f32 scale * dot, plus the mask.
   std::vector<double> x(static_cast<size_t>(d.S));
   double mx = -std::numeric_limits<double>::infinity();
   for (int64_t j = 0; j < d.S; ++j) {
     double dot = 0;
-    for (int64_t e = 0; e < d.dh; ++e) dot += double(q[e]) * k[e * c.k_e + j * c.k_s];
+    for (int64_t e = 0; e < d.dh; ++e) dot += double(q[e]) * c.key(b, h, j, e);
     float s = c.scale * float(dot);
     if (m) s += m[j * c.m_j];
     x[size_t(j)] = s;
@@ -39,7 +37,8 @@ void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64
     double p = x[size_t(j)] / sum;
     if (c.nan_to_zero && std::isnan(p)) p = 0;
     if (p == 0) continue;
-    for (int64_t e = 0; e < d.dv; ++e) acc[size_t(e)] += p * v[j * c.v_s + e];
+    const float* v = c.value_row(b, h, j);
+    for (int64_t e = 0; e < d.dv; ++e) acc[size_t(e)] += p * v[e];
   }
   for (int64_t e = 0; e < d.dv; ++e) out_row[e] = float(acc[size_t(e)]);
 }

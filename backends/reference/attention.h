@@ -17,6 +17,12 @@ struct AttentionCall {
   const float* k = nullptr;     // keys: element e of key j of a head at e * k_e + j * k_s
   const float* v = nullptr;     // V [B, H, S, dv], dv contiguous
   const float* mask = nullptr;  // null without a mask
+  // The cached keys and values (d.P of them; null when there are none):
+  // element e of cached key j of a head at e * d.P + j, cached value rows
+  // dv apart, heads at the strides below.
+  const float* k_past = nullptr;
+  const float* v_past = nullptr;
+  int64_t kp_b = 0, kp_h = 0, vp_b = 0, vp_h = 0;
   // Element strides of the inputs' [B, H] dims (0 where that input
   // broadcasts), of their rows, and of the keys' two axes; they follow the
   // layout attributes (ir/attention.h), e.g. q_t = 3 * H * dh for Q read out
@@ -32,6 +38,16 @@ struct AttentionCall {
   const float* q_row(int64_t b, int64_t h, int64_t i) const { return q + b * q_b + h * q_h + i * q_t; }
   const float* k_head(int64_t b, int64_t h) const { return k + b * k_b + h * k_h; }
   const float* v_head(int64_t b, int64_t h) const { return v + b * v_b + h * v_h; }
+  const float* k_past_head(int64_t b, int64_t h) const { return k_past + b * kp_b + h * kp_h; }
+  const float* v_past_head(int64_t b, int64_t h) const { return v_past + b * vp_b + h * vp_h; }
+  // Element e of key j (cached keys first) of head (b, h).
+  float key(int64_t b, int64_t h, int64_t j, int64_t e) const {
+    return j < d.P ? k_past_head(b, h)[e * d.P + j] : k_head(b, h)[e * k_e + (j - d.P) * k_s];
+  }
+  // Value row j (cached values first) of head (b, h), dv contiguous.
+  const float* value_row(int64_t b, int64_t h, int64_t j) const {
+    return j < d.P ? v_past_head(b, h) + j * d.dv : v_head(b, h) + (j - d.P) * v_s;
+  }
   // Row i of the mask (stride m_j along the keys), or null without a mask.
   const float* mask_row(int64_t b, int64_t h, int64_t i) const {
     return mask ? mask + b * m_b + h * m_h + i * m_i : nullptr;
@@ -57,6 +73,9 @@ inline AttentionCall attention_call(const KernelContext& ctx) {
   // offset applied to the base pointer; stride 0 along a broadcast dim.
   int64_t dims[3][4], strides[3][4];
   const float* base[3];
+  const Tensor* k_past = ctx.inputs.size() > kAttentionPastKeysInput ? ctx.inputs[kAttentionPastKeysInput] : nullptr;
+  const Tensor* v_past =
+      ctx.inputs.size() > kAttentionPastValuesInput ? ctx.inputs[kAttentionPastValuesInput] : nullptr;
   for (size_t i = 0; i < 3; ++i) {
     const Tensor& t = ctx.in(i);
     const AttentionLayout::Perm& perm = layout.perm(i);
@@ -82,6 +101,8 @@ inline AttentionCall attention_call(const KernelContext& ctx) {
     int64_t n = 1;
     for (size_t i = 0; i < 3; ++i)
       if (dims[i][a] != 1) n = dims[i][a];
+    if (k_past && k_past->defined() && k_past->dim(a) != 1) n = k_past->dim(a);
+    if (v_past && v_past->defined() && v_past->dim(a) != 1) n = v_past->dim(a);
     return n;
   };
   c.d.B = broadcast(0);
@@ -90,6 +111,22 @@ inline AttentionCall attention_call(const KernelContext& ctx) {
   c.d.dh = dims[0][3];
   c.d.S = dims[1][3];
   c.d.dv = dims[2][3];
+  if (k_past && k_past->defined()) {
+    CB_CHECK(v_past && v_past->defined(), ctx.node.describe() << ": cached keys without cached values");
+    const int64_t P = k_past->dim(3);
+    CB_CHECK(k_past->dim(2) == c.d.dh && v_past->dim(2) == P && v_past->dim(3) == c.d.dv,
+             ctx.node.describe() << ": cached keys " << dims_str(k_past->dims()) << " and values "
+                                 << dims_str(v_past->dims()) << " do not fit head sizes " << c.d.dh << " and "
+                                 << c.d.dv);
+    c.d.P = P;
+    c.d.S += P;
+    c.k_past = k_past->data<float>();
+    c.v_past = v_past->data<float>();
+    c.kp_b = k_past->dim(0) == 1 ? 0 : k_past->dim(1) * c.d.dh * P;
+    c.kp_h = k_past->dim(1) == 1 ? 0 : c.d.dh * P;
+    c.vp_b = v_past->dim(0) == 1 ? 0 : v_past->dim(1) * P * c.d.dv;
+    c.vp_h = v_past->dim(1) == 1 ? 0 : P * c.d.dv;
+  }
   c.q = base[0];
   c.k = base[1];
   c.v = base[2];
@@ -111,7 +148,7 @@ inline AttentionCall attention_call(const KernelContext& ctx) {
   c.o_b = ologic[0];
   c.o_h = ologic[1];
   c.o_t = ologic[2];
-  const Tensor* mask = ctx.inputs.size() > 3 ? ctx.inputs[3] : nullptr;
+  const Tensor* mask = ctx.inputs.size() > kAttentionMaskInput ? ctx.inputs[kAttentionMaskInput] : nullptr;
   if (mask && mask->defined()) {
     c.mask = mask->data<float>();
     int64_t mdims[4] = {1, 1, 1, 1}, mst[4] = {0, 0, 0, 0};

@@ -65,7 +65,7 @@ Shape permuted(const Shape& s, const AttentionLayout::Perm& perm) {
 }
 
 void infer_attention(InferContext& ctx) {
-  const char* names[] = {"Q", "Kt", "V", "mask"};
+  const char* names[] = {"Q", "Kt", "V", "mask", "Kt_past", "V_past"};
   for (size_t i = 0; i < ctx.num_inputs(); ++i)
     if (ctx.has_input(i)) check_f32(ctx, i, names[i]);
   const AttentionLayout layout = attention_layout(ctx.node());
@@ -99,11 +99,35 @@ void infer_attention(InferContext& ctx) {
   // [B, H] of the output: numpy broadcast of the three inputs' leading dims.
   Shape lead = broadcast_shapes(ctx, Shape({q.dims[0], q.dims[1]}), Shape({kt.dims[0], kt.dims[1]}));
   lead = broadcast_shapes(ctx, lead, Shape({v.dims[0], v.dims[1]}));
+  // Cached keys and values: [B, H, dh, P] and [B, H, P, dv], before the new ones.
+  Dim keys = kt.dims[3];
+  const bool past_keys = ctx.has_input(kAttentionPastKeysInput), past_values = ctx.has_input(kAttentionPastValuesInput);
+  ctx.check(past_keys == past_values, "Kt_past and V_past come together");
+  if (past_keys) {
+    const Shape& kp = ctx.input_shape(kAttentionPastKeysInput);
+    const Shape& vp = ctx.input_shape(kAttentionPastValuesInput);
+    ctx.check(!kp.rank_known || kp.rank() == 4, "Kt_past must have rank 4, got " + kp.str());
+    ctx.check(!vp.rank_known || vp.rank() == 4, "V_past must have rank 4, got " + vp.str());
+    if (kp.rank_known && vp.rank_known) {
+      check_same(ctx, kp.dims[2], q.dims[3], "Kt_past's head size and Q's differ");
+      check_same(ctx, vp.dims[3], v.dims[3], "V_past's head size and V's differ");
+      check_same(ctx, kp.dims[3], vp.dims[2], "Kt_past's key count and V_past's differ");
+      lead = broadcast_shapes(ctx, lead, Shape({kp.dims[0], kp.dims[1]}));
+      lead = broadcast_shapes(ctx, lead, Shape({vp.dims[0], vp.dims[1]}));
+      keys = kp.dims[3].is_static() && keys.is_static() ? Dim::fixed(kp.dims[3].value + keys.value) : Dim::unknown();
+    } else {
+      keys = Dim::unknown();
+    }
+  }
+  if (!lead.rank_known) {
+    ctx.set_output(0, DType::f32, Shape::unknown_rank());
+    return;
+  }
   Shape out({lead.dims[0], lead.dims[1], q.dims[2], v.dims[3]});
-  if (ctx.has_input(3)) {
-    const Shape& m = ctx.input_shape(3);
+  if (ctx.has_input(kAttentionMaskInput)) {
+    const Shape& m = ctx.input_shape(kAttentionMaskInput);
     ctx.check(!m.rank_known || m.rank() <= 4, "mask must have rank <= 4, got " + m.str());
-    Shape scores({lead.dims[0], lead.dims[1], q.dims[2], kt.dims[3]});
+    Shape scores({lead.dims[0], lead.dims[1], q.dims[2], keys});
     Shape both = broadcast_shapes(ctx, scores, m);
     if (both.rank_known)
       for (size_t i = 0; i < 4; ++i)
@@ -121,7 +145,7 @@ void register_codebook_ops(OpRegistry& r) {
                               "LayerNorm, top-k most similar codes, mean of their rows (ir/codebook.h).");
   s.domain = kCodebookDomain;
   r.add(std::move(s));
-  OpSchema a = make_op_schema(kAttentionOp, 3, 4, 1, 1, infer_attention,
+  OpSchema a = make_op_schema(kAttentionOp, 3, 6, 1, 1, infer_attention,
                               "Softmax(scale * Q Kt + mask) V in one kernel (ir/attention.h).");
   a.domain = kCodebookDomain;
   r.add(std::move(a));

@@ -7,7 +7,9 @@
 // than queries; T not a multiple of the 32-row blocks or 64-key blocks, head
 // sizes 16/64 and a value size that is not a multiple of 8, more (b, h, row
 // block) tasks than threads; the layout attributes (inputs and output as
-// rows of wider tensors, keys as rows) and an inf in V behind the mask.
+// rows of wider tensors, keys as rows), an inf in V behind the mask, and
+// cached keys and values before the new ones (a decode step, a chunk
+// straddling the cache's end, shared by the heads).
 #include "ir/attention.h"
 
 #include <limits>
@@ -36,6 +38,32 @@ Tensor causal_mask(int64_t B, int64_t T, int64_t S, int64_t window, std::vector<
         m.push_back(keep ? 0.f : masked);
       }
   return Tensor::from_vector(m, {B, 1, T, S});
+}
+
+// [B, 1, T, P + T] over [cached | new] keys, for T new queries after
+// `past` valid cached positions of a cache of P slots: a query sees the
+// valid cached keys and the new keys up to itself; cache slots at or after
+// `past` are masked (kv_cache.h's layout).
+Tensor cached_mask(int64_t B, int64_t T, int64_t P, int64_t past) {
+  std::vector<float> m;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < T; ++i)
+      for (int64_t j = 0; j < P + T; ++j) m.push_back((j < P ? j < past : j - P <= i) ? 0.f : kLowest);
+  return Tensor::from_vector(m, {B, 1, T, P + T});
+}
+
+// Attention over P cached keys and values (inputs 4 and 5) and T new ones.
+OpCase cached_attention(const std::string& name, int64_t B, int64_t H, int64_t T, int64_t P, int64_t past, int64_t dh,
+                        float scale) {
+  return OpCase(name, kAttentionOp, kCodebookDomain)
+      .attr("scale", scale)
+      .in({B, H, T, dh}, uniform(-1, 1))
+      .in({B, H, dh, T}, uniform(-1, 1))
+      .in({B, H, T, dh}, uniform(-1, 1))
+      .given(cached_mask(B, T, P, past))
+      .in({B, H, dh, P}, uniform(-1, 1))
+      .in({B, H, P, dh}, uniform(-1, 1))
+      .tol(abs_rel(1e-5, 1e-5));
 }
 
 OpCase attention(const std::string& name, int64_t B, int64_t H, int64_t T, int64_t S, int64_t dh, int64_t dv,
@@ -124,6 +152,34 @@ std::vector<OpCase> attention_cases() {
                   .in({2, 67, 2, 64}, uniform(-1, 1))
                   .in({2, 67, 2, 24}, uniform(-1, 1))
                   .given(causal_mask(2, 5, 67, 20, {}, kLowest)));
+  // Cached keys and values (a kv-cache graph's attention): one decode step
+  // (cache slots after the valid ones masked), and a chunk of new tokens
+  // whose key blocks straddle the cache's end (67 slots: not a multiple of
+  // the 8 x 8 transposes nor of the 64-key blocks) with new keys as rows.
+  v.push_back(cached_attention("Attention_cached_decode_step", 1, 3, 1, 40, 29, 16, 0.25f));
+  v.push_back(cached_attention("Attention_cached_chunk_key_rows", 2, 2, 37, 67, 50, 16, 0.25f)
+                  .attr("k_perm", std::vector<int64_t>{0, 1, 3, 2}));
+  v.back().inputs[1].dims = {2, 2, 37, 16};
+  // Cached keys and values shared by the heads, and no mask.
+  v.push_back(OpCase("Attention_cached_shared_heads_no_mask", kAttentionOp, kCodebookDomain)
+                  .attr("scale", 0.3f)
+                  .in({1, 2, 3, 16}, uniform(-1, 1))
+                  .in({1, 2, 16, 3}, uniform(-1, 1))
+                  .in({1, 2, 3, 8}, uniform(-1, 1))
+                  .omitted()
+                  .in({1, 1, 16, 70}, uniform(-1, 1))
+                  .in({1, 1, 70, 8}, uniform(-1, 1))
+                  .tol(abs_rel(1e-5, 1e-5)));
+  // Fewer rows than are worth packing keys for, keys as rows, a per-row
+  // mask broadcast along the keys.
+  v.push_back(OpCase("Attention_few_rows_key_rows_row_mask", kAttentionOp, kCodebookDomain)
+                  .attr("scale", 0.3f)
+                  .attr("k_perm", std::vector<int64_t>{0, 1, 3, 2})
+                  .in({1, 2, 2, 12}, uniform(-1, 1))
+                  .in({1, 2, 70, 12}, uniform(-1, 1))
+                  .in({1, 2, 70, 12}, uniform(-1, 1))
+                  .in({1, 2, 2, 1}, uniform(-2, 2))
+                  .tol(abs_rel(1e-5, 1e-5)));
   // An inf in V at the last key: causal rows before it give it probability 0
   // and stay finite (recomputed exactly), the last row sees it.
   v.push_back(attention("Attention_inf_value_at_masked_key", 1, 2, 20, 20, 16, 16, 0.25f)
