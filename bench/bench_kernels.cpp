@@ -76,6 +76,50 @@ void decode_products(benchmark::State& state) {
   state.counters["GB/s"] = benchmark::Counter(1e-9 * double(bytes), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The layout ops of a TokFSM 64 x 128 training step's attention (4 heads of
+// 32, bench/train_throughput.sh tokfsm): the heads' Transpose of the QKV
+// rows, their Split into Q, K, V, the keys' and the probabilities'
+// Transposes of the last two axes. Args: case (0-3), threads. Reports the
+// bytes moved (read + written) per second.
+void layout(benchmark::State& state) {
+  const int64_t B = 64, T = 128, H = 4, d = 32;
+  auto g = std::make_shared<Graph>();
+  Builder b(*g);
+  std::vector<int64_t> in_dims;
+  Value* x = nullptr;
+  switch (state.range(0)) {
+    case 0:
+      in_dims = {B, T, H, 3 * d};
+      x = g->add_input("x", {DType::f32, Shape::of(in_dims)});
+      g->outputs.push_back(b.transpose(x, {0, 2, 1, 3}));
+      break;
+    case 1: {
+      in_dims = {B, H, T, 3 * d};
+      x = g->add_input("x", {DType::f32, Shape::of(in_dims)});
+      Node* split = g->add_node("Split", {x}, {g->add_value("q"), g->add_value("k"), g->add_value("v")},
+                                {{"axis", int64_t(3)}, {"num_outputs", int64_t(3)}});
+      g->outputs = split->outputs;
+      break;
+    }
+    case 2:
+      in_dims = {B, H, T, d};
+      x = g->add_input("x", {DType::f32, Shape::of(in_dims)});
+      g->outputs.push_back(b.transpose(x, {0, 1, 3, 2}));
+      break;
+    default:
+      in_dims = {B, H, T, T};
+      x = g->add_input("x", {DType::f32, Shape::of(in_dims)});
+      g->outputs.push_back(b.transpose(x, {0, 1, 3, 2}));
+  }
+  CompileOptions opts;
+  opts.num_threads = int(state.range(1));
+  auto ex = Executable::compile(g, *make_backend("cpu"), opts);
+  Tensor t = random_f32(in_dims);
+  std::map<std::string, Tensor> in = {{"x", t}};
+  for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
+  state.counters["GB/s"] = benchmark::Counter(2e-9 * double(t.nbytes()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // A batched product of two activations, as attention's products are in a
 // training step (no fusion there): a [B, H, M, K] @ b [B, H, K, N]. Args:
 // B, H, M, K, N, threads.
@@ -227,6 +271,21 @@ BENCHMARK_CAPTURE(codebook, inner_product_codes_input, "inner_product", "auto", 
     ->Args({128, 12, 10000, 64, 8, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(codebook, tokfsm_training, "inner_product", "auto", true)  // bench/train_throughput.sh tokfsm 64
+    ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
+    ->Args({8192, 4, 1000, 32, 1, 2})
+    ->Args({8192, 1, 1000, 128, 1, 2})
+    ->Args({8192, 1, 1000, 32, 1, 2})
+    ->Args({8192, 1, 1000, 32, 1, 1})
+    ->Args({8192, 4, 1000, 128, 1, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(codebook, tokfsm_training_f32_scoring, "inner_product", "f32", true)
+    ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
+    ->Args({8192, 4, 1000, 32, 1, 2})
+    ->Args({8192, 1, 1000, 128, 1, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(codebook, inner_product_f32_scoring, "inner_product", "f32")
     ->ArgNames({"tokens", "G", "K", "Dg", "k", "threads"})
     ->Args({128, 12, 10000, 64, 8, 1})
@@ -244,6 +303,11 @@ BENCHMARK_CAPTURE(matmul, cpu, "cpu")
     ->Args({128, 768, 768})
     ->Args({128, 768, 2304})
     ->Args({128, 768, 3072})
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(layout)
+    ->ArgNames({"case", "threads"})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 2}})
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(decode_products)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(batched_matmul)
