@@ -102,6 +102,7 @@ struct Prepared {
   bool use_bias = false, use_sum = false;
   std::optional<dnnl::memory> packed_b;  // the constant B in b_md, when that is not its own layout
   bool unpacked_constant = false;        // a constant B read as it is, the shape's first call
+  bool bf16_rows = false;                // ... read as the GEMV's bf16 rows (bf16_rows_of())
 };
 
 // The GEMV kernels of DnnlMatMulKernel::gemv, out of line so that every
@@ -227,13 +228,17 @@ class DnnlMatMulKernel : public Kernel {
     PrimitiveKey key{a.dims(), b.dims(), c ? c->dims() : std::vector<int64_t>{}, c != nullptr, is_constant_b(b)};
     Prepared* p = find(key);
     // The shape came back: worth packing its weights now. (Rounded factors
-    // are packed on first use: rounding on every call measured slower.)
+    // are packed on first use: rounding on every call measured slower; bf16
+    // factors of a 2-D constant B are read on the shape's first call as the
+    // GEMV's bf16 rows, which a prefill's decode steps read next anyway.)
     const bool repack = p && p->unpacked_constant;
     if (repack) cache_.pop_back();  // find() moved it last
     if (!p || repack) {
+      const bool rows =
+          !repack && factors == Factors::bf16_bits && key.constant_b && b.rank() == 2 && (a.rank() == 2 || !trans_a_);
       try {
         p = prepare(key, a, b, c, out, factors == Factors::bf16_bits ? dnnl::memory::data_type::bf16 : *dt, *dt,
-                    factors, repack || factors != Factors::as_is, ctx.num_threads);
+                    factors, !rows && (repack || factors != Factors::as_is), rows, ctx.num_threads);
       } catch (const dnnl::error&) {
         if (bf16) throw;  // the fallback would be the reference's emulation: say so instead
         fallback(ctx);
@@ -246,7 +251,10 @@ class DnnlMatMulKernel : public Kernel {
     const void* b_data = b.raw();
     if (factors == Factors::bf16_bits) {
       a_data = rounded(a, a_bf16_, ctx.num_threads);
-      if (!p->packed_b) b_data = rounded(b, b_bf16_, ctx.num_threads);
+      if (p->bf16_rows)
+        b_data = bf16_rows_of(b, ctx.num_threads);
+      else if (!p->packed_b)
+        b_data = rounded(b, b_bf16_, ctx.num_threads);
     } else if (factors == Factors::rounded_f32) {
       a_data = rounded_f32(a, a_f32_, ctx.num_threads);
       if (!p->packed_b) b_data = rounded_f32(b, b_f32_, ctx.num_threads);
@@ -366,13 +374,29 @@ class DnnlMatMulKernel : public Kernel {
     if (!is_constant_b(b) || !one_row(a, b, c, out, bias)) return false;
     const int64_t K = a.dim(a.rank() - 1);
     const int64_t N = trans_b_ ? b.dim(0) : b.dim(1);
+    const uint16_t* w = bf16_rows_of(b, ctx.num_threads);
+    const uint16_t* x = rounded(a, a_bf16_, 1);
+    float* y = out.data<float>();
+    parallel_chunks(
+        N, size_t(N * K) * 2, size_t(1) << 16, ctx.num_threads,
+        [&](int64_t n0, int64_t n1) { gemv_bf16_rows(x, w, bias, y, K, n0, n1); }, kGemvPiecesPerThread);
+    apply_activation(activation_, y, N);
+    return true;
+  }
+
+  // The constant 2-D B rounded to bf16 as rows [N][K] (K contiguous), made
+  // on first use and kept: what gemv_bf16() reads, and a bf16 primitive on
+  // a shape's first call.
+  const uint16_t* bf16_rows_of(const Tensor& b, int threads) {
+    const int64_t K = trans_b_ ? b.dim(1) : b.dim(0);
+    const int64_t N = trans_b_ ? b.dim(0) : b.dim(1);
     if (gemv_w_.empty()) {
       gemv_w_.resize(size_t(N * K));
       if (trans_b_) {
-        convert_to_bf16_parallel(b.data<float>(), gemv_w_.data(), N * K, ctx.num_threads);
+        convert_to_bf16_parallel(b.data<float>(), gemv_w_.data(), N * K, threads);
       } else {  // [K, N]: rounded as it is (vectorised), then transposed to rows [N][K] by oneDNN's reorder
         std::vector<uint16_t> rounded_kn(size_t(N * K));
-        convert_to_bf16_parallel(b.data<float>(), rounded_kn.data(), N * K, ctx.num_threads);
+        convert_to_bf16_parallel(b.data<float>(), rounded_kn.data(), N * K, threads);
         using tag = dnnl::memory::format_tag;
         auto& eng = dnnl_cpu_engine();
         if (!stream_) stream_.emplace(eng);
@@ -382,12 +406,7 @@ class DnnlMatMulKernel : public Kernel {
         stream_->wait();
       }
     }
-    const uint16_t* x = rounded(a, a_bf16_, 1);
-    float* y = out.data<float>();
-    parallel_chunks(N, size_t(N * K) * 2, size_t(1) << 16, ctx.num_threads,
-                    [&](int64_t n0, int64_t n1) { gemv_bf16_rows(x, gemv_w_.data(), bias, y, K, n0, n1); });
-    apply_activation(activation_, y, N);
-    return true;
+    return gemv_w_.data();
   }
 
   // An f32 tensor rounded to bf16 into `scratch` (same layout), kept for reuse.
@@ -408,7 +427,7 @@ class DnnlMatMulKernel : public Kernel {
   // out_dt: the output's and the bias's (the tensors' own).
   Prepared* prepare(const PrimitiveKey& key, const Tensor& a, const Tensor& b, const Tensor* c, const Tensor& out,
                     dnnl::memory::data_type dt, dnnl::memory::data_type out_dt, Factors factors, bool pack,
-                    int threads) {
+                    bool bf16_rows, int threads) {
     auto p = std::make_unique<Prepared>();
     p->key = key;
     std::vector<int64_t> ad = a.dims(), bd = b.dims(), od = out.dims();
@@ -429,6 +448,10 @@ class DnnlMatMulKernel : public Kernel {
     if (trans_b_) {
       std::swap(bd[rank - 1], bd[rank - 2]);
       std::swap(bs[rank - 1], bs[rank - 2]);
+    }
+    if (bf16_rows) {  // B read as bf16_rows_of(): [K, N] with N rows of K contiguous
+      bs[rank - 2] = 1;
+      bs[rank - 1] = bd[rank - 2];
     }
     p->a_md = strided_md(ad, as, dt);
     const dnnl::memory::desc b_own = strided_md(bd, bs, dt);
@@ -486,6 +509,7 @@ class DnnlMatMulKernel : public Kernel {
     p->prim = dnnl::matmul(pd);
     p->b_md = pd.weights_desc();
     p->unpacked_constant = key.constant_b && !pack;
+    p->bf16_rows = bf16_rows;
     // A packed constant B under bf16 is rounded once, even where its layout is kept.
     if (key.constant_b && pack && (p->b_md != b_own || factors != Factors::as_is))
       p->packed_b = packed_weights(b, b_own, p->b_md, factors, threads);
