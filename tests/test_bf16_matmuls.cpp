@@ -346,4 +346,35 @@ TEST(Bf16Cpu, AWeightFedAtRunTimeIsNeverStale) {
   }
 }
 
+// A constant weight read by many rows and by one row in turn, as a prefill
+// and its decode steps read it: the rows' first call reads the GEMV's bf16
+// rows, the one-row calls the same rows, the rows' second call oneDNN's
+// packed copy; every call matches the reference, for [K, N] and transposed
+// weights.
+TEST(Bf16Cpu, ManyRowsAndOneRowShareTheRoundedWeight) {
+  if (!cpu_supports_bf16_matmuls()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  auto reference = make_backend("reference");
+  auto cpu = make_backend("cpu");
+  for (const bool trans_b : {false, true}) {
+    SCOPED_TRACE(trans_b ? "transB" : "[K, N]");
+    const int64_t K = 48, N = 70;
+    std::mt19937 rng(13);
+    auto g = std::make_shared<Graph>();
+    Value* a = g->add_input("a", TensorType{DType::f32, Shape({Dim::sym("rows"), Dim::fixed(K)})});
+    Value* b = g->add_constant(
+        "b", random_tensor(DType::f32, trans_b ? cb::test::Dims{N, K} : cb::test::Dims{K, N}, uniform(-2, 2), rng));
+    Value* y = g->add_value("y");
+    g->add_node("Gemm", {a, b}, {y}, {{"transB", int64_t(trans_b)}, {kPrecisionAttr, std::string("bf16")}});
+    g->outputs = {y};
+    infer_types(*g);
+    auto ref = Executable::compile(g, *reference);
+    auto exe = Executable::compile(g, *cpu);
+    for (int64_t rows : {9, 1, 9, 1, 9}) {
+      std::map<std::string, Tensor> feeds = {{"a", random_tensor(DType::f32, {rows, K}, uniform(-2, 2), rng)}};
+      const Tensor want = ref->run(feeds)[0];
+      EXPECT_LE(max_abs_diff(exe->run(feeds)[0], want), 2e-5 * (1 + max_abs(want))) << rows << " rows";
+    }
+  }
+}
+
 }  // namespace
