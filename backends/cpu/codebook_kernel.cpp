@@ -373,6 +373,33 @@ __attribute__((target("avx2,popcnt"))) inline float list_insert_avx2(float* s, i
   id[pos] = code;
   return s[limit - 1];
 }
+
+// The same for lists of at most 8 entries (k <= 8 without disable_topk, the
+// common case): the list stays in one register while it changes, a blend
+// of itself and of itself moved down one lane. The vector stores of the
+// 16-entry insertion above are unaligned and overlap the next insertion's
+// loads, which then wait for them (store-to-load forwarding fails); here
+// each insertion loads and stores the same 8 lanes.
+__attribute__((target("avx2"))) inline float list_insert8_avx2(float* s, int32_t* id, int64_t limit, float score,
+                                                               int32_t code) {
+  const __m256 v = _mm256_loadu_ps(s);
+  const __m256 ids = _mm256_loadu_ps(reinterpret_cast<const float*>(id));
+  const __m256 x = _mm256_set1_ps(score);
+  // Lanes below the new entry: a suffix [pos, 8) of the descending list
+  // (entries equal to it keep their place before it).
+  const __m256 below = _mm256_cmp_ps(v, x, _CMP_NGE_UQ);
+  const __m256i down = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
+  const __m256 first = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, -1, -1, -1, -1, -1, -1));
+  const __m256 at = _mm256_andnot_ps(_mm256_and_ps(_mm256_permutevar8x32_ps(below, down), first), below);  // lane pos
+  const __m256 new_ids = _mm256_castsi256_ps(_mm256_set1_epi32(code));
+  __m256 nv = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(v, down), below);
+  __m256 nid = _mm256_blendv_ps(ids, _mm256_permutevar8x32_ps(ids, down), below);
+  nv = _mm256_blendv_ps(nv, x, at);
+  nid = _mm256_blendv_ps(nid, new_ids, at);
+  _mm256_storeu_ps(s, nv);
+  _mm256_storeu_ps(reinterpret_cast<float*>(id), nid);
+  return s[limit - 1];
+}
 #endif
 
 // Completes a list that the sweep left short: with Mode A's ablated codes
@@ -395,7 +422,8 @@ inline float list_push(const Problem& P, Scratch& S, size_t row, float score, in
   int32_t* list_id = S.list_id.data() + row * P.list_stride;
 #ifdef CB_CODEBOOK_X86
   if (P.vector_lists) {
-    const float thr = list_insert_avx2(list_score, list_id, S.limit[row], score, code);
+    const float thr = S.limit[row] <= 8 ? list_insert8_avx2(list_score, list_id, S.limit[row], score, code)
+                                        : list_insert_avx2(list_score, list_id, S.limit[row], score, code);
     S.count[row] += S.count[row] < S.limit[row];
     return thr;
   }
