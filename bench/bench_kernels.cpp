@@ -85,31 +85,19 @@ void layout(benchmark::State& state) {
   const int64_t B = 64, T = 128, H = 4, d = 32;
   auto g = std::make_shared<Graph>();
   Builder b(*g);
-  std::vector<int64_t> in_dims;
-  Value* x = nullptr;
-  switch (state.range(0)) {
-    case 0:
-      in_dims = {B, T, H, 3 * d};
-      x = g->add_input("x", {DType::f32, Shape::of(in_dims)});
-      g->outputs.push_back(b.transpose(x, {0, 2, 1, 3}));
-      break;
-    case 1: {
-      in_dims = {B, H, T, 3 * d};
-      x = g->add_input("x", {DType::f32, Shape::of(in_dims)});
-      Node* split = g->add_node("Split", {x}, {g->add_value("q"), g->add_value("k"), g->add_value("v")},
-                                {{"axis", int64_t(3)}, {"num_outputs", int64_t(3)}});
-      g->outputs = split->outputs;
-      break;
-    }
-    case 2:
-      in_dims = {B, H, T, d};
-      x = g->add_input("x", {DType::f32, Shape::of(in_dims)});
-      g->outputs.push_back(b.transpose(x, {0, 1, 3, 2}));
-      break;
-    default:
-      in_dims = {B, H, T, T};
-      x = g->add_input("x", {DType::f32, Shape::of(in_dims)});
-      g->outputs.push_back(b.transpose(x, {0, 1, 3, 2}));
+  const int64_t kase = state.range(0);
+  const std::vector<int64_t> in_dims = kase == 0   ? std::vector<int64_t>{B, T, H, 3 * d}
+                                       : kase == 1 ? std::vector<int64_t>{B, H, T, 3 * d}
+                                       : kase == 2 ? std::vector<int64_t>{B, H, T, d}
+                                                   : std::vector<int64_t>{B, H, T, T};
+  Value* x = g->add_input("x", {DType::f32, Shape::of(in_dims)});
+  if (kase == 1) {
+    Node* split = g->add_node("Split", {x}, {g->add_value("q"), g->add_value("k"), g->add_value("v")},
+                              {{"axis", int64_t(3)}, {"num_outputs", int64_t(3)}});
+    g->outputs = split->outputs;
+  } else {
+    g->outputs.push_back(
+        b.transpose(x, kase == 0 ? std::vector<int64_t>{0, 2, 1, 3} : std::vector<int64_t>{0, 1, 3, 2}));
   }
   CompileOptions opts;
   opts.num_threads = int(state.range(1));

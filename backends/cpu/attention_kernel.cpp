@@ -212,24 +212,28 @@ void pack_key_rows(const float* key, int64_t ld, int64_t step, int64_t n, int64_
     for (int64_t e = 0; e < dh; ++e) kp[e * kKeys + j] = key[j * ld + e * step];
 }
 
-// Keys [j0, j0 + n) of head (b, h) packed into kp [dh][kKeys]: the cached
-// ones (below d.P, Kt_past's columns) and the new ones.
-void pack_keys(const AttentionCall& c, int64_t b, int64_t h, int64_t j0, int64_t n, float* kp) {
-  const int64_t P = c.d.P, dh = c.d.dh;
+// The keys [j0, j0 + n) of head (b, h) as at most two runs of one layout
+// each, the cached ones (below d.P, Kt_past's columns) and the new ones:
+// fn(k, k_e, k_s, count, at) for keys [at, at + count) of the range, whose
+// key j has its element e at k[e * k_e + j * k_s].
+template <typename Fn>
+void key_runs(const AttentionCall& c, int64_t b, int64_t h, int64_t j0, int64_t n, Fn&& fn) {
+  const int64_t P = c.d.P;
   const int64_t cached = std::clamp<int64_t>(P - j0, 0, n);
-  if (cached > 0) {
-    const float* k = c.k_past_head(b, h) + j0;
-    for (int64_t e = 0; e < dh; ++e) std::memcpy(kp + e * kKeys, k + e * P, size_t(cached) * sizeof(float));
-  }
-  if (cached == n) return;
-  const int64_t first = j0 + cached - P, count = n - cached;  // the new keys [first, first + count)
-  const float* k = c.k_head(b, h);
-  float* dst = kp + cached;
-  if (c.k_s == 1) {
-    for (int64_t e = 0; e < dh; ++e) std::memcpy(dst + e * kKeys, k + e * c.k_e + first, size_t(count) * sizeof(float));
-  } else {
-    pack_key_rows(k + first * c.k_s, c.k_s, c.k_e, count, dh, dst);
-  }
+  if (cached > 0) fn(c.k_past_head(b, h) + j0, P, int64_t(1), cached, int64_t(0));
+  if (cached < n) fn(c.k_head(b, h) + (j0 + cached - P) * c.k_s, c.k_e, c.k_s, n - cached, cached);
+}
+
+// Keys [j0, j0 + n) of head (b, h) packed into kp [dh][kKeys].
+void pack_keys(const AttentionCall& c, int64_t b, int64_t h, int64_t j0, int64_t n, float* kp) {
+  const int64_t dh = c.d.dh;
+  key_runs(c, b, h, j0, n, [&](const float* k, int64_t k_e, int64_t k_s, int64_t count, int64_t at) {
+    if (k_s == 1) {
+      for (int64_t e = 0; e < dh; ++e) std::memcpy(kp + e * kKeys + at, k + e * k_e, size_t(count) * sizeof(float));
+    } else {
+      pack_key_rows(k, k_s, k_e, count, dh, kp + at);
+    }
+  });
 }
 
 // Scratch of one task, reused by the tasks a thread runs.
@@ -366,31 +370,34 @@ void finish_row(const AttentionCall& c, const RowState& st, const float* acc, in
 
 // s[j] = q . key j0 + j of head (b, h) for n keys, read where they are.
 void row_scores(const AttentionCall& c, int64_t b, int64_t h, const float* q, int64_t j0, int64_t n, float* s) {
-  std::fill(s, s + n, 0.f);
-  const int64_t P = c.d.P, dh = c.d.dh;
-  // Keys along a contiguous axis, their elements ld_e apart.
-  auto columns = [&](const float* k, int64_t ld_e, int64_t count, float* out) {
-    for (int64_t e = 0; e < dh; ++e) {
-      const float qe = q[e];
-      const float* row = k + e * ld_e;
-      for (int64_t j = 0; j < count; ++j) out[j] += qe * row[j];
+  const int64_t dh = c.d.dh;
+  key_runs(c, b, h, j0, n, [&](const float* k, int64_t k_e, int64_t k_s, int64_t count, int64_t at) {
+    float* out = s + at;
+    if (k_s == 1) {  // keys along a contiguous axis: one row of elements at a time
+      std::fill(out, out + count, 0.f);
+      for (int64_t e = 0; e < dh; ++e) {
+        const float qe = q[e];
+        const float* row = k + e * k_e;
+        for (int64_t j = 0; j < count; ++j) out[j] += qe * row[j];
+      }
+      return;
     }
-  };
-  const int64_t cached = std::clamp<int64_t>(P - j0, 0, n);
-  if (cached > 0) columns(c.k_past_head(b, h) + j0, P, cached, s);
-  if (cached == n) return;
-  const int64_t first = j0 + cached - P, count = n - cached;
-  const float* k = c.k_head(b, h);
-  if (c.k_s == 1) {
-    columns(k + first, c.k_e, count, s + cached);
-    return;
-  }
-  for (int64_t j = 0; j < count; ++j) {
-    const float* key = k + (first + j) * c.k_s;
-    float dot = 0;
-    for (int64_t e = 0; e < dh; ++e) dot += q[e] * key[e * c.k_e];
-    s[cached + j] = dot;
-  }
+    for (int64_t j = 0; j < count; ++j) {
+      const float* key = k + j * k_s;
+      float dot = 0;
+      for (int64_t e = 0; e < dh; ++e) dot += q[e] * key[e * k_e];
+      out[j] = dot;
+    }
+  });
+}
+
+// Row i of head (b, h)'s mask, contiguous along the keys: as it is, or (a
+// mask broadcast along the keys) copied into `copy` (d.S floats).
+const float* contiguous_mask_row(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* copy) {
+  const float* m = c.mask_row(b, h, i);
+  if (!m || c.m_j == 1) return m;
+  for (int64_t j = 0; j < c.d.S; ++j) copy[j] = m[j * c.m_j];
+  return copy;
 }
 
 // Rows [i0, i1) of head (b, h), fewer than kPackRows (a decode step): each
@@ -400,15 +407,11 @@ void attention_rows_direct(const AttentionCall& c, int64_t b, int64_t h, int64_t
   const AttentionDims& d = c.d;
   sc.scores.resize(size_t(d.S));
   sc.acc.resize(size_t(d.dv));
+  if (c.mask && c.m_j != 1) sc.mask_row.resize(size_t(d.S));
   float* s = sc.scores.data();
   float* acc = sc.acc.data();
   for (int64_t i = i0; i < i1; ++i) {
-    const float* m = c.mask_row(b, h, i);
-    if (m && c.m_j != 1) {  // a mask broadcast along the keys: one contiguous copy
-      sc.mask_row.resize(size_t(d.S));
-      for (int64_t j = 0; j < d.S; ++j) sc.mask_row[size_t(j)] = m[j * c.m_j];
-      m = sc.mask_row.data();
-    }
+    const float* m = contiguous_mask_row(c, b, h, i, sc.mask_row.data());
     RowState st;
     live_range(c, m, st);
     std::fill(acc, acc + d.dv, 0.f);
@@ -458,17 +461,12 @@ void attention_task(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, in
   // Q's rows [i0, i1): read where they are when contiguous, else copied together.
   const float* q = pack_q ? sc.q_pack.data() : c.q_row(b, h, i0);
   const float* masks[kTaskRows];
-  const bool contiguous_mask = c.m_j == 1;
-  if (c.mask && !contiguous_mask) sc.mask_row.resize(size_t(rows * d.S));
+  const bool copy_masks = c.mask && c.m_j != 1;
+  if (copy_masks) sc.mask_row.resize(size_t(rows * d.S));
   int64_t lo = d.S, hi = 0;
   for (int64_t r = 0; r < rows; ++r) {
     if (pack_q) std::memcpy(sc.q_pack.data() + r * d.dh, c.q_row(b, h, i0 + r), size_t(d.dh) * sizeof(float));
-    const float* m = c.mask_row(b, h, i0 + r);
-    if (m && !contiguous_mask) {  // a mask broadcast along the keys: one contiguous copy
-      float* copy = sc.mask_row.data() + r * d.S;
-      for (int64_t j = 0; j < d.S; ++j) copy[j] = m[j * c.m_j];
-      m = copy;
-    }
+    const float* m = contiguous_mask_row(c, b, h, i0 + r, copy_masks ? sc.mask_row.data() + r * d.S : nullptr);
     masks[r] = m;
     RowState& st = sc.rows[size_t(r)];
     live_range(c, m, st);

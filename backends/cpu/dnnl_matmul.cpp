@@ -234,8 +234,7 @@ class DnnlMatMulKernel : public Kernel {
     const bool repack = p && p->unpacked_constant;
     if (repack) cache_.pop_back();  // find() moved it last
     if (!p || repack) {
-      const bool rows =
-          !repack && factors == Factors::bf16_bits && key.constant_b && b.rank() == 2 && (a.rank() == 2 || !trans_a_);
+      const bool rows = !repack && factors == Factors::bf16_bits && key.constant_b && b.rank() == 2;
       try {
         p = prepare(key, a, b, c, out, factors == Factors::bf16_bits ? dnnl::memory::data_type::bf16 : *dt, *dt,
                     factors, !rows && (repack || factors != Factors::as_is), rows, ctx.num_threads);

@@ -52,13 +52,15 @@ Tensor cached_mask(int64_t B, int64_t T, int64_t P, int64_t past) {
   return Tensor::from_vector(m, {B, 1, T, P + T});
 }
 
-// Attention over P cached keys and values (inputs 4 and 5) and T new ones.
+// Attention over P cached keys and values (inputs 4 and 5) and T new ones,
+// the new keys given as rows ([B, H, T, dh], k_perm) where `key_rows`.
 OpCase cached_attention(const std::string& name, int64_t B, int64_t H, int64_t T, int64_t P, int64_t past, int64_t dh,
-                        float scale) {
-  return OpCase(name, kAttentionOp, kCodebookDomain)
-      .attr("scale", scale)
+                        float scale, bool key_rows = false) {
+  OpCase c(name, kAttentionOp, kCodebookDomain);
+  if (key_rows) c.attr("k_perm", std::vector<int64_t>{0, 1, 3, 2});
+  return c.attr("scale", scale)
       .in({B, H, T, dh}, uniform(-1, 1))
-      .in({B, H, dh, T}, uniform(-1, 1))
+      .in(key_rows ? Dims{B, H, T, dh} : Dims{B, H, dh, T}, uniform(-1, 1))
       .in({B, H, T, dh}, uniform(-1, 1))
       .given(cached_mask(B, T, P, past))
       .in({B, H, dh, P}, uniform(-1, 1))
@@ -157,9 +159,7 @@ std::vector<OpCase> attention_cases() {
   // whose key blocks straddle the cache's end (67 slots: not a multiple of
   // the 8 x 8 transposes nor of the 64-key blocks) with new keys as rows.
   v.push_back(cached_attention("Attention_cached_decode_step", 1, 3, 1, 40, 29, 16, 0.25f));
-  v.push_back(cached_attention("Attention_cached_chunk_key_rows", 2, 2, 37, 67, 50, 16, 0.25f)
-                  .attr("k_perm", std::vector<int64_t>{0, 1, 3, 2}));
-  v.back().inputs[1].dims = {2, 2, 37, 16};
+  v.push_back(cached_attention("Attention_cached_chunk_key_rows", 2, 2, 37, 67, 50, 16, 0.25f, true));
   // Cached keys and values shared by the heads, and no mask.
   v.push_back(OpCase("Attention_cached_shared_heads_no_mask", kAttentionOp, kCodebookDomain)
                   .attr("scale", 0.3f)
