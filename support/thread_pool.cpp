@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>
@@ -47,13 +48,36 @@ void cpu_relax() {
 #endif
 }
 
-// A helper that finished a job checks for the next one this many times
-// (~20 us; a pause is ~80 ns on the AMD EPYC here) before it sleeps, and the
-// caller, done with its own pieces, checks as often whether the helpers are
-// done before it sleeps until they are. Short, so that neither takes a core
-// from oneDNN's threads or other processes for long on a busy machine.
-constexpr int kHelperSpins = 256;
-constexpr int kCallerSpins = 256;
+// How long a helper that finished a job keeps checking for the next one
+// before it sleeps, and how long the caller, done with its own pieces, keeps
+// checking whether the helpers are done before it sleeps until they are.
+// Waking a sleeper costs tens of microseconds here; a decode step of
+// generation runs ~50 GEMVs of 0.1-0.4 ms with ~40 us of other kernels
+// between them, so a helper that slept between them joined each product late
+// and a 2-thread step read its weights at ~23 GB/s instead of ~30. Counted in
+// time, not in pauses: a pause is ~25 ns on Zen 4 and ~80 ns on Zen 2.
+// Short enough that an idle pool soon gives the cores back, and a helper
+// stops spinning at once when a kernel hands the cores to oneDNN's OpenMP
+// threads (ThreadPool::park).
+constexpr auto kHelperSpin = std::chrono::microseconds(200);
+constexpr auto kCallerSpin = std::chrono::microseconds(100);
+
+// How often a caller tries the pool's lock before it runs its job alone.
+constexpr int kLockTries = 100;
+
+// Calls cpu_relax() until done() or `limit` has passed (or `stop()`); returns done().
+template <typename Done, typename Stop>
+bool spin_until(Done done, Stop stop, std::chrono::microseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    for (int i = 0; i < 32; ++i) {
+      if (done()) return true;
+      if (stop()) return false;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return done();
+  }
+}
 
 }  // namespace
 
@@ -94,10 +118,7 @@ struct ThreadPool::Job {
   bool complete() const { return done.load(std::memory_order_acquire) == pieces; }
 
   void wait() {
-    for (int i = 0; i < kCallerSpins; ++i) {
-      if (complete()) return;
-      cpu_relax();
-    }
+    if (spin_until([&] { return complete(); }, [] { return false; }, kCallerSpin)) return;
     std::unique_lock<std::mutex> lock(mutex);
     finished.wait(lock, [&] { return complete(); });
   }
@@ -109,11 +130,14 @@ struct ThreadPool::State {
   std::vector<std::thread> threads;
   std::shared_ptr<Job> job;  // the latest; stays published after its run (a late helper finds no piece)
   std::atomic<uint64_t> generation{0};
+  std::atomic<uint64_t> parks{0};  // ThreadPool::park() calls: a spinning helper sleeps at once
   int sleepers = 0;  // helpers waiting on `wake` (under mutex)
 
   void helper_loop(uint64_t seen) {
     for (;;) {
-      for (int i = 0; i < kHelperSpins && generation.load(std::memory_order_acquire) == seen; ++i) cpu_relax();
+      const uint64_t parked = parks.load(std::memory_order_relaxed);
+      spin_until([&] { return generation.load(std::memory_order_acquire) != seen; },
+                 [&] { return parks.load(std::memory_order_relaxed) != parked; }, kHelperSpin);
       std::shared_ptr<Job> next;
       {
         std::unique_lock<std::mutex> lock(mutex);
@@ -152,9 +176,14 @@ void ThreadPool::run(int64_t pieces, int threads, const PieceFn& fn) {
   State& s = state_;
   bool wake = false;
   {
-    // A helper holds the lock only for a moment, but if it is preempted
-    // then, waiting would cost a time slice: go on alone instead.
+    // A helper holds the lock only for a moment (as it goes to sleep or
+    // wakes), so try for a few microseconds; but if it is preempted there,
+    // waiting would cost a time slice: go on alone instead.
     std::unique_lock<std::mutex> lock(s.mutex, std::try_to_lock);
+    for (int i = 0; i < kLockTries && !lock.owns_lock(); ++i) {
+      cpu_relax();
+      lock.try_lock();
+    }
     if (lock.owns_lock()) {
       try {
         while (int(s.threads.size()) < helpers) {
@@ -173,6 +202,8 @@ void ThreadPool::run(int64_t pieces, int threads, const PieceFn& fn) {
   job->wait();
   if (job->error) std::rethrow_exception(job->error);
 }
+
+void ThreadPool::park() { state_.parks.fetch_add(1, std::memory_order_relaxed); }
 
 int parallel_worker_index() { return tls_worker; }
 

@@ -29,6 +29,10 @@ class ThreadPool {
   // (nested loops never wait on the pool they run on).
   void run(int64_t pieces, int threads, const PieceFn& fn);
 
+  // Tells helpers spinning for the next job to sleep now: called before
+  // work on other threads (oneDNN's OpenMP team) that needs the cores.
+  void park();
+
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 

@@ -11,6 +11,7 @@
 #include "backends/cpu/fallback_kernel.h"
 #include "backends/reference/reference_backend.h"
 #include "support/error.h"
+#include "support/thread_pool.h"
 
 namespace cb {
 
@@ -45,6 +46,7 @@ class DnnlEltwiseKernel : public FallbackKernel {
       numel_ = x.numel();
     }
     dnnl::stream s(eng);
+    ThreadPool::instance().park();  // the cores go to oneDNN's OpenMP threads now
     prim_.execute(s,
                   {{DNNL_ARG_SRC, dnnl::memory(md_, eng, x.raw())}, {DNNL_ARG_DST, dnnl::memory(md_, eng, y.raw())}});
     s.wait();

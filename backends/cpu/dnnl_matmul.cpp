@@ -266,6 +266,7 @@ class DnnlMatMulKernel : public Kernel {
     } else if (p->use_sum) {
       broadcast_into(*c, out);
     }
+    ThreadPool::instance().park();  // the cores go to oneDNN's OpenMP threads now
     p->prim.execute(*stream_, args);
     stream_->wait();
   }
