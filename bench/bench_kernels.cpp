@@ -11,6 +11,7 @@
 #include "backends/backend.h"
 #include "ir/builder.h"
 #include "ir/verifier.h"
+#include "ir/ops/grad.h"
 #include "passes/fold_attention_layouts.h"
 #include "passes/fuse_attention.h"
 #include "runtime/executable.h"
@@ -212,6 +213,36 @@ void attention(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
 }
 
+// codebook.grad.AttentionGrad alone (the backward of one fused attention in
+// a training step) under a causal mask. Args: B, H, T, head size, threads.
+// GFLOP/s counts the five products of the causal half (5 * 2 * T^2/2 * dh per head).
+void attention_grad(benchmark::State& state) {
+  const int64_t B = state.range(0), H = state.range(1), T = state.range(2), dh = state.range(3);
+  auto g = std::make_shared<Graph>();
+  std::vector<Value*> ins;
+  for (auto [name, dims] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+           {"dy", {B, H, T, dh}}, {"q", {B, H, T, dh}}, {"kt", {B, H, dh, T}}, {"v", {B, H, T, dh}}, {"mask", {1, 1, T, T}}})
+    ins.push_back(g->add_input(name, {DType::f32, Shape::of(dims)}));
+  std::vector<Value*> outs = {g->add_value("dq"), g->add_value("dkt"), g->add_value("dv")};
+  g->add_node(kAttentionGradOp, ins, outs, {{"scale", 0.125f}}, "attention_grad", kGradDomain);
+  g->outputs = outs;
+  infer_types(*g);
+  CompileOptions opts;
+  opts.num_threads = int(state.range(4));
+  auto ex = Executable::compile(g, *make_backend("cpu"), opts);
+  Tensor m = Tensor::zeros(DType::f32, {1, 1, T, T});
+  for (int64_t i = 0; i < T; ++i)
+    for (int64_t j = i + 1; j < T; ++j) m.data<float>()[i * T + j] = std::numeric_limits<float>::lowest();
+  std::map<std::string, Tensor> in = {{"dy", random_f32({B, H, T, dh})},
+                                      {"q", random_f32({B, H, T, dh})},
+                                      {"kt", random_f32({B, H, dh, T})},
+                                      {"v", random_f32({B, H, T, dh})},
+                                      {"mask", m}};
+  for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
+  state.counters["GFLOP/s"] = benchmark::Counter(5e-9 * double(B * H) * double(T * T) * double(dh),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // One mini-batch k-means step (train/kmeans.h) after initialisation: n rows
 // of dim d against K centres (k-means codebook init).
 void kmeans_step(benchmark::State& state) {
@@ -238,6 +269,13 @@ BENCHMARK(attention)
     ->ArgsProduct({{8}, {16}, {128}, {4}, {1, 2}, {0, 1, 2}})         // TinyStories-1M 8x128
     ->Unit(benchmark::kMillisecond);
 
+BENCHMARK(attention_grad)
+    ->ArgNames({"B", "H", "T", "dh", "threads"})
+    ->Args({64, 4, 128, 32, 1})
+    ->Args({64, 4, 128, 32, 2})  // TokFSM's 64 x 128 training step (bench/train_throughput.sh tokfsm)
+    ->Args({1, 12, 128, 64, 2})  // GPT-2 small 1 x 128 (bench/train_throughput.sh gpt2-small)
+    ->Args({1, 12, 1024, 64, 2})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(kmeans_step)
     ->ArgNames({"rows", "K", "dim", "threads"})
     ->Args({24576, 1000, 32, 1})

@@ -64,6 +64,7 @@ class Executable {
   std::vector<std::string> input_names() const;
   std::vector<std::string> output_names() const;
   const std::map<std::string, OpProfile>& profile() const { return profile_; }
+  void clear_profile() { profile_.clear(); }
   // Bytes of memory held for values on every device: the pools and the arenas.
   size_t pooled_bytes() const;
   // The size of the planned arenas, 0 while no plan is in use.

@@ -136,6 +136,11 @@ std::map<std::string, OpProfile> Trainer::train_profile() const {
   return out;
 }
 
+void Trainer::clear_train_profile() {
+  train_exe_->clear_profile();
+  if (optimizer_exe_) optimizer_exe_->clear_profile();
+}
+
 int64_t Trainer::num_trained_parameters() const {
   int64_t n = 0;
   for (auto& p : train_.parameters) n += state_.at(p).numel();

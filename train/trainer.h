@@ -150,6 +150,7 @@ class Trainer {
   int64_t num_trained_parameters() const;
   // Per op type, the train steps' times (the separate optimizer graph's included).
   std::map<std::string, OpProfile> train_profile() const;
+  void clear_train_profile();
   // Data-parallel: seconds this rank spent in the collectives of its train
   // steps (the exchange and the wait for the slowest rank), since it started.
   double collective_seconds() const { return collective_seconds_; }

@@ -8,6 +8,7 @@
 #include "ir/verifier.h"
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"
+#include "passes/fuse_attention.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
 #include "passes/gemm_for_weights.h"
@@ -197,6 +198,17 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   s.groups["model"] = names_of(model_params);
   if (!frozen_model_grads.empty()) s.groups["model (lr 0, compat)"] = names_of(frozen_model_grads);
 
+  // One codebook.Attention per attention (QK^T, scale, mask, Softmax, PV),
+  // so one AttentionGrad in the backward: the probabilities are recomputed
+  // there instead of kept from the forward, and the scores' Mul, Softmax and
+  // their gradients, the batched products and the Transposes of K and P
+  // between them are gone (passes/gradients/attention.cpp). After the
+  // parameters are found: the compatibility preset reads the unfused
+  // attention's anatomy.
+  if (opts.fuse_attention) {
+    FuseAttentionPass fuse_attention;
+    PassManager().run(fuse_attention, g);
+  }
   LossValues loss = append_lm_loss(g, logits, input_ids);
   g.outputs = {loss.loss, loss.accuracy};
   infer_types(g);

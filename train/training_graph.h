@@ -62,6 +62,10 @@ struct StepGraphOptions {
   // Train step: output the gradients and put the optimizer update in a graph
   // of its own (StepGraph::optimizer) instead of after the backward.
   bool separate_optimizer = false;
+  // Fuse each attention into codebook.Attention before autodiff, so its
+  // backward is one AttentionGrad (passes/gradients/attention.cpp); off:
+  // the exported ops and their own gradients (a test's reference).
+  bool fuse_attention = true;
 };
 
 // One codebook node of the model, and the step-graph names that concern it.

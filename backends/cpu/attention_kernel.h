@@ -9,4 +9,9 @@ namespace cb {
 // Registers codebook.Attention in the CPU backend's table.
 void register_cpu_attention_kernels(KernelFactoryTable& t);
 
+// Registers its backward, codebook.grad.AttentionGrad
+// (backends/cpu/attention_grad_kernel.cpp: one head per task, the
+// probabilities recomputed in blocks of query rows).
+void register_cpu_attention_grad_kernel(KernelFactoryTable& t);
+
 }  // namespace cb

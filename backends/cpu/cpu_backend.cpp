@@ -24,6 +24,7 @@ const KernelFactoryTable& cpu_kernels() {
     register_cpu_grad_kernels(t);
     register_cpu_codebook_kernels(t);
     register_cpu_attention_kernels(t);
+    register_cpu_attention_grad_kernel(t);
     register_cpu_optim_kernels(t);
     register_cpu_reduce_kernels(t);
     register_cpu_row_kernels(t);

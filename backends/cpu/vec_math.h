@@ -60,8 +60,11 @@ inline Vec min_or_nan(Vec bound, Vec x) { return {_mm256_min_ps(bound.v, x.v)}; 
 inline Vec max_or_nan(Vec bound, Vec x) { return {_mm256_max_ps(bound.v, x.v)}; }
 inline Mask less(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
 inline Mask greater_equal(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
+inline Mask equal(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }       // false at a NaN
+inline Mask not_equal(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_NEQ_UQ); }  // true at a NaN
 inline Vec select(Mask m, Vec if_true, Vec if_false) { return {_mm256_blendv_ps(if_false.v, if_true.v, m)}; }
 inline bool all(Mask m) { return _mm256_movemask_ps(m) == 0xff; }
+inline Mask and_masks(Mask a, Mask b) { return _mm256_and_ps(a, b); }
 inline Vec round_to_int(Vec a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 inline Vec floor(Vec a) { return {_mm256_floor_ps(a.v)}; }
 // 2^n for integral n in [-126, 127].
@@ -89,8 +92,11 @@ inline Vec min_or_nan(Vec bound, Vec x) { return x > bound ? bound : x; }
 inline Vec max_or_nan(Vec bound, Vec x) { return x < bound ? bound : x; }
 inline Mask less(Vec a, Vec b) { return a < b; }
 inline Mask greater_equal(Vec a, Vec b) { return a >= b; }
+inline Mask equal(Vec a, Vec b) { return a == b; }
+inline Mask not_equal(Vec a, Vec b) { return a != b; }
 inline Vec select(Mask m, Vec if_true, Vec if_false) { return m ? if_true : if_false; }
 inline bool all(Mask m) { return m; }
+inline Mask and_masks(Mask a, Mask b) { return a && b; }
 inline Vec round_to_int(Vec a) { return std::nearbyint(a); }
 inline Vec floor(Vec a) { return std::floor(a); }
 inline Vec pow2(Vec n) { return n == n ? std::ldexp(1.f, int(n)) : n; }

@@ -1,6 +1,8 @@
-// Reference kernel of codebook.Attention (contract in ir/attention.h): every
+// Reference kernels of codebook.Attention (contract in ir/attention.h): every
 // query row on its own, the whole score row in double, the oracle of the
-// CPU kernel (backends/cpu/attention_kernel.cpp).
+// CPU kernel (backends/cpu/attention_kernel.cpp); and of its backward,
+// codebook.grad.AttentionGrad (ir/ops/grad.h), one head at a time in double,
+// the oracle of backends/cpu/attention_grad_kernel.cpp.
 #include "backends/reference/attention.h"
 
 #include <cmath>
@@ -9,6 +11,7 @@
 
 #include "backends/reference/reference_backend.h"
 #include "ir/codebook.h"
+#include "ir/ops/grad.h"
 
 namespace cb {
 
@@ -43,7 +46,86 @@ void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64
   for (int64_t e = 0; e < d.dv; ++e) out_row[e] = float(acc[size_t(e)]);
 }
 
+void attention_grad_head_reference(const AttentionCall& c, int64_t b, int64_t h, const float* dy, int64_t dy_t,
+                                   float* dq, float* dk, float* dv) {
+  const AttentionDims& d = c.d;
+  const size_t T = size_t(d.T), S = size_t(d.S);
+  // The forward's probabilities (f32 scores, Softmax in double), 0 where
+  // nan_to_zero drops a NaN: keys of probability 0 pass no gradient.
+  std::vector<double> p(T * S), ds(T * S, 0.0), gq(T * size_t(d.dh), 0.0), gk(S * size_t(d.dh), 0.0),
+      gv(S * size_t(d.dv), 0.0);
+  for (size_t i = 0; i < T; ++i) {
+    const float* q = c.q_row(b, h, int64_t(i));
+    const float* m = c.mask_row(b, h, int64_t(i));
+    double mx = -std::numeric_limits<double>::infinity(), sum = 0;
+    double* x = &p[i * S];
+    for (size_t j = 0; j < S; ++j) {
+      double dot = 0;
+      for (int64_t e = 0; e < d.dh; ++e) dot += double(q[e]) * c.key(b, h, int64_t(j), e);
+      float sc = c.scale * float(dot);
+      if (m) sc += m[int64_t(j) * c.m_j];
+      x[j] = sc;
+      if (sc > mx) mx = sc;
+    }
+    for (size_t j = 0; j < S; ++j) sum += x[j] = std::exp(x[j] - mx);
+    for (size_t j = 0; j < S; ++j) {
+      x[j] /= sum;
+      if (c.nan_to_zero && std::isnan(x[j])) x[j] = 0;
+    }
+    // dP_ij = dy_i . v_j; dS_ij = P_ij (dP_ij - sum_l P_il dP_il).
+    const float* g = dy + int64_t(i) * dy_t;
+    double dot_p = 0;
+    for (size_t j = 0; j < S; ++j) {
+      if (x[j] == 0) continue;
+      const float* v = c.value_row(b, h, int64_t(j));
+      double dp = 0;
+      for (int64_t e = 0; e < d.dv; ++e) dp += double(g[e]) * v[e];
+      ds[i * S + j] = dp;
+      dot_p += x[j] * dp;
+    }
+    for (size_t j = 0; j < S; ++j) {
+      if (x[j] == 0) continue;
+      ds[i * S + j] = x[j] * (ds[i * S + j] - dot_p);
+      for (int64_t e = 0; e < d.dv; ++e) gv[j * size_t(d.dv) + size_t(e)] += x[j] * g[e];
+    }
+  }
+  for (size_t i = 0; i < T; ++i) {
+    const float* q = c.q_row(b, h, int64_t(i));
+    for (size_t j = 0; j < S; ++j) {
+      const double g = double(c.scale) * ds[i * S + j];
+      if (g == 0) continue;
+      for (int64_t e = 0; e < d.dh; ++e) {
+        gq[i * size_t(d.dh) + size_t(e)] += g * c.key(b, h, int64_t(j), e);
+        gk[j * size_t(d.dh) + size_t(e)] += g * q[e];
+      }
+    }
+  }
+  for (size_t i = 0; i < gq.size(); ++i) dq[i] = float(gq[i]);
+  for (size_t i = 0; i < gk.size(); ++i) dk[i] = float(gk[i]);
+  for (size_t i = 0; i < gv.size(); ++i) dv[i] = float(gv[i]);
+}
+
 namespace {
+
+// codebook.grad.AttentionGrad(dy, Q, Kt, V, mask?) -> (dQ, dKt, dV), every
+// output [B, H, ...] (ir/ops/grad.h).
+void attention_grad_kernel(KernelContext& ctx) {
+  const AttentionCall c = attention_call(ctx, 1);
+  const AttentionDims& d = c.d;
+  const float* dy = ctx.in(0).data<float>();
+  float* dq = ctx.out(0).data<float>();
+  float* dkt = ctx.out(1).data<float>();
+  float* dv = ctx.out(2).data<float>();
+  std::vector<float> dk(size_t(d.S * d.dh));
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int64_t h = 0; h < d.H; ++h) {
+      const int64_t bh = b * d.H + h;
+      attention_grad_head_reference(c, b, h, dy + bh * d.T * d.dv, d.dv, dq + bh * d.T * d.dh, dk.data(),
+                                    dv + bh * d.S * d.dv);
+      for (int64_t j = 0; j < d.S; ++j)
+        for (int64_t e = 0; e < d.dh; ++e) dkt[bh * d.dh * d.S + e * d.S + j] = dk[size_t(j * d.dh + e)];
+    }
+}
 
 void attention_kernel(KernelContext& ctx) {
   const AttentionCall c = attention_call(ctx);
@@ -54,6 +136,9 @@ void attention_kernel(KernelContext& ctx) {
 
 }  // namespace
 
-void register_reference_attention(KernelTable& t) { t.add(kAttentionOp, attention_kernel, kCodebookDomain); }
+void register_reference_attention(KernelTable& t) {
+  t.add(kAttentionOp, attention_kernel, kCodebookDomain);
+  t.add(kAttentionGradOp, attention_grad_kernel, kGradDomain);
+}
 
 }  // namespace cb

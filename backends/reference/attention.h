@@ -58,9 +58,10 @@ struct AttentionCall {
 // The call of a codebook.Attention kernel context (shapes as its schema
 // checked them). Inline: the CUDA kernel (backends/cuda/cuda_attention.cu)
 // reads the same call, and its library does not link this one.
-inline AttentionCall attention_call(const KernelContext& ctx) {
+// `first` > 0: Q, Kt, V and the mask are inputs first .. first + 3 of a
+// codebook.grad.AttentionGrad node (no cached keys, no output: c.out null).
+inline AttentionCall attention_call(const KernelContext& ctx, size_t first = 0) {
   const AttentionLayout layout = attention_layout(ctx.node);
-  Tensor& out = ctx.out(0);
   // Contiguous element strides of a rank-4 tensor.
   auto strides_of = [](const Tensor& t, int64_t(&st)[4]) {
     int64_t stride = 1;
@@ -73,11 +74,13 @@ inline AttentionCall attention_call(const KernelContext& ctx) {
   // offset applied to the base pointer; stride 0 along a broadcast dim.
   int64_t dims[3][4], strides[3][4];
   const float* base[3];
-  const Tensor* k_past = ctx.inputs.size() > kAttentionPastKeysInput ? ctx.inputs[kAttentionPastKeysInput] : nullptr;
+  const bool cached = first == 0;
+  const Tensor* k_past =
+      cached && ctx.inputs.size() > kAttentionPastKeysInput ? ctx.inputs[kAttentionPastKeysInput] : nullptr;
   const Tensor* v_past =
-      ctx.inputs.size() > kAttentionPastValuesInput ? ctx.inputs[kAttentionPastValuesInput] : nullptr;
+      cached && ctx.inputs.size() > kAttentionPastValuesInput ? ctx.inputs[kAttentionPastValuesInput] : nullptr;
   for (size_t i = 0; i < 3; ++i) {
-    const Tensor& t = ctx.in(i);
+    const Tensor& t = ctx.in(first + i);
     const AttentionLayout::Perm& perm = layout.perm(i);
     int64_t st[4];
     strides_of(t, st);
@@ -141,14 +144,18 @@ inline AttentionCall attention_call(const KernelContext& ctx) {
   c.v_h = strides[2][1];
   c.v_s = strides[2][2];
   // The output is Transpose(out, out_perm): logical axis out_perm[a] is its axis a.
-  int64_t ost[4], ologic[4];
-  strides_of(out, ost);
-  for (size_t a = 0; a < 4; ++a) ologic[layout.out_perm[a]] = ost[a];
-  c.out = out.data<float>();
-  c.o_b = ologic[0];
-  c.o_h = ologic[1];
-  c.o_t = ologic[2];
-  const Tensor* mask = ctx.inputs.size() > kAttentionMaskInput ? ctx.inputs[kAttentionMaskInput] : nullptr;
+  if (first == 0) {
+    Tensor& out = ctx.out(0);
+    int64_t ost[4], ologic[4];
+    strides_of(out, ost);
+    for (size_t a = 0; a < 4; ++a) ologic[layout.out_perm[a]] = ost[a];
+    c.out = out.data<float>();
+    c.o_b = ologic[0];
+    c.o_h = ologic[1];
+    c.o_t = ologic[2];
+  }
+  const size_t mask_input = first + kAttentionMaskInput;
+  const Tensor* mask = ctx.inputs.size() > mask_input ? ctx.inputs[mask_input] : nullptr;
   if (mask && mask->defined()) {
     c.mask = mask->data<float>();
     int64_t mdims[4] = {1, 1, 1, 1}, mst[4] = {0, 0, 0, 0};
@@ -174,7 +181,15 @@ inline AttentionCall attention_call(const KernelContext& ctx) {
 // nan_to_zero makes those 0).
 void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* out_row);
 
-// Registers codebook.Attention in the reference backend's table.
+// The gradients of one (b, h) of a codebook.Attention call (the reference of
+// codebook.grad.AttentionGrad, ir/ops/grad.h), in double: from dy [T, dv]
+// (rows dy_t apart), dq [T, dh], dk [S, dh] (key rows) and dv [S, dv], each
+// contiguous.
+void attention_grad_head_reference(const AttentionCall& c, int64_t b, int64_t h, const float* dy, int64_t dy_t,
+                                   float* dq, float* dk, float* dv);
+
+// Registers codebook.Attention and codebook.grad.AttentionGrad in the
+// reference backend's table.
 void register_reference_attention(KernelTable& t);
 
 }  // namespace cb

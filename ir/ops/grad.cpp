@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 
+#include "ir/attention.h"
 #include "ir/op_registry.h"
 #include "support/error.h"
 
@@ -186,6 +187,33 @@ void infer_codebook_grad(InferContext& ctx) {
   ctx.set_output(3, DType::f32, ctx.input_shape(4));
 }
 
+void infer_attention_grad(InferContext& ctx) {
+  static const char* names[] = {"dy", "Q", "Kt", "V", "mask"};
+  for (size_t i = 0; i < ctx.num_inputs(); ++i)
+    if (ctx.has_input(i)) {
+      DType t = ctx.input_dtype(i);
+      ctx.check(t == DType::undefined || t == DType::f32,
+                std::string(names[i]) + " has dtype " + std::string(dtype_name(t)) + ", expected f32");
+    }
+  ctx.check(attention_layout(ctx.node()).is_default(), "only the default layout (no layout attributes) is supported");
+  ctx.node().attr_float("scale", 1.f);
+  const Shape &q = ctx.input_shape(1), &kt = ctx.input_shape(2), &v = ctx.input_shape(3);
+  for (size_t i = 0; i < 4; ++i) {
+    const Shape& s = ctx.input_shape(i);
+    ctx.check(!s.rank_known || s.rank() == 4, std::string(names[i]) + " must have rank 4, got " + s.str());
+  }
+  if (!q.rank_known || !kt.rank_known || !v.rank_known) {
+    for (int o = 0; o < 3; ++o) ctx.set_output(o, DType::f32, Shape::unknown_rank());
+    return;
+  }
+  Shape lead = broadcast_shapes(ctx, Shape({q.dims[0], q.dims[1]}), Shape({kt.dims[0], kt.dims[1]}));
+  lead = broadcast_shapes(ctx, lead, Shape({v.dims[0], v.dims[1]}));
+  const Dim B = lead.rank_known ? lead.dims[0] : Dim::unknown(), H = lead.rank_known ? lead.dims[1] : Dim::unknown();
+  ctx.set_output(0, DType::f32, Shape({B, H, q.dims[2], q.dims[3]}));
+  ctx.set_output(1, DType::f32, Shape({B, H, kt.dims[2], kt.dims[3]}));
+  ctx.set_output(2, DType::f32, Shape({B, H, v.dims[2], v.dims[3]}));
+}
+
 OpSchema grad_schema(const char* name, int min_in, int max_in, int min_out, int max_out,
                      std::function<void(InferContext&)> infer, const char* doc) {
   OpSchema s = make_op_schema(name, min_in, max_in, min_out, max_out, std::move(infer), doc);
@@ -206,6 +234,8 @@ void register_grad_ops(OpRegistry& r) {
                     "Backward of Gather: scatter-add of dy into zeros of the data's shape."));
   r.add(grad_schema("SliceGrad", 4, 6, 1, 1, infer_slice_grad,
                     "Backward of Slice: dy written into zeros of the input's shape."));
+  r.add(grad_schema(kAttentionGradOp, 4, 5, 3, 3, infer_attention_grad,
+                    "Backward of codebook.Attention: dQ, dKt, dV (probabilities recomputed)."));
   r.add(grad_schema("CodebookGrad", 6, 6, 1, 4, infer_codebook_grad,
                     "Backward of codebook.Codebook per its loss mode (ir/ops/grad.h)."));
 }

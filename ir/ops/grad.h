@@ -19,6 +19,15 @@
 //       (repeated indices add up; negative ones count from the end).
 //   SliceGrad(dy, shape, starts, ends, axes?, steps?) -> zeros(shape) with dy
 //       written where Slice(zeros(shape), starts, ends, axes, steps) reads.
+//   AttentionGrad(dy, Q, Kt, V, mask?) {scale, nan_to_zero} -> (dQ, dKt, dV)
+//       the backward of codebook.Attention (ir/attention.h) with its default
+//       layout and no cached keys; every output has the broadcast [B, H] of
+//       Q, Kt and V (the rule sums it back to a broadcast input's shape):
+//       dQ [B, H, T, dh], dKt [B, H, dh, S], dV [B, H, S, dv]. With P the
+//       forward's probabilities (0 where nan_to_zero drops a NaN) and
+//       dP = dy V^T, dS = P * (dP - rowsum(P * dP)) (0 where P is 0):
+//       dQ = scale dS K, dKt = scale (dS^T Q)^T, dV = P^T dy. The
+//       probabilities are recomputed, never stored.
 //   CodebookGrad(dy, x, codes, ln_scale, ln_bias, ids) {k, epsilon, loss}
 //       -> (dx?, dcodes?, dln_scale?, dln_bias?)
 //       the backward of codebook.Codebook (ir/codebook.h) with the ids its
@@ -47,6 +56,7 @@ namespace cb {
 class OpRegistry;
 
 inline constexpr const char* kGradDomain = "codebook.grad";
+inline constexpr const char* kAttentionGradOp = "AttentionGrad";
 
 enum class CodebookLossKind { base, aeloss, fullaeloss, vqvae };
 

@@ -100,6 +100,7 @@ const GradientTable& gradient_rules() {
     register_reduction_gradients(t);
     register_nn_gradients(t);
     register_codebook_gradients(t);
+    register_attention_gradients(t);
     return t;
   }();
   return table;

@@ -89,5 +89,6 @@ void register_tensor_gradients(GradientTable& t);
 void register_reduction_gradients(GradientTable& t);
 void register_nn_gradients(GradientTable& t);
 void register_codebook_gradients(GradientTable& t);
+void register_attention_gradients(GradientTable& t);
 
 }  // namespace cb

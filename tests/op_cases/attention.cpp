@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "ir/codebook.h"
+#include "ir/ops/grad.h"
 #include "tests/op_cases/op_case.h"
 
 namespace cb::test {
@@ -192,10 +193,87 @@ std::vector<OpCase> attention_cases() {
     for (int64_t h = 0; h < 2; ++h) p[(h * 20 + 19) * 16 + 3] = kInf;
     return t;
   };
+  // The gradient rule (one AttentionGrad node) against finite differences,
+  // in f32 (the op is f32 only): causal, and Kt shared by the heads under a
+  // [T, S] mask (its gradient summed back over the heads).
+  v.push_back(attention("Attention_grad_causal", 2, 2, 5, 5, 4, 3, 0.5f)
+                  .given(causal_mask(2, 5, 5, 0, {}, kLowest))
+                  .gradient_in(DType::f32, 1e-2, 1e-2));
+  v.push_back(OpCase("Attention_grad_shared_keys_rank2_mask", kAttentionOp, kCodebookDomain)
+                  .attr("scale", 0.7f)
+                  .in({1, 2, 4, 3}, uniform(-1, 1))
+                  .in({1, 1, 3, 6}, uniform(-1, 1))
+                  .in({1, 2, 6, 2}, uniform(-1, 1))
+                  .given(causal_mask(1, 4, 6, 0, {}, kLowest).reshaped({4, 6}))
+                  .tol(abs_rel(1e-5, 1e-5))
+                  .gradient_in(DType::f32, 1e-2, 1e-2));
+  return v;
+}
+
+// codebook.grad.AttentionGrad(dy, Q, Kt, V, mask?): the cpu kernel
+// (backends/cpu/attention_grad_kernel.cpp) against the reference on the
+// masks of the forward cases: causal with T not a multiple of the 32-row
+// blocks nor of the 16-column tiles, more heads than threads, a local window,
+// no mask with S > T, a mild mask that skips nothing, fully masked rows (the
+// reference's heads: uniform rows, NaN rows, NaN rows dropped by
+// nan_to_zero), Kt and V shared by the heads, an inf in V behind the mask.
+OpCase attention_grad(const std::string& name, int64_t B, int64_t H, int64_t T, int64_t S, int64_t dh, int64_t dv,
+                      float scale) {
+  return OpCase(name, kAttentionGradOp, kGradDomain)
+      .attr("scale", scale)
+      .in({B, H, T, dv}, uniform(-1, 1))
+      .in({B, H, T, dh}, uniform(-1, 1))
+      .in({B, H, dh, S}, uniform(-1, 1))
+      .in({B, H, S, dv}, uniform(-1, 1))
+      .outs({true, true, true})
+      .tol(near_rms(2e-5));
+}
+
+std::vector<OpCase> attention_grad_cases() {
+  std::vector<OpCase> v;
+  v.push_back(attention_grad("AttentionGrad_causal_T37_dh16", 2, 3, 37, 37, 16, 16, 0.25f)
+                  .given(causal_mask(2, 37, 37, 0, {}, kLowest)));
+  v.push_back(attention_grad("AttentionGrad_causal_T130_dh64_many_heads", 2, 6, 130, 130, 64, 64, 0.125f)
+                  .given(causal_mask(2, 130, 130, 0, {}, kLowest)));
+  v.push_back(attention_grad("AttentionGrad_window8_T70_dh32", 1, 2, 70, 70, 32, 32, 0.2f)
+                  .given(causal_mask(1, 70, 70, 8, {}, kLowest)));
+  v.push_back(attention_grad("AttentionGrad_no_mask_S_gt_T_dv12", 2, 3, 9, 70, 16, 12, 0.3f));
+  v.push_back(attention_grad("AttentionGrad_mask_minus_1e4", 1, 2, 33, 33, 16, 16, 0.25f)
+                  .given(causal_mask(1, 33, 33, 0, {}, -1e4f)));
+  v.push_back(attention_grad("AttentionGrad_left_padding_lowest", 3, 2, 40, 40, 16, 16, 0.25f)
+                  .given(causal_mask(3, 40, 40, 0, {0, 5, 11}, kLowest)));
+  v.push_back(attention_grad("AttentionGrad_left_padding_neg_inf_nan_to_zero", 2, 2, 16, 16, 16, 16, 0.25f)
+                  .attr("nan_to_zero", int64_t(1))
+                  .given(causal_mask(2, 16, 16, 0, {0, 5}, -kInf)));
+  v.push_back(attention_grad("AttentionGrad_random_mask_dv8", 2, 2, 13, 21, 16, 8, 0.5f)
+                  .given(causal_mask(2, 13, 21, 0, {}, kLowest)));
+  v.push_back(OpCase("AttentionGrad_shared_kv_rank2_mask", kAttentionGradOp, kGradDomain)
+                  .attr("scale", 0.25f)
+                  .in({2, 3, 19, 16}, uniform(-1, 1))
+                  .in({2, 3, 19, 16}, uniform(-1, 1))
+                  .in({2, 1, 16, 19}, uniform(-1, 1))
+                  .in({2, 1, 19, 16}, uniform(-1, 1))
+                  .given(causal_mask(1, 19, 19, 0, {}, kLowest).reshaped({19, 19}))
+                  .outs({true, true, true})
+                  .tol(near_rms(2e-5)));
+  // (The last row's gradients are NaN: an element-wise tolerance, not one
+  // relative to the rms.)
+  v.push_back(attention_grad("AttentionGrad_inf_value_at_masked_key", 1, 2, 20, 20, 16, 16, 0.25f)
+                  .given(causal_mask(1, 20, 20, 0, {}, kLowest))
+                  .tol(abs_rel(1e-6, 1e-4)));
+  v.back().inputs[3].make = [](std::mt19937& rng) {
+    Tensor t = Tensor::zeros(DType::f32, {1, 2, 20, 16});
+    std::uniform_real_distribution<float> u(-1, 1);
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng);
+    for (int64_t h = 0; h < 2; ++h) p[(h * 20 + 19) * 16 + 3] = kInf;
+    return t;
+  };
   return v;
 }
 
 const RegisterOpCases kRegistered(attention_cases());
+const RegisterOpCases kRegisteredGrad(attention_grad_cases());
 
 }  // namespace
 }  // namespace cb::test

@@ -1,0 +1,340 @@
+// Fast CPU kernel of codebook.grad.AttentionGrad (ir/ops/grad.h): the
+// backward of codebook.Attention in its default layout, the reference kernel
+// (backends/reference/attention.cpp) its oracle.
+//
+// One task per head (b, h), parallel over heads; a task's result does not
+// depend on the thread count. A task
+//  1. finds each query row's live keys from the mask (first and last key
+//     whose entry is above kAttentionMasked, as the forward kernel does);
+//     masked keys count as -inf, so the causal upper triangle is neither
+//     scored nor differentiated;
+//  2. lays out the head's keys as rows Kr [S][dh] and its values as
+//     columns Vt [dv][S] once;
+//  3. for each block of kRows query rows, over the union [lo, hi) of their
+//     live keys: recomputes the scores S = Q Kt and P = Softmax(scale S +
+//     mask) (never stored between forward and backward), dP = dy Vt, and
+//     dS = P (dP - rowsum(P dP)) (0 where P is 0, so an inf or NaN value
+//     behind the mask passes nothing), then adds dQ = scale dS Kr,
+//     dKr += scale dS^T Q and dV += P^T dy;
+//  4. writes dKt = dKr^T.
+// Every product is one register-tiled loop (gemm_tile: 4 rows x 2 vectors,
+// broadcasts of A times rows of B). A head with a row whose keys are all
+// masked, or whose live keys are all nearly masked (a maximum below
+// kLiveRowMax, where skipping would not be exact), is computed by the
+// reference (attention_grad_head_reference), as the forward kernel
+// recomputes such rows.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "backends/cpu/attention_kernel.h"
+#include "backends/cpu/vec_math.h"
+#include "backends/reference/attention.h"
+#include "ir/ops/grad.h"
+#include "support/threads.h"
+
+namespace cb {
+
+namespace {
+
+using namespace simd;
+
+constexpr int64_t kRows = 32;                  // query rows per block
+constexpr int64_t kTileRows = 4;               // rows of the register tile
+constexpr int64_t kTileCols = 2 * kWidth;      // columns of the register tile
+constexpr float kLiveRowMax = -1e29f;          // as the forward kernel: below it, the reference
+constexpr int64_t kMinParallelWork = 1 << 20;  // flops
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+Vec load_n(const float* p, int64_t n) { return n >= kWidth ? load(p) : load_partial(p, n); }
+void store_n(float* p, Vec x, int64_t n) {
+  if (n >= kWidth)
+    store(p, x);
+  else
+    store_partial(p, x, n);
+}
+
+inline void pin(Vec& v) {
+#ifdef CB_SIMD_AVX2
+  asm("" : "+x"(v.v));
+#else
+  (void)v;
+#endif
+}
+
+// How A(r, k) is stored: rows (A(r, k) = a[r * lda + k]) or columns
+// (A(r, k) = a[r + k * lda], the transposed products dS^T Q and P^T dy).
+// A compile-time choice, so the tile's addresses are one add per row.
+enum class ALayout { rows, columns };
+
+// c[r][0, n) (+)= sum_{k in [k0, k1)} A(r, k) b[k][0, n) for R rows and
+// n <= kTileCols (n == kTileCols when `full`: plain loads in the loop); b
+// rows ldb apart, c rows ldc apart; `add`: onto c, else into it.
+template <ALayout layout, int R, bool full>
+void gemm_tile(const float* a, int64_t lda, int64_t k0, int64_t k1, const float* b, int64_t ldb, int64_t n, float* c,
+               int64_t ldc, bool add) {
+  Vec acc[R][2];
+  const int64_t n0 = std::min(n, kWidth), n1 = n - n0;
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = add ? load_n(c + r * ldc, n0) : splat(0.f);
+    acc[r][1] = add && n1 > 0 ? load_n(c + r * ldc + kWidth, n1) : splat(0.f);
+  }
+  const float* ar[R];
+  for (int r = 0; r < R; ++r) ar[r] = layout == ALayout::rows ? a + r * lda : a + r;
+  const int64_t a_k = layout == ALayout::rows ? 1 : lda;
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* br = b + k * ldb;
+    Vec b0 = full ? load(br) : load_n(br, n0);
+    Vec b1 = full ? load(br + kWidth) : n1 > 0 ? load_n(br + kWidth, n1) : splat(0.f);
+    pin(b0);
+    pin(b1);
+    for (int r = 0; r < R; ++r) {
+      const Vec x = splat(ar[r][k * a_k]);
+      acc[r][0] = madd(x, b0, acc[r][0]);
+      acc[r][1] = madd(x, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    store_n(c + r * ldc, acc[r][0], n0);
+    if (n1 > 0) store_n(c + r * ldc + kWidth, acc[r][1], n1);
+  }
+}
+
+// C[m][0, n) (+)= sum_{k in [k0, k1)} A(m, k) B[k][0, n) for m in [0, M).
+template <ALayout layout>
+void gemm(int64_t M, int64_t n, const float* a, int64_t lda, int64_t k0, int64_t k1, const float* b, int64_t ldb,
+          float* c, int64_t ldc, bool add) {
+  const int64_t step = layout == ALayout::rows ? lda : 1;  // from row m of A to row m + 1
+  for (int64_t j = 0; j < n; j += kTileCols) {
+    const int64_t nj = std::min(kTileCols, n - j);
+    int64_t r = 0;
+    if (nj == kTileCols)
+      for (; r + kTileRows <= M; r += kTileRows)
+        gemm_tile<layout, kTileRows, true>(a + r * step, lda, k0, k1, b + j, ldb, nj, c + r * ldc + j, ldc, add);
+    for (; r + kTileRows <= M; r += kTileRows)
+      gemm_tile<layout, kTileRows, false>(a + r * step, lda, k0, k1, b + j, ldb, nj, c + r * ldc + j, ldc, add);
+    for (; r < M; ++r)
+      gemm_tile<layout, 1, false>(a + r * step, lda, k0, k1, b + j, ldb, nj, c + r * ldc + j, ldc, add);
+  }
+}
+
+// dst[c][r] = src[r][c] for a rows x cols block (src rows lds apart, dst
+// rows ldd apart): 8 x 8 register transposes, scalar at the edges.
+void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+  int64_t r0 = 0;
+#ifdef CB_SIMD_AVX2
+  for (; r0 + 8 <= rows; r0 += 8) {
+    int64_t c0 = 0;
+    for (; c0 + 8 <= cols; c0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (r0 + i) * lds + c0);
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      _mm256_storeu_ps(dst + (c0 + 0) * ldd + r0, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(dst + (c0 + 1) * ldd + r0, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(dst + (c0 + 2) * ldd + r0, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(dst + (c0 + 3) * ldd + r0, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(dst + (c0 + 4) * ldd + r0, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(dst + (c0 + 5) * ldd + r0, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(dst + (c0 + 6) * ldd + r0, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(dst + (c0 + 7) * ldd + r0, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (; c0 < cols; ++c0)
+      for (int64_t r = r0; r < r0 + 8; ++r) dst[c0 * ldd + r] = src[r * lds + c0];
+  }
+#endif
+  for (; r0 < rows; ++r0)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r0] = src[r0 * lds + c];
+}
+
+// Scratch of one task, reused by the tasks a thread runs.
+struct Scratch {
+  std::vector<float> kr, vt, dkr, p, ds;
+  std::vector<int64_t> lo, hi;
+};
+
+// Each query row's live keys [lo, hi) of head (b, h); false when a row has none.
+bool live_ranges(const AttentionCall& c, int64_t b, int64_t h, std::vector<int64_t>& lo, std::vector<int64_t>& hi) {
+  const int64_t T = c.d.T, S = c.d.S;
+  lo.assign(size_t(T), 0);
+  hi.assign(size_t(T), S);
+  if (!c.mask) return true;
+  for (int64_t i = 0; i < T; ++i) {
+    const float* m = c.mask_row(b, h, i);
+    int64_t l = 0, e = S;
+    while (l < S && !(m[l * c.m_j] > kAttentionMasked)) ++l;
+    while (e > l && !(m[(e - 1) * c.m_j] > kAttentionMasked)) --e;
+    if (l == e) return false;
+    lo[size_t(i)] = l;
+    hi[size_t(i)] = e;
+  }
+  return true;
+}
+
+// One head's gradients; false when a row needs the reference (see the top).
+// `shared`: the rows' live keys when the mask is the same for every head
+// (found once per call), else null.
+bool head_grad(const AttentionCall& c, int64_t b, int64_t h, const float* dy, float* dq, float* dkt, float* dv,
+               const Scratch* shared, Scratch& s) {
+  const AttentionDims& d = c.d;
+  const int64_t T = d.T, S = d.S, dh = d.dh, dvn = d.dv;
+  // 1. live keys of each row
+  if (!shared && !live_ranges(c, b, h, s.lo, s.hi)) return false;
+  const std::vector<int64_t>& row_lo = shared ? shared->lo : s.lo;
+  const std::vector<int64_t>& row_hi = shared ? shared->hi : s.hi;
+  // 2. keys as rows, values as columns
+  const float* kt = c.k_head(b, h);  // [dh][S] (default layout: k_e = S, k_s = 1)
+  const float* v = c.v_head(b, h);   // [S][dv]
+  s.kr.resize(size_t(S * dh));
+  s.vt.resize(size_t(dvn * S));
+  transpose(kt, c.k_e, dh, S, s.kr.data(), dh);
+  transpose(v, c.v_s, S, dvn, s.vt.data(), S);
+  s.dkr.assign(size_t(S * dh), 0.f);
+  std::fill(dv, dv + S * dvn, 0.f);
+  s.p.resize(size_t(kRows * (S + kWidth)));
+  s.ds.resize(size_t(kRows * (S + kWidth)));
+  const Vec scale = splat(c.scale), neg_inf = splat(kNegInf), masked = splat(kAttentionMasked), zero = splat(0.f);
+  float lane_index[kWidth];
+  for (int64_t k = 0; k < kWidth; ++k) lane_index[k] = float(k);
+  const Vec iota = load(lane_index);
+  float lanes[kWidth];
+  // 3. blocks of query rows
+  for (int64_t i0 = 0; i0 < T; i0 += kRows) {
+    const int64_t R = std::min(kRows, T - i0);
+    int64_t lo = S, hi = 0;
+    for (int64_t r = 0; r < R; ++r) {
+      lo = std::min(lo, row_lo[size_t(i0 + r)]);
+      hi = std::max(hi, row_hi[size_t(i0 + r)]);
+    }
+    // The block's keys; p and ds rows are ld apart, a whole number of
+    // vectors, so each row is walked in whole vectors (lanes outside the
+    // row's live keys select -inf) with no masked loads or stores.
+    const int64_t L = hi - lo, ld = (L + kWidth - 1) / kWidth * kWidth;
+    const float* q = c.q_row(b, h, i0);
+    const float* g = dy + i0 * dvn;
+    // Scores: p = Q Kt over the block's keys (Kt's columns lo.. are contiguous rows of length S).
+    gemm<ALayout::rows>(R, L, q, c.q_t, 0, dh, kt + lo * c.k_s, c.k_e, s.p.data(), ld, false);
+    // dP = dy Vt
+    gemm<ALayout::rows>(R, L, g, dvn, 0, dvn, s.vt.data() + lo, S, s.ds.data(), ld, false);
+    for (int64_t r = 0; r < R; ++r) {
+      float* pr = s.p.data() + r * ld;
+      float* dsr = s.ds.data() + r * ld;
+      const float* m = c.mask_row(b, h, i0 + r);
+      const int64_t from = row_lo[size_t(i0 + r)] - lo, to = row_hi[size_t(i0 + r)] - lo;
+      const int64_t from8 = from / kWidth * kWidth, to8 = (to + kWidth - 1) / kWidth * kWidth;
+      const Vec vfrom = splat(float(from)), vto = splat(float(to));
+      // x = scale * s + m, -inf where masked or outside [from, to); the row's maximum
+      Vec vmax = neg_inf;
+      for (int64_t j = from8; j < to8; j += kWidth) {
+        const Vec idx = splat(float(j)) + iota;
+        const Mask live = and_masks(greater_equal(idx, vfrom), less(idx, vto));
+        Vec x = load(pr + j) * scale;
+        if (m) {
+          const float* mp = m + (lo + j) * c.m_j;
+          float mrow[kWidth];
+          if (c.m_j != 1 || lo + j + kWidth > S) {
+            for (int64_t k = 0; k < kWidth; ++k) mrow[k] = lo + j + k < S ? mp[k * c.m_j] : kAttentionMasked;
+            mp = mrow;
+          }
+          const Vec mv = load(mp);
+          x = select(greater_equal(masked, mv), neg_inf, x + mv);
+        }
+        x = select(live, x, neg_inf);
+        store(pr + j, x);
+        vmax = max_or_nan(vmax, x);
+      }
+      store(lanes, vmax);
+      float mx = kNegInf;
+      for (float l : lanes) mx = l > mx || std::isnan(l) ? l : mx;
+      if (!(mx >= kLiveRowMax) && !std::isnan(mx)) return false;  // nearly masked live keys
+      // e = exp(x - max), and the sums of e and of e dP (0 where e is 0)
+      const Vec vmx = splat(mx);
+      Vec vsum = zero, vedp = zero;
+      for (int64_t j = from8; j < to8; j += kWidth) {
+        const Vec e = exp_approx(load(pr + j) - vmx);
+        store(pr + j, e);
+        vsum = vsum + e;
+        vedp = vedp + select(not_equal(e, zero), e * load(dsr + j), zero);
+      }
+      store(lanes, vsum);
+      float sum = 0;
+      for (float l : lanes) sum += l;
+      store(lanes, vedp);
+      float edp = 0;
+      for (float l : lanes) edp += l;
+      // P = e / sum (NaN -> 0 under nan_to_zero); dS = scale P (dP - sum_j P dP), 0 where P is 0
+      const Vec inv = splat(1.f / sum), vd = splat(edp / sum);
+      for (int64_t j = from8; j < to8; j += kWidth) {
+        Vec p = load(pr + j) * inv;
+        if (c.nan_to_zero) p = select(equal(p, p), p, zero);
+        store(pr + j, p);
+        store(dsr + j, select(not_equal(p, zero), p * (load(dsr + j) - vd) * scale, zero));
+      }
+      std::fill(pr, pr + from8, 0.f);
+      std::fill(pr + to8, pr + ld, 0.f);
+      std::fill(dsr, dsr + from8, 0.f);
+      std::fill(dsr + to8, dsr + ld, 0.f);
+    }
+    // dQ = dS Kr; dKr += dS^T Q; dV += P^T dy
+    gemm<ALayout::rows>(R, dh, s.ds.data(), ld, 0, L, s.kr.data() + lo * dh, dh, dq + i0 * dh, dh, false);
+    gemm<ALayout::columns>(L, dh, s.ds.data(), ld, 0, R, q, c.q_t, s.dkr.data() + lo * dh, dh, true);
+    gemm<ALayout::columns>(L, dvn, s.p.data(), ld, 0, R, g, dvn, dv + lo * dvn, dvn, true);
+  }
+  // 4. dKt = dKr^T
+  transpose(s.dkr.data(), dh, S, dh, dkt, S);
+  return true;
+}
+
+class AttentionGradKernel : public Kernel {
+ public:
+  explicit AttentionGradKernel(const Node&) {}
+  void run(KernelContext& ctx) override {
+    const AttentionCall c = attention_call(ctx, 1);
+    const AttentionDims& d = c.d;
+    const Tensor& dy = ctx.in(0);
+    CB_CHECK(dy.rank() == 4 && dy.dim(0) == d.B && dy.dim(1) == d.H && dy.dim(2) == d.T && dy.dim(3) == d.dv,
+             ctx.node.describe() << ": dy " << dims_str(dy.dims()) << " is not [B, H, T, dv] = [" << d.B << ", "
+                                 << d.H << ", " << d.T << ", " << d.dv << "]");
+    const float* g = dy.data<float>();
+    float* dq = ctx.out(0).data<float>();
+    float* dkt = ctx.out(1).data<float>();
+    float* dv = ctx.out(2).data<float>();
+    const double flops = 10.0 * double(d.B * d.H) * double(d.T) * double(d.S) * double(std::max(d.dh, d.dv));
+    // A mask shared by every head: its rows' live keys, once.
+    Scratch shared;
+    const bool one_mask = c.m_b == 0 && c.m_h == 0;
+    const bool shared_ok = one_mask && live_ranges(c, 0, 0, shared.lo, shared.hi);
+    parallel_chunks(d.B * d.H, size_t(flops), size_t(kMinParallelWork), ctx.num_threads, [&](int64_t t0, int64_t t1) {
+      thread_local Scratch s;  // kept: its buffers are warm and their pages touched
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t b = t / d.H, h = t % d.H;
+        float* q_out = dq + t * d.T * d.dh;
+        float* kt_out = dkt + t * d.dh * d.S;
+        float* v_out = dv + t * d.S * d.dv;
+        const float* g_head = g + t * d.T * d.dv;
+        if (!(one_mask && !shared_ok) && head_grad(c, b, h, g_head, q_out, kt_out, v_out, one_mask ? &shared : nullptr, s))
+          continue;
+        s.dkr.resize(size_t(d.S * d.dh));
+        attention_grad_head_reference(c, b, h, g_head, d.dv, q_out, s.dkr.data(), v_out);
+        for (int64_t j = 0; j < d.S; ++j)
+          for (int64_t e = 0; e < d.dh; ++e) kt_out[e * d.S + j] = s.dkr[size_t(j * d.dh + e)];
+      }
+    });
+  }
+};
+
+}  // namespace
+
+void register_cpu_attention_grad_kernel(KernelFactoryTable& t) {
+  t.add(kAttentionGradOp, make_kernel<AttentionGradKernel>, kGradDomain);
+}
+
+}  // namespace cb
