@@ -10,8 +10,8 @@
 
 #include "backends/backend.h"
 #include "ir/builder.h"
-#include "ir/verifier.h"
 #include "ir/ops/grad.h"
+#include "ir/verifier.h"
 #include "passes/fold_attention_layouts.h"
 #include "passes/fuse_attention.h"
 #include "runtime/executable.h"
@@ -220,8 +220,11 @@ void attention_grad(benchmark::State& state) {
   const int64_t B = state.range(0), H = state.range(1), T = state.range(2), dh = state.range(3);
   auto g = std::make_shared<Graph>();
   std::vector<Value*> ins;
-  for (auto [name, dims] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
-           {"dy", {B, H, T, dh}}, {"q", {B, H, T, dh}}, {"kt", {B, H, dh, T}}, {"v", {B, H, T, dh}}, {"mask", {1, 1, T, T}}})
+  for (auto [name, dims] : std::vector<std::pair<std::string, std::vector<int64_t>>>{{"dy", {B, H, T, dh}},
+                                                                                     {"q", {B, H, T, dh}},
+                                                                                     {"kt", {B, H, dh, T}},
+                                                                                     {"v", {B, H, T, dh}},
+                                                                                     {"mask", {1, 1, T, T}}})
     ins.push_back(g->add_input(name, {DType::f32, Shape::of(dims)}));
   std::vector<Value*> outs = {g->add_value("dq"), g->add_value("dkt"), g->add_value("dv")};
   g->add_node(kAttentionGradOp, ins, outs, {{"scale", 0.125f}}, "attention_grad", kGradDomain);

@@ -505,9 +505,7 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
     if (opts_.profile) {
       auto t0 = Clock::now();
       st.kernel->run(ctx);
-      std::string key = n.op_type;
-      if (getenv("CB_PROF_NODES")) { key += " " + n.name + " ["; for (auto* t : in_values) if (t) { for (auto d : t->dims()) key += std::to_string(d) + "x"; key += ","; } key += "]"; }
-      auto& p = profile_[key];
+      auto& p = profile_[n.op_type];
       p.calls++;
       double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       p.ms += ms;

@@ -131,7 +131,7 @@ struct ThreadPool::State {
   std::shared_ptr<Job> job;  // the latest; stays published after its run (a late helper finds no piece)
   std::atomic<uint64_t> generation{0};
   std::atomic<uint64_t> parks{0};  // ThreadPool::park() calls: a spinning helper sleeps at once
-  int sleepers = 0;  // helpers waiting on `wake` (under mutex)
+  int sleepers = 0;                // helpers waiting on `wake` (under mutex)
 
   void helper_loop(uint64_t seen) {
     for (;;) {

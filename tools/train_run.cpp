@@ -231,8 +231,8 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
     std::sort(ops.rbegin(), ops.rend());
     int64_t steps = std::max<int64_t>(1, trainer->step() - profiled_from);
     std::ostringstream o;
-    o << "time per training step by op type (" << steps << " steps" << (profiled_from > first_step ? " after the first" : "")
-      << ", " << std::fixed << std::setprecision(1)
+    o << "time per training step by op type (" << steps << " steps"
+      << (profiled_from > first_step ? " after the first" : "") << ", " << std::fixed << std::setprecision(1)
       << total / double(steps) << " ms per step):";
     for (auto& [ms, op] : ops)
       o << "\n  " << std::setw(10) << ms / double(steps) << " ms  " << std::setw(5) << std::setprecision(1)

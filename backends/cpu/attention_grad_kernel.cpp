@@ -48,22 +48,6 @@ constexpr float kLiveRowMax = -1e29f;          // as the forward kernel: below i
 constexpr int64_t kMinParallelWork = 1 << 20;  // flops
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-Vec load_n(const float* p, int64_t n) { return n >= kWidth ? load(p) : load_partial(p, n); }
-void store_n(float* p, Vec x, int64_t n) {
-  if (n >= kWidth)
-    store(p, x);
-  else
-    store_partial(p, x, n);
-}
-
-inline void pin(Vec& v) {
-#ifdef CB_SIMD_AVX2
-  asm("" : "+x"(v.v));
-#else
-  (void)v;
-#endif
-}
-
 // How A(r, k) is stored: rows (A(r, k) = a[r * lda + k]) or columns
 // (A(r, k) = a[r + k * lda], the transposed products dS^T Q and P^T dy).
 // A compile-time choice, so the tile's addresses are one add per row.
@@ -121,38 +105,13 @@ void gemm(int64_t M, int64_t n, const float* a, int64_t lda, int64_t k0, int64_t
 }
 
 // dst[c][r] = src[r][c] for a rows x cols block (src rows lds apart, dst
-// rows ldd apart): 8 x 8 register transposes, scalar at the edges.
+// rows ldd apart): 8 x 8 register transposes, element by element at the edges.
 void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
-  int64_t r0 = 0;
-#ifdef CB_SIMD_AVX2
-  for (; r0 + 8 <= rows; r0 += 8) {
-    int64_t c0 = 0;
-    for (; c0 + 8 <= cols; c0 += 8) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (r0 + i) * lds + c0);
-      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      _mm256_storeu_ps(dst + (c0 + 0) * ldd + r0, _mm256_permute2f128_ps(u0, u4, 0x20));
-      _mm256_storeu_ps(dst + (c0 + 1) * ldd + r0, _mm256_permute2f128_ps(u1, u5, 0x20));
-      _mm256_storeu_ps(dst + (c0 + 2) * ldd + r0, _mm256_permute2f128_ps(u2, u6, 0x20));
-      _mm256_storeu_ps(dst + (c0 + 3) * ldd + r0, _mm256_permute2f128_ps(u3, u7, 0x20));
-      _mm256_storeu_ps(dst + (c0 + 4) * ldd + r0, _mm256_permute2f128_ps(u0, u4, 0x31));
-      _mm256_storeu_ps(dst + (c0 + 5) * ldd + r0, _mm256_permute2f128_ps(u1, u5, 0x31));
-      _mm256_storeu_ps(dst + (c0 + 6) * ldd + r0, _mm256_permute2f128_ps(u2, u6, 0x31));
-      _mm256_storeu_ps(dst + (c0 + 7) * ldd + r0, _mm256_permute2f128_ps(u3, u7, 0x31));
-    }
-    for (; c0 < cols; ++c0)
-      for (int64_t r = r0; r < r0 + 8; ++r) dst[c0 * ldd + r] = src[r * lds + c0];
-  }
-#endif
-  for (; r0 < rows; ++r0)
-    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r0] = src[r0 * lds + c];
+  const int64_t r8 = rows / 8 * 8, c8 = cols / 8 * 8;
+  for (int64_t r0 = 0; r0 < r8; r0 += 8)
+    for (int64_t c0 = 0; c0 < c8; c0 += 8) transpose8x8(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = r < r8 ? c8 : 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 
 // Scratch of one task, reused by the tasks a thread runs.
@@ -301,8 +260,8 @@ class AttentionGradKernel : public Kernel {
     const AttentionDims& d = c.d;
     const Tensor& dy = ctx.in(0);
     CB_CHECK(dy.rank() == 4 && dy.dim(0) == d.B && dy.dim(1) == d.H && dy.dim(2) == d.T && dy.dim(3) == d.dv,
-             ctx.node.describe() << ": dy " << dims_str(dy.dims()) << " is not [B, H, T, dv] = [" << d.B << ", "
-                                 << d.H << ", " << d.T << ", " << d.dv << "]");
+             ctx.node.describe() << ": dy " << dims_str(dy.dims()) << " is not [B, H, T, dv] = [" << d.B << ", " << d.H
+                                 << ", " << d.T << ", " << d.dv << "]");
     const float* g = dy.data<float>();
     float* dq = ctx.out(0).data<float>();
     float* dkt = ctx.out(1).data<float>();
@@ -320,7 +279,8 @@ class AttentionGradKernel : public Kernel {
         float* kt_out = dkt + t * d.dh * d.S;
         float* v_out = dv + t * d.S * d.dv;
         const float* g_head = g + t * d.T * d.dv;
-        if (!(one_mask && !shared_ok) && head_grad(c, b, h, g_head, q_out, kt_out, v_out, one_mask ? &shared : nullptr, s))
+        if (!(one_mask && !shared_ok) &&
+            head_grad(c, b, h, g_head, q_out, kt_out, v_out, one_mask ? &shared : nullptr, s))
           continue;
         s.dkr.resize(size_t(d.S * d.dh));
         attention_grad_head_reference(c, b, h, g_head, d.dv, q_out, s.dkr.data(), v_out);

@@ -66,25 +66,6 @@ constexpr int64_t kPackRows = 4;               // fewer rows read the keys and v
 constexpr int64_t kMinParallelWork = 1 << 20;  // flops, or bytes of keys and values read
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-Vec load_n(const float* p, int64_t n) { return n >= kWidth ? load(p) : load_partial(p, n); }
-void store_n(float* p, Vec x, int64_t n) {
-  if (n >= kWidth)
-    store(p, x);
-  else
-    store_partial(p, x, n);
-}
-
-// Keeps a loaded vector in its register: left alone, GCC folds the load into
-// each of the tile's R FMAs that read it, R loads where one does, and the
-// tiles become bound by loads instead of FMAs.
-inline void pin(Vec& v) {
-#ifdef CB_SIMD_AVX2
-  asm("" : "+x"(v.v));
-#else
-  (void)v;
-#endif
-}
-
 // scores[r][j] = sum_e q[r][e] kt[e][j] for R rows of q (ldq apart) and n <= kTileKeys keys;
 // kt points at the block's first key, rows of Kt `ld` apart.
 template <int R>
@@ -186,28 +167,9 @@ void pv_tile(const float* p, int64_t from, int64_t to, const float* v, int64_t l
 // elements are contiguous.
 void pack_key_rows(const float* key, int64_t ld, int64_t step, int64_t n, int64_t dh, float* kp) {
   int64_t j = 0;
-#ifdef CB_SIMD_AVX2
-  if (step == 1)
+  if (step == 1 && dh % 8 == 0)  // 8 x 8 blocks cover whole keys only when dh is a multiple of 8
     for (; j + 8 <= n; j += 8)
-      for (int64_t e = 0; e + 8 <= dh; e += 8) {
-        __m256 r[8];
-        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(key + (j + i) * ld + e);
-        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        const __m256 out[8] = {_mm256_permute2f128_ps(u0, u4, 0x20), _mm256_permute2f128_ps(u1, u5, 0x20),
-                               _mm256_permute2f128_ps(u2, u6, 0x20), _mm256_permute2f128_ps(u3, u7, 0x20),
-                               _mm256_permute2f128_ps(u0, u4, 0x31), _mm256_permute2f128_ps(u1, u5, 0x31),
-                               _mm256_permute2f128_ps(u2, u6, 0x31), _mm256_permute2f128_ps(u3, u7, 0x31)};
-        for (int i = 0; i < 8; ++i) _mm256_storeu_ps(kp + (e + i) * kKeys + j, out[i]);
-      }
-  if (dh % 8 != 0) j = 0;  // the 8 x 8 blocks covered whole keys only when dh is a multiple of 8
-#endif
+      for (int64_t e = 0; e < dh; e += 8) transpose8x8(key + j * ld + e, ld, kp + e * kKeys + j, kKeys);
   for (; j < n; ++j)
     for (int64_t e = 0; e < dh; ++e) kp[e * kKeys + j] = key[j * ld + e * step];
 }

@@ -102,6 +102,54 @@ inline Vec floor(Vec a) { return std::floor(a); }
 inline Vec pow2(Vec n) { return n == n ? std::ldexp(1.f, int(n)) : n; }
 #endif
 
+// The first min(n, kWidth) floats at p, as a whole or a masked partial vector.
+inline Vec load_n(const float* p, int64_t n) { return n >= kWidth ? load(p) : load_partial(p, n); }
+inline void store_n(float* p, Vec x, int64_t n) {
+  if (n >= kWidth)
+    store(p, x);
+  else
+    store_partial(p, x, n);
+}
+
+// dst[c * ldd + r] = src[r * lds + c] for r, c < 8: an 8 x 8 block
+// transposed in registers (AVX2), element by element otherwise.
+inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+#ifdef CB_SIMD_AVX2
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+#else
+  for (int64_t r = 0; r < 8; ++r)
+    for (int64_t c = 0; c < 8; ++c) dst[c * ldd + r] = src[r * lds + c];
+#endif
+}
+
+// Keeps a loaded vector in its register: left alone, GCC folds the load into
+// each FMA of a register tile that reads it, R loads where one does, and the
+// tiles become bound by loads instead of FMAs.
+inline void pin(Vec& v) {
+#ifdef CB_SIMD_AVX2
+  asm("" : "+x"(v.v));
+#else
+  (void)v;
+#endif
+}
+
 // c[0] + u * (c[1] + u * (... + u * c[n-1])), Horner's scheme with FMA.
 template <size_t n>
 inline Vec polynomial(Vec u, const float (&c)[n]) {

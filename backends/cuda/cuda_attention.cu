@@ -14,6 +14,23 @@ namespace {
 
 constexpr int kAttentionThreads = 128;
 
+// p[j] = scale * q . k_j + m[j] for the row's keys j, as the unfused graph
+// has them (f32 scale * dot, plus the mask), the block's threads over j;
+// returns the largest this thread wrote.
+__device__ inline float row_scores(const AttentionCall& a, const float* q_s, const float* k_head, const float* m_row,
+                                   float* p) {
+  float mx = -INFINITY;
+  for (long long j = threadIdx.x; j < a.d.S; j += blockDim.x) {
+    float dot = 0;
+    for (long long e = 0; e < a.d.dh; ++e) dot += q_s[e] * k_head[e * a.k_e + j * a.k_s];
+    float s = a.scale * dot;
+    if (m_row) s += m_row[j * a.m_j];
+    p[j] = s;
+    mx = fmaxf(mx, s);
+  }
+  return mx;
+}
+
 // `a` is the call the reference and CPU kernels read (backends/reference/
 // attention.h: device pointers, the strides of the broadcast [B, H] dims and
 // of the mask); only its fields are used here, not its host-side methods.
@@ -33,17 +50,7 @@ __global__ void attention_kernel(AttentionCall a) {
   for (long long e = threadIdx.x; e < d.dh; e += blockDim.x) q_s[e] = q_row[e];
   __syncthreads();
 
-  // Scores as the unfused graph has them: f32 scale * dot, plus the mask.
-  float mx = -INFINITY;
-  for (long long j = threadIdx.x; j < d.S; j += blockDim.x) {
-    float dot = 0;
-    for (long long e = 0; e < d.dh; ++e) dot += q_s[e] * k_head[e * a.k_e + j * a.k_s];
-    float s = a.scale * dot;
-    if (m_row) s += m_row[j * a.m_j];
-    p[j] = s;
-    mx = fmaxf(mx, s);
-  }
-  mx = block_max(mx, reduce);
+  const float mx = block_max(row_scores(a, q_s, k_head, m_row, p), reduce);
   float sum = 0;
   for (long long j = threadIdx.x; j < d.S; j += blockDim.x) {
     const float e = expf(p[j] - mx);  // NaN for a row of -inf (mx = -inf) or a NaN score
@@ -116,9 +123,203 @@ class AttentionKernel : public Kernel {
   size_t shared_limit_ = 48 * 1024 - (32 + kAttentionThreads) * sizeof(float);
 };
 
+// ---- codebook.grad.AttentionGrad (ir/ops/grad.h) ---------------------------
+// Plainly correct as well, deterministic (no atomics), with no [T x S]
+// buffer: kernel 1 takes a block per query row i, recomputes the row's
+// probabilities p_j and dS_j = p_j (dP_j - D_i) (dP_j = dy_i . v_j, D_i =
+// sum_j p_j dP_j, dS_j = 0 where p_j is 0) in shared memory, writes
+// dQ[i, :] = scale sum_j dS_j K_j and the row's max, sum and D_i; kernel 2
+// takes a block per key j, recomputes p_ij and dS_ij for every row i from
+// those statistics, and writes dKt[:, j] = scale sum_i dS_ij Q_i and
+// dV[j, :] = sum_i p_ij dy_i. Outputs are [B, H, ...] contiguous; dy is
+// [B, H, T, dv].
+
+struct GradCall {
+  AttentionCall a;
+  const float* dy;
+  float *dq, *dkt, *dv;
+  float* stats;  // [B * H * T][3]: the row's max, sum of exp, D
+};
+
+// p = the probability of score s in a row of max `mx` and sum `sum` (0 for
+// NaN under nan_to_zero).
+__device__ inline float probability(const AttentionCall& a, float s, float mx, float sum) {
+  float p = expf(s - mx) / sum;
+  if (a.nan_to_zero && isnan(p)) p = 0;
+  return p;
+}
+
+__global__ void attention_grad_rows_kernel(GradCall g) {
+  extern __shared__ float shared[];  // q (dh), dy (dv), p (S), dS (S)
+  __shared__ float reduce[32];
+  const AttentionCall& a = g.a;
+  const AttentionDims d = a.d;
+  const long long row = blockIdx.x;  // (b * H + h) * T + i
+  const long long i = row % d.T, bh = row / d.T, h = bh % d.H, b = bh / d.H;
+  const float* q_row = a.q + b * a.q_b + h * a.q_h + i * a.q_t;
+  const float* k_head = a.k + b * a.k_b + h * a.k_h;
+  const float* v_head = a.v + b * a.v_b + h * a.v_h;
+  const float* m_row = a.mask ? a.mask + b * a.m_b + h * a.m_h + i * a.m_i : nullptr;
+  const float* dy_row = g.dy + row * d.dv;
+  float* q_s = shared;
+  float* dy_s = q_s + d.dh;
+  float* p = dy_s + d.dv;
+  float* ds = p + d.S;
+  for (long long e = threadIdx.x; e < d.dh; e += blockDim.x) q_s[e] = q_row[e];
+  for (long long e = threadIdx.x; e < d.dv; e += blockDim.x) dy_s[e] = dy_row[e];
+  __syncthreads();
+  const float mx = block_max(row_scores(a, q_s, k_head, m_row, p), reduce);
+  float sum = 0;
+  for (long long j = threadIdx.x; j < d.S; j += blockDim.x) sum += expf(p[j] - mx);
+  sum = block_sum(sum, reduce);
+  float dot_p = 0;
+  for (long long j = threadIdx.x; j < d.S; j += blockDim.x) {
+    const float pj = probability(a, p[j], mx, sum);
+    float dp = 0;
+    if (pj != 0)
+      for (long long e = 0; e < d.dv; ++e) dp += dy_s[e] * v_head[j * a.v_s + e];
+    p[j] = pj;
+    ds[j] = dp;
+    if (pj != 0) dot_p += pj * dp;
+  }
+  dot_p = block_sum(dot_p, reduce);
+  for (long long j = threadIdx.x; j < d.S; j += blockDim.x) ds[j] = p[j] != 0 ? p[j] * (ds[j] - dot_p) : 0.f;
+  __syncthreads();
+  for (long long e = threadIdx.x; e < d.dh; e += blockDim.x) {
+    float acc = 0;
+    for (long long j = 0; j < d.S; ++j)
+      if (ds[j] != 0) acc += ds[j] * k_head[e * a.k_e + j * a.k_s];
+    g.dq[row * d.dh + e] = a.scale * acc;
+  }
+  if (threadIdx.x == 0) {
+    g.stats[row * 3] = mx;
+    g.stats[row * 3 + 1] = sum;
+    g.stats[row * 3 + 2] = dot_p;
+  }
+}
+
+__global__ void attention_grad_keys_kernel(GradCall g) {
+  extern __shared__ float shared[];  // k_j (dh), v_j (dv), p (T), dS (T)
+  const AttentionCall& a = g.a;
+  const AttentionDims d = a.d;
+  const long long key = blockIdx.x;  // (b * H + h) * S + j
+  const long long j = key % d.S, bh = key / d.S, h = bh % d.H, b = bh / d.H;
+  const float* q_head = a.q + b * a.q_b + h * a.q_h;
+  const float* k_head = a.k + b * a.k_b + h * a.k_h;
+  const float* v_row = a.v + b * a.v_b + h * a.v_h + j * a.v_s;
+  float* k_s = shared;
+  float* v_s = k_s + d.dh;
+  float* p = v_s + d.dv;
+  float* ds = p + d.T;
+  for (long long e = threadIdx.x; e < d.dh; e += blockDim.x) k_s[e] = k_head[e * a.k_e + j * a.k_s];
+  for (long long e = threadIdx.x; e < d.dv; e += blockDim.x) v_s[e] = v_row[e];
+  __syncthreads();
+  for (long long i = threadIdx.x; i < d.T; i += blockDim.x) {
+    const float* q_row = q_head + i * a.q_t;
+    const float* st = g.stats + (bh * d.T + i) * 3;
+    float dot = 0;
+    for (long long e = 0; e < d.dh; ++e) dot += q_row[e] * k_s[e];
+    float s = a.scale * dot;
+    if (a.mask) s += a.mask[b * a.m_b + h * a.m_h + i * a.m_i + j * a.m_j];
+    const float pj = probability(a, s, st[0], st[1]);
+    float dS = 0;
+    if (pj != 0) {
+      const float* dy_row = g.dy + (bh * d.T + i) * d.dv;
+      float dp = 0;
+      for (long long e = 0; e < d.dv; ++e) dp += dy_row[e] * v_s[e];
+      dS = pj * (dp - st[2]);
+    }
+    p[i] = pj;
+    ds[i] = dS;
+  }
+  __syncthreads();
+  for (long long e = threadIdx.x; e < d.dh; e += blockDim.x) {
+    float acc = 0;
+    for (long long i = 0; i < d.T; ++i)
+      if (ds[i] != 0) acc += ds[i] * q_head[i * a.q_t + e];
+    g.dkt[(bh * d.dh + e) * d.S + j] = a.scale * acc;
+  }
+  for (long long e = threadIdx.x; e < d.dv; e += blockDim.x) {
+    float acc = 0;
+    for (long long i = 0; i < d.T; ++i)
+      if (p[i] != 0) acc += p[i] * g.dy[(bh * d.T + i) * d.dv + e];
+    g.dv[key * d.dv + e] = acc;
+  }
+}
+
+class AttentionGradKernel : public Kernel {
+ public:
+  AttentionGradKernel(const Node&, const Launch& l) : launch_(l) {}
+  ~AttentionGradKernel() override {
+    if (stats_) cudaFree(stats_);
+  }
+  void run(KernelContext& ctx) override {
+    const Node& node = ctx.node;
+    GradCall g{attention_call(ctx, 1),   ctx.in(0).data<float>(),  ctx.out(0).data<float>(),
+               ctx.out(1).data<float>(), ctx.out(2).data<float>(), nullptr};
+    const AttentionDims& d = g.a.d;
+    const Tensor& dy = ctx.in(0);
+    CB_CHECK(dy.rank() == 4 && dy.dim(0) == d.B && dy.dim(1) == d.H && dy.dim(2) == d.T && dy.dim(3) == d.dv,
+             node.describe() << ": dy " << dims_str(dy.dims()) << " is not [B, H, T, dv]");
+    const long long rows = d.B * d.H * d.T, keys = d.B * d.H * d.S;
+    if (rows == 0 || keys == 0) return;
+    CB_CHECK(rows <= 0x7fffffff && keys <= 0x7fffffff,
+             node.describe() << ": " << rows << " query rows or " << keys << " keys are too many for one launch");
+    const size_t stats_bytes = size_t(rows) * 3 * sizeof(float);
+    if (stats_bytes > stats_bytes_) {
+      if (stats_) cudaFree(stats_);
+      stats_ = nullptr;
+      check_cuda(node, cudaMalloc(&stats_, stats_bytes), "cudaMalloc");
+      stats_bytes_ = stats_bytes;
+    }
+    g.stats = stats_;
+    const size_t rows_shared = size_t(d.dh + d.dv + 2 * d.S) * sizeof(float);
+    const size_t keys_shared = size_t(d.dh + d.dv + 2 * d.T) * sizeof(float);
+    allow_shared(node, attention_grad_rows_kernel, rows_shared, rows_limit_);
+    allow_shared(node, attention_grad_keys_kernel, keys_shared, keys_limit_);
+    attention_grad_rows_kernel<<<unsigned(rows), kAttentionThreads, rows_shared, launch_.stream>>>(g);
+    check_launch(node);
+    attention_grad_keys_kernel<<<unsigned(keys), kAttentionThreads, keys_shared, launch_.stream>>>(g);
+    check_launch(node);
+  }
+
+ private:
+  // Opts `kernel` into `bytes` of dynamic shared memory when over what it may use now.
+  static void allow_shared(const Node& node, void (*kernel)(GradCall), size_t bytes, size_t& limit) {
+    if (bytes <= limit) return;
+    int device = 0, most = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    const size_t room = size_t(most) - 32 * sizeof(float);
+    CB_CHECK(bytes <= room,
+             node.describe() << ": needs " << bytes << " bytes of shared memory, over the " << room << " a block has");
+    check_cuda(node, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+               "cudaFuncSetAttribute");
+    limit = bytes;
+  }
+
+  Launch launch_;
+  float* stats_ = nullptr;
+  size_t stats_bytes_ = 0;
+  size_t rows_limit_ = 48 * 1024 - 32 * sizeof(float), keys_limit_ = 48 * 1024;
+};
+
 bool rank4_f32(const Value* v) { return is_f32(v) && rank_is(v, 4); }
 
 }  // namespace
+
+bool attention_grad_supports(const Node& n) {
+  if (n.inputs.size() < 4 || n.outputs.size() != 3) return false;
+  for (size_t i = 0; i < 4; ++i)
+    if (!rank4_f32(n.inputs[i])) return false;
+  for (Value* o : n.outputs)
+    if (!o || !rank4_f32(o)) return false;
+  return n.inputs.size() < 5 || !n.inputs[4] || (is_f32(n.inputs[4]) && rank_at_most(n.inputs[4], 4));
+}
+
+std::unique_ptr<Kernel> make_attention_grad(const Node& n, const Launch& l) {
+  return std::make_unique<AttentionGradKernel>(n, l);
+}
 
 bool attention_supports(const Node& n) {
   if (n.inputs.size() < 3 || n.outputs.size() != 1 || !rank4_f32(n.inputs[0]) || !rank4_f32(n.inputs[1]) ||

@@ -128,6 +128,8 @@ std::unique_ptr<Kernel> make_fused_matmul(const Node& n, const Launch& l);
 // cuda_attention.cu
 bool attention_supports(const Node& n);
 std::unique_ptr<Kernel> make_attention(const Node& n, const Launch& l);
+bool attention_grad_supports(const Node& n);
+std::unique_ptr<Kernel> make_attention_grad(const Node& n, const Launch& l);
 // cuda_layout.cu
 bool transpose_supports(const Node& n);
 std::unique_ptr<Kernel> make_transpose(const Node& n, const Launch& l);

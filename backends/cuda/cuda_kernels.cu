@@ -12,6 +12,7 @@
 #include "ir/attention.h"
 #include "ir/codebook.h"
 #include "ir/fused_matmul.h"
+#include "ir/ops/grad.h"
 #include "support/error.h"
 
 namespace cb {
@@ -171,6 +172,7 @@ const CudaOp kOps[] = {
     {"", "Gemm", gemm_supports, make_gemm},
     {kCodebookDomain, kFusedMatMulOp, fused_matmul_supports, make_fused_matmul},
     {kCodebookDomain, kAttentionOp, attention_supports, make_attention},
+    {kGradDomain, kAttentionGradOp, attention_grad_supports, make_attention_grad},
     {"", "Transpose", transpose_supports, make_transpose},
     {"", "Concat", concat_supports, make_concat},
     {"", "Split", split_supports, make_split},

@@ -69,6 +69,17 @@ OpCase cached_attention(const std::string& name, int64_t B, int64_t H, int64_t T
       .tol(abs_rel(1e-5, 1e-5));
 }
 
+// V [1, 2, 20, 16], uniform in [-1, 1] but for an inf at element 3 of each
+// head's last key.
+Tensor values_with_inf_at_last_key(std::mt19937& rng) {
+  Tensor t = Tensor::zeros(DType::f32, {1, 2, 20, 16});
+  std::uniform_real_distribution<float> u(-1, 1);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng);
+  for (int64_t h = 0; h < 2; ++h) p[(h * 20 + 19) * 16 + 3] = kInf;
+  return t;
+}
+
 OpCase attention(const std::string& name, int64_t B, int64_t H, int64_t T, int64_t S, int64_t dh, int64_t dv,
                  float scale) {
   return OpCase(name, kAttentionOp, kCodebookDomain)
@@ -185,14 +196,7 @@ std::vector<OpCase> attention_cases() {
   // and stay finite (recomputed exactly), the last row sees it.
   v.push_back(attention("Attention_inf_value_at_masked_key", 1, 2, 20, 20, 16, 16, 0.25f)
                   .given(causal_mask(1, 20, 20, 0, {}, kLowest)));
-  v.back().inputs[2].make = [](std::mt19937& rng) {
-    Tensor t = Tensor::zeros(DType::f32, {1, 2, 20, 16});
-    std::uniform_real_distribution<float> u(-1, 1);
-    float* p = t.data<float>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng);
-    for (int64_t h = 0; h < 2; ++h) p[(h * 20 + 19) * 16 + 3] = kInf;
-    return t;
-  };
+  v.back().inputs[2].make = values_with_inf_at_last_key;
   // The gradient rule (one AttentionGrad node) against finite differences,
   // in f32 (the op is f32 only): causal, and Kt shared by the heads under a
   // [T, S] mask (its gradient summed back over the heads).
@@ -261,14 +265,7 @@ std::vector<OpCase> attention_grad_cases() {
   v.push_back(attention_grad("AttentionGrad_inf_value_at_masked_key", 1, 2, 20, 20, 16, 16, 0.25f)
                   .given(causal_mask(1, 20, 20, 0, {}, kLowest))
                   .tol(abs_rel(1e-6, 1e-4)));
-  v.back().inputs[3].make = [](std::mt19937& rng) {
-    Tensor t = Tensor::zeros(DType::f32, {1, 2, 20, 16});
-    std::uniform_real_distribution<float> u(-1, 1);
-    float* p = t.data<float>();
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = u(rng);
-    for (int64_t h = 0; h < 2; ++h) p[(h * 20 + 19) * 16 + 3] = kInf;
-    return t;
-  };
+  v.back().inputs[3].make = values_with_inf_at_last_key;
   return v;
 }
 
