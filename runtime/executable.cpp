@@ -505,7 +505,9 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
     if (opts_.profile) {
       auto t0 = Clock::now();
       st.kernel->run(ctx);
-      auto& p = profile_[n.op_type];
+      auto& p = profile_[opts_.profile_nodes ? n.op_type + " " + n.name : n.op_type];
+      if (opts_.profile_nodes && p.calls == 0)
+        for (const Tensor* t : in_values) p.inputs += (p.inputs.empty() ? "" : " ") + (t ? dims_str(t->dims()) : "-");
       p.calls++;
       double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       p.ms += ms;

@@ -37,6 +37,9 @@ namespace cb {
 struct CompileOptions {
   int num_threads = 1;   // 0 or less: all cores
   bool profile = false;  // collect per-op-type time in profile()
+  // With profile: one entry per node ("<op> <node name>", the input shapes
+  // of its first call in OpProfile::inputs) instead of per op type.
+  bool profile_nodes = false;
   // Runs the nodes placed on its device; must outlive the Executable.
   const Backend* device_backend = nullptr;
 };
@@ -44,6 +47,7 @@ struct CompileOptions {
 struct OpProfile {
   int64_t calls = 0;
   double ms = 0;
+  std::string inputs;  // per-node profiles: the input shapes of the first call, "[2,8,64] [64,192]"
 };
 
 class Executable {

@@ -154,6 +154,17 @@ TEST(Cli, BenchFusesAttentionUnlessAsked) {
   EXPECT_NE(plain.out.find(" Softmax "), std::string::npos) << plain.out;
 }
 
+// --profile-nodes: one line per node, with its name and input shapes.
+TEST(Cli, BenchProfilesNodes) {
+  Result r = run_tool("bench " + kModel + " --shape 2x8 --runs 1 --warmup 0 --profile-nodes");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("time per node"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("calls  [2,8]"), std::string::npos) << r.out;  // a node reading input_ids
+  int attention_lines = 0;
+  for (size_t at = 0; (at = r.out.find("\n  Attention ", at)) != std::string::npos; ++at) ++attention_lines;
+  EXPECT_EQ(attention_lines, 2) << r.out;  // the tiny GPT-2's two layers, each its own line
+}
+
 TEST(Cli, BenchPrintsTimes) {
   Result r = run_tool("bench " + kModel + " --shape 2x8 --runs 3 --warmup 1 --json");
   ASSERT_EQ(r.code, 0) << r.out;

@@ -76,7 +76,8 @@ int cmd_bench(int argc, char** argv) {
       "threads (0 = all cores)")("backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
       "device", po::value<std::string>()->default_value("cpu"),
       "cpu | cuda: the nodes the GPU supports run there, the rest on --backend (docs/cuda.md)")(
-      "profile", "print time per op type")("no-fusion", "compile the graph as loaded (no inference fusions)")(
+      "profile", "print time per op type")("profile-nodes", "print time per node (op, name, input shapes) instead")(
+      "no-fusion", "compile the graph as loaded (no inference fusions)")(
       "matmul-bound", "also time oneDNN's matmul alone on this run's matrix products: the box's bound")(
       "json", "print the result as one JSON line");
   add_precision_option(opts);
@@ -99,7 +100,8 @@ int cmd_bench(int argc, char** argv) {
   auto device = make_device_backend(vm["device"].as<std::string>());
   CompileOptions copts;
   copts.num_threads = vm["threads"].as<int>();
-  copts.profile = vm.count("profile") > 0;
+  copts.profile_nodes = vm.count("profile-nodes") > 0;
+  copts.profile = vm.count("profile") > 0 || copts.profile_nodes;
   CB_CHECK(!(device && vm.count("no-fusion")), "--no-fusion runs on the cpu only (not with --device cuda)");
   CB_CHECK(!(precision == Precision::bf16 && vm.count("no-fusion")),
            "--no-fusion runs in f32 only (not with --precision bf16)");
@@ -167,11 +169,11 @@ int cmd_bench(int argc, char** argv) {
     std::sort(prof.begin(), prof.end(), [](auto& a, auto& b) { return a.second.ms > b.second.ms; });
     double total = 0;
     for (auto& [op, p] : prof) total += p.ms;
-    std::cout << "time per op type (all runs incl. warm-up):\n";
+    std::cout << "time per " << (copts.profile_nodes ? "node" : "op type") << " (all runs incl. warm-up):\n";
     for (auto& [op, p] : prof)
       std::cout << "  " << std::setw(24) << std::left << op << std::right << std::setw(10) << std::setprecision(2)
                 << p.ms << " ms " << std::setw(6) << std::setprecision(1) << 100 * p.ms / total << "%  " << p.calls
-                << " calls\n";
+                << " calls" << (p.inputs.empty() ? "" : "  " + p.inputs) << "\n";
   }
   return 0;
 }

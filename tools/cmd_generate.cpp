@@ -97,7 +97,8 @@ int cmd_generate(int argc, char** argv) {
       "longest sequence (prompt + new tokens); default: the model's position table, 2048 for rotary models")(
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
-      "profile", "print the time per op type over the whole generation to stderr");
+      "profile", "print the time per op type over the whole generation to stderr")(
+      "profile-nodes", "print the time per node (op, name, input shapes of its first call) instead");
   add_precision_option(opts);
   add_intervention_options(opts);
   add_pass_options(opts);
@@ -155,7 +156,8 @@ int cmd_generate(int argc, char** argv) {
   gopts.backend = vm["backend"].as<std::string>();
   gopts.threads = vm["threads"].as<int>();
   gopts.precision = precision;
-  gopts.profile = vm.count("profile") > 0;
+  gopts.profile_nodes = vm.count("profile-nodes") > 0;
+  gopts.profile = vm.count("profile") > 0 || gopts.profile_nodes;
   gopts.context = vm.count("context") ? vm["context"].as<int64_t>() : default_generation_context(*m.graph);
   CB_CHECK(!vm.count("context") || gopts.context > 0, "--context must be > 0");
   int64_t longest = 0;
@@ -218,10 +220,10 @@ int cmd_generate(int argc, char** argv) {
     const std::map<std::string, OpProfile> profile = gen.profile();
     std::vector<std::pair<std::string, OpProfile>> ops(profile.begin(), profile.end());
     std::sort(ops.begin(), ops.end(), [](auto& a, auto& b) { return a.second.ms > b.second.ms; });
-    std::cerr << "time per op type (all calls):\n";
+    std::cerr << "time per " << (gopts.profile_nodes ? "node" : "op type") << " (all calls):\n";
     for (auto& [op, p] : ops)
       std::cerr << "  " << std::left << std::setw(24) << op << std::right << std::setw(10) << p.ms << " ms"
-                << std::setw(8) << p.calls << " calls\n";
+                << std::setw(8) << p.calls << " calls" << (p.inputs.empty() ? "" : "  " + p.inputs) << "\n";
   }
   return 0;
 }

@@ -33,6 +33,7 @@ int cmd_train(int argc, char** argv) {
       "progress bar on stderr: auto (when a terminal) | on | off")(
       "no-checkpoint", "write no checkpoint or final model (benchmarks, experiments)")(
       "profile", "print the time per op type of the training steps at the end")(
+      "profile-nodes", "print the time per node (op, name, input shapes) of the training steps at the end")(
       "precision", po::value<std::string>(),
       "f32 | bf16 (= runtime.precision): bf16 matmuls with f32 accumulation, forward and backward, f32 master "
       "weights (needs AVX512_BF16; docs/precision.md)")("print-config",
@@ -65,7 +66,8 @@ int cmd_train(int argc, char** argv) {
   if (vm.count("output")) request.output = vm["output"].as<std::string>();
   if (vm.count("stop-at")) request.stop_at = vm["stop-at"].as<int64_t>();
   request.checkpoints = !vm.count("no-checkpoint");
-  request.profile = vm.count("profile") > 0;
+  request.profile_nodes = vm.count("profile-nodes") > 0;
+  request.profile = vm.count("profile") > 0 || request.profile_nodes;
   if (vm.count("print-config")) {
     std::cout << resolve_request_config(request).dump(2) << "\n";
     return 0;

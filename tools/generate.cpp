@@ -122,6 +122,7 @@ Executable& Generator::executable_for(int64_t past, int64_t n) {
   CompileOptions copts;
   copts.num_threads = opts_.threads;
   copts.profile = opts_.profile;
+  copts.profile_nodes = opts_.profile_nodes;
   return *(variants_[key] = Executable::compile(inference_graph(g, opts_.precision), *backend_, copts));
 }
 

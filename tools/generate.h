@@ -43,7 +43,8 @@ struct GeneratorOptions {
   std::string backend = "cpu";
   Precision precision = Precision::f32;  // of the matmuls (docs/precision.md)
   int threads = 0;
-  bool profile = false;  // time per op type (profile())
+  bool profile = false;        // time per op type (profile())
+  bool profile_nodes = false;  // ... per node instead (CompileOptions::profile_nodes)
 };
 
 class Generator {

@@ -121,6 +121,7 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
   RunData data = make_run_data(run, model_vocab_size(run));
   TrainerOptions topts = run.trainer;
   topts.profile = request.profile;
+  topts.profile_nodes = request.profile_nodes;
   topts.collective = &ranks;
   auto t_setup = Clock::now();
   std::unique_ptr<Trainer> trainer = make_run_trainer(run, data, topts, *backend, resume ? resume->step : 0);
@@ -231,12 +232,13 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
     std::sort(ops.rbegin(), ops.rend());
     int64_t steps = std::max<int64_t>(1, trainer->step() - profiled_from);
     std::ostringstream o;
-    o << "time per training step by op type (" << steps << " steps"
+    o << "time per training step by " << (topts.profile_nodes ? "node" : "op type") << " (" << steps << " steps"
       << (profiled_from > first_step ? " after the first" : "") << ", " << std::fixed << std::setprecision(1)
       << total / double(steps) << " ms per step):";
     for (auto& [ms, op] : ops)
       o << "\n  " << std::setw(10) << ms / double(steps) << " ms  " << std::setw(5) << std::setprecision(1)
-        << 100.0 * ms / total << "%  " << op << " (" << profile.at(op).calls / steps << " calls)";
+        << 100.0 * ms / total << "%  " << op << " (" << profile.at(op).calls / steps << " calls)"
+        << (profile.at(op).inputs.empty() ? "" : " " + profile.at(op).inputs);
     if (ranks.distributed())
       o << "\n  rank 0 also spent " << std::setprecision(1) << 1e3 * trainer->collective_seconds() / double(steps)
         << " ms per step in collectives (gradients, metrics, usage counts, replacement rows)";

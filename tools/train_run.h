@@ -26,6 +26,7 @@ struct TrainRequest {
   std::optional<int64_t> stop_at;      // stop after this step with a checkpoint
   bool checkpoints = true;             // false: no checkpoint or final model
   bool profile = false;                // time per op type of the training steps, as a note at the end
+  bool profile_nodes = false;          // ... per node instead
 };
 
 struct TrainEvents {

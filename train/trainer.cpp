@@ -84,6 +84,7 @@ Trainer::Trainer(ModelFactory model, std::shared_ptr<const TokenDataset> data, c
   CompileOptions co;
   co.num_threads = opts_.num_threads;
   co.profile = opts_.profile;
+  co.profile_nodes = opts_.profile_nodes;
   train_exe_ = Executable::compile(train_.graph, backend, co);
   eval_exe_ = Executable::compile(eval_.graph, backend, co);
   std::vector<std::string> outs = train_exe_->output_names();

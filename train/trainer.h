@@ -64,7 +64,8 @@ struct TrainerOptions {
   // bf16: the step's and the evaluation's matmuls multiply bf16 factors
   // (forward and backward; parameters, gradients and AdamW stay f32).
   Precision precision = Precision::f32;
-  bool profile = false;  // per-op-type times in train_profile()
+  bool profile = false;        // per-op-type times in train_profile()
+  bool profile_nodes = false;  // ... per node instead (CompileOptions::profile_nodes)
   // The ranks of a data-parallel run; null or one rank: this process alone.
   Collective* collective = nullptr;
 };
