@@ -108,7 +108,10 @@ std::vector<OpCase> slice_split_concat_cases() {
     std::optional<std::vector<int64_t>> sizes;
     size_t outputs;
   };
+  // (Parts of up to 4 KiB a row are copied row by row, the rest part by part;
+  // [96, 4, 128, 96] is over the threads' 16 MiB.)
   const std::vector<SplitCase> splits = {{{6, 4, 33, 96}, 3, std::vector<int64_t>{32, 32, 32}, 3},
+                                         {{96, 4, 128, 96}, 3, std::vector<int64_t>{32, 32, 32}, 3},
                                          {{7, 10}, 1, std::vector<int64_t>{3, 0, 7}, 3},
                                          {{10, 7}, 0, std::nullopt, 3},
                                          {{2, 3, 5}, -1, std::nullopt, 2},
@@ -132,6 +135,7 @@ std::vector<OpCase> slice_split_concat_cases() {
     int64_t axis;
   };
   const std::vector<ConcatCase> concats = {{{{64, 4, 33, 4}, {64, 4, 33, 4}}, 3},
+                                           {{{96, 4, 128, 32}, {96, 4, 128, 32}, {96, 4, 128, 32}}, 3},
                                            {{{6, 4, 33, 32}, {6, 4, 33, 32}, {6, 4, 33, 32}}, -1},
                                            {{{2}, {1}}, 0},
                                            {{{3, 5}, {0, 5}, {4, 5}}, 0},
