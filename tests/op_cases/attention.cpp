@@ -216,7 +216,7 @@ std::vector<OpCase> attention_cases() {
 
 // codebook.grad.AttentionGrad(dy, Q, Kt, V, mask?): the cpu kernel
 // (backends/cpu/attention_grad_kernel.cpp) against the reference on the
-// masks of the forward cases: causal with T not a multiple of the 32-row
+// masks of the forward cases: causal with T not a multiple of the 16-row
 // blocks nor of the 16-column tiles, more heads than threads, a local window,
 // no mask with S > T, a mild mask that skips nothing, fully masked rows (the
 // reference's heads: uniform rows, NaN rows, NaN rows dropped by
