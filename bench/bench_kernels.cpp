@@ -29,6 +29,15 @@ Tensor random_f32(std::vector<int64_t> dims) {
   return t;
 }
 
+// [B, 1, T, T]: 0 on and below the diagonal, the lowest float above it.
+Tensor causal_mask(int64_t B, int64_t T) {
+  Tensor m = Tensor::zeros(DType::f32, {B, 1, T, T});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < T; ++i)
+      for (int64_t j = i + 1; j < T; ++j) m.data<float>()[(b * T + i) * T + j] = std::numeric_limits<float>::lowest();
+  return m;
+}
+
 void matmul(benchmark::State& state, const char* backend) {
   int64_t m = state.range(0), k = state.range(1), n = state.range(2);
   auto g = std::make_shared<Graph>();
@@ -205,11 +214,7 @@ void attention(benchmark::State& state) {
   CompileOptions opts;
   opts.num_threads = int(state.range(4));
   auto ex = Executable::compile(g, *make_backend("cpu"), opts);
-  Tensor m = Tensor::zeros(DType::f32, {B, 1, T, T});
-  for (int64_t bi = 0; bi < B; ++bi)
-    for (int64_t i = 0; i < T; ++i)
-      for (int64_t j = i + 1; j < T; ++j) m.data<float>()[(bi * T + i) * T + j] = std::numeric_limits<float>::lowest();
-  std::map<std::string, Tensor> in = {{qkv->name, random_f32({B, T, 3 * H * dh})}, {"mask", m}};
+  std::map<std::string, Tensor> in = {{qkv->name, random_f32({B, T, 3 * H * dh})}, {"mask", causal_mask(B, T)}};
   for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
 }
 
@@ -233,14 +238,11 @@ void attention_grad(benchmark::State& state) {
   CompileOptions opts;
   opts.num_threads = int(state.range(4));
   auto ex = Executable::compile(g, *make_backend("cpu"), opts);
-  Tensor m = Tensor::zeros(DType::f32, {1, 1, T, T});
-  for (int64_t i = 0; i < T; ++i)
-    for (int64_t j = i + 1; j < T; ++j) m.data<float>()[i * T + j] = std::numeric_limits<float>::lowest();
   std::map<std::string, Tensor> in = {{"dy", random_f32({B, H, T, dh})},
                                       {"q", random_f32({B, H, T, dh})},
                                       {"kt", random_f32({B, H, dh, T})},
                                       {"v", random_f32({B, H, T, dh})},
-                                      {"mask", m}};
+                                      {"mask", causal_mask(1, T)}};
   for (auto _ : state) benchmark::DoNotOptimize(ex->run(in));
   state.counters["GFLOP/s"] = benchmark::Counter(5e-9 * double(B * H) * double(T * T) * double(dh),
                                                  benchmark::Counter::kIsIterationInvariantRate);

@@ -284,8 +284,7 @@ class AttentionMatcher {
           p = u->outputs[0];
           continue;
         }
-        if (!m.past_scores && is_onnx_op(u, "MatMul") && u->inputs.size() == 2 && u->input(0) == p &&
-            u->input(1) != p && rank4_f32(u->input(1)) && u->outputs.size() == 1 && u->outputs[0]) {
+        if (!m.past_scores && rank4_matmul(u) && u->input(0) == p && u->input(1) != p) {
           m.probs = u;
           m.nodes.push_back(u);
           return true;

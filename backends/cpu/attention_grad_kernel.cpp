@@ -4,8 +4,8 @@
 //
 // One task per head (b, h), parallel over heads; a task's result does not
 // depend on the thread count. A task
-//  1. finds each query row's live keys from the mask (first and last key
-//     whose entry is above kAttentionMasked, as the forward kernel does);
+//  1. finds each query row's live keys from the mask (live_keys: first and
+//     last key whose entry is above kAttentionMasked, as the forward kernel);
 //     masked keys count as -inf, so the causal upper triangle is neither
 //     scored nor differentiated;
 //  2. lays out the head's keys as rows Kr [S][dh] and its values as
@@ -116,24 +116,16 @@ void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float*
 
 // Scratch of one task, reused by the tasks a thread runs.
 struct Scratch {
-  std::vector<float> kr, vt, dkr, p, ds;
-  std::vector<int64_t> lo, hi;
+  std::vector<float> kr, vt, dkr, p, ds, mask_row;
+  std::vector<LiveKeys> live;
 };
 
-// Each query row's live keys [lo, hi) of head (b, h); false when a row has none.
-bool live_ranges(const AttentionCall& c, int64_t b, int64_t h, std::vector<int64_t>& lo, std::vector<int64_t>& hi) {
-  const int64_t T = c.d.T, S = c.d.S;
-  lo.assign(size_t(T), 0);
-  hi.assign(size_t(T), S);
-  if (!c.mask) return true;
-  for (int64_t i = 0; i < T; ++i) {
-    const float* m = c.mask_row(b, h, i);
-    int64_t l = 0, e = S;
-    while (l < S && !(m[l * c.m_j] > kAttentionMasked)) ++l;
-    while (e > l && !(m[(e - 1) * c.m_j] > kAttentionMasked)) --e;
-    if (l == e) return false;
-    lo[size_t(i)] = l;
-    hi[size_t(i)] = e;
+// Each query row's live keys of head (b, h) into `live`; false when a row has none.
+bool live_ranges(const AttentionCall& c, int64_t b, int64_t h, std::vector<LiveKeys>& live) {
+  live.resize(size_t(c.d.T));
+  for (int64_t i = 0; i < c.d.T; ++i) {
+    live[size_t(i)] = live_keys(c.mask_row(b, h, i), c.m_j, c.d.S);
+    if (live[size_t(i)].lo == live[size_t(i)].hi) return false;
   }
   return true;
 }
@@ -146,9 +138,8 @@ bool head_grad(const AttentionCall& c, int64_t b, int64_t h, const float* dy, fl
   const AttentionDims& d = c.d;
   const int64_t T = d.T, S = d.S, dh = d.dh, dvn = d.dv;
   // 1. live keys of each row
-  if (!shared && !live_ranges(c, b, h, s.lo, s.hi)) return false;
-  const std::vector<int64_t>& row_lo = shared ? shared->lo : s.lo;
-  const std::vector<int64_t>& row_hi = shared ? shared->hi : s.hi;
+  if (!shared && !live_ranges(c, b, h, s.live)) return false;
+  const std::vector<LiveKeys>& live = shared ? shared->live : s.live;
   // 2. keys as rows, values as columns
   const float* kt = c.k_head(b, h);  // [dh][S] (default layout: k_e = S, k_s = 1)
   const float* v = c.v_head(b, h);   // [S][dv]
@@ -159,6 +150,7 @@ bool head_grad(const AttentionCall& c, int64_t b, int64_t h, const float* dy, fl
   s.dkr.assign(size_t(S * dh), 0.f);
   std::fill(dv, dv + S * dvn, 0.f);
   s.p.resize(size_t(kRows * (S + kWidth)));
+  if (c.mask && c.m_j != 1) s.mask_row.resize(size_t(S));
   s.ds.resize(size_t(kRows * (S + kWidth)));
   const Vec scale = splat(c.scale), neg_inf = splat(kNegInf), masked = splat(kAttentionMasked), zero = splat(0.f);
   float lane_index[kWidth];
@@ -170,8 +162,8 @@ bool head_grad(const AttentionCall& c, int64_t b, int64_t h, const float* dy, fl
     const int64_t R = std::min(kRows, T - i0);
     int64_t lo = S, hi = 0;
     for (int64_t r = 0; r < R; ++r) {
-      lo = std::min(lo, row_lo[size_t(i0 + r)]);
-      hi = std::max(hi, row_hi[size_t(i0 + r)]);
+      lo = std::min(lo, live[size_t(i0 + r)].lo);
+      hi = std::max(hi, live[size_t(i0 + r)].hi);
     }
     // The block's keys; p and ds rows are ld apart, a whole number of
     // vectors, so each row is walked in whole vectors (lanes outside the
@@ -186,8 +178,8 @@ bool head_grad(const AttentionCall& c, int64_t b, int64_t h, const float* dy, fl
     for (int64_t r = 0; r < R; ++r) {
       float* pr = s.p.data() + r * ld;
       float* dsr = s.ds.data() + r * ld;
-      const float* m = c.mask_row(b, h, i0 + r);
-      const int64_t from = row_lo[size_t(i0 + r)] - lo, to = row_hi[size_t(i0 + r)] - lo;
+      const float* m = contiguous_mask_row(c, b, h, i0 + r, s.mask_row.data());
+      const int64_t from = live[size_t(i0 + r)].lo - lo, to = live[size_t(i0 + r)].hi - lo;
       const int64_t from8 = from / kWidth * kWidth, to8 = (to + kWidth - 1) / kWidth * kWidth;
       const Vec vfrom = splat(float(from)), vto = splat(float(to));
       // x = scale * s + m, -inf where masked or outside [from, to); the row's maximum
@@ -197,11 +189,11 @@ bool head_grad(const AttentionCall& c, int64_t b, int64_t h, const float* dy, fl
         const Mask live = and_masks(greater_equal(idx, vfrom), less(idx, vto));
         Vec x = load(pr + j) * scale;
         if (m) {
-          const float* mp = m + (lo + j) * c.m_j;
-          float mrow[kWidth];
-          if (c.m_j != 1 || lo + j + kWidth > S) {
-            for (int64_t k = 0; k < kWidth; ++k) mrow[k] = lo + j + k < S ? mp[k * c.m_j] : kAttentionMasked;
-            mp = mrow;
+          const float* mp = m + lo + j;
+          float tail[kWidth];
+          if (lo + j + kWidth > S) {  // the row's last vector: no read past its end
+            for (int64_t k = 0; k < kWidth; ++k) tail[k] = lo + j + k < S ? mp[k] : kAttentionMasked;
+            mp = tail;
           }
           const Vec mv = load(mp);
           x = select(greater_equal(masked, mv), neg_inf, x + mv);
@@ -270,7 +262,7 @@ class AttentionGradKernel : public Kernel {
     // A mask shared by every head: its rows' live keys, once.
     Scratch shared;
     const bool one_mask = c.m_b == 0 && c.m_h == 0;
-    const bool shared_ok = one_mask && live_ranges(c, 0, 0, shared.lo, shared.hi);
+    const bool shared_ok = one_mask && live_ranges(c, 0, 0, shared.live);
     parallel_chunks(d.B * d.H, size_t(flops), size_t(kMinParallelWork), ctx.num_threads, [&](int64_t t0, int64_t t1) {
       thread_local Scratch s;  // kept: its buffers are warm and their pages touched
       for (int64_t t = t0; t < t1; ++t) {

@@ -206,17 +206,9 @@ struct Scratch {
 
 // Keys of row i whose mask entry is above kAttentionMasked: [lo, hi).
 void live_range(const AttentionCall& c, const float* m, RowState& st) {
-  const int64_t S = c.d.S;
-  if (!m) {
-    st.lo = 0;
-    st.hi = S;
-    return;
-  }
-  int64_t lo = 0, hi = S;
-  while (lo < S && !(m[lo * c.m_j] > kAttentionMasked)) ++lo;
-  while (hi > lo && !(m[(hi - 1) * c.m_j] > kAttentionMasked)) --hi;
-  st.lo = lo;
-  st.hi = hi;
+  const LiveKeys k = live_keys(m, 1, c.d.S);  // m is contiguous (contiguous_mask_row)
+  st.lo = k.lo;
+  st.hi = k.hi;
 }
 
 // Row r of a block of n keys from j0: x = scale * s + m (-inf where masked
@@ -351,15 +343,6 @@ void row_scores(const AttentionCall& c, int64_t b, int64_t h, const float* q, in
       out[j] = dot;
     }
   });
-}
-
-// Row i of head (b, h)'s mask, contiguous along the keys: as it is, or (a
-// mask broadcast along the keys) copied into `copy` (d.S floats).
-const float* contiguous_mask_row(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* copy) {
-  const float* m = c.mask_row(b, h, i);
-  if (!m || c.m_j == 1) return m;
-  for (int64_t j = 0; j < c.d.S; ++j) copy[j] = m[j * c.m_j];
-  return copy;
 }
 
 // Rows [i0, i1) of head (b, h), fewer than kPackRows (a decode step): each

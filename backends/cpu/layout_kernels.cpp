@@ -22,6 +22,7 @@
 #endif
 
 #include "backends/cpu/fallback_kernel.h"
+#include "backends/cpu/vec_math.h"
 #include "backends/reference/kernel_util.h"
 #include "backends/reference/reference_backend.h"
 #include "support/cpu_features.h"
@@ -81,43 +82,17 @@ void copy_runs(const uint8_t* src, uint8_t* dst, int64_t count, int64_t src_step
 }
 
 #ifdef CB_LAYOUT_X86
-// The same for 4-byte elements: 8x8 tiles transposed in AVX2 registers (the
-// bits are shuffled as floats, never computed with), edges portable.
+// The same for 4-byte elements: 8x8 tiles transposed in AVX2 registers
+// (simd::transpose8x8; the bits are shuffled as floats, never computed
+// with), edges portable.
 __attribute__((target("avx2"))) void tile_avx2_4byte(const uint32_t* src_u, uint32_t* dst_u, int64_t r0, int64_t r1,
                                                      int64_t cols, int64_t src_col, int64_t dst_row) {
   const float* src = reinterpret_cast<const float*>(src_u);
   float* dst = reinterpret_cast<float*>(dst_u);
   const int64_t c8 = cols / 8 * 8, r8 = r0 + (r1 - r0) / 8 * 8;
-  for (int64_t c0 = 0; c0 < c8; c0 += 8) {
-    for (int64_t r = r0; r < r8; r += 8) {
-      const float* s = src + r + c0 * src_col;
-      __m256 v0 = _mm256_loadu_ps(s), v1 = _mm256_loadu_ps(s + src_col), v2 = _mm256_loadu_ps(s + 2 * src_col),
-             v3 = _mm256_loadu_ps(s + 3 * src_col), v4 = _mm256_loadu_ps(s + 4 * src_col),
-             v5 = _mm256_loadu_ps(s + 5 * src_col), v6 = _mm256_loadu_ps(s + 6 * src_col),
-             v7 = _mm256_loadu_ps(s + 7 * src_col);
-      const __m256 t0 = _mm256_unpacklo_ps(v0, v1), t1 = _mm256_unpackhi_ps(v0, v1);
-      const __m256 t2 = _mm256_unpacklo_ps(v2, v3), t3 = _mm256_unpackhi_ps(v2, v3);
-      const __m256 t4 = _mm256_unpacklo_ps(v4, v5), t5 = _mm256_unpackhi_ps(v4, v5);
-      const __m256 t6 = _mm256_unpacklo_ps(v6, v7), t7 = _mm256_unpackhi_ps(v6, v7);
-      const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-      const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-      const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-      const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-      const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-      const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-      const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-      const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-      float* d = dst + r * dst_row + c0;
-      _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
-      _mm256_storeu_ps(d + dst_row, _mm256_permute2f128_ps(u1, u5, 0x20));
-      _mm256_storeu_ps(d + 2 * dst_row, _mm256_permute2f128_ps(u2, u6, 0x20));
-      _mm256_storeu_ps(d + 3 * dst_row, _mm256_permute2f128_ps(u3, u7, 0x20));
-      _mm256_storeu_ps(d + 4 * dst_row, _mm256_permute2f128_ps(u0, u4, 0x31));
-      _mm256_storeu_ps(d + 5 * dst_row, _mm256_permute2f128_ps(u1, u5, 0x31));
-      _mm256_storeu_ps(d + 6 * dst_row, _mm256_permute2f128_ps(u2, u6, 0x31));
-      _mm256_storeu_ps(d + 7 * dst_row, _mm256_permute2f128_ps(u3, u7, 0x31));
-    }
-  }
+  for (int64_t c0 = 0; c0 < c8; c0 += 8)
+    for (int64_t r = r0; r < r8; r += 8)
+      simd::transpose8x8(src + r + c0 * src_col, src_col, dst + r * dst_row + c0, dst_row);
   if (r8 < r1) tile_portable(src_u, dst_u, r8, r1, 0, c8, src_col, dst_row);
   if (c8 < cols) tile_portable(src_u, dst_u, r0, r1, c8, cols, src_col, dst_row);
 }

@@ -15,33 +15,40 @@
 
 namespace cb {
 
-void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* out_row) {
+void attention_probabilities_reference(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double* p) {
   const AttentionDims& d = c.d;
   const float* q = c.q_row(b, h, i);
   const float* m = c.mask_row(b, h, i);
   // The scores as the unfused graph has them: f32 scale * dot, plus the mask.
-  std::vector<double> x(static_cast<size_t>(d.S));
   double mx = -std::numeric_limits<double>::infinity();
   for (int64_t j = 0; j < d.S; ++j) {
     double dot = 0;
     for (int64_t e = 0; e < d.dh; ++e) dot += double(q[e]) * c.key(b, h, j, e);
     float s = c.scale * float(dot);
     if (m) s += m[j * c.m_j];
-    x[size_t(j)] = s;
+    p[j] = s;
     if (s > mx) mx = s;
   }
   double sum = 0;
-  for (double& e : x) {
-    e = std::exp(e - mx);  // NaN for a row of -inf (mx = -inf) or at a NaN score
-    sum += e;
+  for (int64_t j = 0; j < d.S; ++j) {
+    p[j] = std::exp(p[j] - mx);  // NaN for a row of -inf (mx = -inf) or at a NaN score
+    sum += p[j];
   }
+  for (int64_t j = 0; j < d.S; ++j) {
+    p[j] /= sum;
+    if (c.nan_to_zero && std::isnan(p[j])) p[j] = 0;
+  }
+}
+
+void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* out_row) {
+  const AttentionDims& d = c.d;
+  std::vector<double> p(static_cast<size_t>(d.S));
+  attention_probabilities_reference(c, b, h, i, p.data());
   std::vector<double> acc(static_cast<size_t>(d.dv), 0.0);
   for (int64_t j = 0; j < d.S; ++j) {
-    double p = x[size_t(j)] / sum;
-    if (c.nan_to_zero && std::isnan(p)) p = 0;
-    if (p == 0) continue;
+    if (p[size_t(j)] == 0) continue;
     const float* v = c.value_row(b, h, j);
-    for (int64_t e = 0; e < d.dv; ++e) acc[size_t(e)] += p * v[e];
+    for (int64_t e = 0; e < d.dv; ++e) acc[size_t(e)] += p[size_t(j)] * v[e];
   }
   for (int64_t e = 0; e < d.dv; ++e) out_row[e] = float(acc[size_t(e)]);
 }
@@ -55,23 +62,8 @@ void attention_grad_head_reference(const AttentionCall& c, int64_t b, int64_t h,
   std::vector<double> p(T * S), ds(T * S, 0.0), gq(T * size_t(d.dh), 0.0), gk(S * size_t(d.dh), 0.0),
       gv(S * size_t(d.dv), 0.0);
   for (size_t i = 0; i < T; ++i) {
-    const float* q = c.q_row(b, h, int64_t(i));
-    const float* m = c.mask_row(b, h, int64_t(i));
-    double mx = -std::numeric_limits<double>::infinity(), sum = 0;
     double* x = &p[i * S];
-    for (size_t j = 0; j < S; ++j) {
-      double dot = 0;
-      for (int64_t e = 0; e < d.dh; ++e) dot += double(q[e]) * c.key(b, h, int64_t(j), e);
-      float sc = c.scale * float(dot);
-      if (m) sc += m[int64_t(j) * c.m_j];
-      x[j] = sc;
-      if (sc > mx) mx = sc;
-    }
-    for (size_t j = 0; j < S; ++j) sum += x[j] = std::exp(x[j] - mx);
-    for (size_t j = 0; j < S; ++j) {
-      x[j] /= sum;
-      if (c.nan_to_zero && std::isnan(x[j])) x[j] = 0;
-    }
+    attention_probabilities_reference(c, b, h, int64_t(i), x);
     // dP_ij = dy_i . v_j; dS_ij = P_ij (dP_ij - sum_l P_il dP_il).
     const float* g = dy + int64_t(i) * dy_t;
     double dot_p = 0;

@@ -176,6 +176,35 @@ inline AttentionCall attention_call(const KernelContext& ctx, size_t first = 0) 
   return c;
 }
 
+// The keys [lo, hi) of a mask row (entries `stride` apart; null: no mask)
+// from the first to the last whose entry is above kAttentionMasked; lo ==
+// hi when every key is masked. Keys outside it, and masked keys inside,
+// have probability exactly 0 (ir/attention.h), so kernels may skip them.
+struct LiveKeys {
+  int64_t lo = 0, hi = 0;
+};
+inline LiveKeys live_keys(const float* m, int64_t stride, int64_t S) {
+  if (!m) return {0, S};
+  int64_t lo = 0, hi = S;
+  while (lo < S && !(m[lo * stride] > kAttentionMasked)) ++lo;
+  while (hi > lo && !(m[(hi - 1) * stride] > kAttentionMasked)) --hi;
+  return {lo, hi};
+}
+
+// Row i of head (b, h)'s mask, contiguous along the keys: as it is, or (a
+// mask broadcast along the keys) copied into `copy` (d.S floats).
+inline const float* contiguous_mask_row(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* copy) {
+  const float* m = c.mask_row(b, h, i);
+  if (!m || c.m_j == 1) return m;
+  for (int64_t j = 0; j < c.d.S; ++j) copy[j] = m[j * c.m_j];
+  return copy;
+}
+
+// p[j] = Softmax_j(scale q.k_j + mask_ij) for query row i, in double, as
+// ONNX's Softmax on the unfused graph's f32 scores (a row of -inf or with a
+// NaN gives NaN probabilities; nan_to_zero makes those 0). p has d.S entries.
+void attention_probabilities_reference(const AttentionCall& c, int64_t b, int64_t h, int64_t i, double* p);
+
 // out_row = Softmax_j(scale q.k_j + mask_ij) V for query row i, in double,
 // as ONNX's Softmax (a row of -inf or with a NaN gives NaN probabilities;
 // nan_to_zero makes those 0).
