@@ -215,71 +215,58 @@ void live_range(const AttentionCall& c, const float* m, RowState& st) {
 // or outside the row's live range), then the online-softmax update of the
 // row's state (its accumulator rescaled to the new maximum). Leaves the
 // row's probabilities in s[0, n): exp(x - max), 0 outside the live range.
-// `m` is the row's mask, contiguous along the keys.
+// `m` is the row's mask, contiguous along the keys. The row is walked in
+// whole vectors from [from, to) rounded out to kWidth: s must have room for
+// n rounded up to kWidth floats. Lanes outside [from, to) select -inf, whose
+// exp is 0.
 void softmax_row(const AttentionCall& c, RowState& st, float* s, const float* m, int64_t j0, int64_t n, float* acc) {
   const int64_t from = std::max<int64_t>(st.lo - j0, 0), to = std::min<int64_t>(st.hi - j0, n);
   if (from >= to) {
     std::fill(s, s + n, 0.f);
     return;
   }
-  std::fill(s, s + from, 0.f);
-  std::fill(s + to, s + n, 0.f);
+  const int64_t from8 = from / kWidth * kWidth, to8 = (to + kWidth - 1) / kWidth * kWidth;
+  std::fill(s, s + from8, 0.f);
+  if (to8 < n) std::fill(s + to8, s + n, 0.f);
   const Vec scale = splat(c.scale), neg_inf = splat(kNegInf), masked = splat(kAttentionMasked);
-  // x = scale * s + m (-inf where m masks), and the block's maximum; lanes
-  // past `to` are computed but neither stored nor counted.
-  float lanes[kWidth];
+  // Pass 1: x and the block's maximum (NaN lanes ignored: their exp makes the sum NaN).
   Vec vmax = neg_inf;
-  for (int64_t j = from; j < to; j += kWidth) {
-    const int64_t w = std::min(kWidth, to - j);
-    Vec x = load_n(s + j, w) * scale;
+  for (int64_t j = from8; j < to8; j += kWidth) {
+    Vec x = load(s + j) * scale;
     if (m) {
-      const Vec mv = load_n(m + j0 + j, w);
+      const Vec mv = load_n(m + j0 + j, to - j);  // no read past the row's live keys
       x = select(greater_equal(masked, mv), neg_inf, x + mv);
     }
-    store_n(s + j, x, w);
-    if (w == kWidth) {
-      vmax = max_or_nan(vmax, x);
-    } else {
-      store(lanes, x);
-      for (int64_t k = 0; k < w; ++k) vmax = max_or_nan(vmax, splat(lanes[k]));
-    }
+    if (j < from || j + kWidth > to) x = select(lanes_in(from - j, to - j), x, neg_inf);
+    store(s + j, x);
+    vmax = max_ignoring_nan(x, vmax);
   }
-  store(lanes, vmax);
-  float block_max = kNegInf;
-  for (float l : lanes) block_max = l > block_max ? l : block_max;
-  const float new_max = std::max(st.max, block_max);
+  const float new_max = std::max(st.max, reduce_max(vmax));
   if (new_max == kNegInf) {  // nothing live yet
-    std::fill(s + from, s + to, 0.f);
+    std::fill(s + from8, s + to8, 0.f);
     return;
   }
   const int64_t dv = c.d.dv;
   if (new_max > st.max) {
-    const float corr = st.max == kNegInf ? 0.f : std::exp(st.max - new_max);
-    st.sum *= corr;
-    const Vec cv = splat(corr);
-    for (int64_t e = 0; e < dv; e += kWidth) {
-      const int64_t w = std::min(kWidth, dv - e);
-      store_n(acc + e, load_n(acc + e, w) * cv, w);
+    if (st.max != kNegInf) {  // before the first live key the accumulator is 0
+      const float corr = std::exp(st.max - new_max);
+      st.sum *= corr;
+      const Vec cv = splat(corr);
+      int64_t e = 0;
+      for (; e + kWidth <= dv; e += kWidth) store(acc + e, load(acc + e) * cv);
+      if (e < dv) store_n(acc + e, load_n(acc + e, dv - e) * cv, dv - e);
     }
     st.max = new_max;
   }
-  // p = exp(x - max) in place, and their sum (a NaN x makes it NaN).
+  // Pass 2: p = exp(x - max) in place, and their sum (a NaN x makes it NaN).
   const Vec mx = splat(new_max);
   Vec vsum = splat(0.f);
-  float sum = 0;
-  for (int64_t j = from; j < to; j += kWidth) {
-    const int64_t w = std::min(kWidth, to - j);
-    const Vec p = exp_approx(load_n(s + j, w) - mx);
-    store_n(s + j, p, w);
-    if (w == kWidth) {
-      vsum = vsum + p;
-    } else {
-      for (int64_t k = 0; k < w; ++k) sum += s[j + k];
-    }
+  for (int64_t j = from8; j < to8; j += kWidth) {
+    const Vec p = exp_approx(load(s + j) - mx);
+    store(s + j, p);
+    vsum = vsum + p;
   }
-  store(lanes, vsum);
-  for (float l : lanes) sum += l;
-  st.sum += sum;
+  st.sum += reduce_add(vsum);
 }
 
 // acc[r] += sum_j p[r][j] V[j] for the block's rows [0, rows) (p rows kKeys
@@ -350,7 +337,7 @@ void row_scores(const AttentionCall& c, int64_t b, int64_t h, const float* q, in
 // to pack them anyway, block by block through the same online softmax.
 void attention_rows_direct(const AttentionCall& c, int64_t b, int64_t h, int64_t i0, int64_t i1, Scratch& sc) {
   const AttentionDims& d = c.d;
-  sc.scores.resize(size_t(d.S));
+  sc.scores.resize(size_t(d.S + kWidth));  // softmax_row walks whole vectors
   sc.acc.resize(size_t(d.dv));
   if (c.mask && c.m_j != 1) sc.mask_row.resize(size_t(d.S));
   float* s = sc.scores.data();

@@ -14,6 +14,7 @@
 // other lanes, so an element gives the same bits whether it is in a whole
 // vector or a masked partial one.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -39,6 +40,13 @@ inline void store(float* p, Vec x) { _mm256_storeu_ps(p, x.v); }
 inline __m256i tail_mask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+// Lanes i with lo <= i < hi.
+inline __m256 lanes_in(int64_t lo, int64_t hi) {
+  const __m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i lo_v = _mm256_set1_epi32(int(std::max<int64_t>(lo, -1))),
+                hi_v = _mm256_set1_epi32(int(std::min<int64_t>(hi, 8)));
+  return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_cmpgt_epi32(lo_v, i), _mm256_cmpgt_epi32(hi_v, i)));
+}
 inline Vec load_partial(const float* p, int64_t n) { return {_mm256_maskload_ps(p, tail_mask(n))}; }
 inline void store_partial(float* p, Vec x, int64_t n) { _mm256_maskstore_ps(p, tail_mask(n), x.v); }
 
@@ -58,6 +66,8 @@ inline Vec with_sign_of(Vec mag, Vec sign) {
 // min(bound, x) and max(bound, x) that return x when x is NaN.
 inline Vec min_or_nan(Vec bound, Vec x) { return {_mm256_min_ps(bound.v, x.v)}; }
 inline Vec max_or_nan(Vec bound, Vec x) { return {_mm256_max_ps(bound.v, x.v)}; }
+// max(x, bound), bound where x is NaN.
+inline Vec max_ignoring_nan(Vec x, Vec bound) { return {_mm256_max_ps(x.v, bound.v)}; }
 inline Mask less(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ); }
 inline Mask greater_equal(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ); }
 inline Mask equal(Vec a, Vec b) { return _mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ); }       // false at a NaN
@@ -81,6 +91,7 @@ constexpr int64_t kWidth = 1;
 inline Vec splat(float f) { return f; }
 inline Vec load(const float* p) { return *p; }
 inline void store(float* p, Vec x) { *p = x; }
+inline Mask lanes_in(int64_t lo, int64_t hi) { return lo <= 0 && 0 < hi; }
 inline Vec load_partial(const float* p, int64_t) { return *p; }
 inline void store_partial(float* p, Vec x, int64_t) { *p = x; }
 inline Vec madd(Vec a, Vec b, Vec c) { return a * b + c; }
@@ -90,6 +101,7 @@ inline Vec sqrt(Vec a) { return std::sqrt(a); }
 inline Vec with_sign_of(Vec mag, Vec sign) { return std::copysign(mag, sign); }
 inline Vec min_or_nan(Vec bound, Vec x) { return x > bound ? bound : x; }
 inline Vec max_or_nan(Vec bound, Vec x) { return x < bound ? bound : x; }
+inline Vec max_ignoring_nan(Vec x, Vec bound) { return x > bound ? x : bound; }
 inline Mask less(Vec a, Vec b) { return a < b; }
 inline Mask greater_equal(Vec a, Vec b) { return a >= b; }
 inline Mask equal(Vec a, Vec b) { return a == b; }
@@ -111,12 +123,9 @@ inline void store_n(float* p, Vec x, int64_t n) {
     store_partial(p, x, n);
 }
 
-// dst[c * ldd + r] = src[r * lds + c] for r, c < 8: an 8 x 8 block
-// transposed in registers (AVX2), element by element otherwise.
-inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
 #ifdef CB_SIMD_AVX2
-  __m256 r[8];
-  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+// r[c] lane i = old r[i] lane c: an 8 x 8 block transposed in registers.
+inline void transpose8x8(__m256 (&r)[8]) {
   const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
   const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
   const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
@@ -125,18 +134,65 @@ inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd)
   const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
   const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
   const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
-  _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
-  _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
-  _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
-  _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
-  _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
-  _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
-  _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#endif
+
+// dst[c * ldd + r] = src[r * lds + c] for r, c < 8: an 8 x 8 block
+// transposed in registers (AVX2), element by element otherwise.
+inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+#ifdef CB_SIMD_AVX2
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+  transpose8x8(r);
+  for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ldd, r[i]);
 #else
   for (int64_t r = 0; r < 8; ++r)
     for (int64_t c = 0; c < 8; ++c) dst[c * ldd + r] = src[r * lds + c];
 #endif
+}
+
+// The largest lane, ignoring NaN lanes (-inf where all are NaN), and the sum of the lanes.
+inline float reduce_max(Vec v) {
+#ifdef CB_SIMD_AVX2
+  // _mm_max_ps(a, b) returns b where either is NaN: the low half's NaN lanes
+  // become -inf, then the high half's NaN lanes lose to them.
+  const __m128 low = _mm_max_ps(_mm256_castps256_ps128(v.v), _mm_set1_ps(-INFINITY));
+  __m128 m = _mm_max_ps(_mm256_extractf128_ps(v.v, 1), low);
+  m = _mm_max_ps(_mm_movehl_ps(m, m), m);
+  return _mm_cvtss_f32(_mm_max_ss(_mm_movehdup_ps(m), m));
+#else
+  return v == v ? v : -INFINITY;
+#endif
+}
+inline float reduce_add(Vec v) {
+#ifdef CB_SIMD_AVX2
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v.v), _mm256_extractf128_ps(v.v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+#else
+  return v;
+#endif
+}
+
+// Bit j set where x[j] > t, for j < n <= 32 (n a multiple of kWidth).
+inline uint32_t greater_bits(const float* x, int64_t n, float t) {
+  uint32_t bits = 0;
+#ifdef CB_SIMD_AVX2
+  const __m256 tv = _mm256_set1_ps(t);
+  for (int64_t j = 0; j < n; j += 8)
+    bits |= uint32_t(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), tv, _CMP_GT_OQ))) << j;
+#else
+  for (int64_t j = 0; j < n; ++j) bits |= uint32_t(x[j] > t) << j;
+#endif
+  return bits;
 }
 
 // Keeps a loaded vector in its register: left alone, GCC folds the load into
