@@ -809,6 +809,11 @@ TEST(CodebookBf16Scoring, EqualsF32OnRandomInputs) {
   if (!cpu_can_score_in_bf16()) GTEST_SKIP() << "no AVX512_BF16 (or CB_MAX_CPU_ISA=portable)";
   std::vector<RandomCase> cases = kRandomCases;
   cases.push_back({1, 20, 1, 2000, 33, 8});  // many panels, odd Dg
+  // From 64 panels on, a warm start: with lists of <= 8 (k = 8 and Mode A's
+  // m), of 9..32 (k = 12) and over 32 codes (k = 40: none).
+  cases.push_back({1, 20, 1, 2500, 33, 8});
+  cases.push_back({2, 9, 2, 2100, 16, 12});
+  cases.push_back({1, 6, 1, 2100, 8, 40});
   std::mt19937 rng(31);
   for_each_random_case(cases, 900, rng, [](const Data& d, const CodebookAttrs& a, const std::string& what) {
     expect_bf16_scoring_equals_f32(d, a, what);
@@ -821,8 +826,10 @@ TEST(CodebookBf16Scoring, EqualsF32OnRandomInputs) {
 TEST(CodebookBf16Scoring, DecidesNearTiesAndDuplicatesLikeF32) {
   if (!cpu_can_score_in_bf16()) GTEST_SKIP() << "no AVX512_BF16 (or CB_MAX_CPU_ISA=portable)";
   std::mt19937 rng(32);
-  for (auto metric : {CodebookMetric::inner_product, CodebookMetric::euclidean}) {
-    Data d = random_data(2, 40, 2, 500, 64, 910);
+  for (auto [metric, K] : {std::pair{CodebookMetric::inner_product, 500},
+                           {CodebookMetric::euclidean, 500},
+                           {CodebookMetric::inner_product, 2100}}) {  // 2100: with the warm start
+    Data d = random_data(2, 40, 2, K, 64, 910);
     std::uniform_real_distribution<float> base_value(-1, 1);
     std::vector<float> base(64);
     for (float& v : base) v = base_value(rng);
@@ -834,7 +841,7 @@ TEST(CodebookBf16Scoring, DecidesNearTiesAndDuplicatesLikeF32) {
           row[i] = duplicate ? row[i - d.Dg] : base[size_t(i)] * (1.0f + 1e-4f * float(int(rng() % 201) - 100));
       }
     CodebookAttrs a = attrs_k(8, metric);
-    expect_bf16_scoring_equals_f32(d, a, std::string("near ties, ") + metric_name(metric));
+    expect_bf16_scoring_equals_f32(d, a, std::string("near ties, ") + metric_name(metric) + " K " + std::to_string(K));
   }
 }
 

@@ -53,6 +53,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -68,6 +69,7 @@
 #include "backends/cpu/bf16_dot_speed.h"
 #include "backends/cpu/score_tile.h"
 #include "backends/cpu/score_tile_bf16.h"
+#include "backends/cpu/vec_math.h"
 #include "ir/codebook.h"
 #include "support/cpu_features.h"
 #include "support/error.h"
@@ -268,6 +270,11 @@ struct Problem {
   float* scores;  // may be null
 };
 
+// The bf16 sweep's warm start (sweep_bf16) scores the first kWarmPanels
+// panels whole, where there are at least kWarmMinPanels.
+constexpr int64_t kWarmPanels = 16;
+constexpr int64_t kWarmMinPanels = 4 * kWarmPanels;
+
 // A code that beat a row's threshold in the bf16 sweep, with its bf16 score.
 struct Candidate {
   float approx;
@@ -290,6 +297,7 @@ struct Scratch {
   std::vector<double> window;
   std::vector<std::vector<Candidate>> candidates;
   std::vector<size_t> candidate_cap;
+  std::vector<float> warm;  // [rows][kWarmPanels * kBf16Panel] the warm start's scores
   alignas(64) float tile[std::max(kTileRows * kPanel, kBf16TileRows* kBf16Panel)];
   uint32_t masks[std::max(kTileRows, kBf16TileRows)];
 
@@ -380,10 +388,7 @@ __attribute__((target("avx2,popcnt"))) inline float list_insert_avx2(float* s, i
 // 16-entry insertion above are unaligned and overlap the next insertion's
 // loads, which then wait for them (store-to-load forwarding fails); here
 // each insertion loads and stores the same 8 lanes.
-__attribute__((target("avx2"))) inline float list_insert8_avx2(float* s, int32_t* id, int64_t limit, float score,
-                                                               int32_t code) {
-  const __m256 v = _mm256_loadu_ps(s);
-  const __m256 ids = _mm256_loadu_ps(reinterpret_cast<const float*>(id));
+__attribute__((target("avx2"))) inline void insert8(__m256& v, __m256& ids, float score, int32_t code) {
   const __m256 x = _mm256_set1_ps(score);
   // Lanes below the new entry: a suffix [pos, 8) of the descending list
   // (entries equal to it keep their place before it).
@@ -392,15 +397,63 @@ __attribute__((target("avx2"))) inline float list_insert8_avx2(float* s, int32_t
   const __m256 first = _mm256_castsi256_ps(_mm256_setr_epi32(0, -1, -1, -1, -1, -1, -1, -1));
   const __m256 at = _mm256_andnot_ps(_mm256_and_ps(_mm256_permutevar8x32_ps(below, down), first), below);  // lane pos
   const __m256 new_ids = _mm256_castsi256_ps(_mm256_set1_epi32(code));
-  __m256 nv = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(v, down), below);
-  __m256 nid = _mm256_blendv_ps(ids, _mm256_permutevar8x32_ps(ids, down), below);
-  nv = _mm256_blendv_ps(nv, x, at);
-  nid = _mm256_blendv_ps(nid, new_ids, at);
-  _mm256_storeu_ps(s, nv);
-  _mm256_storeu_ps(reinterpret_cast<float*>(id), nid);
+  v = _mm256_blendv_ps(_mm256_blendv_ps(v, _mm256_permutevar8x32_ps(v, down), below), x, at);
+  ids = _mm256_blendv_ps(_mm256_blendv_ps(ids, _mm256_permutevar8x32_ps(ids, down), below), new_ids, at);
+}
+
+__attribute__((target("avx2"))) inline float list_insert8_avx2(float* s, int32_t* id, int64_t limit, float score,
+                                                               int32_t code) {
+  __m256 v = _mm256_loadu_ps(s), ids = _mm256_loadu_ps(reinterpret_cast<const float*>(id));
+  insert8(v, ids, score, code);
+  _mm256_storeu_ps(s, v);
+  _mm256_storeu_ps(reinterpret_cast<float*>(id), ids);
+  return s[limit - 1];
+}
+
+// The same for n codes in code order, the list held in registers throughout.
+__attribute__((target("avx2"))) inline float list_insert8_batch_avx2(float* s, int32_t* id, int64_t limit,
+                                                                     const float* scores, const int32_t* codes, int n) {
+  __m256 v = _mm256_loadu_ps(s), ids = _mm256_loadu_ps(reinterpret_cast<const float*>(id));
+  for (int i = 0; i < n; ++i) insert8(v, ids, scores[i], codes[i]);
+  _mm256_storeu_ps(s, v);
+  _mm256_storeu_ps(reinterpret_cast<float*>(id), ids);
   return s[limit - 1];
 }
 #endif
+
+// The l-th largest of n values (1 <= l <= n <= 32, no NaN): through an
+// 8-entry register list where l <= 8 (no data-dependent branch), else by
+// selection (reordering v).
+inline float lth_largest(float* v, int n, int64_t l) {
+#ifdef CB_CODEBOOK_X86
+  if (l <= 8) {
+    float list[8];
+    int32_t ids[8] = {}, codes[32] = {};
+    std::fill_n(list, 8, kNegInf);
+    return list_insert8_batch_avx2(list, ids, l, v, codes, n);
+  }
+#endif
+  std::nth_element(v, v + l - 1, v + n, std::greater<float>());
+  return v[l - 1];
+}
+
+// The codes of one row of a score tile that beat the row's threshold when
+// the tile was scored (mask bit j: column j, code code0 + j), in code order.
+struct TileHits {
+  float score[32];
+  int32_t code[32];
+  int n = 0;
+};
+inline void collect_hits(const float* tile_row, uint32_t mask, int32_t code0, TileHits& h) {
+  int n = 0;
+  for (; mask; mask &= mask - 1) {
+    const int j = __builtin_ctz(mask);
+    h.score[n] = tile_row[j];
+    h.code[n] = code0 + j;
+    ++n;
+  }
+  h.n = n;
+}
 
 // Completes a list that the sweep left short: with Mode A's ablated codes
 // skipped when fewer than k + m others exist (they all score -inf, so they
@@ -431,6 +484,34 @@ inline float list_push(const Problem& P, Scratch& S, size_t row, float score, in
   return list_insert(list_score, list_id, S.count[row], S.limit[row], score, code);
 }
 
+// Whether a row's hits can go into its list all at once (list_push_hits):
+// an 8-entry register list with room past its end, so that a hit that no
+// longer beats the list's L-th entry lands past it and changes nothing, and
+// no ablated codes to skip.
+inline bool takes_hits_at_once(const Problem& P, const Scratch& S, size_t row) {
+#ifdef CB_CODEBOOK_X86
+  return P.vector_lists && S.limit[row] <= 8 && !S.skip[row];
+#else
+  (void)P, (void)S, (void)row;
+  return false;
+#endif
+}
+
+// list_push of a tile row's hits, in code order, where takes_hits_at_once:
+// one per hit, with no test and no branch but the loop's. Returns the new
+// threshold.
+inline float list_push_hits(const Problem& P, Scratch& S, size_t row, const TileHits& h) {
+#ifdef CB_CODEBOOK_X86
+  float* list_score = S.list_score.data() + row * P.list_stride;
+  int32_t* list_id = S.list_id.data() + row * P.list_stride;
+  S.count[row] = std::min(S.count[row] + h.n, S.limit[row]);
+  return list_insert8_batch_avx2(list_score, list_id, S.limit[row], h.score, h.code, h.n);
+#else
+  (void)P, (void)S, (void)row, (void)h;
+  return kNegInf;
+#endif
+}
+
 // The f32 sweep: every code of member g against every row, in code order.
 void sweep_f32(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
   const PackedCodebook& pc = *P.packed;
@@ -452,6 +533,12 @@ void sweep_f32(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
         continue;
       for (int rr = 0; rr < R; ++rr) {
         const size_t row = size_t(r0 + rr);
+        if (S.masks[rr] && takes_hits_at_once(P, S, row)) {
+          TileHits h;
+          collect_hits(S.tile + rr * kPanel, S.masks[rr], int32_t(p * kPanel), h);
+          S.thr[row] = list_push_hits(P, S, row, h);
+          continue;
+        }
         for (uint32_t mask = S.masks[rr]; mask; mask &= mask - 1) {
           const int j = __builtin_ctz(mask);
           const float s = S.tile[rr * kPanel + j];
@@ -512,16 +599,15 @@ inline float window_floor(float tau, double window) {
 // of their codes, each in the sweep's order of operations: the bias, then
 // one FMA per element of the packed row (row[d] * scale), as the AVX2 tile
 // does per lane (bf16 scoring needs the AVX2 path, so the bits are the
-// same). Eight codes at a time, so that eight independent FMA chains hide
-// each other's latency.
-__attribute__((target("fma"))) void exact_scores(const Problem& P, int64_t g, const float* u, Candidate* cands,
-                                                 size_t n) {
+// same). Eight codes at a time, one per lane: their rows are read eight
+// elements at a time and transposed in registers.
+void exact_scores(const Problem& P, int64_t g, const float* u, Candidate* cands, size_t n) {
   const PackedCodebook& pc = *P.packed;
   const int64_t Dg = P.Dg;
   constexpr size_t kChains = 8;
   for (size_t i0 = 0; i0 < n; i0 += kChains) {
     const size_t m = std::min(kChains, n - i0);
-    float acc[kChains], scale[kChains];
+    alignas(32) float acc[kChains], scale[kChains];
     const float* row[kChains];
     for (size_t i = 0; i < kChains; ++i) {  // short groups repeat their first code
       const size_t at = size_t(g * P.K + cands[i0 + (i < m ? i : 0)].code);
@@ -529,9 +615,20 @@ __attribute__((target("fma"))) void exact_scores(const Problem& P, int64_t g, co
       scale[i] = pc.metric == CodebookMetric::inner_product ? pc.inv_norm[at] : 1.0f;
       row[i] = P.codes + int64_t(at) * Dg;
     }
-    for (int64_t d = 0; d < Dg; ++d)
-#pragma GCC unroll 8
-      for (size_t i = 0; i < kChains; ++i) acc[i] = __builtin_fmaf(u[d], row[i][d] * scale[i], acc[i]);
+    int64_t d = 0;
+#ifdef CB_SIMD_AVX2
+    __m256 a = _mm256_load_ps(acc);
+    const __m256 sv = _mm256_load_ps(scale);
+    for (; d + 8 <= Dg; d += 8) {
+      __m256 r[8];
+      for (size_t i = 0; i < kChains; ++i) r[i] = _mm256_loadu_ps(row[i] + d);
+      simd::transpose8x8(r);  // r[e] lane i = row[i][d + e]
+      for (int e = 0; e < 8; ++e) a = _mm256_fmadd_ps(_mm256_set1_ps(u[d + e]), _mm256_mul_ps(r[e], sv), a);
+    }
+    _mm256_store_ps(acc, a);
+#endif
+    for (; d < Dg; ++d)
+      for (size_t i = 0; i < kChains; ++i) acc[i] = std::fma(u[d], row[i][d] * scale[i], acc[i]);
     for (size_t i = 0; i < m; ++i) cands[i0 + i].approx = acc[i];
   }
 }
@@ -567,11 +664,20 @@ void rerank(const Problem& P, int64_t g, size_t row, size_t n, Scratch& S) {
   size_t kept = 0;
   for (size_t i = 0; i < n; ++i)  // NaN and -inf never enter the f32 sweep's list
     if (cands[i].approx > kNegInf) cands[kept++] = cands[i];
+  // The best `keep` to the front, descending, by insertion: the candidates
+  // are in code order, and each goes after the equal scores before it, so
+  // ties go to the lower code. In place: the list's end never passes the
+  // candidate being read.
   const size_t keep = std::min(kept, size_t(S.limit[row]));
-  std::partial_sort(cands.begin(), cands.begin() + ptrdiff_t(keep), cands.begin() + ptrdiff_t(kept),
-                    [](const Candidate& x, const Candidate& y) {
-                      return x.approx > y.approx || (x.approx == y.approx && x.code < y.code);
-                    });
+  size_t len = 0;
+  for (size_t i = 0; i < kept && keep > 0; ++i) {
+    const Candidate c = cands[i];
+    if (len == keep && !(c.approx > cands[len - 1].approx)) continue;
+    size_t j = std::min(len, keep - 1);
+    len += len < keep;
+    for (; j > 0 && cands[j - 1].approx < c.approx; --j) cands[j] = cands[j - 1];
+    cands[j] = c;
+  }
   float* list_score = S.list_score.data() + row * P.list_stride;
   int32_t* list_id = S.list_id.data() + row * P.list_stride;
   for (size_t i = 0; i < keep; ++i) {
@@ -579,6 +685,50 @@ void rerank(const Problem& P, int64_t g, size_t row, size_t n, Scratch& S) {
     list_id[i] = cands[i].code;
   }
   S.count[row] = int64_t(keep);
+}
+
+// Past its capacity, a row's candidate list drops the codes that fell
+// below the window (and grows if few did).
+inline void drop_below_window(Scratch& S, size_t row) {
+  std::vector<Candidate>& cands = S.candidates[row];
+  if (cands.size() <= S.candidate_cap[row]) return;
+  const float thr = S.thr[row];
+  cands.erase(std::remove_if(cands.begin(), cands.end(), [thr](const Candidate& c) { return c.approx < thr; }),
+              cands.end());
+  if (cands.size() > S.candidate_cap[row] / 2) S.candidate_cap[row] *= 2;
+}
+
+// A row's codes code0 + j for the bits j of `mask` (scores[j] beat its
+// threshold when they were scored), in code order: each is a candidate and
+// goes into its list of the best bf16 scores, whose L-th entry tau moves
+// the threshold up to tau less the window.
+void take_bf16_hits(const Problem& P, Scratch& S, size_t row, const float* scores, uint32_t mask, int32_t code0) {
+  std::vector<Candidate>& cands = S.candidates[row];
+  if (takes_hits_at_once(P, S, row)) {
+    // Every hit goes into the list (past its end where it no longer beats tau).
+    TileHits h;
+    collect_hits(scores, mask, code0, h);
+    const size_t at = cands.size();
+    cands.resize(at + size_t(h.n));
+    for (int i = 0; i < h.n; ++i) cands[at + size_t(i)] = {h.score[i], h.code[i]};
+    S.tau[row] = list_push_hits(P, S, row, h);
+  } else {
+    for (; mask; mask &= mask - 1) {
+      const int j = __builtin_ctz(mask);
+      const float s = scores[j];
+      if (!(s > S.thr[row])) continue;  // the threshold rose since the scores were compared
+      const int32_t code = code0 + j;
+      if (S.skip[row] && S.skip[row]->is_ablated(code)) continue;
+      cands.push_back({s, code});
+      if (s > S.tau[row]) {
+        S.tau[row] = list_push(P, S, row, s, code);
+        S.thr[row] = std::max(S.thr[row], window_floor(S.tau[row], S.window[row]));
+      }
+    }
+  }
+  // max: a warm-started threshold stays while the list fills up.
+  S.thr[row] = std::max(S.thr[row], window_floor(S.tau[row], S.window[row]));
+  drop_below_window(S, row);
 }
 
 void sweep_bf16(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
@@ -604,44 +754,68 @@ void sweep_bf16(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
 
   const Bf16ScoreTiles& kernels = *bf16_score_tiles();
   const int64_t panel_words = Dp * kBf16Panel;  // 32-bit words
-  for (int64_t p = 0; p < pc.panels; ++p) {
+  // Panel p's codes and biases, fetching the next panel's meanwhile (a
+  // panel is one 4 KiB page at Dg = 64: the hardware prefetchers stop there).
+  auto panel_at = [&](int64_t p) {
     const uint16_t* panel = pc.bf16_panel(g, p);
-    const float* bias = pc.bias(g, p);
     if (p + 1 < pc.panels) {
       for (int64_t i = 0; i < 2 * panel_words; i += 32) __builtin_prefetch(panel + 2 * panel_words + i);
-      __builtin_prefetch(bias + kBf16Panel);
+      __builtin_prefetch(pc.bias(g, p + 1));
     }
+    return panel;
+  };
+
+  // Warm start: a running list of the best L of K codes in random order
+  // takes ~L (1 + ln(K / L)) codes, most of them early, each a pass through
+  // the list and its branches. The first kWarmPanels panels
+  // are scored whole instead; the L-th largest of the per-column maxima
+  // over them is the score of L distinct codes, so the L-th best score of
+  // the sweep will be at least that: the threshold starts there and only
+  // the codes above it are taken, in code order.
+  int64_t first_panel = 0;
+  if (pc.panels >= kWarmMinPanels && P.list_capacity <= kBf16Panel) {
+    const int64_t ld = kWarmPanels * kBf16Panel;
+    S.warm.resize(size_t(rows * ld));
+    for (int64_t p = 0; p < kWarmPanels; ++p) {
+      const uint16_t* panel = panel_at(p);
+      for (int64_t r0 = 0; r0 < rows; r0 += kBf16TileRows) {
+        const int R = int(std::min<int64_t>(kBf16TileRows, rows - r0));
+        kernels.storing_by_rows[R - 1](S.u16.data() + r0 * 2 * Dp, 2 * Dp, panel, pc.bias(g, p), Dp,
+                                       S.warm.data() + r0 * ld + p * kBf16Panel, ld);
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const size_t row = size_t(r);
+      const float* scores = S.warm.data() + r * ld;
+      if (std::isnan(S.thr[row])) continue;  // re-ranked over all codes
+      if (!S.skip[row]) {                    // ablated codes among the maxima would not be listed
+        float column_max[kBf16Panel];
+        for (int64_t j = 0; j < kBf16Panel; j += simd::kWidth) {  // in registers (the scores are finite)
+          simd::Vec m = simd::load(scores + j);
+          for (int64_t p = 1; p < kWarmPanels; ++p) m = simd::max_or_nan(m, simd::load(scores + p * kBf16Panel + j));
+          simd::store(column_max + j, m);
+        }
+        S.thr[row] = window_floor(lth_largest(column_max, kBf16Panel, S.limit[row]), S.window[row]);
+      }
+      for (int64_t p = 0; p < kWarmPanels; ++p) {
+        const float* ps = scores + p * kBf16Panel;
+        const uint32_t mask = simd::greater_bits(ps, kBf16Panel, S.thr[row]);
+        if (mask) take_bf16_hits(P, S, row, ps, mask, int32_t(p * kBf16Panel));
+      }
+    }
+    first_panel = kWarmPanels;
+  }
+
+  for (int64_t p = first_panel; p < pc.panels; ++p) {
+    const uint16_t* panel = panel_at(p);
     for (int64_t r0 = 0; r0 < rows; r0 += kBf16TileRows) {
       const int R = int(std::min<int64_t>(kBf16TileRows, rows - r0));
-      if (!kernels.by_rows[R - 1](S.u16.data() + r0 * 2 * Dp, 2 * Dp, panel, bias, Dp, S.thr.data() + r0, S.tile,
-                                  S.masks))
+      if (!kernels.by_rows[R - 1](S.u16.data() + r0 * 2 * Dp, 2 * Dp, panel, pc.bias(g, p), Dp, S.thr.data() + r0,
+                                  S.tile, S.masks))
         continue;
-      for (int rr = 0; rr < R; ++rr) {
-        const size_t row = size_t(r0 + rr);
-        for (uint32_t mask = S.masks[rr]; mask; mask &= mask - 1) {
-          const int j = __builtin_ctz(mask);
-          const float s = S.tile[rr * kBf16Panel + j];
-          if (!(s > S.thr[row])) continue;  // the threshold rose since the tile was scored
-          const int32_t code = int32_t(p * kBf16Panel + j);
-          if (S.skip[row] && S.skip[row]->is_ablated(code)) continue;
-          std::vector<Candidate>& cands = S.candidates[row];
-          cands.push_back({s, code});
-          // Whether s beats tau is a coin toss to the branch predictor: a
-          // vector list with room past its end takes every code (one at or
-          // below tau lands there, where it changes nothing).
-          if ((P.vector_lists && P.list_capacity < kVectorList) || s > S.tau[row]) {
-            S.tau[row] = list_push(P, S, row, s, code);
-            S.thr[row] = window_floor(S.tau[row], S.window[row]);
-          }
-          if (cands.size() > S.candidate_cap[row]) {  // drop what fell below the window; grow if little did
-            const float thr = S.thr[row];
-            cands.erase(
-                std::remove_if(cands.begin(), cands.end(), [thr](const Candidate& c) { return c.approx < thr; }),
-                cands.end());
-            if (cands.size() > S.candidate_cap[row] / 2) S.candidate_cap[row] *= 2;
-          }
-        }
-      }
+      for (int rr = 0; rr < R; ++rr)
+        if (S.masks[rr])
+          take_bf16_hits(P, S, size_t(r0 + rr), S.tile + rr * kBf16Panel, S.masks[rr], int32_t(p * kBf16Panel));
     }
   }
   // Re-ranking, one row ahead in gathering (and prefetching) its candidates.

@@ -14,12 +14,14 @@ namespace cb {
 namespace {
 
 #ifdef CB_SCORE_TILE_BF16_X86
+#define CB_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// lo[r] / hi[r] = bias + the bf16 dot products of row r with the panel's
+// first / last 16 columns.
 template <int R>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(const uint16_t* A, int64_t lda,
-                                                                               const uint16_t* panel, const float* bias,
-                                                                               int64_t Dp, const float* thr,
-                                                                               float* tile, uint32_t* masks) {
-  __m512 lo[R], hi[R];
+CB_BF16_TARGET inline __attribute__((always_inline)) void dot_tile(const uint16_t* A, int64_t lda,
+                                                                   const uint16_t* panel, const float* bias, int64_t Dp,
+                                                                   __m512 (&lo)[R], __m512 (&hi)[R]) {
   const __m512 bias_lo = _mm512_loadu_ps(bias), bias_hi = _mm512_loadu_ps(bias + 16);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -38,6 +40,13 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(c
       hi[r] = _mm512_dpbf16_ps(hi[r], p_hi, a);
     }
   }
+}
+
+template <int R>
+CB_BF16_TARGET bool tile_bf16(const uint16_t* A, int64_t lda, const uint16_t* panel, const float* bias, int64_t Dp,
+                              const float* thr, float* tile, uint32_t* masks) {
+  __m512 lo[R], hi[R];
+  dot_tile<R>(A, lda, panel, bias, Dp, lo, hi);
   uint32_t any = 0;
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -56,6 +65,18 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(c
   }
   return any != 0;
 }
+
+template <int R>
+CB_BF16_TARGET void storing_tile_bf16(const uint16_t* A, int64_t lda, const uint16_t* panel, const float* bias,
+                                      int64_t Dp, float* scores, int64_t ld) {
+  __m512 lo[R], hi[R];
+  dot_tile<R>(A, lda, panel, bias, Dp, lo, hi);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(scores + r * ld, lo[r]);
+    _mm512_storeu_ps(scores + r * ld + 16, hi[r]);
+  }
+}
 #endif
 
 }  // namespace
@@ -63,7 +84,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) bool tile_bf16(c
 const Bf16ScoreTiles* bf16_score_tiles() {
 #ifdef CB_SCORE_TILE_BF16_X86
   static const Bf16ScoreTiles tiles{
-      {tile_bf16<1>, tile_bf16<2>, tile_bf16<3>, tile_bf16<4>, tile_bf16<5>, tile_bf16<6>, tile_bf16<7>, tile_bf16<8>}};
+      {tile_bf16<1>, tile_bf16<2>, tile_bf16<3>, tile_bf16<4>, tile_bf16<5>, tile_bf16<6>, tile_bf16<7>, tile_bf16<8>},
+      {storing_tile_bf16<1>, storing_tile_bf16<2>, storing_tile_bf16<3>, storing_tile_bf16<4>, storing_tile_bf16<5>,
+       storing_tile_bf16<6>, storing_tile_bf16<7>, storing_tile_bf16<8>}};
   return cpu_has_avx512_bf16() ? &tiles : nullptr;
 #else
   return nullptr;

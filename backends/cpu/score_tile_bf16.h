@@ -30,8 +30,13 @@ inline constexpr int kBf16TileRows = 8;  // rows per tile (16 accumulators)
 using Bf16ScoreTileFn = bool (*)(const uint16_t* A, int64_t lda, const uint16_t* panel, const float* bias, int64_t Dp,
                                  const float* thr, float* tile, uint32_t* masks);
 
+// The same, storing every score: score[r][j] at scores[r * ld + j].
+using Bf16ScoreStoreFn = void (*)(const uint16_t* A, int64_t lda, const uint16_t* panel, const float* bias, int64_t Dp,
+                                  float* scores, int64_t ld);
+
 struct Bf16ScoreTiles {
-  Bf16ScoreTileFn by_rows[kBf16TileRows];  // by_rows[R - 1] scores R rows
+  Bf16ScoreTileFn by_rows[kBf16TileRows];           // by_rows[R - 1] scores R rows
+  Bf16ScoreStoreFn storing_by_rows[kBf16TileRows];  // likewise
 };
 
 // The AVX512_BF16 kernels, or null where the CPU lacks the instructions
