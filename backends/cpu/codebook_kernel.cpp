@@ -270,10 +270,9 @@ struct Problem {
   float* scores;  // may be null
 };
 
-// The bf16 sweep's warm start (sweep_bf16) scores the first kWarmPanels
-// panels whole, where there are at least kWarmMinPanels.
+// The sweeps' warm start (warm_start below) scores the first kWarmPanels
+// panels whole, where there are at least twice as many.
 constexpr int64_t kWarmPanels = 16;
-constexpr int64_t kWarmMinPanels = 4 * kWarmPanels;
 
 // A code that beat a row's threshold in the bf16 sweep, with its bf16 score.
 struct Candidate {
@@ -297,7 +296,7 @@ struct Scratch {
   std::vector<double> window;
   std::vector<std::vector<Candidate>> candidates;
   std::vector<size_t> candidate_cap;
-  std::vector<float> warm;  // [rows][kWarmPanels * kBf16Panel] the warm start's scores
+  std::vector<float> warm;  // [rows][kWarmPanels * panel width] the warm start's scores
   alignas(64) float tile[std::max(kTileRows * kPanel, kBf16TileRows* kBf16Panel)];
   uint32_t masks[std::max(kTileRows, kBf16TileRows)];
 
@@ -512,42 +511,115 @@ inline float list_push_hits(const Problem& P, Scratch& S, size_t row, const Tile
 #endif
 }
 
+// Warm start: a running list of the best L of K codes in code order takes
+// ~L (1 + ln(K / L)) of them, most early, each a pass through the list and
+// its branches. The first kWarmPanels panels are scored whole instead
+// (`score_panel(p, r0, R, out, ld)` writes rows r0.. of panel p's scores);
+// the L-th largest of their column maxima is the score of L distinct codes,
+// so the L-th best score of the sweep will be at least that, and the
+// threshold can start there (`start(row, tau)`, not for rows that skip
+// ablated codes, which might be those). Then each row takes the codes above
+// its threshold from the stored scores, in code order (`take(row, scores,
+// mask, code0)`), and the sweep goes on from panel kWarmPanels. Returns
+// that first panel (0 where there are too few panels or lists too long).
+template <typename ScorePanel, typename Start, typename Take>
+int64_t warm_start(const Problem& P, Scratch& S, int64_t rows, int64_t panels, int64_t width, ScorePanel&& score_panel,
+                   Start&& start, Take&& take) {
+  if (panels < 2 * kWarmPanels || P.list_capacity > width) return 0;
+  const int64_t ld = kWarmPanels * width;
+  S.warm.resize(size_t(rows * ld));
+  for (int64_t p = 0; p < kWarmPanels; ++p) score_panel(p, S.warm.data() + p * width, ld);
+  for (int64_t r = 0; r < rows; ++r) {
+    const size_t row = size_t(r);
+    const float* scores = S.warm.data() + r * ld;
+    if (!S.skip[row]) {
+      float column_max[kBf16Panel];  // the widest panel's
+      for (int64_t j = 0; j < width; j += simd::kWidth) {
+        simd::Vec m = simd::splat(kNegInf);
+        for (int64_t p = 0; p < kWarmPanels; ++p) m = simd::max_ignoring_nan(simd::load(scores + p * width + j), m);
+        simd::store(column_max + j, m);
+      }
+      start(row, lth_largest(column_max, int(width), S.limit[row]));
+    }
+    for (int64_t p = 0; p < kWarmPanels; ++p) {
+      const float* ps = scores + p * width;
+      const uint32_t mask = simd::greater_bits(ps, width, S.thr[row]);
+      if (mask) take(row, ps, mask, int32_t(p * width));
+    }
+  }
+  return kWarmPanels;
+}
+
+// A row's codes code0 + j for the bits j of `mask` (scores[j] beat its
+// threshold when they were scored), in code order, into its list of the
+// best L; the threshold follows the list's L-th score (max: a warm-started
+// threshold stays while the list fills up).
+void take_f32_hits(const Problem& P, Scratch& S, size_t row, const float* scores, uint32_t mask, int32_t code0) {
+  if (takes_hits_at_once(P, S, row)) {
+    TileHits h;
+    collect_hits(scores, mask, code0, h);
+    S.thr[row] = std::max(S.thr[row], list_push_hits(P, S, row, h));
+    return;
+  }
+  for (; mask; mask &= mask - 1) {
+    const int j = __builtin_ctz(mask);
+    const float s = scores[j];
+    if (!(s > S.thr[row])) continue;  // the threshold rose since the scores were compared
+    const int32_t code = code0 + j;
+    if (S.skip[row] && S.skip[row]->is_ablated(code)) continue;
+    S.thr[row] = std::max(S.thr[row], list_push(P, S, row, s, code));
+  }
+}
+
 // The f32 sweep: every code of member g against every row, in code order.
 void sweep_f32(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
   const PackedCodebook& pc = *P.packed;
   const int64_t Dg = P.Dg;
   const ScoreTiles& kernels = score_tiles();
   const int64_t panel_floats = Dg * kPanel;
-  for (int64_t p = 0; p < pc.panels; ++p) {
+  // Panel p, fetching the next one meanwhile: a panel is one 4 KiB page at
+  // Dg = 64, and hardware prefetchers stop at page boundaries.
+  auto panel_at = [&](int64_t p) {
     const float* panel = pc.panel(g, p);
-    const float* bias = pc.bias(g, p);
-    // A panel is one 4 KiB page at Dg = 64, and hardware prefetchers stop at
-    // page boundaries: fetch the next panel while this one is scored.
     if (p + 1 < pc.panels) {
       for (int64_t i = 0; i < panel_floats; i += 16) __builtin_prefetch(panel + panel_floats + i);
-      __builtin_prefetch(bias + kPanel);
+      __builtin_prefetch(pc.bias(g, p + 1));
     }
+    return panel;
+  };
+  // The warm start's scores: the tiles compared with -inf, which keep every
+  // score but NaN and -inf (and store none where none is kept: all -inf then).
+  auto score_panel = [&](int64_t p, float* out, int64_t ld) {
+    const float* panel = panel_at(p);
+    const float none[kTileRows] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
+    static_assert(kTileRows == 6);
     for (int64_t r0 = 0; r0 < rows; r0 += kTileRows) {
       const int R = int(std::min<int64_t>(kTileRows, rows - r0));
-      if (!kernels.by_rows[R - 1](S.u.data() + r0 * Dg, Dg, panel, bias, Dg, S.thr.data() + r0, S.tile, S.masks))
-        continue;
+      const bool any =
+          kernels.by_rows[R - 1](S.u.data() + r0 * Dg, Dg, panel, pc.bias(g, p), Dg, none, S.tile, S.masks);
       for (int rr = 0; rr < R; ++rr) {
-        const size_t row = size_t(r0 + rr);
-        if (S.masks[rr] && takes_hits_at_once(P, S, row)) {
-          TileHits h;
-          collect_hits(S.tile + rr * kPanel, S.masks[rr], int32_t(p * kPanel), h);
-          S.thr[row] = list_push_hits(P, S, row, h);
-          continue;
-        }
-        for (uint32_t mask = S.masks[rr]; mask; mask &= mask - 1) {
-          const int j = __builtin_ctz(mask);
-          const float s = S.tile[rr * kPanel + j];
-          if (!(s > S.thr[row])) continue;  // the threshold rose since the tile was scored
-          const int32_t code = int32_t(p * kPanel + j);
-          if (S.skip[row] && S.skip[row]->is_ablated(code)) continue;
-          S.thr[row] = list_push(P, S, row, s, code);
-        }
+        float* dst = out + (r0 + rr) * ld;
+        if (any)
+          std::copy(S.tile + rr * kPanel, S.tile + (rr + 1) * kPanel, dst);
+        else
+          std::fill(dst, dst + kPanel, kNegInf);
       }
+    }
+  };
+  // Codes scoring tau enter: the threshold is the float just below it.
+  auto start = [&](size_t row, float tau) { S.thr[row] = std::nextafter(tau, kNegInf); };
+  auto take = [&](size_t row, const float* scores, uint32_t mask, int32_t code0) {
+    take_f32_hits(P, S, row, scores, mask, code0);
+  };
+  for (int64_t p = warm_start(P, S, rows, pc.panels, kPanel, score_panel, start, take); p < pc.panels; ++p) {
+    const float* panel = panel_at(p);
+    for (int64_t r0 = 0; r0 < rows; r0 += kTileRows) {
+      const int R = int(std::min<int64_t>(kTileRows, rows - r0));
+      if (!kernels.by_rows[R - 1](S.u.data() + r0 * Dg, Dg, panel, pc.bias(g, p), Dg, S.thr.data() + r0, S.tile,
+                                  S.masks))
+        continue;
+      for (int rr = 0; rr < R; ++rr)
+        if (S.masks[rr]) take_f32_hits(P, S, size_t(r0 + rr), S.tile + rr * kPanel, S.masks[rr], int32_t(p * kPanel));
     }
   }
 }
@@ -765,47 +837,22 @@ void sweep_bf16(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
     return panel;
   };
 
-  // Warm start: a running list of the best L of K codes in random order
-  // takes ~L (1 + ln(K / L)) codes, most of them early, each a pass through
-  // the list and its branches. The first kWarmPanels panels
-  // are scored whole instead; the L-th largest of the per-column maxima
-  // over them is the score of L distinct codes, so the L-th best score of
-  // the sweep will be at least that: the threshold starts there and only
-  // the codes above it are taken, in code order.
-  int64_t first_panel = 0;
-  if (pc.panels >= kWarmMinPanels && P.list_capacity <= kBf16Panel) {
-    const int64_t ld = kWarmPanels * kBf16Panel;
-    S.warm.resize(size_t(rows * ld));
-    for (int64_t p = 0; p < kWarmPanels; ++p) {
-      const uint16_t* panel = panel_at(p);
-      for (int64_t r0 = 0; r0 < rows; r0 += kBf16TileRows) {
-        const int R = int(std::min<int64_t>(kBf16TileRows, rows - r0));
-        kernels.storing_by_rows[R - 1](S.u16.data() + r0 * 2 * Dp, 2 * Dp, panel, pc.bias(g, p), Dp,
-                                       S.warm.data() + r0 * ld + p * kBf16Panel, ld);
-      }
+  auto score_panel = [&](int64_t p, float* out, int64_t ld) {
+    const uint16_t* panel = panel_at(p);
+    for (int64_t r0 = 0; r0 < rows; r0 += kBf16TileRows) {
+      const int R = int(std::min<int64_t>(kBf16TileRows, rows - r0));
+      kernels.storing_by_rows[R - 1](S.u16.data() + r0 * 2 * Dp, 2 * Dp, panel, pc.bias(g, p), Dp, out + r0 * ld, ld);
     }
-    for (int64_t r = 0; r < rows; ++r) {
-      const size_t row = size_t(r);
-      const float* scores = S.warm.data() + r * ld;
-      if (std::isnan(S.thr[row])) continue;  // re-ranked over all codes
-      if (!S.skip[row]) {                    // ablated codes among the maxima would not be listed
-        float column_max[kBf16Panel];
-        for (int64_t j = 0; j < kBf16Panel; j += simd::kWidth) {  // in registers (the scores are finite)
-          simd::Vec m = simd::load(scores + j);
-          for (int64_t p = 1; p < kWarmPanels; ++p) m = simd::max_or_nan(m, simd::load(scores + p * kBf16Panel + j));
-          simd::store(column_max + j, m);
-        }
-        S.thr[row] = window_floor(lth_largest(column_max, kBf16Panel, S.limit[row]), S.window[row]);
-      }
-      for (int64_t p = 0; p < kWarmPanels; ++p) {
-        const float* ps = scores + p * kBf16Panel;
-        const uint32_t mask = simd::greater_bits(ps, kBf16Panel, S.thr[row]);
-        if (mask) take_bf16_hits(P, S, row, ps, mask, int32_t(p * kBf16Panel));
-      }
-    }
-    first_panel = kWarmPanels;
-  }
-
+  };
+  // tau is a bf16 score, so the threshold is below it by the window (rows
+  // re-ranked over all codes keep their NaN threshold, which takes nothing).
+  auto start = [&](size_t row, float tau) {
+    if (!std::isnan(S.thr[row])) S.thr[row] = window_floor(tau, S.window[row]);
+  };
+  auto take = [&](size_t row, const float* scores, uint32_t mask, int32_t code0) {
+    take_bf16_hits(P, S, row, scores, mask, code0);
+  };
+  const int64_t first_panel = warm_start(P, S, rows, pc.panels, kBf16Panel, score_panel, start, take);
   for (int64_t p = first_panel; p < pc.panels; ++p) {
     const uint16_t* panel = panel_at(p);
     for (int64_t r0 = 0; r0 < rows; r0 += kBf16TileRows) {
