@@ -2,8 +2,10 @@
 // Reports GFLOP/s for matrix products so they can be read against the
 // machine's FMA peak (~200 GFLOP/s per core in f32 here).
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -264,8 +266,57 @@ void kmeans_step(benchmark::State& state) {
       benchmark::Counter(2e-9 * double(n * K * d), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The f32 FMA peak of this CPU: 12 independent chains of FMAs in
+// registers, AVX-512 where the CPU has it, else AVX2. With ->Threads(2) both
+// cores run it at once and GFLOP/s is their sum: the ceiling of every f32
+// product (docs/performance.md#targets).
+constexpr int kFmaChains = 12;
+constexpr int64_t kFmaSteps = 1 << 20;
+
+// The steps' factors come from memory the compiler cannot see into, so it
+// cannot fold the chains.
+__attribute__((target("avx512f"))) float fma_chains_avx512(const float* factors) {
+  __m512 acc[kFmaChains];
+  for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm512_set1_ps(1.0f + float(i));
+  const __m512 x = _mm512_set1_ps(factors[0]), y = _mm512_set1_ps(factors[1]);
+  for (int64_t k = 0; k < kFmaSteps; ++k)
+#pragma GCC unroll 12
+    for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+  float lanes[16];
+  for (int i = 1; i < kFmaChains; ++i) acc[0] = _mm512_add_ps(acc[0], acc[i]);
+  _mm512_storeu_ps(lanes, acc[0]);
+  return lanes[0];
+}
+__attribute__((target("avx2,fma"))) float fma_chains_avx2(const float* factors) {
+  __m256 acc[kFmaChains];
+  for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm256_set1_ps(1.0f + float(i));
+  const __m256 x = _mm256_set1_ps(factors[0]), y = _mm256_set1_ps(factors[1]);
+  for (int64_t k = 0; k < kFmaSteps; ++k)
+#pragma GCC unroll 12
+    for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+  float lanes[8];
+  for (int i = 1; i < kFmaChains; ++i) acc[0] = _mm256_add_ps(acc[0], acc[i]);
+  _mm256_storeu_ps(lanes, acc[0]);
+  return lanes[0];
+}
+
+void fma_peak(benchmark::State& state) {
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  float factors[2] = {0.999f, 1e-4f};
+  benchmark::DoNotOptimize(factors);
+  for (auto _ : state) benchmark::DoNotOptimize(avx512 ? fma_chains_avx512(factors) : fma_chains_avx2(factors));
+  const double lanes = avx512 ? 16 : 8;
+  // Each thread's iterations over the shared wall time, averaged over the
+  // threads' identical counters: the threads' sum.
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2e-9 * lanes * kFmaChains * double(kFmaSteps),
+                         benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kAvgThreads);
+  state.SetLabel(avx512 ? "AVX-512" : "AVX2");
+}
+
 }  // namespace
 
+BENCHMARK(fma_peak)->Threads(1)->Threads(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(attention)
     ->ArgNames({"B", "H", "T", "dh", "threads", "fusion"})
     ->ArgsProduct({{1}, {12}, {128, 1024}, {64}, {1, 2}, {0, 1, 2}})  // GPT-2 small 1x128, 1x1024
