@@ -855,6 +855,36 @@ TEST(CodebookBf16Scoring, DecidesNearTiesAndDuplicatesLikeF32) {
   }
 }
 
+// Near copies of a few codes crowd every row's window of candidates: after
+// the first call, automatic scoring runs in f32 (kF32CallsAfterCrowdedWindows),
+// repacking the constant codes; every call's outputs stay the f32 kernel's.
+TEST(CodebookBf16Scoring, CrowdedWindowsFallBackToF32WithTheSameOutputs) {
+  if (!cpu_can_score_in_bf16()) GTEST_SKIP() << "no AVX512_BF16 (or CB_MAX_CPU_ISA=portable)";
+  Data d = random_data(1, 24, 2, 2100, 64, 930);
+  std::mt19937 rng(33);
+  std::normal_distribution<float> noise(0, 1e-4f);
+  float* codes = d.codes.data<float>();
+  for (int64_t g = 0; g < d.G; ++g)
+    for (int64_t c = 8; c < d.K; ++c)  // code c: a near copy of code c % 8
+      for (int64_t i = 0; i < d.Dg; ++i)
+        codes[(g * d.K + c) * d.Dg + i] = codes[(g * d.K + c % 8) * d.Dg + i] * (1.0f + noise(rng));
+  const CodebookAttrs a = attrs_k(4);
+  for (int threads : {1, 2}) {
+    const Result f32 = run_cpu_scoring("f32", a, d, threads, /*constant_codes=*/true);
+    CompileOptions opts;
+    opts.num_threads = threads;
+    unsetenv("CB_CODEBOOK_SCORING");  // automatic
+    auto ex = Executable::compile(codebook_graph(a, d, true), *make_backend("cpu"), opts);
+    for (int call = 0; call < 3; ++call) {
+      auto out = ex->run(feeds(d, true));
+      const std::string where = "call " + std::to_string(call) + ", " + std::to_string(threads) + " threads";
+      EXPECT_TRUE(same_bits(f32.ids, out[1])) << where << ": ids differ";
+      EXPECT_TRUE(same_bits(f32.scores, out[2])) << where << ": scores differ";
+      EXPECT_TRUE(same_bits(f32.y, out[0])) << where << ": y differs";
+    }
+  }
+}
+
 // Rows and codes with inf or NaN values, and long codes (large euclidean
 // biases): where no error bound holds, the kernel re-ranks every code.
 TEST(CodebookBf16Scoring, NonFiniteAndHugeValuesStillEqualF32) {

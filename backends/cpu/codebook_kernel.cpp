@@ -23,9 +23,10 @@
 // Where the CPU's bf16 dot product is fast (Zen 4: twice the multiply-adds
 // of f32 FMAs), the sweep scores in bf16 instead and re-ranks the codes
 // that can still be among the best in f32, so the outputs are the same bits
-// (see "bf16 scoring" below): 1.4x faster at GPT-2 small's attn_preproj
-// codebooks (10,000 codes; below 2,048 codes the re-ranking costs more than
-// the scoring saves, and f32 stays).
+// (see "bf16 scoring" below): 1.6x faster at GPT-2 small's attn_preproj
+// codebooks (10,000 codes); below 2,048 codes, or for a while after a call
+// whose candidates crowded the re-ranking, f32 stays
+// (kMinCodesForBf16Scoring, kF32CallsAfterCrowdedWindows).
 //
 // Why not oneDNN: its matmul on these tile shapes (a few dozen tokens x
 // Dg = 64 x 1-2k codes, transposed codes) measured ~50 GFLOP/s per core
@@ -297,6 +298,7 @@ struct Scratch {
   std::vector<std::vector<Candidate>> candidates;
   std::vector<size_t> candidate_cap;
   std::vector<float> warm;  // [rows][kWarmPanels * panel width] the warm start's scores
+  int64_t reranked = 0;     // candidates the bf16 sweep re-scored in f32, over this worker's tasks
   alignas(64) float tile[std::max(kTileRows * kPanel, kBf16TileRows* kBf16Panel)];
   uint32_t masks[std::max(kTileRows, kBf16TileRows)];
 
@@ -871,6 +873,7 @@ void sweep_bf16(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
     const size_t n = next;
     if (r + 1 < rows) next = gather_candidates(P, g, size_t(r + 1), S);
     rerank(P, g, size_t(r), n, S);
+    S.reranked += int64_t(n);
   }
 }
 
@@ -995,8 +998,10 @@ class CodebookKernel : public Kernel {
     if (N == 0 || D == 0) return;
     const int threads = std::max(1, ctx.num_threads);
 
-    const bool bf16 =
-        scoring_ == CodebookScoring::bf16 || (scoring_ == CodebookScoring::automatic && K >= kMinCodesForBf16Scoring);
+    const bool automatic_bf16 =
+        scoring_ == CodebookScoring::automatic && K >= kMinCodesForBf16Scoring && f32_calls_left_ == 0;
+    const bool bf16 = scoring_ == CodebookScoring::bf16 || automatic_bf16;
+    if (f32_calls_left_ > 0) --f32_calls_left_;
     if (!codes_constant_ || packed_from_ != codes.raw() || packed_.G != G || packed_.K != K || packed_.Dg != Dg ||
         packed_.metric != a.metric || packed_.bf16 != bf16) {
       pack_codebook(codes.data<float>(), G, K, Dg, a.metric, bf16, threads, packed_);
@@ -1042,6 +1047,11 @@ class CodebookKernel : public Kernel {
       if (!mine) mine.emplace(P.block_rows, Dg, P.list_stride, a.k, bf16);
       run_task(P, task / blocks, (task % blocks) * P.block_rows, *mine);
     });
+    if (automatic_bf16) {
+      int64_t reranked = 0;
+      for (const std::optional<Scratch>& s : scratch) reranked += s ? s->reranked : 0;
+      if (reranked > crowded_window(P.list_capacity) * N * G) f32_calls_left_ = kF32CallsAfterCrowdedWindows;
+    }
   }
 
  private:
@@ -1051,6 +1061,7 @@ class CodebookKernel : public Kernel {
   const void* packed_from_ = nullptr;  // the codes buffer packed_ was built from
   std::optional<CodebookAttrs> attrs_;
   int64_t attrs_G_ = -1, attrs_K_ = -1;
+  int64_t f32_calls_left_ = 0;  // automatic scoring's f32 calls after crowded windows
 };
 
 }  // namespace
