@@ -516,7 +516,8 @@ inline float list_push_hits(const Problem& P, Scratch& S, size_t row, const Tile
 // Warm start: a running list of the best L of K codes in code order takes
 // ~L (1 + ln(K / L)) of them, most early, each a pass through the list and
 // its branches. The first kWarmPanels panels are scored whole instead
-// (`score_panel(p, r0, R, out, ld)` writes rows r0.. of panel p's scores);
+// (`score_panel(p, out, ld)` writes panel p's scores of every row at out,
+// rows ld apart);
 // the L-th largest of their column maxima is the score of L distinct codes,
 // so the L-th best score of the sweep will be at least that, and the
 // threshold can start there (`start(row, tau)`, not for rows that skip
@@ -552,6 +553,21 @@ int64_t warm_start(const Problem& P, Scratch& S, int64_t rows, int64_t panels, i
   return kWarmPanels;
 }
 
+// take(score, code) for the bits j of `mask`, in order, whose scores[j]
+// still beat the row's threshold (it may have risen since they were
+// compared) and whose codes code0 + j the row does not skip.
+template <typename Take>
+inline void for_each_hit(const Scratch& S, size_t row, const float* scores, uint32_t mask, int32_t code0, Take&& take) {
+  for (; mask; mask &= mask - 1) {
+    const int j = __builtin_ctz(mask);
+    const float s = scores[j];
+    if (!(s > S.thr[row])) continue;
+    const int32_t code = code0 + j;
+    if (S.skip[row] && S.skip[row]->is_ablated(code)) continue;
+    take(s, code);
+  }
+}
+
 // A row's codes code0 + j for the bits j of `mask` (scores[j] beat its
 // threshold when they were scored), in code order, into its list of the
 // best L; the threshold follows the list's L-th score (max: a warm-started
@@ -563,14 +579,8 @@ void take_f32_hits(const Problem& P, Scratch& S, size_t row, const float* scores
     S.thr[row] = std::max(S.thr[row], list_push_hits(P, S, row, h));
     return;
   }
-  for (; mask; mask &= mask - 1) {
-    const int j = __builtin_ctz(mask);
-    const float s = scores[j];
-    if (!(s > S.thr[row])) continue;  // the threshold rose since the scores were compared
-    const int32_t code = code0 + j;
-    if (S.skip[row] && S.skip[row]->is_ablated(code)) continue;
-    S.thr[row] = std::max(S.thr[row], list_push(P, S, row, s, code));
-  }
+  for_each_hit(S, row, scores, mask, code0,
+               [&](float s, int32_t code) { S.thr[row] = std::max(S.thr[row], list_push(P, S, row, s, code)); });
 }
 
 // The f32 sweep: every code of member g against every row, in code order.
@@ -593,8 +603,8 @@ void sweep_f32(const Problem& P, int64_t g, int64_t rows, Scratch& S) {
   // score but NaN and -inf (and store none where none is kept: all -inf then).
   auto score_panel = [&](int64_t p, float* out, int64_t ld) {
     const float* panel = panel_at(p);
-    const float none[kTileRows] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
-    static_assert(kTileRows == 6);
+    float none[kTileRows];
+    std::fill_n(none, kTileRows, kNegInf);
     for (int64_t r0 = 0; r0 < rows; r0 += kTileRows) {
       const int R = int(std::min<int64_t>(kTileRows, rows - r0));
       const bool any =
@@ -787,18 +797,13 @@ void take_bf16_hits(const Problem& P, Scratch& S, size_t row, const float* score
     for (int i = 0; i < h.n; ++i) cands[at + size_t(i)] = {h.score[i], h.code[i]};
     S.tau[row] = list_push_hits(P, S, row, h);
   } else {
-    for (; mask; mask &= mask - 1) {
-      const int j = __builtin_ctz(mask);
-      const float s = scores[j];
-      if (!(s > S.thr[row])) continue;  // the threshold rose since the scores were compared
-      const int32_t code = code0 + j;
-      if (S.skip[row] && S.skip[row]->is_ablated(code)) continue;
+    for_each_hit(S, row, scores, mask, code0, [&](float s, int32_t code) {
       cands.push_back({s, code});
       if (s > S.tau[row]) {
         S.tau[row] = list_push(P, S, row, s, code);
         S.thr[row] = std::max(S.thr[row], window_floor(S.tau[row], S.window[row]));
       }
-    }
+    });
   }
   // max: a warm-started threshold stays while the list fills up.
   S.thr[row] = std::max(S.thr[row], window_floor(S.tau[row], S.window[row]));
