@@ -116,7 +116,8 @@ Node* shape_through(Graph& g, Node& shape, Value* x, const std::vector<int64_t>&
 
 class Folder {
  public:
-  explicit Folder(Graph& g) : g_(g), users_(g.users()), external_(pass_util::externally_read_values(g)) {}
+  Folder(Graph& g, bool fold_splits)
+      : g_(g), users_(g.users()), external_(pass_util::externally_read_values(g)), fold_splits_(fold_splits) {}
 
   // Folds one default-layout Attention node; true when it changed it.
   bool fold(Node& att) {
@@ -139,7 +140,7 @@ class Folder {
     layout.q_perm = src[0].perm;
     layout.k_perm = src[1].perm;
     layout.v_perm = src[2].perm;
-    changed |= fold_split(att, src, layout);
+    if (fold_splits_) changed |= fold_split(att, src, layout);
     changed |= fold_output(att, layout);
     if (!changed) return false;
     set_perm(att, "q_perm", layout.q_perm);
@@ -223,6 +224,7 @@ class Folder {
   Graph& g_;
   std::map<const Value*, std::vector<Node*>> users_;
   std::set<const Value*> external_;
+  bool fold_splits_;
   std::set<const Node*> dropped_;
 };
 
@@ -264,7 +266,7 @@ int read_shapes_through_layouts(Graph& g) {
 
 }  // namespace
 
-int fold_attention_layouts(Graph& g) {
+int fold_attention_layouts(Graph& g, bool fold_splits) {
   std::vector<Node*> attentions;
   for (auto& n : g.nodes())
     if (n->domain == kCodebookDomain && n->op_type == kAttentionOp && n->inputs.size() >= 3 && n->outputs.size() == 1 &&
@@ -272,7 +274,7 @@ int fold_attention_layouts(Graph& g) {
       attentions.push_back(n.get());
   if (attentions.empty()) return 0;
   int changed = read_shapes_through_layouts(g);
-  Folder folder(g);
+  Folder folder(g, fold_splits);
   for (Node* att : attentions) changed += folder.fold(*att);
   if (changed == 0) return 0;
   g.remove_nodes_if([&](const Node& n) { return folder.dropped().count(&n) != 0; });

@@ -20,7 +20,11 @@
 // The kernels read the same numbers, so the outputs are those of the
 // unfolded graph (up to the rounding of a scale folded from Q and Kt).
 //
-// Inference only, after fuse-attention (passes/inference_pipeline.h).
+// After fuse-attention, in inference (passes/inference_pipeline.h) and in
+// training's step graph before autodiff (train/training_graph.cpp), which
+// folds the Transposes only: the gradient of one input read at three head
+// offsets would be three whole-size tensors (codebook.grad.AttentionGrad
+// takes no head offsets).
 #pragma once
 #include "ir/graph.h"
 #include "passes/pass.h"
@@ -28,14 +32,19 @@
 namespace cb {
 
 // Folds the layouts around every codebook.Attention of `g` whose layout
-// attributes are the defaults (nothing in a graph without one). Returns how
-// many nodes it changed (Attention and Shape nodes).
-int fold_attention_layouts(Graph& g);
+// attributes are the defaults (nothing in a graph without one), the QKV
+// Split too where `fold_splits`. Returns how many nodes it changed
+// (Attention and Shape nodes).
+int fold_attention_layouts(Graph& g, bool fold_splits = true);
 
 class FoldAttentionLayoutsPass : public Pass {
  public:
+  explicit FoldAttentionLayoutsPass(bool fold_splits = true) : fold_splits_(fold_splits) {}
   std::string name() const override { return "fold-attention-layouts"; }
-  bool run(Graph& g) override { return fold_attention_layouts(g) > 0; }
+  bool run(Graph& g) override { return fold_attention_layouts(g, fold_splits_) > 0; }
+
+ private:
+  bool fold_splits_;
 };
 
 }  // namespace cb

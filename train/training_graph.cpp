@@ -8,6 +8,7 @@
 #include "ir/verifier.h"
 #include "passes/autodiff.h"
 #include "passes/canonicalize.h"
+#include "passes/fold_attention_layouts.h"
 #include "passes/fuse_attention.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_layer_norm.h"
@@ -205,9 +206,14 @@ StepGraph build_common(std::shared_ptr<Graph> model, const StepGraphOptions& opt
   // between them are gone (passes/gradients/attention.cpp). After the
   // parameters are found: the compatibility preset reads the unfused
   // attention's anatomy.
+  // Its Transposes (the heads' split and merge, K's) fold into its layout
+  // attributes, which AttentionGrad reads and writes as well, so neither
+  // pass copies them (the QKV Split stays: see fold_attention_layouts.h).
   if (opts.fuse_attention) {
     FuseAttentionPass fuse_attention;
     PassManager().run(fuse_attention, g);
+    FoldAttentionLayoutsPass fold_layouts(/*fold_splits=*/false);
+    PassManager().run(fold_layouts, g);
   }
   LossValues loss = append_lm_loss(g, logits, input_ids);
   g.outputs = {loss.loss, loss.accuracy};

@@ -1,6 +1,7 @@
 // Fast CPU kernel of codebook.grad.AttentionGrad (ir/ops/grad.h): the
-// backward of codebook.Attention in its default layout, the reference kernel
-// (backends/reference/attention.cpp) its oracle.
+// backward of codebook.Attention, in the layouts of its attributes (inputs
+// and dy read, gradients written through strides: AttentionGradTensors),
+// the reference kernel (backends/reference/attention.cpp) its oracle.
 //
 // One task per head (b, h), parallel over heads; a task's result does not
 // depend on the thread count. A task
@@ -16,7 +17,7 @@
 //     dS = P (dP - rowsum(P dP)) (0 where P is 0, so an inf or NaN value
 //     behind the mask passes nothing), then adds dQ = scale dS Kr,
 //     dKr += scale dS^T Q and dV += P^T dy;
-//  4. writes dKt = dKr^T.
+//  4. writes dKt = dKr^T (dKr's rows where the keys were given as rows).
 // Every product is one register-tiled loop (gemm_tile: 4 rows x 2 vectors,
 // broadcasts of A times rows of B). A head with a row whose keys are all
 // masked, or whose live keys are all nearly masked (a maximum below
@@ -116,7 +117,7 @@ void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float*
 
 // Scratch of one task, reused by the tasks a thread runs.
 struct Scratch {
-  std::vector<float> kr, vt, dkr, p, ds, mask_row;
+  std::vector<float> kr, kc, vt, dkr, p, ds, mask_row;
   std::vector<LiveKeys> live;
 };
 
@@ -133,22 +134,37 @@ bool live_ranges(const AttentionCall& c, int64_t b, int64_t h, std::vector<LiveK
 // One head's gradients; false when a row needs the reference (see the top).
 // `shared`: the rows' live keys when the mask is the same for every head
 // (found once per call), else null.
-bool head_grad(const AttentionCall& c, int64_t b, int64_t h, const float* dy, float* dq, float* dkt, float* dv,
-               const Scratch* shared, Scratch& s) {
+bool head_grad(const AttentionCall& c, const AttentionGradTensors& t, int64_t b, int64_t h, const Scratch* shared,
+               Scratch& s) {
   const AttentionDims& d = c.d;
   const int64_t T = d.T, S = d.S, dh = d.dh, dvn = d.dv;
   // 1. live keys of each row
   if (!shared && !live_ranges(c, b, h, s.live)) return false;
   const std::vector<LiveKeys>& live = shared ? shared->live : s.live;
-  // 2. keys as rows, values as columns
-  const float* kt = c.k_head(b, h);  // [dh][S] (default layout: k_e = S, k_s = 1)
-  const float* v = c.v_head(b, h);   // [S][dv]
+  // 2. keys as rows Kr and as Kt's columns (kt, rows kt_ld apart), values as columns
+  const float* kt = c.k_head(b, h);
+  int64_t kt_ld = c.k_e;
+  const float* v = c.v_head(b, h);  // rows v_s apart
   s.kr.resize(size_t(S * dh));
   s.vt.resize(size_t(dvn * S));
-  transpose(kt, c.k_e, dh, S, s.kr.data(), dh);
+  if (c.k_s == 1) {  // Kt as [dh][S] rows (the default layout)
+    transpose(kt, c.k_e, dh, S, s.kr.data(), dh);
+  } else {  // keys given as rows (k_perm folded the transpose into Kt): copied, then transposed once
+    for (int64_t j = 0; j < S; ++j) {
+      float* row = s.kr.data() + j * dh;
+      if (c.k_e == 1)
+        std::memcpy(row, kt + j * c.k_s, size_t(dh) * sizeof(float));
+      else
+        for (int64_t e = 0; e < dh; ++e) row[e] = kt[j * c.k_s + e * c.k_e];
+    }
+    s.kc.resize(size_t(dh * S));
+    transpose(s.kr.data(), dh, S, dh, s.kc.data(), S);
+    kt = s.kc.data();
+    kt_ld = S;
+  }
   transpose(v, c.v_s, S, dvn, s.vt.data(), S);
   s.dkr.assign(size_t(S * dh), 0.f);
-  std::fill(dv, dv + S * dvn, 0.f);
+  for (int64_t j = 0; j < S; ++j) std::fill_n(t.dv_row(b, h, j), dvn, 0.f);
   s.p.resize(size_t(kRows * (S + kWidth)));
   if (c.mask && c.m_j != 1) s.mask_row.resize(size_t(S));
   s.ds.resize(size_t(kRows * (S + kWidth)));
@@ -170,11 +186,11 @@ bool head_grad(const AttentionCall& c, int64_t b, int64_t h, const float* dy, fl
     // row's live keys select -inf) with no masked loads or stores.
     const int64_t L = hi - lo, ld = (L + kWidth - 1) / kWidth * kWidth;
     const float* q = c.q_row(b, h, i0);
-    const float* g = dy + i0 * dvn;
+    const float* g = t.dy_row(b, h, i0);  // rows t.dy_t apart
     // Scores: p = Q Kt over the block's keys (Kt's columns lo.. are contiguous rows of length S).
-    gemm<ALayout::rows>(R, L, q, c.q_t, 0, dh, kt + lo * c.k_s, c.k_e, s.p.data(), ld, false);
+    gemm<ALayout::rows>(R, L, q, c.q_t, 0, dh, kt + lo, kt_ld, s.p.data(), ld, false);
     // dP = dy Vt
-    gemm<ALayout::rows>(R, L, g, dvn, 0, dvn, s.vt.data() + lo, S, s.ds.data(), ld, false);
+    gemm<ALayout::rows>(R, L, g, t.dy_t, 0, dvn, s.vt.data() + lo, S, s.ds.data(), ld, false);
     for (int64_t r = 0; r < R; ++r) {
       float* pr = s.p.data() + r * ld;
       float* dsr = s.ds.data() + r * ld;
@@ -235,12 +251,15 @@ bool head_grad(const AttentionCall& c, int64_t b, int64_t h, const float* dy, fl
       std::fill(dsr + to8, dsr + ld, 0.f);
     }
     // dQ = dS Kr; dKr += dS^T Q; dV += P^T dy
-    gemm<ALayout::rows>(R, dh, s.ds.data(), ld, 0, L, s.kr.data() + lo * dh, dh, dq + i0 * dh, dh, false);
+    gemm<ALayout::rows>(R, dh, s.ds.data(), ld, 0, L, s.kr.data() + lo * dh, dh, t.dq_row(b, h, i0), t.dq_t, false);
     gemm<ALayout::columns>(L, dh, s.ds.data(), ld, 0, R, q, c.q_t, s.dkr.data() + lo * dh, dh, true);
-    gemm<ALayout::columns>(L, dvn, s.p.data(), ld, 0, R, g, dvn, dv + lo * dvn, dvn, true);
+    gemm<ALayout::columns>(L, dvn, s.p.data(), ld, 0, R, g, t.dy_t, t.dv_row(b, h, lo), t.dv_s, true);
   }
-  // 4. dKt = dKr^T
-  transpose(s.dkr.data(), dh, S, dh, dkt, S);
+  // 4. dKt = dKr^T, or dKr's rows where the keys were given as rows
+  if (t.dk_s == 1)
+    transpose(s.dkr.data(), dh, S, dh, t.dk_head(b, h), t.dk_e);
+  else
+    scatter_key_grads(t, b, h, s.dkr.data(), S, dh);
   return true;
 }
 
@@ -249,15 +268,8 @@ class AttentionGradKernel : public Kernel {
   explicit AttentionGradKernel(const Node&) {}
   void run(KernelContext& ctx) override {
     const AttentionCall c = attention_call(ctx, 1);
+    const AttentionGradTensors t = attention_grad_tensors(ctx, c);
     const AttentionDims& d = c.d;
-    const Tensor& dy = ctx.in(0);
-    CB_CHECK(dy.rank() == 4 && dy.dim(0) == d.B && dy.dim(1) == d.H && dy.dim(2) == d.T && dy.dim(3) == d.dv,
-             ctx.node.describe() << ": dy " << dims_str(dy.dims()) << " is not [B, H, T, dv] = [" << d.B << ", " << d.H
-                                 << ", " << d.T << ", " << d.dv << "]");
-    const float* g = dy.data<float>();
-    float* dq = ctx.out(0).data<float>();
-    float* dkt = ctx.out(1).data<float>();
-    float* dv = ctx.out(2).data<float>();
     const double flops = 10.0 * double(d.B * d.H) * double(d.T) * double(d.S) * double(std::max(d.dh, d.dv));
     // A mask shared by every head: its rows' live keys, once.
     Scratch shared;
@@ -265,19 +277,12 @@ class AttentionGradKernel : public Kernel {
     const bool shared_ok = one_mask && live_ranges(c, 0, 0, shared.live);
     parallel_chunks(d.B * d.H, size_t(flops), size_t(kMinParallelWork), ctx.num_threads, [&](int64_t t0, int64_t t1) {
       thread_local Scratch s;  // kept: its buffers are warm and their pages touched
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t b = t / d.H, h = t % d.H;
-        float* q_out = dq + t * d.T * d.dh;
-        float* kt_out = dkt + t * d.dh * d.S;
-        float* v_out = dv + t * d.S * d.dv;
-        const float* g_head = g + t * d.T * d.dv;
-        if (!(one_mask && !shared_ok) &&
-            head_grad(c, b, h, g_head, q_out, kt_out, v_out, one_mask ? &shared : nullptr, s))
-          continue;
+      for (int64_t bh = t0; bh < t1; ++bh) {
+        const int64_t b = bh / d.H, h = bh % d.H;
+        if (!(one_mask && !shared_ok) && head_grad(c, t, b, h, one_mask ? &shared : nullptr, s)) continue;
         s.dkr.resize(size_t(d.S * d.dh));
-        attention_grad_head_reference(c, b, h, g_head, d.dv, q_out, s.dkr.data(), v_out);
-        for (int64_t j = 0; j < d.S; ++j)
-          for (int64_t e = 0; e < d.dh; ++e) kt_out[e * d.S + j] = s.dkr[size_t(j * d.dh + e)];
+        attention_grad_head_reference(c, t, b, h, s.dkr.data());
+        scatter_key_grads(t, b, h, s.dkr.data(), d.S, d.dh);
       }
     });
   }

@@ -309,7 +309,8 @@ bool rank4_f32(const Value* v) { return is_f32(v) && rank_is(v, 4); }
 }  // namespace
 
 bool attention_grad_supports(const Node& n) {
-  if (n.inputs.size() < 4 || n.outputs.size() != 3) return false;
+  // The default layout only: this kernel reads dy and writes the gradients as [B, H, ...].
+  if (n.inputs.size() < 4 || n.outputs.size() != 3 || !attention_layout(n).is_default()) return false;
   for (size_t i = 0; i < 4; ++i)
     if (!rank4_f32(n.inputs[i])) return false;
   for (Value* o : n.outputs)

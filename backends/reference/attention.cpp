@@ -53,8 +53,8 @@ void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64
   for (int64_t e = 0; e < d.dv; ++e) out_row[e] = float(acc[size_t(e)]);
 }
 
-void attention_grad_head_reference(const AttentionCall& c, int64_t b, int64_t h, const float* dy, int64_t dy_t,
-                                   float* dq, float* dk, float* dv) {
+void attention_grad_head_reference(const AttentionCall& c, const AttentionGradTensors& t, int64_t b, int64_t h,
+                                   float* dk) {
   const AttentionDims& d = c.d;
   const size_t T = size_t(d.T), S = size_t(d.S);
   // The forward's probabilities (f32 scores, Softmax in double), 0 where
@@ -65,7 +65,7 @@ void attention_grad_head_reference(const AttentionCall& c, int64_t b, int64_t h,
     double* x = &p[i * S];
     attention_probabilities_reference(c, b, h, int64_t(i), x);
     // dP_ij = dy_i . v_j; dS_ij = P_ij (dP_ij - sum_l P_il dP_il).
-    const float* g = dy + int64_t(i) * dy_t;
+    const float* g = t.dy_row(b, h, int64_t(i));
     double dot_p = 0;
     for (size_t j = 0; j < S; ++j) {
       if (x[j] == 0) continue;
@@ -92,30 +92,32 @@ void attention_grad_head_reference(const AttentionCall& c, int64_t b, int64_t h,
       }
     }
   }
-  for (size_t i = 0; i < gq.size(); ++i) dq[i] = float(gq[i]);
+  for (size_t i = 0; i < T; ++i)
+    for (int64_t e = 0; e < d.dh; ++e) t.dq_row(b, h, int64_t(i))[e] = float(gq[i * size_t(d.dh) + size_t(e)]);
   for (size_t i = 0; i < gk.size(); ++i) dk[i] = float(gk[i]);
-  for (size_t i = 0; i < gv.size(); ++i) dv[i] = float(gv[i]);
+  for (size_t j = 0; j < S; ++j)
+    for (int64_t e = 0; e < d.dv; ++e) t.dv_row(b, h, int64_t(j))[e] = float(gv[j * size_t(d.dv) + size_t(e)]);
+}
+
+void scatter_key_grads(const AttentionGradTensors& t, int64_t b, int64_t h, const float* dk, int64_t S, int64_t dh) {
+  float* out = t.dk_head(b, h);
+  for (int64_t j = 0; j < S; ++j)
+    for (int64_t e = 0; e < dh; ++e) out[e * t.dk_e + j * t.dk_s] = dk[j * dh + e];
 }
 
 namespace {
 
-// codebook.grad.AttentionGrad(dy, Q, Kt, V, mask?) -> (dQ, dKt, dV), every
-// output [B, H, ...] (ir/ops/grad.h).
+// codebook.grad.AttentionGrad(dy, Q, Kt, V, mask?) -> (dQ, dKt, dV), in the
+// layouts of the node's attributes (ir/ops/grad.h).
 void attention_grad_kernel(KernelContext& ctx) {
   const AttentionCall c = attention_call(ctx, 1);
+  const AttentionGradTensors t = attention_grad_tensors(ctx, c);
   const AttentionDims& d = c.d;
-  const float* dy = ctx.in(0).data<float>();
-  float* dq = ctx.out(0).data<float>();
-  float* dkt = ctx.out(1).data<float>();
-  float* dv = ctx.out(2).data<float>();
   std::vector<float> dk(size_t(d.S * d.dh));
   for (int64_t b = 0; b < d.B; ++b)
     for (int64_t h = 0; h < d.H; ++h) {
-      const int64_t bh = b * d.H + h;
-      attention_grad_head_reference(c, b, h, dy + bh * d.T * d.dv, d.dv, dq + bh * d.T * d.dh, dk.data(),
-                                    dv + bh * d.S * d.dv);
-      for (int64_t j = 0; j < d.S; ++j)
-        for (int64_t e = 0; e < d.dh; ++e) dkt[bh * d.dh * d.S + e * d.S + j] = dk[size_t(j * d.dh + e)];
+      attention_grad_head_reference(c, t, b, h, dk.data());
+      scatter_key_grads(t, b, h, dk.data(), d.S, d.dh);
     }
 }
 

@@ -3,6 +3,7 @@
 // kernel (every row) and the CPU kernel (the rows its fast path cannot do
 // exactly: every key masked, or NaN/inf scores).
 #pragma once
+#include <array>
 #include <cstdint>
 
 #include "backends/backend.h"
@@ -176,6 +177,72 @@ inline AttentionCall attention_call(const KernelContext& ctx, size_t first = 0) 
   return c;
 }
 
+// dy and the outputs of one codebook.grad.AttentionGrad call (ir/ops/grad.h)
+// as pointers and strides of their logical [B, H, ...] layouts, which follow
+// the node's layout attributes: dy is in the forward output's layout
+// (out_perm), each gradient in its input's (q_perm, k_perm, v_perm). Every
+// output has the full (broadcast) B and H.
+struct AttentionGradTensors {
+  const float* dy = nullptr;  // rows of dv contiguous
+  float* dq = nullptr;        // rows of dh contiguous
+  float* dk = nullptr;        // element e of key j's gradient at e * dk_e + j * dk_s
+  float* dv = nullptr;        // rows of dv contiguous
+  int64_t dy_b = 0, dy_h = 0, dy_t = 0, dq_b = 0, dq_h = 0, dq_t = 0, dk_b = 0, dk_h = 0, dk_e = 0, dk_s = 0, dv_b = 0,
+          dv_h = 0, dv_s = 0;
+
+  const float* dy_row(int64_t b, int64_t h, int64_t i) const { return dy + b * dy_b + h * dy_h + i * dy_t; }
+  float* dq_row(int64_t b, int64_t h, int64_t i) const { return dq + b * dq_b + h * dq_h + i * dq_t; }
+  float* dk_head(int64_t b, int64_t h) const { return dk + b * dk_b + h * dk_h; }
+  float* dv_row(int64_t b, int64_t h, int64_t j) const { return dv + b * dv_b + h * dv_h + j * dv_s; }
+};
+
+// The AttentionGrad call's tensors; checks that each has the logical dims
+// of call c (a cb::Error naming the node otherwise).
+inline AttentionGradTensors attention_grad_tensors(const KernelContext& ctx, const AttentionCall& c) {
+  const AttentionLayout layout = attention_layout(ctx.node);
+  const AttentionDims& d = c.d;
+  // The logical strides of a rank-4 tensor t, whose axis a is logical axis
+  // `axis_of[a]`, checked against the logical dims.
+  auto logical = [&](const Tensor& t, const std::array<int64_t, 4>& axis_of, std::array<int64_t, 4> want,
+                     const char* what) {
+    std::array<int64_t, 4> st{}, dims{};
+    CB_CHECK(t.rank() == 4, ctx.node.describe() << ": " << what << " has rank " << t.rank() << ", expected 4");
+    int64_t stride = 1;
+    for (int a = 3; a >= 0; --a) {
+      st[size_t(axis_of[size_t(a)])] = stride;
+      dims[size_t(axis_of[size_t(a)])] = t.dim(size_t(a));
+      stride *= t.dim(size_t(a));
+    }
+    CB_CHECK(dims == want, ctx.node.describe()
+                               << ": " << what << " " << dims_str(t.dims()) << " is not [" << want[0] << ", " << want[1]
+                               << ", " << want[2] << ", " << want[3] << "] in its layout");
+    return st;
+  };
+  // An input or output given as P with logical = Transpose(P, perm): P's
+  // axis perm[a] is logical axis a.
+  auto axes_of_perm = [](const AttentionLayout::Perm& perm) {
+    std::array<int64_t, 4> axis_of{};
+    for (size_t a = 0; a < 4; ++a) axis_of[size_t(perm[a])] = int64_t(a);
+    return axis_of;
+  };
+  AttentionGradTensors t;
+  // dy is the forward output's gradient: its axis a is logical axis out_perm[a].
+  const Tensor& dy = ctx.in(0);
+  const auto dy_st = logical(dy, layout.out_perm, {d.B, d.H, d.T, d.dv}, "dy");
+  t.dy = dy.data<float>();
+  t.dy_b = dy_st[0], t.dy_h = dy_st[1], t.dy_t = dy_st[2];
+  const auto q_st = logical(ctx.out(0), axes_of_perm(layout.q_perm), {d.B, d.H, d.T, d.dh}, "dQ");
+  t.dq = ctx.out(0).data<float>();
+  t.dq_b = q_st[0], t.dq_h = q_st[1], t.dq_t = q_st[2];
+  const auto k_st = logical(ctx.out(1), axes_of_perm(layout.k_perm), {d.B, d.H, d.dh, d.S}, "dKt");
+  t.dk = ctx.out(1).data<float>();
+  t.dk_b = k_st[0], t.dk_h = k_st[1], t.dk_e = k_st[2], t.dk_s = k_st[3];
+  const auto v_st = logical(ctx.out(2), axes_of_perm(layout.v_perm), {d.B, d.H, d.S, d.dv}, "dV");
+  t.dv = ctx.out(2).data<float>();
+  t.dv_b = v_st[0], t.dv_h = v_st[1], t.dv_s = v_st[2];
+  return t;
+}
+
 // The keys [lo, hi) of a mask row (entries `stride` apart; null: no mask)
 // from the first to the last whose entry is above kAttentionMasked; lo ==
 // hi when every key is masked. Keys outside it, and masked keys inside,
@@ -211,11 +278,13 @@ void attention_probabilities_reference(const AttentionCall& c, int64_t b, int64_
 void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* out_row);
 
 // The gradients of one (b, h) of a codebook.Attention call (the reference of
-// codebook.grad.AttentionGrad, ir/ops/grad.h), in double: from dy [T, dv]
-// (rows dy_t apart), dq [T, dh], dk [S, dh] (key rows) and dv [S, dv], each
-// contiguous.
-void attention_grad_head_reference(const AttentionCall& c, int64_t b, int64_t h, const float* dy, int64_t dy_t,
-                                   float* dq, float* dk, float* dv);
+// codebook.grad.AttentionGrad, ir/ops/grad.h), in double: reads t's dy rows,
+// writes t's dQ and dV rows, and the keys' gradient as rows into dk [S, dh].
+void attention_grad_head_reference(const AttentionCall& c, const AttentionGradTensors& t, int64_t b, int64_t h,
+                                   float* dk);
+
+// Key j's gradient, row j of dk [S, dh], into head (b, h) of t's dKt.
+void scatter_key_grads(const AttentionGradTensors& t, int64_t b, int64_t h, const float* dk, int64_t S, int64_t dh);
 
 // Registers codebook.Attention and codebook.grad.AttentionGrad in the
 // reference backend's table.

@@ -195,13 +195,22 @@ void infer_attention_grad(InferContext& ctx) {
       ctx.check(t == DType::undefined || t == DType::f32,
                 std::string(names[i]) + " has dtype " + std::string(dtype_name(t)) + ", expected f32");
     }
-  ctx.check(attention_layout(ctx.node()).is_default(), "only the default layout (no layout attributes) is supported");
+  const AttentionLayout layout = attention_layout(ctx.node());
+  ctx.check(layout.num_heads == 0, "head offsets (num_heads, head_offsets) are not supported");
   ctx.node().attr_float("scale", 1.f);
-  const Shape &q = ctx.input_shape(1), &kt = ctx.input_shape(2), &v = ctx.input_shape(3);
   for (size_t i = 0; i < 4; ++i) {
     const Shape& s = ctx.input_shape(i);
     ctx.check(!s.rank_known || s.rank() == 4, std::string(names[i]) + " must have rank 4, got " + s.str());
   }
+  // Q [B, H, T, dh], Kt [B, H, dh, S], V [B, H, S, dv]: input i as given is
+  // P with logical = Transpose(P, perm), so logical dim a is P's dim perm[a].
+  auto logical = [&](size_t i) {
+    const Shape& s = ctx.input_shape(i + 1);
+    if (!s.rank_known) return s;
+    const AttentionLayout::Perm& p = layout.perm(i);
+    return Shape({s.dims[size_t(p[0])], s.dims[size_t(p[1])], s.dims[size_t(p[2])], s.dims[size_t(p[3])]});
+  };
+  const Shape q = logical(0), kt = logical(1), v = logical(2);
   if (!q.rank_known || !kt.rank_known || !v.rank_known) {
     for (int o = 0; o < 3; ++o) ctx.set_output(o, DType::f32, Shape::unknown_rank());
     return;
@@ -209,9 +218,17 @@ void infer_attention_grad(InferContext& ctx) {
   Shape lead = broadcast_shapes(ctx, Shape({q.dims[0], q.dims[1]}), Shape({kt.dims[0], kt.dims[1]}));
   lead = broadcast_shapes(ctx, lead, Shape({v.dims[0], v.dims[1]}));
   const Dim B = lead.rank_known ? lead.dims[0] : Dim::unknown(), H = lead.rank_known ? lead.dims[1] : Dim::unknown();
-  ctx.set_output(0, DType::f32, Shape({B, H, q.dims[2], q.dims[3]}));
-  ctx.set_output(1, DType::f32, Shape({B, H, kt.dims[2], kt.dims[3]}));
-  ctx.set_output(2, DType::f32, Shape({B, H, v.dims[2], v.dims[3]}));
+  // Each gradient in its input's layout, with the broadcast B and H: its
+  // dim perm[a] is logical dim a.
+  auto in_layout = [&](size_t i, const Shape& logical_dims) {
+    const AttentionLayout::Perm& p = layout.perm(i);
+    std::vector<Dim> dims(4);
+    for (size_t a = 0; a < 4; ++a) dims[size_t(p[a])] = logical_dims.dims[a];
+    return Shape(dims);
+  };
+  ctx.set_output(0, DType::f32, in_layout(0, Shape({B, H, q.dims[2], q.dims[3]})));
+  ctx.set_output(1, DType::f32, in_layout(1, Shape({B, H, kt.dims[2], kt.dims[3]})));
+  ctx.set_output(2, DType::f32, in_layout(2, Shape({B, H, v.dims[2], v.dims[3]})));
 }
 
 OpSchema grad_schema(const char* name, int min_in, int max_in, int min_out, int max_out,

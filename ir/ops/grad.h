@@ -19,11 +19,15 @@
 //       (repeated indices add up; negative ones count from the end).
 //   SliceGrad(dy, shape, starts, ends, axes?, steps?) -> zeros(shape) with dy
 //       written where Slice(zeros(shape), starts, ends, axes, steps) reads.
-//   AttentionGrad(dy, Q, Kt, V, mask?) {scale, nan_to_zero} -> (dQ, dKt, dV)
-//       the backward of codebook.Attention (ir/attention.h) with its default
-//       layout and no cached keys; every output has the broadcast [B, H] of
-//       Q, Kt and V (the rule sums it back to a broadcast input's shape):
-//       dQ [B, H, T, dh], dKt [B, H, dh, S], dV [B, H, S, dv]. With P the
+//   AttentionGrad(dy, Q, Kt, V, mask?) {scale, nan_to_zero, q_perm, k_perm,
+//       v_perm, out_perm} -> (dQ, dKt, dV)
+//       the backward of codebook.Attention (ir/attention.h) without cached
+//       keys or head offsets, with the forward's perms: Q, Kt and V as the
+//       forward reads them, dy in its output's layout (out_perm), and each
+//       gradient in its input's layout (q_perm, k_perm, v_perm) with the
+//       broadcast [B, H] of Q, Kt and V (the rule sums it back to a
+//       broadcast input's shape); in the default layout dQ [B, H, T, dh],
+//       dKt [B, H, dh, S], dV [B, H, S, dv]. With P the
 //       forward's probabilities (0 where nan_to_zero drops a NaN) and
 //       dP = dy V^T, dS = P * (dP - rowsum(P * dP)) (0 where P is 0):
 //       dQ = scale dS K, dKt = scale (dS^T Q)^T, dV = P^T dy. The

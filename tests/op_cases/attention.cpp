@@ -211,6 +211,24 @@ std::vector<OpCase> attention_cases() {
                   .given(causal_mask(1, 4, 6, 0, {}, kLowest).reshaped({4, 6}))
                   .tol(abs_rel(1e-5, 1e-5))
                   .gradient_in(DType::f32, 1e-2, 1e-2));
+  // With the layouts the training graph folds (train/training_graph.cpp):
+  // Q, K, V and the output as [B, T, H, d] rows (GPT-2, GPT-Neo), and keys
+  // as rows [B, H, S, dh] (GPT-NeoX): AttentionGrad reads and writes them.
+  v.push_back(rows_layout("Attention_grad_rows_layout", 0.5f)
+                  .in({2, 5, 2, 4}, uniform(-1, 1))
+                  .in({2, 5, 2, 4}, uniform(-1, 1))
+                  .in({2, 5, 2, 3}, uniform(-1, 1))
+                  .given(causal_mask(2, 5, 5, 0, {}, kLowest))
+                  .gradient_in(DType::f32, 1e-2, 1e-2));
+  v.push_back(OpCase("Attention_grad_key_rows", kAttentionOp, kCodebookDomain)
+                  .attr("scale", 0.6f)
+                  .attr("k_perm", std::vector<int64_t>{0, 1, 3, 2})
+                  .in({1, 2, 5, 4}, uniform(-1, 1))
+                  .in({1, 2, 5, 4}, uniform(-1, 1))
+                  .in({1, 2, 5, 3}, uniform(-1, 1))
+                  .given(causal_mask(1, 5, 5, 0, {}, kLowest))
+                  .tol(abs_rel(1e-5, 1e-5))
+                  .gradient_in(DType::f32, 1e-2, 1e-2));
   return v;
 }
 
@@ -220,7 +238,8 @@ std::vector<OpCase> attention_cases() {
 // blocks nor of the 16-column tiles, more heads than threads, a local window,
 // no mask with S > T, a mild mask that skips nothing, fully masked rows (the
 // reference's heads: uniform rows, NaN rows, NaN rows dropped by
-// nan_to_zero), Kt and V shared by the heads, an inf in V behind the mask.
+// nan_to_zero), Kt and V shared by the heads, an inf in V behind the mask,
+// and the layouts of the training graph.
 OpCase attention_grad(const std::string& name, int64_t B, int64_t H, int64_t T, int64_t S, int64_t dh, int64_t dv,
                       float scale) {
   return OpCase(name, kAttentionGradOp, kGradDomain)
@@ -266,6 +285,33 @@ std::vector<OpCase> attention_grad_cases() {
                   .given(causal_mask(1, 20, 20, 0, {}, kLowest))
                   .tol(abs_rel(1e-6, 1e-4)));
   v.back().inputs[3].make = values_with_inf_at_last_key;
+  // Layouts: dy, Q, K, V and the gradients as [B, T, H, d] rows (the causal
+  // half over several 16-row blocks, T not a multiple of them), and keys as
+  // rows [B, H, S, dh] with a head size not a multiple of the 8 x 8 transposes.
+  const std::vector<int64_t> heads_of_rows = {0, 2, 1, 3};
+  v.push_back(OpCase("AttentionGrad_rows_layout_T37", kAttentionGradOp, kGradDomain)
+                  .attr("scale", 0.25f)
+                  .attr("q_perm", heads_of_rows)
+                  .attr("k_perm", std::vector<int64_t>{0, 2, 3, 1})
+                  .attr("v_perm", heads_of_rows)
+                  .attr("out_perm", heads_of_rows)
+                  .in({2, 37, 3, 24}, uniform(-1, 1))
+                  .in({2, 37, 3, 16}, uniform(-1, 1))
+                  .in({2, 37, 3, 16}, uniform(-1, 1))
+                  .in({2, 37, 3, 24}, uniform(-1, 1))
+                  .given(causal_mask(2, 37, 37, 0, {}, kLowest))
+                  .outs({true, true, true})
+                  .tol(near_rms(2e-5)));
+  v.push_back(OpCase("AttentionGrad_key_rows_dh12", kAttentionGradOp, kGradDomain)
+                  .attr("scale", 0.3f)
+                  .attr("k_perm", std::vector<int64_t>{0, 1, 3, 2})
+                  .in({1, 2, 70, 12}, uniform(-1, 1))
+                  .in({1, 2, 70, 12}, uniform(-1, 1))
+                  .in({1, 2, 70, 12}, uniform(-1, 1))
+                  .in({1, 2, 70, 12}, uniform(-1, 1))
+                  .given(causal_mask(1, 70, 70, 0, {}, kLowest))
+                  .outs({true, true, true})
+                  .tol(near_rms(2e-5)));
   return v;
 }
 
