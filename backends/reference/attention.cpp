@@ -6,6 +6,7 @@
 #include "backends/reference/attention.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -101,8 +102,13 @@ void attention_grad_head_reference(const AttentionCall& c, const AttentionGradTe
 
 void scatter_key_grads(const AttentionGradTensors& t, int64_t b, int64_t h, const float* dk, int64_t S, int64_t dh) {
   float* out = t.dk_head(b, h);
-  for (int64_t j = 0; j < S; ++j)
+  for (int64_t j = 0; j < S; ++j) {
+    if (t.dk_e == 1) {  // keys given as rows
+      std::memcpy(out + j * t.dk_s, dk + j * dh, size_t(dh) * sizeof(float));
+      continue;
+    }
     for (int64_t e = 0; e < dh; ++e) out[e * t.dk_e + j * t.dk_s] = dk[j * dh + e];
+  }
 }
 
 namespace {
