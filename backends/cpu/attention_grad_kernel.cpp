@@ -115,6 +115,21 @@ void transpose(const float* src, int64_t lds, int64_t rows, int64_t cols, float*
     for (int64_t c = r < r8 ? c8 : 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 
+// Key j's gradient, row j of dkr [S, dh], into head (b, h) of t's dKt:
+// transposed where Kt's keys are its columns, row by row where keys are
+// given as rows.
+void write_key_grads(const AttentionGradTensors& t, int64_t b, int64_t h, const float* dkr, int64_t S, int64_t dh) {
+  float* out = t.dk_head(b, h);
+  if (t.dk_s == 1) return transpose(dkr, dh, S, dh, out, t.dk_e);
+  for (int64_t j = 0; j < S; ++j) {
+    if (t.dk_e == 1) {
+      std::memcpy(out + j * t.dk_s, dkr + j * dh, size_t(dh) * sizeof(float));
+      continue;
+    }
+    for (int64_t e = 0; e < dh; ++e) out[e * t.dk_e + j * t.dk_s] = dkr[j * dh + e];
+  }
+}
+
 // Scratch of one task, reused by the tasks a thread runs.
 struct Scratch {
   std::vector<float> kr, kc, vt, dkr, p, ds, mask_row;
@@ -256,10 +271,7 @@ bool head_grad(const AttentionCall& c, const AttentionGradTensors& t, int64_t b,
     gemm<ALayout::columns>(L, dvn, s.p.data(), ld, 0, R, g, t.dy_t, t.dv_row(b, h, lo), t.dv_s, true);
   }
   // 4. dKt = dKr^T, or dKr's rows where the keys were given as rows
-  if (t.dk_s == 1)
-    transpose(s.dkr.data(), dh, S, dh, t.dk_head(b, h), t.dk_e);
-  else
-    scatter_key_grads(t, b, h, s.dkr.data(), S, dh);
+  write_key_grads(t, b, h, s.dkr.data(), S, dh);
   return true;
 }
 
@@ -280,9 +292,7 @@ class AttentionGradKernel : public Kernel {
       for (int64_t bh = t0; bh < t1; ++bh) {
         const int64_t b = bh / d.H, h = bh % d.H;
         if (!(one_mask && !shared_ok) && head_grad(c, t, b, h, one_mask ? &shared : nullptr, s)) continue;
-        s.dkr.resize(size_t(d.S * d.dh));
-        attention_grad_head_reference(c, t, b, h, s.dkr.data());
-        scatter_key_grads(t, b, h, s.dkr.data(), d.S, d.dh);
+        attention_grad_head_reference(c, t, b, h);
       }
     });
   }

@@ -31,6 +31,42 @@ __device__ inline float row_scores(const AttentionCall& a, const float* q_s, con
   return mx;
 }
 
+// Lets `kernel` use `bytes` of dynamic shared memory (beside `fixed` bytes
+// of its static buffers) when over `limit`, what it may use now, and raises
+// `limit`; a cb::Error naming the node when the device has too little.
+template <typename Kernel>
+void allow_shared_memory(const Node& node, Kernel* kernel, size_t bytes, size_t fixed, size_t& limit) {
+  if (bytes <= limit) return;
+  int device = 0, most = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  const size_t room = size_t(most) - fixed;
+  CB_CHECK(bytes <= room, node.describe()
+                              << ": needs " << bytes << " bytes of shared memory, over the " << room << " a block has");
+  check_cuda(node, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+             "cudaFuncSetAttribute");
+  limit = bytes;
+}
+
+// Query row `row` = (b * H + h) * T + i of a call: its (b, h, i), the row
+// of Q, the head's keys and values and the row of the mask (null without).
+struct QueryRow {
+  long long b, h, i;
+  const float *q, *k_head, *v_head, *mask;
+};
+__device__ inline QueryRow query_row(const AttentionCall& a, long long row) {
+  QueryRow r;
+  r.i = row % a.d.T;
+  const long long bh = row / a.d.T;
+  r.h = bh % a.d.H;
+  r.b = bh / a.d.H;
+  r.q = a.q + r.b * a.q_b + r.h * a.q_h + r.i * a.q_t;
+  r.k_head = a.k + r.b * a.k_b + r.h * a.k_h;
+  r.v_head = a.v + r.b * a.v_b + r.h * a.v_h;
+  r.mask = a.mask ? a.mask + r.b * a.m_b + r.h * a.m_h + r.i * a.m_i : nullptr;
+  return r;
+}
+
 // `a` is the call the reference and CPU kernels read (backends/reference/
 // attention.h: device pointers, the strides of the broadcast [B, H] dims and
 // of the mask); only its fields are used here, not its host-side methods.
@@ -40,11 +76,8 @@ __global__ void attention_kernel(AttentionCall a) {
   __shared__ float partial[kAttentionThreads];
   const AttentionDims d = a.d;
   const long long row = blockIdx.x;  // (b * H + h) * T + i
-  const long long i = row % d.T, bh = row / d.T, h = bh % d.H, b = bh / d.H;
-  const float* q_row = a.q + b * a.q_b + h * a.q_h + i * a.q_t;
-  const float* k_head = a.k + b * a.k_b + h * a.k_h;
-  const float* v_head = a.v + b * a.v_b + h * a.v_h;
-  const float* m_row = a.mask ? a.mask + b * a.m_b + h * a.m_h + i * a.m_i : nullptr;
+  const QueryRow r = query_row(a, row);
+  const float *q_row = r.q, *k_head = r.k_head, *v_head = r.v_head, *m_row = r.mask;
   float* q_s = shared;
   float* p = shared + d.dh;
   for (long long e = threadIdx.x; e < d.dh; e += blockDim.x) q_s[e] = q_row[e];
@@ -65,7 +98,7 @@ __global__ void attention_kernel(AttentionCall a) {
   }
   __syncthreads();
 
-  float* out_row = a.out + b * a.o_b + h * a.o_h + i * a.o_t;
+  float* out_row = a.out + r.b * a.o_b + r.h * a.o_h + r.i * a.o_t;
   const long long groups = d.dv >= blockDim.x ? 1 : blockDim.x / d.dv;
   if (groups == 1) {
     for (long long e = threadIdx.x; e < d.dv; e += blockDim.x) {
@@ -100,18 +133,8 @@ class AttentionKernel : public Kernel {
     const long long rows = a.d.B * a.d.H * a.d.T;
     if (rows == 0 || a.d.dv == 0) return;
     const size_t shared = size_t(a.d.dh + a.d.S) * sizeof(float);
-    if (shared > shared_limit_) {
-      int device = 0, most = 0;
-      cudaGetDevice(&device);
-      cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-      // The statically allocated reduce and partial buffers share the block's memory.
-      const size_t room = size_t(most) - (32 + kAttentionThreads) * sizeof(float);
-      CB_CHECK(shared <= room, node.describe() << ": " << a.d.S << " keys need " << shared
-                                               << " bytes of shared memory, over the " << room << " a block has");
-      check_cuda(node, cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)),
-                 "cudaFuncSetAttribute");
-      shared_limit_ = shared;
-    }
+    // The statically allocated reduce and partial buffers share the block's memory.
+    allow_shared_memory(node, attention_kernel, shared, kStaticShared, shared_limit_);
     CB_CHECK(rows <= 0x7fffffff, node.describe() << ": " << rows << " query rows are too many for one launch");
     attention_kernel<<<unsigned(rows), kAttentionThreads, shared, launch_.stream>>>(a);
     check_launch(node);
@@ -119,8 +142,9 @@ class AttentionKernel : public Kernel {
 
  private:
   Launch launch_;
+  static constexpr size_t kStaticShared = (32 + kAttentionThreads) * sizeof(float);
   // What a launch may use without opting in: 48 KiB, less the static buffers.
-  size_t shared_limit_ = 48 * 1024 - (32 + kAttentionThreads) * sizeof(float);
+  size_t shared_limit_ = 48 * 1024 - kStaticShared;
 };
 
 // ---- codebook.grad.AttentionGrad (ir/ops/grad.h) ---------------------------
@@ -155,11 +179,8 @@ __global__ void attention_grad_rows_kernel(GradCall g) {
   const AttentionCall& a = g.a;
   const AttentionDims d = a.d;
   const long long row = blockIdx.x;  // (b * H + h) * T + i
-  const long long i = row % d.T, bh = row / d.T, h = bh % d.H, b = bh / d.H;
-  const float* q_row = a.q + b * a.q_b + h * a.q_h + i * a.q_t;
-  const float* k_head = a.k + b * a.k_b + h * a.k_h;
-  const float* v_head = a.v + b * a.v_b + h * a.v_h;
-  const float* m_row = a.mask ? a.mask + b * a.m_b + h * a.m_h + i * a.m_i : nullptr;
+  const QueryRow r = query_row(a, row);
+  const float *q_row = r.q, *k_head = r.k_head, *v_head = r.v_head, *m_row = r.mask;
   const float* dy_row = g.dy + row * d.dv;
   float* q_s = shared;
   float* dy_s = q_s + d.dh;
@@ -275,8 +296,8 @@ class AttentionGradKernel : public Kernel {
     g.stats = stats_;
     const size_t rows_shared = size_t(d.dh + d.dv + 2 * d.S) * sizeof(float);
     const size_t keys_shared = size_t(d.dh + d.dv + 2 * d.T) * sizeof(float);
-    allow_shared(node, attention_grad_rows_kernel, rows_shared, rows_limit_);
-    allow_shared(node, attention_grad_keys_kernel, keys_shared, keys_limit_);
+    allow_shared_memory(node, attention_grad_rows_kernel, rows_shared, 32 * sizeof(float), rows_limit_);
+    allow_shared_memory(node, attention_grad_keys_kernel, keys_shared, 32 * sizeof(float), keys_limit_);
     attention_grad_rows_kernel<<<unsigned(rows), kAttentionThreads, rows_shared, launch_.stream>>>(g);
     check_launch(node);
     attention_grad_keys_kernel<<<unsigned(keys), kAttentionThreads, keys_shared, launch_.stream>>>(g);
@@ -284,20 +305,6 @@ class AttentionGradKernel : public Kernel {
   }
 
  private:
-  // Opts `kernel` into `bytes` of dynamic shared memory when over what it may use now.
-  static void allow_shared(const Node& node, void (*kernel)(GradCall), size_t bytes, size_t& limit) {
-    if (bytes <= limit) return;
-    int device = 0, most = 0;
-    cudaGetDevice(&device);
-    cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-    const size_t room = size_t(most) - 32 * sizeof(float);
-    CB_CHECK(bytes <= room,
-             node.describe() << ": needs " << bytes << " bytes of shared memory, over the " << room << " a block has");
-    check_cuda(node, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
-               "cudaFuncSetAttribute");
-    limit = bytes;
-  }
-
   Launch launch_;
   float* stats_ = nullptr;
   size_t stats_bytes_ = 0;

@@ -6,7 +6,6 @@
 #include "backends/reference/attention.h"
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -54,8 +53,7 @@ void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64
   for (int64_t e = 0; e < d.dv; ++e) out_row[e] = float(acc[size_t(e)]);
 }
 
-void attention_grad_head_reference(const AttentionCall& c, const AttentionGradTensors& t, int64_t b, int64_t h,
-                                   float* dk) {
+void attention_grad_head_reference(const AttentionCall& c, const AttentionGradTensors& t, int64_t b, int64_t h) {
   const AttentionDims& d = c.d;
   const size_t T = size_t(d.T), S = size_t(d.S);
   // The forward's probabilities (f32 scores, Softmax in double), 0 where
@@ -95,20 +93,11 @@ void attention_grad_head_reference(const AttentionCall& c, const AttentionGradTe
   }
   for (size_t i = 0; i < T; ++i)
     for (int64_t e = 0; e < d.dh; ++e) t.dq_row(b, h, int64_t(i))[e] = float(gq[i * size_t(d.dh) + size_t(e)]);
-  for (size_t i = 0; i < gk.size(); ++i) dk[i] = float(gk[i]);
+  float* dk = t.dk_head(b, h);
+  for (size_t j = 0; j < S; ++j)
+    for (int64_t e = 0; e < d.dh; ++e) dk[e * t.dk_e + int64_t(j) * t.dk_s] = float(gk[j * size_t(d.dh) + size_t(e)]);
   for (size_t j = 0; j < S; ++j)
     for (int64_t e = 0; e < d.dv; ++e) t.dv_row(b, h, int64_t(j))[e] = float(gv[j * size_t(d.dv) + size_t(e)]);
-}
-
-void scatter_key_grads(const AttentionGradTensors& t, int64_t b, int64_t h, const float* dk, int64_t S, int64_t dh) {
-  float* out = t.dk_head(b, h);
-  for (int64_t j = 0; j < S; ++j) {
-    if (t.dk_e == 1) {  // keys given as rows
-      std::memcpy(out + j * t.dk_s, dk + j * dh, size_t(dh) * sizeof(float));
-      continue;
-    }
-    for (int64_t e = 0; e < dh; ++e) out[e * t.dk_e + j * t.dk_s] = dk[j * dh + e];
-  }
 }
 
 namespace {
@@ -118,13 +107,8 @@ namespace {
 void attention_grad_kernel(KernelContext& ctx) {
   const AttentionCall c = attention_call(ctx, 1);
   const AttentionGradTensors t = attention_grad_tensors(ctx, c);
-  const AttentionDims& d = c.d;
-  std::vector<float> dk(size_t(d.S * d.dh));
-  for (int64_t b = 0; b < d.B; ++b)
-    for (int64_t h = 0; h < d.H; ++h) {
-      attention_grad_head_reference(c, t, b, h, dk.data());
-      scatter_key_grads(t, b, h, dk.data(), d.S, d.dh);
-    }
+  for (int64_t b = 0; b < c.d.B; ++b)
+    for (int64_t h = 0; h < c.d.H; ++h) attention_grad_head_reference(c, t, b, h);
 }
 
 void attention_kernel(KernelContext& ctx) {

@@ -278,13 +278,9 @@ void attention_probabilities_reference(const AttentionCall& c, int64_t b, int64_
 void attention_row_reference(const AttentionCall& c, int64_t b, int64_t h, int64_t i, float* out_row);
 
 // The gradients of one (b, h) of a codebook.Attention call (the reference of
-// codebook.grad.AttentionGrad, ir/ops/grad.h), in double: reads t's dy rows,
-// writes t's dQ and dV rows, and the keys' gradient as rows into dk [S, dh].
-void attention_grad_head_reference(const AttentionCall& c, const AttentionGradTensors& t, int64_t b, int64_t h,
-                                   float* dk);
-
-// Key j's gradient, row j of dk [S, dh], into head (b, h) of t's dKt.
-void scatter_key_grads(const AttentionGradTensors& t, int64_t b, int64_t h, const float* dk, int64_t S, int64_t dh);
+// codebook.grad.AttentionGrad, ir/ops/grad.h), in double: reads t's dy, writes
+// its dQ, dKt and dV of that head.
+void attention_grad_head_reference(const AttentionCall& c, const AttentionGradTensors& t, int64_t b, int64_t h);
 
 // Registers codebook.Attention and codebook.grad.AttentionGrad in the
 // reference backend's table.
