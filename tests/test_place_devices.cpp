@@ -633,8 +633,9 @@ TEST(CudaDevice, ModelsMatchTheReference) {
         EXPECT_TRUE(left.empty()) << "f32 nodes on the host:" << joined(left);
       },
       [](const Tensor& got, const Tensor& want) {
-        if (dtype_is_float(want.dtype()))
+        if (dtype_is_float(want.dtype())) {
           EXPECT_LE(cb::test::max_abs_diff(got, want), 1e-4 * std::max(1.0, cb::test::max_abs(want)));
+        }
       });
 }
 

@@ -71,7 +71,7 @@ __device__ inline QueryRow query_row(const AttentionCall& a, long long row) {
 // attention.h: device pointers, the strides of the broadcast [B, H] dims and
 // of the mask); only its fields are used here, not its host-side methods.
 __global__ void attention_kernel(AttentionCall a) {
-  extern __shared__ float shared[];  // dh query values, then S scores
+  CB_DYNAMIC_SHARED(float, shared);  // dh query values, then S scores
   __shared__ float reduce[32];
   __shared__ float partial[kAttentionThreads];
   const AttentionDims d = a.d;
@@ -136,7 +136,7 @@ class AttentionKernel : public Kernel {
     // The statically allocated reduce and partial buffers share the block's memory.
     allow_shared_memory(node, attention_kernel, shared, kStaticShared, shared_limit_);
     CB_CHECK(rows <= 0x7fffffff, node.describe() << ": " << rows << " query rows are too many for one launch");
-    attention_kernel<<<unsigned(rows), kAttentionThreads, shared, launch_.stream>>>(a);
+    CB_LAUNCH(attention_kernel, unsigned(rows), kAttentionThreads, shared, launch_.stream)(a);
     check_launch(node);
   }
 
@@ -174,7 +174,7 @@ __device__ inline float probability(const AttentionCall& a, float s, float mx, f
 }
 
 __global__ void attention_grad_rows_kernel(GradCall g) {
-  extern __shared__ float shared[];  // q (dh), dy (dv), p (S), dS (S)
+  CB_DYNAMIC_SHARED(float, shared);  // q (dh), dy (dv), p (S), dS (S)
   __shared__ float reduce[32];
   const AttentionCall& a = g.a;
   const AttentionDims d = a.d;
@@ -220,7 +220,7 @@ __global__ void attention_grad_rows_kernel(GradCall g) {
 }
 
 __global__ void attention_grad_keys_kernel(GradCall g) {
-  extern __shared__ float shared[];  // k_j (dh), v_j (dv), p (T), dS (T)
+  CB_DYNAMIC_SHARED(float, shared);  // k_j (dh), v_j (dv), p (T), dS (T)
   const AttentionCall& a = g.a;
   const AttentionDims d = a.d;
   const long long key = blockIdx.x;  // (b * H + h) * S + j
@@ -298,9 +298,9 @@ class AttentionGradKernel : public Kernel {
     const size_t keys_shared = size_t(d.dh + d.dv + 2 * d.T) * sizeof(float);
     allow_shared_memory(node, attention_grad_rows_kernel, rows_shared, 32 * sizeof(float), rows_limit_);
     allow_shared_memory(node, attention_grad_keys_kernel, keys_shared, 32 * sizeof(float), keys_limit_);
-    attention_grad_rows_kernel<<<unsigned(rows), kAttentionThreads, rows_shared, launch_.stream>>>(g);
+    CB_LAUNCH(attention_grad_rows_kernel, unsigned(rows), kAttentionThreads, rows_shared, launch_.stream)(g);
     check_launch(node);
-    attention_grad_keys_kernel<<<unsigned(keys), kAttentionThreads, keys_shared, launch_.stream>>>(g);
+    CB_LAUNCH(attention_grad_keys_kernel, unsigned(keys), kAttentionThreads, keys_shared, launch_.stream)(g);
     check_launch(node);
   }
 

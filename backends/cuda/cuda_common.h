@@ -14,6 +14,20 @@
 #include "backends/backend.h"
 #include "support/error.h"
 
+// A kernel launch and a kernel's dynamic shared memory, written so that the
+// same source also compiles against the CPU emulation of the CUDA runtime
+// (backends/cuda/emulation/, where the tests run every kernel without a GPU):
+//   CB_LAUNCH(kernel, grid, block, shared_bytes, stream)(args...);
+//   CB_DYNAMIC_SHARED(float, name);  // extern __shared__ float name[];
+#ifdef CB_CUDA_EMULATION
+#define CB_LAUNCH(kernel, grid, block, shared, stream) \
+  ::cb::cuda_emulation::Launcher(kernel, grid, block, shared, stream)
+#define CB_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::cb::cuda_emulation::dynamic_shared_memory())
+#else
+#define CB_LAUNCH(kernel, grid, block, shared, stream) kernel<<<grid, block, shared, stream>>>
+#define CB_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 namespace cb::cuda {
 
 // What a kernel queues its work on: the backend's stream and cuBLAS handle.

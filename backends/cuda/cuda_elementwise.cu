@@ -40,7 +40,8 @@ class BinaryKernel : public Kernel {
     const BroadcastIndex ix = broadcast_index(ctx.node, {&a, &b}, y);
     const long long n = y.numel();
     if (n == 0) return;
-    binary_kernel<<<grid_for(n), kThreads, 0, stream_>>>(op_, a.data<float>(), b.data<float>(), y.data<float>(), n, ix);
+    CB_LAUNCH(binary_kernel, grid_for(n), kThreads, 0, stream_)
+    (op_, a.data<float>(), b.data<float>(), y.data<float>(), n, ix);
     check_launch(ctx.node);
   }
 
@@ -85,7 +86,7 @@ class UnaryKernel : public Kernel {
     Tensor& y = ctx.out(0);
     const long long n = y.numel();
     if (n == 0) return;
-    unary_kernel<<<grid_for(n), kThreads, 0, stream_>>>(op_, x.data<float>(), y.data<float>(), n);
+    CB_LAUNCH(unary_kernel, grid_for(n), kThreads, 0, stream_)(op_, x.data<float>(), y.data<float>(), n);
     check_launch(ctx.node);
   }
 
@@ -136,8 +137,8 @@ class WhereKernel : public Kernel {
     const BroadcastIndex ix = broadcast_index(ctx.node, {&c, &a, &b}, y);
     const long long n = y.numel();
     if (n == 0) return;
-    where_kernel<<<grid_for(n), kThreads, 0, stream_>>>(c.data<bool>(), a.data<float>(), b.data<float>(),
-                                                        y.data<float>(), n, ix);
+    CB_LAUNCH(where_kernel, grid_for(n), kThreads, 0, stream_)
+    (c.data<bool>(), a.data<float>(), b.data<float>(), y.data<float>(), n, ix);
     check_launch(ctx.node);
   }
 

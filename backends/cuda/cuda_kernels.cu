@@ -99,10 +99,10 @@ class RowKernel : public Kernel {
       const Tensor* beta = ctx.inputs.size() > 2 ? ctx.inputs[2] : nullptr;  // optional
       CB_CHECK(gamma.numel() == cols && (!beta || beta->numel() == cols),
                ctx.node.describe() << ": scale and bias must have the last axis' " << cols << " elements");
-      layer_norm_kernel<<<unsigned(rows), kThreads, 0, stream_>>>(
-          x.data<float>(), gamma.data<float>(), beta ? beta->data<float>() : nullptr, y.data<float>(), cols, epsilon_);
+      CB_LAUNCH(layer_norm_kernel, unsigned(rows), kThreads, 0, stream_)
+      (x.data<float>(), gamma.data<float>(), beta ? beta->data<float>() : nullptr, y.data<float>(), cols, epsilon_);
     } else {
-      softmax_kernel<<<unsigned(rows), kThreads, 0, stream_>>>(x.data<float>(), y.data<float>(), cols);
+      CB_LAUNCH(softmax_kernel, unsigned(rows), kThreads, 0, stream_)(x.data<float>(), y.data<float>(), cols);
     }
     check_launch(ctx.node);
   }

@@ -46,7 +46,7 @@ class TransposeKernel : public Kernel {
     }
     const long long n = y.numel();
     if (n == 0) return;
-    strided_copy_kernel<<<grid_for(n), kThreads, 0, launch_.stream>>>(x.data<float>(), y.data<float>(), n, ix);
+    CB_LAUNCH(strided_copy_kernel, grid_for(n), kThreads, 0, launch_.stream)(x.data<float>(), y.data<float>(), n, ix);
     check_launch(ctx.node);
   }
 
@@ -169,11 +169,11 @@ class GatherKernel : public Kernel {
     check_cuda(node, cudaMemsetAsync(bad_, 0, sizeof(int), launch_.stream), "cudaMemsetAsync");
     const long long n = y.numel();
     if (index.dtype() == DType::i64)
-      gather_kernel<<<grid_for(n), kThreads, 0, launch_.stream>>>(x.data<float>(), index.data<int64_t>(),
-                                                                  y.data<float>(), b.outer, count, size, b.inner, bad_);
+      CB_LAUNCH(gather_kernel<int64_t>, grid_for(n), kThreads, 0, launch_.stream)
+      (x.data<float>(), index.data<int64_t>(), y.data<float>(), b.outer, count, size, b.inner, bad_);
     else
-      gather_kernel<<<grid_for(n), kThreads, 0, launch_.stream>>>(x.data<float>(), index.data<int32_t>(),
-                                                                  y.data<float>(), b.outer, count, size, b.inner, bad_);
+      CB_LAUNCH(gather_kernel<int32_t>, grid_for(n), kThreads, 0, launch_.stream)
+      (x.data<float>(), index.data<int32_t>(), y.data<float>(), b.outer, count, size, b.inner, bad_);
     check_launch(node);
     // An index out of range is an error, as on the host: this waits for the
     // gather (an embedding lookup, once per forward).
@@ -212,12 +212,15 @@ class CastKernel : public Kernel {
                    "cudaMemcpyAsync");
         return;
       case DType::i64:
-        to_f32_kernel<<<grid_for(n), kThreads, 0, launch_.stream>>>(x.data<int64_t>(), y.data<float>(), n);
+        CB_LAUNCH(to_f32_kernel<int64_t>, grid_for(n), kThreads, 0, launch_.stream)
+        (x.data<int64_t>(), y.data<float>(), n);
         break;
       case DType::i32:
-        to_f32_kernel<<<grid_for(n), kThreads, 0, launch_.stream>>>(x.data<int32_t>(), y.data<float>(), n);
+        CB_LAUNCH(to_f32_kernel<int32_t>, grid_for(n), kThreads, 0, launch_.stream)
+        (x.data<int32_t>(), y.data<float>(), n);
         break;
-      default: to_f32_kernel<<<grid_for(n), kThreads, 0, launch_.stream>>>(x.data<bool>(), y.data<float>(), n);
+      default:
+        CB_LAUNCH(to_f32_kernel<bool>, grid_for(n), kThreads, 0, launch_.stream)(x.data<bool>(), y.data<float>(), n);
     }
     check_launch(ctx.node);
   }

@@ -56,7 +56,7 @@ __global__ void epilogue_kernel(float* y, long long rows, long long cols, const 
 void epilogue(const Node& node, cudaStream_t s, float* y, long long rows, long long cols, const float* c_in,
               long long c_row, long long c_col, float beta, Act act) {
   if ((!c_in && act == Act::none) || rows * cols == 0) return;
-  epilogue_kernel<<<grid_for(rows * cols), kThreads, 0, s>>>(y, rows, cols, c_in, c_row, c_col, beta, act);
+  CB_LAUNCH(epilogue_kernel, grid_for(rows * cols), kThreads, 0, s)(y, rows, cols, c_in, c_row, c_col, beta, act);
   check_launch(node);
 }
 
