@@ -350,9 +350,70 @@ Tensor causal_mask(int64_t t, int64_t s, float masked, std::set<int64_t> blind =
   return m;
 }
 
+// A codebook.Codebook node's attributes (ir/codebook.h), as to_node writes them.
+std::map<std::string, AttrValue> codebook_attrs(const CodebookAttrs& a) {
+  Graph scratch;
+  Node* n = scratch.add_node(kCodebookOp, {}, {}, {}, "", kCodebookDomain);
+  a.to_node(*n);
+  return n->attrs;
+}
+CodebookAttrs codebook(int64_t k, CodebookMetric metric = CodebookMetric::inner_product) {
+  CodebookAttrs a;
+  a.k = k;
+  a.metric = metric;
+  return a;
+}
+
+// [G, K, Dg] codes that are all near-copies of one code, a few float ulps
+// apart: their float scores are as far from the exact ones as from each
+// other, so only the double scan ranks them as the reference does.
+Tensor near_copies(int64_t G, int64_t K, int64_t Dg) {
+  Tensor base = test::random_tensor(DType::f32, {G, 1, Dg});
+  Tensor ulps = test::random_tensor(DType::f32, {G, K, Dg}, test::uniform(0, 1).ints(-4, 4));
+  Tensor codes = Tensor::empty(DType::f32, {G, K, Dg});
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t c = 0; c < K; ++c)
+      for (int64_t i = 0; i < Dg; ++i) {
+        const int64_t at = (g * K + c) * Dg + i;
+        codes.data<float>()[at] = base.data<float>()[g * Dg + i] * (1.f + ulps.data<float>()[at] * 0x1p-23f);
+      }
+  return codes;
+}
+
+// codebook.Codebook cases: x [B, T, D], codes [G, K, D/G], the LayerNorm's
+// scale and bias [G, D/G]; outputs y, ids and scores.
+std::vector<KernelCase> codebook_cases() {
+  CodebookAttrs skip = codebook(4);
+  skip.ablate = {{kAll, kAll, 3}, {1, 2, 7}, {0, -1, 11}};
+  skip.disable_topk = {{kAll, 1, 2}, {2, kAll, 1}};
+  skip.force = {{0, 0, 0, 5}, {kAll, -2, -1, 9}};
+  CodebookAttrs zero = skip;
+  zero.keep_k_codes = false;
+  zero.force.push_back({1, kAll, 1, -1});
+  auto cb = [](std::vector<int64_t> x, std::vector<int64_t> codes, const CodebookAttrs& a, int outputs = 3,
+               Tensor given_codes = {}) {
+    const int64_t G = codes[0], Dg = codes[2];
+    return KernelCase{
+        kCodebookOp,
+        {f32(std::move(x)), {std::move(codes), DType::f32, {}, std::move(given_codes)}, f32({G, Dg}), f32({G, Dg})},
+        codebook_attrs(a),
+        kCodebookDomain,
+        outputs};
+  };
+  return {
+      cb({2, 5, 64}, {1, 300, 64}, codebook(8)),                              // float scan, re-ranked
+      cb({1, 7, 48}, {4, 100, 12}, codebook(4, CodebookMetric::euclidean)),   // groups, euclidean
+      cb({3, 2, 16}, {2, 5, 8}, codebook(1), 2),                              // K under the list: every code
+      cb({2, 6, 36}, {3, 40, 12}, skip),                                      // ablate (skip), disable, force
+      cb({2, 6, 36}, {3, 40, 12}, zero),                                      // the same, zero mode
+      cb({1, 4, 32}, {1, 200, 32}, codebook(6), 3, near_copies(1, 200, 32)),  // crowded: scanned in double
+      cb({1, 3, 8}, {1, 50, 8}, codebook(40), 2),                             // k over a warp
+  };
+}
+
 std::vector<KernelCase> kernel_cases() {
   const float inf = INFINITY;
-  return {
+  std::vector<KernelCase> cases = {
       {"Add", {f32({3, 5, 7}), f32({7})}},
       {"Add", {f32({2, 1, 3, 1, 5}), f32({4, 1})}},
       {"Sub", {f32({3, 1, 7}), f32({5, 1})}},
@@ -440,6 +501,8 @@ std::vector<KernelCase> kernel_cases() {
       {"Cast", {f32({3, 4})}, {{"to", int64_t(1)}}},
       {"Cast", {{{5, 3}, DType::boolean}}, {{"to", int64_t(1)}}},
   };
+  for (KernelCase& c : codebook_cases()) cases.push_back(std::move(c));
+  return cases;
 }
 
 // A case's one-node graph, and random inputs for it.
@@ -478,9 +541,20 @@ void check_kernel_cases(const Backend& device, double relative_tolerance) {
     const std::vector<Tensor> got = Executable::compile(placed, *reference, opts)->run(feeds);
     ASSERT_EQ(got.size(), want.size());
     for (size_t o = 0; o < got.size(); ++o) {
-      // Products and sums round differently: relative to the result's magnitude.
-      const double tolerance = relative_tolerance * std::max(1.0, cb::test::max_abs(want[o]));
-      EXPECT_LE(cb::test::max_abs_diff(got[o], want[o]), tolerance) << "output " << o;
+      ASSERT_EQ(got[o].dtype(), want[o].dtype());
+      ASSERT_EQ(got[o].dims(), want[o].dims());
+      // Products and sums round differently: relative to the result's
+      // largest finite magnitude. Infinities and NaNs must match exactly.
+      double magnitude = 1, worst = 0;
+      for (int64_t i = 0; i < want[o].numel(); ++i)
+        if (std::isfinite(want[o].get_double(i))) magnitude = std::max(magnitude, std::fabs(want[o].get_double(i)));
+      for (int64_t i = 0; i < want[o].numel(); ++i) {
+        const double a = got[o].get_double(i), b = want[o].get_double(i);
+        const bool same_special = (std::isnan(a) && std::isnan(b)) || (std::isinf(b) && a == b);
+        const double d = std::isfinite(b) ? std::fabs(a - b) : same_special ? 0.0 : INFINITY;
+        if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+      }
+      EXPECT_LE(worst, relative_tolerance * magnitude) << "output " << o;
     }
   }
 }

@@ -31,23 +31,6 @@ __device__ inline float row_scores(const AttentionCall& a, const float* q_s, con
   return mx;
 }
 
-// Lets `kernel` use `bytes` of dynamic shared memory (beside `fixed` bytes
-// of its static buffers) when over `limit`, what it may use now, and raises
-// `limit`; a cb::Error naming the node when the device has too little.
-template <typename Kernel>
-void allow_shared_memory(const Node& node, Kernel* kernel, size_t bytes, size_t fixed, size_t& limit) {
-  if (bytes <= limit) return;
-  int device = 0, most = 0;
-  cudaGetDevice(&device);
-  cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-  const size_t room = size_t(most) - fixed;
-  CB_CHECK(bytes <= room, node.describe()
-                              << ": needs " << bytes << " bytes of shared memory, over the " << room << " a block has");
-  check_cuda(node, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
-             "cudaFuncSetAttribute");
-  limit = bytes;
-}
-
 // Query row `row` = (b * H + h) * T + i of a call: its (b, h, i), the row
 // of Q, the head's keys and values and the row of the mask (null without).
 struct QueryRow {

@@ -114,6 +114,23 @@ __device__ inline float block_max(float v, float* shared) {
   return v;
 }
 
+// Lets `kernel` use `bytes` of dynamic shared memory (beside `fixed` bytes
+// of its static buffers) when over `limit`, what it may use now, and raises
+// `limit`; a cb::Error naming the node when the device has too little.
+template <typename Kernel>
+inline void allow_shared_memory(const Node& node, Kernel* kernel, size_t bytes, size_t fixed, size_t& limit) {
+  if (bytes <= limit) return;
+  int device = 0, most = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  const size_t room = size_t(most) - fixed;
+  CB_CHECK(bytes <= room, node.describe()
+                              << ": needs " << bytes << " bytes of shared memory, over the " << room << " a block has");
+  check_cuda(node, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)),
+             "cudaFuncSetAttribute");
+  limit = bytes;
+}
+
 // GELU as the reference computes it (ONNX's formulas, ir/fused_matmul.h).
 __device__ inline float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
@@ -155,6 +172,9 @@ bool gather_supports(const Node& n);
 std::unique_ptr<Kernel> make_gather(const Node& n, const Launch& l);
 bool cast_supports(const Node& n);
 std::unique_ptr<Kernel> make_cast(const Node& n, const Launch& l);
+// cuda_codebook.cu
+bool codebook_supports(const Node& n);
+std::unique_ptr<Kernel> make_codebook(const Node& n, const Launch& l);
 // cuda_kernels.cu: rows of the last axis
 bool softmax_supports(const Node& n);
 std::unique_ptr<Kernel> make_softmax(const Node& n, const Launch& l);

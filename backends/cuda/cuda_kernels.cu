@@ -173,6 +173,7 @@ const CudaOp kOps[] = {
     {kCodebookDomain, kFusedMatMulOp, fused_matmul_supports, make_fused_matmul},
     {kCodebookDomain, kAttentionOp, attention_supports, make_attention},
     {kGradDomain, kAttentionGradOp, attention_grad_supports, make_attention_grad},
+    {kCodebookDomain, kCodebookOp, codebook_supports, make_codebook},
     {"", "Transpose", transpose_supports, make_transpose},
     {"", "Concat", concat_supports, make_concat},
     {"", "Split", split_supports, make_split},

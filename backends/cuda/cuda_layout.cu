@@ -168,12 +168,10 @@ class GatherKernel : public Kernel {
     if (!bad_) check_cuda(node, cudaMalloc(&bad_, sizeof(int)), "cudaMalloc");
     check_cuda(node, cudaMemsetAsync(bad_, 0, sizeof(int), launch_.stream), "cudaMemsetAsync");
     const long long n = y.numel();
-    if (index.dtype() == DType::i64)
-      CB_LAUNCH(gather_kernel<int64_t>, grid_for(n), kThreads, 0, launch_.stream)
-      (x.data<float>(), index.data<int64_t>(), y.data<float>(), b.outer, count, size, b.inner, bad_);
-    else
-      CB_LAUNCH(gather_kernel<int32_t>, grid_for(n), kThreads, 0, launch_.stream)
-      (x.data<float>(), index.data<int32_t>(), y.data<float>(), b.outer, count, size, b.inner, bad_);
+    if (index.dtype() == DType::i64) CB_LAUNCH(gather_kernel<int64_t>, grid_for(n), kThreads, 0, launch_.stream)
+    (x.data<float>(), index.data<int64_t>(), y.data<float>(), b.outer, count, size, b.inner, bad_);
+    else CB_LAUNCH(gather_kernel<int32_t>, grid_for(n), kThreads, 0, launch_.stream)(
+        x.data<float>(), index.data<int32_t>(), y.data<float>(), b.outer, count, size, b.inner, bad_);
     check_launch(node);
     // An index out of range is an error, as on the host: this waits for the
     // gather (an embedding lookup, once per forward).

@@ -1,8 +1,8 @@
 // The cuBLAS GEMMs of the CUDA emulation (include/cublas_v2.h): column-major
 // C = alpha op(A) op(B) + beta C, one float sum per element in k order.
-#include "cublas_v2.h"
-
 #include <algorithm>
+
+#include "cublas_v2.h"
 
 namespace {
 
@@ -25,8 +25,7 @@ bool fits(const float* p, bool transposed, int rows, int cols, int ld) {
 cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const float* A,
                     int lda, const float* B, int ldb, float beta, float* C, int ldc) {
   if (m < 0 || n < 0 || k < 0 || ldc < std::max(1, m)) return CUBLAS_STATUS_INVALID_VALUE;
-  if (!fits(A, ta == CUBLAS_OP_T, m, k, lda) || !fits(B, tb == CUBLAS_OP_T, k, n, ldb) ||
-      !fits(C, false, m, n, ldc))
+  if (!fits(A, ta == CUBLAS_OP_T, m, k, lda) || !fits(B, tb == CUBLAS_OP_T, k, n, ldb) || !fits(C, false, m, n, ldc))
     return CUBLAS_STATUS_EXECUTION_FAILED;  // not device memory: an illegal address on the GPU
   const Matrix a{A, lda, ta == CUBLAS_OP_T}, b{B, ldb, tb == CUBLAS_OP_T};
   for (long long j = 0; j < n; ++j)
@@ -60,8 +59,8 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t trans
                                          const float* B, int ldb, long long strideB, const float* beta, float* C,
                                          int ldc, long long strideC, int batch) {
   for (int i = 0; i < batch; ++i) {
-    const cublasStatus_t st = gemm(transa, transb, m, n, k, *alpha, A + i * strideA, lda, B + i * strideB, ldb, *beta,
-                                   C + i * strideC, ldc);
+    const cublasStatus_t st =
+        gemm(transa, transb, m, n, k, *alpha, A + i * strideA, lda, B + i * strideB, ldb, *beta, C + i * strideC, ldc);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
   }
   return CUBLAS_STATUS_SUCCESS;

@@ -88,7 +88,7 @@ constexpr size_t kStackBytes = 512 * 1024;  // the sanitizers' frames are larger
 constexpr size_t kStackBytes = 128 * 1024;
 #endif
 
-std::recursive_mutex g_mutex;  // one emulated device: one caller at a time
+std::recursive_mutex g_mutex;               // one emulated device: one caller at a time
 std::map<uintptr_t, size_t> g_allocations;  // device memory: start -> bytes
 std::map<const void*, int> g_max_dynamic_shared;
 cudaError_t g_last_error = cudaSuccess;    // cleared by cudaGetLastError
@@ -195,8 +195,8 @@ Block& block() {
 void* initial_stack(char* stack) {
   auto* top = reinterpret_cast<uint64_t*>(stack + kStackBytes);  // 16-byte aligned
   uint64_t* sp = top - 10;
-  sp[0] = 0x037f;  // x87 control word: round to nearest, all exceptions masked
-  sp[1] = 0x1f80;  // MXCSR: the same for SSE
+  sp[0] = 0x037f;                         // x87 control word: round to nearest, all exceptions masked
+  sp[1] = 0x1f80;                         // MXCSR: the same for SSE
   for (int r = 2; r < 8; ++r) sp[r] = 0;  // r15 ... rbp
   sp[8] = reinterpret_cast<uint64_t>(&fiber_main);
   sp[9] = 0;  // fiber_main's return address: it never returns
@@ -334,7 +334,8 @@ void launch(const void* kernel, dim3 grid, dim3 block_dims, size_t shared, const
                      "too many resources requested for launch: " + std::to_string(shared) +
                          " bytes of dynamic shared memory, over the kernel's " + std::to_string(limit),
                      false);
-  if (bad_argument) return set_error(cudaErrorIllegalAddress, std::string("an illegal memory access: ") + bad_argument, true);
+  if (bad_argument)
+    return set_error(cudaErrorIllegalAddress, std::string("an illegal memory access: ") + bad_argument, true);
   Block b;
   b.grid = grid;
   b.block = block_dims;

@@ -147,7 +147,8 @@ struct Launcher {
         if (!bad && a && !is_device_memory(a)) bad = "a pointer argument points to host memory";
     };
     (check(args), ...);
-    launch(reinterpret_cast<const void*>(kernel), grid, block, shared, [&] { kernel(args...); }, bad);
+    launch(
+        reinterpret_cast<const void*>(kernel), grid, block, shared, [&] { kernel(args...); }, bad);
   }
 };
 
@@ -232,13 +233,25 @@ T atomicMin(T* p, T v) {
   return old;
 }
 template <typename T>
+T atomicOr(T* p, T v) {
+  const T old = *p;
+  *p = old | v;
+  return old;
+}
+template <typename T>
 T atomicCAS(T* p, T compare, T v) {
   const T old = *p;
   if (old == compare) *p = v;
   return old;
 }
 
-// Device math the host's <math.h> lacks.
+// Device math the host's <math.h> lacks, and CUDA's min / max overloads.
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a < b ? b : a; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a < b ? b : a; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a < b ? b : a; }
 inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
 inline float __expf(float x) { return expf(x); }
 inline float __logf(float x) { return logf(x); }
