@@ -21,6 +21,7 @@
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
 #include "passes/inference_pipeline.h"
+#include "passes/insert_codebooks.h"
 #include "passes/place_devices.h"
 #include "runtime/executable.h"
 #include "tests/model_fixtures.h"
@@ -711,6 +712,42 @@ TEST(CudaDevice, ModelsMatchTheReference) {
           EXPECT_LE(cb::test::max_abs_diff(got, want), 1e-4 * std::max(1.0, cb::test::max_abs(want)));
         }
       });
+}
+
+// The test models compiled with codebooks (per-head ones before the
+// attention's projection, one on the MLP's output, k = 4 and 8) and fused:
+// every codebook runs on the GPU, and the logits match the reference's (a
+// code chosen differently would move them by far more than the tolerance).
+TEST(CudaDevice, ModelsWithCodebooksMatchTheReference) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto cuda = make_cuda_backend();
+  auto reference = make_backend("reference");
+  for (const std::string& model : model_names()) {
+    SCOPED_TRACE(model);
+    std::shared_ptr<Graph> graph = import_onnx((models_dir() / model / "model.onnx").string());
+    CodebookConfig cfg;
+    cfg.placements = {{Placement::attn_preproj, 64, 4, kGroupsPerHead}, {Placement::mlp, 100, 8, 1}};
+    cfg.seed = 3;
+    const size_t inserted = insert_codebooks(*graph, cfg).size();
+    graph = inference_graph(graph);
+    std::shared_ptr<Graph> placed = clone_graph(*graph);
+    place_devices(*placed, placement_target(*cuda));
+    size_t on_device = 0;
+    for (auto& n : placed->nodes()) on_device += is_codebook_node(*n) && !node_device(*n).is_host();
+    EXPECT_EQ(on_device, inserted);
+    CompileOptions opts;
+    opts.device_backend = cuda.get();
+    auto plain = Executable::compile(graph, *reference);
+    auto exe = Executable::compile(placed, *reference, opts);
+    const auto feeds = case_inputs(*plain, models_dir() / model / "case0");
+    const auto want = plain->run(feeds), got = exe->run(feeds);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i)
+      if (dtype_is_float(want[i].dtype())) {
+        EXPECT_LE(cb::test::max_abs_diff(got[i], want[i]), 1e-4 * std::max(1.0, cb::test::max_abs(want[i])))
+            << exe->output_names()[i];
+      }
+  }
 }
 
 TEST(CudaDevice, WithoutAGpuCreatingItIsOneClearError) {

@@ -31,8 +31,8 @@ struct CodebookCall {
   const float *x, *codes, *ln_scale, *ln_bias;
   const float* inv_norms;  // [G, K]: 1/|C_c| (0 for a zero code); inner product only
   float* y;
-  int64_t* ids;    // [B, T, G, k] or null
-  float* scores;   // [B, T, G, k] or null
+  int64_t* ids;   // [B, T, G, k] or null
+  float* scores;  // [B, T, G, k] or null
   long long T, G, K, Dg;
   int k;
   float epsilon;
@@ -239,8 +239,7 @@ __global__ void codebook_kernel(CodebookCall a) {
   if (any_ablated)
     for (int r = threadIdx.x; r < a.ablates; r += blockDim.x) {
       const int64_t* rec = a.ablate + 3 * r;
-      if (matches(rec[0], g) && position_matches_at(rec[1], t, a.T))
-        atomicOr(&bits[rec[2] / 32], 1u << (rec[2] % 32));
+      if (matches(rec[0], g) && position_matches_at(rec[1], t, a.T)) atomicOr(&bits[rec[2] / 32], 1u << (rec[2] % 32));
     }
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -353,7 +352,8 @@ class DeviceArray {
 class CodebookKernel : public Kernel {
  public:
   CodebookKernel(const Node& n, const Launch& l) : launch_(l), attrs_(CodebookAttrs::from_node(n)) {
-    for (const CodebookAblation& r : attrs_.ablate) flat_ablate_.insert(flat_ablate_.end(), {r.group, r.position, r.code});
+    for (const CodebookAblation& r : attrs_.ablate)
+      flat_ablate_.insert(flat_ablate_.end(), {r.group, r.position, r.code});
     for (const CodebookTopkBlock& r : attrs_.disable_topk)
       flat_disable_.insert(flat_disable_.end(), {r.group, r.position, r.m});
     for (const CodebookForce& r : attrs_.force)
@@ -399,8 +399,8 @@ class CodebookKernel : public Kernel {
     if (!a.euclidean) {
       // The codes may change between runs (training): their norms each call.
       a.inv_norms = inv_norms_.reserve(node, size_t(G * K));
-      CB_LAUNCH(code_inverse_norms_kernel, grid_for(G * K), kThreads, 0, launch_.stream)(
-          a.codes, inv_norms_.data(), G * K, Dg);
+      CB_LAUNCH(code_inverse_norms_kernel, grid_for(G * K), kThreads, 0, launch_.stream)
+      (a.codes, inv_norms_.data(), G * K, Dg);
       check_launch(node);
     }
     const size_t shared = SharedLayout(Dg, K).bytes;
@@ -415,15 +415,16 @@ class CodebookKernel : public Kernel {
     auto put = [&](DeviceArray<int64_t>& to, const std::vector<int64_t>& from) {
       int64_t* p = to.reserve(node, from.size());
       if (!from.empty())
-        check_cuda(node,
-                   cudaMemcpyAsync(p, from.data(), from.size() * sizeof(int64_t), cudaMemcpyHostToDevice,
-                                   launch_.stream),
-                   "cudaMemcpyAsync");
+        check_cuda(
+            node,
+            cudaMemcpyAsync(p, from.data(), from.size() * sizeof(int64_t), cudaMemcpyHostToDevice, launch_.stream),
+            "cudaMemcpyAsync");
     };
     put(ablate_, flat_ablate_);
     put(disable_, flat_disable_);
     put(force_, flat_force_);
-    check_cuda(node, cudaStreamSynchronize(launch_.stream), "cudaStreamSynchronize");  // the host vectors stay, but pageable
+    check_cuda(node, cudaStreamSynchronize(launch_.stream),
+               "cudaStreamSynchronize");  // the host vectors stay, but pageable
     uploaded_ = true;
   }
 
@@ -455,8 +456,6 @@ bool codebook_supports(const Node& n) {
   }
 }
 
-std::unique_ptr<Kernel> make_codebook(const Node& n, const Launch& l) {
-  return std::make_unique<CodebookKernel>(n, l);
-}
+std::unique_ptr<Kernel> make_codebook(const Node& n, const Launch& l) { return std::make_unique<CodebookKernel>(n, l); }
 
 }  // namespace cb::cuda
