@@ -208,50 +208,48 @@ T __shfl_sync(unsigned, T v, int src_lane, int width = 32) {
 }
 
 // Atomics: a block's fibers take turns on one OS thread, so plain updates are atomic.
+namespace cb::cuda_emulation {
+template <typename T, typename F>
+T atomic_update(T* p, F next) {
+  const T old = *p;
+  *p = next(old);
+  return old;
+}
+}  // namespace cb::cuda_emulation
 template <typename T>
 T atomicAdd(T* p, T v) {
-  const T old = *p;
-  *p = old + v;
-  return old;
+  return ::cb::cuda_emulation::atomic_update(p, [&](T old) { return T(old + v); });
 }
 template <typename T>
 T atomicExch(T* p, T v) {
-  const T old = *p;
-  *p = v;
-  return old;
+  return ::cb::cuda_emulation::atomic_update(p, [&](T) { return v; });
 }
 template <typename T>
 T atomicMax(T* p, T v) {
-  const T old = *p;
-  *p = old < v ? v : old;
-  return old;
+  return ::cb::cuda_emulation::atomic_update(p, [&](T old) { return old < v ? v : old; });
 }
 template <typename T>
 T atomicMin(T* p, T v) {
-  const T old = *p;
-  *p = v < old ? v : old;
-  return old;
+  return ::cb::cuda_emulation::atomic_update(p, [&](T old) { return v < old ? v : old; });
 }
 template <typename T>
 T atomicOr(T* p, T v) {
-  const T old = *p;
-  *p = old | v;
-  return old;
+  return ::cb::cuda_emulation::atomic_update(p, [&](T old) { return T(old | v); });
 }
 template <typename T>
 T atomicCAS(T* p, T compare, T v) {
-  const T old = *p;
-  if (old == compare) *p = v;
-  return old;
+  return ::cb::cuda_emulation::atomic_update(p, [&](T old) { return old == compare ? v : old; });
 }
 
 // Device math the host's <math.h> lacks, and CUDA's min / max overloads.
-inline int min(int a, int b) { return a < b ? a : b; }
-inline int max(int a, int b) { return a < b ? b : a; }
-inline long long min(long long a, long long b) { return a < b ? a : b; }
-inline long long max(long long a, long long b) { return a < b ? b : a; }
-inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
-inline unsigned max(unsigned a, unsigned b) { return a < b ? b : a; }
+template <typename T>
+T min(T a, T b) {
+  return b < a ? b : a;
+}
+template <typename T>
+T max(T a, T b) {
+  return a < b ? b : a;
+}
 inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
 inline float __expf(float x) { return expf(x); }
 inline float __logf(float x) { return logf(x); }
