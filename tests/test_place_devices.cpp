@@ -260,9 +260,11 @@ std::vector<std::string> f32_nodes_left_on_the_host(const Graph& placed) {
     if (is_copy_to_device(*n) || is_copy_to_host(*n) || !node_device(*n).is_host()) continue;
     bool f32 = false;
     for (const Value* v : n->outputs) f32 |= v && v->type.dtype == DType::f32;
-    const bool split_by_value = n->op_type == "Split" && n->inputs.size() > 1 && n->inputs[1];
-    if (!f32 || (n->domain.empty() && kValueSizedOps.count(n->op_type) && (n->op_type != "Split" || split_by_value)))
-      continue;
+    // Sized by a computed index input (Split: only with one): a constant one
+    // is read from its host copy.
+    const bool by_value = n->inputs.size() > 1 && n->inputs[1] && !n->inputs[1]->is_constant();
+    const bool never_on_cuda = n->op_type == "Slice" || n->op_type == "Expand" || n->op_type == "Tile";
+    if (!f32 || (n->domain.empty() && kValueSizedOps.count(n->op_type) && (never_on_cuda || by_value))) continue;
     left.push_back(n->describe());
   }
   return left;
@@ -597,8 +599,12 @@ TEST(CudaPlacement, RefusesWhatTheKernelsDoNotHandle) {
       << "bf16 products stay on the CPU";
   EXPECT_FALSE(cuda_kernel_supports(*node("Add", {in(DType::i64, {3}), in(DType::i64, {3})})));
   EXPECT_FALSE(cuda_kernel_supports(*node("Softmax", {x}, {{"axis", int64_t(0)}})));
-  EXPECT_FALSE(cuda_kernel_supports(*node("Reshape", {x, in(DType::i64, {2})})));
-  EXPECT_FALSE(cuda_kernel_supports(*node("Split", {x, in(DType::i64, {2})}, {{"axis", int64_t(1)}}, "", 2)));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Reshape", {x, in(DType::i64, {2})}))) << "a computed shape";
+  EXPECT_TRUE(cuda_kernel_supports(*node("Reshape", {x, g.add_constant("shape", test::i64s({2, 16}))})));
+  EXPECT_FALSE(cuda_kernel_supports(*node("Split", {x, in(DType::i64, {2})}, {{"axis", int64_t(1)}}, "", 2)))
+      << "a computed split";
+  Value* sizes = g.add_constant("sizes", test::i64s({3, 5}));
+  EXPECT_TRUE(cuda_kernel_supports(*node("Split", {x, sizes}, {{"axis", int64_t(1)}}, "", 2))) << "a constant split";
   EXPECT_TRUE(cuda_kernel_supports(*node("Split", {x}, {{"axis", int64_t(1)}}, "", 2)));
   EXPECT_FALSE(cuda_kernel_supports(*node("Gather", {in(DType::i64, {5, 2}), in(DType::i64, {3})})));
   EXPECT_FALSE(cuda_kernel_supports(*node("MatMul", {x, in(DType::f32, {8})})));

@@ -168,6 +168,8 @@ bool concat_supports(const Node& n);
 std::unique_ptr<Kernel> make_concat(const Node& n, const Launch& l);
 bool split_supports(const Node& n);
 std::unique_ptr<Kernel> make_split(const Node& n, const Launch& l);
+bool view_supports(const Node& n);  // Reshape, Unsqueeze, Squeeze, Flatten
+std::unique_ptr<Kernel> make_view(const Node& n, const Launch& l);
 bool gather_supports(const Node& n);
 std::unique_ptr<Kernel> make_gather(const Node& n, const Launch& l);
 bool cast_supports(const Node& n);

@@ -177,6 +177,10 @@ const CudaOp kOps[] = {
     {"", "Transpose", transpose_supports, make_transpose},
     {"", "Concat", concat_supports, make_concat},
     {"", "Split", split_supports, make_split},
+    {"", "Reshape", view_supports, make_view},
+    {"", "Unsqueeze", view_supports, make_view},
+    {"", "Squeeze", view_supports, make_view},
+    {"", "Flatten", view_supports, make_view},
     {"", "Gather", gather_supports, make_gather},
     {"", "Cast", cast_supports, make_cast},
 };

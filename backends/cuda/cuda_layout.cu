@@ -1,11 +1,13 @@
 // Data-movement CUDA kernels: Transpose, Concat, Split, Gather (f32 data,
 // i64/i32 indices: the embeddings) and Cast (to f32).
 //
-// Reshape, Unsqueeze, Squeeze, Slice and a Split with a `split` input are not
-// here: the runtime sizes their outputs from an index input's *value*, and
-// shape inference reads host values only (docs/cuda.md), so they stay on
+// Reshape, Unsqueeze, Squeeze and Split are here only with a constant index
+// input (shape, axes, split), whose host copy the runtime's shape inference
+// reads: it sizes their outputs from that input's *value*, and it reads host
+// values only (docs/cuda.md). With a computed one, and Slice, they stay on
 // the host.
 #include "backends/cuda/cuda_common.h"
+#include "ir/placement.h"
 
 namespace cb::cuda {
 
@@ -227,7 +229,33 @@ class CastKernel : public Kernel {
   Launch launch_;
 };
 
+// ---- Reshape, Unsqueeze, Squeeze, Flatten: the same bytes, another shape ----
+
+class ViewKernel : public Kernel {
+ public:
+  explicit ViewKernel(const Launch& l) : launch_(l) {}
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.in(0);
+    Tensor& y = ctx.out(0);
+    CB_CHECK(x.nbytes() == y.nbytes(), ctx.node.describe() << ": " << dims_str(x.dims()) << " into "
+                                                           << dims_str(y.dims()) << " changes the size");
+    // A copy, as Cast's: an output sharing its input's memory would escape the memory plan.
+    if (y.nbytes() && y.raw() != x.raw())
+      check_cuda(ctx.node, cudaMemcpyAsync(y.raw(), x.raw(), y.nbytes(), cudaMemcpyDeviceToDevice, launch_.stream),
+                 "cudaMemcpyAsync");
+  }
+
+ private:
+  Launch launch_;
+};
+
 bool one_f32_output(const Node& n) { return n.outputs.size() == 1 && is_f32(n.outputs[0]); }
+
+// A constant, or (once placed) the device copy of one, which the runtime
+// keeps the host constant of.
+bool is_constant_value(const Value* v) {
+  return v->is_constant() || (v->producer && is_copy_to_device(*v->producer) && v->producer->inputs[0]->is_constant());
+}
 
 }  // namespace
 
@@ -248,14 +276,25 @@ bool concat_supports(const Node& n) {
 std::unique_ptr<Kernel> make_concat(const Node&, const Launch& l) { return std::make_unique<ConcatKernel>(l); }
 
 bool split_supports(const Node& n) {
-  // A `split` input sizes the outputs by its value: host only (see above).
-  if (n.inputs.empty() || (n.inputs.size() > 1 && n.inputs[1]) || !all_f32(n)) return false;
+  // A `split` input sizes the outputs by its value: only a constant one,
+  // whose host copy the runtime's shape inference reads (docs/cuda.md).
+  // The kernel itself reads the sizes from the outputs.
+  if (n.inputs.empty() || !is_f32(n.inputs[0])) return false;
+  if (n.inputs.size() > 2 || (n.inputs.size() == 2 && n.inputs[1] && !is_constant_value(n.inputs[1]))) return false;
   for (const Value* v : n.outputs)
-    if (!v) return false;
+    if (!v || !is_f32(v)) return false;
   return true;
 }
 
 std::unique_ptr<Kernel> make_split(const Node&, const Launch& l) { return std::make_unique<SplitKernel>(l); }
+
+bool view_supports(const Node& n) {
+  // The shape or axes input sizes the output by its value: only a constant one.
+  if (n.inputs.empty() || !is_f32(n.inputs[0]) || !one_f32_output(n) || n.inputs.size() > 2) return false;
+  return n.inputs.size() < 2 || !n.inputs[1] || is_constant_value(n.inputs[1]);
+}
+
+std::unique_ptr<Kernel> make_view(const Node&, const Launch& l) { return std::make_unique<ViewKernel>(l); }
 
 bool gather_supports(const Node& n) {
   return n.inputs.size() == 2 && is_f32(n.inputs[0]) && rank_at_most(n.inputs[0], kMaxRank) &&
