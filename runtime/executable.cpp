@@ -80,10 +80,24 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
       if (auto sg = std::get_if<std::shared_ptr<Graph>>(&a))
         for (Value* v : graph_captures(**sg)) last_use[slot(v)] = ex->steps_.size();
     for (Value* v : n->outputs) st.out_slots.push_back(v ? slot(v) : -1);
+    if (memory != 0 && is_copy_to_device(*n) && n->inputs[0])
+      st.copies_graph_input = std::count(graph->inputs.begin(), graph->inputs.end(), n->inputs[0]) > 0;
+    if (memory != 0 && is_copy_to_host(*n) && n->outputs[0] && opts.device_outputs.count(n->outputs[0]->name))
+      st.keeps_on_device = std::count(graph->outputs.begin(), graph->outputs.end(), n->outputs[0]) > 0;
     ex->steps_.push_back(std::move(st));
   }
   for (Value* v : graph->outputs) ex->output_slots_.push_back(slot(v));
+  ex->device_feeds_.resize(ex->slots_.size());
+  for (int s : ex->input_slots_) {
+    bool host_reader = false;
+    for (const Step& st : ex->steps_)
+      if (!st.copies_graph_input && !st.any_input_device && st.in_device.is_host())
+        host_reader |= std::count(st.in_slots.begin(), st.in_slots.end(), s) > 0;
+    ex->input_has_host_readers_.push_back(host_reader);
+  }
   std::vector<bool> keep(ex->slots_.size(), false);
+  for (const Step& st : ex->steps_)
+    if (st.keeps_on_device) keep[size_t(st.in_slots[0])] = true;  // returned: never in the arena
   for (int s : ex->output_slots_) keep[size_t(s)] = true;
   for (int s : ex->input_slots_) keep[size_t(s)] = true;
   for (auto& [v, s] : ex->captured_slots_) keep[size_t(s)] = true;
@@ -176,7 +190,19 @@ void Executable::bind_inputs(const std::map<std::string, Tensor>& inputs) {
         }
       }
     }
-    slots_[size_t(input_slots_[i])] = t;
+    const size_t s = size_t(input_slots_[i]);
+    device_feeds_[s] = Tensor();
+    slots_[s] = t;
+    if (t.buffer() && !t.device().is_host()) {
+      CB_CHECK(device_backend_ && t.device() == device_backend_->device(),
+               "input '" << v->name << "' is on " << t.device().str() << ", but this graph runs on "
+                         << (device_backend_ ? device_backend_->device().str() + " and the host" : "the host"));
+      device_feeds_[s] = t;
+      if (input_has_host_readers_[i]) {
+        slots_[s] = Tensor::empty(t.dtype(), t.dims());
+        device_backend_->copy_to_host(t, slots_[s]);
+      }
+    }
   }
 }
 
@@ -455,6 +481,18 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
   double kernel_ms = 0;
   for (auto& st : steps_) {
     const Node& n = *st.node;
+    // Copies the data does not need: a graph input given on the device, and
+    // an output to return there.
+    const Tensor* passed = nullptr;
+    if (st.copies_graph_input && device_feeds_[size_t(st.in_slots[0])].defined())
+      passed = &device_feeds_[size_t(st.in_slots[0])];
+    else if (st.keeps_on_device)
+      passed = &slots_[size_t(st.in_slots[0])];
+    if (passed) {
+      slots_[size_t(st.out_slots[0])] = *passed;
+      for (int s : st.free_after) slots_[size_t(s)] = Tensor();
+      continue;
+    }
     in_values.assign(st.in_slots.size(), nullptr);
     for (size_t i = 0; i < st.in_slots.size(); ++i) {
       int s = st.in_slots[i];
@@ -533,6 +571,7 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
   // Drop references so the pool can reuse everything but the returned outputs.
   for (size_t s = 0; s < slots_.size(); ++s)
     if (!is_constant_slot_[s]) slots_[s] = Tensor();
+  for (Tensor& t : device_feeds_) t = Tensor();
   finish_run();
   if (opts_.profile) {
     auto& p = profile_["(runtime, outside kernels)"];

@@ -24,6 +24,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -42,6 +43,11 @@ struct CompileOptions {
   bool profile_nodes = false;
   // Runs the nodes placed on its device; must outlive the Executable.
   const Backend* device_backend = nullptr;
+  // Graph outputs to return on the device where they are made there (their
+  // CopyToHost is skipped): state that a later run reads again, such as
+  // parameters and optimizer moments in training. Fed back as inputs, such
+  // tensors skip their CopyToDevice too (see run()).
+  std::set<std::string> device_outputs;
 };
 
 struct OpProfile {
@@ -58,6 +64,9 @@ class Executable {
                                              CompileOptions opts = {});
 
   // Runs the graph. Inputs are matched by name; every graph input is required.
+  // An input may be given on the device backend's device (an output of
+  // CompileOptions::device_outputs): the copies to the device that read it
+  // pass it through, and host nodes that read it get one host copy.
   std::vector<Tensor> run(const std::map<std::string, Tensor>& inputs);
   // For subgraphs (Loop/If bodies): inputs by position, and `outer` resolves
   // the values the subgraph captures from enclosing graphs.
@@ -85,6 +94,8 @@ class Executable {
     Device in_device, out_device;          // where its inputs and outputs are (ir/placement.h)
     bool any_input_device = false;         // reads dims only (Shape): inputs may be anywhere
     bool sizes_own_outputs = false;        // control flow: kernel sets its outputs
+    bool copies_graph_input = false;       // a CopyToDevice of a graph input: skipped for a device feed
+    bool keeps_on_device = false;          // a CopyToHost of a device output: skipped, the output stays there
     // The output types inferred in the last run, valid while the input types
     // and the input values the inference read are the same.
     struct Sized {
@@ -138,6 +149,8 @@ class Executable {
   std::map<const Value*, int> slot_of_;
   std::vector<Tensor> slots_;
   std::vector<int> input_slots_, output_slots_;
+  std::vector<bool> input_has_host_readers_;  // per graph input: a host kernel reads it
+  std::vector<Tensor> device_feeds_;          // per slot: the device tensor a graph input was given as
   std::vector<bool> is_constant_slot_;
   // Per slot: the host constant behind a constant's device copy (undefined
   // elsewhere). Shape inference reads it, so a device node whose output size

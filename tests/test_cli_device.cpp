@@ -1,9 +1,10 @@
-// `--device cpu|cuda` on run and bench (docs/cuda.md): cpu is the default and
+// `--device cpu|cuda` on run, bench and train (docs/cuda.md): cpu is the default and
 // changes nothing; without a GPU (or a CUDA build), cuda is one clear error
 // with exit code 2; with one, run gives the cpu run's output.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "tests/cli_util.h"
 #ifdef CB_WITH_CUDA
@@ -49,6 +50,21 @@ TEST(CliDevice, CudaWithoutAGpuIsOneClearError) {
     EXPECT_EQ(r.out.rfind("error: --device cuda: ", 0), 0u) << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   }
+}
+
+// `train --device cuda` (runtime.device) without a GPU: one error, exit 2,
+// and no run folder written; an unknown device names the config key.
+TEST(CliDevice, TrainOnCudaWithoutAGpuWritesNothing) {
+  if (have_gpu()) GTEST_SKIP() << "a GPU is present (CudaDevice.TrainingFollowsTheCpu trains on it)";
+  const std::filesystem::path out = cb::test::temp_dir("train_device") / "run";
+  Result r = run_tool("train --device cuda --max-steps 1 --progress off -o " + out.string());
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_EQ(r.out.rfind("error: runtime.device: --device cuda: ", 0), 0u) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(out)) << "the run folder was created";
+  Result bad = run_tool("train runtime.device=tpu --max-steps 1 -o " + out.string());
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("'runtime.device' must be cpu or cuda, not 'tpu'"), std::string::npos) << bad.out;
 }
 
 TEST(CliDevice, UnknownDevice) {

@@ -17,6 +17,7 @@
 #include "ir/codebook.h"
 #include "ir/fused_matmul.h"
 #include "ir/graph_clone.h"
+#include "ir/ops/optim.h"
 #include "ir/placement.h"
 #include "ir/verifier.h"
 #include "passes/canonicalize.h"
@@ -27,6 +28,7 @@
 #include "tests/model_fixtures.h"
 #include "tests/sim_device.h"
 #include "tests/test_util.h"
+#include "tests/tokfsm_fixtures.h"
 #ifdef CB_WITH_CUDA
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_kernels.h"
@@ -206,6 +208,56 @@ TEST(PlaceDevices, OpsSizedByAConstantIndexRunOnTheDevice) {
     EXPECT_TRUE(got[0].bitwise_equal(want[0]));
     EXPECT_EQ(sim.copies_to_device - to_device, 1);
     EXPECT_EQ(sim.copies_to_host - to_host, 1);
+  }
+}
+
+// State that stays on the device between runs (training's parameters):
+// an output listed in CompileOptions::device_outputs comes back on the
+// device, and fed back it skips its copy to the device; a host node that
+// reads it gets one host copy. The results are the unplaced run's.
+TEST(PlaceDevices, DeviceOutputsStayThereAndFeedBackWithoutCopies) {
+  auto unplaced = std::make_shared<Graph>();
+  Graph& g0 = *unplaced;
+  Value* x = g0.add_input("x", {DType::f32, Shape::of({3, 4})});
+  Value* w = g0.add_input("w", {DType::f32, Shape::of({4, 4})});
+  Value* step = g0.add_constant("step", test::random_tensor(DType::f32, {4, 4}));
+  Value* y = g0.add_value("y");
+  g0.add_node("MatMul", {x, w}, {y});
+  Value* w_next = g0.add_value("w_next");
+  g0.add_node("Add", {w, step}, {w_next});
+  Value* w_neg = g0.add_value("w_neg");
+  g0.add_node("Neg", {w}, {w_neg});  // stays on the host: it reads w there
+  g0.outputs = {y, w_next, w_neg};
+
+  auto g = clone_graph(*unplaced);
+  SimDeviceBackend sim({"MatMul", "Add"});
+  place_devices(*g, placement_target(sim));
+  auto reference = make_backend("reference");
+  CompileOptions opts;
+  opts.device_backend = &sim;
+  opts.device_outputs = {"w_next"};
+  auto exe = Executable::compile(g, *reference, opts);
+  auto plain = Executable::compile(unplaced, *reference);
+  Tensor w_host = test::random_tensor(DType::f32, {4, 4}), w_state = w_host;
+  for (int run = 0; run < 4; ++run) {
+    SCOPED_TRACE("run " + std::to_string(run));
+    const Tensor xv = test::random_tensor(DType::f32, {3, 4});
+    const int64_t to_device = sim.copies_to_device, to_host = sim.copies_to_host;
+    const std::vector<Tensor> got = exe->run({{"x", xv}, {"w", w_state}});
+    const std::vector<Tensor> want = plain->run({{"x", xv}, {"w", w_host}});
+    // x and (the first time) w go over; y and w_neg's input come back, w_next stays.
+    EXPECT_EQ(sim.copies_to_device - to_device, run == 0 ? 2 : 1);
+    EXPECT_EQ(sim.copies_to_host - to_host, run == 0 ? 1 : 2) << "y, and w for the host's Neg";
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[1].device().str(), "sim:0");
+    EXPECT_TRUE(got[0].device().is_host() && got[2].device().is_host());
+    Tensor w_next_host = Tensor::empty(DType::f32, {4, 4});
+    sim.copy_to_host(got[1], w_next_host);
+    EXPECT_TRUE(got[0].bitwise_equal(want[0]));
+    EXPECT_TRUE(w_next_host.bitwise_equal(want[1]));
+    EXPECT_TRUE(got[2].bitwise_equal(want[2]));
+    w_state = got[1];
+    w_host = want[1];
   }
 }
 
@@ -504,6 +556,14 @@ std::vector<KernelCase> kernel_cases() {
       {"Cast", {f32({3, 4})}, {{"to", int64_t(1)}}},
       {"Cast", {{{5, 3}, DType::boolean}}, {{"to", int64_t(1)}}},
   };
+  // AdamW: p, g, m, v [3, 1001]; lr, step and the clip factor as scalars.
+  cases.push_back(
+      {"AdamW",
+       {f32({3, 1001}), f32({3, 1001}), f32({3, 1001}), f32({3, 1001}, test::uniform(0, 1)),
+        f32({}, test::uniform(1e-3, 1e-2)), f32({}, test::uniform(1, 20).ints(1, 20)), f32({}, test::uniform(0.2, 1))},
+       {{"weight_decay", 0.01f}, {"beta2", 0.99f}},
+       kTrainDomain,
+       3});
   for (KernelCase& c : codebook_cases()) cases.push_back(std::move(c));
   return cases;
 }
@@ -668,6 +728,33 @@ TEST(CudaPlacement, ModelsRunPlacedAsOnTheGpu) {
       [](const Tensor& got, const Tensor& want) { EXPECT_TRUE(got.bitwise_equal(want)); });
 }
 
+// Training on a device (docs/cuda.md#training), placed as the CUDA backend
+// places it, on the simulated device (reference kernels): every step's
+// loss and the final state are the host run's bit for bit, and the updated
+// parameters and optimizer states stay on the device between steps, so the
+// later steps copy fewer values over than the first.
+TEST(CudaPlacement, TrainingKeepsItsStateOnTheDevice) {
+  test::TokFsmSetup s = test::tokfsm_setup(16, 2);
+  auto factory = [] { return test::tiny_tokfsm_model(32, 1, 20); };
+  auto reference = make_backend("reference");
+  SimAsCuda sim;
+  TrainerOptions on_device = s.opts;
+  on_device.device_backend = &sim;
+  Trainer host(factory, s.data, s.opts, *reference), placed(factory, s.data, on_device, *reference);
+  std::vector<int64_t> copies;
+  for (int i = 0; i < 4; ++i) {
+    const int64_t before = sim.copies_to_device;
+    const StepMetrics a = host.train_step(), b = placed.train_step();
+    copies.push_back(sim.copies_to_device - before);
+    EXPECT_EQ(a.loss, b.loss) << "step " << i + 1;
+  }
+  EXPECT_LT(copies[2], copies[0]) << "the state stays on the device";
+  EXPECT_EQ(copies[2], copies[3]);
+  EXPECT_EQ(host.evaluate().loss, placed.evaluate().loss);
+  for (auto& [name, t] : host.state()) EXPECT_TRUE(t.bitwise_equal(placed.state().at(name))) << name;
+  std::cout << "copies to the device per step: " << copies[0] << " (first), " << copies[2] << " (later)\n";
+}
+
 TEST(CudaDevice, KernelsMatchTheReference) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
   auto cuda = make_cuda_backend();
@@ -753,6 +840,33 @@ TEST(CudaDevice, ModelsWithCodebooksMatchTheReference) {
         EXPECT_LE(cb::test::max_abs_diff(got[i], want[i]), 1e-4 * std::max(1.0, cb::test::max_abs(want[i])))
             << exe->output_names()[i];
       }
+  }
+}
+
+// Training with --device cuda follows the CPU run: each step's loss within
+// 1e-4 (relative), the trained state within 1e-3.
+TEST(CudaDevice, TrainingFollowsTheCpu) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto cuda = make_cuda_backend();
+  auto cpu = make_backend("cpu");
+  test::TokFsmSetup s = test::tokfsm_setup(16, 2);
+  s.opts.replace_after_steps = 3;  // a dead-code replacement writes the state on the host
+  auto factory = [] { return test::tiny_tokfsm_model(32, 1, 20); };
+  TrainerOptions on_device = s.opts;
+  on_device.device_backend = cuda.get();
+  Trainer host(factory, s.data, s.opts, *cpu), placed(factory, s.data, on_device, *cpu);
+  for (int i = 0; i < 5; ++i) {
+    const StepMetrics a = host.train_step(), b = placed.train_step();
+    EXPECT_NEAR(b.loss, a.loss, 1e-4 * std::max(1.0, std::abs(a.loss))) << "step " << i + 1;
+  }
+  for (auto& [name, t] : host.state()) {
+    const Tensor& got = placed.state().at(name);
+    ASSERT_TRUE(got.device().is_host()) << name;
+    if (dtype_is_float(t.dtype())) {  // parameters and moments; the f64 sums of the codebooks' errors
+      EXPECT_LE(cb::test::max_abs_diff(got, t), 1e-3 * std::max(1.0, cb::test::max_abs(t))) << name;
+    } else {  // code usage counts
+      EXPECT_TRUE(got.bitwise_equal(t)) << name;
+    }
   }
 }
 

@@ -13,52 +13,16 @@
 #include <mutex>
 
 #include "backends/backend.h"
-#include "frontend/hf_import.h"
-#include "passes/insert_codebooks.h"
 #include "support/error.h"
+#include "tests/tokfsm_fixtures.h"
 #include "train/trainer.h"
 
 namespace cb {
 namespace {
 
-std::shared_ptr<Graph> tiny_tokfsm_model(int64_t hidden, int64_t layers, int64_t codes) {
-  Json::Object c;
-  c["model_type"] = "gpt_neox";
-  c["vocab_size"] = 11;
-  c["hidden_size"] = hidden;
-  c["intermediate_size"] = 4 * hidden;
-  c["num_hidden_layers"] = layers;
-  c["num_attention_heads"] = 4;
-  c["max_position_embeddings"] = 128;
-  c["rotary_pct"] = 0.25;
-  c["tie_word_embeddings"] = false;
-  HfConfig hc = hf_config_from_json(Json(c));
-  auto g = build_hf_random(hc, 1);
-  CodebookConfig cc;
-  cc.placements = {{Placement::attn_preproj, codes, 1, kGroupsPerHead}, {Placement::mlp, codes, 1, 1}};
-  cc.seed = 2;
-  insert_codebooks(*g, cc);
-  return g;
-}
-
-struct TokFsmSetup {
-  std::shared_ptr<TokFsmDataset> data;
-  TrainerOptions opts;
-};
-
-TokFsmSetup tokfsm_setup(int64_t seq, int64_t batch) {
-  Fsm::Config fc;
-  auto fsm = std::make_shared<Fsm>(Fsm::random(fc));
-  TokFsmDataset::Config dc;
-  dc.seq_len = seq;
-  dc.eval_samples = 16;
-  TokFsmSetup s{std::make_shared<TokFsmDataset>(fsm, dc), {}};
-  s.opts.batch_size = batch;
-  s.opts.eval_batch_size = 8;
-  s.opts.schedule.base_lr = 1e-3f;
-  s.opts.graph.optimizer.max_grad_norm = 1.f;
-  return s;
-}
+using test::tiny_tokfsm_model;
+using test::tokfsm_setup;
+using test::TokFsmSetup;
 
 // A trainer restored from another's state continues bit-identically, with
 // dead-code replacement on; evaluating in between changes nothing; replaced

@@ -36,8 +36,10 @@ int cmd_train(int argc, char** argv) {
       "profile-nodes", "print the time per node (op, name, input shapes) of the training steps at the end")(
       "precision", po::value<std::string>(),
       "f32 | bf16 (= runtime.precision): bf16 matmuls with f32 accumulation, forward and backward, f32 master "
-      "weights (needs AVX512_BF16; docs/precision.md)")("print-config",
-                                                        "print the resolved configuration as JSON and exit");
+      "weights (needs AVX512_BF16; docs/precision.md)")(
+      "device", po::value<std::string>(),
+      "cpu | cuda (= runtime.device): run the step on the GPU where its kernels can, parameters and optimizer "
+      "state kept there (docs/cuda.md#training)")("print-config", "print the resolved configuration as JSON and exit");
   add_pass_options(opts);
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "config file and group.key=value overrides", vm,
@@ -62,6 +64,7 @@ int cmd_train(int argc, char** argv) {
   if (vm.count("max-steps"))
     request.overrides.push_back("training_args.max_steps=" + std::to_string(vm["max-steps"].as<int64_t>()));
   if (vm.count("precision")) request.overrides.push_back("runtime.precision=" + vm["precision"].as<std::string>());
+  if (vm.count("device")) request.overrides.push_back("runtime.device=" + vm["device"].as<std::string>());
   if (vm.count("resume")) request.resume = vm["resume"].as<std::string>();
   if (vm.count("output")) request.output = vm["output"].as<std::string>();
   if (vm.count("stop-at")) request.stop_at = vm["stop-at"].as<int64_t>();

@@ -11,6 +11,7 @@
 #include "frontend/onnx_export.h"
 #include "support/error.h"
 #include "support/threads.h"
+#include "tools/device_option.h"
 #include "tools/precision_option.h"
 #include "tools/train_report.h"
 #include "train/collective.h"
@@ -77,6 +78,15 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
   outcome.max_steps = run.max_steps;
   CB_CHECK(!out_dir.empty(), "give the output folder with --output DIR");
   outcome.output = out_dir;
+  // The device before the run folder is claimed: without a GPU, nothing is written.
+  std::unique_ptr<Backend> device;
+  try {
+    device = make_device_backend(run.device);
+  } catch (const Error& e) {
+    CB_FAIL("runtime.device: " << e.what());
+  }
+  CB_CHECK(!device || run.trainer.precision == Precision::f32,
+           "runtime.device cuda trains in f32 (runtime.precision bf16 multiplies on the CPU's bf16 kernels)");
   if (resume) {
     // A smaller max_steps (or --stop-at) would rewrite the checkpoint as if it ended the run.
     CB_CHECK(run.max_steps >= resume->step,
@@ -120,6 +130,7 @@ TrainOutcome run_training(const TrainRequest& request, const TrainEvents& events
   auto backend = make_backend(run.backend);
   RunData data = make_run_data(run, model_vocab_size(run));
   TrainerOptions topts = run.trainer;
+  topts.device_backend = device.get();
   topts.profile = request.profile;
   topts.profile_nodes = request.profile_nodes;
   topts.collective = &ranks;

@@ -99,6 +99,7 @@ training_args:
 runtime:
   threads: 2
   backend: cpu
+  device: cpu                      # cpu | cuda: the step runs on the GPU where it can, state stays there (docs/cuda.md#training)
   precision: f32                   # f32 | bf16: matmuls multiply bf16 factors, f32 accumulation (docs/precision.md)
 )";
 
@@ -242,12 +243,27 @@ const std::string& train_config_defaults_yaml() {
 
 Json train_config_defaults() { return parse_yaml(kDefaults, "built-in defaults"); }
 
+// Adds the keys of `defaults` that `config` lacks (recursively), leaving every
+// value it has alone: a config saved before a key existed reads as if it
+// had the key's default.
+void add_missing_keys(Json& config, const Json& defaults) {
+  if (!config.is_object() || !defaults.is_object()) return;
+  for (auto& [k, v] : defaults.as_object()) {
+    if (k == "model_config_args") continue;  // a model's own keys, not ours to add
+    if (!config.find(k))
+      config[k] = v;
+    else
+      add_missing_keys(config[k], v);
+  }
+}
+
 Json resolve_train_config(const Json& base, const std::vector<std::string>& overrides) {
   Json over = Json(Json::Object{});
   for (const std::string& o : overrides) apply_override(over, o);
   Json defaults = train_config_defaults();
   check_known_keys(over, defaults, "");
   Json out = base;
+  add_missing_keys(out, defaults);
   merge_into(out, over, true);
   follow_placements(base, over, out);
   return out;
@@ -406,6 +422,9 @@ TrainRunConfig parse_train_config(const Json& j) {
   }
   t.num_threads = checked_thread_count(get_int(j, "runtime", "threads"), "runtime.threads", false);
   r.backend = get_string(j, "runtime", "backend");
+  r.device = get_string(j, "runtime", "device");
+  CB_CHECK(r.device == "cpu" || r.device == "cuda",
+           "config key 'runtime.device' must be cpu or cuda, not '" << r.device << "'");
   t.precision = parse_precision(get_string(j, "runtime", "precision"), "config key 'runtime.precision'");
   return r;
 }

@@ -31,7 +31,8 @@ Json resolve_user_train_config(const Json& user, const std::string& origin, cons
 // The same for a config file's text already in memory; `what` names it in errors.
 Json resolve_train_config_yaml(const std::string& yaml, const std::string& what,
                                const std::vector<std::string>& overrides);
-// The same on an already resolved config (a checkpoint's), with extra overrides.
+// The same on an already resolved config (a checkpoint's), with extra overrides;
+// keys added since it was saved take their defaults.
 Json resolve_train_config(const Json& base, const std::vector<std::string>& overrides);
 
 enum class DatasetKind { tokfsm, text };
@@ -64,6 +65,7 @@ struct TrainRunConfig {
   TrainerOptions trainer;
   int64_t max_steps = 0, logging_steps = 0, eval_steps = 0, save_steps = 0, save_total_limit = 0;
   std::string backend = "cpu";
+  std::string device = "cpu";  // cpu | cuda (tools/device_option.h makes its backend)
 };
 
 // Reads a resolved config; throws cb::Error naming the key of a bad value.

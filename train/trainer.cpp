@@ -7,6 +7,7 @@
 #include <span>
 
 #include "passes/bf16_matmuls.h"
+#include "passes/place_devices.h"
 #include "support/error.h"
 #include "support/rng.h"
 #include "train/parameters.h"
@@ -85,12 +86,21 @@ Trainer::Trainer(ModelFactory model, std::shared_ptr<const TokenDataset> data, c
   co.num_threads = opts_.num_threads;
   co.profile = opts_.profile;
   co.profile_nodes = opts_.profile_nodes;
-  train_exe_ = Executable::compile(train_.graph, backend, co);
+  if (const Backend* device = opts_.device_backend) {
+    // What the device supports runs there; the updated parameters and
+    // optimizer states stay there, fed back without copies.
+    for (Graph* g : {train_.graph.get(), eval_.graph.get(), train_.optimizer.get()})
+      if (g) place_devices(*g, placement_target(*device));
+    co.device_backend = device;
+  }
+  CompileOptions train_co = co;
+  for (auto& [input, output] : train_.updates) train_co.device_outputs.insert(output);
+  train_exe_ = Executable::compile(train_.graph, backend, train_co);
   eval_exe_ = Executable::compile(eval_.graph, backend, co);
   std::vector<std::string> outs = train_exe_->output_names();
   for (size_t i = 0; i < outs.size(); ++i) train_output_index_[outs[i]] = int(i);
   if (train_.optimizer) {
-    optimizer_exe_ = Executable::compile(train_.optimizer, backend, co);
+    optimizer_exe_ = Executable::compile(train_.optimizer, backend, train_co);
     outs = optimizer_exe_->output_names();
     for (size_t i = 0; i < outs.size(); ++i) optimizer_output_index_[outs[i]] = int(i);
   }
@@ -125,6 +135,21 @@ void Trainer::broadcast_state() {
     std::memcpy(t.raw(), buffer.data() + at, t.nbytes());
     at += t.nbytes();
   }
+}
+
+Tensor& Trainer::host_state(const std::string& name) const {
+  Tensor& t = state_.at(name);
+  if (t.buffer() && !t.device().is_host()) {
+    Tensor host = Tensor::empty(t.dtype(), t.dims());
+    opts_.device_backend->copy_to_host(t, host);
+    t = std::move(host);
+  }
+  return t;
+}
+
+const std::map<std::string, Tensor>& Trainer::state() const {
+  for (auto& [name, t] : state_) host_state(name);
+  return state_;
 }
 
 std::map<std::string, OpProfile> Trainer::train_profile() const {
@@ -313,7 +338,7 @@ void Trainer::replace_dead_codes(const std::vector<Tensor>& outputs) {
   std::vector<int64_t> replaced(train_.codebooks.size(), 0);
   for (MemberReplacement& r : plan) {
     const CodebookOutputs& c = train_.codebooks[r.codebook];
-    Tensor& codes = state_[c.codes];  // [G, K, d], an output of the last step: ours to write
+    Tensor& codes = host_state(c.codes);  // [G, K, d], an output of the last step: ours to write
     int64_t K = c.num_codes, d = codes.dim(2), g = r.member;
     std::vector<float> noise(static_cast<size_t>(d));
     for (size_t i = 0; i < r.dead.size(); ++i) {
@@ -326,8 +351,8 @@ void Trainer::replace_dead_codes(const std::vector<Tensor>& outputs) {
       for (int64_t j = 0; j < d; ++j) dst[j] = row[j] + scale * noise[size_t(j)];
       // Fresh codes restart their optimizer moments.
       for (const char* suffix : {".adam_m", ".adam_v", ".momentum"}) {
-        auto it = state_.find(c.codes + suffix);
-        if (it != state_.end()) std::fill_n(it->second.data<float>() + (g * K + r.dead[i]) * d, d, 0.f);
+        if (state_.count(c.codes + suffix))
+          std::fill_n(host_state(c.codes + suffix).data<float>() + (g * K + r.dead[i]) * d, d, 0.f);
       }
     }
     replaced[r.codebook] += int64_t(r.dead.size());
@@ -352,7 +377,7 @@ std::vector<CodebookStats> Trainer::take_codebook_stats() {
     s.dead_fraction = double(dead) / double(counts.numel());
     s.mse = steps > 0 ? scalar_of(state_[mse_sum_key(c.site)]) / double(steps) / member_width(c) : 0.0;
     if (int64_t r = opts_.replace_after_steps; r > 0) s.replacements = step_ / r - (step_ - steps) / r;
-    const Tensor& codes = state_.at(c.codes);
+    const Tensor& codes = host_state(c.codes);
     int64_t rows = codes.dim(0) * codes.dim(1), d = codes.dim(2);
     double sum = 0, mx = 0;
     for (int64_t r = 0; r < rows; ++r) {
@@ -487,7 +512,7 @@ void Trainer::load_state(const std::map<std::string, Tensor>& state, int64_t ste
 }
 
 void Trainer::continue_from(const Trainer& earlier) {
-  for (auto& [name, t] : earlier.state_) {
+  for (auto& [name, t] : earlier.state()) {
     // Log-window statistics restart: they describe this trainer's codebooks.
     if (name.rfind("stats.", 0) == 0 || name.rfind("usage.", 0) == 0) continue;
     auto it = state_.find(name);
@@ -499,7 +524,7 @@ void Trainer::continue_from(const Trainer& earlier) {
 std::shared_ptr<Graph> Trainer::trained_model() const {
   std::shared_ptr<Graph> g = model_();
   std::map<std::string, Tensor> params;
-  for (auto& p : train_.parameters) params[p] = state_.at(p);
+  for (auto& p : train_.parameters) params[p] = host_state(p);
   assign_constants(*g, params);
   return g;
 }

@@ -68,6 +68,11 @@ struct TrainerOptions {
   bool profile_nodes = false;  // ... per node instead (CompileOptions::profile_nodes)
   // The ranks of a data-parallel run; null or one rank: this process alone.
   Collective* collective = nullptr;
+  // Places the step and evaluation graphs on this backend's device (what it
+  // supports; the rest runs on the host backend) and keeps the parameters and
+  // optimizer state there between steps (docs/cuda.md#training). Must outlive
+  // the Trainer. Null: everything on the host.
+  const Backend* device_backend = nullptr;
 };
 
 // A fresh copy of the model being trained (compiled with its codebooks).
@@ -132,8 +137,10 @@ class Trainer {
 
   // Everything a step changes, by name: parameters, optimizer states
   // ("<param>.adam_m", ...), usage counts ("usage.log/<site>", "usage.replace/<site>",
-  // i64 [G, K]) and running sums ("stats/<site>.mse_sum", ...).
-  const std::map<std::string, Tensor>& state() const { return state_; }
+  // i64 [G, K]) and running sums ("stats/<site>.mse_sum", ...). On the host:
+  // state kept on the device is copied back first (and goes over again at
+  // the next step).
+  const std::map<std::string, Tensor>& state() const;
   // Restores a saved state and step; throws cb::Error naming a missing or
   // mismatched tensor.
   void load_state(const std::map<std::string, Tensor>& state, int64_t step);
@@ -166,13 +173,17 @@ class Trainer {
   void replace_dead_codes(const std::vector<Tensor>& outputs);
   // Rank 0's state to every rank.
   void broadcast_state();
+  // The state tensor `name` on the host (copied back from the device if there).
+  Tensor& host_state(const std::string& name) const;
 
   ModelFactory model_;
   std::shared_ptr<const TokenDataset> data_;
   TrainerOptions opts_;
   StepGraph train_, eval_;
   std::unique_ptr<Executable> train_exe_, eval_exe_, optimizer_exe_;
-  std::map<std::string, Tensor> state_;
+  // Parameters and optimizer states may be on opts_.device_backend's device
+  // between steps; everything the host reads goes through host_state().
+  mutable std::map<std::string, Tensor> state_;
   std::map<std::string, int> train_output_index_, optimizer_output_index_;
   int64_t step_ = 0;
   int64_t window_steps_ = 0;

@@ -174,6 +174,9 @@ bool gather_supports(const Node& n);
 std::unique_ptr<Kernel> make_gather(const Node& n, const Launch& l);
 bool cast_supports(const Node& n);
 std::unique_ptr<Kernel> make_cast(const Node& n, const Launch& l);
+// cuda_optim.cu
+bool adamw_supports(const Node& n);
+std::unique_ptr<Kernel> make_adamw(const Node& n, const Launch& l);
 // cuda_codebook.cu
 bool codebook_supports(const Node& n);
 std::unique_ptr<Kernel> make_codebook(const Node& n, const Launch& l);

@@ -13,6 +13,7 @@
 #include "ir/codebook.h"
 #include "ir/fused_matmul.h"
 #include "ir/ops/grad.h"
+#include "ir/ops/optim.h"
 #include "support/error.h"
 
 namespace cb {
@@ -174,6 +175,7 @@ const CudaOp kOps[] = {
     {kCodebookDomain, kAttentionOp, attention_supports, make_attention},
     {kGradDomain, kAttentionGradOp, attention_grad_supports, make_attention_grad},
     {kCodebookDomain, kCodebookOp, codebook_supports, make_codebook},
+    {kTrainDomain, "AdamW", adamw_supports, make_adamw},
     {"", "Transpose", transpose_supports, make_transpose},
     {"", "Concat", concat_supports, make_concat},
     {"", "Split", split_supports, make_split},

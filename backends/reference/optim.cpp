@@ -21,8 +21,7 @@ AdamWArgs adamw_args(KernelContext& ctx) {
   a.beta2 = n.attr_float("beta2", 0.999f);
   a.eps = n.attr_float("epsilon", 1e-8f);
   a.weight_decay = n.attr_float("weight_decay", 0.f);
-  a.bias_correction1 = 1.f - std::pow(a.beta1, step);
-  a.sqrt_bias_correction2 = std::sqrt(1.f - std::pow(a.beta2, step));
+  adamw_bias_corrections(a, step);
   a.p_out = ctx.out(0).data<float>();
   a.m_out = ctx.out(1).data<float>();
   a.v_out = ctx.out(2).data<float>();
