@@ -17,6 +17,7 @@
 #include "ir/codebook.h"
 #include "ir/fused_matmul.h"
 #include "ir/graph_clone.h"
+#include "ir/ops/grad.h"
 #include "ir/ops/optim.h"
 #include "ir/placement.h"
 #include "ir/verifier.h"
@@ -314,8 +315,9 @@ std::vector<std::string> f32_nodes_left_on_the_host(const Graph& placed) {
     for (const Value* v : n->outputs) f32 |= v && v->type.dtype == DType::f32;
     // Sized by a computed index input (Split: only with one): a constant one
     // is read from its host copy.
-    const bool by_value = n->inputs.size() > 1 && n->inputs[1] && !n->inputs[1]->is_constant();
-    const bool never_on_cuda = n->op_type == "Slice" || n->op_type == "Expand" || n->op_type == "Tile";
+    bool by_value = false;
+    for (size_t i = 1; i < n->inputs.size(); ++i) by_value |= n->inputs[i] && !n->inputs[i]->is_constant();
+    const bool never_on_cuda = n->op_type == "Expand" || n->op_type == "Tile";
     if (!f32 || (n->domain.empty() && kValueSizedOps.count(n->op_type) && (never_on_cuda || by_value))) continue;
     left.push_back(n->describe());
   }
@@ -379,7 +381,8 @@ struct KernelInput {
   std::vector<int64_t> dims;
   DType dtype = DType::f32;
   test::Values values = {};
-  Tensor given = {};  // when defined, this tensor instead of random values
+  Tensor given = {};      // when defined, this tensor instead of random values
+  bool constant = false;  // a graph constant (an index input: axes, starts) instead of an input
 };
 
 struct KernelCase {
@@ -556,6 +559,33 @@ std::vector<KernelCase> kernel_cases() {
       {"Cast", {f32({3, 4})}, {{"to", int64_t(1)}}},
       {"Cast", {{{5, 3}, DType::boolean}}, {{"to", int64_t(1)}}},
   };
+  // The training step's reductions over constant axes, Sum, and backward ops.
+  auto axes = [](std::vector<int64_t> a) {
+    const int64_t n = int64_t(a.size());
+    return KernelInput{{n}, DType::i64, {}, Tensor::from_vector<int64_t>(a, {n}), true};
+  };
+  for (const char* op : {"ReduceSum", "ReduceSumSquare", "ReduceMean"}) {
+    cases.push_back({op, {f32({4, 5, 6}), axes({0, 2})}, {{"keepdims", int64_t(0)}}});
+    cases.push_back({op, {f32({3, 700}), axes({-1})}});
+    cases.push_back({op, {f32({2, 3, 4})}});  // every axis
+  }
+  cases.push_back({"Sum", {f32({3, 5, 7}), f32({3, 5, 7}), f32({3, 5, 7})}});
+  cases.push_back({"Slice", {f32({4, 10, 6}), axes({1, -4}), axes({3, 100}), axes({0, 1}), axes({1, 2})}});
+  cases.push_back({"Slice", {f32({2, 3, 9}), axes({-1}), axes({-100}), axes({2}), axes({-2})}});  // backwards
+  cases.push_back({"SliceGrad",
+                   {f32({2, 2, 6}), axes({4, 10, 6}), axes({1, -4}), axes({3, 100}), axes({0, 1}), axes({1, 2})},
+                   {},
+                   kGradDomain});
+  cases.push_back({"LogSoftmax", {f32({4, 300})}, {{"axis", int64_t(-1)}}});
+  cases.push_back({"GeluGrad", {f32({3, 1001}), f32({3, 1001}, test::uniform(-5, 5))}, {}, kGradDomain});
+  cases.push_back({"GeluGrad",
+                   {f32({3, 1001}), f32({3, 1001}, test::uniform(-5, 5))},
+                   {{"approximate", std::string("tanh")}},
+                   kGradDomain});
+  for (int64_t log : {0, 1})
+    cases.push_back({"SoftmaxGrad", {f32({5, 300}), f32({5, 300}, test::uniform(-3, 0))}, {{"log", log}}, kGradDomain});
+  cases.push_back(
+      {"LayerNormalizationGrad", {f32({6, 2, 40}), f32({6, 2, 40}), f32({40})}, {{"epsilon", 1e-5f}}, kGradDomain, 3});
   // AdamW: p, g, m, v [3, 1001]; lr, step and the clip factor as scalars.
   cases.push_back(
       {"AdamW",
@@ -574,9 +604,13 @@ std::shared_ptr<Graph> case_graph(const KernelCase& c, std::map<std::string, Ten
   std::vector<Value*> ins;
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     const KernelInput& in = c.inputs[i];
+    Tensor value = in.given.defined() ? in.given.reshaped(in.dims) : test::random_tensor(in.dtype, in.dims, in.values);
+    if (in.constant) {
+      ins.push_back(g->add_constant("x" + std::to_string(i), value));
+      continue;
+    }
     ins.push_back(g->add_input("x" + std::to_string(i), {in.dtype, Shape::of(in.dims)}));
-    feeds[ins.back()->name] =
-        in.given.defined() ? in.given.reshaped(in.dims) : test::random_tensor(in.dtype, in.dims, in.values);
+    feeds[ins.back()->name] = value;
   }
   std::vector<Value*> ys;
   for (int o = 0; o < c.outputs; ++o) ys.push_back(g->add_value("y" + std::to_string(o)));

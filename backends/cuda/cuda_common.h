@@ -60,6 +60,11 @@ inline bool rank_at_most(const Value* v, size_t r) {
 inline bool rank_is(const Value* v, size_t r) { return v && v->type.shape.rank_known && v->type.shape.rank() == r; }
 // Every present input and every present output is f32.
 bool all_f32(const Node& n);
+// The value of input i when it is a constant, or (once placed) the device
+// copy of one, whose host constant the runtime keeps: what a kernel reads
+// its index inputs (a Slice's starts, a reduction's axes) from, since it
+// cannot read device memory on the host. Null when computed or absent.
+const Tensor* constant_input(const Node& n, size_t i);
 
 // An output index space and, per input, its strides there (0 along
 // broadcast dims): numpy broadcasting for up to kMaxRank dims and 3 inputs.
@@ -174,6 +179,23 @@ bool gather_supports(const Node& n);
 std::unique_ptr<Kernel> make_gather(const Node& n, const Launch& l);
 bool cast_supports(const Node& n);
 std::unique_ptr<Kernel> make_cast(const Node& n, const Launch& l);
+// cuda_slice.cu
+bool slice_supports(const Node& n);
+std::unique_ptr<Kernel> make_slice(const Node& n, const Launch& l);
+bool slice_grad_supports(const Node& n);
+std::unique_ptr<Kernel> make_slice_grad(const Node& n, const Launch& l);
+// cuda_reduce.cu
+bool reduce_supports(const Node& n);  // ReduceSum, ReduceSumSquare, ReduceMean
+std::unique_ptr<Kernel> make_reduce(const Node& n, const Launch& l);
+bool sum_supports(const Node& n);
+std::unique_ptr<Kernel> make_sum(const Node& n, const Launch& l);
+// cuda_grad.cu
+bool gelu_grad_supports(const Node& n);
+std::unique_ptr<Kernel> make_gelu_grad(const Node& n, const Launch& l);
+bool softmax_grad_supports(const Node& n);
+std::unique_ptr<Kernel> make_softmax_grad(const Node& n, const Launch& l);
+bool layer_norm_grad_supports(const Node& n);
+std::unique_ptr<Kernel> make_layer_norm_grad(const Node& n, const Launch& l);
 // cuda_optim.cu
 bool adamw_supports(const Node& n);
 std::unique_ptr<Kernel> make_adamw(const Node& n, const Launch& l);

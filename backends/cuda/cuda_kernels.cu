@@ -14,6 +14,7 @@
 #include "ir/fused_matmul.h"
 #include "ir/ops/grad.h"
 #include "ir/ops/optim.h"
+#include "ir/placement.h"
 #include "support/error.h"
 
 namespace cb {
@@ -26,6 +27,12 @@ bool all_f32(const Node& n) {
   for (const Value* v : n.outputs)
     if (v && !is_f32(v)) return false;
   return !n.outputs.empty() && n.outputs[0];
+}
+
+const Tensor* constant_input(const Node& n, size_t i) {
+  const Value* v = n.input(i);
+  if (v && v->producer && is_copy_to_device(*v->producer)) v = v->producer->inputs[0];
+  return v && v->is_constant() ? &*v->constant : nullptr;
 }
 
 void broadcast_strides(const Tensor& in, const std::vector<int64_t>& out, long long* strides) {
@@ -73,7 +80,8 @@ __global__ void layer_norm_kernel(const float* x, const float* gamma, const floa
     out[c] = (row[c] - mean) * inv * gamma[c] + (beta ? beta[c] : 0.f);
 }
 
-__global__ void softmax_kernel(const float* x, float* y, long long cols) {
+// Softmax, or LogSoftmax (log): x - max - log(sum exp(x - max)).
+__global__ void softmax_kernel(const float* x, float* y, long long cols, bool log) {
   __shared__ float shared[32];
   const float* row = x + blockIdx.x * cols;
   float* out = y + blockIdx.x * cols;
@@ -82,20 +90,24 @@ __global__ void softmax_kernel(const float* x, float* y, long long cols) {
   m = block_max(m, shared);
   float s = 0;
   for (long long c = threadIdx.x; c < cols; c += blockDim.x) s += expf(row[c] - m);
-  const float inv = 1.f / block_sum(s, shared);
-  for (long long c = threadIdx.x; c < cols; c += blockDim.x) out[c] = expf(row[c] - m) * inv;
+  s = block_sum(s, shared);
+  const float inv = 1.f / s, log_sum = logf(s);
+  for (long long c = threadIdx.x; c < cols; c += blockDim.x)
+    out[c] = log ? row[c] - m - log_sum : expf(row[c] - m) * inv;
 }
+
+enum class Row { layer_norm, softmax, log_softmax };
 
 class RowKernel : public Kernel {
  public:
-  RowKernel(bool layer_norm, float epsilon, cudaStream_t s) : layer_norm_(layer_norm), epsilon_(epsilon), stream_(s) {}
+  RowKernel(Row op, float epsilon, cudaStream_t s) : op_(op), epsilon_(epsilon), stream_(s) {}
   void run(KernelContext& ctx) override {
     const Tensor& x = ctx.in(0);
     Tensor& y = ctx.out(0);
     if (x.numel() == 0) return;
     const long long cols = x.dim(x.rank() - 1), rows = x.numel() / cols;
     CB_CHECK(rows <= 0x7fffffff, ctx.node.describe() << ": " << rows << " rows are too many for one launch");
-    if (layer_norm_) {
+    if (op_ == Row::layer_norm) {
       const Tensor& gamma = ctx.in(1);
       const Tensor* beta = ctx.inputs.size() > 2 ? ctx.inputs[2] : nullptr;  // optional
       CB_CHECK(gamma.numel() == cols && (!beta || beta->numel() == cols),
@@ -103,13 +115,14 @@ class RowKernel : public Kernel {
       CB_LAUNCH(layer_norm_kernel, unsigned(rows), kThreads, 0, stream_)
       (x.data<float>(), gamma.data<float>(), beta ? beta->data<float>() : nullptr, y.data<float>(), cols, epsilon_);
     } else {
-      CB_LAUNCH(softmax_kernel, unsigned(rows), kThreads, 0, stream_)(x.data<float>(), y.data<float>(), cols);
+      CB_LAUNCH(softmax_kernel, unsigned(rows), kThreads, 0, stream_)
+      (x.data<float>(), y.data<float>(), cols, op_ == Row::log_softmax);
     }
     check_launch(ctx.node);
   }
 
  private:
-  bool layer_norm_;
+  Row op_;
   float epsilon_;
   cudaStream_t stream_;
 };
@@ -124,8 +137,8 @@ bool last_axis(const Node& n, int64_t dflt) {
 
 bool softmax_supports(const Node& n) { return n.inputs.size() == 1 && all_f32(n) && last_axis(n, -1); }
 
-std::unique_ptr<Kernel> make_softmax(const Node&, const Launch& l) {
-  return std::make_unique<RowKernel>(false, 0.f, l.stream);
+std::unique_ptr<Kernel> make_softmax(const Node& n, const Launch& l) {
+  return std::make_unique<RowKernel>(n.op_type == "LogSoftmax" ? Row::log_softmax : Row::softmax, 0.f, l.stream);
 }
 
 bool layer_norm_supports(const Node& n) {
@@ -135,7 +148,7 @@ bool layer_norm_supports(const Node& n) {
 }
 
 std::unique_ptr<Kernel> make_layer_norm(const Node& n, const Launch& l) {
-  return std::make_unique<RowKernel>(true, n.attr_float("epsilon", 1e-5f), l.stream);
+  return std::make_unique<RowKernel>(Row::layer_norm, n.attr_float("epsilon", 1e-5f), l.stream);
 }
 
 namespace {
@@ -168,6 +181,14 @@ const CudaOp kOps[] = {
     {"", "Gelu", unary_supports, make_unary},
     {"", "Where", where_supports, make_where},
     {"", "Softmax", softmax_supports, make_softmax},
+    {"", "LogSoftmax", softmax_supports, make_softmax},
+    {"", "ReduceSum", reduce_supports, make_reduce},
+    {"", "ReduceSumSquare", reduce_supports, make_reduce},
+    {"", "ReduceMean", reduce_supports, make_reduce},
+    {"", "Sum", sum_supports, make_sum},
+    {kGradDomain, "GeluGrad", gelu_grad_supports, make_gelu_grad},
+    {kGradDomain, "SoftmaxGrad", softmax_grad_supports, make_softmax_grad},
+    {kGradDomain, "LayerNormalizationGrad", layer_norm_grad_supports, make_layer_norm_grad},
     {"", "LayerNormalization", layer_norm_supports, make_layer_norm},
     {"", "MatMul", matmul_supports, make_matmul},
     {"", "Gemm", gemm_supports, make_gemm},
@@ -179,6 +200,8 @@ const CudaOp kOps[] = {
     {"", "Transpose", transpose_supports, make_transpose},
     {"", "Concat", concat_supports, make_concat},
     {"", "Split", split_supports, make_split},
+    {"", "Slice", slice_supports, make_slice},
+    {kGradDomain, "SliceGrad", slice_grad_supports, make_slice_grad},
     {"", "Reshape", view_supports, make_view},
     {"", "Unsqueeze", view_supports, make_view},
     {"", "Squeeze", view_supports, make_view},

@@ -7,7 +7,6 @@
 // values only (docs/cuda.md). With a computed one, and Slice, they stay on
 // the host.
 #include "backends/cuda/cuda_common.h"
-#include "ir/placement.h"
 
 namespace cb::cuda {
 
@@ -251,12 +250,6 @@ class ViewKernel : public Kernel {
 
 bool one_f32_output(const Node& n) { return n.outputs.size() == 1 && is_f32(n.outputs[0]); }
 
-// A constant, or (once placed) the device copy of one, which the runtime
-// keeps the host constant of.
-bool is_constant_value(const Value* v) {
-  return v->is_constant() || (v->producer && is_copy_to_device(*v->producer) && v->producer->inputs[0]->is_constant());
-}
-
 }  // namespace
 
 bool transpose_supports(const Node& n) {
@@ -280,7 +273,7 @@ bool split_supports(const Node& n) {
   // whose host copy the runtime's shape inference reads (docs/cuda.md).
   // The kernel itself reads the sizes from the outputs.
   if (n.inputs.empty() || !is_f32(n.inputs[0])) return false;
-  if (n.inputs.size() > 2 || (n.inputs.size() == 2 && n.inputs[1] && !is_constant_value(n.inputs[1]))) return false;
+  if (n.inputs.size() > 2 || (n.inputs.size() == 2 && n.inputs[1] && !constant_input(n, 1))) return false;
   for (const Value* v : n.outputs)
     if (!v || !is_f32(v)) return false;
   return true;
@@ -291,7 +284,7 @@ std::unique_ptr<Kernel> make_split(const Node&, const Launch& l) { return std::m
 bool view_supports(const Node& n) {
   // The shape or axes input sizes the output by its value: only a constant one.
   if (n.inputs.empty() || !is_f32(n.inputs[0]) || !one_f32_output(n) || n.inputs.size() > 2) return false;
-  return n.inputs.size() < 2 || !n.inputs[1] || is_constant_value(n.inputs[1]);
+  return n.inputs.size() < 2 || !n.inputs[1] || constant_input(n, 1);
 }
 
 std::unique_ptr<Kernel> make_view(const Node&, const Launch& l) { return std::make_unique<ViewKernel>(l); }

@@ -36,9 +36,9 @@ class AdamWKernel : public Kernel {
   void run(KernelContext& ctx) override {
     const Tensor& p = ctx.in(0);
     for (size_t i = 1; i < 4; ++i)
-      CB_CHECK(ctx.in(i).numel() == p.numel(), ctx.node.describe() << ": input " << i << " "
-                                                                    << dims_str(ctx.in(i).dims()) << " is not p's "
-                                                                    << dims_str(p.dims()));
+      CB_CHECK(ctx.in(i).numel() == p.numel(), ctx.node.describe()
+                                                   << ": input " << i << " " << dims_str(ctx.in(i).dims())
+                                                   << " is not p's " << dims_str(p.dims()));
     AdamWCall c{};
     c.a.p = p.data<float>();
     c.a.g = ctx.in(1).data<float>();
