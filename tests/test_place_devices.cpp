@@ -586,6 +586,25 @@ std::vector<KernelCase> kernel_cases() {
     cases.push_back({"SoftmaxGrad", {f32({5, 300}), f32({5, 300}, test::uniform(-3, 0))}, {{"log", log}}, kGradDomain});
   cases.push_back(
       {"LayerNormalizationGrad", {f32({6, 2, 40}), f32({6, 2, 40}), f32({40})}, {{"epsilon", 1e-5f}}, kGradDomain, 3});
+  // AttentionGrad (dy, Q, Kt, V, mask): training's folded layout (Q, V, dy
+  // as [B, T, H, d] rows, Kt as [B, S, H, dh]), and the default one.
+  const std::vector<int64_t> rows = {0, 2, 1, 3};
+  cases.push_back({kAttentionGradOp,
+                   {f32({2, 9, 3, 8}), f32({2, 9, 3, 12}), f32({2, 9, 3, 12}), f32({2, 9, 3, 8}),
+                    {{9, 9}, DType::f32, {}, causal_mask(9, 9, -3.4028235e38f)}},
+                   {{"scale", 0.25f},
+                    {"q_perm", rows},
+                    {"k_perm", std::vector<int64_t>{0, 2, 3, 1}},
+                    {"v_perm", rows},
+                    {"out_perm", rows}},
+                   kGradDomain,
+                   3});
+  cases.push_back({kAttentionGradOp,
+                   {f32({2, 3, 5, 6}), f32({2, 3, 5, 8}), f32({2, 3, 8, 7}), f32({2, 3, 7, 6}),
+                    {{5, 7}, DType::f32, {}, causal_mask(5, 7, -inf)}},
+                   {{"scale", 0.35f}},
+                   kGradDomain,
+                   3});
   // AdamW: p, g, m, v [3, 1001]; lr, step and the clip factor as scalars.
   cases.push_back(
       {"AdamW",

@@ -138,14 +138,14 @@ class AttentionKernel : public Kernel {
 // dQ[i, :] = scale sum_j dS_j K_j and the row's max, sum and D_i; kernel 2
 // takes a block per key j, recomputes p_ij and dS_ij for every row i from
 // those statistics, and writes dKt[:, j] = scale sum_i dS_ij Q_i and
-// dV[j, :] = sum_i p_ij dy_i. Outputs are [B, H, ...] contiguous; dy is
-// [B, H, T, dv].
+// dV[j, :] = sum_i p_ij dy_i. dy and the gradients are read and written
+// through the strides of their layouts (AttentionGradTensors: the layout
+// attributes that training's fold-attention-layouts sets).
 
 struct GradCall {
   AttentionCall a;
-  const float* dy;
-  float *dq, *dkt, *dv;
-  float* stats;  // [B * H * T][3]: the row's max, sum of exp, D
+  AttentionGradTensors t;  // dy, dQ, dKt, dV: only their fields are used here
+  float* stats;            // [B * H * T][3]: the row's max, sum of exp, D
 };
 
 // p = the probability of score s in a row of max `mx` and sum `sum` (0 for
@@ -164,7 +164,7 @@ __global__ void attention_grad_rows_kernel(GradCall g) {
   const long long row = blockIdx.x;  // (b * H + h) * T + i
   const QueryRow r = query_row(a, row);
   const float *q_row = r.q, *k_head = r.k_head, *v_head = r.v_head, *m_row = r.mask;
-  const float* dy_row = g.dy + row * d.dv;
+  const float* dy_row = g.t.dy + r.b * g.t.dy_b + r.h * g.t.dy_h + r.i * g.t.dy_t;
   float* q_s = shared;
   float* dy_s = q_s + d.dh;
   float* p = dy_s + d.dv;
@@ -193,7 +193,7 @@ __global__ void attention_grad_rows_kernel(GradCall g) {
     float acc = 0;
     for (long long j = 0; j < d.S; ++j)
       if (ds[j] != 0) acc += ds[j] * k_head[e * a.k_e + j * a.k_s];
-    g.dq[row * d.dh + e] = a.scale * acc;
+    g.t.dq[r.b * g.t.dq_b + r.h * g.t.dq_h + r.i * g.t.dq_t + e] = a.scale * acc;
   }
   if (threadIdx.x == 0) {
     g.stats[row * 3] = mx;
@@ -228,7 +228,7 @@ __global__ void attention_grad_keys_kernel(GradCall g) {
     const float pj = probability(a, s, st[0], st[1]);
     float dS = 0;
     if (pj != 0) {
-      const float* dy_row = g.dy + (bh * d.T + i) * d.dv;
+      const float* dy_row = g.t.dy + b * g.t.dy_b + h * g.t.dy_h + i * g.t.dy_t;
       float dp = 0;
       for (long long e = 0; e < d.dv; ++e) dp += dy_row[e] * v_s[e];
       dS = pj * (dp - st[2]);
@@ -241,13 +241,13 @@ __global__ void attention_grad_keys_kernel(GradCall g) {
     float acc = 0;
     for (long long i = 0; i < d.T; ++i)
       if (ds[i] != 0) acc += ds[i] * q_head[i * a.q_t + e];
-    g.dkt[(bh * d.dh + e) * d.S + j] = a.scale * acc;
+    g.t.dk[b * g.t.dk_b + h * g.t.dk_h + e * g.t.dk_e + j * g.t.dk_s] = a.scale * acc;
   }
   for (long long e = threadIdx.x; e < d.dv; e += blockDim.x) {
     float acc = 0;
     for (long long i = 0; i < d.T; ++i)
-      if (p[i] != 0) acc += p[i] * g.dy[(bh * d.T + i) * d.dv + e];
-    g.dv[key * d.dv + e] = acc;
+      if (p[i] != 0) acc += p[i] * g.t.dy[b * g.t.dy_b + h * g.t.dy_h + i * g.t.dy_t + e];
+    g.t.dv[b * g.t.dv_b + h * g.t.dv_h + j * g.t.dv_s + e] = acc;
   }
 }
 
@@ -259,12 +259,9 @@ class AttentionGradKernel : public Kernel {
   }
   void run(KernelContext& ctx) override {
     const Node& node = ctx.node;
-    GradCall g{attention_call(ctx, 1),   ctx.in(0).data<float>(),  ctx.out(0).data<float>(),
-               ctx.out(1).data<float>(), ctx.out(2).data<float>(), nullptr};
+    GradCall g{attention_call(ctx, 1), {}, nullptr};
+    g.t = attention_grad_tensors(ctx, g.a);  // checks each tensor's dims in its layout
     const AttentionDims& d = g.a.d;
-    const Tensor& dy = ctx.in(0);
-    CB_CHECK(dy.rank() == 4 && dy.dim(0) == d.B && dy.dim(1) == d.H && dy.dim(2) == d.T && dy.dim(3) == d.dv,
-             node.describe() << ": dy " << dims_str(dy.dims()) << " is not [B, H, T, dv]");
     const long long rows = d.B * d.H * d.T, keys = d.B * d.H * d.S;
     if (rows == 0 || keys == 0) return;
     CB_CHECK(rows <= 0x7fffffff && keys <= 0x7fffffff,
@@ -299,8 +296,7 @@ bool rank4_f32(const Value* v) { return is_f32(v) && rank_is(v, 4); }
 }  // namespace
 
 bool attention_grad_supports(const Node& n) {
-  // The default layout only: this kernel reads dy and writes the gradients as [B, H, ...].
-  if (n.inputs.size() < 4 || n.outputs.size() != 3 || !attention_layout(n).is_default()) return false;
+  if (n.inputs.size() < 4 || n.outputs.size() != 3) return false;
   for (size_t i = 0; i < 4; ++i)
     if (!rank4_f32(n.inputs[i])) return false;
   for (Value* o : n.outputs)
