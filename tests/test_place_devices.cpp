@@ -590,7 +590,10 @@ std::vector<KernelCase> kernel_cases() {
   // as [B, T, H, d] rows, Kt as [B, S, H, dh]), and the default one.
   const std::vector<int64_t> rows = {0, 2, 1, 3};
   cases.push_back({kAttentionGradOp,
-                   {f32({2, 9, 3, 8}), f32({2, 9, 3, 12}), f32({2, 9, 3, 12}), f32({2, 9, 3, 8}),
+                   {f32({2, 9, 3, 8}),
+                    f32({2, 9, 3, 12}),
+                    f32({2, 9, 3, 12}),
+                    f32({2, 9, 3, 8}),
                     {{9, 9}, DType::f32, {}, causal_mask(9, 9, -3.4028235e38f)}},
                    {{"scale", 0.25f},
                     {"q_perm", rows},
@@ -600,11 +603,34 @@ std::vector<KernelCase> kernel_cases() {
                    kGradDomain,
                    3});
   cases.push_back({kAttentionGradOp,
-                   {f32({2, 3, 5, 6}), f32({2, 3, 5, 8}), f32({2, 3, 8, 7}), f32({2, 3, 7, 6}),
+                   {f32({2, 3, 5, 6}),
+                    f32({2, 3, 5, 8}),
+                    f32({2, 3, 8, 7}),
+                    f32({2, 3, 7, 6}),
                     {{5, 7}, DType::f32, {}, causal_mask(5, 7, -inf)}},
                    {{"scale", 0.35f}},
                    kGradDomain,
                    3});
+  // CodebookGrad (dy, x, codes, ln_scale, ln_bias, ids) in every loss mode;
+  // ids with blocked slots (-1) and codes selected many times.
+  auto codebook_grad = [&](int64_t B, int64_t T, int64_t G, int64_t K, int64_t Dg, int64_t k, const char* loss,
+                           double lowest_id = -1) {
+    const int64_t D = G * Dg;
+    return KernelCase{"CodebookGrad",
+                      {f32({B, T, D}),
+                       f32({B, T, D}),
+                       f32({G, K, Dg}),
+                       f32({G, Dg}),
+                       f32({G, Dg}),
+                       {{B, T, G, k}, DType::i64, test::uniform(0, 1).ints(lowest_id, double(K - 1))}},
+                      {{"k", k}, {"loss", std::string(loss)}},
+                      kGradDomain,
+                      4};
+  };
+  for (const char* loss : {"base", "aeloss", "fullaeloss", "vqvae-0.5"})
+    cases.push_back(codebook_grad(2, 5, 3, 7, 8, 2, loss));
+  cases.push_back(codebook_grad(1, 40, 1, 300, 16, 4, "fullaeloss-0.1"));  // 160 slots: a sort over many blocks
+  cases.push_back(codebook_grad(2, 4, 1, 3, 8, 2, "aeloss", 0));  // 16 slots, none blocked: no padding in the sort
   // AdamW: p, g, m, v [3, 1001]; lr, step and the clip factor as scalars.
   cases.push_back(
       {"AdamW",

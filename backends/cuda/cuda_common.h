@@ -199,6 +199,9 @@ std::unique_ptr<Kernel> make_layer_norm_grad(const Node& n, const Launch& l);
 // cuda_optim.cu
 bool adamw_supports(const Node& n);
 std::unique_ptr<Kernel> make_adamw(const Node& n, const Launch& l);
+// cuda_codebook_grad.cu
+bool codebook_grad_supports(const Node& n);
+std::unique_ptr<Kernel> make_codebook_grad(const Node& n, const Launch& l);
 // cuda_codebook.cu
 bool codebook_supports(const Node& n);
 std::unique_ptr<Kernel> make_codebook(const Node& n, const Launch& l);

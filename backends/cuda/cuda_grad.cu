@@ -36,8 +36,8 @@ class GeluGradKernel : public Kernel {
     CB_CHECK(dy.dims() == x.dims(), ctx.node.describe() << ": dy " << dims_str(dy.dims()) << " and x "
                                                         << dims_str(x.dims()) << " differ in shape");
     if (x.numel() == 0) return;
-    CB_LAUNCH(gelu_grad_kernel, grid_for(x.numel()), kThreads, 0, launch_.stream)(
-        dy.data<float>(), x.data<float>(), ctx.out(0).data<float>(), x.numel(), tanh_);
+    CB_LAUNCH(gelu_grad_kernel, grid_for(x.numel()), kThreads, 0, launch_.stream)
+    (dy.data<float>(), x.data<float>(), ctx.out(0).data<float>(), x.numel(), tanh_);
     check_launch(ctx.node);
   }
 
@@ -70,8 +70,8 @@ class SoftmaxGradKernel : public Kernel {
     if (y.numel() == 0) return;
     const long long cols = y.dim(y.rank() - 1), rows = y.numel() / cols;
     CB_CHECK(rows <= 0x7fffffff, ctx.node.describe() << ": " << rows << " rows are too many for one launch");
-    CB_LAUNCH(softmax_grad_kernel, unsigned(rows), kThreads, 0, launch_.stream)(
-        dy.data<float>(), y.data<float>(), ctx.out(0).data<float>(), cols, log_);
+    CB_LAUNCH(softmax_grad_kernel, unsigned(rows), kThreads, 0, launch_.stream)
+    (dy.data<float>(), y.data<float>(), ctx.out(0).data<float>(), cols, log_);
     check_launch(ctx.node);
   }
 
@@ -154,26 +154,28 @@ class LayerNormGradKernel : public Kernel {
   void run(KernelContext& ctx) override {
     const Node& node = ctx.node;
     const Tensor &dy = ctx.in(0), &x = ctx.in(1), &scale = ctx.in(2);
-    CB_CHECK(dy.dims() == x.dims(), node.describe() << ": dy " << dims_str(dy.dims()) << " and x "
-                                                    << dims_str(x.dims()) << " differ in shape");
+    CB_CHECK(dy.dims() == x.dims(), node.describe() << ": dy " << dims_str(dy.dims()) << " and x " << dims_str(x.dims())
+                                                    << " differ in shape");
     if (x.numel() == 0) return;
     const long long n = x.dim(x.rank() - 1), rows = x.numel() / n;
-    CB_CHECK(scale.numel() == n, node.describe() << ": scale " << dims_str(scale.dims()) << " is not the last axis' "
-                                                 << n << " elements");
+    CB_CHECK(scale.numel() == n,
+             node.describe() << ": scale " << dims_str(scale.dims()) << " is not the last axis' " << n << " elements");
     CB_CHECK(rows <= 0x7fffffff, node.describe() << ": " << rows << " rows are too many for one launch");
-    auto out = [&](size_t i) { return ctx.outputs.size() > i && ctx.outputs[i] ? ctx.outputs[i]->data<float>() : nullptr; };
+    auto out = [&](size_t i) {
+      return ctx.outputs.size() > i && ctx.outputs[i] ? ctx.outputs[i]->data<float>() : nullptr;
+    };
     if (size_t(rows) * 2 > stats_count_) {
       if (stats_) cudaFree(stats_);
       stats_ = nullptr;
       check_cuda(node, cudaMalloc(&stats_, size_t(rows) * 2 * sizeof(double)), "cudaMalloc");
       stats_count_ = size_t(rows) * 2;
     }
-    CB_LAUNCH(layer_norm_grad_rows_kernel, unsigned(rows), kThreads, 0, launch_.stream)(
-        dy.data<float>(), x.data<float>(), scale.data<float>(), out(0), stats_, n, double(eps_));
+    CB_LAUNCH(layer_norm_grad_rows_kernel, unsigned(rows), kThreads, 0, launch_.stream)
+    (dy.data<float>(), x.data<float>(), scale.data<float>(), out(0), stats_, n, double(eps_));
     check_launch(node);
     if (out(1) || out(2)) {
-      CB_LAUNCH(layer_norm_grad_columns_kernel, grid_for(n), kThreads, 0, launch_.stream)(
-          dy.data<float>(), x.data<float>(), stats_, out(1), out(2), rows, n);
+      CB_LAUNCH(layer_norm_grad_columns_kernel, grid_for(n), kThreads, 0, launch_.stream)
+      (dy.data<float>(), x.data<float>(), stats_, out(1), out(2), rows, n);
       check_launch(node);
     }
   }

@@ -196,6 +196,7 @@ const CudaOp kOps[] = {
     {kCodebookDomain, kAttentionOp, attention_supports, make_attention},
     {kGradDomain, kAttentionGradOp, attention_grad_supports, make_attention_grad},
     {kCodebookDomain, kCodebookOp, codebook_supports, make_codebook},
+    {kGradDomain, "CodebookGrad", codebook_grad_supports, make_codebook_grad},
     {kTrainDomain, "AdamW", adamw_supports, make_adamw},
     {"", "Transpose", transpose_supports, make_transpose},
     {"", "Concat", concat_supports, make_concat},

@@ -96,8 +96,8 @@ class ReduceKernel : public Kernel {
              ctx.node.describe() << ": output " << dims_str(y.dims()) << " does not match the reduction of "
                                  << dims_str(x.dims()));
     if (outputs == 0) return;
-    CB_LAUNCH(reduce_kernel, grid_for(outputs), kThreads, 0, launch_.stream)(x.data<float>(), y.data<float>(),
-                                                                             outputs, ix, op_);
+    CB_LAUNCH(reduce_kernel, grid_for(outputs), kThreads, 0, launch_.stream)
+    (x.data<float>(), y.data<float>(), outputs, ix, op_);
     check_launch(ctx.node);
   }
 
@@ -153,7 +153,9 @@ bool reduce_inputs_ok(const Node& n) {
 bool reduce_supports(const Node& n) { return reduce_inputs_ok(n); }
 
 std::unique_ptr<Kernel> make_reduce(const Node& n, const Launch& l) {
-  const Reduce op = n.op_type == "ReduceSum" ? Reduce::sum : n.op_type == "ReduceMean" ? Reduce::mean : Reduce::sum_square;
+  const Reduce op = n.op_type == "ReduceSum"    ? Reduce::sum
+                    : n.op_type == "ReduceMean" ? Reduce::mean
+                                                : Reduce::sum_square;
   return std::make_unique<ReduceKernel>(op, l);
 }
 

@@ -55,8 +55,8 @@ SliceArgs slice_args(const Node& n, size_t first) {
     for (size_t i = 0; i < count; ++i) a.axes.push_back(int64_t(i));
   a.steps.assign(count, 1);
   if (const Tensor* t = constant_input(n, first + 3)) a.steps = t->to_int_vector();
-  CB_CHECK(a.axes.size() == count && a.steps.size() == count,
-           n.describe() << ": starts, axes and steps differ in length");
+  CB_CHECK(a.axes.size() == count && a.steps.size() == count, n.describe()
+                                                                  << ": starts, axes and steps differ in length");
   return a;
 }
 
@@ -91,22 +91,23 @@ SliceMap slice_map(const Node& node, const SliceArgs& a, const Tensor& whole, co
 
 class SliceKernel : public Kernel {
  public:
-  SliceKernel(const Node& n, const Launch& l, bool grad) : launch_(l), grad_(grad), args_(slice_args(n, grad ? 2 : 1)) {}
+  SliceKernel(const Node& n, const Launch& l, bool grad)
+      : launch_(l), grad_(grad), args_(slice_args(n, grad ? 2 : 1)) {}
   void run(KernelContext& ctx) override {
     if (!grad_) {
       const Tensor& x = ctx.in(0);
       Tensor& y = ctx.out(0);
       if (y.numel() == 0) return;
-      CB_LAUNCH(slice_kernel, grid_for(y.numel()), kThreads, 0, launch_.stream)(
-          x.data<float>(), y.data<float>(), y.numel(), slice_map(ctx.node, args_, x, y));
+      CB_LAUNCH(slice_kernel, grid_for(y.numel()), kThreads, 0, launch_.stream)
+      (x.data<float>(), y.data<float>(), y.numel(), slice_map(ctx.node, args_, x, y));
     } else {
       const Tensor& dy = ctx.in(0);
       Tensor& out = ctx.out(0);
       if (out.numel() == 0) return;
       check_cuda(ctx.node, cudaMemsetAsync(out.raw(), 0, out.nbytes(), launch_.stream), "cudaMemsetAsync");
       if (dy.numel() == 0) return;
-      CB_LAUNCH(slice_grad_kernel, grid_for(dy.numel()), kThreads, 0, launch_.stream)(
-          dy.data<float>(), out.data<float>(), dy.numel(), slice_map(ctx.node, args_, out, dy));
+      CB_LAUNCH(slice_grad_kernel, grid_for(dy.numel()), kThreads, 0, launch_.stream)
+      (dy.data<float>(), out.data<float>(), dy.numel(), slice_map(ctx.node, args_, out, dy));
     }
     check_launch(ctx.node);
   }
