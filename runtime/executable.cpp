@@ -80,7 +80,8 @@ std::unique_ptr<Executable> Executable::compile(std::shared_ptr<const Graph> gra
       if (auto sg = std::get_if<std::shared_ptr<Graph>>(&a))
         for (Value* v : graph_captures(**sg)) last_use[slot(v)] = ex->steps_.size();
     for (Value* v : n->outputs) st.out_slots.push_back(v ? slot(v) : -1);
-    if (memory != 0 && is_copy_to_device(*n) && n->inputs[0])
+    st.copies_to_device = memory != 0 && is_copy_to_device(*n) && n->inputs[0];
+    if (st.copies_to_device)
       st.copies_graph_input = std::count(graph->inputs.begin(), graph->inputs.end(), n->inputs[0]) > 0;
     if (memory != 0 && is_copy_to_host(*n) && n->outputs[0] && opts.device_outputs.count(n->outputs[0]->name))
       st.keeps_on_device = std::count(graph->outputs.begin(), graph->outputs.end(), n->outputs[0]) > 0;
@@ -231,6 +232,9 @@ namespace {
 // Bytes of a value whose inference read it, for the sized-types cache; larger
 // values are not cached (re-inferred every run).
 constexpr size_t kMaxCachedValueBytes = 4096;
+// Host values copied to the device that stay readable for shape inference
+// (index inputs are a few int64s; activations are never read this way).
+constexpr size_t kMaxMirroredBytes = 4096;
 
 bool same_bytes(const Tensor& t, const std::vector<uint8_t>& bytes) {
   return t.nbytes() == bytes.size() && (bytes.empty() || std::memcmp(t.raw(), bytes.data(), bytes.size()) == 0);
@@ -304,7 +308,10 @@ void Executable::readable_inputs(const Step& st, const std::vector<const Tensor*
   for (size_t i = 0; i < readable.size(); ++i)
     if (readable[i] && !readable[i]->device().is_host()) {
       const size_t s = size_t(st.in_slots[i]);
-      readable[i] = s < host_mirror_.size() && host_mirror_[s].defined() ? &host_mirror_[s] : nullptr;
+      if (s < host_mirror_.size() && host_mirror_[s].defined())
+        readable[i] = &host_mirror_[s];
+      else
+        readable[i] = s < run_mirror_.size() && run_mirror_[s].defined() ? &run_mirror_[s] : nullptr;
     }
 }
 
@@ -490,6 +497,7 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
       passed = &slots_[size_t(st.in_slots[0])];
     if (passed) {
       slots_[size_t(st.out_slots[0])] = *passed;
+      if (size_t(st.out_slots[0]) < run_mirror_.size()) run_mirror_[size_t(st.out_slots[0])] = Tensor();
       for (int s : st.free_after) slots_[size_t(s)] = Tensor();
       continue;
     }
@@ -552,6 +560,18 @@ std::vector<Tensor> Executable::execute(const std::function<const Tensor*(const 
       kernel_ms += ms;
     } else {
       st.kernel->run(ctx);
+    }
+    // A small host value copied to the device (an index input: a shape,
+    // axes) stays readable by the shape inference of the device nodes that
+    // size their outputs from it.
+    if (st.copies_to_device && in_values[0] && in_values[0]->nbytes() <= kMaxMirroredBytes) {
+      // A copy of its bytes: the host value itself may sit in the arena,
+      // whose bytes later steps reuse.
+      if (run_mirror_.size() < slots_.size()) run_mirror_.resize(slots_.size());
+      Tensor& m = run_mirror_[size_t(st.out_slots[0])];
+      const Tensor& v = *in_values[0];
+      if (!m.defined() || m.dtype() != v.dtype() || m.dims() != v.dims()) m = Tensor::empty(v.dtype(), v.dims());
+      if (v.nbytes()) std::memcpy(m.raw(), v.raw(), v.nbytes());
     }
     check_outputs_after(st, given);
     for (size_t o = 0; o < st.out_slots.size(); ++o)

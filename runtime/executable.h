@@ -94,6 +94,7 @@ class Executable {
     Device in_device, out_device;          // where its inputs and outputs are (ir/placement.h)
     bool any_input_device = false;         // reads dims only (Shape): inputs may be anywhere
     bool sizes_own_outputs = false;        // control flow: kernel sets its outputs
+    bool copies_to_device = false;         // a CopyToDevice run on the device backend
     bool copies_graph_input = false;       // a CopyToDevice of a graph input: skipped for a device feed
     bool keeps_on_device = false;          // a CopyToHost of a device output: skipped, the output stays there
     // The output types inferred in the last run, valid while the input types
@@ -157,6 +158,10 @@ class Executable {
   // depends on a constant index input (Reshape's shape, Slice's starts) can
   // be sized without copying that input back every run.
   std::vector<Tensor> host_mirror_;
+  // Per slot: the bytes of the host value behind the copy to the device made
+  // in this run (a shape computed on the host, copied for a device Reshape),
+  // read by shape inference as host_mirror_ is; rewritten by every run.
+  std::vector<Tensor> run_mirror_;
   std::vector<bool> is_kept_slot_;  // graph inputs, outputs and captured values: never in the arena
   std::vector<std::pair<const Value*, int>> captured_slots_;  // values from enclosing graphs
   std::vector<DeviceMemory> memories_;

@@ -313,12 +313,11 @@ std::vector<std::string> f32_nodes_left_on_the_host(const Graph& placed) {
     if (is_copy_to_device(*n) || is_copy_to_host(*n) || !node_device(*n).is_host()) continue;
     bool f32 = false;
     for (const Value* v : n->outputs) f32 |= v && v->type.dtype == DType::f32;
-    // Sized by a computed index input (Split: only with one): a constant one
-    // is read from its host copy.
-    bool by_value = false;
-    for (size_t i = 1; i < n->inputs.size(); ++i) by_value |= n->inputs[i] && !n->inputs[i]->is_constant();
-    const bool never_on_cuda = n->op_type == "Expand" || n->op_type == "Tile";
-    if (!f32 || (n->domain.empty() && kValueSizedOps.count(n->op_type) && (never_on_cuda || by_value))) continue;
+    // Slice's kernel reads its starts, which must be constants; Tile has no kernel.
+    bool computed_index = false;
+    for (size_t i = 1; i < n->inputs.size(); ++i) computed_index |= n->inputs[i] && !n->inputs[i]->is_constant();
+    const bool stays = n->op_type == "Tile" || (n->op_type == "Slice" && computed_index);
+    if (!f32 || (n->domain.empty() && kValueSizedOps.count(n->op_type) && stays)) continue;
     left.push_back(n->describe());
   }
   return left;
@@ -570,6 +569,12 @@ std::vector<KernelCase> kernel_cases() {
     cases.push_back({op, {f32({2, 3, 4})}});  // every axis
   }
   cases.push_back({"Sum", {f32({3, 5, 7}), f32({3, 5, 7}), f32({3, 5, 7})}});
+  // Views whose shape is computed on the host (an input here): sized from it.
+  cases.push_back({"Reshape", {f32({4, 6, 5}), {{3}, DType::i64, {}, Tensor::from_vector<int64_t>({0, -1, 10}, {3})}}});
+  cases.push_back({"Expand", {f32({3, 1, 5}), {{4}, DType::i64, {}, Tensor::from_vector<int64_t>({2, 1, 4, 1}, {4})}}});
+  cases.push_back({"ConstantOfShape",
+                   {{{2}, DType::i64, {}, Tensor::from_vector<int64_t>({3, 70}, {2})}},
+                   {{"value", Tensor::from_vector<float>({-2.5f}, {1})}}});
   cases.push_back({"Slice", {f32({4, 10, 6}), axes({1, -4}), axes({3, 100}), axes({0, 1}), axes({1, 2})}});
   cases.push_back({"Slice", {f32({2, 3, 9}), axes({-1}), axes({-100}), axes({2}), axes({-2})}});  // backwards
   cases.push_back({"SliceGrad",
@@ -738,9 +743,13 @@ TEST(CudaPlacement, RefusesWhatTheKernelsDoNotHandle) {
       << "bf16 products stay on the CPU";
   EXPECT_FALSE(cuda_kernel_supports(*node("Add", {in(DType::i64, {3}), in(DType::i64, {3})})));
   EXPECT_FALSE(cuda_kernel_supports(*node("Softmax", {x}, {{"axis", int64_t(0)}})));
-  EXPECT_FALSE(cuda_kernel_supports(*node("Reshape", {x, in(DType::i64, {2})}))) << "a computed shape";
+  // Views: their index input sizes the output on the host, computed or constant.
+  EXPECT_TRUE(cuda_kernel_supports(*node("Reshape", {x, in(DType::i64, {2})}))) << "a computed shape";
   EXPECT_TRUE(cuda_kernel_supports(*node("Reshape", {x, g.add_constant("shape", test::i64s({2, 16}))})));
-  EXPECT_FALSE(cuda_kernel_supports(*node("Split", {x, in(DType::i64, {2})}, {{"axis", int64_t(1)}}, "", 2)))
+  // Slice's kernel reads its starts: constants only.
+  EXPECT_FALSE(cuda_kernel_supports(
+      *node("Slice", {x, in(DType::i64, {1}), g.add_constant("ends", test::i64s({2})), nullptr, nullptr})));
+  EXPECT_TRUE(cuda_kernel_supports(*node("Split", {x, in(DType::i64, {2})}, {{"axis", int64_t(1)}}, "", 2)))
       << "a computed split";
   Value* sizes = g.add_constant("sizes", test::i64s({3, 5}));
   EXPECT_TRUE(cuda_kernel_supports(*node("Split", {x, sizes}, {{"axis", int64_t(1)}}, "", 2))) << "a constant split";

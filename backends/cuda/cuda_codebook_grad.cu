@@ -208,7 +208,9 @@ class CodebookGradKernel : public Kernel {
   void run(KernelContext& ctx) override {
     const Node& node = ctx.node;
     const CodebookGradDims d = codebook_grad_dims(ctx);  // checks the shapes agree
-    auto out = [&](size_t i) { return ctx.outputs.size() > i && ctx.outputs[i] ? ctx.outputs[i]->data<float>() : nullptr; };
+    auto out = [&](size_t i) {
+      return ctx.outputs.size() > i && ctx.outputs[i] ? ctx.outputs[i]->data<float>() : nullptr;
+    };
     CodebookGradCall c{};
     c.dy = ctx.in(0).data<float>();
     c.x = ctx.in(1).data<float>();
@@ -243,8 +245,8 @@ class CodebookGradKernel : public Kernel {
       return;
     }
     const size_t values = size_t(rows * c.Dg);
-    char* scratch = static_cast<char*>(rows_scratch_.get(node, values * 2 * sizeof(float) +
-                                                                   size_t(rows) * 2 * sizeof(double) + sizeof(int)));
+    char* scratch = static_cast<char*>(
+        rows_scratch_.get(node, values * 2 * sizeof(float) + size_t(rows) * 2 * sizeof(double) + sizeof(int)));
     c.stats = reinterpret_cast<double*>(scratch);
     c.u = reinterpret_cast<float*>(scratch + size_t(rows) * 2 * sizeof(double));
     c.y = c.u + values;

@@ -175,6 +175,10 @@ bool split_supports(const Node& n);
 std::unique_ptr<Kernel> make_split(const Node& n, const Launch& l);
 bool view_supports(const Node& n);  // Reshape, Unsqueeze, Squeeze, Flatten
 std::unique_ptr<Kernel> make_view(const Node& n, const Launch& l);
+bool expand_supports(const Node& n);
+std::unique_ptr<Kernel> make_expand(const Node& n, const Launch& l);
+bool constant_of_shape_supports(const Node& n);
+std::unique_ptr<Kernel> make_constant_of_shape(const Node& n, const Launch& l);
 bool gather_supports(const Node& n);
 std::unique_ptr<Kernel> make_gather(const Node& n, const Launch& l);
 bool cast_supports(const Node& n);

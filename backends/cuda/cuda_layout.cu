@@ -1,11 +1,11 @@
 // Data-movement CUDA kernels: Transpose, Concat, Split, Gather (f32 data,
 // i64/i32 indices: the embeddings) and Cast (to f32).
 //
-// Reshape, Unsqueeze, Squeeze and Split are here only with a constant index
-// input (shape, axes, split), whose host copy the runtime's shape inference
-// reads: it sizes their outputs from that input's *value*, and it reads host
-// values only (docs/cuda.md). With a computed one, and Slice, they stay on
-// the host.
+// Reshape, Unsqueeze, Squeeze, Expand and Split by a `split` input have an
+// index input (shape, axes, sizes) whose *value* sizes their outputs. Shape
+// inference reads it on the host: a constant's host copy, or the host value
+// behind this run's copy to the device (docs/cuda.md#views). Their kernels
+// never read it.
 #include "backends/cuda/cuda_common.h"
 
 namespace cb::cuda {
@@ -228,6 +228,47 @@ class CastKernel : public Kernel {
   Launch launch_;
 };
 
+// ---- Expand: x broadcast to the output's shape ----
+
+class ExpandKernel : public Kernel {
+ public:
+  explicit ExpandKernel(const Launch& l) : launch_(l) {}
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.in(0);
+    Tensor& y = ctx.out(0);
+    if (y.numel() == 0) return;
+    const BroadcastIndex ix = broadcast_index(ctx.node, {&x}, y);
+    CB_LAUNCH(strided_copy_kernel, grid_for(y.numel()), kThreads, 0, launch_.stream)
+    (x.data<float>(), y.data<float>(), y.numel(), ix);
+    check_launch(ctx.node);
+  }
+
+ private:
+  Launch launch_;
+};
+
+// ---- ConstantOfShape (f32): every element `value` ----
+
+__global__ void fill_kernel(float* y, long long n, float value) {
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+    y[i] = value;
+}
+
+class FillKernel : public Kernel {
+ public:
+  FillKernel(const Launch& l, float value) : launch_(l), value_(value) {}
+  void run(KernelContext& ctx) override {
+    Tensor& y = ctx.out(0);
+    if (y.numel() == 0) return;
+    CB_LAUNCH(fill_kernel, grid_for(y.numel()), kThreads, 0, launch_.stream)(y.data<float>(), y.numel(), value_);
+    check_launch(ctx.node);
+  }
+
+ private:
+  Launch launch_;
+  float value_;
+};
+
 // ---- Reshape, Unsqueeze, Squeeze, Flatten: the same bytes, another shape ----
 
 class ViewKernel : public Kernel {
@@ -269,11 +310,10 @@ bool concat_supports(const Node& n) {
 std::unique_ptr<Kernel> make_concat(const Node&, const Launch& l) { return std::make_unique<ConcatKernel>(l); }
 
 bool split_supports(const Node& n) {
-  // A `split` input sizes the outputs by its value: only a constant one,
-  // whose host copy the runtime's shape inference reads (docs/cuda.md).
-  // The kernel itself reads the sizes from the outputs.
-  if (n.inputs.empty() || !is_f32(n.inputs[0])) return false;
-  if (n.inputs.size() > 2 || (n.inputs.size() == 2 && n.inputs[1] && !constant_input(n, 1))) return false;
+  // A `split` input sizes the outputs by its value, which the runtime's shape
+  // inference reads on the host (docs/cuda.md#views); the kernel reads the
+  // sizes from the outputs.
+  if (n.inputs.empty() || !is_f32(n.inputs[0]) || n.inputs.size() > 2) return false;
   for (const Value* v : n.outputs)
     if (!v || !is_f32(v)) return false;
   return true;
@@ -282,9 +322,25 @@ bool split_supports(const Node& n) {
 std::unique_ptr<Kernel> make_split(const Node&, const Launch& l) { return std::make_unique<SplitKernel>(l); }
 
 bool view_supports(const Node& n) {
-  // The shape or axes input sizes the output by its value: only a constant one.
-  if (n.inputs.empty() || !is_f32(n.inputs[0]) || !one_f32_output(n) || n.inputs.size() > 2) return false;
-  return n.inputs.size() < 2 || !n.inputs[1] || constant_input(n, 1);
+  // The shape or axes input sizes the output by its value (read on the host
+  // by shape inference); the kernel copies bytes.
+  return !n.inputs.empty() && is_f32(n.inputs[0]) && one_f32_output(n) && n.inputs.size() <= 2;
+}
+
+bool expand_supports(const Node& n) {
+  return n.inputs.size() == 2 && is_f32(n.inputs[0]) && one_f32_output(n) && rank_at_most(n.outputs[0], kMaxRank);
+}
+
+std::unique_ptr<Kernel> make_expand(const Node&, const Launch& l) { return std::make_unique<ExpandKernel>(l); }
+
+bool constant_of_shape_supports(const Node& n) {
+  const Tensor* value = n.attr_tensor("value");
+  return n.inputs.size() == 1 && one_f32_output(n) && (!value || (value->dtype() == DType::f32 && value->numel() == 1));
+}
+
+std::unique_ptr<Kernel> make_constant_of_shape(const Node& n, const Launch& l) {
+  const Tensor* value = n.attr_tensor("value");
+  return std::make_unique<FillKernel>(l, value ? value->data<float>()[0] : 0.f);
 }
 
 std::unique_ptr<Kernel> make_view(const Node&, const Launch& l) { return std::make_unique<ViewKernel>(l); }

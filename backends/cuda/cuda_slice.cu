@@ -135,7 +135,8 @@ std::unique_ptr<Kernel> make_slice(const Node& n, const Launch& l) {
   return std::make_unique<SliceKernel>(n, l, false);
 }
 
-bool slice_grad_supports(const Node& n) { return slice_like_supports(n, 2) && constant_input(n, 1); }
+// The shape input only sizes the output (read on the host by shape inference).
+bool slice_grad_supports(const Node& n) { return slice_like_supports(n, 2); }
 std::unique_ptr<Kernel> make_slice_grad(const Node& n, const Launch& l) {
   return std::make_unique<SliceKernel>(n, l, true);
 }
