@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 pack=.gpu-pack                 # what travels: one compressed archive
 stage=build/gpu-pack           # its contents, here and unpacked there
 mode=${1:-}
-gpu_tests=(test_cuda test_place_devices test_cli_device)
+gpu_tests=(test_cuda test_place_devices test_cli_device)  # CudaDevice.* run the kernels, models and training
 
 case "$mode" in
 pack)
@@ -71,6 +71,16 @@ run)
           >>"$out/table.md"
       done
     done
+    # Training throughput: TokFSM's config (codebooks from the start, no
+    # evaluation), the last logged tokens/s of a short run on each device.
+    train_tok_s() {  # device steps
+      "$stage/bin/codebook" train configs/tokfsm.yaml codebook_args.insert_after_steps=0 \
+        training_args.logging_steps=10 training_args.eval_steps=100000 --max-steps "$2" --device "$1" \
+        --no-checkpoint --progress off -o "$out/train-$1" 2>/dev/null |
+        grep -o -E '"tokens_per_s":[0-9.]+' | tail -1 | cut -d: -f2 || echo "failed"
+    }
+    printf '\n| training (configs/tokfsm.yaml) | cpu tokens/s | cuda tokens/s |\n|---|---|---|\n' >>"$out/table.md"
+    echo "| 20 steps (cpu), 200 steps (cuda) | $(train_tok_s cpu 20) | $(train_tok_s cuda 200) |" >>"$out/table.md"
     cat "$out/table.md"
     echo "gpu-check: $(($(date +%s) - start)) s, tests $([ $status = 0 ] && echo passed || echo FAILED)"
     exit $status

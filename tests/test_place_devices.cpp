@@ -569,6 +569,21 @@ std::vector<KernelCase> kernel_cases() {
     cases.push_back({op, {f32({2, 3, 4})}});  // every axis
   }
   cases.push_back({"Sum", {f32({3, 5, 7}), f32({3, 5, 7}), f32({3, 5, 7})}});
+  // The loss's indexing: labels per row, repeated rows for the embedding gradient.
+  cases.push_back({"GatherElements", {f32({6, 11}), indices({6, 1}, 11)}, {{"axis", int64_t(1)}}});
+  cases.push_back({"GatherElements", {f32({4, 5, 3}), indices({2, 5, 3}, 4)}});
+  for (const char* reduction : {"none", "add"})
+    cases.push_back({"ScatterElements",
+                     {f32({6, 11}), {{6, 3}, DType::i64, test::uniform(0, 1).ints(-11, 10)}, f32({6, 3})},
+                     {{"axis", int64_t(1)}, {"reduction", std::string(reduction)}}});
+  cases.push_back({"GatherGrad",
+                   {f32({2, 9, 4}),
+                    {{9}, DType::i64, test::uniform(0, 1).ints(0, 4)},
+                    {{3}, DType::i64, {}, Tensor::from_vector<int64_t>({2, 5, 4}, {3})}},
+                   {{"axis", int64_t(1)}},
+                   kGradDomain});
+  cases.push_back({"ArgMax", {f32({5, 3, 7})}, {{"axis", int64_t(-1)}, {"keepdims", int64_t(0)}}});
+  cases.push_back({"ArgMax", {f32({5, 3, 7})}, {{"axis", int64_t(1)}}});
   // Views whose shape is computed on the host (an input here): sized from it.
   cases.push_back({"Reshape", {f32({4, 6, 5}), {{3}, DType::i64, {}, Tensor::from_vector<int64_t>({0, -1, 10}, {3})}}});
   cases.push_back({"Expand", {f32({3, 1, 5}), {{4}, DType::i64, {}, Tensor::from_vector<int64_t>({2, 1, 4, 1}, {4})}}});

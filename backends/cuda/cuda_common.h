@@ -183,6 +183,13 @@ bool gather_supports(const Node& n);
 std::unique_ptr<Kernel> make_gather(const Node& n, const Launch& l);
 bool cast_supports(const Node& n);
 std::unique_ptr<Kernel> make_cast(const Node& n, const Launch& l);
+// cuda_index.cu
+bool elements_supports(const Node& n);  // GatherElements, ScatterElements
+std::unique_ptr<Kernel> make_elements(const Node& n, const Launch& l);
+bool gather_grad_supports(const Node& n);
+std::unique_ptr<Kernel> make_gather_grad(const Node& n, const Launch& l);
+bool arg_max_supports(const Node& n);
+std::unique_ptr<Kernel> make_arg_max(const Node& n, const Launch& l);
 // cuda_slice.cu
 bool slice_supports(const Node& n);
 std::unique_ptr<Kernel> make_slice(const Node& n, const Launch& l);

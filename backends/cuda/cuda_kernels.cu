@@ -211,6 +211,10 @@ const CudaOp kOps[] = {
     {"", "ConstantOfShape", constant_of_shape_supports, make_constant_of_shape},
     {"", "Gather", gather_supports, make_gather},
     {"", "Cast", cast_supports, make_cast},
+    {"", "GatherElements", elements_supports, make_elements},
+    {"", "ScatterElements", elements_supports, make_elements},
+    {kGradDomain, "GatherGrad", gather_grad_supports, make_gather_grad},
+    {"", "ArgMax", arg_max_supports, make_arg_max},
 };
 
 const CudaOp* find_op(const Node& n) {
