@@ -1,4 +1,4 @@
-// `--device cpu|cuda` on run, bench and train (docs/cuda.md): cpu is the default and
+// `--device cpu|cuda` on run, bench, eval, cache build and train (docs/cuda.md): cpu is the default and
 // changes nothing; without a GPU (or a CUDA build), cuda is one clear error
 // with exit code 2; with one, run gives the cpu run's output.
 #include <gtest/gtest.h>
@@ -42,14 +42,17 @@ TEST(CliDevice, CudaWithoutAGpuIsOneClearError) {
     EXPECT_EQ(cuda.out, cpu.out);
     return;
   }
-  for (const std::string& cmd :
-       {"run " + kModel + " --tokens 5,17,300 --device cuda", "bench " + kModel + " --runs 1 --device cuda"}) {
+  const std::string cache = cb::test::temp_dir("cache_device").string() + "/cache";
+  for (const std::string& cmd : {"run " + kModel + " --tokens 5,17,300 --device cuda",
+                                 "bench " + kModel + " --runs 1 --device cuda", "eval " + kModel + " --device cuda",
+                                 "cache build " + kModel + " -o " + cache + " --data tokfsm --device cuda"}) {
     SCOPED_TRACE(cmd);
     Result r = run_tool(cmd);
     EXPECT_EQ(r.code, 2) << r.out;
     EXPECT_EQ(r.out.rfind("error: --device cuda: ", 0), 0u) << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   }
+  EXPECT_FALSE(std::filesystem::exists(cache)) << "cache build wrote its folder";
 }
 
 // `train --device cuda` (runtime.device) without a GPU: one error, exit 2,

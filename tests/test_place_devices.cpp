@@ -947,7 +947,7 @@ TEST(CudaDevice, ModelsWithCodebooksMatchTheReference) {
 }
 
 // Training with --device cuda follows the CPU run: each step's loss within
-// 1e-4 (relative), the trained state within 1e-3.
+// 1e-4 (relative), the evaluation's too, the trained state within 1e-3.
 TEST(CudaDevice, TrainingFollowsTheCpu) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
   auto cuda = make_cuda_backend();
@@ -962,6 +962,9 @@ TEST(CudaDevice, TrainingFollowsTheCpu) {
     const StepMetrics a = host.train_step(), b = placed.train_step();
     EXPECT_NEAR(b.loss, a.loss, 1e-4 * std::max(1.0, std::abs(a.loss))) << "step " << i + 1;
   }
+  const EvalMetrics ea = host.evaluate(), eb = placed.evaluate();  // the evaluation graph, placed too
+  EXPECT_NEAR(eb.loss, ea.loss, 1e-4 * std::max(1.0, std::abs(ea.loss)));
+  EXPECT_EQ(eb.accuracy, ea.accuracy);
   for (auto& [name, t] : host.state()) {
     const Tensor& got = placed.state().at(name);
     ASSERT_TRUE(got.device().is_host()) << name;

@@ -110,6 +110,8 @@ int cache_build(int argc, char** argv) {
       "seed", po::value<uint64_t>()->default_value(0), "tokfsm: the sample seed")(
       "scores", po::bool_switch(), "also store each code's score (float16)")(
       "threads", po::value<int>()->default_value(2)->notifier(must_be_thread_count("--threads", false)), "threads")(
+      "device", po::value<std::string>()->default_value("cpu"),
+      "cpu | cuda: run the model on the GPU where its kernels can (docs/cuda.md)")(
       "shard", po::value<std::string>(), "I/N: compute only batches b with b mod N = I (join with cache merge)")(
       "resume", po::bool_switch(), "continue an interrupted build of the same command")(
       "overwrite", po::bool_switch(), "replace an existing cache at -o")(
@@ -151,6 +153,7 @@ int cache_build(int argc, char** argv) {
   o.max_tokens = vm["max-tokens"].as<int64_t>();
   o.scores = vm["scores"].as<bool>();
   o.threads = vm["threads"].as<int>();
+  o.device = vm["device"].as<std::string>();
   o.resume = vm["resume"].as<bool>();
   o.stop_after_batches = vm["stop-after-batches"].as<int64_t>();
   o.checkpoint_seconds = vm["checkpoint-seconds"].as<double>();

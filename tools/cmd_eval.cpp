@@ -10,9 +10,11 @@
 #include <optional>
 
 #include "backends/backend.h"
+#include "passes/place_devices.h"
 #include "support/error.h"
 #include "support/threads.h"
 #include "tools/command.h"
+#include "tools/device_option.h"
 #include "tools/model_io.h"
 #include "tools/option_checks.h"
 #include "tools/options.h"
@@ -32,8 +34,9 @@ int cmd_eval(int argc, char** argv) {
   opts.add_options()("samples", po::value<int64_t>()->notifier(must_be_positive("--samples")),
                      "evaluation sequences (default: the config's)")(
       "generate", po::value<int64_t>()->notifier(must_be_non_negative("--generate")),
-      "TokFSM: sequences to sample for the transition accuracy (default: the config's)")("json",
-                                                                                         "print only the JSON line");
+      "TokFSM: sequences to sample for the transition accuracy (default: the config's)")(
+      "device", po::value<std::string>()->default_value("cpu"),
+      "cpu | cuda: evaluate on the GPU where its kernels can (docs/cuda.md)")("json", "print only the JSON line");
   po::variables_map vm;
   if (!parse_command_line_list(argc, argv, opts, "args", "model, config file and overrides", vm,
                                "\nEvaluates MODEL on the evaluation set of a training config (the checkpoint's own\n"
@@ -80,6 +83,9 @@ int cmd_eval(int argc, char** argv) {
   TrainRunConfig run = parse_train_config(config);
   set_num_threads(run.trainer.num_threads);
   auto backend = make_backend(run.backend);
+  // The evaluation's own device (not the run's runtime.device: a run trained
+  // on a GPU is evaluated on the CPU unless asked).
+  auto device = make_device_backend(vm["device"].as<std::string>());
   // The vocabulary: the rows of the embedding input_ids indexes (what a token
   // id past it would overrun inside Gather), else the width of the logits.
   int64_t vocab = -1;
@@ -107,6 +113,10 @@ int cmd_eval(int argc, char** argv) {
     StepGraph sg = build_eval_graph(std::move(model), go);
     CompileOptions co;
     co.num_threads = run.trainer.num_threads;
+    if (device) {
+      place_devices(*sg.graph, placement_target(*device));
+      co.device_backend = device.get();
+    }
     auto exe = Executable::compile(sg.graph, *backend, co);
     if (codebooks) *codebooks = sg.codebooks;
     return evaluate_step_graph(*exe, sg, sg.initial, *data.dataset, run.trainer.eval_batch_size,

@@ -84,8 +84,8 @@ __device__ inline long long line_start(const Shape8& index, int axis, long long 
   return i;
 }
 
-__global__ void scatter_elements_kernel(float* out, const int64_t* idx, const float* updates, Shape8 index,
-                                        Shape8 data, int axis, long long lines, bool add, int* bad) {
+__global__ void scatter_elements_kernel(float* out, const int64_t* idx, const float* updates, Shape8 index, Shape8 data,
+                                        int axis, long long lines, bool add, int* bad) {
   for (long long l = blockIdx.x * (long long)blockDim.x + threadIdx.x; l < lines;
        l += (long long)gridDim.x * blockDim.x) {
     const long long first = line_start(index, axis, l);
@@ -157,29 +157,29 @@ class ElementsKernel : public Kernel {
     const Node& node = ctx.node;
     const Tensor &data = ctx.in(0), &indices = ctx.in(1);
     Tensor& out = ctx.out(0);
-    CB_CHECK(indices.rank() == data.rank(), node.describe() << ": indices " << dims_str(indices.dims())
-                                                            << " and data " << dims_str(data.dims()) << " differ in rank");
+    CB_CHECK(indices.rank() == data.rank(), node.describe() << ": indices " << dims_str(indices.dims()) << " and data "
+                                                            << dims_str(data.dims()) << " differ in rank");
     const int axis = int(axis_of(node, data.rank(), 0));
     const Shape8 index = shape_of(node, indices), whole = shape_of(node, data);
     const cudaStream_t s = launch_.stream;
     if (!scatter_) {
       if (out.numel() == 0) return;
       int* bad = check_.reset(node, s);
-      CB_LAUNCH(gather_elements_kernel, grid_for(out.numel()), kThreads, 0, s)(
-          data.data<float>(), indices.data<int64_t>(), out.data<float>(), index, whole, axis, out.numel(), bad);
+      CB_LAUNCH(gather_elements_kernel, grid_for(out.numel()), kThreads, 0, s)
+      (data.data<float>(), indices.data<int64_t>(), out.data<float>(), index, whole, axis, out.numel(), bad);
     } else {
       const Tensor& updates = ctx.in(2);
-      CB_CHECK(updates.dims() == indices.dims(), node.describe() << ": updates " << dims_str(updates.dims())
-                                                                 << " and indices " << dims_str(indices.dims())
-                                                                 << " differ in shape");
+      CB_CHECK(updates.dims() == indices.dims(), node.describe()
+                                                     << ": updates " << dims_str(updates.dims()) << " and indices "
+                                                     << dims_str(indices.dims()) << " differ in shape");
       if (out.nbytes())
         check_cuda(node, cudaMemcpyAsync(out.raw(), data.raw(), out.nbytes(), cudaMemcpyDeviceToDevice, s),
                    "cudaMemcpyAsync");
       if (indices.numel() == 0) return;
       const long long lines = indices.numel() / indices.dim(size_t(axis));
       int* bad = check_.reset(node, s);
-      CB_LAUNCH(scatter_elements_kernel, grid_for(lines), kThreads, 0, s)(
-          out.data<float>(), indices.data<int64_t>(), updates.data<float>(), index, whole, axis, lines, add_, bad);
+      CB_LAUNCH(scatter_elements_kernel, grid_for(lines), kThreads, 0, s)
+      (out.data<float>(), indices.data<int64_t>(), updates.data<float>(), index, whole, axis, lines, add_, bad);
     }
     check_launch(node);
     check_.check(node, s, data.dim(size_t(axis)));
@@ -204,15 +204,15 @@ class GatherGradKernel : public Kernel {
     for (int64_t d = 0; d < axis; ++d) outer *= out.dim(size_t(d));
     for (size_t d = size_t(axis) + 1; d < out.rank(); ++d) inner *= out.dim(d);
     const long long count = indices.numel(), size = out.dim(size_t(axis));
-    CB_CHECK(dy.numel() == outer * count * inner,
-             node.describe() << ": dy " << dims_str(dy.dims()) << " does not match " << count << " indices into "
-                             << dims_str(out.dims()));
+    CB_CHECK(dy.numel() == outer * count * inner, node.describe()
+                                                      << ": dy " << dims_str(dy.dims()) << " does not match " << count
+                                                      << " indices into " << dims_str(out.dims()));
     const cudaStream_t s = launch_.stream;
     if (out.nbytes()) check_cuda(node, cudaMemsetAsync(out.raw(), 0, out.nbytes(), s), "cudaMemsetAsync");
     if (outer * inner == 0 || count == 0) return;
     int* bad = check_.reset(node, s);
-    CB_LAUNCH(gather_grad_kernel, grid_for(outer * inner), kThreads, 0, s)(
-        dy.data<float>(), indices.data<int64_t>(), out.data<float>(), outer, count, size, inner, bad);
+    CB_LAUNCH(gather_grad_kernel, grid_for(outer * inner), kThreads, 0, s)
+    (dy.data<float>(), indices.data<int64_t>(), out.data<float>(), outer, count, size, inner, bad);
     check_launch(node);
     check_.check(node, s, size);
   }
@@ -235,8 +235,8 @@ class ArgMaxKernel : public Kernel {
     const long long n = x.dim(size_t(axis));
     CB_CHECK(n > 0, ctx.node.describe() << ": ArgMax over an empty axis");
     if (outer * inner == 0) return;
-    CB_LAUNCH(arg_max_kernel, grid_for(outer * inner), kThreads, 0, launch_.stream)(
-        x.data<float>(), ctx.out(0).data<int64_t>(), outer, n, inner);
+    CB_LAUNCH(arg_max_kernel, grid_for(outer * inner), kThreads, 0, launch_.stream)
+    (x.data<float>(), ctx.out(0).data<int64_t>(), outer, n, inner);
     check_launch(ctx.node);
   }
 
@@ -254,9 +254,7 @@ bool elements_supports(const Node& n) {  // GatherElements, ScatterElements
   const std::string reduction = n.attr_string("reduction", "none");
   return !scatter || (is_f32(n.inputs[2]) && (reduction == "none" || reduction == "add"));
 }
-std::unique_ptr<Kernel> make_elements(const Node& n, const Launch& l) {
-  return std::make_unique<ElementsKernel>(n, l);
-}
+std::unique_ptr<Kernel> make_elements(const Node& n, const Launch& l) { return std::make_unique<ElementsKernel>(n, l); }
 
 bool gather_grad_supports(const Node& n) {
   // GatherGrad(dy, indices, shape): the shape sizes the output on the host.
@@ -268,8 +266,8 @@ std::unique_ptr<Kernel> make_gather_grad(const Node& n, const Launch& l) {
 }
 
 bool arg_max_supports(const Node& n) {
-  return n.inputs.size() == 1 && is_f32(n.inputs[0]) && n.outputs.size() == 1 &&
-         is_dtype(n.outputs[0], DType::i64) && n.attr_int("select_last_index", 0) == 0;
+  return n.inputs.size() == 1 && is_f32(n.inputs[0]) && n.outputs.size() == 1 && is_dtype(n.outputs[0], DType::i64) &&
+         n.attr_int("select_last_index", 0) == 0;
 }
 std::unique_ptr<Kernel> make_arg_max(const Node&, const Launch& l) { return std::make_unique<ArgMaxKernel>(l); }
 

@@ -16,6 +16,7 @@
 #include "support/sha256.h"
 #include "support/threads.h"
 #include "tools/cache/cache_writer.h"
+#include "tools/device_option.h"
 #include "tools/model_io.h"
 #include "tools/progress.h"
 #include "tools/text_io.h"
@@ -207,6 +208,7 @@ class Progress {
 
 BuildResult build_cache(const BuildOptions& options, std::ostream& progress_out, bool tty) {
   BuildOptions o = options;
+  auto device = tools::make_device_backend(o.device);  // first: without a GPU, nothing is read or written
   CB_CHECK(o.shard_count == 0 || (o.shard_index >= 0 && o.shard_index < o.shard_count),
            "--shard " << o.shard_index << "/" << o.shard_count << ": expected I/N with 0 <= I < N");
   bool tokfsm = o.source.spec == "tokfsm" || o.source.spec.rfind("tokfsm:", 0) == 0;
@@ -256,7 +258,7 @@ BuildResult build_cache(const BuildOptions& options, std::ostream& progress_out,
   set_num_threads(o.threads);
   CompileOptions co;
   co.num_threads = o.threads;
-  auto exe = Executable::compile(inference_graph(model.graph), *backend, co);
+  auto exe = Executable::compile(tools::placed_inference_graph(model.graph, device.get(), co), *backend, co);
   std::vector<std::string> outputs = exe->output_names();
   std::vector<size_t> ids_out, scores_out;
   for (const CacheSite& s : sites) {

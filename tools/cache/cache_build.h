@@ -30,6 +30,7 @@ struct BuildOptions {
   int64_t max_tokens = -1;  // stop after this many tokens (the last document cut)
   bool scores = false;
   int threads = 2;
+  std::string device = "cpu";  // cpu | cuda: the forward passes on the GPU where its kernels can
   int64_t shard_index = -1, shard_count = 0;
   bool resume = false, overwrite = false;
   double checkpoint_seconds = 30;
