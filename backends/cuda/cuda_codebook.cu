@@ -325,30 +325,6 @@ __global__ void code_inverse_norms_kernel(const float* codes, float* inv_norms, 
   }
 }
 
-// A device array the kernel owns, grown on demand.
-template <typename T>
-class DeviceArray {
- public:
-  ~DeviceArray() {
-    if (data_) cudaFree(data_);
-  }
-  T* reserve(const Node& node, size_t n) {
-    if (n > size_) {
-      if (data_) cudaFree(data_);
-      data_ = nullptr;
-      size_ = 0;
-      check_cuda(node, cudaMalloc(&data_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
-      size_ = n;
-    }
-    return data_;
-  }
-  T* data() const { return data_; }
-
- private:
-  T* data_ = nullptr;
-  size_t size_ = 0;
-};
-
 class CodebookKernel : public Kernel {
  public:
   CodebookKernel(const Node& n, const Launch& l) : launch_(l), attrs_(CodebookAttrs::from_node(n)) {

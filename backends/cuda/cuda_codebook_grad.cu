@@ -34,21 +34,6 @@ struct CodebookGradCall {
   int* bad;  // set when an id is outside [-1, K)
 };
 
-__device__ inline double block_sum_d(double v, double* shared) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0;
-  if (warp == 0)
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (threadIdx.x == 0) shared[0] = v;
-  __syncthreads();
-  v = shared[0];
-  __syncthreads();
-  return v;
-}
-
 // du of one component: the task gradient, plus the commitment term.
 __device__ inline double du_of(const CodebookGradCall& c, long long at) {
   double du = c.dy[at];
@@ -65,10 +50,10 @@ __global__ void codebook_grad_rows_kernel(CodebookGradCall c) {
   const float* member = c.codes + g * c.K * c.Dg;
   double s = 0;
   for (long long i = threadIdx.x; i < c.Dg; i += blockDim.x) s += xg[i];
-  const double mean = block_sum_d(s, shared) / double(c.Dg);
+  const double mean = block_sum(s, shared) / double(c.Dg);
   double q = 0;
   for (long long i = threadIdx.x; i < c.Dg; i += blockDim.x) q += (xg[i] - mean) * (xg[i] - mean);
-  const double inv = 1.0 / sqrt(block_sum_d(q, shared) / double(c.Dg) + c.eps);
+  const double inv = 1.0 / sqrt(block_sum(q, shared) / double(c.Dg) + c.eps);
   if (threadIdx.x == 0) {
     c.stats[2 * row] = mean;
     c.stats[2 * row + 1] = inv;
@@ -90,8 +75,8 @@ __global__ void codebook_grad_rows_kernel(CodebookGradCall c) {
     m2 += dxhat * xhat;
   }
   if (!c.dx) return;
-  m1 = block_sum_d(m1, shared) / double(c.Dg);
-  m2 = block_sum_d(m2, shared) / double(c.Dg);
+  m1 = block_sum(m1, shared) / double(c.Dg);
+  m2 = block_sum(m2, shared) / double(c.Dg);
   for (long long i = threadIdx.x; i < c.Dg; i += blockDim.x) {
     const double xhat = (xg[i] - mean) * inv;
     c.dx[base + i] = float(inv * (du_of(c, base + i) * c.ln_scale[g * c.Dg + i] - m1 - xhat * m2));
@@ -179,27 +164,6 @@ __global__ void codebook_grad_codes_kernel(CodebookGradCall c, const unsigned lo
   }
 }
 
-// A device scratch buffer, grown on demand.
-class Scratch {
- public:
-  ~Scratch() {
-    if (data_) cudaFree(data_);
-  }
-  void* get(const Node& node, size_t bytes) {
-    if (bytes > bytes_) {
-      if (data_) cudaFree(data_);
-      data_ = nullptr;
-      check_cuda(node, cudaMalloc(&data_, bytes), "cudaMalloc");
-      bytes_ = bytes;
-    }
-    return data_;
-  }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
-};
-
 class CodebookGradKernel : public Kernel {
  public:
   CodebookGradKernel(const Node& n, const Launch& l) : launch_(l), loss_(codebook_loss_of(n)) {
@@ -246,7 +210,7 @@ class CodebookGradKernel : public Kernel {
     }
     const size_t values = size_t(rows * c.Dg);
     char* scratch = static_cast<char*>(
-        rows_scratch_.get(node, values * 2 * sizeof(float) + size_t(rows) * 2 * sizeof(double) + sizeof(int)));
+        rows_scratch_.reserve(node, values * 2 * sizeof(float) + size_t(rows) * 2 * sizeof(double) + sizeof(int)));
     c.stats = reinterpret_cast<double*>(scratch);
     c.u = reinterpret_cast<float*>(scratch + size_t(rows) * 2 * sizeof(double));
     c.y = c.u + values;
@@ -272,8 +236,8 @@ class CodebookGradKernel : public Kernel {
     long long padded = 1;
     while (padded < slots) padded <<= 1;
     const long long codes = c.G * c.K;
-    char* scratch = static_cast<char*>(
-        sort_scratch_.get(node, size_t(padded) * sizeof(unsigned long long) + size_t(codes) * 2 * sizeof(unsigned)));
+    char* scratch = static_cast<char*>(sort_scratch_.reserve(
+        node, size_t(padded) * sizeof(unsigned long long) + size_t(codes) * 2 * sizeof(unsigned)));
     auto* keys = reinterpret_cast<unsigned long long*>(scratch);
     auto* start = reinterpret_cast<unsigned*>(keys + padded);
     unsigned* end = start + codes;
@@ -291,7 +255,7 @@ class CodebookGradKernel : public Kernel {
   Launch launch_;
   CodebookLoss loss_;
   float eps_;
-  Scratch rows_scratch_, sort_scratch_;
+  DeviceArray<char> rows_scratch_, sort_scratch_;
 };
 
 }  // namespace

@@ -88,13 +88,15 @@ __device__ inline void broadcast_offsets(const BroadcastIndex& ix, long long i, 
   }
 }
 
-// Sum / max of v over the block (every thread gets it); `shared` holds 32 floats.
-__device__ inline float block_sum(float v, float* shared) {
+// Sum / max of v over the block (every thread gets it); `shared` holds 32
+// values. block_sum in float or double (the backward kernels' statistics).
+template <typename T>
+__device__ inline T block_sum(T v, T* shared) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   if (lane == 0) shared[warp] = v;
   __syncthreads();
-  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.f;
+  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : T(0);
   if (warp == 0)
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   if (threadIdx.x == 0) shared[0] = v;
@@ -135,6 +137,35 @@ inline void allow_shared_memory(const Node& node, Kernel* kernel, size_t bytes, 
              "cudaFuncSetAttribute");
   limit = bytes;
 }
+
+// A device array a kernel object owns (scratch, statistics, its records),
+// grown on demand and freed with it.
+template <typename T>
+class DeviceArray {
+ public:
+  DeviceArray() = default;
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() {
+    if (data_) cudaFree(data_);
+  }
+  // At least n elements (their old contents are not kept).
+  T* reserve(const Node& node, size_t n) {
+    if (n > size_) {
+      if (data_) cudaFree(data_);
+      data_ = nullptr;
+      size_ = 0;
+      check_cuda(node, cudaMalloc(&data_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+      size_ = n;
+    }
+    return data_;
+  }
+  T* data() const { return data_; }
+
+ private:
+  T* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 // GELU as the reference computes it (ONNX's formulas, ir/fused_matmul.h).
 __device__ inline float gelu_tanh(float x) {

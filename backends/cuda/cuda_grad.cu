@@ -82,22 +82,6 @@ class SoftmaxGradKernel : public Kernel {
 
 // ---- LayerNormalizationGrad over the last axis ----
 
-// Sum of v over the block in double (every thread gets it); `shared` holds 32.
-__device__ inline double block_sum_double(double v, double* shared) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0;
-  if (warp == 0)
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (threadIdx.x == 0) shared[0] = v;
-  __syncthreads();
-  v = shared[0];
-  __syncthreads();
-  return v;
-}
-
 // Row r: its mean and 1/sqrt(var + eps) into stats[2r..], and dx.
 __global__ void layer_norm_grad_rows_kernel(const float* dy, const float* x, const float* scale, float* dx,
                                             double* stats, long long n, double eps) {
@@ -107,10 +91,10 @@ __global__ void layer_norm_grad_rows_kernel(const float* dy, const float* x, con
   const float* gr = dy + r * n;
   double s = 0;
   for (long long i = threadIdx.x; i < n; i += blockDim.x) s += xr[i];
-  const double mean = block_sum_double(s, shared) / double(n);
+  const double mean = block_sum(s, shared) / double(n);
   double q = 0;
   for (long long i = threadIdx.x; i < n; i += blockDim.x) q += (xr[i] - mean) * (xr[i] - mean);
-  const double inv = 1.0 / sqrt(block_sum_double(q, shared) / double(n) + eps);
+  const double inv = 1.0 / sqrt(block_sum(q, shared) / double(n) + eps);
   if (threadIdx.x == 0) {
     stats[2 * r] = mean;
     stats[2 * r + 1] = inv;
@@ -122,8 +106,8 @@ __global__ void layer_norm_grad_rows_kernel(const float* dy, const float* x, con
     m1 += dxhat;
     m2 += dxhat * xhat;
   }
-  m1 = block_sum_double(m1, shared) / double(n);
-  m2 = block_sum_double(m2, shared) / double(n);
+  m1 = block_sum(m1, shared) / double(n);
+  m2 = block_sum(m2, shared) / double(n);
   for (long long i = threadIdx.x; i < n; i += blockDim.x) {
     const double xhat = (xr[i] - mean) * inv, dxhat = double(gr[i]) * scale[i];
     dx[r * n + i] = float(inv * (dxhat - m1 - xhat * m2));
@@ -148,9 +132,6 @@ __global__ void layer_norm_grad_columns_kernel(const float* dy, const float* x, 
 class LayerNormGradKernel : public Kernel {
  public:
   LayerNormGradKernel(const Node& n, const Launch& l) : launch_(l), eps_(n.attr_float("epsilon", 1e-5f)) {}
-  ~LayerNormGradKernel() override {
-    if (stats_) cudaFree(stats_);
-  }
   void run(KernelContext& ctx) override {
     const Node& node = ctx.node;
     const Tensor &dy = ctx.in(0), &x = ctx.in(1), &scale = ctx.in(2);
@@ -164,18 +145,13 @@ class LayerNormGradKernel : public Kernel {
     auto out = [&](size_t i) {
       return ctx.outputs.size() > i && ctx.outputs[i] ? ctx.outputs[i]->data<float>() : nullptr;
     };
-    if (size_t(rows) * 2 > stats_count_) {
-      if (stats_) cudaFree(stats_);
-      stats_ = nullptr;
-      check_cuda(node, cudaMalloc(&stats_, size_t(rows) * 2 * sizeof(double)), "cudaMalloc");
-      stats_count_ = size_t(rows) * 2;
-    }
+    double* stats = stats_.reserve(node, size_t(rows) * 2);
     CB_LAUNCH(layer_norm_grad_rows_kernel, unsigned(rows), kThreads, 0, launch_.stream)
-    (dy.data<float>(), x.data<float>(), scale.data<float>(), out(0), stats_, n, double(eps_));
+    (dy.data<float>(), x.data<float>(), scale.data<float>(), out(0), stats, n, double(eps_));
     check_launch(node);
     if (out(1) || out(2)) {
       CB_LAUNCH(layer_norm_grad_columns_kernel, grid_for(n), kThreads, 0, launch_.stream)
-      (dy.data<float>(), x.data<float>(), stats_, out(1), out(2), rows, n);
+      (dy.data<float>(), x.data<float>(), stats, out(1), out(2), rows, n);
       check_launch(node);
     }
   }
@@ -183,8 +159,7 @@ class LayerNormGradKernel : public Kernel {
  private:
   Launch launch_;
   float eps_;
-  double* stats_ = nullptr;
-  size_t stats_count_ = 0;
+  DeviceArray<double> stats_;
 };
 
 bool last_axis_of(const Node& n, size_t input) {
