@@ -7,6 +7,7 @@
 #include "passes/fuse_attention.h"
 #include "passes/fuse_gelu.h"
 #include "passes/fuse_matmul_epilogue.h"
+#include "passes/place_devices.h"
 
 namespace cb {
 
@@ -27,6 +28,16 @@ std::shared_ptr<Graph> inference_graph(const std::shared_ptr<Graph>& g, Precisio
   std::shared_ptr<Graph> copy = clone_graph(*g);
   optimize_for_inference(*copy, precision);
   return copy;
+}
+
+std::shared_ptr<Graph> placed_inference_graph(const std::shared_ptr<Graph>& g, const Backend* device_backend,
+                                              CompileOptions& opts, Precision precision) {
+  std::shared_ptr<Graph> fused = inference_graph(g, precision);
+  if (!device_backend || fused == g) return fused;  // the same graph: it has subgraphs, or nothing to place
+  PlaceDevicesPass pass(placement_target(*device_backend));
+  PassManager().run(pass, *fused);
+  opts.device_backend = device_backend;
+  return fused;
 }
 
 }  // namespace cb

@@ -17,8 +17,10 @@
 #pragma once
 #include <memory>
 
+#include "backends/backend.h"
 #include "ir/graph.h"
 #include "ir/precision.h"
+#include "runtime/executable.h"
 
 namespace cb {
 
@@ -31,5 +33,11 @@ bool optimize_for_inference(Graph& g, Precision precision = Precision::f32);
 // structure (sites, taps, output names). A graph with subgraphs (If/Loop
 // bodies, which clone_graph does not copy) is returned unfused (and in f32).
 std::shared_ptr<Graph> inference_graph(const std::shared_ptr<Graph>& g, Precision precision = Precision::f32);
+
+// The inference graph of `g` in `precision` placed on `device_backend` (not
+// placed when that is null; docs/cuda.md), with opts.device_backend set to
+// compile it. A graph with subgraphs (If/Loop) runs on the host.
+std::shared_ptr<Graph> placed_inference_graph(const std::shared_ptr<Graph>& g, const Backend* device_backend,
+                                              CompileOptions& opts, Precision precision = Precision::f32);
 
 }  // namespace cb

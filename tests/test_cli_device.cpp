@@ -1,4 +1,4 @@
-// `--device cpu|cuda` on run, bench, eval, cache build and train (docs/cuda.md): cpu is the default and
+// `--device cpu|cuda` on run, bench, eval, generate, cache build and train (docs/cuda.md): cpu is the default and
 // changes nothing; without a GPU (or a CUDA build), cuda is one clear error
 // with exit code 2; with one, run gives the cpu run's output.
 #include <gtest/gtest.h>
@@ -43,9 +43,10 @@ TEST(CliDevice, CudaWithoutAGpuIsOneClearError) {
     return;
   }
   const std::string cache = cb::test::temp_dir("cache_device").string() + "/cache";
-  for (const std::string& cmd : {"run " + kModel + " --tokens 5,17,300 --device cuda",
-                                 "bench " + kModel + " --runs 1 --device cuda", "eval " + kModel + " --device cuda",
-                                 "cache build " + kModel + " -o " + cache + " --data tokfsm --device cuda"}) {
+  for (const std::string& cmd :
+       {"run " + kModel + " --tokens 5,17,300 --device cuda", "bench " + kModel + " --runs 1 --device cuda",
+        "eval " + kModel + " --device cuda", "generate " + kModel + " --tokens 5,17 -n 2 --device cuda",
+        "cache build " + kModel + " -o " + cache + " --data tokfsm --device cuda"}) {
     SCOPED_TRACE(cmd);
     Result r = run_tool(cmd);
     EXPECT_EQ(r.code, 2) << r.out;

@@ -30,6 +30,7 @@
 #include "tests/sim_device.h"
 #include "tests/test_util.h"
 #include "tests/tokfsm_fixtures.h"
+#include "tools/generate.h"
 #ifdef CB_WITH_CUDA
 #include "backends/cuda/cuda_backend.h"
 #include "backends/cuda/cuda_kernels.h"
@@ -972,6 +973,31 @@ TEST(CudaDevice, TrainingFollowsTheCpu) {
       EXPECT_LE(cb::test::max_abs_diff(got, t), 1e-3 * std::max(1.0, cb::test::max_abs(t))) << name;
     } else {  // code usage counts
       EXPECT_TRUE(got.bitwise_equal(t)) << name;
+    }
+  }
+}
+
+// Generation with the model on the GPU (the KV cache in host buffers, fed
+// each step) picks the CPU's greedy tokens, with logits within 1e-4.
+TEST(CudaDevice, GenerationFollowsTheCpu) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU";
+  auto cuda = make_cuda_backend();
+  for (const std::string& model : {"gpt2", "gpt-neo", "gpt-neox"}) {
+    SCOPED_TRACE(model);
+    tools::GeneratorOptions host_opts;
+    host_opts.context = 64;
+    tools::GeneratorOptions device_opts = host_opts;
+    device_opts.device_backend = cuda.get();
+    tools::Generator host(import_onnx((models_dir() / model / "model.onnx").string()), host_opts);
+    tools::Generator placed(import_onnx((models_dir() / model / "model.onnx").string()), device_opts);
+    std::vector<float> a = host.prefill({5, 17, 30, 2}), b = placed.prefill({5, 17, 30, 2});
+    for (int step = 0; step < 6; ++step) {
+      ASSERT_EQ(a.size(), b.size());
+      EXPECT_LE(cb::test::max_abs_diff(a, b), 1e-4 * std::max(1.0, double(*std::max_element(a.begin(), a.end()))));
+      const int64_t next = std::max_element(a.begin(), a.end()) - a.begin();
+      ASSERT_EQ(next, std::max_element(b.begin(), b.end()) - b.begin()) << "step " << step;
+      a = host.step(next);
+      b = placed.step(next);
     }
   }
 }

@@ -14,6 +14,7 @@
 #include "support/threads.h"
 #include "tools/codebook_options.h"
 #include "tools/command.h"
+#include "tools/device_option.h"
 #include "tools/forced_codes.h"
 #include "tools/generate.h"
 #include "tools/generation.h"
@@ -96,6 +97,8 @@ int cmd_generate(int argc, char** argv) {
       "context", po::value<int64_t>(),
       "longest sequence (prompt + new tokens); default: the model's position table, 2048 for rotary models")(
       "backend,b", po::value<std::string>()->default_value("cpu"), "reference | cpu")(
+      "device", po::value<std::string>()->default_value("cpu"),
+      "cpu | cuda: run the model on the GPU where its kernels can (docs/cuda.md)")(
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
       "profile", "print the time per op type over the whole generation to stderr")(
       "profile-nodes", "print the time per node (op, name, input shapes of its first call) instead");
@@ -132,6 +135,7 @@ int cmd_generate(int argc, char** argv) {
   const std::string model_path = resolve_model_path(model_arg);
   LoadedModel m = load_model(model_path);
   const Precision precision = precision_option(vm, *m.graph, vm["backend"].as<std::string>());
+  auto device = make_device_backend(vm["device"].as<std::string>());
 
   std::optional<TokenText> text = tokenizer_of(vm, model_arg, *m.graph, !stop.texts.empty());
   const bool as_ids = vm.count("ids") || !text;
@@ -154,6 +158,7 @@ int cmd_generate(int argc, char** argv) {
 
   GeneratorOptions gopts;
   gopts.backend = vm["backend"].as<std::string>();
+  gopts.device_backend = device.get();
   gopts.threads = vm["threads"].as<int>();
   gopts.precision = precision;
   gopts.profile_nodes = vm.count("profile-nodes") > 0;

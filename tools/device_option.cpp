@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include "passes/inference_pipeline.h"
-#include "passes/place_devices.h"
 #include "support/error.h"
 
 namespace cb::tools {
@@ -19,16 +17,6 @@ std::unique_ptr<Backend> make_device_backend(const std::string& device) {
   } catch (const Error& e) {
     CB_FAIL("--device cuda: " << e.what());
   }
-}
-
-std::shared_ptr<Graph> placed_inference_graph(const std::shared_ptr<Graph>& g, const Backend* device_backend,
-                                              CompileOptions& opts, Precision precision) {
-  std::shared_ptr<Graph> fused = inference_graph(g, precision);
-  if (!device_backend || fused == g) return fused;  // the same graph: it has subgraphs, or nothing to place
-  PlaceDevicesPass pass(placement_target(*device_backend));
-  PassManager().run(pass, *fused);
-  opts.device_backend = device_backend;
-  return fused;
 }
 
 }  // namespace cb::tools

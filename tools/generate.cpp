@@ -123,7 +123,8 @@ Executable& Generator::executable_for(int64_t past, int64_t n) {
   copts.num_threads = opts_.threads;
   copts.profile = opts_.profile;
   copts.profile_nodes = opts_.profile_nodes;
-  return *(variants_[key] = Executable::compile(inference_graph(g, opts_.precision), *backend_, copts));
+  std::shared_ptr<Graph> fused = placed_inference_graph(g, opts_.device_backend, copts, opts_.precision);
+  return *(variants_[key] = Executable::compile(fused, *backend_, copts));
 }
 
 std::map<std::string, OpProfile> Generator::profile() const {

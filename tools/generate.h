@@ -41,6 +41,9 @@ struct GeneratorOptions {
   // The first cache capacity (tokens); 0: twice the prompt, at least 16.
   int64_t initial_capacity = 0;
   std::string backend = "cpu";
+  // Runs what it supports (placement, docs/cuda.md); must outlive the
+  // Generator. The KV cache stays in host buffers, fed each step.
+  const Backend* device_backend = nullptr;
   Precision precision = Precision::f32;  // of the matmuls (docs/precision.md)
   int threads = 0;
   bool profile = false;        // time per op type (profile())

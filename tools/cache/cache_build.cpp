@@ -258,7 +258,7 @@ BuildResult build_cache(const BuildOptions& options, std::ostream& progress_out,
   set_num_threads(o.threads);
   CompileOptions co;
   co.num_threads = o.threads;
-  auto exe = Executable::compile(tools::placed_inference_graph(model.graph, device.get(), co), *backend, co);
+  auto exe = Executable::compile(placed_inference_graph(model.graph, device.get(), co), *backend, co);
   std::vector<std::string> outputs = exe->output_names();
   std::vector<size_t> ids_out, scores_out;
   for (const CacheSite& s : sites) {
