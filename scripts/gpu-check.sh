@@ -73,8 +73,8 @@ run)
     done
     # Training throughput: TokFSM's config (codebooks from the start, no
     # evaluation), the last logged tokens/s of a short run on each device.
-    train_tok_s() {  # device steps
-      "$stage/bin/codebook" train configs/tokfsm.yaml codebook_args.insert_after_steps=0 \
+    train_tok_s() {  # device steps (at most 2 minutes each: the table must come back)
+      timeout 120 "$stage/bin/codebook" train configs/tokfsm.yaml codebook_args.insert_after_steps=0 \
         training_args.logging_steps=10 training_args.eval_steps=100000 --max-steps "$2" --device "$1" \
         --no-checkpoint --progress off -o "$out/train-$1" 2>/dev/null |
         grep -o -E '"tokens_per_s":[0-9.]+' | tail -1 | cut -d: -f2 || echo "failed"
