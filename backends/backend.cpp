@@ -50,6 +50,25 @@ void Backend::copy_to_host(const Tensor& device, Tensor& host) const {
   if (device.nbytes()) std::memcpy(host.raw(), device.raw(), device.nbytes());
 }
 
+void check_rows(const Tensor& from, const Tensor& to, const Backend::Rows& r) {
+  auto fits = [&](const Tensor& t, size_t offset, size_t pitch) {
+    return r.rows == 0 || r.width == 0 ||
+           (r.width <= pitch && offset + (r.rows - 1) * pitch + r.width <= t.nbytes() && offset <= t.nbytes());
+  };
+  CB_CHECK(fits(from, r.from_offset, r.from_pitch) && fits(to, r.to_offset, r.to_pitch),
+           "copy_rows: " << r.rows << " runs of " << r.width << " bytes do not fit " << dims_str(from.dims())
+                         << " (offset " << r.from_offset << ", pitch " << r.from_pitch << ") or " << dims_str(to.dims())
+                         << " (offset " << r.to_offset << ", pitch " << r.to_pitch << ")");
+}
+
+void Backend::copy_rows(const Tensor& from, Tensor& to, const Rows& r) const {
+  check_rows(from, to, r);
+  const auto* src = static_cast<const uint8_t*>(from.raw());
+  auto* dst = static_cast<uint8_t*>(to.raw());
+  for (size_t i = 0; i < r.rows && r.width; ++i)
+    std::memcpy(dst + r.to_offset + i * r.to_pitch, src + r.from_offset + i * r.from_pitch, r.width);
+}
+
 namespace {
 
 class DeviceCopyKernel : public Kernel {

@@ -76,9 +76,20 @@ class Backend {
   // copy_to_host returns once they are on the host.
   virtual void copy_to_device(const Tensor& host, Tensor& device) const;
   virtual void copy_to_host(const Tensor& device, Tensor& host) const;
+  // Within device() memory: `rows` runs of `width` bytes from `from` (starting
+  // at byte from_offset, runs from_pitch bytes apart) to `to` (likewise),
+  // queued on the stream. Checked against both tensors' sizes. What a KV
+  // cache takes its new columns with (tools/generate.h).
+  struct Rows {
+    size_t from_offset = 0, from_pitch = 0, to_offset = 0, to_pitch = 0, width = 0, rows = 0;
+  };
+  virtual void copy_rows(const Tensor& from, Tensor& to, const Rows& r) const;
   // Waits until everything queued on the stream has finished.
   virtual void synchronize() const {}
 };
+
+// copy_rows' bounds check (a cb::Error naming the sizes), for overrides.
+void check_rows(const Tensor& from, const Tensor& to, const Backend::Rows& r);
 
 // The kernel of a codebook.CopyToDevice / CopyToHost node on `backend` (the
 // device side of the copy), or null for any other node. A device backend's

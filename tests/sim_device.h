@@ -36,6 +36,7 @@ class SimDeviceBackend : public Backend {
   }
   void copy_to_device(const Tensor& host, Tensor& dev) const override {
     copies_to_device++;
+    bytes_to_device += int64_t(host.nbytes());
     Backend::copy_to_device(host, dev);
   }
   void copy_to_host(const Tensor& dev, Tensor& host) const override {
@@ -43,7 +44,7 @@ class SimDeviceBackend : public Backend {
     Backend::copy_to_host(dev, host);
   }
 
-  mutable int64_t copies_to_device = 0, copies_to_host = 0, allocations = 0;
+  mutable int64_t copies_to_device = 0, copies_to_host = 0, allocations = 0, bytes_to_device = 0;
 
  private:
   class SimBuffer : public Buffer {

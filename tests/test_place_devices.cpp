@@ -541,6 +541,15 @@ std::vector<KernelCase> kernel_cases() {
        {{"scale", 0.5f}, {"nan_to_zero", int64_t(1)}},
        kCodebookDomain},
       {kAttentionOp, {f32({1, 2, 3, 4}), f32({1, 2, 4, 9}), f32({1, 2, 9, 130})}, {}, kCodebookDomain},  // dv > threads
+      {kAttentionOp,  // generation: 5 cached keys and values before the 3 new ones
+       {f32({2, 2, 3, 8}),
+        f32({2, 2, 8, 3}),
+        f32({2, 2, 3, 6}),
+        {{3, 8}, DType::f32, {}, causal_mask(3, 8, -inf)},
+        f32({2, 2, 8, 5}),
+        f32({2, 2, 5, 6})},
+       {{"scale", 0.3f}},
+       kCodebookDomain},
       {kAttentionOp,
        {f32({1, 1, 2, 4}), f32({1, 1, 4, 13000}), f32({1, 1, 13000, 3})},
        {{"scale", 0.1f}},
@@ -857,6 +866,40 @@ TEST(CudaPlacement, TrainingKeepsItsStateOnTheDevice) {
   EXPECT_EQ(host.evaluate().loss, placed.evaluate().loss);
   for (auto& [name, t] : host.state()) EXPECT_TRUE(t.bitwise_equal(placed.state().at(name))) << name;
   std::cout << "copies to the device per step: " << copies[0] << " (first), " << copies[2] << " (later)\n";
+}
+
+// Generation placed as CUDA places it, on the simulated device: the KV
+// cache lives in device memory (its new columns copied there on the device),
+// the logits are the host run's bit for bit, and a decode step copies only
+// a few small inputs over, whatever the number of layers.
+TEST(CudaPlacement, GenerationKeepsTheCacheOnTheDevice) {
+  SimAsCuda sim;
+  for (const std::string& model : {"gpt2", "gpt-neox"}) {
+    SCOPED_TRACE(model);
+    tools::GeneratorOptions host_opts;
+    host_opts.context = 64;
+    host_opts.backend = "reference";
+    tools::GeneratorOptions device_opts = host_opts;
+    device_opts.device_backend = &sim;
+    tools::Generator host(import_onnx((models_dir() / model / "model.onnx").string()), host_opts);
+    tools::Generator placed(import_onnx((models_dir() / model / "model.onnx").string()), device_opts);
+    std::vector<float> a = host.prefill({5, 17, 30, 2}), b = placed.prefill({5, 17, 30, 2});
+    std::vector<int64_t> bytes;
+    for (int step = 0; step < 4; ++step) {
+      EXPECT_EQ(a, b) << "step " << step;
+      const int64_t next = std::max_element(a.begin(), a.end()) - a.begin();
+      const int64_t before = sim.bytes_to_device;
+      a = host.step(next);
+      b = placed.step(next);
+      bytes.push_back(sim.bytes_to_device - before);
+    }
+    // One layer's key cache is [1, H, dh, capacity] floats; a step sends the
+    // token, its position and mask rows, far less than that.
+    const int64_t cache_bytes = int64_t(sizeof(float)) * 64 * placed.capacity();  // H * dh = 64 in these models
+    EXPECT_LT(bytes[3], cache_bytes) << "a cache went over";
+    std::cout << "[" << model << "] bytes to the device per decode step: " << bytes[3]
+              << " (one layer's key cache: " << cache_bytes << ")\n";
+  }
 }
 
 TEST(CudaDevice, KernelsMatchTheReference) {

@@ -103,6 +103,14 @@ Generator::Generator(std::shared_ptr<Graph> model, GeneratorOptions opts) : grap
   backend_ = make_backend(opts_.backend);
 }
 
+Tensor Generator::in_cache_memory(const Tensor& t) const {
+  const Backend& memory = cache_memory();
+  if (!t.buffer() || t.device() == memory.device()) return t;
+  Tensor there = Tensor::wrap(t.dtype(), t.dims(), memory.allocate(t.nbytes()));
+  memory.copy_to_device(t, there);
+  return there;
+}
+
 Executable& Generator::executable_for(int64_t past, int64_t n) {
   std::vector<CodebookAttrs> attrs;
   std::string key;
@@ -123,6 +131,8 @@ Executable& Generator::executable_for(int64_t past, int64_t n) {
   copts.num_threads = opts_.threads;
   copts.profile = opts_.profile;
   copts.profile_nodes = opts_.profile_nodes;
+  if (opts_.device_backend)  // the new keys and values stay on the device, for its caches
+    for (int64_t l = 0; l < layers_; ++l) copts.device_outputs.insert({present_key_name(l), present_value_name(l)});
   std::shared_ptr<Graph> fused = placed_inference_graph(g, opts_.device_backend, copts, opts_.precision);
   return *(variants_[key] = Executable::compile(fused, *backend_, copts));
 }
@@ -143,17 +153,26 @@ void Generator::ensure_capacity(int64_t needed) {
                           : std::max(needed, opts_.initial_capacity > 0 ? opts_.initial_capacity
                                                                         : std::max<int64_t>(16, 2 * needed));
   cap = std::min(cap, context_);
-  // Rows of keys (B * H * dh) and blocks of values (B * H), each along the capacity.
+  // Rows of keys (B * H * dh) and blocks of values (B * H), each along the
+  // capacity, in the memory of the device that runs the attention.
   const int64_t B = batch_, H = heads_, dh = head_dim_;
+  const Backend& memory = cache_memory();
+  auto zeros = [&](std::vector<int64_t> dims) {
+    Tensor host = Tensor::zeros(DType::f32, dims);  // slots past the length must be finite
+    if (!opts_.device_backend) return host;
+    Tensor t = Tensor::wrap(DType::f32, dims, memory.allocate(host.nbytes()));
+    memory.copy_to_device(host, t);
+    return t;
+  };
+  const size_t f = sizeof(float);
   for (int64_t l = 0; l < layers_; ++l) {
-    Tensor k = Tensor::zeros(DType::f32, {B, H, dh, cap}), v = Tensor::zeros(DType::f32, {B, H, cap, dh});
+    Tensor k = zeros({B, H, dh, cap}), v = zeros({B, H, cap, dh});
     if (capacity_) {  // keep what the old caches hold
-      for (int64_t r = 0; r < B * H * dh; ++r)
-        std::memcpy(k.data<float>() + r * cap, keys_[size_t(l)].data<float>() + r * capacity_,
-                    size_t(length_) * sizeof(float));
-      for (int64_t bh = 0; bh < B * H; ++bh)
-        std::memcpy(v.data<float>() + bh * cap * dh, values_[size_t(l)].data<float>() + bh * capacity_ * dh,
-                    size_t(length_ * dh) * sizeof(float));
+      memory.copy_rows(keys_[size_t(l)], k,
+                       {0, size_t(capacity_) * f, 0, size_t(cap) * f, size_t(length_) * f, size_t(B * H * dh)});
+      memory.copy_rows(
+          values_[size_t(l)], v,
+          {0, size_t(capacity_ * dh) * f, 0, size_t(cap * dh) * f, size_t(length_ * dh) * f, size_t(B * H)});
     }
     if (keys_.size() <= size_t(l)) {
       keys_.push_back(k);
@@ -198,12 +217,15 @@ const std::vector<float>& Generator::run(const std::vector<int64_t>& ids, int64_
     CB_CHECK(pk.numel() == B * H * dh * n && pv.numel() == B * H * dh * n,
              "generate: layer " << l << " returned keys " << dims_str(pk.dims()) << " and values "
                                 << dims_str(pv.dims()) << " for " << B << " x " << n << " tokens");
-    float* k = keys_[size_t(l)].data<float>();
-    float* v = values_[size_t(l)].data<float>();
-    for (int64_t r = 0; r < B * H * dh; ++r)
-      std::memcpy(k + r * C + past, pk.data<float>() + r * n, size_t(n) * sizeof(float));
-    for (int64_t bh = 0; bh < B * H; ++bh)
-      std::memcpy(v + (bh * C + past) * dh, pv.data<float>() + bh * n * dh, size_t(n * dh) * sizeof(float));
+    // The new columns into the caches, where they live (present.* normally
+    // stay on the device; one made on the host goes over first).
+    const size_t f = sizeof(float);
+    const Tensor pk_there = in_cache_memory(pk), pv_there = in_cache_memory(pv);
+    cache_memory().copy_rows(pk_there, keys_[size_t(l)],
+                             {0, size_t(n) * f, size_t(past) * f, size_t(C) * f, size_t(n) * f, size_t(B * H * dh)});
+    cache_memory().copy_rows(
+        pv_there, values_[size_t(l)],
+        {0, size_t(n * dh) * f, size_t(past * dh) * f, size_t(C * dh) * f, size_t(n * dh) * f, size_t(B * H)});
   }
   int li = output_index(g, "logits");
   if (li < 0)

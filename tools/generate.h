@@ -41,8 +41,8 @@ struct GeneratorOptions {
   // The first cache capacity (tokens); 0: twice the prompt, at least 16.
   int64_t initial_capacity = 0;
   std::string backend = "cpu";
-  // Runs what it supports (placement, docs/cuda.md); must outlive the
-  // Generator. The KV cache stays in host buffers, fed each step.
+  // Runs what it supports (placement, docs/cuda.md), the KV cache in its
+  // memory; must outlive the Generator.
   const Backend* device_backend = nullptr;
   Precision precision = Precision::f32;  // of the matmuls (docs/precision.md)
   int threads = 0;
@@ -87,6 +87,10 @@ class Generator {
   // Runs `ids`, B rows of n tokens each, after the cached ones.
   const std::vector<float>& run(const std::vector<int64_t>& ids, int64_t n);
   void ensure_capacity(int64_t needed);
+  // The backend whose memory holds the KV cache: the device's, else the host's.
+  const Backend& cache_memory() const { return opts_.device_backend ? *opts_.device_backend : *backend_; }
+  // `t` in cache_memory(): itself, or a copy there.
+  Tensor in_cache_memory(const Tensor& t) const;
   Executable& executable_for(int64_t past, int64_t n);
 
   std::shared_ptr<Graph> graph_;
@@ -97,7 +101,7 @@ class Generator {
   int64_t layers_ = 0, heads_ = 0, head_dim_ = 0, context_ = 0;
   int64_t length_ = 0, capacity_ = 0, growths_ = 0, batch_ = 1, vocab_ = 0;
   bool has_position_ids_ = false, has_attention_mask_ = false;
-  std::vector<Tensor> keys_, values_;  // per layer: [B, H, dh, C] and [B, H, C, dh]
+  std::vector<Tensor> keys_, values_;  // per layer: [B, H, dh, C] and [B, H, C, dh], in cache_memory()
   std::vector<float> logits_;          // [B, vocab]
 };
 

@@ -14,28 +14,12 @@ namespace {
 
 constexpr int kAttentionThreads = 128;
 
-// p[j] = scale * q . k_j + m[j] for the row's keys j, as the unfused graph
-// has them (f32 scale * dot, plus the mask), the block's threads over j;
-// returns the largest this thread wrote.
-__device__ inline float row_scores(const AttentionCall& a, const float* q_s, const float* k_head, const float* m_row,
-                                   float* p) {
-  float mx = -INFINITY;
-  for (long long j = threadIdx.x; j < a.d.S; j += blockDim.x) {
-    float dot = 0;
-    for (long long e = 0; e < a.d.dh; ++e) dot += q_s[e] * k_head[e * a.k_e + j * a.k_s];
-    float s = a.scale * dot;
-    if (m_row) s += m_row[j * a.m_j];
-    p[j] = s;
-    mx = fmaxf(mx, s);
-  }
-  return mx;
-}
-
 // Query row `row` = (b * H + h) * T + i of a call: its (b, h, i), the row
 // of Q, the head's keys and values and the row of the mask (null without).
 struct QueryRow {
   long long b, h, i;
   const float *q, *k_head, *v_head, *mask;
+  const float *kp_head, *vp_head;  // the head's cached keys and values (null without)
 };
 __device__ inline QueryRow query_row(const AttentionCall& a, long long row) {
   QueryRow r;
@@ -47,7 +31,35 @@ __device__ inline QueryRow query_row(const AttentionCall& a, long long row) {
   r.k_head = a.k + r.b * a.k_b + r.h * a.k_h;
   r.v_head = a.v + r.b * a.v_b + r.h * a.v_h;
   r.mask = a.mask ? a.mask + r.b * a.m_b + r.h * a.m_h + r.i * a.m_i : nullptr;
+  r.kp_head = a.k_past ? a.k_past + r.b * a.kp_b + r.h * a.kp_h : nullptr;
+  r.vp_head = a.v_past ? a.v_past + r.b * a.vp_b + r.h * a.vp_h : nullptr;
   return r;
+}
+
+// Element e of key j of the row's head: the P cached keys first
+// (ir/attention.h), then the call's own.
+__device__ inline float key_at(const AttentionCall& a, const QueryRow& r, long long j, long long e) {
+  return j < a.d.P ? r.kp_head[e * a.d.P + j] : r.k_head[e * a.k_e + (j - a.d.P) * a.k_s];
+}
+// Value row j of the row's head (dv contiguous), cached ones first.
+__device__ inline const float* value_at(const AttentionCall& a, const QueryRow& r, long long j) {
+  return j < a.d.P ? r.vp_head + j * a.d.dv : r.v_head + (j - a.d.P) * a.v_s;
+}
+
+// p[j] = scale * q . k_j + m[j] for the row's keys j, as the unfused graph
+// has them (f32 scale * dot, plus the mask), the block's threads over j;
+// returns the largest this thread wrote.
+__device__ inline float row_scores(const AttentionCall& a, const QueryRow& r, const float* q_s, float* p) {
+  float mx = -INFINITY;
+  for (long long j = threadIdx.x; j < a.d.S; j += blockDim.x) {
+    float dot = 0;
+    for (long long e = 0; e < a.d.dh; ++e) dot += q_s[e] * key_at(a, r, j, e);
+    float s = a.scale * dot;
+    if (r.mask) s += r.mask[j * a.m_j];
+    p[j] = s;
+    mx = fmaxf(mx, s);
+  }
+  return mx;
 }
 
 // `a` is the call the reference and CPU kernels read (backends/reference/
@@ -60,13 +72,13 @@ __global__ void attention_kernel(AttentionCall a) {
   const AttentionDims d = a.d;
   const long long row = blockIdx.x;  // (b * H + h) * T + i
   const QueryRow r = query_row(a, row);
-  const float *q_row = r.q, *k_head = r.k_head, *v_head = r.v_head, *m_row = r.mask;
+  const float* q_row = r.q;
   float* q_s = shared;
   float* p = shared + d.dh;
   for (long long e = threadIdx.x; e < d.dh; e += blockDim.x) q_s[e] = q_row[e];
   __syncthreads();
 
-  const float mx = block_max(row_scores(a, q_s, k_head, m_row, p), reduce);
+  const float mx = block_max(row_scores(a, r, q_s, p), reduce);
   float sum = 0;
   for (long long j = threadIdx.x; j < d.S; j += blockDim.x) {
     const float e = expf(p[j] - mx);  // NaN for a row of -inf (mx = -inf) or a NaN score
@@ -87,7 +99,7 @@ __global__ void attention_kernel(AttentionCall a) {
     for (long long e = threadIdx.x; e < d.dv; e += blockDim.x) {
       float acc = 0;
       for (long long j = 0; j < d.S; ++j)
-        if (p[j] != 0) acc += p[j] * v_head[j * a.v_s + e];
+        if (p[j] != 0) acc += p[j] * value_at(a, r, j)[e];
       out_row[e] = acc;
     }
     return;
@@ -97,7 +109,7 @@ __global__ void attention_kernel(AttentionCall a) {
   float acc = 0;
   if (g < groups)
     for (long long j = g; j < d.S; j += groups)
-      if (p[j] != 0) acc += p[j] * v_head[j * a.v_s + e];
+      if (p[j] != 0) acc += p[j] * value_at(a, r, j)[e];
   partial[threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.x < d.dv) {
@@ -161,9 +173,9 @@ __global__ void attention_grad_rows_kernel(GradCall g) {
   __shared__ float reduce[32];
   const AttentionCall& a = g.a;
   const AttentionDims d = a.d;
-  const long long row = blockIdx.x;  // (b * H + h) * T + i
-  const QueryRow r = query_row(a, row);
-  const float *q_row = r.q, *k_head = r.k_head, *v_head = r.v_head, *m_row = r.mask;
+  const long long row = blockIdx.x;      // (b * H + h) * T + i
+  const QueryRow r = query_row(a, row);  // no cached keys: AttentionGrad has none
+  const float *q_row = r.q, *k_head = r.k_head, *v_head = r.v_head;
   const float* dy_row = g.t.dy + r.b * g.t.dy_b + r.h * g.t.dy_h + r.i * g.t.dy_t;
   float* q_s = shared;
   float* dy_s = q_s + d.dh;
@@ -172,7 +184,7 @@ __global__ void attention_grad_rows_kernel(GradCall g) {
   for (long long e = threadIdx.x; e < d.dh; e += blockDim.x) q_s[e] = q_row[e];
   for (long long e = threadIdx.x; e < d.dv; e += blockDim.x) dy_s[e] = dy_row[e];
   __syncthreads();
-  const float mx = block_max(row_scores(a, q_s, k_head, m_row, p), reduce);
+  const float mx = block_max(row_scores(a, r, q_s, p), reduce);
   float sum = 0;
   for (long long j = threadIdx.x; j < d.S; j += blockDim.x) sum += expf(p[j] - mx);
   sum = block_sum(sum, reduce);
@@ -312,7 +324,10 @@ bool attention_supports(const Node& n) {
   if (n.inputs.size() < 3 || n.outputs.size() != 1 || !rank4_f32(n.inputs[0]) || !rank4_f32(n.inputs[1]) ||
       !rank4_f32(n.inputs[2]) || !rank4_f32(n.outputs[0]))
     return false;
-  if (n.inputs.size() > kAttentionPastKeysInput) return false;  // cached keys: the CPU kernel's (not written here)
+  if (n.inputs.size() > kAttentionPastValuesInput + 1) return false;
+  if (n.inputs.size() > kAttentionPastKeysInput)  // cached keys and values (generation), both f32 rank 4
+    for (size_t i : {kAttentionPastKeysInput, kAttentionPastValuesInput})
+      if (i >= n.inputs.size() || !rank4_f32(n.inputs[i])) return false;
   return n.inputs.size() < 4 || !n.inputs[3] || (is_f32(n.inputs[3]) && rank_at_most(n.inputs[3], 4));
 }
 

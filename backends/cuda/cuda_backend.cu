@@ -87,6 +87,14 @@ class CudaBackend : public Backend {
       check_cuda(cudaMemcpyAsync(host.raw(), dev.raw(), dev.nbytes(), cudaMemcpyDeviceToHost, stream_), "copy to host");
     synchronize();
   }
+  void copy_rows(const Tensor& from, Tensor& to, const Rows& r) const override {
+    check_rows(from, to, r);
+    if (r.rows && r.width)
+      check_cuda(cudaMemcpy2DAsync(static_cast<char*>(to.raw()) + r.to_offset, r.to_pitch,
+                                   static_cast<const char*>(from.raw()) + r.from_offset, r.from_pitch, r.width, r.rows,
+                                   cudaMemcpyDeviceToDevice, stream_),
+                 "copy rows on the device");
+  }
   void synchronize() const override { check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
 
  private:

@@ -204,7 +204,7 @@ bool concat_supports(const Node& n);
 std::unique_ptr<Kernel> make_concat(const Node& n, const Launch& l);
 bool split_supports(const Node& n);
 std::unique_ptr<Kernel> make_split(const Node& n, const Launch& l);
-bool view_supports(const Node& n);  // Reshape, Unsqueeze, Squeeze, Flatten
+bool view_supports(const Node& n);  // Reshape, Unsqueeze, Squeeze, Flatten, Identity
 std::unique_ptr<Kernel> make_view(const Node& n, const Launch& l);
 bool expand_supports(const Node& n);
 std::unique_ptr<Kernel> make_expand(const Node& n, const Launch& l);

@@ -207,6 +207,7 @@ const CudaOp kOps[] = {
     {"", "Unsqueeze", view_supports, make_view},
     {"", "Squeeze", view_supports, make_view},
     {"", "Flatten", view_supports, make_view},
+    {"", "Identity", view_supports, make_view},
     {"", "Expand", expand_supports, make_expand},
     {"", "ConstantOfShape", constant_of_shape_supports, make_constant_of_shape},
     {"", "Gather", gather_supports, make_gather},

@@ -269,7 +269,7 @@ class FillKernel : public Kernel {
   float value_;
 };
 
-// ---- Reshape, Unsqueeze, Squeeze, Flatten: the same bytes, another shape ----
+// ---- Reshape, Unsqueeze, Squeeze, Flatten, Identity: the same bytes ----
 
 class ViewKernel : public Kernel {
  public:
