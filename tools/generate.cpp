@@ -157,13 +157,8 @@ void Generator::ensure_capacity(int64_t needed) {
   // capacity, in the memory of the device that runs the attention.
   const int64_t B = batch_, H = heads_, dh = head_dim_;
   const Backend& memory = cache_memory();
-  auto zeros = [&](std::vector<int64_t> dims) {
-    Tensor host = Tensor::zeros(DType::f32, dims);  // slots past the length must be finite
-    if (!opts_.device_backend) return host;
-    Tensor t = Tensor::wrap(DType::f32, dims, memory.allocate(host.nbytes()));
-    memory.copy_to_device(host, t);
-    return t;
-  };
+  // Slots past the length must be finite: zeros.
+  auto zeros = [&](std::vector<int64_t> dims) { return in_cache_memory(Tensor::zeros(DType::f32, dims)); };
   const size_t f = sizeof(float);
   for (int64_t l = 0; l < layers_; ++l) {
     Tensor k = zeros({B, H, dh, cap}), v = zeros({B, H, cap, dh});
