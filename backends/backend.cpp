@@ -52,8 +52,7 @@ void Backend::copy_to_host(const Tensor& device, Tensor& host) const {
 
 void check_rows(const Tensor& from, const Tensor& to, const Backend::Rows& r) {
   auto fits = [&](const Tensor& t, size_t offset, size_t pitch) {
-    return r.rows == 0 || r.width == 0 ||
-           (r.width <= pitch && offset + (r.rows - 1) * pitch + r.width <= t.nbytes() && offset <= t.nbytes());
+    return r.rows == 0 || r.width == 0 || (r.width <= pitch && offset + (r.rows - 1) * pitch + r.width <= t.nbytes());
   };
   CB_CHECK(fits(from, r.from_offset, r.from_pitch) && fits(to, r.to_offset, r.to_pitch),
            "copy_rows: " << r.rows << " runs of " << r.width << " bytes do not fit " << dims_str(from.dims())

@@ -209,13 +209,12 @@ class CodebookGradKernel : public Kernel {
       return;
     }
     const size_t values = size_t(rows * c.Dg);
-    char* scratch = static_cast<char*>(
-        rows_scratch_.reserve(node, values * 2 * sizeof(float) + size_t(rows) * 2 * sizeof(double) + sizeof(int)));
+    char* scratch =
+        static_cast<char*>(rows_scratch_.reserve(node, values * 2 * sizeof(float) + size_t(rows) * 2 * sizeof(double)));
     c.stats = reinterpret_cast<double*>(scratch);
     c.u = reinterpret_cast<float*>(scratch + size_t(rows) * 2 * sizeof(double));
     c.y = c.u + values;
-    c.bad = reinterpret_cast<int*>(c.y + values);
-    check_cuda(node, cudaMemsetAsync(c.bad, 0, sizeof(int), launch_.stream), "cudaMemsetAsync");
+    c.bad = bad_.reset(node, launch_.stream);
     CB_LAUNCH(codebook_grad_rows_kernel, unsigned(rows), kThreads, 0, launch_.stream)(c);
     check_launch(node);
     if (c.dscale || c.dbias) {
@@ -224,11 +223,7 @@ class CodebookGradKernel : public Kernel {
     }
     if (c.dcodes) codes_gradient(node, c, slots);
     // An id outside [-1, K) is an error, as on the host (one synchronisation).
-    int bad = 0;
-    check_cuda(node, cudaMemcpyAsync(&bad, c.bad, sizeof(int), cudaMemcpyDeviceToHost, launch_.stream),
-               "cudaMemcpyAsync");
-    check_cuda(node, cudaStreamSynchronize(launch_.stream), "cudaStreamSynchronize");
-    CB_CHECK(!bad, node.describe() << ": an id is outside [-1, " << c.K << ")");
+    CB_CHECK(!bad_.raised(node, launch_.stream), node.describe() << ": an id is outside [-1, " << c.K << ")");
   }
 
  private:
@@ -256,6 +251,7 @@ class CodebookGradKernel : public Kernel {
   CodebookLoss loss_;
   float eps_;
   DeviceArray<char> rows_scratch_, sort_scratch_;
+  DeviceFlag bad_;
 };
 
 }  // namespace

@@ -60,6 +60,8 @@ inline bool rank_at_most(const Value* v, size_t r) {
 inline bool rank_is(const Value* v, size_t r) { return v && v->type.shape.rank_known && v->type.shape.rank() == r; }
 // Every present input and every present output is f32.
 bool all_f32(const Node& n);
+// Whether the node's `axis` (default -1) is the last of input `input`'s axes.
+bool is_last_axis(const Node& n, size_t input);
 // The value of input i when it is a constant, or (once placed) the device
 // copy of one, whose host constant the runtime keeps: what a kernel reads
 // its index inputs (a Slice's starts, a reduction's axes) from, since it
@@ -166,6 +168,38 @@ class DeviceArray {
   T* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// A device int that kernels raise (atomicExch to 1) on an index out of
+// range; the host reads it after the launch (one stream synchronisation) to
+// throw a cb::Error naming the node, as the host kernels do.
+class DeviceFlag {
+ public:
+  // Cleared, queued before the launch that may raise it.
+  int* reset(const Node& node, cudaStream_t s) {
+    int* flag = flag_.reserve(node, 1);
+    check_cuda(node, cudaMemsetAsync(flag, 0, sizeof(int), s), "cudaMemsetAsync");
+    return flag;
+  }
+  // After the launch: waits for the stream.
+  bool raised(const Node& node, cudaStream_t s) {
+    int v = 0;
+    check_cuda(node, cudaMemcpyAsync(&v, flag_.data(), sizeof(int), cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
+    check_cuda(node, cudaStreamSynchronize(s), "cudaStreamSynchronize");
+    return v != 0;
+  }
+
+ private:
+  DeviceArray<int> flag_;
+};
+
+// The node's `axis` attribute (default dflt) counted from the end when
+// negative; a cb::Error naming the node outside [0, rank).
+inline int64_t axis_attribute(const Node& n, size_t rank, int64_t dflt = 0) {
+  int64_t a = n.attr_int("axis", dflt);
+  if (a < 0) a += int64_t(rank);
+  CB_CHECK(a >= 0 && a < int64_t(rank), n.describe() << ": axis out of range for rank " << rank);
+  return a;
+}
 
 // GELU as the reference computes it (ONNX's formulas, ir/fused_matmul.h).
 __device__ inline float gelu_tanh(float x) {

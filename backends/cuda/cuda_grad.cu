@@ -162,12 +162,6 @@ class LayerNormGradKernel : public Kernel {
   DeviceArray<double> stats_;
 };
 
-bool last_axis_of(const Node& n, size_t input) {
-  const Value* x = n.input(input);
-  const int64_t axis = n.attr_int("axis", -1);
-  return x && x->type.shape.rank_known && (axis == -1 || axis == int64_t(x->type.shape.rank()) - 1);
-}
-
 }  // namespace
 
 bool gelu_grad_supports(const Node& n) {
@@ -179,7 +173,7 @@ std::unique_ptr<Kernel> make_gelu_grad(const Node& n, const Launch& l) {
 }
 
 bool softmax_grad_supports(const Node& n) {
-  return n.inputs.size() == 2 && n.outputs.size() == 1 && all_f32(n) && last_axis_of(n, 1);
+  return n.inputs.size() == 2 && n.outputs.size() == 1 && all_f32(n) && is_last_axis(n, 1);
 }
 std::unique_ptr<Kernel> make_softmax_grad(const Node& n, const Launch& l) {
   return std::make_unique<SoftmaxGradKernel>(n, l);
@@ -187,7 +181,7 @@ std::unique_ptr<Kernel> make_softmax_grad(const Node& n, const Launch& l) {
 
 bool layer_norm_grad_supports(const Node& n) {
   // Normalised over the last axis only, a scale of that axis' size.
-  if (n.inputs.size() != 3 || !all_f32(n) || !last_axis_of(n, 1) || !rank_is(n.inputs[2], 1)) return false;
+  if (n.inputs.size() != 3 || !all_f32(n) || !is_last_axis(n, 1) || !rank_is(n.inputs[2], 1)) return false;
   return n.outputs.size() >= 1 && n.outputs.size() <= 3;
 }
 std::unique_ptr<Kernel> make_layer_norm_grad(const Node& n, const Launch& l) {

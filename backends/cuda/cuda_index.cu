@@ -32,13 +32,6 @@ Shape8 shape_of(const Node& n, const Tensor& t) {
   return s;
 }
 
-int64_t axis_of(const Node& n, size_t rank, int64_t dflt) {
-  int64_t a = n.attr_int("axis", dflt);
-  if (a < 0) a += int64_t(rank);
-  CB_CHECK(a >= 0 && a < int64_t(rank), n.describe() << ": axis out of range for rank " << rank);
-  return a;
-}
-
 // The data offset of index-space element i (coordinates over `index`),
 // with the axis coordinate replaced by `at`.
 __device__ inline long long data_offset(const Shape8& index, const Shape8& data, int axis, long long i, long long at) {
@@ -126,28 +119,6 @@ __global__ void arg_max_kernel(const float* x, int64_t* y, long long outer, long
   }
 }
 
-// The "index out of range" check after a launch, as Gather's.
-class IndexCheck {
- public:
-  ~IndexCheck() {
-    if (bad_) cudaFree(bad_);
-  }
-  int* reset(const Node& node, cudaStream_t s) {
-    if (!bad_) check_cuda(node, cudaMalloc(&bad_, sizeof(int)), "cudaMalloc");
-    check_cuda(node, cudaMemsetAsync(bad_, 0, sizeof(int), s), "cudaMemsetAsync");
-    return bad_;
-  }
-  void check(const Node& node, cudaStream_t s, long long size) {
-    int bad = 0;
-    check_cuda(node, cudaMemcpyAsync(&bad, bad_, sizeof(int), cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
-    check_cuda(node, cudaStreamSynchronize(s), "cudaStreamSynchronize");
-    CB_CHECK(!bad, node.describe() << ": an index is out of range for an axis of size " << size);
-  }
-
- private:
-  int* bad_ = nullptr;
-};
-
 class ElementsKernel : public Kernel {
  public:
   ElementsKernel(const Node& n, const Launch& l) : launch_(l), scatter_(n.op_type == "ScatterElements") {
@@ -159,12 +130,12 @@ class ElementsKernel : public Kernel {
     Tensor& out = ctx.out(0);
     CB_CHECK(indices.rank() == data.rank(), node.describe() << ": indices " << dims_str(indices.dims()) << " and data "
                                                             << dims_str(data.dims()) << " differ in rank");
-    const int axis = int(axis_of(node, data.rank(), 0));
+    const int axis = int(axis_attribute(node, data.rank()));
     const Shape8 index = shape_of(node, indices), whole = shape_of(node, data);
     const cudaStream_t s = launch_.stream;
     if (!scatter_) {
       if (out.numel() == 0) return;
-      int* bad = check_.reset(node, s);
+      int* bad = bad_.reset(node, s);
       CB_LAUNCH(gather_elements_kernel, grid_for(out.numel()), kThreads, 0, s)
       (data.data<float>(), indices.data<int64_t>(), out.data<float>(), index, whole, axis, out.numel(), bad);
     } else {
@@ -177,29 +148,29 @@ class ElementsKernel : public Kernel {
                    "cudaMemcpyAsync");
       if (indices.numel() == 0) return;
       const long long lines = indices.numel() / indices.dim(size_t(axis));
-      int* bad = check_.reset(node, s);
+      int* bad = bad_.reset(node, s);
       CB_LAUNCH(scatter_elements_kernel, grid_for(lines), kThreads, 0, s)
       (out.data<float>(), indices.data<int64_t>(), updates.data<float>(), index, whole, axis, lines, add_, bad);
     }
     check_launch(node);
-    check_.check(node, s, data.dim(size_t(axis)));
+    CB_CHECK(!bad_.raised(node, s), node.describe()
+                                        << ": an index is out of range for an axis of size " << data.dim(size_t(axis)));
   }
 
  private:
   Launch launch_;
   bool scatter_, add_ = false;
-  IndexCheck check_;
+  DeviceFlag bad_;
 };
 
 class GatherGradKernel : public Kernel {
  public:
-  GatherGradKernel(const Node& n, const Launch& l) : launch_(l), axis_attr_(n.attr_int("axis", 0)) {}
+  GatherGradKernel(const Node&, const Launch& l) : launch_(l) {}
   void run(KernelContext& ctx) override {
     const Node& node = ctx.node;
     const Tensor &dy = ctx.in(0), &indices = ctx.in(1);
     Tensor& out = ctx.out(0);
-    int64_t axis = axis_attr_ < 0 ? axis_attr_ + int64_t(out.rank()) : axis_attr_;
-    CB_CHECK(axis >= 0 && axis < int64_t(out.rank()), node.describe() << ": axis out of range");
+    const int64_t axis = axis_attribute(node, out.rank());
     long long outer = 1, inner = 1;
     for (int64_t d = 0; d < axis; ++d) outer *= out.dim(size_t(d));
     for (size_t d = size_t(axis) + 1; d < out.rank(); ++d) inner *= out.dim(d);
@@ -210,17 +181,16 @@ class GatherGradKernel : public Kernel {
     const cudaStream_t s = launch_.stream;
     if (out.nbytes()) check_cuda(node, cudaMemsetAsync(out.raw(), 0, out.nbytes(), s), "cudaMemsetAsync");
     if (outer * inner == 0 || count == 0) return;
-    int* bad = check_.reset(node, s);
+    int* bad = bad_.reset(node, s);
     CB_LAUNCH(gather_grad_kernel, grid_for(outer * inner), kThreads, 0, s)
     (dy.data<float>(), indices.data<int64_t>(), out.data<float>(), outer, count, size, inner, bad);
     check_launch(node);
-    check_.check(node, s, size);
+    CB_CHECK(!bad_.raised(node, s), node.describe() << ": an index is out of range for an axis of size " << size);
   }
 
  private:
   Launch launch_;
-  int64_t axis_attr_;
-  IndexCheck check_;
+  DeviceFlag bad_;
 };
 
 class ArgMaxKernel : public Kernel {
@@ -228,7 +198,7 @@ class ArgMaxKernel : public Kernel {
   explicit ArgMaxKernel(const Launch& l) : launch_(l) {}
   void run(KernelContext& ctx) override {
     const Tensor& x = ctx.in(0);
-    const int64_t axis = axis_of(ctx.node, x.rank(), 0);
+    const int64_t axis = axis_attribute(ctx.node, x.rank());
     long long outer = 1, inner = 1;
     for (int64_t d = 0; d < axis; ++d) outer *= x.dim(size_t(d));
     for (size_t d = size_t(axis) + 1; d < x.rank(); ++d) inner *= x.dim(d);

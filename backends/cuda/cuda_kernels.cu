@@ -127,15 +127,15 @@ class RowKernel : public Kernel {
   cudaStream_t stream_;
 };
 
-bool last_axis(const Node& n, int64_t dflt) {
-  const Value* x = n.input(0);
-  const int64_t axis = n.attr_int("axis", dflt);
-  return axis == -1 || (x->type.shape.rank_known && axis == int64_t(x->type.shape.rank()) - 1);
-}
-
 }  // namespace
 
-bool softmax_supports(const Node& n) { return n.inputs.size() == 1 && all_f32(n) && last_axis(n, -1); }
+bool is_last_axis(const Node& n, size_t input) {
+  const Value* x = n.input(input);
+  const int64_t axis = n.attr_int("axis", -1);
+  return x && (axis == -1 || (x->type.shape.rank_known && axis == int64_t(x->type.shape.rank()) - 1));
+}
+
+bool softmax_supports(const Node& n) { return n.inputs.size() == 1 && all_f32(n) && is_last_axis(n, 0); }
 
 std::unique_ptr<Kernel> make_softmax(const Node& n, const Launch& l) {
   return std::make_unique<RowKernel>(n.op_type == "LogSoftmax" ? Row::log_softmax : Row::softmax, 0.f, l.stream);
@@ -144,7 +144,7 @@ std::unique_ptr<Kernel> make_softmax(const Node& n, const Launch& l) {
 bool layer_norm_supports(const Node& n) {
   for (size_t i = 1; i < n.outputs.size(); ++i)
     if (n.outputs[i]) return false;  // mean / inverse std outputs: not yet
-  return all_f32(n) && n.inputs.size() >= 2 && n.inputs[1] && last_axis(n, -1) && n.attr_int("stash_type", 1) == 1;
+  return all_f32(n) && n.inputs.size() >= 2 && n.inputs[1] && is_last_axis(n, 0) && n.attr_int("stash_type", 1) == 1;
 }
 
 std::unique_ptr<Kernel> make_layer_norm(const Node& n, const Launch& l) {

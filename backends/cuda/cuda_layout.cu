@@ -69,13 +69,6 @@ Blocks blocks_of(const Tensor& whole, int64_t axis) {
   return b;
 }
 
-int64_t axis_of(const Node& n, const Tensor& t) {
-  int64_t axis = n.attr_int("axis", 0);
-  if (axis < 0) axis += int64_t(t.rank());
-  CB_CHECK(axis >= 0 && axis < int64_t(t.rank()), n.describe() << ": axis out of range for rank " << t.rank());
-  return axis;
-}
-
 void copy_block(const Node& n, cudaStream_t s, float* dst, int64_t dst_row, const float* src, int64_t src_row,
                 int64_t width, int64_t rows) {
   if (width == 0 || rows == 0) return;
@@ -95,7 +88,7 @@ class ConcatKernel : public Kernel {
   explicit ConcatKernel(const Launch& l) : launch_(l) {}
   void run(KernelContext& ctx) override {
     Tensor& y = ctx.out(0);
-    const int64_t axis = axis_of(ctx.node, y);
+    const int64_t axis = axis_attribute(ctx.node, y.rank());
     const Blocks b = blocks_of(y, axis);
     const int64_t row = y.dim(size_t(axis)) * b.inner;
     int64_t at = 0;
@@ -116,7 +109,7 @@ class SplitKernel : public Kernel {
   explicit SplitKernel(const Launch& l) : launch_(l) {}
   void run(KernelContext& ctx) override {
     const Tensor& x = ctx.in(0);
-    const int64_t axis = axis_of(ctx.node, x);
+    const int64_t axis = axis_attribute(ctx.node, x.rank());
     const Blocks b = blocks_of(x, axis);
     const int64_t row = x.dim(size_t(axis)) * b.inner;
     int64_t at = 0;
@@ -155,38 +148,34 @@ __global__ void gather_kernel(const float* x, const I* index, float* y, long lon
 class GatherKernel : public Kernel {
  public:
   explicit GatherKernel(const Launch& l) : launch_(l) {}
-  ~GatherKernel() override {
-    if (bad_) cudaFree(bad_);
-  }
   void run(KernelContext& ctx) override {
     const Node& node = ctx.node;
     const Tensor &x = ctx.in(0), &index = ctx.in(1);
     Tensor& y = ctx.out(0);
-    const int64_t axis = axis_of(node, x);
+    const int64_t axis = axis_attribute(node, x.rank());
     const Blocks b = blocks_of(x, axis);
     const int64_t size = x.dim(size_t(axis)), count = index.numel();
     if (y.numel() == 0) return;
-    if (!bad_) check_cuda(node, cudaMalloc(&bad_, sizeof(int)), "cudaMalloc");
-    check_cuda(node, cudaMemsetAsync(bad_, 0, sizeof(int), launch_.stream), "cudaMemsetAsync");
+    int* bad = bad_.reset(node, launch_.stream);
     const long long n = y.numel();
-    if (index.dtype() == DType::i64) CB_LAUNCH(gather_kernel<int64_t>, grid_for(n), kThreads, 0, launch_.stream)
-    (x.data<float>(), index.data<int64_t>(), y.data<float>(), b.outer, count, size, b.inner, bad_);
-    else CB_LAUNCH(gather_kernel<int32_t>, grid_for(n), kThreads, 0, launch_.stream)(
-        x.data<float>(), index.data<int32_t>(), y.data<float>(), b.outer, count, size, b.inner, bad_);
+    if (index.dtype() == DType::i64) {
+      CB_LAUNCH(gather_kernel<int64_t>, grid_for(n), kThreads, 0, launch_.stream)
+      (x.data<float>(), index.data<int64_t>(), y.data<float>(), b.outer, count, size, b.inner, bad);
+    } else {
+      CB_LAUNCH(gather_kernel<int32_t>, grid_for(n), kThreads, 0, launch_.stream)
+      (x.data<float>(), index.data<int32_t>(), y.data<float>(), b.outer, count, size, b.inner, bad);
+    }
     check_launch(node);
     // An index out of range is an error, as on the host: this waits for the
     // gather (an embedding lookup, once per forward).
-    int bad = 0;
-    check_cuda(node, cudaMemcpyAsync(&bad, bad_, sizeof(int), cudaMemcpyDeviceToHost, launch_.stream),
-               "cudaMemcpyAsync");
-    check_cuda(node, cudaStreamSynchronize(launch_.stream), "cudaStreamSynchronize");
-    CB_CHECK(!bad, node.describe() << ": an index is out of range for the gather axis of size " << size
-                                   << " (input shapes " << dims_str(x.dims()) << ", " << dims_str(index.dims()) << ")");
+    CB_CHECK(!bad_.raised(node, launch_.stream),
+             node.describe() << ": an index is out of range for the gather axis of size " << size << " (input shapes "
+                             << dims_str(x.dims()) << ", " << dims_str(index.dims()) << ")");
   }
 
  private:
   Launch launch_;
-  int* bad_ = nullptr;
+  DeviceFlag bad_;
 };
 
 // ---- Cast to f32 ----

@@ -151,7 +151,6 @@ struct Block {
   size_t scheduler_stack_size = 0;
   std::vector<uint64_t> warp_slots;
   std::vector<std::max_align_t> shared;  // dynamic shared memory
-  size_t shared_bytes = 0;
   std::string error;
 };
 
@@ -343,7 +342,6 @@ void launch(const void* kernel, dim3 grid, dim3 block_dims, size_t shared, const
   // Fresh shared memory per launch, at its exact size, so that an access past
   // it meets the sanitizers.
   b.shared.resize((shared + sizeof(std::max_align_t) - 1) / sizeof(std::max_align_t));
-  b.shared_bytes = shared;
   Block* outer = t_block;
   t_block = &b;
   for (unsigned z = 0; z < grid.z; ++z)
